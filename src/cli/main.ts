@@ -1,0 +1,40 @@
+// crate-ts command-line entry point: a dispatcher over one module per command.
+// Each command module exports `run(argv: string[]): Promise<number>` (the exit code).
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: (argv: string[]) => Promise<number> }> }> = {
+  audit: { summary: 'compare a backend with a fixture or with the float64 reference', load: () => import('./audit.js') },
+  fixture: { summary: 'write a fixture computed by the reference', load: () => import('./fixture.js') },
+};
+
+export function usage(): string {
+  const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`);
+  return ['usage: crate-ts <command> [options]   (crate-ts <command> --help for its options)', '', 'commands:', ...rows].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    console.log(usage());
+    return cmd === undefined ? 2 : 0;
+  }
+  const entry = COMMANDS[cmd];
+  if (!entry) {
+    console.error(`crate-ts: unknown command '${cmd}'\n\n${usage()}`);
+    return 2;
+  }
+  let mod: { run: (argv: string[]) => Promise<number> };
+  try {
+    mod = await entry.load();
+  } catch (err) {
+    console.error(`crate-ts ${cmd}: this command is not available in this build (${(err as Error).message})`);
+    return 2;
+  }
+  try {
+    return await mod.run(rest);
+  } catch (err) {
+    const e = err as Error;
+    console.error(`crate-ts ${cmd}: ${e.message}`);
+    if (process.env.CRATE_TS_DEBUG) console.error(e.stack);
+    return 1;
+  }
+}
