@@ -1,0 +1,234 @@
+// The differential suite: every operator of the Backend interface, forward and backward, on each
+// native backend, against the float64 reference on the same (float32-rounded) inputs, with
+// shapes and values drawn by fast-check: sizes that are not multiples of any tile or vector width,
+// T = 1, one head, large magnitudes, exact zeros at ReLU thresholds, ignored targets.
+// Tolerances: src/audit/tolerances.ts (one entry per operator and direction, with the reasoning).
+import { describe, test, expect } from 'vitest';
+import fc from 'fast-check';
+import type { Backend } from '../src/backend/types.js';
+import { ReferenceBackend } from '../src/backend/reference.js';
+import { compareTensors } from '../src/audit/compare.js';
+import { OP_TOLERANCE, type OpName } from '../src/audit/tolerances.js';
+import type { Tolerance } from '../src/audit/compare.js';
+import { Rng } from '../src/util/rng.js';
+import { nativeBackends } from './helpers/backends.js';
+
+const ref = new ReferenceBackend();
+const natives = await nativeBackends();
+const RUNS = Number(process.env.CRATE_TS_DIFF_RUNS ?? 15);
+
+/** float32-representable random values: N(0, scale²) (+ offset). */
+function f32(rng: Rng, n: number, scale = 1, offset = 0): Float64Array {
+  const a = new Float64Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.fround(offset + scale * rng.normal());
+  return a;
+}
+function ints(rng: Rng, n: number, V: number): Int32Array { return Int32Array.from({ length: n }, () => rng.int(V)); }
+
+type Inputs = Record<string, Float64Array>;
+/** Run `body` on a backend with the inputs uploaded; return the named outputs on the host. */
+function onBackend<B>(be: Backend<B>, inputs: Inputs, outputs: Record<string, number>, body: (t: Record<string, B>) => void): Record<string, Float64Array> {
+  const bufs: Record<string, B> = {};
+  for (const [k, v] of Object.entries(inputs)) { bufs[k] = be.alloc(v.length); be.upload(bufs[k], v); }
+  for (const [k, n] of Object.entries(outputs)) { if (!(k in bufs)) bufs[k] = be.alloc(n); }
+  try {
+    body(bufs);
+    const res: Record<string, Float64Array> = {};
+    for (const k of Object.keys(outputs)) res[k] = be.download(bufs[k]);
+    return res;
+  } finally {
+    for (const b of Object.values(bufs)) be.free(b);
+  }
+}
+
+function expectClose(backend: string, op: string, seed: number, got: Record<string, Float64Array>, want: Record<string, Float64Array>, tol: Tolerance): void {
+  for (const k of Object.keys(want)) {
+    const r = compareTensors(k, got[k], want[k], tol);
+    expect(r.pass, `${backend} ${op} seed=${seed}: ${k}[${r.worstIndex}] = ${r.worstGot}, reference ${r.worstRef} (max abs ${r.maxAbsErr}, rel ${r.maxRelErr}, tol ${r.atol} + ${r.rtol}|ref|)`).toBe(true);
+  }
+}
+
+const seed = fc.integer({ min: 1, max: 2 ** 30 });
+const odd = (min: number, max: number) => fc.integer({ min, max });
+
+for (const nat of natives) {
+  const suite = nat.backend ? describe : describe.skip;
+  suite(`differential: ${nat.name} vs reference${nat.skip ? ` (skipped: ${nat.skip})` : ''}`, () => {
+    const be = nat.backend as Backend<unknown>;
+    /** Run the same body on the native backend and the reference; compare every output. */
+    const check = (op: OpName, dir: 'forward' | 'backward', s: number, inputs: Inputs, outputs: Record<string, number>, body: <B>(be: Backend<B>, t: Record<string, B>) => void) => {
+      const got = onBackend(be, inputs, outputs, (t) => body(be, t));
+      const want = onBackend(ref, inputs, outputs, (t) => body(ref, t));
+      expectClose(nat.name, `${op} ${dir}`, s, got, want, OP_TOLERANCE[op][dir]);
+    };
+
+    test(`${nat.name}: embedding forward and backward (repeated ids accumulate)`, () => {
+      fc.assert(fc.property(seed, odd(1, 3), odd(1, 9), odd(1, 37), odd(1, 13), (s, B, T, C, V) => {
+        const rng = new Rng(s), idx = ints(rng, B * T, V);
+        const inputs = { wte: f32(rng, V * C), wpe: f32(rng, T * C), dout: f32(rng, B * T * C) };
+        check('embedding', 'forward', s, inputs, { out: B * T * C }, (b, t) => b.embeddingForward(t.out, idx, t.wte, t.wpe, B, T, C));
+        check('embedding', 'backward', s, { ...inputs, dwte: f32(rng, V * C), dwpe: f32(rng, T * C) }, { dwte: 0, dwpe: 0 }, (b, t) => b.embeddingBackward(t.dwte, t.dwpe, t.dout, idx, B, T, C));
+      }), { numRuns: RUNS });
+    });
+
+    test(`${nat.name}: layernorm forward and backward (large offsets)`, () => {
+      fc.assert(fc.property(seed, odd(1, 17), odd(1, 70), fc.constantFrom(0, 1, 1000), fc.boolean(), (s, N, C, off, withBias) => {
+        const rng = new Rng(s);
+        const inputs: Inputs = { inp: f32(rng, N * C, 1, off), w: f32(rng, C), bias: f32(rng, C), dout: f32(rng, N * C), dw: f32(rng, C), db: f32(rng, C) };
+        check('layernorm', 'forward', s, inputs, { out: N * C, mean: N, rstd: N }, (b, t) => b.layernormForward(t.out, t.mean, t.rstd, t.inp, t.w, withBias ? t.bias : null, N, C, 1e-5));
+        check('layernorm', 'backward', s, inputs, { dinp: N * C, dw: 0, db: 0, mean: N, rstd: N, out: N * C }, (b, t) => {
+          b.layernormForward(t.out, t.mean, t.rstd, t.inp, t.w, withBias ? t.bias : null, N, C, 1e-5);
+          b.layernormBackward(t.dinp, t.dw, withBias ? t.db : null, t.dout, t.inp, t.w, t.mean, t.rstd, N, C);
+        });
+      }), { numRuns: RUNS });
+    });
+
+    test(`${nat.name}: linear forward and backward (odd sizes, with and without bias, accumulation)`, () => {
+      fc.assert(fc.property(seed, odd(1, 67), odd(1, 71), odd(1, 69), fc.boolean(), fc.constantFrom(1, 100), (s, N, C, OC, withBias, scale) => {
+        const rng = new Rng(s);
+        const inputs: Inputs = { x: f32(rng, N * C, scale), W: f32(rng, OC * C), b: f32(rng, OC), dout: f32(rng, N * OC), dW: f32(rng, OC * C), db: f32(rng, OC) };
+        check('linear', 'forward', s, inputs, { out: N * OC }, (b, t) => b.linearForward(t.out, t.x, t.W, withBias ? t.b : null, N, C, OC));
+        check('linear', 'backward', s, inputs, { dx: N * C, dW: 0, db: 0 }, (b, t) => b.linearBackward(t.dx, t.dW, withBias ? t.db : null, t.dout, t.x, t.W, N, C, OC));
+      }), { numRuns: RUNS });
+    });
+
+    test(`${nat.name}: relu forward and backward (exact zeros give zero gradient)`, () => {
+      fc.assert(fc.property(seed, odd(1, 300), (s, n) => {
+        const rng = new Rng(s);
+        const inp = f32(rng, n);
+        for (let i = 0; i < n; i += 3) inp[i] = 0;
+        if (n > 1) inp[1] = -0;
+        check('relu', 'forward', s, { inp, dout: f32(rng, n) }, { out: n, dinp: n }, (b, t) => { b.reluForward(t.out, t.inp); b.reluBackward(t.dinp, t.dout, t.out); });
+      }), { numRuns: RUNS });
+    });
+
+    const attnArb = fc.record({ s: seed, B: odd(1, 3), T: odd(1, 40), NH: odd(1, 4), p: odd(1, 19), scale: fc.constantFrom(0.3, 1, 4) });
+
+    test(`${nat.name}: MSSA (q = k = v) forward and backward`, () => {
+      fc.assert(fc.property(attnArb, ({ s, B, T, NH, p, scale }) => {
+        const rng = new Rng(s), C = NH * p, n = B * T * C;
+        const inputs = { v: f32(rng, n, scale), dy: f32(rng, n) };
+        const sv = (b: Backend<unknown>) => b.attentionSavedSize(B, NH, T);
+        const outs = { y: n };
+        check('mssa', 'forward', s, inputs, outs, (b, t) => { const st = b.alloc(sv(b as Backend<unknown>)); b.mssaForward(t.y, st, t.v, B, T, C, NH); b.free(st); });
+        check('mssa', 'backward', s, inputs, { dv: n }, (b, t) => {
+          const st = b.alloc(sv(b as Backend<unknown>)), y = b.alloc(n);
+          b.mssaForward(y, st, t.v, B, T, C, NH); b.mssaBackward(t.dv, t.dy, t.v, y, st, B, T, C, NH);
+          b.free(st); b.free(y);
+        });
+      }), { numRuns: RUNS });
+    });
+
+    test(`${nat.name}: GPT-2 attention (separate q, k, v) forward and backward`, () => {
+      fc.assert(fc.property(attnArb, ({ s, B, T, NH, p, scale }) => {
+        const rng = new Rng(s), C = NH * p, n = B * T * C;
+        const inputs = { qkv: f32(rng, 3 * n, scale), dy: f32(rng, n) };
+        check('attention', 'forward', s, inputs, { y: n }, (b, t) => { const st = b.alloc(b.attentionSavedSize(B, NH, T)); b.attentionForward(t.y, st, t.qkv, B, T, C, NH); b.free(st); });
+        check('attention', 'backward', s, inputs, { dqkv: 3 * n }, (b, t) => {
+          const st = b.alloc(b.attentionSavedSize(B, NH, T)), y = b.alloc(n);
+          b.attentionForward(y, st, t.qkv, B, T, C, NH); b.attentionBackward(t.dqkv, t.dy, t.qkv, y, st, B, T, C, NH);
+          b.free(st); b.free(y);
+        });
+      }), { numRuns: RUNS });
+    });
+
+    test(`${nat.name}: overcomplete ISTA forward and backward (1-3 steps, odd widths)`, () => {
+      fc.assert(fc.property(seed, odd(1, 40), odd(1, 37), odd(1, 4), odd(1, 3), (s, N, C, factor, steps) => {
+        const rng = new Rng(s), H = factor * C, eta = 0.1, lam = 0.1;
+        const inputs: Inputs = { u: f32(rng, N * C, 1), A: f32(rng, H * C, Math.sqrt(2 / C)), dout: f32(rng, N * C), dA: f32(rng, H * C) };
+        check('ista', 'forward', s, inputs, { out: N * C, codes: steps * N * H }, (b, t) => b.istaForward(t.out, t.codes, t.u, t.A, N, C, H, eta, lam, steps));
+        // backward on the reference's own codes (float32-rounded), so both see the same ReLU masks
+        const codes = onBackend(ref, inputs, { codes: steps * N * H, out: N * C }, (t) => ref.istaForward(t.out, t.codes, t.u, t.A, N, C, H, eta, lam, steps)).codes.map(Math.fround);
+        check('ista', 'backward', s, { ...inputs, codes }, { du: N * C, dA: 0 }, (b, t) => b.istaBackward(t.du, t.dA, t.dout, t.u, t.A, t.codes, N, C, H, eta, lam, steps));
+      }), { numRuns: RUNS });
+    });
+
+    test(`${nat.name}: ISTA entries exactly at the threshold are zero in forward and pass no gradient`, () => {
+      // one atom e_0 and u_0 = λ: the first step's pre-activation η·u_0 − ηλ is exactly 0 (η = 0.5, λ = 0.25)
+      const C = 3, H = 1, inputs = { u: Float64Array.from([0.25, 1, -2]), A: Float64Array.from([1, 0, 0]), dout: Float64Array.from([1, 1, 1]) };
+      const got = onBackend(be, inputs, { out: C, codes: H, du: C, dA: H * C }, (t) => {
+        be.istaForward(t.out, t.codes, t.u, t.A, 1, C, H, 0.5, 0.25, 1);
+        be.istaBackward(t.du, t.dA, t.dout, t.u, t.A, t.codes, 1, C, H, 0.5, 0.25, 1);
+      });
+      expect(Array.from(got.codes)).toEqual([0]);
+      expect(Array.from(got.out)).toEqual([0, 0, 0]);
+      expect(Array.from(got.du)).toEqual([0, 0, 0]);
+      expect(Array.from(got.dA)).toEqual([0, 0, 0]);
+    });
+
+    test(`${nat.name}: complete ISTA (paper B) forward and backward`, () => {
+      fc.assert(fc.property(seed, odd(1, 40), odd(1, 37), (s, N, C) => {
+        const rng = new Rng(s), eta = 0.1, lam = 0.1;
+        const inputs: Inputs = { x: f32(rng, N * C), W: f32(rng, C * C, 1 / Math.sqrt(C)), dout: f32(rng, N * C), dW: f32(rng, C * C) };
+        check('istaComplete', 'forward', s, inputs, { out: N * C }, (b, t) => b.istaCompleteForward(t.out, t.x, t.W, N, C, eta, lam));
+        const out = onBackend(ref, inputs, { out: N * C }, (t) => ref.istaCompleteForward(t.out, t.x, t.W, N, C, eta, lam)).out.map(Math.fround);
+        check('istaComplete', 'backward', s, { ...inputs, out }, { dx: N * C, dW: 0 }, (b, t) => b.istaCompleteBackward(t.dx, t.dW, t.dout, t.x, t.W, t.out, N, C, eta, lam));
+      }), { numRuns: RUNS });
+    });
+
+    test(`${nat.name}: cross-entropy fused with softmax backward (ignored targets, large logits)`, () => {
+      fc.assert(fc.property(seed, odd(1, 33), odd(2, 700), fc.constantFrom(1, 30), fc.constantFrom(1, 0.25), (s, N, V, scale, gradScale) => {
+        const rng = new Rng(s);
+        const targets = Int32Array.from({ length: N }, (_, n) => (n > 0 && rng.uniform() < 0.2 ? -1 : rng.int(V)));
+        const inputs = { logits: f32(rng, N * V, scale) };
+        const losses: number[] = [];
+        check('crossEntropy', 'backward', s, inputs, { dlogits: N * V }, (b, t) => { losses.push(b.crossEntropyForward(t.dlogits, t.logits, targets, N, V, gradScale)); });
+        expectClose(nat.name, 'crossEntropy forward', s, { loss: Float64Array.of(losses[0]) }, { loss: Float64Array.of(losses[1]) }, OP_TOLERANCE.crossEntropy.forward);
+        // forward-only call gives the same loss
+        const fwdOnly = onBackend(be, inputs, {}, (t) => { losses.push(be.crossEntropyForward(null, t.logits, targets, N, V, 1)); });
+        expect(fwdOnly).toEqual({});
+        expect(losses[2]).toBe(losses[0]);
+      }), { numRuns: RUNS });
+      // every target ignored: NaN, like PyTorch's mean over nothing
+      const allIgnored = onBackend(be, { l: Float64Array.from([1, 2, 3]) }, {}, (t) => { expect(Number.isNaN(be.crossEntropyForward(null, t.l, Int32Array.from([-1]), 1, 3, 1))).toBe(true); });
+      expect(allIgnored).toEqual({});
+    });
+
+    test(`${nat.name}: AdamW update (several steps, with and without weight decay)`, () => {
+      fc.assert(fc.property(seed, odd(1, 500), fc.constantFrom(0, 0.1), (s, n, wd) => {
+        const rng = new Rng(s);
+        const inputs = { p: f32(rng, n), g: f32(rng, n, 1e-3), m: f32(rng, n, 1e-4), v: Float64Array.from(f32(rng, n, 1e-4), (x) => Math.fround(x * x)) };
+        check('adamw', 'forward', s, inputs, { p: 0, m: 0, v: 0 }, (b, t) => { for (let step = 1; step <= 3; step++) b.adamwUpdate(t.p, t.g, t.m, t.v, 1e-3, 0.9, 0.95, 1e-8, wd, step); });
+      }), { numRuns: RUNS });
+    });
+
+    test(`${nat.name}: elementwise helpers (add with aliasing, scale, sumSquares, allFinite, fill, copy, view)`, () => {
+      fc.assert(fc.property(seed, odd(1, 1000), (s, n) => {
+        const rng = new Rng(s);
+        const inputs = { a: f32(rng, n), b: f32(rng, n) };
+        check('elementwise', 'forward', s, inputs, { a: 0, c: n }, (b, t) => { b.add(t.c, t.a, t.b); b.add(t.a, t.a, t.c); b.scale(t.a, 0.5); });
+        const ss: number[] = [];
+        for (const bk of [be, ref] as Backend<unknown>[]) onBackend(bk, inputs, {}, (t) => { ss.push(bk.sumSquares(t.a)); });
+        expect(Math.abs(ss[0] - ss[1])).toBeLessThanOrEqual(1e-6 * ss[1]);
+      }), { numRuns: RUNS });
+      const got = onBackend(be, { a: Float64Array.from([1, 2, 3, 4, 5]) }, { a: 0, c: 5 }, (t) => {
+        expect(be.allFinite(t.a)).toBe(true);
+        const v = be.view(t.a, 1, 3);
+        expect(be.size(v)).toBe(3);
+        be.fill(v, 7);
+        be.copy(t.c, t.a);
+        be.upload(be.view(t.c, 4, 1), [Infinity]);
+        expect(be.allFinite(t.c)).toBe(false);
+        expect(be.allFinite(be.view(t.c, 0, 4))).toBe(true);
+      });
+      expect(Array.from(got.a)).toEqual([1, 7, 7, 7, 5]);
+      expect(Array.from(got.c)).toEqual([1, 7, 7, 7, Infinity]);
+    });
+
+    test(`${nat.name}: no native buffer leaks across the suite's operations`, () => {
+      const before = be.liveBuffers();
+      const rng = new Rng(1);
+      onBackend(be, { x: f32(rng, 100), W: f32(rng, 50) }, { out: 20 }, (t) => be.linearForward(t.out, t.x, t.W, null, 20, 5, 1));
+      expect(be.liveBuffers()).toBe(before);
+      const b = be.alloc(10);
+      expect(be.liveBuffers()).toBe(before + 1);
+      be.free(b);
+      expect(be.liveBuffers()).toBe(before);
+    });
+  });
+}
+
+test('differential suite: at least the reference is available, and each native backend is either tested or skipped with a reason', () => {
+  for (const n of natives) expect(n.backend !== undefined || (n.skip ?? '').length > 0).toBe(true);
+  expect(ref.liveBuffers()).toBe(0);
+});
