@@ -64,9 +64,9 @@ describe('fixtures: reference backend', () => {
       writeFileSync(p, serializeSafetensors(tensors, meta));
       return p;
     };
-    expect(() => auditFixture(loadFixture(drop('transformer.h.0.ista.weight')), be, FIXTURE_TOLERANCE.reference)).toThrow(/missing tensor transformer\.h\.0\.ista\.weight/);
+    expect(() => auditFixture(loadFixture(drop('transformer.h.0.ista.weight')), be, FIXTURE_TOLERANCE.reference)).toThrow(/missing tensors: transformer\.h\.0\.ista\.weight/);
     expect(() => loadFixture(drop('idx'))).toThrow(/fixture has no 'idx' tensor/);
-    expect(() => loadFixture(drop('x', { ...file.metadata, config: '{"vocab_size": 3' }))).toThrow(/'config' is not valid JSON/);
+    expect(() => loadFixture(drop('x', { ...file.metadata, config: '{"vocab_size": 3' }))).toThrow(/"config" is not valid JSON/);
     expect(() => loadFixture(join(dir, 'absent.safetensors'))).toThrow(/absent\.safetensors/);
   });
 });

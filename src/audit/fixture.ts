@@ -22,7 +22,13 @@ const NON_PARAM = (n: string): boolean => n === 'idx' || n === 'targets' || n ==
 
 export function loadFixture(path: string): Fixture {
   const file = readSafetensors(path);
+  // fixtures made by scripts/make_fixture.py carry the architecture as its own metadata entry
   const config = configFromMetadata(file.metadata, path);
+  const arch = file.metadata.arch;
+  if (arch !== undefined) {
+    if (arch !== 'crate' && arch !== 'crate-complete' && arch !== 'gpt2') throw new Error(`${path}: metadata 'arch' is '${arch}', expected crate, crate-complete or gpt2`);
+    config.arch = arch;
+  }
   const need = (name: string): TensorEntry => {
     const t = file.tensors.get(name);
     if (!t) throw new Error(`${path}: fixture has no '${name}' tensor`);

@@ -1,0 +1,142 @@
+// Benchmarks: training steps (forward + backward + AdamW) of the configs of issue B, the MSSA and
+// ISTA blocks alone, and a 1024³ matrix product, per backend. Medians over timed repetitions
+// after warm-up; the FLOP count of each measurement is stated beside it.
+import type { Backend } from '../backend/types.js';
+import { LanguageModel } from '../model/lm.js';
+import { makeConfig, type ModelConfig } from '../model/config.js';
+import { AdamW } from '../train/optimizer.js';
+import { Rng } from '../util/rng.js';
+
+export interface BenchRow {
+  config: string;
+  backend: string;
+  threads?: number;
+  /** Median milliseconds per step (or per call for kernels). */
+  msPerStep: number;
+  /** All timed repetitions, ms. */
+  samples: number[];
+  tokensPerSec: number;
+  gflops: number;
+  flopFormula: string;
+}
+
+export interface StepConfig { name: string; model: Partial<ModelConfig>; B: number; T: number }
+
+/** The training-step configs of issue B (C-*) and the paper's GPU configs (issue D). */
+export const STEP_CONFIGS: StepConfig[] = [
+  { name: 'C-char', model: { vocabSize: 256, nLayer: 2, nHead: 4, nEmbd: 128, blockSize: 128 }, B: 16, T: 128 },
+  { name: 'C-small', model: { vocabSize: 50304, nLayer: 4, nHead: 4, nEmbd: 256, blockSize: 128 }, B: 8, T: 128 },
+  { name: 'C-1L', model: { vocabSize: 50304, nLayer: 1, nHead: 8, nEmbd: 512, blockSize: 256 }, B: 4, T: 256 },
+];
+
+export const KERNEL_CONFIGS = ['mssa-fwd', 'mssa-fwdbwd', 'ista-fwd', 'ista-fwdbwd', 'matmul-1024'] as const;
+
+/** FLOP per training step: 3 × [2Vd + L(36d² + 4Td)] per token (notes/CPU.md; ISTA's matrix is used 4 times). */
+export function stepFlops(c: ModelConfig, B: number, T: number): number {
+  const d = c.nEmbd;
+  return 3 * (2 * c.vocabSize * d + c.nLayer * (36 * d * d + 4 * T * d)) * B * T;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+function time(fn: () => void, warmup: number, reps: number): number[] {
+  for (let i = 0; i < warmup; i++) fn();
+  const out: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = process.hrtime.bigint();
+    fn();
+    out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return out;
+}
+
+function row(config: string, backend: string, samples: number[], tokens: number, flops: number, formula: string, threads?: number): BenchRow {
+  const ms = median(samples);
+  return { config, backend, threads, msPerStep: ms, samples, tokensPerSec: tokens / (ms / 1e3), gflops: flops / (ms / 1e3) / 1e9, flopFormula: formula };
+}
+
+/** Median time of a full training step: forward, backward, gradient clipping, AdamW. */
+export function benchStep<Buf>(be: Backend<Buf>, sc: StepConfig, opts: { warmup: number; steps: number; threads?: number }): BenchRow {
+  const cfg = makeConfig(undefined, sc.model);
+  const model = new LanguageModel(be, cfg, { seed: 1 });
+  const opt = new AdamW(model);
+  const rng = new Rng(2), n = sc.B * sc.T;
+  const idx = Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize));
+  const tg = Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize));
+  try {
+    const samples = time(() => {
+      model.zeroGrad();
+      model.forward(idx, sc.B, sc.T, tg, { returnLogits: false });
+      model.backward();
+      opt.step(1e-4);
+    }, opts.warmup, opts.steps);
+    return row(sc.name, be.name, samples, n, stepFlops(cfg, sc.B, sc.T), '3·[2Vd + L(36d² + 4Td)]·B·T', opts.threads);
+  } finally {
+    opt.free();
+    model.free();
+  }
+}
+
+/** The MSSA block (LN → shared projection → causal attention → c_proj) or the ISTA block (LN → 2 ISTA steps → decode). */
+export function benchKernel<Buf>(be: Backend<Buf>, name: (typeof KERNEL_CONFIGS)[number], opts: { warmup: number; steps: number; threads?: number }): BenchRow {
+  const rng = new Rng(3);
+  const bufs: Buf[] = [];
+  const mk = (n: number, scale = 1): Buf => {
+    const b = be.alloc(n);
+    bufs.push(b);
+    if (scale !== 0) be.upload(b, Float64Array.from({ length: n }, () => scale * rng.normal()));
+    return b;
+  };
+  try {
+    if (name === 'matmul-1024') {
+      const M = 1024, x = mk(M * M), w = mk(M * M), out = mk(M * M, 0);
+      const samples = time(() => be.linearForward(out, x, w, null, M, M, M), opts.warmup, opts.steps);
+      return row(name, be.name, samples, 0, 2 * M * M * M, '2·M·N·K', opts.threads);
+    }
+    if (name.startsWith('mssa')) {
+      const B = 8, T = 256, C = 512, NH = 8, N = B * T;
+      const x = mk(N * C), lnw = mk(C), lnb = mk(C), wa = mk(C * C, 0.02), wp = mk(C * C, 0.02), bp = mk(C);
+      const ln = mk(N * C, 0), mean = mk(N, 0), rstd = mk(N, 0), v = mk(N * C, 0), y = mk(N * C, 0), o = mk(N * C, 0);
+      const st = mk(be.attentionSavedSize(B, NH, T), 0);
+      const dln = mk(N * C, 0), dv = mk(N * C, 0), dy = mk(N * C, 0), dx = mk(N * C, 0), dout = mk(N * C);
+      const g = { lnw: mk(C, 0), lnb: mk(C, 0), wa: mk(C * C, 0), wp: mk(C * C, 0), bp: mk(C, 0) };
+      const fwd = () => {
+        be.layernormForward(ln, mean, rstd, x, lnw, lnb, N, C, 1e-5);
+        be.linearForward(v, ln, wa, null, N, C, C);
+        be.mssaForward(y, st, v, B, T, C, NH);
+        be.linearForward(o, y, wp, bp, N, C, C);
+      };
+      const bwd = () => {
+        be.linearBackward(dy, g.wp, g.bp, dout, y, wp, N, C, C);
+        be.mssaBackward(dv, dy, v, y, st, B, T, C, NH);
+        be.linearBackward(dln, g.wa, null, dv, ln, wa, N, C, C);
+        be.layernormBackward(dx, g.lnw, g.lnb, dln, x, lnw, mean, rstd, N, C);
+      };
+      const both = name === 'mssa-fwdbwd';
+      const samples = time(() => { fwd(); if (both) bwd(); }, opts.warmup, opts.steps);
+      const f = 4 * C * C * N + 4 * T * C * N; // projections + QKᵀ and PV (full, as in the step formula)
+      return row(name, be.name, samples, N, both ? 3 * f : f, both ? '3·(4d² + 4Td)·N' : '(4d² + 4Td)·N', opts.threads);
+    }
+    const N = 2048, C = 512, H = 4 * C;
+    const x = mk(N * C), lnw = mk(C), lnb = mk(C), A = mk(H * C, Math.sqrt(2 / C));
+    const ln = mk(N * C, 0), mean = mk(N, 0), rstd = mk(N, 0), codes = mk(2 * N * H, 0), out = mk(N * C, 0);
+    const dout = mk(N * C), dln = mk(N * C, 0), dx = mk(N * C, 0), dA = mk(H * C, 0), dlnw = mk(C, 0), dlnb = mk(C, 0);
+    const both = name === 'ista-fwdbwd';
+    const samples = time(() => {
+      be.layernormForward(ln, mean, rstd, x, lnw, lnb, N, C, 1e-5);
+      be.istaForward(out, codes, ln, A, N, C, H, 0.1, 0.1, 2);
+      if (both) {
+        be.istaBackward(dln, dA, dout, ln, A, codes, N, C, H, 0.1, 0.1, 2);
+        be.layernormBackward(dx, dlnw, dlnb, dln, x, lnw, mean, rstd, N, C);
+      }
+    }, opts.warmup, opts.steps);
+    const f = 4 * 2 * C * H * N; // four d×4d products
+    return row(name, be.name, samples, N, both ? 3 * f : f, both ? '3·4·(2·d·4d)·N' : '4·(2·d·4d)·N', opts.threads);
+  } finally {
+    for (const b of bufs) be.free(b);
+  }
+}
