@@ -32,11 +32,15 @@ export function ulpF32(x: number): number {
   return Math.pow(2, Math.floor(Math.log2(a)) - 23);
 }
 
-export function compareTensors(name: string, got: ArrayLike<number>, ref: ArrayLike<number>, tol: Tolerance): CompareRow {
+/**
+ * Compare element by element. `scale` (optional) is the tensor's natural magnitude when the
+ * reference may be exactly zero everywhere; the absolute floor is atolScale·max(max|ref|, scale).
+ */
+export function compareTensors(name: string, got: ArrayLike<number>, ref: ArrayLike<number>, tol: Tolerance, scale = 0): CompareRow {
   if (got.length !== ref.length) throw new Error(`compare ${name}: got ${got.length} elements, reference has ${ref.length}`);
   let refMax = 0;
   for (let i = 0; i < ref.length; i++) if (Number.isFinite(ref[i])) refMax = Math.max(refMax, Math.abs(ref[i]));
-  const atol = tol.atolScale * refMax;
+  const atol = tol.atolScale * Math.max(refMax, scale);
   let maxAbs = 0, maxRel = 0, maxUlp = 0, worstRatio = -1, worst = 0, firstNonFinite = -1, pass = true;
   for (let i = 0; i < ref.length; i++) {
     const g = got[i], r = ref[i];

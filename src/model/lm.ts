@@ -286,6 +286,41 @@ export class LanguageModel<Buf = unknown> {
     return this.backend.download(next);
   }
 
+  /**
+   * Every intermediate tensor of the latest forward, in execution order, named after the operator
+   * that produced it (`h.0.ln_1`, `h.0.attn.c_attn`, `h.0.attn.mssa`, `h.0.attn.c_proj+residual`,
+   * `h.0.ln_2`, `h.0.ista.a1`, …, `h.0.ista.decode`, …, `ln_f`, `logits`). Used by the
+   * cross-backend audit to locate where two backends start to disagree or where a NaN appears.
+   */
+  activations(): { name: string; layer: number; data: Float64Array }[] {
+    const c = this.config, be = this.backend, [B, T] = this.shapeBT, N = B * T, H = c.overcomplete * c.nEmbd;
+    if (this.layers.length === 0) throw new Error('activations(): run forward first');
+    const out: { name: string; layer: number; data: Float64Array }[] = [];
+    const add = (name: string, layer: number, buf: Buf) => out.push({ name, layer, data: be.download(buf) });
+    add('embedding', -1, this.layers[0].x);
+    for (let l = 0; l < c.nLayer; l++) {
+      const a = this.layers[l], next = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL, p = `h.${l}.`;
+      add(p + 'ln_1', l, a.ln1);
+      add(p + 'attn.c_attn', l, a.qkv);
+      add(p + (c.arch === 'gpt2' ? 'attn.attention' : 'attn.mssa'), l, a.y);
+      add(p + 'attn.c_proj+residual', l, a.xh);
+      add(p + 'ln_2', l, a.ln2);
+      if (c.arch === 'gpt2') {
+        add(p + 'mlp.c_fc', l, a.codes);
+        add(p + 'mlp.relu', l, a.hr);
+        add(p + 'mlp.c_proj+residual', l, next);
+      } else if (c.arch === 'crate') {
+        for (let t = 0; t < c.istaSteps; t++) add(`${p}ista.a${t + 1}`, l, be.view(a.codes, t * N * H, N * H));
+        add(p + 'ista.decode', l, next);
+      } else {
+        add(p + 'ista.complete', l, next);
+      }
+    }
+    add('ln_f', c.nLayer, this.lnf);
+    add('logits', c.nLayer, this.logitsBuf);
+    return out;
+  }
+
   /** The shared projection U*ᵀ LN(x) of layer l (B·T, C) (or q|k|v for GPT-2), from the latest forward. */
   attentionInput(layer: number): Float64Array {
     if (!this.layers[layer]) throw new Error(`no activations for layer ${layer}`);
