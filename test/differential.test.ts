@@ -115,6 +115,7 @@ for (const nat of natives) {
         const inp = f32(rng, n);
         for (let i = 0; i < n; i += 3) inp[i] = 0;
         if (n > 1) inp[1] = -0;
+        if (n > 2) inp[2] = NaN; // propagates, as in PyTorch: never silently becomes 0
         check('relu', 'forward', s, { inp, dout: f32(rng, n) }, { out: n, dinp: n }, (b, t) => { b.reluForward(t.out, t.inp); b.reluBackward(t.dinp, t.dout, t.out); });
       }), { numRuns: RUNS });
     });
@@ -171,6 +172,10 @@ for (const nat of natives) {
       expect(Array.from(got.out)).toEqual([0, 0, 0]);
       expect(Array.from(got.du)).toEqual([0, 0, 0]);
       expect(Array.from(got.dA)).toEqual([0, 0, 0]);
+      // a NaN input gives NaN codes and output (propagated, not clamped to 0 by the ReLU)
+      const nan = onBackend(be, { ...inputs, u: Float64Array.from([NaN, 1, -2]) }, { out: C, codes: H }, (t) => be.istaForward(t.out, t.codes, t.u, t.A, 1, C, H, 0.5, 0.25, 1));
+      expect(Number.isNaN(nan.codes[0])).toBe(true);
+      expect(nan.out.every(Number.isNaN)).toBe(true);
     });
 
     test(`${nat.name}: complete ISTA (paper B) forward and backward`, () => {

@@ -7,7 +7,7 @@ import { makeConfig, type Arch } from '../src/model/config.js';
 import { paramTable, numParams } from '../src/model/params.js';
 import { Rng } from '../src/util/rng.js';
 import { fdCheck, randTokens } from './helpers/fd.js';
-import { goldenModel, GOLDEN } from './helpers/golden.js';
+import { goldenModel, GOLDEN } from '../src/verify/golden.js';
 
 const be = new ReferenceBackend();
 

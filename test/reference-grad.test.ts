@@ -68,12 +68,12 @@ describe('reference: finite differences', () => {
   });
 
   test('relu: gradient 1 above 0, exactly 0 at and below 0', () => {
-    const inp = Float64Array.from([-2, -0, 0, 1e-300, 3]);
-    const out = new Float64Array(5), d = new Float64Array(5);
+    const inp = Float64Array.from([-2, -0, 0, 1e-300, 3, NaN]);
+    const out = new Float64Array(6), d = new Float64Array(6);
     reluForward(out, inp);
-    reluBackward(d, Float64Array.from([1, 1, 1, 1, 1]), out);
-    expect(Array.from(out)).toEqual([0, 0, 0, 1e-300, 3]);
-    expect(Array.from(d)).toEqual([0, 0, 0, 1, 1]);
+    reluBackward(d, Float64Array.from([1, 1, 1, 1, 1, 1]), out);
+    expect(Array.from(out)).toEqual([0, 0, 0, 1e-300, 3, NaN]); // NaN propagates, as in PyTorch
+    expect(Array.from(d)).toEqual([0, 0, 0, 1, 1, 0]);
   });
 
   const attnShape = fc.record({

@@ -1,5 +1,6 @@
 // The sparse-coding block of CRATE: overcomplete ISTA (paper A, spec E17/E19) and
 // complete ISTA (paper B, spec E14).
+import { relu } from './elementwise.js';
 
 /**
  * Overcomplete ISTA from zero with decode, no residual (spec E17, E19).
@@ -30,7 +31,7 @@ export function istaForward(out: Float64Array, codes: Float64Array, u: Float64Ar
         let g = 0;
         for (let c = 0; c < C; c++) g += r[c] * A[k * C + c];
         const pre = (t > 1 ? codes[prev + k] : 0) + eta * g - eta * lam;
-        codes[cur + k] = pre > 0 ? pre : 0;
+        codes[cur + k] = relu(pre);
       }
     }
     const last = ((steps - 1) * N + n) * H;
@@ -115,7 +116,7 @@ export function istaCompleteForward(out: Float64Array, x: Float64Array, W: Float
       let s = 0; // (x Wᵀ W)_j = Σ_i xwt_i W[i,j]
       for (let i = 0; i < C; i++) s += xwt[i] * W[i * C + j];
       const pre = x[o + j] + eta * (xw[j] - s) - eta * lam;
-      out[o + j] = pre > 0 ? pre : 0;
+      out[o + j] = relu(pre);
     }
   }
 }
