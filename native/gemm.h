@@ -1,0 +1,29 @@
+// Cache-blocked, packed SGEMM with run-time selected micro-kernels (AVX-512, AVX2+FMA, scalar).
+#pragma once
+
+#include <cstdint>
+
+namespace crate {
+
+/**
+ * C (M x N, row stride ldc) = alpha * op(A) op(B) + (accumulate ? C : 0).
+ * op(A) is M x K: A is stored M x K (lda) or, when transA, K x M (lda).
+ * op(B) is K x N: B is stored K x N (ldb) or, when transB, N x K (ldb).
+ * All matrices row-major. The sum over K runs in a fixed order (blocks of a fixed size), so the
+ * result does not depend on the number of threads.
+ */
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc);
+
+/** Name of the micro-kernel in use: "avx512", "avx2" or "scalar". */
+const char* sgemm_kernel();
+/** Select a micro-kernel by name ("auto" = best supported). Returns false if unsupported here. */
+bool sgemm_set_kernel(const char* name);
+
+}  // namespace crate
+
+namespace crate {
+/** Measured fused-multiply-add throughput over all pool threads in GFLOP/s (about `seconds` long),
+ *  with the vector width of the selected micro-kernel: the ceiling the SGEMM is compared with. */
+double fma_peak_gflops(double seconds);
+}  // namespace crate

@@ -1,0 +1,443 @@
+// Matrix products: a BLIS-style packed SGEMM and the linear layer built on it.
+//
+// Loop nest (per call): for each NC-wide column panel of op(B), for each KC-deep slice of K: pack
+// the KC x NC panel of op(B) into NR-wide slivers (in parallel), then, in parallel over
+// (MC-row block, column chunk) tasks, pack the MC x KC block of op(A) into MR-tall slivers and run
+// the MR x NR micro-kernel over it. The K sum always runs in KC-sized slices in the same order,
+// so results do not depend on the thread count.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "gemm.h"
+#include "ops.h"
+#include "threadpool.h"
+
+namespace crate {
+namespace {
+
+using ukernel_fn = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha,
+                            bool acc);
+
+struct Kernel {
+  const char* name;
+  int mr, nr;
+  int64_t mc, kc, nc;  // cache blocking
+  ukernel_fn ukr;
+};
+
+// ---- micro-kernels -------------------------------------------------------------------------------
+// Each computes the full MR x NR tile acc = sum_k Ap[k*MR + i] * Bp[k*NR + j] and stores
+// C = alpha * acc (+ C if acc). Edge tiles go through a scratch tile (see macro_kernel).
+
+void ukr_scalar_4x8(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha, bool acc) {
+  float c[4][8] = {};
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int i = 0; i < 4; ++i) {
+      float a = Ap[i];
+      for (int j = 0; j < 8; ++j) c[i][j] += a * Bp[j];
+    }
+    Ap += 4;
+    Bp += 8;
+  }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 8; ++j) C[i * ldc + j] = acc ? alpha * c[i][j] + C[i * ldc + j] : alpha * c[i][j];
+}
+
+__attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* C,
+                                                       int64_t ldc, float alpha, bool acc) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+#define CRATE_AVX2_STEP(K)                                         \
+  {                                                                \
+    __m256 b0 = _mm256_load_ps(Bp + 16 * (K));                     \
+    __m256 b1 = _mm256_load_ps(Bp + 16 * (K) + 8);                 \
+    __m256 a = _mm256_broadcast_ss(Ap + 6 * (K) + 0);              \
+    c00 = _mm256_fmadd_ps(a, b0, c00);                             \
+    c01 = _mm256_fmadd_ps(a, b1, c01);                             \
+    a = _mm256_broadcast_ss(Ap + 6 * (K) + 1);                     \
+    c10 = _mm256_fmadd_ps(a, b0, c10);                             \
+    c11 = _mm256_fmadd_ps(a, b1, c11);                             \
+    a = _mm256_broadcast_ss(Ap + 6 * (K) + 2);                     \
+    c20 = _mm256_fmadd_ps(a, b0, c20);                             \
+    c21 = _mm256_fmadd_ps(a, b1, c21);                             \
+    a = _mm256_broadcast_ss(Ap + 6 * (K) + 3);                     \
+    c30 = _mm256_fmadd_ps(a, b0, c30);                             \
+    c31 = _mm256_fmadd_ps(a, b1, c31);                             \
+    a = _mm256_broadcast_ss(Ap + 6 * (K) + 4);                     \
+    c40 = _mm256_fmadd_ps(a, b0, c40);                             \
+    c41 = _mm256_fmadd_ps(a, b1, c41);                             \
+    a = _mm256_broadcast_ss(Ap + 6 * (K) + 5);                     \
+    c50 = _mm256_fmadd_ps(a, b0, c50);                             \
+    c51 = _mm256_fmadd_ps(a, b1, c51);                             \
+  }
+  for (int i = 0; i < 6; ++i) {  // the C tile is needed at the end: start loading it now
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + 15), _MM_HINT_T0);
+  }
+  int64_t k = 0;
+  for (; k + 4 <= kc; k += 4) {
+    CRATE_AVX2_STEP(0)
+    CRATE_AVX2_STEP(1)
+    CRATE_AVX2_STEP(2)
+    CRATE_AVX2_STEP(3)
+    Ap += 24;
+    Bp += 64;
+  }
+  for (; k < kc; ++k) {
+    CRATE_AVX2_STEP(0)
+    Ap += 6;
+    Bp += 16;
+  }
+#undef CRATE_AVX2_STEP
+  const __m256 va = _mm256_set1_ps(alpha);
+  __m256 rows[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int i = 0; i < 6; ++i) {
+    float* Ci = C + i * ldc;
+    if (acc) {
+      _mm256_storeu_ps(Ci, _mm256_fmadd_ps(rows[i][0], va, _mm256_loadu_ps(Ci)));
+      _mm256_storeu_ps(Ci + 8, _mm256_fmadd_ps(rows[i][1], va, _mm256_loadu_ps(Ci + 8)));
+    } else {
+      _mm256_storeu_ps(Ci, _mm256_mul_ps(rows[i][0], va));
+      _mm256_storeu_ps(Ci + 8, _mm256_mul_ps(rows[i][1], va));
+    }
+  }
+}
+
+// AVX-512: 12 x 32 tile, 24 zmm accumulators.
+__attribute__((target("avx512f"))) void ukr_avx512_12x32(int64_t kc, const float* Ap, const float* Bp, float* C,
+                                                         int64_t ldc, float alpha, bool acc) {
+  __m512 c[12][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc + 31), _MM_HINT_T0);
+    c[i][0] = _mm512_setzero_ps();
+    c[i][1] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    _mm_prefetch(reinterpret_cast<const char*>(Bp + 32 * 8), _MM_HINT_T0);
+    __m512 b0 = _mm512_load_ps(Bp);
+    __m512 b1 = _mm512_load_ps(Bp + 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) {
+      __m512 a = _mm512_set1_ps(Ap[i]);
+      c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
+      c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
+    }
+    Ap += 12;
+    Bp += 32;
+  }
+  const __m512 va = _mm512_set1_ps(alpha);
+#pragma GCC unroll 12
+  for (int i = 0; i < 12; ++i) {
+    float* Ci = C + i * ldc;
+    if (acc) {
+      _mm512_storeu_ps(Ci, _mm512_fmadd_ps(c[i][0], va, _mm512_loadu_ps(Ci)));
+      _mm512_storeu_ps(Ci + 16, _mm512_fmadd_ps(c[i][1], va, _mm512_loadu_ps(Ci + 16)));
+    } else {
+      _mm512_storeu_ps(Ci, _mm512_mul_ps(c[i][0], va));
+      _mm512_storeu_ps(Ci + 16, _mm512_mul_ps(c[i][1], va));
+    }
+  }
+}
+
+const Kernel kScalar = {"scalar", 4, 8, 128, 256, 2048, ukr_scalar_4x8};
+const Kernel kAvx2 = {"avx2", 6, 16, 96, 512, 3072, ukr_avx2_6x16};  // tuned on Zen 5 (AVX2 only)
+const Kernel kAvx512 = {"avx512", 12, 32, 96, 384, 3072, ukr_avx512_12x32};  // untuned
+
+bool cpu_has(const char* what) {
+  __builtin_cpu_init();
+  if (std::string(what) == "avx512") return __builtin_cpu_supports("avx512f");
+  if (std::string(what) == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return std::string(what) == "scalar";
+}
+
+const Kernel* best_kernel() {
+  if (cpu_has("avx512")) return &kAvx512;
+  if (cpu_has("avx2")) return &kAvx2;
+  return &kScalar;
+}
+
+const Kernel* initial_kernel() {
+  const char* env = std::getenv("CRATE_SGEMM_KERNEL");
+  if (env && *env) {
+    std::string e(env);
+    if (e == "scalar") return &kScalar;
+    if (e == "avx2" && cpu_has("avx2")) return &kAvx2;
+    if (e == "avx512" && cpu_has("avx512")) return &kAvx512;
+  }
+  return best_kernel();
+}
+
+std::atomic<const Kernel*> g_kernel{initial_kernel()};
+
+// ---- aligned scratch ---------------------------------------------------------------------------
+struct AlignedScratch {
+  float* p = nullptr;
+  size_t n = 0;
+  ~AlignedScratch() { std::free(p); }
+  float* get(size_t want) {
+    if (want > n) {
+      std::free(p);
+      p = nullptr;
+      n = 0;
+      size_t bytes = ((want * sizeof(float) + 63) / 64) * 64;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) throw std::bad_alloc();
+      n = want;
+    }
+    return p;
+  }
+};
+
+thread_local AlignedScratch tl_apack;
+thread_local AlignedScratch tl_bpack;  // the calling thread's packed B panel, read by all workers
+std::atomic<uint64_t> g_call_id{0};
+thread_local uint64_t tl_apack_call = ~0ull;
+thread_local int64_t tl_apack_block = -1;
+
+// op(A)[i][k] packed into MR-tall slivers: Ap[s][k][r] = op(A)[i0 + s*MR + r][p0 + k], zero-padded.
+void pack_A(const Kernel& kn, bool transA, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
+            float* Ap) {
+  const int MR = kn.mr;
+  for (int64_t s = 0; s < mc; s += MR) {
+    int64_t rows = std::min<int64_t>(MR, mc - s);
+    float* dst = Ap + s * kc;
+    if (!transA) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* src = A + (i0 + s + r) * lda + p0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
+      }
+    } else {
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = A + (p0 + k) * lda + i0 + s;
+        for (int64_t r = 0; r < rows; ++r) dst[k * MR + r] = src[r];
+      }
+    }
+    if (rows < MR)
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t r = rows; r < MR; ++r) dst[k * MR + r] = 0.0f;
+  }
+}
+
+// op(B)[k][j] packed into NR-wide slivers: Bp[s][k][c] = op(B)[p0 + k][j0 + s*NR + c], zero-padded.
+void pack_B_sliver(const Kernel& kn, bool transB, const float* B, int64_t ldb, int64_t j0, int64_t cols, int64_t p0,
+                   int64_t kc, float* dst) {
+  const int NR = kn.nr;
+  if (!transB) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = B + (p0 + k) * ldb + j0;
+      float* d = dst + k * NR;
+      int64_t c = 0;
+      for (; c < cols; ++c) d[c] = src[c];
+      for (; c < NR; ++c) d[c] = 0.0f;
+    }
+  } else {
+    for (int64_t c = 0; c < cols; ++c) {
+      const float* src = B + (j0 + c) * ldb + p0;
+      for (int64_t k = 0; k < kc; ++k) dst[k * NR + c] = src[k];
+    }
+    for (int64_t c = cols; c < NR; ++c)
+      for (int64_t k = 0; k < kc; ++k) dst[k * NR + c] = 0.0f;
+  }
+}
+
+}  // namespace
+
+const char* sgemm_kernel() { return g_kernel.load()->name; }
+
+bool sgemm_set_kernel(const char* name) {
+  std::string n(name);
+  if (n == "auto") {
+    g_kernel.store(best_kernel());
+    return true;
+  }
+  if (n == "scalar") {
+    g_kernel.store(&kScalar);
+    return true;
+  }
+  if (n == "avx2" && cpu_has("avx2")) {
+    g_kernel.store(&kAvx2);
+    return true;
+  }
+  if (n == "avx512" && cpu_has("avx512")) {
+    g_kernel.store(&kAvx512);
+    return true;
+  }
+  return false;
+}
+
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    parallel_for(M, 64, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        if (!accumulate) std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
+    });
+    return;
+  }
+  const Kernel& kn = *g_kernel.load();
+  const int MR = kn.mr, NR = kn.nr;
+  const int nthreads = pool_threads();
+
+  // Row blocks: about kn.mc rows each, a multiple of MR, and a multiple of the thread count in
+  // number when there are several (load balance). The split never affects the K order.
+  int64_t nbm = (M + kn.mc - 1) / kn.mc;
+  if (nbm > 1) nbm = ((nbm + nthreads - 1) / nthreads) * nthreads;
+  int64_t mc = (M + nbm - 1) / nbm;
+  mc = ((mc + MR - 1) / MR) * MR;
+  nbm = (M + mc - 1) / mc;
+
+  const int64_t NC = std::min<int64_t>(kn.nc, ((N + NR - 1) / NR) * NR);
+  const int64_t KC = kn.kc;
+  float* Bp = tl_bpack.get(static_cast<size_t>(KC) * NC);
+
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = std::min(NC, N - jc);
+    const int64_t nslivers = (nc + NR - 1) / NR;
+    // Column chunks per row block so that there are at least ~2 tasks per thread.
+    int64_t nbn = 1;
+    if (nbm < 2 * nthreads) nbn = std::min<int64_t>(nslivers, (2 * nthreads + nbm - 1) / nbm);
+    for (int64_t pc = 0; pc < K; pc += KC) {
+      const int64_t kc = std::min(KC, K - pc);
+      const bool acc = accumulate || pc > 0;
+      // Pack B (parallel over slivers).
+      parallel_for(nslivers, 4, [&](int64_t s0, int64_t s1) {
+        for (int64_t s = s0; s < s1; ++s) {
+          int64_t cols = std::min<int64_t>(NR, nc - s * NR);
+          pack_B_sliver(kn, transB, B, ldb, jc + s * NR, cols, pc, kc, Bp + s * NR * kc);
+        }
+      });
+      const uint64_t call = g_call_id.fetch_add(1) + 1;
+      pool_run(nbm * nbn, [&](int64_t task) {
+        const int64_t bi = task / nbn, bj = task % nbn;
+        const int64_t i0 = bi * mc, mcur = std::min(mc, M - i0);
+        float* Ap = tl_apack.get(static_cast<size_t>(mc) * kc);
+        if (tl_apack_call != call || tl_apack_block != bi) {
+          pack_A(kn, transA, A, lda, i0, mcur, pc, kc, Ap);
+          tl_apack_call = call;
+          tl_apack_block = bi;
+        }
+        const int64_t s0 = nslivers * bj / nbn, s1 = nslivers * (bj + 1) / nbn;
+        alignas(64) float tile[16 * 32];
+        for (int64_t s = s0; s < s1; ++s) {
+          const int64_t j = jc + s * NR;
+          const int64_t ncur = std::min<int64_t>(NR, N - j);
+          const float* Bs = Bp + s * NR * kc;
+          for (int64_t ir = 0; ir < mcur; ir += MR) {
+            const int64_t mr = std::min<int64_t>(MR, mcur - ir);
+            float* Cij = C + (i0 + ir) * ldc + j;
+            if (mr == MR && ncur == NR) {
+              kn.ukr(kc, Ap + ir * kc, Bs, Cij, ldc, alpha, acc);
+            } else {
+              // Edge tile: run the same kernel on a padded copy, so the arithmetic is identical.
+              if (acc)
+                for (int64_t r = 0; r < mr; ++r)
+                  for (int64_t c = 0; c < ncur; ++c) tile[r * NR + c] = Cij[r * ldc + c];
+              kn.ukr(kc, Ap + ir * kc, Bs, tile, NR, alpha, acc);
+              for (int64_t r = 0; r < mr; ++r)
+                for (int64_t c = 0; c < ncur; ++c) Cij[r * ldc + c] = tile[r * NR + c];
+            }
+          }
+        }
+      });
+    }
+  }
+}
+
+// ---- peak FMA throughput (for benchmarks) ----------------------------------------------------------
+
+namespace {
+
+__attribute__((target("avx2,fma"))) float fma_chains_avx2(int64_t n) {
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(1e-3f * i);
+  const __m256 b = _mm256_set1_ps(0.999f), c = _mm256_set1_ps(1e-4f);
+  for (int64_t k = 0; k < n; ++k) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], b, c);
+  }
+  __m256 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, a[i]);
+  return _mm256_cvtss_f32(s);
+}
+
+__attribute__((target("avx512f"))) float fma_chains_avx512(int64_t n) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1e-3f * i);
+  const __m512 b = _mm512_set1_ps(0.999f), c = _mm512_set1_ps(1e-4f);
+  for (int64_t k = 0; k < n; ++k) {
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], b, c);
+  }
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, s);
+  return lanes[0];
+}
+
+}  // namespace
+
+double fma_peak_gflops(double seconds) {
+  const std::string k = sgemm_kernel();
+  if (k == "scalar") return 0.0;
+  const bool wide = k == "avx512";
+  const double flops_per_iter = 12.0 * (wide ? 16 : 8) * 2;
+  auto chains = [&](int64_t n) { return wide ? fma_chains_avx512(n) : fma_chains_avx2(n); };
+  // Calibrate on one thread, then run every thread for about `seconds`.
+  int64_t n = 1 << 16;
+  volatile float sink = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  sink = sink + chains(n);
+  double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  n = std::max<int64_t>(n, static_cast<int64_t>(n * std::max(seconds, 0.01) / std::max(dt, 1e-6)));
+  const int nt = pool_threads();
+  std::vector<float> out(static_cast<size_t>(nt));
+  t0 = std::chrono::steady_clock::now();
+  pool_run(nt, [&](int64_t t) { out[t] = chains(n); });
+  dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  sink = sink + out[0];
+  return nt * static_cast<double>(n) * flops_per_iter / dt / 1e9;
+}
+
+// ---- linear layer ---------------------------------------------------------------------------------
+
+// out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC)
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
+                    int64_t OC) {
+  sgemm(false, true, N, OC, C, 1.0f, inp, C, weight, C, false, out, OC);
+  if (bias) {
+    parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
+      for (int64_t n = n0; n < n1; ++n) {
+        float* o = out + n * OC;
+        for (int64_t j = 0; j < OC; ++j) o[j] += bias[j];
+      }
+    });
+  }
+}
+
+// dinp (N,C) = dout (N,OC) @ weight (OC,C)    (written; skipped if dinp is null)
+// dweight (OC,C) += dout^T @ inp              (accumulated)
+// dbias (OC) += sum_n dout[n,:]               (accumulated, summed in double in row order)
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, int64_t N, int64_t C, int64_t OC) {
+  if (dinp) sgemm(false, false, N, C, OC, 1.0f, dout, OC, weight, C, false, dinp, C);
+  sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, true, dweight, C);
+  if (dbias) column_sums_accumulate(dbias, dout, N, OC);
+}
+
+}  // namespace crate
