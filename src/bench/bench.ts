@@ -18,6 +18,8 @@ export interface BenchRow {
   tokensPerSec: number;
   gflops: number;
   flopFormula: string;
+  /** Model FLOP utilization: gflops / peak, when a peak is given (--peak-gflops). */
+  mfu?: number;
 }
 
 export interface StepConfig { name: string; model: Partial<ModelConfig>; B: number; T: number }
@@ -27,6 +29,18 @@ export const STEP_CONFIGS: StepConfig[] = [
   { name: 'C-char', model: { vocabSize: 256, nLayer: 2, nHead: 4, nEmbd: 128, blockSize: 128 }, B: 16, T: 128 },
   { name: 'C-small', model: { vocabSize: 50304, nLayer: 4, nHead: 4, nEmbd: 256, blockSize: 128 }, B: 8, T: 128 },
   { name: 'C-1L', model: { vocabSize: 50304, nLayer: 1, nHead: 8, nEmbd: 512, blockSize: 256 }, B: 4, T: 256 },
+];
+
+/**
+ * The paper's sizes at T = 1024 (issue D): for a GPU; selected with --config, not run by default.
+ * Batch sizes keep activations well inside an H100's memory in float32.
+ */
+export const GPU_CONFIGS: StepConfig[] = [
+  { name: 'G-1L', model: { vocabSize: 50304, nLayer: 1, nHead: 4, nEmbd: 128, blockSize: 1024 }, B: 16, T: 1024 },
+  { name: 'G-2L', model: { vocabSize: 50304, nLayer: 2, nHead: 4, nEmbd: 128, blockSize: 1024 }, B: 16, T: 1024 },
+  { name: 'G-3L', model: { vocabSize: 50304, nLayer: 3, nHead: 4, nEmbd: 128, blockSize: 1024 }, B: 16, T: 1024 },
+  { name: 'G-S', model: { vocabSize: 50304, nLayer: 6, nHead: 12, nEmbd: 768, blockSize: 1024 }, B: 8, T: 1024 },
+  { name: 'G-B', model: { vocabSize: 50304, nLayer: 12, nHead: 12, nEmbd: 768, blockSize: 1024 }, B: 8, T: 1024 },
 ];
 
 export const KERNEL_CONFIGS = ['mssa-fwd', 'mssa-fwdbwd', 'ista-fwd', 'ista-fwdbwd', 'matmul-1024'] as const;
