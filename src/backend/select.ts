@@ -68,6 +68,7 @@ const loadCuda: Factory = async (opts) => {
 };
 
 function firstLine(e: unknown): string {
+  if ((e as { code?: string })?.code === 'ERR_MODULE_NOT_FOUND') return 'not part of this build';
   const msg = e instanceof Error ? e.message : String(e);
   return msg.split('\n')[0];
 }

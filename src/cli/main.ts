@@ -5,6 +5,10 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: (ar
   audit: { summary: 'compare a backend with a fixture or with the float64 reference', load: () => import('./audit.js') },
   bench: { summary: 'time training steps and kernels per backend', load: () => import('./bench.js') },
   fixture: { summary: 'write a fixture computed by the reference', load: () => import('./fixture.js') },
+  train: { summary: 'train a CRATE (or GPT-2) language model', load: () => import('./train.js') },
+  sample: { summary: 'generate text from a checkpoint', load: () => import('./sample.js') },
+  verify: { summary: "check the papers' equations (spec section 4) numerically; layer diagnostics of a checkpoint", load: () => import('./verify.js') },
+  eval: { summary: 'validation loss and perplexity of a checkpoint', load: () => import('./eval.js') },
 };
 
 export function usage(): string {

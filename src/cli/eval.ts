@@ -1,0 +1,67 @@
+// crate-ts eval: validation loss and perplexity of a checkpoint on a data source.
+import { parse, intOpt, strOpt } from './args.js';
+import { loadCheckpoint, modelFromCheckpoint } from '../checkpoint/checkpoint.js';
+import { resolveCheckpointPath, evaluate } from '../train/trainer.js';
+import { loadTokenizer } from '../data/tokenizer.js';
+import { loadDataset, checkVocab, EMBEDDED_NAME } from '../data/corpus.js';
+import { evalBatches, unigramEntropy } from '../data/batches.js';
+import { selectBackend, type BackendChoice } from '../backend/select.js';
+import { fmtInt } from '../train/progress.js';
+
+const HELP = `usage: crate-ts eval --checkpoint PATH [options]
+
+  --checkpoint PATH   a checkpoint written by crate-ts train (or its run directory)
+  --data PATH         text file, directory, or nanoGPT token file(s) (default: the data the
+                      checkpoint was trained on)
+  --split NAME        val | train | all (default val: the split training held out)
+  --seq N             window length (default: the training --seq, at most the block size)
+  --batch N           windows per forward (default 16)
+  --windows N         windows evaluated, evenly spaced and non-overlapping where possible (default 256; 0 = all)
+  --backend NAME      reference | cpu | cuda | auto (default auto)
+  --threads N         worker threads for native backends`;
+
+export async function run(argv: string[]): Promise<number> {
+  const v = parse(argv, {
+    help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' },
+    seq: { type: 'string' }, batch: { type: 'string' }, windows: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' },
+    'cache-dir': { type: 'string' },
+  });
+  if (v.help) { console.log(HELP); return 0; }
+  const ckArg = strOpt(v, 'checkpoint');
+  if (!ckArg) throw new Error('--checkpoint is required (a file written by crate-ts train, or its run directory)');
+  const split = strOpt(v, 'split') ?? 'val';
+  if (!['val', 'train', 'all'].includes(split)) throw new Error(`--split must be val, train or all, got '${split}'`);
+  const ck = loadCheckpoint(resolveCheckpointPath(ckArg));
+  const tok = await loadTokenizer(ck.tokenizer);
+  const T = intOpt(v, 'seq', Math.min(ck.train?.hyper.seq ?? ck.config.blockSize, ck.config.blockSize), 1);
+  if (T > ck.config.blockSize) throw new Error(`--seq ${T} exceeds the model's block size ${ck.config.blockSize}`);
+  const B = intOpt(v, 'batch', 16, 1);
+  const windows = intOpt(v, 'windows', 256, 0);
+
+  let data = strOpt(v, 'data');
+  if (data === undefined && ck.train && ck.train.data.source !== EMBEDDED_NAME) data = ck.train.data.source;
+  const ds = await loadDataset({ data, tokenizer: tok, valFraction: ck.train?.hyper.valFraction ?? 0.1, cacheDir: strOpt(v, 'cache-dir') });
+  checkVocab(ds, ck.config.vocabSize);
+  let tokens: Uint16Array;
+  if (split === 'val') tokens = ds.val;
+  else if (split === 'train') tokens = ds.train;
+  else { tokens = new Uint16Array(ds.train.length + ds.val.length); tokens.set(ds.train); tokens.set(ds.val, ds.train.length); }
+  if (tokens.length < T + 1) throw new Error(`the ${split} split of '${ds.source}' has ${tokens.length} tokens, fewer than one window of ${T + 1}; use more text or a smaller --seq`);
+
+  const sel = await selectBackend((strOpt(v, 'backend') ?? 'auto') as BackendChoice, { threads: intOpt(v, 'threads', 0, 0) });
+  const model = modelFromCheckpoint(ck, sel.backend);
+  const count = windows === 0 ? Math.floor(tokens.length / (T + 1)) : windows;
+  const batches = evalBatches(tokens, B, T, count);
+  const nWin = batches.reduce((s, b) => s + b.x.length / T, 0);
+  const t0 = performance.now();
+  const loss = evaluate(model, batches, T);
+  const secs = (performance.now() - t0) / 1000;
+  model.free();
+  const H1 = unigramEntropy(tokens);
+  console.log(`checkpoint ${ck.path}: ${ck.config.arch}, tokenizer ${ck.tokenizer}, step ${ck.train?.step ?? '?'}`);
+  console.log(`data ${ds.source}, ${split} split (${ds.split}): ${fmtInt(tokens.length)} tokens; ${nWin} windows of ${T} = ${fmtInt(nWin * T)} tokens evaluated`);
+  console.log(`backend ${sel.reason}; ${fmtInt((nWin * T) / secs)} tokens/s`);
+  console.log(`loss ${loss.toFixed(4)} nats/token, perplexity ${Math.exp(loss).toFixed(3)}`);
+  console.log(`unigram entropy of these tokens ${H1.toFixed(4)} nats (perplexity ${Math.exp(H1).toFixed(3)})`);
+  return 0;
+}

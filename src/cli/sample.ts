@@ -1,0 +1,64 @@
+// crate-ts sample: generate text from a checkpoint with incremental decoding (spec P20).
+import { parse, intOpt, numOpt, strOpt } from './args.js';
+import { loadCheckpoint } from '../checkpoint/checkpoint.js';
+import { loadStateDict } from '../checkpoint/statedict.js';
+import { resolveCheckpointPath } from '../train/trainer.js';
+import { loadTokenizer } from '../data/tokenizer.js';
+import { LanguageModel } from '../model/lm.js';
+import { ReferenceBackend } from '../backend/reference.js';
+import { generate } from '../sample/generate.js';
+
+const HELP = `usage: crate-ts sample --checkpoint PATH [options]
+
+  --checkpoint PATH   a checkpoint written by crate-ts train (or its run directory)
+  --prompt TEXT       text to continue (default: a newline, or GPT-2's <|endoftext|>)
+  --tokens N          tokens to generate (default 200)
+  --temperature X     softmax temperature, 0 = greedy (default 0.8)
+  --top-k K           sample among the K most likely tokens, 0 = all (default 40)
+  --seed N            sampling seed (default 1337)
+
+Decoding runs on the host in float64 with a per-layer cache of the shared projection U*ᵀ LN(z)
+(q = k = v in CRATE), so each new token costs one position, not a full forward.`;
+
+export async function run(argv: string[]): Promise<number> {
+  const v = parse(argv, {
+    help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, prompt: { type: 'string' },
+    tokens: { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, seed: { type: 'string' },
+  });
+  if (v.help) { console.log(HELP); return 0; }
+  const ckArg = strOpt(v, 'checkpoint');
+  if (!ckArg) throw new Error('--checkpoint is required (a file written by crate-ts train, or its run directory)');
+  const n = intOpt(v, 'tokens', 200, 0);
+  const temperature = numOpt(v, 'temperature', 0.8);
+  if (temperature < 0) throw new Error(`--temperature must be >= 0, got ${temperature}`);
+  const topK = intOpt(v, 'top-k', 40, 0);
+  const seed = intOpt(v, 'seed', 1337, 0);
+
+  const ck = loadCheckpoint(resolveCheckpointPath(ckArg));
+  const tok = await loadTokenizer(ck.tokenizer);
+  // Validate the parameters exactly as training and eval do, then decode on the host.
+  const model = new LanguageModel(new ReferenceBackend(), ck.config, { seed: 0 });
+  loadStateDict(model, ck.file.tensors, ck.path);
+  const params = model.getParams();
+  model.free();
+
+  const promptText = strOpt(v, 'prompt') ?? '';
+  let ids = tok.encode(promptText);
+  if (ids.length === 0) ids = tok.eot !== null ? [tok.eot] : tok.encode('\n');
+  process.stdout.write(promptText);
+  // Stream the text as tokens arrive; hold back an incomplete UTF-8 / BPE tail (U+FFFD) until it completes.
+  const gen: number[] = [];
+  let printed = 0;
+  const flush = (final: boolean) => {
+    let text = tok.decode(gen);
+    if (!final) while (text.endsWith('\uFFFD')) text = text.slice(0, -1);
+    if (text.length > printed) { process.stdout.write(text.slice(printed)); printed = text.length; }
+  };
+  generate(ck.config, params, ids, {
+    tokens: n, temperature, topK, seed, maxId: tok.vocabSize,
+    onToken: (id) => { gen.push(id); flush(false); },
+  });
+  flush(true);
+  process.stdout.write('\n');
+  return 0;
+}

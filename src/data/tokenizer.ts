@@ -1,0 +1,91 @@
+// Tokenizers: byte-level (vocab 256, any UTF-8 text round-trips) and GPT-2 BPE (r50k_base from the
+// gpt-tokenizer package, bundled offline). The tokenizer's name is recorded in every checkpoint.
+
+export type TokenizerName = 'byte' | 'gpt2';
+
+export const TOKENIZER_NAMES: readonly TokenizerName[] = ['byte', 'gpt2'];
+
+export interface Tokenizer {
+  readonly name: TokenizerName;
+  /** Number of distinct token ids the tokenizer produces (ids are in [0, vocabSize)). */
+  readonly vocabSize: number;
+  /** The smallest model vocabulary to use with it (GPT-2's 50257 padded to 50304, spec 5.1). */
+  readonly modelVocabSize: number;
+  /** The end-of-text id inserted between documents, or null (byte: documents joined by a blank line). */
+  readonly eot: number | null;
+  /** Encode text; special-token strings such as "<|endoftext|>" are encoded as ordinary text. */
+  encode(text: string): number[];
+  /** Decode ids to text (invalid UTF-8 becomes U+FFFD). */
+  decode(ids: ArrayLike<number>): string;
+}
+
+class ByteTokenizer implements Tokenizer {
+  readonly name = 'byte' as const;
+  readonly vocabSize = 256;
+  readonly modelVocabSize = 256;
+  readonly eot = null;
+  private readonly enc = new TextEncoder();
+  encode(text: string): number[] { return Array.from(this.enc.encode(text)); }
+  decode(ids: ArrayLike<number>): string {
+    const bytes = new Uint8Array(ids.length);
+    for (let i = 0; i < ids.length; i++) {
+      const t = ids[i];
+      if (!Number.isInteger(t) || t < 0 || t > 255) throw new Error(`byte tokenizer: id ${t} at position ${i} is outside [0, 256)`);
+      bytes[i] = t;
+    }
+    return new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+  }
+}
+
+interface R50k {
+  encode(text: string, opts?: { disallowedSpecial?: Set<string>; allowedSpecial?: Set<string> | 'all' }): number[];
+  decode(ids: Iterable<number>): string;
+}
+
+/** GPT-2's end-of-text id. */
+export const GPT2_EOT = 50256;
+
+class Gpt2Tokenizer implements Tokenizer {
+  readonly name = 'gpt2' as const;
+  readonly vocabSize = 50257;
+  readonly modelVocabSize = 50304;
+  readonly eot = GPT2_EOT;
+  constructor(private readonly bpe: R50k) {}
+  encode(text: string): number[] {
+    // An empty disallowed set makes "<|endoftext|>" in user text ordinary text instead of an error;
+    // documents are separated by inserting GPT2_EOT explicitly.
+    return this.bpe.encode(text, { disallowedSpecial: new Set() });
+  }
+  decode(ids: ArrayLike<number>): string {
+    const list: number[] = [];
+    for (let i = 0; i < ids.length; i++) {
+      const t = ids[i];
+      if (!Number.isInteger(t) || t < 0) throw new Error(`gpt2 tokenizer: id ${t} at position ${i} is not a token id`);
+      // The model vocabulary is padded to 50304; ids past 50256 have no text.
+      if (t < this.vocabSize) list.push(t);
+    }
+    return this.bpe.decode(list);
+  }
+}
+
+const cache = new Map<TokenizerName, Tokenizer>();
+
+/** Load a tokenizer by name (the GPT-2 tables are loaded on first use). */
+export async function loadTokenizer(name: string): Promise<Tokenizer> {
+  if (!TOKENIZER_NAMES.includes(name as TokenizerName)) throw new Error(`unknown tokenizer '${name}'; known tokenizers: ${TOKENIZER_NAMES.join(', ')}`);
+  const key = name as TokenizerName;
+  let tok = cache.get(key);
+  if (tok) return tok;
+  if (key === 'byte') tok = new ByteTokenizer();
+  else {
+    let mod: R50k;
+    try {
+      mod = (await import('gpt-tokenizer/encoding/r50k_base')) as unknown as R50k;
+    } catch (e) {
+      throw new Error(`the gpt2 tokenizer needs the 'gpt-tokenizer' package (npm install gpt-tokenizer): ${(e as Error).message}`);
+    }
+    tok = new Gpt2Tokenizer(mod);
+  }
+  cache.set(key, tok);
+  return tok;
+}

@@ -1,0 +1,72 @@
+// Autoregressive sampling with the incremental decoder: temperature, top-k, a seeded Rng.
+import { Rng } from '../util/rng.js';
+import { IncrementalDecoder } from './decode.js';
+import type { ModelConfig } from '../model/config.js';
+
+export interface SampleOptions {
+  /** Number of tokens to generate. */
+  tokens: number;
+  /** Softmax temperature; 0 means greedy (argmax). Default 0.8. */
+  temperature?: number;
+  /** Keep only the k most likely tokens (0 or undefined: all). */
+  topK?: number;
+  seed?: number;
+  /** Token ids the model may not produce (e.g. the padding ids past a tokenizer's vocabulary). */
+  maxId?: number;
+  /** Called with each new token id as soon as it is drawn. */
+  onToken?: (id: number) => void;
+}
+
+/** Draw one token id from logits. */
+export function sampleToken(logits: Float64Array, rng: Rng, temperature: number, topK: number, maxId = logits.length): number {
+  const n = Math.min(maxId, logits.length);
+  if (temperature <= 0) {
+    let best = 0;
+    for (let i = 1; i < n; i++) if (logits[i] > logits[best]) best = i;
+    return best;
+  }
+  let ids = Array.from({ length: n }, (_, i) => i);
+  if (topK > 0 && topK < n) {
+    ids.sort((a, b) => logits[b] - logits[a] || a - b);
+    ids = ids.slice(0, topK);
+  }
+  let max = -Infinity;
+  for (const i of ids) if (logits[i] > max) max = logits[i];
+  const w = ids.map((i) => Math.exp((logits[i] - max) / temperature));
+  const total = w.reduce((a, b) => a + b, 0);
+  let r = rng.uniform() * total;
+  for (let k = 0; k < ids.length; k++) {
+    r -= w[k];
+    if (r < 0) return ids[k];
+  }
+  return ids[ids.length - 1];
+}
+
+/**
+ * Continue `prompt` (at least one token) by `opts.tokens` tokens. When the context reaches the block
+ * size, the decoder restarts from the most recent half block (re-fed), so generation can run past it.
+ */
+export function generate(config: ModelConfig, params: Float64Array, prompt: readonly number[], opts: SampleOptions): number[] {
+  if (prompt.length === 0) throw new Error('the prompt must hold at least one token');
+  const dec = new IncrementalDecoder(config, params);
+  const rng = new Rng(opts.seed ?? 1337);
+  const T = config.blockSize;
+  const context = prompt.slice(-T);
+  let logits = dec.prefill(context);
+  const out: number[] = [];
+  const all = [...context];
+  for (let i = 0; i < opts.tokens; i++) {
+    const id = sampleToken(logits, rng, opts.temperature ?? 0.8, opts.topK ?? 0, opts.maxId);
+    out.push(id);
+    all.push(id);
+    opts.onToken?.(id);
+    if (i + 1 === opts.tokens) break;
+    if (dec.position >= T) {
+      dec.reset();
+      logits = dec.prefill(all.slice(-Math.ceil(T / 2)));
+    } else {
+      logits = dec.step(id);
+    }
+  }
+  return out;
+}

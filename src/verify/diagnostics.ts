@@ -1,0 +1,152 @@
+// Layer-wise diagnostics of a (trained) model, the CRATE authors' measurement (spec E21):
+//   compression: per layer, R^c of the unit-normalised heads of U*ᵀ LN₁(Z^ℓ) with e = ε² = 0.01
+//                (model.attentionInput), mean and std over sequences;
+//   sparsity:    per layer, of the ISTA code a_steps (model.istaCode; for GPT-2 the ReLU MLP units):
+//                fraction of exact zeros, mean L0 per token, dead codes (never non-zero on the data).
+// Paper B reports that across the layers of a trained model R^c decreases and sparsity increases.
+import type { LanguageModel } from '../model/lm.js';
+import { measuredCompression } from '../reference/codingrate.js';
+
+export interface LayerDiagnostics {
+  layer: number;
+  /** Σ_k R^c term per sequence, mean and std over all sequences (null for GPT-2, which has no U_k). */
+  compressionMean: number | null;
+  compressionStd: number | null;
+  /** Fraction of exactly-zero entries of the code over all tokens. */
+  zeroFraction: number;
+  /** Mean number of non-zero code entries per token. */
+  meanL0: number;
+  /** Code width (neurons). */
+  width: number;
+  /** Codes never non-zero on any token. */
+  deadCodes: number;
+}
+
+export interface DiagnosticsResult {
+  layers: LayerDiagnostics[];
+  sequences: number;
+  tokens: number;
+  seqLen: number;
+  e: number;
+}
+
+/**
+ * Run the model on each batch (idx: (B,T) flat) and collect the per-layer measurements.
+ * `e` is ε² of E21 (0.01).
+ */
+export function layerDiagnostics(model: LanguageModel<unknown>, batches: { idx: ArrayLike<number>; B: number; T: number }[], e = 0.01): DiagnosticsResult {
+  const c = model.config, L = c.nLayer, C = c.nEmbd, K = c.nHead;
+  if (batches.length === 0) throw new Error('layerDiagnostics: no batches');
+  const T = batches[0].T;
+  const perSeq: number[][] = Array.from({ length: L }, () => []);
+  const zeros = new Array<number>(L).fill(0), totals = new Array<number>(L).fill(0), width = new Array<number>(L).fill(0);
+  const everActive: Uint8Array[] = [];
+  let tokens = 0, sequences = 0;
+  for (const { idx, B, T: Tb } of batches) {
+    if (Tb !== T) throw new Error(`layerDiagnostics: all batches need the same T (${T} vs ${Tb})`);
+    model.forward(idx, B, Tb, null, { returnLogits: false });
+    tokens += B * Tb; sequences += B;
+    for (let l = 0; l < L; l++) {
+      if (c.arch !== 'gpt2') {
+        const v = model.attentionInput(l);
+        perSeq[l].push(...measuredCompression(v, B, Tb, C, K, e).perSequence);
+      }
+      const code = model.istaCode(l), H = code.length / (B * Tb);
+      width[l] = H;
+      if (!everActive[l]) everActive[l] = new Uint8Array(H);
+      const act = everActive[l];
+      for (let i = 0; i < code.length; i++) {
+        if (code[i] === 0) zeros[l]++;
+        else act[i % H] = 1;
+      }
+      totals[l] += code.length;
+    }
+  }
+  const layers: LayerDiagnostics[] = [];
+  for (let l = 0; l < L; l++) {
+    const xs = perSeq[l];
+    let mean: number | null = null, std: number | null = null;
+    if (xs.length) {
+      mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+      const m = mean;
+      std = xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1)) : 0;
+    }
+    const dead = everActive[l].reduce((s, a) => s + (a ? 0 : 1), 0);
+    layers.push({
+      layer: l, compressionMean: mean, compressionStd: std,
+      zeroFraction: zeros[l] / totals[l], meanL0: (totals[l] - zeros[l]) / tokens, width: width[l], deadCodes: dead,
+    });
+  }
+  return { layers, sequences, tokens, seqLen: T, e };
+}
+
+/** A fixed-width text table of the diagnostics. */
+export function formatDiagnostics(r: DiagnosticsResult): string {
+  const head = ['layer', 'R^c mean', 'R^c std', 'zero frac', 'mean L0', 'width', 'dead codes'];
+  const rows = r.layers.map((d) => [
+    String(d.layer),
+    d.compressionMean === null ? '-' : d.compressionMean.toFixed(3),
+    d.compressionStd === null ? '-' : d.compressionStd.toFixed(3),
+    d.zeroFraction.toFixed(4),
+    d.meanL0.toFixed(1),
+    String(d.width),
+    `${d.deadCodes} (${((100 * d.deadCodes) / d.width).toFixed(1)}%)`,
+  ]);
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
+  const line = (cells: string[]) => cells.map((s, i) => (i === 0 ? s.padEnd(w[i]) : s.padStart(w[i]))).join('  ');
+  return [line(head), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n');
+}
+
+const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/**
+ * An SVG with two panels over the layer index: compression R^c (mean ± std) and sparsity
+ * (fraction of zero code entries). Self-contained, no scripts.
+ */
+export function diagnosticsSvg(r: DiagnosticsResult, title = 'layer-wise compression and sparsity'): string {
+  const W = 720, Hh = 300, pad = { l: 64, r: 20, t: 40, b: 48 }, gap = 60;
+  const pw = (W - pad.l - pad.r - gap) / 2, ph = Hh - pad.t - pad.b;
+  const L = r.layers.length;
+  const xAt = (x0: number, l: number) => x0 + (L === 1 ? pw / 2 : (l / (L - 1)) * pw);
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect width="${W}" height="${Hh}" fill="white"/>`);
+  out.push(`<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${esc(title)}</text>`);
+  const panel = (x0: number, label: string, ys: (number | null)[], err: (number | null)[], color: string, fixed01: boolean) => {
+    const vals = ys.filter((v): v is number => v !== null);
+    out.push(`<text x="${x0 + pw / 2}" y="${pad.t - 6}" text-anchor="middle">${esc(label)}</text>`);
+    out.push(`<rect x="${x0}" y="${pad.t}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`);
+    if (!vals.length) {
+      out.push(`<text x="${x0 + pw / 2}" y="${pad.t + ph / 2}" text-anchor="middle" fill="#888">n/a</text>`);
+      return;
+    }
+    let lo = Math.min(...vals.map((v, i) => v - (err[i] ?? 0))), hi = Math.max(...vals.map((v, i) => v + (err[i] ?? 0)));
+    if (fixed01) { lo = Math.min(lo, 0); hi = Math.max(hi, 1); }
+    if (hi === lo) { hi += 1; lo -= 1; }
+    const m = 0.05 * (hi - lo);
+    lo -= m; hi += m;
+    const yAt = (v: number) => pad.t + ph - ((v - lo) / (hi - lo)) * ph;
+    for (let k = 0; k <= 4; k++) {
+      const v = lo + ((hi - lo) * k) / 4, y = yAt(v);
+      out.push(`<line x1="${x0 - 4}" x2="${x0}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#888"/>`);
+      out.push(`<text x="${x0 - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end">${v.toPrecision(3)}</text>`);
+    }
+    for (let l = 0; l < L; l++) {
+      out.push(`<text x="${xAt(x0, l).toFixed(1)}" y="${pad.t + ph + 16}" text-anchor="middle">${l}</text>`);
+    }
+    out.push(`<text x="${x0 + pw / 2}" y="${pad.t + ph + 34}" text-anchor="middle">layer</text>`);
+    const pts = ys.map((v, l) => (v === null ? null : `${xAt(x0, l).toFixed(1)},${yAt(v).toFixed(1)}`)).filter((p): p is string => p !== null);
+    out.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
+    ys.forEach((v, l) => {
+      if (v === null) return;
+      const x = xAt(x0, l).toFixed(1), e = err[l];
+      if (e) out.push(`<line x1="${x}" x2="${x}" y1="${yAt(v - e).toFixed(1)}" y2="${yAt(v + e).toFixed(1)}" stroke="${color}"/>`);
+      out.push(`<circle cx="${x}" cy="${yAt(v).toFixed(1)}" r="3.5" fill="${color}"/>`);
+    });
+  };
+  panel(pad.l, `compression R^c (ε² = ${r.e}, mean ± std)`, r.layers.map((d) => d.compressionMean), r.layers.map((d) => d.compressionStd), '#1f77b4', false);
+  panel(pad.l + pw + gap, 'sparsity: fraction of zero codes', r.layers.map((d) => d.zeroFraction), r.layers.map(() => null), '#d62728', true);
+  out.push(`<text x="${W - pad.r}" y="${Hh - 8}" text-anchor="end" fill="#666">${r.sequences} sequences × ${r.seqLen} tokens</text>`);
+  out.push('</svg>');
+  return out.join('\n');
+}
