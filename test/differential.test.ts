@@ -90,6 +90,10 @@ for (const nat of natives) {
 
     test(`${nat.name}: layernorm forward and backward (large offsets)`, () => {
       fc.assert(fc.property(seed, odd(1, 17), odd(1, 70), fc.constantFrom(0, 1, 1000), fc.boolean(), (s, N, C, off, withBias) => {
+        // An offset of 1000 costs float32 log2(1000/σ_row) bits in x − mean (PyTorch's float32 too).
+        // With a handful of features σ_row can be 1e-2 and that is 17 bits: a property of the input,
+        // not of the backend. Large offsets are therefore drawn with C ≥ 16, where σ_row ≈ 1.
+        fc.pre(off < 1000 || C >= 16);
         const rng = new Rng(s);
         const inputs: Inputs = { inp: f32(rng, N * C, 1, off), w: f32(rng, C), bias: f32(rng, C), dout: f32(rng, N * C), dw: f32(rng, C), db: f32(rng, C) };
         check('layernorm', 'forward', s, inputs, { out: N * C, mean: N, rstd: N }, (b, t) => b.layernormForward(t.out, t.mean, t.rstd, t.inp, t.w, withBias ? t.bias : null, N, C, 1e-5));
