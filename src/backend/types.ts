@@ -40,6 +40,8 @@ export interface Backend<Buf = unknown> {
   free(buf: Buf): void;
   /** Number of live (allocated, not freed) buffers; used by leak tests. */
   liveBuffers(): number;
+  /** Wait until all queued work is done (asynchronous backends such as CUDA; a no-op elsewhere). */
+  synchronize?(): void;
 
   // ---- elementwise helpers ---------------------------------------------------------------------
   /** out = a + b, elementwise over n = size(out). out may alias a or b. */

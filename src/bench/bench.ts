@@ -57,12 +57,15 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function time(fn: () => void, warmup: number, reps: number): number[] {
+/** Per-repetition wall times; `sync` waits for asynchronous backends (CUDA) before each clock read. */
+function time(fn: () => void, warmup: number, reps: number, sync: () => void = () => {}): number[] {
   for (let i = 0; i < warmup; i++) fn();
+  sync();
   const out: number[] = [];
   for (let i = 0; i < reps; i++) {
     const t0 = process.hrtime.bigint();
     fn();
+    sync();
     out.push(Number(process.hrtime.bigint() - t0) / 1e6);
   }
   return out;
@@ -87,7 +90,7 @@ export function benchStep<Buf>(be: Backend<Buf>, sc: StepConfig, opts: { warmup:
       model.forward(idx, sc.B, sc.T, tg, { returnLogits: false });
       model.backward();
       opt.step(1e-4);
-    }, opts.warmup, opts.steps);
+    }, opts.warmup, opts.steps, () => be.synchronize?.());
     return row(sc.name, be.name, samples, n, stepFlops(cfg, sc.B, sc.T), '3·[2Vd + L(36d² + 4Td)]·B·T', opts.threads);
   } finally {
     opt.free();
@@ -108,7 +111,7 @@ export function benchKernel<Buf>(be: Backend<Buf>, name: (typeof KERNEL_CONFIGS)
   try {
     if (name === 'matmul-1024') {
       const M = 1024, x = mk(M * M), w = mk(M * M), out = mk(M * M, 0);
-      const samples = time(() => be.linearForward(out, x, w, null, M, M, M), opts.warmup, opts.steps);
+      const samples = time(() => be.linearForward(out, x, w, null, M, M, M), opts.warmup, opts.steps, () => be.synchronize?.());
       return row(name, be.name, samples, 0, 2 * M * M * M, '2·M·N·K', opts.threads);
     }
     if (name.startsWith('mssa')) {
@@ -131,7 +134,7 @@ export function benchKernel<Buf>(be: Backend<Buf>, name: (typeof KERNEL_CONFIGS)
         be.layernormBackward(dx, g.lnw, g.lnb, dln, x, lnw, mean, rstd, N, C);
       };
       const both = name === 'mssa-fwdbwd';
-      const samples = time(() => { fwd(); if (both) bwd(); }, opts.warmup, opts.steps);
+      const samples = time(() => { fwd(); if (both) bwd(); }, opts.warmup, opts.steps, () => be.synchronize?.());
       const f = 4 * C * C * N + 4 * T * C * N; // projections + QKᵀ and PV (full, as in the step formula)
       return row(name, be.name, samples, N, both ? 3 * f : f, both ? '3·(4d² + 4Td)·N' : '(4d² + 4Td)·N', opts.threads);
     }
@@ -147,7 +150,7 @@ export function benchKernel<Buf>(be: Backend<Buf>, name: (typeof KERNEL_CONFIGS)
         be.istaBackward(dln, dA, dout, ln, A, codes, N, C, H, 0.1, 0.1, 2);
         be.layernormBackward(dx, dlnw, dlnb, dln, x, lnw, mean, rstd, N, C);
       }
-    }, opts.warmup, opts.steps);
+    }, opts.warmup, opts.steps, () => be.synchronize?.());
     const f = 4 * 2 * C * H * N; // four d×4d products
     return row(name, be.name, samples, N, both ? 3 * f : f, both ? '3·4·(2·d·4d)·N' : '4·(2·d·4d)·N', opts.threads);
   } finally {

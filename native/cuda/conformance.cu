@@ -1,0 +1,1129 @@
+// GPU conformance harness without Node: runs every CUDA operator forward and backward and compares it
+// with the CPU twin (native/*.cc, linked in), then runs the whole model (CRATE or GPT-2) forward and
+// backward on the GPU from each fixture in fixtures/*.safetensors and compares logits, loss and every
+// gradient with the fixture (PyTorch, float64).
+//
+//   element passes when |got - ref| <= atolScale * max|ref| + rtol * |ref|
+//   per operator and direction: the values of src/audit/tolerances.ts OP_TOLERANCE
+//   fixtures: FIXTURE_TOLERANCE.cuda = {rtol 1e-3, atolScale 1e-4}
+//
+// Inputs: random (odd sizes, T = 1, one head, head widths of every kernel variant, large magnitudes,
+// exact zeros at ReLU thresholds, ignored targets), plus determinism checks (the same call twice gives
+// bitwise-identical results) and error checks (out of memory names the bytes; unsupported shapes throw).
+//
+// Output: one line per operator and direction, then "N passed, N failed"; exit status 1 on any
+// failure, 2 when no CUDA device is usable (the reason is printed).
+//
+// Usage: crate_conformance [--fixtures DIR] [--cpu-only] [--filter SUBSTRING] [--seed N]
+//   --cpu-only   no GPU: runs the fixtures through the CPU twin only (checks this harness itself)
+// Build: see native/cuda/README.md (cmake target crate_conformance, or one nvcc command line).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../gemm.h"
+#include "../ops.h"
+#include "ops_cuda.h"
+
+namespace {
+
+// ---- results -------------------------------------------------------------------------------------------
+
+int g_passed = 0, g_failed = 0;
+std::string g_filter;
+
+struct Tol {
+  double rtol, atol_scale;
+};
+
+// src/audit/tolerances.ts OP_TOLERANCE (forward, backward)
+const std::map<std::string, std::pair<Tol, Tol>> kOpTol = {
+    {"embedding", {{1e-6, 1e-6}, {1e-5, 1e-6}}},   {"layernorm", {{1e-4, 1e-4}, {2e-4, 2e-4}}},
+    {"linear", {{2e-5, 2e-5}, {2e-5, 2e-5}}},      {"relu", {{0, 0}, {0, 0}}},
+    {"mssa", {{5e-5, 5e-5}, {1e-4, 1e-4}}},        {"attention", {{5e-5, 5e-5}, {1e-4, 1e-4}}},
+    {"ista", {{5e-5, 5e-5}, {1e-4, 1e-4}}},        {"istaComplete", {{5e-5, 5e-5}, {1e-4, 1e-4}}},
+    {"crossEntropy", {{1e-5, 1e-5}, {2e-5, 2e-5}}}, {"adamw", {{1e-5, 1e-6}, {1e-5, 1e-6}}},
+    {"elementwise", {{1e-6, 1e-7}, {1e-6, 1e-7}}},
+};
+const Tol kFixtureTol{1e-3, 1e-4};  // FIXTURE_TOLERANCE.cuda (and .cpu)
+
+Tol op_tol(const std::string& op, bool backward) {
+  const auto& t = kOpTol.at(op);
+  return backward ? t.second : t.first;
+}
+
+struct Cmp {
+  bool pass = true;
+  double max_abs = 0, worst_ratio = 0;
+  int64_t worst = -1;
+  double worst_got = 0, worst_ref = 0;
+};
+
+/** Element-wise check of got against ref (both as double); NaN/Inf must match exactly. */
+Cmp compare(const std::vector<double>& got, const std::vector<double>& ref, Tol tol) {
+  Cmp r;
+  if (got.size() != ref.size()) {
+    r.pass = false;
+    return r;
+  }
+  double refmax = 0;
+  for (double v : ref)
+    if (std::isfinite(v)) refmax = std::max(refmax, std::fabs(v));
+  const double atol = tol.atol_scale * refmax;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double g = got[i], e = ref[i];
+    if (!std::isfinite(g) || !std::isfinite(e)) {
+      const bool same = (std::isnan(g) && std::isnan(e)) || g == e;
+      if (!same) {
+        r.pass = false;
+        r.worst_ratio = INFINITY;
+        r.worst = static_cast<int64_t>(i);
+        r.worst_got = g;
+        r.worst_ref = e;
+        r.max_abs = INFINITY;
+      }
+      continue;
+    }
+    const double d = std::fabs(g - e);
+    r.max_abs = std::max(r.max_abs, d);
+    const double bound = atol + tol.rtol * std::fabs(e);
+    const double ratio = bound > 0 ? d / bound : (d > 0 ? INFINITY : 0);
+    if (ratio > r.worst_ratio || r.worst < 0) {
+      r.worst_ratio = ratio;
+      r.worst = static_cast<int64_t>(i);
+      r.worst_got = g;
+      r.worst_ref = e;
+    }
+    if (d > bound) r.pass = false;
+  }
+  return r;
+}
+
+std::vector<double> widen(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+/** One reported line: PASS/FAIL, the label and each compared tensor's error. */
+struct Line {
+  std::string label;
+  bool pass = true;
+  std::ostringstream detail;
+  explicit Line(std::string l) : label(std::move(l)) {}
+  void check(const std::string& name, const std::vector<double>& got, const std::vector<double>& ref, Tol tol) {
+    const Cmp c = compare(got, ref, tol);
+    char buf[256];
+    if (got.size() != ref.size()) {
+      std::snprintf(buf, sizeof buf, " %s: size %zu vs %zu;", name.c_str(), got.size(), ref.size());
+    } else {
+      std::snprintf(buf, sizeof buf, " %s: max|err| %.2e (%.3g of tol)%s;", name.c_str(), c.max_abs, c.worst_ratio,
+                    c.pass ? "" : " FAIL");
+      if (!c.pass) {
+        char b2[160];
+        std::snprintf(b2, sizeof b2, " [%lld] got %.9g ref %.9g;", static_cast<long long>(c.worst), c.worst_got,
+                      c.worst_ref);
+        std::strncat(buf, b2, sizeof buf - std::strlen(buf) - 1);
+      }
+    }
+    detail << buf;
+    pass = pass && c.pass;
+  }
+  void check(const std::string& name, const std::vector<float>& got, const std::vector<float>& ref, Tol tol) {
+    check(name, widen(got), widen(ref), tol);
+  }
+  void expect(const std::string& what, bool ok) {
+    detail << " " << what << (ok ? " ok;" : " FAIL;");
+    pass = pass && ok;
+  }
+  void finish() {
+    std::printf("%s  %s %s\n", pass ? "PASS" : "FAIL", label.c_str(), detail.str().c_str());
+    std::fflush(stdout);
+    (pass ? g_passed : g_failed)++;
+  }
+};
+
+bool selected(const std::string& label) { return g_filter.empty() || label.find(g_filter) != std::string::npos; }
+
+/** Runs a check body; any exception is a failure that names the check. */
+void run_check(const std::string& label, const std::function<void(Line&)>& body) {
+  if (!selected(label)) return;
+  Line line(label);
+  try {
+    body(line);
+  } catch (const std::exception& e) {
+    line.expect(std::string("threw: ") + e.what(), false);
+  }
+  line.finish();
+}
+
+// ---- random numbers ------------------------------------------------------------------------------------
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t next() {
+    s ^= s << 13;
+    s ^= s >> 7;
+    s ^= s << 17;
+    return s;
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }
+  double normal() {
+    const double u1 = uniform() + 1e-300, u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+  int32_t below(int32_t n) { return static_cast<int32_t>(next() % static_cast<uint64_t>(n)); }
+  std::vector<float> vec(int64_t n, double scale = 1.0, double offset = 0.0) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = static_cast<float>(offset + scale * normal());
+    return v;
+  }
+};
+
+uint64_t g_seed = 1;
+
+// ---- device buffers --------------------------------------------------------------------------------------
+
+/** A device copy of a host vector (or a zero buffer); frees itself. */
+struct Dev {
+  float* p = nullptr;
+  int64_t n = 0;
+  explicit Dev(int64_t count) : n(count) { p = crate::cuda::device_alloc(count); }
+  explicit Dev(const std::vector<float>& h) : n(static_cast<int64_t>(h.size())) {
+    p = crate::cuda::device_alloc(n);
+    crate::cuda::upload(p, h.data(), n);
+  }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  ~Dev() {
+    try {
+      crate::cuda::device_free(p);
+    } catch (...) {
+    }
+  }
+  std::vector<float> get() const {
+    std::vector<float> h(static_cast<size_t>(n));
+    crate::cuda::download(h.data(), p, n);
+    return h;
+  }
+};
+
+std::string shape_str(std::initializer_list<std::pair<const char*, int64_t>> kv) {
+  std::ostringstream os;
+  os << "(";
+  bool first = true;
+  for (auto& [k, v] : kv) {
+    os << (first ? "" : " ") << k << "=" << v;
+    first = false;
+  }
+  os << ")";
+  return os.str();
+}
+
+// ---- operator checks: CUDA vs the CPU twin ------------------------------------------------------------
+
+void check_elementwise() {
+  for (int64_t n : {1, 7, 1000, 4097, 300001}) {
+    Rng rng(g_seed + n);
+    const auto a = rng.vec(n), b = rng.vec(n);
+    run_check("elementwise add/scale/fill/copy " + shape_str({{"n", n}}), [&](Line& L) {
+      std::vector<float> ca = a, cc(n);
+      crate::add(cc.data(), a.data(), b.data(), n);
+      crate::add(ca.data(), ca.data(), cc.data(), n);
+      crate::scale(ca.data(), n, 0.5f);
+      Dev ga(a), gb(b), gc(n);
+      crate::cuda::add(gc.p, ga.p, gb.p, n);
+      crate::cuda::add(ga.p, ga.p, gc.p, n);
+      crate::cuda::scale(ga.p, n, 0.5f);
+      L.check("add", gc.get(), cc, op_tol("elementwise", false));
+      L.check("add-aliased+scale", ga.get(), ca, op_tol("elementwise", false));
+      Dev gd(n);
+      crate::cuda::copy(gd.p, gc.p, n);
+      L.check("copy", gd.get(), cc, {0, 0});
+      crate::cuda::fill(gd.p, n, 7.0f);
+      L.check("fill", gd.get(), std::vector<float>(n, 7.0f), {0, 0});
+    });
+    run_check("elementwise sumSquares/allFinite " + shape_str({{"n", n}}), [&](Line& L) {
+      Dev ga(a);
+      const double got = crate::cuda::sum_squares(ga.p, n), ref = crate::sum_squares(a.data(), n);
+      L.check("sumSquares", std::vector<double>{got}, std::vector<double>{ref}, {1e-6, 0});
+      L.expect("sumSquares twice bitwise", crate::cuda::sum_squares(ga.p, n) == got);
+      L.expect("allFinite(finite)", crate::cuda::all_finite(ga.p, n));
+      std::vector<float> bad = a;
+      bad[n / 2] = INFINITY;
+      Dev gb(bad);
+      L.expect("allFinite(inf)", !crate::cuda::all_finite(gb.p, n));
+      bad[n / 2] = NAN;
+      Dev gn(bad);
+      L.expect("allFinite(nan)", !crate::cuda::all_finite(gn.p, n));
+    });
+    run_check("relu forward+backward " + shape_str({{"n", n}}), [&](Line& L) {
+      std::vector<float> x = a;
+      for (int64_t i = 0; i < n; i += 3) x[i] = 0.0f;
+      if (n > 1) x[1] = -0.0f;
+      std::vector<float> out(n), din(n);
+      crate::relu_forward(out.data(), x.data(), n);
+      crate::relu_backward(din.data(), b.data(), out.data(), n);
+      Dev gx(x), gd(b), go(n), gi(n);
+      crate::cuda::relu_forward(go.p, gx.p, n);
+      crate::cuda::relu_backward(gi.p, gd.p, go.p, n);
+      L.check("out", go.get(), out, op_tol("relu", false));
+      L.check("dinp", gi.get(), din, op_tol("relu", true));
+    });
+  }
+  for (auto [rows, cols] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {37, 5}, {1000, 130}, {4099, 3}}) {
+    run_check("column sums " + shape_str({{"rows", rows}, {"cols", cols}}), [&, rows = rows, cols = cols](Line& L) {
+      Rng rng(g_seed + rows * 7 + cols);
+      const auto src = rng.vec(rows * cols), dst = rng.vec(cols);
+      std::vector<float> ref = dst;
+      crate::column_sums_accumulate(ref.data(), src.data(), rows, cols);
+      Dev gs(src), gd(dst);
+      crate::cuda::column_sums_accumulate(gd.p, gs.p, rows, cols);
+      L.check("dst", gd.get(), ref, op_tol("linear", true));
+    });
+  }
+}
+
+void check_embedding() {
+  struct S { int64_t B, T, C, V; };
+  for (S s : {S{1, 1, 1, 1}, S{2, 9, 37, 13}, S{3, 64, 130, 50}, S{4, 257, 64, 1000}}) {
+    run_check("embedding forward+backward " + shape_str({{"B", s.B}, {"T", s.T}, {"C", s.C}, {"V", s.V}}), [&](Line& L) {
+      Rng rng(g_seed + s.B * 1000 + s.T);
+      const int64_t N = s.B * s.T;
+      std::vector<int32_t> idx(N);
+      for (auto& i : idx) i = rng.below(static_cast<int32_t>(s.V));
+      const auto wte = rng.vec(s.V * s.C), wpe = rng.vec(s.T * s.C), dout = rng.vec(N * s.C);
+      const auto dwte0 = rng.vec(s.V * s.C), dwpe0 = rng.vec(s.T * s.C);
+      std::vector<float> out(N * s.C), dwte = dwte0, dwpe = dwpe0;
+      crate::embedding_forward(out.data(), idx.data(), wte.data(), wpe.data(), s.B, s.T, s.C);
+      crate::embedding_backward(dwte.data(), dwpe.data(), dout.data(), idx.data(), s.B, s.T, s.C);
+      Dev gwte(wte), gwpe(wpe), gout(N * s.C), gdout(dout), gdwte(dwte0), gdwpe(dwpe0);
+      crate::cuda::embedding_forward(gout.p, idx.data(), gwte.p, gwpe.p, s.B, s.T, s.C);
+      crate::cuda::embedding_backward(gdwte.p, gdwpe.p, gdout.p, idx.data(), s.B, s.T, s.C);
+      L.check("out", gout.get(), out, op_tol("embedding", false));
+      L.check("dwte", gdwte.get(), dwte, op_tol("embedding", true));
+      L.check("dwpe", gdwpe.get(), dwpe, op_tol("embedding", true));
+    });
+  }
+}
+
+void check_layernorm() {
+  struct S { int64_t N, C; double offset; bool bias; };
+  for (S s : {S{1, 3, 0, true}, S{17, 70, 1000, true}, S{5, 3, 1, false}, S{300, 768, 0, true}, S{1030, 129, 1000, false}}) {
+    run_check("layernorm forward+backward " +
+                  shape_str({{"N", s.N}, {"C", s.C}, {"offset", static_cast<int64_t>(s.offset)}, {"bias", s.bias}}),
+              [&](Line& L) {
+                Rng rng(g_seed + s.N * 31 + s.C);
+                const auto inp = rng.vec(s.N * s.C, 1, s.offset), w = rng.vec(s.C), b = rng.vec(s.C);
+                const auto dout = rng.vec(s.N * s.C), dw0 = rng.vec(s.C), db0 = rng.vec(s.C);
+                std::vector<float> out(s.N * s.C), mean(s.N), rstd(s.N), dinp(s.N * s.C), dw = dw0, db = db0;
+                crate::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(),
+                                         s.bias ? b.data() : nullptr, s.N, s.C, 1e-5f);
+                crate::layernorm_backward(dinp.data(), dw.data(), s.bias ? db.data() : nullptr, dout.data(),
+                                          inp.data(), w.data(), mean.data(), rstd.data(), s.N, s.C);
+                Dev ginp(inp), gw(w), gb(b), gout(s.N * s.C), gmean(s.N), grstd(s.N), gdout(dout), gdinp(s.N * s.C),
+                    gdw(dw0), gdb(db0);
+                crate::cuda::layernorm_forward(gout.p, gmean.p, grstd.p, ginp.p, gw.p, s.bias ? gb.p : nullptr, s.N,
+                                               s.C, 1e-5f);
+                L.check("out", gout.get(), out, op_tol("layernorm", false));
+                L.check("mean", gmean.get(), mean, op_tol("layernorm", false));
+                L.check("rstd", grstd.get(), rstd, op_tol("layernorm", false));
+                // backward on the CPU's saved statistics, so both see identical inputs
+                Dev cmean(mean), crstd(rstd);
+                crate::cuda::layernorm_backward(gdinp.p, gdw.p, s.bias ? gdb.p : nullptr, gdout.p, ginp.p, gw.p,
+                                                cmean.p, crstd.p, s.N, s.C);
+                L.check("dinp", gdinp.get(), dinp, op_tol("layernorm", true));
+                L.check("dweight", gdw.get(), dw, op_tol("layernorm", true));
+                if (s.bias) L.check("dbias", gdb.get(), db, op_tol("layernorm", true));
+              });
+  }
+}
+
+void check_linear() {
+  struct S { int64_t N, C, OC; bool bias; double scale; };
+  // odd sizes; 1x1; a 128-tile output (>= 96 tiles of 128); split-K weight gradients (long N)
+  for (S s : {S{1, 1, 1, true, 1}, S{67, 71, 69, true, 100}, S{13, 5, 1, false, 1}, S{1300, 37, 1100, true, 1},
+              S{2500, 64, 48, true, 1}, S{4100, 130, 129, false, 1}, S{256, 768, 768, true, 1}}) {
+    run_check("linear forward+backward " +
+                  shape_str({{"N", s.N}, {"C", s.C}, {"OC", s.OC}, {"bias", s.bias}, {"scale", (int64_t)s.scale}}),
+              [&](Line& L) {
+                Rng rng(g_seed + s.N + s.C * 3 + s.OC * 7);
+                const auto x = rng.vec(s.N * s.C, s.scale), W = rng.vec(s.OC * s.C), b = rng.vec(s.OC);
+                const auto dout = rng.vec(s.N * s.OC), dW0 = rng.vec(s.OC * s.C), db0 = rng.vec(s.OC);
+                std::vector<float> out(s.N * s.OC), dx(s.N * s.C), dW = dW0, db = db0;
+                crate::linear_forward(out.data(), x.data(), W.data(), s.bias ? b.data() : nullptr, s.N, s.C, s.OC);
+                crate::linear_backward(dx.data(), dW.data(), s.bias ? db.data() : nullptr, dout.data(), x.data(),
+                                       W.data(), s.N, s.C, s.OC);
+                Dev gx(x), gW(W), gb(b), gout(s.N * s.OC), gdout(dout), gdx(s.N * s.C), gdW(dW0), gdb(db0);
+                crate::cuda::linear_forward(gout.p, gx.p, gW.p, s.bias ? gb.p : nullptr, s.N, s.C, s.OC);
+                crate::cuda::linear_backward(gdx.p, gdW.p, s.bias ? gdb.p : nullptr, gdout.p, gx.p, gW.p, s.N, s.C,
+                                             s.OC);
+                L.check("out", gout.get(), out, op_tol("linear", false));
+                L.check("dinp", gdx.get(), dx, op_tol("linear", true));
+                L.check("dweight", gdW.get(), dW, op_tol("linear", true));
+                if (s.bias) L.check("dbias", gdb.get(), db, op_tol("linear", true));
+                // determinism: the same backward again from the same state, bitwise
+                Dev gdW2(dW0), gdb2(db0), gdx2(s.N * s.C);
+                crate::cuda::linear_backward(gdx2.p, gdW2.p, s.bias ? gdb2.p : nullptr, gdout.p, gx.p, gW.p, s.N, s.C,
+                                             s.OC);
+                L.expect("backward twice bitwise", gdW2.get() == gdW.get() && gdx2.get() == gdx.get() &&
+                                                       (!s.bias || gdb2.get() == gdb.get()));
+              });
+  }
+  // sgemm in all four layouts, with and without accumulation
+  for (int layout = 0; layout < 4; ++layout) {
+    const bool ta = layout & 1, tb = layout & 2;
+    for (auto [M, N, K] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 1, 1}, {33, 65, 17}, {300, 200, 1500}}) {
+      run_check(std::string("sgemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " " +
+                    shape_str({{"M", M}, {"N", N}, {"K", K}}),
+                [&, M = M, N = N, K = K](Line& L) {
+                  Rng rng(g_seed + M * 5 + N * 3 + K + layout);
+                  const auto A = rng.vec(M * K), B = rng.vec(K * N), C0 = rng.vec(M * N);
+                  for (bool acc : {false, true}) {
+                    std::vector<float> C = C0;
+                    crate::sgemm(ta, tb, M, N, K, 0.75f, A.data(), ta ? M : K, B.data(), tb ? K : N, acc, C.data(), N);
+                    Dev gA(A), gB(B), gC(C0);
+                    crate::cuda::sgemm(ta, tb, M, N, K, 0.75f, gA.p, ta ? M : K, gB.p, tb ? K : N, acc, gC.p, N);
+                    L.check(acc ? "C(accumulate)" : "C", gC.get(), C, op_tol("linear", false));
+                  }
+                });
+    }
+  }
+  // TF32 tensor cores: only behind the precision switch; ~1e-3 relative by construction
+#ifdef CRATE_CUDA_EMULATION
+  std::printf("SKIP  linear forward TF32: the CPU emulator has no tensor cores\n");
+  if (false)
+#endif
+  run_check("linear forward TF32 (precision switch) (N=300 C=257 OC=190)", [&](Line& L) {
+    Rng rng(g_seed + 99);
+    const int64_t N = 300, C = 257, OC = 190;
+    const auto x = rng.vec(N * C), W = rng.vec(OC * C), b = rng.vec(OC);
+    std::vector<float> out(N * OC);
+    crate::linear_forward(out.data(), x.data(), W.data(), b.data(), N, C, OC);
+    Dev gx(x), gW(W), gb(b), gout(N * OC);
+    crate::cuda::set_precision(crate::cuda::Precision::kTf32);
+    try {
+      crate::cuda::linear_forward(gout.p, gx.p, gW.p, gb.p, N, C, OC);
+    } catch (...) {
+      crate::cuda::set_precision(crate::cuda::Precision::kFp32);
+      throw;
+    }
+    crate::cuda::set_precision(crate::cuda::Precision::kFp32);
+    L.check("out (tf32, tol 1e-2)", gout.get(), out, {1e-2, 1e-2});
+  });
+}
+
+void check_attention() {
+  struct S { int64_t B, T, NH, p; double scale; };
+  // head widths of every kernel variant (PD 32/64/128/256), T = 1, one head, several row blocks
+  for (S s : {S{1, 1, 1, 1, 1}, S{2, 37, 3, 5, 0.3}, S{1, 130, 2, 32, 1}, S{2, 70, 1, 64, 4}, S{1, 300, 4, 64, 1},
+              S{1, 50, 2, 100, 1}, S{1, 40, 1, 200, 1}, S{3, 17, 4, 19, 4}}) {
+    const int64_t C = s.NH * s.p, n = s.B * s.T * C, ns = s.B * s.NH * s.T;
+    const std::string shp = shape_str({{"B", s.B}, {"T", s.T}, {"NH", s.NH}, {"p", s.p}});
+    for (bool mssa : {true, false}) {
+      const std::string op = mssa ? "mssa" : "attention";
+      run_check(op + " forward+backward " + shp, [&](Line& L) {
+        Rng rng(g_seed + s.T * 17 + s.p * 3 + (mssa ? 1 : 2));
+        const int64_t nin = mssa ? n : 3 * n;
+        const auto in = rng.vec(nin, s.scale), dy = rng.vec(n);
+        std::vector<float> y(n), saved(ns), din(nin);
+        if (mssa) {
+          crate::mssa_forward(y.data(), saved.data(), in.data(), s.B, s.T, C, s.NH);
+          crate::mssa_backward(din.data(), dy.data(), in.data(), y.data(), saved.data(), s.B, s.T, C, s.NH);
+        } else {
+          crate::attention_forward(y.data(), saved.data(), in.data(), s.B, s.T, C, s.NH);
+          crate::attention_backward(din.data(), dy.data(), in.data(), y.data(), saved.data(), s.B, s.T, C, s.NH);
+        }
+        Dev gin(in), gdy(dy), gy(n), gsaved(ns), gdin(nin);
+        if (mssa) crate::cuda::mssa_forward(gy.p, gsaved.p, gin.p, s.B, s.T, C, s.NH);
+        else crate::cuda::attention_forward(gy.p, gsaved.p, gin.p, s.B, s.T, C, s.NH);
+        L.check("y", gy.get(), y, op_tol(op, false));
+        L.check("saved(lse)", gsaved.get(), saved, op_tol(op, false));
+        // backward from the CPU's forward state (same saved layout), then from the GPU's own
+        Dev cy(y), csaved(saved);
+        if (mssa) crate::cuda::mssa_backward(gdin.p, gdy.p, gin.p, cy.p, csaved.p, s.B, s.T, C, s.NH);
+        else crate::cuda::attention_backward(gdin.p, gdy.p, gin.p, cy.p, csaved.p, s.B, s.T, C, s.NH);
+        L.check(mssa ? "dv" : "dqkv", gdin.get(), din, op_tol(op, true));
+        Dev gdin2(nin);
+        if (mssa) crate::cuda::mssa_backward(gdin2.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
+        else crate::cuda::attention_backward(gdin2.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
+        L.check(mssa ? "dv(own state)" : "dqkv(own state)", gdin2.get(), din, op_tol(op, true));
+        Dev gdin3(nin);
+        if (mssa) crate::cuda::mssa_backward(gdin3.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
+        else crate::cuda::attention_backward(gdin3.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
+        L.expect("backward twice bitwise", gdin3.get() == gdin2.get());
+      });
+    }
+  }
+  run_check("attention rejects head width > 256 with an Error", [&](Line& L) {
+    Dev v(300), y(300), st(1);
+    bool threw = false;
+    try {
+      crate::cuda::mssa_forward(y.p, st.p, v.p, 1, 1, 300, 1);
+    } catch (const crate::cuda::Error& e) {
+      threw = std::strstr(e.what(), "mssa_forward") != nullptr;
+    }
+    L.expect("threw naming mssa_forward", threw);
+  });
+}
+
+void check_ista() {
+  struct S { int64_t N, C, factor, steps; };
+  for (S s : {S{1, 1, 1, 1}, S{40, 37, 4, 2}, S{13, 5, 3, 3}, S{300, 64, 4, 2}, S{1100, 96, 4, 2}, S{7, 20, 1, 1}}) {
+    const int64_t H = s.factor * s.C;
+    run_check("ista forward+backward " + shape_str({{"N", s.N}, {"C", s.C}, {"H", H}, {"steps", s.steps}}),
+              [&](Line& L) {
+                Rng rng(g_seed + s.N * 13 + s.C * 5 + s.steps);
+                const double eta = 0.1, lam = 0.1;
+                const auto u = rng.vec(s.N * s.C), A = rng.vec(H * s.C, std::sqrt(2.0 / s.C));
+                const auto dout = rng.vec(s.N * s.C), dA0 = rng.vec(H * s.C);
+                std::vector<float> out(s.N * s.C), codes(s.steps * s.N * H), du(s.N * s.C), dA = dA0;
+                crate::ista_forward(out.data(), codes.data(), u.data(), A.data(), s.N, s.C, H, eta, lam, s.steps);
+                crate::ista_backward(du.data(), dA.data(), dout.data(), u.data(), A.data(), codes.data(), s.N, s.C, H,
+                                     eta, lam, s.steps);
+                Dev gu(u), gA(A), gout(s.N * s.C), gcodes(s.steps * s.N * H), gdout(dout), gdu(s.N * s.C), gdA(dA0);
+                crate::cuda::ista_forward(gout.p, gcodes.p, gu.p, gA.p, s.N, s.C, H, eta, lam, s.steps);
+                L.check("out", gout.get(), out, op_tol("ista", false));
+                L.check("codes", gcodes.get(), codes, op_tol("ista", false));
+                // backward on the CPU's codes, so both see the same ReLU masks
+                Dev ccodes(codes);
+                crate::cuda::ista_backward(gdu.p, gdA.p, gdout.p, gu.p, gA.p, ccodes.p, s.N, s.C, H, eta, lam, s.steps);
+                L.check("du", gdu.get(), du, op_tol("ista", true));
+                L.check("dA", gdA.get(), dA, op_tol("ista", true));
+              });
+  }
+  run_check("ista entries exactly at the threshold are zero and pass no gradient", [&](Line& L) {
+    // one atom e_0 and u_0 = lam: the first pre-activation eta*u_0 - eta*lam is exactly 0 (eta 0.5, lam 0.25)
+    Dev u(std::vector<float>{0.25f, 1.0f, -2.0f}), A(std::vector<float>{1, 0, 0}), dout(std::vector<float>{1, 1, 1});
+    Dev out(3), codes(1), du(3), dA(3);
+    crate::cuda::ista_forward(out.p, codes.p, u.p, A.p, 1, 3, 1, 0.5, 0.25, 1);
+    crate::cuda::ista_backward(du.p, dA.p, dout.p, u.p, A.p, codes.p, 1, 3, 1, 0.5, 0.25, 1);
+    auto pz = [](const std::vector<float>& v) {
+      for (float x : v)
+        if (x != 0.0f || std::signbit(x)) return false;
+      return true;
+    };
+    L.expect("codes == +0", pz(codes.get()));
+    L.expect("out == +0", pz(out.get()));
+    L.expect("du == +0", pz(du.get()));
+    L.expect("dA == +0", pz(dA.get()));
+  });
+  for (auto [N, C] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {40, 37}, {500, 128}}) {
+    run_check("istaComplete forward+backward " + shape_str({{"N", N}, {"C", C}}), [&, N = N, C = C](Line& L) {
+      Rng rng(g_seed + N * 3 + C);
+      const double eta = 0.1, lam = 0.1;
+      const auto x = rng.vec(N * C), W = rng.vec(C * C, 1.0 / std::sqrt(static_cast<double>(C)));
+      const auto dout = rng.vec(N * C), dW0 = rng.vec(C * C);
+      std::vector<float> out(N * C), dx(N * C), dW = dW0;
+      crate::ista_complete_forward(out.data(), x.data(), W.data(), N, C, eta, lam);
+      crate::ista_complete_backward(dx.data(), dW.data(), dout.data(), x.data(), W.data(), out.data(), N, C, eta, lam);
+      Dev gx(x), gW(W), gout(N * C), gdout(dout), gdx(N * C), gdW(dW0), cout(out);
+      crate::cuda::ista_complete_forward(gout.p, gx.p, gW.p, N, C, eta, lam);
+      L.check("out", gout.get(), out, op_tol("istaComplete", false));
+      crate::cuda::ista_complete_backward(gdx.p, gdW.p, gdout.p, gx.p, gW.p, cout.p, N, C, eta, lam);
+      L.check("dx", gdx.get(), dx, op_tol("istaComplete", true));
+      L.check("dW", gdW.get(), dW, op_tol("istaComplete", true));
+    });
+  }
+}
+
+void check_loss_and_adamw() {
+  struct S { int64_t N, V; double scale, gs; };
+  for (S s : {S{1, 2, 1, 1}, S{33, 700, 30, 0.25}, S{8, 50304, 1, 1}, S{257, 1000, 3, 1}}) {
+    run_check("crossEntropy forward+backward " + shape_str({{"N", s.N}, {"V", s.V}, {"scale", (int64_t)s.scale}}),
+              [&](Line& L) {
+                Rng rng(g_seed + s.N * 7 + s.V);
+                std::vector<int32_t> tg(s.N);
+                for (int64_t n = 0; n < s.N; ++n)
+                  tg[n] = (n > 0 && rng.uniform() < 0.2) ? -1 : rng.below(static_cast<int32_t>(s.V));
+                const auto logits = rng.vec(s.N * s.V, s.scale);
+                std::vector<float> d(s.N * s.V);
+                const double ref = crate::cross_entropy_forward(d.data(), logits.data(), tg.data(), s.N, s.V, s.gs);
+                Dev gl(logits), gd(s.N * s.V);
+                const double got = crate::cuda::cross_entropy_forward(gd.p, gl.p, tg.data(), s.N, s.V, s.gs);
+                L.check("loss", std::vector<double>{got}, std::vector<double>{ref}, op_tol("crossEntropy", false));
+                L.check("dlogits", gd.get(), d, op_tol("crossEntropy", true));
+                const double fwd_only = crate::cuda::cross_entropy_forward(nullptr, gl.p, tg.data(), s.N, s.V, 1.0);
+                L.expect("forward-only loss bitwise equal", fwd_only == got);
+              });
+  }
+  run_check("crossEntropy every target ignored gives NaN", [&](Line& L) {
+    Dev gl(std::vector<float>{1, 2, 3});
+    const int32_t tg[1] = {-1};
+    L.expect("NaN", std::isnan(crate::cuda::cross_entropy_forward(nullptr, gl.p, tg, 1, 3, 1.0)));
+  });
+  for (int64_t n : {1, 500, 100003}) {
+    for (double wd : {0.0, 0.1}) {
+      run_check("adamw 3 steps " + shape_str({{"n", n}, {"wd", wd > 0}}), [&](Line& L) {
+        Rng rng(g_seed + n + (wd > 0));
+        const auto p0 = rng.vec(n), g = rng.vec(n, 1e-3), m0 = rng.vec(n, 1e-4);
+        auto v0 = rng.vec(n, 1e-4);
+        for (auto& x : v0) x = x * x;
+        std::vector<float> p = p0, m = m0, v = v0;
+        Dev gp(p0), gg(g), gm(m0), gv(v0);
+        for (int64_t step = 1; step <= 3; ++step) {
+          crate::adamw_update(p.data(), g.data(), m.data(), v.data(), n, 1e-3, 0.9, 0.95, 1e-8, wd, step);
+          crate::cuda::adamw_update(gp.p, gg.p, gm.p, gv.p, n, 1e-3, 0.9, 0.95, 1e-8, wd, step);
+        }
+        L.check("param", gp.get(), p, op_tol("adamw", false));
+        L.check("m", gm.get(), m, op_tol("adamw", false));
+        L.check("v", gv.get(), v, op_tol("adamw", false));
+      });
+    }
+  }
+}
+
+void check_errors() {
+  run_check("out of memory is an Error naming the bytes", [&](Line& L) {
+    bool ok = false;
+    std::string msg;
+    try {
+      float* p = crate::cuda::device_alloc(int64_t(1) << 40, "alloc");  // 4 TiB
+      crate::cuda::device_free(p);
+    } catch (const crate::cuda::Error& e) {
+      msg = e.what();
+      ok = msg.find("bytes") != std::string::npos && msg.find("4398046511104") != std::string::npos;
+    }
+    L.expect("message: " + msg, ok);
+    // the device still works afterwards
+    Dev a(std::vector<float>{1, 2, 3});
+    L.expect("usable after OOM", crate::cuda::sum_squares(a.p, 3) == 14.0);
+  });
+}
+
+// ---- safetensors + a minimal JSON reader ---------------------------------------------------------------
+
+struct Json {
+  enum Kind { kNull, kBool, kNum, kStr, kArr, kObj } kind = kNull;
+  bool b = false;
+  double num = 0;
+  std::string str;
+  std::vector<Json> arr;
+  std::vector<std::pair<std::string, Json>> obj;
+  const Json* get(const std::string& k) const {
+    for (auto& kv : obj)
+      if (kv.first == k) return &kv.second;
+    return nullptr;
+  }
+};
+
+class JsonParser {
+ public:
+  explicit JsonParser(const std::string& s) : s_(s) {}
+  Json parse() {
+    Json v = value();
+    ws();
+    if (i_ != s_.size()) err("trailing characters");
+    return v;
+  }
+
+ private:
+  [[noreturn]] void err(const char* what) const {
+    throw std::runtime_error(std::string("JSON: ") + what + " at offset " + std::to_string(i_));
+  }
+  void ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r')) ++i_;
+  }
+  Json value() {
+    ws();
+    if (i_ >= s_.size()) err("unexpected end");
+    const char c = s_[i_];
+    Json v;
+    if (c == '{') {
+      v.kind = Json::kObj;
+      ++i_;
+      ws();
+      if (s_[i_] == '}') { ++i_; return v; }
+      for (;;) {
+        ws();
+        std::string k = string();
+        ws();
+        if (s_[i_++] != ':') err("expected ':'");
+        v.obj.emplace_back(std::move(k), value());
+        ws();
+        if (s_[i_] == ',') { ++i_; continue; }
+        if (s_[i_] == '}') { ++i_; return v; }
+        err("expected ',' or '}'");
+      }
+    }
+    if (c == '[') {
+      v.kind = Json::kArr;
+      ++i_;
+      ws();
+      if (s_[i_] == ']') { ++i_; return v; }
+      for (;;) {
+        v.arr.push_back(value());
+        ws();
+        if (s_[i_] == ',') { ++i_; continue; }
+        if (s_[i_] == ']') { ++i_; return v; }
+        err("expected ',' or ']'");
+      }
+    }
+    if (c == '"') {
+      v.kind = Json::kStr;
+      v.str = string();
+      return v;
+    }
+    if (s_.compare(i_, 4, "true") == 0) { i_ += 4; v.kind = Json::kBool; v.b = true; return v; }
+    if (s_.compare(i_, 5, "false") == 0) { i_ += 5; v.kind = Json::kBool; return v; }
+    if (s_.compare(i_, 4, "null") == 0) { i_ += 4; return v; }
+    size_t end = i_;
+    while (end < s_.size() && std::strchr("+-0123456789.eE", s_[end])) ++end;
+    if (end == i_) err("unexpected character");
+    v.kind = Json::kNum;
+    v.num = std::strtod(s_.substr(i_, end - i_).c_str(), nullptr);
+    i_ = end;
+    return v;
+  }
+  std::string string() {
+    if (s_[i_] != '"') err("expected a string");
+    ++i_;
+    std::string out;
+    while (i_ < s_.size() && s_[i_] != '"') {
+      char c = s_[i_++];
+      if (c == '\\') {
+        const char e = s_[i_++];
+        switch (e) {
+          case 'n': out += '\n'; break;
+          case 't': out += '\t'; break;
+          case 'r': out += '\r'; break;
+          case 'b': out += '\b'; break;
+          case 'f': out += '\f'; break;
+          case 'u': {  // BMP code point as UTF-8 (enough for the metadata written here)
+            const unsigned cp = std::stoul(s_.substr(i_, 4), nullptr, 16);
+            i_ += 4;
+            if (cp < 0x80) out += static_cast<char>(cp);
+            else if (cp < 0x800) { out += static_cast<char>(0xC0 | (cp >> 6)); out += static_cast<char>(0x80 | (cp & 0x3F)); }
+            else { out += static_cast<char>(0xE0 | (cp >> 12)); out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F)); out += static_cast<char>(0x80 | (cp & 0x3F)); }
+            break;
+          }
+          default: out += e;
+        }
+      } else {
+        out += c;
+      }
+    }
+    if (i_ >= s_.size()) err("unterminated string");
+    ++i_;
+    return out;
+  }
+  const std::string& s_;
+  size_t i_ = 0;
+};
+
+struct Tensor {
+  std::vector<int64_t> shape;
+  std::vector<double> data;  // F64 / F32 / I64 / I32 widened to double
+};
+
+struct Safetensors {
+  std::map<std::string, Tensor> tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+Safetensors read_safetensors(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 8) throw std::runtime_error(path + ": too short for a safetensors file");
+  uint64_t hlen = 0;
+  std::memcpy(&hlen, bytes.data(), 8);  // little-endian (x86 and ARM hosts)
+  if (hlen > bytes.size() - 8) throw std::runtime_error(path + ": header length exceeds the file");
+  const std::string header(bytes.data() + 8, hlen);
+  const Json h = JsonParser(header).parse();
+  if (h.kind != Json::kObj) throw std::runtime_error(path + ": header is not a JSON object");
+  const size_t base = 8 + hlen;
+  Safetensors st;
+  for (const auto& [name, v] : h.obj) {
+    if (name == "__metadata__") {
+      for (const auto& [k, m] : v.obj) st.metadata[k] = m.str;
+      continue;
+    }
+    const Json* dt = v.get("dtype");
+    const Json* sh = v.get("shape");
+    const Json* off = v.get("data_offsets");
+    if (!dt || !sh || !off || off->arr.size() != 2) throw std::runtime_error(path + ": bad entry " + name);
+    Tensor t;
+    int64_t count = 1;
+    for (const Json& d : sh->arr) {
+      t.shape.push_back(static_cast<int64_t>(d.num));
+      count *= static_cast<int64_t>(d.num);
+    }
+    const size_t b0 = base + static_cast<size_t>(off->arr[0].num), b1 = base + static_cast<size_t>(off->arr[1].num);
+    if (b1 > bytes.size() || b0 > b1) throw std::runtime_error(path + ": " + name + " lies outside the file");
+    const char* p = bytes.data() + b0;
+    const std::string& type = dt->str;
+    const size_t esize = (type == "F64" || type == "I64") ? 8 : (type == "F32" || type == "I32") ? 4 : 0;
+    if (esize == 0) throw std::runtime_error(path + ": " + name + " has dtype " + type + " (only F64/F32/I64/I32 here)");
+    if (static_cast<int64_t>((b1 - b0) / esize) != count || (b1 - b0) % esize != 0)
+      throw std::runtime_error(path + ": " + name + " byte range does not match its shape");
+    t.data.resize(static_cast<size_t>(count));
+    for (int64_t i = 0; i < count; ++i) {
+      const char* e = p + i * esize;
+      if (type == "F64") { double x; std::memcpy(&x, e, 8); t.data[i] = x; }
+      else if (type == "F32") { float x; std::memcpy(&x, e, 4); t.data[i] = x; }
+      else if (type == "I64") { int64_t x; std::memcpy(&x, e, 8); t.data[i] = static_cast<double>(x); }
+      else { int32_t x; std::memcpy(&x, e, 4); t.data[i] = x; }
+    }
+    st.tensors.emplace(name, std::move(t));
+  }
+  return st;
+}
+
+// ---- the model, written once over a backend (CPU twin or CUDA twin), in src/model/lm.ts's order ----------
+
+struct Config {
+  std::string arch;
+  int64_t V, maxT, L, NH, C, factor, steps = 2;
+  double eta, lam, eps;
+};
+
+#define CRATE_FWD(ns, name) \
+  template <class... A>     \
+  static auto name(A&&... a) { return ns::name(std::forward<A>(a)...); }
+
+struct CpuOps {
+  static const char* name() { return "cpu"; }
+  static float* alloc(int64_t n) { return new float[static_cast<size_t>(n > 0 ? n : 1)](); }
+  static void release(float* p) { delete[] p; }
+  static void put(float* d, const std::vector<float>& h) { std::copy(h.begin(), h.end(), d); }
+  static std::vector<float> get(const float* s, int64_t n) { return std::vector<float>(s, s + n); }
+  CRATE_FWD(crate, embedding_forward)
+  CRATE_FWD(crate, embedding_backward)
+  CRATE_FWD(crate, layernorm_forward)
+  CRATE_FWD(crate, layernorm_backward)
+  CRATE_FWD(crate, linear_forward)
+  CRATE_FWD(crate, linear_backward)
+  CRATE_FWD(crate, mssa_forward)
+  CRATE_FWD(crate, mssa_backward)
+  CRATE_FWD(crate, attention_forward)
+  CRATE_FWD(crate, attention_backward)
+  CRATE_FWD(crate, ista_forward)
+  CRATE_FWD(crate, ista_backward)
+  CRATE_FWD(crate, relu_forward)
+  CRATE_FWD(crate, relu_backward)
+  CRATE_FWD(crate, add)
+  CRATE_FWD(crate, cross_entropy_forward)
+  CRATE_FWD(crate, attention_saved_size)
+};
+
+struct CudaOps {
+  static const char* name() { return "cuda"; }
+  static float* alloc(int64_t n) { return crate::cuda::device_alloc(n); }
+  static void release(float* p) { crate::cuda::device_free(p); }
+  static void put(float* d, const std::vector<float>& h) { crate::cuda::upload(d, h.data(), static_cast<int64_t>(h.size())); }
+  static std::vector<float> get(const float* s, int64_t n) {
+    std::vector<float> h(static_cast<size_t>(n));
+    crate::cuda::download(h.data(), s, n);
+    return h;
+  }
+  CRATE_FWD(crate::cuda, embedding_forward)
+  CRATE_FWD(crate::cuda, embedding_backward)
+  CRATE_FWD(crate::cuda, layernorm_forward)
+  CRATE_FWD(crate::cuda, layernorm_backward)
+  CRATE_FWD(crate::cuda, linear_forward)
+  CRATE_FWD(crate::cuda, linear_backward)
+  CRATE_FWD(crate::cuda, mssa_forward)
+  CRATE_FWD(crate::cuda, mssa_backward)
+  CRATE_FWD(crate::cuda, attention_forward)
+  CRATE_FWD(crate::cuda, attention_backward)
+  CRATE_FWD(crate::cuda, ista_forward)
+  CRATE_FWD(crate::cuda, ista_backward)
+  CRATE_FWD(crate::cuda, relu_forward)
+  CRATE_FWD(crate::cuda, relu_backward)
+  CRATE_FWD(crate::cuda, add)
+  CRATE_FWD(crate::cuda, cross_entropy_forward)
+  CRATE_FWD(crate::cuda, attention_saved_size)
+};
+
+/** Owns every buffer of one model run on backend Ops. */
+template <class Ops>
+class Arena {
+ public:
+  ~Arena() {
+    for (float* p : bufs_) {
+      try {
+        Ops::release(p);
+      } catch (...) {
+      }
+    }
+  }
+  float* take(int64_t n) {
+    float* p = Ops::alloc(n);
+    bufs_.push_back(p);
+    return p;
+  }
+  float* from(const std::vector<float>& h) {
+    float* p = take(static_cast<int64_t>(h.size()));
+    Ops::put(p, h);
+    return p;
+  }
+
+ private:
+  std::vector<float*> bufs_;
+};
+
+struct ModelResult {
+  std::vector<float> logits;
+  double loss = 0;
+  std::map<std::string, std::vector<float>> grads;
+};
+
+template <class Ops>
+ModelResult run_model(const Config& c, const Safetensors& fx, int64_t B, int64_t T, const std::vector<int32_t>& idx,
+                      const std::vector<int32_t>& targets) {
+  Arena<Ops> ar;
+  const int64_t N = B * T, C = c.C, V = c.V, NH = c.NH, H = c.factor * C;
+  const bool gpt = c.arch == "gpt2";
+  std::map<std::string, float*> P, G;
+  std::map<std::string, int64_t> sizes;
+  for (const auto& [name, t] : fx.tensors) {
+    if (name.rfind("transformer.", 0) != 0) continue;
+    std::vector<float> h(t.data.begin(), t.data.end());
+    P[name] = ar.from(h);
+    G[name] = ar.take(static_cast<int64_t>(h.size()));
+    sizes[name] = static_cast<int64_t>(h.size());
+  }
+  auto p = [&](const std::string& n) -> float* {
+    auto it = P.find(n);
+    if (it == P.end()) throw std::runtime_error("fixture has no parameter " + n);
+    return it->second;
+  };
+  auto g = [&](const std::string& n) -> float* { return G.at(n); };
+  auto pn = [&](const std::string& n) -> float* { return P.count(n) ? P[n] : nullptr; };
+  auto gn = [&](const std::string& n) -> float* { return G.count(n) ? G[n] : nullptr; };
+
+  struct Acts { float *x, *ln1, *mean1, *rstd1, *qkv, *att, *y, *xh, *ln2, *mean2, *rstd2, *codes, *hr; };
+  std::vector<Acts> a(static_cast<size_t>(c.L));
+  const int64_t att_n = Ops::attention_saved_size(B, NH, T);
+  for (auto& l : a) {
+    l.x = ar.take(N * C); l.ln1 = ar.take(N * C); l.mean1 = ar.take(N); l.rstd1 = ar.take(N);
+    l.qkv = ar.take((gpt ? 3 : 1) * N * C); l.att = ar.take(att_n); l.y = ar.take(N * C); l.xh = ar.take(N * C);
+    l.ln2 = ar.take(N * C); l.mean2 = ar.take(N); l.rstd2 = ar.take(N);
+    l.codes = ar.take(gpt ? N * H : c.steps * N * H); l.hr = ar.take(gpt ? N * H : 1);
+  }
+  float* xL = ar.take(N * C);
+  float* lnf = ar.take(N * C);
+  float* meanf = ar.take(N);
+  float* rstdf = ar.take(N);
+  float* logits = ar.take(N * V);
+  float* dlogits = ar.take(N * V);
+  const float eps = static_cast<float>(c.eps);
+
+  Ops::embedding_forward(c.L ? a[0].x : xL, idx.data(), p("transformer.wte.weight"), p("transformer.wpe.weight"), B, T, C);
+  for (int64_t l = 0; l < c.L; ++l) {
+    Acts& s = a[l];
+    float* out = l + 1 < c.L ? a[l + 1].x : xL;
+    const std::string q = "transformer.h." + std::to_string(l) + ".";
+    if (gpt) {
+      Ops::layernorm_forward(s.ln1, s.mean1, s.rstd1, s.x, p(q + "ln_1.weight"), nullptr, N, C, eps);
+      Ops::linear_forward(s.qkv, s.ln1, p(q + "attn.c_attn.weight"), nullptr, N, C, 3 * C);
+      Ops::attention_forward(s.y, s.att, s.qkv, B, T, C, NH);
+      Ops::linear_forward(s.xh, s.y, p(q + "attn.c_proj.weight"), nullptr, N, C, C);
+      Ops::add(s.xh, s.xh, s.x, N * C);
+      Ops::layernorm_forward(s.ln2, s.mean2, s.rstd2, s.xh, p(q + "ln_2.weight"), nullptr, N, C, eps);
+      Ops::linear_forward(s.codes, s.ln2, p(q + "mlp.c_fc.weight"), nullptr, N, C, H);
+      Ops::relu_forward(s.hr, s.codes, N * H);
+      Ops::linear_forward(out, s.hr, p(q + "mlp.c_proj.weight"), nullptr, N, H, C);
+      Ops::add(out, out, s.xh, N * C);
+    } else {
+      Ops::layernorm_forward(s.ln1, s.mean1, s.rstd1, s.x, p(q + "prenorm_1.weight"), p(q + "prenorm_1.bias"), N, C, eps);
+      Ops::linear_forward(s.qkv, s.ln1, p(q + "attn.c_attn.weight"), nullptr, N, C, C);
+      Ops::mssa_forward(s.y, s.att, s.qkv, B, T, C, NH);
+      Ops::linear_forward(s.xh, s.y, p(q + "attn.c_proj.weight"), p(q + "attn.c_proj.bias"), N, C, C);
+      Ops::add(s.xh, s.xh, s.x, N * C);
+      Ops::layernorm_forward(s.ln2, s.mean2, s.rstd2, s.xh, p(q + "prenorm_2.weight"), p(q + "prenorm_2.bias"), N, C, eps);
+      Ops::ista_forward(out, s.codes, s.ln2, p(q + "ista.weight"), N, C, H, c.eta, c.lam, c.steps);
+    }
+  }
+  Ops::layernorm_forward(lnf, meanf, rstdf, xL, p("transformer.ln_f.weight"), pn("transformer.ln_f.bias"), N, C, eps);
+  Ops::linear_forward(logits, lnf, p("transformer.wte.weight"), nullptr, N, C, V);
+  ModelResult r;
+  r.loss = Ops::cross_entropy_forward(dlogits, logits, targets.data(), N, V, 1.0);
+  r.logits = Ops::get(logits, N * V);
+
+  // backward (dx in d1 throughout), as LanguageModel.backward
+  const int64_t wide = std::max(3 * C, H) * N;
+  float* d1 = ar.take(N * C);
+  float* d2 = ar.take(N * C);
+  float* d3 = ar.take(N * C);
+  float* w1 = ar.take(wide);
+  float* w2 = ar.take(wide);
+  Ops::linear_backward(d2, g("transformer.wte.weight"), nullptr, dlogits, lnf, p("transformer.wte.weight"), N, C, V);
+  Ops::layernorm_backward(d1, g("transformer.ln_f.weight"), gn("transformer.ln_f.bias"), d2, xL,
+                          p("transformer.ln_f.weight"), meanf, rstdf, N, C);
+  for (int64_t l = c.L - 1; l >= 0; --l) {
+    Acts& s = a[l];
+    const std::string q = "transformer.h." + std::to_string(l) + ".";
+    if (gpt) {
+      float* dh = w1;
+      float* dpre = w2;
+      Ops::linear_backward(dh, g(q + "mlp.c_proj.weight"), nullptr, d1, s.hr, p(q + "mlp.c_proj.weight"), N, H, C);
+      Ops::relu_backward(dpre, dh, s.hr, N * H);
+      Ops::linear_backward(d2, g(q + "mlp.c_fc.weight"), nullptr, dpre, s.ln2, p(q + "mlp.c_fc.weight"), N, C, H);
+      Ops::layernorm_backward(d3, g(q + "ln_2.weight"), nullptr, d2, s.xh, p(q + "ln_2.weight"), s.mean2, s.rstd2, N, C);
+      Ops::add(d1, d1, d3, N * C);
+      Ops::linear_backward(d2, g(q + "attn.c_proj.weight"), nullptr, d1, s.y, p(q + "attn.c_proj.weight"), N, C, C);
+      float* dqkv = w1;
+      Ops::attention_backward(dqkv, d2, s.qkv, s.y, s.att, B, T, C, NH);
+      Ops::linear_backward(d2, g(q + "attn.c_attn.weight"), nullptr, dqkv, s.ln1, p(q + "attn.c_attn.weight"), N, C, 3 * C);
+      Ops::layernorm_backward(d3, g(q + "ln_1.weight"), nullptr, d2, s.x, p(q + "ln_1.weight"), s.mean1, s.rstd1, N, C);
+      Ops::add(d1, d1, d3, N * C);
+    } else {
+      Ops::ista_backward(d2, g(q + "ista.weight"), d1, s.ln2, p(q + "ista.weight"), s.codes, N, C, H, c.eta, c.lam, c.steps);
+      Ops::layernorm_backward(d1, g(q + "prenorm_2.weight"), g(q + "prenorm_2.bias"), d2, s.xh, p(q + "prenorm_2.weight"),
+                              s.mean2, s.rstd2, N, C);
+      Ops::linear_backward(d2, g(q + "attn.c_proj.weight"), g(q + "attn.c_proj.bias"), d1, s.y,
+                           p(q + "attn.c_proj.weight"), N, C, C);
+      Ops::mssa_backward(d3, d2, s.qkv, s.y, s.att, B, T, C, NH);
+      Ops::linear_backward(d2, g(q + "attn.c_attn.weight"), nullptr, d3, s.ln1, p(q + "attn.c_attn.weight"), N, C, C);
+      Ops::layernorm_backward(d3, g(q + "prenorm_1.weight"), g(q + "prenorm_1.bias"), d2, s.x, p(q + "prenorm_1.weight"),
+                              s.mean1, s.rstd1, N, C);
+      Ops::add(d1, d1, d3, N * C);
+    }
+  }
+  Ops::embedding_backward(g("transformer.wte.weight"), g("transformer.wpe.weight"), d1, idx.data(), B, T, C);
+  for (const auto& [name, n] : sizes) r.grads[name] = Ops::get(G[name], n);
+  return r;
+}
+
+Config read_config(const Safetensors& fx, const std::string& path) {
+  auto meta = [&](const char* k) -> std::string {
+    auto it = fx.metadata.find(k);
+    if (it == fx.metadata.end()) throw std::runtime_error(path + ": metadata has no '" + k + "'");
+    return it->second;
+  };
+  const Json j = JsonParser(meta("config")).parse();
+  auto num = [&](const char* k, bool required = true, double dflt = 0) {
+    const Json* v = j.get(k);
+    if (!v) {
+      if (required) throw std::runtime_error(path + ": config has no '" + k + "'");
+      return dflt;
+    }
+    return v->num;
+  };
+  Config c;
+  c.arch = fx.metadata.count("arch") ? fx.metadata.at("arch") : "crate";
+  c.V = static_cast<int64_t>(num("vocab_size"));
+  c.maxT = static_cast<int64_t>(num("block_size"));
+  c.L = static_cast<int64_t>(num("n_layer"));
+  c.NH = static_cast<int64_t>(num("n_head"));
+  c.C = static_cast<int64_t>(num("n_embd"));
+  c.factor = static_cast<int64_t>(num("overcomplete"));
+  c.eta = num("eta");
+  c.lam = num("lam");
+  c.eps = num("ln_eps");
+  c.steps = static_cast<int64_t>(num("ista_steps", false, 2));
+  return c;
+}
+
+template <class Ops>
+void check_fixture(const std::string& path, const Safetensors& fx, const Config& c) {
+  run_check(std::string("fixture ") + Ops::name() + " " + std::filesystem::path(path).filename().string() + " (" + c.arch +
+                ", forward+backward)",
+            [&](Line& L) {
+              const Tensor& ti = fx.tensors.at("idx");
+              const Tensor& tt = fx.tensors.at("targets");
+              if (ti.shape.size() != 2) throw std::runtime_error("idx must be [B, T]");
+              const int64_t B = ti.shape[0], T = ti.shape[1];
+              std::vector<int32_t> idx(ti.data.begin(), ti.data.end()), tg(tt.data.begin(), tt.data.end());
+              const ModelResult r = run_model<Ops>(c, fx, B, T, idx, tg);
+              L.check("logits", widen(r.logits), fx.tensors.at("logits").data, kFixtureTol);
+              L.check("loss", std::vector<double>{r.loss}, fx.tensors.at("loss").data, kFixtureTol);
+              int checked = 0, failed = 0;
+              std::string worst;
+              for (const auto& [name, grad] : r.grads) {
+                auto it = fx.tensors.find("grad." + name);
+                if (it == fx.tensors.end()) throw std::runtime_error("fixture has no grad." + name);
+                const Cmp cm = compare(widen(grad), it->second.data, kFixtureTol);
+                ++checked;
+                if (!cm.pass) {
+                  ++failed;
+                  char b[200];
+                  std::snprintf(b, sizeof b, " %s(%.2e, %.3g of tol)", name.c_str(), cm.max_abs, cm.worst_ratio);
+                  worst += b;
+                }
+              }
+              L.expect(std::to_string(checked) + " gradients, " + std::to_string(failed) + " outside tolerance" + worst,
+                       failed == 0 && checked > 0);
+            });
+}
+
+void check_fixtures(const std::string& dir, bool cpu_only) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.path().extension() == ".safetensors") files.push_back(e.path().string());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) {
+    run_check("fixtures found in " + dir, [&](Line& L) { L.expect("at least one .safetensors file", false); });
+    return;
+  }
+  for (const auto& f : files) {
+    Safetensors fx;
+    Config c;
+    try {
+      fx = read_safetensors(f);
+      c = read_config(fx, f);
+    } catch (const std::exception& e) {
+      run_check("fixture " + f, [&](Line& L) { L.expect(std::string("readable: ") + e.what(), false); });
+      continue;
+    }
+    if (c.arch != "crate" && c.arch != "gpt2") {
+      std::printf("SKIP  fixture %s: arch '%s' is not run by this harness\n", f.c_str(), c.arch.c_str());
+      continue;
+    }
+    check_fixture<CpuOps>(f, fx, c);
+    if (!cpu_only) check_fixture<CudaOps>(f, fx, c);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string fixtures = "fixtures";
+  bool cpu_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--fixtures" && i + 1 < argc) fixtures = argv[++i];
+    else if (a == "--cpu-only") cpu_only = true;
+    else if (a == "--filter" && i + 1 < argc) g_filter = argv[++i];
+    else if (a == "--seed" && i + 1 < argc) g_seed = std::strtoull(argv[++i], nullptr, 10);
+    else {
+      std::fprintf(stderr, "usage: %s [--fixtures DIR] [--cpu-only] [--filter SUBSTRING] [--seed N]\n", argv[0]);
+      return 64;
+    }
+  }
+  if (!cpu_only) {
+    const crate::cuda::Availability& a = crate::cuda::cuda_available();
+    if (!a.available) {
+      std::printf("no CUDA device: %s\n(run with --cpu-only to check the harness against the CPU twin alone)\n",
+                  a.reason.c_str());
+      return 2;
+    }
+    std::printf("device: %s (compute capability %d.%d, %d SMs, %.1f GiB), CUDA runtime %d, driver %d\n",
+                a.device.c_str(), a.cc_major, a.cc_minor, a.sm_count, a.total_bytes / 1073741824.0, a.runtime_version,
+                a.driver_version);
+    check_elementwise();
+    check_embedding();
+    check_layernorm();
+    check_linear();
+    check_attention();
+    check_ista();
+    check_loss_and_adamw();
+    check_errors();
+  }
+  check_fixtures(fixtures, cpu_only);
+  std::printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}

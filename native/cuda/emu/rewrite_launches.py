@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Rewrites CUDA kernel launches for the CPU emulator (native/cuda/emu/cuda_emu.h).
+
+    kernel<T><<<grid, block>>>(a, b);   ->   ::emu::launch(grid, block, [&] { kernel<T>(a, b); });
+
+Usage: rewrite_launches.py IN OUT. A launch must start a statement (the kernel expression runs from the
+first non-blank character of its line to '<<<'), as every launch in native/cuda does.
+"""
+import sys
+
+
+def split_top(s, sep=','):
+    """Split s at top-level separators (outside (), [], {})."""
+    parts, depth, cur = [], 0, ''
+    for ch in s:
+        if ch in '([{':
+            depth += 1
+        elif ch in ')]}':
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append(cur)
+            cur = ''
+        else:
+            cur += ch
+    parts.append(cur)
+    return [p.strip() for p in parts]
+
+
+def rewrite(src):
+    out, i = '', 0
+    while True:
+        j = src.find('<<<', i)
+        if j < 0:
+            return out + src[i:]
+        line_start = src.rfind('\n', 0, j) + 1
+        stmt = line_start
+        while src[stmt] in ' \t':
+            stmt += 1
+        # a mention in a comment: leave it alone
+        if src[stmt:stmt + 2] in ('//', '/*') or src[stmt] == '*':
+            out += src[i:j + 3]
+            i = j + 3
+            continue
+        kernel = src[stmt:j]
+        k = src.find('>>>', j)
+        config = split_top(src[j + 3:k])
+        if len(config) != 2:
+            raise SystemExit(f'unsupported launch configuration (shared memory / stream?): {src[j:k + 3]}')
+        p = k + 3
+        while src[p] in ' \t\n':
+            p += 1
+        assert src[p] == '(', src[j:p + 20]
+        depth, q = 0, p
+        while True:
+            if src[q] == '(':
+                depth += 1
+            elif src[q] == ')':
+                depth -= 1
+                if depth == 0:
+                    break
+            q += 1
+        args = src[p + 1:q]
+        r = q + 1
+        while src[r] in ' \t\n':
+            r += 1
+        assert src[r] == ';', src[j:r + 10]
+        out += src[i:stmt]
+        out += f'::emu::launch(dim3({config[0]}), dim3({config[1]}), [&] {{ {kernel}({args}); }});'
+        i = r + 1
+
+
+if __name__ == '__main__':
+    with open(sys.argv[1]) as f:
+        text = f.read()
+    with open(sys.argv[2], 'w') as f:
+        f.write(rewrite(text))
