@@ -18,7 +18,8 @@ export interface NativeBufRef {
 type B = NativeBufRef;
 type OptB = NativeBufRef | null;
 
-export interface NativeAddon {
+/** The memory and operator functions both the CPU binding and exports.cuda provide, with the same names. */
+export interface NativeOps {
   alloc(n: number): number;
   free(handle: number): void;
   live_buffers(): number;
@@ -51,6 +52,10 @@ export interface NativeAddon {
   ista_complete_backward(dx: B, dW: B, dout: B, x: B, W: B, out: B, N: number, C: number, eta: number, lam: number): void;
   cross_entropy_forward(dlogits: OptB, logits: B, targets: Int32Array, N: number, V: number, gradScale: number): number;
   adamw_update(param: B, grad: B, m: B, v: B, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+}
+
+/** The CPU addon: the operators plus its runtime controls. */
+export interface NativeAddon extends NativeOps {
   set_threads(n: number): void;
   threads(): number;
   gemm_kernel(): string;
