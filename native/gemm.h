@@ -15,6 +15,19 @@ namespace crate {
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc);
 
+/** Work applied to each finished tile of C (rows [i, i + rows), columns [j, j + cols); C points at
+ *  its element (i, j), row stride ldc) right after its last K slice, on the thread that computed it,
+ *  while the tile is still in cache. Tiles are disjoint; fn must only touch its own tile (and read
+ *  anything). */
+struct SgemmEpilogue {
+  void (*fn)(void* ctx, float* C, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols);
+  void* ctx;
+};
+
+/** sgemm followed by epi (nullable) over every element of C exactly once. */
+void sgemm_ex(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc, const SgemmEpilogue* epi);
+
 /** Name of the micro-kernel in use: "avx512", "avx2" or "scalar". */
 const char* sgemm_kernel();
 /** Select a micro-kernel by name ("auto" = best supported). Returns false if unsupported here. */

@@ -6,6 +6,7 @@
 // decode; the first step skips the residual product (a_0 = 0, so r_1 = u).
 // Complete ISTA (paper B): out = relu(x + eta (x W - x W^T W) - eta lam), W: (C,C).
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "gemm.h"
@@ -46,6 +47,42 @@ void relu_mask(float* da, const float* a, int64_t n) {
 
 float threshold_of(double eta, double lam) { return hd::ista_threshold_of(eta, lam); }
 
+// GEMM epilogues: the same per-element functions as threshold() / relu_mask(), applied to each
+// output tile while it is in cache instead of in a separate pass (identical results).
+struct ThresholdCtx {
+  const float* prev;  // (N,H) or null
+  int64_t ld;
+  float eta, thr;
+};
+void threshold_tile(void* ctx, float* C, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
+  const auto& c = *static_cast<const ThresholdCtx*>(ctx);
+  for (int64_t r = 0; r < rows; ++r)
+    threshold_range(C + r * ldc, c.prev ? c.prev + (i + r) * c.ld + j : nullptr, cols, c.eta, c.thr);
+}
+struct MaskCtx {
+  const float* a;  // (N,H)
+  int64_t ld;
+};
+void mask_tile(void* ctx, float* C, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
+  const auto& c = *static_cast<const MaskCtx*>(ctx);
+  for (int64_t r = 0; r < rows; ++r) relu_mask_range(C + r * ldc, c.a + (i + r) * c.ld + j, cols);
+}
+
+// Per-thread scratch reused across calls: no zero-fill and no fresh pages on every call (every
+// element is written before it is read).
+struct Scratch {
+  std::unique_ptr<float[]> p;
+  size_t n = 0;
+  float* get(size_t want) {
+    if (want > n) {
+      p.reset(new float[want]);
+      n = want;
+    }
+    return p.get();
+  }
+};
+thread_local Scratch tl_scratch[4];
+
 }  // namespace
 
 void ista_forward(float* out, float* codes, const float* u, const float* A, int64_t N, int64_t C, int64_t H,
@@ -57,18 +94,20 @@ void ista_forward(float* out, float* codes, const float* u, const float* A, int6
     fill(out, N * C, 0.0f);
     return;
   }
-  std::vector<float> r(steps > 1 ? static_cast<size_t>(N * C) : 0);
+  float* r = steps > 1 ? tl_scratch[0].get(static_cast<size_t>(N * C)) : nullptr;
   for (int64_t t = 1; t <= steps; ++t) {
     float* at = codes + (t - 1) * NH;
     const float* prev = t > 1 ? codes + (t - 2) * NH : nullptr;
     const float* rt = u;
     if (prev) {  // r_t = u - a_{t-1} A
-      copy(r.data(), u, N * C);
-      sgemm(false, false, N, C, H, -1.0f, prev, H, A, C, true, r.data(), C);
-      rt = r.data();
+      copy(r, u, N * C);
+      sgemm(false, false, N, C, H, -1.0f, prev, H, A, C, true, r, C);
+      rt = r;
     }
-    sgemm(false, true, N, H, C, 1.0f, rt, C, A, C, false, at, H);  // g = r_t A^T
-    threshold(at, prev, NH, eta, thr);                                // a_t = relu(a_{t-1} + eta g - eta lam)
+    // g = r_t A^T, then a_t = relu(a_{t-1} + eta g - eta lam) tile by tile
+    ThresholdCtx tc{prev, H, eta, thr};
+    const SgemmEpilogue epi{threshold_tile, &tc};
+    sgemm_ex(false, true, N, H, C, 1.0f, rt, C, A, C, false, at, H, &epi);
   }
   sgemm(false, false, N, C, H, 1.0f, codes + (steps - 1) * NH, H, A, C, false, out, C);  // out = a_S A
 }
@@ -86,29 +125,33 @@ void ista_backward(float* du, float* dA, const float* dout, const float* u, cons
     fill(du, N * C, 0.0f);
     return;
   }
-  std::vector<float> da(static_cast<size_t>(NH)), da_prev(steps > 1 ? static_cast<size_t>(NH) : 0);
-  std::vector<float> dr(static_cast<size_t>(N * C)), r(steps > 1 ? static_cast<size_t>(N * C) : 0);
+  float* da = tl_scratch[0].get(static_cast<size_t>(NH));
+  float* dr = tl_scratch[1].get(static_cast<size_t>(N * C));
+  float* r = steps > 1 ? tl_scratch[2].get(static_cast<size_t>(N * C)) : nullptr;
   const float* aS = codes + (steps - 1) * NH;
-  sgemm(true, false, H, C, N, 1.0f, aS, H, dout, C, true, dA, C);         // dA += a_S^T dout
-  sgemm(false, true, N, H, C, 1.0f, dout, C, A, C, false, da.data(), H);  // da_S = dout A^T
+  sgemm(true, false, H, C, N, 1.0f, aS, H, dout, C, true, dA, C);  // dA += a_S^T dout
+  MaskCtx mS{aS, H};
+  const SgemmEpilogue epiS{mask_tile, &mS};
+  sgemm_ex(false, true, N, H, C, 1.0f, dout, C, A, C, false, da, H, &epiS);  // dz_S = (dout A^T) (a_S > 0)
   for (int64_t t = steps; t >= 1; --t) {
-    const float* at = codes + (t - 1) * NH;
     const float* prev = t > 1 ? codes + (t - 2) * NH : nullptr;
-    relu_mask(da.data(), at, NH);  // dz_t, in place
+    // da holds dz_t here (masked by the epilogue of the product that made it)
     const float* rt = u;
     if (prev) {
-      copy(r.data(), u, N * C);
-      sgemm(false, false, N, C, H, -1.0f, prev, H, A, C, true, r.data(), C);
-      rt = r.data();
+      copy(r, u, N * C);
+      sgemm(false, false, N, C, H, -1.0f, prev, H, A, C, true, r, C);
+      rt = r;
     }
-    float* drt = t == steps ? du : dr.data();  // the first dr_t is written straight into du
-    sgemm(false, false, N, C, H, eta, da.data(), H, A, C, false, drt, C);  // dr_t = eta dz_t A
-    sgemm(true, false, H, C, N, eta, da.data(), H, rt, C, true, dA, C);    // dA += eta dz_t^T r_t
+    float* drt = t == steps ? du : dr;  // the first dr_t is written straight into du
+    sgemm(false, false, N, C, H, eta, da, H, A, C, false, drt, C);  // dr_t = eta dz_t A
+    sgemm(true, false, H, C, N, eta, da, H, rt, C, true, dA, C);    // dA += eta dz_t^T r_t
     if (prev) {
       sgemm(true, false, H, C, N, -1.0f, prev, H, drt, C, true, dA, C);  // dA -= a_{t-1}^T dr_t
-      copy(da_prev.data(), da.data(), NH);
-      sgemm(false, true, N, H, C, -1.0f, drt, C, A, C, true, da_prev.data(), H);  // da_{t-1} = dz_t - dr_t A^T
-      std::swap(da, da_prev);
+      // da_{t-1} = dz_t - dr_t A^T, accumulated in place (dz_t is not needed after this), then
+      // dz_{t-1} = da_{t-1} (a_{t-1} > 0) tile by tile
+      MaskCtx mp{prev, H};
+      const SgemmEpilogue epiP{mask_tile, &mp};
+      sgemm_ex(false, true, N, H, C, -1.0f, drt, C, A, C, true, da, H, &epiP);
     }
     if (t != steps) add(du, du, drt, N * C);
   }

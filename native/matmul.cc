@@ -183,6 +183,11 @@ const Kernel* initial_kernel() {
 
 std::atomic<const Kernel*> g_kernel{initial_kernel()};
 
+bool cpu_has_avx2() {
+  static const bool has = cpu_has("avx2");
+  return has;
+}
+
 // ---- aligned scratch ---------------------------------------------------------------------------
 struct AlignedScratch {
   float* p = nullptr;
@@ -208,10 +213,97 @@ std::atomic<uint64_t> g_call_id{0};
 thread_local uint64_t tl_apack_call = ~0ull;
 thread_local int64_t tl_apack_block = -1;
 
+// ---- AVX2 packing (pure data movement: the packed panels are bit-for-bit those of the scalar code) --
+
+// 8 x 8 transpose of rows r[0..7] (8 floats each) into columns c[0..7].
+__attribute__((target("avx2,fma"))) inline void transpose8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4,
+                                                          __m256 r5, __m256 r6, __m256 r7, __m256* c) {
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+  const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+  const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+  const __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  c[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+  c[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+  c[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+  c[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+  c[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+  c[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+  c[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+  c[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+// dst[k*W + r] = src[r*ld + k] for r < rows (<= 8), k < kc; rows r in [rows, 8) are zero-filled only
+// up to W (W >= rows). When W < 8 each k's 8-float store runs W - 8 floats past its slot into the
+// next k's slot (rewritten right after) and, at the end, up to 8 - W floats past dst + kc*W: the
+// caller leaves that room and packs later output after.
+__attribute__((target("avx2,fma"))) void pack_rows_t_avx2(float* dst, int W, const float* src, int64_t ld,
+                                                          int64_t rows, int64_t kc) {
+  const __m256 z = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_loadu_ps(src + i * ld + k) : z;
+    __m256 c[8];
+    transpose8(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], c);
+    for (int i = 0; i < 8; ++i) _mm256_storeu_ps(dst + (k + i) * W, c[i]);
+  }
+  for (; k < kc; ++k) {
+    float* d = dst + k * W;
+    for (int64_t i = 0; i < W && i < 8; ++i) d[i] = i < rows ? src[i * ld + k] : 0.0f;
+  }
+}
+
+// op(A)[i][k] packed into MR-tall slivers: Ap[s][k][r] = op(A)[i0 + s*MR + r][p0 + k], zero-padded.
+// Ap must have room for 8 floats past mc_padded * kc (see pack_rows_t_avx2).
+__attribute__((target("avx2,fma"))) void pack_A_avx2_6(bool transA, const float* A, int64_t lda, int64_t i0,
+                                                       int64_t mc, int64_t p0, int64_t kc, float* Ap) {
+  constexpr int MR = 6;
+  if (!transA) {
+    for (int64_t s = 0; s < mc; s += MR) {
+      const int64_t rows = std::min<int64_t>(MR, mc - s);
+      pack_rows_t_avx2(Ap + s * kc, MR, A + (i0 + s) * lda + p0, lda, rows, kc);
+    }
+    return;
+  }
+  // op(A) = A^T: row k of A holds op(A)[:, k] contiguously. Visit rows in order (sequential reads)
+  // and scatter 6-float pieces to the slivers.
+  // Rows are taken 8 at a time (they stay in L1), and each sliver receives 48 contiguous floats per
+  // group: writing one k at a time to every sliver would hit slivers kc*24 bytes apart, which map
+  // to the same L1 sets.
+  const int64_t full = mc / MR, rem = mc - full * MR;
+  constexpr int64_t KB = 16;
+  for (int64_t k0 = 0; k0 < kc; k0 += KB) {
+    const int64_t kn = std::min(KB, kc - k0);
+    const float* src0 = A + (p0 + k0) * lda + i0;
+    for (int64_t s = 0; s < full; ++s) {
+      float* d = Ap + s * MR * kc + k0 * MR;
+      const float* src = src0 + s * MR;
+      for (int64_t k = 0; k < kn; ++k) {
+        _mm_storeu_ps(d + k * MR, _mm_loadu_ps(src + k * lda));
+        _mm_storel_pi(reinterpret_cast<__m64*>(d + k * MR + 4),
+                      _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(src + k * lda + 4))));
+      }
+    }
+    if (rem) {
+      float* d = Ap + full * MR * kc + k0 * MR;
+      for (int64_t k = 0; k < kn; ++k)
+        for (int64_t r = 0; r < MR; ++r) d[k * MR + r] = r < rem ? src0[k * lda + full * MR + r] : 0.0f;
+    }
+  }
+}
+
 // op(A)[i][k] packed into MR-tall slivers: Ap[s][k][r] = op(A)[i0 + s*MR + r][p0 + k], zero-padded.
 void pack_A(const Kernel& kn, bool transA, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
             float* Ap) {
   const int MR = kn.mr;
+  if (MR == 6 && cpu_has_avx2()) {
+    pack_A_avx2_6(transA, A, lda, i0, mc, p0, kc, Ap);
+    return;
+  }
   for (int64_t s = 0; s < mc; s += MR) {
     int64_t rows = std::min<int64_t>(MR, mc - s);
     float* dst = Ap + s * kc;
@@ -236,6 +328,18 @@ void pack_A(const Kernel& kn, bool transA, const float* A, int64_t lda, int64_t 
 void pack_B_sliver(const Kernel& kn, bool transB, const float* B, int64_t ldb, int64_t j0, int64_t cols, int64_t p0,
                    int64_t kc, float* dst) {
   const int NR = kn.nr;
+  if (transB && NR == 16 && cpu_has_avx2()) {
+    // two groups of 8 columns, each an 8-row transpose of rows of B (no overrun: W = 16 >= 8)
+    const float* src = B + j0 * ldb + p0;
+    pack_rows_t_avx2(dst, 16, src, ldb, std::min<int64_t>(cols, 8), kc);
+    if (cols > 8) {
+      pack_rows_t_avx2(dst + 8, 16, src + 8 * ldb, ldb, cols - 8, kc);
+    } else {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int c = 8; c < 16; ++c) dst[k * NR + c] = 0.0f;
+    }
+    return;
+  }
   if (!transB) {
     for (int64_t k = 0; k < kc; ++k) {
       const float* src = B + (p0 + k) * ldb + j0;
@@ -281,11 +385,17 @@ bool sgemm_set_kernel(const char* name) {
 
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
            const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+  sgemm_ex(transA, transB, M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc, nullptr);
+}
+
+void sgemm_ex(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+              const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc, const SgemmEpilogue* epi) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     parallel_for(M, 64, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i)
         if (!accumulate) std::fill(C + i * ldc, C + i * ldc + N, 0.0f);
+      if (epi) epi->fn(epi->ctx, C + i0 * ldc, ldc, i0, 0, i1 - i0, N);
     });
     return;
   }
@@ -314,6 +424,7 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
     for (int64_t pc = 0; pc < K; pc += KC) {
       const int64_t kc = std::min(KC, K - pc);
       const bool acc = accumulate || pc > 0;
+      const bool last_slice = pc + kc >= K;
       // Pack B (parallel over slivers).
       parallel_for(nslivers, 4, [&](int64_t s0, int64_t s1) {
         for (int64_t s = s0; s < s1; ++s) {
@@ -325,7 +436,7 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
       pool_run(nbm * nbn, [&](int64_t task) {
         const int64_t bi = task / nbn, bj = task % nbn;
         const int64_t i0 = bi * mc, mcur = std::min(mc, M - i0);
-        float* Ap = tl_apack.get(static_cast<size_t>(mc) * kc);
+        float* Ap = tl_apack.get(static_cast<size_t>(mc) * kc + 16);  // + room for the packers' overrun
         if (tl_apack_call != call || tl_apack_block != bi) {
           pack_A(kn, transA, A, lda, i0, mcur, pc, kc, Ap);
           tl_apack_call = call;
@@ -351,6 +462,7 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
               for (int64_t r = 0; r < mr; ++r)
                 for (int64_t c = 0; c < ncur; ++c) Cij[r * ldc + c] = tile[r * NR + c];
             }
+            if (epi && last_slice) epi->fn(epi->ctx, Cij, ldc, i0 + ir, j, mr, ncur);
           }
         }
       });
