@@ -126,7 +126,7 @@ if [ $fail -eq 0 ] && [ $emulate -eq 1 ]; then
   else
     echo "  FAIL  emulator build"; fail=1
   fi
-  # The addon with the emulated CUDA twin, so the TypeScript side (src/accelerated/cuda.ts, the glue,
+  # The addon with the emulated CUDA twin, so the TypeScript side (src/backend/cuda.ts, the glue,
   # test/cuda.test.ts, the differential suite) runs too: build/cuda-emu/crate_native.node.
   if [ $fail -eq 0 ] && [ -n "$napi" ] && [ -n "$apih" ] && [ -z "$filter" ]; then
     napiflags="-DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED -I$napi -I$apih"

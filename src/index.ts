@@ -14,3 +14,4 @@ export { auditFixture, loadFixture } from './audit/fixture.js';
 export { auditBackends } from './audit/crossbackend.js';
 export { Rng } from './util/rng.js';
 export * as reference from './reference/index.js';
+export * as codingRate from './verify/codingrate.js';

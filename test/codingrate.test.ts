@@ -1,5 +1,5 @@
-// The float64 coding-rate reference (src/reference/codingrate.ts) and its linear algebra
-// (src/reference/linalg.ts): gradients against finite differences, Sylvester's identity on random
+// The float64 coding-rate reference (src/verify/codingrate.ts) and its linear algebra
+// (src/verify/linalg.ts): gradients against finite differences, Sylvester's identity on random
 // shapes, the Cholesky error, and the small factorizations the property checks rely on.
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
@@ -8,13 +8,13 @@ import {
   type Mat, mat, fromRows, eye, randn, transpose, matmul, matmulTN, gram, add, sub, scale, dot, frobenius, maxAbsDiff,
   cholesky, logdetSPD, solveSPD, solve, inverse, symEig, singularValues, sigmaMax, qr, randomOrthogonal, randomOrthonormal,
   colSlice, NotPositiveDefiniteError,
-} from '../src/reference/linalg.js';
+} from '../src/verify/linalg.js';
 import {
   codingRate, codingRateSpectral, compressionRate, rateReduction, sparseRateReduction, gradCodingRate, gradCompressionRate,
   gradRateReduction, gradSparseRateReduction, gradCompressionNeumann1, gradCompressionSpanning, columnSoftmax, ssa, mssaTheory,
   betaOf, lassoObjective, istaStep, istaCompleteStep, istaFromZero, lipschitzConstant, measuredCompression,
   tokensToColumns, columnsToTokens, subspacesFromCAttn, dictionaryFromIstaWeight,
-} from '../src/reference/codingrate.js';
+} from '../src/verify/codingrate.js';
 import { istaForward } from '../src/reference/ista.js';
 import { linearForward } from '../src/reference/linear.js';
 

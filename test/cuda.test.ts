@@ -1,4 +1,4 @@
-// The CUDA backend (src/accelerated/cuda.ts over native/cuda/): what must hold on every machine, and
+// The CUDA backend (src/backend/cuda.ts over native/cuda/): what must hold on every machine, and
 // what is checked when a GPU answers.
 //
 // Everywhere: constructing the backend without a usable device throws one clear Error ("no CUDA
@@ -13,7 +13,7 @@
 import { describe, test, expect } from 'vitest';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { CudaBackend, CudaBuf, probeCuda } from '../src/accelerated/cuda.js';
+import { CudaBackend, CudaBuf, probeCuda } from '../src/backend/cuda.js';
 import { selectBackend } from '../src/backend/select.js';
 import { loadFixture, auditFixture } from '../src/audit/fixture.js';
 import { FIXTURE_TOLERANCE } from '../src/audit/tolerances.js';

@@ -4,8 +4,8 @@
 // and straight against the addon (the C++-side checks that must hold on their own).
 import { describe, test, expect } from 'vitest';
 import fc from 'fast-check';
-import { tryLoadAddon, type NativeAddon, type NativeBufRef } from '../src/accelerated/loader.js';
-import { CpuBackend, NativeBuf } from '../src/accelerated/cpu.js';
+import { tryLoadAddon, type NativeAddon, type NativeBufRef } from '../src/backend/loader.js';
+import { CpuBackend, NativeBuf } from '../src/backend/cpu.js';
 
 const { addon, reason } = tryLoadAddon();
 const suite = addon ? describe : describe.skip;

@@ -7,8 +7,8 @@
 import { describe, test, expect, afterAll } from 'vitest';
 import type { Backend } from '../src/backend/types.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
-import { tryLoadAddon } from '../src/accelerated/loader.js';
-import { CpuBackend, type NativeBuf } from '../src/accelerated/cpu.js';
+import { tryLoadAddon } from '../src/backend/loader.js';
+import { CpuBackend, type NativeBuf } from '../src/backend/cpu.js';
 import { Rng } from '../src/util/rng.js';
 
 const { addon, reason } = tryLoadAddon();

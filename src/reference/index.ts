@@ -7,4 +7,3 @@ export * from './mssa.js';
 export * from './ista.js';
 export * from './loss.js';
 export * from './adamw.js';
-export * as codingRate from './codingrate.js';

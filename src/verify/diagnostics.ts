@@ -5,7 +5,7 @@
 //                fraction of exact zeros, mean L0 per token, dead codes (never non-zero on the data).
 // Paper B reports that across the layers of a trained model R^c decreases and sparsity increases.
 import type { LanguageModel } from '../model/lm.js';
-import { measuredCompression } from '../reference/codingrate.js';
+import { measuredCompression } from './codingrate.js';
 
 export interface LayerDiagnostics {
   layer: number;

@@ -3,7 +3,7 @@
 // its measure, the tolerance that measure is held to, and pass/fail (`measure` says what "worst" is and
 // how it is compared). Checks never throw: an exception becomes a failed check with the message as note.
 //
-// Paper layout (d×N, tokens as columns) throughout, see src/reference/codingrate.ts; conversions to the
+// Paper layout (d×N, tokens as columns) throughout, see src/verify/codingrate.ts; conversions to the
 // code layout happen where the reference operators (src/reference/ista.ts) or the model are called.
 //
 // Fault injection: runChecks({ inject: { istaSignFlip: true } }) flips the sign of the gradient term in
@@ -13,12 +13,12 @@ import { Rng } from '../util/rng.js';
 import {
   type Mat, mat, zeros, transpose, matmul, matmulTN, sub, add, scale, dot, frobenius, maxAbsDiff, colSlice,
   randn, randomOrthogonal, randomPermutation, permuteCols, gram, solveSPD,
-} from '../reference/linalg.js';
+} from './linalg.js';
 import {
   codingRate, codingRateSpectral, compressionRate, rateReduction, sparseRateReduction, alphaOf, betaOf,
   gradCodingRate, gradCompressionRate, gradRateReduction, gradSparseRateReduction, gradCompressionNeumann0,
   gradCompressionNeumann1, gradCompressionSpanning, mssaTheory, lassoObjective, istaStep, lipschitzConstant,
-} from '../reference/codingrate.js';
+} from './codingrate.js';
 import { istaForward, istaCompleteForward } from '../reference/ista.js';
 import { layernormForward } from '../reference/layernorm.js';
 import { makeConfig, type Arch } from '../model/config.js';

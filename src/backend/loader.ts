@@ -63,7 +63,7 @@ export interface NativeAddon extends NativeOps {
   fma_peak_gflops(seconds: number): number;
 }
 
-/** The package root: this file is src/accelerated/loader.ts or dist/accelerated/loader.js. */
+/** The package root: this file is src/backend/loader.ts or dist/backend/loader.js. */
 export function packageRoot(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 }

@@ -2,7 +2,7 @@
 // operator of the Backend interface, one addon call per operator, after validating the arguments on
 // the TypeScript side (buffer objects of this backend, integer sizes, Int32Array ids). The addon
 // validates again (live handles, view bounds, exact element counts, id ranges) before touching memory.
-import type { Backend } from '../backend/types.js';
+import type { Backend } from './types.js';
 import type { NativeOps } from './loader.js';
 
 /** What a native buffer handle looks like: elements [offset, offset + length) of allocation `handle`. */

@@ -1,4 +1,4 @@
-// Small dense float64 linear algebra for the coding-rate reference (src/reference/codingrate.ts)
+// Small dense float64 linear algebra for the coding-rate reference (src/verify/codingrate.ts)
 // and the property checks (src/verify). Written for clarity on matrices of a few hundred rows at
 // most, not for speed.
 //
