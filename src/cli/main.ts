@@ -1,5 +1,6 @@
 // crate-ts command-line entry point: a dispatcher over one module per command.
 // Each command module exports `run(argv: string[]): Promise<number>` (the exit code).
+import { isUserError, InternalError, type CrateError } from '../errors.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: (argv: string[]) => Promise<number> }> }> = {
   audit: { summary: 'compare a backend with a fixture or with the float64 reference', load: () => import('./audit.js') },
@@ -37,9 +38,25 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await mod.run(rest);
   } catch (err) {
-    const e = err as Error;
+    return reportError(cmd, err);
+  }
+}
+
+/**
+ * Print an error that reached the command line and return its exit code: a user's mistake
+ * (UsageError, DataError, CheckpointError, NumericsError, and the option parser's own errors) is one
+ * line; anything else is a crate-ts bug and gets its stack trace.
+ */
+export function reportError(cmd: string, err: unknown): number {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const parserError = typeof (e as { code?: unknown }).code === 'string' && String((e as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
+  if (isUserError(e) || parserError) {
     console.error(`crate-ts ${cmd}: ${e.message}`);
     if (process.env.CRATE_TS_DEBUG) console.error(e.stack);
-    return 1;
+    return parserError ? 2 : (e as CrateError).exitCode;
   }
+  console.error(`crate-ts ${cmd}: ${e.message}`);
+  if (process.env.CRATE_TS_DEBUG || e instanceof InternalError) console.error(e.stack);
+  else console.error('(set CRATE_TS_DEBUG=1 for the stack trace; if this looks like a crate-ts bug, please report it)');
+  return 1;
 }

@@ -18,6 +18,7 @@
 // All multi-byte values are little-endian; on a big-endian host the bytes are swapped on the way in
 // and out.
 
+import { CheckpointError } from '../errors.js';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -94,10 +95,9 @@ export interface SafetensorsFile {
 }
 
 /** Error thrown for a malformed file or bad writer input; the message starts with the source. */
-export class SafetensorsError extends Error {
+export class SafetensorsError extends CheckpointError {
   constructor(readonly source: string, readonly problem: string) {
     super(`${source}: ${problem}`);
-    this.name = 'SafetensorsError';
   }
 }
 
