@@ -20,13 +20,11 @@ describe('cross-backend audit', () => {
     expect(a.pass).toBe(true);
     expect(a.firstNonFinite).toBeNull();
     const fwd = a.rows.filter((r) => r.direction === 'forward').map((r) => r.name);
-    expect(fwd).toEqual(['embedding',
-      'h.0.ln_1', 'h.0.attn.c_attn', 'h.0.attn.mssa', 'h.0.attn.c_proj+residual', 'h.0.ln_2', 'h.0.ista.a1', 'h.0.ista.a2', 'h.0.ista.decode',
-      'h.1.ln_1', 'h.1.attn.c_attn', 'h.1.attn.mssa', 'h.1.attn.c_proj+residual', 'h.1.ln_2', 'h.1.ista.a1', 'h.1.ista.a2', 'h.1.ista.decode',
-      'ln_f', 'logits', 'loss']);
+    const block = (l: number) => ['hook_resid_pre', 'ln1.hook_normalized', 'attn.hook_qkv', 'attn.hook_z', 'hook_resid_mid', 'ln2.hook_normalized', 'ista.hook_code1', 'ista.hook_code', 'hook_resid_post'].map((n) => `blocks.${l}.${n}`);
+    expect(fwd).toEqual([...block(0), ...block(1), 'ln_final.hook_normalized', 'unembed.hook_out', 'loss']);
     expect(a.rows.filter((r) => r.direction === 'backward').length).toBe(2 + 2 * 8 + 2);
     expect(Math.max(...a.rows.map((r) => r.maxAbsErr))).toBe(0);
-    expect(formatAudit(a)).toContain('h.1.ista.a2');
+    expect(formatAudit(a)).toContain('blocks.1.ista.hook_code');
   });
 
   for (const n of natives) {
@@ -35,14 +33,14 @@ describe('cross-backend audit', () => {
       const [a] = auditBackends(cfg, params, idx, targets, B, T, [n.backend!]);
       expect(a.rows.filter((r) => !r.pass).map((r) => `${r.name} ${r.maxRelErr}`)).toEqual([]);
       // ULP errors are reported and small for the forward
-      expect(a.rows.find((r) => r.name === 'logits')!.maxUlpF32).toBeLessThan(1e4);
+      expect(a.rows.find((r) => r.name === 'unembed.hook_out')!.maxUlpF32).toBeLessThan(1e4);
       // weights of 1e25 in layer 1's ISTA dictionary: finite in float32, but their products overflow it
       const big = Float64Array.from(params);
       const m = new LanguageModel(new ReferenceBackend(), cfg, { params });
       const s = m.spec('transformer.h.1.ista.weight');
       for (let i = 0; i < s.size; i++) big[s.offset + i] *= 1e25;
       const [b] = auditBackends(cfg, big, idx, targets, B, T, [n.backend!]);
-      expect(b.firstNonFinite).toMatch(/^h\.1\.ista\./);
+      expect(b.firstNonFinite).toMatch(/^blocks\.1\.(ista\.|hook_ista)/);
       expect(b.pass).toBe(false);
     });
   }

@@ -14,14 +14,14 @@ const be = new ReferenceBackend();
 describe('reference model', () => {
   test('P23 golden vector: logits, loss and the layer-0 ISTA code of spec Appendix A', () => {
     const m = goldenModel(be);
-    const { logits, loss } = m.forward(GOLDEN.idx, 1, 5, GOLDEN.targets);
+    const { logits, loss, cache } = m.runWithCache(GOLDEN.idx, 1, 5, { targets: GOLDEN.targets, names: ['blocks.0.hook_neurons'] });
     const V = 11;
     expect(Math.abs((loss as number) - GOLDEN.loss)).toBeLessThan(1e-12);
     for (let i = 0; i < V; i++) {
       expect(Math.abs(logits![4 * V + i] - GOLDEN.logitsLast[i])).toBeLessThan(1e-6);
       expect(Math.abs(logits![i] - GOLDEN.logitsFirst[i])).toBeLessThan(1e-6);
     }
-    const code = m.istaCode(0), H = 32;
+    const code = cache.get('blocks.0.hook_neurons').data, H = 32;
     let zeros = 0;
     for (let t = 0; t < 5; t++) {
       let nz = 0, sum = 0;
@@ -74,8 +74,11 @@ describe('reference model', () => {
     const cfg = makeConfig(undefined, { vocabSize: 10, blockSize: 6, nLayer: 3, nHead: 2, nEmbd: 8 });
     const m = new LanguageModel(be, cfg, { seed: 4 });
     const rng = new Rng(9), T = 6, idx = randTokens(rng, T, 10);
-    m.forward(idx, 1, T);
-    const before = [0, 1, 2].map((l) => m.blockOutput(l));
+    const outs = (model: LanguageModel<Float64Array>, layers: number[]) => {
+      const { cache } = model.runWithCache(idx, 1, T, { names: layers.map((l) => `blocks.${l}.hook_resid_post`) });
+      return layers.map((l) => cache.get(`blocks.${l}.hook_resid_post`).data);
+    };
+    const before = outs(m, [0, 1, 2]);
     // shift every wte row and every wpe row by its own constant: the block input x⁰ of each token moves by c_t·1
     const p = m.getParams(), C = cfg.nEmbd;
     for (const name of ['transformer.wte.weight', 'transformer.wpe.weight']) {
@@ -83,18 +86,15 @@ describe('reference model', () => {
       for (let r = 0; r < s.shape[0]; r++) { const c = 3 * rng.normal(); for (let j = 0; j < C; j++) p[s.offset + r * C + j] += c; }
     }
     m.setParams(p);
-    m.forward(idx, 1, T);
     let worst = 0;
-    [0, 1, 2].forEach((l) => { const after = m.blockOutput(l); for (let i = 0; i < after.length; i++) worst = Math.max(worst, Math.abs(after[i] - before[l][i])); });
+    outs(m, [0, 1, 2]).forEach((after, l) => { for (let i = 0; i < after.length; i++) worst = Math.max(worst, Math.abs(after[i] - before[l][i])); });
     expect(worst).toBeLessThan(1e-12);
     // the GPT-2 baseline does not have this property (residual around the MLP)
     const g = new LanguageModel(be, { ...cfg, arch: 'gpt2' }, { seed: 4 });
-    g.forward(idx, 1, T);
-    const gb = g.blockOutput(0), gp = g.getParams(), s = g.spec('transformer.wpe.weight');
+    const gb = outs(g, [0])[0], gp = g.getParams(), s = g.spec('transformer.wpe.weight');
     for (let i = 0; i < s.size; i++) gp[s.offset + i] += 1.5;
     g.setParams(gp);
-    g.forward(idx, 1, T);
-    const ga = g.blockOutput(0);
+    const ga = outs(g, [0])[0];
     expect(Math.max(...ga.map((x, i) => Math.abs(x - gb[i])))).toBeGreaterThan(0.1);
   });
 

@@ -4,6 +4,7 @@
 // validates again (live handles, view bounds, exact element counts, id ranges) before touching memory.
 import type { Backend } from './types.js';
 import type { NativeOps } from './loader.js';
+import { attentionDecode as attentionDecodeRef } from '../reference/mssa.js';
 
 /** What a native buffer handle looks like: elements [offset, offset + length) of allocation `handle`. */
 export interface BufRef {
@@ -176,6 +177,19 @@ export abstract class NativeBackendBase<B extends BufRef> implements Backend<B> 
   attentionBackward(dqkv: B, dy: B, qkv: B, y: B, saved: B, B: number, T: number, C: number, NH: number): void {
     const f = 'attentionBackward';
     this.n.attention_backward(this.buf(f, 'dqkv', dqkv), this.buf(f, 'dy', dy), this.buf(f, 'qkv', qkv), this.buf(f, 'y', y), this.buf(f, 'saved', saved), int(f, 'B', B, 0), int(f, 'T', T, 0), int(f, 'C', C, 1), int(f, 'NH', NH, 1));
+  }
+
+  /**
+   * Host fallback until the native kernel exists: downloads q and the cached rows, runs the float64
+   * reference, uploads y (rounded to float32 once).
+   */
+  attentionDecode(y: B, q: B, k: B, v: B, B: number, t: number, Tmax: number, C: number, NH: number): void {
+    const f = 'attentionDecode';
+    int(f, 'B', B, 1); int(f, 'Tmax', Tmax, 1); int(f, 't', t, 0); int(f, 'C', C, 1); int(f, 'NH', NH, 1);
+    if (t >= Tmax) fail('range', f, `t (${t}) must be < Tmax (${Tmax})`);
+    const yh = new Float64Array(B * C);
+    attentionDecodeRef(yh, this.download(q), this.download(k), this.download(v), B, t, Tmax, C, NH);
+    this.upload(y, yh);
   }
 
   // ---- ISTA ------------------------------------------------------------------------------------------

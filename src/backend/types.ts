@@ -91,6 +91,13 @@ export interface Backend<Buf = unknown> {
   /** dqkv written. */
   attentionBackward(dqkv: Buf, dy: Buf, qkv: Buf, y: Buf, saved: Buf, B: number, T: number, C: number, NH: number): void;
 
+  /**
+   * Incremental decoding: one new position per sequence attends to cached keys/values. For each
+   * sequence b and head h: s_j = <q[b,h], k[b,j,h]>/sqrt(p) for j = 0..t, P = softmax(s),
+   * y[b,h] = sum_j P_j v[b,j,h].  q, y: (B,C); k, v: (B,Tmax,C), rows 0..t read; q may alias k.
+   */
+  attentionDecode(y: Buf, q: Buf, k: Buf, v: Buf, B: number, t: number, Tmax: number, C: number, NH: number): void;
+
   // ---- ISTA (spec E17, E19, E14) --------------------------------------------------------------------
   /**
    * Overcomplete ISTA from zero: a_0 = 0, a_t = relu(a_{t-1} + eta (u - a_{t-1} A) A^T - eta lam),

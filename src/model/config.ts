@@ -1,7 +1,11 @@
 // Model configuration: one object, commented defaults, presets for the paper's sizes (spec 5.2)
 // and small ones that train on a CPU.
+import { UsageError } from '../errors.js';
 
 export type Arch = 'crate' | 'crate-complete' | 'gpt2';
+
+/** Every architecture, in the order the docs list them. */
+export const ARCHS: readonly Arch[] = Object.freeze(['crate', 'crate-complete', 'gpt2'] as Arch[]);
 
 export interface ModelConfig {
   /** crate: paper A's CRATE-LM (overcomplete ISTA, E19); crate-complete: paper B's complete ISTA (E14); gpt2: the baseline (spec 3.3). */
@@ -69,15 +73,81 @@ export function makeConfig(preset?: string, overrides: Partial<ModelConfig> = {}
   return cfg;
 }
 
+/**
+ * Documented limits of a configuration. They are far above any model this project trains (paper B:
+ * V 50304, T 1024, L 12, d 768) and exist so that a hostile or corrupt config (a checkpoint whose
+ * metadata says n_layer 1e12) is refused by name before anything is allocated.
+ */
+export const CONFIG_LIMITS = Object.freeze({
+  vocabSize: 1 << 20,
+  blockSize: 1 << 20,
+  nLayer: 1024,
+  nHead: 1 << 16,
+  nEmbd: 1 << 16,
+  overcomplete: 64,
+  istaSteps: 100,
+  /** η ∈ (0, etaMax]: a step size. */
+  etaMax: 10,
+  /** λ ∈ [0, lamMax]. */
+  lamMax: 100,
+  /** LayerNorm ε ∈ (0, lnEpsMax]. */
+  lnEpsMax: 1,
+  /** Parameters in all (wte, wpe and every block): one flat Float64Array must hold them. */
+  parameters: 2 ** 31 - 1,
+});
+
+/** The integer fields of a config, with their upper limits. */
+const INT_FIELDS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd', 'overcomplete', 'istaSteps'] as const;
+
+/**
+ * Number of parameters a config implies, in closed form (no allocation; exact while < 2^53):
+ *   wte V·d + wpe T·d + L·(per block) + ln_f (d, plus its bias for CRATE), with h = overcomplete·d,
+ *   per block  crate:          LN₁ 2d + c_attn d² + c_proj d² + d + LN₂ 2d + ista h·d
+ *              crate-complete: the same with ista d·d
+ *              gpt2:           LN₁ d + c_attn 3d² + c_proj d² + LN₂ d + c_fc h·d + mlp.c_proj d·h
+ * It equals the total of src/model/params.ts's table (tested).
+ */
+export function configParameterCount(c: ModelConfig): number {
+  const d = c.nEmbd, h = c.overcomplete * d;
+  const block = c.arch === 'gpt2'
+    ? 2 * d + 4 * d * d + 2 * h * d
+    : 5 * d + 2 * d * d + (c.arch === 'crate' ? h : d) * d;
+  return (c.vocabSize + c.blockSize) * d + c.nLayer * block + (c.arch === 'gpt2' ? d : 2 * d);
+}
+
+/** A value as an error message may quote it: short, one line, never a whole array. */
+function show(v: unknown): string {
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null || v === undefined) return String(v);
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v);
+  if (Array.isArray(v)) return `an array of ${v.length} elements`;
+  return `a ${typeof v}`;
+}
+
+/**
+ * Check every field of a config: arch known; integer fields positive integers within CONFIG_LIMITS;
+ * nEmbd divisible by nHead; η, λ, LayerNorm ε finite and within their ranges; the implied
+ * parameter count within CONFIG_LIMITS.parameters. Throws a UsageError naming the field.
+ */
 export function validateConfig(c: ModelConfig): void {
-  const ints: (keyof ModelConfig)[] = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd', 'overcomplete', 'istaSteps'];
-  for (const k of ints) {
-    const v = c[k] as number;
-    if (!Number.isInteger(v) || v < 1) throw new Error(`config.${k} must be a positive integer, got ${String(v)}`);
+  if (typeof c !== 'object' || c === null) throw new UsageError(`config must be an object, got ${show(c)}`);
+  if (!(ARCHS as readonly unknown[]).includes(c.arch)) throw new UsageError(`config.arch must be crate, crate-complete or gpt2, got ${show(c.arch)}`);
+  for (const k of INT_FIELDS) {
+    const v: unknown = c[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new UsageError(`config.${k} must be a positive integer, got ${show(v)}`);
+    if (v > CONFIG_LIMITS[k]) throw new UsageError(`config.${k} is ${v}, above the limit of ${CONFIG_LIMITS[k]}`);
   }
-  if (!['crate', 'crate-complete', 'gpt2'].includes(c.arch)) throw new Error(`config.arch must be crate, crate-complete or gpt2, got '${c.arch}'`);
-  if (c.nEmbd % c.nHead !== 0) throw new Error(`config.nEmbd (${c.nEmbd}) must be divisible by config.nHead (${c.nHead})`);
-  for (const k of ['eta', 'lam', 'lnEps'] as const) {
-    if (!Number.isFinite(c[k]) || c[k] < 0) throw new Error(`config.${k} must be a finite non-negative number, got ${c[k]}`);
+  if (c.nEmbd % c.nHead !== 0) throw new UsageError(`config.nEmbd (${c.nEmbd}) must be divisible by config.nHead (${c.nHead})`);
+  const ranges: [keyof ModelConfig, number, number, boolean][] = [
+    // field, low, high, low end open
+    ['eta', 0, CONFIG_LIMITS.etaMax, true],
+    ['lam', 0, CONFIG_LIMITS.lamMax, false],
+    ['lnEps', 0, CONFIG_LIMITS.lnEpsMax, true],
+  ];
+  for (const [k, lo, hi, open] of ranges) {
+    const v: unknown = c[k];
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new UsageError(`config.${k} must be a finite number, got ${show(v)}`);
+    if (v > hi || v < lo || (open && v === lo)) throw new UsageError(`config.${k} is ${v}, outside ${open ? '(' : '['}${lo}, ${hi}]`);
   }
+  const n = configParameterCount(c);
+  if (n > CONFIG_LIMITS.parameters) throw new UsageError(`config implies ${n} parameters, above the limit of ${CONFIG_LIMITS.parameters}`);
 }

@@ -1,29 +1,31 @@
-// The language models, written once against the Backend interface (src/backend/types.ts):
-// CRATE-LM (paper A, spec 3.1), the complete-ISTA CRATE of paper B (E14), and the GPT-2 baseline
-// (spec 3.3). Choosing a backend is the only difference between a reference and a fast run.
+// The language model: embedding, a stack of blocks, final LayerNorm and the tied head, written
+// once against the Backend interface. The three architectures differ only in their block
+// (src/model/blocks/): CRATE-LM (paper A), complete-ISTA CRATE (paper B, E14) and the GPT-2
+// baseline (spec 3.3). Choosing a backend is the only difference between a reference and a fast run.
 //
 // Parameters live in one flat buffer with named views (PyTorch state_dict names), gradients in a
 // second flat buffer with the same layout. forward() keeps the activations backward() needs.
+// Every intermediate has a TransformerLens-style hook name (src/model/hooks.ts): runWithCache reads
+// them, runWithHooks may replace them, createDecoder runs the same blocks one position at a time.
 import type { Backend } from '../backend/types.js';
 import { type ModelConfig, validateConfig } from './config.js';
 import { type ParamSpec, paramTable, totalSize, initParams } from './params.js';
 import { Rng } from '../util/rng.js';
+import { UsageError } from '../errors.js';
+import type { Block } from './blocks/block.js';
+import type { Scratch } from './blocks/attention.js';
+import { CrateBlock } from './blocks/crate.js';
+import { CrateCompleteBlock } from './blocks/crate-complete.js';
+import { Gpt2Block } from './blocks/gpt2.js';
+import { HookState, point, type Ctx } from './blocks/context.js';
+import { embed } from './blocks/embed.js';
+import { ActivationCache, canonicalHookName, checkHookNames, hookPoints, type HookFn } from './hooks.js';
+import { Decoder, type DecoderOptions } from './decoder.js';
 
-/** Per-layer activations of one forward pass (each a view into one activation buffer). */
-interface LayerActs<Buf> {
-  x: Buf;       // block input (N,C)
-  ln1: Buf; mean1: Buf; rstd1: Buf;
-  qkv: Buf;     // crate: v = LN₁(x) c_attnᵀ (N,C);  gpt2: (N,3C)
-  att: Buf;     // attention state kept for backward
-  y: Buf;       // attention output before c_proj (N,C)
-  xh: Buf;      // x + attention branch (N,C)
-  ln2: Buf; mean2: Buf; rstd2: Buf;
-  codes: Buf;   // crate: ISTA iterates (steps,N,H); gpt2: MLP pre-activation (N,H); crate-complete: unused
-  hr: Buf;      // gpt2: relu(pre) (N,H); unused otherwise
-}
+type Acts<Buf> = Record<string, Buf> & { x: Buf };
 
 export interface ForwardResult {
-  /** Logits (B,T,V) on the host. */
+  /** Logits (B,T,V) on the host (absent when stopAtLayer stopped before the head). */
   logits?: Float64Array;
   /** Mean cross-entropy when targets were given. */
   loss?: number;
@@ -38,23 +40,46 @@ export interface ForwardOptions {
   gradScale?: number;
 }
 
+export interface RunOptions extends ForwardOptions {
+  /** Targets (B,T) for the loss (-1 = ignore). */
+  targets?: ArrayLike<number> | null;
+  /**
+   * Run the embedding and blocks 0..stopAtLayer-1 only (TransformerLens semantics: exclusive), so
+   * no final LayerNorm, head, logits or loss. Default: the whole model.
+   */
+  stopAtLayer?: number;
+}
+
+export interface CacheOptions extends RunOptions {
+  /** Hook names to cache (aliases allowed), or a filter over the canonical names. Default: every hook point. */
+  names?: string[] | ((name: string) => boolean);
+}
+
+export interface CacheResult extends ForwardResult { cache: ActivationCache }
+
+/** Hooks for one call: name → function, or a list of [name, function] pairs (several per name run in order). */
+export type Hooks = Record<string, HookFn> | [string, HookFn][];
+
 export class LanguageModel<Buf = unknown> {
   readonly config: ModelConfig;
   readonly backend: Backend<Buf>;
   readonly table: ParamSpec[];
   readonly params: Buf;
   readonly grads: Buf;
+  readonly blocks: Block<Acts<Buf>>[];
   private readonly byName: Map<string, ParamSpec>;
 
   // activations, sized for (B,T) of the latest forward
   private shapeBT: [number, number] = [0, 0];
   private actBuf: Buf | null = null;
   private scratch: Buf | null = null;
-  private layers: LayerActs<Buf>[] = [];
+  private layers: Acts<Buf>[] = [];
   private xL!: Buf; private lnf!: Buf; private meanf!: Buf; private rstdf!: Buf;
-  private logitsBuf!: Buf; private dlogits!: Buf;
+  private logitsBuf!: Buf; private dlogits!: Buf; private tmpC!: Buf;
   private idx: Int32Array | null = null;
   private haveGrad = false;
+  /** Why the latest forward cannot be differentiated (hooks replaced values, or it stopped early). */
+  private noBackward: string | null = null;
 
   constructor(backend: Backend<Buf>, config: ModelConfig, opts: { seed?: number; params?: ArrayLike<number> } = {}) {
     validateConfig(config);
@@ -62,11 +87,16 @@ export class LanguageModel<Buf = unknown> {
     this.backend = backend;
     this.table = paramTable(config);
     this.byName = new Map(this.table.map((p) => [p.name, p]));
+    const c = this.config, C = c.nEmbd, NH = c.nHead, H = c.overcomplete * C;
+    this.blocks = Array.from({ length: c.nLayer }, (_, l) => (
+      c.arch === 'crate' ? new CrateBlock(l, C, NH, H, c.istaSteps)
+        : c.arch === 'crate-complete' ? new CrateCompleteBlock(l, C, NH)
+          : new Gpt2Block(l, C, NH, H)) as unknown as Block<Acts<Buf>>);
     const n = totalSize(this.table);
     this.params = backend.alloc(n);
     this.grads = backend.alloc(n);
     if (opts.params) {
-      if (opts.params.length !== n) throw new Error(`params has ${opts.params.length} values, the config needs ${n}`);
+      if (opts.params.length !== n) throw new UsageError(`params has ${opts.params.length} values, the config needs ${n}`);
       this.setParams(opts.params);
     } else {
       backend.upload(this.params, initParams(this.table, new Rng(opts.seed ?? 1337)));
@@ -80,16 +110,16 @@ export class LanguageModel<Buf = unknown> {
   grad(name: string): Buf { const p = this.spec(name); return this.backend.view(this.grads, p.offset, p.size); }
   spec(name: string): ParamSpec {
     const p = this.byName.get(name);
-    if (!p) throw new Error(`no parameter named '${name}' in a ${this.config.arch} model`);
+    if (!p) throw new UsageError(`no parameter named '${name}' in a ${this.config.arch} model`);
     return p;
   }
 
   /** Replace all parameters (flat, table order); rejects NaN/Inf with the tensor named. */
   setParams(values: ArrayLike<number>): void {
-    if (values.length !== totalSize(this.table)) throw new Error(`setParams: got ${values.length} values, expected ${totalSize(this.table)}`);
+    if (values.length !== totalSize(this.table)) throw new UsageError(`setParams: got ${values.length} values, expected ${totalSize(this.table)}`);
     for (const p of this.table) {
       for (let i = 0; i < p.size; i++) {
-        if (!Number.isFinite(values[p.offset + i])) throw new Error(`parameter ${p.name} has a non-finite value (${values[p.offset + i]}) at flat index ${i}`);
+        if (!Number.isFinite(values[p.offset + i])) throw new UsageError(`parameter ${p.name} has a non-finite value (${values[p.offset + i]}) at flat index ${i}`);
       }
     }
     this.backend.upload(this.params, values);
@@ -116,34 +146,27 @@ export class LanguageModel<Buf = unknown> {
     if (this.actBuf !== null && this.shapeBT[0] === B && this.shapeBT[1] === T) return;
     this.freeActs();
     const be = this.backend, c = this.config, N = B * T, C = c.nEmbd, H = c.overcomplete * C, V = c.vocabSize;
-    const gpt = c.arch === 'gpt2';
     const attSize = be.attentionSavedSize(B, c.nHead, T);
-    const sizes: Record<keyof LayerActs<Buf>, number> = {
-      x: N * C, ln1: N * C, mean1: N, rstd1: N, qkv: (gpt ? 3 : 1) * N * C, att: attSize, y: N * C, xh: N * C,
-      ln2: N * C, mean2: N, rstd2: N,
-      codes: c.arch === 'crate' ? c.istaSteps * N * H : gpt ? N * H : 0,
-      hr: gpt ? N * H : 0,
-    };
-    const perLayer = Object.values(sizes).reduce((a, b) => a + b, 0);
-    const tail = N * C * 2 + N * 2 + N * V * 2;
-    this.actBuf = be.alloc(perLayer * c.nLayer + tail);
+    const sizes = this.blocks.map((b) => b.sizes(N, attSize));
+    const perLayer = sizes.reduce((a, s) => a + Object.values(s).reduce((x, y) => x + y, 0), 0);
+    const tail = N * C * 3 + N * 2 + N * V * 2;
+    this.actBuf = be.alloc(perLayer + tail);
     let off = 0;
     const take = (n: number): Buf => { const v = be.view(this.actBuf as Buf, off, n); off += n; return v; };
-    this.layers = [];
-    for (let l = 0; l < c.nLayer; l++) {
-      const acts = {} as LayerActs<Buf>;
-      for (const k of Object.keys(sizes) as (keyof LayerActs<Buf>)[]) acts[k] = take(sizes[k]);
-      this.layers.push(acts);
-    }
+    this.layers = sizes.map((s) => {
+      const acts = {} as Acts<Buf>;
+      for (const k of Object.keys(s)) (acts as Record<string, Buf>)[k] = take(s[k]);
+      return acts;
+    });
     this.xL = take(N * C); this.lnf = take(N * C); this.meanf = take(N); this.rstdf = take(N);
-    this.logitsBuf = take(N * V); this.dlogits = take(N * V);
+    this.logitsBuf = take(N * V); this.dlogits = take(N * V); this.tmpC = take(N * C);
     // backward scratch: three (N,C) and two (N,max(3C,H)) buffers
     const wide = Math.max(3 * C, H) * N;
     this.scratch = be.alloc(3 * N * C + 2 * wide);
     this.shapeBT = [B, T];
   }
 
-  private scratchViews(): { d1: Buf; d2: Buf; d3: Buf; w1: Buf; w2: Buf } {
+  private scratchViews(): Scratch<Buf> {
     const be = this.backend, [B, T] = this.shapeBT, N = B * T, C = this.config.nEmbd;
     const wide = Math.max(3 * C, this.config.overcomplete * C) * N;
     const s = this.scratch as Buf;
@@ -154,18 +177,22 @@ export class LanguageModel<Buf = unknown> {
   }
 
   /** Validate token ids / targets and return them as Int32Array. */
-  private checkTokens(what: string, ids: ArrayLike<number>, B: number, T: number, allowIgnore: boolean): Int32Array {
+  checkTokens(what: string, ids: ArrayLike<number>, B: number, T: number, allowIgnore: boolean): Int32Array {
     const V = this.config.vocabSize;
-    if (ids.length !== B * T) throw new Error(`${what} has ${ids.length} elements, expected B*T = ${B}*${T} = ${B * T}`);
+    if (ids.length !== B * T) throw new UsageError(`${what} has ${ids.length} elements, expected B*T = ${B}*${T} = ${B * T}`);
     const out = new Int32Array(B * T);
     for (let i = 0; i < ids.length; i++) {
       const t = ids[i];
       if (!Number.isInteger(t) || t >= V || t < (allowIgnore ? -1 : 0)) {
-        throw new Error(`${what}[${Math.floor(i / T)}][${i % T}] = ${t} is outside the vocabulary [0, ${V})${allowIgnore ? ' (or -1 = ignore)' : ''}`);
+        throw new UsageError(`${what}[${Math.floor(i / T)}][${i % T}] = ${t} is outside the vocabulary [0, ${V})${allowIgnore ? ' (or -1 = ignore)' : ''}`);
       }
       out[i] = t;
     }
     return out;
+  }
+
+  private ctx(B: number, T: number, hooks: HookState | null): Ctx<Buf> {
+    return { be: this.backend, cfg: this.config, B, T, N: B * T, param: (n) => this.param(n), grad: (n) => this.grad(n), hooks };
   }
 
   /**
@@ -173,52 +200,90 @@ export class LanguageModel<Buf = unknown> {
    * cross-entropy and (unless opts.grad === false) dlogits for backward().
    */
   forward(idx: ArrayLike<number>, B: number, T: number, targets?: ArrayLike<number> | null, opts: ForwardOptions = {}): ForwardResult {
+    return this.run(idx, B, T, { ...opts, targets }, null);
+  }
+
+  /**
+   * Forward pass that caches the named activations (float64 ndarray views, shapes as in hookPoints).
+   * Only the named tensors are downloaded; stopAtLayer skips everything after the last needed block.
+   */
+  runWithCache(idx: ArrayLike<number>, B: number, T: number, opts: CacheOptions = {}): CacheResult {
+    const hs = new HookState();
+    const all = hookPoints(this.config, 1, 1).map((p) => p.name);
+    let asked: string[];
+    if (opts.names === undefined) asked = all;
+    else if (typeof opts.names === 'function') asked = all.filter(opts.names);
+    else { checkHookNames(this.config, opts.names); asked = opts.names; }
+    for (const n of asked) {
+      const c = canonicalHookName(this.config, n);
+      const list = hs.cacheAs.get(c) ?? [];
+      if (!list.includes(n)) list.push(n);
+      hs.cacheAs.set(c, list);
+    }
+    const r = this.run(idx, B, T, { grad: false, ...opts }, hs);
+    return { ...r, cache: hs.cache };
+  }
+
+  /**
+   * Forward pass with hooks that may read or replace activations for this call only. backward()
+   * after a forward whose hooks could replace values is refused (see README, "Hooks").
+   */
+  runWithHooks(idx: ArrayLike<number>, B: number, T: number, hooks: Hooks, opts: RunOptions = {}): ForwardResult {
+    const hs = new HookState();
+    const pairs: [string, HookFn][] = Array.isArray(hooks) ? hooks : Object.entries(hooks);
+    checkHookNames(this.config, pairs.map(([n]) => n));
+    for (const [n, fn] of pairs) {
+      if (typeof fn !== 'function') throw new UsageError(`the hook for '${n}' is not a function`);
+      const c = canonicalHookName(this.config, n);
+      hs.patches.set(c, [...(hs.patches.get(c) ?? []), [n, fn]]);
+    }
+    return this.run(idx, B, T, opts, hs);
+  }
+
+  /** Every hook name of this model in execution order. */
+  hookNames(): string[] { return hookPoints(this.config, 1, 1).map((p) => p.name); }
+
+  /** The shape of a hook's tensor for a (B,T) call (aliases allowed). */
+  hookShape(name: string, B: number, T: number): number[] {
+    checkHookNames(this.config, [name]);
+    const c = canonicalHookName(this.config, name);
+    return (hookPoints(this.config, B, T).find((p) => p.name === c) as { shape: number[] }).shape;
+  }
+
+  private run(idx: ArrayLike<number>, B: number, T: number, opts: RunOptions, hs: HookState | null): ForwardResult {
     const c = this.config, be = this.backend;
-    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) throw new Error(`batch size and sequence length must be positive integers, got B=${B}, T=${T}`);
-    if (T > c.blockSize) throw new Error(`sequence length ${T} exceeds the block size ${c.blockSize}`);
+    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) throw new UsageError(`batch size and sequence length must be positive integers, got B=${B}, T=${T}`);
+    if (T > c.blockSize) throw new UsageError(`sequence length ${T} exceeds the block size ${c.blockSize}`);
+    const stop = opts.stopAtLayer ?? c.nLayer;
+    if (!Number.isInteger(stop) || stop < 0 || stop > c.nLayer) throw new UsageError(`stopAtLayer must be an integer in [0, ${c.nLayer}], got ${stop}`);
     const ids = this.checkTokens('idx', idx, B, T, false);
-    const tg = targets ? this.checkTokens('targets', targets, B, T, true) : null;
+    const tg = opts.targets ? this.checkTokens('targets', opts.targets, B, T, true) : null;
     this.ensureActs(B, T);
     this.idx = ids;
-    const N = B * T, C = c.nEmbd, V = c.vocabSize, NH = c.nHead, H = c.overcomplete * C;
+    this.haveGrad = false;
+    const N = B * T, C = c.nEmbd, V = c.vocabSize;
+    const ctx = this.ctx(B, T, hs);
+    const x0 = this.layers.length ? this.layers[0].x : this.xL;
 
-    be.embeddingForward(this.layers.length ? this.layers[0].x : this.xL, ids, this.param('transformer.wte.weight'), this.param('transformer.wpe.weight'), B, T, C);
-    for (let l = 0; l < c.nLayer; l++) {
-      const a = this.layers[l];
+    embed(ctx, x0, this.tmpC, ids, this.param('transformer.wte.weight'), this.param('transformer.wpe.weight'), 0);
+    for (let l = 0; l < stop; l++) {
       const out = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL;
-      const p = `transformer.h.${l}.`;
-      if (c.arch === 'gpt2') {
-        be.layernormForward(a.ln1, a.mean1, a.rstd1, a.x, this.param(p + 'ln_1.weight'), null, N, C, c.lnEps);
-        be.linearForward(a.qkv, a.ln1, this.param(p + 'attn.c_attn.weight'), null, N, C, 3 * C);      // (N,3C)
-        be.attentionForward(a.y, a.att, a.qkv, B, T, C, NH);                                            // (N,C)
-        be.linearForward(a.xh, a.y, this.param(p + 'attn.c_proj.weight'), null, N, C, C);
-        be.add(a.xh, a.xh, a.x);                                                                        // residual
-        be.layernormForward(a.ln2, a.mean2, a.rstd2, a.xh, this.param(p + 'ln_2.weight'), null, N, C, c.lnEps);
-        be.linearForward(a.codes, a.ln2, this.param(p + 'mlp.c_fc.weight'), null, N, C, H);            // (N,H)
-        be.reluForward(a.hr, a.codes);                                                                  // "neurons"
-        be.linearForward(out, a.hr, this.param(p + 'mlp.c_proj.weight'), null, N, H, C);
-        be.add(out, out, a.xh);                                                                         // residual
-      } else {
-        // x ← x + MSSA(LN₁ x)   (E16, E18)
-        be.layernormForward(a.ln1, a.mean1, a.rstd1, a.x, this.param(p + 'prenorm_1.weight'), this.param(p + 'prenorm_1.bias'), N, C, c.lnEps);
-        be.linearForward(a.qkv, a.ln1, this.param(p + 'attn.c_attn.weight'), null, N, C, C);          // v = U*ᵀ LN(x)
-        be.mssaForward(a.y, a.att, a.qkv, B, T, C, NH);                                                // q = k = v
-        be.linearForward(a.xh, a.y, this.param(p + 'attn.c_proj.weight'), this.param(p + 'attn.c_proj.bias'), N, C, C);
-        be.add(a.xh, a.xh, a.x);
-        // x ← D·ISTA(LN₂ x), no residual   (E19 / E14)
-        be.layernormForward(a.ln2, a.mean2, a.rstd2, a.xh, this.param(p + 'prenorm_2.weight'), this.param(p + 'prenorm_2.bias'), N, C, c.lnEps);
-        if (c.arch === 'crate') be.istaForward(out, a.codes, a.ln2, this.param(p + 'ista.weight'), N, C, H, c.eta, c.lam, c.istaSteps);
-        else be.istaCompleteForward(out, a.ln2, this.param(p + 'ista.weight'), N, C, c.eta, c.lam);
-      }
+      this.blocks[l].forward(ctx, this.layers[l], out, this.tmpC);
+    }
+    if (stop < c.nLayer) {
+      this.noBackward = `the latest forward stopped at layer ${stop}`;
+      return {};
     }
     be.layernormForward(this.lnf, this.meanf, this.rstdf, this.xL, this.param('transformer.ln_f.weight'), c.arch === 'gpt2' ? null : this.param('transformer.ln_f.bias'), N, C, c.lnEps);
+    point(ctx, 'ln_final.hook_normalized', this.lnf, [B, T, C]);
     be.linearForward(this.logitsBuf, this.lnf, this.param('transformer.wte.weight'), null, N, C, V);   // tied head
+    point(ctx, 'unembed.hook_out', this.logitsBuf, [B, T, V]);
+    this.noBackward = hs?.patched ? 'the latest forward ran hooks that may have replaced activations, and backward through replaced values is not supported (run forward() again without hooks)' : null;
 
     const result: ForwardResult = {};
     if (opts.returnLogits ?? true) result.logits = be.download(this.logitsBuf);
-    this.haveGrad = false;
     if (tg) {
-      const wantGrad = opts.grad ?? true;
+      const wantGrad = (opts.grad ?? true) && this.noBackward === null;
       result.loss = be.crossEntropyForward(wantGrad ? this.dlogits : null, this.logitsBuf, tg, N, V, opts.gradScale ?? 1);
       this.haveGrad = wantGrad;
     }
@@ -227,103 +292,74 @@ export class LanguageModel<Buf = unknown> {
 
   /** Backward pass of the latest forward(idx, targets): accumulates into the gradient buffer. */
   backward(): void {
-    if (!this.haveGrad || this.idx === null) throw new Error('backward() needs a preceding forward() with targets (and grad not disabled)');
+    if (this.noBackward !== null) throw new UsageError(`backward() refused: ${this.noBackward}`);
+    if (!this.haveGrad || this.idx === null) throw new UsageError('backward() needs a preceding forward() with targets (and grad not disabled)');
     const c = this.config, be = this.backend, [B, T] = this.shapeBT;
-    const N = B * T, C = c.nEmbd, V = c.vocabSize, NH = c.nHead, H = c.overcomplete * C;
-    const { d1, d2, d3, w1, w2 } = this.scratchViews();
-    // dx lives in d1 throughout: the gradient w.r.t. the current residual stream.
-    be.linearBackward(d2, this.grad('transformer.wte.weight'), null, this.dlogits, this.lnf, this.param('transformer.wte.weight'), N, C, V);
-    be.layernormBackward(d1, this.grad('transformer.ln_f.weight'), c.arch === 'gpt2' ? null : this.grad('transformer.ln_f.bias'), d2, this.xL, this.param('transformer.ln_f.weight'), this.meanf, this.rstdf, N, C);
+    const N = B * T, C = c.nEmbd, V = c.vocabSize;
+    const s = this.scratchViews();
+    const ctx = this.ctx(B, T, null);
+    // s.d1 carries the gradient of the current residual stream throughout.
+    be.linearBackward(s.d2, this.grad('transformer.wte.weight'), null, this.dlogits, this.lnf, this.param('transformer.wte.weight'), N, C, V);
+    be.layernormBackward(s.d1, this.grad('transformer.ln_f.weight'), c.arch === 'gpt2' ? null : this.grad('transformer.ln_f.bias'), s.d2, this.xL, this.param('transformer.ln_f.weight'), this.meanf, this.rstdf, N, C);
     for (let l = c.nLayer - 1; l >= 0; l--) {
-      const a = this.layers[l];
-      const p = `transformer.h.${l}.`;
-      if (c.arch === 'gpt2') {
-        const dh = be.view(w1, 0, N * H), dpre = be.view(w2, 0, N * H);
-        be.linearBackward(dh, this.grad(p + 'mlp.c_proj.weight'), null, d1, a.hr, this.param(p + 'mlp.c_proj.weight'), N, H, C);
-        be.reluBackward(dpre, dh, a.hr);
-        be.linearBackward(d2, this.grad(p + 'mlp.c_fc.weight'), null, dpre, a.ln2, this.param(p + 'mlp.c_fc.weight'), N, C, H);
-        be.layernormBackward(d3, this.grad(p + 'ln_2.weight'), null, d2, a.xh, this.param(p + 'ln_2.weight'), a.mean2, a.rstd2, N, C);
-        be.add(d1, d1, d3);                                                    // dxh = dx (residual) + MLP path
-        be.linearBackward(d2, this.grad(p + 'attn.c_proj.weight'), null, d1, a.y, this.param(p + 'attn.c_proj.weight'), N, C, C);
-        const dqkv = be.view(w1, 0, 3 * N * C);
-        be.attentionBackward(dqkv, d2, a.qkv, a.y, a.att, B, T, C, NH);
-        be.linearBackward(d2, this.grad(p + 'attn.c_attn.weight'), null, dqkv, a.ln1, this.param(p + 'attn.c_attn.weight'), N, C, 3 * C);
-        be.layernormBackward(d3, this.grad(p + 'ln_1.weight'), null, d2, a.x, this.param(p + 'ln_1.weight'), a.mean1, a.rstd1, N, C);
-        be.add(d1, d1, d3);
-      } else {
-        // ISTA: no residual, so dxh comes only through LN₂
-        if (c.arch === 'crate') be.istaBackward(d2, this.grad(p + 'ista.weight'), d1, a.ln2, this.param(p + 'ista.weight'), a.codes, N, C, H, c.eta, c.lam, c.istaSteps);
-        else be.istaCompleteBackward(d2, this.grad(p + 'ista.weight'), d1, a.ln2, this.param(p + 'ista.weight'), this.layers[l + 1]?.x ?? this.xL, N, C, c.eta, c.lam);
-        be.layernormBackward(d1, this.grad(p + 'prenorm_2.weight'), this.grad(p + 'prenorm_2.bias'), d2, a.xh, this.param(p + 'prenorm_2.weight'), a.mean2, a.rstd2, N, C);
-        // attention branch
-        be.linearBackward(d2, this.grad(p + 'attn.c_proj.weight'), this.grad(p + 'attn.c_proj.bias'), d1, a.y, this.param(p + 'attn.c_proj.weight'), N, C, C);
-        be.mssaBackward(d3, d2, a.qkv, a.y, a.att, B, T, C, NH);
-        be.linearBackward(d2, this.grad(p + 'attn.c_attn.weight'), null, d3, a.ln1, this.param(p + 'attn.c_attn.weight'), N, C, C);
-        be.layernormBackward(d3, this.grad(p + 'prenorm_1.weight'), this.grad(p + 'prenorm_1.bias'), d2, a.x, this.param(p + 'prenorm_1.weight'), a.mean1, a.rstd1, N, C);
-        be.add(d1, d1, d3);                                                    // residual
-      }
+      const out = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL;
+      this.blocks[l].backward(ctx, this.layers[l], out, s);
     }
-    be.embeddingBackward(this.grad('transformer.wte.weight'), this.grad('transformer.wpe.weight'), d1, this.idx, B, T, C);
+    be.embeddingBackward(this.grad('transformer.wte.weight'), this.grad('transformer.wpe.weight'), s.d1, this.idx, B, T, C);
     this.haveGrad = false;
+  }
+
+  /**
+   * An incremental decoder on this model's backend: feed one token per sequence per step and get
+   * the next-token logits, with a per-layer cache of what later positions attend to (CRATE: the
+   * shared projection U*ᵀ LN₁(z); GPT-2: k and v). Equal to the full forward (spec P20).
+   */
+  createDecoder(batch = 1, opts: DecoderOptions = {}): Decoder<Buf> {
+    return new Decoder(this, batch, opts, (hs, n) => this.ctx(n, 1, hs));
   }
 
   // ---- introspection ----------------------------------------------------------------------------
 
-  /** Layer l's sparse code (the paper's "neurons", shape (B·T, H)): a_steps for CRATE, relu(c_fc) for GPT-2. */
-  istaCode(layer: number): Float64Array {
-    const c = this.config;
-    if (!this.layers[layer]) throw new Error(`no activations for layer ${layer} (run forward first; the model has ${c.nLayer} layers)`);
-    const a = this.layers[layer], [B, T] = this.shapeBT, NH = B * T * c.overcomplete * c.nEmbd;
-    if (c.arch === 'gpt2') return this.backend.download(a.hr);
-    if (c.arch === 'crate-complete') return this.blockOutput(layer);
-    return this.backend.download(this.backend.view(a.codes, (c.istaSteps - 1) * NH, NH));
-  }
-
-  /** Output of block l (B·T, C) from the latest forward; blockOutput(-1) is the embedding. */
-  blockOutput(layer: number): Float64Array {
-    if (layer < -1 || layer >= this.config.nLayer || this.layers.length === 0 && layer !== this.config.nLayer - 1) throw new Error(`blockOutput: layer ${layer} out of range or no forward yet`);
-    const next = layer + 1 < this.config.nLayer ? this.layers[layer + 1].x : this.xL;
-    return this.backend.download(next);
-  }
-
   /**
-   * Every intermediate tensor of the latest forward, in execution order, named after the operator
-   * that produced it (`h.0.ln_1`, `h.0.attn.c_attn`, `h.0.attn.mssa`, `h.0.attn.c_proj+residual`,
-   * `h.0.ln_2`, `h.0.ista.a1`, …, `h.0.ista.decode`, …, `ln_f`, `logits`). Used by the
-   * cross-backend audit to locate where two backends start to disagree or where a NaN appears.
+   * Every stored intermediate of the latest forward, in execution order, under its hook name
+   * (only tensors the backend materialises: not hook_embed/hook_pos_embed/hook_pattern).
+   * Used by the cross-backend audit to locate where two backends start to disagree.
    */
   activations(): { name: string; layer: number; data: Float64Array }[] {
-    const c = this.config, be = this.backend, [B, T] = this.shapeBT, N = B * T, H = c.overcomplete * c.nEmbd;
-    if (this.layers.length === 0) throw new Error('activations(): run forward first');
+    const [B, T] = this.shapeBT, c = this.config, be = this.backend, C = c.nEmbd, H = c.overcomplete * C, N = B * T;
+    if (this.idx === null) throw new UsageError('activations(): run forward first');
     const out: { name: string; layer: number; data: Float64Array }[] = [];
     const add = (name: string, layer: number, buf: Buf) => out.push({ name, layer, data: be.download(buf) });
-    add('embedding', -1, this.layers[0].x);
     for (let l = 0; l < c.nLayer; l++) {
-      const a = this.layers[l], next = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL, p = `h.${l}.`;
-      add(p + 'ln_1', l, a.ln1);
-      add(p + 'attn.c_attn', l, a.qkv);
-      add(p + (c.arch === 'gpt2' ? 'attn.attention' : 'attn.mssa'), l, a.y);
-      add(p + 'attn.c_proj+residual', l, a.xh);
-      add(p + 'ln_2', l, a.ln2);
+      const a = this.layers[l] as Record<string, Buf>, next = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL, b = `blocks.${l}.`;
+      add(b + 'hook_resid_pre', l, a.x);
+      add(b + 'ln1.hook_normalized', l, a.ln1);
       if (c.arch === 'gpt2') {
-        add(p + 'mlp.c_fc', l, a.codes);
-        add(p + 'mlp.relu', l, a.hr);
-        add(p + 'mlp.c_proj+residual', l, next);
-      } else if (c.arch === 'crate') {
-        for (let t = 0; t < c.istaSteps; t++) add(`${p}ista.a${t + 1}`, l, be.view(a.codes, t * N * H, N * H));
-        add(p + 'ista.decode', l, next);
+        const qkv = be.download(a.qkv);
+        for (const [k, part] of ['q', 'k', 'v'].entries()) {
+          const d = new Float64Array(N * C);
+          for (let n = 0; n < N; n++) d.set(qkv.subarray(n * 3 * C + k * C, n * 3 * C + (k + 1) * C), n * C);
+          out.push({ name: `${b}attn.hook_${part}`, layer: l, data: d });
+        }
       } else {
-        add(p + 'ista.complete', l, next);
+        add(b + 'attn.hook_qkv', l, a.qkv);
       }
+      add(b + 'attn.hook_z', l, a.y);
+      add(b + 'hook_resid_mid', l, a.xh);
+      add(b + 'ln2.hook_normalized', l, a.ln2);
+      if (c.arch === 'gpt2') {
+        add(b + 'mlp.hook_pre', l, a.pre);
+        add(b + 'mlp.hook_post', l, a.post);
+      } else if (c.arch === 'crate') {
+        add(b + 'ista.hook_code1', l, be.view(a.codes, 0, N * H));
+        add(b + 'ista.hook_code', l, be.view(a.codes, (c.istaSteps - 1) * N * H, N * H));
+      } else {
+        add(b + 'ista.hook_code', l, next);
+      }
+      add(b + 'hook_resid_post', l, next);
     }
-    add('ln_f', c.nLayer, this.lnf);
-    add('logits', c.nLayer, this.logitsBuf);
+    add('ln_final.hook_normalized', c.nLayer, this.lnf);
+    add('unembed.hook_out', c.nLayer, this.logitsBuf);
     return out;
-  }
-
-  /** The shared projection U*ᵀ LN(x) of layer l (B·T, C) (or q|k|v for GPT-2), from the latest forward. */
-  attentionInput(layer: number): Float64Array {
-    if (!this.layers[layer]) throw new Error(`no activations for layer ${layer}`);
-    return this.backend.download(this.layers[layer].qkv);
   }
 }

@@ -109,3 +109,36 @@ export function attentionBackward(dqkv: Float64Array, dy: Float64Array, qkv: Flo
   // The three gradients live in disjoint column blocks of dqkv, so one buffer serves all three.
   attentionCoreBackward(dqkv, dqkv, dqkv, dy, s, att, B, T, C, NH);
 }
+
+/**
+ * Attention of one new position per sequence against cached keys and values (incremental decoding):
+ * for each sequence b and head h (width p = C/NH),
+ *   s_j = <q[b,h], k[b,j,h]> / √p  (j = 0..t),  P = softmax(s),  y[b,h] = Σ_j P_j v[b,j,h].
+ * q, y: (B,C); k, v: (B,Tmax,C) caches of which rows 0..t are read. q may alias a row of k (CRATE:
+ * q = k = v). The order of operations (scores, max, exp, sum, normalise, weighted sum) is that of
+ * attentionCoreForward, so decoding reproduces the full forward.
+ */
+export function attentionDecode(y: Float64Array, q: Float64Array, k: Float64Array, v: Float64Array, B: number, t: number, Tmax: number, C: number, NH: number): void {
+  const p = C / NH, scale = 1 / Math.sqrt(p), att = new Float64Array(t + 1);
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      const qo = b * C + h * p;
+      let max = -Infinity;
+      for (let j = 0; j <= t; j++) {
+        const ko = (b * Tmax + j) * C + h * p;
+        let dot = 0;
+        for (let c = 0; c < p; c++) dot += q[qo + c] * k[ko + c];
+        att[j] = dot * scale;
+        if (att[j] > max) max = att[j];
+      }
+      let sum = 0;
+      for (let j = 0; j <= t; j++) { att[j] = Math.exp(att[j] - max); sum += att[j]; }
+      for (let j = 0; j <= t; j++) att[j] /= sum;
+      for (let c = 0; c < p; c++) y[qo + c] = 0;
+      for (let j = 0; j <= t; j++) {
+        const a = att[j], vo = (b * Tmax + j) * C + h * p;
+        for (let c = 0; c < p; c++) y[qo + c] += a * v[vo + c];
+      }
+    }
+  }
+}

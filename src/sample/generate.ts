@@ -1,7 +1,10 @@
 // Autoregressive sampling with the incremental decoder: temperature, top-k, a seeded Rng.
 import { Rng } from '../util/rng.js';
-import { IncrementalDecoder } from './decode.js';
 import type { ModelConfig } from '../model/config.js';
+import { LanguageModel } from '../model/lm.js';
+import type { HookFn } from '../model/hooks.js';
+import { ReferenceBackend } from '../backend/reference.js';
+import { UsageError } from '../errors.js';
 
 export interface SampleOptions {
   /** Number of tokens to generate. */
@@ -15,6 +18,8 @@ export interface SampleOptions {
   maxId?: number;
   /** Called with each new token id as soon as it is drawn. */
   onToken?: (id: number) => void;
+  /** Hooks held at every decoding step (e.g. a neuron clamp: {'blocks.0.hook_neurons': (a) => ...}). */
+  hooks?: Record<string, HookFn>;
 }
 
 /** Draw one token id from logits. */
@@ -43,30 +48,48 @@ export function sampleToken(logits: Float64Array, rng: Rng, temperature: number,
 }
 
 /**
- * Continue `prompt` (at least one token) by `opts.tokens` tokens. When the context reaches the block
- * size, the decoder restarts from the most recent half block (re-fed), so generation can run past it.
+ * Continue `prompt` (at least one token) by `opts.tokens` tokens with the model's incremental
+ * decoder, on the model's backend. When the context reaches the block size, the decoder restarts
+ * from the most recent half block (re-fed), so generation can run past it.
+ * generate(config, params, prompt, opts) decodes a flat parameter vector on the float64 reference.
  */
-export function generate(config: ModelConfig, params: Float64Array, prompt: readonly number[], opts: SampleOptions): number[] {
-  if (prompt.length === 0) throw new Error('the prompt must hold at least one token');
-  const dec = new IncrementalDecoder(config, params);
-  const rng = new Rng(opts.seed ?? 1337);
-  const T = config.blockSize;
-  const context = prompt.slice(-T);
-  let logits = dec.prefill(context);
-  const out: number[] = [];
-  const all = [...context];
-  for (let i = 0; i < opts.tokens; i++) {
-    const id = sampleToken(logits, rng, opts.temperature ?? 0.8, opts.topK ?? 0, opts.maxId);
-    out.push(id);
-    all.push(id);
-    opts.onToken?.(id);
-    if (i + 1 === opts.tokens) break;
-    if (dec.position >= T) {
-      dec.reset();
-      logits = dec.prefill(all.slice(-Math.ceil(T / 2)));
-    } else {
-      logits = dec.step(id);
-    }
+export function generate<Buf>(model: LanguageModel<Buf>, prompt: readonly number[], opts: SampleOptions): number[];
+export function generate(config: ModelConfig, params: Float64Array, prompt: readonly number[], opts: SampleOptions): number[];
+export function generate<Buf>(a: LanguageModel<Buf> | ModelConfig, b: Float64Array | readonly number[], c?: readonly number[] | SampleOptions, d?: SampleOptions): number[] {
+  if (a instanceof LanguageModel) return run(a, b as readonly number[], c as SampleOptions);
+  const model = new LanguageModel(new ReferenceBackend(), a, { params: b as Float64Array });
+  try {
+    return run(model, c as readonly number[], d as SampleOptions);
+  } finally {
+    model.free();
   }
-  return out;
+}
+
+function run<Buf>(model: LanguageModel<Buf>, prompt: readonly number[], opts: SampleOptions): number[] {
+  if (prompt.length === 0) throw new UsageError('the prompt must hold at least one token');
+  const dec = model.createDecoder(1, { hooks: opts.hooks });
+  try {
+    const rng = new Rng(opts.seed ?? 1337);
+    const T = model.config.blockSize;
+    const context = prompt.slice(-T);
+    let logits = dec.prefill([context]);
+    const out: number[] = [];
+    const all = [...context];
+    for (let i = 0; i < opts.tokens; i++) {
+      const id = sampleToken(logits, rng, opts.temperature ?? 0.8, opts.topK ?? 0, opts.maxId);
+      out.push(id);
+      all.push(id);
+      opts.onToken?.(id);
+      if (i + 1 === opts.tokens) break;
+      if (dec.position >= T) {
+        dec.reset();
+        logits = dec.prefill([all.slice(-Math.ceil(T / 2))]);
+      } else {
+        logits = dec.step([id]);
+      }
+    }
+    return out;
+  } finally {
+    dec.free();
+  }
 }

@@ -1,7 +1,7 @@
 // Layer-wise diagnostics of a (trained) model, the CRATE authors' measurement (spec E21):
 //   compression: per layer, R^c of the unit-normalised heads of U*ᵀ LN₁(Z^ℓ) with e = ε² = 0.01
-//                (model.attentionInput), mean and std over sequences;
-//   sparsity:    per layer, of the ISTA code a_steps (model.istaCode; for GPT-2 the ReLU MLP units):
+//                (blocks.{l}.attn.hook_qkv), mean and std over sequences;
+//   sparsity:    per layer, of the ISTA code a_steps (blocks.{l}.hook_neurons; for GPT-2 the ReLU MLP units):
 //                fraction of exact zeros, mean L0 per token, dead codes (never non-zero on the data).
 // Paper B reports that across the layers of a trained model R^c decreases and sparsity increases.
 import type { LanguageModel } from '../model/lm.js';
@@ -44,14 +44,15 @@ export function layerDiagnostics(model: LanguageModel<unknown>, batches: { idx: 
   let tokens = 0, sequences = 0;
   for (const { idx, B, T: Tb } of batches) {
     if (Tb !== T) throw new Error(`layerDiagnostics: all batches need the same T (${T} vs ${Tb})`);
-    model.forward(idx, B, Tb, null, { returnLogits: false });
+    const names = Array.from({ length: L }, (_, l) => (c.arch !== 'gpt2' ? [`blocks.${l}.attn.hook_qkv`, `blocks.${l}.hook_neurons`] : [`blocks.${l}.hook_neurons`])).flat();
+    const { cache } = model.runWithCache(idx, B, Tb, { names, returnLogits: false });
     tokens += B * Tb; sequences += B;
     for (let l = 0; l < L; l++) {
       if (c.arch !== 'gpt2') {
-        const v = model.attentionInput(l);
+        const v = cache.get(`blocks.${l}.attn.hook_qkv`).data;
         perSeq[l].push(...measuredCompression(v, B, Tb, C, K, e).perSequence);
       }
-      const code = model.istaCode(l), H = code.length / (B * Tb);
+      const code = cache.get(`blocks.${l}.hook_neurons`).data, H = code.length / (B * Tb);
       width[l] = H;
       if (!everActive[l]) everActive[l] = new Uint8Array(H);
       const act = everActive[l];

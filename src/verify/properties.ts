@@ -659,8 +659,9 @@ const P18: PropertyCheck = {
       const idx2 = idx.slice();
       for (let b = 0; b < B; b++) for (let s = t + 1; s < T; s++) idx2[b * T + s] = rng.int(V);
       const grab = (ids: number[]) => {
-        const { logits } = model.forward(ids, B, T);
-        const layers = Array.from({ length: cfg.nLayer }, (_, l) => ({ out: model.blockOutput(l), code: model.istaCode(l) }));
+        const names = Array.from({ length: cfg.nLayer }, (_, l) => [`blocks.${l}.hook_resid_post`, `blocks.${l}.hook_neurons`]).flat();
+        const { logits, cache } = model.runWithCache(ids, B, T, { names });
+        const layers = Array.from({ length: cfg.nLayer }, (_, l) => ({ out: cache.get(`blocks.${l}.hook_resid_post`).data, code: cache.get(`blocks.${l}.hook_neurons`).data }));
         return { logits: logits as Float64Array, layers };
       };
       const r1 = grab(idx), r2 = grab(idx2);
@@ -692,14 +693,14 @@ const P19: PropertyCheck = {
         const cfg = randomTinyConfig(rng, a);
         const model = randomTinyModel(rng, cfg);
         const T = cfg.blockSize, C = cfg.nEmbd, idx = randomTokens(rng, T, cfg.vocabSize);
-        const { logits: l1 } = model.forward(idx, 1, T);
-        const o1 = model.blockOutput(0);
+        const r1 = model.runWithCache(idx, 1, T, { names: ['blocks.0.hook_resid_post'] });
+        const l1 = r1.logits, o1 = r1.cache.get('blocks.0.hook_resid_post').data;
         // block 0's input is wte[idx] + wpe[t]: adding c_t to every coordinate of wpe row t shifts token t by c_t·1
         const params = model.getParams(), wpe = model.spec('transformer.wpe.weight');
         for (let t = 0; t < T; t++) { const c = 3 * rng.normal(); for (let k = 0; k < C; k++) params[wpe.offset + t * C + k] += c; }
         model.setParams(params);
-        const { logits: l2 } = model.forward(idx, 1, T);
-        const o2 = model.blockOutput(0);
+        const r2 = model.runWithCache(idx, 1, T, { names: ['blocks.0.hook_resid_post'] });
+        const l2 = r2.logits, o2 = r2.cache.get('blocks.0.hook_resid_post').data;
         const err = Math.max(maxAbsDiffArr(o1, o2) / maxAbs(o1), maxAbsDiffArr(l1 as Float64Array, l2 as Float64Array) / maxAbs(l1 as Float64Array));
         if (a === 'gpt2') gptChange = Math.max(gptChange, err);
         else { worst = Math.max(worst, err); n++; }
@@ -752,12 +753,13 @@ const P21: PropertyCheck = {
       const T = cfg.blockSize, V = cfg.vocabSize, C = cfg.nEmbd;
       const idx = randomTokens(rng, T, V), targets = randomTokens(rng, T, V);
       model.zeroGrad();
-      const { logits } = model.forward(idx, 1, T, targets);
+      const lastOut = `blocks.${cfg.nLayer - 1}.hook_resid_post`;
+      const { logits, cache } = model.runWithCache(idx, 1, T, { targets, grad: true, names: [lastOut] });
       model.backward();
       const Gw = model.backend.download(model.grad('transformer.wte.weight'));
       const Gp = model.backend.download(model.grad('transformer.wpe.weight'));
       // head part, independently: dL/dW_head = dlogitsᵀ · LN_f(x_L), dlogits = (softmax − onehot)/T
-      const xL = model.blockOutput(cfg.nLayer - 1), lnf = new Float64Array(T * C);
+      const xL = cache.get(lastOut).data, lnf = new Float64Array(T * C);
       const P = model.getParams(), sp = (name: string) => { const s = model.spec(name); return P.subarray(s.offset, s.offset + s.size); };
       layernormForward(lnf, new Float64Array(T), new Float64Array(T), xL, sp('transformer.ln_f.weight'), sp('transformer.ln_f.bias'), T, C, cfg.lnEps);
       const head = new Float64Array(V * C), lg = logits as Float64Array;
@@ -846,14 +848,14 @@ const P23: PropertyCheck = {
   run() {
     const model = goldenModel(new ReferenceBackend());
     const T = GOLDEN.idx.length, V = model.config.vocabSize;
-    const { logits, loss } = model.forward(GOLDEN.idx, 1, T, GOLDEN.targets, { grad: false });
+    const { logits, loss, cache } = model.runWithCache(GOLDEN.idx, 1, T, { targets: GOLDEN.targets, names: ['blocks.0.hook_neurons'] });
     const lg = logits as Float64Array;
     let worst = Math.max(
       maxAbsDiffArr(lg.subarray((T - 1) * V, T * V), GOLDEN.logitsLast),
       maxAbsDiffArr(lg.subarray(0, V), GOLDEN.logitsFirst),
       Math.abs((loss as number) - GOLDEN.loss),
     );
-    const code = model.istaCode(0), H = code.length / T;
+    const code = cache.get('blocks.0.hook_neurons').data, H = code.length / T;
     const nz: number[] = [], sums: number[] = [];
     let zeros = 0;
     for (let t = 0; t < T; t++) {
