@@ -211,7 +211,7 @@ export class LanguageModel<Buf = unknown> {
     const hs = new HookState();
     const all = hookPoints(this.config, 1, 1).map((p) => p.name);
     let asked: string[];
-    if (opts.names === undefined) asked = all;
+    if (opts.names === undefined) asked = [...all, ...this.blocks.map((b) => `blocks.${b.layer}.hook_neurons`)];
     else if (typeof opts.names === 'function') asked = all.filter(opts.names);
     else { checkHookNames(this.config, opts.names); asked = opts.names; }
     for (const n of asked) {
