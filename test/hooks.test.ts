@@ -71,7 +71,7 @@ function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, tol: numbe
 
 const backends: { name: string; be: Backend<unknown> | null; tol: number }[] = [
   { name: 'reference', be: new ReferenceBackend() as Backend<unknown>, tol: 1e-12 },
-  ...natives.map((n) => ({ name: n.name, be: n.backend, tol: 2e-5 })),
+  ...natives.map((n) => ({ name: n.name, be: n.backend ?? null, tol: 2e-5 })),
 ];
 
 for (const { name: bname, be, tol } of backends) {

@@ -25,7 +25,7 @@ export class CrateBlock implements Block<CrateActs<unknown>> {
   }
 
   forward<Buf>(ctx: Ctx<Buf>, a: CrateActs<Buf>, out: Buf, tmp: Buf): void {
-    const { be, cfg, B, T, N } = ctx, C = this.C, H = this.H, h = `blocks.${this.layer}.`;
+    const { be, cfg, B, T, N } = ctx, C = this.C, h = `blocks.${this.layer}.`;
     point(ctx, h + 'hook_resid_pre', a.x, [B, T, C]);
     this.attn.forward(ctx, a, tmp);
     point(ctx, h + 'hook_resid_mid', a.xh, [B, T, C]);
