@@ -470,6 +470,21 @@ describe('hand-built files', () => {
     }
   });
 
+  it('regression (found by the checkpoint fuzzer): unaligned tensors read from a file or a Node Buffer hold their own bytes', () => {
+    // readFileSync returns a Buffer, whose slice() is a view: the "aligned copy" of an unaligned
+    // tensor used to be a view of the whole file, so its values were the file's first bytes.
+    const header = '{"b":{"dtype":"F64","shape":[2],"data_offsets":[0,16]}}';
+    expect((8 + header.length) % 8).not.toBe(0);
+    const data = new Uint8Array(16);
+    new DataView(data.buffer).setFloat64(0, Math.PI, true);
+    new DataView(data.buffer).setFloat64(8, -1 / 3, true);
+    const bytes = buildFile(header, data, false);
+    const file = path.join(tmpDir(), 'unaligned.safetensors');
+    fs.writeFileSync(file, bytes);
+    expect(Array.from(readSafetensors(file).tensors.get('b')!.data as Float64Array)).toEqual([Math.PI, -1 / 3]);
+    expect(Array.from(parseSafetensors(Buffer.from(bytes)).tensors.get('b')!.data as Float64Array)).toEqual([Math.PI, -1 / 3]);
+  });
+
   it('aligned tensors are zero-copy views of the input', () => {
     const bytes = serializeSafetensors({ w: { dtype: 'F32', shape: [2], data: [1, 2] } });
     const e = parseSafetensors(bytes).tensors.get('w')!;

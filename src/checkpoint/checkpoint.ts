@@ -1,19 +1,30 @@
 // Training checkpoints: one safetensors file holding
 //   - the parameters under PyTorch state_dict names (F64 on the reference backend, F32 on native ones),
 //   - the AdamW moments as optimizer.m.<name> / optimizer.v.<name> (same dtype),
-//   - __metadata__: format, config (fixture-style JSON), tokenizer, dtype, backend, and train_state
-//     (step, data-sampler RNG state, hyperparameters, data source, loss history).
+//   - __metadata__: format, format_version, config (fixture-style JSON), tokenizer, dtype, backend,
+//     train_state (step, data-sampler RNG state, hyperparameters, data source, loss history), and
+//     (format_version 2) checksum: the SHA-256 of every tensor and metadata entry (checksum.ts).
 // Files are written to a temp file and renamed (src/io/safetensors.ts), so a kill during a save
 // leaves the previous checkpoint intact.
+//
+// Loading treats the file as untrusted (validate.ts): the format version, every config field, the
+// parameter count the config implies against the tensors the file holds, the checksum, and the
+// train_state's shape are checked before a model is allocated from it.
 import type { LanguageModel } from '../model/lm.js';
 import { LanguageModel as LM } from '../model/lm.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Backend } from '../backend/types.js';
-import { readSafetensors, writeSafetensors, type SafetensorsFile, type TensorInput } from '../io/safetensors.js';
-import { configFromMetadata, configToMetadata, flatFromNamed, loadStateDict, namedTensors, stateDictFromModel } from './statedict.js';
+import { TOKENIZER_NAMES } from '../data/tokenizer.js';
+import { quote, readSafetensors, tensorBytes, writeSafetensors, type SafetensorsFile, type TensorInput } from '../io/safetensors.js';
+import { configToMetadata, flatFromNamed, loadStateDict, namedTensors, stateDictFromModel } from './statedict.js';
+import { checkParameterCount, checkpointError, parseConfigJson, parseTrainState } from './validate.js';
+import { CHECKSUM_KEY, makeChecksum, verifyChecksum } from './checksum.js';
 
 export const CHECKPOINT_FORMAT = 'crate-ts-checkpoint';
-export const CHECKPOINT_VERSION = '1';
+/** The version saveCheckpoint writes. 1: no checksum; 2: a `checksum` metadata entry (required). */
+export const CHECKPOINT_VERSION = '2';
+/** Versions loadCheckpoint reads (a newer file is refused with a message). */
+export const CHECKPOINT_VERSIONS_READ: readonly string[] = ['1', '2'];
 
 /** Hyperparameters of a run (stored so --resume continues with the same ones). */
 export interface TrainHyper {
@@ -60,6 +71,14 @@ export interface SaveInput {
   train?: TrainState | null;
 }
 
+export interface LoadCheckpointOptions {
+  /**
+   * Recompute and compare the SHA-256 of every tensor and metadata entry when the file has a
+   * checksum (default true). false skips it, for speed on large trusted files.
+   */
+  verifyChecksum?: boolean;
+}
+
 /** Write a checkpoint atomically. */
 export function saveCheckpoint(file: string, input: SaveInput): void {
   const { model } = input;
@@ -78,35 +97,57 @@ export function saveCheckpoint(file: string, input: SaveInput): void {
     backend: model.backend.name,
   };
   if (input.train) metadata.train_state = JSON.stringify(input.train);
+  metadata[CHECKSUM_KEY] = makeChecksum(function* () { for (const [k, t] of tensors) yield [k, tensorBytes(k, t)] as [string, Uint8Array]; }(), metadata);
   writeSafetensors(file, tensors, metadata);
 }
 
-/** Read a checkpoint (or any safetensors state_dict whose metadata has a config). */
-export function loadCheckpoint(file: string): Checkpoint {
+/**
+ * Read a checkpoint (or any safetensors state_dict whose metadata has a config), validating it as an
+ * untrusted file. Throws a CheckpointError naming the file and the field or tensor at fault.
+ */
+export function loadCheckpoint(file: string, opts: LoadCheckpointOptions = {}): Checkpoint {
   let st: SafetensorsFile;
   try {
     st = readSafetensors(file);
   } catch (e) {
-    throw new Error(`cannot read checkpoint: ${(e as Error).message}`);
+    throw checkpointError('cannot read checkpoint', (e as Error).message, e);
   }
   const md = st.metadata;
   if (md.config === undefined) {
-    throw new Error(`${file}: not a crate-ts checkpoint (its safetensors metadata has no "config"; a bare state_dict can be loaded with loadStateDict into a model of known configuration)`);
+    throw checkpointError(file, 'not a crate-ts checkpoint (its safetensors metadata has no "config"; a bare state_dict can be loaded with loadStateDict into a model of known configuration)');
   }
-  const config = configFromMetadata(md.config, file);
-  let train: TrainState | null = null;
-  if (md.train_state !== undefined) {
-    try {
-      train = JSON.parse(md.train_state) as TrainState;
-    } catch (e) {
-      throw new Error(`${file}: metadata "train_state" is not valid JSON (${(e as Error).message})`);
+  // A crate-ts checkpoint says which version wrote it; PyTorch-made files and fixtures have no "format".
+  const ours = md.format === CHECKPOINT_FORMAT;
+  if (ours) checkVersion(md.format_version, file);
+  const config = parseConfigJson(md.config, file, md.arch);
+  if (md.tokenizer !== undefined && !(TOKENIZER_NAMES as readonly string[]).includes(md.tokenizer)) {
+    throw checkpointError(file, `metadata "tokenizer" is ${quote(md.tokenizer)}; known tokenizers: ${TOKENIZER_NAMES.join(', ')}`);
+  }
+  checkParameterCount(config, st.tensors, file);
+  if (opts.verifyChecksum !== false) {
+    if (ours && md.format_version !== '1' && md[CHECKSUM_KEY] === undefined) {
+      throw checkpointError(file, `metadata "${CHECKSUM_KEY}" is missing; format_version ${md.format_version} checkpoints always carry one (the file was edited)`);
     }
+    verifyChecksum(st, file);
   }
+  const train = md.train_state === undefined ? null : parseTrainState(md.train_state, file, config);
   return { path: file, config, tokenizer: md.tokenizer ?? (config.vocabSize <= 256 ? 'byte' : 'gpt2'), dtype: md.dtype ?? '?', backend: md.backend ?? '?', train, file: st };
+}
+
+/** Accept the versions this crate-ts has written; refuse newer (or malformed) ones by name. */
+function checkVersion(v: string | undefined, file: string): void {
+  if (v === undefined) throw checkpointError(file, `metadata "format_version" is missing (a ${CHECKPOINT_FORMAT} always has one)`);
+  if (CHECKPOINT_VERSIONS_READ.includes(v)) return;
+  if (/^[1-9][0-9]{0,8}$/.test(v) && Number(v) > Number(CHECKPOINT_VERSION)) {
+    throw checkpointError(file, `format_version ${v} was written by a newer crate-ts; this one reads versions ${CHECKPOINT_VERSIONS_READ.join(', ')} (upgrade crate-ts)`);
+  }
+  throw checkpointError(file, `metadata "format_version" is ${quote(v)}, not a version this crate-ts reads (${CHECKPOINT_VERSIONS_READ.join(', ')})`);
 }
 
 /** Build a model on `backend` from a checkpoint's parameters (validated by loadStateDict). */
 export function modelFromCheckpoint<Buf>(ck: Checkpoint, backend: Backend<Buf>): LanguageModel<Buf> {
+  // A Checkpoint may be assembled by hand: recheck the size before allocating from its config.
+  checkParameterCount(ck.config, ck.file.tensors, ck.path);
   const model = new LM(backend, ck.config, { seed: 0 });
   try {
     loadStateDict(model as LanguageModel<unknown>, ck.file.tensors, ck.path);

@@ -5,8 +5,9 @@
 // architecture, and rejects NaN/Inf naming the tensor.
 import type { LanguageModel } from '../model/lm.js';
 import type { Arch, ModelConfig } from '../model/config.js';
-import { validateConfig, DEFAULTS } from '../model/config.js';
-import { toFloat64, type TensorEntry, type TensorInput } from '../io/safetensors.js';
+import { elide, quote, toFloat64, type TensorEntry, type TensorInput } from '../io/safetensors.js';
+import { CheckpointError } from '../errors.js';
+import { checkpointError, clipMessage, parseConfigJson, NON_PARAM, MASK_BUFFER, COMPILE_PREFIX } from './validate.js';
 
 /** A tensor as loadStateDict accepts it: a safetensors entry or any { shape, data } of numbers. */
 export type LoadableTensor = TensorEntry | { shape: readonly number[]; data: ArrayLike<number> };
@@ -20,18 +21,33 @@ export interface LoadOptions {
   allowExtra?: (name: string) => boolean;
 }
 
-const NON_PARAM = /^(optimizer\.|grad\.|idx$|targets$|logits$|loss$)/;
-const MASK_BUFFER = /^transformer\.h\.\d+\.attn\.bias$/;
-const COMPILE_PREFIX = '_orig_mod.';
+/** Parameters are stored as floats; an integer or BOOL "parameter" is a corrupt or relabelled file. */
+const FLOAT_DTYPES: readonly string[] = ['F64', 'F32', 'F16', 'BF16'];
 
-const fmt = (s: readonly number[]) => `[${s.join(', ')}]`;
+const fmt = (s: readonly number[]) => (s.length <= 8 ? `[${s.join(', ')}]` : `[${s.slice(0, 6).join(', ')}, … (${s.length} dims)]`);
+
+/** Up to `n` names for a message, then how many more there are. */
+function listNames(names: string[], n = 3): string {
+  const shown = names.slice(0, n).map((x) => quote(x, 60).slice(1, -1)).join(', ');
+  return names.length > n ? `${shown} and ${names.length - n} more` : shown;
+}
 
 function entries(tensors: TensorMap): [string, LoadableTensor][] {
   return tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
 }
 
-function asFloat64(name: string, t: LoadableTensor): Float64Array {
-  if ('dtype' in t && typeof t.dtype === 'string') return toFloat64(t as TensorEntry, name);
+/**
+ * A tensor's values as float64. A safetensors entry must have a float dtype (an I32 relabelling of
+ * float bytes would otherwise load as a different model); a plain { shape, data } must hold exactly
+ * prod(shape) values.
+ */
+function asFloat64(name: string, t: LoadableTensor, source: string): Float64Array {
+  if ('dtype' in t && typeof t.dtype === 'string') {
+    if (!FLOAT_DTYPES.includes(t.dtype)) throw checkpointError(source, `tensor ${quote(name, 80)} has dtype ${/^[A-Z0-9_]{1,12}$/.test(t.dtype) ? t.dtype : quote(t.dtype)}; parameters must be ${FLOAT_DTYPES.join(', ')}`);
+    return toFloat64(t as TensorEntry, name);
+  }
+  const n = t.shape.reduce((a, b) => a * b, 1);
+  if (t.data.length !== n) throw checkpointError(source, `tensor ${quote(name, 80)} holds ${t.data.length} values but its shape ${fmt(t.shape)} needs ${n}`);
   const d = t.data;
   if (d instanceof Float64Array) return d;
   const out = new Float64Array(d.length);
@@ -46,8 +62,12 @@ export interface NormalizedStateDict {
   ignored: string[];
 }
 
-/** Strip `_orig_mod.`, drop mask buffers and non-parameter entries, fold a tied `lm_head.weight` into wte. */
-export function normalizeStateDict(tensors: TensorMap, allowExtra?: (name: string) => boolean): NormalizedStateDict {
+/**
+ * Strip `_orig_mod.`, drop mask buffers and non-parameter entries, fold a tied `lm_head.weight` into
+ * wte. Names outside `transformer.*` and `lm_head.weight` are not parameters of any model here: they
+ * are listed as ignored without being read. `source` names the error messages.
+ */
+export function normalizeStateDict(tensors: TensorMap, allowExtra?: (name: string) => boolean, source = 'state_dict'): NormalizedStateDict {
   const params = new Map<string, { shape: number[]; data: Float64Array }>();
   const ignored: string[] = [];
   let head: { shape: number[]; data: Float64Array } | null = null;
@@ -55,9 +75,10 @@ export function normalizeStateDict(tensors: TensorMap, allowExtra?: (name: strin
     const name = raw.startsWith(COMPILE_PREFIX) ? raw.slice(COMPILE_PREFIX.length) : raw;
     if (NON_PARAM.test(name) || allowExtra?.(raw) || allowExtra?.(name)) continue;
     if (MASK_BUFFER.test(name)) { ignored.push(`${raw} (causal-mask buffer)`); continue; }
-    const v = { shape: [...t.shape], data: asFloat64(raw, t) };
+    if (name !== 'lm_head.weight' && !name.startsWith('transformer.')) { ignored.push(`${raw} (not a parameter of this model)`); continue; }
+    const v = { shape: [...t.shape], data: asFloat64(raw, t, source) };
     if (name === 'lm_head.weight') { head = v; continue; }
-    if (params.has(name)) throw new Error(`state_dict holds '${name}' twice (with and without the '${COMPILE_PREFIX}' prefix)`);
+    if (params.has(name)) throw new CheckpointError(clipMessage(`${source} holds ${quote(name, 80)} twice (with and without the '${COMPILE_PREFIX}' prefix)`));
     params.set(name, v);
   }
   if (head) {
@@ -67,7 +88,7 @@ export function normalizeStateDict(tensors: TensorMap, allowExtra?: (name: strin
       ignored.push('lm_head.weight (used as the tied transformer.wte.weight)');
     } else {
       const same = fmt(wte.shape) === fmt(head.shape) && wte.data.every((x, i) => Object.is(x, head!.data[i]) || x === head!.data[i]);
-      if (!same) throw new Error('lm_head.weight differs from transformer.wte.weight; this model ties them (spec 3.2), so they must be equal');
+      if (!same) throw checkpointError(source, 'lm_head.weight differs from transformer.wte.weight; this model ties them (spec 3.2), so they must be equal');
       ignored.push('lm_head.weight (tied to transformer.wte.weight)');
     }
   }
@@ -94,31 +115,31 @@ export function detectArch(params: Map<string, { shape: number[] }>): { arch: Ar
 export function loadStateDict(model: LanguageModel<unknown>, tensors: TensorMap, opts: string | LoadOptions = {}): { ignored: string[] } {
   const o: LoadOptions = typeof opts === 'string' ? { source: opts } : opts;
   const source = o.source ?? 'state_dict';
-  const { params, ignored } = normalizeStateDict(tensors, o.allowExtra);
+  const { params, ignored } = normalizeStateDict(tensors, o.allowExtra, source);
   const want = model.config.arch;
   const found = detectArch(params);
   if (found && found.arch !== want) {
-    throw new Error(`${source} holds a ${found.arch} model (${found.evidence}), but the model being loaded is ${want}; use --arch ${found.arch} or a ${want} checkpoint`);
+    throw new CheckpointError(clipMessage(`${source} holds a ${found.arch} model (${found.evidence}), but the model being loaded is ${want}; use --arch ${found.arch} or a ${want} checkpoint`));
   }
   const flat = new Float64Array(model.numParameters);
   const missing: string[] = [], misshaped: string[] = [];
   for (const p of model.table) {
     const t = params.get(p.name);
     if (!t) { missing.push(p.name); continue; }
-    if (fmt(t.shape) !== fmt(p.shape)) { misshaped.push(`${p.name}: ${fmt(t.shape)} in ${source}, ${fmt(p.shape)} in the model`); continue; }
+    if (fmt(t.shape) !== fmt(p.shape)) { misshaped.push(`${p.name}: ${fmt(t.shape)} in ${elide(source, 60)}, ${fmt(p.shape)} in the model`); continue; }
     flat.set(t.data, p.offset);
   }
   const known = new Set(model.table.map((p) => p.name));
   const unexpected = [...params.keys()].filter((k) => !known.has(k) && (k.startsWith('transformer.') || k.startsWith('lm_head.')));
   const problems: string[] = [];
-  if (missing.length) problems.push(`missing tensors: ${missing.join(', ')}`);
-  if (misshaped.length) problems.push(`tensors with the wrong shape: ${misshaped.join('; ')}`);
-  if (unexpected.length) problems.push(`unexpected tensors (another configuration?): ${unexpected.join(', ')}`);
-  if (problems.length) throw new Error(`${source} does not match the ${want} model (${describe(model.config)}): ${problems.join('; ')}`);
+  if (missing.length) problems.push(`missing tensors: ${listNames(missing)}`);
+  if (misshaped.length) problems.push(`tensors with the wrong shape: ${misshaped.slice(0, 2).join('; ')}${misshaped.length > 2 ? ` and ${misshaped.length - 2} more` : ''}`);
+  if (unexpected.length) problems.push(`unexpected tensors (another configuration?): ${listNames(unexpected)}`);
+  if (problems.length) throw new CheckpointError(clipMessage(`${elide(source, 120)} does not match the ${want} model (${describe(model.config)}): ${problems.join('; ')}`));
   for (const p of model.table) {
     const d = params.get(p.name)!.data;
     for (let i = 0; i < d.length; i++) {
-      if (!Number.isFinite(d[i])) throw new Error(`${source}: tensor ${p.name} holds a non-finite value (${d[i]}) at flat index ${i}`);
+      if (!Number.isFinite(d[i])) throw checkpointError(source, `tensor ${p.name} holds a non-finite value (${d[i]}) at flat index ${i}`);
     }
   }
   model.setParams(flat);
@@ -151,10 +172,10 @@ export function flatFromNamed(model: LanguageModel<unknown>, tensors: TensorMap,
   const flat = new Float64Array(model.numParameters);
   for (const p of model.table) {
     const t = map.get(prefix + p.name);
-    if (!t) throw new Error(`${source} is missing tensor ${prefix + p.name}`);
-    if (fmt(t.shape) !== fmt(p.shape)) throw new Error(`${source}: tensor ${prefix + p.name} has shape ${fmt(t.shape)}, expected ${fmt(p.shape)}`);
-    const d = asFloat64(prefix + p.name, t);
-    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) throw new Error(`${source}: tensor ${prefix + p.name} holds a non-finite value (${d[i]}) at flat index ${i}`);
+    if (!t) throw new CheckpointError(clipMessage(`${source} is missing tensor ${prefix + p.name}`));
+    if (fmt(t.shape) !== fmt(p.shape)) throw checkpointError(source, `tensor ${prefix + p.name} has shape ${fmt(t.shape)}, expected ${fmt(p.shape)}`);
+    const d = asFloat64(prefix + p.name, t, source);
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) throw checkpointError(source, `tensor ${prefix + p.name} holds a non-finite value (${d[i]}) at flat index ${i}`);
     flat.set(d, p.offset);
   }
   return flat;
@@ -181,40 +202,12 @@ export function configJson(c: ModelConfig): string {
 
 /**
  * Parse the model config from safetensors metadata (the whole metadata object, or its "config"
- * string): snake_case as written here or in fixtures, or camelCase.
+ * string): snake_case as written here or in fixtures, or camelCase. Every present field is type-
+ * and range-checked (src/checkpoint/validate.ts); only absent optional fields take their defaults.
+ * Given the whole metadata, a separate `arch` entry (fixtures) supplies the architecture.
  */
 export function configFromMetadata(metadata: Record<string, string> | string, source = 'checkpoint'): ModelConfig {
-  let json: string;
-  if (typeof metadata === 'string') json = metadata;
-  else {
-    if (metadata.config === undefined) throw new Error(`${source}: the safetensors metadata has no "config" entry (a JSON model configuration)`);
-    json = metadata.config;
-  }
-  let raw: Record<string, unknown>;
-  try {
-    raw = JSON.parse(json) as Record<string, unknown>;
-  } catch (e) {
-    throw new Error(`${source}: metadata "config" is not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof raw !== 'object' || raw === null) throw new Error(`${source}: metadata "config" must be a JSON object`);
-  const pick = (snake: string, camel: keyof ModelConfig): unknown => raw[snake] ?? raw[camel];
-  const cfg: ModelConfig = {
-    arch: (pick('arch', 'arch') as Arch | undefined) ?? 'crate',
-    vocabSize: Number(pick('vocab_size', 'vocabSize') ?? NaN),
-    blockSize: Number(pick('block_size', 'blockSize') ?? NaN),
-    nLayer: Number(pick('n_layer', 'nLayer') ?? NaN),
-    nHead: Number(pick('n_head', 'nHead') ?? NaN),
-    nEmbd: Number(pick('n_embd', 'nEmbd') ?? NaN),
-    overcomplete: Number(pick('overcomplete', 'overcomplete') ?? DEFAULTS.overcomplete),
-    eta: Number(pick('eta', 'eta') ?? DEFAULTS.eta),
-    lam: Number(pick('lam', 'lam') ?? DEFAULTS.lam),
-    istaSteps: Number(pick('ista_steps', 'istaSteps') ?? DEFAULTS.istaSteps),
-    lnEps: Number(pick('ln_eps', 'lnEps') ?? DEFAULTS.lnEps),
-  };
-  try {
-    validateConfig(cfg);
-  } catch (e) {
-    throw new Error(`${source}: metadata "config" is not a valid model configuration: ${(e as Error).message}`);
-  }
-  return cfg;
+  if (typeof metadata === 'string') return parseConfigJson(metadata, source);
+  if (metadata.config === undefined) throw checkpointError(source, 'the safetensors metadata has no "config" entry (a JSON model configuration)');
+  return parseConfigJson(metadata.config, source, metadata.arch);
 }

@@ -94,10 +94,51 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
 }
 
+/** Longest error message this module (and the checkpoint loader) produces, in characters. */
+export const MAX_MESSAGE_LENGTH = 300;
+
+/** `s` shortened to at most `max` characters by cutting out its middle (paths keep both ends). */
+export function elide(s: string, max: number): string {
+  if (s.length <= max) return s;
+  const head = Math.ceil((max - 1) / 2), tail = Math.floor((max - 1) / 2);
+  return `${s.slice(0, head)}…${s.slice(s.length - tail)}`;
+}
+
+/**
+ * "<source>: <problem>" on one line and at most MAX_MESSAGE_LENGTH characters: a long source (path)
+ * loses its middle, a long problem its end, and line breaks become spaces.
+ */
+export function boundedMessage(source: string, problem: string): string {
+  const src = elide(source.replace(/[\r\n]+/g, ' '), 120);
+  const room = MAX_MESSAGE_LENGTH - src.length - 2;
+  const p = problem.replace(/[\r\n]+/g, ' ');
+  return `${src}: ${p.length <= room ? p : p.slice(0, room - 1) + '…'}`;
+}
+
+/**
+ * A value from an untrusted file as an error message may quote it: strings JSON-quoted and cut to
+ * `max` characters, arrays of a few primitives listed, anything deeper only described. It never
+ * walks more than one level, so a shape nested 100,000 deep costs nothing (JSON.stringify of it
+ * would overflow the stack).
+ */
+export function quote(v: unknown, max = 40): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > max ? v.slice(0, max) : v) + (v.length > max ? '…' : '');
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint' || v === null || v === undefined) return elide(String(v), max);
+  if (Array.isArray(v)) {
+    if (v.length <= 4) {
+      // one level only: a nested array or object is shown as [...] or {...}
+      const inner = `[${v.map((x) => (Array.isArray(x) ? '[...]' : x !== null && typeof x === 'object' ? '{...}' : quote(x, 24))).join(', ')}]`;
+      if (inner.length <= max + 2) return inner;
+    }
+    return `an array of ${v.length} element${v.length === 1 ? '' : 's'}`;
+  }
+  return `a${typeof v === 'object' ? 'n object' : ` ${typeof v}`}`;
+}
+
 /** Error thrown for a malformed file or bad writer input; the message starts with the source. */
 export class SafetensorsError extends CheckpointError {
   constructor(readonly source: string, readonly problem: string) {
-    super(`${source}: ${problem}`);
+    super(boundedMessage(source, problem));
   }
 }
 
@@ -224,7 +265,10 @@ function decodeTensorData(dtype: DType, bytes: Uint8Array, begin: number, end: n
   const count = (end - begin) / size;
   const absolute = bytes.byteOffset + begin;
   if (LITTLE_ENDIAN_HOST && absolute % size === 0) return makeArray(dtype, bytes.buffer, absolute, count);
-  const copy = bytes.slice(begin, end); // fresh ArrayBuffer at offset 0: aligned
+  // A fresh ArrayBuffer at offset 0, hence aligned. (Not bytes.slice(): on a Node Buffer, which
+  // readFileSync returns, slice() is a view, and the typed array would read the file's first bytes.)
+  const copy = new Uint8Array(end - begin);
+  copy.set(bytes.subarray(begin, end));
   if (!LITTLE_ENDIAN_HOST) swapBytes(copy, size);
   return makeArray(dtype, copy.buffer, 0, count);
 }
@@ -246,7 +290,9 @@ function elementCount(shape: readonly number[]): number | null {
   return n;
 }
 
-const fmtShape = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+/** A validated shape for a message: every dim up to 8 of them, then a count. */
+const fmtShape = (shape: readonly number[]) =>
+  shape.length <= 8 ? `[${shape.join(', ')}]` : `[${shape.slice(0, 6).join(', ')}, … (${shape.length} dims)]`;
 
 interface HeaderTensor {
   name: string;
@@ -258,22 +304,22 @@ interface HeaderTensor {
 
 /** Validate one header entry (types, dtype, shape, offsets range, byte size). */
 function parseHeaderTensor(name: string, raw: unknown, dataLength: number, fail: (p: string) => never): HeaderTensor {
-  const t = JSON.stringify(name);
+  const t = quote(name, 80);
   if (!isPlainObject(raw)) fail(`tensor ${t}: header entry must be an object`);
   for (const key of ['dtype', 'shape', 'data_offsets']) {
     if (!(key in raw)) fail(`tensor ${t}: header entry is missing "${key}"`);
   }
   const { dtype, shape, data_offsets: offsets } = raw;
   if (typeof dtype !== 'string') fail(`tensor ${t}: "dtype" must be a string`);
-  if (!isDType(dtype)) fail(`tensor ${t}: unknown dtype ${JSON.stringify(dtype)}`);
+  if (!isDType(dtype)) fail(`tensor ${t}: unknown dtype ${quote(dtype)}`);
   if (!Array.isArray(shape)) fail(`tensor ${t}: "shape" must be an array`);
   for (const d of shape) {
-    if (!isNonNegativeInt(d)) fail(`tensor ${t}: shape dimension ${JSON.stringify(d)} is not a non-negative integer`);
+    if (!isNonNegativeInt(d)) fail(`tensor ${t}: shape dimension ${quote(d)} is not a non-negative integer`);
   }
   if (!Array.isArray(offsets) || offsets.length !== 2) fail(`tensor ${t}: "data_offsets" must be an array [begin, end]`);
   const [begin, end] = offsets;
   if (!isNonNegativeInt(begin) || !isNonNegativeInt(end)) {
-    fail(`tensor ${t}: data_offsets ${JSON.stringify(offsets)} must be non-negative integers`);
+    fail(`tensor ${t}: data_offsets ${quote(offsets)} must be non-negative integers`);
   }
   if (end < begin) fail(`tensor ${t}: data_offsets [${begin}, ${end}] are out of order (end < begin)`);
   if (end > dataLength) {
@@ -295,10 +341,10 @@ function checkTiling(list: HeaderTensor[], dataLength: number, fail: (p: string)
   let previous: HeaderTensor | null = null;
   for (const t of list) {
     if (t.begin < expected) {
-      fail(`tensor ${JSON.stringify(t.name)}: data_offsets [${t.begin}, ${t.end}] overlap tensor ${JSON.stringify(previous!.name)} [${previous!.begin}, ${previous!.end}]`);
+      fail(`tensor ${quote(t.name, 80)}: data_offsets [${t.begin}, ${t.end}] overlap tensor ${quote(previous!.name, 80)} [${previous!.begin}, ${previous!.end}]`);
     }
     if (t.begin > expected) {
-      fail(`tensor ${JSON.stringify(t.name)}: gap in the data buffer: bytes [${expected}, ${t.begin}) belong to no tensor`);
+      fail(`tensor ${quote(t.name, 80)}: gap in the data buffer: bytes [${expected}, ${t.begin}) belong to no tensor`);
     }
     expected = t.end;
     previous = t;
@@ -333,7 +379,7 @@ export function parseSafetensors(bytes: Uint8Array, source = '<buffer>'): Safete
   try {
     header = JSON.parse(text);
   } catch (e) {
-    fail(`header is not valid JSON: ${(e as Error).message}`);
+    fail(`header is not valid JSON: ${elide((e as Error).message, 120)}`);
   }
   if (!isPlainObject(header)) fail(`header JSON must be an object, got ${header === null ? 'null' : Array.isArray(header) ? 'an array' : typeof header}`);
 
@@ -362,7 +408,7 @@ function parseMetadata(raw: unknown, fail: (p: string) => never): Record<string,
   if (raw === null) return {};
   if (!isPlainObject(raw)) fail(`"${METADATA_KEY}" must be an object of strings`);
   for (const [k, v] of Object.entries(raw)) {
-    if (typeof v !== 'string') fail(`"${METADATA_KEY}" value for key ${JSON.stringify(k)} is not a string`);
+    if (typeof v !== 'string') fail(`"${METADATA_KEY}" value for key ${quote(k, 60)} is not a string`);
   }
   // Object.fromEntries defines own properties, so a "__proto__" key stays a plain key.
   return Object.fromEntries(Object.entries(raw as Record<string, string>));
@@ -372,7 +418,8 @@ function parseMetadata(raw: unknown, fail: (p: string) => never): Record<string,
 export function readSafetensors(filePath: string): SafetensorsFile {
   let bytes: Uint8Array;
   try {
-    bytes = fs.readFileSync(filePath);
+    const buf = fs.readFileSync(filePath);
+    bytes = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength); // a plain Uint8Array view, not a Buffer
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     if (err.code === 'ENOENT') throw new SafetensorsError(filePath, 'file does not exist');
@@ -386,7 +433,7 @@ export function readSafetensors(filePath: string): SafetensorsFile {
 /** Number(v) for a 64-bit integer, or a clear error if it is not exactly representable. */
 function safeBigToNumber(v: bigint, i: number, dtype: DType, name: string): number {
   if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) {
-    throw new RangeError(`${name}: ${dtype} value ${v} at index ${i} is outside the safe-integer range (±2^53−1) and cannot be converted exactly to float64`);
+    throw new SafetensorsError(name, `${dtype} value ${v} at index ${i} is outside the safe-integer range (±2^53−1) and cannot be converted exactly to float64`);
   }
   return Number(v);
 }
@@ -433,14 +480,26 @@ export function toInt32(entry: TensorEntry, name = 'tensor'): Int32Array {
       for (let i = 0; i < n; i++) {
         const v = entry.data[i];
         if (v > 2147483647 || v < -2147483648) {
-          throw new RangeError(`${name}: ${entry.dtype} value ${v} at index ${i} does not fit in int32`);
+          throw new SafetensorsError(name, `${entry.dtype} value ${v} at index ${i} does not fit in int32`);
         }
         out[i] = Number(v);
       }
       return out;
     default:
-      throw new TypeError(`${name}: toInt32 needs an integer dtype, got ${entry.dtype}`);
+      throw new SafetensorsError(name, `toInt32 needs an integer dtype, got ${entry.dtype}`);
   }
+}
+
+/**
+ * The little-endian bytes of a typed array, as a safetensors file stores them: a view of its memory
+ * on a little-endian host, a byte-swapped copy otherwise. Used to checksum tensors.
+ */
+export function littleEndianBytes(data: TensorData): Uint8Array {
+  const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (LITTLE_ENDIAN_HOST || data.BYTES_PER_ELEMENT === 1) return bytes;
+  const copy = bytes.slice();
+  swapBytes(copy, data.BYTES_PER_ELEMENT);
+  return copy;
 }
 
 // ---- writing --------------------------------------------------------------------------------------
@@ -500,6 +559,20 @@ function encodeTensorData(name: string, t: TensorInput, count: number, fail: (p:
 }
 
 /**
+ * The bytes the writer stores for one tensor (validated like serializeSafetensors does), e.g. to
+ * checksum them before the header that will hold the checksum is written.
+ */
+export function tensorBytes(name: string, t: TensorInput): Uint8Array {
+  const fail: (problem: string) => never = (problem) => { throw new SafetensorsError('tensorBytes', problem); };
+  const label = `tensor ${quote(name, 80)}`;
+  if (!isDType(t.dtype)) fail(`${label}: unknown dtype ${quote(t.dtype)}`);
+  for (const d of t.shape) if (!isNonNegativeInt(d)) fail(`${label}: shape dimension ${quote(d)} is not a non-negative integer`);
+  const count = elementCount(t.shape);
+  if (count === null || t.data.length !== count) fail(`${label}: data has ${t.data.length} elements but shape ${fmtShape(t.shape)} needs ${count}`);
+  return encodeTensorData(name, t, count!, fail);
+}
+
+/**
  * Serialize tensors (and optional string metadata) to safetensors bytes. Tensors are laid out by
  * dtype size (largest first), then by name, contiguously; the header is space-padded to a multiple
  * of 8 bytes so every tensor is aligned to its element size within the file.
@@ -514,9 +587,9 @@ export function serializeSafetensors(
   const prepared = entries.map(([name, t]) => {
     const label = `tensor ${JSON.stringify(name)}`;
     if (name === METADATA_KEY) fail(`"${METADATA_KEY}" is reserved and cannot name a tensor`);
-    if (!isDType(t.dtype)) fail(`${label}: unknown dtype ${JSON.stringify(t.dtype)}`);
+    if (!isDType(t.dtype)) fail(`${label}: unknown dtype ${quote(t.dtype)}`);
     for (const d of t.shape) {
-      if (!isNonNegativeInt(d)) fail(`${label}: shape dimension ${JSON.stringify(d)} is not a non-negative integer`);
+      if (!isNonNegativeInt(d)) fail(`${label}: shape dimension ${quote(d)} is not a non-negative integer`);
     }
     const count = elementCount(t.shape);
     if (count === null) fail(`${label}: element count of shape ${fmtShape(t.shape)} overflows`);
