@@ -10,6 +10,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: (ar
   sample: { summary: 'generate text from a checkpoint', load: () => import('./sample.js') },
   verify: { summary: "check the papers' equations (spec section 4) numerically; layer diagnostics of a checkpoint", load: () => import('./verify.js') },
   eval: { summary: 'validation loss and perplexity of a checkpoint', load: () => import('./eval.js') },
+  neurons: { summary: 'collect, show, score and compare neuron activation records (paper A interpretability)', load: () => import('./neurons.js') },
   serve: { summary: 'serve a checkpoint over an OpenAI-compatible HTTP API (completions with echo/logprobs, chat)', load: () => import('./serve.js') },
 };
 

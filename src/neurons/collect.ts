@@ -1,0 +1,363 @@
+// crate-ts neurons collect, as a library function: run a checkpoint over N tokens cut into
+// contiguous windows of its block size, stop after the last requested layer, and stream every
+// neuron of the requested layers through a LayerCollector (spec 7.2-7.3). Memory does not grow
+// with N (only the N token ids are kept, which tokens.u32 stores anyway). Writes the collection
+// directory described in format.ts; manifest.json goes last, so a directory with a manifest is
+// complete, and every file is written under a temporary name and renamed.
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Backend } from '../backend/types.js';
+import { loadCheckpoint, modelFromCheckpoint, type Checkpoint } from '../checkpoint/checkpoint.js';
+import { loadDataset, EMBEDDED_NAME } from '../data/corpus.js';
+import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
+import { CheckpointError, CrateError, DataError, UsageError } from '../errors.js';
+import type { LanguageModel } from '../model/lm.js';
+import { LayerCollector, type NeuronSelection, type Selected } from './collector.js';
+import { AtomicWriter, writeFileAtomic, type WriteSyncFn } from './atomic.js';
+import {
+  COLLECTION_FORMAT, COLLECTION_FORMAT_VERSION, finiteOrNull, layerDir, neuronRecordJson,
+  type ActivationRecord, type CollectionManifest, type ExcerptGeometry, type Variant,
+} from './format.js';
+
+/** The paper's collection size: 8000 windows of 1024 tokens (spec 7.2). */
+export const PAPER_TOKENS = 8000 * 1024;
+export const TOP_K = 50;
+export const N_RANDOM = 50;
+export const QUANTILE = { bins: 11, perBin: 20, sample: 720 };
+export const OPENAI_GEOMETRY: ExcerptGeometry = { before: 32, after: 32 };
+export const ANTHROPIC_GEOMETRY: ExcerptGeometry = { before: 4, after: 4 };
+
+export interface CollectOptions {
+  /** A checkpoint file, or a run directory holding ckpt.safetensors. */
+  checkpoint: string;
+  /** Text file, directory or token file; undefined = the embedded corpus. */
+  data?: string;
+  /** Which tokens of the data: all of them in order (default), or the training / held-out split. */
+  split?: 'all' | 'train' | 'val';
+  /** Tokens to collect (rounded down to whole windows). Default: all, at most PAPER_TOKENS. */
+  tokens?: number;
+  /** Layers (default: all). */
+  layers?: number[];
+  /**
+   * Hook: a per-layer suffix ("hook_neurons", "ista.hook_code", "hook_resid_post"), a template with
+   * "{l}", or a full name ("blocks.1.mlp.hook_post"), which fixes the layer. Default hook_neurons.
+   */
+  hook?: string;
+  variant?: Variant;
+  seed?: number;
+  backend: Backend<unknown>;
+  /** Windows per forward (default 1). */
+  batch?: number;
+  out: string;
+  /** Replace a collection already in `out`. */
+  force?: boolean;
+  /** Token cache directory for loadDataset (null: none). */
+  cacheDir?: string | null;
+  /** Called after every forward. */
+  onProgress?: (p: { tokens: number; total: number; tokensPerSec: number; eta: number }) => void;
+  /** The low-level write (tests replace it to simulate a full disk). */
+  writeSync?: WriteSyncFn;
+}
+
+export interface CollectSummary {
+  dir: string;
+  manifest: CollectionManifest;
+  elapsed: number;
+  tokensPerSec: number;
+  peakRssBytes: number;
+}
+
+const COLLECTION_ENTRIES = /^(manifest\.json|tokens\.u32|layer-\d+|scores-[\w-]+\.jsonl)$/;
+
+/** True when `dir` holds (part of) a neuron collection. */
+export function holdsCollection(dir: string): boolean {
+  if (!fs.existsSync(dir)) return false;
+  if (!fs.statSync(dir).isDirectory()) throw new UsageError(`--out '${dir}' exists and is not a directory`);
+  return fs.readdirSync(dir).some((e) => COLLECTION_ENTRIES.test(e));
+}
+
+function crateVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+function sha256File(file: string): string {
+  const h = createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/** A checkpoint path: the file itself, or a run directory's ckpt.safetensors. */
+export function checkpointFile(p: string): string {
+  if (!fs.existsSync(p)) throw new CheckpointError(`checkpoint '${p}' does not exist`);
+  if (fs.statSync(p).isDirectory()) {
+    const f = path.join(p, 'ckpt.safetensors');
+    if (!fs.existsSync(f)) throw new CheckpointError(`'${p}' is a directory without ckpt.safetensors`);
+    return f;
+  }
+  return p;
+}
+
+/** Errors of other modules that are not yet typed become the given kind, with their message. */
+function typed<T>(f: () => T, Kind: new (m: string, o?: { cause?: unknown }) => CrateError, prefix = ''): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof CrateError) throw e;
+    throw new Kind(prefix + (e as Error).message, { cause: e });
+  }
+}
+
+/** Resolve --hook and --layers into one hook name per layer, validated against the model. */
+export function resolveHooks(model: LanguageModel<unknown>, hook: string | undefined, layers: number[] | undefined): { layers: number[]; hooks: string[] } {
+  const L = model.config.nLayer;
+  const h = hook ?? 'hook_neurons';
+  const full = /^blocks\.(\d+)\.(.+)$/.exec(h);
+  let ls: number[];
+  let nameOf: (l: number) => string;
+  if (full) {
+    const fixed = Number(full[1]);
+    if (layers !== undefined && !(layers.length === 1 && layers[0] === fixed)) throw new UsageError(`--hook ${h} names layer ${fixed}, which disagrees with --layers ${layers.join(',')} (give a hook without the blocks.{l}. prefix to collect several layers)`);
+    ls = [fixed];
+    nameOf = () => h;
+  } else {
+    ls = layers ?? Array.from({ length: L }, (_, l) => l);
+    nameOf = h.includes('{l}') ? (l) => h.replaceAll('{l}', String(l)) : (l) => `blocks.${l}.${h}`;
+  }
+  if (ls.length === 0) throw new UsageError('--layers is empty');
+  for (const l of ls) {
+    if (!Number.isInteger(l) || l < 0 || l >= L) throw new UsageError(`layer ${l} is out of range: the model has ${L} layer${L === 1 ? '' : 's'} (0..${L - 1})`);
+  }
+  if (new Set(ls).size !== ls.length) throw new UsageError(`--layers lists a layer twice (${ls.join(',')})`);
+  const hooks = ls.map(nameOf);
+  const valid = model.hookNames();
+  for (const name of hooks) {
+    const alias = /^blocks\.\d+\.hook_neurons$/.test(name);
+    if (!alias && !valid.includes(name)) {
+      const suffixes = [...new Set(valid.filter((v) => v.startsWith('blocks.0.')).map((v) => v.slice('blocks.0.'.length)))];
+      throw new UsageError(`unknown hook '${name}'; per-layer hooks of this ${model.config.arch} model: hook_neurons, ${suffixes.join(', ')}`);
+    }
+    const shape = model.hookShape(name, 1, 2);
+    if (shape.length !== 3 || shape[1] !== 2) throw new UsageError(`hook '${name}' has shape [B, ${shape.slice(1).join(', ')}] for a (B, T) batch; collect needs one vector per token, (B, T, width)`);
+  }
+  return { layers: ls, hooks };
+}
+
+/** Collect activation records; see the module comment. Library code: prints nothing. */
+export async function collect(opts: CollectOptions): Promise<CollectSummary> {
+  const t0 = performance.now();
+  const variant = opts.variant ?? 'openai';
+  const seed = opts.seed ?? 0;
+  const batch = opts.batch ?? 1;
+  if (!['openai', 'anthropic', 'both'].includes(variant)) throw new UsageError(`variant must be openai, anthropic or both, got '${variant}'`);
+  if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`batch must be a positive integer, got ${batch}`);
+  if (!Number.isInteger(seed) || seed < 0) throw new UsageError(`seed must be a non-negative integer, got ${seed}`);
+  if (opts.tokens !== undefined && (!Number.isInteger(opts.tokens) || opts.tokens < 1)) throw new UsageError(`tokens must be a positive integer, got ${opts.tokens}`);
+  if (!opts.force && holdsCollection(opts.out)) throw new UsageError(`output directory '${opts.out}' already holds a neuron collection; pass --force to replace it`);
+
+  // checkpoint, tokenizer, data
+  const ckFile = checkpointFile(opts.checkpoint);
+  const ck: Checkpoint = typed(() => loadCheckpoint(ckFile), CheckpointError);
+  const tok: Tokenizer = await loadTokenizer(ck.tokenizer).catch((e: Error) => { throw new CheckpointError(`${ckFile}: ${e.message}`); });
+  const ds = await loadDataset({ data: opts.data, tokenizer: tok, cacheDir: opts.cacheDir }).catch((e: Error) => {
+    throw e instanceof CrateError ? e : new DataError(e.message, { cause: e });
+  });
+  const split = opts.split ?? 'all';
+  let avail: Uint16Array;
+  if (split === 'train') avail = ds.train;
+  else if (split === 'val') avail = ds.val;
+  else { avail = new Uint16Array(ds.train.length + ds.val.length); avail.set(ds.train); avail.set(ds.val, ds.train.length); }
+  const V = ck.config.vocabSize;
+  for (let i = 0; i < avail.length; i++) {
+    if (avail[i] >= V) throw new DataError(`token ${i} of '${ds.source}' has id ${avail[i]}, outside the vocabulary of ${V} of this ${ck.tokenizer}-tokenizer checkpoint (data made with another tokenizer?)`);
+  }
+  const T = ck.config.blockSize;
+  const want = opts.tokens ?? Math.min(avail.length, PAPER_TOKENS);
+  if (want > avail.length) throw new DataError(`the data ('${ds.source}', ${split}) has ${avail.length} tokens, fewer than the ${want} asked for`);
+  const nWin = Math.floor(want / T);
+  if (nWin < 1) throw new DataError(`${want} tokens are fewer than one window of ${T} (the model's block size)`);
+  const N = nWin * T;
+  const tokens = avail.subarray(0, N);
+
+  const model = typed(() => modelFromCheckpoint(ck, opts.backend), CheckpointError) as LanguageModel<unknown>;
+  try {
+    const { layers, hooks } = resolveHooks(model, opts.hook, opts.layers);
+    const stopAtLayer = Math.max(...layers) + 1;
+    const widths = hooks.map((h) => model.hookShape(h, 1, 1)[2]);
+    const geometry = {
+      top: variant === 'anthropic' ? ANTHROPIC_GEOMETRY : OPENAI_GEOMETRY,
+      random: variant === 'anthropic' ? ANTHROPIC_GEOMETRY : OPENAI_GEOMETRY,
+      quantile: ANTHROPIC_GEOMETRY,
+    };
+    const quantile = variant === 'openai' ? null : QUANTILE;
+    const precision = opts.backend.dtype === 'f64' ? 'f64' : 'f32';
+    const collectors = layers.map((l, j) => new LayerCollector({ H: widths[j], N, topK: TOP_K, nRandom: N_RANDOM, quantile, geometry, seed, layer: l, precision, what: hooks[j] }));
+
+    // the forward passes
+    const tStart = performance.now();
+    const idx = new Int32Array(batch * T);
+    for (let w = 0; w < nWin; w += batch) {
+      const B = Math.min(batch, nWin - w);
+      const ids = B === batch ? idx : idx.subarray(0, B * T);
+      for (let j = 0; j < B * T; j++) ids[j] = tokens[w * T + j];
+      const { cache } = model.runWithCache(ids, B, T, { names: hooks, stopAtLayer });
+      hooks.forEach((h, j) => {
+        const a = cache.get(h);
+        const n = B * T, H = widths[j];
+        const dense = a.offset === 0 && a.stride[2] === 1 && a.stride[1] === H && a.stride[0] === T * H && a.data.length >= n * H;
+        collectors[j].push(dense ? a.data : denseCopy(a, B, T, H), n);
+      });
+      if (opts.onProgress) {
+        const done = (w + B) * T, secs = (performance.now() - tStart) / 1000;
+        const rate = done / Math.max(secs, 1e-9);
+        opts.onProgress({ tokens: done, total: N, tokensPerSec: rate, eta: (N - done) / rate });
+      }
+    }
+    for (const c of collectors) c.finish();
+    const collectSecs = (performance.now() - tStart) / 1000;
+
+    // output
+    prepareOut(opts.out, Boolean(opts.force));
+    const decode = tokenDecoder(tok);
+    writeTokens(path.join(opts.out, 'tokens.u32'), tokens, opts.writeSync);
+    layers.forEach((l, j) => writeLayer(opts.out, l, collectors[j], widths[j], tokens, decode, opts.writeSync));
+    const peak = process.resourceUsage().maxRSS * 1024;
+    const elapsed = (performance.now() - t0) / 1000;
+    const manifest: CollectionManifest = {
+      format: COLLECTION_FORMAT,
+      format_version: COLLECTION_FORMAT_VERSION,
+      crate_ts_version: crateVersion(),
+      created: new Date().toISOString(),
+      checkpoint: { path: path.resolve(ckFile), sha256: sha256File(ckFile), arch: ck.config.arch, config: { ...ck.config }, step: ck.train?.step ?? null },
+      data: {
+        source: ds.source,
+        description: ds.source === EMBEDDED_NAME ? 'the embedded corpus (Moby-Dick, data/moby-dick.txt.gz)' : `${ds.kind === 'tokens' ? 'token file' : 'text'} ${ds.source}`,
+        sha256: ds.contentHash, split: split === 'all' ? 'all tokens in order' : `${split} (${ds.split})`, tokens_available: avail.length,
+      },
+      tokenizer: ck.tokenizer,
+      n_tokens: N,
+      tokens_file: 'tokens.u32',
+      tokens_sha256: createHash('sha256').update(tokensU32(tokens)).digest('hex'),
+      window: T,
+      layers,
+      hooks,
+      neurons: widths,
+      seed,
+      variant,
+      counts: { top: TOP_K, random: N_RANDOM, quantile_bins: quantile ? QUANTILE.bins : 0, quantile_per_bin: quantile ? QUANTILE.perBin : 0, quantile_sample: quantile ? Math.min(QUANTILE.sample, N) : 0 },
+      excerpt: geometry,
+      moments: 'over all N tokens in float64 (chunk-merged, Pébay 2008): mean, population variance M2/N; records hold standardised skewness m3/σ³ and kurtosis m4/σ⁴ (normal = 3), stats.jsonl also the raw central moments m3, m4 (what the paper stored under those names)',
+      quantiles: `ranks in twelfths of a uniform sample of ${Math.min(QUANTILE.sample, N)} positions per neuron (ties broken at random), bins 0..10 (the top twelfth is not a bin), ${QUANTILE.perBin} positions per bin without replacement; quantile_boundaries are the sample values at ranks floor(b*S/12), b = 0..11`,
+      backend: opts.backend.name,
+      batch,
+      elapsed_s: elapsed,
+      tokens_per_s: N / collectSecs,
+      peak_rss_bytes: peak,
+    };
+    writeFileAtomic(path.join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', opts.writeSync);
+    return { dir: opts.out, manifest, elapsed, tokensPerSec: N / collectSecs, peakRssBytes: peak };
+  } finally {
+    model.free();
+  }
+}
+
+function denseCopy(a: { data: Float64Array; shape: number[]; stride: number[]; offset: number }, B: number, T: number, H: number): Float64Array {
+  const out = new Float64Array(B * T * H);
+  let o = 0;
+  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) out[o++] = a.data[a.offset + b * a.stride[0] + t * a.stride[1] + h * a.stride[2]];
+  return out;
+}
+
+/** Make `out` ready: create it, or remove a previous collection's files (manifest first). */
+function prepareOut(out: string, force: boolean): void {
+  if (fs.existsSync(out)) {
+    if (holdsCollection(out)) {
+      if (!force) throw new UsageError(`output directory '${out}' already holds a neuron collection; pass --force to replace it`);
+      fs.rmSync(path.join(out, 'manifest.json'), { force: true });
+      for (const e of fs.readdirSync(out)) if (COLLECTION_ENTRIES.test(e)) fs.rmSync(path.join(out, e), { recursive: true, force: true });
+    }
+  } else {
+    try {
+      fs.mkdirSync(out, { recursive: true });
+    } catch (e) {
+      throw new DataError(`cannot create output directory '${out}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+  }
+}
+
+/** Each token id decoded on its own (GPT-2 strings keep their leading spaces), memoised. */
+export function tokenDecoder(tok: Tokenizer): (id: number) => string {
+  const memo = new Map<number, string>();
+  return (id) => {
+    let s = memo.get(id);
+    if (s === undefined) { s = tok.decode([id]); memo.set(id, s); }
+    return s;
+  };
+}
+
+function tokensU32(tokens: ArrayLike<number>): Uint8Array {
+  const b = Buffer.alloc(tokens.length * 4);
+  for (let i = 0; i < tokens.length; i++) b.writeUInt32LE(tokens[i], 4 * i);
+  return b;
+}
+
+function writeTokens(file: string, tokens: ArrayLike<number>, write?: WriteSyncFn): void {
+  writeFileAtomic(file, tokensU32(tokens), write);
+}
+
+function record(s: Selected, tokens: ArrayLike<number>, decode: (id: number) => string): ActivationRecord {
+  const toks: string[] = new Array(s.excerpt.length);
+  const acts: number[] = new Array(s.excerpt.length);
+  for (let j = 0; j < s.excerpt.length; j++) { toks[j] = decode(tokens[s.start + j]); acts[j] = s.excerpt[j]; }
+  return { tokens: toks, activations: acts };
+}
+
+function writeLayer(out: string, layer: number, c: LayerCollector, H: number, tokens: ArrayLike<number>, decode: (id: number) => string, write?: WriteSyncFn): void {
+  const dir = layerDir(out, layer);
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw new DataError(`cannot create '${dir}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const writers = ['records.jsonl', 'positions.jsonl', 'stats.jsonl'].map((f) => new AtomicWriter(path.join(dir, f), write));
+  const [rec, pos, st] = writers;
+  try {
+    for (let i = 0; i < H; i++) {
+      const sel: NeuronSelection = c.neuron(i);
+      const s = c.moments.summary(i);
+      rec.writeString(neuronRecordJson({
+        neuron_id: { layer_index: layer, neuron_index: i },
+        random_sample: sel.random.map((x) => record(x, tokens, decode)),
+        random_sample_by_quantile: sel.quantile === null ? null : sel.quantile.map((bin) => bin.map((x) => record(x, tokens, decode))),
+        quantile_boundaries: sel.boundaries,
+        mean: s.mean, variance: s.variance, skewness: s.skewness, kurtosis: s.kurtosis,
+        most_positive_activation_records: sel.top.map((x) => record(x, tokens, decode)),
+      }) + '\n');
+      pos.writeString(JSON.stringify({ neuron: i, top: sel.top.map((x) => x.pos), random: sel.random.map((x) => x.pos), quantile: sel.quantile === null ? null : sel.quantile.map((bin) => bin.map((x) => x.pos)) }) + '\n');
+      st.writeString(JSON.stringify({
+        neuron: i, count: c.moments.count, mean: finiteOrNull(s.mean), variance: finiteOrNull(s.variance), m3: finiteOrNull(s.m3), m4: finiteOrNull(s.m4),
+        skewness: finiteOrNull(s.skewness), kurtosis: finiteOrNull(s.kurtosis), density: s.density, max: finiteOrNull(s.max), min: finiteOrNull(s.min),
+      }) + '\n');
+    }
+    for (const w of writers) w.close();
+  } catch (e) {
+    for (const w of writers) w.abort();
+    throw e;
+  }
+}
