@@ -106,16 +106,26 @@ describe('train (reference backend)', () => {
   });
 
   it('refuses to resume a checkpoint as another architecture', async () => {
-    await expect(train(tiny({ resume: path.join(dir, 'crate-split'), arch: 'gpt2' }))).rejects.toThrow(/holds a crate model; it cannot be resumed as --arch gpt2/);
+    // the library names the field; the command line names the flag
+    await expect(train(tiny({ resume: path.join(dir, 'crate-split'), arch: 'gpt2' }))).rejects.toThrow(/^arch gpt2 does not match the checkpoint: .* holds a crate model/);
+    const errs: string[] = [];
+    const orig = console.error;
+    console.error = (...a: unknown[]) => { errs.push(a.join(' ')); };
+    try {
+      expect(await main(['train', '--resume', path.join(dir, 'crate-split'), '--arch', 'gpt2', '--backend', 'reference', '--quiet'])).toBe(2);
+    } finally {
+      console.error = orig;
+    }
+    expect(errs[0]).toMatch(/^crate-ts train: --arch gpt2 does not match the checkpoint: .* holds a crate model/);
   });
 
-  it('CLI: a bad option or a missing file gives exit code 1 and a message, not a stack trace', async () => {
+  it('CLI: a missing file gives exit code 1, a bad option exit code 2, each a one-line message', async () => {
     const errs: string[] = [];
     const orig = console.error;
     console.error = (...a: unknown[]) => { errs.push(a.join(' ')); };
     try {
       expect(await main(['train', '--data', path.join(dir, 'missing.txt'), '--backend', 'reference', '--quiet'])).toBe(1);
-      expect(await main(['train', '--steps', 'many'])).toBe(1);
+      expect(await main(['train', '--steps', 'many'])).toBe(2);
     } finally {
       console.error = orig;
     }

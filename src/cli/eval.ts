@@ -1,5 +1,8 @@
 // crate-ts eval: validation loss and perplexity of a checkpoint on a data source.
-import { parse, intOpt, strOpt } from './args.js';
+import { strOpt } from './args.js';
+import { parseOptions, intFlag } from './options.js';
+import { guardStdout } from './output.js';
+import { UsageError, DataError } from '../errors.js';
 import { loadCheckpoint, modelFromCheckpoint } from '../checkpoint/checkpoint.js';
 import { resolveCheckpointPath, evaluate } from '../train/trainer.js';
 import { loadTokenizer } from '../data/tokenizer.js';
@@ -21,22 +24,23 @@ const HELP = `usage: crate-ts eval --checkpoint PATH [options]
   --threads N         worker threads for native backends`;
 
 export async function run(argv: string[]): Promise<number> {
-  const v = parse(argv, {
+  const v = parseOptions(argv, {
     help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' },
     seq: { type: 'string' }, batch: { type: 'string' }, windows: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' },
     'cache-dir': { type: 'string' },
   });
+  guardStdout();
   if (v.help) { console.log(HELP); return 0; }
   const ckArg = strOpt(v, 'checkpoint');
-  if (!ckArg) throw new Error('--checkpoint is required (a file written by crate-ts train, or its run directory)');
+  if (!ckArg) throw new UsageError('--checkpoint is required (a file written by crate-ts train, or its run directory)');
   const split = strOpt(v, 'split') ?? 'val';
-  if (!['val', 'train', 'all'].includes(split)) throw new Error(`--split must be val, train or all, got '${split}'`);
+  if (!['val', 'train', 'all'].includes(split)) throw new UsageError(`--split must be val, train or all, got '${split}'`);
   const ck = loadCheckpoint(resolveCheckpointPath(ckArg));
   const tok = await loadTokenizer(ck.tokenizer);
-  const T = intOpt(v, 'seq', Math.min(ck.train?.hyper.seq ?? ck.config.blockSize, ck.config.blockSize), 1);
-  if (T > ck.config.blockSize) throw new Error(`--seq ${T} exceeds the model's block size ${ck.config.blockSize}`);
-  const B = intOpt(v, 'batch', 16, 1);
-  const windows = intOpt(v, 'windows', 256, 0);
+  const T = intFlag(v, 'seq', 1) ?? Math.min(ck.train?.hyper.seq ?? ck.config.blockSize, ck.config.blockSize);
+  if (T > ck.config.blockSize) throw new UsageError(`--seq ${T} exceeds the model's block size ${ck.config.blockSize}`);
+  const B = intFlag(v, 'batch', 1) ?? 16;
+  const windows = intFlag(v, 'windows', 0) ?? 256;
 
   let data = strOpt(v, 'data');
   if (data === undefined && ck.train && ck.train.data.source !== EMBEDDED_NAME) data = ck.train.data.source;
@@ -46,9 +50,9 @@ export async function run(argv: string[]): Promise<number> {
   if (split === 'val') tokens = ds.val;
   else if (split === 'train') tokens = ds.train;
   else { tokens = new Uint16Array(ds.train.length + ds.val.length); tokens.set(ds.train); tokens.set(ds.val, ds.train.length); }
-  if (tokens.length < T + 1) throw new Error(`the ${split} split of '${ds.source}' has ${tokens.length} tokens, fewer than one window of ${T + 1}; use more text or a smaller --seq`);
+  if (tokens.length < T + 1) throw new DataError(`the ${split} split of '${ds.source}' has ${tokens.length} tokens, fewer than one window of ${T + 1}; use more text or a smaller --seq`);
 
-  const sel = await selectBackend((strOpt(v, 'backend') ?? 'auto') as BackendChoice, { threads: intOpt(v, 'threads', 0, 0) });
+  const sel = await selectBackend((strOpt(v, 'backend') ?? 'auto') as BackendChoice, { threads: intFlag(v, 'threads', 1, 256) });
   const model = modelFromCheckpoint(ck, sel.backend);
   const count = windows === 0 ? Math.floor(tokens.length / (T + 1)) : windows;
   const batches = evalBatches(tokens, B, T, count);

@@ -1,5 +1,8 @@
 // crate-ts sample: generate text from a checkpoint with incremental decoding (spec P20).
-import { parse, intOpt, numOpt, strOpt } from './args.js';
+import { strOpt } from './args.js';
+import { parseOptions, intFlag, numFlag } from './options.js';
+import { stdout, stdoutClosed, guardStdout } from './output.js';
+import { UsageError } from '../errors.js';
 import { loadCheckpoint } from '../checkpoint/checkpoint.js';
 import { loadStateDict } from '../checkpoint/statedict.js';
 import { resolveCheckpointPath } from '../train/trainer.js';
@@ -18,21 +21,27 @@ const HELP = `usage: crate-ts sample --checkpoint PATH [options]
   --seed N            sampling seed (default 1337)
 
 Decoding runs on the host in float64 with a per-layer cache of the shared projection U*ᵀ LN(z)
-(q = k = v in CRATE), so each new token costs one position, not a full forward.`;
+(q = k = v in CRATE), so each new token costs one position, not a full forward. The text is
+streamed as it is decoded; if the reader goes away (crate-ts sample ... | head -c 100), decoding
+stops and the command exits 0 quietly.`;
+
+/** Thrown from the token callback to end decoding once nobody reads stdout. */
+class ReaderGone extends Error {}
 
 export async function run(argv: string[]): Promise<number> {
-  const v = parse(argv, {
+  const v = parseOptions(argv, {
     help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, prompt: { type: 'string' },
     tokens: { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, seed: { type: 'string' },
   });
-  if (v.help) { console.log(HELP); return 0; }
+  guardStdout();
+  if (v.help) { stdout.write(HELP + '\n'); return 0; }
   const ckArg = strOpt(v, 'checkpoint');
-  if (!ckArg) throw new Error('--checkpoint is required (a file written by crate-ts train, or its run directory)');
-  const n = intOpt(v, 'tokens', 200, 0);
-  const temperature = numOpt(v, 'temperature', 0.8);
-  if (temperature < 0) throw new Error(`--temperature must be >= 0, got ${temperature}`);
-  const topK = intOpt(v, 'top-k', 40, 0);
-  const seed = intOpt(v, 'seed', 1337, 0);
+  if (!ckArg) throw new UsageError('--checkpoint is required (a file written by crate-ts train, or its run directory)');
+  const n = intFlag(v, 'tokens', 0) ?? 200;
+  const temperature = numFlag(v, 'temperature') ?? 0.8;
+  if (temperature < 0) throw new UsageError(`--temperature must be >= 0, got ${temperature}`);
+  const topK = intFlag(v, 'top-k', 0) ?? 40;
+  const seed = intFlag(v, 'seed', 0) ?? 1337;
 
   const ck = loadCheckpoint(resolveCheckpointPath(ckArg));
   const tok = await loadTokenizer(ck.tokenizer);
@@ -45,20 +54,29 @@ export async function run(argv: string[]): Promise<number> {
   const promptText = strOpt(v, 'prompt') ?? '';
   let ids = tok.encode(promptText);
   if (ids.length === 0) ids = tok.eot !== null ? [tok.eot] : tok.encode('\n');
-  process.stdout.write(promptText);
+  stdout.write(promptText);
   // Stream the text as tokens arrive; hold back an incomplete UTF-8 / BPE tail (U+FFFD) until it completes.
   const gen: number[] = [];
   let printed = 0;
   const flush = (final: boolean) => {
     let text = tok.decode(gen);
     if (!final) while (text.endsWith('\uFFFD')) text = text.slice(0, -1);
-    if (text.length > printed) { process.stdout.write(text.slice(printed)); printed = text.length; }
+    if (text.length > printed) { stdout.write(text.slice(printed)); printed = text.length; }
   };
-  generate(ck.config, params, ids, {
-    tokens: n, temperature, topK, seed, maxId: tok.vocabSize,
-    onToken: (id) => { gen.push(id); flush(false); },
-  });
+  try {
+    generate(ck.config, params, ids, {
+      tokens: n, temperature, topK, seed, maxId: tok.vocabSize,
+      onToken: (id) => {
+        gen.push(id);
+        flush(false);
+        if (stdoutClosed()) throw new ReaderGone();
+      },
+    });
+  } catch (e) {
+    if (e instanceof ReaderGone) return 0;
+    throw e;
+  }
   flush(true);
-  process.stdout.write('\n');
+  stdout.write('\n');
   return 0;
 }

@@ -1,9 +1,18 @@
 // crate-ts train: train a CRATE (or GPT-2 baseline) language model. With no arguments it trains a
 // small byte-level CRATE on the embedded Moby-Dick corpus on the best available backend.
-import { parse, intOpt, numOpt, strOpt } from './args.js';
-import { train, RUN_DEFAULTS, type TrainRequest } from '../train/trainer.js';
+//
+// This module owns everything a terminal user sees: option parsing and the per-backend defaults,
+// the progress bar and summary, signals (SIGINT / SIGTERM / SIGHUP: finish the step, save, exit
+// 128 + signal number; a second one exits at once), a closed stdout (training goes on silently to
+// the end and saves), loss.svg and the final sample. The training itself is the Trainer's.
+import { parseOptions, intFlag, numFlag, withFlagNames } from './options.js';
+import { stdout, guardStdout } from './output.js';
+import { Trainer, resolveRun, type TrainRequest } from '../train/trainer.js';
+import { RUN_DEFAULTS, MAX_THREADS } from '../train/defaults.js';
+import { Progress, fmtDuration } from '../train/progress.js';
 import { PRESETS, type Arch } from '../model/config.js';
 import type { BackendChoice } from '../backend/select.js';
+import { UsageError } from '../errors.js';
 
 function describeDefault(b: 'reference' | 'cpu'): string {
   const m = RUN_DEFAULTS[b].model;
@@ -32,9 +41,10 @@ data
   --cache-dir DIR      tokenized-data cache (default $CRATE_TS_CACHE or ~/.cache/crate-ts)
 run
   --backend NAME       reference | cpu | cuda | auto (default auto: cuda, else cpu, else reference)
-  --threads N          worker threads for native backends
+  --threads N          worker threads for native backends, 1..${MAX_THREADS} (default: all cores)
   --steps N            optimizer steps (default ${RUN_DEFAULTS.reference.hyper.steps} on reference, ${RUN_DEFAULTS.cpu.hyper.steps} on cpu)
-  --batch N            sequences per micro-batch (default ${RUN_DEFAULTS.reference.hyper.batch})
+  --batch N            sequences per micro-batch (default ${RUN_DEFAULTS.reference.hyper.batch}); a run that cannot fit in
+                       memory is refused before anything is allocated
   --seq N              tokens per sequence = the model's block size (default: the preset's)
   --grad-accum N       micro-batches per step (default 1)
   --lr X               peak learning rate (default ${RUN_DEFAULTS.reference.hyper.lr} on reference, ${RUN_DEFAULTS.cpu.hyper.lr} on cpu);
@@ -48,53 +58,129 @@ output
   --out DIR            run directory (default runs/<arch>-<preset>-<time>; with --resume, the checkpoint's)
   --eval-every N       validation loss every N steps (0 = only at the end)
   --eval-windows N     validation windows per evaluation (default ${RUN_DEFAULTS.reference.hyper.evalWindows} on reference, ${RUN_DEFAULTS.cpu.hyper.evalWindows} on cpu)
-  --save-every N       checkpoint every N steps (0 = only at the end); Ctrl-C also saves
+  --save-every N       checkpoint every N steps (0 = only at the end)
   --log-every N        a plain log line every N steps when stdout is not a terminal
+                       (default: about 20 lines per run, steps/20)
   --resume PATH        continue from a checkpoint (or a run directory): same hyperparameters unless given
   --stop-at N          stop and save after step N as if interrupted (the schedule still spans --steps)
-  --json-log FILE      one JSON object per step / evaluation / summary
+  --json-log FILE      JSON lines: the resolved configuration, version, backend and machine first,
+                       then one object per step / evaluation / checkpoint, and a summary
   --sample-tokens N    tokens of sample text printed at the end (0 = none)
   --sample-prompt TEXT prompt for that sample (default "The ")
   --quiet              print only errors
-`;
 
-export async function run(argv: string[]): Promise<number> {
-  const v = parse(argv, {
-    help: { type: 'boolean', short: 'h' },
-    preset: { type: 'string' }, arch: { type: 'string' }, tokenizer: { type: 'string' },
-    'n-layer': { type: 'string' }, 'n-head': { type: 'string' }, 'n-embd': { type: 'string' },
-    data: { type: 'string' }, 'val-fraction': { type: 'string' }, 'cache-dir': { type: 'string' },
-    backend: { type: 'string' }, threads: { type: 'string' },
-    steps: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, 'grad-accum': { type: 'string' },
-    lr: { type: 'string' }, 'min-lr': { type: 'string' }, warmup: { type: 'string' }, 'weight-decay': { type: 'string' },
-    clip: { type: 'string' }, seed: { type: 'string' },
-    out: { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-windows': { type: 'string' }, 'save-every': { type: 'string' },
-    'log-every': { type: 'string' }, resume: { type: 'string' }, 'stop-at': { type: 'string' }, 'json-log': { type: 'string' },
-    'sample-tokens': { type: 'string' }, 'sample-prompt': { type: 'string' }, quiet: { type: 'boolean' },
-  });
-  if (v.help) { console.log(HELP); return 0; }
-  const optInt = (name: string, min: number): number | undefined => (v[name] === undefined ? undefined : intOpt(v, name, 0, min));
-  const optNum = (name: string): number | undefined => (v[name] === undefined ? undefined : numOpt(v, name, 0));
-  const arch = strOpt(v, 'arch');
-  if (arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(arch)) throw new Error(`--arch must be crate, crate-complete or gpt2, got '${arch}'`);
-  const backend = strOpt(v, 'backend');
-  if (backend !== undefined && !['reference', 'cpu', 'cuda', 'auto'].includes(backend)) throw new Error(`--backend must be reference, cpu, cuda or auto, got '${backend}'`);
+Ctrl-C (SIGINT), SIGTERM and SIGHUP finish the current step, save the checkpoint and exit with
+130, 143 and 129; a second signal exits at once (the last checkpoint saved stays intact). If
+stdout is closed early (crate-ts train | head), training goes on silently to the end and saves.`;
 
+const OPTIONS = {
+  help: { type: 'boolean', short: 'h' },
+  preset: { type: 'string' }, arch: { type: 'string' }, tokenizer: { type: 'string' },
+  'n-layer': { type: 'string' }, 'n-head': { type: 'string' }, 'n-embd': { type: 'string' },
+  data: { type: 'string' }, 'val-fraction': { type: 'string' }, 'cache-dir': { type: 'string' },
+  backend: { type: 'string' }, threads: { type: 'string' },
+  steps: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, 'grad-accum': { type: 'string' },
+  lr: { type: 'string' }, 'min-lr': { type: 'string' }, warmup: { type: 'string' }, 'weight-decay': { type: 'string' },
+  clip: { type: 'string' }, seed: { type: 'string' },
+  out: { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-windows': { type: 'string' }, 'save-every': { type: 'string' },
+  'log-every': { type: 'string' }, resume: { type: 'string' }, 'stop-at': { type: 'string' }, 'json-log': { type: 'string' },
+  'sample-tokens': { type: 'string' }, 'sample-prompt': { type: 'string' }, quiet: { type: 'boolean' },
+} as const;
+
+/** Exit codes of the signals that stop a run: 128 + the signal number. */
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+type StopSignal = keyof typeof SIGNAL_EXIT;
+
+/** The TrainRequest the flags ask for (ranges the library checks are reported with the flag's name). */
+export function requestFromArgs(v: Record<string, string | boolean | undefined>): TrainRequest {
+  const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
+  const arch = str('arch');
+  if (arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(arch)) throw new UsageError(`--arch must be crate, crate-complete or gpt2, got '${arch}'`);
+  const backend = str('backend');
+  if (backend !== undefined && !['reference', 'cpu', 'cuda', 'auto'].includes(backend)) throw new UsageError(`--backend must be reference, cpu, cuda or auto, got '${backend}'`);
   const req: TrainRequest = {
-    preset: strOpt(v, 'preset'), arch: arch as Arch | undefined, tokenizer: strOpt(v, 'tokenizer'),
-    nLayer: optInt('n-layer', 1), nHead: optInt('n-head', 1), nEmbd: optInt('n-embd', 1),
-    data: strOpt(v, 'data'), valFraction: optNum('val-fraction'), cacheDir: strOpt(v, 'cache-dir'),
-    backend: backend as BackendChoice | undefined, threads: optInt('threads', 0),
-    steps: optInt('steps', 1), batch: optInt('batch', 1), seq: optInt('seq', 1), gradAccum: optInt('grad-accum', 1),
-    lr: optNum('lr'), minLr: optNum('min-lr'), warmup: optInt('warmup', 0), weightDecay: optNum('weight-decay'),
-    clip: optNum('clip'), seed: optInt('seed', 0),
-    out: strOpt(v, 'out'), evalEvery: optInt('eval-every', 0), evalWindows: optInt('eval-windows', 1), saveEvery: optInt('save-every', 0),
-    logEvery: optInt('log-every', 0), resume: strOpt(v, 'resume'), stopAt: optInt('stop-at', 1), jsonLog: strOpt(v, 'json-log'),
-    sampleTokens: optInt('sample-tokens', 0), samplePrompt: strOpt(v, 'sample-prompt'), quiet: Boolean(v.quiet),
-    handleSigint: true,
+    preset: str('preset'), arch: arch as Arch | undefined, tokenizer: str('tokenizer'),
+    nLayer: intFlag(v, 'n-layer', 1), nHead: intFlag(v, 'n-head', 1), nEmbd: intFlag(v, 'n-embd', 1),
+    data: str('data'), valFraction: numFlag(v, 'val-fraction'), cacheDir: str('cache-dir'),
+    backend: backend as BackendChoice | undefined, threads: intFlag(v, 'threads', 1, MAX_THREADS),
+    steps: intFlag(v, 'steps'), batch: intFlag(v, 'batch'), seq: intFlag(v, 'seq'), gradAccum: intFlag(v, 'grad-accum'),
+    lr: numFlag(v, 'lr'), minLr: numFlag(v, 'min-lr'), warmup: intFlag(v, 'warmup'), weightDecay: numFlag(v, 'weight-decay'),
+    clip: numFlag(v, 'clip'), seed: intFlag(v, 'seed'),
+    out: str('out'), evalEvery: intFlag(v, 'eval-every'), evalWindows: intFlag(v, 'eval-windows'), saveEvery: intFlag(v, 'save-every'),
+    logEvery: intFlag(v, 'log-every'), resume: str('resume'), stopAt: intFlag(v, 'stop-at'), jsonLog: str('json-log'),
+    defaults: RUN_DEFAULTS,
   };
   // Drop undefined keys so defaults (or the checkpoint's values) apply.
   for (const k of Object.keys(req) as (keyof TrainRequest)[]) if (req[k] === undefined) delete req[k];
-  const r = await train(req);
-  return r.interrupted && req.stopAt === undefined ? 130 : 0;
+  return req;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const v = parseOptions(argv, OPTIONS);
+  guardStdout();
+  if (v.help) { stdout.write(HELP + '\n'); return 0; }
+  const req = requestFromArgs(v);
+  const sampleTokens = intFlag(v, 'sample-tokens', 0);
+  const samplePrompt = typeof v['sample-prompt'] === 'string' ? v['sample-prompt'] : undefined;
+  const quiet = Boolean(v.quiet);
+  const t0 = performance.now();
+
+  const progress = new Progress(stdout);
+  const say = (s: string) => { if (!quiet) progress.line(s); };
+  let trainer: Trainer;
+  try {
+    trainer = new Trainer(await resolveRun(req));
+  } catch (e) {
+    throw withFlagNames(e);
+  }
+
+  // ---- signals: the first finishes the step, saves and exits 128+n; a second exits at once --------
+  let caught: StopSignal | null = null;
+  const onSignal = (sig: StopSignal) => {
+    if (caught) {
+      progress.line(`second ${sig}: exiting at once without saving (the last checkpoint saved is intact)`);
+      process.exit(SIGNAL_EXIT[sig]);
+    }
+    caught = sig;
+    trainer.stop();
+    progress.line(`${sig === 'SIGINT' ? 'Ctrl-C (SIGINT)' : sig}: finishing this step, saving a checkpoint and stopping (send it again to quit at once)`);
+  };
+  const handlers = (Object.keys(SIGNAL_EXIT) as StopSignal[]).map((sig) => [sig, () => onSignal(sig)] as const);
+  for (const [sig, h] of handlers) process.on(sig, h);
+
+  try {
+    for (const line of trainer.describe()) say(line);
+    const h = trainer.hyper, lastStep = Math.min(h.steps, req.stopAt ?? Infinity);
+    if (!quiet) {
+      trainer.on('step', (s) => progress.update(s, h.logEvery > 0 && (s.step % h.logEvery === 0 || s.step === 1 || s.step === lastStep)));
+      trainer.on('eval', (e) => {
+        if (e.split === 'val' && e.step < h.steps) say(`step ${e.step}: validation loss ${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)})`);
+      });
+    }
+    let r;
+    try {
+      r = await trainer.run();
+    } finally {
+      progress.done();
+    }
+    // A signal during the final evaluation and save lets them finish (a second one exits at once).
+    const svg = trainer.writeLossChart();
+    const wall = (performance.now() - t0) / 1000;
+    if (!r.finished) {
+      say(`stopped at step ${r.step} of ${h.steps} after ${fmtDuration(wall)}; checkpoint saved to ${r.checkpoint}`);
+      say(`continue with: crate-ts train --resume ${r.checkpoint}`);
+      return caught ? SIGNAL_EXIT[caught] : 0;
+    }
+    say('');
+    for (const line of trainer.summary(r, wall)) say(line);
+    say(`  loss curve ${svg}`);
+    const nSample = sampleTokens ?? (trainer.tokenizer.name === 'byte' ? 300 : 80);
+    if (nSample > 0 && !caught && !quiet) say(`sample (temperature 0.8, top-k 40):\n${trainer.sample({ tokens: nSample, prompt: samplePrompt })}`);
+    return caught ? SIGNAL_EXIT[caught] : 0;
+  } catch (e) {
+    throw withFlagNames(e);
+  } finally {
+    for (const [sig, h] of handlers) process.removeListener(sig, h);
+    trainer.free();
+  }
 }

@@ -1,0 +1,70 @@
+// Option parsing shared by train, sample and eval: negative numbers as option values, integer and
+// number flags with range errors that name the flag, and the mapping of the library's field names
+// (gradAccum) to flags (--grad-accum).
+import { parseArgs } from 'node:util';
+import { UsageError } from '../errors.js';
+import { RequestError } from '../train/request-error.js';
+import type { OptionSpec } from './args.js';
+
+const NEGATIVE_NUMBER = /^-(\d|\.\d|Infinity$)/;
+
+/**
+ * node's parseArgs calls `--lr -1` ambiguous (the value starts with a dash). A string option
+ * followed by a negative number takes it as its value: rewritten to `--lr=-1`.
+ */
+export function joinNegativeValues(argv: readonly string[], options: OptionSpec): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i], next = argv[i + 1];
+    const name = a.startsWith('--') && !a.includes('=') ? a.slice(2) : null;
+    if (name !== null && options[name]?.type === 'string' && next !== undefined && NEGATIVE_NUMBER.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+/** Parse argv strictly (an unknown option is a usage error naming it); negative values allowed. */
+export function parseOptions(argv: readonly string[], options: OptionSpec): Record<string, string | boolean | undefined> {
+  try {
+    const { values } = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: false });
+    return values as Record<string, string | boolean | undefined>;
+  } catch (e) {
+    throw new UsageError((e as Error).message, { cause: e });
+  }
+}
+
+/** An integer flag in [min, max], or undefined when absent. */
+export function intFlag(values: Record<string, unknown>, name: string, min = -Infinity, max = Infinity): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const s = String(raw).trim();
+  const n = s === '' ? NaN : Number(s);
+  if (!Number.isSafeInteger(n)) throw new UsageError(`--${name} must be an integer, got '${String(raw)}'`);
+  if (n < min || n > max) {
+    const range = max === Infinity ? `>= ${min}` : min === -Infinity ? `<= ${max}` : `from ${min} to ${max}`;
+    throw new UsageError(`--${name} must be ${range}, got ${n}`);
+  }
+  return n;
+}
+
+/** A finite number flag, or undefined when absent. */
+export function numFlag(values: Record<string, unknown>, name: string): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const s = String(raw).trim();
+  const n = s === '' ? NaN : Number(s);
+  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a finite number, got '${String(raw)}'`);
+  return n;
+}
+
+/** The flag of a request field: gradAccum -> --grad-accum. */
+export const flagOf = (field: string): string => '--' + field.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+
+/** A library RequestError reworded with the flag; anything else unchanged. */
+export function withFlagNames(e: unknown): unknown {
+  return e instanceof RequestError ? new UsageError(`${flagOf(e.field)} ${e.problem}`, { cause: e }) : e;
+}

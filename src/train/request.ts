@@ -1,0 +1,229 @@
+// From what a caller asks for (TrainRequest: anything may be left out) to what a Trainer runs
+// (ResolvedRun: every value decided). Resolution picks the backend, loads the checkpoint to resume,
+// applies the defaults (the checkpoint's values when resuming, else the per-backend RUN_DEFAULTS),
+// validates every hyper-parameter, and loads the tokenizer and the data. Nothing is allocated for
+// training and nothing is written here.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { Backend } from '../backend/types.js';
+import { selectBackend, type BackendChoice } from '../backend/select.js';
+import { makeConfig, PRESETS, type Arch, type ModelConfig } from '../model/config.js';
+import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
+import { loadDataset, checkVocab, checkWindows, EMBEDDED_NAME, type Dataset } from '../data/corpus.js';
+import { loadCheckpoint, type Checkpoint, type TrainHyper } from '../checkpoint/checkpoint.js';
+import { CrateError, CheckpointError, DataError, UsageError } from '../errors.js';
+import { RUN_DEFAULTS, defaultLogEvery, MAX_THREADS, type DefaultModel, type DefaultsTable } from './defaults.js';
+import { RequestError } from './request-error.js';
+
+export { RequestError };
+
+export const CHECKPOINT_NAME = 'ckpt.safetensors';
+export const CHART_NAME = 'loss.svg';
+
+/** What a caller asks for; anything left out takes a default (or, when resuming, the checkpoint's value). */
+export interface TrainRequest extends Partial<TrainHyper> {
+  preset?: string;
+  arch?: Arch;
+  tokenizer?: string;
+  nLayer?: number; nHead?: number; nEmbd?: number;
+  data?: string;
+  cacheDir?: string | null;
+  backend?: BackendChoice | Backend<unknown>;
+  /** Worker threads for native backends, 1..MAX_THREADS (0 or none: the backend's default). */
+  threads?: number;
+  out?: string;
+  resume?: string;
+  jsonLog?: string;
+  /** Stop (and save) after this step, as an interruption would; the schedule still spans `steps`. */
+  stopAt?: number;
+  /** train() only: tokens of sample text generated at the end (default 300 bytes or 80 BPE tokens; 0 = none). */
+  sampleTokens?: number;
+  samplePrompt?: string;
+  /** train() only: where progress lines go (nothing is printed by the library itself). */
+  log?: (line: string) => void;
+  /** train() only: ignore `log`. */
+  quiet?: boolean;
+  /** train() only: stop (finish the step, save) when this signal aborts. */
+  signal?: AbortSignal;
+  /** Defaults per backend (default RUN_DEFAULTS). */
+  defaults?: DefaultsTable;
+}
+
+/** Every value a Trainer needs, decided. */
+export interface ResolvedRun {
+  backend: Backend<unknown>;
+  /** One line: which backend and why. */
+  backendReason: string;
+  config: ModelConfig;
+  preset?: string;
+  tokenizer: Tokenizer;
+  dataset: Dataset;
+  hyper: TrainHyper;
+  /** Absolute run directory (created by the Trainer). */
+  out: string;
+  /** The checkpoint to continue from, or null for a fresh run. */
+  resume: Checkpoint | null;
+  /** Absolute path of the JSON log, if any. */
+  jsonLog?: string;
+  stopAt?: number;
+  /** Things a caller should tell the user (e.g. the data differ from the checkpoint's). */
+  notices: string[];
+}
+
+function timestamp(): string {
+  const d = new Date();
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+/** Throw a RequestError for the first hyper-parameter out of its range. */
+export function checkHyper(h: TrainHyper): void {
+  const show = (v: unknown) => (typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v));
+  for (const k of ['steps', 'batch', 'seq', 'gradAccum'] as const) {
+    if (!Number.isSafeInteger(h[k]) || h[k] < 1) throw new RequestError(k, `must be a positive integer, got ${show(h[k])}`);
+  }
+  for (const k of ['warmup', 'evalEvery', 'evalWindows', 'saveEvery', 'logEvery', 'seed'] as const) {
+    if (!Number.isSafeInteger(h[k]) || h[k] < 0) throw new RequestError(k, `must be a non-negative integer, got ${show(h[k])}`);
+  }
+  const num = (k: keyof TrainHyper, ok: (x: number) => boolean, what: string) => {
+    const x = h[k];
+    if (typeof x !== 'number' || !Number.isFinite(x) || !ok(x)) throw new RequestError(k, `must be ${what}, got ${show(x)}`);
+  };
+  num('lr', (x) => x > 0, 'positive');
+  num('minLr', (x) => x >= 0, 'non-negative');
+  num('weightDecay', (x) => x >= 0, 'non-negative');
+  num('beta1', (x) => x >= 0 && x < 1, 'in [0, 1)');
+  num('beta2', (x) => x >= 0 && x < 1, 'in [0, 1)');
+  num('eps', (x) => x > 0, 'positive');
+  num('clip', (x) => x >= 0, 'non-negative (0 = no clipping)');
+  num('valFraction', (x) => x > 0 && x < 1, 'in (0, 1)');
+}
+
+/** A checkpoint file, or a run directory holding ckpt.safetensors. */
+export function resolveCheckpointPath(p: string): string {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch {
+    throw new CheckpointError(`checkpoint '${p}' does not exist`);
+  }
+  return st.isDirectory() ? path.join(p, CHECKPOINT_NAME) : p;
+}
+
+/** Re-throw an error from a lower layer as `Kind` unless it already is a typed crate-ts error. */
+function typed<T>(Kind: new (m: string, o?: { cause?: unknown }) => CrateError, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof CrateError) throw e;
+    throw new Kind((e as Error).message ?? String(e), { cause: e });
+  }
+}
+async function typedAsync<T>(Kind: new (m: string, o?: { cause?: unknown }) => CrateError, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof CrateError) throw e;
+    throw new Kind((e as Error).message ?? String(e), { cause: e });
+  }
+}
+
+/** Decide every value of a run. Throws UsageError / RequestError, CheckpointError or DataError. */
+export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
+  const notices: string[] = [];
+  const defaultsTable = req.defaults ?? RUN_DEFAULTS;
+  if (req.threads !== undefined && (!Number.isInteger(req.threads) || req.threads < 0 || req.threads > MAX_THREADS)) {
+    throw new RequestError('threads', `must be an integer from 1 to ${MAX_THREADS} (0: the backend's default), got ${req.threads}`);
+  }
+  if (req.stopAt !== undefined && (!Number.isSafeInteger(req.stopAt) || req.stopAt < 1)) throw new RequestError('stopAt', `must be a positive integer, got ${req.stopAt}`);
+  for (const k of ['nLayer', 'nHead', 'nEmbd'] as const) {
+    const x = req[k];
+    if (x !== undefined && (!Number.isSafeInteger(x) || x < 1)) throw new RequestError(k, `must be a positive integer, got ${x}`);
+  }
+  if (req.arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(req.arch)) throw new RequestError('arch', `must be crate, crate-complete or gpt2, got '${req.arch}'`);
+
+  // ---- checkpoint to resume ----------------------------------------------------------------------
+  const ck = req.resume !== undefined ? typed(CheckpointError, () => loadCheckpoint(resolveCheckpointPath(req.resume as string))) : null;
+  if (ck && !ck.train) throw new CheckpointError(`${ck.path} holds no training state (train_state metadata); it can be sampled or evaluated but not resumed`);
+
+  // ---- backend: a resumed run stays on the checkpoint's backend unless told otherwise, so that it
+  // continues bitwise as the uninterrupted run would -------------------------------------------------
+  const threads = req.threads || undefined;
+  let backend: Backend<unknown>, backendReason: string;
+  if (typeof req.backend === 'object') {
+    backend = req.backend;
+    backendReason = `${backend.name}: given by the caller`;
+  } else if (req.backend === undefined && ck && ['reference', 'cpu', 'cuda'].includes(ck.backend)) {
+    try {
+      const sel = await selectBackend(ck.backend as BackendChoice, { threads });
+      backend = sel.backend;
+      backendReason = `${sel.name}: the backend the checkpoint was trained on`;
+    } catch (e) {
+      const sel = await typedAsync(UsageError, () => selectBackend('auto', { threads }));
+      backend = sel.backend;
+      backendReason = `${sel.reason} (the checkpoint's backend ${ck.backend} is unavailable: ${(e as Error).message}; losses will not match an uninterrupted run bitwise)`;
+    }
+  } else {
+    const sel = await typedAsync(UsageError, () => selectBackend(req.backend as BackendChoice | undefined ?? 'auto', { threads }));
+    backend = sel.backend;
+    backendReason = sel.reason;
+  }
+
+  // ---- hyper-parameters: the request, else the checkpoint's, else the backend's defaults ----------
+  const defaults = defaultsTable[backend.name].hyper, defaultModel: DefaultModel = defaultsTable[backend.name].model;
+  const prev = ck?.train?.hyper;
+  const pick = <K extends keyof TrainHyper>(k: K): TrainHyper[K] => (req[k] ?? prev?.[k] ?? defaults[k]) as TrainHyper[K];
+  const hyper: TrainHyper = {
+    steps: pick('steps'), batch: pick('batch'), seq: pick('seq'), gradAccum: pick('gradAccum'),
+    lr: pick('lr'), minLr: req.minLr ?? prev?.minLr ?? (req.lr !== undefined ? req.lr / 10 : defaults.minLr),
+    warmup: pick('warmup'), weightDecay: pick('weightDecay'), beta1: pick('beta1'), beta2: pick('beta2'), eps: pick('eps'),
+    clip: pick('clip'), seed: pick('seed'), evalEvery: pick('evalEvery'), evalWindows: pick('evalWindows'),
+    saveEvery: pick('saveEvery'), logEvery: 0, valFraction: pick('valFraction'),
+  };
+  hyper.logEvery = req.logEvery ?? prev?.logEvery ?? defaultLogEvery(hyper.steps);
+  if (req.warmup === undefined && !ck && req.steps !== undefined && Number.isSafeInteger(hyper.steps)) {
+    hyper.warmup = Math.min(defaults.warmup, Math.max(1, Math.floor(hyper.steps / 10)));
+  }
+
+  // ---- model and tokenizer -------------------------------------------------------------------------
+  let config: ModelConfig;
+  let tokenizer: Tokenizer;
+  let preset: string | undefined;
+  if (ck) {
+    config = ck.config;
+    if (req.arch !== undefined && req.arch !== config.arch) throw new RequestError('arch', `${req.arch} does not match the checkpoint: ${ck.path} holds a ${config.arch} model; it cannot be resumed as another architecture`);
+    if (req.tokenizer !== undefined && req.tokenizer !== ck.tokenizer) throw new RequestError('tokenizer', `${req.tokenizer} does not match the checkpoint: ${ck.path} was trained with the ${ck.tokenizer} tokenizer`);
+    checkHyper(hyper);
+    if (hyper.seq > config.blockSize) throw new RequestError('seq', `${hyper.seq} exceeds the checkpoint's block size ${config.blockSize}`);
+    tokenizer = await typedAsync(CheckpointError, () => loadTokenizer(ck.tokenizer));
+    preset = ck.train?.preset;
+  } else {
+    // No preset: the backend's default model (preset + size overrides + sequence length).
+    const dm: Partial<DefaultModel> = req.preset === undefined ? defaultModel : {};
+    preset = req.preset ?? defaultModel.preset;
+    if (!Object.prototype.hasOwnProperty.call(PRESETS, preset)) throw new RequestError('preset', `'${preset}' is unknown; known presets: ${Object.keys(PRESETS).join(', ')}`);
+    const presetVocab = PRESETS[preset].vocabSize ?? 50304;
+    tokenizer = await typedAsync(UsageError, () => loadTokenizer(req.tokenizer ?? (presetVocab <= 256 ? 'byte' : 'gpt2')));
+    if (req.seq === undefined) hyper.seq = dm.seq ?? PRESETS[preset].blockSize ?? hyper.seq;
+    checkHyper(hyper);
+    const over: Partial<ModelConfig> = { arch: req.arch ?? 'crate', vocabSize: tokenizer.modelVocabSize, blockSize: hyper.seq };
+    for (const k of ['nLayer', 'nHead', 'nEmbd'] as const) {
+      const val = req[k] ?? dm[k];
+      if (val !== undefined) over[k] = val;
+    }
+    config = typed(UsageError, () => makeConfig(preset, over));
+  }
+
+  // ---- data --------------------------------------------------------------------------------------
+  let dataPath = req.data;
+  if (dataPath === undefined && ck?.train && ck.train.data.source !== EMBEDDED_NAME) dataPath = ck.train.data.source;
+  const dataset = await typedAsync(DataError, () => loadDataset({ data: dataPath, tokenizer, valFraction: hyper.valFraction, cacheDir: req.cacheDir }));
+  if (ck?.train && ck.train.data.contentHash !== dataset.contentHash) notices.push(`warning: the data differ from the data the checkpoint was trained on (${ck.train.data.source})`);
+  typed(DataError, () => { checkWindows(dataset, hyper.seq); checkVocab(dataset, config.vocabSize); });
+
+  const out = path.resolve(req.out ?? (ck ? path.dirname(ck.path) : path.join('runs', `${config.arch}-${preset ?? 'custom'}-${timestamp()}`)));
+  return {
+    backend, backendReason, config, preset, tokenizer, dataset, hyper, out, resume: ck,
+    jsonLog: req.jsonLog !== undefined ? path.resolve(req.jsonLog) : undefined, stopAt: req.stopAt, notices,
+  };
+}
