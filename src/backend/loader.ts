@@ -2,8 +2,8 @@
 // scripts/build-native.mjs, or by `npm run build:native` / `npm run build:cmake`).
 //
 // If it cannot be loaded, the reason (including the compiler's complaint that the install step
-// saved in build/native-build-error.txt) is kept, thrown to whoever asks for a native backend, and
-// printed on stderr once per process.
+// saved in build/native-build-error.txt) is kept and thrown to whoever asks for a native backend;
+// the commands print it (selectBackend reports it), the library does not.
 import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -74,7 +74,6 @@ export function addonPath(): string {
 }
 
 let cached: { addon?: NativeAddon; reason?: string } | undefined;
-let reported = false;
 
 function buildErrorNote(): string {
   const f = path.join(packageRoot(), 'build', 'native-build-error.txt');
@@ -113,13 +112,9 @@ export function tryLoadAddon(): { addon: NativeAddon | null; reason: string | nu
   return { addon: cached.addon ?? null, reason: cached.reason ?? null };
 }
 
-/** The addon; throws an Error with the reason if unavailable (printed on stderr once). */
+/** The addon; throws an Error with the reason if unavailable (commands print it: selectBackend reports it). */
 export function loadAddon(): NativeAddon {
   const { addon, reason } = tryLoadAddon();
   if (addon) return addon;
-  if (!reported) {
-    reported = true;
-    process.stderr.write(`crate-ts: ${reason}\n`);
-  }
   throw new Error(reason ?? 'native addon unavailable');
 }
