@@ -1,5 +1,5 @@
-// One comparison and report module for every audit: a fixture against a backend (issue A/B) and
-// backends against the float64 reference (issue E).
+// One comparison and report module for every audit: a fixture against a backend and
+// backends against the float64 reference.
 //
 // An element passes when |got − ref| ≤ atol + rtol·|ref|, with atol = atolScale·max|ref| (a floor
 // relative to the tensor's own scale, so gradients that are tiny in places are judged fairly).

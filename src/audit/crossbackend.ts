@@ -1,4 +1,4 @@
-// Cross-backend numerics audit (issue E): the same parameters and batch through several backends,
+// Cross-backend numerics audit: the same parameters and batch through several backends,
 // every intermediate of the forward and every parameter gradient of the backward compared with
 // the float64 reference run on the same (float32-rounded) parameters.
 //

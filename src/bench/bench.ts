@@ -1,4 +1,4 @@
-// Benchmarks: training steps (forward + backward + AdamW) of the configs of issue B, the MSSA and
+// Benchmarks: training steps (forward + backward + AdamW) of the CPU configs (C-*), the MSSA and
 // ISTA blocks alone, and a 1024³ matrix product, per backend. Medians over timed repetitions
 // after warm-up; the FLOP count of each measurement is stated beside it.
 import type { Backend } from '../backend/types.js';
@@ -24,7 +24,7 @@ export interface BenchRow {
 
 export interface StepConfig { name: string; model: Partial<ModelConfig>; B: number; T: number }
 
-/** The training-step configs of issue B (C-*) and the paper's GPU configs (issue D). */
+/** The CPU training-step configs (C-*) and the paper's sizes for a GPU (G-*). */
 export const STEP_CONFIGS: StepConfig[] = [
   { name: 'C-char', model: { vocabSize: 256, nLayer: 2, nHead: 4, nEmbd: 128, blockSize: 128 }, B: 16, T: 128 },
   { name: 'C-small', model: { vocabSize: 50304, nLayer: 4, nHead: 4, nEmbd: 256, blockSize: 128 }, B: 8, T: 128 },
@@ -32,7 +32,7 @@ export const STEP_CONFIGS: StepConfig[] = [
 ];
 
 /**
- * The paper's sizes at T = 1024 (issue D): for a GPU; selected with --config, not run by default.
+ * The paper's sizes at T = 1024 for a GPU; selected with --config, not run by default.
  * Batch sizes keep activations well inside an H100's memory in float32.
  */
 export const GPU_CONFIGS: StepConfig[] = [
