@@ -1,5 +1,6 @@
 // crate-ts command-line entry point: a dispatcher over one module per command.
 // Each command module exports `run(argv: string[]): Promise<number>` (the exit code).
+import { readFileSync } from 'node:fs';
 import { isUserError, InternalError, type CrateError } from '../errors.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: (argv: string[]) => Promise<number> }> }> = {
@@ -16,18 +17,58 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: (ar
 
 export function usage(): string {
   const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`);
-  return ['usage: crate-ts <command> [options]   (crate-ts <command> --help for its options)', '', 'commands:', ...rows].join('\n');
+  return ['usage: crate-ts <command> [options]   (crate-ts help <command>, or crate-ts <command> --help, lists its options)', '', 'commands:', ...rows, '', 'crate-ts --version prints the version. Exit codes: 0 success, 1 a data, checkpoint or numerical failure, 2 a usage error.'].join('\n');
+}
+
+/** The closest known name within a small edit distance, for "did you mean" hints. */
+export function closest(word: string, known: readonly string[]): string | null {
+  let best: string | null = null, bestD = Infinity;
+  for (const k of known) {
+    const d = editDistance(word.toLowerCase(), k.toLowerCase());
+    if (d < bestD) { bestD = d; best = k; }
+  }
+  return best !== null && (bestD <= 2 || (bestD <= 3 && word.length > 6)) ? best : null;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return row[b.length];
+}
+
+/** crate-ts's version, from the package.json next to dist/ (or src/). */
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const [cmd, ...rest] = argv;
+  let [cmd, ...rest] = argv;
+  if (cmd === '--version' || cmd === '-v' || cmd === 'version') {
+    console.log(`crate-ts ${version()}`);
+    return 0;
+  }
+  if (cmd === 'help' && rest.length > 0) {
+    // `crate-ts help CMD` is `crate-ts CMD --help`
+    cmd = rest[0];
+    rest = ['--help'];
+  }
   if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     console.log(usage());
     return cmd === undefined ? 2 : 0;
   }
-  const entry = COMMANDS[cmd];
+  const entry = Object.hasOwn(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
   if (!entry) {
-    console.error(`crate-ts: unknown command '${cmd}'\n\n${usage()}`);
+    const guess = closest(cmd, Object.keys(COMMANDS));
+    console.error(`crate-ts: unknown command '${cmd}'${guess ? ` (did you mean '${guess}'?)` : ''}\n\n${usage()}`);
     return 2;
   }
   let mod: { run: (argv: string[]) => Promise<number> };
