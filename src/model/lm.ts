@@ -108,6 +108,10 @@ export class LanguageModel<Buf = unknown> {
   /** The named view of a parameter (or of its gradient). */
   param(name: string): Buf { const p = this.spec(name); return this.backend.view(this.params, p.offset, p.size); }
   grad(name: string): Buf { const p = this.spec(name); return this.backend.view(this.grads, p.offset, p.size); }
+  /** A parameter's values as a host Float64Array copy (any backend), in its PyTorch layout. */
+  paramArray(name: string): Float64Array { return this.backend.download(this.param(name)); }
+  /** A parameter's gradient as a host Float64Array copy. */
+  gradArray(name: string): Float64Array { return this.backend.download(this.grad(name)); }
   spec(name: string): ParamSpec {
     const p = this.byName.get(name);
     if (!p) throw new UsageError(`no parameter named '${name}' in a ${this.config.arch} model`);
