@@ -131,6 +131,25 @@ describe('crate-ts train: signals (real child processes)', () => {
   });
 });
 
+describe('crate-ts train: a second signal', () => {
+  it('exits at once with the signal code; the last periodic checkpoint stays intact', async () => {
+    // steps of a few hundred ms on the reference backend: both signals land during one step, and are
+    // handled one after the other when it ends
+    const out = path.join(dir, 'twice');
+    const c = start(['train', '--backend', 'reference', '--data', corpus, '--cache-dir', cache, '--preset', 'char-tiny', '--n-layer', '1', '--seq', '64', '--batch', '4',
+      '--steps', '1000', '--save-every', '1', '--log-every', '1', '--sample-tokens', '0', '--out', out]);
+    await c.waitFor(/^step +1\/1000 /m, 60_000);
+    c.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 20));
+    c.kill('SIGTERM');
+    expect(await c.exit).toBe(143);
+    expect(c.stdout()).toContain('second SIGTERM: exiting at once without saving');
+    expect(c.stdout()).not.toContain('continue with:');
+    expect(c.stderr()).not.toMatch(STACK_TRACE);
+    expect(loadCheckpoint(path.join(out, 'ckpt.safetensors')).train!.step).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe('closed stdout (real pipes)', () => {
   it('train | head -3: three lines, then it trains silently to the end, saves, and exits 0', async () => {
     const out = path.join(dir, 'piped');

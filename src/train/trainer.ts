@@ -358,7 +358,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       `done: ${r.step} steps, ${fmtInt(this.tokensSeen)} tokens; this run ${fmtDuration(wallSeconds)} wall, ${fmtInt(r.tokensPerSec)} tokens/s on the ${this.backend.name} backend`,
       `  train loss ${r.trainLoss.toFixed(4)} (perplexity ${Math.exp(r.trainLoss).toFixed(2)}; last ${tail.length} steps averaged ${avg})`,
       `  val loss   ${r.valLoss.toFixed(4)} (perplexity ${Math.exp(r.valLoss).toFixed(2)})`,
-      `  unigram entropy of the validation tokens ${H1.toFixed(4)} nats (perplexity ${Math.exp(H1).toFixed(2)}): the model is ${(H1 - r.valLoss).toFixed(3)} nats/token better`,
+      `  unigram entropy of the validation tokens ${H1.toFixed(4)} nats (perplexity ${Math.exp(H1).toFixed(2)}): the model is ${Math.abs(H1 - r.valLoss).toFixed(3)} nats/token ${H1 - r.valLoss >= 0 ? 'better' : 'worse (train longer)'}`,
       `  checkpoint ${this.checkpointPath}`,
     ];
   }
