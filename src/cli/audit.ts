@@ -6,9 +6,19 @@ import { formatTable, jsonNumber } from '../audit/compare.js';
 import { FIXTURE_TOLERANCE } from '../audit/tolerances.js';
 import { resolveBackend } from './backend.js';
 import type { Backend } from '../backend/types.js';
+import { UsageError, DataError } from '../errors.js';
+import { resolveCheckpointPath } from '../train/request.js';
 
-const HELP = `usage: crate-ts audit --fixture FILE [--backend reference|cpu|cuda|auto] [--json]
-       crate-ts audit --checkpoint FILE [--data FILE] [--backends cpu,reference,cuda] [--batch B] [--seq T] [--json]
+const HELP = `usage: crate-ts audit --fixture FILE [--backend LIST] [--json]
+       crate-ts audit --checkpoint CKPT|RUN_DIR [--data FILE] [--backend LIST] [--batch B] [--seq T] [--json]
+
+  --backend LIST   backends to audit, comma-separated: reference, cpu, cuda or auto (default auto:
+                   with --fixture the best available backend; with --checkpoint every available
+                   native backend). --backends is accepted as a synonym.
+  --batch B        (--checkpoint) validation windows in the batch (default 2)
+  --seq T          (--checkpoint) tokens per window (default min(64, block size))
+  --data FILE      (--checkpoint) text for the windows (default the embedded corpus)
+  --json           one JSON object on stdout
 
 --fixture: loads a fixture (parameters, a batch, and the logits, loss and gradients another
 implementation computed), runs forward and backward on the backend, and prints one row per
@@ -20,6 +30,8 @@ the float64 reference on the same float32-rounded parameters: per layer and oper
 (every intermediate) and backward (every parameter gradient): max abs / rel error, error in float32
 ulps, the worst element's position, and the first operator whose output holds a NaN or Inf.
 
+--checkpoint compares native backends with the reference, so it needs at least one native backend:
+an audit that compared nothing fails (exit 1). Options of the other mode are refused (exit 2).
 Exit code 1 if any row is out of tolerance.`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -28,29 +40,48 @@ export async function run(argv: string[]): Promise<number> {
     backends: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
   });
   if (v.help) { console.log(HELP); return 0; }
-  const checkpoint = strOpt(v, 'checkpoint');
-  if (checkpoint) return auditCheckpoint(v, checkpoint);
-  const path = strOpt(v, 'fixture');
-  if (!path) { console.error(`crate-ts audit: --fixture FILE or --checkpoint FILE is required\n\n${HELP}`); return 2; }
-  const { backend, report } = await resolveBackend(strOpt(v, 'backend') ?? 'reference');
+  if (v.backend !== undefined && v.backends !== undefined) throw new UsageError('give --backend or its synonym --backends, not both');
+  const list = strOpt(v, 'backend') ?? strOpt(v, 'backends');
+  const checkpoint = strOpt(v, 'checkpoint'), path = strOpt(v, 'fixture');
+  if (checkpoint && path) throw new UsageError('--fixture and --checkpoint are two modes; give one');
+  if (checkpoint) return auditCheckpoint(v, resolveCheckpointPath(checkpoint), list);
+  if (!path) throw new UsageError('--fixture FILE or --checkpoint CKPT is required (crate-ts help audit)');
+  for (const k of ['data', 'batch', 'seq'] as const) if (v[k] !== undefined) throw new UsageError(`--${k} applies to --checkpoint audits, not to --fixture`);
   const fx = loadFixture(path);
-  const res = auditFixture(fx, backend, FIXTURE_TOLERANCE[backend.name]);
+  const backends: Backend<unknown>[] = [], reports: string[] = [];
+  for (const n of parseBackendList(list ?? 'auto')) {
+    const r = await resolveBackend(n);
+    backends.push(r.backend); reports.push(r.report);
+  }
+  const results = backends.map((be) => auditFixture(fx, be, FIXTURE_TOLERANCE[be.name]));
+  const pass = results.every((r) => r.pass);
   if (v.json) {
-    console.log(JSON.stringify({
+    const one = (res: (typeof results)[number]) => ({
       pass: res.pass, backend: res.backend, fixture: res.fixture,
       tensors: res.rows.map((r) => ({ name: r.name, maxAbsErr: jsonNumber(r.maxAbsErr), maxRelErr: jsonNumber(r.maxRelErr), atol: r.atol, rtol: r.rtol, pass: r.pass })),
-    }));
+    });
+    console.log(JSON.stringify(results.length === 1 ? one(results[0]) : { pass, fixture: path, backends: results.map(one) }));
   } else {
     console.log(`fixture ${path}: ${fx.config.arch}, L=${fx.config.nLayer}, d=${fx.config.nEmbd}, heads=${fx.config.nHead}, V=${fx.config.vocabSize}, batch ${fx.B}x${fx.T}`);
-    console.log(report);
-    console.log(formatTable(res.rows));
-    const bad = res.rows.filter((r) => !r.pass);
-    console.log(res.pass ? `PASS: ${res.rows.length} tensors within tolerance` : `FAIL: ${bad.length} of ${res.rows.length} tensors out of tolerance: ${bad.map((r) => r.name).join(', ')}`);
+    results.forEach((res, i) => {
+      console.log(reports[i]);
+      console.log(formatTable(res.rows));
+      const bad = res.rows.filter((r) => !r.pass);
+      console.log(res.pass ? `PASS (${res.backend}): ${res.rows.length} tensors within tolerance` : `FAIL (${res.backend}): ${bad.length} of ${res.rows.length} tensors out of tolerance: ${bad.map((r) => r.name).join(', ')}`);
+    });
   }
-  return res.pass ? 0 : 1;
+  return pass ? 0 : 1;
 }
 
-async function auditCheckpoint(v: Record<string, string | boolean | undefined>, file: string): Promise<number> {
+/** 'cpu,cuda' → ['cpu', 'cuda']; every entry must be a backend name or auto. */
+function parseBackendList(list: string): string[] {
+  const names = list.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  if (names.length === 0) throw new UsageError('--backend needs at least one name: reference, cpu, cuda or auto');
+  for (const n of names) if (!['reference', 'cpu', 'cuda', 'auto'].includes(n)) throw new UsageError(`--backend: unknown backend '${n}' (reference, cpu, cuda or auto)`);
+  return [...new Set(names)];
+}
+
+async function auditCheckpoint(v: Record<string, string | boolean | undefined>, file: string, list: string | undefined): Promise<number> {
   const { loadCheckpoint } = await import('../checkpoint/checkpoint.js');
   const { loadDataset, checkVocab } = await import('../data/corpus.js');
   const { loadTokenizer } = await import('../data/tokenizer.js');
@@ -63,16 +94,21 @@ async function auditCheckpoint(v: Record<string, string | boolean | undefined>, 
   const ck = loadCheckpoint(file);
   const cfg = ck.config;
   const T = intOpt(v, 'seq', Math.min(64, cfg.blockSize), 1), B = intOpt(v, 'batch', 2, 1);
-  if (T > cfg.blockSize) throw new Error(`--seq ${T} exceeds the model's block size ${cfg.blockSize}`);
-  const explicit = strOpt(v, 'backends');
-  const names = (explicit ?? 'cpu,cuda').split(',').map((s) => s.trim()).filter((s) => s && s !== 'reference');
+  if (T > cfg.blockSize) throw new UsageError(`--seq ${T} exceeds the model's block size ${cfg.blockSize}`);
+  const explicit = list !== undefined && list.trim() !== 'auto';
+  const asked = parseBackendList(list ?? 'auto');
+  if (explicit && asked.every((n) => n === 'reference')) throw new UsageError('--checkpoint audits compare native backends with the float64 reference; --backend reference alone compares nothing (name cpu and/or cuda)');
+  const names = asked.flatMap((n) => (n === 'auto' ? ['cpu', 'cuda'] : n === 'reference' ? [] : [n]));
   const backends: Backend<unknown>[] = [];
   const notes: string[] = [];
-  for (const n of names) {
+  for (const n of [...new Set(names)]) {
     try { backends.push((await resolveBackend(n)).backend); } catch (e) {
       if (explicit) throw e;
       notes.push(`(skipping ${n}: ${(e as Error).message})`);
     }
+  }
+  if (backends.length === 0) {
+    throw new DataError(`no native backend is available to audit against the reference (${notes.join('; ') || 'none found'}); an audit that compares nothing cannot pass`);
   }
   const tok = await loadTokenizer(ck.tokenizer);
   const ds = await loadDataset({ data: strOpt(v, 'data'), tokenizer: tok });
@@ -97,7 +133,6 @@ async function auditCheckpoint(v: Record<string, string | boolean | undefined>, 
     for (const n of notes) console.log(n);
     console.log(`checkpoint ${file}: ${cfg.arch}, L=${cfg.nLayer}, d=${cfg.nEmbd}, heads=${cfg.nHead}, V=${cfg.vocabSize}; data ${ds.source}: ${Bn} windows x ${T} tokens`);
     for (const a of audits) console.log(`\n${formatAudit(a)}`);
-    if (audits.length === 0) console.log('no native backend to audit (only the reference is available)');
     console.log(pass ? '\nPASS' : `\nFAIL: ${audits.filter((a) => !a.pass).map((a) => a.backend).join(', ')} out of tolerance`);
   }
   return pass ? 0 : 1;
