@@ -101,24 +101,31 @@ export interface CollectionManifest {
 /** A finite number, or null (JSON.stringify would also write NaN as null; this keeps types honest). */
 export const finiteOrNull = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
-function activationRecordJson(r: ActivationRecord): Record<string, unknown> {
-  return { dataclass_name: 'ActivationRecord', tokens: r.tokens, activations: r.activations.map(finiteOrNull) };
+/**
+ * A float as JSON the way Python's json module writes one: integral values keep a ".0" (so the
+ * Python side reads a float, as the dataclasses annotate, not an int), non-finite values are null.
+ */
+export function floatJson(x: number | null): string {
+  if (x === null || !Number.isFinite(x)) return 'null';
+  return Number.isInteger(x) ? x.toFixed(1) : String(x);
+}
+
+const floatList = (xs: readonly number[]): string => `[${xs.map(floatJson).join(',')}]`;
+
+function activationRecordJson(r: ActivationRecord): string {
+  return `{"dataclass_name":"ActivationRecord","tokens":${JSON.stringify(r.tokens)},"activations":${floatList(r.activations)}}`;
 }
 
 /** One line of records.jsonl: exactly the fields of OpenAI's NeuronRecord, dataclass_name on every object. */
 export function neuronRecordJson(r: NeuronRecord): string {
-  return JSON.stringify({
-    dataclass_name: 'NeuronRecord',
-    neuron_id: { dataclass_name: 'NeuronId', layer_index: r.neuron_id.layer_index, neuron_index: r.neuron_id.neuron_index },
-    random_sample: r.random_sample.map(activationRecordJson),
-    random_sample_by_quantile: r.random_sample_by_quantile === null ? null : r.random_sample_by_quantile.map((bin) => bin.map(activationRecordJson)),
-    quantile_boundaries: r.quantile_boundaries === null ? null : r.quantile_boundaries.map(finiteOrNull),
-    mean: r.mean === null ? null : finiteOrNull(r.mean),
-    variance: r.variance === null ? null : finiteOrNull(r.variance),
-    skewness: r.skewness === null ? null : finiteOrNull(r.skewness),
-    kurtosis: r.kurtosis === null ? null : finiteOrNull(r.kurtosis),
-    most_positive_activation_records: r.most_positive_activation_records.map(activationRecordJson),
-  });
+  const list = (rs: readonly ActivationRecord[]) => `[${rs.map(activationRecordJson).join(',')}]`;
+  return '{"dataclass_name":"NeuronRecord"'
+    + `,"neuron_id":{"dataclass_name":"NeuronId","layer_index":${r.neuron_id.layer_index},"neuron_index":${r.neuron_id.neuron_index}}`
+    + `,"random_sample":${list(r.random_sample)}`
+    + `,"random_sample_by_quantile":${r.random_sample_by_quantile === null ? 'null' : `[${r.random_sample_by_quantile.map(list).join(',')}]`}`
+    + `,"quantile_boundaries":${r.quantile_boundaries === null ? 'null' : floatList(r.quantile_boundaries)}`
+    + `,"mean":${floatJson(r.mean)},"variance":${floatJson(r.variance)},"skewness":${floatJson(r.skewness)},"kurtosis":${floatJson(r.kurtosis)}`
+    + `,"most_positive_activation_records":${list(r.most_positive_activation_records)}}`;
 }
 
 // ---- parsing, with errors that name the file, line and field ------------------------------------
