@@ -10,6 +10,7 @@ import { loadTokenizer } from '../data/tokenizer.js';
 import { LanguageModel } from '../model/lm.js';
 import { ReferenceBackend } from '../backend/reference.js';
 import { generate } from '../sample/generate.js';
+import { clampHooks, parseClamp } from '../steer/clamp.js';
 
 const HELP = `usage: crate-ts sample --checkpoint PATH [options]
 
@@ -19,6 +20,7 @@ const HELP = `usage: crate-ts sample --checkpoint PATH [options]
   --temperature X     softmax temperature, 0 = greedy (default 0.8)
   --top-k K           sample among the K most likely tokens, 0 = all (default 40)
   --seed N            sampling seed (default 1337)
+  --clamp L:I=V       hold neuron I of layer L at V at every step (steering, spec 8; repeatable)
 
 Decoding runs on the host in float64 with a per-layer cache of the shared projection U*ᵀ LN(z)
 (q = k = v in CRATE), so each new token costs one position, not a full forward. The text is
@@ -32,6 +34,7 @@ export async function run(argv: string[]): Promise<number> {
   const v = parseOptions(argv, {
     help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, prompt: { type: 'string' },
     tokens: { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, seed: { type: 'string' },
+    clamp: { type: 'string', multiple: true },
   });
   guardStdout();
   if (v.help) { stdout.write(HELP + '\n'); return 0; }
@@ -45,6 +48,8 @@ export async function run(argv: string[]): Promise<number> {
 
   const ck = loadCheckpoint(resolveCheckpointPath(ckArg));
   const tok = await loadTokenizer(ck.tokenizer);
+  const clamps = ((v.clamp as unknown as string[] | undefined) ?? []).map(parseClamp);
+  const hooks = clamps.length ? clampHooks(ck.config, clamps) : undefined;
   // Validate the parameters exactly as training and eval do, then decode on the host.
   const model = new LanguageModel(new ReferenceBackend(), ck.config, { seed: 0 });
   loadStateDict(model, ck.file.tensors, ck.path);
@@ -65,7 +70,7 @@ export async function run(argv: string[]): Promise<number> {
   };
   try {
     generate(ck.config, params, ids, {
-      tokens: n, temperature, topK, seed, maxId: tok.vocabSize,
+      tokens: n, temperature, topK, seed, maxId: tok.vocabSize, hooks,
       onToken: (id) => {
         gen.push(id);
         flush(false);
