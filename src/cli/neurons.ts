@@ -20,7 +20,9 @@ type Run = (argv: string[]) => Promise<number>;
 export const SUBCOMMANDS: Record<string, { summary: string; run: Run }> = {
   collect: { summary: 'run a checkpoint over a corpus and store activation records per neuron (OpenAI NeuronRecord JSONL)', run: runCollect },
   show: { summary: "print one neuron's records as token heatmaps", run: runShow },
-  score: { summary: 'offline (token-lookup) scores per neuron, layer and model: TaR, Random-only, Anthropic, selectivity, consistency', run: runScore },
+  score: { summary: 'offline (token-lookup) scores per neuron, layer and model: TaR, Random-only, Anthropic, selectivity, consistency; with --api-base, LLM explain + simulate + score', run: async (argv) => { const llm = await import('./neurons-llm.js'); return llm.wantsLlm(argv) ? llm.runScore(argv) : runScore(argv); } },
+  explain: { summary: 'explain each neuron in one sentence with an LLM behind an OpenAI-compatible API', run: async (argv) => (await import('./neurons-llm.js')).runExplain(argv) },
+  simulate: { summary: "simulate and score the explanations with an LLM (OpenAI-format results per layer)", run: async (argv) => (await import('./neurons-llm.js')).runSimulate(argv) },
   compare: { summary: "compare collections' scores per layer and per model; --svg draws the chart", run: runCompare },
 };
 

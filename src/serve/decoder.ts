@@ -14,14 +14,16 @@ export interface Decoder {
   reset(): void;
   /** Positions fed so far. */
   readonly position: number;
+  /** Release backend buffers (the model's own decoder holds some). */
+  free?(): void;
 }
 
 /** The host decoder, one IncrementalDecoder per sequence, behind the Decoder interface. */
 export class HostDecoder implements Decoder {
   private readonly decs: IncrementalDecoder[];
   private readonly V: number;
-  constructor(model: LanguageModel<unknown>, batch: number, params?: Float64Array) {
-    const p = params ?? model.getParams();
+  constructor(model: LanguageModel<unknown>, batch: number, params?: () => Float64Array) {
+    const p = params ? params() : model.getParams();
     this.decs = Array.from({ length: batch }, () => new IncrementalDecoder(model.config, p));
     this.V = model.config.vocabSize;
   }
@@ -36,9 +38,10 @@ export class HostDecoder implements Decoder {
 }
 
 type WithDecoder = { createDecoder?: (batch: number) => Decoder };
+// (src/model/decoder.ts's Decoder has exactly this shape: step, reset, position, free.)
 
 /** The model's own decoder when it has one, else the host decoder (params: a cached getParams()). */
-export function makeDecoder(model: LanguageModel<unknown>, batch: number, params?: Float64Array): Decoder {
+export function makeDecoder(model: LanguageModel<unknown>, batch: number, params?: () => Float64Array): Decoder {
   const m = model as unknown as WithDecoder;
   if (typeof m.createDecoder === 'function') return m.createDecoder(batch);
   return new HostDecoder(model, batch, params);

@@ -161,10 +161,11 @@ export class Engine {
     return { tokenLogprobs, top };
   }
 
-  private hostParams(): Float64Array {
+  /** The parameters on the host, for the host decoder (read once, only if it is used). */
+  private readonly hostParams = (): Float64Array => {
     this.params ??= this.model.getParams();
     return this.params;
-  }
+  };
 
   /** Logits (V) of the last position of a forward over the last T tokens of ctx. */
   private windowLogits(ctx: readonly number[]): Float64Array {
@@ -184,58 +185,64 @@ export class Engine {
     if (opts.maxTokens <= 0) return { tokens: out, text: '', finishReason: 'length' };
     const ctx = [...prompt];
     let dec: Decoder | null = null;
-    let logits: Float64Array;
-    if (ctx.length <= T) {
-      dec = makeDecoder(this.model, 1, this.hostParams());
-      const one = new Int32Array(1);
-      logits = new Float64Array(0);
-      for (let i = 0; i < ctx.length; i++) {
-        one[0] = ctx[i];
-        logits = dec.step(one);
-        if ((i & 63) === 63) await yieldNow();
-      }
-    } else {
-      logits = this.windowLogits(ctx);
-    }
-    const stream = new TextStream(this.tokenBytes);
-    // Generated text only: the stream starts after the prompt's bytes (a prompt ending inside a
-    // character is not continued across the boundary; the model's BPE prompts end on whole characters).
-    const maxStop = opts.stop.reduce((m, s) => Math.max(m, s.length), 0);
-    let text = '', emitted = 0, finish: 'stop' | 'length' = 'length';
-    const eot = opts.stopAtEot === false ? null : this.tokenizer.eot;
-    for (let i = 0; i < opts.maxTokens; i++) {
-      const lse = logSumExp(logits, 0, V);
-      const id = sampleId(logits, this.textVocab, opts);
-      const tok: GeneratedToken = { id, text: '', logprob: logits[id] - lse, top: opts.logprobs !== null ? topK(logits, 0, this.textVocab, opts.logprobs, lse) : [] };
-      if (eot !== null && id === eot) { finish = 'stop'; break; }
-      tok.text = stream.push(id);
-      out.push(tok);
-      text += tok.text;
-      // stop strings: cut before the first occurrence
-      if (maxStop > 0) {
-        let cut = -1;
-        for (const s of opts.stop) {
-          const at = text.indexOf(s, Math.max(0, emitted - s.length));
-          if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+    const decoders: Decoder[] = [];
+    try {
+      let logits: Float64Array;
+      if (ctx.length <= T) {
+        dec = makeDecoder(this.model, 1, this.hostParams);
+        decoders.push(dec);
+        const one = new Int32Array(1);
+        logits = new Float64Array(0);
+        for (let i = 0; i < ctx.length; i++) {
+          one[0] = ctx[i];
+          logits = dec.step(one);
+          if ((i & 63) === 63) await yieldNow();
         }
-        if (cut >= 0) { text = text.slice(0, cut); finish = 'stop'; break; }
+      } else {
+        logits = this.windowLogits(ctx);
       }
-      const safe = maxStop > 0 ? Math.max(emitted, text.length - (maxStop - 1)) : text.length;
-      if (onText) {
-        // one call per token (the chunk may be empty while text is held back)
-        const chunk = safe > emitted ? text.slice(emitted, safe) : '';
-        emitted = Math.max(emitted, safe);
-        if (onText(chunk, tok) === false) break;
+      const stream = new TextStream(this.tokenBytes);
+      // Generated text only: the stream starts after the prompt's bytes (a prompt ending inside a
+      // character is not continued across the boundary; the model's BPE prompts end on whole characters).
+      const maxStop = opts.stop.reduce((m, s) => Math.max(m, s.length), 0);
+      let text = '', emitted = 0, finish: 'stop' | 'length' = 'length';
+      const eot = opts.stopAtEot === false ? null : this.tokenizer.eot;
+      for (let i = 0; i < opts.maxTokens; i++) {
+        const lse = logSumExp(logits, 0, V);
+        const id = sampleId(logits, this.textVocab, opts);
+        const tok: GeneratedToken = { id, text: '', logprob: logits[id] - lse, top: opts.logprobs !== null ? topK(logits, 0, this.textVocab, opts.logprobs, lse) : [] };
+        if (eot !== null && id === eot) { finish = 'stop'; break; }
+        tok.text = stream.push(id);
+        out.push(tok);
+        text += tok.text;
+        // stop strings: cut before the first occurrence
+        if (maxStop > 0) {
+          let cut = -1;
+          for (const s of opts.stop) {
+            const at = text.indexOf(s, Math.max(0, emitted - s.length));
+            if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+          }
+          if (cut >= 0) { text = text.slice(0, cut); finish = 'stop'; break; }
+        }
+        const safe = maxStop > 0 ? Math.max(emitted, text.length - (maxStop - 1)) : text.length;
+        if (onText) {
+          // one call per token (the chunk may be empty while text is held back)
+          const chunk = safe > emitted ? text.slice(emitted, safe) : '';
+          emitted = Math.max(emitted, safe);
+          if (onText(chunk, tok) === false) break;
+        }
+        if (i + 1 === opts.maxTokens) break;
+        ctx.push(id);
+        if (dec && dec.position < T) logits = dec.step(Int32Array.of(id));
+        else { dec = null; logits = this.windowLogits(ctx); }
+        await yieldNow();
       }
-      if (i + 1 === opts.maxTokens) break;
-      ctx.push(id);
-      if (dec && dec.position < T) logits = dec.step(Int32Array.of(id));
-      else { dec = null; logits = this.windowLogits(ctx); }
-      await yieldNow();
+      if (finish === 'length') text += stream.flush();
+      if (onText && text.length > emitted) onText(text.slice(emitted), null);
+      return { tokens: out, text, finishReason: finish };
+    } finally {
+      for (const d of decoders) d.free?.();
     }
-    if (finish === 'length') text += stream.flush();
-    if (onText && text.length > emitted) onText(text.slice(emitted), null);
-    return { tokens: out, text, finishReason: finish };
   }
 }
 

@@ -65,28 +65,31 @@ class Queue {
   }
 }
 
+/**
+ * Read a request body of at most `limit` bytes. A larger one is answered with 413 once its upload
+ * has been read and discarded (answering while the client still writes would reset the connection
+ * under it); past 64 MiB more the connection is dropped.
+ */
 function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > limit) {
-      reject(new ApiError(413, `the request body is ${declared} bytes, more than this server accepts (${limit})`, null, 'request_too_large'));
-      req.resume();
-      return;
-    }
+    const tooLarge = (n: number | null) => new ApiError(413, n === null
+      ? `the request body is larger than this server accepts (${limit} bytes)`
+      : `the request body is ${n} bytes, more than this server accepts (${limit})`, null, 'request_too_large');
     const chunks: Buffer[] = [];
-    let size = 0, failed = false;
+    let size = 0, over = Number.isFinite(declared) && declared > limit;
     req.on('data', (c: Buffer) => {
-      if (failed) return;
       size += c.length;
-      if (size > limit) {
-        failed = true;
-        reject(new ApiError(413, `the request body is more than this server accepts (${limit} bytes)`, null, 'request_too_large'));
+      if (size > limit) over = true;
+      if (over) {
+        chunks.length = 0;
+        if (size > limit + 64 * 1024 * 1024) req.destroy();
         return;
       }
       chunks.push(c);
     });
-    req.on('end', () => { if (!failed) resolve(Buffer.concat(chunks)); });
-    req.on('error', (e) => { if (!failed) { failed = true; reject(new ApiError(400, `could not read the request body: ${e.message}`)); } });
+    req.on('end', () => (over ? reject(tooLarge(Number.isFinite(declared) ? declared : null)) : resolve(Buffer.concat(chunks))));
+    req.on('error', (e) => reject(new ApiError(400, `could not read the request body: ${e.message}`)));
   });
 }
 
@@ -351,8 +354,11 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
       opts.onRequest?.({ method: req.method ?? '?', path, status: res.statusCode, ms: performance.now() - t0, promptTokens: acct.p, completionTokens: acct.c });
     }
   });
+  // Idle keep-alive connections outlive the clients' own idle timeouts (undici: 4 s), so a client
+  // never sends on a connection the server is closing.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 70_000;
   server.requestTimeout = 120_000;
-  server.headersTimeout = 30_000;
   server.on('clientError', (_err, socket) => {
     if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":{"message":"malformed HTTP request","type":"invalid_request_error","param":null,"code":"bad_request"}}');
   });
