@@ -112,7 +112,7 @@ describe('loading a PyTorch state_dict', () => {
     const sd = stateDictFromModel(m, 'F64');
     delete sd['transformer.h.1.ista.weight'];
     sd['transformer.wpe.weight'] = { dtype: 'F64', shape: [4, 8], data: new Float64Array(32) };
-    expect(() => loadStateDict(m, asMap(sd), 'my.ckpt')).toThrow(/my\.ckpt does not match the crate model .*missing tensors: transformer\.h\.1\.ista\.weight.*transformer\.wpe\.weight: \[4, 8\] in my\.ckpt, \[8, 8\] in the model/);
+    expect(() => loadStateDict(m, asMap(sd), 'my.ckpt')).toThrow(/my\.ckpt does not match the crate model .*missing tensors: transformer\.h\.1\.ista\.weight.*transformer\.wpe\.weight: \[4, 8\] in the file, \[8, 8\] in the model/);
     m.free();
   });
 

@@ -10,7 +10,7 @@ import { CheckpointError } from '../errors.js';
 import { checkpointError, clipMessage, parseConfigJson, NON_PARAM, MASK_BUFFER, COMPILE_PREFIX } from './validate.js';
 
 /** A tensor as loadStateDict accepts it: a safetensors entry or any { shape, data } of numbers. */
-export type LoadableTensor = TensorEntry | { shape: readonly number[]; data: ArrayLike<number> };
+export type LoadableTensor = TensorEntry | TensorInput | { shape: readonly number[]; data: ArrayLike<number> };
 export type TensorMap = Map<string, LoadableTensor> | Record<string, LoadableTensor>;
 
 /** Keys that may share a file with the parameters and are not parameters (fixtures, optimizer state). */
@@ -42,16 +42,21 @@ function entries(tensors: TensorMap): [string, LoadableTensor][] {
  * prod(shape) values.
  */
 function asFloat64(name: string, t: LoadableTensor, source: string): Float64Array {
-  if ('dtype' in t && typeof t.dtype === 'string') {
-    if (!FLOAT_DTYPES.includes(t.dtype)) throw checkpointError(source, `tensor ${quote(name, 80)} has dtype ${/^[A-Z0-9_]{1,12}$/.test(t.dtype) ? t.dtype : quote(t.dtype)}; parameters must be ${FLOAT_DTYPES.join(', ')}`);
-    return toFloat64(t as TensorEntry, name);
-  }
   const n = t.shape.reduce((a, b) => a * b, 1);
   if (t.data.length !== n) throw checkpointError(source, `tensor ${quote(name, 80)} holds ${t.data.length} values but its shape ${fmt(t.shape)} needs ${n}`);
+  if ('dtype' in t && typeof t.dtype === 'string') {
+    if (!FLOAT_DTYPES.includes(t.dtype)) throw checkpointError(source, `tensor ${quote(name, 80)} has dtype ${/^[A-Z0-9_]{1,12}$/.test(t.dtype) ? t.dtype : quote(t.dtype)}; parameters must be ${FLOAT_DTYPES.join(', ')}`);
+    // F16/BF16 as read from a file are raw bit patterns (a Uint16Array); anything else holds values.
+    if ((t.dtype === 'F16' || t.dtype === 'BF16') && t.data instanceof Uint16Array) return toFloat64(t as TensorEntry, name);
+  }
   const d = t.data;
   if (d instanceof Float64Array) return d;
   const out = new Float64Array(d.length);
-  for (let i = 0; i < d.length; i++) out[i] = Number(d[i]);
+  for (let i = 0; i < d.length; i++) {
+    const v = d[i];
+    if (typeof v !== 'number') throw checkpointError(source, `tensor ${quote(name, 80)} holds a ${typeof v} at flat index ${i}; parameters are numbers`);
+    out[i] = v;
+  }
   return out;
 }
 
@@ -126,14 +131,14 @@ export function loadStateDict(model: LanguageModel<unknown>, tensors: TensorMap,
   for (const p of model.table) {
     const t = params.get(p.name);
     if (!t) { missing.push(p.name); continue; }
-    if (fmt(t.shape) !== fmt(p.shape)) { misshaped.push(`${p.name}: ${fmt(t.shape)} in ${elide(source, 60)}, ${fmt(p.shape)} in the model`); continue; }
+    if (fmt(t.shape) !== fmt(p.shape)) { misshaped.push(`${p.name}: ${fmt(t.shape)} in the file, ${fmt(p.shape)} in the model`); continue; }
     flat.set(t.data, p.offset);
   }
   const known = new Set(model.table.map((p) => p.name));
   const unexpected = [...params.keys()].filter((k) => !known.has(k) && (k.startsWith('transformer.') || k.startsWith('lm_head.')));
   const problems: string[] = [];
   if (missing.length) problems.push(`missing tensors: ${listNames(missing)}`);
-  if (misshaped.length) problems.push(`tensors with the wrong shape: ${misshaped.slice(0, 2).join('; ')}${misshaped.length > 2 ? ` and ${misshaped.length - 2} more` : ''}`);
+  if (misshaped.length) problems.push(`tensors with the wrong shape: ${misshaped[0]}${misshaped.length > 1 ? `; also ${listNames(misshaped.slice(1).map((m) => m.slice(0, m.indexOf(':'))), 1)}` : ''}`);
   if (unexpected.length) problems.push(`unexpected tensors (another configuration?): ${listNames(unexpected)}`);
   if (problems.length) throw new CheckpointError(clipMessage(`${elide(source, 120)} does not match the ${want} model (${describe(model.config)}): ${problems.join('; ')}`));
   for (const p of model.table) {
