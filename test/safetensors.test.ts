@@ -15,6 +15,7 @@ import {
   readSafetensors,
   SafetensorsError,
   serializeSafetensors,
+  tensorBytes,
   toFloat64,
   toInt32,
   writeSafetensors,
@@ -483,6 +484,28 @@ describe('hand-built files', () => {
     fs.writeFileSync(file, bytes);
     expect(Array.from(readSafetensors(file).tensors.get('b')!.data as Float64Array)).toEqual([Math.PI, -1 / 3]);
     expect(Array.from(parseSafetensors(Buffer.from(bytes)).tensors.get('b')!.data as Float64Array)).toEqual([Math.PI, -1 / 3]);
+  });
+
+  it('tensorBytes are the bytes the writer stores (what checkpoint checksums hash); F64/F32 arrays are copied bit for bit', () => {
+    const f64 = new Float64Array([1.5, -0, Math.PI]);
+    new DataView(f64.buffer).setBigUint64(8, 0x7ff8_dead_beef_0001n, true); // a NaN with a payload
+    const f32 = new Float32Array([1, 2.5]);
+    new DataView(f32.buffer).setUint32(4, 0x7fc1_2345, true);
+    const inputs: Record<string, TensorInput> = {
+      a: { dtype: 'F64', shape: [3], data: f64 },
+      b: { dtype: 'F32', shape: [2], data: f32 },
+      c: { dtype: 'F32', shape: [3], data: [0.1, 1e40, -2] }, // values, rounded
+      d: { dtype: 'BF16', shape: [2], data: [1, 0.3] },
+      e: { dtype: 'I64', shape: [2], data: [3n, -4n] },
+    };
+    const bytes = serializeSafetensors(inputs);
+    const parsed = parseSafetensors(bytes);
+    for (const [name, t] of Object.entries(inputs)) {
+      const stored = parsed.tensors.get(name)!.data;
+      expect(Buffer.from(tensorBytes(name, t)).equals(Buffer.from(stored.buffer, stored.byteOffset, stored.byteLength)), name).toBe(true);
+    }
+    expect(new DataView(parsed.tensors.get('a')!.data.buffer, parsed.tensors.get('a')!.data.byteOffset).getBigUint64(8, true)).toBe(0x7ff8_dead_beef_0001n);
+    expect(() => tensorBytes('x', { dtype: 'F32', shape: [3], data: [1] })).toThrow(/tensor "x": data has 1 elements but shape \[3\] needs 3/);
   });
 
   it('aligned tensors are zero-copy views of the input', () => {

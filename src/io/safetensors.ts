@@ -520,8 +520,9 @@ function encodeTensorData(name: string, t: TensorInput, count: number, fail: (p:
   const out = makeArray(dtype, new ArrayBuffer(count * DTYPE_SIZE[dtype]), 0, count);
   const badValue = (i: number, why: string): never => fail(`${label}: value ${String(data[i])} at index ${i} ${why}`);
 
-  if ((dtype === 'F16' || dtype === 'BF16') && data instanceof Uint16Array) {
-    (out as Uint16Array).set(data); // raw bit patterns
+  if (((dtype === 'F16' || dtype === 'BF16') && data instanceof Uint16Array) || isOwnFloatArray(dtype, data)) {
+    // raw bit patterns (F16/BF16), or a float array of the dtype itself: a bit-exact copy (memcpy)
+    (out as Uint16Array | Float32Array | Float64Array).set(data as Uint16Array | Float32Array | Float64Array);
   } else if (dtype === 'F64' || dtype === 'F32' || dtype === 'F16' || dtype === 'BF16') {
     const encode = dtype === 'F16' ? numberToF16Bits : dtype === 'BF16' ? numberToBF16Bits : (x: number) => x;
     const dst = out as Float64Array | Float32Array | Uint16Array;
@@ -569,7 +570,14 @@ export function tensorBytes(name: string, t: TensorInput): Uint8Array {
   for (const d of t.shape) if (!isNonNegativeInt(d)) fail(`${label}: shape dimension ${quote(d)} is not a non-negative integer`);
   const count = elementCount(t.shape);
   if (count === null || t.data.length !== count) fail(`${label}: data has ${t.data.length} elements but shape ${fmtShape(t.shape)} needs ${count}`);
+  // The writer copies such an array bit for bit: its own bytes are the stored bytes (no copy here).
+  if (isOwnFloatArray(t.dtype, t.data)) return littleEndianBytes(t.data);
   return encodeTensorData(name, t, count!, fail);
+}
+
+/** True when `data` is the typed array of float dtype `dtype` itself (F64: Float64Array, F32: Float32Array). */
+function isOwnFloatArray(dtype: DType, data: TensorInput['data']): data is Float64Array | Float32Array {
+  return (dtype === 'F64' && data instanceof Float64Array) || (dtype === 'F32' && data instanceof Float32Array);
 }
 
 /**
