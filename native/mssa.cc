@@ -155,8 +155,6 @@ void forward_all(float* y, float* saved, const float* qbase, int64_t qkv_stride,
 
 }  // namespace
 
-int64_t attention_saved_size(int64_t B, int64_t NH, int64_t T) { return B * NH * T; }
-
 void mssa_forward(float* y, float* saved, const float* v, int64_t B, int64_t T, int64_t C, int64_t NH) {
   forward_all(y, saved, v, C, 0, 0, B, T, C, NH);
 }

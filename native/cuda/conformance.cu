@@ -814,7 +814,6 @@ struct CpuOps {
   CRATE_FWD(crate, relu_backward)
   CRATE_FWD(crate, add)
   CRATE_FWD(crate, cross_entropy_forward)
-  CRATE_FWD(crate, attention_saved_size)
 };
 
 struct CudaOps {
@@ -843,7 +842,6 @@ struct CudaOps {
   CRATE_FWD(crate::cuda, relu_backward)
   CRATE_FWD(crate::cuda, add)
   CRATE_FWD(crate::cuda, cross_entropy_forward)
-  CRATE_FWD(crate::cuda, attention_saved_size)
 };
 
 /** Owns every buffer of one model run on backend Ops. */
@@ -905,7 +903,7 @@ ModelResult run_model(const Config& c, const Safetensors& fx, int64_t B, int64_t
 
   struct Acts { float *x, *ln1, *mean1, *rstd1, *qkv, *att, *y, *xh, *ln2, *mean2, *rstd2, *codes, *hr; };
   std::vector<Acts> a(static_cast<size_t>(c.L));
-  const int64_t att_n = Ops::attention_saved_size(B, NH, T);
+  const int64_t att_n = B * NH * T;  // attention_saved_size (native/ops.json)
   for (auto& l : a) {
     l.x = ar.take(N * C); l.ln1 = ar.take(N * C); l.mean1 = ar.take(N); l.rstd1 = ar.take(N);
     l.qkv = ar.take((gpt ? 3 : 1) * N * C); l.att = ar.take(att_n); l.y = ar.take(N * C); l.xh = ar.take(N * C);

@@ -395,8 +395,6 @@ void backward_any(const char* op, float* dq, float* dk, float* dv, int64_t dstri
 
 }  // namespace
 
-int64_t attention_saved_size(int64_t B, int64_t NH, int64_t T) { return B * NH * T; }
-
 void mssa_forward(float* y, float* saved, const float* v, int64_t B, int64_t T, int64_t C, int64_t NH) {
   forward_any<true>("mssa_forward", y, saved, v, C, 0, 0, B, T, C, NH);
 }

@@ -1,8 +1,9 @@
 // The native C++ CPU backend: float32 buffers owned by the addon, one addon call per operator.
 //
-// Validation happens twice (DESIGN.md principle 7): here (buffer objects, integer sizes, Int32Array
-// ids) so mistakes in TypeScript get TypeScript-side messages, and again in native/binding.cc
-// (live handles, view bounds, exact element counts, id ranges, overlaps) before memory is touched.
+// Validation happens twice (DESIGN.md principle 7): in NativeBackendBase (buffer objects, integer
+// sizes, Int32Array ids) so mistakes in TypeScript get TypeScript-side messages, and again in the
+// addon (native/binding.h: live handles, view bounds, exact element counts, id ranges, overlaps)
+// before memory is touched. Both follow the operator table, native/ops.json.
 import { loadAddon, type NativeAddon } from './loader.js';
 import { NativeBackendBase, int } from './native-backend.js';
 

@@ -4,8 +4,8 @@
 // Available when the addon was built with CUDA (`npm run build:cuda`) and a device answers; the
 // constructor throws an Error saying which of the two is missing, which src/backend/select.ts reports
 // when it skips this backend. Validation happens here (buffer objects, integer sizes, Int32Array ids)
-// and again in native/cuda/binding_cuda.cc (live handles, view bounds, exact element counts, id ranges,
-// overlaps) before device memory is touched. CUDA failures arrive as an Error naming the operator
+// and again in the addon (native/binding.h, shared with the CPU twin: live handles, view bounds, exact
+// element counts, id ranges, overlaps) before device memory is touched. CUDA failures arrive as an Error naming the operator
 // and the CUDA error; out of memory names the bytes asked for.
 //
 // Kernels run asynchronously: an operator returns once its kernels are queued. download, sumSquares,
@@ -72,7 +72,7 @@ export function probeCuda(): { cuda: CudaAddon | null; info: CudaDeviceInfo | nu
 }
 
 function precisionFrom(fn: string, p: unknown): CudaPrecision {
-  if (p !== 'fp32' && p !== 'tf32') fail('range', fn, `precision must be 'fp32' or 'tf32', got ${describe(p)}`);
+  if (p !== 'fp32' && p !== 'tf32') fail(fn, `precision must be 'fp32' or 'tf32', got ${describe(p)}`);
   return p;
 }
 

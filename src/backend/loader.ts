@@ -8,50 +8,24 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { OPERATORS, type NativeBufRef, type NativeFunctions } from './op-table.js';
 
-/** The functions the addon exports (native/binding.cc). Buffers are {handle, offset, length}. */
-export interface NativeBufRef {
-  readonly handle: number;
-  readonly offset: number;
-  readonly length: number;
-}
+export type { NativeBufRef };
 type B = NativeBufRef;
-type OptB = NativeBufRef | null;
 
-/** The memory and operator functions both the CPU binding and exports.cuda provide, with the same names. */
-export interface NativeOps {
+/**
+ * The functions both the CPU addon and exports.cuda provide (native/binding.h): the memory functions,
+ * sgemm, and one function per row of the operator table (NativeFunctions, generated from native/ops.json).
+ * Buffers are {handle, offset, length}.
+ */
+export interface NativeOps extends NativeFunctions {
   alloc(n: number): number;
   free(handle: number): void;
   live_buffers(): number;
   upload(dst: B, src: Float64Array | Float32Array): void;
   download(src: B): Float64Array;
   download_f32(src: B): Float32Array;
-  fill(buf: B, value: number): void;
-  copy(dst: B, src: B): void;
-  add(out: B, a: B, b: B): void;
-  scale(buf: B, s: number): void;
-  sum_squares(buf: B): number;
-  all_finite(buf: B): boolean;
-  relu_forward(out: B, inp: B): void;
-  relu_backward(dinp: B, dout: B, out: B): void;
-  embedding_forward(out: B, idx: Int32Array, wte: B, wpe: B, Bn: number, T: number, C: number): void;
-  embedding_backward(dwte: B, dwpe: B, dout: B, idx: Int32Array, Bn: number, T: number, C: number): void;
-  layernorm_forward(out: B, mean: B, rstd: B, inp: B, weight: B, bias: OptB, N: number, C: number, eps: number): void;
-  layernorm_backward(dinp: B, dweight: B, dbias: OptB, dout: B, inp: B, weight: B, mean: B, rstd: B, N: number, C: number): void;
-  linear_forward(out: B, inp: B, weight: B, bias: OptB, N: number, C: number, OC: number): void;
-  linear_backward(dinp: OptB, dweight: B, dbias: OptB, dout: B, inp: B, weight: B, N: number, C: number, OC: number): void;
   sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: B, Bm: B, accumulate: boolean, C: B): void;
-  attention_saved_size(Bn: number, NH: number, T: number): number;
-  mssa_forward(y: B, saved: B, v: B, Bn: number, T: number, C: number, NH: number): void;
-  mssa_backward(dv: B, dy: B, v: B, y: B, saved: B, Bn: number, T: number, C: number, NH: number): void;
-  attention_forward(y: B, saved: B, qkv: B, Bn: number, T: number, C: number, NH: number): void;
-  attention_backward(dqkv: B, dy: B, qkv: B, y: B, saved: B, Bn: number, T: number, C: number, NH: number): void;
-  ista_forward(out: B, codes: B, u: B, A: B, N: number, C: number, H: number, eta: number, lam: number, steps: number): void;
-  ista_backward(du: B, dA: B, dout: B, u: B, A: B, codes: B, N: number, C: number, H: number, eta: number, lam: number, steps: number): void;
-  ista_complete_forward(out: B, x: B, W: B, N: number, C: number, eta: number, lam: number): void;
-  ista_complete_backward(dx: B, dW: B, dout: B, x: B, W: B, out: B, N: number, C: number, eta: number, lam: number): void;
-  cross_entropy_forward(dlogits: OptB, logits: B, targets: Int32Array, N: number, V: number, gradScale: number): number;
-  adamw_update(param: B, grad: B, m: B, v: B, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
 }
 
 /** The CPU addon: the operators plus its runtime controls. */
@@ -68,7 +42,11 @@ export function packageRoot(): string {
   return path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 }
 
-/** Where the addon is looked for (CRATE_TS_NATIVE_ADDON overrides). */
+/**
+ * Where the addon is looked for: build/Release/crate_native.node, or the file CRATE_TS_NATIVE_ADDON
+ * names (npm run test:asan points it at build-asan/crate_native.node, the sanitizer build;
+ * scripts/check-cuda.sh --emulate at build/cuda-emu/crate_native.node).
+ */
 export function addonPath(): string {
   return process.env.CRATE_TS_NATIVE_ADDON || path.join(packageRoot(), 'build', 'Release', 'crate_native.node');
 }
@@ -96,8 +74,9 @@ function tryLoad(): { addon?: NativeAddon; reason?: string } {
   try {
     const req = createRequire(import.meta.url);
     const addon = req(file) as NativeAddon;
-    if (typeof addon.alloc !== 'function' || typeof addon.linear_forward !== 'function') {
-      return { reason: `native addon ${file} does not export the expected functions (stale build? run 'npm run build:native')` };
+    const missing = ['alloc', ...OPERATORS.map((o) => o.name)].filter((f) => typeof (addon as unknown as Record<string, unknown>)[f] !== 'function');
+    if (missing.length > 0) {
+      return { reason: `native addon ${file} does not export ${missing.join(', ')} (a stale build? run 'npm run build:native')` };
     }
     return { addon };
   } catch (e) {
