@@ -274,7 +274,7 @@ export class LanguageModel<Buf = unknown> {
       const out = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL;
       this.blocks[l].forward(ctx, this.layers[l], out, this.tmpC);
     }
-    if (stop < c.nLayer) {
+    if (opts.stopAtLayer !== undefined) { // TransformerLens: any stop_at_layer returns before ln_final/unembed
       this.noBackward = `the latest forward stopped at layer ${stop}`;
       return {};
     }

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from '../backend/types.js';
-import { loadCheckpoint, modelFromCheckpoint, type Checkpoint } from '../checkpoint/checkpoint.js';
+import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath, type Checkpoint } from '../checkpoint/checkpoint.js';
 import { loadDataset, EMBEDDED_NAME } from '../data/corpus.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { CheckpointError, CrateError, DataError, UsageError } from '../errors.js';
@@ -103,15 +103,9 @@ function sha256File(file: string): string {
   return h.digest('hex');
 }
 
-/** A checkpoint path: the file itself, or a run directory's ckpt.safetensors. */
+/** A checkpoint path: the file itself, or a run directory's model.safetensors (resolveCheckpointPath). */
 export function checkpointFile(p: string): string {
-  if (!fs.existsSync(p)) throw new CheckpointError(`checkpoint '${p}' does not exist`);
-  if (fs.statSync(p).isDirectory()) {
-    const f = path.join(p, 'ckpt.safetensors');
-    if (!fs.existsSync(f)) throw new CheckpointError(`'${p}' is a directory without ckpt.safetensors`);
-    return f;
-  }
-  return p;
+  return resolveCheckpointPath(p);
 }
 
 /** Errors of other modules that are not yet typed become the given kind, with their message. */
@@ -174,7 +168,7 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
   // checkpoint, tokenizer, data
   const ckFile = checkpointFile(opts.checkpoint);
   const ck: Checkpoint = typed(() => loadCheckpoint(ckFile), CheckpointError);
-  const tok: Tokenizer = await loadTokenizer(ck.tokenizer).catch((e: Error) => { throw new CheckpointError(`${ckFile}: ${e.message}`); });
+  const tok: Tokenizer = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab).catch((e: Error) => { throw new CheckpointError(`${ckFile}: ${e.message}`); });
   const ds = await loadDataset({ data: opts.data, tokenizer: tok, cacheDir: opts.cacheDir }).catch((e: Error) => {
     throw e instanceof CrateError ? e : new DataError(e.message, { cause: e });
   });
@@ -216,7 +210,7 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
       const B = Math.min(batch, nWin - w);
       const ids = B === batch ? idx : idx.subarray(0, B * T);
       for (let j = 0; j < B * T; j++) ids[j] = tokens[w * T + j];
-      const { cache } = model.runWithCache(ids, B, T, { names: hooks, stopAtLayer });
+      const { cache } = model.runWithCache(ids, B, T, { names: hooks, stopAtLayer, returnLogits: false });
       hooks.forEach((h, j) => {
         const a = cache.get(h);
         const n = B * T, H = widths[j];
