@@ -24,6 +24,7 @@ export const SUBCOMMANDS: Record<string, { summary: string; run: Run }> = {
   explain: { summary: 'explain each neuron in one sentence with an LLM behind an OpenAI-compatible API', run: async (argv) => (await import('./neurons-llm.js')).runExplain(argv) },
   simulate: { summary: "simulate and score the explanations with an LLM (OpenAI-format results per layer)", run: async (argv) => (await import('./neurons-llm.js')).runSimulate(argv) },
   compare: { summary: "compare collections' scores per layer and per model; --svg draws the chart", run: runCompare },
+  view: { summary: 'browse collections in a browser: serve on 127.0.0.1 or --export a static site', run: async (argv) => (await import('./view.js')).run(argv) },
 };
 
 export function usage(): string {

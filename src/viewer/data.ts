@@ -1,0 +1,357 @@
+// The viewer's data: what the browser loads, as plain JSON objects, built from opened collections
+// (collection.ts) and, when the checkpoint is at hand, from the model (weights.ts, src/steer).
+//
+//   index       every collection's model, data, per-layer score means (offline lookup and LLM),
+//               density and dead-neuron counts, warnings                       (one small object)
+//   table       one layer's neuron table: one row per neuron                    (one per layer)
+//   neuron      one neuron's page: records as heatmaps, quantile bins, lookup table, histogram,
+//               explanations and LLM scores, related tokens, steering effects  (one per neuron)
+//
+// The split per layer and per neuron is what keeps a 12 × 3072 collection quick to open: the
+// overview needs the index and one table, a neuron page one neuron object.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { createHash } from 'node:crypto';
+import type { Backend } from '../backend/types.js';
+import { ReferenceBackend } from '../backend/reference.js';
+import { loadCheckpoint, modelFromCheckpoint } from '../checkpoint/checkpoint.js';
+import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
+import { CheckpointError, CrateError, DataError, UsageError } from '../errors.js';
+import type { LanguageModel } from '../model/lm.js';
+import { readTokens, type ActivationRecord } from '../neurons/format.js';
+import { lookupTable } from '../neurons/lookup.js';
+import { SPLIT_NAMES, maxActivation, normalizeActivations, splitFor, type NeuronRecords, type SplitName } from '../neurons/scoring.js';
+import { nextToken, steer, PAPER_PROMPT, type Distribution } from '../steer/steer.js';
+import { explanationOf, layerFiles, loadLlmLayer, openCollection, readNeuron, readTopPositions, type OpenCollection } from './collection.js';
+import { inputTokens, isNeuronHook, logitEffects, type TokenValue } from './weights.js';
+
+export const VIEWER_FORMAT_VERSION = 1;
+/** The default steering clamp on a neuron page: the neuron's largest activation on the collected tokens, times this. */
+export const STEER_FACTOR = 2;
+const RELATED_K = 12;
+const STEER_TOP = 10;
+
+export interface ViewerOptions {
+  /** Labels of the collections (default: directory name and architecture). */
+  labels?: string[];
+  /** A checkpoint per collection (default: the path in each manifest). */
+  checkpoints?: (string | undefined)[];
+  /** Backend for the related-token products and steering (default: the float64 reference). */
+  backend?: Backend<unknown>;
+  /** Prompt of the steering effects (default: the paper's "1 2 3 4 5"). */
+  steerPrompt?: string;
+  /** Compute steering effects (default true when the checkpoint is available). */
+  steer?: boolean;
+  /** Compute related tokens by weights (default true when the checkpoint is available). */
+  weights?: boolean;
+  /** The server can steer on request (the neuron page shows a steering box). */
+  live?: boolean;
+}
+
+/** Per collection: the model, when its checkpoint could be loaded and is the one the collection was made from. */
+interface ModelCtx {
+  model: LanguageModel<unknown>;
+  params: Float64Array;
+  ckPath: string;
+  related: Map<number, { up: TokenValue[]; down: TokenValue[] }[]>;
+  input: Map<number, TokenValue[][]> | null;
+  before: Map<string, Distribution>;
+}
+
+/** Round to 5 significant digits (the pages show 3-4; keeps the files small). */
+export const r5 = (x: number | null | undefined): number | null => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toPrecision(5)));
+
+function meanOf(xs: (number | null)[]): { mean: number | null; n: number } {
+  let s = 0, n = 0;
+  for (const x of xs) if (x !== null && Number.isFinite(x)) { s += x; n++; }
+  return { mean: n ? s / n : null, n };
+}
+
+function sha256File(file: string): string {
+  const h = createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(1 << 20);
+    for (;;) {
+      const n = fs.readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return h.digest('hex');
+}
+
+/** A token id as the string shown in the pages (decoded on its own, as the records' tokens are). */
+function tokenText(tok: Tokenizer, id: number): string {
+  let t: string;
+  try {
+    t = tok.decode([id]);
+  } catch {
+    return `<${id}>`;
+  }
+  // a byte of a multi-byte character decodes to U+FFFD on its own: name the byte instead
+  if (t.includes('\uFFFD') && tok.name === 'byte') return `<0x${id.toString(16).padStart(2, '0')}>`;
+  if (t.includes('\uFFFD')) return `${t} <${id}>`;
+  return t;
+}
+
+export class ViewerData {
+  private readonly models = new Map<number, ModelCtx | null>();
+  private readonly modelNotes = new Map<number, string>();
+  private readonly tokenizers = new Map<number, Tokenizer>();
+  private readonly tokens = new Map<number, Uint32Array>();
+
+  private constructor(readonly collections: OpenCollection[], private readonly opts: ViewerOptions) {}
+
+  /** Open the collections (each checked as it opens) and, where possible, their checkpoints. */
+  static async open(dirs: readonly string[], opts: ViewerOptions = {}): Promise<ViewerData> {
+    if (dirs.length === 0) throw new UsageError('give one or more collection directories (written by crate-ts neurons collect)');
+    if (opts.labels && opts.labels.length !== dirs.length) throw new UsageError(`${opts.labels.length} labels for ${dirs.length} collections`);
+    if (opts.checkpoints && opts.checkpoints.length > dirs.length) throw new UsageError(`${opts.checkpoints.length} checkpoints for ${dirs.length} collections`);
+    const cs = dirs.map((d, i) => openCollection(d, i, opts.labels?.[i]));
+    const v = new ViewerData(cs, opts);
+    for (const c of cs) {
+      v.tokenizers.set(c.index, await loadTokenizer(c.manifest.tokenizer).catch((e: Error) => { throw new DataError(`${c.dir}: ${e.message}`); }));
+      v.tokens.set(c.index, readTokens(c.dir, c.manifest));
+      v.loadModel(c);
+    }
+    return v;
+  }
+
+  private loadModel(c: OpenCollection): void {
+    const wantWeights = this.opts.weights ?? true, wantSteer = this.opts.steer ?? true;
+    if (!wantWeights && !wantSteer && !this.opts.live) { this.models.set(c.index, null); this.modelNotes.set(c.index, 'weights and steering were switched off'); return; }
+    const explicit = this.opts.checkpoints?.[c.index];
+    const file = explicit ?? c.manifest.checkpoint.path;
+    const fail = (why: string) => { this.models.set(c.index, null); this.modelNotes.set(c.index, why); };
+    if (!file || !fs.existsSync(file)) {
+      if (explicit) throw new CheckpointError(`checkpoint '${explicit}' does not exist`);
+      return fail(`the checkpoint ${file ? `'${file}' ` : ''}is not available, so related tokens by weights and steering are not shown (pass --checkpoint)`);
+    }
+    const f = fs.statSync(file).isDirectory() ? path.join(file, 'ckpt.safetensors') : file;
+    const sha = sha256File(f);
+    if (c.manifest.checkpoint.sha256 && sha !== c.manifest.checkpoint.sha256) {
+      const msg = `checkpoint '${f}' is not the one collection '${c.dir}' was made from (sha256 ${sha.slice(0, 12)}…, the manifest says ${c.manifest.checkpoint.sha256.slice(0, 12)}…)`;
+      if (explicit) throw new CheckpointError(msg);
+      return fail(`${msg}; related tokens and steering are not shown`);
+    }
+    const ck = loadCheckpoint(f);
+    const model = modelFromCheckpoint(ck, this.opts.backend ?? new ReferenceBackend());
+    this.models.set(c.index, { model, params: model.getParams(), ckPath: f, related: new Map(), input: null, before: new Map() });
+    this.modelNotes.set(c.index, `weights from ${f}`);
+  }
+
+  /** Release the models' backend memory. */
+  free(): void {
+    for (const m of this.models.values()) m?.model.free();
+    this.models.clear();
+  }
+
+  collection(ci: number): OpenCollection {
+    const c = this.collections[ci];
+    if (!c) throw new UsageError(`collection ${ci} does not exist (${this.collections.length} loaded)`);
+    return c;
+  }
+
+  hasModel(ci: number): boolean { return Boolean(this.models.get(ci)); }
+
+  // ---- index --------------------------------------------------------------------------------------
+
+  index(): Record<string, unknown> {
+    return {
+      format: 'crate-ts-viewer', format_version: VIEWER_FORMAT_VERSION, generated: new Date().toISOString(), live: Boolean(this.opts.live),
+      steer: { prompt: this.opts.steerPrompt ?? PAPER_PROMPT, factor: STEER_FACTOR, rule: `clamp value = the neuron's max activation on the collected tokens × ${STEER_FACTOR}` },
+      collections: this.collections.map((c) => this.collectionSummary(c)),
+    };
+  }
+
+  private collectionSummary(c: OpenCollection): Record<string, unknown> {
+    const m = c.manifest, cfg = m.checkpoint.config as Record<string, unknown>;
+    const layers = c.layers.map((lf) => {
+      const sc = c.scores.get(lf.layer) ?? [];
+      const split = (s: SplitName) => r5(((x) => (x === null ? null : 100 * x))(meanOf(sc.map((n) => n[s])).mean));
+      const llm: Record<string, Record<string, number | null>> = {};
+      for (const set of c.llm) {
+        loadLlmLayer(set, lf.layer, c.warnings);
+        const row: Record<string, number | null> = {};
+        for (const s of SPLIT_NAMES) {
+          const map = set.splits[s]?.get(lf.layer);
+          if (map && map.size) row[s] = r5(((x) => (x === null ? null : 100 * x))(meanOf([...map.values()].map((r) => r.score)).mean));
+        }
+        if (Object.keys(row).length) llm[set.name] = row;
+      }
+      return {
+        layer: lf.layer, hook: lf.hook, neurons: lf.neurons,
+        tar: split('tar'), randomOnly: split('randomOnly'), anthropic: split('anthropic'),
+        selectivity: r5(meanOf(sc.map((n) => n.selectivity)).mean), consistency: r5(meanOf(sc.map((n) => n.consistency)).mean),
+        density: r5(lf.stats.reduce((a, s) => a + s.density, 0) / lf.neurons),
+        dead: lf.stats.filter((s) => !((s.max ?? 0) > 0)).length,
+        llm,
+      };
+    });
+    return {
+      id: c.index, label: c.label, dir: path.resolve(c.dir), arch: m.checkpoint.arch,
+      checkpoint: { path: m.checkpoint.path, sha256: m.checkpoint.sha256, step: m.checkpoint.step },
+      config: { nLayer: cfg.nLayer, nEmbd: cfg.nEmbd, nHead: cfg.nHead, vocabSize: cfg.vocabSize, blockSize: cfg.blockSize },
+      data: { description: m.data.description, source: m.data.source, split: m.data.split }, tokenizer: m.tokenizer,
+      n_tokens: m.n_tokens, window: m.window, variant: m.variant, seed: m.seed, created: m.created, crate_ts_version: m.crate_ts_version,
+      layers, scoresSource: c.scoresSource, llmSets: c.llm.map((s) => s.name), warnings: [...c.warnings],
+      model: { available: this.hasModel(c.index), note: this.modelNotes.get(c.index) ?? '' },
+    };
+  }
+
+  // ---- one layer's table --------------------------------------------------------------------------
+
+  table(ci: number, layer: number): Record<string, unknown> {
+    const c = this.collection(ci), lf = layerFiles(c, layer), sc = c.scores.get(layer) ?? [];
+    const tok = this.tokenizers.get(ci) as Tokenizer, tokens = this.tokens.get(ci) as Uint32Array;
+    const tops = readTopPositions(c, layer);
+    const llmScore = (i: number): number | null => {
+      for (const set of c.llm) { const r = set.splits.tar?.get(layer)?.get(i); if (r) return r.score; }
+      return null;
+    };
+    const rows = lf.stats.map((s, i) => {
+      const counts = new Map<number, number>();
+      let best = -1, bestN = 0;
+      for (const q of tops[i]) { const id = tokens[q], k = (counts.get(id) ?? 0) + 1; counts.set(id, k); if (k > bestN) { bestN = k; best = id; } }
+      const o = sc[i];
+      return [
+        i, r5(o?.tar), r5(o?.randomOnly), r5(o?.anthropic), r5(llmScore(i)), r5(s.density), r5(s.max), r5(o?.consistency), r5(o?.selectivity),
+        best >= 0 && (s.max ?? 0) > 0 ? tokenText(tok, best) : null, explanationOf(c, layer, i),
+      ];
+    });
+    return { c: ci, layer, hook: lf.hook, columns: ['neuron', 'tar', 'randomOnly', 'anthropic', 'llm', 'density', 'max', 'consistency', 'selectivity', 'topToken', 'explanation'], rows };
+  }
+
+  // ---- one neuron's page --------------------------------------------------------------------------
+
+  neuron(ci: number, layer: number, neuron: number): Record<string, unknown> {
+    const c = this.collection(ci), lf = layerFiles(c, layer);
+    const { record, offsets } = readNeuron(c, layer, neuron);
+    const stats = lf.stats[neuron], sc = c.scores.get(layer)?.[neuron] ?? null;
+    const rec = (r: ActivationRecord, s: number) => ({ t: r.tokens, a: r.activations.map((x) => (Number.isFinite(x) ? x : null)), s });
+    const nr: NeuronRecords = {
+      top: record.most_positive_activation_records, random: record.random_sample, quantile: record.random_sample_by_quantile,
+      topOffsets: offsets.top, randomOffsets: offsets.random, quantileOffsets: offsets.quantile,
+    };
+    // one colour scale for the page: the largest |activation| shown
+    let scale = 0;
+    const all = [...nr.top, ...nr.random, ...(nr.quantile ?? []).flat()];
+    for (const r of all) for (const a of r.activations) if (Number.isFinite(a) && Math.abs(a) > scale) scale = Math.abs(a);
+    const qb = record.quantile_boundaries;
+    const llm: Record<string, unknown>[] = [];
+    for (const set of c.llm) {
+      loadLlmLayer(set, layer, c.warnings);
+      for (const s of SPLIT_NAMES) {
+        const r = set.splits[s]?.get(layer)?.get(neuron);
+        if (r) llm.push({ set: set.name, split: s, explanation: r.explanation, score: r5(r.score), sequences: r.sequences.map((q) => ({ t: q.tokens, a: q.real, sim: q.simulated })) });
+      }
+    }
+    const others = this.collections.filter((o) => o.index !== ci && o.layers.some((l) => l.layer === layer && neuron < l.neurons)).map((o) => ({ c: o.index, label: o.label }));
+    return {
+      c: ci, layer, neuron, hook: lf.hook, label: c.label, neurons: lf.neurons,
+      stats: { mean: r5(stats.mean), variance: r5(stats.variance), skewness: r5(stats.skewness), kurtosis: r5(stats.kurtosis), density: r5(stats.density), max: stats.max, min: stats.min, count: stats.count },
+      scores: sc,
+      explanation: explanationOf(c, layer, neuron),
+      llm,
+      scale,
+      top: nr.top.map((r, j) => rec(r, nr.topOffsets[j])),
+      random: nr.random.map((r, j) => rec(r, nr.randomOffsets[j])),
+      quantile: nr.quantile === null ? null : nr.quantile.map((bin, b) => ({ lo: qb?.[b] ?? null, hi: qb?.[b + 1] ?? null, records: bin.map((r, j) => rec(r, (nr.quantileOffsets as number[][])[b][j])) })),
+      lookup: this.lookupRows(nr),
+      histogram: histogram(nr.random),
+      related: this.related(ci, layer, neuron),
+      steer: this.defaultSteer(ci, layer, neuron),
+      others,
+    };
+  }
+
+  /** The token-lookup "explanation" (spec 7.8.1) over the TaR explanation records, largest first. */
+  private lookupRows(nr: NeuronRecords): { token: string; value: number; count: number }[] {
+    const split = splitFor('tar', nr);
+    if (!split) return [];
+    const table = lookupTable(split.explanation);
+    const m = maxActivation(split.explanation);
+    const count = new Map<string, number>();
+    for (const r of split.explanation) normalizeActivations(r.activations, m).forEach((_, j) => count.set(r.tokens[j], (count.get(r.tokens[j]) ?? 0) + 1));
+    return [...table].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 20)
+      .map(([token, value]) => ({ token, value: r5(value) as number, count: count.get(token) ?? 0 }));
+  }
+
+  private related(ci: number, layer: number, neuron: number): Record<string, unknown> | null {
+    const ctx = this.models.get(ci);
+    const c = this.collection(ci), lf = layerFiles(c, layer);
+    if (!ctx || this.opts.weights === false) return null;
+    const tok = this.tokenizers.get(ci) as Tokenizer;
+    const show = (xs: TokenValue[]) => xs.map((x) => ({ id: x.id, token: tokenText(tok, x.id), value: r5(x.value) }));
+    if (!ctx.input) ctx.input = inputTokens(ctx.model, c.layers.map((l) => ({ layer: l.layer, hook: l.hook })), RELATED_K, tok.vocabSize);
+    const input = show((ctx.input.get(layer)?.[neuron] ?? []).filter((x) => x.value > 0));
+    if (!isNeuronHook(ctx.model, layer, lf.hook)) return { up: null, down: null, input, note: `${lf.hook} is not the layer's neuron tensor, so it has no output direction` };
+    let effects = ctx.related.get(layer);
+    if (!effects) { effects = logitEffects(ctx.model, ctx.params, layer, RELATED_K, tok.vocabSize); ctx.related.set(layer, effects); }
+    return { up: show(effects[neuron].up), down: show(effects[neuron].down), input };
+  }
+
+  /** Steering effects of the default clamp (max activation × STEER_FACTOR), or why there are none. */
+  private defaultSteer(ci: number, layer: number, neuron: number): Record<string, unknown> | null {
+    const ctx = this.models.get(ci);
+    if (!ctx || this.opts.steer === false) return null;
+    const c = this.collection(ci), lf = layerFiles(c, layer), max = lf.stats[neuron].max;
+    if (!isNeuronHook(ctx.model, layer, lf.hook)) return { skipped: `${lf.hook} is not the layer's neuron tensor (blocks.${layer}.hook_neurons), so it is not clamped` };
+    if (!(max !== null && max > 0)) return { skipped: 'the neuron never fires on the collected tokens (dead): no default clamp value' };
+    return this.steer(ci, layer, neuron, STEER_FACTOR * max, this.opts.steerPrompt ?? PAPER_PROMPT);
+  }
+
+  /** Steer neuron (layer, neuron) of collection ci to `value` after `prompt` (the live steering box too). */
+  steer(ci: number, layer: number, neuron: number, value: number, prompt: string): Record<string, unknown> {
+    const ctx = this.models.get(ci);
+    if (!ctx) throw new DataError(this.modelNotes.get(ci) ?? 'no model');
+    const c = this.collection(ci), lf = layerFiles(c, layer);
+    if (!isNeuronHook(ctx.model, layer, lf.hook)) throw new UsageError(`${lf.hook} is not the layer's neuron tensor, so it is not clamped`);
+    if (!Number.isInteger(neuron) || neuron < 0 || neuron >= lf.neurons) throw new UsageError(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
+    if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
+    const tok = this.tokenizers.get(ci) as Tokenizer;
+    const ids = tok.encode(prompt);
+    if (ids.length === 0) throw new UsageError('the steering prompt is empty');
+    let before = ctx.before.get(prompt);
+    if (!before) { before = nextToken(ctx.model, ids); ctx.before.set(prompt, before); }
+    const r = steer(ctx.model, ids, { layer, neuron, value }, { top: STEER_TOP, maxId: tok.vocabSize }, before);
+    const t = (id: number) => tokenText(tok, id);
+    return {
+      prompt, value: r5(value), kl: r5(r.kl),
+      top: r.top.map((e) => ({ token: t(e.id), id: e.id, pBefore: r5(e.pBefore), pAfter: r5(e.pAfter), delta: r5(e.delta), logitDelta: r5(e.logitDelta) })),
+      before: r.topBefore.slice(0, 5).map((x) => ({ token: t(x.id), p: r5(x.p) })),
+      after: r.topAfter.slice(0, 5).map((x) => ({ token: t(x.id), p: r5(x.p) })),
+    };
+  }
+}
+
+/**
+ * Histogram of the activations of the random records' tokens (excerpts around uniformly drawn
+ * positions: a sample of the corpus). Non-negative data: a separate count at exactly ≤ 0 and 24 bins
+ * over (0, max]; otherwise 24 bins over [min, max].
+ */
+export function histogram(records: readonly ActivationRecord[], bins = 24): { edges: number[]; counts: number[]; zeros: number | null; n: number } {
+  const xs: number[] = [];
+  for (const r of records) for (const a of r.activations) if (Number.isFinite(a)) xs.push(a);
+  if (xs.length === 0) return { edges: [], counts: [], zeros: null, n: 0 };
+  let lo = Infinity, hi = -Infinity;
+  for (const x of xs) { if (x < lo) lo = x; if (x > hi) hi = x; }
+  const nonneg = lo >= 0;
+  const zeros = nonneg ? xs.filter((x) => x <= 0).length : null;
+  const from = nonneg ? 0 : lo, to = hi;
+  const counts = new Array<number>(bins).fill(0);
+  const edges = Array.from({ length: bins + 1 }, (_, k) => r5(from + ((to - from) * k) / bins) as number);
+  if (to > from) for (const x of xs) {
+    if (nonneg && x <= 0) continue;
+    counts[Math.min(bins - 1, Math.floor(((x - from) / (to - from)) * bins))]++;
+  }
+  return { edges, counts, zeros, n: xs.length };
+}
+
+/** A typed crate-ts error stays as it is; anything else from the data code is an unreadable-file DataError. */
+export function asDataError(e: unknown): CrateError {
+  return e instanceof CrateError ? e : new DataError((e as Error).message.split('\n')[0], { cause: e });
+}
