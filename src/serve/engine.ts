@@ -2,7 +2,9 @@
 // crate-ts language model, independent of HTTP.
 //
 // Prompt log-probabilities. Position i's distribution is log_softmax(logits[i-1]) over the full
-// vocabulary, in float64 on the host, from model.forward(idx, B, T) on the selected backend.
+// vocabulary, in float64 on the host. The logits are the model's on the selected backend: the
+// forward runs there (runWithCache keeps the final LayerNorm output), and the tied head
+// logits = LN_f(x)·wteᵀ is applied again, on the same backend, to the positions being scored only.
 // Prompts longer than the block size T are scored with a sliding window (the same scheme as the
 // Hugging Face perplexity guide): windows of T tokens whose starts advance by the stride S
 // (default ⌊T/2⌋; the last window ends at the last token); the first window scores its targets
@@ -22,8 +24,21 @@ import { resolveCheckpointPath } from '../train/trainer.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
 
-/** Budget of logits (doubles) per forward call when batching echo windows: 16M = 128 MB. */
-const LOGITS_BUDGET = 16 * 1024 * 1024;
+/** Token positions per forward when batching echo windows (the logits stay on the backend). */
+const WINDOW_ROWS = 4096;
+/** Positions whose logits (V) come to the host at a time (small copies are much cheaper than big ones). */
+const HEAD_ROWS = 8;
+
+type Logits = Float64Array | Float32Array;
+
+/**
+ * Logits to the host without widening when the backend can (native backends compute in float32,
+ * so a float32 copy holds the same values in half the bytes); float64 arithmetic follows either way.
+ */
+function downloadLogits(be: LanguageModel<unknown>['backend'], buf: unknown): Logits {
+  const f32 = (be as { downloadF32?: (b: unknown) => Float32Array }).downloadF32;
+  return typeof f32 === 'function' ? f32.call(be, buf) : be.download(buf);
+}
 
 export interface TopEntry { id: number; logprob: number }
 
@@ -70,7 +85,7 @@ export interface GenerateResult {
 export const yieldNow = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 /** log-sum-exp of logits[off, off+V). */
-function logSumExp(logits: Float64Array, off: number, V: number): number {
+function logSumExp(logits: Logits, off: number, V: number): number {
   let max = -Infinity;
   for (let j = 0; j < V; j++) if (logits[off + j] > max) max = logits[off + j];
   let s = 0;
@@ -79,7 +94,7 @@ function logSumExp(logits: Float64Array, off: number, V: number): number {
 }
 
 /** The k largest of logits[off, off+n) (ids < n), descending, ties to the lower id. */
-function topK(logits: Float64Array, off: number, n: number, k: number, lse: number): TopEntry[] {
+function topK(logits: Logits, off: number, n: number, k: number, lse: number): TopEntry[] {
   if (k <= 0) return [];
   const ids: number[] = [], vals: number[] = [];
   for (let j = 0; j < n; j++) {
@@ -134,29 +149,48 @@ export class Engine {
 
   /** Log-probabilities of every prompt token and the k most likely alternatives at each position. */
   async promptLogprobs(ids: readonly number[], k: number): Promise<PromptLogprobs> {
-    const N = ids.length, V = this.vocabSize;
+    const N = ids.length, V = this.vocabSize, C = this.model.config.nEmbd;
     const tokenLogprobs: (number | null)[] = new Array(N).fill(null);
     const top: (TopEntry[] | null)[] = new Array(N).fill(null);
     const windows = this.echoWindows(N);
-    let w = 0;
-    while (w < windows.length) {
-      const len = windows[w].len;
-      const perBatch = Math.max(1, Math.floor(LOGITS_BUDGET / (len * V)));
-      const batch = [];
-      while (w < windows.length && windows[w].len === len && batch.length < perBatch) batch.push(windows[w++]);
-      const idx = new Int32Array(batch.length * len);
-      batch.forEach((win, b) => { for (let t = 0; t < len; t++) idx[b * len + t] = ids[win.start + t]; });
-      const { logits } = this.model.forward(idx, batch.length, len);
-      const L = logits as Float64Array;
-      batch.forEach((win, b) => {
-        for (let t = win.from; t < win.start + len; t++) {
-          const off = (b * len + (t - win.start - 1)) * V;
-          const lse = logSumExp(L, off, V);
-          tokenLogprobs[t] = L[off + ids[t]] - lse;
-          top[t] = topK(L, off, this.textVocab, k, lse);
+    const be = this.model.backend;
+    // The head runs again only on the rows a window scores (a later window scores about half of
+    // its rows), HEAD_ROWS at a time, so the host sees each position's V logits once.
+    const rowsIn = be.alloc(HEAD_ROWS * C), rowsOut = be.alloc(HEAD_ROWS * V);
+    try {
+      let w = 0;
+      while (w < windows.length) {
+        const len = windows[w].len;
+        const perBatch = Math.max(1, Math.floor(WINDOW_ROWS / len));
+        const batch = [];
+        while (w < windows.length && windows[w].len === len && batch.length < perBatch) batch.push(windows[w++]);
+        const idx = new Int32Array(batch.length * len);
+        batch.forEach((win, b) => { for (let t = 0; t < len; t++) idx[b * len + t] = ids[win.start + t]; });
+        // final LayerNorm output (B, T, C) of the forward on the backend; logits stay there
+        const { cache } = this.model.runWithCache(idx, batch.length, len, { names: ['ln_final.hook_normalized'], returnLogits: false });
+        const lnf = cache.get('ln_final.hook_normalized');
+        // (window, target) pairs to score: row t - start - 1 of the window predicts target t
+        const jobs: { b: number; t: number; start: number }[] = [];
+        batch.forEach((win, b) => { for (let t = win.from; t < win.start + len; t++) jobs.push({ b, t, start: win.start }); });
+        const host = new Float64Array(HEAD_ROWS * C);
+        for (let j0 = 0; j0 < jobs.length; j0 += HEAD_ROWS) {
+          const part = jobs.slice(j0, j0 + HEAD_ROWS), n = part.length;
+          part.forEach((job, r) => { for (let c = 0; c < C; c++) host[r * C + c] = lnf.get(job.b, job.t - job.start - 1, c); });
+          be.upload(rowsIn, n === HEAD_ROWS ? host : Float64Array.from({ length: HEAD_ROWS * C }, (_, i) => (i < n * C ? host[i] : 0)));
+          be.linearForward(rowsOut, rowsIn, this.model.param('transformer.wte.weight'), null, HEAD_ROWS, C, V);   // tied head
+          const L = downloadLogits(be, n === HEAD_ROWS ? rowsOut : be.view(rowsOut, 0, n * V));
+          part.forEach((job, r) => {
+            const off = r * V;
+            const lse = logSumExp(L, off, V);
+            tokenLogprobs[job.t] = L[off + ids[job.t]] - lse;
+            top[job.t] = topK(L, off, this.textVocab, k, lse);
+          });
+          await yieldNow();
         }
-      });
-      await yieldNow();
+      }
+    } finally {
+      be.free(rowsIn);
+      be.free(rowsOut);
     }
     return { tokenLogprobs, top };
   }
@@ -168,11 +202,22 @@ export class Engine {
   };
 
   /** Logits (V) of the last position of a forward over the last T tokens of ctx. */
-  private windowLogits(ctx: readonly number[]): Float64Array {
-    const T = this.blockSize, V = this.vocabSize;
+  private windowLogits(ctx: readonly number[]): Logits {
+    const T = this.blockSize, C = this.model.config.nEmbd, V = this.vocabSize, be = this.model.backend;
     const win = ctx.slice(-T);
-    const { logits } = this.model.forward(win, 1, win.length);
-    return (logits as Float64Array).slice((win.length - 1) * V, win.length * V);
+    const { cache } = this.model.runWithCache(win, 1, win.length, { names: ['ln_final.hook_normalized'], returnLogits: false });
+    const lnf = cache.get('ln_final.hook_normalized');
+    const row = new Float64Array(C);
+    for (let c = 0; c < C; c++) row[c] = lnf.get(0, win.length - 1, c);
+    const inp = be.alloc(C), out = be.alloc(V);
+    try {
+      be.upload(inp, row);
+      be.linearForward(out, inp, this.model.param('transformer.wte.weight'), null, 1, C, V);   // tied head, last row only
+      return downloadLogits(be, out);
+    } finally {
+      be.free(inp);
+      be.free(out);
+    }
   }
 
   /**
@@ -187,7 +232,7 @@ export class Engine {
     let dec: Decoder | null = null;
     const decoders: Decoder[] = [];
     try {
-      let logits: Float64Array;
+      let logits: Logits;
       if (ctx.length <= T) {
         dec = makeDecoder(this.model, 1, this.hostParams);
         decoders.push(dec);
@@ -247,7 +292,7 @@ export class Engine {
 }
 
 /** Draw an id < n from logits with temperature, top-k and top-p (greedy when temperature is 0). */
-export function sampleId(logits: Float64Array, n: number, o: { temperature: number; topK: number; topP: number; rng: Rng }): number {
+export function sampleId(logits: Logits, n: number, o: { temperature: number; topK: number; topP: number; rng: Rng }): number {
   if (o.temperature <= 0) {
     let best = 0;
     for (let j = 1; j < n; j++) if (logits[j] > logits[best]) best = j;
@@ -276,7 +321,7 @@ export function sampleId(logits: Float64Array, n: number, o: { temperature: numb
 /** Load a checkpoint onto a backend and wrap it in an Engine (the model of `crate-ts serve`). */
 export async function loadEngine(checkpoint: string, backend: BackendChoice = 'auto', opts: EngineOptions & { threads?: number } = {}): Promise<{ engine: Engine; backendReason: string; path: string }> {
   const ck = loadCheckpoint(resolveCheckpointPath(checkpoint));
-  const tok = await loadTokenizer(ck.tokenizer);
+  const tok = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab);
   const sel = await selectBackend(backend, { threads: opts.threads });
   const model = modelFromCheckpoint(ck, sel.backend);
   const tb = await TokenBytes.forTokenizer(tok);
