@@ -8,6 +8,9 @@
 // recomputed from the saved logsumexp, dS = P (dP - D) with D_i = <dy_i, y_i>; dq, dk, dv
 // accumulate in that fixed order. No atomics. The block products use the packed SGEMM.
 //
+// Decode (attention_decode): one new query row per sequence against cached rows 0..t, one task per
+// (batch, head), no saved state (forward only).
+//
 // Layout: head h of token t reads columns [h*p, (h+1)*p) of its row (p = C/NH); row strides are
 // C for MSSA's v and y, 3C for qkv (q at +0, k at +C, v at +2C).
 #include <algorithm>
@@ -191,6 +194,45 @@ void attention_backward(float* dqkv, const float* dy, const float* qkv, const fl
     Heads h{q, q + C, q + 2 * C, S};
     const int64_t yoff = b * T * C + hh * p;
     attn_backward_head(dq, dq + C, dq + 2 * C, S, dy + yoff, y + yoff, C, saved + bh * T, h, T, p, scale);
+  });
+}
+
+// ---- incremental decoding ---------------------------------------------------------------------------
+// One new position per sequence against the cached rows 0..t (no causal mask needed: every cached row
+// precedes it). One task per (batch, head): scores s_j = <q, k_j> * scale, their max, exp(s_j - max)
+// and its sum, normalise, then y = sum_j P_j v_j, in the reference's order. q may be a row of k and k
+// may be v (the binding allows inputs to alias; y is disjoint from them).
+void attention_decode(float* y, const float* q, const float* k, const float* v, int64_t B, int64_t t, int64_t Tmax,
+                      int64_t C, int64_t NH) {
+  const int64_t p = C / NH, n = t + 1;
+  const float scale = head_scale(p);
+  pool_run(B * NH, [&](int64_t bh) {
+    const int64_t b = bh / NH, hh = bh % NH;
+    const float* qb = q + b * C + hh * p;
+    const float* kb = k + b * Tmax * C + hh * p;
+    const float* vb = v + b * Tmax * C + hh * p;
+    std::vector<float> s(static_cast<size_t>(n));
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t j = 0; j < n; ++j) {
+      const float* kj = kb + j * C;
+      float d = 0.0f;
+      for (int64_t c = 0; c < p; ++c) d += qb[c] * kj[c];
+      s[j] = d * scale;
+      mx = std::max(mx, s[j]);
+    }
+    double sum = 0.0;
+    for (int64_t j = 0; j < n; ++j) {
+      s[j] = exp_nonpos(s[j] - mx);
+      sum += s[j];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    float* yb = y + b * C + hh * p;
+    std::fill(yb, yb + p, 0.0f);
+    for (int64_t j = 0; j < n; ++j) {
+      const float a = s[j] * inv;
+      const float* vj = vb + j * C;
+      for (int64_t c = 0; c < p; ++c) yb[c] += a * vj[c];
+    }
   });
 }
 

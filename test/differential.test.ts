@@ -154,6 +154,16 @@ for (const nat of natives) {
       }), { numRuns: RUNS });
     });
 
+    test(`${nat.name}: attention decode (one new position against a cache; q = k = v aliased as in CRATE)`, () => {
+      fc.assert(fc.property(seed, odd(1, 3), odd(1, 40), odd(0, 39), odd(1, 4), odd(1, 19), fc.constantFrom(0.3, 1, 4), (s, B, Tmax, tRaw, NH, p, scale) => {
+        const rng = new Rng(s), C = NH * p, t = tRaw % Tmax;
+        const inputs = { q: f32(rng, B * C, scale), k: f32(rng, B * Tmax * C, scale), v: f32(rng, B * Tmax * C) };
+        check('attentionDecode', 'forward', s, inputs, { y: B * C }, (b, x) => b.attentionDecode(x.y, x.q, x.k, x.v, B, t, Tmax, C, NH));
+        // CRATE: q is row t of the cache and the cache serves as both k and v (B = 1: the row is a view)
+        check('attentionDecode', 'forward', s, { k: inputs.k.subarray(0, Tmax * C) }, { y: C }, (b, x) => b.attentionDecode(x.y, b.view(x.k, t * C, C), x.k, x.k, 1, t, Tmax, C, NH));
+      }), { numRuns: RUNS });
+    });
+
     test(`${nat.name}: overcomplete ISTA forward and backward (1-3 steps, odd widths)`, () => {
       fc.assert(fc.property(seed, odd(1, 40), odd(1, 37), odd(1, 4), odd(1, 3), (s, N, C, factor, steps) => {
         const rng = new Rng(s), H = factor * C, eta = 0.1, lam = 0.1;

@@ -56,7 +56,7 @@ const std::map<std::string, std::pair<Tol, Tol>> kOpTol = {
     {"mssa", {{5e-5, 5e-5}, {1e-4, 1e-4}}},        {"attention", {{5e-5, 5e-5}, {1e-4, 1e-4}}},
     {"ista", {{5e-5, 5e-5}, {1e-4, 1e-4}}},        {"istaComplete", {{5e-5, 5e-5}, {1e-4, 1e-4}}},
     {"crossEntropy", {{1e-5, 1e-5}, {2e-5, 2e-5}}}, {"adamw", {{1e-5, 1e-6}, {1e-5, 1e-6}}},
-    {"elementwise", {{1e-6, 1e-7}, {1e-6, 1e-7}}},
+    {"elementwise", {{1e-6, 1e-7}, {1e-6, 1e-7}}},     {"attentionDecode", {{5e-5, 5e-5}, {5e-5, 5e-5}}},
 };
 const Tol kFixtureTol{1e-3, 1e-4};  // FIXTURE_TOLERANCE.cuda (and .cpu)
 
@@ -464,6 +464,27 @@ void check_attention() {
         L.expect("backward twice bitwise", gdin3.get() == gdin2.get());
       });
     }
+  }
+  // incremental decoding: one new row against rows 0..t of a cache; CRATE passes q = row t of k and k = v
+  struct D { int64_t B, t, Tmax, NH, p; };
+  for (D s : {D{1, 0, 1, 1, 1}, D{2, 36, 37, 3, 5}, D{1, 299, 300, 4, 64}, D{3, 700, 1024, 2, 256}, D{2, 5, 64, 12, 64}}) {
+    const int64_t C = s.NH * s.p;
+    run_check("attentionDecode forward " + shape_str({{"B", s.B}, {"t", s.t}, {"Tmax", s.Tmax}, {"NH", s.NH}, {"p", s.p}}),
+              [&](Line& L) {
+                Rng rng(g_seed + s.t * 7 + s.p);
+                const auto q = rng.vec(s.B * C), k = rng.vec(s.B * s.Tmax * C), v = rng.vec(s.B * s.Tmax * C);
+                std::vector<float> y(s.B * C), ya(C);
+                crate::attention_decode(y.data(), q.data(), k.data(), v.data(), s.B, s.t, s.Tmax, C, s.NH);
+                crate::attention_decode(ya.data(), k.data() + s.t * C, k.data(), k.data(), 1, s.t, s.Tmax, C, s.NH);
+                Dev gq(q), gk(k), gv(v), gy(s.B * C), gya(C);
+                crate::cuda::attention_decode(gy.p, gq.p, gk.p, gv.p, s.B, s.t, s.Tmax, C, s.NH);
+                crate::cuda::attention_decode(gya.p, gk.p + s.t * C, gk.p, gk.p, 1, s.t, s.Tmax, C, s.NH);
+                L.check("y", gy.get(), y, op_tol("attentionDecode", false));
+                L.check("y(q = k = v)", gya.get(), ya, op_tol("attentionDecode", false));
+                Dev gy2(s.B * C);
+                crate::cuda::attention_decode(gy2.p, gq.p, gk.p, gv.p, s.B, s.t, s.Tmax, C, s.NH);
+                L.expect("twice bitwise", gy2.get() == gy.get());
+              });
   }
   run_check("attention rejects head width > 256 with an Error", [&](Line& L) {
     Dev v(300), y(300), st(1);

@@ -11,6 +11,8 @@
 //   backward dq  query-block-major: recompute P_ij = exp(s_ij - lse_i), dS_ij = P_ij (dP_ij - D_i),
 //                dq_i = scale sum_j dS_ij k_j; also stores D_i = <dy_i, y_i> for the next kernel.
 //   backward dkv key-block-major: dk_j = scale sum_i dS_ij q_i, dv_j = sum_i P_ij dy_i over i >= j.
+//   decode       one block per (b, head) for one new query row against cached rows 0..t (incremental
+//                decoding; forward only, nothing saved).
 // Each output element is owned by exactly one thread and summed in a fixed order: no atomics, bitwise
 // reproducible. With q = k = v (MSSA) one shared-memory tile serves as both keys and values (forward,
 // dq) or queries and keys (dkv), and dv = dq + dk + dv is formed in place (dq written first).
@@ -393,6 +395,43 @@ void backward_any(const char* op, float* dq, float* dk, float* dv, int64_t dstri
   else backward_pd<256, SHARED>(op, dq, dk, dv, dstride, dy, y, qkv, stride, koff, voff, saved, s);
 }
 
+// ---- incremental decoding ------------------------------------------------------------------------------
+// One block per (batch, head). The scores of the cached rows 0..t go to the workspace S (row j by
+// thread j mod 256, each a dot product of length p in order); the block's max and sum of exponentials
+// are fixed-order tree reductions; then thread d owns output dimension d (p <= 256) and sums
+// P_j v_j[d] over j in order. No atomics: bitwise reproducible.
+__global__ void attn_decode_kernel(float* y, const float* q, const float* k, const float* v, float* S, int64_t n,
+                                   int64_t Tmax, int64_t C, int NH, int p, float scale) {
+  __shared__ float red[32];
+  const int64_t bh = blockIdx.x, b = bh / NH;
+  const int64_t hoff = (bh % NH) * static_cast<int64_t>(p);
+  const float* qb = q + b * C + hoff;
+  const float* kb = k + b * Tmax * C + hoff;
+  const float* vb = v + b * Tmax * C + hoff;
+  float* s = S + bh * n;
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float* kj = kb + j * C;
+    float d = 0.0f;
+    for (int c = 0; c < p; ++c) d = fmaf(qb[c], kj[c], d);
+    s[j] = d * scale;
+    mx = fmaxf(mx, s[j]);
+  }
+  mx = block_max(mx, red);
+  float part = 0.0f;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float e = expf(s[j] - mx);
+    s[j] = e;
+    part += e;
+  }
+  const float inv = 1.0f / block_sum(part, red);  // block_sum synchronizes: every s[j] is written
+  for (int d = threadIdx.x; d < p; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < n; ++j) acc = fmaf(s[j] * inv, vb[j * C + d], acc);
+    y[b * C + hoff + d] = acc;
+  }
+}
+
 }  // namespace
 
 void mssa_forward(float* y, float* saved, const float* v, int64_t B, int64_t T, int64_t C, int64_t NH) {
@@ -413,6 +452,18 @@ void attention_backward(float* dqkv, const float* dy, const float* qkv, const fl
                         int64_t B, int64_t T, int64_t C, int64_t NH) {
   backward_any<false>("attention_backward", dqkv, dqkv + C, dqkv + 2 * C, 3 * C, dy, y, qkv, 3 * C, C, 2 * C, saved,
                       B, T, C, NH);
+}
+
+void attention_decode(float* y, const float* q, const float* k, const float* v, int64_t B, int64_t t, int64_t Tmax,
+                      int64_t C, int64_t NH) {
+  const char* op = "attention_decode";
+  const Shape s = check_shape(op, B, Tmax, C, NH);
+  if (B <= 0) return;
+  const int64_t n = t + 1;
+  float* S = static_cast<float*>(workspace(sizeof(float) * static_cast<size_t>(s.BNH * n), op, Ws::kOp));
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(s.p)));
+  attn_decode_kernel<<<static_cast<unsigned>(s.BNH), kThreadsA>>>(y, q, k, v, S, n, Tmax, C, s.NH, s.p, scale);
+  CRATE_LAUNCH_CHECK(op, "attn_decode_kernel");
 }
 
 }  // namespace cuda

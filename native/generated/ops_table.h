@@ -214,6 +214,21 @@ inline constexpr Arg kArgs_attention_backward[] = {
 };
 inline constexpr Check kChecks_attention_backward[] = {{CheckKind::kHeads, 2, 3}};
 
+// attention_decode(y, q, k, v, B, t, Tmax, C, NH)
+inline constexpr const char* kSlots_attention_decode[] = {"B", "t", "Tmax", "C", "NH"};
+inline constexpr Arg kArgs_attention_decode[] = {
+    {"y", ArgKind::kOut, false, -1, {1, 2, {0, 3}, "B*C"}, -1, 0, 0, FloatRule::kFinite},
+    {"q", ArgKind::kIn, false, -1, {1, 2, {0, 3}, "B*C"}, -1, 0, 0, FloatRule::kFinite},
+    {"k", ArgKind::kIn, false, -1, {1, 3, {0, 2, 3}, "B*Tmax*C"}, -1, 0, 0, FloatRule::kFinite},
+    {"v", ArgKind::kIn, false, -1, {1, 3, {0, 2, 3}, "B*Tmax*C"}, -1, 0, 0, FloatRule::kFinite},
+    {"B", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"t", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"Tmax", ArgKind::kInt, false, 2, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"C", ArgKind::kInt, false, 3, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"NH", ArgKind::kInt, false, 4, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+};
+inline constexpr Check kChecks_attention_decode[] = {{CheckKind::kHeads, 3, 4}, {CheckKind::kLess, 1, 2}};
+
 // ista_forward(out, codes, u, A, N, C, H, eta, lam, steps)
 inline constexpr const char* kSlots_ista_forward[] = {"N", "C", "H", "steps"};
 inline constexpr Arg kArgs_ista_forward[] = {
@@ -320,6 +335,7 @@ inline constexpr OpSpec kOps[] = {
     {"mssa_backward", Ret::kVoid, false, kArgs_mssa_backward, 9, kSlots_mssa_backward, 4, kChecks_mssa_backward, 1, {1, 0, {}, ""}, true, "mssa", true},
     {"attention_forward", Ret::kVoid, false, kArgs_attention_forward, 7, kSlots_attention_forward, 4, kChecks_attention_forward, 1, {1, 0, {}, ""}, true, "attention", false},
     {"attention_backward", Ret::kVoid, false, kArgs_attention_backward, 9, kSlots_attention_backward, 4, kChecks_attention_backward, 1, {1, 0, {}, ""}, true, "attention", true},
+    {"attention_decode", Ret::kVoid, false, kArgs_attention_decode, 9, kSlots_attention_decode, 5, kChecks_attention_decode, 2, {1, 0, {}, ""}, true, "attentionDecode", false},
     {"ista_forward", Ret::kVoid, false, kArgs_ista_forward, 10, kSlots_ista_forward, 4, nullptr, 0, {1, 0, {}, ""}, true, "ista", false},
     {"ista_backward", Ret::kVoid, false, kArgs_ista_backward, 12, kSlots_ista_backward, 4, nullptr, 0, {1, 0, {}, ""}, true, "ista", true},
     {"ista_complete_forward", Ret::kVoid, false, kArgs_ista_complete_forward, 7, kSlots_ista_complete_forward, 2, nullptr, 0, {1, 0, {}, ""}, true, "istaComplete", false},
@@ -337,6 +353,7 @@ inline constexpr FamilyTolerance kTolerances[] = {
     {"relu", {0.0, 0.0}, {0.0, 0.0}},
     {"mssa", {0.00005, 0.00005}, {0.0001, 0.0001}},
     {"attention", {0.00005, 0.00005}, {0.0001, 0.0001}},
+    {"attentionDecode", {0.00005, 0.00005}, {0.00005, 0.00005}},
     {"ista", {0.00005, 0.00005}, {0.0001, 0.0001}},
     {"istaComplete", {0.00005, 0.00005}, {0.0001, 0.0001}},
     {"crossEntropy", {0.00001, 0.00001}, {0.00002, 0.00002}},

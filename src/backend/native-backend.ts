@@ -7,7 +7,6 @@
 import { UsageError } from '../errors.js';
 import type { Backend } from './types.js';
 import type { NativeOps } from './loader.js';
-import { attentionDecode as attentionDecodeRef } from '../reference/mssa.js';
 import { OPERATORS, callArgs, type NativeHelpers, type OpSpec, type Operators } from './op-table.js';
 
 /** What a native buffer handle looks like: elements [offset, offset + length) of allocation `handle`. */
@@ -175,19 +174,6 @@ export abstract class NativeBackendBase<B extends BufRef> implements Backend<B> 
     }
   }
   liveBuffers(): number { return this.n.live_buffers(); }
-
-  /**
-   * Host fallback until the native kernel exists: downloads q and the cached rows, runs the float64
-   * reference, uploads y (rounded to float32 once).
-   */
-  attentionDecode(y: B, q: B, k: B, v: B, B: number, t: number, Tmax: number, C: number, NH: number): void {
-    const f = 'attentionDecode';
-    int(f, 'B', B, 1); int(f, 'Tmax', Tmax, 1); int(f, 't', t, 0); int(f, 'C', C, 1); int(f, 'NH', NH, 1);
-    if (t >= Tmax) fail(f, `t (${t}) must be < Tmax (${Tmax})`);
-    const yh = new Float64Array(B * C);
-    attentionDecodeRef(yh, this.download(q), this.download(k), this.download(v), B, t, Tmax, C, NH);
-    this.upload(y, yh);
-  }
 
   // Every row of the table becomes a method: reluForward(...) calls callOp(<its row>, arguments).
   static {

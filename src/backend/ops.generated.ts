@@ -217,6 +217,21 @@ export const OPERATORS = [
     ],
   },
   {
+    name: 'attention_decode', method: 'attentionDecode', group: 'operator', family: 'attentionDecode', direction: 'forward', returns: 'void',
+    checks: ['heads(C, NH)', 't < Tmax'],
+    args: [
+      { name: 'y', kind: 'out', nullable: false, shape: 'B*C' },
+      { name: 'q', kind: 'in', nullable: false, shape: 'B*C' },
+      { name: 'k', kind: 'in', nullable: false, shape: 'B*Tmax*C' },
+      { name: 'v', kind: 'in', nullable: false, shape: 'B*Tmax*C' },
+      { name: 'B', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 't', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'Tmax', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'C', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'NH', kind: 'int', min: 1, max: 1099511627776 },
+    ],
+  },
+  {
     name: 'ista_forward', method: 'istaForward', group: 'operator', family: 'ista', direction: 'forward', returns: 'void',
     args: [
       { name: 'out', kind: 'out', nullable: false, shape: 'N*C' },
@@ -344,6 +359,13 @@ export interface Operators<Buf> {
   /** dqkv written. */
   attentionBackward(dqkv: Buf, dy: Buf, qkv: Buf, y: Buf, saved: Buf, B: number, T: number, C: number, NH: number): void;
   /**
+   * Causal attention of one new position per sequence against a cache (incremental decoding), forward only:
+   * for b < B and head h (p = C/NH): s_j = <q[b,h], k[b,j,h]> / sqrt(p) for j = 0..t, P = softmax(s),
+   * y[b,h] = sum_j P_j v[b,j,h].  q, y: (B,C); k, v: (B,Tmax,C) caches of which rows 0..t are read;
+   * 0 <= t < Tmax. q, k and v may alias each other (CRATE: q = k = v, one cache passed twice).
+   */
+  attentionDecode(y: Buf, q: Buf, k: Buf, v: Buf, B: number, t: number, Tmax: number, C: number, NH: number): void;
+  /**
    * Overcomplete ISTA from zero (spec E17, E19): a_0 = 0, a_t = relu(a_{t-1} + eta (u - a_{t-1} A) A^T - eta lam),
    * t = 1..steps, out = a_steps A (no residual).  u: (N,C), A = ista.weight = D^T: (H,C),
    * codes: (steps, N, H) keeps every iterate a_1..a_steps, out: (N,C). 1 <= steps <= 1024.
@@ -407,6 +429,7 @@ export interface NativeFunctions {
   mssa_backward(dv: NativeBufRef, dy: NativeBufRef, v: NativeBufRef, y: NativeBufRef, saved: NativeBufRef, B: number, T: number, C: number, NH: number): void;
   attention_forward(y: NativeBufRef, saved: NativeBufRef, qkv: NativeBufRef, B: number, T: number, C: number, NH: number): void;
   attention_backward(dqkv: NativeBufRef, dy: NativeBufRef, qkv: NativeBufRef, y: NativeBufRef, saved: NativeBufRef, B: number, T: number, C: number, NH: number): void;
+  attention_decode(y: NativeBufRef, q: NativeBufRef, k: NativeBufRef, v: NativeBufRef, B: number, t: number, Tmax: number, C: number, NH: number): void;
   ista_forward(out: NativeBufRef, codes: NativeBufRef, u: NativeBufRef, A: NativeBufRef, N: number, C: number, H: number, eta: number, lam: number, steps: number): void;
   ista_backward(du: NativeBufRef, dA: NativeBufRef, dout: NativeBufRef, u: NativeBufRef, A: NativeBufRef, codes: NativeBufRef, N: number, C: number, H: number, eta: number, lam: number, steps: number): void;
   ista_complete_forward(out: NativeBufRef, x: NativeBufRef, W: NativeBufRef, N: number, C: number, eta: number, lam: number): void;
@@ -429,6 +452,7 @@ export const TOLERANCES = {
     relu: { forward: { rtol: 0, atolScale: 0 }, backward: { rtol: 0, atolScale: 0 } },
     mssa: { forward: { rtol: 0.00005, atolScale: 0.00005 }, backward: { rtol: 0.0001, atolScale: 0.0001 } },
     attention: { forward: { rtol: 0.00005, atolScale: 0.00005 }, backward: { rtol: 0.0001, atolScale: 0.0001 } },
+    attentionDecode: { forward: { rtol: 0.00005, atolScale: 0.00005 }, backward: { rtol: 0.00005, atolScale: 0.00005 } },
     ista: { forward: { rtol: 0.00005, atolScale: 0.00005 }, backward: { rtol: 0.0001, atolScale: 0.0001 } },
     istaComplete: { forward: { rtol: 0.00005, atolScale: 0.00005 }, backward: { rtol: 0.0001, atolScale: 0.0001 } },
     crossEntropy: { forward: { rtol: 0.00001, atolScale: 0.00001 }, backward: { rtol: 0.00002, atolScale: 0.00002 } },

@@ -59,12 +59,4 @@ export interface Backend<Buf = unknown> extends Operators<Buf> {
   // The operator methods (embedding, LayerNorm, linear, ReLU, attention, ISTA, loss, AdamW) come from the
   // operator table, native/ops.json: interface Operators in src/backend/ops.generated.ts, each with its
   // equation and shapes (npm run gen:ops regenerates it).
-
-  /**
-   * Attention of one new position per sequence against cached keys and values (incremental decoding):
-   * s_j = <q[b,h], k[b,j,h]>/sqrt(p) (j = 0..t), P = softmax(s), y[b,h] = sum_j P_j v[b,j,h].
-   * q, y: (B,C); k, v: (B,Tmax,C), rows 0..t read; q may alias k. (Not yet in the table: the native
-   * backends run the reference on the host.)
-   */
-  attentionDecode(y: Buf, q: Buf, k: Buf, v: Buf, B: number, t: number, Tmax: number, C: number, NH: number): void;
 }
