@@ -16,6 +16,7 @@ import { steer } from '../src/steer/steer.js';
 import { ViewerData, STEER_FACTOR, histogram } from '../src/viewer/data.js';
 import { exportSite, SITE_MARKER } from '../src/viewer/site.js';
 import { startServer } from '../src/viewer/server.js';
+import { writeSyntheticCollection } from '../src/viewer/synthetic.js';
 import { main } from '../src/cli/main.js';
 import { buildAppJs, makeCollections, H, type Fixture } from './viewer-fixture.js';
 
@@ -157,6 +158,22 @@ describe('the data the pages load', () => {
     expect(() => data.steer(0, 1, H, 1, 'ab')).toThrow(/neuron 64 is out of range/);
     expect(() => data.steer(0, 1, 0, NaN, 'ab')).toThrow(/finite/);
     expect(() => data.steer(0, 1, 0, 1, '')).toThrow(/empty/);
+  });
+});
+
+describe('the synthetic collection of the first-paint benchmark', () => {
+  it('is a valid collection (the neurons reader accepts it); without a checkpoint the viewer says so', async () => {
+    const d = path.join(dir, 'synthetic');
+    const m = writeSyntheticCollection(d, { layers: 2, neurons: 8, tokens: 4096 });
+    const ld = readLayer(d, readManifest(d), 1);
+    expect(ld.records).toHaveLength(8);
+    expect(ld.records[3].most_positive_activation_records[0].activations[ld.positions[3].top[0] - Math.max(0, ld.positions[3].top[0] - m.excerpt.top.before)]).toBe(ld.stats[3].max);
+    const v = await ViewerData.open([d]);
+    const c = (v.index() as Obj).collections[0];
+    expect(c.model).toEqual({ available: false, note: expect.stringMatching(/checkpoint is not available/) });
+    expect((v.neuron(0, 1, 3) as Obj).related).toBeNull();
+    expect((v.table(0, 1) as Obj).rows).toHaveLength(8);
+    v.free();
   });
 });
 
