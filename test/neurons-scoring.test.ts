@@ -8,6 +8,7 @@ import {
 } from '../src/neurons/scoring.js';
 import { lookupTable, lookupSimulate, lookupScore, selectivity, consistency } from '../src/neurons/lookup.js';
 import { summarizeModel, type LayerScore } from '../src/neurons/score.js';
+import { gap, type GroupSummary } from '../src/neurons/compare.js';
 import type { ActivationRecord } from '../src/neurons/format.js';
 
 const rec = (tokens: string[], activations: number[]): ActivationRecord => ({ tokens, activations });
@@ -156,5 +157,24 @@ describe('aggregation (spec 6.2, 7.5)', () => {
     expect(m.tar.variance).toBeCloseTo(2.29, 2);
     expect(m.tar.se).toBeCloseTo(Math.sqrt(5) / 5, 12);
     expect(m.anthropic.mean).toBeNull();
+  });
+});
+
+describe('compare: a gap is called only beyond 2 SE of the difference and the seed spread', () => {
+  const group = (label: string, mean: number, se: number, spread: number | null): GroupSummary => ({
+    label, seeds: spread === null ? 1 : 2, arch: label === 'GPT-2' ? 'gpt2' : 'crate', layers: [],
+    model: { tar: { mean, variance: 0, se, spread }, randomOnly: { mean: null, variance: null, se: null, spread: null }, anthropic: { mean: null, variance: null, se: null, spread: null } },
+    selectivity: null, consistency: null, density: null,
+  });
+  it('relative improvement (A − B)/|B| and the three verdicts', () => {
+    const g = gap(group('CRATE', 66, 0.6, 1.0), group('GPT-2', 55, 0.8, 2.0), 'tar');
+    expect(g.diff).toBeCloseTo(11, 12);
+    expect(g.relative).toBeCloseTo(11 / 55, 12);
+    expect(g.seDiff).toBeCloseTo(1, 12);
+    expect(g.called).toBe(true);
+    expect(gap(group('CRATE', 56.5, 0.6, 0.5), group('GPT-2', 55, 0.8, 0.5), 'tar').why).toMatch(/within 2 SE/);
+    expect(gap(group('CRATE', 60, 0.6, 6), group('GPT-2', 55, 0.8, 1), 'tar').why).toMatch(/within the seed spread/);
+    expect(gap(group('CRATE', 60, 0.6, null), group('GPT-2', 55, 0.8, null), 'tar')).toMatchObject({ called: false, why: expect.stringMatching(/single seed/) });
+    expect(gap(group('CRATE', 60, 0.6, 1), group('GPT-2', 55, 0.8, 1), 'randomOnly').why).toBe('not collected');
   });
 });

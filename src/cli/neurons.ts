@@ -149,7 +149,7 @@ async function runCollect(argv: string[]): Promise<number> {
     const r = await collect({ ...opts, backend: sel.backend, onProgress: bar });
     if (tty) process.stderr.write('\r\x1b[2K');
     const m = r.manifest;
-    console.log(`collected ${m.n_tokens.toLocaleString('en-US')} tokens (${m.n_tokens / m.window} windows of ${m.window}) x layers ${m.layers.join(',')} (${m.neurons.join('+')} neurons, ${m.hooks[0]}${m.hooks.length > 1 ? ', ...' : ''}) on ${sel.name} in ${r.elapsed.toFixed(1)} s: ${Math.round(r.tokensPerSec).toLocaleString('en-US')} tokens/s (forward + streaming), peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB -> ${r.dir}`);
+    console.log(`collected ${m.n_tokens.toLocaleString('en-US')} tokens (${m.n_tokens / m.window} windows of ${m.window}) x layers ${m.layers.join(',')} (${m.neurons.join('+')} neurons, ${m.hooks[0]}${m.hooks.length > 1 ? ', ...' : ''}) on ${sel.name} in ${r.elapsed.toFixed(1)} s: ${Math.round(r.tokensPerSec).toLocaleString('en-US')} tokens/s (forward + streaming; ${r.cpuSeconds.toFixed(1)} CPU s), peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB -> ${r.dir}`);
     return 0;
   } finally {
     if (tty) process.stderr.write('\r\x1b[2K');

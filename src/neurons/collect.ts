@@ -67,6 +67,8 @@ export interface CollectSummary {
   elapsed: number;
   tokensPerSec: number;
   peakRssBytes: number;
+  /** CPU seconds (user + system, all threads) of the forward + streaming phase: steadier than wall time on a shared machine. */
+  cpuSeconds: number;
 }
 
 const COLLECTION_ENTRIES = /^(manifest\.json|tokens\.u32|layer-\d+|scores-[\w-]+\.jsonl)$/;
@@ -205,6 +207,7 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
 
     // the forward passes
     const tStart = performance.now();
+    const cpuStart = process.cpuUsage();
     const idx = new Int32Array(batch * T);
     for (let w = 0; w < nWin; w += batch) {
       const B = Math.min(batch, nWin - w);
@@ -225,6 +228,8 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
     }
     for (const c of collectors) c.finish();
     const collectSecs = (performance.now() - tStart) / 1000;
+    const cpu = process.cpuUsage(cpuStart);
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6;
 
     // output
     prepareOut(opts.out, Boolean(opts.force));
@@ -262,10 +267,11 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
       batch,
       elapsed_s: elapsed,
       tokens_per_s: N / collectSecs,
+      cpu_s: cpuSeconds,
       peak_rss_bytes: peak,
     };
     writeFileAtomic(path.join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', opts.writeSync);
-    return { dir: opts.out, manifest, elapsed, tokensPerSec: N / collectSecs, peakRssBytes: peak };
+    return { dir: opts.out, manifest, elapsed, tokensPerSec: N / collectSecs, peakRssBytes: peak, cpuSeconds };
   } finally {
     model.free();
   }

@@ -147,13 +147,16 @@ function niceTicks(lo: number, hi: number, n: number): number[] {
   return out;
 }
 
+/** GPT-2 lines dashed; random-init controls (a label with "init") faded. */
+const style = (g: GroupSummary): string => (g.arch === 'gpt2' ? ' stroke-dasharray="6,3"' : '') + (/init/i.test(g.label) ? ' opacity="0.5"' : '');
+
 /**
  * The chart: one panel per metric (score ×100 against layer), one line per model with ±1 SE bars,
  * the legend in its own column to the right so it never covers a line.
  */
 export function comparisonSvg(groups: GroupSummary[], title: string): string {
   const metrics = SPLIT_NAMES.filter((s) => groups.some((g) => g.layers.some((l) => l.score[s].mean !== null)));
-  const pw = 300, ph = 260, ml = 58, mt = 56, mb = 52, gapX = 40;
+  const pw = 300, ph = 260, ml = 58, mt = 56, mb = 52, gapX = 70;
   const legendW = 40 + 7.5 * Math.max(...groups.map((g) => g.label.length + (g.seeds > 1 ? 10 : 0)), 6);
   const W = ml + metrics.length * (pw + gapX) + legendW, H = mt + ph + mb;
   const allLayers = [...new Set(groups.flatMap((g) => g.layers.map((l) => l.layer)))].sort((a, b) => a - b);
@@ -183,14 +186,14 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
     out.push(`<text transform="translate(${x0 - 42},${mt + ph / 2}) rotate(-90)" text-anchor="middle">score × 100</text>`);
     groups.forEach((g, gi) => {
       const c = PALETTE[gi % PALETTE.length];
-      const dash = g.arch === 'gpt2' ? ' stroke-dasharray="6,3"' : '';
+      const dash = style(g);
       const pts = g.layers.filter((l) => l.score[m].mean !== null);
       if (pts.length === 0) return;
       out.push(`<path d="${pts.map((l, i) => `${i ? 'L' : 'M'}${X(l.layer).toFixed(1)},${Y(l.score[m].mean as number).toFixed(1)}`).join(' ')}" fill="none" stroke="${c}" stroke-width="2"${dash}/>`);
       for (const l of pts) {
         const s = l.score[m], cx = X(l.layer), cy = Y(s.mean as number);
         if (s.se !== null) out.push(`<line x1="${cx.toFixed(1)}" x2="${cx.toFixed(1)}" y1="${Y((s.mean as number) - s.se).toFixed(1)}" y2="${Y((s.mean as number) + s.se).toFixed(1)}" stroke="${c}"/>`);
-        out.push(`<circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="3.5" fill="${c}"/>`);
+        out.push(`<circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="3.5" fill="${c}"${/init/i.test(g.label) ? ' opacity="0.5"' : ''}/>`);
       }
     });
   });
@@ -198,7 +201,7 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
   out.push(`<text x="${lx}" y="${mt}" font-weight="bold">model</text>`);
   groups.forEach((g, gi) => {
     const c = PALETTE[gi % PALETTE.length], y = mt + 20 + gi * 20;
-    out.push(`<line x1="${lx}" x2="${lx + 24}" y1="${y - 4}" y2="${y - 4}" stroke="${c}" stroke-width="2"${g.arch === 'gpt2' ? ' stroke-dasharray="6,3"' : ''}/>`);
+    out.push(`<line x1="${lx}" x2="${lx + 24}" y1="${y - 4}" y2="${y - 4}" stroke="${c}" stroke-width="2"${style(g)}/>`);
     out.push(`<text x="${lx + 30}" y="${y}">${esc(g.label)}${g.seeds > 1 ? ` (${g.seeds} seeds)` : ''}</text>`);
   });
   out.push(`<text x="${lx}" y="${mt + 30 + groups.length * 20}" fill="#666" font-size="11">bars: ±1 SE over neurons</text>`);

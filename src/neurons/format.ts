@@ -7,7 +7,7 @@
 //   layer-{l}/stats.jsonl    {"neuron", "count", "mean", "variance", "m3", "m4", "skewness", "kurtosis",
 //                            "density", "max", "min"}: the full-pass statistics, raw central moments included
 //
-// The records speak OpenAI's format exactly (DESIGN.md "Interpretability"): its Python loader picks
+// The records speak OpenAI's format exactly (openai/automated-interpretability's dataclasses): its Python loader picks
 // the class by `dataclass_name` and calls it with the other keys, so every object carries
 // `dataclass_name` and no extra key. Non-finite numbers are written as null (JSON has no NaN).
 import * as fs from 'node:fs';
@@ -93,6 +93,8 @@ export interface CollectionManifest {
   batch: number;
   elapsed_s: number;
   tokens_per_s: number;
+  /** CPU seconds (user + system) of the forward + streaming phase. */
+  cpu_s: number;
   peak_rss_bytes: number;
 }
 
