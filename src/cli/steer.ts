@@ -8,6 +8,7 @@ import { resolveCheckpointPath } from '../train/trainer.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { checkClamp } from '../steer/clamp.js';
 import { PAPER_PROMPT, sweep, type SteerResult } from '../steer/steer.js';
+import { tokenText } from '../steer/tokens.js';
 
 const HELP = `usage: crate-ts steer --checkpoint CKPT --layer L --neuron I --value V [options]
 
@@ -62,7 +63,7 @@ function numArg(raw: string, name: string): number {
 
 /** A token as readable text: JSON-quoted so whitespace and control bytes show. */
 export function showToken(tok: Tokenizer, id: number): string {
-  return JSON.stringify(tok.decode([id]));
+  return JSON.stringify(tokenText(tok, id));
 }
 
 const pct = (p: number) => p.toFixed(4);
@@ -129,7 +130,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const ck = loadCheckpoint(resolveCheckpointPath(ckArg));
   for (const value of values) checkClamp(ck.config, { layer, neuron, value });
-  const tok = await loadTokenizer(ck.tokenizer);
+  const tok = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab);
   const promptText = typeof v.prompt === 'string' ? v.prompt : PAPER_PROMPT;
   const ids = tok.encode(promptText);
   if (ids.length === 0) throw new UsageError('--prompt is empty: give at least one token of text');

@@ -22,6 +22,7 @@ import { readTokens, type ActivationRecord } from '../neurons/format.js';
 import { lookupTable } from '../neurons/lookup.js';
 import { SPLIT_NAMES, maxActivation, normalizeActivations, splitFor, type NeuronRecords, type SplitName } from '../neurons/scoring.js';
 import { nextToken, steer, PAPER_PROMPT, type Distribution } from '../steer/steer.js';
+import { tokenText } from '../steer/tokens.js';
 import { explanationOf, layerFiles, loadLlmLayer, openCollection, readNeuron, readTopPositions, type OpenCollection } from './collection.js';
 import { inputTokens, isNeuronHook, logitEffects, type TokenValue } from './weights.js';
 
@@ -81,20 +82,6 @@ function sha256File(file: string): string {
     fs.closeSync(fd);
   }
   return h.digest('hex');
-}
-
-/** A token id as the string shown in the pages (decoded on its own, as the records' tokens are). */
-function tokenText(tok: Tokenizer, id: number): string {
-  let t: string;
-  try {
-    t = tok.decode([id]);
-  } catch {
-    return `<${id}>`;
-  }
-  // a byte of a multi-byte character decodes to U+FFFD on its own: name the byte instead
-  if (t.includes('\uFFFD') && tok.name === 'byte') return `<0x${id.toString(16).padStart(2, '0')}>`;
-  if (t.includes('\uFFFD')) return `${t} <${id}>`;
-  return t;
 }
 
 export class ViewerData {

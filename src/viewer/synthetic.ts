@@ -59,7 +59,10 @@ export function writeSyntheticCollection(dir: string, o: SyntheticOptions): Coll
     fs.writeFileSync(path.join(ld, 'stats.jsonl'), st.join('\n') + '\n');
   }
   fs.writeFileSync(path.join(dir, 'scores-lookup.jsonl'), scores.join('\n') + '\n');
+  // fields newer collectors write too (spread: not an excess property for older manifest types)
+  const newer = { cpu_s: 0 };
   const m: CollectionManifest = {
+    ...newer,
     format: COLLECTION_FORMAT, format_version: COLLECTION_FORMAT_VERSION, crate_ts_version: 'synthetic', created: new Date().toISOString(),
     checkpoint: { path: '', sha256: '', arch: 'crate', config: { arch: 'crate', nLayer: o.layers, nEmbd: o.neurons / 4, nHead: 12, vocabSize: vocab.length, blockSize: 1024 }, step: null },
     data: { source: 'synthetic', description: `synthetic: ${o.layers} layers × ${o.neurons} neurons of seeded noise`, sha256: '', split: 'all tokens in order', tokens_available: N },
