@@ -7,6 +7,8 @@ import { makeConfig, type Arch } from '../src/model/config.js';
 import { IncrementalDecoder } from '../src/sample/decode.js';
 import { generate, sampleToken } from '../src/sample/generate.js';
 import { Rng } from '../src/util/rng.js';
+import type { Backend } from '../src/backend/types.js';
+import { nativeBackends } from './helpers/backends.js';
 
 /** Random parameters of a useful size (init std 0.02 would make attention nearly uniform). */
 function randomModel(arch: Arch, seed: number) {
@@ -86,4 +88,46 @@ describe('sampling', () => {
     }
     m.free();
   });
+});
+
+const natives = await nativeBackends();
+
+describe('model.createDecoder on every backend (the blocks run one position at a time)', () => {
+  for (const n of [{ name: 'reference', backend: new ReferenceBackend() as Backend<unknown> }, ...natives]) {
+    const t = n.backend ? it : it.skip;
+    t(`${n.name}: a batch of 3 sequences decoded step by step equals the full forward; hooks are held at every step`, () => {
+      for (const arch of ['crate', 'crate-complete', 'gpt2'] as const) {
+        const host = randomModel(arch, 3);
+        const m = new LanguageModel(n.backend!, host.config, { params: host.getParams().map(Math.fround) });
+        const { vocabSize: V, blockSize: T } = m.config, Bn = 3;
+        const rng = new Rng(21);
+        const idx = Array.from({ length: Bn * T }, () => rng.int(V));
+        const full = m.forward(idx, Bn, T).logits as Float64Array;
+        const tol = n.name === 'reference' ? 1e-12 : 2e-5;
+        const dec = m.createDecoder(Bn);
+        let worst = 0, scale = 0;
+        for (let tt = 0; tt < T; tt++) {
+          const got = dec.step([0, 1, 2].map((b) => idx[b * T + tt]));
+          for (let b = 0; b < Bn; b++) for (let v = 0; v < V; v++) {
+            const want = full[(b * T + tt) * V + v];
+            worst = Math.max(worst, Math.abs(got[b * V + v] - want)); scale = Math.max(scale, Math.abs(want));
+          }
+        }
+        expect(worst / scale, `${arch}`).toBeLessThanOrEqual(tol);
+        dec.free();
+        // a clamp held by the decoder equals the clamped full forward at every position
+        const clamp = { 'blocks.0.hook_neurons': (a: { shape: number[]; set: (...x: number[]) => void }) => { for (let b = 0; b < a.shape[0]; b++) for (let s = 0; s < a.shape[1]; s++) a.set(b, s, 1, 1.5); } };
+        const fullC = m.runWithHooks(idx.slice(0, T), 1, T, clamp).logits as Float64Array;
+        const decC = m.createDecoder(1, { hooks: clamp });
+        let worstC = 0;
+        for (let tt = 0; tt < T; tt++) {
+          const got = decC.step([idx[tt]]);
+          for (let v = 0; v < V; v++) worstC = Math.max(worstC, Math.abs(got[v] - fullC[tt * V + v]));
+        }
+        expect(worstC / scale, `${arch} clamped`).toBeLessThanOrEqual(tol);
+        expect(() => m.createDecoder(1, { hooks: { 'blocks.0.attn.hook_pattern': () => undefined } })).toThrow(/cannot be hooked while decoding/);
+        decC.free(); m.free(); host.free();
+      }
+    });
+  }
 });
