@@ -22,15 +22,18 @@ import { BatchSampler, evalBatches, unigramEntropy, type Batch } from '../data/b
 import { AdamW, clipGradNorm, lrAt } from './optimizer.js';
 import { fmtDuration, fmtInt, formatProgress } from './progress.js';
 import { lossChartSvg } from './svg.js';
-import { saveCheckpoint, modelFromCheckpoint, optimizerFromCheckpoint, type TrainHyper, type TrainState, type HistoryPoint, type EvalPoint } from '../checkpoint/checkpoint.js';
+import { saveCheckpoint, saveRunCheckpoint, modelFromCheckpoint, optimizerFromCheckpoint, type TrainHyper, type TrainState, type HistoryPoint, type EvalPoint } from '../checkpoint/checkpoint.js';
 import { generate } from '../sample/generate.js';
 import { CheckpointError, NumericsError, UsageError } from '../errors.js';
 import { resolveRun, CHECKPOINT_NAME, CHART_NAME, type ResolvedRun, type TrainRequest } from './request.js';
 import { checkTrainingMemory, type MemoryEstimate } from './memory.js';
 import { makeRunDir, removeStaleTemps, writeFileAtomic } from './rundir.js';
-import { JsonLog, crateTsVersion, machineInfo } from './jsonlog.js';
+import { JsonLog, crateTsVersion, machineInfo, readRunHistory, historyRecords } from './jsonlog.js';
 
 export { resolveRun, resolveCheckpointPath, checkHyper, RequestError, CHECKPOINT_NAME, CHART_NAME, type TrainRequest, type ResolvedRun } from './request.js';
+
+/** The run's JSON log in its run directory, always written; it holds the loss history. */
+export const RUN_LOG_NAME = 'train.jsonl';
 export { RUN_DEFAULTS, defaultLogEvery, type DefaultModel } from './defaults.js';
 
 /** One optimizer update. */
@@ -103,10 +106,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   readonly tokenizer: Tokenizer;
   readonly dataset: Dataset;
   readonly hyper: TrainHyper;
-  /** Absolute run directory, and the checkpoint and chart inside it. */
+  /** Absolute run directory, and the weights file, the chart and the JSON log inside it. */
   readonly out: string;
   readonly checkpointPath: string;
   readonly chartPath: string;
+  readonly logPath: string;
   /** Entropy (nats) of the validation tokens' unigram distribution: the loss a model must beat. */
   readonly unigramEntropy: number;
   readonly memory: MemoryEstimate;
@@ -124,7 +128,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private readonly sampler: BatchSampler;
   private readonly valBatches: Batch[];
   private trainBatches: Batch[] | null = null;
-  private readonly log: JsonLog | null;
+  /** The run log (train.jsonl) and the --json-log copy, if any. */
+  private readonly logs: JsonLog[] = [];
   private history: HistoryPoint[] = [];
   private evals: EvalPoint[] = [];
   private done = 0;
@@ -156,12 +161,28 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.notices = [...run.notices];
     this.memory = checkTrainingMemory(run.config, h.batch, h.seq, run.backend);
     const ck = run.resume;
-    this.log = run.jsonLog !== undefined ? new JsonLog(run.jsonLog, ck !== null) : null;
+    const extraLog = run.jsonLog !== undefined ? new JsonLog(run.jsonLog, ck !== null) : null;
     this.out = makeRunDir(run.out);
     this.checkpointPath = path.join(this.out, CHECKPOINT_NAME);
     this.chartPath = path.join(this.out, CHART_NAME);
+    this.logPath = path.join(this.out, RUN_LOG_NAME);
     const removed = removeStaleTemps(this.out);
     if (removed.length) this.notices.push(`removed ${removed.length} stale temporary file${removed.length > 1 ? 's' : ''} of an interrupted save in ${this.out}: ${removed.join(', ')}`);
+    // The loss history so far: the checkpoint's run log (a pre-0.2 checkpoint: its train_state).
+    if (ck?.train) {
+      const fromLog = readRunHistory(path.join(path.dirname(ck.path), RUN_LOG_NAME), ck.train.step);
+      const legacy = ck.train.history?.length ? { steps: ck.train.history, evals: ck.train.evals ?? [] } : null;
+      const h = fromLog.steps.length || !legacy ? fromLog : legacy;
+      this.history = h.steps.map((p) => ({ ...p }));
+      this.evals = h.evals.map((e) => ({ ...e }));
+    }
+    // Resuming in the checkpoint's own directory appends to its log; a fresh log that continues a
+    // run starts with the history so far, so that the next resume finds it there.
+    const continuing = ck !== null && path.resolve(path.dirname(ck.path)) === this.out && readRunHistory(this.logPath).steps.length > 0;
+    const runLog = new JsonLog(this.logPath, continuing);
+    if (ck && !continuing) for (const rec of historyRecords({ steps: this.history, evals: this.evals })) runLog.write(rec);
+    this.logs.push(runLog);
+    if (extraLog && path.resolve(extraLog.file) !== this.logPath) this.logs.push(extraLog);
     this.unigramEntropy = unigramEntropy(run.dataset.val);
     this.resumedFrom = ck ? ck.path : null;
 
@@ -176,7 +197,6 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         this.opt.setState({ ...moments, t: st.step });
         this.sampler.setState(st.dataRng);
         this.done = st.step; this.tokensSeen = st.tokensSeen; this.elapsedBefore = st.elapsed;
-        this.history = st.history ?? []; this.evals = st.evals ?? [];
       }
       this.valBatches = evalBatches(run.dataset.val, h.batch, h.seq, h.evalWindows);
     } catch (e) {
@@ -184,7 +204,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       throw e;
     }
     this.startStep = this.done;
-    this.log?.write(this.configRecord());
+    this.logWrite(this.configRecord());
   }
 
   /** Completed optimizer updates (resumed ones included). */
@@ -221,7 +241,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const tokensPerSec = this.runTokens / Math.max(this.trainSeconds, 1e-9);
     const elapsed = this.elapsedBefore + this.trainSeconds;
     const eta = ((h.steps - this.done) * this.trainSeconds) / Math.max(1, this.losses.length);
-    this.log?.write({ type: 'step', step: this.done, loss, lr, grad_norm: gradNorm, tokens: this.tokensSeen, tokens_per_sec: tokensPerSec, elapsed });
+    this.logWrite({ type: 'step', step: this.done, loss, lr, grad_norm: gradNorm, tokens: this.tokensSeen, tokens_per_sec: tokensPerSec, elapsed });
     const result: StepResult = { step: this.done, loss, lr, gradNorm, tokensPerSec };
     this.emit('step', { ...result, total: h.steps, tokens: this.tokensSeen, elapsed, eta });
     return result;
@@ -240,22 +260,34 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const last = this.evals[this.evals.length - 1];
       if (last && last.step === this.done) last.val = loss;
       else this.evals.push({ step: this.done, val: loss });
-      this.log?.write({ type: 'eval', step: this.done, split, val_loss: loss });
+      this.logWrite({ type: 'eval', step: this.done, split, val_loss: loss });
     } else {
-      this.log?.write({ type: 'eval', step: this.done, split, train_loss: loss });
+      this.logWrite({ type: 'eval', step: this.done, split, train_loss: loss });
     }
     this.emit('eval', { step: this.done, split, loss });
     return loss;
   }
 
-  /** Write a checkpoint (parameters, AdamW moments, data position, history) atomically; returns its path. */
-  save(file: string = this.checkpointPath): string {
+  /**
+   * Write a checkpoint atomically and return the weights file's path: by default into the run
+   * directory (model.safetensors, config.json, optimizer.safetensors with the AdamW moments and
+   * the data position; the history is in train.jsonl). Given a file, a self-contained single-file
+   * checkpoint there instead (weights, moments, train_state with the history), which loads and
+   * resumes the same way.
+   */
+  save(file?: string): string {
     if (this.freed) throw new UsageError('this trainer was freed');
     const t0 = performance.now();
     const o = this.opt.getState();
-    saveCheckpoint(file, { model: this.model, tokenizer: this.tokenizer.name, optimizer: { m: o.m, v: o.v }, train: this.trainState() });
+    const input = { model: this.model, tokenizer: this.tokenizer.name, tokenizerVocab: this.tokenizer.vocab ?? null, optimizer: { m: o.m, v: o.v }, train: this.trainState() };
+    if (file === undefined) {
+      saveRunCheckpoint(this.out, input);
+      file = this.checkpointPath;
+    } else {
+      saveCheckpoint(file, input);
+    }
     const seconds = (performance.now() - t0) / 1000;
-    this.log?.write({ type: 'save', step: this.done, path: file, seconds });
+    this.logWrite({ type: 'save', step: this.done, path: file, seconds });
     this.emit('save', { step: this.done, path: file, seconds });
     return file;
   }
@@ -294,7 +326,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         tokensPerSec: this.runTokens / Math.max(this.trainSeconds, 1e-9), trainSeconds: this.trainSeconds, checkpoint: this.checkpointPath,
       };
       if (finished) {
-        this.log?.write({
+        this.logWrite({
           type: 'summary', step: this.done, train_loss: trainLoss, val_loss: valLoss, unigram_entropy: this.unigramEntropy,
           tokens_per_sec: result.tokensPerSec, backend: this.backend.name, wall_seconds: (performance.now() - this.createdAt) / 1000,
         });
@@ -322,11 +354,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return file;
   }
 
-  /** Text continuing `prompt`, decoded incrementally on the host from the current parameters. */
+  /** Text continuing `prompt`, decoded incrementally on the training backend from the current parameters. */
   sample(opts: { tokens: number; prompt?: string; temperature?: number; topK?: number; seed?: number }): string {
     const prompt = opts.prompt ?? 'The ';
     const ids = this.tokenizer.encode(prompt);
-    const gen = generate(this.config, this.model.getParams(), ids.length ? ids : [this.tokenizer.eot ?? 10], {
+    const gen = generate(this.model, ids.length ? ids : [this.tokenizer.eot ?? 10], {
       tokens: opts.tokens, temperature: opts.temperature ?? 0.8, topK: opts.topK ?? 40, seed: opts.seed ?? this.hyper.seed, maxId: this.tokenizer.vocabSize,
     });
     return prompt + this.tokenizer.decode(gen);
@@ -371,6 +403,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.model?.free();
   }
 
+  private logWrite(rec: Record<string, unknown>): void {
+    for (const log of this.logs) log.write(rec);
+  }
+
   private trainState(): TrainState {
     const ds = this.dataset;
     return {
@@ -384,7 +420,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const ds = this.dataset;
     return {
       type: 'config', version: crateTsVersion(), time: new Date().toISOString(), resumed_from: this.resumedFrom, step: this.done,
-      out: this.out, checkpoint: this.checkpointPath,
+      out: this.out, checkpoint: this.checkpointPath, log: this.logPath,
       model: { ...this.config, preset: this.preset ?? null, parameters: this.model.numParameters },
       hyper: this.hyper, stop_at: this.stopAt ?? null,
       data: { source: ds.source, kind: ds.kind, content_hash: ds.contentHash, split: ds.split, train_tokens: ds.train.length, val_tokens: ds.val.length, unigram_entropy: this.unigramEntropy },
@@ -448,7 +484,7 @@ export async function train(req: TrainRequest = {}): Promise<TrainResult> {
     }
     for (const line of trainer.summary(r, wallSeconds)) log(line);
     log(`  loss curve ${svg}`);
-    const nSample = req.sampleTokens ?? (trainer.tokenizer.name === 'byte' ? 300 : 80);
+    const nSample = req.sampleTokens ?? (trainer.tokenizer.name === 'gpt2' ? 80 : 300);
     if (nSample > 0) {
       result.sample = trainer.sample({ tokens: nSample, prompt: req.samplePrompt });
       log(`sample (temperature 0.8, top-k 40):\n${result.sample}`);
