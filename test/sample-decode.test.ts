@@ -5,7 +5,7 @@ import { ReferenceBackend } from '../src/backend/reference.js';
 import { LanguageModel } from '../src/model/lm.js';
 import { makeConfig, type Arch } from '../src/model/config.js';
 import { IncrementalDecoder } from '../src/sample/decode.js';
-import { generate, sampleToken } from '../src/sample/generate.js';
+import { generate, sampleToken, topKIds } from '../src/sample/generate.js';
 import { Rng } from '../src/util/rng.js';
 import type { Backend } from '../src/backend/types.js';
 import { nativeBackends } from './helpers/backends.js';
@@ -130,4 +130,16 @@ describe('model.createDecoder on every backend (the blocks run one position at a
       }
     });
   }
+});
+
+describe('top-k selection', () => {
+  it('topKIds equals sorting every id (higher logit first, lower id on ties) and keeping k, with many ties', () => {
+    const rng = new Rng(4);
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 1 + rng.int(300), k = 1 + rng.int(n);
+      const logits = Float64Array.from({ length: n }, () => rng.int(7) - 3 + (rng.int(3) === 0 ? rng.normal() : 0));
+      const all = Array.from({ length: n }, (_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b);
+      expect(topKIds(logits, n, k)).toEqual(all.slice(0, k));
+    }
+  });
 });

@@ -22,6 +22,44 @@ export interface SampleOptions {
   hooks?: Record<string, HookFn>;
 }
 
+/** a before b: higher logit first, then lower id (a total order, so ties resolve the same way everywhere). */
+const before = (logits: Float64Array, a: number, b: number): boolean => logits[a] > logits[b] || (logits[a] === logits[b] && a < b);
+
+/**
+ * The k best ids in that order, in O(n log k): a min-heap (by the same order) of the best seen so far,
+ * then the k survivors sorted. Equal to sorting all n ids and keeping the first k.
+ */
+export function topKIds(logits: Float64Array, n: number, k: number): number[] {
+  const heap: number[] = [];
+  const worse = (i: number, j: number) => before(logits, heap[j], heap[i]); // heap[i] ranks below heap[j]
+  const down = (i: number) => {
+    for (;;) {
+      const l = 2 * i + 1, r = l + 1;
+      let m = i;
+      if (l < heap.length && worse(l, m)) m = l;
+      if (r < heap.length && worse(r, m)) m = r;
+      if (m === i) return;
+      [heap[i], heap[m]] = [heap[m], heap[i]];
+      i = m;
+    }
+  };
+  for (let id = 0; id < n; id++) {
+    if (heap.length < k) {
+      heap.push(id);
+      for (let i = heap.length - 1; i > 0;) {
+        const p = (i - 1) >> 1;
+        if (!worse(i, p)) break;
+        [heap[i], heap[p]] = [heap[p], heap[i]];
+        i = p;
+      }
+    } else if (before(logits, id, heap[0])) {
+      heap[0] = id;
+      down(0);
+    }
+  }
+  return heap.sort((a, b) => (before(logits, a, b) ? -1 : 1));
+}
+
 /** Draw one token id from logits. */
 export function sampleToken(logits: Float64Array, rng: Rng, temperature: number, topK: number, maxId = logits.length): number {
   const n = Math.min(maxId, logits.length);
@@ -30,10 +68,11 @@ export function sampleToken(logits: Float64Array, rng: Rng, temperature: number,
     for (let i = 1; i < n; i++) if (logits[i] > logits[best]) best = i;
     return best;
   }
-  let ids = Array.from({ length: n }, (_, i) => i);
+  let ids: number[];
   if (topK > 0 && topK < n) {
-    ids.sort((a, b) => logits[b] - logits[a] || a - b);
-    ids = ids.slice(0, topK);
+    ids = topKIds(logits, n, topK);
+  } else {
+    ids = Array.from({ length: n }, (_, i) => i);
   }
   let max = -Infinity;
   for (const i of ids) if (logits[i] > max) max = logits[i];
