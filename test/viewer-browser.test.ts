@@ -87,6 +87,17 @@ describe.skipIf(skip)('the exported site in chromium (file://, offline)', () => 
     const filtered = await page.$$eval('table.neurons tbody tr', (els) => els.map((e) => Number(e.getAttribute('data-neuron'))));
     expect(filtered.sort((a, b) => a - b)).toEqual([0, 1, 2, 3]);
     expect(await page.textContent('p.count')).toMatch(/^4 of 64 neurons of layer 0/);
+    // a range on another column: density from the median up, dead neurons hidden
+    await page.fill('input.filter-text', '');
+    await page.selectOption('select.filter-col', '5');
+    const dens = rows.map((r) => r[5] as number).sort((a, b) => a - b), med = dens[dens.length >> 1];
+    await page.fill('input.filter-min', String(med));
+    await page.check('input.filter-dead');
+    const ranged = await page.$$eval('table.neurons tbody tr', (els) => els.map((e) => Number(e.getAttribute('data-neuron'))));
+    expect(ranged.sort((a, b) => a - b)).toEqual(rows.filter((r) => r[5] >= med && r[6] > 0).map((r) => r[0]));
+    await page.fill('input.filter-min', '');
+    await page.uncheck('input.filter-dead');
+    await page.fill('input.filter-text', 'explanation of neuron');
     // an explanation with markup is shown as text, not HTML
     expect(await page.$$eval('td.expl b', (els) => els.length)).toBe(0);
     await page.context().close();

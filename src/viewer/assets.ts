@@ -49,7 +49,8 @@ th.sortable { cursor: pointer; user-select: none; }
 th.asc::after { content: " ▲"; } th.desc::after { content: " ▼"; }
 tr.dead td { color: #adb5bd; }
 td.expl { max-width: 420px; }
-.filters { display: flex; gap: 1.2em; align-items: center; margin: .4em 0; }
+.filters { display: flex; gap: 1em; align-items: center; margin: .4em 0; flex-wrap: wrap; }
+.filters input[type=number] { width: 6em; }
 .pager { margin: .5em 0; }
 .chart-box { margin: .3em 0; }
 .chart .grid { stroke: #eee; } .chart .tick { font-size: 11px; fill: #555; } .chart .axis { font-size: 12px; fill: #333; }

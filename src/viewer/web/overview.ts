@@ -5,7 +5,7 @@
 
 const PAGE_ROWS = 200;
 
-interface TableState { sort: number; desc: boolean; text: string; minScore: string; hideDead: boolean; page: number }
+interface TableState { sort: number; desc: boolean; text: string; col: number; min: string; max: string; hideDead: boolean; page: number }
 const tableStates = new Map<string, TableState>();
 
 const COLS: { key: number; label: string; title: string; num: boolean }[] = [
@@ -50,10 +50,14 @@ function layerTable(c: CollectionSummary): HTMLElement {
 /** Filter and sort a layer's rows as the state says. */
 function selectRows(rows: TableRow[], st: TableState): TableRow[] {
   const text = st.text.trim().toLowerCase();
-  const min = st.minScore.trim() === '' ? null : Number(st.minScore);
+  const bound = (x: string) => (x.trim() === '' || !Number.isFinite(Number(x)) ? null : Number(x));
+  const min = bound(st.min), max = bound(st.max);
+  // the "score" choice (-1) is the LLM score when present, else the lookup TaR score
+  const value = (r: TableRow): number | null => (st.col < 0 ? r[4] ?? r[1] : (r[st.col] as number | null));
   let out = rows.filter((r) => {
     if (st.hideDead && !((r[6] ?? 0) > 0)) return false;
-    if (min !== null && Number.isFinite(min) && !((r[4] ?? r[1] ?? -Infinity) >= min)) return false;
+    if (min !== null && !((value(r) ?? -Infinity) >= min)) return false;
+    if (max !== null && !((value(r) ?? Infinity) <= max)) return false;
     if (text && !`${r[9] ?? ''} ${r[10] ?? ''}`.toLowerCase().includes(text)) return false;
     return true;
   });
@@ -70,7 +74,7 @@ function selectRows(rows: TableRow[], st: TableState): TableRow[] {
 
 function neuronTable(c: CollectionSummary, t: TableData): HTMLElement {
   const key = `${c.id}/${t.layer}`;
-  const st = tableStates.get(key) ?? { sort: 0, desc: false, text: '', minScore: '', hideDead: false, page: 0 };
+  const st = tableStates.get(key) ?? { sort: 0, desc: false, text: '', col: -1, min: '', max: '', hideDead: false, page: 0 };
   tableStates.set(key, st);
   const box = h('div', { class: 'neuron-table' });
   const draw = () => {
@@ -98,7 +102,10 @@ function neuronTable(c: CollectionSummary, t: TableData): HTMLElement {
   };
   const controls = h('div', { class: 'filters' },
     h('label', {}, 'text ', h('input', { type: 'search', class: 'filter-text', placeholder: 'top token or explanation', value: st.text, oninput: (e: Event) => { st.text = (e.target as HTMLInputElement).value; st.page = 0; draw(); } })),
-    h('label', {}, ' min score ', h('input', { type: 'number', step: '0.05', class: 'filter-score', value: st.minScore, title: 'LLM score when present, else the lookup TaR score', oninput: (e: Event) => { st.minScore = (e.target as HTMLInputElement).value; st.page = 0; draw(); } })),
+    h('select', { class: 'filter-col', title: 'the column the range applies to', onchange: (e: Event) => { st.col = Number((e.target as HTMLSelectElement).value); st.page = 0; draw(); } },
+      ...[[-1, 'score (LLM, else lookup TaR)'], [1, 'lookup TaR'], [2, 'Random-only'], [5, 'density'], [6, 'max'], [7, 'consistency'], [8, 'selectivity']].map(([k, label]) => h('option', { value: k, selected: st.col === k }, String(label)))),
+    h('label', {}, ' from ', h('input', { type: 'number', step: 'any', class: 'filter-min', value: st.min, oninput: (e: Event) => { st.min = (e.target as HTMLInputElement).value; st.page = 0; draw(); } })),
+    h('label', {}, ' to ', h('input', { type: 'number', step: 'any', class: 'filter-max', value: st.max, oninput: (e: Event) => { st.max = (e.target as HTMLInputElement).value; st.page = 0; draw(); } })),
     h('label', {}, h('input', { type: 'checkbox', class: 'filter-dead', checked: st.hideDead, onchange: (e: Event) => { st.hideDead = (e.target as HTMLInputElement).checked; st.page = 0; draw(); } }), ' hide dead'));
   draw();
   return h('section', {}, controls, box);
