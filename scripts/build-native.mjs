@@ -4,12 +4,16 @@
 // node-gyp is the copy bundled with npm (npm points npm_config_node_gyp at it during lifecycle
 // scripts), and the Node headers come from this node's own installation (--nodedir) when they are
 // there, so the build needs no network. A failed build never fails the install: it prints one
-// warning line, writes the reason to build/native-build-error.txt (the loader quotes it when a
+// short line (what failed, where the full log is, the command to retry), saves the summary and the
+// whole compiler output in build/native-build-error.txt (the loader quotes its first line when a
 // native backend is requested) and exits 0; the project then runs on the reference backend.
 //
 //   node scripts/build-native.mjs            as npm install does
 //   node scripts/build-native.mjs --strict   exit non-zero on failure (npm run build:native)
 //   CRATE_TS_SKIP_NATIVE=1                   skip the build (the reason is recorded the same way)
+//
+// The retry command depends on where crate-ts is: in its own checkout `npm run build:native`; as
+// an installed package (inside node_modules) `npm rebuild crate-ts`, run in the consuming project.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -19,12 +23,31 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const strict = process.argv.includes('--strict');
 const errorFile = path.join(root, 'build', 'native-build-error.txt');
+/** Longest summary printed or saved on the first line of the error file. */
+const SUMMARY_MAX = 200;
+
+/** The command that retries the build from where this copy of crate-ts lives. */
+function retryCommand(dir = root) {
+  return dir.split(path.sep).includes('node_modules') ? 'npm rebuild crate-ts' : 'npm run build:native';
+}
+
+const clip = (s, n = SUMMARY_MAX) => (s.length <= n ? s : s.slice(0, n - 1) + '…');
 
 function giveUp(summary, details = '') {
+  summary = clip(summary.replace(/\s+/g, ' ').trim());
+  const retry = retryCommand();
   mkdirSync(path.dirname(errorFile), { recursive: true });
-  writeFileSync(errorFile, `${summary}\n${details}`);
-  console.warn(`crate-ts: native addon not built (${summary}); the reference backend still works. Details: build/native-build-error.txt`);
+  writeFileSync(errorFile, `${summary}\nretry with: ${retry}\n\n${details}`);
+  console.warn(`crate-ts: native addon not built (${summary}); the reference backend still works. Full log: ${path.relative(process.cwd(), errorFile) || errorFile}; retry: ${retry}`);
   process.exit(strict ? 1 : 0);
+}
+
+/** The most telling line of a failed build: the compiler's first error, else the first other error line. */
+function firstError(output) {
+  const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.find((l) => /:\d+(:\d+)?: (fatal )?error\b/i.test(l))
+    ?? lines.find((l) => /\berror\b/i.test(l) && !/^(gyp (info|http|ERR!)|make(\[\d+\])?: \*\*\*)/.test(l))
+    ?? lines.find((l) => /\berror\b/i.test(l));
 }
 
 if (process.env.CRATE_TS_SKIP_NATIVE && process.env.CRATE_TS_SKIP_NATIVE !== '0') {
@@ -64,9 +87,7 @@ const output = `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
 const built = path.join(root, 'build', 'Release', 'crate_native.node');
 if (r.error) giveUp(`node-gyp could not be started: ${r.error.message}`, output);
 if (r.status !== 0 || !existsSync(built)) {
-  const lines = output.split('\n');
-  const firstError = lines.find((l) => /\berror\b/i.test(l) && !/^gyp (info|http)/.test(l)) ?? `exit status ${r.status}`;
-  giveUp(`node-gyp rebuild failed: ${firstError.trim().slice(0, 300)}`, lines.slice(-80).join('\n'));
+  giveUp(`node-gyp rebuild failed: ${firstError(output) ?? `exit status ${r.status}`}`, output);
 }
 rmSync(errorFile, { force: true });
 console.log(`crate-ts: native addon built in ${((Date.now() - t0) / 1000).toFixed(0)} s (build/Release/crate_native.node)`);

@@ -53,7 +53,7 @@ class CrateConfig:
     use_sdpa: bool = False    # use F.scaled_dot_product_attention when available (same math)
 
     def to_json(self):
-        """The fixture metadata `config` (DESIGN.md, section Fixtures)."""
+        """The fixture metadata `config` (docs/FIXTURES.md)."""
         d = asdict(self)
         d.pop("use_sdpa")
         return json.dumps(d, sort_keys=False)

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """
-Make an end-to-end fixture (DESIGN.md, section "Fixtures"): build a CRATE-LM (or the GPT-2
+Make an end-to-end fixture (docs/FIXTURES.md): build a CRATE-LM (or the GPT-2
 baseline) in PyTorch with a seeded init, run forward + backward on random tokens, and write one
 .safetensors file holding
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Interop between crate-ts checkpoints and the PyTorch CRATE definition (scripts/crate_torch.py).
 
-  /usr/bin/python3 scripts/torch_interop.py check CKPT [--tokens 12,40,7,...]
-      Loads a crate-ts checkpoint (safetensors, PyTorch state_dict names) into the PyTorch CRATE
+  /usr/bin/python3 scripts/torch_interop.py check CKPT|RUN_DIR [--tokens 12,40,7,...]
+      Loads a crate-ts checkpoint (safetensors, PyTorch state_dict names; a run directory means its
+      model.safetensors, or ckpt.safetensors for runs of crate-ts before 0.2) into the PyTorch CRATE
       (or GPT-2) module, computes the logits of a token sequence, has crate-ts compute the same
       logits with its float64 reference (node, dist/), and prints the largest difference.
       Exit code 0 when they agree to 1e-9 (relative to max |logit|).
@@ -29,6 +30,23 @@ from crate_torch import CrateConfig, build_model  # noqa: E402
 from make_fixture import read_safetensors, write_safetensors  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def resolve_checkpoint(path):
+    """The weights file a path names, as crate-ts's resolveCheckpointPath: a run directory's
+    model.safetensors (or its pre-0.2 ckpt.safetensors), and RUN/ckpt.safetensors -> RUN/model.safetensors
+    when only the latter exists."""
+    if os.path.isdir(path):
+        for name in ("model.safetensors", "ckpt.safetensors"):
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise SystemExit(f"{path}: a directory without a checkpoint (model.safetensors, or ckpt.safetensors of crate-ts before 0.2)")
+    if not os.path.exists(path):
+        renamed = os.path.join(os.path.dirname(path), "model.safetensors")
+        if os.path.basename(path) == "ckpt.safetensors" and os.path.isfile(renamed):
+            return renamed
+        raise SystemExit(f"{path}: no such file")
+    return path
 
 
 def load_checkpoint(path):
@@ -66,6 +84,7 @@ def crate_ts_logits(path, tokens):
 
 
 def cmd_check(args):
+    args.checkpoint = resolve_checkpoint(args.checkpoint)
     model, config, arch = load_checkpoint(args.checkpoint)
     if args.tokens:
         tokens = [int(t) for t in args.tokens.split(",")]

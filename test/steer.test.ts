@@ -306,7 +306,7 @@ describe('crate-ts steer / sample --clamp', () => {
   });
 
   it('sample --clamp holds the clamp while decoding (greedy text differs) and refuses a bad spec', async () => {
-    const base = ['sample', '--checkpoint', ckpt, '--prompt', 'ab', '--tokens', '12', '--temperature', '0'];
+    const base = ['sample', '--checkpoint', ckpt, '--backend', 'reference', '--prompt', 'ab', '--tokens', '12', '--temperature', '0'];
     const plain = await capture(base), clamped = await capture([...base, '--clamp', '1:5=40']);
     expect(plain.code).toBe(0);
     expect(clamped.code).toBe(0);

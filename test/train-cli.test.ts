@@ -93,9 +93,9 @@ describe('crate-ts train: signals (real child processes)', () => {
     await c.waitFor(/^step +1\/100000 /m, 60_000);
     c.kill('SIGTERM');
     expect(await c.exit).toBe(143);
-    const ckpt = path.join(out, 'ckpt.safetensors');
+    const ckpt = path.join(out, 'model.safetensors');
     expect(c.stdout()).toContain('SIGTERM: finishing this step, saving a checkpoint and stopping');
-    expect(c.stdout()).toContain(`continue with: crate-ts train --resume ${ckpt}`);
+    expect(c.stdout()).toContain(`continue with: crate-ts train --resume ${out}\n`);
     expect(c.stderr()).not.toMatch(STACK_TRACE);
     const k = loadCheckpoint(ckpt).train!.step;
     expect(k).toBeGreaterThanOrEqual(1);
@@ -124,7 +124,7 @@ describe('crate-ts train: signals (real child processes)', () => {
     expect(await runs[0].c.exit).toBe(130);
     expect(await runs[1].c.exit).toBe(129);
     for (const r of runs) {
-      expect(r.c.stdout()).toContain(`continue with: crate-ts train --resume ${path.join(r.out, 'ckpt.safetensors')}`);
+      expect(r.c.stdout()).toContain(`continue with: crate-ts train --resume ${r.out}\n`);
       expect(r.c.stderr()).not.toMatch(STACK_TRACE);
       expect(loadCheckpoint(path.join(r.out, 'ckpt.safetensors')).train!.step).toBeGreaterThanOrEqual(1);
     }
@@ -309,7 +309,7 @@ describe('requests that used to hang, crash or fall back silently', () => {
     const left = fs.readdirSync(out).sort();
     expect(left).not.toContain('ckpt.safetensors.tmp-99999999-0123456789ab');
     expect(left).not.toContain('loss.svg.tmp-99999998-abcdef');
-    for (const kept of ['ckpt.safetensors.tmp-99999997-00ff00ff00ff', `ckpt.safetensors.tmp-${process.ppid}-0123456789ab`, 'notes.tmp-1-xyz', 'data.txt', 'ckpt.safetensors', 'loss.svg']) {
+    for (const kept of ['ckpt.safetensors.tmp-99999997-00ff00ff00ff', `ckpt.safetensors.tmp-${process.ppid}-0123456789ab`, 'notes.tmp-1-xyz', 'data.txt', 'model.safetensors', 'optimizer.safetensors', 'config.json', 'train.jsonl', 'loss.svg']) {
       expect(left).toContain(kept);
     }
     expect(lines.some((l) => /^removed 2 stale temporary files of an interrupted save/.test(l))).toBe(true);

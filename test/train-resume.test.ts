@@ -1,5 +1,5 @@
 // Training: resume after an interruption gives bitwise the same losses and parameters as an
-// uninterrupted run (reference backend, DESIGN.md principle 6), plus clear errors for bad data.
+// uninterrupted run (reference backend: determinism after a reload), plus clear errors for bad data.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';

@@ -1,4 +1,4 @@
-// Fixture audits: a fixture (DESIGN.md "Fixtures") holds a model's parameters, a batch, and the
+// Fixture audits: a fixture (docs/FIXTURES.md) holds a model's parameters, a batch, and the
 // logits, loss and every parameter gradient some implementation computed. Auditing runs the same
 // forward and backward on a backend here and compares tensor by tensor.
 import type { Backend } from '../backend/types.js';

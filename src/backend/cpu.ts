@@ -1,6 +1,6 @@
 // The native C++ CPU backend: float32 buffers owned by the addon, one addon call per operator.
 //
-// Validation happens twice (DESIGN.md principle 7): in NativeBackendBase (buffer objects, integer
+// Validation happens twice: in NativeBackendBase (buffer objects, integer
 // sizes, Int32Array ids) so mistakes in TypeScript get TypeScript-side messages, and again in the
 // addon (native/binding.h: live handles, view bounds, exact element counts, id ranges, overlaps)
 // before memory is touched. Both follow the operator table, native/ops.json.

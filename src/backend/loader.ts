@@ -57,26 +57,30 @@ function buildErrorNote(): string {
   const f = path.join(packageRoot(), 'build', 'native-build-error.txt');
   if (!existsSync(f)) return '';
   try {
-    const lines = readFileSync(f, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
-    // The first line says what failed; the most telling compiler line is usually an "error:".
-    const err = lines.find((l) => /error/i.test(l) && l !== lines[0]);
-    return `; the install-time build failed: ${lines[0] ?? 'see build/native-build-error.txt'}${err ? ` (${err.slice(0, 200)})` : ''}`;
+    // scripts/build-native.mjs writes the one-line summary first; the full compiler log follows.
+    const first = readFileSync(f, 'utf8').split('\n', 1)[0].trim();
+    return `; the install-time build failed: ${first.slice(0, 200) || 'see the log'} (full log: ${f})`;
   } catch {
     return '';
   }
 }
 
+/** The command that rebuilds the addon: `npm rebuild crate-ts` where crate-ts is an installed package, else `npm run build:native`. */
+export function rebuildCommand(root = packageRoot()): string {
+  return root.split(path.sep).includes('node_modules') ? 'npm rebuild crate-ts' : 'npm run build:native';
+}
+
 function tryLoad(): { addon?: NativeAddon; reason?: string } {
   const file = addonPath();
   if (!existsSync(file)) {
-    return { reason: `native addon ${path.relative(process.cwd(), file) || file} is not built${buildErrorNote()}; build it with 'npm run build:native'` };
+    return { reason: `native addon ${path.relative(process.cwd(), file) || file} is not built${buildErrorNote()}; build it with '${rebuildCommand()}'` };
   }
   try {
     const req = createRequire(import.meta.url);
     const addon = req(file) as NativeAddon;
     const missing = ['alloc', ...OPERATORS.map((o) => o.name)].filter((f) => typeof (addon as unknown as Record<string, unknown>)[f] !== 'function');
     if (missing.length > 0) {
-      return { reason: `native addon ${file} does not export ${missing.join(', ')} (a stale build? run 'npm run build:native')` };
+      return { reason: `native addon ${file} does not export ${missing.join(', ')} (a stale build? run '${rebuildCommand()}')` };
     }
     return { addon };
   } catch (e) {

@@ -1,4 +1,4 @@
-// Run-time backend selection (DESIGN.md principle 4): an explicit choice wins; 'auto' tries CUDA
+// Run-time backend selection (README "Backends"): an explicit choice wins; 'auto' tries CUDA
 // (if the native addon exposes a CUDA backend and a device answers), then the C++ CPU backend, then
 // the float64 reference. The choice, and why every skipped backend was skipped, is always reported.
 import type { Backend } from './types.js';

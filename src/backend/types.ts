@@ -3,7 +3,7 @@
 // The models in src/model are written once against this interface, so choosing a backend is the
 // only difference between a float64 reference run and a fast native run.
 //
-// Conventions (llm.c style, see DESIGN.md "Principles"):
+// Conventions (llm.c style: flat buffers, explicit shapes, forward and backward side by side):
 // - Buffers are opaque handles owned by the backend. `view` makes a sub-range that shares memory.
 //   The reference backend stores float64, the native backends float32; `download` always returns
 //   a fresh Float64Array copy on the host.

@@ -1,7 +1,11 @@
 // Benchmarks: training steps (forward + backward + AdamW) of the CPU configs (C-*), the MSSA and
 // ISTA blocks alone, and a 1024³ matrix product, per backend. Medians over timed repetitions
 // after warm-up; the FLOP count of each measurement is stated beside it.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Backend } from '../backend/types.js';
+import { crateTsVersion, machineInfo } from '../train/jsonlog.js';
 import { LanguageModel } from '../model/lm.js';
 import { makeConfig, type ModelConfig } from '../model/config.js';
 import { AdamW } from '../train/optimizer.js';
@@ -10,6 +14,9 @@ import { Rng } from '../util/rng.js';
 export interface BenchRow {
   config: string;
   backend: string;
+  /** Batch and sequence length of a training-step config (absent for kernels). */
+  batch?: number;
+  seq?: number;
   threads?: number;
   /** Median milliseconds per step (or per call for kernels). */
   msPerStep: number;
@@ -76,6 +83,13 @@ function row(config: string, backend: string, samples: number[], tokens: number,
   return { config, backend, threads, msPerStep: ms, samples, tokensPerSec: tokens / (ms / 1e3), gflops: flops / (ms / 1e3) / 1e9, flopFormula: formula };
 }
 
+/** A step config with its batch and/or sequence length replaced (the block size grows to fit T). */
+export function withShape(sc: StepConfig, B?: number, T?: number): StepConfig {
+  if (B === undefined && T === undefined) return sc;
+  const t = T ?? sc.T;
+  return { ...sc, B: B ?? sc.B, T: t, model: { ...sc.model, blockSize: Math.max(t, sc.model.blockSize ?? t) } };
+}
+
 /** Median time of a full training step: forward, backward, gradient clipping, AdamW. */
 export function benchStep<Buf>(be: Backend<Buf>, sc: StepConfig, opts: { warmup: number; steps: number; threads?: number }): BenchRow {
   const cfg = makeConfig(undefined, sc.model);
@@ -91,7 +105,7 @@ export function benchStep<Buf>(be: Backend<Buf>, sc: StepConfig, opts: { warmup:
       model.backward();
       opt.step(1e-4);
     }, opts.warmup, opts.steps, () => be.synchronize?.());
-    return row(sc.name, be.name, samples, n, stepFlops(cfg, sc.B, sc.T), '3·[2Vd + L(36d² + 4Td)]·B·T', opts.threads);
+    return { ...row(sc.name, be.name, samples, n, stepFlops(cfg, sc.B, sc.T), '3·[2Vd + L(36d² + 4Td)]·B·T', opts.threads), batch: sc.B, seq: sc.T };
   } finally {
     opt.free();
     model.free();
@@ -156,4 +170,57 @@ export function benchKernel<Buf>(be: Backend<Buf>, name: (typeof KERNEL_CONFIGS)
   } finally {
     for (const b of bufs) be.free(b);
   }
+}
+
+// ---- where a number was measured ------------------------------------------------------------------
+
+/** What a benchmark number needs to be traced: the machine, its vector extensions, the code and the time. */
+export interface BenchEnvironment {
+  date: string;
+  crate_ts: string;
+  /** The git commit of the checkout this ran from, or null (an installed package). */
+  git_commit: string | null;
+  machine: ReturnType<typeof machineInfo> & { cpu_flags: string[] };
+}
+
+/** The SIMD flags that decide which kernels run (from /proc/cpuinfo; empty where there is none). */
+export function cpuFlags(cpuinfo?: string): string[] {
+  let text = cpuinfo;
+  if (text === undefined) {
+    try { text = fs.readFileSync('/proc/cpuinfo', 'utf8'); } catch { return []; }
+  }
+  const line = /^(flags|Features)\s*:(.*)$/m.exec(text);
+  if (!line) return [];
+  const have = new Set(line[2].trim().split(/\s+/));
+  return ['sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512bw', 'avx512vl', 'avx512_vnni', 'asimd', 'neon'].filter((f) => have.has(f));
+}
+
+/** The commit checked out at `root` (HEAD, a symbolic ref or a packed ref), read from .git without running git. */
+export function gitCommit(root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')): string | null {
+  try {
+    let gitDir = path.join(root, '.git');
+    if (fs.statSync(gitDir).isFile()) {
+      // a worktree or submodule: "gitdir: <path>"
+      const m = /^gitdir:\s*(.+)$/m.exec(fs.readFileSync(gitDir, 'utf8'));
+      if (!m) return null;
+      gitDir = path.resolve(root, m[1].trim());
+    }
+    const head = fs.readFileSync(path.join(gitDir, 'HEAD'), 'utf8').trim();
+    if (/^[0-9a-f]{40}$/.test(head)) return head;
+    const ref = /^ref:\s*(\S+)$/.exec(head)?.[1];
+    if (!ref) return null;
+    const common = fs.existsSync(path.join(gitDir, 'commondir')) ? path.resolve(gitDir, fs.readFileSync(path.join(gitDir, 'commondir'), 'utf8').trim()) : gitDir;
+    for (const dir of [gitDir, common]) {
+      const f = path.join(dir, ref);
+      if (fs.existsSync(f)) return fs.readFileSync(f, 'utf8').trim();
+    }
+    const packed = fs.readFileSync(path.join(common, 'packed-refs'), 'utf8');
+    return new RegExp(`^([0-9a-f]{40}) ${ref.replace(/[/.]/g, '\\$&')}$`, 'm').exec(packed)?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function benchEnvironment(): BenchEnvironment {
+  return { date: new Date().toISOString(), crate_ts: crateTsVersion(), git_commit: gitCommit(), machine: { ...machineInfo(), cpu_flags: cpuFlags() } };
 }

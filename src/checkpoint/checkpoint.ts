@@ -33,7 +33,7 @@ import type { ModelConfig } from '../model/config.js';
 import type { Backend } from '../backend/types.js';
 import { TOKENIZER_NAMES } from '../data/tokenizer.js';
 import { CheckpointError } from '../errors.js';
-import { quote, readSafetensors, tensorBytes, writeSafetensors, type SafetensorsFile, type TensorInput } from '../io/safetensors.js';
+import { elide, quote, readSafetensors, tensorBytes, writeSafetensors, type SafetensorsFile, type TensorInput } from '../io/safetensors.js';
 import { configToMetadata, flatFromNamed, loadStateDict, namedTensors, stateDictFromModel } from './statedict.js';
 import { checkParameterCount, checkpointError, parseConfigJson, parseTrainState } from './validate.js';
 import { CHECKSUM_KEY, makeChecksum, verifyChecksum } from './checksum.js';
@@ -241,14 +241,24 @@ export function resolveCheckpointPath(p: string): string {
   } catch {
     const renamed = path.join(path.dirname(p), WEIGHTS_FILE);
     if (path.basename(p) === LEGACY_CHECKPOINT_FILE && isFile(renamed)) return renamed;
-    throw new CheckpointError(`checkpoint '${p}' does not exist`);
+    throw new CheckpointError(`checkpoint '${elide(p, 200)}' does not exist`);
   }
   if (!st.isDirectory()) return p;
   for (const name of [WEIGHTS_FILE, LEGACY_CHECKPOINT_FILE]) {
     const f = path.join(p, name);
     if (isFile(f)) return f;
   }
-  throw new CheckpointError(`'${p}' is a directory without a checkpoint (${WEIGHTS_FILE}, or ${LEGACY_CHECKPOINT_FILE} of crate-ts before 0.2)`);
+  throw new CheckpointError(`'${elide(p, 160)}' is a directory without a checkpoint (${WEIGHTS_FILE}, or ${LEGACY_CHECKPOINT_FILE} of crate-ts before 0.2)`);
+}
+
+/** resolveCheckpointPath for a path that exists or is a renamed ckpt.safetensors; anything else as it is (the reader names the problem). */
+function resolveForLoad(p: string): string {
+  try {
+    return resolveCheckpointPath(p);
+  } catch (e) {
+    if (fs.existsSync(p)) throw e;
+    return p;
+  }
 }
 
 function isFile(p: string): boolean {
@@ -288,7 +298,7 @@ function parseVocab(json: string | undefined, file: string, vocabSize: number): 
  * field or tensor at fault.
  */
 export function loadCheckpoint(file: string, opts: LoadCheckpointOptions = {}): Checkpoint {
-  file = resolveCheckpointPath(file);
+  file = resolveForLoad(file);
   let st: SafetensorsFile;
   try {
     st = readSafetensors(file);

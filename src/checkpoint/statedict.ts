@@ -190,7 +190,7 @@ export function flatFromNamed(model: LanguageModel<unknown>, tensors: TensorMap,
 
 /**
  * The `config` metadata entry: { config: JSON } with the fixture format's snake_case keys
- * (DESIGN.md "Fixtures": vocab_size, block_size, n_layer, n_head, n_embd, overcomplete, eta, lam,
+ * (docs/FIXTURES.md: vocab_size, block_size, n_layer, n_head, n_embd, overcomplete, eta, lam,
  * ln_eps) plus arch and ista_steps, so checkpoints and fixtures describe models the same way.
  * Spread it into a safetensors metadata object.
  */

@@ -1,31 +1,21 @@
-// Small wrappers over node:util parseArgs so every command validates its options the same way.
-import { parseArgs } from 'node:util';
+// The option helpers under their first names, kept for the commands that use them: the same parser
+// as src/cli/options.ts (one parser for every command: negative values, typed UsageErrors,
+// did-you-mean), with required defaults.
+import { parseOptions, intFlag, numFlag, type OptionSpec } from './options.js';
 
-export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; default?: string | boolean; multiple?: boolean }>;
+export type { OptionSpec };
 
-/** Parse argv strictly: an unknown option is an error that names it. */
-export function parse(argv: string[], options: OptionSpec): Record<string, string | boolean | undefined> {
-  const { values } = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
-  return values as Record<string, string | boolean | undefined>;
-}
+/** Parse argv strictly: an unknown option is a UsageError that names it (and the closest known one). */
+export const parse = parseOptions;
 
-/** An integer option, with a clear error naming the flag when it is not one. */
+/** An integer option >= min, or `def` when absent; a UsageError naming the flag otherwise. */
 export function intOpt(values: Record<string, unknown>, name: string, def: number, min = Number.MIN_SAFE_INTEGER): number {
-  const raw = values[name];
-  if (raw === undefined) return def;
-  const n = Number(raw);
-  if (!Number.isInteger(n)) throw new Error(`--${name} must be an integer, got '${String(raw)}'`);
-  if (n < min) throw new Error(`--${name} must be >= ${min}, got ${n}`);
-  return n;
+  return intFlag(values, name, min) ?? def;
 }
 
-/** A finite number option. */
+/** A finite number option, or `def` when absent. */
 export function numOpt(values: Record<string, unknown>, name: string, def: number): number {
-  const raw = values[name];
-  if (raw === undefined) return def;
-  const n = Number(raw);
-  if (!Number.isFinite(n)) throw new Error(`--${name} must be a finite number, got '${String(raw)}'`);
-  return n;
+  return numFlag(values, name) ?? def;
 }
 
 export function strOpt(values: Record<string, unknown>, name: string): string | undefined {

@@ -110,7 +110,7 @@ async function auditCheckpoint(v: Record<string, string | boolean | undefined>, 
   if (backends.length === 0) {
     throw new DataError(`no native backend is available to audit against the reference (${notes.join('; ') || 'none found'}); an audit that compares nothing cannot pass`);
   }
-  const tok = await loadTokenizer(ck.tokenizer);
+  const tok = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab);
   const ds = await loadDataset({ data: strOpt(v, 'data'), tokenizer: tok });
   checkVocab(ds, cfg.vocabSize);
   const tokens = ds.val.length >= T + 1 ? ds.val : ds.train;

@@ -8,35 +8,40 @@ import { resolveCheckpointPath, evaluate } from '../train/trainer.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { loadDataset, checkVocab, EMBEDDED_NAME } from '../data/corpus.js';
 import { evalBatches, unigramEntropy } from '../data/batches.js';
-import { selectBackend, type BackendChoice } from '../backend/select.js';
+import { selectBackend } from '../backend/select.js';
+import { backendOption } from './backend.js';
 import { fmtInt } from '../train/progress.js';
 
 const HELP = `usage: crate-ts eval --checkpoint PATH [options]
 
-  --checkpoint PATH   a checkpoint written by crate-ts train (or its run directory)
+  --checkpoint PATH   a run directory written by crate-ts train, or a checkpoint file in it
   --data PATH         text file, directory, or nanoGPT token file(s) (default: the data the
                       checkpoint was trained on)
   --split NAME        val | train | all (default val: the split training held out)
   --seq N             window length (default: the training --seq, at most the block size)
   --batch N           windows per forward (default 16)
   --windows N         windows evaluated, evenly spaced and non-overlapping where possible (default 256; 0 = all)
-  --backend NAME      reference | cpu | cuda | auto (default auto)
-  --threads N         worker threads for native backends`;
+  --backend NAME      reference | cpu | cuda | auto (default auto: cuda, else cpu, else reference)
+  --threads N         worker threads for native backends, 1..256 (default: all cores)
+  --cache-dir DIR     tokenized-data cache (default $CRATE_TS_CACHE or ~/.cache/crate-ts)
+  --json              one JSON object on stdout: {checkpoint, arch, tokenizer, step, data, split,
+                      tokens, windows, seq, backend, tokens_per_sec, loss, perplexity, unigram_entropy}`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseOptions(argv, {
     help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' },
     seq: { type: 'string' }, batch: { type: 'string' }, windows: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' },
-    'cache-dir': { type: 'string' },
+    'cache-dir': { type: 'string' }, json: { type: 'boolean' },
   });
   guardStdout();
   if (v.help) { console.log(HELP); return 0; }
+  const backendName = backendOption(v);
   const ckArg = strOpt(v, 'checkpoint');
   if (!ckArg) throw new UsageError('--checkpoint is required (a file written by crate-ts train, or its run directory)');
   const split = strOpt(v, 'split') ?? 'val';
   if (!['val', 'train', 'all'].includes(split)) throw new UsageError(`--split must be val, train or all, got '${split}'`);
   const ck = loadCheckpoint(resolveCheckpointPath(ckArg));
-  const tok = await loadTokenizer(ck.tokenizer);
+  const tok = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab);
   const T = intFlag(v, 'seq', 1) ?? Math.min(ck.train?.hyper.seq ?? ck.config.blockSize, ck.config.blockSize);
   if (T > ck.config.blockSize) throw new UsageError(`--seq ${T} exceeds the model's block size ${ck.config.blockSize}`);
   const B = intFlag(v, 'batch', 1) ?? 16;
@@ -52,7 +57,7 @@ export async function run(argv: string[]): Promise<number> {
   else { tokens = new Uint16Array(ds.train.length + ds.val.length); tokens.set(ds.train); tokens.set(ds.val, ds.train.length); }
   if (tokens.length < T + 1) throw new DataError(`the ${split} split of '${ds.source}' has ${tokens.length} tokens, fewer than one window of ${T + 1}; use more text or a smaller --seq`);
 
-  const sel = await selectBackend((strOpt(v, 'backend') ?? 'auto') as BackendChoice, { threads: intFlag(v, 'threads', 1, 256) });
+  const sel = await selectBackend(backendName, { threads: intFlag(v, 'threads', 1, 256) });
   const model = modelFromCheckpoint(ck, sel.backend);
   const count = windows === 0 ? Math.floor(tokens.length / (T + 1)) : windows;
   const batches = evalBatches(tokens, B, T, count);
@@ -62,6 +67,14 @@ export async function run(argv: string[]): Promise<number> {
   const secs = (performance.now() - t0) / 1000;
   model.free();
   const H1 = unigramEntropy(tokens);
+  if (v.json) {
+    console.log(JSON.stringify({
+      checkpoint: ck.path, arch: ck.config.arch, tokenizer: ck.tokenizer, step: ck.train?.step ?? null, data: ds.source, split,
+      tokens: tokens.length, windows: nWin, seq: T, backend: sel.name, tokens_per_sec: (nWin * T) / secs,
+      loss: jsonNumber(loss), perplexity: jsonNumber(Math.exp(loss)), unigram_entropy: jsonNumber(H1),
+    }));
+    return 0;
+  }
   console.log(`checkpoint ${ck.path}: ${ck.config.arch}, tokenizer ${ck.tokenizer}, step ${ck.train?.step ?? '?'}`);
   console.log(`data ${ds.source}, ${split} split (${ds.split}): ${fmtInt(tokens.length)} tokens; ${nWin} windows of ${T} = ${fmtInt(nWin * T)} tokens evaluated`);
   console.log(`backend ${sel.reason}; ${fmtInt((nWin * T) / secs)} tokens/s`);
@@ -69,3 +82,5 @@ export async function run(argv: string[]): Promise<number> {
   console.log(`unigram entropy of these tokens ${H1.toFixed(4)} nats (perplexity ${Math.exp(H1).toFixed(3)})`);
   return 0;
 }
+
+const jsonNumber = (x: number): number | null => (Number.isFinite(x) ? x : null);

@@ -1,10 +1,13 @@
-// Option parsing shared by train, sample and eval: negative numbers as option values, integer and
-// number flags with range errors that name the flag, and the mapping of the library's field names
-// (gradAccum) to flags (--grad-accum).
+// The one option parser of the commands: strict (an unknown option is a UsageError naming it, with
+// "did you mean --xyz" for a near miss), negative numbers as option values, integer and number
+// flags with range errors that name the flag, and the mapping of the library's field names
+// (gradAccum) to flags (--grad-accum). src/cli/args.ts is the same parser under older names.
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import { RequestError } from '../train/request-error.js';
-import type { OptionSpec } from './args.js';
+import { closest } from './main.js';
+
+export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; default?: string | boolean; multiple?: boolean }>;
 
 const NEGATIVE_NUMBER = /^-(\d|\.\d|Infinity$)/;
 
@@ -27,14 +30,35 @@ export function joinNegativeValues(argv: readonly string[], options: OptionSpec)
   return out;
 }
 
-/** Parse argv strictly (an unknown option is a usage error naming it); negative values allowed. */
+/**
+ * Parse argv strictly; negative values allowed. Every problem is a one-line UsageError: an unknown
+ * option (with the closest known one), a missing value, a value given to a switch, a positional
+ * argument.
+ */
 export function parseOptions(argv: readonly string[], options: OptionSpec): Record<string, string | boolean | undefined> {
   try {
     const { values } = parseArgs({ args: joinNegativeValues(argv, options), options, strict: true, allowPositionals: false });
     return values as Record<string, string | boolean | undefined>;
   } catch (e) {
-    throw new UsageError((e as Error).message, { cause: e });
+    throw new UsageError(explain(e as Error & { code?: string }, options), { cause: e });
   }
+}
+
+/** parseArgs's messages, shortened to one line, with a did-you-mean for unknown options. */
+function explain(e: Error & { code?: string }, options: OptionSpec): string {
+  const m = /^Unknown option '(-{1,2})([^'=]*)/.exec(e.message);
+  if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && m) {
+    const flag = m[1] + m[2];
+    const guess = m[1] === '--' ? closest(m[2], Object.keys(options)) : null;
+    return `unknown option '${flag}'${guess ? ` (did you mean '--${guess}'?)` : ''}; --help lists the options`;
+  }
+  const pos = /^Unexpected argument '([^']*)'/.exec(e.message);
+  if (e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL' && pos) return `unexpected argument '${pos[1]}': options are --name VALUE (--help lists them)`;
+  const missing = /^Option '(-\w, )?(--[\w-]+) <value>' argument missing/.exec(e.message);
+  if (missing) return `${missing[2]} needs a value`;
+  const sw = /^Option '(-\w, )?(--[\w-]+)' does not take an argument/.exec(e.message);
+  if (sw) return `${sw[2]} is a switch and takes no value`;
+  return e.message.split('\n')[0];
 }
 
 /** An integer flag in [min, max], or undefined when absent. */

@@ -13,6 +13,7 @@ import { Progress, fmtDuration } from '../train/progress.js';
 import { PRESETS, type Arch } from '../model/config.js';
 import type { BackendChoice } from '../backend/select.js';
 import { UsageError } from '../errors.js';
+import { checkBackendName } from './backend.js';
 
 function describeDefault(b: 'reference' | 'cpu'): string {
   const m = RUN_DEFAULTS[b].model;
@@ -22,8 +23,9 @@ function describeDefault(b: 'reference' | 'cpu'): string {
 
 const HELP = `usage: crate-ts train [options]
 
-Trains a language model and saves checkpoints (safetensors, PyTorch parameter names) and a loss
-chart (loss.svg) in --out. With no options: a small byte-level CRATE on the embedded Moby-Dick
+Trains a language model and writes a run directory (--out): model.safetensors (the weights under
+PyTorch names, self-describing), config.json, optimizer.safetensors (AdamW state for --resume),
+train.jsonl (the JSON log with the loss history) and loss.svg. With no options: a small byte-level CRATE on the embedded Moby-Dick
 corpus, on the best available backend (defaults per backend below), in a few minutes.
 
 model
@@ -31,16 +33,19 @@ model
                        (default: ${describeDefault('reference')} on the reference backend,
                        ${describeDefault('cpu')} on cpu)
   --arch ARCH          crate | crate-complete | gpt2 (default crate)
-  --tokenizer NAME     byte | gpt2 (default: byte for byte-level presets, else gpt2)
+  --tokenizer NAME     byte | gpt2 | char (default: char for a nanoGPT dataset with meta.pkl,
+                       byte for byte-level presets, else gpt2)
   --n-layer N, --n-head N, --n-embd N   override the preset's size
 data
   --data PATH          a text file (.gz ok), a directory of text files, a nanoGPT uint16 token file
                        (train.bin; a val.bin beside it is the validation split), or a directory
-                       holding train.bin/val.bin (default: the embedded Moby-Dick)
+                       holding train.bin/val.bin and, for character-level data, meta.pkl
+                       (default: the embedded Moby-Dick)
   --val-fraction F     last fraction of tokens held out for validation (default 0.1)
   --cache-dir DIR      tokenized-data cache (default $CRATE_TS_CACHE or ~/.cache/crate-ts)
 run
-  --backend NAME       reference | cpu | cuda | auto (default auto: cuda, else cpu, else reference)
+  --backend NAME       reference | cpu | cuda | auto (default auto: cuda, else cpu, else reference;
+                       with --resume, the checkpoint's backend)
   --threads N          worker threads for native backends, 1..${MAX_THREADS} (default: all cores)
   --steps N            optimizer steps (default ${RUN_DEFAULTS.reference.hyper.steps} on reference, ${RUN_DEFAULTS.cpu.hyper.steps} on cpu)
   --batch N            sequences per micro-batch (default ${RUN_DEFAULTS.reference.hyper.batch}); a run that cannot fit in
@@ -56,16 +61,21 @@ run
   --seed N             seed for initialization and data order (default 1337)
 output
   --out DIR            run directory (default runs/<arch>-<preset>-<time>; with --resume, the checkpoint's)
-  --eval-every N       validation loss every N steps (0 = only at the end)
+  --eval-every N       validation loss every N steps, 0 = only at the end (default ${RUN_DEFAULTS.reference.hyper.evalEvery} on
+                       reference, ${RUN_DEFAULTS.cpu.hyper.evalEvery} on cpu, ${RUN_DEFAULTS.cuda.hyper.evalEvery} on cuda)
   --eval-windows N     validation windows per evaluation (default ${RUN_DEFAULTS.reference.hyper.evalWindows} on reference, ${RUN_DEFAULTS.cpu.hyper.evalWindows} on cpu)
-  --save-every N       checkpoint every N steps (0 = only at the end)
+  --save-every N       checkpoint every N steps, 0 = only at the end (default ${RUN_DEFAULTS.reference.hyper.saveEvery} on
+                       reference, ${RUN_DEFAULTS.cpu.hyper.saveEvery} on cpu, ${RUN_DEFAULTS.cuda.hyper.saveEvery} on cuda)
   --log-every N        a plain log line every N steps when stdout is not a terminal
                        (default: about 20 lines per run, steps/20)
-  --resume PATH        continue from a checkpoint (or a run directory): same hyperparameters unless given
+  --resume PATH        continue a run directory (or a checkpoint file, also a pre-0.2 ckpt.safetensors):
+                       same hyperparameters unless given
   --stop-at N          stop and save after step N as if interrupted (the schedule still spans --steps)
-  --json-log FILE      JSON lines: the resolved configuration, version, backend and machine first,
+  --json-log FILE      a copy of the run's JSON log (always written as train.jsonl in the run
+                       directory): the resolved configuration, version, backend and machine first,
                        then one object per step / evaluation / checkpoint, and a summary
-  --sample-tokens N    tokens of sample text printed at the end (0 = none)
+  --sample-tokens N    tokens of sample text printed at the end, 0 = none (default 300 for byte and
+                       char tokenizers, 80 for gpt2)
   --sample-prompt TEXT prompt for that sample (default "The ")
   --quiet              print only errors
 
@@ -96,8 +106,7 @@ export function requestFromArgs(v: Record<string, string | boolean | undefined>)
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   const arch = str('arch');
   if (arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(arch)) throw new UsageError(`--arch must be crate, crate-complete or gpt2, got '${arch}'`);
-  const backend = str('backend');
-  if (backend !== undefined && !['reference', 'cpu', 'cuda', 'auto'].includes(backend)) throw new UsageError(`--backend must be reference, cpu, cuda or auto, got '${backend}'`);
+  const backend = v.backend === undefined ? undefined : checkBackendName(String(v.backend));
   const req: TrainRequest = {
     preset: str('preset'), arch: arch as Arch | undefined, tokenizer: str('tokenizer'),
     nLayer: intFlag(v, 'n-layer', 1), nHead: intFlag(v, 'n-head', 1), nEmbd: intFlag(v, 'n-embd', 1),
@@ -168,13 +177,13 @@ export async function run(argv: string[]): Promise<number> {
     const wall = (performance.now() - t0) / 1000;
     if (!r.finished) {
       say(`stopped at step ${r.step} of ${h.steps} after ${fmtDuration(wall)}; checkpoint saved to ${r.checkpoint}`);
-      say(`continue with: crate-ts train --resume ${r.checkpoint}`);
+      say(`continue with: crate-ts train --resume ${trainer.out}`);
       return caught ? SIGNAL_EXIT[caught] : 0;
     }
     say('');
     for (const line of trainer.summary(r, wall)) say(line);
     say(`  loss curve ${svg}`);
-    const nSample = sampleTokens ?? (trainer.tokenizer.name === 'byte' ? 300 : 80);
+    const nSample = sampleTokens ?? (trainer.tokenizer.name === 'gpt2' ? 80 : 300);
     if (nSample > 0 && !caught && !quiet) say(`sample (temperature 0.8, top-k 40):\n${trainer.sample({ tokens: nSample, prompt: samplePrompt })}`);
     return caught ? SIGNAL_EXIT[caught] : 0;
   } catch (e) {

@@ -185,8 +185,8 @@ export async function loadDataset(opts: LoadOptions): Promise<Dataset> {
   let tokens: Uint16Array | null = null;
   let cache: string;
   const cacheDir = opts.cacheDir === undefined ? defaultCacheDir() : opts.cacheDir;
-  if (tok.name === 'byte') {
-    cache = 'not used (byte-level tokenization is a copy)';
+  if (tok.name === 'byte' || tok.name === 'char') {
+    cache = `not used (${tok.name}-level tokenization is a lookup)`;
   } else if (cacheDir === null) {
     cache = 'disabled';
   } else {

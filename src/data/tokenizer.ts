@@ -1,9 +1,12 @@
-// Tokenizers: byte-level (vocab 256, any UTF-8 text round-trips) and GPT-2 BPE (r50k_base from the
-// gpt-tokenizer package, bundled offline). The tokenizer's name is recorded in every checkpoint.
+// Tokenizers: byte-level (vocab 256, any UTF-8 text round-trips), GPT-2 BPE (r50k_base from the
+// gpt-tokenizer package, bundled offline), and `char`: a vocabulary of strings given with it, as
+// nanoGPT's character-level datasets define in meta.pkl (src/data/nanogpt.ts). The tokenizer's name
+// is recorded in every checkpoint, and the char vocabulary with it.
+import { DataError, UsageError } from '../errors.js';
 
-export type TokenizerName = 'byte' | 'gpt2';
+export type TokenizerName = 'byte' | 'gpt2' | 'char';
 
-export const TOKENIZER_NAMES: readonly TokenizerName[] = ['byte', 'gpt2'];
+export const TOKENIZER_NAMES: readonly TokenizerName[] = ['byte', 'gpt2', 'char'];
 
 export interface Tokenizer {
   readonly name: TokenizerName;
@@ -17,6 +20,8 @@ export interface Tokenizer {
   encode(text: string): number[];
   /** Decode ids to text (invalid UTF-8 becomes U+FFFD). */
   decode(ids: ArrayLike<number>): string;
+  /** The `char` tokenizer's vocabulary (id -> string); undefined for the others. */
+  readonly vocab?: readonly string[];
 }
 
 class ByteTokenizer implements Tokenizer {
@@ -68,11 +73,71 @@ class Gpt2Tokenizer implements Tokenizer {
   }
 }
 
+/**
+ * A vocabulary of strings, ids in order (nanoGPT's itos). Text is encoded by longest match at each
+ * position (nanoGPT's vocabularies are single characters, so: one id per character); a character
+ * outside the vocabulary is an error naming it. The model vocabulary is the vocabulary's size, as
+ * nanoGPT uses it.
+ */
+export class CharTokenizer implements Tokenizer {
+  readonly name = 'char' as const;
+  readonly vocabSize: number;
+  readonly modelVocabSize: number;
+  readonly eot = null;
+  readonly vocab: readonly string[];
+  private readonly ids = new Map<string, number>();
+  private readonly maxLen: number;
+  constructor(vocab: readonly string[]) {
+    if (vocab.length === 0) throw new UsageError('the char tokenizer needs a non-empty vocabulary');
+    this.vocab = Object.freeze([...vocab]);
+    this.vocabSize = this.modelVocabSize = vocab.length;
+    vocab.forEach((s, i) => {
+      if (typeof s !== 'string' || s.length === 0) throw new UsageError(`char vocabulary entry ${i} is not a non-empty string`);
+      if (this.ids.has(s)) throw new UsageError(`char vocabulary lists ${JSON.stringify(s)} twice`);
+      this.ids.set(s, i);
+    });
+    this.maxLen = Math.max(...vocab.map((s) => s.length));
+  }
+  encode(text: string): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < text.length;) {
+      let id: number | undefined, len = 0;
+      for (let n = Math.min(this.maxLen, text.length - i); n >= 1 && id === undefined; n--) {
+        id = this.ids.get(text.slice(i, i + n));
+        len = n;
+      }
+      if (id === undefined) {
+        const cp = text.codePointAt(i)!;
+        throw new DataError(`the character ${JSON.stringify(String.fromCodePoint(cp))} (U+${cp.toString(16).toUpperCase().padStart(4, '0')}) at position ${i} is not in the char tokenizer's vocabulary of ${this.vocabSize}`);
+      }
+      out.push(id);
+      i += len;
+    }
+    return out;
+  }
+  decode(ids: ArrayLike<number>): string {
+    let s = '';
+    for (let i = 0; i < ids.length; i++) {
+      const t = ids[i];
+      if (!Number.isInteger(t) || t < 0 || t >= this.vocabSize) throw new Error(`char tokenizer: id ${t} at position ${i} is outside [0, ${this.vocabSize})`);
+      s += this.vocab[t];
+    }
+    return s;
+  }
+}
+
 const cache = new Map<TokenizerName, Tokenizer>();
 
-/** Load a tokenizer by name (the GPT-2 tables are loaded on first use). */
-export async function loadTokenizer(name: string): Promise<Tokenizer> {
+/**
+ * Load a tokenizer by name (the GPT-2 tables are loaded on first use). `char` needs its vocabulary
+ * (a checkpoint's tokenizerVocab, or readNanoGptMeta's).
+ */
+export async function loadTokenizer(name: string, vocab?: readonly string[] | null): Promise<Tokenizer> {
   if (!TOKENIZER_NAMES.includes(name as TokenizerName)) throw new Error(`unknown tokenizer '${name}'; known tokenizers: ${TOKENIZER_NAMES.join(', ')}`);
+  if (name === 'char') {
+    if (!vocab) throw new UsageError("the char tokenizer needs a vocabulary: a nanoGPT meta.pkl beside train.bin, or a checkpoint that records one");
+    return new CharTokenizer(vocab);
+  }
   const key = name as TokenizerName;
   let tok = cache.get(key);
   if (tok) return tok;

@@ -3,21 +3,22 @@
 // applies the defaults (the checkpoint's values when resuming, else the per-backend RUN_DEFAULTS),
 // validates every hyper-parameter, and loads the tokenizer and the data. Nothing is allocated for
 // training and nothing is written here.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Backend } from '../backend/types.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
 import { makeConfig, PRESETS, type Arch, type ModelConfig } from '../model/config.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { loadDataset, checkVocab, checkWindows, EMBEDDED_NAME, type Dataset } from '../data/corpus.js';
-import { loadCheckpoint, type Checkpoint, type TrainHyper } from '../checkpoint/checkpoint.js';
+import { metaPathFor, readNanoGptMeta } from '../data/nanogpt.js';
+import { loadCheckpoint, resolveCheckpointPath, WEIGHTS_FILE, type Checkpoint, type TrainHyper } from '../checkpoint/checkpoint.js';
 import { CrateError, CheckpointError, DataError, UsageError } from '../errors.js';
 import { RUN_DEFAULTS, defaultLogEvery, MAX_THREADS, type DefaultModel, type DefaultsTable } from './defaults.js';
 import { RequestError } from './request-error.js';
 
-export { RequestError };
+export { RequestError, resolveCheckpointPath };
 
-export const CHECKPOINT_NAME = 'ckpt.safetensors';
+/** The weights file of a run directory (model.safetensors; before 0.2: ckpt.safetensors). */
+export const CHECKPOINT_NAME = WEIGHTS_FILE;
 export const CHART_NAME = 'loss.svg';
 
 /** What a caller asks for; anything left out takes a default (or, when resuming, the checkpoint's value). */
@@ -99,17 +100,6 @@ export function checkHyper(h: TrainHyper): void {
   num('valFraction', (x) => x > 0 && x < 1, 'in (0, 1)');
 }
 
-/** A checkpoint file, or a run directory holding ckpt.safetensors. */
-export function resolveCheckpointPath(p: string): string {
-  let st: fs.Stats;
-  try {
-    st = fs.statSync(p);
-  } catch {
-    throw new CheckpointError(`checkpoint '${p}' does not exist`);
-  }
-  return st.isDirectory() ? path.join(p, CHECKPOINT_NAME) : p;
-}
-
 /** Re-throw an error from a lower layer as `Kind` unless it already is a typed crate-ts error. */
 function typed<T>(Kind: new (m: string, o?: { cause?: unknown }) => CrateError, f: () => T): T {
   try {
@@ -144,7 +134,7 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
 
   // ---- checkpoint to resume ----------------------------------------------------------------------
   const ck = req.resume !== undefined ? typed(CheckpointError, () => loadCheckpoint(resolveCheckpointPath(req.resume as string))) : null;
-  if (ck && !ck.train) throw new CheckpointError(`${ck.path} holds no training state (train_state metadata); it can be sampled or evaluated but not resumed`);
+  if (ck && !ck.train) throw new CheckpointError(ck.trainProblem ?? `${ck.path} holds no training state (no optimizer.safetensors beside it, no train_state metadata); it can be sampled or evaluated but not resumed`);
 
   // ---- backend: a resumed run stays on the checkpoint's backend unless told otherwise, so that it
   // continues bitwise as the uninterrupted run would -------------------------------------------------
@@ -195,7 +185,7 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
     if (req.tokenizer !== undefined && req.tokenizer !== ck.tokenizer) throw new RequestError('tokenizer', `${req.tokenizer} does not match the checkpoint: ${ck.path} was trained with the ${ck.tokenizer} tokenizer`);
     checkHyper(hyper);
     if (hyper.seq > config.blockSize) throw new RequestError('seq', `${hyper.seq} exceeds the checkpoint's block size ${config.blockSize}`);
-    tokenizer = await typedAsync(CheckpointError, () => loadTokenizer(ck.tokenizer));
+    tokenizer = await typedAsync(CheckpointError, () => loadTokenizer(ck.tokenizer, ck.tokenizerVocab));
     preset = ck.train?.preset;
   } else {
     // No preset: the backend's default model (preset + size overrides + sequence length).
@@ -203,7 +193,18 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
     preset = req.preset ?? defaultModel.preset;
     if (!Object.prototype.hasOwnProperty.call(PRESETS, preset)) throw new RequestError('preset', `'${preset}' is unknown; known presets: ${Object.keys(PRESETS).join(', ')}`);
     const presetVocab = PRESETS[preset].vocabSize ?? 50304;
-    tokenizer = await typedAsync(UsageError, () => loadTokenizer(req.tokenizer ?? (presetVocab <= 256 ? 'byte' : 'gpt2')));
+    // A nanoGPT character dataset (meta.pkl beside train.bin) brings its own vocabulary.
+    const meta = req.data !== undefined ? metaPathFor(req.data) : null;
+    const tokName = req.tokenizer ?? (meta ? 'char' : presetVocab <= 256 ? 'byte' : 'gpt2');
+    let vocab: string[] | null = null;
+    if (tokName === 'char') {
+      if (!meta) throw new RequestError('tokenizer', `char needs a vocabulary: a nanoGPT meta.pkl beside train.bin in the --data directory (none found${req.data !== undefined ? ` for '${req.data}'` : ''})`);
+      vocab = readNanoGptMeta(meta).vocab;
+      notices.push(`tokenizer: char, the ${vocab.length}-symbol vocabulary of ${meta} (recorded in the checkpoint)`);
+    } else if (meta) {
+      notices.push(`note: ${meta} (a nanoGPT character vocabulary) is not used: --tokenizer ${tokName} was given`);
+    }
+    tokenizer = await typedAsync(UsageError, () => loadTokenizer(tokName, vocab));
     if (req.seq === undefined) hyper.seq = dm.seq ?? PRESETS[preset].blockSize ?? hyper.seq;
     checkHyper(hyper);
     const over: Partial<ModelConfig> = { arch: req.arch ?? 'crate', vocabSize: tokenizer.modelVocabSize, blockSize: hyper.seq };
