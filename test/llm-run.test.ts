@@ -244,5 +244,15 @@ describe('bad input', () => {
       expect(r.err.trim().split('\n').length, argv.join(' ')).toBe(1);
       expect(r.err, argv.join(' ')).toMatch(re);
     }
+    // a server that does not echo prompt log-probabilities: stop at once, cache nothing
+    fake.noEchoLogprobs = true;
+    try {
+      const cache = path.join(dir, 'cache-nolp');
+      const r = await capture(['neurons', 'score', coll, ...base(), '--max', '1', '--splits', 'tar', '--out', path.join(dir, 'out-nolp'), '--cache-dir', cache]);
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/returned no prompt log-probabilities .*use --simulator token-by-token or logprob-free/);
+      const entries = fs.readdirSync(cache, { recursive: true }).map(String).filter((f) => f.endsWith('.json.gz'));
+      expect(entries.length).toBe(1); // the explanation only
+    } finally { fake.noEchoLogprobs = false; }
   });
 });

@@ -271,6 +271,11 @@ describe('crate-ts serve: bad requests', () => {
     } finally { await small.close(); }
   });
 
+  it('a port in use and a bad echo stride are one-line usage errors', async () => {
+    await expect(startServer(engine, { port: srv.port })).rejects.toThrow(/^cannot listen on 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\)$/);
+    expect(() => new Engine(engine.model, engine.tokenizer, engine.tokenBytes, { echoStride: 0 })).toThrow(/--echo-stride must be an integer in \[1, 32\]/);
+  });
+
   it('API key, body size limit and a full queue', async () => {
     const locked = await startServer(engine, { port: 0, apiKey: 'sekret', maxBodyBytes: 2048, maxQueue: 0 });
     try {

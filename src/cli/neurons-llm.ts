@@ -101,7 +101,7 @@ function printSummary(mode: Mode, s: RunSummary): void {
   const f = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(1));
   const c = s.calls;
   if (s.dry_run) {
-    console.log(`dry run (${mode}): ${fmtInt(c.planned)} calls would be sent, ≈ ${fmtInt(c.planned_prompt_tokens)} prompt tokens (GPT-2 BPE count, extrapolated past the first 64 prompts); ${fmtInt(c.cached)} more are answered by the cache`);
+    console.log(`dry run (${mode}): ${fmtInt(c.planned)} calls would be sent, ≈ ${fmtInt(c.planned_prompt_tokens)} prompt tokens (GPT-2 BPE count, extrapolated past the first 64 prompts); ${fmtInt(c.cached)} more repeat an earlier request or are in the cache`);
     if (mode !== 'explain' && c.planned > 0) console.log('  (simulator prompts of neurons not yet explained are counted with a 120-character stand-in explanation)');
     return;
   }

@@ -23,6 +23,7 @@ import { loadCheckpoint, modelFromCheckpoint } from '../checkpoint/checkpoint.js
 import { resolveCheckpointPath } from '../train/trainer.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
+import { UsageError } from '../errors.js';
 
 /** Token positions per forward when batching echo windows (the logits stay on the backend). */
 const WINDOW_ROWS = 4096;
@@ -126,7 +127,7 @@ export class Engine {
     this.vocabSize = model.config.vocabSize;
     this.textVocab = Math.min(tokenizer.vocabSize, this.vocabSize);
     const S = opts.echoStride ?? Math.max(1, Math.floor(this.blockSize / 2));
-    if (!Number.isInteger(S) || S < 1 || S > this.blockSize) throw new RangeError(`echo stride must be an integer in [1, ${this.blockSize}], got ${S}`);
+    if (!Number.isInteger(S) || S < 1 || S > this.blockSize) throw new UsageError(`--echo-stride must be an integer in [1, ${this.blockSize}] (the block size), got ${S}`);
     this.echoStride = S;
   }
 

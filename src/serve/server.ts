@@ -18,6 +18,7 @@ import { Engine, type GeneratedToken, type TopEntry } from './engine.js';
 import { ApiError, DEFAULT_LIMITS, parseChat, parseCompletion, type SamplingParams, type ServeLimits } from './validate.js';
 import { renderChat, CHAT_STOP } from './chat.js';
 import { TextStream, codePoints } from './tokens.js';
+import { UsageError } from '../errors.js';
 
 export interface ServeOptions {
   host?: string;
@@ -364,8 +365,11 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
   });
 
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 8000, host, () => { server.off('error', reject); resolve(); });
+    const fail = (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL'
+      ? new UsageError(`cannot listen on ${host}:${opts.port ?? 8000}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.code === 'EACCES' ? 'permission denied' : 'no such address on this machine'} (${e.code})`)
+      : e);
+    server.once('error', fail);
+    server.listen(opts.port ?? 8000, host, () => { server.off('error', fail); resolve(); });
   });
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;

@@ -52,6 +52,8 @@ export interface FakeLlm {
   stallAfter(n: number): void;
   release(): void;
   maxInFlight: number;
+  /** Answer echo requests without logprobs (as llama.cpp's server and Ollama do). */
+  noEchoLogprobs: boolean;
   close(): Promise<void>;
 }
 
@@ -63,7 +65,7 @@ export async function startFakeLlm(opts: { delayMs?: number } = {}): Promise<Fak
   let waiting: (() => void)[] = [];
   let inFlight = 0;
   const state: FakeLlm = {
-    url: '', received: new Map(), order: [], answered: new Set(), maxInFlight: 0,
+    url: '', received: new Map(), order: [], answered: new Set(), maxInFlight: 0, noEchoLogprobs: false,
     failNext(n, status, retryAfter) { failures = { n, status, retryAfter }; },
     stallAfter(n) { budget = n; },
     release() { budget = Infinity; const w = waiting; waiting = []; w.forEach((f) => f()); },
@@ -93,7 +95,10 @@ export async function startFakeLlm(opts: { delayMs?: number } = {}): Promise<Fak
       const body = JSON.parse(raw);
       let out: unknown;
       if (req.url?.endsWith('/chat/completions')) out = chat(body);
-      else if (req.url?.endsWith('/completions')) out = completion(body);
+      else if (req.url?.endsWith('/completions')) {
+        out = completion(body);
+        if (state.noEchoLogprobs) (out as { choices: { logprobs: unknown }[] }).choices[0].logprobs = null;
+      }
       else { res.writeHead(404); res.end('{}'); return; }
       const text = JSON.stringify(out);
       res.writeHead(200, { 'content-type': 'application/json' });

@@ -168,9 +168,13 @@ export class LlmRun {
     const o = this.o, set = o.prompts, c = o.client, ep = o.simulator;
     if (this.kind === 'all-at-once') {
       const body = { prompt: simulationPrompt(set, explanation, tokens), max_tokens: 0, echo: true, logprobs: this.logprobs, temperature: 0 };
-      const resp = await c.request<CompactEcho>(ep, 'completions', body, compactEcho);
+      // a response without prompt log-probabilities is refused before it reaches the cache
+      const resp = await c.request<CompactEcho>(ep, 'completions', body, (r) => {
+        const kept = compactEcho(r);
+        if (kept.logprobs.tokens.length === 0) throw new LlmCallError(`the simulator at ${ep.baseURL} returned no prompt log-probabilities for echo: true, max_tokens: 0 (llama.cpp's server and Ollama do not); use --simulator token-by-token or logprob-free`, null, false);
+        return kept;
+      });
       if (resp === null) return null;
-      if (resp.logprobs.tokens.length === 0) throw new LlmCallError(`the simulator at ${ep.baseURL} returned no prompt log-probabilities for echo: true, max_tokens: 0 (llama.cpp's server and Ollama do not); use --simulator token-by-token or logprob-free`, null, false);
       const p = parseAllAtOnce(resp.text, resp.logprobs, tokens, set.simulator.unknown);
       this.alignment = addCounts(this.alignment, p.counts);
       return sequenceSimulation(tokens, p.expected, p.distributionValues, p.distributionProbabilities);
