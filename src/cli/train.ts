@@ -35,7 +35,7 @@ model
   --arch ARCH          crate | crate-complete | gpt2 (default crate)
   --tokenizer NAME     byte | gpt2 | char (default: char for a nanoGPT dataset with meta.pkl,
                        byte for byte-level presets, else gpt2)
-  --n-layer N, --n-head N, --n-embd N   override the preset's size
+  --n-layer N, --n-head N, --n-embd N   override the preset's size (default: the preset's)
 data
   --data PATH          a text file (.gz ok), a directory of text files, a nanoGPT uint16 token file
                        (train.bin; a val.bin beside it is the validation split), or a directory
@@ -70,7 +70,8 @@ output
                        (default: about 20 lines per run, steps/20)
   --resume PATH        continue a run directory (or a checkpoint file, also a pre-0.2 ckpt.safetensors):
                        same hyperparameters unless given
-  --stop-at N          stop and save after step N as if interrupted (the schedule still spans --steps)
+  --stop-at N          stop and save after step N as if interrupted (the schedule still spans
+                       --steps; default: run to the end)
   --json-log FILE      a copy of the run's JSON log (always written as train.jsonl in the run
                        directory): the resolved configuration, version, backend and machine first,
                        then one object per step / evaluation / checkpoint, and a summary
