@@ -174,20 +174,23 @@ class Reader {
     return b;
   }
 
-  /** An Int32Array; its length and data are read later, when no JavaScript can run any more. */
-  Napi::Int32Array int32(size_t i, const char* name) const {
+  /**
+   * An Int32Array, returned as the plain value: its length and data are read later (a Napi::Int32Array
+   * caches both when it is made, and a getter of a later argument may detach the array's buffer).
+   */
+  Napi::Value int32(size_t i, const char* name) const {
     const Napi::Value v = info_[i];
     if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
       fail(ErrKind::kType, fn_, std::string(name) + " must be an Int32Array, got " + type_name(v));
-    return v.As<Napi::Int32Array>();
+    return v;
   }
 
-  /** A Float64Array or Float32Array (read later, as int32). */
-  Napi::TypedArray floats(size_t i, const char* name) const {
+  /** A Float64Array or Float32Array, returned as the plain value (read later, as int32). */
+  Napi::Value floats(size_t i, const char* name) const {
     const Napi::Value v = info_[i];
     if (v.IsTypedArray()) {
       const auto t = v.As<Napi::TypedArray>().TypedArrayType();
-      if (t == napi_float64_array || t == napi_float32_array) return v.As<Napi::TypedArray>();
+      if (t == napi_float64_array || t == napi_float32_array) return v;
     }
     fail(ErrKind::kType, fn_, std::string(name) + " must be a Float64Array or Float32Array, got " + type_name(v));
   }
@@ -292,9 +295,10 @@ inline void check_sizes(const OpSpec& op, const RawBuf* raw, int64_t* size, int6
   }
 }
 
-/** An id list: exactly `count` ids, each in [lo, hi). Reads the typed array (no JavaScript runs here). */
-inline const int32_t* check_ids(const Napi::Int32Array& a, const char* name, int64_t count, const char* count_text,
+/** An id list: exactly `count` ids, each in [lo, hi). Reads the typed array now (no JavaScript runs here). */
+inline const int32_t* check_ids(const Napi::Value& value, const char* name, int64_t count, const char* count_text,
                                 int64_t lo, int64_t hi, const std::string& fn) {
+  const Napi::Int32Array a = value.As<Napi::Int32Array>();  // length and data as they are now
   const size_t n = a.ElementLength();
   if (static_cast<int64_t>(n) != count)
     fail(ErrKind::kRange, fn,
@@ -426,7 +430,7 @@ class Binding {
 
     // 1. read (JavaScript may run only here)
     RawBuf raw[optable::kMaxArgs];
-    Napi::Int32Array ids[optable::kMaxArgs];
+    Napi::Value ids[optable::kMaxArgs];
     optable::Resolved r{};
     size_t j = 0;
     for (int i = 0; i < op.nargs; ++i) {
@@ -527,8 +531,8 @@ class Binding {
     Reader in(info, fn);
     in.expect_count(2);
     const RawBuf dst_raw = in.buffer(0, "dst", false, Traits::kBufferWord);
-    const Napi::TypedArray src = in.floats(1, "src");
-    const size_t n = src.ElementLength();  // read after dst's fields: no JavaScript runs from here on
+    const Napi::TypedArray src = in.floats(1, "src").As<Napi::TypedArray>();  // after dst's getters ran
+    const size_t n = src.ElementLength();
     if (static_cast<int64_t>(n) != dst_raw.length)
       fail(ErrKind::kRange, fn,
            "src has " + std::to_string(n) + " elements, expected size(dst) = " + std::to_string(dst_raw.length));

@@ -36,8 +36,11 @@ CRATE_INLINE float exp_nonpos(float x) {
   y = y * r + 1.6666665459e-1f;
   y = y * r + 5.0000001201e-1f;
   y = y * (r * r) + r + 1.0f;
-  const int32_t n = static_cast<int32_t>(fx);
-  const int32_t bits = (n + 127) << 23;
+  // 2^n as float bits. A NaN x makes fx NaN: cast 0 instead (a NaN cast to int is undefined), the
+  // result is NaN through y anyway. The shift is done unsigned (n + 127 >= 1 here; never a shift of a
+  // negative value).
+  const int32_t n = static_cast<int32_t>(fx == fx ? fx : 0.0f);
+  const uint32_t bits = static_cast<uint32_t>(n + 127) << 23;
   const float scale = __builtin_bit_cast(float, bits);
   const float out = y * scale;
   return x < -87.0f ? 0.0f : out;

@@ -1,9 +1,9 @@
 // Bad input at the native boundary of the cpu backend: every call either returns or throws a
 // JavaScript Error that names the function and the argument; nothing crashes the process, nothing
 // writes out of bounds, nothing leaks. Checked both through CpuBackend (TypeScript-side checks)
-// and straight against the addon (the C++-side checks that must hold on their own).
+// and straight against the addon (the C++-side checks that must hold on their own). The fuzz of every
+// function and the getter probes run in a child process: test/native-hardening.test.ts.
 import { describe, test, expect } from 'vitest';
-import fc from 'fast-check';
 import { tryLoadAddon, type NativeAddon, type NativeBufRef } from '../src/backend/loader.js';
 import { CpuBackend, NativeBuf } from '../src/backend/cpu.js';
 
@@ -117,60 +117,6 @@ suite(`cpu: native boundary rejects bad input${skipNote}`, () => {
     expect(cpu.allFinite(logits)).toBe(false);
     cpu.free(logits);
     cpu.free(d);
-  });
-
-  test('cpu: fuzzed binding arguments either return or throw an Error, and never corrupt other buffers', () => {
-    const fns = ['alloc', 'free', 'upload', 'download', 'fill', 'copy', 'add', 'scale', 'sum_squares', 'all_finite', 'relu_forward', 'relu_backward',
-      'embedding_forward', 'embedding_backward', 'layernorm_forward', 'layernorm_backward', 'linear_forward', 'linear_backward', 'sgemm',
-      'attention_saved_size', 'mssa_forward', 'mssa_backward', 'attention_forward', 'attention_backward', 'ista_forward', 'ista_backward',
-      'ista_complete_forward', 'ista_complete_backward', 'cross_entropy_forward', 'adamw_update'] as const;
-    // A sentinel buffer that no fuzzed call may touch (its handle is never offered).
-    const sentinel = mk(64);
-    n.upload(sentinel, new Float64Array(64).fill(3));
-    const pool = [mk(1), mk(6), mk(12), mk(24), mk(48)];
-    const freed = mk(6);
-    n.free(freed.handle);
-    const bufArb = fc.oneof(
-      fc.constantFrom(...pool),
-      fc.constant(freed),
-      fc.record({ handle: fc.constantFrom(...pool.map((b) => b.handle)), offset: fc.integer({ min: -2, max: 50 }), length: fc.integer({ min: -1, max: 50 }) }),
-      fc.record({ handle: fc.oneof(fc.double(), fc.constant(1e300)), offset: fc.constant(0), length: fc.constant(1) }),
-    );
-    const valueArb = fc.oneof(
-      { weight: 4, arbitrary: bufArb },
-      { weight: 4, arbitrary: fc.integer({ min: -2, max: 13 }) },
-      { weight: 1, arbitrary: fc.constantFrom(NaN, Infinity, -Infinity, 0.5, -0, 2 ** 53, 1e-5, 0.9) },
-      { weight: 1, arbitrary: fc.constantFrom(null, undefined, true, 'x', [1, 2], {}) },
-      { weight: 1, arbitrary: fc.integer({ min: -3, max: 14 }).map((v) => Int32Array.of(v, 0, 1, 2, 3, 4)) },
-      { weight: 1, arbitrary: fc.constantFrom(new Float64Array(6), new Float32Array(12), new Int32Array(2)) },
-    );
-    const before = n.live_buffers();
-    let returned = 0, threw = 0;
-    // free() gets handles of the pool, a freed one, or junk; alloc() small or invalid sizes.
-    const freeArg = fc.oneof(fc.constantFrom(...pool.map((b) => b.handle), freed.handle, NaN, -1, 0.5, 1e300), fc.constantFrom(null, 'x', {}));
-    const allocArg = fc.oneof(fc.integer({ min: -2, max: 64 }), fc.constantFrom(NaN, Infinity, 2 ** 60, 0.5, null, 'x'));
-    const callArb = fc.oneof(
-      fc.tuple(fc.constantFrom(...fns.filter((f) => f !== 'free' && f !== 'alloc')), fc.array(valueArb, { maxLength: 13 })),
-      fc.tuple(fc.constant('free' as const), fc.array(freeArg, { maxLength: 2 })),
-      fc.tuple(fc.constant('alloc' as const), fc.array(allocArg, { maxLength: 2 })),
-    );
-    fc.assert(fc.property(callArb, ([fn, args]) => {
-      try {
-        const r = (n[fn] as unknown as (...a: unknown[]) => unknown)(...args);
-        returned++;
-        if (fn === 'alloc' && typeof r === 'number') n.free(r);
-      } catch (e) {
-        threw++;
-        expect(e).toBeInstanceOf(Error);
-        expect((e as Error).message.startsWith(`${fn}: `), (e as Error).message).toBe(true);
-      }
-    }), { numRuns: 3000, seed: 42 });
-    expect(threw).toBeGreaterThan(0);
-    expect(returned).toBeGreaterThan(0);
-    // Pool buffers may have been freed by the fuzzer ('free' with a pool handle); count what is left.
-    expect(Array.from(n.download(sentinel))).toEqual(new Array(64).fill(3));
-    expect(n.live_buffers()).toBeLessThanOrEqual(before);
-    n.free(sentinel.handle);
   });
 });
 
