@@ -1,6 +1,13 @@
 // A loss-curve chart as a standalone SVG, written by hand (no dependency): training loss per step
 // (faint) with a moving average, validation losses as points joined by a line, and optional
 // horizontal reference lines (e.g. the unigram entropy of the validation tokens).
+//
+// A run starts near ln V (5.5 nats for bytes) and spends most of its steps within a few tenths of a
+// nat of its final loss, so an axis that shows the first steps squeezes the part worth reading into
+// the bottom of the chart. So the y axis is logarithmic, and its top is set by the run after its
+// first 5% of steps (and the validation points and reference lines): the early descent leaves the
+// plot at the top, and the legend says which steps and up to what loss. The legend sits in its own
+// band above the plot, where no curve can run under it, and names every line drawn.
 
 export interface ChartInput {
   title: string;
@@ -12,13 +19,30 @@ export interface ChartInput {
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /** "Nice" tick values covering [lo, hi] (about `n` of them). */
-function ticks(lo: number, hi: number, n: number): number[] {
+export function ticks(lo: number, hi: number, n: number): number[] {
   if (!(hi > lo)) return [lo];
   const raw = (hi - lo) / n;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const out: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) out.push(+v.toPrecision(12));
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + 1e-9 * step; v += step) out.push(+v.toPrecision(12));
+  return out;
+}
+
+/**
+ * Ticks for a logarithmic axis over [lo, hi] (lo > 0). Within a decade or so (loss curves) round
+ * linear steps read best (2, 2.5, 3, 4, 5); over several decades the mantissas 1, 2, 5 of each.
+ */
+export function logTicks(lo: number, hi: number): number[] {
+  if (!(lo > 0) || !(hi > lo)) return lo > 0 ? [lo] : [];
+  if (hi / lo <= 20) return ticks(lo, hi, 8).filter((v) => v > 0);
+  const out: number[] = [];
+  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
+    for (const m of [1, 2, 5]) {
+      const v = +(m * 10 ** e).toPrecision(12);
+      if (v >= lo && v <= hi) out.push(v);
+    }
+  }
   return out;
 }
 
@@ -39,24 +63,35 @@ function downsample(pts: { step: number; loss: number }[], max: number): { step:
   return out;
 }
 
+const COLOR = { train: '#1f77b4', val: '#d62728', ref: '#777' };
+
 export function lossChartSvg(input: ChartInput): string {
-  const W = 720, Hh = 420, ml = 60, mr = 20, mt = 40, mb = 50;
+  const W = 760, Hh = 460, ml = 64, mr = 24, mt = 74, mb = 50;
   const pw = W - ml - mr, ph = Hh - mt - mb;
-  const train = downsample(input.train.filter((p) => Number.isFinite(p.loss)), 2000);
-  const val = input.val.filter((p) => Number.isFinite(p.loss));
-  const refs = (input.refs ?? []).filter((r) => Number.isFinite(r.value));
+  const positive = (p: { loss: number }) => Number.isFinite(p.loss) && p.loss > 0;
+  const rawTrain = input.train.filter(positive);
+  const train = downsample(rawTrain, 2000);
+  const val = input.val.filter(positive);
+  const refs = (input.refs ?? []).filter((r) => Number.isFinite(r.value) && r.value > 0);
   const steps = [...train.map((p) => p.step), ...val.map((p) => p.step)];
   const xmin = 0, xmax = Math.max(1, ...steps);
   const ys = [...train.map((p) => p.loss), ...val.map((p) => p.loss), ...refs.map((r) => r.value)];
-  let ymin = ys.length ? Math.min(...ys) : 0, ymax = ys.length ? Math.max(...ys) : 1;
-  if (ymax - ymin < 1e-9) { ymin -= 0.5; ymax += 0.5; }
-  const pad = 0.05 * (ymax - ymin);
-  ymin = Math.max(0, ymin - pad); ymax += pad;
+  let ymin = ys.length ? Math.min(...ys) : 1, ymax = ys.length ? Math.max(...ys) : 10;
+  // the top: what the run reaches after its first 5% of steps
+  const early = Math.max(1, Math.ceil(0.05 * xmax));
+  const late = [...train.filter((p) => p.step > early).map((p) => p.loss), ...val.map((p) => p.loss), ...refs.map((r) => r.value)];
+  const clipped = late.length > 0 && Math.max(...late) < ymax / 1.02 ? { steps: early, max: Math.max(...rawTrain.map((p) => p.loss)) } : null;
+  if (clipped) ymax = Math.max(...late);
+  if (ymax / ymin < 1.05) { ymin /= 1.05; ymax *= 1.05; }
+  // 3% of the log range as a margin on each side
+  const pad = 0.03 * Math.log(ymax / ymin);
+  ymin *= Math.exp(-pad); ymax *= Math.exp(pad);
+  const ly0 = Math.log(ymin), ly1 = Math.log(ymax);
   const X = (s: number) => ml + ((s - xmin) / (xmax - xmin)) * pw;
-  const Y = (v: number) => mt + (1 - (v - ymin) / (ymax - ymin)) * ph;
+  const Y = (v: number) => mt + (1 - (Math.log(v) - ly0) / (ly1 - ly0)) * ph;
   const path = (pts: { step: number; loss: number }[]) => pts.map((p, i) => `${i ? 'L' : 'M'}${X(p.step).toFixed(1)},${Y(p.loss).toFixed(1)}`).join(' ');
 
-  // moving average of the training loss (window ~2% of the run, at least 1)
+  // moving average of the training loss (window ~2% of the run's steps, at least 1)
   const win = Math.max(1, Math.round(train.length / 50));
   const smooth: { step: number; loss: number }[] = [];
   let acc = 0;
@@ -65,14 +100,22 @@ export function lossChartSvg(input: ChartInput): string {
     if (i >= win) acc -= train[i - win].loss;
     smooth.push({ step: train[i].step, loss: acc / Math.min(i + 1, win) });
   }
+  const stepsPerPoint = train.length ? Math.max(1, Math.round(rawTrain.length / train.length)) : 1;
 
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${W}" height="${Hh}" fill="white"/>`);
   out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${esc(input.title)}</text>`);
-  for (const t of ticks(ymin, ymax, 6)) {
-    out.push(`<line x1="${ml}" x2="${ml + pw}" y1="${Y(t).toFixed(1)}" y2="${Y(t).toFixed(1)}" stroke="#e5e5e5"/>`);
-    out.push(`<text x="${ml - 6}" y="${(Y(t) + 4).toFixed(1)}" text-anchor="end">${fmtNum(t)}</text>`);
+
+  // y ticks: log scale, labels at least 14 px apart
+  let last = Infinity;
+  for (const t of logTicks(ymin, ymax)) {
+    const y = Y(t);
+    out.push(`<line x1="${ml}" x2="${ml + pw}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#e5e5e5"/>`);
+    if (Math.abs(last - y) >= 14) {
+      out.push(`<text x="${ml - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end">${fmtNum(t)}</text>`);
+      last = y;
+    }
   }
   for (const t of ticks(xmin, xmax, 8)) {
     out.push(`<line x1="${X(t).toFixed(1)}" x2="${X(t).toFixed(1)}" y1="${mt}" y2="${mt + ph}" stroke="#f0f0f0"/>`);
@@ -80,20 +123,34 @@ export function lossChartSvg(input: ChartInput): string {
   }
   out.push(`<rect x="${ml}" y="${mt}" width="${pw}" height="${ph}" fill="none" stroke="#444"/>`);
   out.push(`<text x="${ml + pw / 2}" y="${Hh - 12}" text-anchor="middle">step</text>`);
-  out.push(`<text transform="translate(16,${mt + ph / 2}) rotate(-90)" text-anchor="middle">loss (nats/token)</text>`);
+  out.push(`<text transform="translate(16,${mt + ph / 2}) rotate(-90)" text-anchor="middle">loss (nats/token, log scale)</text>`);
   for (const r of refs) {
-    out.push(`<line x1="${ml}" x2="${ml + pw}" y1="${Y(r.value).toFixed(1)}" y2="${Y(r.value).toFixed(1)}" stroke="#888" stroke-dasharray="6,4"/>`);
-    out.push(`<text x="${ml + pw - 4}" y="${(Y(r.value) - 4).toFixed(1)}" text-anchor="end" fill="#555">${esc(r.label)} ${fmtNum(r.value)}</text>`);
+    out.push(`<line x1="${ml}" x2="${ml + pw}" y1="${Y(r.value).toFixed(1)}" y2="${Y(r.value).toFixed(1)}" stroke="${COLOR.ref}" stroke-dasharray="6,4"/>`);
   }
-  if (train.length > 1) out.push(`<path d="${path(train)}" fill="none" stroke="#1f77b4" stroke-opacity="0.25" stroke-width="1"/>`);
-  if (smooth.length > 1) out.push(`<path d="${path(smooth)}" fill="none" stroke="#1f77b4" stroke-width="2"/>`);
-  if (val.length > 1) out.push(`<path d="${path(val)}" fill="none" stroke="#d62728" stroke-width="2"/>`);
-  for (const p of val) out.push(`<circle cx="${X(p.step).toFixed(1)}" cy="${Y(p.loss).toFixed(1)}" r="3" fill="#d62728"/>`);
-  // legend
-  const lx = ml + 12, ly = mt + 14;
-  out.push(`<rect x="${lx - 6}" y="${ly - 12}" width="170" height="${val.length ? 40 : 22}" fill="white" fill-opacity="0.85" stroke="#ccc"/>`);
-  out.push(`<line x1="${lx}" x2="${lx + 24}" y1="${ly - 4}" y2="${ly - 4}" stroke="#1f77b4" stroke-width="2"/><text x="${lx + 30}" y="${ly}">train (moving avg)</text>`);
-  if (val.length) out.push(`<line x1="${lx}" x2="${lx + 24}" y1="${ly + 14}" y2="${ly + 14}" stroke="#d62728" stroke-width="2"/><text x="${lx + 30}" y="${ly + 18}">validation</text>`);
+  out.push(`<clipPath id="plot"><rect x="${ml}" y="${mt}" width="${pw}" height="${ph}"/></clipPath>`);
+  out.push('<g clip-path="url(#plot)">');
+  if (train.length > 1) out.push(`<path d="${path(train)}" fill="none" stroke="${COLOR.train}" stroke-opacity="0.3" stroke-width="1"/>`);
+  if (smooth.length > 1) out.push(`<path d="${path(smooth)}" fill="none" stroke="${COLOR.train}" stroke-width="2"/>`);
+  if (val.length > 1) out.push(`<path d="${path(val)}" fill="none" stroke="${COLOR.val}" stroke-width="2"/>`);
+  for (const p of val) out.push(`<circle cx="${X(p.step).toFixed(1)}" cy="${Y(p.loss).toFixed(1)}" r="3" fill="${COLOR.val}"/>`);
+  out.push('</g>');
+
+  // legend: one band between the title and the plot, an entry per line drawn
+  const entries: { label: string; swatch: string }[] = [];
+  const sw = (color: string, extra = '') => (x: number, y: number) => `<line x1="${x}" x2="${x + 24}" y1="${y}" y2="${y}" stroke="${color}" ${extra}/>`;
+  if (train.length) entries.push({ label: `train loss${stepsPerPoint > 1 ? ` (mean of ${stepsPerPoint} steps)` : ' per step'}`, swatch: sw(COLOR.train, 'stroke-opacity="0.3" stroke-width="1"')(0, 0) });
+  if (smooth.length > 1) entries.push({ label: `train, moving average (${win * stepsPerPoint} steps)`, swatch: sw(COLOR.train, 'stroke-width="2"')(0, 0) });
+  if (val.length) entries.push({ label: 'validation', swatch: `${sw(COLOR.val, 'stroke-width="2"')(0, 0)}<circle cx="12" cy="0" r="3" fill="${COLOR.val}"/>` });
+  for (const r of refs) entries.push({ label: `${r.label} ${fmtNum(r.value)}`, swatch: sw(COLOR.ref, 'stroke-dasharray="6,4"')(0, 0) });
+  if (clipped) entries.push({ label: `steps 1–${clipped.steps} run above the top (loss up to ${fmtNum(clipped.max)})`, swatch: `<path d="M12,5 L12,-6 M7,-1 L12,-6 L17,-1" fill="none" stroke="#555" stroke-width="1.5"/>` });
+  const charW = 6.6; // average width of a 12 px sans-serif character
+  let lx = ml, ly = 46;
+  for (const e of entries) {
+    const w = 30 + e.label.length * charW + 18;
+    if (lx + w > ml + pw && lx > ml) { lx = ml; ly += 16; }
+    out.push(`<g transform="translate(${lx.toFixed(1)},${ly - 4})">${e.swatch}</g><text x="${(lx + 30).toFixed(1)}" y="${ly}">${esc(e.label)}</text>`);
+    lx += w;
+  }
   out.push('</svg>');
   return out.join('\n') + '\n';
 }

@@ -100,41 +100,58 @@ export function formatDiagnostics(r: DiagnosticsResult): string {
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
+/** "Nice" ticks covering [lo, hi]: steps of 1, 2, 2.5 or 5 × 10^k, about `n` of them. */
+function niceTicks(lo: number, hi: number, n: number): { ticks: number[]; lo: number; hi: number } {
+  const raw = (hi - lo) / n;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
+  const a = Math.floor(lo / step + 1e-9) * step, b = Math.ceil(hi / step - 1e-9) * step;
+  const ticks: number[] = [];
+  for (let v = a; v <= b + step * 1e-9; v += step) ticks.push(+v.toPrecision(12));
+  return { ticks, lo: a, hi: b };
+}
+
 /**
  * An SVG with two panels over the layer index: compression R^c (mean ± std) and sparsity
- * (fraction of zero code entries). Self-contained, no scripts.
+ * (fraction of zero code entries, on a fixed [0, 1] axis). Self-contained, no scripts. Axes end
+ * on round ticks; the title, panel labels, tick labels and caption each have their own row.
  */
 export function diagnosticsSvg(r: DiagnosticsResult, title = 'layer-wise compression and sparsity'): string {
-  const W = 720, Hh = 300, pad = { l: 64, r: 20, t: 40, b: 48 }, gap = 60;
+  const W = 760, Hh = 340, pad = { l: 64, r: 24, t: 66, b: 70 }, gap = 72;
   const pw = (W - pad.l - pad.r - gap) / 2, ph = Hh - pad.t - pad.b;
   const L = r.layers.length;
-  const xAt = (x0: number, l: number) => x0 + (L === 1 ? pw / 2 : (l / (L - 1)) * pw);
+  const xAt = (x0: number, l: number) => x0 + (L === 1 ? pw / 2 : 12 + (l / (L - 1)) * (pw - 24));
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${W}" height="${Hh}" fill="white"/>`);
-  out.push(`<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${esc(title)}</text>`);
+  out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${esc(title.length > 90 ? title.slice(0, 89) + '…' : title)}</text>`);
+  const fmt = (v: number) => String(+v.toFixed(6)); // round ticks: 0, 0.25, 0.5, 100, 110
   const panel = (x0: number, label: string, ys: (number | null)[], err: (number | null)[], color: string, fixed01: boolean) => {
     const vals = ys.filter((v): v is number => v !== null);
-    out.push(`<text x="${x0 + pw / 2}" y="${pad.t - 6}" text-anchor="middle">${esc(label)}</text>`);
+    out.push(`<text x="${x0 + pw / 2}" y="${pad.t - 12}" text-anchor="middle">${esc(label)}</text>`);
     out.push(`<rect x="${x0}" y="${pad.t}" width="${pw}" height="${ph}" fill="none" stroke="#888"/>`);
     if (!vals.length) {
-      out.push(`<text x="${x0 + pw / 2}" y="${pad.t + ph / 2}" text-anchor="middle" fill="#888">n/a</text>`);
+      out.push(`<text x="${x0 + pw / 2}" y="${pad.t + ph / 2}" text-anchor="middle" fill="#888">n/a (no such tensor in this architecture)</text>`);
       return;
     }
-    let lo = Math.min(...vals.map((v, i) => v - (err[i] ?? 0))), hi = Math.max(...vals.map((v, i) => v + (err[i] ?? 0)));
-    if (fixed01) { lo = Math.min(lo, 0); hi = Math.max(hi, 1); }
-    if (hi === lo) { hi += 1; lo -= 1; }
-    const m = 0.05 * (hi - lo);
-    lo -= m; hi += m;
+    let lo: number, hi: number, tks: number[];
+    if (fixed01) {
+      ({ ticks: tks, lo, hi } = { ticks: [0, 0.25, 0.5, 0.75, 1], lo: 0, hi: 1 });
+    } else {
+      let a = Math.min(...vals.map((v, i) => v - (err[i] ?? 0))), b = Math.max(...vals.map((v, i) => v + (err[i] ?? 0)));
+      if (b - a < 1e-9 * Math.max(1, Math.abs(a))) { a -= 1; b += 1; }
+      ({ ticks: tks, lo, hi } = niceTicks(a, b, 4));
+    }
     const yAt = (v: number) => pad.t + ph - ((v - lo) / (hi - lo)) * ph;
-    for (let k = 0; k <= 4; k++) {
-      const v = lo + ((hi - lo) * k) / 4, y = yAt(v);
+    for (const v of tks) {
+      const y = yAt(v);
+      out.push(`<line x1="${x0}" x2="${x0 + pw}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#eee"/>`);
       out.push(`<line x1="${x0 - 4}" x2="${x0}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#888"/>`);
-      out.push(`<text x="${x0 - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end">${v.toPrecision(3)}</text>`);
+      out.push(`<text x="${x0 - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end">${fmt(v)}</text>`);
     }
-    for (let l = 0; l < L; l++) {
-      out.push(`<text x="${xAt(x0, l).toFixed(1)}" y="${pad.t + ph + 16}" text-anchor="middle">${l}</text>`);
-    }
+    // layer labels: every layer while they fit (one per 24 px), else every k-th
+    const every = Math.max(1, Math.ceil((L * 24) / pw));
+    for (let l = 0; l < L; l += every) out.push(`<text x="${xAt(x0, l).toFixed(1)}" y="${pad.t + ph + 16}" text-anchor="middle">${l}</text>`);
     out.push(`<text x="${x0 + pw / 2}" y="${pad.t + ph + 34}" text-anchor="middle">layer</text>`);
     const pts = ys.map((v, l) => (v === null ? null : `${xAt(x0, l).toFixed(1)},${yAt(v).toFixed(1)}`)).filter((p): p is string => p !== null);
     out.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
@@ -145,9 +162,9 @@ export function diagnosticsSvg(r: DiagnosticsResult, title = 'layer-wise compres
       out.push(`<circle cx="${x}" cy="${yAt(v).toFixed(1)}" r="3.5" fill="${color}"/>`);
     });
   };
-  panel(pad.l, `compression R^c (ε² = ${r.e}, mean ± std)`, r.layers.map((d) => d.compressionMean), r.layers.map((d) => d.compressionStd), '#1f77b4', false);
+  panel(pad.l, `compression R^c (ε² = ${r.e}), mean ± std`, r.layers.map((d) => d.compressionMean), r.layers.map((d) => d.compressionStd), '#1f77b4', false);
   panel(pad.l + pw + gap, 'sparsity: fraction of zero codes', r.layers.map((d) => d.zeroFraction), r.layers.map(() => null), '#d62728', true);
-  out.push(`<text x="${W - pad.r}" y="${Hh - 8}" text-anchor="end" fill="#666">${r.sequences} sequences × ${r.seqLen} tokens</text>`);
+  out.push(`<text x="${W / 2}" y="${Hh - 10}" text-anchor="middle" fill="#666">${r.sequences} sequences × ${r.seqLen} tokens</text>`);
   out.push('</svg>');
   return out.join('\n');
 }
