@@ -80,7 +80,8 @@ export function lossChartSvg(input: ChartInput): string {
   // the top: what the run reaches after its first 5% of steps
   const early = Math.max(1, Math.ceil(0.05 * xmax));
   const late = [...train.filter((p) => p.step > early).map((p) => p.loss), ...val.map((p) => p.loss), ...refs.map((r) => r.value)];
-  const clipped = late.length > 0 && Math.max(...late) < ymax / 1.02 ? { steps: early, max: Math.max(...rawTrain.map((p) => p.loss)) } : null;
+  // (short runs, under 20 logged steps, are shown whole)
+  const clipped = rawTrain.length >= 20 && late.length > 0 && Math.max(...late) < ymax / 1.02 ? { steps: early, max: Math.max(...rawTrain.map((p) => p.loss)) } : null;
   if (clipped) ymax = Math.max(...late);
   if (ymax / ymin < 1.05) { ymin /= 1.05; ymax *= 1.05; }
   // 3% of the log range as a margin on each side
