@@ -14,7 +14,7 @@ import { train, Trainer, type TrainRequest } from '../src/train/trainer.js';
 import { readRunHistory } from '../src/train/jsonlog.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { loadCheckpoint, resolveCheckpointPath, optimizerFromCheckpoint, modelFromCheckpoint } from '../src/checkpoint/checkpoint.js';
-import { readSafetensors, toFloat64 } from '../src/io/safetensors.js';
+import { readSafetensors, toFloat64, writeSafetensors, type TensorInput } from '../src/io/safetensors.js';
 import { CheckpointError } from '../src/errors.js';
 
 const LEGACY = path.join(__dirname, 'data', 'legacy-run');
@@ -156,5 +156,24 @@ describe('pre-0.2 single-file checkpoints (made by crate-ts 0.1.0)', () => {
     expect(readRunHistory(path.join(run, 'train.jsonl')).steps.map((p) => p.loss)).toEqual(expected.straightLosses);
     // the directory now holds both; the new files win
     expect(loadCheckpoint(run).path).toBe(path.join(run, 'model.safetensors'));
+  });
+});
+
+describe('GPT-2 weights from Hugging Face or nanoGPT', () => {
+  it('are refused by name: another model than the paper\'s bias-free ReLU baseline', () => {
+    const d = 8, t: Record<string, TensorInput> = {};
+    const add = (n: string, shape: number[]) => { t[n] = { dtype: 'F32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) }; };
+    add('transformer.wte.weight', [16, d]); add('transformer.wpe.weight', [4, d]);
+    for (const [n, shape] of [['ln_1.weight', [d]], ['ln_1.bias', [d]], ['attn.c_attn.weight', [3 * d, d]], ['attn.c_attn.bias', [3 * d]], ['attn.c_proj.weight', [d, d]], ['attn.c_proj.bias', [d]],
+      ['ln_2.weight', [d]], ['ln_2.bias', [d]], ['mlp.c_fc.weight', [4 * d, d]], ['mlp.c_fc.bias', [4 * d]], ['mlp.c_proj.weight', [d, 4 * d]], ['mlp.c_proj.bias', [d]]] as [string, number[]][]) add(`transformer.h.0.${n}`, shape);
+    const cfg = { vocab_size: 16, block_size: 4, n_layer: 1, n_head: 2, n_embd: d, arch: 'gpt2' };
+    const nano = path.join(dir, 'nanogpt-gpt2.safetensors');
+    writeSafetensors(nano, t, { config: JSON.stringify(cfg) });
+    expect(() => loadCheckpoint(nano)).toThrow(/holds a GPT-2 with biases \(transformer\.h\.0\.attn\.c_attn\.bias\): Hugging Face\/nanoGPT GPT-2 weights \(GELU, biases\) are another model than the paper's baseline \(ReLU, bias=False\) and cannot be loaded/);
+    // Hugging Face's own files: no "transformer." prefix, no crate-ts config
+    const hf = Object.fromEntries(Object.entries(t).map(([k, v]) => [k.replace(/^transformer\./, ''), v]));
+    const hfFile = path.join(dir, 'hf-model.safetensors');
+    writeSafetensors(hfFile, hf);
+    expect(() => loadCheckpoint(hfFile)).toThrow(/holds a GPT-2 with biases \(h\.0\.attn\.c_attn\.bias\)/);
   });
 });

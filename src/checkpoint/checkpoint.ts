@@ -306,6 +306,8 @@ export function loadCheckpoint(file: string, opts: LoadCheckpointOptions = {}): 
     throw checkpointError('cannot read checkpoint', (e as Error).message, e);
   }
   const md = st.metadata;
+  const foreign = foreignGpt2(st);
+  if (foreign) throw checkpointError(file, foreign);
   if (md.config === undefined) {
     throw checkpointError(file, 'not a crate-ts checkpoint (its safetensors metadata has no "config"; a bare state_dict can be loaded with loadStateDict into a model of known configuration)');
   }
@@ -345,6 +347,21 @@ export function loadCheckpoint(file: string, opts: LoadCheckpointOptions = {}): 
     path: file, config, tokenizer: md.tokenizer ?? (config.vocabSize <= 256 ? 'byte' : 'gpt2'), tokenizerVocab,
     dtype: md.dtype ?? '?', backend: md.backend ?? '?', train, file: st, optimizerPath, trainProblem,
   };
+}
+
+/**
+ * Hugging Face / nanoGPT GPT-2 weights (GELU MLP, biases in every Linear and LayerNorm) are another
+ * model than the paper's GPT-2 baseline (ReLU MLP, bias=False) and cannot be loaded: say so by
+ * name, instead of a parameter-count or missing-config message. Recognised by a bias on the MLP or
+ * the attention projection of a block (`[transformer.]h.<i>.mlp.c_fc.bias`, `.attn.c_attn.bias`).
+ */
+function foreignGpt2(st: SafetensorsFile): string | null {
+  for (const name of st.tensors.keys()) {
+    if (/^(transformer\.)?h\.\d+\.(mlp\.c_fc|attn\.c_attn)\.bias$/.test(name)) {
+      return `holds a GPT-2 with biases (${elide(name, 40)}): Hugging Face/nanoGPT GPT-2 weights (GELU, biases) are another model than the paper's baseline (ReLU, bias=False) and cannot be loaded`;
+    }
+  }
+  return null;
 }
 
 /** The name of the first parameter tensor of a state_dict file (for the optimizer.m.<name> probe). */
