@@ -14,8 +14,8 @@
         "native/embedding.cc",
         "native/ista.cc",
         "native/layernorm.cc",
+        "native/linear.cc",
         "native/loss.cc",
-        "native/matmul.cc",
         "native/mssa.cc",
         "native/threadpool.cc"
       ],

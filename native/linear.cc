@@ -1,4 +1,5 @@
-// Matrix products: a BLIS-style packed SGEMM and the linear layer built on it.
+// The linear family (linear_forward, linear_backward; src/reference/linear.ts) and the matrix products
+// under it: a BLIS-style packed SGEMM.
 //
 // Loop nest (per call): for each NC-wide column panel of op(B), for each KC-deep slice of K: pack
 // the KC x NC panel of op(B) into NR-wide slivers (in parallel), then, in parallel over

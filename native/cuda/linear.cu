@@ -1,6 +1,7 @@
-// Matrix products on the GPU: the linear layer (forward with the bias fused into the store; backward
-// as an NN product for dinp, a TN product accumulated into dweight, and a deterministic column sum for
-// dbias) and a general sgemm with the CPU twin's signature. The kernels are in gemm.cuh.
+// The linear family on the GPU (linear_forward, linear_backward; src/reference/linear.ts): the
+// forward with the bias fused into the store; the backward as an NN product for dinp, a TN product
+// accumulated into dweight, and a deterministic column sum for dbias; and a general sgemm with the CPU
+// twin's signature. The kernels are in gemm.cuh.
 #include "common.cuh"
 #include "gemm.cuh"
 
