@@ -99,13 +99,12 @@ Napi::Value FmaPeakGflops(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), crate::fma_peak_gflops(seconds));
 }
 
+const crate::binding::Function kRuntime[] = {{"set_threads", SetThreads},         {"threads", Threads},
+                                             {"gemm_kernel", GemmKernel},         {"set_gemm_kernel", SetGemmKernel},
+                                             {"fma_peak_gflops", FmaPeakGflops}};
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  Cpu::register_all(env, exports);
-  Cpu::reg<SetThreads>(env, exports, "set_threads");
-  Cpu::reg<Threads>(env, exports, "threads");
-  Cpu::reg<GemmKernel>(env, exports, "gemm_kernel");
-  Cpu::reg<SetGemmKernel>(env, exports, "set_gemm_kernel");
-  Cpu::reg<FmaPeakGflops>(env, exports, "fma_peak_gflops");
+  Cpu::register_all(env, exports, kRuntime);
 #ifdef CRATE_WITH_CUDA  // CUDA hook: the CUDA twin's functions as exports.cuda (native/cuda/binding_cuda.cc)
   crate::cuda::Register(env, exports);
 #endif

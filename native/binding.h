@@ -326,28 +326,31 @@ inline const int32_t* check_ids(const Napi::Value& value, const char* name, int6
  *   require_device(fn)             before an allocation (CUDA: fails when no device answers)
  *   alloc, release, upload_f32/f64, download_f32/f64, sgemm   the memory functions and SGEMM
  */
+/** A function outside the table (memory, runtime controls): its name and implementation. */
+struct Function {
+  const char* name;
+  Napi::Value (*impl)(const Napi::CallbackInfo&);
+};
+
 template <class Traits>
 class Binding {
  public:
-  /** Registers the memory functions, sgemm and every operator of the table on `target`. */
-  static void register_all(Napi::Env env, Napi::Object target) {
-    reg<Alloc>(env, target, "alloc");
-    reg<Free>(env, target, "free");
-    reg<LiveBuffers>(env, target, "live_buffers");
-    reg<Upload>(env, target, "upload");
-    reg<Download>(env, target, "download");
-    reg<DownloadF32>(env, target, "download_f32");
-    reg<Sgemm>(env, target, "sgemm");
+  /**
+   * Registers on `target` the memory functions, sgemm, every operator of the table, and `extras` (the
+   * twin's own runtime functions; the array must outlive the addon: a static one).
+   */
+  template <size_t N>
+  static void register_all(Napi::Env env, Napi::Object target, const Function (&extras)[N]) {
+    static const Function kMemory[] = {{"alloc", Alloc},       {"free", Free},
+                                       {"live_buffers", LiveBuffers}, {"upload", Upload},
+                                       {"download", Download}, {"download_f32", DownloadF32},
+                                       {"sgemm", Sgemm}};
+    for (const Function& f : kMemory) add(env, target, f);
+    for (const Function& f : extras) add(env, target, f);
     for (int i = 0; i < optable::kOpCount; ++i) {
       const OpSpec* op = &optable::kOps[i];
       target.Set(op->name, Napi::Function::New(env, OpEntry, op->name, const_cast<OpSpec*>(op)));
     }
-  }
-
-  /** Wraps an implementation: every C++ exception becomes a JavaScript one naming the function. */
-  template <Napi::Value (*F)(const Napi::CallbackInfo&)>
-  static void reg(Napi::Env env, Napi::Object target, const char* name) {
-    target.Set(name, Napi::Function::New(env, Guarded<F>, name, const_cast<char*>(name)));
   }
 
   static std::string fn_name(const char* name) { return std::string(Traits::kPrefix) + name; }
@@ -630,9 +633,13 @@ class Binding {
     }
   }
 
-  template <Napi::Value (*F)(const Napi::CallbackInfo&)>
-  static Napi::Value Guarded(const Napi::CallbackInfo& info) {
-    return run(info.Env(), static_cast<const char*>(info.Data()), [&] { return F(info); });
+  /** Every C++ exception of f becomes a JavaScript one naming the function. */
+  static void add(Napi::Env env, Napi::Object target, const Function& f) {
+    target.Set(f.name, Napi::Function::New(env, FunctionEntry, f.name, const_cast<Function*>(&f)));
+  }
+  static Napi::Value FunctionEntry(const Napi::CallbackInfo& info) {
+    const Function* f = static_cast<const Function*>(info.Data());
+    return run(info.Env(), f->name, [&] { return f->impl(info); });
   }
 };
 

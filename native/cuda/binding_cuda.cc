@@ -127,16 +127,15 @@ Napi::Value GetPrecision(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), precision() == Precision::kTf32 ? "tf32" : "fp32");
 }
 
+const binding::Function kRuntime[] = {{"available", Available},         {"synchronize", Synchronize},
+                                      {"memory_info", MemoryInfo},       {"set_precision", SetPrecision},
+                                      {"precision", GetPrecision}};
+
 }  // namespace
 
 void Register(Napi::Env env, Napi::Object exports) {
   Napi::Object o = Napi::Object::New(env);
-  Cuda::register_all(env, o);
-  Cuda::reg<Available>(env, o, "available");
-  Cuda::reg<Synchronize>(env, o, "synchronize");
-  Cuda::reg<MemoryInfo>(env, o, "memory_info");
-  Cuda::reg<SetPrecision>(env, o, "set_precision");
-  Cuda::reg<GetPrecision>(env, o, "precision");
+  Cuda::register_all(env, o, kRuntime);
   exports.Set("cuda", o);
 }
 

@@ -49,10 +49,14 @@ export function i32(fn: string, name: string, a: unknown): Int32Array {
   return a;
 }
 
-/** The addon's argument errors (TypeError / RangeError naming the function) are usage errors here too. */
-function rethrow(e: unknown): never {
-  if (e instanceof TypeError || e instanceof RangeError) throw new UsageError(e.message, { cause: e });
-  throw e;
+/** Calls the addon; its argument errors (TypeError / RangeError naming the function) are usage errors here too. */
+function addon<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (e) {
+    if (e instanceof TypeError || e instanceof RangeError) throw new UsageError(e.message, { cause: e });
+    throw e;
+  }
 }
 
 // The operator and helper methods are installed on the prototype from the table (the static block at
@@ -100,31 +104,20 @@ export abstract class NativeBackendBase<B extends BufRef> implements Backend<B> 
         default: args[i] = a.nullable && (v === null || v === undefined) ? null : this.buf(fn, a.name, v);
       }
     }
-    try {
-      return (this.n as unknown as Record<string, (...a: unknown[]) => unknown>)[op.name](...args);
-    } catch (e) {
-      return rethrow(e);
-    }
+    return addon(() => (this.n as unknown as Record<string, (...a: unknown[]) => unknown>)[op.name](...args));
   }
 
   /** C (M,N) = alpha op(A) op(B) (+ C if accumulate), row-major; op(X) = X^T when trans. */
   sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: B, Bm: B, accumulate: boolean, C: B): void {
     const f = 'sgemm';
-    try {
-      this.n.sgemm(transA, transB, int(f, 'M', M, 0), int(f, 'N', N, 0), int(f, 'K', K, 0), finite(f, 'alpha', alpha), this.buf(f, 'A', A), this.buf(f, 'B', Bm), accumulate, this.buf(f, 'C', C));
-    } catch (e) {
-      rethrow(e);
-    }
+    const args = [transA, transB, int(f, 'M', M, 0), int(f, 'N', N, 0), int(f, 'K', K, 0), finite(f, 'alpha', alpha), this.buf(f, 'A', A), this.buf(f, 'B', Bm), accumulate, this.buf(f, 'C', C)] as const;
+    addon(() => this.n.sgemm(...args));
   }
 
   // ---- memory ----------------------------------------------------------------------------------------
   alloc(n: number): B {
     const len = int('alloc', 'n', n, 0);
-    try {
-      return this.makeBuf(this.n.alloc(len), 0, len, false);
-    } catch (e) {
-      return rethrow(e);
-    }
+    return this.makeBuf(addon(() => this.n.alloc(len)), 0, len, false);
   }
   view(b: B, offset: number, length: number): B {
     const f = 'view';
@@ -141,37 +134,21 @@ export abstract class NativeBackendBase<B extends BufRef> implements Backend<B> 
     if (src === null || typeof src !== 'object' || typeof (src as ArrayLike<number>).length !== 'number') fail(f, `src must be an array of numbers, got ${describe(src)}`);
     const data = src instanceof Float64Array || src instanceof Float32Array ? src : Float64Array.from(src);
     if (data.length !== dst.length) fail(f, `src has ${data.length} elements, expected size(dst) = ${dst.length}`);
-    try {
-      this.n.upload(dst, data);
-    } catch (e) {
-      rethrow(e);
-    }
+    addon(() => this.n.upload(dst, data));
   }
   download(src: B): Float64Array {
     const b = this.buf('download', 'src', src);
-    try {
-      return this.n.download(b);
-    } catch (e) {
-      return rethrow(e);
-    }
+    return addon(() => this.n.download(b));
   }
   /** The buffer as float32, without widening. */
   downloadF32(src: B): Float32Array {
     const b = this.buf('downloadF32', 'src', src);
-    try {
-      return this.n.download_f32(b);
-    } catch (e) {
-      return rethrow(e);
-    }
+    return addon(() => this.n.download_f32(b));
   }
   free(b: B): void {
     this.buf('free', 'buf', b);
     if (b.isView) fail('free', 'buf is a view; free the buffer it was made from');
-    try {
-      this.n.free(b.handle);
-    } catch (e) {
-      rethrow(e);
-    }
+    addon(() => this.n.free(b.handle));
   }
   liveBuffers(): number { return this.n.live_buffers(); }
 
