@@ -57,12 +57,22 @@ describe('one option parser', () => {
       [['bench', '--confg', 'C-char'], '--config'],
       [['fixture', '--presett', 'golden'], '--preset'],
       [['audit', '--fixtur', 'x'], '--fixture'],
+      [['steer', '--layr', '0'], '--layer'],
     ];
     for (const [argv, meant] of cases) {
       const r = await capture(argv);
       expect(r.code, argv.join(' ')).toBe(2);
       expect(r.err).toMatch(new RegExp(`^crate-ts ${argv[0]}: unknown option '${argv[1]}' \\(did you mean '${meant}'\\?\\); --help lists the options\\n$`));
     }
+  });
+
+  it('the commands that take positional arguments give the same hints', async () => {
+    const collect = await capture(['neurons', 'collect', '--checkpont', run]);
+    expect(collect.code).toBe(2);
+    expect(collect.err).toMatch(/unknown option '--checkpont' \(did you mean '--checkpoint'\?\)/);
+    const view = await capture(['neurons', 'view', 'dir', '--prot', '80']);
+    expect(view.code).toBe(2);
+    expect(view.err).toMatch(/unknown option '--prot' \(did you mean '--port'\?\)/);
   });
 
   it('negative numbers are values, judged by range (not "ambiguous" parser errors)', async () => {

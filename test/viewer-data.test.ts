@@ -281,7 +281,7 @@ describe('bad input: one line, non-zero exit', () => {
       [['--port', '70000'], /--port must be an integer from 0 to 65535/],
       [['--port', '1', '--export', 'x'], /either --port .* or --export/],
       [['--labels', 'a,b'], /--labels has 2 labels for 1 directories/],
-      [['--frobnicate'], /Unknown option '--frobnicate'/],
+      [['--frobnicate'], /unknown option '--frobnicate'/i],
     ];
     for (const [args, re] of bad) {
       const r = await capture(['neurons', 'view', fx.gpt2, ...args]);

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
+import { parseErrorMessage } from './options.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
 import { collect, type CollectOptions } from '../neurons/collect.js';
 import { readLayer, readManifest, selectedOffset, VARIANTS, type Variant } from '../neurons/format.js';
@@ -52,7 +53,7 @@ function parse(argv: string[], options: Spec, positionals: boolean): { values: R
     const r = parseArgs({ args: argv, options, strict: true, allowPositionals: positionals });
     return { values: r.values as Record<string, string | boolean | undefined>, positionals: r.positionals };
   } catch (e) {
-    throw new UsageError((e as Error).message.split('\n')[0], { cause: e });
+    throw new UsageError(parseErrorMessage(e as Error, options), { cause: e });
   }
 }
 

@@ -44,7 +44,14 @@ export function parseOptions(argv: readonly string[], options: OptionSpec): Reco
   }
 }
 
-/** parseArgs's messages, shortened to one line, with a did-you-mean for unknown options. */
+/**
+ * parseArgs's messages, shortened to one line, with a did-you-mean for unknown options (for the
+ * commands that call parseArgs themselves, e.g. to take positional arguments).
+ */
+export function parseErrorMessage(e: Error & { code?: string }, options: OptionSpec): string {
+  return explain(e, options);
+}
+
 function explain(e: Error & { code?: string }, options: OptionSpec): string {
   const m = /^Unknown option '(-{1,2})([^'=]*)/.exec(e.message);
   if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && m) {

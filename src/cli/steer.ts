@@ -2,6 +2,7 @@
 // distribution moves (spec 8; paper A's steering figure).
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
+import { parseErrorMessage } from './options.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
 import { loadCheckpoint, modelFromCheckpoint } from '../checkpoint/checkpoint.js';
 import { resolveCheckpointPath } from '../train/trainer.js';
@@ -111,7 +112,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     v = parseArgs({ args: joinNegatives(argv, ['value', 'sweep']), options: OPTIONS, strict: true, allowPositionals: false }).values;
   } catch (e) {
-    throw new UsageError((e as Error).message.split('\n')[0], { cause: e });
+    throw new UsageError(parseErrorMessage(e as Error, OPTIONS), { cause: e });
   }
   if (v.help) { console.log(HELP); return 0; }
   const ckArg = typeof v.checkpoint === 'string' ? v.checkpoint : undefined;

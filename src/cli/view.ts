@@ -3,6 +3,7 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
+import { parseErrorMessage } from './options.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
 import { ViewerData, STEER_FACTOR } from '../viewer/data.js';
 import { exportSite } from '../viewer/site.js';
@@ -47,7 +48,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: true });
   } catch (e) {
-    throw new UsageError((e as Error).message.split('\n')[0], { cause: e });
+    throw new UsageError(parseErrorMessage(e as Error, OPTIONS), { cause: e });
   }
   const v = parsed.values, dirs = parsed.positionals;
   if (v.help) { console.log(HELP); return 0; }
