@@ -3,8 +3,9 @@
 
     kernel<T><<<grid, block>>>(a, b);   ->   ::emu::launch(grid, block, [&] { kernel<T>(a, b); });
 
-Usage: rewrite_launches.py IN OUT. A launch must start a statement (the kernel expression runs from the
-first non-blank character of its line to '<<<'), as every launch in native/cuda does.
+Usage: rewrite_launches.py IN OUT. A launch must start a statement: the kernel expression runs from the
+first non-blank character of its line to '<<<', or, when '<<<' starts a line, from the first non-blank
+character of the line above (as clang-format breaks long launches), as every launch in native/cuda does.
 """
 import sys
 
@@ -36,12 +37,17 @@ def rewrite(src):
         stmt = line_start
         while src[stmt] in ' \t':
             stmt += 1
+        if stmt == j:  # `kernel<...>` on the line above and `<<<` starting this one (as clang-format breaks it)
+            line_start = src.rfind('\n', 0, line_start - 1) + 1
+            stmt = line_start
+            while src[stmt] in ' \t':
+                stmt += 1
         # a mention in a comment: leave it alone
         if src[stmt:stmt + 2] in ('//', '/*') or src[stmt] == '*':
             out += src[i:j + 3]
             i = j + 3
             continue
-        kernel = src[stmt:j]
+        kernel = ' '.join(src[stmt:j].split())
         k = src.find('>>>', j)
         config = split_top(src[j + 3:k])
         if len(config) != 2:
