@@ -219,6 +219,9 @@ describe('neurons collect on GPT-2 with an explicit hook, and the CLI', () => {
     expect(show.out).toMatch(/top activations \(2 of 50\)/);
     expect(show.out).toMatch(/quantile bin 10/);
     expect(show.out).not.toMatch(/\x1b\[/); // not a TTY: plain text
+    const colored = await capture(['neurons', 'show', a, '--layer', '1', '--neuron', '5', '--max', '1', '--color', 'always']);
+    expect(colored.out).toMatch(/\x1b\[38;2;0;0;0;48;2;255;\d+;\d+m/); // white-to-orange backgrounds
+    expect((await capture(['neurons', 'show', a, '--layer', '1', '--neuron', '64'])).err).toMatch(/--neuron 64 is out of range: layer 1 has 64 neurons/);
 
     const svg = path.join(dir, 'cmp.svg');
     const c = await capture(['neurons', 'compare', a, b, '--labels', 'CRATE,GPT-2', '--svg', svg]);

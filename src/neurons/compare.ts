@@ -113,11 +113,11 @@ export function renderComparison(groups: GroupSummary[], baseline: number): stri
   }
   out.push('');
   out.push("Model means over layers (the paper's table; variance = population variance of the layer means; spread = seed max − min):");
-  out.push(pad('model', w) + 'seeds  ' + metrics.map((m) => pad(`${SPLIT_LABELS[m]} mean (var) ± SE [spread]`, 36)).join(''));
+  out.push(pad('model', w) + 'seeds  ' + metrics.map((m) => pad(`${SPLIT_LABELS[m]} mean (var) ± SE [spread]`, 42)).join(''));
   for (const g of groups) {
     out.push(pad(g.label, w) + pad(String(g.seeds), 7) + metrics.map((m) => {
       const x = g.model[m];
-      return pad(`${f(x.mean)} (${f(x.variance)}) ± ${f(x.se)} [${f(x.spread)}]`, 36);
+      return pad(`${f(x.mean)} (${f(x.variance)}) ± ${f(x.se)} [${f(x.spread)}]`, 42);
     }).join(''));
   }
   const base = groups[baseline];
