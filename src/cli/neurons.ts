@@ -87,7 +87,7 @@ function intList(raw: string | undefined, name: string): number[] | undefined {
 
 const COLLECT_HELP = `usage: crate-ts neurons collect --checkpoint CKPT --out DIR [options]
 
-  --checkpoint PATH  checkpoint file (or a run directory with ckpt.safetensors)
+  --checkpoint PATH  checkpoint file (or a run directory with model.safetensors)
   --data PATH        text file, directory or token file(s) (default: the embedded corpus), tokenized
                      with the checkpoint's tokenizer
   --split NAME       all | train | val: which tokens of the data, in order (default all)

@@ -30,7 +30,7 @@ export const OPENAI_GEOMETRY: ExcerptGeometry = { before: 32, after: 32 };
 export const ANTHROPIC_GEOMETRY: ExcerptGeometry = { before: 4, after: 4 };
 
 export interface CollectOptions {
-  /** A checkpoint file, or a run directory holding ckpt.safetensors. */
+  /** A checkpoint file, or a run directory holding model.safetensors (or a pre-0.2 ckpt.safetensors). */
   checkpoint: string;
   /** Text file, directory or token file; undefined = the embedded corpus. */
   data?: string;

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Backend } from '../backend/types.js';
 import { ReferenceBackend } from '../backend/reference.js';
-import { loadCheckpoint, modelFromCheckpoint } from '../checkpoint/checkpoint.js';
+import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath } from '../checkpoint/checkpoint.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { CheckpointError, CrateError, DataError, UsageError } from '../errors.js';
 import type { LanguageModel } from '../model/lm.js';
@@ -117,7 +117,7 @@ export class ViewerData {
       if (explicit) throw new CheckpointError(`checkpoint '${explicit}' does not exist`);
       return fail(`the checkpoint ${file ? `'${file}' ` : ''}is not available, so related tokens by weights and steering are not shown (pass --checkpoint)`);
     }
-    const f = fs.statSync(file).isDirectory() ? path.join(file, 'ckpt.safetensors') : file;
+    const f = resolveCheckpointPath(file);
     const sha = sha256File(f);
     if (c.manifest.checkpoint.sha256 && sha !== c.manifest.checkpoint.sha256) {
       const msg = `checkpoint '${f}' is not the one collection '${c.dir}' was made from (sha256 ${sha.slice(0, 12)}…, the manifest says ${c.manifest.checkpoint.sha256.slice(0, 12)}…)`;
