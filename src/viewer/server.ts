@@ -23,6 +23,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+const CACHE_PAGES = 512;
 const DATA_KEY = /^\/data\/(index|c(\d+)\/layer-(\d+)\/(table|n(\d+)))\.js$/;
 const CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
@@ -49,7 +50,11 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
         : m[4] === 'table' ? data.table(Number(m[2]), Number(m[3]))
           : data.neuron(Number(m[2]), Number(m[3]), Number(m[5]));
       body = dataScript(key, value);
-      if (key !== 'index') cache.set(key, body);
+      if (key !== 'index') {
+        cache.set(key, body);
+        // bounded: the oldest pages go first (a neuron page of the paper's records is ~100 KB)
+        if (cache.size > CACHE_PAGES) cache.delete(cache.keys().next().value as string);
+      }
     } catch (e) {
       body = errorScript(key, asDataError(e).message);
     }
