@@ -220,7 +220,7 @@ describe('a run killed mid-way', () => {
     for (const h of answeredBeforeKill) expect(fake.received.get(h), 'an answered request was sent again').toBe(countsAtKill.get(h));
     // same results as the uninterrupted run of the first test (same explanations, same simulations)
     expect(fs.readFileSync(path.join(out, 'tar', 'layer-0.jsonl'), 'utf8')).toBe(fs.readFileSync(path.join(dir, 'out-a', 'tar', 'layer-0.jsonl'), 'utf8'));
-  });
+  }, 300_000); // two child processes that load the TypeScript sources
 });
 
 describe('bad input', () => {

@@ -60,7 +60,7 @@ beforeAll(async () => {
     });
     server.on('exit', (c) => reject(new Error(`crate-ts serve exited with ${c}: ${accessLog}`)));
   });
-});
+}, 400_000); // training, collection and a server start, on a machine other test files share
 afterAll(async () => {
   if (server && server.exitCode === null) {
     server.kill('SIGTERM');
