@@ -45,6 +45,8 @@ class ByteTokenizer implements Tokenizer {
 interface R50k {
   encode(text: string, opts?: { disallowedSpecial?: Set<string>; allowedSpecial?: Set<string> | 'all' }): number[];
   decode(ids: Iterable<number>): string;
+  /** gpt-tokenizer's BPE core: a rank's bytes (a string when they are valid UTF-8). */
+  default?: { bytePairEncodingCoreProcessor?: { tryDecodeToken?: (id: number) => string | Uint8Array | undefined } };
 }
 
 /** GPT-2's end-of-text id. */
@@ -55,7 +57,19 @@ class Gpt2Tokenizer implements Tokenizer {
   readonly vocabSize = 50257;
   readonly modelVocabSize = 50304;
   readonly eot = GPT2_EOT;
-  constructor(private readonly bpe: R50k) {}
+  private readonly tokenBytes: ((id: number) => Uint8Array) | null;
+  private readonly bytesCache = new Map<number, Uint8Array>();
+  constructor(private readonly bpe: R50k) {
+    // gpt-tokenizer's decode() keeps one streaming TextDecoder across calls, so decoding a token that
+    // ends inside a character returns "" and leaks its bytes into the next call. Decoding from each
+    // rank's bytes with a fresh decoder makes decode() a pure function of its ids (a partial
+    // character becomes U+FFFD, as for the byte tokenizer).
+    const core = bpe.default?.bytePairEncodingCoreProcessor;
+    const enc = new TextEncoder();
+    this.tokenBytes = core && typeof core.tryDecodeToken === 'function'
+      ? (id) => { const b = core.tryDecodeToken!(id); return b === undefined ? new Uint8Array(0) : typeof b === 'string' ? enc.encode(b) : Uint8Array.from(b); }
+      : null;
+  }
   encode(text: string): number[] {
     // An empty disallowed set makes "<|endoftext|>" in user text ordinary text instead of an error;
     // documents are separated by inserting GPT2_EOT explicitly.
@@ -69,7 +83,16 @@ class Gpt2Tokenizer implements Tokenizer {
       // The model vocabulary is padded to 50304; ids past 50256 have no text.
       if (t < this.vocabSize) list.push(t);
     }
-    return this.bpe.decode(list);
+    if (this.tokenBytes === null) return this.bpe.decode(list);
+    const parts = list.map((id) => {
+      let b = this.bytesCache.get(id);
+      if (!b) { b = this.tokenBytes!(id); this.bytesCache.set(id, b); }
+      return b;
+    });
+    const all = new Uint8Array(parts.reduce((n, b) => n + b.length, 0));
+    let off = 0;
+    for (const b of parts) { all.set(b, off); off += b.length; }
+    return new TextDecoder('utf-8', { fatal: false }).decode(all);
   }
 }
 
