@@ -29,7 +29,7 @@ const CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self
 
 /** Start the server; resolves once it listens, rejects with a one-line UsageError when the port is taken. */
 export function startServer(data: ViewerData, opts: ServerOptions): Promise<RunningServer> {
-  const appJs = opts.appJs ?? readAppJs();
+  let appJs = '';
   const cache = new Map<string, string>();
   let port = opts.port;
   const send = (res: http.ServerResponse, status: number, type: string, body: string, head: boolean) => {
@@ -105,6 +105,14 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
     });
     server.listen(opts.port, '127.0.0.1', () => {
       port = (server.address() as AddressInfo).port;
+      // the front end is read once the port is ours (a taken port is the first thing to report)
+      try {
+        appJs = opts.appJs ?? readAppJs();
+      } catch (e) {
+        server.close();
+        reject(e);
+        return;
+      }
       resolve({
         url: `http://127.0.0.1:${port}/`, port,
         close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
