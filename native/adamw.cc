@@ -20,8 +20,8 @@ CRATE_CLONES void adamw_range(float* p, const float* g, float* m, float* v, int6
 
 }  // namespace
 
-void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, int64_t step) {
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
+                  double eps, double weight_decay, int64_t step) {
   const float c1 = hd::adamw_bias_correction(beta1, step);
   const float c2 = hd::adamw_bias_correction(beta2, step);
   parallel_for(n, 1 << 14, [&](int64_t i0, int64_t i1) {

@@ -95,12 +95,15 @@ Napi::Value FmaPeakGflops(const Napi::CallbackInfo& info) {
   Reader in(info, "fma_peak_gflops");
   in.expect_count(1);
   const double seconds = in.number(0, "seconds", crate::optable::FloatRule::kFinite);
-  if (seconds <= 0 || seconds > 10) fail(ErrKind::kRange, "fma_peak_gflops", "seconds must be in (0, 10], got " + num_str(seconds));
+  if (seconds <= 0 || seconds > 10)
+    fail(ErrKind::kRange, "fma_peak_gflops", "seconds must be in (0, 10], got " + num_str(seconds));
   return Napi::Number::New(info.Env(), crate::fma_peak_gflops(seconds));
 }
 
-const crate::binding::Function kRuntime[] = {{"set_threads", SetThreads},         {"threads", Threads},
-                                             {"gemm_kernel", GemmKernel},         {"set_gemm_kernel", SetGemmKernel},
+const crate::binding::Function kRuntime[] = {{"set_threads", SetThreads},
+                                             {"threads", Threads},
+                                             {"gemm_kernel", GemmKernel},
+                                             {"set_gemm_kernel", SetGemmKernel},
                                              {"fma_peak_gflops", FmaPeakGflops}};
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {

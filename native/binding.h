@@ -137,7 +137,8 @@ class Reader {
     if (!v.IsNumber()) fail(ErrKind::kType, fn_, std::string(name) + " must be a number, got " + type_name(v));
     const double d = v.As<Napi::Number>().DoubleValue();
     if (rule == FloatRule::kAny) return d;
-    if (!std::isfinite(d)) fail(ErrKind::kRange, fn_, std::string(name) + " must be a finite number, got " + num_str(d));
+    if (!std::isfinite(d))
+      fail(ErrKind::kRange, fn_, std::string(name) + " must be a finite number, got " + num_str(d));
     if (rule == FloatRule::kNonNegative && d < 0)
       fail(ErrKind::kRange, fn_, std::string(name) + " must be >= 0, got " + num_str(d));
     if (rule == FloatRule::kUnitInterval && (d < 0 || d >= 1))
@@ -278,8 +279,8 @@ inline void check_sizes(const OpSpec& op, const RawBuf* raw, int64_t* size, int6
       const char* derived = op.slot_names[a.slot];
       if (rest == 0 || len % rest != 0 || len / rest < lo) {
         std::string msg = std::string(a.name) + " has " + std::to_string(len) + " elements, expected " + a.shape.text +
-                          " with " + derived + " >= " +
-                          (a.bound_slot >= 0 ? std::string(op.slot_names[a.bound_slot]) + " = " : "") +
+                          " with " + derived +
+                          " >= " + (a.bound_slot >= 0 ? std::string(op.slot_names[a.bound_slot]) + " = " : "") +
                           std::to_string(lo);
         if (a.shape.n > 0) msg += " (" + values_of(a.shape, op, size) + ")";
         fail(ErrKind::kRange, fn, msg);
@@ -341,9 +342,8 @@ class Binding {
    */
   template <size_t N>
   static void register_all(Napi::Env env, Napi::Object target, const Function (&extras)[N]) {
-    static const Function kMemory[] = {{"alloc", Alloc},       {"free", Free},
-                                       {"live_buffers", LiveBuffers}, {"upload", Upload},
-                                       {"download", Download}, {"download_f32", DownloadF32},
+    static const Function kMemory[] = {{"alloc", Alloc},   {"free", Free},         {"live_buffers", LiveBuffers},
+                                       {"upload", Upload}, {"download", Download}, {"download_f32", DownloadF32},
                                        {"sgemm", Sgemm}};
     for (const Function& f : kMemory) add(env, target, f);
     for (const Function& f : extras) add(env, target, f);
@@ -514,7 +514,8 @@ class Binding {
       std::lock_guard<std::mutex> guard(registry_mutex());
       auto it = registry().find(h);
       if (it == registry().end())
-        fail(ErrKind::kError, fn, std::string(Traits::kNoun) + " " + num_str(h) + " was already freed or never allocated");
+        fail(ErrKind::kError, fn,
+             std::string(Traits::kNoun) + " " + num_str(h) + " was already freed or never allocated");
       p = it->second.ptr;
       registry().erase(it);
     }
@@ -589,8 +590,8 @@ class Binding {
         {"B", ArgKind::kIn, false, -1, {1, 2, {2, 1}, "K*N"}, -1, 0, 0, FloatRule::kFinite},
         {"C", ArgKind::kOut, false, -1, {1, 2, {0, 1}, "M*N"}, -1, 0, 0, FloatRule::kFinite},
     };
-    static const OpSpec kSpec{"sgemm", optable::Ret::kVoid, false, kArgs, 3, kSlots, 3, nullptr, 0,
-                              {1, 0, {}, ""},  true, "linear", false};
+    static const OpSpec kSpec{"sgemm", optable::Ret::kVoid, false, kArgs,    3,    kSlots, 3, nullptr,
+                              0,       {1, 0, {}, ""},      true,  "linear", false};
     int64_t size[optable::kMaxSlots] = {M, N, K};
     const RawBuf raw[3] = {a, b, c};
     check_sizes(kSpec, raw, size, Traits::kMaxHeadWidth, fn);

@@ -30,9 +30,8 @@ CRATE_CLONES void threshold_range(float* g, const float* prev, int64_t n, float 
 }
 
 void threshold(float* g, const float* prev, int64_t n, float eta, float thr) {
-  parallel_for(n, 1 << 14, [&](int64_t i0, int64_t i1) {
-    threshold_range(g + i0, prev ? prev + i0 : nullptr, i1 - i0, eta, thr);
-  });
+  parallel_for(n, 1 << 14,
+               [&](int64_t i0, int64_t i1) { threshold_range(g + i0, prev ? prev + i0 : nullptr, i1 - i0, eta, thr); });
 }
 
 // dz[i] = da[i] * (a[i] > 0) in place (a = relu(z) > 0 exactly when z > 0).
@@ -142,7 +141,7 @@ void ista_backward(float* du, float* dA, const float* dout, const float* u, cons
       sgemm(false, false, N, C, H, -1.0f, prev, H, A, C, true, r, C);
       rt = r;
     }
-    float* drt = t == steps ? du : dr;  // the first dr_t is written straight into du
+    float* drt = t == steps ? du : dr;                              // the first dr_t is written straight into du
     sgemm(false, false, N, C, H, eta, da, H, A, C, false, drt, C);  // dr_t = eta dz_t A
     sgemm(true, false, H, C, N, eta, da, H, rt, C, true, dA, C);    // dA += eta dz_t^T r_t
     if (prev) {
@@ -157,12 +156,13 @@ void ista_backward(float* du, float* dA, const float* dout, const float* u, cons
   }
 }
 
-void ista_complete_forward(float* out, const float* x, const float* W, int64_t N, int64_t C, double eta_d, double lam_d) {
+void ista_complete_forward(float* out, const float* x, const float* W, int64_t N, int64_t C, double eta_d,
+                           double lam_d) {
   const float eta = static_cast<float>(eta_d);
   const float thr = threshold_of(eta_d, lam_d);
   std::vector<float> q(static_cast<size_t>(N * C));
-  sgemm(false, false, N, C, C, 1.0f, x, C, W, C, false, out, C);        // out = x W
-  sgemm(false, true, N, C, C, 1.0f, x, C, W, C, false, q.data(), C);    // q = x W^T
+  sgemm(false, false, N, C, C, 1.0f, x, C, W, C, false, out, C);         // out = x W
+  sgemm(false, true, N, C, C, 1.0f, x, C, W, C, false, q.data(), C);     // q = x W^T
   sgemm(false, false, N, C, C, -1.0f, q.data(), C, W, C, true, out, C);  // out = x W - q W
   threshold(out, x, N * C, eta, thr);                                    // relu(x + eta out - eta lam)
 }

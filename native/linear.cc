@@ -24,8 +24,7 @@
 namespace crate {
 namespace {
 
-using ukernel_fn = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha,
-                            bool acc);
+using ukernel_fn = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha, bool acc);
 
 struct Kernel {
   const char* name;
@@ -60,28 +59,28 @@ __attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* 
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
-#define CRATE_AVX2_STEP(K)                                         \
-  {                                                                \
-    __m256 b0 = _mm256_load_ps(Bp + 16 * (K));                     \
-    __m256 b1 = _mm256_load_ps(Bp + 16 * (K) + 8);                 \
-    __m256 a = _mm256_broadcast_ss(Ap + 6 * (K) + 0);              \
-    c00 = _mm256_fmadd_ps(a, b0, c00);                             \
-    c01 = _mm256_fmadd_ps(a, b1, c01);                             \
-    a = _mm256_broadcast_ss(Ap + 6 * (K) + 1);                     \
-    c10 = _mm256_fmadd_ps(a, b0, c10);                             \
-    c11 = _mm256_fmadd_ps(a, b1, c11);                             \
-    a = _mm256_broadcast_ss(Ap + 6 * (K) + 2);                     \
-    c20 = _mm256_fmadd_ps(a, b0, c20);                             \
-    c21 = _mm256_fmadd_ps(a, b1, c21);                             \
-    a = _mm256_broadcast_ss(Ap + 6 * (K) + 3);                     \
-    c30 = _mm256_fmadd_ps(a, b0, c30);                             \
-    c31 = _mm256_fmadd_ps(a, b1, c31);                             \
-    a = _mm256_broadcast_ss(Ap + 6 * (K) + 4);                     \
-    c40 = _mm256_fmadd_ps(a, b0, c40);                             \
-    c41 = _mm256_fmadd_ps(a, b1, c41);                             \
-    a = _mm256_broadcast_ss(Ap + 6 * (K) + 5);                     \
-    c50 = _mm256_fmadd_ps(a, b0, c50);                             \
-    c51 = _mm256_fmadd_ps(a, b1, c51);                             \
+#define CRATE_AVX2_STEP(K)                            \
+  {                                                   \
+    __m256 b0 = _mm256_load_ps(Bp + 16 * (K));        \
+    __m256 b1 = _mm256_load_ps(Bp + 16 * (K) + 8);    \
+    __m256 a = _mm256_broadcast_ss(Ap + 6 * (K) + 0); \
+    c00 = _mm256_fmadd_ps(a, b0, c00);                \
+    c01 = _mm256_fmadd_ps(a, b1, c01);                \
+    a = _mm256_broadcast_ss(Ap + 6 * (K) + 1);        \
+    c10 = _mm256_fmadd_ps(a, b0, c10);                \
+    c11 = _mm256_fmadd_ps(a, b1, c11);                \
+    a = _mm256_broadcast_ss(Ap + 6 * (K) + 2);        \
+    c20 = _mm256_fmadd_ps(a, b0, c20);                \
+    c21 = _mm256_fmadd_ps(a, b1, c21);                \
+    a = _mm256_broadcast_ss(Ap + 6 * (K) + 3);        \
+    c30 = _mm256_fmadd_ps(a, b0, c30);                \
+    c31 = _mm256_fmadd_ps(a, b1, c31);                \
+    a = _mm256_broadcast_ss(Ap + 6 * (K) + 4);        \
+    c40 = _mm256_fmadd_ps(a, b0, c40);                \
+    c41 = _mm256_fmadd_ps(a, b1, c41);                \
+    a = _mm256_broadcast_ss(Ap + 6 * (K) + 5);        \
+    c50 = _mm256_fmadd_ps(a, b0, c50);                \
+    c51 = _mm256_fmadd_ps(a, b1, c51);                \
   }
   for (int i = 0; i < 6; ++i) {  // the C tile is needed at the end: start loading it now
     _mm_prefetch(reinterpret_cast<const char*>(C + i * ldc), _MM_HINT_T0);
@@ -155,7 +154,7 @@ __attribute__((target("avx512f"))) void ukr_avx512_12x32(int64_t kc, const float
 }
 
 const Kernel kScalar = {"scalar", 4, 8, 128, 256, 2048, ukr_scalar_4x8};
-const Kernel kAvx2 = {"avx2", 6, 16, 96, 512, 3072, ukr_avx2_6x16};  // tuned on Zen 5 (AVX2 only)
+const Kernel kAvx2 = {"avx2", 6, 16, 96, 512, 3072, ukr_avx2_6x16};          // tuned on Zen 5 (AVX2 only)
 const Kernel kAvx512 = {"avx512", 12, 32, 96, 384, 3072, ukr_avx512_12x32};  // untuned
 
 bool cpu_has(const char* what) {
@@ -218,7 +217,7 @@ thread_local int64_t tl_apack_block = -1;
 
 // 8 x 8 transpose of rows r[0..7] (8 floats each) into columns c[0..7].
 __attribute__((target("avx2,fma"))) inline void transpose8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4,
-                                                          __m256 r5, __m256 r6, __m256 r7, __m256* c) {
+                                                           __m256 r5, __m256 r6, __m256 r7, __m256* c) {
   const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
   const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
   const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
@@ -241,8 +240,8 @@ __attribute__((target("avx2,fma"))) inline void transpose8(__m256 r0, __m256 r1,
 // up to W (W >= rows). When W < 8 each k's 8-float store runs W - 8 floats past its slot into the
 // next k's slot (rewritten right after) and, at the end, up to 8 - W floats past dst + kc*W: the
 // caller leaves that room and packs later output after.
-__attribute__((target("avx2,fma"))) void pack_rows_t_avx2(float* dst, int W, const float* src, int64_t ld,
-                                                          int64_t rows, int64_t kc) {
+__attribute__((target("avx2,fma"))) void pack_rows_t_avx2(float* dst, int W, const float* src, int64_t ld, int64_t rows,
+                                                          int64_t kc) {
   const __m256 z = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8) {
@@ -260,8 +259,8 @@ __attribute__((target("avx2,fma"))) void pack_rows_t_avx2(float* dst, int W, con
 
 // op(A)[i][k] packed into MR-tall slivers: Ap[s][k][r] = op(A)[i0 + s*MR + r][p0 + k], zero-padded.
 // Ap must have room for 8 floats past mc_padded * kc (see pack_rows_t_avx2).
-__attribute__((target("avx2,fma"))) void pack_A_avx2_6(bool transA, const float* A, int64_t lda, int64_t i0,
-                                                       int64_t mc, int64_t p0, int64_t kc, float* Ap) {
+__attribute__((target("avx2,fma"))) void pack_A_avx2_6(bool transA, const float* A, int64_t lda, int64_t i0, int64_t mc,
+                                                       int64_t p0, int64_t kc, float* Ap) {
   constexpr int MR = 6;
   if (!transA) {
     for (int64_t s = 0; s < mc; s += MR) {

@@ -1,8 +1,8 @@
 // Cross-entropy fused with its softmax backward.  logits, dlogits: (N,V); targets: (N), -1 = ignore.
 //
 // Each row is swept while it sits in cache: max, then exp(x - max) written straight into dlogits
-// with its sum (double), then scaled in place; probabilities are never stored separately. Per-row losses are kept in double and summed
-// in row order, so the loss does not depend on the thread count.
+// with its sum (double), then scaled in place; probabilities are never stored separately. Per-row losses are kept in
+// double and summed in row order, so the loss does not depend on the thread count.
 #include <algorithm>
 #include <cmath>
 #include <limits>

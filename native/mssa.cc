@@ -65,10 +65,10 @@ CRATE_CLONES void online_softmax_block(float* S, float* m, float* l, float* acc,
 
 // Rows [i0, i0 + br) of one (batch, head): q/k/v/y point at row 0 of this head, lse at row 0.
 // Scores and P V go through the packed SGEMM (run serially inside this task).
-void attn_forward_rows(float* y, int64_t ystride, float* lse, Heads h, int64_t i0, int64_t br, int64_t p,
-                       float scale) {
+void attn_forward_rows(float* y, int64_t ystride, float* lse, Heads h, int64_t i0, int64_t br, int64_t p, float scale) {
   std::vector<float> S(static_cast<size_t>(kBlock * kBlock)), acc(static_cast<size_t>(br * p), 0.0f);
-  std::vector<float> m(static_cast<size_t>(br), -std::numeric_limits<float>::infinity()), l(static_cast<size_t>(br), 0.0f);
+  std::vector<float> m(static_cast<size_t>(br), -std::numeric_limits<float>::infinity()),
+      l(static_cast<size_t>(br), 0.0f);
   const int64_t i1 = i0 + br;
   for (int64_t j0 = 0; j0 < i1; j0 += kBlock) {
     const int64_t bc = std::min(kBlock, i1 - j0);
@@ -129,12 +129,15 @@ void attn_backward_head(float* dq, float* dk, float* dv, int64_t dstride, const 
       const int64_t br = std::min(kBlock, T - i0);
       const float* qi = h.q + i0 * h.stride;
       const float* dyi = dy + i0 * ystride;
-      sgemm(false, true, br, bc, p, scale, qi, h.stride, kj, h.stride, false, S.data(), kBlock);   // S = scale Q K^T
+      sgemm(false, true, br, bc, p, scale, qi, h.stride, kj, h.stride, false, S.data(), kBlock);  // S = scale Q K^T
       sgemm(false, true, br, bc, p, 1.0f, dyi, ystride, vj, h.stride, false, dP.data(), kBlock);  // dP = dY V^T
       attn_backward_block(S.data(), dP.data(), lse, D.data(), br, bc, i0, j0, scale);
-      sgemm(true, false, bc, p, br, 1.0f, S.data(), kBlock, dyi, ystride, true, dv + j0 * dstride, dstride);   // dV += P^T dY
-      sgemm(true, false, bc, p, br, 1.0f, dP.data(), kBlock, qi, h.stride, true, dk + j0 * dstride, dstride);  // dK += dS^T Q
-      sgemm(false, false, br, p, bc, 1.0f, dP.data(), kBlock, kj, h.stride, true, dq + i0 * dstride, dstride);  // dQ += dS K
+      sgemm(true, false, bc, p, br, 1.0f, S.data(), kBlock, dyi, ystride, true, dv + j0 * dstride,
+            dstride);  // dV += P^T dY
+      sgemm(true, false, bc, p, br, 1.0f, dP.data(), kBlock, qi, h.stride, true, dk + j0 * dstride,
+            dstride);  // dK += dS^T Q
+      sgemm(false, false, br, p, bc, 1.0f, dP.data(), kBlock, kj, h.stride, true, dq + i0 * dstride,
+            dstride);  // dQ += dS K
     }
   }
 }
@@ -166,8 +169,8 @@ void attention_forward(float* y, float* saved, const float* qkv, int64_t B, int6
   forward_all(y, saved, qkv, 3 * C, C, 2 * C, B, T, C, NH);
 }
 
-void mssa_backward(float* dv, const float* dy, const float* v, const float* y, const float* saved, int64_t B,
-                   int64_t T, int64_t C, int64_t NH) {
+void mssa_backward(float* dv, const float* dy, const float* v, const float* y, const float* saved, int64_t B, int64_t T,
+                   int64_t C, int64_t NH) {
   const int64_t p = C / NH;
   const float scale = head_scale(p);
   pool_run(B * NH, [&](int64_t bh) {
@@ -180,8 +183,8 @@ void mssa_backward(float* dv, const float* dy, const float* v, const float* y, c
   });
 }
 
-void attention_backward(float* dqkv, const float* dy, const float* qkv, const float* y, const float* saved,
-                        int64_t B, int64_t T, int64_t C, int64_t NH) {
+void attention_backward(float* dqkv, const float* dy, const float* qkv, const float* y, const float* saved, int64_t B,
+                        int64_t T, int64_t C, int64_t NH) {
   const int64_t p = C / NH;
   const float scale = head_scale(p);
   const int64_t S = 3 * C;

@@ -52,12 +52,12 @@ struct Expr {
 struct Arg {
   const char* name;
   ArgKind kind;
-  bool nullable;       // buffers: null is allowed
-  int8_t slot;         // int/derived: its slot; buffer: the slot its length defines (-1: none)
-  Expr shape;          // buffer: the element count (with a defined slot: the other factors); ids: the count
-  int8_t bound_slot;   // buffer defining a slot: its lower bound is this slot; ids: the upper bound (-1: none)
-  int64_t lo, hi;      // int: [lo, hi]; buffer defining a slot: lower bound when bound_slot < 0; ids: lowest id
-  FloatRule rule;      // f32/f64
+  bool nullable;      // buffers: null is allowed
+  int8_t slot;        // int/derived: its slot; buffer: the slot its length defines (-1: none)
+  Expr shape;         // buffer: the element count (with a defined slot: the other factors); ids: the count
+  int8_t bound_slot;  // buffer defining a slot: its lower bound is this slot; ids: the upper bound (-1: none)
+  int64_t lo, hi;     // int: [lo, hi]; buffer defining a slot: lower bound when bound_slot < 0; ids: lowest id
+  FloatRule rule;     // f32/f64
 };
 
 enum class CheckKind : uint8_t {

@@ -3,10 +3,10 @@
 #include "threadpool.h"
 
 #include <algorithm>
-#include <climits>
-#include <cstdint>
 #include <atomic>
+#include <climits>
 #include <condition_variable>
+#include <cstdint>
 #include <exception>
 #include <mutex>
 #include <thread>

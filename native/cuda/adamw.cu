@@ -22,8 +22,8 @@ __global__ void adamw_kernel(float* param, const float* grad, float* m, float* v
 
 }  // namespace
 
-void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, double lr, double beta1,
-                  double beta2, double eps, double weight_decay, int64_t step) {
+void adamw_update(float* param, const float* grad, float* m, float* v, int64_t n, double lr, double beta1, double beta2,
+                  double eps, double weight_decay, int64_t step) {
   if (n <= 0) return;
   const float c1 = hd::adamw_bias_correction(beta1, step);
   const float c2 = hd::adamw_bias_correction(beta2, step);

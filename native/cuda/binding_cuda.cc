@@ -115,9 +115,12 @@ Napi::Value SetPrecision(const Napi::CallbackInfo& info) {
   in.expect_count(1);
   const std::string p = in.string(0, "precision");
   auto lock = CudaTraits::lock();
-  if (p == "fp32") set_precision(Precision::kFp32);
-  else if (p == "tf32") set_precision(Precision::kTf32);
-  else fail(ErrKind::kRange, in.fn(), "precision must be 'fp32' or 'tf32', got '" + p + "'");
+  if (p == "fp32")
+    set_precision(Precision::kFp32);
+  else if (p == "tf32")
+    set_precision(Precision::kTf32);
+  else
+    fail(ErrKind::kRange, in.fn(), "precision must be 'fp32' or 'tf32', got '" + p + "'");
   return info.Env().Undefined();
 }
 
@@ -127,8 +130,10 @@ Napi::Value GetPrecision(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), precision() == Precision::kTf32 ? "tf32" : "fp32");
 }
 
-const binding::Function kRuntime[] = {{"available", Available},         {"synchronize", Synchronize},
-                                      {"memory_info", MemoryInfo},       {"set_precision", SetPrecision},
+const binding::Function kRuntime[] = {{"available", Available},
+                                      {"synchronize", Synchronize},
+                                      {"memory_info", MemoryInfo},
+                                      {"set_precision", SetPrecision},
                                       {"precision", GetPrecision}};
 
 }  // namespace

@@ -26,21 +26,21 @@ namespace cuda {
 /** True when CRATE_CUDA_SYNC=1: synchronize after every launch so errors name the right operator. */
 bool sync_after_launch();
 
-#define CRATE_CUDA_CHECK(op, call)                                            \
-  do {                                                                        \
-    const cudaError_t crate_err_ = (call);                                    \
+#define CRATE_CUDA_CHECK(op, call)                                                   \
+  do {                                                                               \
+    const cudaError_t crate_err_ = (call);                                           \
     if (crate_err_ != cudaSuccess) ::crate::cuda::throw_cuda(op, crate_err_, #call); \
   } while (0)
 
 /** After every <<<...>>>: launch-configuration errors now, execution errors when CRATE_CUDA_SYNC=1. */
-#define CRATE_LAUNCH_CHECK(op, kernel_name)                                            \
-  do {                                                                                 \
-    const cudaError_t crate_err_ = cudaGetLastError();                                 \
-    if (crate_err_ != cudaSuccess) ::crate::cuda::throw_cuda(op, crate_err_, "launch of " kernel_name); \
-    if (::crate::cuda::sync_after_launch()) {                                          \
-      const cudaError_t crate_err2_ = cudaDeviceSynchronize();                         \
+#define CRATE_LAUNCH_CHECK(op, kernel_name)                                                              \
+  do {                                                                                                   \
+    const cudaError_t crate_err_ = cudaGetLastError();                                                   \
+    if (crate_err_ != cudaSuccess) ::crate::cuda::throw_cuda(op, crate_err_, "launch of " kernel_name);  \
+    if (::crate::cuda::sync_after_launch()) {                                                            \
+      const cudaError_t crate_err2_ = cudaDeviceSynchronize();                                           \
       if (crate_err2_ != cudaSuccess) ::crate::cuda::throw_cuda(op, crate_err2_, "kernel " kernel_name); \
-    }                                                                                  \
+    }                                                                                                    \
   } while (0)
 
 // ---- workspace ---------------------------------------------------------------------------------------

@@ -199,8 +199,7 @@ struct Dev {
   ~Dev() {
     try {
       crate::cuda::device_free(p);
-    } catch (...) {
-    }
+    } catch (...) {}
   }
   std::vector<float> get() const {
     std::vector<float> h(static_cast<size_t>(n));
@@ -286,31 +285,39 @@ void check_elementwise() {
 }
 
 void check_embedding() {
-  struct S { int64_t B, T, C, V; };
+  struct S {
+    int64_t B, T, C, V;
+  };
   for (S s : {S{1, 1, 1, 1}, S{2, 9, 37, 13}, S{3, 64, 130, 50}, S{4, 257, 64, 1000}}) {
-    run_check("embedding forward+backward " + shape_str({{"B", s.B}, {"T", s.T}, {"C", s.C}, {"V", s.V}}), [&](Line& L) {
-      Rng rng(g_seed + s.B * 1000 + s.T);
-      const int64_t N = s.B * s.T;
-      std::vector<int32_t> idx(N);
-      for (auto& i : idx) i = rng.below(static_cast<int32_t>(s.V));
-      const auto wte = rng.vec(s.V * s.C), wpe = rng.vec(s.T * s.C), dout = rng.vec(N * s.C);
-      const auto dwte0 = rng.vec(s.V * s.C), dwpe0 = rng.vec(s.T * s.C);
-      std::vector<float> out(N * s.C), dwte = dwte0, dwpe = dwpe0;
-      crate::embedding_forward(out.data(), idx.data(), wte.data(), wpe.data(), s.B, s.T, s.C);
-      crate::embedding_backward(dwte.data(), dwpe.data(), dout.data(), idx.data(), s.B, s.T, s.C);
-      Dev gwte(wte), gwpe(wpe), gout(N * s.C), gdout(dout), gdwte(dwte0), gdwpe(dwpe0);
-      crate::cuda::embedding_forward(gout.p, idx.data(), gwte.p, gwpe.p, s.B, s.T, s.C);
-      crate::cuda::embedding_backward(gdwte.p, gdwpe.p, gdout.p, idx.data(), s.B, s.T, s.C);
-      L.check("out", gout.get(), out, op_tol("embedding", false));
-      L.check("dwte", gdwte.get(), dwte, op_tol("embedding", true));
-      L.check("dwpe", gdwpe.get(), dwpe, op_tol("embedding", true));
-    });
+    run_check("embedding forward+backward " + shape_str({{"B", s.B}, {"T", s.T}, {"C", s.C}, {"V", s.V}}),
+              [&](Line& L) {
+                Rng rng(g_seed + s.B * 1000 + s.T);
+                const int64_t N = s.B * s.T;
+                std::vector<int32_t> idx(N);
+                for (auto& i : idx) i = rng.below(static_cast<int32_t>(s.V));
+                const auto wte = rng.vec(s.V * s.C), wpe = rng.vec(s.T * s.C), dout = rng.vec(N * s.C);
+                const auto dwte0 = rng.vec(s.V * s.C), dwpe0 = rng.vec(s.T * s.C);
+                std::vector<float> out(N * s.C), dwte = dwte0, dwpe = dwpe0;
+                crate::embedding_forward(out.data(), idx.data(), wte.data(), wpe.data(), s.B, s.T, s.C);
+                crate::embedding_backward(dwte.data(), dwpe.data(), dout.data(), idx.data(), s.B, s.T, s.C);
+                Dev gwte(wte), gwpe(wpe), gout(N * s.C), gdout(dout), gdwte(dwte0), gdwpe(dwpe0);
+                crate::cuda::embedding_forward(gout.p, idx.data(), gwte.p, gwpe.p, s.B, s.T, s.C);
+                crate::cuda::embedding_backward(gdwte.p, gdwpe.p, gdout.p, idx.data(), s.B, s.T, s.C);
+                L.check("out", gout.get(), out, op_tol("embedding", false));
+                L.check("dwte", gdwte.get(), dwte, op_tol("embedding", true));
+                L.check("dwpe", gdwpe.get(), dwpe, op_tol("embedding", true));
+              });
   }
 }
 
 void check_layernorm() {
-  struct S { int64_t N, C; double offset; bool bias; };
-  for (S s : {S{1, 3, 0, true}, S{17, 70, 1000, true}, S{5, 3, 1, false}, S{300, 768, 0, true}, S{1030, 129, 1000, false}}) {
+  struct S {
+    int64_t N, C;
+    double offset;
+    bool bias;
+  };
+  for (S s :
+       {S{1, 3, 0, true}, S{17, 70, 1000, true}, S{5, 3, 1, false}, S{300, 768, 0, true}, S{1030, 129, 1000, false}}) {
     run_check("layernorm forward+backward " +
                   shape_str({{"N", s.N}, {"C", s.C}, {"offset", static_cast<int64_t>(s.offset)}, {"bias", s.bias}}),
               [&](Line& L) {
@@ -320,8 +327,8 @@ void check_layernorm() {
                 std::vector<float> out(s.N * s.C), mean(s.N), rstd(s.N), dinp(s.N * s.C), dw = dw0, db = db0;
                 crate::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(),
                                          s.bias ? b.data() : nullptr, s.N, s.C, 1e-5f);
-                crate::layernorm_backward(dinp.data(), dw.data(), s.bias ? db.data() : nullptr, dout.data(),
-                                          inp.data(), w.data(), mean.data(), rstd.data(), s.N, s.C);
+                crate::layernorm_backward(dinp.data(), dw.data(), s.bias ? db.data() : nullptr, dout.data(), inp.data(),
+                                          w.data(), mean.data(), rstd.data(), s.N, s.C);
                 Dev ginp(inp), gw(w), gb(b), gout(s.N * s.C), gmean(s.N), grstd(s.N), gdout(dout), gdinp(s.N * s.C),
                     gdw(dw0), gdb(db0);
                 crate::cuda::layernorm_forward(gout.p, gmean.p, grstd.p, ginp.p, gw.p, s.bias ? gb.p : nullptr, s.N,
@@ -341,53 +348,57 @@ void check_layernorm() {
 }
 
 void check_linear() {
-  struct S { int64_t N, C, OC; bool bias; double scale; };
+  struct S {
+    int64_t N, C, OC;
+    bool bias;
+    double scale;
+  };
   // odd sizes; 1x1; a 128-tile output (>= 96 tiles of 128); split-K weight gradients (long N)
   for (S s : {S{1, 1, 1, true, 1}, S{67, 71, 69, true, 100}, S{13, 5, 1, false, 1}, S{1300, 37, 1100, true, 1},
               S{2500, 64, 48, true, 1}, S{4100, 130, 129, false, 1}, S{256, 768, 768, true, 1}}) {
-    run_check("linear forward+backward " +
-                  shape_str({{"N", s.N}, {"C", s.C}, {"OC", s.OC}, {"bias", s.bias}, {"scale", (int64_t)s.scale}}),
-              [&](Line& L) {
-                Rng rng(g_seed + s.N + s.C * 3 + s.OC * 7);
-                const auto x = rng.vec(s.N * s.C, s.scale), W = rng.vec(s.OC * s.C), b = rng.vec(s.OC);
-                const auto dout = rng.vec(s.N * s.OC), dW0 = rng.vec(s.OC * s.C), db0 = rng.vec(s.OC);
-                std::vector<float> out(s.N * s.OC), dx(s.N * s.C), dW = dW0, db = db0;
-                crate::linear_forward(out.data(), x.data(), W.data(), s.bias ? b.data() : nullptr, s.N, s.C, s.OC);
-                crate::linear_backward(dx.data(), dW.data(), s.bias ? db.data() : nullptr, dout.data(), x.data(),
-                                       W.data(), s.N, s.C, s.OC);
-                Dev gx(x), gW(W), gb(b), gout(s.N * s.OC), gdout(dout), gdx(s.N * s.C), gdW(dW0), gdb(db0);
-                crate::cuda::linear_forward(gout.p, gx.p, gW.p, s.bias ? gb.p : nullptr, s.N, s.C, s.OC);
-                crate::cuda::linear_backward(gdx.p, gdW.p, s.bias ? gdb.p : nullptr, gdout.p, gx.p, gW.p, s.N, s.C,
-                                             s.OC);
-                L.check("out", gout.get(), out, op_tol("linear", false));
-                L.check("dinp", gdx.get(), dx, op_tol("linear", true));
-                L.check("dweight", gdW.get(), dW, op_tol("linear", true));
-                if (s.bias) L.check("dbias", gdb.get(), db, op_tol("linear", true));
-                // determinism: the same backward again from the same state, bitwise
-                Dev gdW2(dW0), gdb2(db0), gdx2(s.N * s.C);
-                crate::cuda::linear_backward(gdx2.p, gdW2.p, s.bias ? gdb2.p : nullptr, gdout.p, gx.p, gW.p, s.N, s.C,
-                                             s.OC);
-                L.expect("backward twice bitwise", gdW2.get() == gdW.get() && gdx2.get() == gdx.get() &&
-                                                       (!s.bias || gdb2.get() == gdb.get()));
-              });
+    run_check(
+        "linear forward+backward " +
+            shape_str({{"N", s.N}, {"C", s.C}, {"OC", s.OC}, {"bias", s.bias}, {"scale", (int64_t)s.scale}}),
+        [&](Line& L) {
+          Rng rng(g_seed + s.N + s.C * 3 + s.OC * 7);
+          const auto x = rng.vec(s.N * s.C, s.scale), W = rng.vec(s.OC * s.C), b = rng.vec(s.OC);
+          const auto dout = rng.vec(s.N * s.OC), dW0 = rng.vec(s.OC * s.C), db0 = rng.vec(s.OC);
+          std::vector<float> out(s.N * s.OC), dx(s.N * s.C), dW = dW0, db = db0;
+          crate::linear_forward(out.data(), x.data(), W.data(), s.bias ? b.data() : nullptr, s.N, s.C, s.OC);
+          crate::linear_backward(dx.data(), dW.data(), s.bias ? db.data() : nullptr, dout.data(), x.data(), W.data(),
+                                 s.N, s.C, s.OC);
+          Dev gx(x), gW(W), gb(b), gout(s.N * s.OC), gdout(dout), gdx(s.N * s.C), gdW(dW0), gdb(db0);
+          crate::cuda::linear_forward(gout.p, gx.p, gW.p, s.bias ? gb.p : nullptr, s.N, s.C, s.OC);
+          crate::cuda::linear_backward(gdx.p, gdW.p, s.bias ? gdb.p : nullptr, gdout.p, gx.p, gW.p, s.N, s.C, s.OC);
+          L.check("out", gout.get(), out, op_tol("linear", false));
+          L.check("dinp", gdx.get(), dx, op_tol("linear", true));
+          L.check("dweight", gdW.get(), dW, op_tol("linear", true));
+          if (s.bias) L.check("dbias", gdb.get(), db, op_tol("linear", true));
+          // determinism: the same backward again from the same state, bitwise
+          Dev gdW2(dW0), gdb2(db0), gdx2(s.N * s.C);
+          crate::cuda::linear_backward(gdx2.p, gdW2.p, s.bias ? gdb2.p : nullptr, gdout.p, gx.p, gW.p, s.N, s.C, s.OC);
+          L.expect("backward twice bitwise",
+                   gdW2.get() == gdW.get() && gdx2.get() == gdx.get() && (!s.bias || gdb2.get() == gdb.get()));
+        });
   }
   // sgemm in all four layouts, with and without accumulation
   for (int layout = 0; layout < 4; ++layout) {
     const bool ta = layout & 1, tb = layout & 2;
-    for (auto [M, N, K] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 1, 1}, {33, 65, 17}, {300, 200, 1500}}) {
-      run_check(std::string("sgemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " " +
-                    shape_str({{"M", M}, {"N", N}, {"K", K}}),
-                [&, M = M, N = N, K = K](Line& L) {
-                  Rng rng(g_seed + M * 5 + N * 3 + K + layout);
-                  const auto A = rng.vec(M * K), B = rng.vec(K * N), C0 = rng.vec(M * N);
-                  for (bool acc : {false, true}) {
-                    std::vector<float> C = C0;
-                    crate::sgemm(ta, tb, M, N, K, 0.75f, A.data(), ta ? M : K, B.data(), tb ? K : N, acc, C.data(), N);
-                    Dev gA(A), gB(B), gC(C0);
-                    crate::cuda::sgemm(ta, tb, M, N, K, 0.75f, gA.p, ta ? M : K, gB.p, tb ? K : N, acc, gC.p, N);
-                    L.check(acc ? "C(accumulate)" : "C", gC.get(), C, op_tol("linear", false));
-                  }
-                });
+    for (auto [M, N, K] :
+         std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 1, 1}, {33, 65, 17}, {300, 200, 1500}}) {
+      run_check(
+          std::string("sgemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " " + shape_str({{"M", M}, {"N", N}, {"K", K}}),
+          [&, M = M, N = N, K = K](Line& L) {
+            Rng rng(g_seed + M * 5 + N * 3 + K + layout);
+            const auto A = rng.vec(M * K), B = rng.vec(K * N), C0 = rng.vec(M * N);
+            for (bool acc : {false, true}) {
+              std::vector<float> C = C0;
+              crate::sgemm(ta, tb, M, N, K, 0.75f, A.data(), ta ? M : K, B.data(), tb ? K : N, acc, C.data(), N);
+              Dev gA(A), gB(B), gC(C0);
+              crate::cuda::sgemm(ta, tb, M, N, K, 0.75f, gA.p, ta ? M : K, gB.p, tb ? K : N, acc, gC.p, N);
+              L.check(acc ? "C(accumulate)" : "C", gC.get(), C, op_tol("linear", false));
+            }
+          });
     }
   }
   // TF32 tensor cores: only behind the precision switch; ~1e-3 relative by construction
@@ -395,27 +406,30 @@ void check_linear() {
   std::printf("SKIP  linear forward TF32: the CPU emulator has no tensor cores\n");
   if (false)
 #endif
-  run_check("linear forward TF32 (precision switch) (N=300 C=257 OC=190)", [&](Line& L) {
-    Rng rng(g_seed + 99);
-    const int64_t N = 300, C = 257, OC = 190;
-    const auto x = rng.vec(N * C), W = rng.vec(OC * C), b = rng.vec(OC);
-    std::vector<float> out(N * OC);
-    crate::linear_forward(out.data(), x.data(), W.data(), b.data(), N, C, OC);
-    Dev gx(x), gW(W), gb(b), gout(N * OC);
-    crate::cuda::set_precision(crate::cuda::Precision::kTf32);
-    try {
-      crate::cuda::linear_forward(gout.p, gx.p, gW.p, gb.p, N, C, OC);
-    } catch (...) {
+    run_check("linear forward TF32 (precision switch) (N=300 C=257 OC=190)", [&](Line& L) {
+      Rng rng(g_seed + 99);
+      const int64_t N = 300, C = 257, OC = 190;
+      const auto x = rng.vec(N * C), W = rng.vec(OC * C), b = rng.vec(OC);
+      std::vector<float> out(N * OC);
+      crate::linear_forward(out.data(), x.data(), W.data(), b.data(), N, C, OC);
+      Dev gx(x), gW(W), gb(b), gout(N * OC);
+      crate::cuda::set_precision(crate::cuda::Precision::kTf32);
+      try {
+        crate::cuda::linear_forward(gout.p, gx.p, gW.p, gb.p, N, C, OC);
+      } catch (...) {
+        crate::cuda::set_precision(crate::cuda::Precision::kFp32);
+        throw;
+      }
       crate::cuda::set_precision(crate::cuda::Precision::kFp32);
-      throw;
-    }
-    crate::cuda::set_precision(crate::cuda::Precision::kFp32);
-    L.check("out (tf32, tol 1e-2)", gout.get(), out, {1e-2, 1e-2});
-  });
+      L.check("out (tf32, tol 1e-2)", gout.get(), out, {1e-2, 1e-2});
+    });
 }
 
 void check_attention() {
-  struct S { int64_t B, T, NH, p; double scale; };
+  struct S {
+    int64_t B, T, NH, p;
+    double scale;
+  };
   // head widths of every kernel variant (PD 32/64/128/256), T = 1, one head, several row blocks
   for (S s : {S{1, 1, 1, 1, 1}, S{2, 37, 3, 5, 0.3}, S{1, 130, 2, 32, 1}, S{2, 70, 1, 64, 4}, S{1, 300, 4, 64, 1},
               S{1, 50, 2, 100, 1}, S{1, 40, 1, 200, 1}, S{3, 17, 4, 19, 4}}) {
@@ -436,46 +450,58 @@ void check_attention() {
           crate::attention_backward(din.data(), dy.data(), in.data(), y.data(), saved.data(), s.B, s.T, C, s.NH);
         }
         Dev gin(in), gdy(dy), gy(n), gsaved(ns), gdin(nin);
-        if (mssa) crate::cuda::mssa_forward(gy.p, gsaved.p, gin.p, s.B, s.T, C, s.NH);
-        else crate::cuda::attention_forward(gy.p, gsaved.p, gin.p, s.B, s.T, C, s.NH);
+        if (mssa)
+          crate::cuda::mssa_forward(gy.p, gsaved.p, gin.p, s.B, s.T, C, s.NH);
+        else
+          crate::cuda::attention_forward(gy.p, gsaved.p, gin.p, s.B, s.T, C, s.NH);
         L.check("y", gy.get(), y, op_tol(op, false));
         L.check("saved(lse)", gsaved.get(), saved, op_tol(op, false));
         // backward from the CPU's forward state (same saved layout), then from the GPU's own
         Dev cy(y), csaved(saved);
-        if (mssa) crate::cuda::mssa_backward(gdin.p, gdy.p, gin.p, cy.p, csaved.p, s.B, s.T, C, s.NH);
-        else crate::cuda::attention_backward(gdin.p, gdy.p, gin.p, cy.p, csaved.p, s.B, s.T, C, s.NH);
+        if (mssa)
+          crate::cuda::mssa_backward(gdin.p, gdy.p, gin.p, cy.p, csaved.p, s.B, s.T, C, s.NH);
+        else
+          crate::cuda::attention_backward(gdin.p, gdy.p, gin.p, cy.p, csaved.p, s.B, s.T, C, s.NH);
         L.check(mssa ? "dv" : "dqkv", gdin.get(), din, op_tol(op, true));
         Dev gdin2(nin);
-        if (mssa) crate::cuda::mssa_backward(gdin2.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
-        else crate::cuda::attention_backward(gdin2.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
+        if (mssa)
+          crate::cuda::mssa_backward(gdin2.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
+        else
+          crate::cuda::attention_backward(gdin2.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
         L.check(mssa ? "dv(own state)" : "dqkv(own state)", gdin2.get(), din, op_tol(op, true));
         Dev gdin3(nin);
-        if (mssa) crate::cuda::mssa_backward(gdin3.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
-        else crate::cuda::attention_backward(gdin3.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
+        if (mssa)
+          crate::cuda::mssa_backward(gdin3.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
+        else
+          crate::cuda::attention_backward(gdin3.p, gdy.p, gin.p, gy.p, gsaved.p, s.B, s.T, C, s.NH);
         L.expect("backward twice bitwise", gdin3.get() == gdin2.get());
       });
     }
   }
   // incremental decoding: one new row against rows 0..t of a cache; CRATE passes q = row t of k and k = v
-  struct D { int64_t B, t, Tmax, NH, p; };
-  for (D s : {D{1, 0, 1, 1, 1}, D{2, 36, 37, 3, 5}, D{1, 299, 300, 4, 64}, D{3, 700, 1024, 2, 256}, D{2, 5, 64, 12, 64}}) {
+  struct D {
+    int64_t B, t, Tmax, NH, p;
+  };
+  for (D s :
+       {D{1, 0, 1, 1, 1}, D{2, 36, 37, 3, 5}, D{1, 299, 300, 4, 64}, D{3, 700, 1024, 2, 256}, D{2, 5, 64, 12, 64}}) {
     const int64_t C = s.NH * s.p;
-    run_check("attentionDecode forward " + shape_str({{"B", s.B}, {"t", s.t}, {"Tmax", s.Tmax}, {"NH", s.NH}, {"p", s.p}}),
-              [&](Line& L) {
-                Rng rng(g_seed + s.t * 7 + s.p);
-                const auto q = rng.vec(s.B * C), k = rng.vec(s.B * s.Tmax * C), v = rng.vec(s.B * s.Tmax * C);
-                std::vector<float> y(s.B * C), ya(C);
-                crate::attention_decode(y.data(), q.data(), k.data(), v.data(), s.B, s.t, s.Tmax, C, s.NH);
-                crate::attention_decode(ya.data(), k.data() + s.t * C, k.data(), k.data(), 1, s.t, s.Tmax, C, s.NH);
-                Dev gq(q), gk(k), gv(v), gy(s.B * C), gya(C);
-                crate::cuda::attention_decode(gy.p, gq.p, gk.p, gv.p, s.B, s.t, s.Tmax, C, s.NH);
-                crate::cuda::attention_decode(gya.p, gk.p + s.t * C, gk.p, gk.p, 1, s.t, s.Tmax, C, s.NH);
-                L.check("y", gy.get(), y, op_tol("attentionDecode", false));
-                L.check("y(q = k = v)", gya.get(), ya, op_tol("attentionDecode", false));
-                Dev gy2(s.B * C);
-                crate::cuda::attention_decode(gy2.p, gq.p, gk.p, gv.p, s.B, s.t, s.Tmax, C, s.NH);
-                L.expect("twice bitwise", gy2.get() == gy.get());
-              });
+    run_check(
+        "attentionDecode forward " + shape_str({{"B", s.B}, {"t", s.t}, {"Tmax", s.Tmax}, {"NH", s.NH}, {"p", s.p}}),
+        [&](Line& L) {
+          Rng rng(g_seed + s.t * 7 + s.p);
+          const auto q = rng.vec(s.B * C), k = rng.vec(s.B * s.Tmax * C), v = rng.vec(s.B * s.Tmax * C);
+          std::vector<float> y(s.B * C), ya(C);
+          crate::attention_decode(y.data(), q.data(), k.data(), v.data(), s.B, s.t, s.Tmax, C, s.NH);
+          crate::attention_decode(ya.data(), k.data() + s.t * C, k.data(), k.data(), 1, s.t, s.Tmax, C, s.NH);
+          Dev gq(q), gk(k), gv(v), gy(s.B * C), gya(C);
+          crate::cuda::attention_decode(gy.p, gq.p, gk.p, gv.p, s.B, s.t, s.Tmax, C, s.NH);
+          crate::cuda::attention_decode(gya.p, gk.p + s.t * C, gk.p, gk.p, 1, s.t, s.Tmax, C, s.NH);
+          L.check("y", gy.get(), y, op_tol("attentionDecode", false));
+          L.check("y(q = k = v)", gya.get(), ya, op_tol("attentionDecode", false));
+          Dev gy2(s.B * C);
+          crate::cuda::attention_decode(gy2.p, gq.p, gk.p, gv.p, s.B, s.t, s.Tmax, C, s.NH);
+          L.expect("twice bitwise", gy2.get() == gy.get());
+        });
   }
   run_check("attention rejects head width > 256 with an Error", [&](Line& L) {
     Dev v(300), y(300), st(1);
@@ -490,7 +516,9 @@ void check_attention() {
 }
 
 void check_ista() {
-  struct S { int64_t N, C, factor, steps; };
+  struct S {
+    int64_t N, C, factor, steps;
+  };
   for (S s : {S{1, 1, 1, 1}, S{40, 37, 4, 2}, S{13, 5, 3, 3}, S{300, 64, 4, 2}, S{1100, 96, 4, 2}, S{7, 20, 1, 1}}) {
     const int64_t H = s.factor * s.C;
     run_check("ista forward+backward " + shape_str({{"N", s.N}, {"C", s.C}, {"H", H}, {"steps", s.steps}}),
@@ -550,7 +578,10 @@ void check_ista() {
 }
 
 void check_loss_and_adamw() {
-  struct S { int64_t N, V; double scale, gs; };
+  struct S {
+    int64_t N, V;
+    double scale, gs;
+  };
   for (S s : {S{1, 2, 1, 1}, S{33, 700, 30, 0.25}, S{8, 50304, 1, 1}, S{257, 1000, 3, 1}}) {
     run_check("crossEntropy forward+backward " + shape_str({{"N", s.N}, {"V", s.V}, {"scale", (int64_t)s.scale}}),
               [&](Line& L) {
@@ -623,11 +654,13 @@ struct Coverage {
 
 const std::vector<Coverage>& coverage() {
   static const std::vector<Coverage> c = {
-      {{"fill", "copy", "add", "scale", "sum_squares", "all_finite", "relu_forward", "relu_backward"}, check_elementwise},
+      {{"fill", "copy", "add", "scale", "sum_squares", "all_finite", "relu_forward", "relu_backward"},
+       check_elementwise},
       {{"embedding_forward", "embedding_backward"}, check_embedding},
       {{"layernorm_forward", "layernorm_backward"}, check_layernorm},
       {{"linear_forward", "linear_backward"}, check_linear},
-      {{"mssa_forward", "mssa_backward", "attention_forward", "attention_backward", "attention_decode"}, check_attention},
+      {{"mssa_forward", "mssa_backward", "attention_forward", "attention_backward", "attention_decode"},
+       check_attention},
       {{"ista_forward", "ista_backward", "ista_complete_forward", "ista_complete_backward"}, check_ista},
       {{"cross_entropy_forward", "adamw_update"}, check_loss_and_adamw},
   };
@@ -649,7 +682,8 @@ void check_table() {
       }
     }
     if (!found)
-      run_check(std::string("table row ") + op.name, [&](Line& L) { L.expect("has a conformance check (add one here)", false); });
+      run_check(std::string("table row ") + op.name,
+                [&](Line& L) { L.expect("has a conformance check (add one here)", false); });
   }
 }
 
@@ -658,8 +692,10 @@ void check_table() {
 int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--filter" && i + 1 < argc) g_filter = argv[++i];
-    else if (a == "--seed" && i + 1 < argc) g_seed = std::strtoull(argv[++i], nullptr, 10);
+    if (a == "--filter" && i + 1 < argc)
+      g_filter = argv[++i];
+    else if (a == "--seed" && i + 1 < argc)
+      g_seed = std::strtoull(argv[++i], nullptr, 10);
     else {
       std::fprintf(stderr, "usage: %s [--filter SUBSTRING] [--seed N]\n", argv[0]);
       return 64;
@@ -670,9 +706,8 @@ int main(int argc, char** argv) {
     std::printf("no CUDA device: %s\n", a.reason.c_str());
     return 2;
   }
-  std::printf("device: %s (compute capability %d.%d, %d SMs, %.1f GiB), CUDA runtime %d, driver %d\n",
-              a.device.c_str(), a.cc_major, a.cc_minor, a.sm_count, a.total_bytes / 1073741824.0, a.runtime_version,
-              a.driver_version);
+  std::printf("device: %s (compute capability %d.%d, %d SMs, %.1f GiB), CUDA runtime %d, driver %d\n", a.device.c_str(),
+              a.cc_major, a.cc_minor, a.sm_count, a.total_bytes / 1073741824.0, a.runtime_version, a.driver_version);
   check_table();
   check_errors();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -130,7 +130,8 @@ void fill(float* buf, int64_t n, float value) {
 
 void copy(float* dst, const float* src, int64_t n) {
   if (n <= 0 || dst == src) return;
-  CRATE_CUDA_CHECK("copy", cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, 0));
+  CRATE_CUDA_CHECK("copy",
+                   cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, 0));
 }
 
 void add(float* out, const float* a, const float* b, int64_t n) {

@@ -71,15 +71,14 @@ struct Args {
   int M, N, K;
   bool ta, tb;
   int tiles_m, tiles_n;
-  int k_per_split;   // multiple of the kernel's BK
-  int64_t slab;      // M * N: elements per split slab (split-K only)
+  int k_per_split;  // multiple of the kernel's BK
+  int64_t slab;     // M * N: elements per split slab (split-K only)
 };
 
 // ---- FP32 SIMT kernel ----------------------------------------------------------------------------------
 
 template <int BM, int BN, int BK, int TM, int TN, class Epi>
-__global__ void __launch_bounds__((BM / TM) * (BN / TN))
-    sgemm_simt_kernel(Args g, Epi epi, float* partial) {
+__global__ void __launch_bounds__((BM / TM) * (BN / TN)) sgemm_simt_kernel(Args g, Epi epi, float* partial) {
   constexpr int NT = (BM / TM) * (BN / TN);
   constexpr int LA = BM * BK / NT;  // A elements each thread loads per K tile
   constexpr int LB = BN * BK / NT;
@@ -114,7 +113,13 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     for (int i = 0; i < LA; ++i) {
       const int e = tid + NT * i;
       int mm, kk;
-      if (g.ta) { mm = e % BM; kk = e / BM; } else { kk = e % BK; mm = e / BK; }
+      if (g.ta) {
+        mm = e % BM;
+        kk = e / BM;
+      } else {
+        kk = e % BK;
+        mm = e / BK;
+      }
       const int m = m0 + mm, k = k0 + kk;
       float v = 0.0f;
       if (m < g.M && k < ke) v = g.ta ? g.A[(int64_t)k * g.lda + m] : g.A[(int64_t)m * g.lda + k];
@@ -124,7 +129,13 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     for (int i = 0; i < LB; ++i) {
       const int e = tid + NT * i;
       int nn, kk;
-      if (g.tb) { kk = e % BK; nn = e / BK; } else { nn = e % BN; kk = e / BN; }
+      if (g.tb) {
+        kk = e % BK;
+        nn = e / BK;
+      } else {
+        nn = e % BN;
+        kk = e / BN;
+      }
       const int n = n0 + nn, k = k0 + kk;
       float v = 0.0f;
       if (n < g.N && k < ke) v = g.tb ? g.B[(int64_t)n * g.ldb + k] : g.B[(int64_t)k * g.ldb + n];
@@ -136,14 +147,26 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
     for (int i = 0; i < LA; ++i) {
       const int e = tid + NT * i;
       int mm, kk;
-      if (g.ta) { mm = e % BM; kk = e / BM; } else { kk = e % BK; mm = e / BK; }
+      if (g.ta) {
+        mm = e % BM;
+        kk = e / BM;
+      } else {
+        kk = e % BK;
+        mm = e / BK;
+      }
       As[kk][mm] = ra[i];
     }
 #pragma unroll
     for (int i = 0; i < LB; ++i) {
       const int e = tid + NT * i;
       int nn, kk;
-      if (g.tb) { kk = e % BK; nn = e / BK; } else { nn = e % BN; kk = e / BN; }
+      if (g.tb) {
+        kk = e % BK;
+        nn = e / BK;
+      } else {
+        nn = e % BN;
+        kk = e / BN;
+      }
       Bs[kk][nn] = rb[i];
     }
   };
@@ -161,12 +184,18 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 #pragma unroll
         for (int gi = 0; gi < TMG; ++gi) {
           const float4 v = *reinterpret_cast<const float4*>(&As[kk][gi * (BM / TMG) + ty * 4]);
-          a[gi * 4 + 0] = v.x; a[gi * 4 + 1] = v.y; a[gi * 4 + 2] = v.z; a[gi * 4 + 3] = v.w;
+          a[gi * 4 + 0] = v.x;
+          a[gi * 4 + 1] = v.y;
+          a[gi * 4 + 2] = v.z;
+          a[gi * 4 + 3] = v.w;
         }
 #pragma unroll
         for (int gj = 0; gj < TNG; ++gj) {
           const float4 v = *reinterpret_cast<const float4*>(&Bs[kk][gj * (BN / TNG) + tx * 4]);
-          b[gj * 4 + 0] = v.x; b[gj * 4 + 1] = v.y; b[gj * 4 + 2] = v.z; b[gj * 4 + 3] = v.w;
+          b[gj * 4 + 0] = v.x;
+          b[gj * 4 + 1] = v.y;
+          b[gj * 4 + 2] = v.z;
+          b[gj * 4 + 3] = v.w;
         }
 #pragma unroll
         for (int i = 0; i < TM; ++i)
@@ -232,7 +261,13 @@ __global__ void __launch_bounds__(256) sgemm_tf32_kernel(Args g, Epi epi, float*
     for (int i = 0; i < LA; ++i) {
       const int e = tid + NT * i;
       int mm, kk;
-      if (g.ta) { mm = e % BM; kk = e / BM; } else { kk = e % BK; mm = e / BK; }
+      if (g.ta) {
+        mm = e % BM;
+        kk = e / BM;
+      } else {
+        kk = e % BK;
+        mm = e / BK;
+      }
       const int m = m0 + mm, k = k0 + kk;
       float v = 0.0f;
       if (m < g.M && k < ke) v = g.ta ? g.A[(int64_t)k * g.lda + m] : g.A[(int64_t)m * g.lda + k];
@@ -242,7 +277,13 @@ __global__ void __launch_bounds__(256) sgemm_tf32_kernel(Args g, Epi epi, float*
     for (int i = 0; i < LB; ++i) {
       const int e = tid + NT * i;
       int nn, kk;
-      if (g.tb) { kk = e % BK; nn = e / BK; } else { nn = e % BN; kk = e / BN; }
+      if (g.tb) {
+        kk = e % BK;
+        nn = e / BK;
+      } else {
+        nn = e % BN;
+        kk = e / BN;
+      }
       const int n = n0 + nn, k = k0 + kk;
       float v = 0.0f;
       if (n < g.N && k < ke) v = g.tb ? g.B[(int64_t)n * g.ldb + k] : g.B[(int64_t)k * g.ldb + n];
@@ -295,7 +336,9 @@ __global__ void __launch_bounds__(256) sgemm_tf32_kernel(Args g, Epi epi, float*
     }
   }
 #else
-  (void)g; (void)epi; (void)partial;
+  (void)g;
+  (void)epi;
+  (void)partial;
   __trap();  // the TF32 path needs sm_80 or newer (the build targets sm_80 and sm_90)
 #endif
 }
@@ -332,8 +375,8 @@ inline int choose_splits(int64_t tiles, int64_t K, int bk) {
  * op(B) is K x N (B stored K x N with stride ldb, or N x K when tb).
  */
 template <class Epi>
-void run(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda,
-         const float* B, int64_t ldb, const Epi& epi) {
+void run(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
+         int64_t ldb, const Epi& epi) {
   if (M <= 0 || N <= 0) return;
   if (M > INT_MAX || N > INT_MAX || K > INT_MAX)
     throw_op(op, "matrix product too large for the CUDA kernels (M, N, K must be < 2^31)");

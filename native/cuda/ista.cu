@@ -141,16 +141,16 @@ void ista_backward(float* du, float* dA, const float* dout, const float* u, cons
   const float eta = static_cast<float>(eta_d);
   const int64_t NH = N * H;
   Carve cv;
-  cv.need(sizeof(float) * NH);      // da
-  cv.need(sizeof(float) * N * C);   // r
-  cv.need(sizeof(float) * N * C);   // dr
+  cv.need(sizeof(float) * NH);     // da
+  cv.need(sizeof(float) * N * C);  // r
+  cv.need(sizeof(float) * N * C);  // dr
   cv.begin(workspace(cv.total(), op, Ws::kOp));
   float* da = cv.take<float>(NH);
   float* r = cv.take<float>(N * C);
   float* dr = cv.take<float>(N * C);
 
   const float* aS = codes + (steps - 1) * NH;
-  gemm::run(op, true, false, H, C, N, aS, H, dout, C, Accumulate{dA, C, 1.0f});  // dA += a_S^T dout
+  gemm::run(op, true, false, H, C, N, aS, H, dout, C, Accumulate{dA, C, 1.0f});      // dA += a_S^T dout
   gemm::run(op, false, true, N, H, C, dout, C, A, C, MaskedStore{da, aS, H, 1.0f});  // dz_S = (dout A^T)(a_S > 0)
   for (int64_t t = steps; t >= 1; --t) {
     const float* prev = t > 1 ? codes + (t - 2) * NH : nullptr;
@@ -212,11 +212,11 @@ void ista_complete_backward(float* dx, float* dW, const float* dout, const float
   float* q = cv.take<float>(n);
   relu_mask_kernel<<<grid_for(n), kThreads>>>(dz, dout, out, n);  // dz = dout (out > 0)
   CRATE_LAUNCH_CHECK(op, "relu_mask_kernel");
-  gemm::run(op, false, true, N, C, C, dz, C, W, C, Store{G, C, 1.0f});            // G = dz W^T
+  gemm::run(op, false, true, N, C, C, dz, C, W, C, Store{G, C, 1.0f});              // G = dz W^T
   gemm::run(op, false, false, N, C, C, G, C, W, C, CompleteDx{dx, dz, G, C, eta});  // dx = dz + eta (G - G W)
-  gemm::run(op, false, true, N, C, C, x, C, W, C, SubtractFrom{q, x, C});          // q = x - x W^T
-  gemm::run(op, true, false, C, C, N, q, C, dz, C, Accumulate{dW, C, eta});        // dW += eta (x - x W^T)^T dz
-  gemm::run(op, true, false, C, C, N, G, C, x, C, Accumulate{dW, C, -eta});        // dW -= eta G^T x
+  gemm::run(op, false, true, N, C, C, x, C, W, C, SubtractFrom{q, x, C});           // q = x - x W^T
+  gemm::run(op, true, false, C, C, N, q, C, dz, C, Accumulate{dW, C, eta});         // dW += eta (x - x W^T)^T dz
+  gemm::run(op, true, false, C, C, N, G, C, x, C, Accumulate{dW, C, -eta});         // dW -= eta G^T x
 }
 
 }  // namespace cuda

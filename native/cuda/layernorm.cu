@@ -15,9 +15,9 @@ namespace {
 constexpr int kRowsPerBlock = 8;  // one warp per row
 constexpr int64_t kRowChunk = 128;
 
-__global__ void __launch_bounds__(256) layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp,
-                                                                const float* weight, const float* bias, int64_t N,
-                                                                int64_t C, double eps) {
+__global__ void __launch_bounds__(256)
+    layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                             const float* bias, int64_t N, int64_t C, double eps) {
   const int lane = threadIdx.x & 31;
   const int64_t row = blockIdx.x * (int64_t)kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -42,9 +42,9 @@ __global__ void __launch_bounds__(256) layernorm_forward_kernel(float* out, floa
   }
 }
 
-__global__ void __launch_bounds__(256) layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp,
-                                                             const float* weight, const float* mean,
-                                                             const float* rstd, int64_t N, int64_t C) {
+__global__ void __launch_bounds__(256)
+    layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
+                          const float* rstd, int64_t N, int64_t C) {
   const int lane = threadIdx.x & 31;
   const int64_t row = blockIdx.x * (int64_t)kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;

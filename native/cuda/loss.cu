@@ -15,9 +15,9 @@ namespace {
 
 constexpr int kXentThreads = 512;
 
-__global__ void __launch_bounds__(kXentThreads) cross_entropy_kernel(float* dlogits, const float* logits,
-                                                                     const int32_t* targets, int64_t V, float gscale,
-                                                                     double* row_loss) {
+__global__ void __launch_bounds__(kXentThreads)
+    cross_entropy_kernel(float* dlogits, const float* logits, const int32_t* targets, int64_t V, float gscale,
+                         double* row_loss) {
   __shared__ float fscratch[32];
   __shared__ double dscratch[32];
   __shared__ int iscratch[32];

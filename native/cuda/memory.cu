@@ -84,8 +84,8 @@ Availability probe() {
   const cudaError_t pe = cudaGetDeviceProperties(&prop, 0);
   if (pe != cudaSuccess) {
     (void)cudaGetLastError();
-    a.reason = std::string("cudaGetDeviceProperties failed: ") + cudaGetErrorName(pe) + " (" +
-               cudaGetErrorString(pe) + ")";
+    a.reason =
+        std::string("cudaGetDeviceProperties failed: ") + cudaGetErrorName(pe) + " (" + cudaGetErrorString(pe) + ")";
     return a;
   }
   a.device = prop.name;
@@ -116,8 +116,8 @@ Availability probe() {
   }
   if (ke != cudaSuccess) {
     (void)cudaGetLastError();
-    a.reason = "a test kernel failed on " + a.device + ": " + cudaGetErrorName(ke) + " (" + cudaGetErrorString(ke) +
-               ")";
+    a.reason =
+        "a test kernel failed on " + a.device + ": " + cudaGetErrorName(ke) + " (" + cudaGetErrorString(ke) + ")";
     return a;
   }
   a.available = true;
@@ -145,8 +145,8 @@ float* device_alloc(int64_t n, const char* op) {
       cudaMemGetInfo(&fr, &tot);
       (void)cudaGetLastError();
       std::ostringstream os;
-      os << "out of GPU memory: cannot allocate " << bytes << " bytes (" << n << " float32 elements); " << fr
-         << " of " << tot << " bytes free";
+      os << "out of GPU memory: cannot allocate " << bytes << " bytes (" << n << " float32 elements); " << fr << " of "
+         << tot << " bytes free";
       throw_op(op, os.str());
     }
     throw_cuda(op, e, "cudaMalloc");
@@ -229,7 +229,8 @@ void* workspace(size_t bytes, const char* op, Ws area) {
 int32_t* stage_ints(const int32_t* host, int64_t n, const char* op, int slot) {
   Area& a = g_staging[slot & 1];
   void* p = grow(a, static_cast<size_t>(n > 0 ? n : 1) * sizeof(int32_t), op, "token staging");
-  if (n > 0) CRATE_CUDA_CHECK(op, cudaMemcpy(p, host, static_cast<size_t>(n) * sizeof(int32_t), cudaMemcpyHostToDevice));
+  if (n > 0)
+    CRATE_CUDA_CHECK(op, cudaMemcpy(p, host, static_cast<size_t>(n) * sizeof(int32_t), cudaMemcpyHostToDevice));
   return static_cast<int32_t*>(p);
 }
 

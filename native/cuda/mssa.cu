@@ -24,14 +24,14 @@ namespace crate {
 namespace cuda {
 namespace {
 
-constexpr int kDPT = 16;     // head dimensions per thread
+constexpr int kDPT = 16;  // head dimensions per thread
 constexpr int kThreadsA = 256;
 constexpr float kLn2 = 0.69314718055994530942f;
 constexpr float kLog2e = 1.44269504088896340736f;
 
 template <int PD>
 struct Cfg {
-  static constexpr int G = PD / kDPT;        // threads per row (a power of two, <= 16)
+  static constexpr int G = PD / kDPT;         // threads per row (a power of two, <= 16)
   static constexpr int ROWS = kThreadsA / G;  // rows per block == rows per shared-memory tile
   static constexpr int KC = 16;               // keys per online-softmax chunk (forward)
   static_assert(ROWS % KC == 0, "tiles hold whole chunks");
@@ -55,7 +55,9 @@ __device__ __forceinline__ float4 lds4(const float* p) {
 #else
   float4 v;
   const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ld.volatile.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(a));
+  asm volatile("ld.volatile.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
+               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+               : "r"(a));
   return v;
 #endif
 }
@@ -172,10 +174,10 @@ __global__ void __launch_bounds__(kThreadsA)
 
 template <int PD, bool SHARED>
 __global__ void __launch_bounds__(kThreadsA)
-    attn_backward_dq_kernel(float* dq, int64_t dstride, float* __restrict__ Dws,
-                            const float* __restrict__ dy, const float* __restrict__ y, const float* __restrict__ qkv,
-                            int64_t stride, int64_t koff, int64_t voff, const float* __restrict__ lse, int T, int C,
-                            int NH, int p, float sl2, float scale) {
+    attn_backward_dq_kernel(float* dq, int64_t dstride, float* __restrict__ Dws, const float* __restrict__ dy,
+                            const float* __restrict__ y, const float* __restrict__ qkv, int64_t stride, int64_t koff,
+                            int64_t voff, const float* __restrict__ lse, int T, int C, int NH, int p, float sl2,
+                            float scale) {
   constexpr int G = Cfg<PD>::G, ROWS = Cfg<PD>::ROWS;
   __shared__ __align__(16) float Ks[ROWS * PD];
   __shared__ __align__(16) float Vs[SHARED ? 4 : ROWS * PD];
@@ -243,10 +245,10 @@ __global__ void __launch_bounds__(kThreadsA)
 
 template <int PD, bool SHARED>
 __global__ void __launch_bounds__(kThreadsA)
-    attn_backward_dkv_kernel(float* dk, float* dv, int64_t dstride,
-                             const float* __restrict__ Dws, const float* __restrict__ dy,
-                             const float* __restrict__ qkv, int64_t stride, int64_t koff, int64_t voff,
-                             const float* __restrict__ lse, int T, int C, int NH, int p, float sl2, float scale) {
+    attn_backward_dkv_kernel(float* dk, float* dv, int64_t dstride, const float* __restrict__ Dws,
+                             const float* __restrict__ dy, const float* __restrict__ qkv, int64_t stride, int64_t koff,
+                             int64_t voff, const float* __restrict__ lse, int T, int C, int NH, int p, float sl2,
+                             float scale) {
   constexpr int G = Cfg<PD>::G, ROWS = Cfg<PD>::ROWS;
   __shared__ __align__(16) float Qs[ROWS * PD];
   __shared__ __align__(16) float DYs[ROWS * PD];
@@ -352,8 +354,8 @@ template <int PD, bool SHARED>
 void forward_pd(const char* op, float* y, float* saved, const float* qkv, int64_t stride, int64_t koff, int64_t voff,
                 const Shape& s) {
   const float sl2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(s.p)));
-  attn_forward_kernel<PD, SHARED><<<grid_blocks(op, s, Cfg<PD>::ROWS), kThreadsA>>>(y, saved, qkv, stride, koff, voff,
-                                                                                    s.T, s.C, s.NH, s.p, sl2);
+  attn_forward_kernel<PD, SHARED>
+      <<<grid_blocks(op, s, Cfg<PD>::ROWS), kThreadsA>>>(y, saved, qkv, stride, koff, voff, s.T, s.C, s.NH, s.p, sl2);
   CRATE_LAUNCH_CHECK(op, "attn_forward_kernel");
 }
 
@@ -364,11 +366,11 @@ void backward_pd(const char* op, float* dq, float* dk, float* dv, int64_t dstrid
   const float scale = static_cast<float>(sc), sl2 = static_cast<float>(1.4426950408889634 * sc);
   float* Dws = static_cast<float*>(workspace(sizeof(float) * s.BNH * s.T, op, Ws::kOp));
   const unsigned blocks = grid_blocks(op, s, Cfg<PD>::ROWS);
-  attn_backward_dq_kernel<PD, SHARED><<<blocks, kThreadsA>>>(dq, dstride, Dws, dy, y, qkv, stride, koff, voff, saved,
-                                                             s.T, s.C, s.NH, s.p, sl2, scale);
+  attn_backward_dq_kernel<PD, SHARED>
+      <<<blocks, kThreadsA>>>(dq, dstride, Dws, dy, y, qkv, stride, koff, voff, saved, s.T, s.C, s.NH, s.p, sl2, scale);
   CRATE_LAUNCH_CHECK(op, "attn_backward_dq_kernel");
-  attn_backward_dkv_kernel<PD, SHARED><<<blocks, kThreadsA>>>(dk, dv, dstride, Dws, dy, qkv, stride, koff, voff,
-                                                              saved, s.T, s.C, s.NH, s.p, sl2, scale);
+  attn_backward_dkv_kernel<PD, SHARED><<<blocks, kThreadsA>>>(dk, dv, dstride, Dws, dy, qkv, stride, koff, voff, saved,
+                                                              s.T, s.C, s.NH, s.p, sl2, scale);
   CRATE_LAUNCH_CHECK(op, "attn_backward_dkv_kernel");
 }
 
@@ -377,10 +379,14 @@ void forward_any(const char* op, float* y, float* saved, const float* qkv, int64
                  int64_t B, int64_t T, int64_t C, int64_t NH) {
   const Shape s = check_shape(op, B, T, C, NH);
   if (B <= 0 || T <= 0) return;
-  if (s.p <= 32) forward_pd<32, SHARED>(op, y, saved, qkv, stride, koff, voff, s);
-  else if (s.p <= 64) forward_pd<64, SHARED>(op, y, saved, qkv, stride, koff, voff, s);
-  else if (s.p <= 128) forward_pd<128, SHARED>(op, y, saved, qkv, stride, koff, voff, s);
-  else forward_pd<256, SHARED>(op, y, saved, qkv, stride, koff, voff, s);
+  if (s.p <= 32)
+    forward_pd<32, SHARED>(op, y, saved, qkv, stride, koff, voff, s);
+  else if (s.p <= 64)
+    forward_pd<64, SHARED>(op, y, saved, qkv, stride, koff, voff, s);
+  else if (s.p <= 128)
+    forward_pd<128, SHARED>(op, y, saved, qkv, stride, koff, voff, s);
+  else
+    forward_pd<256, SHARED>(op, y, saved, qkv, stride, koff, voff, s);
 }
 
 template <bool SHARED>
@@ -389,10 +395,14 @@ void backward_any(const char* op, float* dq, float* dk, float* dv, int64_t dstri
                   int64_t T, int64_t C, int64_t NH) {
   const Shape s = check_shape(op, B, T, C, NH);
   if (B <= 0 || T <= 0) return;
-  if (s.p <= 32) backward_pd<32, SHARED>(op, dq, dk, dv, dstride, dy, y, qkv, stride, koff, voff, saved, s);
-  else if (s.p <= 64) backward_pd<64, SHARED>(op, dq, dk, dv, dstride, dy, y, qkv, stride, koff, voff, saved, s);
-  else if (s.p <= 128) backward_pd<128, SHARED>(op, dq, dk, dv, dstride, dy, y, qkv, stride, koff, voff, saved, s);
-  else backward_pd<256, SHARED>(op, dq, dk, dv, dstride, dy, y, qkv, stride, koff, voff, saved, s);
+  if (s.p <= 32)
+    backward_pd<32, SHARED>(op, dq, dk, dv, dstride, dy, y, qkv, stride, koff, voff, saved, s);
+  else if (s.p <= 64)
+    backward_pd<64, SHARED>(op, dq, dk, dv, dstride, dy, y, qkv, stride, koff, voff, saved, s);
+  else if (s.p <= 128)
+    backward_pd<128, SHARED>(op, dq, dk, dv, dstride, dy, y, qkv, stride, koff, voff, saved, s);
+  else
+    backward_pd<256, SHARED>(op, dq, dk, dv, dstride, dy, y, qkv, stride, koff, voff, saved, s);
 }
 
 // ---- incremental decoding ------------------------------------------------------------------------------
@@ -442,16 +452,16 @@ void attention_forward(float* y, float* saved, const float* qkv, int64_t B, int6
   forward_any<false>("attention_forward", y, saved, qkv, 3 * C, C, 2 * C, B, T, C, NH);
 }
 
-void mssa_backward(float* dv, const float* dy, const float* v, const float* y, const float* saved, int64_t B,
-                   int64_t T, int64_t C, int64_t NH) {
+void mssa_backward(float* dv, const float* dy, const float* v, const float* y, const float* saved, int64_t B, int64_t T,
+                   int64_t C, int64_t NH) {
   // dq written into dv, then dk + dv added in place: dv = the sum of the three tied paths (written).
   backward_any<true>("mssa_backward", dv, dv, dv, C, dy, y, v, C, 0, 0, saved, B, T, C, NH);
 }
 
-void attention_backward(float* dqkv, const float* dy, const float* qkv, const float* y, const float* saved,
-                        int64_t B, int64_t T, int64_t C, int64_t NH) {
-  backward_any<false>("attention_backward", dqkv, dqkv + C, dqkv + 2 * C, 3 * C, dy, y, qkv, 3 * C, C, 2 * C, saved,
-                      B, T, C, NH);
+void attention_backward(float* dqkv, const float* dy, const float* qkv, const float* y, const float* saved, int64_t B,
+                        int64_t T, int64_t C, int64_t NH) {
+  backward_any<false>("attention_backward", dqkv, dqkv + C, dqkv + 2 * C, 3 * C, dy, y, qkv, 3 * C, C, 2 * C, saved, B,
+                      T, C, NH);
 }
 
 void attention_decode(float* y, const float* q, const float* k, const float* v, int64_t B, int64_t t, int64_t Tmax,

@@ -42,7 +42,7 @@ struct Availability {
   bool available = false;
   /** Why not, when unavailable: "no CUDA device", "no NVIDIA driver ...", ... */
   std::string reason;
-  std::string device;       // e.g. "NVIDIA H100 80GB HBM3"
+  std::string device;  // e.g. "NVIDIA H100 80GB HBM3"
   int cc_major = 0, cc_minor = 0;
   int sm_count = 0;
   size_t total_bytes = 0;

@@ -109,8 +109,10 @@ inline bool release_barriers() {
   bool all_block = true, some_block = false;
   for (auto& f : s.fibers) {
     if (f.st == St::kDone) continue;
-    if (f.st == St::kBlockBarrier) some_block = true;
-    else all_block = false;
+    if (f.st == St::kBlockBarrier)
+      some_block = true;
+    else
+      all_block = false;
   }
   if (some_block && all_block) {
     for (auto& f : s.fibers)
@@ -124,8 +126,10 @@ inline bool release_barriers() {
     for (int t = w0; t < w1; ++t) {
       const St x = s.fibers[t].st;
       if (x == St::kDone) continue;
-      if (x == St::kWarpBarrier) some = true;
-      else all = false;
+      if (x == St::kWarpBarrier)
+        some = true;
+      else
+        all = false;
     }
     if (some && all) {
       for (int t = w0; t < w1; ++t)
