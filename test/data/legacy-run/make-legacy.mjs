@@ -1,3 +1,7 @@
+// How test/data/legacy-run was made (kept for the record, not run by the tests): crate-ts 0.1.0 at
+// commit 35b9a6d checked out with `git worktree add --detach /tmp/old-crate 35b9a6d`, built with
+// `npx tsc -p tsconfig.json` there, then `node make-legacy.mjs && node hash-legacy.mjs` in /tmp/legacy;
+// split/ckpt.safetensors and expected.json were copied here.
 import { train } from '/tmp/old-crate/dist/train/trainer.js';
 import { ReferenceBackend } from '/tmp/old-crate/dist/backend/reference.js';
 import * as fs from 'node:fs';
