@@ -17,6 +17,8 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'error',
       'prefer-const': ['error', { destructuring: 'all' }],
       'no-constant-condition': ['error', { checkLoops: false }],
+      // Terminal escapes (\x1b) and NUL bytes in regular expressions are deliberate here (heatmaps, byte-level tokens).
+      'no-control-regex': 'off',
     },
   },
   // Tests may poke at loosely typed JSON and mocks.

@@ -43,13 +43,13 @@ describe('retries', () => {
     const c = new LlmClient({ sleep: async () => {}, maxRetries: 2 });
     fake.failNext(1, 400);
     const before = total();
-    const e = await c.request(ep, 'chat/completions', chat('bad')).catch((x) => x);
+    const e = await c.request(ep, 'chat/completions', chat('bad')).catch((x: any) => x) as any;
     expect(e).toBeInstanceOf(LlmCallError);
     expect(e.status).toBe(400);
     expect(e.message).toMatch(/HTTP 400: injected 400/);
     expect(total() - before).toBe(1);
     fake.failNext(10, 500);
-    const e2 = await c.request(ep, 'chat/completions', chat('down')).catch((x) => x);
+    const e2 = await c.request(ep, 'chat/completions', chat('down')).catch((x: any) => x) as any;
     expect(e2.message).toMatch(/after 3 attempts: HTTP 500/);
     expect(c.stats.failed).toBe(2);
     fake.failNext(0, 500);
@@ -59,12 +59,12 @@ describe('retries', () => {
     const slow = await startFakeLlm({ delayMs: 400 });
     try {
       const c = new LlmClient({ sleep: async () => {}, timeoutMs: 150, maxRetries: 1 });
-      const e = await c.request({ ...ep, baseURL: slow.url }, 'chat/completions', chat('slow')).catch((x) => x);
+      const e = await c.request({ ...ep, baseURL: slow.url }, 'chat/completions', chat('slow')).catch((x: any) => x) as any;
       expect(e.message).toMatch(/after 2 attempts: timed out/);
       expect([...slow.received.values()][0]).toBe(2);
     } finally { await slow.close(); }
     const c = new LlmClient({ sleep: async () => {}, maxRetries: 1 });
-    const e = await c.request({ ...ep, baseURL: 'http://127.0.0.1:1/v1' }, 'chat/completions', chat('x')).catch((x) => x);
+    const e = await c.request({ ...ep, baseURL: 'http://127.0.0.1:1/v1' }, 'chat/completions', chat('x')).catch((x: any) => x) as any;
     expect(e.message).toMatch(/connection failed/);
   });
 });

@@ -4,7 +4,7 @@
 // variance of the layer means (spec 6.2, the last layer excluded when L ≥ 6).
 import * as path from 'node:path';
 import { readLayer, readManifest, selectedOffset, type CollectionManifest, type LayerData, finiteOrNull } from './format.js';
-import { SPLIT_NAMES, layersForModelMean, meanOfFinite, populationVariance, splitFor, type NeuronRecords, type SplitName } from './scoring.js';
+import { layersForModelMean, meanOfFinite, populationVariance, splitFor, type NeuronRecords, type SplitName } from './scoring.js';
 import { consistency, lookupScore, selectivity } from './lookup.js';
 import { writeFileAtomic } from './atomic.js';
 
