@@ -2,15 +2,15 @@
 // 2, one line) with "did you mean", negative numbers are values, and --backend means the same
 // everywhere (default auto, a list where a command compares backends). Every default is in --help;
 // every analysis command has --json and accepts a run directory.
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../src/cli/main.js';
 import { parseOptions } from '../src/cli/options.js';
 import { train } from '../src/train/trainer.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { UsageError } from '../src/errors.js';
+import { capture } from './helpers/capture.js';
 
 let dir: string, run: string;
 beforeAll(async () => {
@@ -24,17 +24,6 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out += a.join(' ') + '\n'; });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err += a.join(' ') + '\n'; });
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    w.mockRestore(); l.mockRestore(); e.mockRestore();
-  }
-}
 
 const MINE = ['train', 'sample', 'eval', 'verify', 'bench', 'fixture', 'audit', 'serve'];
 

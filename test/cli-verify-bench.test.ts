@@ -1,25 +1,14 @@
 // verify's table says per row which direction passes; bench prints a header row and its --json says
 // where a number was measured (machine, CPU flags, threads, git commit, date).
-import { describe, it, expect, beforeAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { runChecks, type ChecksSummary } from '../src/verify/properties.js';
 import { formatChecksTable, checksJson, passIf } from '../src/verify/report.js';
 import { cpuFlags, gitCommit } from '../src/bench/bench.js';
-import { main } from '../src/cli/main.js';
+import { capture } from './helpers/capture.js';
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out += a.join(' ') + '\n'; });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err += a.join(' ') + '\n'; });
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    w.mockRestore(); l.mockRestore(); e.mockRestore();
-  }
-}
 
 const cmp = (op: string, a: number, b: number): boolean =>
   op === '≤' ? a <= b : op === '<' ? a < b : op === '>' ? a > b : op === '≥' ? a >= b : a === b;

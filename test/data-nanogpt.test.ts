@@ -3,7 +3,7 @@
 // with it. test/data/nanogpt-char was made from test/data/nanogpt-char/input.txt (the opening of
 // Moby-Dick) by `python3 scripts/make_char_dataset.py`, which does what nanoGPT's
 // data/shakespeare_char/prepare.py does (pickle.dump with Python's default protocol).
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,7 +16,7 @@ import { loadCheckpoint } from '../src/checkpoint/checkpoint.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { DataError } from '../src/errors.js';
-import { main } from '../src/cli/main.js';
+import { capture } from './helpers/capture.js';
 
 const DATA = path.join(__dirname, 'data', 'nanogpt-char');
 const INPUT = fs.readFileSync(path.join(DATA, 'input.txt'), 'utf8');
@@ -28,17 +28,6 @@ let dir: string;
 beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-nanogpt-')); });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out += a.join(' ') + '\n'; });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err += a.join(' ') + '\n'; });
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    w.mockRestore(); l.mockRestore(); e.mockRestore();
-  }
-}
 
 /** A PyValue as JSON-able data: dicts as [key, value] pairs, tuples as {tuple: [...]}, bigints as strings. */
 function plain(v: PyValue): unknown {

@@ -2,7 +2,7 @@
 // from positions.jsonl, tokens.u32 and the checkpoint (float64 reference, float32 tolerance); the
 // top-50 are the 50 largest of a brute-force pass; the moments match; and bad input gets a one-line
 // error with the right exit code, including a disk that fills up mid-run.
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -17,7 +17,7 @@ import { saveCheckpoint, loadCheckpoint, modelFromCheckpoint } from '../src/chec
 import { EMBEDDED_CORPUS } from '../src/data/corpus.js';
 import { collect } from '../src/neurons/collect.js';
 import { readManifest, readLayer, readTokens, selectedOffset, type CollectionManifest } from '../src/neurons/format.js';
-import { main } from '../src/cli/main.js';
+import { capture } from './helpers/capture.js';
 
 const T = 16;
 let dir: string;
@@ -32,17 +32,6 @@ function makeCheckpoint(arch: Arch, seed: number): string {
   return file;
 }
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out += a.join(' ') + '\n'; });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err += a.join(' ') + '\n'; });
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    w.mockRestore(); l.mockRestore(); e.mockRestore();
-  }
-}
 
 /** Every layer's hook activations over all N tokens, window by window: (N, H) row-major. */
 function bruteForce(ckpt: string, backend: Backend<unknown>, tokens: Uint32Array, hooks: string[], batch: number): Float64Array[] {

@@ -1,11 +1,11 @@
 // The sample and eval commands on a checkpoint written by train (reference backend, tiny model).
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { train } from '../src/train/trainer.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
-import { main } from '../src/cli/main.js';
+import { capture } from './helpers/capture.js';
 
 let dir: string, ckpt: string, valLoss: number;
 beforeAll(async () => {
@@ -20,17 +20,6 @@ beforeAll(async () => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out += a.join(' ') + '\n'; });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err += a.join(' ') + '\n'; });
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    w.mockRestore(); l.mockRestore(); e.mockRestore();
-  }
-}
 
 describe('crate-ts sample / eval', () => {
   it('sample continues the prompt with the requested number of byte tokens, deterministically per seed', async () => {

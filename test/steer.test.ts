@@ -2,7 +2,7 @@
 // recomputed by hand from the unclamped activations (CRATE: LN₂ output → two ISTA steps → clamp →
 // decode D·a2 → ln_f → tied head; GPT-2: MLP hidden → clamp → c_proj + residual → ln_f → head), on
 // the float64 reference and on the cpu twin (float32 tolerance).
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,10 +12,10 @@ import { ReferenceBackend } from '../src/backend/reference.js';
 import type { Backend } from '../src/backend/types.js';
 import { saveCheckpoint } from '../src/checkpoint/checkpoint.js';
 import { generate } from '../src/sample/generate.js';
-import { main } from '../src/cli/main.js';
 import { checkClamp, clampHooks, parseClamp } from '../src/steer/clamp.js';
 import { nextToken, softmax, steer, sweep, topIds } from '../src/steer/steer.js';
 import { nativeBackends } from './helpers/backends.js';
+import { capture } from './helpers/capture.js';
 
 const natives = await nativeBackends();
 const cpu = natives.find((n) => n.name === 'cpu')?.backend;
@@ -241,17 +241,6 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out += a.join(' ') + '\n'; });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err += a.join(' ') + '\n'; });
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    w.mockRestore(); l.mockRestore(); e.mockRestore();
-  }
-}
 
 describe('crate-ts steer / sample --clamp', () => {
   it('--json prints {prompt, layer, neuron, value, top} sorted by delta, equal to the library on the reference', async () => {

@@ -1,7 +1,7 @@
 // The viewer's data (no browser): what the pages load is checked against the collection files, the
 // offline scores, the LLM result file, the weights recomputed by hand, and steer(); the export and
 // the server; bad collections, neurons and ports give one-line errors with the right exit codes.
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
@@ -17,8 +17,8 @@ import { ViewerData, STEER_FACTOR, histogram } from '../src/viewer/data.js';
 import { exportSite, SITE_MARKER } from '../src/viewer/site.js';
 import { startServer } from '../src/viewer/server.js';
 import { writeSyntheticCollection } from '../src/viewer/synthetic.js';
-import { main } from '../src/cli/main.js';
 import { buildAppJs, makeCollections, H, type Fixture } from './viewer-fixture.js';
+import { capture } from './helpers/capture.js';
 
 let dir: string, fx: Fixture, appJs: string, data: ViewerData;
 
@@ -30,17 +30,6 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(() => { data?.free(); fs.rmSync(dir, { recursive: true, force: true }); });
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out += a.join(' ') + '\n'; });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err += a.join(' ') + '\n'; });
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    w.mockRestore(); l.mockRestore(); e.mockRestore();
-  }
-}
 
 type Obj = Record<string, any>;
 

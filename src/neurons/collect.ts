@@ -16,6 +16,7 @@ import { CheckpointError, CrateError, DataError, UsageError } from '../errors.js
 import type { LanguageModel } from '../model/lm.js';
 import { LayerCollector, type NeuronSelection, type Selected } from './collector.js';
 import { AtomicWriter, writeFileAtomic, type WriteSyncFn } from './atomic.js';
+import { sha256File } from '../util/hash.js';
 import {
   COLLECTION_FORMAT, COLLECTION_FORMAT_VERSION, finiteOrNull, layerDir, neuronRecordJson,
   type ActivationRecord, type CollectionManifest, type ExcerptGeometry, type Variant,
@@ -89,21 +90,6 @@ function crateVersion(): string {
   }
 }
 
-function sha256File(file: string): string {
-  const h = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest('hex');
-}
 
 /** A checkpoint path: the file itself, or a run directory's model.safetensors (resolveCheckpointPath). */
 export function checkpointFile(p: string): string {

@@ -11,7 +11,6 @@
 // overview needs the index and one table, a neuron page one neuron object.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHash } from 'node:crypto';
 import type { Backend } from '../backend/types.js';
 import { ReferenceBackend } from '../backend/reference.js';
 import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath } from '../checkpoint/checkpoint.js';
@@ -25,6 +24,7 @@ import { nextToken, steer, PAPER_PROMPT, type Distribution } from '../steer/stee
 import { tokenText } from '../steer/tokens.js';
 import { explanationOf, layerFiles, loadLlmLayer, openCollection, readNeuron, readTopPositions, type OpenCollection } from './collection.js';
 import { inputTokens, isNeuronHook, logitEffects, type TokenValue } from './weights.js';
+import { sha256File } from '../util/hash.js';
 
 export const VIEWER_FORMAT_VERSION = 1;
 /** The default steering clamp on a neuron page: the neuron's largest activation on the collected tokens, times this. */
@@ -68,21 +68,6 @@ function meanOf(xs: (number | null)[]): { mean: number | null; n: number } {
   return { mean: n ? s / n : null, n };
 }
 
-function sha256File(file: string): string {
-  const h = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(1 << 20);
-    for (;;) {
-      const n = fs.readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      h.update(buf.subarray(0, n));
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-  return h.digest('hex');
-}
 
 export class ViewerData {
   private readonly models = new Map<number, ModelCtx | null>();
