@@ -75,6 +75,12 @@ for L in $LAYERS; do
             echo "== train $arch L=$L seed=$seed ($STEPS steps)"
             "${CLI[@]}" train --preset char-tiny --arch "$arch" --n-layer "$L" --steps "$STEPS" --seed "$seed" \
               --data "$OUT/data/train.txt" --backend "$BACKEND" $THREADS --out "$run" --sample-tokens 0 --quiet
+          elif [ -f "$run/model.safetensors" ] && ! grep -q '"type":"summary","step":'"$STEPS"',' "$run/train.jsonl" 2>/dev/null; then
+            # an interrupted run (SIGINT/SIGTERM save a checkpoint): finish it, bitwise as if uninterrupted,
+            # and drop what was measured on the unfinished model
+            echo "== resume $arch L=$L seed=$seed to $STEPS steps"
+            rm -rf "$run/neurons" "$run/eval-heldout.txt" "$run/eval-heldout.txt.tmp"
+            "${CLI[@]}" train --resume "$run" --steps "$STEPS" --backend "$BACKEND" $THREADS --sample-tokens 0 --quiet
           fi
         else
           mkdir -p "$run-init"
