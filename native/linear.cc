@@ -530,15 +530,16 @@ double fma_peak_gflops(double seconds) {
 // One decoding step multiplies a few rows (N = the decoder's batch) by the whole (OC, C) weight: for
 // the LM head that is V x d = 50304 x 128 floats (25 MB). The packed SGEMM would copy that panel
 // into slivers first (as much memory traffic as the product itself, for a product that is memory
-// bound anyway), so for N <= kGemvRows the weight is streamed once, straight from its row-major
-// storage: out[n, j] = dot(inp[n, :], weight[j, :]). Each output is one dot product in a fixed
+// bound anyway), so for N <= kGemvRows (8) the weight is streamed once, straight from its row-major
+// storage: out[n, j] = dot(inp[n, :], weight[j, :]). (Also the server's echo path, which applies the
+// head to 8 rows at a time.) Each output is one dot product in a fixed
 // order (8-lane partial sums over k, then a fixed reduction), so the result does not depend on the
 // thread count; it differs from the SGEMM's order by float32 rounding only. Training never takes
 // this path (its N = B x T rows).
 
 namespace {
 
-constexpr int64_t kGemvRows = 4;
+constexpr int64_t kGemvRows = 8;
 
 __attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
@@ -593,7 +594,11 @@ void gemv_forward(float* out, const float* inp, const float* weight, int64_t N, 
       case 1: return gemv_rows_avx2<1>(out, inp, weight, C, OC, j0, j1);
       case 2: return gemv_rows_avx2<2>(out, inp, weight, C, OC, j0, j1);
       case 3: return gemv_rows_avx2<3>(out, inp, weight, C, OC, j0, j1);
-      default: return gemv_rows_avx2<4>(out, inp, weight, C, OC, j0, j1);
+      case 4: return gemv_rows_avx2<4>(out, inp, weight, C, OC, j0, j1);
+      case 5: return gemv_rows_avx2<5>(out, inp, weight, C, OC, j0, j1);
+      case 6: return gemv_rows_avx2<6>(out, inp, weight, C, OC, j0, j1);
+      case 7: return gemv_rows_avx2<7>(out, inp, weight, C, OC, j0, j1);
+      default: return gemv_rows_avx2<8>(out, inp, weight, C, OC, j0, j1);
     }
   });
 }

@@ -116,14 +116,21 @@ done
 node --input-type=module -e "
   import { readFileSync, writeFileSync } from 'node:fs';
   const f = (v, d = 1) => (v === null || v === undefined ? '-' : v.toFixed(d));
-  const rows = ['| L | model | seeds | TaR | Random-only | Anthropic | selectivity | consistency | density |', '|---|---|---|---|---|---|---|---|---|'];
+  const rows = ['| L | model | seeds | held-out loss | TaR | Random-only | Anthropic | selectivity | consistency | density |', '|---|---|---|---|---|---|---|---|---|---|'];
+  // held-out loss per run (nats/token), averaged over the seeds of a group
+  const evalOf = (dir) => Number(/^loss ([0-9.]+) nats/m.exec(readFileSync(dir + '/eval-heldout.txt', 'utf8'))[1]);
+  let entropy = null;
   for (const L of '$LAYERS'.split(' ')) {
     const j = JSON.parse(readFileSync('$OUT/compare-L' + L + '.json', 'utf8'));
     for (const g of j.groups) {
+      const arch = g.label.startsWith('CRATE') ? 'crate' : 'gpt2', init = g.label.endsWith('init') ? '-init' : '';
+      const losses = '$SEEDS'.split(' ').map((s) => evalOf('$OUT/' + arch + '-L' + L + '-s' + s + init));
+      entropy ??= Number(/^unigram entropy of these tokens ([0-9.]+) nats/m.exec(readFileSync('$OUT/' + arch + '-L' + L + '-s' + '$SEEDS'.split(' ')[0] + init + '/eval-heldout.txt', 'utf8'))[1]);
       const c = (m) => f(g.model[m].mean) + ' ± ' + f(g.model[m].se) + ' [' + f(g.model[m].spread) + ']';
-      rows.push('| ' + L + ' | ' + g.label + ' | ' + g.seeds + ' | ' + c('tar') + ' | ' + c('randomOnly') + ' | ' + c('anthropic') + ' | ' + f(g.selectivity, 3) + ' | ' + f(g.consistency, 3) + ' | ' + f(g.density, 3) + ' |');
+      rows.push('| ' + L + ' | ' + g.label + ' | ' + g.seeds + ' | ' + f(losses.reduce((a, b) => a + b, 0) / losses.length, 3) + ' | ' + c('tar') + ' | ' + c('randomOnly') + ' | ' + c('anthropic') + ' | ' + f(g.selectivity, 3) + ' | ' + f(g.consistency, 3) + ' | ' + f(g.density, 3) + ' |');
     }
   }
+  rows.push('', 'Held-out loss in nats per byte (mean over the seeds); the unigram entropy of the held-out bytes is ' + f(entropy, 3) + ' nats.');
   writeFileSync('$OUT/summary.md', rows.join('\n') + '\n');
   console.log(rows.join('\n'));
 "

@@ -65,16 +65,19 @@ describe('crate-ts serve: /v1/completions', () => {
     expect(r.json.usage).toEqual({ prompt_tokens: ids.length, completion_tokens: 0, total_tokens: ids.length });
     const { logits } = engine.model.forward(ids, 1, ids.length);
     const V = engine.vocabSize;
+    // The server applies the head to 8 rows at a time (the cpu addon's streaming GEMV), the forward
+    // to all rows at once (the packed SGEMM): the same products summed in another order, so the
+    // values agree to float32 rounding (about 1e-8 here), not bitwise.
     for (let i = 1; i < ids.length; i++) {
       const ls = logSoftmax(logits!, (i - 1) * V, V);
-      expect(lp.token_logprobs[i]).toBeCloseTo(ls[ids[i]], 9);
+      expect(lp.token_logprobs[i]).toBeCloseTo(ls[ids[i]], 6);
       const dict = lp.top_logprobs[i] as Record<string, number>;
       // the 5 best (+ the actual token when it is not among them), and the best is the argmax
       const n = Object.keys(dict).length;
       expect(n === 5 || n === 6).toBe(true);
       let best = 0;
       for (let j = 1; j < 50257; j++) if (ls[j] > ls[best]) best = j;
-      expect(Math.max(...Object.values(dict))).toBeCloseTo(ls[best], 9);
+      expect(Math.max(...Object.values(dict))).toBeCloseTo(ls[best], 6);
     }
   });
 
