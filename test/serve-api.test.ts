@@ -7,7 +7,8 @@ import { LanguageModel } from '../src/model/lm.js';
 import { makeConfig } from '../src/model/config.js';
 import { selectBackend } from '../src/backend/select.js';
 import { loadTokenizer } from '../src/data/tokenizer.js';
-import { Engine } from '../src/serve/engine.js';
+import { Engine, sampleId } from '../src/serve/engine.js';
+import { Rng } from '../src/util/rng.js';
 import { TokenBytes, TextStream, codePoints } from '../src/serve/tokens.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 
@@ -158,6 +159,30 @@ describe('crate-ts serve: /v1/completions', () => {
     const r = await post('/v1/completions', { model: 'crate', prompt: [[464, 1110], [40, 716, 257]], max_tokens: 0, echo: true });
     expect(r.status).toBe(200);
     expect(r.json.choices.map((c: any) => c.text)).toEqual([engine.tokenizer.decode([464, 1110]), engine.tokenizer.decode([40, 716, 257])]);
+  });
+});
+
+describe('sampleId', () => {
+  it('over the whole vocabulary: the inverse-CDF draw of softmax(logits / temperature) in id order, ids < n only', () => {
+    const rng = new Rng(3), V = 5000, n = 4990;
+    const logits = Float64Array.from({ length: V }, () => 4 * rng.normal());
+    for (const temperature of [0.5, 0.8, 1.7]) {
+      for (let seed = 0; seed < 40; seed++) {
+        // the textbook draw, written out
+        let max = -Infinity;
+        for (let j = 0; j < n; j++) max = Math.max(max, logits[j]);
+        const w = Array.from({ length: n }, (_, j) => Math.exp((logits[j] - max) / temperature));
+        let r = new Rng(seed).uniform() * w.reduce((a, b) => a + b, 0), want = n - 1;
+        for (let j = 0; j < n; j++) { r -= w[j]; if (r < 0) { want = j; break; } }
+        expect(sampleId(logits, n, { temperature, topK: 0, topP: 1, rng: new Rng(seed) })).toBe(want);
+      }
+    }
+    // greedy, top-k 1 and a tiny top-p all give the argmax
+    let best = 0;
+    for (let j = 1; j < n; j++) if (logits[j] > logits[best]) best = j;
+    expect(sampleId(logits, n, { temperature: 0, topK: 0, topP: 1, rng: new Rng(1) })).toBe(best);
+    expect(sampleId(logits, n, { temperature: 1, topK: 1, topP: 1, rng: new Rng(1) })).toBe(best);
+    expect(sampleId(logits, n, { temperature: 1, topK: 0, topP: 1e-9, rng: new Rng(1) })).toBe(best);
   });
 });
 

@@ -2,7 +2,9 @@
 // crate-ts language model, independent of HTTP.
 //
 // Prompt log-probabilities. Position i's distribution is log_softmax(logits[i-1]) over the full
-// vocabulary, in float64 on the host. The logits are the model's on the selected backend: the
+// vocabulary: the log-sum-exp of each row comes from the backend's cross-entropy operator (exp in
+// float32 summed in double on the native backends, float64 on the reference), the rest in float64
+// on the host. The logits are the model's on the selected backend: the
 // forward runs there (runWithCache keeps the final LayerNorm output), and the tied head
 // logits = LN_f(x)·wteᵀ is applied again, on the same backend, to the positions being scored only.
 // Prompts longer than the block size T are scored with a sliding window (the same scheme as the
@@ -120,7 +122,6 @@ export class Engine {
   /** Ids at or past this have no text (vocabulary padding); they are never sampled or listed. */
   readonly textVocab: number;
   readonly echoStride: number;
-  private params: Float64Array | null = null;
 
   constructor(readonly model: LanguageModel<unknown>, readonly tokenizer: Tokenizer, readonly tokenBytes: TokenBytes, opts: EngineOptions = {}) {
     this.blockSize = model.config.blockSize;
@@ -181,10 +182,14 @@ export class Engine {
           be.linearForward(rowsOut, rowsIn, this.model.param('transformer.wte.weight'), null, HEAD_ROWS, C, V);   // tied head
           const L = downloadLogits(be, n === HEAD_ROWS ? rowsOut : be.view(rowsOut, 0, n * V));
           part.forEach((job, r) => {
-            const off = r * V;
-            const lse = logSumExp(L, off, V);
-            tokenLogprobs[job.t] = L[off + ids[job.t]] - lse;
-            top[job.t] = topK(L, off, this.textVocab, k, lse);
+            const off = r * V, target = ids[job.t];
+            // -log p(target) = logsumexp(row) - row[target], from the backend's cross-entropy
+            // operator (its exponentials are the backend's: float32 on the native backends, whose
+            // logits carry float32 rounding anyway; float64 on the reference), so the host does
+            // not take V exponentials per position.
+            const nll = be.crossEntropyForward(null, be.view(rowsOut, off, V), Int32Array.of(target), 1, V, 1);
+            tokenLogprobs[job.t] = -nll;
+            top[job.t] = topK(L, off, this.textVocab, k, nll + L[off + target]);
           });
           await yieldNow();
         }
@@ -195,12 +200,6 @@ export class Engine {
     }
     return { tokenLogprobs, top };
   }
-
-  /** The parameters on the host, for the host decoder (read once, only if it is used). */
-  private readonly hostParams = (): Float64Array => {
-    this.params ??= this.model.getParams();
-    return this.params;
-  };
 
   /** Logits (V) of the last position of a forward over the last T tokens of ctx. */
   private windowLogits(ctx: readonly number[]): Logits {
@@ -235,7 +234,7 @@ export class Engine {
     try {
       let logits: Logits;
       if (ctx.length <= T) {
-        dec = makeDecoder(this.model, 1, this.hostParams);
+        dec = makeDecoder(this.model, 1);
         decoders.push(dec);
         const one = new Int32Array(1);
         logits = new Float64Array(0);
@@ -287,7 +286,7 @@ export class Engine {
       if (onText && text.length > emitted) onText(text.slice(emitted), null);
       return { tokens: out, text, finishReason: finish };
     } finally {
-      for (const d of decoders) d.free?.();
+      for (const d of decoders) d.free();
     }
   }
 }
@@ -299,6 +298,7 @@ export function sampleId(logits: Logits, n: number, o: { temperature: number; to
     for (let j = 1; j < n; j++) if (logits[j] > logits[best]) best = j;
     return best;
   }
+  if (!(o.topK > 0 && o.topK < n) && !(o.topP < 1)) return sampleAll(logits, n, o.temperature, o.rng);
   let ids: number[];
   if (o.topK > 0 && o.topK < n) ids = topK(logits, 0, n, o.topK, 0).map((e) => e.id);
   else if (o.topP < 1) { ids = Array.from({ length: n }, (_, j) => j); ids.sort((a, b) => logits[b] - logits[a] || a - b); }
@@ -317,6 +317,25 @@ export function sampleId(logits: Logits, n: number, o: { temperature: number; to
   let r = o.rng.uniform() * total;
   for (let i = 0; i < ids.length; i++) { r -= w[i]; if (r < 0) return ids[i]; }
   return ids[ids.length - 1];
+}
+
+/** Weights of the full distribution, reused between calls (one decoding step at a time). */
+let sampleScratch = new Float64Array(0);
+
+/**
+ * Draw an id < n from softmax(logits / temperature) over all ids: the same weights, sum and walk
+ * (in id order) as the filtered path of sampleId, without building arrays of n ids per token.
+ */
+function sampleAll(logits: Logits, n: number, temperature: number, rng: Rng): number {
+  if (sampleScratch.length < n) sampleScratch = new Float64Array(n);
+  const w = sampleScratch;
+  let max = -Infinity;
+  for (let j = 0; j < n; j++) if (logits[j] > max) max = logits[j];
+  let total = 0;
+  for (let j = 0; j < n; j++) { w[j] = Math.exp((logits[j] - max) / temperature); total += w[j]; }
+  let r = rng.uniform() * total;
+  for (let j = 0; j < n; j++) { r -= w[j]; if (r < 0) return j; }
+  return n - 1;
 }
 
 /** Load a checkpoint onto a backend and wrap it in an Engine (the model of `crate-ts serve`). */
