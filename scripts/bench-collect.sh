@@ -27,6 +27,13 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 [ -f "$ROOT/dist/index.js" ] || { echo "bench-collect.sh: build first (npx tsc -p tsconfig.json)" >&2; exit 2; }
 [ -f "$ROOT/build/Release/crate_native.node" ] || { echo "bench-collect.sh: the native addon is not built (npm run build:native)" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "bench-collect.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
+if [ "$TORCH" = 1 ]; then
+  blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+  case "$blas" in
+    *openblas*) ;;
+    *) echo "$(basename "$0"): PyTorch would run on the reference BLAS ($blas), which makes it several times slower than it is; install libopenblas0-pthread first (apt-get install libopenblas0-pthread)" >&2; exit 2 ;;
+  esac
+fi
 OUT="${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/crate-bench-collect.XXXXXX")}"
 mkdir -p "$OUT"
 

@@ -7,6 +7,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 py=/usr/bin/python3
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+case "$blas" in
+  *openblas*) ;;
+  *) echo "$(basename "$0"): PyTorch would run on the reference BLAS ($blas), which makes it several times slower than it is; install libopenblas0-pthread first (apt-get install libopenblas0-pthread)" >&2; exit 2 ;;
+esac
 for r in $(seq 1 "$rounds"); do
   for c in C-char C-small C-1L; do
     node bin/crate-ts.js bench --backend cpu --config "$c" --steps 10 --warmup 2 --json | node -e '
