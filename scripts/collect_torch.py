@@ -52,6 +52,12 @@ def main():
     ap.add_argument("--check", action="store_true", help="compare the top-50 positions with the collection's")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    # Debian's torch calls whatever libblas.so.3 is installed; the reference BLAS makes its forward
+    # several times slower than it is, which would flatter crate-ts in the comparison.
+    blas = os.path.realpath("/usr/lib/x86_64-linux-gnu/libblas.so.3")
+    if os.path.exists(blas) and "openblas" not in blas:
+        sys.exit(f"collect_torch.py: PyTorch would run on the reference BLAS ({blas}); "
+                 "install libopenblas0-pthread first (apt-get install libopenblas0-pthread)")
     torch.set_num_threads(args.threads)
 
     with open(os.path.join(args.collection, "manifest.json")) as f:

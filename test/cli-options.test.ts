@@ -62,6 +62,12 @@ describe('one option parser', () => {
     const view = await capture(['neurons', 'view', 'dir', '--prot', '80']);
     expect(view.code).toBe(2);
     expect(view.err).toMatch(/unknown option '--prot' \(did you mean '--port'\?\)/);
+    const explain = await capture(['neurons', 'explain', 'dir', '--concurency', '4']);
+    expect(explain.code).toBe(2);
+    expect(explain.err).toMatch(/unknown option '--concurency' \(did you mean '--concurrency'\?\)/);
+    const serve = await capture(['serve', '--checkpoint', run, '--threads', '0']);
+    expect(serve.code).toBe(2);
+    expect(serve.err).toMatch(/--threads must be/);
   });
 
   it('negative numbers are values, judged by range (not "ambiguous" parser errors)', async () => {

@@ -2,6 +2,7 @@
 // collection's neurons by LLMs behind OpenAI-compatible APIs (src/neurons/llm/).
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
+import { parseErrorMessage } from './options.js';
 import { UsageError } from '../errors.js';
 import { LlmClient, type Endpoint } from '../neurons/llm/client.js';
 import { DiskCache } from '../neurons/llm/cache.js';
@@ -135,22 +136,21 @@ function endpoint(v: Record<string, unknown>, role: 'explainer' | 'simulator'): 
 }
 
 export async function runLlm(mode: Mode, argv: string[]): Promise<number> {
+  const options = {
+      help: { type: 'boolean', short: 'h' }, 'api-base': { type: 'string' }, 'api-key': { type: 'string' }, model: { type: 'string' },
+      'explainer-api-base': { type: 'string' }, 'explainer-api-key': { type: 'string' }, 'explainer-model': { type: 'string' },
+      'simulator-api-base': { type: 'string' }, 'simulator-api-key': { type: 'string' }, 'simulator-model': { type: 'string' },
+      layers: { type: 'string' }, neurons: { type: 'string' }, max: { type: 'string' }, splits: { type: 'string' }, prompts: { type: 'string' },
+      out: { type: 'string' }, concurrency: { type: 'string' }, 'cache-dir': { type: 'string' }, 'no-cache': { type: 'boolean' },
+      'max-retries': { type: 'string' }, timeout: { type: 'string' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' },
+      'no-system-role': { type: 'boolean' }, 'max-tokens': { type: 'string' }, context: { type: 'string' },
+      simulator: { type: 'string' }, logprobs: { type: 'string' },
+    } as const;
   let parsed;
   try {
-    parsed = parseArgs({
-      args: argv, allowPositionals: true, strict: true, options: {
-        help: { type: 'boolean', short: 'h' }, 'api-base': { type: 'string' }, 'api-key': { type: 'string' }, model: { type: 'string' },
-        'explainer-api-base': { type: 'string' }, 'explainer-api-key': { type: 'string' }, 'explainer-model': { type: 'string' },
-        'simulator-api-base': { type: 'string' }, 'simulator-api-key': { type: 'string' }, 'simulator-model': { type: 'string' },
-        layers: { type: 'string' }, neurons: { type: 'string' }, max: { type: 'string' }, splits: { type: 'string' }, prompts: { type: 'string' },
-        out: { type: 'string' }, concurrency: { type: 'string' }, 'cache-dir': { type: 'string' }, 'no-cache': { type: 'boolean' },
-        'max-retries': { type: 'string' }, timeout: { type: 'string' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' },
-        'no-system-role': { type: 'boolean' }, 'max-tokens': { type: 'string' }, context: { type: 'string' },
-        simulator: { type: 'string' }, logprobs: { type: 'string' },
-      },
-    });
+    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options });
   } catch (e) {
-    throw new UsageError((e as Error).message.split('\n')[0], { cause: e });
+    throw new UsageError(parseErrorMessage(e as Error & { code?: string }, options), { cause: e });
   }
   const v = parsed.values as Record<string, string | boolean | undefined>;
   if (v.help) { console.log(HELP[mode]); return 0; }

@@ -14,7 +14,7 @@ const HELP = `usage: crate-ts serve --checkpoint PATH [options]
   --api-key KEY            require "Authorization: Bearer KEY" (also CRATE_TS_API_KEY)
   --model-name NAME        the model id clients send (default crate)
   --backend NAME           reference | cpu | cuda | auto (default auto)
-  --threads N              worker threads for native backends
+  --threads N              worker threads for native backends, 1..256 (default: all cores)
   --max-prompt-tokens N    longest prompt accepted, in tokens (default ${DEFAULT_LIMITS.maxPromptTokens})
   --max-tokens N           largest max_tokens accepted (default ${DEFAULT_LIMITS.maxTokens})
   --echo-stride N          sliding-window stride for prompt log-probabilities of prompts longer
@@ -42,7 +42,7 @@ export async function run(argv: string[]): Promise<number> {
   if (!['reference', 'cpu', 'cuda', 'auto'].includes(backend)) throw new UsageError(`--backend must be reference, cpu, cuda or auto, got '${backend}'`);
   const strideRaw = strOpt(v, 'echo-stride');
   const { engine, backendReason, path } = await loadEngine(ck, backend, {
-    threads: intOpt(v, 'threads', 0, 0) || undefined,
+    threads: intOpt(v, 'threads', 0, 1) || undefined,
     echoStride: strideRaw === undefined ? undefined : intOpt(v, 'echo-stride', 1, 1),
   });
   const quiet = v.quiet === true;
