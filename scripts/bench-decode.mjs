@@ -25,14 +25,24 @@ if (!fs.existsSync(path.join(dist, 'index.js'))) {
 }
 const { values: v } = parseArgs({
   options: {
-    preset: { type: 'string', default: '1L' }, arch: { type: 'string', default: 'crate' }, backends: { type: 'string', default: 'cpu,reference' },
-    tokens: { type: 'string', default: '200' }, repeats: { type: 'string', default: '5' }, threads: { type: 'string' }, json: { type: 'boolean', default: false },
+    preset: { type: 'string', default: '1L' },
+    arch: { type: 'string', default: 'crate' },
+    backends: { type: 'string', default: 'cpu,reference' },
+    tokens: { type: 'string', default: '200' },
+    repeats: { type: 'string', default: '5' },
+    threads: { type: 'string' },
+    json: { type: 'boolean', default: false },
   },
 });
-const tokens = Number(v.tokens), repeats = Number(v.repeats);
+const tokens = Number(v.tokens),
+  repeats = Number(v.repeats);
 const { LanguageModel, makeConfig, selectBackend, generate } = await import(path.join(dist, 'index.js'));
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
 const cfg = makeConfig(v.preset, { arch: v.arch });
 const rows = [];
 let params;
@@ -54,14 +64,35 @@ for (const name of v.backends.split(',')) {
   model.free();
 }
 
-const cpuModel = (() => { try { return execSync("grep -m1 'model name' /proc/cpuinfo", { encoding: 'utf8' }).split(':')[1].trim(); } catch { return os.cpus()[0]?.model ?? '?'; } })();
-const meta = { preset: v.preset, arch: v.arch, vocab: cfg.vocabSize, d: cfg.nEmbd, layers: cfg.nLayer, repeats, cpu: cpuModel, cores: os.cpus().length, load1: os.loadavg()[0], date: new Date().toISOString() };
+const cpuModel = (() => {
+  try {
+    return execSync("grep -m1 'model name' /proc/cpuinfo", { encoding: 'utf8' }).split(':')[1].trim();
+  } catch {
+    return os.cpus()[0]?.model ?? '?';
+  }
+})();
+const meta = {
+  preset: v.preset,
+  arch: v.arch,
+  vocab: cfg.vocabSize,
+  d: cfg.nEmbd,
+  layers: cfg.nLayer,
+  repeats,
+  cpu: cpuModel,
+  cores: os.cpus().length,
+  load1: os.loadavg()[0],
+  date: new Date().toISOString(),
+};
 if (v.json) {
   console.log(JSON.stringify({ meta, rows }, null, 2));
 } else {
-  console.log(`# ${v.preset} ${v.arch} (V ${cfg.vocabSize}, d ${cfg.nEmbd}, L ${cfg.nLayer}), ${tokens} tokens from a 1-token prompt, median of ${repeats}; ${meta.cpu}, ${meta.cores} cores, load ${meta.load1.toFixed(2)}`);
+  console.log(
+    `# ${v.preset} ${v.arch} (V ${cfg.vocabSize}, d ${cfg.nEmbd}, L ${cfg.nLayer}), ${tokens} tokens from a 1-token prompt, median of ${repeats}; ${meta.cpu}, ${meta.cores} cores, load ${meta.load1.toFixed(2)}`,
+  );
   console.log('backend     seconds  tokens/s  ms/token  vs 12.9 s (old host decoder)  runs');
   for (const r of rows) {
-    console.log(`${r.backend.padEnd(10)}  ${r.seconds.toFixed(3).padStart(7)}  ${r.tokensPerSecond.toFixed(1).padStart(8)}  ${r.msPerToken.toFixed(2).padStart(8)}  ${(12.9 / r.seconds).toFixed(1).padStart(6)}x                       ${r.runs.map((t) => t.toFixed(3)).join(' ')}`);
+    console.log(
+      `${r.backend.padEnd(10)}  ${r.seconds.toFixed(3).padStart(7)}  ${r.tokensPerSecond.toFixed(1).padStart(8)}  ${r.msPerToken.toFixed(2).padStart(8)}  ${(12.9 / r.seconds).toFixed(1).padStart(6)}x                       ${r.runs.map((t) => t.toFixed(3)).join(' ')}`,
+    );
   }
 }

@@ -25,9 +25,14 @@ if (!fs.existsSync(path.join(dist, 'cli', 'main.js'))) {
 }
 const { values: v } = parseArgs({
   options: {
-    preset: { type: 'string', default: '2L' }, arch: { type: 'string', default: 'gpt2' }, backend: { type: 'string', default: 'cpu' },
-    requests: { type: 'string' }, 'prompt-tokens': { type: 'string', default: '700' }, clients: { type: 'string', default: '1,8,32' },
-    'gen-tokens': { type: 'string', default: '64' }, json: { type: 'boolean', default: false },
+    preset: { type: 'string', default: '2L' },
+    arch: { type: 'string', default: 'gpt2' },
+    backend: { type: 'string', default: 'cpu' },
+    requests: { type: 'string' },
+    'prompt-tokens': { type: 'string', default: '700' },
+    clients: { type: 'string', default: '1,8,32' },
+    'gen-tokens': { type: 'string', default: '64' },
+    json: { type: 'boolean', default: false },
   },
 });
 const promptTokens = Number(v['prompt-tokens']);
@@ -50,17 +55,35 @@ const ckpt = path.join(tmp, 'ckpt.safetensors');
   model.free();
 }
 const tok = await loadTokenizer('gpt2');
-const corpus = tok.encode(gunzipSync(fs.readFileSync(path.join(root, 'data', 'moby-dick.txt.gz'))).toString('utf8').slice(0, 400_000));
+const corpus = tok.encode(
+  gunzipSync(fs.readFileSync(path.join(root, 'data', 'moby-dick.txt.gz')))
+    .toString('utf8')
+    .slice(0, 400_000),
+);
 let next = 0;
-const prompt = () => { const p = corpus.slice(next, next + promptTokens); next = (next + promptTokens) % (corpus.length - promptTokens); return p; };
+const prompt = () => {
+  const p = corpus.slice(next, next + promptTokens);
+  next = (next + promptTokens) % (corpus.length - promptTokens);
+  return p;
+};
 
 // ---- the server ----------------------------------------------------------------------------------
-const server = spawn(process.execPath, [path.join(root, 'bin', 'crate-ts.js'), 'serve', '--checkpoint', ckpt, '--port', '0', '--backend', v.backend, '--quiet'], { stdio: ['ignore', 'pipe', 'pipe'] });
+const server = spawn(
+  process.execPath,
+  [path.join(root, 'bin', 'crate-ts.js'), 'serve', '--checkpoint', ckpt, '--port', '0', '--backend', v.backend, '--quiet'],
+  { stdio: ['ignore', 'pipe', 'pipe'] },
+);
 let serverErr = '';
-server.stderr.on('data', (d) => { serverErr += d; });
+server.stderr.on('data', (d) => {
+  serverErr += d;
+});
 const base = await new Promise((resolve, reject) => {
   let out = '';
-  server.stdout.on('data', (d) => { out += d; const m = /OpenAI base URL (\S+)\)/.exec(out); if (m) resolve(m[1]); });
+  server.stdout.on('data', (d) => {
+    out += d;
+    const m = /OpenAI base URL (\S+)\)/.exec(out);
+    if (m) resolve(m[1]);
+  });
   server.on('exit', (c) => reject(new Error(`the server exited (${c}): ${serverErr}`)));
 });
 const info = serverErr.trim().split('\n')[0];
@@ -73,7 +96,10 @@ async function post(body) {
   return { ms: performance.now() - t0, json: j };
 }
 
-const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]; };
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
+};
 
 // warm-up (allocations, page faults of the first large buffers)
 await post({ model: 'crate', prompt: prompt(), max_tokens: 0, echo: true, logprobs: 5 });
@@ -84,16 +110,26 @@ for (const c of clientCounts) {
   const lat = [];
   let sent = 0;
   const t0 = performance.now();
-  await Promise.all(Array.from({ length: c }, async () => {
-    while (sent < total) {
-      sent++;
-      const r = await post({ model: 'crate', prompt: prompt(), max_tokens: 0, echo: true, logprobs: 5 });
-      if (r.json.choices[0].logprobs.tokens.length !== promptTokens) throw new Error('wrong number of echoed tokens');
-      lat.push(r.ms);
-    }
-  }));
+  await Promise.all(
+    Array.from({ length: c }, async () => {
+      while (sent < total) {
+        sent++;
+        const r = await post({ model: 'crate', prompt: prompt(), max_tokens: 0, echo: true, logprobs: 5 });
+        if (r.json.choices[0].logprobs.tokens.length !== promptTokens) throw new Error('wrong number of echoed tokens');
+        lat.push(r.ms);
+      }
+    }),
+  );
   const wall = (performance.now() - t0) / 1000;
-  echoRows.push({ clients: c, requests: lat.length, wall_s: wall, req_per_s: lat.length / wall, p50_ms: pct(lat, 50), p99_ms: pct(lat, 99), prompt_tokens_per_s: (lat.length * promptTokens) / wall });
+  echoRows.push({
+    clients: c,
+    requests: lat.length,
+    wall_s: wall,
+    req_per_s: lat.length / wall,
+    p50_ms: pct(lat, 50),
+    p99_ms: pct(lat, 99),
+    prompt_tokens_per_s: (lat.length * promptTokens) / wall,
+  });
 }
 
 // generation: a 16-token prompt, genTokens new tokens, temperature 0.8, sequential requests
@@ -107,13 +143,25 @@ const genTps = gen.reduce((s, g) => s + g.tokens, 0) / (gen.reduce((s, g) => s +
 server.kill('SIGTERM');
 fs.rmSync(tmp, { recursive: true, force: true });
 
-const result = { server: info, model: `${v.preset} ${v.arch}`, prompt_tokens: promptTokens, echo: echoRows, generation: { requests: gen.length, tokens_per_request: genTokens, tokens_per_s: genTps }, node: process.version, cpus: os.cpus().length, loadavg_1m: os.loadavg()[0] };
+const result = {
+  server: info,
+  model: `${v.preset} ${v.arch}`,
+  prompt_tokens: promptTokens,
+  echo: echoRows,
+  generation: { requests: gen.length, tokens_per_request: genTokens, tokens_per_s: genTps },
+  node: process.version,
+  cpus: os.cpus().length,
+  loadavg_1m: os.loadavg()[0],
+};
 if (v.json) console.log(JSON.stringify(result, null, 2));
 else {
   console.log(result.server);
   console.log(`POST /v1/completions, echo, max_tokens 0, logprobs 5, ${promptTokens}-token prompts (${result.model}, untrained)`);
   console.log('clients  requests  req/s   p50 ms   p99 ms   prompt tok/s');
-  for (const r of echoRows) console.log(`${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.req_per_s.toFixed(2).padEnd(8)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0).padEnd(9)}${r.prompt_tokens_per_s.toFixed(0)}`);
+  for (const r of echoRows)
+    console.log(
+      `${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.req_per_s.toFixed(2).padEnd(8)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0).padEnd(9)}${r.prompt_tokens_per_s.toFixed(0)}`,
+    );
   console.log(`generation: ${genTps.toFixed(1)} tokens/s (${gen.length} requests of ${genTokens} tokens from 16-token prompts, temperature 0.8)`);
   console.log(`(${result.cpus} CPUs, 1-minute load average ${result.loadavg_1m.toFixed(1)} at the end)`);
 }

@@ -21,7 +21,9 @@ const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
 };
-const S = Number(arg('size', 1024)), runs = Number(arg('runs', 15)), warmup = 3;
+const S = Number(arg('size', 1024)),
+  runs = Number(arg('runs', 15)),
+  warmup = 3;
 if (arg('threads', null) !== null) n.set_threads(Number(arg('threads')));
 if (arg('kernel', null) !== null && !n.set_gemm_kernel(arg('kernel'))) {
   console.error(`bench_gemm: kernel '${arg('kernel')}' is not supported on this CPU`);
@@ -35,7 +37,9 @@ const mk = (len) => {
   n.upload(b, a);
   return b;
 };
-const A = mk(S * S), B = mk(S * S), C = mk(S * S);
+const A = mk(S * S),
+  B = mk(S * S),
+  C = mk(S * S);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const layouts = [
@@ -58,7 +62,9 @@ for (const [name, ta, tb, acc] of layouts) {
   const t = median(times);
   const gflops = (2 * S * S * S) / t / 1e9;
   rows.push({ layout: name, ms: t * 1e3, gflops });
-  console.log(`  ${name.padEnd(40)} ${(t * 1e3).toFixed(2).padStart(8)} ms  ${gflops.toFixed(1).padStart(7)} GFLOP/s  (${((100 * gflops) / peak).toFixed(0)}% of measured peak)`);
+  console.log(
+    `  ${name.padEnd(40)} ${(t * 1e3).toFixed(2).padStart(8)} ms  ${gflops.toFixed(1).padStart(7)} GFLOP/s  (${((100 * gflops) / peak).toFixed(0)}% of measured peak)`,
+  );
 }
 const peakAfter = n.fma_peak_gflops(0.3);
 console.log(`measured FMA peak again after the runs: ${peakAfter.toFixed(1)} GFLOP/s (a large change means the machine was busy)`);

@@ -21,7 +21,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist', 'checkpoint', 'fuzz.js');
 /** Extra seed files: PyTorch-made fixtures and a format_version 1 checkpoint. */
 const EXTRA = ['fixtures/crate-small.safetensors', 'fixtures/gpt2-small.safetensors', 'fixtures/crate-t1.safetensors', 'test/data/checkpoint-v1.safetensors']
-  .map((f) => path.join(root, f)).filter((f) => fs.existsSync(f));
+  .map((f) => path.join(root, f))
+  .filter((f) => fs.existsSync(f));
 
 if (isMainThread) await main();
 else await work();
@@ -29,7 +30,8 @@ else await work();
 function parseArgs(argv) {
   const opts = { cases: 20000, seed: 1, timeoutMs: 10000, save: null };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i], v = argv[i + 1];
+    const a = argv[i],
+      v = argv[i + 1];
     const int = (name) => {
       if (v === undefined || !/^\d+$/.test(v)) usage(`${name} needs a non-negative integer, got ${v === undefined ? 'nothing' : `'${v}'`}`);
       i++;
@@ -38,9 +40,14 @@ function parseArgs(argv) {
     if (a === '--cases') opts.cases = int(a);
     else if (a === '--seed') opts.seed = int(a);
     else if (a === '--timeout-ms') opts.timeoutMs = Math.max(1, int(a));
-    else if (a === '--save') { if (v === undefined) usage('--save needs a directory'); opts.save = v; i++; }
-    else if (a === '--help' || a === '-h') { console.log('usage: npm run fuzz -- [--cases N] [--seed S] [--timeout-ms T] [--save DIR]'); process.exit(0); }
-    else usage(`unknown option '${a}'`);
+    else if (a === '--save') {
+      if (v === undefined) usage('--save needs a directory');
+      opts.save = v;
+      i++;
+    } else if (a === '--help' || a === '-h') {
+      console.log('usage: npm run fuzz -- [--cases N] [--seed S] [--timeout-ms T] [--save DIR]');
+      process.exit(0);
+    } else usage(`unknown option '${a}'`);
   }
   return opts;
 }
@@ -90,10 +97,17 @@ async function main() {
   fs.rmSync(dir, { recursive: true, force: true });
   const secs = (Date.now() - t0) / 1000;
 
-  console.log(`fuzz: seed ${opts.seed}, ${opts.cases} cases in ${secs.toFixed(1)} s (${(opts.cases / secs).toFixed(0)} cases/s), per-case limit ${opts.timeoutMs} ms`);
-  console.log(`cases ${opts.cases}  loaded ${counts.loaded}  rejected ${counts.rejected}  crashes ${counts.crash}  hangs ${counts.hang}  longest message ${longest.length} chars (limit ${MAX_MESSAGE_LENGTH}; over it: ${tooLong})`);
+  console.log(
+    `fuzz: seed ${opts.seed}, ${opts.cases} cases in ${secs.toFixed(1)} s (${(opts.cases / secs).toFixed(0)} cases/s), per-case limit ${opts.timeoutMs} ms`,
+  );
+  console.log(
+    `cases ${opts.cases}  loaded ${counts.loaded}  rejected ${counts.rejected}  crashes ${counts.crash}  hangs ${counts.hang}  longest message ${longest.length} chars (limit ${MAX_MESSAGE_LENGTH}; over it: ${tooLong})`,
+  );
   console.log('by first mutation:   loaded  rejected  crash  hang');
-  for (const [k, r] of [...byKind].sort()) console.log(`  ${k.padEnd(18)} ${String(r.loaded).padStart(7)} ${String(r.rejected).padStart(9)} ${String(r.crash).padStart(6)} ${String(r.hang).padStart(5)}`);
+  for (const [k, r] of [...byKind].sort())
+    console.log(
+      `  ${k.padEnd(18)} ${String(r.loaded).padStart(7)} ${String(r.rejected).padStart(9)} ${String(r.crash).padStart(6)} ${String(r.hang).padStart(5)}`,
+    );
   if (longest.index >= 0) console.log(`longest message (case ${longest.index}): ${longest.message}`);
   for (const f of failures.slice(0, 20)) console.log(`${f.outcome.toUpperCase()} case ${f.index} (${f.kind}): ${f.detail.split('\n').slice(0, 4).join(' | ')}`);
   if (failures.length > 20) console.log(`... and ${failures.length - 20} more`);
@@ -123,15 +137,24 @@ function runWorker(opts, dir, start, record) {
     let current = null; // { index, kind, since }
     let next = start;
     let finished = false;
-    const finish = (n) => { if (!finished) { finished = true; clearInterval(timer); resolve(n); } };
-    const timer = setInterval(() => {
-      if (current && Date.now() - current.since > opts.timeoutMs) {
-        record(current.index, current.kind, 'hang', `no result after ${opts.timeoutMs} ms`);
-        next = current.index + 1;
-        current = null;
-        worker.terminate().then(() => finish(next));
+    const finish = (n) => {
+      if (!finished) {
+        finished = true;
+        clearInterval(timer);
+        resolve(n);
       }
-    }, Math.min(1000, opts.timeoutMs));
+    };
+    const timer = setInterval(
+      () => {
+        if (current && Date.now() - current.since > opts.timeoutMs) {
+          record(current.index, current.kind, 'hang', `no result after ${opts.timeoutMs} ms`);
+          next = current.index + 1;
+          current = null;
+          worker.terminate().then(() => finish(next));
+        }
+      },
+      Math.min(1000, opts.timeoutMs),
+    );
     worker.on('message', (m) => {
       if (finished) return;
       if (m.type === 'start') current = { index: m.index, kind: m.kind, since: Date.now() };
@@ -142,11 +165,21 @@ function runWorker(opts, dir, start, record) {
       }
     });
     worker.on('error', (e) => {
-      if (current) { record(current.index, current.kind, 'crash', `worker died: ${e.message}`); next = current.index + 1; current = null; }
-      else if (!finished) { console.error(`fuzz: worker failed outside a case: ${e.stack ?? e.message}`); process.exit(1); }
+      if (current) {
+        record(current.index, current.kind, 'crash', `worker died: ${e.message}`);
+        next = current.index + 1;
+        current = null;
+      } else if (!finished) {
+        console.error(`fuzz: worker failed outside a case: ${e.stack ?? e.message}`);
+        process.exit(1);
+      }
     });
     worker.on('exit', () => {
-      if (current) { record(current.index, current.kind, 'crash', 'worker exited during the case'); next = current.index + 1; current = null; }
+      if (current) {
+        record(current.index, current.kind, 'crash', 'worker exited during the case');
+        next = current.index + 1;
+        current = null;
+      }
       finish(next);
     });
   });

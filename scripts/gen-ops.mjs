@@ -16,10 +16,14 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MAX_ELEMENTS = 2 ** 40; // native/op_spec.h kMaxElements
-const MAX_FACTORS = 4, MAX_ARGS = 16, MAX_SLOTS = 12; // native/op_spec.h
+const MAX_FACTORS = 4,
+  MAX_ARGS = 16,
+  MAX_SLOTS = 12; // native/op_spec.h
 
 class TableError extends Error {}
-const bad = (where, msg) => { throw new TableError(`native/ops.json: ${where}: ${msg}`); };
+const bad = (where, msg) => {
+  throw new TableError(`native/ops.json: ${where}: ${msg}`);
+};
 
 // ---- parsing -----------------------------------------------------------------------------------
 
@@ -49,7 +53,8 @@ const RULES = { undefined: 'finite', any: 'any', '>=0': 'nonNegative', '[0,1)': 
 
 function parseArg(s, where) {
   let m;
-  if ((m = RE.buf.exec(s))) return { name: m[1], kind: m[2], nullable: m[3] === '?', shape: parseProduct(m[4], where), bound: m[5] ? { name: m[5], rhs: m[6] } : null };
+  if ((m = RE.buf.exec(s)))
+    return { name: m[1], kind: m[2], nullable: m[3] === '?', shape: parseProduct(m[4], where), bound: m[5] ? { name: m[5], rhs: m[6] } : null };
   if ((m = RE.int.exec(s))) {
     const lo = m[2] !== undefined ? Number(m[2]) : m[3] !== undefined ? Number(m[3]) : 0;
     const hi = m[4] !== undefined ? Number(m[4]) : MAX_ELEMENTS;
@@ -74,13 +79,19 @@ function resolveOp(row, index) {
   const args = row.args.map((s) => parseArg(s, where));
   if (args.length > MAX_ARGS) bad(where, `more than ${MAX_ARGS} arguments`);
   const names = new Set();
-  for (const a of args) { if (names.has(a.name)) bad(where, `argument '${a.name}' twice`); names.add(a.name); }
+  for (const a of args) {
+    if (names.has(a.name)) bad(where, `argument '${a.name}' twice`);
+    names.add(a.name);
+  }
 
   // slots: int arguments first, then derived sizes in the order their buffers define them
   const slots = [];
   const slotOf = new Map();
   const definer = new Map(); // derived name -> { arg, alone }
-  const addSlot = (name) => { slotOf.set(name, slots.length); slots.push(name); };
+  const addSlot = (name) => {
+    slotOf.set(name, slots.length);
+    slots.push(name);
+  };
   for (const a of args) if (a.kind === 'int') addSlot(a.name);
   const isBuf = (a) => ['in', 'out', 'inout', 'acc'].includes(a.kind);
   for (const a of args.filter(isBuf)) {
@@ -99,10 +110,16 @@ function resolveOp(row, index) {
     }
   }
   if (slots.length > MAX_SLOTS) bad(where, `more than ${MAX_SLOTS} sizes`);
-  const need = (n, what) => { if (!slotOf.has(n)) bad(where, `${what}: unknown size '${n}'`); return slotOf.get(n); };
+  const need = (n, what) => {
+    if (!slotOf.has(n)) bad(where, `${what}: unknown size '${n}'`);
+    return slotOf.get(n);
+  };
   for (const a of args) {
     if (a.kind === 'derived' && !definer.has(a.name)) bad(where, `'${a.name}' is declared derived but no buffer defines it`);
-    if (a.kind === 'ids') { a.count.names.forEach((n) => need(n, a.name)); need(a.hi, a.name); }
+    if (a.kind === 'ids') {
+      a.count.names.forEach((n) => need(n, a.name));
+      need(a.hi, a.name);
+    }
   }
   const checks = (row.checks ?? []).map((c) => {
     let m;
@@ -121,7 +138,7 @@ function resolveOp(row, index) {
     if (p.names.length > MAX_FACTORS) bad(where, `'${p.text}' has more than ${MAX_FACTORS} factors`);
   }
   /** The text of a product for messages: a size derived from one whole buffer reads size(buf). */
-  const say = (p) => p.names.length === 1 && p.mult === 1 && definer.get(p.names[0])?.alone ? `size(${definer.get(p.names[0]).arg})` : p.text;
+  const say = (p) => (p.names.length === 1 && p.mult === 1 && definer.get(p.names[0])?.alone ? `size(${definer.get(p.names[0]).arg})` : p.text);
   return { ...row, returns, args, slots, slotOf, definer, checks, value, say, doc: [].concat(row.doc) };
 }
 
@@ -129,7 +146,8 @@ export function loadTables(root = ROOT) {
   const ops = JSON.parse(readFileSync(path.join(root, 'native', 'ops.json'), 'utf8'));
   const tol = JSON.parse(readFileSync(path.join(root, 'native', 'tolerances.json'), 'utf8'));
   const resolved = ops.ops.map(resolveOp);
-  const names = new Set(), methods = new Set();
+  const names = new Set(),
+    methods = new Set();
   for (const op of resolved) {
     if (names.has(op.name) || methods.has(op.method)) bad(op.name, 'an operator name or method appears twice');
     names.add(op.name);
@@ -146,7 +164,10 @@ const KIND = { in: 'kIn', out: 'kOut', inout: 'kInOut', acc: 'kAcc', int: 'kInt'
 const RULE = { finite: 'kFinite', any: 'kAny', nonNegative: 'kNonNegative', unitInterval: 'kUnitInterval' };
 const RET = { void: 'kVoid', f64: 'kF64', bool: 'kBool', size: 'kSize' };
 const str = (s) => JSON.stringify(s);
-const dbl = (x) => { const s = String(x); return /[.eE]/.test(s) ? s : `${s}.0`; };
+const dbl = (x) => {
+  const s = String(x);
+  return /[.eE]/.test(s) ? s : `${s}.0`;
+};
 
 function cppExpr(op, p, text = op.say(p), skip = null) {
   const slots = p.names.filter((n) => n !== skip).map((n) => op.slotOf.get(n));
@@ -156,17 +177,25 @@ function cppExpr(op, p, text = op.say(p), skip = null) {
 function cppArg(op, a) {
   const none = '{1, 0, {}, ""}';
   switch (a.kind) {
-    case 'in': case 'out': case 'inout': case 'acc': {
+    case 'in':
+    case 'out':
+    case 'inout':
+    case 'acc': {
       const defines = a.defines ? op.slotOf.get(a.defines) : -1;
       const shape = a.defines ? cppExpr(op, a.shape, a.shape.text, a.defines) : cppExpr(op, a.shape);
       const boundSlot = a.bound && !/^\d+$/.test(a.bound.rhs) ? op.slotOf.get(a.bound.rhs) : -1;
       const boundLit = a.bound && /^\d+$/.test(a.bound.rhs) ? Number(a.bound.rhs) : 0;
       return `{${str(a.name)}, ArgKind::${KIND[a.kind]}, ${a.nullable}, ${defines}, ${shape}, ${boundSlot}, ${boundLit}, 0, FloatRule::kFinite}`;
     }
-    case 'int': return `{${str(a.name)}, ArgKind::kInt, false, ${op.slotOf.get(a.name)}, ${none}, -1, ${a.lo}, ${a.hi}, FloatRule::kFinite}`;
-    case 'derived': return `{${str(a.name)}, ArgKind::kDerived, false, ${op.slotOf.get(a.name)}, ${none}, -1, 0, 0, FloatRule::kFinite}`;
-    case 'f32': case 'f64': return `{${str(a.name)}, ArgKind::${KIND[a.kind]}, false, -1, ${none}, -1, 0, 0, FloatRule::${RULE[a.rule]}}`;
-    case 'ids': return `{${str(a.name)}, ArgKind::kIds, false, -1, ${cppExpr(op, a.count)}, ${op.slotOf.get(a.hi)}, ${a.lo}, 0, FloatRule::kFinite}`;
+    case 'int':
+      return `{${str(a.name)}, ArgKind::kInt, false, ${op.slotOf.get(a.name)}, ${none}, -1, ${a.lo}, ${a.hi}, FloatRule::kFinite}`;
+    case 'derived':
+      return `{${str(a.name)}, ArgKind::kDerived, false, ${op.slotOf.get(a.name)}, ${none}, -1, 0, 0, FloatRule::kFinite}`;
+    case 'f32':
+    case 'f64':
+      return `{${str(a.name)}, ArgKind::${KIND[a.kind]}, false, -1, ${none}, -1, 0, 0, FloatRule::${RULE[a.rule]}}`;
+    case 'ids':
+      return `{${str(a.name)}, ArgKind::kIds, false, -1, ${cppExpr(op, a.count)}, ${op.slotOf.get(a.hi)}, ${a.lo}, 0, FloatRule::kFinite}`;
   }
   throw new Error(a.kind);
 }
@@ -175,16 +204,21 @@ function renderTable({ ops, tol }) {
   let s = HEADER('The operator table as C++ data (types: native/op_spec.h).');
   s += '#pragma once\n\n#include "../op_spec.h"\n\nnamespace crate {\nnamespace optable {\n\n';
   for (const op of ops) {
-    s += `// ${op.name}(${op.args.filter((a) => a.kind !== 'derived').map((a) => a.name).join(', ')})\n`;
+    s += `// ${op.name}(${op.args
+      .filter((a) => a.kind !== 'derived')
+      .map((a) => a.name)
+      .join(', ')})\n`;
     s += `inline constexpr const char* kSlots_${op.name}[] = {${op.slots.map(str).join(', ')}};\n`;
     s += `inline constexpr Arg kArgs_${op.name}[] = {\n${op.args.map((a) => `    ${cppArg(op, a)},\n`).join('')}};\n`;
-    if (op.checks.length) s += `inline constexpr Check kChecks_${op.name}[] = {${op.checks.map((c) => `{CheckKind::${c.kind === 'heads' ? 'kHeads' : 'kLess'}, ${c.a}, ${c.b}}`).join(', ')}};\n`;
+    if (op.checks.length)
+      s += `inline constexpr Check kChecks_${op.name}[] = {${op.checks.map((c) => `{CheckKind::${c.kind === 'heads' ? 'kHeads' : 'kLess'}, ${c.a}, ${c.b}}`).join(', ')}};\n`;
     s += '\n';
   }
   s += 'inline constexpr OpSpec kOps[] = {\n';
   for (const op of ops) {
     const value = op.value ? cppExpr(op, op.value) : '{1, 0, {}, ""}';
-    s += `    {${str(op.name)}, Ret::${RET[op.returns]}, ${op.alias === 'exact'}, kArgs_${op.name}, ${op.args.length}, kSlots_${op.name}, ${op.slots.length}, ` +
+    s +=
+      `    {${str(op.name)}, Ret::${RET[op.returns]}, ${op.alias === 'exact'}, kArgs_${op.name}, ${op.args.length}, kSlots_${op.name}, ${op.slots.length}, ` +
       `${op.checks.length ? `kChecks_${op.name}` : 'nullptr'}, ${op.checks.length}, ${value}, ${!op.value}, ${str(op.family)}, ${op.direction === 'backward'}},\n`;
   }
   s += '};\ninline constexpr int kOpCount = static_cast<int>(sizeof(kOps) / sizeof(kOps[0]));\n\n';
@@ -199,12 +233,24 @@ function renderTable({ ops, tol }) {
   return s;
 }
 
-const CTYPE = { in: 'const float*', out: 'float*', inout: 'float*', acc: 'float*', int: 'int64_t', derived: 'int64_t', f32: 'float', f64: 'double', ids: 'const int32_t*' };
+const CTYPE = {
+  in: 'const float*',
+  out: 'float*',
+  inout: 'float*',
+  acc: 'float*',
+  int: 'int64_t',
+  derived: 'int64_t',
+  f32: 'float',
+  f64: 'double',
+  ids: 'const int32_t*',
+};
 const CRET = { void: 'void', f64: 'double', bool: 'bool' };
 
 function renderDecl({ ops }) {
-  let s = HEADER('The kernel prototypes, included inside the kernel namespace: crate (native/ops.h) and crate::cuda\n' +
-    '// (native/cuda/ops_cuda.h, device pointers; ids stay host pointers). Sizes are int64_t, validated by the binding.\n');
+  let s = HEADER(
+    'The kernel prototypes, included inside the kernel namespace: crate (native/ops.h) and crate::cuda\n' +
+      '// (native/cuda/ops_cuda.h, device pointers; ids stay host pointers). Sizes are int64_t, validated by the binding.\n',
+  );
   for (const op of ops.filter((o) => !o.value)) {
     s += `\n${op.doc.map((l, i) => `${i === 0 ? '/** ' : ' *  '}${l}`).join('\n')} */\n`;
     s += `${CRET[op.returns]} ${op.name}(${op.args.map((a) => `${CTYPE[a.kind]} ${a.name}`).join(', ')});\n`;
@@ -213,19 +259,32 @@ function renderDecl({ ops }) {
 }
 
 function renderInvoke({ ops }) {
-  let s = HEADER('Every operator\'s kernel call, for the kernel namespace the includer aliases as K\n' +
-    '// (native/binding.cc: namespace K = ::crate; native/cuda/binding_cuda.cc: namespace K = ::crate::cuda).\n');
+  let s = HEADER(
+    "Every operator's kernel call, for the kernel namespace the includer aliases as K\n" +
+      '// (native/binding.cc: namespace K = ::crate; native/cuda/binding_cuda.cc: namespace K = ::crate::cuda).\n',
+  );
   for (const op of ops.filter((o) => !o.value)) {
-    const call = `K::${op.name}(${op.args.map((a, i) => {
-      switch (a.kind) {
-        case 'in': case 'out': case 'inout': case 'acc': return `r.ptr[${i}]`;
-        case 'int': case 'derived': return `r.size[${op.slotOf.get(a.name)}]`;
-        case 'f32': return `static_cast<float>(r.real[${i}])`;
-        case 'f64': return `r.real[${i}]`;
-        case 'ids': return `r.ids[${i}]`;
-      }
-      throw new Error(a.kind);
-    }).join(', ')})`;
+    const call = `K::${op.name}(${op.args
+      .map((a, i) => {
+        switch (a.kind) {
+          case 'in':
+          case 'out':
+          case 'inout':
+          case 'acc':
+            return `r.ptr[${i}]`;
+          case 'int':
+          case 'derived':
+            return `r.size[${op.slotOf.get(a.name)}]`;
+          case 'f32':
+            return `static_cast<float>(r.real[${i}])`;
+          case 'f64':
+            return `r.real[${i}]`;
+          case 'ids':
+            return `r.ids[${i}]`;
+        }
+        throw new Error(a.kind);
+      })
+      .join(', ')})`;
     const body = op.returns === 'void' ? `  ${call};\n  return 0.0;\n` : op.returns === 'bool' ? `  return ${call} ? 1.0 : 0.0;\n` : `  return ${call};\n`;
     s += `\ninline double invoke_${op.name}(const ::crate::optable::Resolved& r) {\n${body}}\n`;
   }
@@ -242,28 +301,42 @@ const TSRET = { void: 'void', f64: 'number', bool: 'boolean', size: 'number' };
 
 function tsArg(op, a) {
   switch (a.kind) {
-    case 'in': case 'out': case 'inout': case 'acc': return `{ name: '${a.name}', kind: '${a.kind}', nullable: ${a.nullable}, shape: '${op.say(a.shape)}' }`;
-    case 'int': return `{ name: '${a.name}', kind: 'int', min: ${a.lo}, max: ${a.hi} }`;
-    case 'derived': return `{ name: '${a.name}', kind: 'derived' }`;
-    case 'f32': case 'f64': return `{ name: '${a.name}', kind: '${a.kind}', rule: '${a.rule}' }`;
-    case 'ids': return `{ name: '${a.name}', kind: 'ids', count: '${a.count.text}', lo: ${a.lo}, hi: '${a.hi}' }`;
+    case 'in':
+    case 'out':
+    case 'inout':
+    case 'acc':
+      return `{ name: '${a.name}', kind: '${a.kind}', nullable: ${a.nullable}, shape: '${op.say(a.shape)}' }`;
+    case 'int':
+      return `{ name: '${a.name}', kind: 'int', min: ${a.lo}, max: ${a.hi} }`;
+    case 'derived':
+      return `{ name: '${a.name}', kind: 'derived' }`;
+    case 'f32':
+    case 'f64':
+      return `{ name: '${a.name}', kind: '${a.kind}', rule: '${a.rule}' }`;
+    case 'ids':
+      return `{ name: '${a.name}', kind: 'ids', count: '${a.count.text}', lo: ${a.lo}, hi: '${a.hi}' }`;
   }
   throw new Error(a.kind);
 }
 
 function tsSignature(op, buf, nativeNames) {
-  const params = op.args.filter((a) => a.kind !== 'derived').map((a) => {
-    const t = TSTYPE[a.kind] === 'Buf' ? buf : TSTYPE[a.kind];
-    return `${a.name}: ${t}${a.nullable ? ' | null' : ''}`;
-  });
+  const params = op.args
+    .filter((a) => a.kind !== 'derived')
+    .map((a) => {
+      const t = TSTYPE[a.kind] === 'Buf' ? buf : TSTYPE[a.kind];
+      return `${a.name}: ${t}${a.nullable ? ' | null' : ''}`;
+    });
   return `${nativeNames ? op.name : op.method}(${params.join(', ')}): ${TSRET[op.returns]};`;
 }
 
-const jsdoc = (lines, indent) => lines.length === 1 ? `${indent}/** ${lines[0]} */\n` : `${indent}/**\n${lines.map((l) => `${indent} * ${l}\n`).join('')}${indent} */\n`;
+const jsdoc = (lines, indent) =>
+  lines.length === 1 ? `${indent}/** ${lines[0]} */\n` : `${indent}/**\n${lines.map((l) => `${indent} * ${l}\n`).join('')}${indent} */\n`;
 
 function renderTs({ ops, tol }) {
-  let s = HEADER('The operator table at run time (src/backend/op-table.ts describes it), the Backend operator methods\n' +
-    '// (src/backend/types.ts extends Operators), the native helpers, the addon\'s functions and the tolerances.\n');
+  let s = HEADER(
+    'The operator table at run time (src/backend/op-table.ts describes it), the Backend operator methods\n' +
+      "// (src/backend/types.ts extends Operators), the native helpers, the addon's functions and the tolerances.\n",
+  );
   s += "import type { OpSpec, NativeBufRef } from './op-table.js';\n\n";
   s += 'export const OPERATORS = [\n';
   for (const op of ops) {
@@ -278,7 +351,7 @@ function renderTs({ ops, tol }) {
   for (const op of ops.filter((o) => o.group === 'operator')) s += jsdoc(op.doc, '  ') + `  ${tsSignature(op, 'Buf', false)}\n`;
   s += '}\n\n/** The memory and elementwise helpers the native backends implement from the table. */\nexport interface NativeHelpers<Buf> {\n';
   for (const op of ops.filter((o) => o.group === 'helper')) s += jsdoc(op.doc, '  ') + `  ${tsSignature(op, 'Buf', false)}\n`;
-  s += '}\n\n/** The addon\'s table-driven functions (the CPU addon and exports.cuda alike). */\nexport interface NativeFunctions {\n';
+  s += "}\n\n/** The addon's table-driven functions (the CPU addon and exports.cuda alike). */\nexport interface NativeFunctions {\n";
   for (const op of ops) s += `  ${tsSignature(op, 'NativeBufRef', true)}\n`;
   s += '}\n\n';
   const t = (x) => `{ rtol: ${x.rtol}, atolScale: ${x.atolScale} }`;
@@ -317,7 +390,11 @@ function main() {
   for (const [rel, text] of Object.entries(files)) {
     const file = path.join(ROOT, rel);
     let old = null;
-    try { old = readFileSync(file, 'utf8'); } catch { /* missing */ }
+    try {
+      old = readFileSync(file, 'utf8');
+    } catch {
+      /* missing */
+    }
     if (old === text) continue;
     stale.push(rel);
     if (!check) {
@@ -328,7 +405,10 @@ function main() {
     }
   }
   if (check) {
-    if (stale.length) { console.error(`gen-ops: stale (run npm run gen:ops): ${stale.join(', ')}`); process.exit(1); }
+    if (stale.length) {
+      console.error(`gen-ops: stale (run npm run gen:ops): ${stale.join(', ')}`);
+      process.exit(1);
+    }
     console.log('gen-ops: the generated files are up to date');
   } else {
     console.log(stale.length ? `gen-ops: wrote ${stale.join(', ')}` : 'gen-ops: nothing to do');

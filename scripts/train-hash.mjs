@@ -17,7 +17,23 @@ for (const backend of backends) {
   for (const arch of ['crate', 'crate-complete', 'gpt2']) {
     const out = mkdtempSync(path.join(os.tmpdir(), 'crate-hash-'));
     try {
-      const r = await train({ backend, arch, preset: 'char-tiny', nLayer: 2, steps: 20, batch: 4, seq: 32, seed: 7, evalEvery: 0, saveEvery: 0, evalWindows: 2, sampleTokens: 0, quiet: true, out, cacheDir: null });
+      const r = await train({
+        backend,
+        arch,
+        preset: 'char-tiny',
+        nLayer: 2,
+        steps: 20,
+        batch: 4,
+        seq: 32,
+        seed: 7,
+        evalEvery: 0,
+        saveEvery: 0,
+        evalWindows: 2,
+        sampleTokens: 0,
+        quiet: true,
+        out,
+        cacheDir: null,
+      });
       const losses = sha(Buffer.from(new Float64Array(r.losses).buffer));
       const ck = loadCheckpoint(r.checkpoint);
       const h = createHash('sha256');
@@ -27,6 +43,8 @@ for (const backend of backends) {
         h.update(name).update(Buffer.from(Float64Array.from(t.data, Number).buffer));
       }
       console.log(`${backend.padEnd(9)} ${arch.padEnd(14)} loss[19]=${r.losses[19].toFixed(6)} losses=${losses} params=${h.digest('hex').slice(0, 16)}`);
-    } finally { rmSync(out, { recursive: true, force: true }); }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   }
 }

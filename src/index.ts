@@ -13,7 +13,19 @@ export { generate, sampleToken, type SampleOptions } from './sample/generate.js'
 export { makeConfig, validateConfig, PRESETS, DEFAULTS, type ModelConfig, type Arch } from './model/config.js';
 export { paramTable, numParams, type ParamSpec } from './model/params.js';
 export { AdamW, clipGradNorm, lrAt } from './train/optimizer.js';
-export { Trainer, train, resolveRun, RUN_DEFAULTS, type TrainRequest, type TrainResult, type StepResult, type StepEvent, type EvalEvent, type SaveEvent, type RunResult } from './train/trainer.js';
+export {
+  Trainer,
+  train,
+  resolveRun,
+  RUN_DEFAULTS,
+  type TrainRequest,
+  type TrainResult,
+  type StepResult,
+  type StepEvent,
+  type EvalEvent,
+  type SaveEvent,
+  type RunResult,
+} from './train/trainer.js';
 export { loadCheckpoint, saveCheckpoint, modelFromCheckpoint } from './checkpoint/checkpoint.js';
 export { loadStateDict, stateDictFromModel } from './checkpoint/statedict.js';
 export { readSafetensors, writeSafetensors, parseSafetensors, serializeSafetensors } from './io/safetensors.js';

@@ -15,7 +15,21 @@ let dir = '';
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'crate-audit-'));
-  await train({ backend: 'reference', preset: 'char-tiny', nLayer: 1, steps: 2, batch: 2, seq: 16, evalEvery: 0, saveEvery: 0, evalWindows: 1, sampleTokens: 0, quiet: true, out: dir, cacheDir: null });
+  await train({
+    backend: 'reference',
+    preset: 'char-tiny',
+    nLayer: 1,
+    steps: 2,
+    batch: 2,
+    seq: 16,
+    evalEvery: 0,
+    saveEvery: 0,
+    evalWindows: 1,
+    sampleTokens: 0,
+    quiet: true,
+    out: dir,
+    cacheDir: null,
+  });
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -31,7 +45,13 @@ describe('crate-ts audit options', () => {
   });
 
   test('options of the other mode, unknown backends and contradictory flags are usage errors (exit 2, one line)', () => {
-    for (const args of [['--fixture', FX, '--seq', '3'], ['--fixture', FX, '--backend', 'gpu'], ['--fixture', FX, '--backend', 'cpu', '--backends', 'cpu'], ['--fixture', FX, '--checkpoint', dir], []]) {
+    for (const args of [
+      ['--fixture', FX, '--seq', '3'],
+      ['--fixture', FX, '--backend', 'gpu'],
+      ['--fixture', FX, '--backend', 'cpu', '--backends', 'cpu'],
+      ['--fixture', FX, '--checkpoint', dir],
+      [],
+    ]) {
       const r = cli(...args);
       expect(r.status, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n')).toHaveLength(1);

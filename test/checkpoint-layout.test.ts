@@ -27,9 +27,24 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const tiny = (over: Partial<TrainRequest> = {}): TrainRequest => ({
-  preset: 'char-tiny', nEmbd: 16, nHead: 2, nLayer: 1, seq: 16, batch: 2, steps: 6, warmup: 2, lr: 1e-2,
-  evalEvery: 2, evalWindows: 4, saveEvery: 2, sampleTokens: 0, quiet: true, cacheDir: null,
-  data: path.join(dir, 'corpus.txt'), backend: new ReferenceBackend(), ...over,
+  preset: 'char-tiny',
+  nEmbd: 16,
+  nHead: 2,
+  nLayer: 1,
+  seq: 16,
+  batch: 2,
+  steps: 6,
+  warmup: 2,
+  lr: 1e-2,
+  evalEvery: 2,
+  evalWindows: 4,
+  saveEvery: 2,
+  sampleTokens: 0,
+  quiet: true,
+  cacheDir: null,
+  data: path.join(dir, 'corpus.txt'),
+  backend: new ReferenceBackend(),
+  ...over,
 });
 
 /** sha256 over the parameter tensors (sorted names, float64 bytes), as hash-legacy.mjs computes it. */
@@ -57,8 +72,19 @@ describe('run directory layout', () => {
     const cfg = JSON.parse(w.metadata.config) as Record<string, unknown>;
 
     const cj = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
-    for (const k of ['vocab_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'overcomplete', 'eta', 'lam', 'ln_eps', 'arch']) expect(cj[k], k).toEqual(cfg[k]);
-    expect(cj).toMatchObject({ vocab_size: 256, block_size: 16, n_layer: 1, n_head: 2, n_embd: 16, dropout: 0, bias: true, tokenizer: 'byte', torch_dtype: 'float64' });
+    for (const k of ['vocab_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'overcomplete', 'eta', 'lam', 'ln_eps', 'arch'])
+      expect(cj[k], k).toEqual(cfg[k]);
+    expect(cj).toMatchObject({
+      vocab_size: 256,
+      block_size: 16,
+      n_layer: 1,
+      n_head: 2,
+      n_embd: 16,
+      dropout: 0,
+      bias: true,
+      tokenizer: 'byte',
+      torch_dtype: 'float64',
+    });
 
     const o = readSafetensors(path.join(out, 'optimizer.safetensors'));
     expect(o.tensors.size).toBe(2 * w.tensors.size);
@@ -74,7 +100,9 @@ describe('run directory layout', () => {
     expect(hist.evals.map((e) => e.step)).toEqual([2, 4, 6]);
 
     // the run directory, its weights file, and the pre-0.2 name all load the same checkpoint
-    const a = loadCheckpoint(out), b = loadCheckpoint(path.join(out, 'model.safetensors')), c = loadCheckpoint(path.join(out, 'ckpt.safetensors'));
+    const a = loadCheckpoint(out),
+      b = loadCheckpoint(path.join(out, 'model.safetensors')),
+      c = loadCheckpoint(path.join(out, 'ckpt.safetensors'));
     expect(a.path).toBe(b.path);
     expect(c.path).toBe(b.path);
     expect(resolveCheckpointPath(path.join(out, 'ckpt.safetensors'))).toBe(path.join(out, 'model.safetensors'));
@@ -85,7 +113,9 @@ describe('run directory layout', () => {
   it('a directory without a checkpoint and a missing file are one-line CheckpointErrors', () => {
     const empty = path.join(dir, 'empty');
     fs.mkdirSync(empty);
-    expect(() => resolveCheckpointPath(empty)).toThrow(/empty' is a directory without a checkpoint \(model\.safetensors, or ckpt\.safetensors of crate-ts before 0\.2\)/);
+    expect(() => resolveCheckpointPath(empty)).toThrow(
+      /empty' is a directory without a checkpoint \(model\.safetensors, or ckpt\.safetensors of crate-ts before 0\.2\)/,
+    );
     expect(() => loadCheckpoint(empty)).toThrow(CheckpointError);
     expect(() => resolveCheckpointPath(path.join(dir, 'nope', 'ckpt.safetensors'))).toThrow(/does not exist/);
   });
@@ -106,7 +136,8 @@ describe('run directory layout', () => {
   });
 
   it('an optimizer.safetensors from another save is refused for resuming; the weights still load', async () => {
-    const a = path.join(dir, 'mix-a'), b = path.join(dir, 'mix-b');
+    const a = path.join(dir, 'mix-a'),
+      b = path.join(dir, 'mix-b');
     await train(tiny({ out: a, steps: 2, saveEvery: 0, evalEvery: 0 }));
     await train(tiny({ out: b, steps: 2, saveEvery: 0, evalEvery: 0, seed: 99 }));
     fs.copyFileSync(path.join(b, 'optimizer.safetensors'), path.join(a, 'optimizer.safetensors'));
@@ -119,7 +150,8 @@ describe('run directory layout', () => {
 
   it('save(file) writes a self-contained single file that resumes', async () => {
     const t = await Trainer.create(tiny({ out: path.join(dir, 'snap-run'), steps: 4, saveEvery: 0, evalEvery: 0 }));
-    t.step(); t.step();
+    t.step();
+    t.step();
     const snap = t.save(path.join(dir, 'snapshot.safetensors'));
     t.free();
     const ck = loadCheckpoint(snap);
@@ -132,7 +164,12 @@ describe('run directory layout', () => {
 });
 
 describe('pre-0.2 single-file checkpoints (made by crate-ts 0.1.0)', () => {
-  const expected = JSON.parse(fs.readFileSync(path.join(LEGACY, 'expected.json'), 'utf8')) as { straightLosses: number[]; splitLosses: number[]; valLoss: number; straightParamsSha256: string };
+  const expected = JSON.parse(fs.readFileSync(path.join(LEGACY, 'expected.json'), 'utf8')) as {
+    straightLosses: number[];
+    splitLosses: number[];
+    valLoss: number;
+    straightParamsSha256: string;
+  };
 
   it('loads: weights, moments and train_state in one file', () => {
     const ck = loadCheckpoint(path.join(LEGACY, 'ckpt.safetensors'));
@@ -142,7 +179,7 @@ describe('pre-0.2 single-file checkpoints (made by crate-ts 0.1.0)', () => {
     expect([...ck.file.tensors.keys()].some((k) => k.startsWith('optimizer.m.'))).toBe(true);
   });
 
-  it('resumes to the end bitwise equal to the old code\'s uninterrupted run, in the new layout', async () => {
+  it("resumes to the end bitwise equal to the old code's uninterrupted run, in the new layout", async () => {
     const run = path.join(dir, 'legacy-copy');
     fs.mkdirSync(run);
     fs.copyFileSync(path.join(LEGACY, 'ckpt.safetensors'), path.join(run, 'ckpt.safetensors'));
@@ -160,16 +197,35 @@ describe('pre-0.2 single-file checkpoints (made by crate-ts 0.1.0)', () => {
 });
 
 describe('GPT-2 weights from Hugging Face or nanoGPT', () => {
-  it('are refused by name: another model than the paper\'s bias-free ReLU baseline', () => {
-    const d = 8, t: Record<string, TensorInput> = {};
-    const add = (n: string, shape: number[]) => { t[n] = { dtype: 'F32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) }; };
-    add('transformer.wte.weight', [16, d]); add('transformer.wpe.weight', [4, d]);
-    for (const [n, shape] of [['ln_1.weight', [d]], ['ln_1.bias', [d]], ['attn.c_attn.weight', [3 * d, d]], ['attn.c_attn.bias', [3 * d]], ['attn.c_proj.weight', [d, d]], ['attn.c_proj.bias', [d]],
-      ['ln_2.weight', [d]], ['ln_2.bias', [d]], ['mlp.c_fc.weight', [4 * d, d]], ['mlp.c_fc.bias', [4 * d]], ['mlp.c_proj.weight', [d, 4 * d]], ['mlp.c_proj.bias', [d]]] as [string, number[]][]) add(`transformer.h.0.${n}`, shape);
+  it("are refused by name: another model than the paper's bias-free ReLU baseline", () => {
+    const d = 8,
+      t: Record<string, TensorInput> = {};
+    const add = (n: string, shape: number[]) => {
+      t[n] = { dtype: 'F32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) };
+    };
+    add('transformer.wte.weight', [16, d]);
+    add('transformer.wpe.weight', [4, d]);
+    for (const [n, shape] of [
+      ['ln_1.weight', [d]],
+      ['ln_1.bias', [d]],
+      ['attn.c_attn.weight', [3 * d, d]],
+      ['attn.c_attn.bias', [3 * d]],
+      ['attn.c_proj.weight', [d, d]],
+      ['attn.c_proj.bias', [d]],
+      ['ln_2.weight', [d]],
+      ['ln_2.bias', [d]],
+      ['mlp.c_fc.weight', [4 * d, d]],
+      ['mlp.c_fc.bias', [4 * d]],
+      ['mlp.c_proj.weight', [d, 4 * d]],
+      ['mlp.c_proj.bias', [d]],
+    ] as [string, number[]][])
+      add(`transformer.h.0.${n}`, shape);
     const cfg = { vocab_size: 16, block_size: 4, n_layer: 1, n_head: 2, n_embd: d, arch: 'gpt2' };
     const nano = path.join(dir, 'nanogpt-gpt2.safetensors');
     writeSafetensors(nano, t, { config: JSON.stringify(cfg) });
-    expect(() => loadCheckpoint(nano)).toThrow(/holds a GPT-2 with biases \(transformer\.h\.0\.attn\.c_attn\.bias\): Hugging Face\/nanoGPT GPT-2 weights \(GELU, biases\) are another model than the paper's baseline \(ReLU, bias=False\) and cannot be loaded/);
+    expect(() => loadCheckpoint(nano)).toThrow(
+      /holds a GPT-2 with biases \(transformer\.h\.0\.attn\.c_attn\.bias\): Hugging Face\/nanoGPT GPT-2 weights \(GELU, biases\) are another model than the paper's baseline \(ReLU, bias=False\) and cannot be loaded/,
+    );
     // Hugging Face's own files: no "transformer." prefix, no crate-ts config
     const hf = Object.fromEntries(Object.entries(t).map(([k, v]) => [k.replace(/^transformer\./, ''), v]));
     const hfFile = path.join(dir, 'hf-model.safetensors');

@@ -14,23 +14,55 @@ import { ReferenceBackend } from '../src/backend/reference.js';
 import { LanguageModel } from '../src/model/lm.js';
 import { CONFIG_LIMITS, configParameterCount, makeConfig, validateConfig, type Arch, type ModelConfig } from '../src/model/config.js';
 import { paramTable, totalSize } from '../src/model/params.js';
-import { CHECKPOINT_VERSION, loadCheckpoint, modelFromCheckpoint, optimizerFromCheckpoint, saveCheckpoint, type TrainState } from '../src/checkpoint/checkpoint.js';
+import {
+  CHECKPOINT_VERSION,
+  loadCheckpoint,
+  modelFromCheckpoint,
+  optimizerFromCheckpoint,
+  saveCheckpoint,
+  type TrainState,
+} from '../src/checkpoint/checkpoint.js';
 import { loadStateDict, stateDictFromModel, configToMetadata } from '../src/checkpoint/statedict.js';
 import { parseSafetensors, readSafetensors, serializeSafetensors, SafetensorsError, MAX_MESSAGE_LENGTH } from '../src/io/safetensors.js';
 import { editHeader, editMetadata, joinFile, nestedJson, splitFile } from '../src/checkpoint/fuzz.js';
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-ckval-')); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-ckval-'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const be = new ReferenceBackend();
 const golden = (arch: Arch = 'crate', over: Partial<ModelConfig> = {}) => makeConfig('golden', { arch, ...over });
 
 const state = (): TrainState => ({
-  step: 2, dataRng: [1, 2, 3, 4], tokensSeen: 100, elapsed: 1.5,
-  hyper: { steps: 10, batch: 2, seq: 8, gradAccum: 1, lr: 1e-3, minLr: 1e-4, warmup: 2, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1, seed: 1, evalEvery: 0, evalWindows: 4, saveEvery: 0, logEvery: 1, valFraction: 0.1 },
+  step: 2,
+  dataRng: [1, 2, 3, 4],
+  tokensSeen: 100,
+  elapsed: 1.5,
+  hyper: {
+    steps: 10,
+    batch: 2,
+    seq: 8,
+    gradAccum: 1,
+    lr: 1e-3,
+    minLr: 1e-4,
+    warmup: 2,
+    weightDecay: 0.1,
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    clip: 1,
+    seed: 1,
+    evalEvery: 0,
+    evalWindows: 4,
+    saveEvery: 0,
+    logEvery: 1,
+    valFraction: 0.1,
+  },
   data: { source: 'x', contentHash: 'abc', kind: 'text', split: 'last 10%', unigramEntropy: 2 },
-  history: [{ step: 1, loss: 3, lr: 1e-3 }], evals: [],
+  history: [{ step: 1, loss: 3, lr: 1e-3 }],
+  evals: [],
 });
 
 let n = 0;
@@ -39,7 +71,12 @@ function saved(arch: Arch = 'crate', withState = true): { file: string; bytes: U
   const model = new LanguageModel(be, golden(arch), { seed: 7 }) as LanguageModel<unknown>;
   const file = path.join(dir, `ck-${n++}.safetensors`);
   const N = model.numParameters;
-  saveCheckpoint(file, { model, tokenizer: 'byte', optimizer: { m: new Float64Array(N).fill(1e-3), v: new Float64Array(N).fill(1e-6) }, train: withState ? state() : null });
+  saveCheckpoint(file, {
+    model,
+    tokenizer: 'byte',
+    optimizer: { m: new Float64Array(N).fill(1e-3), v: new Float64Array(N).fill(1e-6) },
+    train: withState ? state() : null,
+  });
   return { file, bytes: new Uint8Array(fs.readFileSync(file)), model };
 }
 
@@ -53,7 +90,11 @@ function put(bytes: Uint8Array, name = `edit-${n++}.safetensors`): string {
 /** The CheckpointError `f` throws (fails the test on anything else), checked for length and one line. */
 function rejection(f: () => unknown): CheckpointError {
   let err: unknown;
-  try { f(); } catch (e) { err = e; }
+  try {
+    f();
+  } catch (e) {
+    err = e;
+  }
   expect(err, 'expected a CheckpointError').toBeInstanceOf(CheckpointError);
   const msg = (err as Error).message;
   expect(msg.length).toBeLessThanOrEqual(MAX_MESSAGE_LENGTH);
@@ -62,8 +103,15 @@ function rejection(f: () => unknown): CheckpointError {
 }
 
 const withConfig = (bytes: Uint8Array, edit: (c: Record<string, unknown>) => void) =>
-  editMetadata(bytes, (md) => { const c = JSON.parse(md.config as string); edit(c); md.config = JSON.stringify(c); });
-const withConfigText = (bytes: Uint8Array, text: string) => editMetadata(bytes, (md) => { md.config = text; });
+  editMetadata(bytes, (md) => {
+    const c = JSON.parse(md.config as string);
+    edit(c);
+    md.config = JSON.stringify(c);
+  });
+const withConfigText = (bytes: Uint8Array, text: string) =>
+  editMetadata(bytes, (md) => {
+    md.config = text;
+  });
 
 // ---- 1. metadata limits --------------------------------------------------------------------------
 
@@ -71,7 +119,11 @@ describe('1. the config is checked against limits and against the tensors before
   it('n_layer 1e12 / 1e6 / 1025 is refused naming the file and the field (it used to run out of memory after 74 s)', () => {
     const { bytes, model } = saved();
     for (const v of [1e12, 1e6, 1025]) {
-      const file = put(withConfig(bytes, (c) => { c.n_layer = v; }));
+      const file = put(
+        withConfig(bytes, (c) => {
+          c.n_layer = v;
+        }),
+      );
       const e = rejection(() => loadCheckpoint(file));
       expect(e.message).toBe(`${file}: config field "n_layer" is ${v}, above the limit of ${CONFIG_LIMITS.nLayer}`);
     }
@@ -89,7 +141,11 @@ describe('1. the config is checked against limits and against the tensors before
       ['ista_steps', 1e9, /config field "ista_steps" is 1000000000, above the limit of 100/],
     ];
     for (const [field, v, re] of cases) {
-      const file = put(withConfig(bytes, (c) => { c[field] = v; }));
+      const file = put(
+        withConfig(bytes, (c) => {
+          c[field] = v;
+        }),
+      );
       const msg = rejection(() => loadCheckpoint(file)).message;
       expect(msg.startsWith(file + ': ')).toBe(true);
       expect(msg).toMatch(re);
@@ -100,7 +156,10 @@ describe('1. the config is checked against limits and against the tensors before
   it('a config within limits that disagrees with the tensors names the field it contradicts', () => {
     const { bytes, model } = saved();
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ n_layer: 3 }, /config field "n_layer" is 3 but the file holds 2 blocks .*the config implies [\d,]+ parameters, the file's parameter tensors hold [\d,]+/],
+      [
+        { n_layer: 3 },
+        /config field "n_layer" is 3 but the file holds 2 blocks .*the config implies [\d,]+ parameters, the file's parameter tensors hold [\d,]+/,
+      ],
       [{ n_layer: 1000 }, /config field "n_layer" is 1000 but the file holds 2 blocks/],
       [{ vocab_size: 50304 }, /config field "vocab_size" is 50304 but the file holds 11 token embeddings/],
       [{ block_size: 9 }, /config field "block_size" is 9 but the file holds 8 position embeddings/],
@@ -122,23 +181,39 @@ describe('1. the config is checked against limits and against the tensors before
       const file = put(withConfigText(bytes, text));
       expect(rejection(() => loadCheckpoint(file)).message).toMatch(/config field "n_layer" must be a positive integer, got /);
     }
-    const file = put(withConfig(bytes, (c) => { c.n_head = 3; }));
+    const file = put(
+      withConfig(bytes, (c) => {
+        c.n_head = 3;
+      }),
+    );
     expect(rejection(() => loadCheckpoint(file)).message).toMatch(/config field "n_embd" \(8\) is not divisible by "n_head" \(3\)/);
     for (const missing of ['vocab_size', 'n_embd']) {
-      const f = put(withConfig(bytes, (c) => { delete c[missing]; }));
+      const f = put(
+        withConfig(bytes, (c) => {
+          delete c[missing];
+        }),
+      );
       expect(rejection(() => loadCheckpoint(f)).message).toMatch(new RegExp(`config field "${missing}" is missing`));
     }
     model.free();
   });
 
   it('configParameterCount equals the parameter table for every architecture and size', () => {
-    fc.assert(fc.property(
-      fc.constantFrom<Arch>('crate', 'crate-complete', 'gpt2'), fc.integer({ min: 1, max: 300 }), fc.integer({ min: 1, max: 64 }),
-      fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 5 }),
-      (arch, V, T, L, H, p, oc) => {
-        const c = makeConfig(undefined, { arch, vocabSize: V, blockSize: T, nLayer: L, nHead: H, nEmbd: H * p, overcomplete: oc });
-        expect(configParameterCount(c)).toBe(totalSize(paramTable(c)));
-      }));
+    fc.assert(
+      fc.property(
+        fc.constantFrom<Arch>('crate', 'crate-complete', 'gpt2'),
+        fc.integer({ min: 1, max: 300 }),
+        fc.integer({ min: 1, max: 64 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 1, max: 6 }),
+        fc.integer({ min: 1, max: 5 }),
+        (arch, V, T, L, H, p, oc) => {
+          const c = makeConfig(undefined, { arch, vocabSize: V, blockSize: T, nLayer: L, nHead: H, nEmbd: H * p, overcomplete: oc });
+          expect(configParameterCount(c)).toBe(totalSize(paramTable(c)));
+        },
+      ),
+    );
   });
 
   it('validateConfig refuses out-of-limit configs with a UsageError (so new LanguageModel never tries to allocate them)', () => {
@@ -147,7 +222,9 @@ describe('1. the config is checked against limits and against the tensors before
     expect(() => validateConfig({ ...golden(), eta: Number.NaN })).toThrow(/config\.eta must be a finite number, got NaN/);
     expect(() => validateConfig({ ...golden(), lnEps: 0 })).toThrow(/config\.lnEps is 0, outside \(0, 1\]/);
     // the largest sizes within the limits are refused by their total, before any allocation
-    expect(() => validateConfig({ ...golden(), vocabSize: CONFIG_LIMITS.vocabSize, nEmbd: 4096, nHead: 4 })).toThrow(/config implies \d+ parameters, above the limit of 2147483647/);
+    expect(() => validateConfig({ ...golden(), vocabSize: CONFIG_LIMITS.vocabSize, nEmbd: 4096, nHead: 4 })).toThrow(
+      /config implies \d+ parameters, above the limit of 2147483647/,
+    );
     expect(() => validateConfig(makeConfig('B'))).not.toThrow();
   });
 });
@@ -158,21 +235,36 @@ describe('2. files that would load silently as a different model', () => {
   it('a float tensor relabelled I64 or I32 is refused naming the tensor (it used to give loss 1.16e9)', () => {
     const { bytes, model } = saved();
     // F64 -> I64 keeps the byte size; the checksum covers bytes, not dtypes, so only the dtype check catches it.
-    const relabelled = editHeader(bytes, (h) => { (h['transformer.h.0.ista.weight'] as { dtype: string }).dtype = 'I64'; });
+    const relabelled = editHeader(bytes, (h) => {
+      (h['transformer.h.0.ista.weight'] as { dtype: string }).dtype = 'I64';
+    });
     const file = put(relabelled);
     const ck = loadCheckpoint(file);
-    expect(rejection(() => modelFromCheckpoint(ck, be)).message).toBe(`${file}: tensor "transformer.h.0.ista.weight" has dtype I64; parameters must be F64, F32, F16, BF16`);
+    expect(rejection(() => modelFromCheckpoint(ck, be)).message).toBe(
+      `${file}: tensor "transformer.h.0.ista.weight" has dtype I64; parameters must be F64, F32, F16, BF16`,
+    );
     // a PyTorch-style F32 state_dict (no checksum) relabelled I32
     const sd = stateDictFromModel(model, 'F32');
     const torch = put(serializeSafetensors(sd, configToMetadata(model.config)));
-    const i32 = put(editHeader(new Uint8Array(fs.readFileSync(torch)), (h) => { (h['transformer.wte.weight'] as { dtype: string }).dtype = 'I32'; }));
-    expect(rejection(() => modelFromCheckpoint(loadCheckpoint(i32), be)).message).toMatch(/tensor "transformer\.wte\.weight" has dtype I32; parameters must be F64, F32, F16, BF16/);
+    const i32 = put(
+      editHeader(new Uint8Array(fs.readFileSync(torch)), (h) => {
+        (h['transformer.wte.weight'] as { dtype: string }).dtype = 'I32';
+      }),
+    );
+    expect(rejection(() => modelFromCheckpoint(loadCheckpoint(i32), be)).message).toMatch(
+      /tensor "transformer\.wte\.weight" has dtype I32; parameters must be F64, F32, F16, BF16/,
+    );
     // optimizer moments too
-    const mom = put(editHeader(bytes, (h) => { (h['optimizer.m.transformer.wpe.weight'] as { dtype: string }).dtype = 'U64'; }));
+    const mom = put(
+      editHeader(bytes, (h) => {
+        (h['optimizer.m.transformer.wpe.weight'] as { dtype: string }).dtype = 'U64';
+      }),
+    );
     const ck2 = loadCheckpoint(mom);
     const m2 = modelFromCheckpoint(ck2, be);
     expect(rejection(() => optimizerFromCheckpoint(ck2, m2)).message).toMatch(/tensor "optimizer\.m\.transformer\.wpe\.weight" has dtype U64/);
-    m2.free(); model.free();
+    m2.free();
+    model.free();
   });
 
   it('eta, lam, ln_eps, ista_steps of the wrong type or out of range are refused; eta: null is not the default', () => {
@@ -193,11 +285,19 @@ describe('2. files that would load silently as a different model', () => {
       ['arch', null, /config field "arch" must be one of/],
     ];
     for (const [field, v, re] of cases) {
-      const file = put(withConfig(bytes, (c) => { c[field] = v; }));
+      const file = put(
+        withConfig(bytes, (c) => {
+          c[field] = v;
+        }),
+      );
       expect(rejection(() => loadCheckpoint(file)).message, `${field}: ${JSON.stringify(v)}`).toMatch(re);
     }
     // both spellings present and different
-    const both = put(withConfig(bytes, (c) => { c.nLayer = 3; }));
+    const both = put(
+      withConfig(bytes, (c) => {
+        c.nLayer = 3;
+      }),
+    );
     expect(rejection(() => loadCheckpoint(both)).message).toMatch(/config fields "n_layer" \(2\) and "nLayer" \(3\) disagree/);
     model.free();
   });
@@ -205,7 +305,13 @@ describe('2. files that would load silently as a different model', () => {
   it('an absent optional field takes its default (PyTorch-made files omit ista_steps and arch)', () => {
     const { model } = saved();
     const bytes = serializeSafetensors(stateDictFromModel(model, 'F64'), configToMetadata(model.config));
-    const file = put(withConfig(bytes, (c) => { delete c.eta; delete c.ista_steps; delete c.arch; }));
+    const file = put(
+      withConfig(bytes, (c) => {
+        delete c.eta;
+        delete c.ista_steps;
+        delete c.arch;
+      }),
+    );
     const ck = loadCheckpoint(file);
     expect(ck.config).toEqual(model.config);
     modelFromCheckpoint(ck, be).free();
@@ -216,7 +322,9 @@ describe('2. files that would load silently as a different model', () => {
     const { bytes, model } = saved();
     for (const edit of [{ n_head: 4 }, { eta: 0.2 }, { lam: 0 }]) {
       const file = put(withConfig(bytes, (c) => Object.assign(c, edit)));
-      expect(rejection(() => loadCheckpoint(file)).message).toBe(`${file}: checksum mismatch in metadata entry "config": the file was changed or corrupted after it was written (loadCheckpoint(path, { verifyChecksum: false }) skips this check)`);
+      expect(rejection(() => loadCheckpoint(file)).message).toBe(
+        `${file}: checksum mismatch in metadata entry "config": the file was changed or corrupted after it was written (loadCheckpoint(path, { verifyChecksum: false }) skips this check)`,
+      );
       expect(loadCheckpoint(file, { verifyChecksum: false }).config).toMatchObject({ nHead: edit.n_head ?? 2 });
     }
     model.free();
@@ -235,11 +343,21 @@ describe('2. files that would load silently as a different model', () => {
       [undefined, /metadata "format_version" is missing/],
     ];
     for (const [v, re] of cases) {
-      const file = put(editMetadata(bytes, (md) => { if (v === undefined) delete md.format_version; else md.format_version = v; }));
+      const file = put(
+        editMetadata(bytes, (md) => {
+          if (v === undefined) delete md.format_version;
+          else md.format_version = v;
+        }),
+      );
       expect(rejection(() => loadCheckpoint(file, { verifyChecksum: false })).message).toMatch(re);
     }
     // the same file relabelled version 1 without its checksum is a valid old-format file
-    const v1 = put(editMetadata(bytes, (md) => { md.format_version = '1'; delete md.checksum; }));
+    const v1 = put(
+      editMetadata(bytes, (md) => {
+        md.format_version = '1';
+        delete md.checksum;
+      }),
+    );
     modelFromCheckpoint(loadCheckpoint(v1), be).free();
     model.free();
   });
@@ -256,17 +374,38 @@ describe('2. files that would load silently as a different model', () => {
     expect(m.getParams()).not.toEqual(model.getParams());
     m.free();
 
-    const noSum = put(editMetadata(bytes, (md) => { delete md.checksum; }));
+    const noSum = put(
+      editMetadata(bytes, (md) => {
+        delete md.checksum;
+      }),
+    );
     expect(rejection(() => loadCheckpoint(noSum)).message).toMatch(/metadata "checksum" is missing; format_version 2 checkpoints always carry one/);
     expect(() => loadCheckpoint(noSum, { verifyChecksum: false })).not.toThrow();
-    const extraMd = put(editMetadata(bytes, (md) => { md.note = 'hi'; }));
+    const extraMd = put(
+      editMetadata(bytes, (md) => {
+        md.note = 'hi';
+      }),
+    );
     expect(rejection(() => loadCheckpoint(extraMd)).message).toMatch(/metadata entry "note" is not covered by the checksum/);
-    const removedMd = put(editMetadata(bytes, (md) => { delete md.backend; }));
+    const removedMd = put(
+      editMetadata(bytes, (md) => {
+        delete md.backend;
+      }),
+    );
     expect(rejection(() => loadCheckpoint(removedMd)).message).toMatch(/metadata entry "backend" listed in the checksum is missing/);
-    const renamed = put(editHeader(bytes, (h) => { h['optimizer.m.x'] = h['optimizer.m.transformer.wpe.weight']; delete h['optimizer.m.transformer.wpe.weight']; }));
+    const renamed = put(
+      editHeader(bytes, (h) => {
+        h['optimizer.m.x'] = h['optimizer.m.transformer.wpe.weight'];
+        delete h['optimizer.m.transformer.wpe.weight'];
+      }),
+    );
     expect(rejection(() => loadCheckpoint(renamed)).message).toMatch(/tensor "optimizer\.m\.x" is not covered by the checksum/);
     for (const bad of ['', '{', '[]', '{"algorithm":"md5","metadata":{},"tensors":{}}', nestedJson(100_000)]) {
-      const file2 = put(editMetadata(bytes, (md) => { md.checksum = bad; }));
+      const file2 = put(
+        editMetadata(bytes, (md) => {
+          md.checksum = bad;
+        }),
+      );
       expect(rejection(() => loadCheckpoint(file2)).message).toMatch(/metadata "checksum" /);
     }
     model.free();
@@ -278,7 +417,11 @@ describe('2. files that would load silently as a different model', () => {
     const sum = JSON.parse(st.metadata.checksum) as { algorithm: string; metadata: Record<string, string>; tensors: Record<string, string> };
     expect(sum.algorithm).toBe('sha256');
     expect(Object.keys(sum.tensors).sort()).toEqual([...st.tensors.keys()].sort());
-    expect(Object.keys(sum.metadata).sort()).toEqual(Object.keys(st.metadata).filter((k) => k !== 'checksum').sort());
+    expect(Object.keys(sum.metadata).sort()).toEqual(
+      Object.keys(st.metadata)
+        .filter((k) => k !== 'checksum')
+        .sort(),
+    );
     for (const h of [...Object.values(sum.tensors), ...Object.values(sum.metadata)]) expect(h).toMatch(/^[0-9a-f]{64}$/);
     model.free();
   });
@@ -295,7 +438,13 @@ describe('2. files that would load silently as a different model', () => {
     const m = modelFromCheckpoint(ck, be);
     expect(optimizerFromCheckpoint(ck, m)?.m.length).toBe(m.numParameters);
     m.free();
-    for (const [f, arch] of [['crate-small', 'crate'], ['crate-t1', 'crate'], ['crate-large-values', 'crate'], ['crate-ignore', 'crate'], ['gpt2-small', 'gpt2']] as const) {
+    for (const [f, arch] of [
+      ['crate-small', 'crate'],
+      ['crate-t1', 'crate'],
+      ['crate-large-values', 'crate'],
+      ['crate-ignore', 'crate'],
+      ['gpt2-small', 'gpt2'],
+    ] as const) {
       const fx = loadCheckpoint(`fixtures/${f}.safetensors`);
       expect(fx.config.arch).toBe(arch); // from the fixture's separate "arch" metadata entry
       const model = modelFromCheckpoint(fx, be);
@@ -332,13 +481,23 @@ describe('3. train_state is validated, naming the field', () => {
       [{ ...good, preset: 3 }, /train_state field "preset" must be a string, got 3/],
     ];
     for (const [st, re] of cases) {
-      const file = put(editMetadata(bytes, (md) => { md.train_state = JSON.stringify(st); }));
+      const file = put(
+        editMetadata(bytes, (md) => {
+          md.train_state = JSON.stringify(st);
+        }),
+      );
       const msg = rejection(() => loadCheckpoint(file, { verifyChecksum: false })).message;
       expect(msg.startsWith(file + ': '), msg).toBe(true);
       expect(msg).toMatch(re);
     }
-    const deep = put(editMetadata(bytes, (md) => { md.train_state = `{"step":1,"dataRng":${nestedJson(100_000)}}`; }));
-    expect(rejection(() => loadCheckpoint(deep, { verifyChecksum: false })).message).toMatch(/train_state field "dataRng" must be an array of 4 unsigned 32-bit integers, got \[\[\.\.\.\]\]/);
+    const deep = put(
+      editMetadata(bytes, (md) => {
+        md.train_state = `{"step":1,"dataRng":${nestedJson(100_000)}}`;
+      }),
+    );
+    expect(rejection(() => loadCheckpoint(deep, { verifyChecksum: false })).message).toMatch(
+      /train_state field "dataRng" must be an array of 4 unsigned 32-bit integers, got \[\[\.\.\.\]\]/,
+    );
     model.free();
   });
 
@@ -346,7 +505,11 @@ describe('3. train_state is validated, naming the field', () => {
     const { bytes, model } = saved();
     const st = { ...state(), history: [{ step: 1, loss: null, lr: 1e-3 }], future: { x: 1 } } as Record<string, unknown>;
     delete st.evals;
-    const file = put(editMetadata(bytes, (md) => { md.train_state = JSON.stringify(st); }));
+    const file = put(
+      editMetadata(bytes, (md) => {
+        md.train_state = JSON.stringify(st);
+      }),
+    );
     const ck = loadCheckpoint(file, { verifyChecksum: false });
     expect(ck.train).toMatchObject({ step: 2, evals: [], future: { x: 1 } });
     model.free();
@@ -364,7 +527,11 @@ describe('4. error messages: bounded nesting, bounded length', () => {
   };
   const expectBounded = (bytes: Uint8Array, re: RegExp) => {
     let err: unknown;
-    try { parseSafetensors(bytes, 'model.safetensors'); } catch (e) { err = e; }
+    try {
+      parseSafetensors(bytes, 'model.safetensors');
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(SafetensorsError);
     const msg = (err as Error).message;
     expect(msg.length).toBeLessThanOrEqual(MAX_MESSAGE_LENGTH);
@@ -384,16 +551,25 @@ describe('4. error messages: bounded nesting, bounded length', () => {
     expectBounded(withEntry('shape', longShape), /shape dimension "x" is not a non-negative integer/);
     expectBounded(withEntry('data_offsets', `[${Array.from({ length: 5000 }, (_, i) => i).join(',')}]`), /"data_offsets" must be an array \[begin, end\]/);
     const long = 'n'.repeat(20_000);
-    expectBounded(joinFile({ [long]: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8)), /tensor "n+"…: byte size mismatch: shape \[3\] of F32 needs 12 bytes but data_offsets span 8/);
+    expectBounded(
+      joinFile({ [long]: { dtype: 'F32', shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      /tensor "n+"…: byte size mismatch: shape \[3\] of F32 needs 12 bytes but data_offsets span 8/,
+    );
     expectBounded(joinFile({ [long]: { dtype: 'Q'.repeat(9000), shape: [2], data_offsets: [0, 8] } }, new Uint8Array(8)), /unknown dtype "Q+"…/);
     expectBounded(joinFile({ __metadata__: { [long]: 5 } }, new Uint8Array(0)), /value for key "n+"… is not a string/);
     const shape = Array.from({ length: 3000 }, () => 1);
-    expectBounded(joinFile({ w: { dtype: 'F32', shape, data_offsets: [0, 8] } }, new Uint8Array(8)), /shape \[1, 1, 1, 1, 1, 1, … \(3000 dims\)\] of F32 needs 4 bytes/);
+    expectBounded(
+      joinFile({ w: { dtype: 'F32', shape, data_offsets: [0, 8] } }, new Uint8Array(8)),
+      /shape \[1, 1, 1, 1, 1, 1, … \(3000 dims\)\] of F32 needs 4 bytes/,
+    );
   });
 
   it('a long path keeps both ends; loadStateDict lists at most a few names', () => {
     let p = dir;
-    for (let i = 0; i < 3; i++) { p = path.join(p, String(i).repeat(200)); fs.mkdirSync(p); }
+    for (let i = 0; i < 3; i++) {
+      p = path.join(p, String(i).repeat(200));
+      fs.mkdirSync(p);
+    }
     const file = path.join(p, 'missing.safetensors');
     const msg = rejection(() => loadCheckpoint(file)).message;
     expect(msg).toMatch(/^cannot read checkpoint: .*…\d+\/missing\.safetensors: file does not exist$/);

@@ -14,7 +14,9 @@ import { serializeSafetensors, writeSafetensors, type TensorInput } from '../src
 import { AdamW } from '../src/train/optimizer.js';
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-ckpt-')); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-ckpt-'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const be = new ReferenceBackend();
@@ -26,10 +28,33 @@ function sameBits(a: Float64Array, b: Float64Array): boolean {
 }
 
 const state = (step: number): TrainState => ({
-  step, dataRng: [1, 2, 3, 4], tokensSeen: 100, elapsed: 1.5,
-  hyper: { steps: 10, batch: 2, seq: 8, gradAccum: 1, lr: 1e-3, minLr: 1e-4, warmup: 2, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1, seed: 1, evalEvery: 0, evalWindows: 4, saveEvery: 0, logEvery: 1, valFraction: 0.1 },
+  step,
+  dataRng: [1, 2, 3, 4],
+  tokensSeen: 100,
+  elapsed: 1.5,
+  hyper: {
+    steps: 10,
+    batch: 2,
+    seq: 8,
+    gradAccum: 1,
+    lr: 1e-3,
+    minLr: 1e-4,
+    warmup: 2,
+    weightDecay: 0.1,
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    clip: 1,
+    seed: 1,
+    evalEvery: 0,
+    evalWindows: 4,
+    saveEvery: 0,
+    logEvery: 1,
+    valFraction: 0.1,
+  },
   data: { source: 'x', contentHash: 'abc', kind: 'text', split: 'last 10%', unigramEntropy: 2 },
-  history: [{ step: 1, loss: 3, lr: 1e-3 }], evals: [],
+  history: [{ step: 1, loss: 3, lr: 1e-3 }],
+  evals: [],
 });
 
 describe('checkpoint round trip', () => {
@@ -56,7 +81,9 @@ describe('checkpoint round trip', () => {
       expect(sameBits(mom.m, o.m)).toBe(true);
       expect(sameBits(mom.v, o.v)).toBe(true);
       expect(fs.readdirSync(dir).filter((f) => f.includes('.tmp-'))).toEqual([]);
-      m.free(); m2.free(); opt.free();
+      m.free();
+      m2.free();
+      opt.free();
     });
   }
 
@@ -66,9 +93,11 @@ describe('checkpoint round trip', () => {
     expect(sd['transformer.wte.weight'].dtype).toBe('F32');
     const m2 = model('crate', 99);
     loadStateDict(m2, sd);
-    const a = m.getParams(), b = m2.getParams();
+    const a = m.getParams(),
+      b = m2.getParams();
     for (let i = 0; i < a.length; i++) expect(b[i]).toBe(Math.fround(a[i]));
-    m.free(); m2.free();
+    m.free();
+    m2.free();
   });
 
   it('config metadata is the fixture format (snake_case) and parses back, also camelCase', () => {
@@ -102,7 +131,9 @@ describe('loading a PyTorch state_dict', () => {
     const m3 = model('crate', 5);
     loadStateDict(m3, new Map(Object.entries(onlyHead).map(([k, v]) => [k, { shape: v.shape, data: v.data as ArrayLike<number> }])));
     expect(sameBits(m3.getParams(), m.getParams())).toBe(true);
-    m.free(); m2.free(); m3.free();
+    m.free();
+    m2.free();
+    m3.free();
   });
 
   const asMap = (sd: Record<string, TensorInput>) => new Map(Object.entries(sd).map(([k, v]) => [k, { shape: v.shape, data: v.data as ArrayLike<number> }]));
@@ -112,7 +143,9 @@ describe('loading a PyTorch state_dict', () => {
     const sd = stateDictFromModel(m, 'F64');
     delete sd['transformer.h.1.ista.weight'];
     sd['transformer.wpe.weight'] = { dtype: 'F64', shape: [4, 8], data: new Float64Array(32) };
-    expect(() => loadStateDict(m, asMap(sd), 'my.ckpt')).toThrow(/my\.ckpt does not match the crate model .*missing tensors: transformer\.h\.1\.ista\.weight.*transformer\.wpe\.weight: \[4, 8\] in the file, \[8, 8\] in the model/);
+    expect(() => loadStateDict(m, asMap(sd), 'my.ckpt')).toThrow(
+      /my\.ckpt does not match the crate model .*missing tensors: transformer\.h\.1\.ista\.weight.*transformer\.wpe\.weight: \[4, 8\] in the file, \[8, 8\] in the model/,
+    );
     m.free();
   });
 
@@ -121,12 +154,18 @@ describe('loading a PyTorch state_dict', () => {
     const sd = stateDictFromModel(m, 'F64');
     const bad = Float64Array.from(sd['transformer.h.0.attn.c_proj.bias'].data as Float64Array);
     bad[3] = NaN;
-    expect(() => loadStateDict(m, asMap({ ...sd, 'transformer.h.0.attn.c_proj.bias': { ...sd['transformer.h.0.attn.c_proj.bias'], data: bad } }))).toThrow(/tensor transformer\.h\.0\.attn\.c_proj\.bias holds a non-finite value \(NaN\) at flat index 3/);
+    expect(() => loadStateDict(m, asMap({ ...sd, 'transformer.h.0.attn.c_proj.bias': { ...sd['transformer.h.0.attn.c_proj.bias'], data: bad } }))).toThrow(
+      /tensor transformer\.h\.0\.attn\.c_proj\.bias holds a non-finite value \(NaN\) at flat index 3/,
+    );
     bad[3] = Infinity;
-    expect(() => loadStateDict(m, asMap({ ...sd, 'transformer.h.0.attn.c_proj.bias': { ...sd['transformer.h.0.attn.c_proj.bias'], data: bad } }))).toThrow(/non-finite value \(Infinity\)/);
+    expect(() => loadStateDict(m, asMap({ ...sd, 'transformer.h.0.attn.c_proj.bias': { ...sd['transformer.h.0.attn.c_proj.bias'], data: bad } }))).toThrow(
+      /non-finite value \(Infinity\)/,
+    );
     const head = Float64Array.from(sd['transformer.wte.weight'].data as Float64Array);
     head[0] += 1;
-    expect(() => loadStateDict(m, asMap({ ...sd, 'lm_head.weight': { dtype: 'F64', shape: [11, 8], data: head } }))).toThrow(/lm_head\.weight differs from transformer\.wte\.weight/);
+    expect(() => loadStateDict(m, asMap({ ...sd, 'lm_head.weight': { dtype: 'F64', shape: [11, 8], data: head } }))).toThrow(
+      /lm_head\.weight differs from transformer\.wte\.weight/,
+    );
     m.free();
   });
 
@@ -136,11 +175,17 @@ describe('loading a PyTorch state_dict', () => {
     saveCheckpoint(file, { model: g, tokenizer: 'byte' });
     const ck = loadCheckpoint(file);
     const c = model('crate');
-    expect(() => loadStateDict(c, ck.file.tensors, file)).toThrow(/holds a gpt2 model \(transformer\.h\.0\.mlp\.c_fc\.weight\), but the model being loaded is crate/);
+    expect(() => loadStateDict(c, ck.file.tensors, file)).toThrow(
+      /holds a gpt2 model \(transformer\.h\.0\.mlp\.c_fc\.weight\), but the model being loaded is crate/,
+    );
     const cc = model('crate-complete');
-    expect(() => loadStateDict(cc, asMap(stateDictFromModel(c, 'F64')))).toThrow(/holds a crate model \(transformer\.h\.0\.ista\.weight of shape \[32, 8\]\), but the model being loaded is crate-complete/);
+    expect(() => loadStateDict(cc, asMap(stateDictFromModel(c, 'F64')))).toThrow(
+      /holds a crate model \(transformer\.h\.0\.ista\.weight of shape \[32, 8\]\), but the model being loaded is crate-complete/,
+    );
     expect(detectArch(normalizeStateDict(asMap(stateDictFromModel(cc, 'F64'))).params)?.arch).toBe('crate-complete');
-    g.free(); c.free(); cc.free();
+    g.free();
+    c.free();
+    cc.free();
   });
 
   it('rejects a truncated or corrupt checkpoint file, and a file without config metadata', () => {

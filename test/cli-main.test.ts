@@ -14,8 +14,9 @@ describe('crate-ts dispatcher', () => {
     expect(r.stdout.trim()).toBe(`crate-ts ${JSON.parse(readFileSync('package.json', 'utf8')).version}`);
   });
 
-  test('help CMD prints that command\'s own help', () => {
-    const a = cli('help', 'eval'), b = cli('eval', '--help');
+  test("help CMD prints that command's own help", () => {
+    const a = cli('help', 'eval'),
+      b = cli('eval', '--help');
     expect(a.status).toBe(0);
     expect(a.stdout).toBe(b.stdout);
     expect(a.stdout).toMatch(/--checkpoint/);

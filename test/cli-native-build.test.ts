@@ -18,7 +18,9 @@ beforeAll(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-native-build-'));
   fakeCxx = path.join(dir, 'fake-cxx');
   // prints one long error line like a template-heavy g++ error, and fails
-  fs.writeFileSync(fakeCxx, `#!/bin/sh\necho "../native/adamw.cc:12:7: error: no matching function for call to 'frobnicate(${LONG})'" >&2\nexit 1\n`, { mode: 0o755 });
+  fs.writeFileSync(fakeCxx, `#!/bin/sh\necho "../native/adamw.cc:12:7: error: no matching function for call to 'frobnicate(${LONG})'" >&2\nexit 1\n`, {
+    mode: 0o755,
+  });
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -33,7 +35,10 @@ function copySources(at: string): void {
 
 function build(at: string, env: Record<string, string>, strict = false) {
   const r = spawnSync(process.execPath, [path.join(at, 'scripts', 'build-native.mjs'), ...(strict ? ['--strict'] : [])], {
-    cwd: at, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 180_000,
+    cwd: at,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 180_000,
   });
   return { code: r.status, out: `${r.stdout}${r.stderr}`, stderr: r.stderr };
 }
@@ -47,7 +52,9 @@ describe('scripts/build-native.mjs: a failed build', () => {
     const warn = r.stderr.trim().split('\n');
     expect(warn).toHaveLength(1);
     expect(warn[0].length).toBeLessThan(400);
-    expect(warn[0]).toMatch(/^crate-ts: native addon not built \(node-gyp rebuild failed: \.\.\/native\/adamw\.cc:12:7: error: no matching function for call to 'frobnicate\(x+…\); the reference backend still works\. Full log: build\/native-build-error\.txt; retry: npm run build:native$/);
+    expect(warn[0]).toMatch(
+      /^crate-ts: native addon not built \(node-gyp rebuild failed: \.\.\/native\/adamw\.cc:12:7: error: no matching function for call to 'frobnicate\(x+…\); the reference backend still works\. Full log: build\/native-build-error\.txt; retry: npm run build:native$/,
+    );
     // the compiler's error appears once in everything printed, shortened
     expect(r.out.split('frobnicate').length - 1).toBe(1);
     const log = fs.readFileSync(path.join(at, 'build', 'native-build-error.txt'), 'utf8').split('\n');
@@ -72,8 +79,12 @@ describe('scripts/build-native.mjs: a failed build', () => {
     copySources(at);
     const r = build(at, { CRATE_TS_SKIP_NATIVE: '1' });
     expect(r.code).toBe(0);
-    expect(r.out.trim().split('\n')).toEqual(['crate-ts: native addon not built (skipped because CRATE_TS_SKIP_NATIVE is set); the reference backend still works. Full log: build/native-build-error.txt; retry: npm run build:native']);
-    expect(fs.readFileSync(path.join(at, 'build', 'native-build-error.txt'), 'utf8')).toMatch(/^skipped because CRATE_TS_SKIP_NATIVE is set\nretry with: npm run build:native\n/);
+    expect(r.out.trim().split('\n')).toEqual([
+      'crate-ts: native addon not built (skipped because CRATE_TS_SKIP_NATIVE is set); the reference backend still works. Full log: build/native-build-error.txt; retry: npm run build:native',
+    ]);
+    expect(fs.readFileSync(path.join(at, 'build', 'native-build-error.txt'), 'utf8')).toMatch(
+      /^skipped because CRATE_TS_SKIP_NATIVE is set\nretry with: npm run build:native\n/,
+    );
   });
 
   it('the loader advises the same command', () => {

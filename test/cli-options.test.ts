@@ -18,12 +18,24 @@ beforeAll(async () => {
   fs.writeFileSync(path.join(dir, 'text.txt'), 'Call me Ishmael. Some years ago, never mind how long precisely. '.repeat(40));
   run = path.join(dir, 'run');
   await train({
-    preset: 'char-tiny', nEmbd: 16, nHead: 2, nLayer: 1, seq: 16, batch: 2, steps: 3, evalWindows: 2, evalEvery: 0,
-    data: path.join(dir, 'text.txt'), backend: new ReferenceBackend(), out: run, quiet: true, sampleTokens: 0, cacheDir: null,
+    preset: 'char-tiny',
+    nEmbd: 16,
+    nHead: 2,
+    nLayer: 1,
+    seq: 16,
+    batch: 2,
+    steps: 3,
+    evalWindows: 2,
+    evalEvery: 0,
+    data: path.join(dir, 'text.txt'),
+    backend: new ReferenceBackend(),
+    out: run,
+    quiet: true,
+    sampleTokens: 0,
+    cacheDir: null,
   });
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-
 
 const MINE = ['train', 'sample', 'eval', 'verify', 'bench', 'fixture', 'audit', 'serve'];
 
@@ -94,7 +106,9 @@ describe('--backend: one name, default auto', () => {
     for (const cmd of ['train', 'sample', 'eval', 'verify', 'bench']) {
       const r = await capture([cmd, '--help']);
       expect(r.code).toBe(0);
-      expect(r.out, cmd).toMatch(/--backend (NAME|LIST)\s+reference \| cpu \| cuda \| auto \(default auto|--backend LIST\s+backends to time, comma-separated: reference, cpu, cuda, auto \(default auto/);
+      expect(r.out, cmd).toMatch(
+        /--backend (NAME|LIST)\s+reference \| cpu \| cuda \| auto \(default auto|--backend LIST\s+backends to time, comma-separated: reference, cpu, cuda, auto \(default auto/,
+      );
     }
   });
 
@@ -154,7 +168,22 @@ describe('--help shows every default', () => {
 
 describe('analysis commands: --json and run directories', () => {
   it('verify --checkpoint takes a run directory (it failed with EISDIR) and writes JSON', async () => {
-    const r = await capture(['verify', '--checkpoint', run, '--backend', 'reference', '--data', path.join(dir, 'text.txt'), '--seq', '8', '--windows', '2', '--batch', '2', '--json']);
+    const r = await capture([
+      'verify',
+      '--checkpoint',
+      run,
+      '--backend',
+      'reference',
+      '--data',
+      path.join(dir, 'text.txt'),
+      '--seq',
+      '8',
+      '--windows',
+      '2',
+      '--batch',
+      '2',
+      '--json',
+    ]);
     expect(r.code, r.err).toBe(0);
     const j = JSON.parse(r.out) as { checkpoint: string; layers: unknown[] };
     expect(j.checkpoint).toBe(path.join(run, 'model.safetensors'));
@@ -166,7 +195,16 @@ describe('analysis commands: --json and run directories', () => {
       const r = await capture(['eval', '--checkpoint', ck, '--backend', 'reference', '--windows', '4', '--json']);
       expect(r.code, r.err).toBe(0);
       const j = JSON.parse(r.out) as Record<string, unknown>;
-      expect(j).toMatchObject({ checkpoint: path.join(run, 'model.safetensors'), arch: 'crate', tokenizer: 'byte', step: 3, split: 'val', windows: 4, seq: 16, backend: 'reference' });
+      expect(j).toMatchObject({
+        checkpoint: path.join(run, 'model.safetensors'),
+        arch: 'crate',
+        tokenizer: 'byte',
+        step: 3,
+        split: 'val',
+        windows: 4,
+        seq: 16,
+        backend: 'reference',
+      });
       expect(Math.abs((j.perplexity as number) - Math.exp(j.loss as number))).toBeLessThan(1e-9);
     }
   });

@@ -9,8 +9,11 @@ import { execFileSync } from 'node:child_process';
 
 const ROOT = path.resolve(__dirname, '..');
 const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
-  files: string[]; scripts: Record<string, string>; dependencies?: Record<string, string>;
-  optionalDependencies?: Record<string, string>; devDependencies?: Record<string, string>;
+  files: string[];
+  scripts: Record<string, string>;
+  dependencies?: Record<string, string>;
+  optionalDependencies?: Record<string, string>;
+  devDependencies?: Record<string, string>;
 };
 
 function tsFiles(dir: string): string[] {
@@ -39,11 +42,28 @@ describe('packaging', () => {
 
   it('nothing that ships cites DESIGN.md (not shipped); the fixture help cites docs/FIXTURES.md', async () => {
     const citing = [...tsFiles(path.join(ROOT, 'src')), ...tsFiles(path.join(ROOT, 'scripts')), path.join(ROOT, 'README.md')]
-      .filter((f) => fs.readFileSync(f, 'utf8').includes('DESIGN.md')).map((f) => path.relative(ROOT, f));
+      .filter((f) => fs.readFileSync(f, 'utf8').includes('DESIGN.md'))
+      .map((f) => path.relative(ROOT, f));
     expect(citing).toEqual([]);
     const fixtureCli = fs.readFileSync(path.join(ROOT, 'src', 'cli', 'fixture.ts'), 'utf8');
     expect(fixtureCli).toContain('docs/FIXTURES.md');
     const doc = fs.readFileSync(path.join(ROOT, 'docs', 'FIXTURES.md'), 'utf8');
-    for (const key of ['idx', 'targets', 'logits', 'loss', 'grad.<parameter name>', 'vocab_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'overcomplete', 'eta', 'lam', 'ln_eps']) expect(doc, key).toContain(key);
+    for (const key of [
+      'idx',
+      'targets',
+      'logits',
+      'loss',
+      'grad.<parameter name>',
+      'vocab_size',
+      'block_size',
+      'n_layer',
+      'n_head',
+      'n_embd',
+      'overcomplete',
+      'eta',
+      'lam',
+      'ln_eps',
+    ])
+      expect(doc, key).toContain(key);
   });
 });

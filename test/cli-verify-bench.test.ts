@@ -9,13 +9,13 @@ import { formatChecksTable, checksJson, passIf } from '../src/verify/report.js';
 import { cpuFlags, gitCommit } from '../src/bench/bench.js';
 import { capture } from './helpers/capture.js';
 
-
-const cmp = (op: string, a: number, b: number): boolean =>
-  op === '≤' ? a <= b : op === '<' ? a < b : op === '>' ? a > b : op === '≥' ? a >= b : a === b;
+const cmp = (op: string, a: number, b: number): boolean => (op === '≤' ? a <= b : op === '<' ? a < b : op === '>' ? a > b : op === '≥' ? a >= b : a === b);
 
 describe('verify: "pass if"', () => {
   let full: ChecksSummary;
-  beforeAll(() => { full = runChecks({ seed: 0 }); });
+  beforeAll(() => {
+    full = runChecks({ seed: 0 });
+  });
 
   it('every property states its direction, and every passing row satisfies it', () => {
     for (const c of full.checks) {
@@ -50,10 +50,14 @@ describe('bench: header row and a traceable --json', () => {
     expect(cpuFlags('')).toEqual([]);
   });
 
-  it('gitCommit is the checkout\'s HEAD (read without running git)', () => {
+  it("gitCommit is the checkout's HEAD (read without running git)", () => {
     const root = path.resolve(__dirname, '..');
     let head: string | null = null;
-    try { head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim(); } catch { /* not a checkout */ }
+    try {
+      head = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    } catch {
+      /* not a checkout */
+    }
     expect(gitCommit(root)).toBe(head);
     expect(gitCommit(path.join(root, 'test'))).toBeNull();
   });

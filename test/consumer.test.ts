@@ -12,11 +12,19 @@ test('npm pack → npm install in an empty project → import (ESM) and require 
   const dir = mkdtempSync(join(tmpdir(), 'crate-consumer-'));
   try {
     const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-    execFileSync(npm, ['pack', '--silent', '--pack-destination', dir], { cwd: resolve('.'), stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CRATE_TS_SKIP_NATIVE: '1' } });
+    execFileSync(npm, ['pack', '--silent', '--pack-destination', dir], {
+      cwd: resolve('.'),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CRATE_TS_SKIP_NATIVE: '1' },
+    });
     const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'))!;
     expect(tgz).toMatch(/^crate-ts-.*\.tgz$/);
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-    execFileSync(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', `./${tgz}`], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CRATE_TS_SKIP_NATIVE: '1' } });
+    execFileSync(npm, ['install', '--no-audit', '--no-fund', '--prefer-offline', `./${tgz}`], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, CRATE_TS_SKIP_NATIVE: '1' },
+    });
     const body = `
       const m = new crate.LanguageModel(new crate.ReferenceBackend(), crate.makeConfig('golden'), { seed: 1 });
       const r = m.runWithCache([1, 2, 3], 1, 3, { names: ['blocks.0.hook_neurons'] });

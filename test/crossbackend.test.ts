@@ -10,8 +10,11 @@ import { nativeBackends } from './helpers/backends.js';
 
 const cfg = makeConfig(undefined, { vocabSize: 40, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 12 });
 const params = new LanguageModel(new ReferenceBackend(), cfg, { seed: 3 }).getParams();
-const rng = new Rng(4), B = 2, T = 7;
-const idx = Int32Array.from({ length: B * T }, () => rng.int(40)), targets = Int32Array.from({ length: B * T }, () => rng.int(40));
+const rng = new Rng(4),
+  B = 2,
+  T = 7;
+const idx = Int32Array.from({ length: B * T }, () => rng.int(40)),
+  targets = Int32Array.from({ length: B * T }, () => rng.int(40));
 const natives = await nativeBackends();
 
 describe('cross-backend audit', () => {
@@ -20,7 +23,18 @@ describe('cross-backend audit', () => {
     expect(a.pass).toBe(true);
     expect(a.firstNonFinite).toBeNull();
     const fwd = a.rows.filter((r) => r.direction === 'forward').map((r) => r.name);
-    const block = (l: number) => ['hook_resid_pre', 'ln1.hook_normalized', 'attn.hook_qkv', 'attn.hook_z', 'hook_resid_mid', 'ln2.hook_normalized', 'ista.hook_code1', 'ista.hook_code', 'hook_resid_post'].map((n) => `blocks.${l}.${n}`);
+    const block = (l: number) =>
+      [
+        'hook_resid_pre',
+        'ln1.hook_normalized',
+        'attn.hook_qkv',
+        'attn.hook_z',
+        'hook_resid_mid',
+        'ln2.hook_normalized',
+        'ista.hook_code1',
+        'ista.hook_code',
+        'hook_resid_post',
+      ].map((n) => `blocks.${l}.${n}`);
     expect(fwd).toEqual([...block(0), ...block(1), 'ln_final.hook_normalized', 'unembed.hook_out', 'loss']);
     expect(a.rows.filter((r) => r.direction === 'backward').length).toBe(2 + 2 * 8 + 2);
     expect(Math.max(...a.rows.map((r) => r.maxAbsErr))).toBe(0);

@@ -37,7 +37,9 @@ if (probe.reason === null) {
 const gpu = be !== null;
 /** scripts/check-cuda.sh --emulate runs this file on the CPU emulator: thousands of times slower than a GPU. */
 const EMULATED = /emulator/.test(be?.info.device ?? '');
-const FIXTURES = readdirSync('fixtures').filter((f) => f.endsWith('.safetensors')).map((f) => join('fixtures', f));
+const FIXTURES = readdirSync('fixtures')
+  .filter((f) => f.endsWith('.safetensors'))
+  .map((f) => join('fixtures', f));
 
 describe('cuda backend: availability', () => {
   test(`cuda: available${gpu ? ` (${be?.info.device}, cc ${be?.info.computeCapability})` : ` - no (${why})`}`, () => {
@@ -68,7 +70,8 @@ suite(`cuda backend on ${gpu ? be?.info.device : 'no device'}`, () => {
 
   test('cuda: alloc is zero-filled; upload, views, fill, copy, download round-trip; liveBuffers counts', () => {
     const before = cu.liveBuffers();
-    const a = cu.alloc(7), b = cu.alloc(7);
+    const a = cu.alloc(7),
+      b = cu.alloc(7);
     expect(cu.liveBuffers()).toBe(before + 2);
     expect(Array.from(cu.download(a))).toEqual([0, 0, 0, 0, 0, 0, 0]);
     cu.upload(a, [1, 2, 3, 4, 5, 6, 7]);
@@ -81,7 +84,8 @@ suite(`cuda backend on ${gpu ? be?.info.device : 'no device'}`, () => {
     expect(cu.allFinite(cu.view(b, 0, 6))).toBe(true);
     expect(cu.sumSquares(a)).toBe(1 + 4 + 1 + 1 + 1 + 36 + 49);
     expect(() => cu.free(cu.view(a, 0, 1))).toThrow(/view/);
-    cu.free(a); cu.free(b);
+    cu.free(a);
+    cu.free(b);
     expect(cu.liveBuffers()).toBe(before);
   });
 
@@ -90,7 +94,9 @@ suite(`cuda backend on ${gpu ? be?.info.device : 'no device'}`, () => {
     cu.free(a);
     expect(() => cu.download(a)).toThrow(/cuda\.download: src refers to CUDA buffer .* freed or never allocated/);
     expect(() => cu.add({ handle: 1, offset: 0, length: 4 } as unknown as CudaBuf, a, a)).toThrow(UsageError);
-    const x = cu.alloc(6), w = cu.alloc(5), o = cu.alloc(2);
+    const x = cu.alloc(6),
+      w = cu.alloc(5),
+      o = cu.alloc(2);
     expect(() => cu.linearForward(o, x, w, null, 2, 3, 1)).toThrow(/cuda\.linear_forward: weight has 5 elements, expected OC\*C = 3/);
     expect(() => cu.alloc(2 ** 39)).toThrow(/cuda\.alloc: out of GPU memory: cannot allocate \d+ bytes/);
     // the device is still usable after an out-of-memory error
@@ -107,39 +113,54 @@ suite(`cuda backend on ${gpu ? be?.info.device : 'no device'}`, () => {
     });
   }
 
-  test('cuda: two training steps from the same state are bitwise identical (deterministic kernels)', () => {
-    const cfg = makeConfig(undefined, { vocabSize: 300, blockSize: 96, nLayer: 2, nHead: 2, nEmbd: 64 });
-    const rng = new Rng(5), B = 3, T = 96, n = B * T;
-    const idx = Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize));
-    const tg = Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize));
-    const run = () => {
-      const m = new LanguageModel(cu, cfg, { seed: 11 });
-      const opt = new AdamW(m);
-      const losses: number[] = [];
-      try {
-        for (let s = 0; s < 3; s++) {
-          m.zeroGrad();
-          losses.push(m.forward(idx, B, T, tg, { returnLogits: false }).loss as number);
-          m.backward();
-          opt.step(1e-3);
+  test(
+    'cuda: two training steps from the same state are bitwise identical (deterministic kernels)',
+    () => {
+      const cfg = makeConfig(undefined, { vocabSize: 300, blockSize: 96, nLayer: 2, nHead: 2, nEmbd: 64 });
+      const rng = new Rng(5),
+        B = 3,
+        T = 96,
+        n = B * T;
+      const idx = Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize));
+      const tg = Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize));
+      const run = () => {
+        const m = new LanguageModel(cu, cfg, { seed: 11 });
+        const opt = new AdamW(m);
+        const losses: number[] = [];
+        try {
+          for (let s = 0; s < 3; s++) {
+            m.zeroGrad();
+            losses.push(m.forward(idx, B, T, tg, { returnLogits: false }).loss as number);
+            m.backward();
+            opt.step(1e-3);
+          }
+          return { losses, params: m.getParams() };
+        } finally {
+          opt.free();
+          m.free();
         }
-        return { losses, params: m.getParams() };
-      } finally {
-        opt.free(); m.free();
-      }
-    };
-    const r1 = run(), r2 = run();
-    expect(r2.losses).toEqual(r1.losses);
-    expect(Buffer.from(r2.params.buffer).equals(Buffer.from(r1.params.buffer))).toBe(true);
-  }, EMULATED ? 1_800_000 : undefined); // six training steps take minutes on the CPU emulator (5 to 9 min measured on the loaded 2-core VM)
+      };
+      const r1 = run(),
+        r2 = run();
+      expect(r2.losses).toEqual(r1.losses);
+      expect(Buffer.from(r2.params.buffer).equals(Buffer.from(r1.params.buffer))).toBe(true);
+    },
+    EMULATED ? 1_800_000 : undefined,
+  ); // six training steps take minutes on the CPU emulator (5 to 9 min measured on the loaded 2-core VM)
 
   // (the CPU emulator of scripts/check-cuda.sh --emulate has no tensor cores)
   test.skipIf(/emulator/.test(cu?.info.device ?? ''))('cuda: the TF32 switch changes only the precision of matrix products', () => {
-    const rng = new Rng(3), N = 200, C = 300, OC = 150;
+    const rng = new Rng(3),
+      N = 200,
+      C = 300,
+      OC = 150;
     const xs = Float64Array.from({ length: N * C }, () => Math.fround(rng.normal()));
     const ws = Float64Array.from({ length: OC * C }, () => Math.fround(rng.normal()));
-    const x = cu.alloc(N * C), w = cu.alloc(OC * C), o = cu.alloc(N * OC);
-    cu.upload(x, xs); cu.upload(w, ws);
+    const x = cu.alloc(N * C),
+      w = cu.alloc(OC * C),
+      o = cu.alloc(N * OC);
+    cu.upload(x, xs);
+    cu.upload(w, ws);
     try {
       cu.linearForward(o, x, w, null, N, C, OC);
       const fp32 = cu.download(o);
@@ -147,8 +168,12 @@ suite(`cuda backend on ${gpu ? be?.info.device : 'no device'}`, () => {
       expect(cu.precision()).toBe('tf32');
       cu.linearForward(o, x, w, null, N, C, OC);
       const tf32 = cu.download(o);
-      let maxRef = 0, maxErr = 0;
-      for (let i = 0; i < fp32.length; i++) { maxRef = Math.max(maxRef, Math.abs(fp32[i])); maxErr = Math.max(maxErr, Math.abs(tf32[i] - fp32[i])); }
+      let maxRef = 0,
+        maxErr = 0;
+      for (let i = 0; i < fp32.length; i++) {
+        maxRef = Math.max(maxRef, Math.abs(fp32[i]));
+        maxErr = Math.max(maxErr, Math.abs(tf32[i] - fp32[i]));
+      }
       // TF32 keeps 10 mantissa bits of each input: over C = 300 products the results must move
       // (by ~1e-4 of the largest output), or the switch did nothing; by far less than 1%.
       expect(maxErr).toBeGreaterThan(1e-5 * maxRef);

@@ -25,9 +25,10 @@ const CHARS = [...new Set(Array.from(INPUT))].sort((a, b) => a.codePointAt(0)! -
 const PYTHON = spawnSync('python3', ['-c', 'import pickle'], { encoding: 'utf8' }).status === 0 ? 'python3' : null;
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-nanogpt-')); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-nanogpt-'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-
 
 /** A PyValue as JSON-able data: dicts as [key, value] pairs, tuples as {tuple: [...]}, bigints as strings. */
 function plain(v: PyValue): unknown {
@@ -41,7 +42,7 @@ function plain(v: PyValue): unknown {
 const pickleBytes = (hex: string) => Uint8Array.from(Buffer.from(hex, 'hex'));
 
 describe('meta.pkl: the pickle reader', () => {
-  it('reads the meta.pkl that nanoGPT\'s prepare.py writes', () => {
+  it("reads the meta.pkl that nanoGPT's prepare.py writes", () => {
     const { vocab } = readNanoGptMeta(path.join(DATA, 'meta.pkl'));
     expect(vocab).toEqual(CHARS);
     const raw = readPickle(fs.readFileSync(path.join(DATA, 'meta.pkl')), 'meta.pkl') as Map<string, PyValue>;
@@ -79,7 +80,20 @@ for proto in (2, 3, 4, 5):
       expect(itos.size).toBe(1500);
       expect(itos.get(1499)).toBe(String.fromCodePoint(0x4e00 + 1499));
       expect((v.get('stoi') as Map<string, number>).get(String.fromCodePoint(0x4e00 + 7))).toBe(7);
-      expect(plain(v.get('ints')!)).toEqual([0, 255, 256, 65535, 65536, -1, -(2 ** 31), 2 ** 31 - 1, 2 ** 40, -(2 ** 40), String(2n ** 70n), String(-(2n ** 70n))]);
+      expect(plain(v.get('ints')!)).toEqual([
+        0,
+        255,
+        256,
+        65535,
+        65536,
+        -1,
+        -(2 ** 31),
+        2 ** 31 - 1,
+        2 ** 40,
+        -(2 ** 40),
+        String(2n ** 70n),
+        String(-(2n ** 70n)),
+      ]);
       expect(v.get('floats')).toEqual([0.5, -1e300, 3.141592653589793]);
       expect(v.get('long')).toBe('x'.repeat(300) + 'é\u00ff\u{1F600}');
       expect(plain(v.get('tuples')!)).toEqual([{ tuple: [] }, { tuple: [1] }, { tuple: [1, 2] }, { tuple: [1, 2, 3] }, { tuple: [1, 2, 3, 4] }]);
@@ -95,7 +109,9 @@ for proto in (2, 3, 4, 5):
     // pickle.dumps(os.system, protocol=4): STACK_GLOBAL of posix.system
     const global = pickleBytes('80049514000000000000008c05706f736978948c0673797374656d9493942e');
     expect(() => readPickle(global, 'evil.pkl')).toThrow(DataError);
-    expect(() => readPickle(global, 'evil.pkl')).toThrow(/^evil\.pkl: pickle opcode 0x93 \(STACK_GLOBAL\) at byte 28 is not supported: only dicts, lists, tuples, strings, numbers, None and booleans are read/);
+    expect(() => readPickle(global, 'evil.pkl')).toThrow(
+      /^evil\.pkl: pickle opcode 0x93 \(STACK_GLOBAL\) at byte 28 is not supported: only dicts, lists, tuples, strings, numbers, None and booleans are read/,
+    );
     // protocol 0 (text) GLOBAL + REDUCE: "cos\nsystem\n(S'echo'\ntR."
     expect(() => readPickle(new TextEncoder().encode("cos\nsystem\n(S'echo'\ntR."), 'p0.pkl')).toThrow(/p0\.pkl: pickle opcode 0x63 \(GLOBAL\) at byte 0/);
     // a meta.pkl on disk that holds a class instance is refused the same way by readNanoGptMeta
@@ -108,7 +124,9 @@ for proto in (2, 3, 4, 5):
     const good = fs.readFileSync(path.join(DATA, 'meta.pkl'));
     expect(() => readPickle(good.subarray(0, 100), 'cut.pkl')).toThrow(/cut\.pkl: truncated/);
     expect(() => readPickle(new Uint8Array(0), 'empty.pkl')).toThrow(/empty\.pkl: truncated: no STOP opcode/);
-    expect(() => readPickle(pickleBytes('80046a000100002e'), 'memo.pkl')).toThrow(/memo\.pkl: opcode 0x6a at byte 2 reads memo entry 256, which was never stored/);
+    expect(() => readPickle(pickleBytes('80046a000100002e'), 'memo.pkl')).toThrow(
+      /memo\.pkl: opcode 0x6a at byte 2 reads memo entry 256, which was never stored/,
+    );
     expect(() => readPickle(pickleBytes('80042e'), 'stack.pkl')).toThrow(/stack\.pkl: opcode 0x2e at byte 2 pops an empty stack/);
     expect(() => readPickle(pickleBytes('8004584000000061'), 'len.pkl')).toThrow(/len\.pkl: truncated: opcode 0x58 at byte 2 needs 64 more bytes/);
   });
@@ -123,7 +141,9 @@ for proto in (2, 3, 4, 5):
     if (PYTHON === null) return;
     expect(() => readNanoGptMeta(write("{'vocab_size': 3, 'itos': {0: 'a', 1: 'b'}}"))).toThrow(/'vocab_size' is 3 but 'itos' has 2 entries/);
     expect(() => readNanoGptMeta(write("{'vocab_size': 2, 'itos': {0: 'a', 5: 'b'}}"))).toThrow(/'itos' key 5 is not an id in \[0, 2\)/);
-    expect(() => readNanoGptMeta(write("{'vocab_size': 2, 'itos': {0: 'a', 1: 'b'}, 'stoi': {'a': 1, 'b': 0}}"))).toThrow(/'stoi' is not the inverse of 'itos'/);
+    expect(() => readNanoGptMeta(write("{'vocab_size': 2, 'itos': {0: 'a', 1: 'b'}, 'stoi': {'a': 1, 'b': 0}}"))).toThrow(
+      /'stoi' is not the inverse of 'itos'/,
+    );
     expect(() => readNanoGptMeta(write("{'vocab_size': 50257}"))).toThrow(/has no 'itos' dict .*only character-level datasets carry a vocabulary/);
   });
 });
@@ -133,8 +153,23 @@ describe('training on a nanoGPT character dataset', () => {
   beforeAll(async () => {
     run = path.join(dir, 'run');
     await train({
-      preset: 'char-tiny', nEmbd: 16, nHead: 2, nLayer: 1, seq: 16, batch: 4, steps: 30, warmup: 3, lr: 1e-2, evalWindows: 8, evalEvery: 0,
-      data: DATA, backend: new ReferenceBackend(), out: run, quiet: true, sampleTokens: 0, cacheDir: null,
+      preset: 'char-tiny',
+      nEmbd: 16,
+      nHead: 2,
+      nLayer: 1,
+      seq: 16,
+      batch: 4,
+      steps: 30,
+      warmup: 3,
+      lr: 1e-2,
+      evalWindows: 8,
+      evalEvery: 0,
+      data: DATA,
+      backend: new ReferenceBackend(),
+      out: run,
+      quiet: true,
+      sampleTokens: 0,
+      cacheDir: null,
     });
   });
 
@@ -150,7 +185,7 @@ describe('training on a nanoGPT character dataset', () => {
     expect(JSON.parse(fs.readFileSync(path.join(run, 'config.json'), 'utf8'))).toMatchObject({ tokenizer: 'char', vocab_size: CHARS.length });
   });
 
-  it('sample decodes with that vocabulary (every character is one of the dataset\'s)', async () => {
+  it("sample decodes with that vocabulary (every character is one of the dataset's)", async () => {
     const r = await capture(['sample', '--checkpoint', run, '--prompt', 'Call me ', '--tokens', '60', '--seed', '1']);
     expect(r.code, r.err).toBe(0);
     expect(r.out.startsWith('Call me ')).toBe(true);
@@ -165,7 +200,7 @@ describe('training on a nanoGPT character dataset', () => {
     expect(r.err).toMatch(/^crate-ts sample: the character "[Zë]" \(U\+[0-9A-F]{4}\) at position \d+ is not in the char tokenizer's vocabulary of 55\n$/);
   });
 
-  it('eval measures the model on the dataset\'s own ids: below the uniform loss ln(55)', async () => {
+  it("eval measures the model on the dataset's own ids: below the uniform loss ln(55)", async () => {
     const r = await capture(['eval', '--checkpoint', run, '--backend', 'reference', '--windows', '16', '--json']);
     expect(r.code, r.err).toBe(0);
     const j = JSON.parse(r.out) as { loss: number; tokenizer: string };
@@ -178,7 +213,9 @@ describe('training on a nanoGPT character dataset', () => {
     const bare = path.join(dir, 'bare');
     fs.mkdirSync(bare);
     for (const f of ['train.bin', 'val.bin']) fs.copyFileSync(path.join(DATA, f), path.join(bare, f));
-    await expect(resolveRun({ data: bare, tokenizer: 'char', backend: new ReferenceBackend(), cacheDir: null })).rejects.toThrow(/char needs a vocabulary: a nanoGPT meta\.pkl beside train\.bin/);
+    await expect(resolveRun({ data: bare, tokenizer: 'char', backend: new ReferenceBackend(), cacheDir: null })).rejects.toThrow(
+      /char needs a vocabulary: a nanoGPT meta\.pkl beside train\.bin/,
+    );
     const r = await resolveRun({ data: DATA, tokenizer: 'byte', backend: new ReferenceBackend(), cacheDir: null });
     expect(r.notices.join('\n')).toMatch(/meta\.pkl \(a nanoGPT character vocabulary\) is not used: --tokenizer byte was given/);
     expect((await loadTokenizer('byte')).name).toBe('byte');

@@ -9,7 +9,9 @@ import { loadDataset, checkWindows, checkVocab, readTokenFile, EMBEDDED_NAME } f
 import { BatchSampler, evalBatches, unigramEntropy, windowsAt } from '../src/data/batches.js';
 
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-data-')); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-data-'));
+});
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const u16file = (file: string, ids: number[]) => {
@@ -93,7 +95,10 @@ describe('datasets', () => {
   it('nanoGPT token files: train.bin + val.bin in a directory or given directly; a lone .bin is split', async () => {
     const d = path.join(dir, 'nano');
     fs.mkdirSync(d, { recursive: true });
-    u16file(path.join(d, 'train.bin'), Array.from({ length: 100 }, (_, i) => (i * 37) % 50257));
+    u16file(
+      path.join(d, 'train.bin'),
+      Array.from({ length: 100 }, (_, i) => (i * 37) % 50257),
+    );
     u16file(path.join(d, 'val.bin'), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     const tok = await loadTokenizer('gpt2');
     for (const p of [d, path.join(d, 'train.bin')]) {
@@ -104,7 +109,10 @@ describe('datasets', () => {
       expect(ds.split).toBe('train.bin / val.bin');
     }
     const lone = path.join(dir, 'tokens.bin');
-    u16file(lone, Array.from({ length: 50 }, (_, i) => i));
+    u16file(
+      lone,
+      Array.from({ length: 50 }, (_, i) => i),
+    );
     const ds = await loadDataset({ data: lone, tokenizer: tok });
     expect(ds.train.length).toBe(45);
     expect(ds.val[0]).toBe(45);
@@ -140,7 +148,8 @@ describe('batches', () => {
   });
 
   it('the sampler is seeded, stays in bounds, and its saved state resumes the same stream', () => {
-    const a = new BatchSampler(tokens, 5), b = new BatchSampler(tokens, 5);
+    const a = new BatchSampler(tokens, 5),
+      b = new BatchSampler(tokens, 5);
     for (let i = 0; i < 3; i++) expect(a.next(4, 16)).toEqual(b.next(4, 16));
     const saved = a.getState();
     const next = [a.next(4, 16), a.next(4, 16)];

@@ -27,14 +27,21 @@ function f32(rng: Rng, n: number, scale = 1, offset = 0): Float64Array {
   for (let i = 0; i < n; i++) a[i] = Math.fround(offset + scale * rng.normal());
   return a;
 }
-function ints(rng: Rng, n: number, V: number): Int32Array { return Int32Array.from({ length: n }, () => rng.int(V)); }
+function ints(rng: Rng, n: number, V: number): Int32Array {
+  return Int32Array.from({ length: n }, () => rng.int(V));
+}
 
 type Inputs = Record<string, Float64Array>;
 /** Run `body` on a backend with the inputs uploaded; return the named outputs on the host. */
 function onBackend<B>(be: Backend<B>, inputs: Inputs, outputs: Record<string, number>, body: (t: Record<string, B>) => void): Record<string, Float64Array> {
   const bufs: Record<string, B> = {};
-  for (const [k, v] of Object.entries(inputs)) { bufs[k] = be.alloc(v.length); be.upload(bufs[k], v); }
-  for (const [k, n] of Object.entries(outputs)) { if (!(k in bufs)) bufs[k] = be.alloc(n); }
+  for (const [k, v] of Object.entries(inputs)) {
+    bufs[k] = be.alloc(v.length);
+    be.upload(bufs[k], v);
+  }
+  for (const [k, n] of Object.entries(outputs)) {
+    if (!(k in bufs)) bufs[k] = be.alloc(n);
+  }
   try {
     body(bufs);
     const res: Record<string, Float64Array> = {};
@@ -50,10 +57,21 @@ function onBackend<B>(be: Backend<B>, inputs: Inputs, outputs: Record<string, nu
  * LayerNorm over one feature has dinp ≡ 0, but each term the backend rounds is of size rstd·|g|);
  * the absolute floor is atolScale·max(max|ref|, scale).
  */
-function expectClose(backend: string, op: string, seed: number, got: Record<string, Float64Array>, want: Record<string, Float64Array>, tol: Tolerance, scale: Record<string, number> = {}): void {
+function expectClose(
+  backend: string,
+  op: string,
+  seed: number,
+  got: Record<string, Float64Array>,
+  want: Record<string, Float64Array>,
+  tol: Tolerance,
+  scale: Record<string, number> = {},
+): void {
   for (const k of Object.keys(want)) {
     const r = compareTensors(k, got[k], want[k], tol, scale[k] ?? 0);
-    expect(r.pass, `${backend} ${op} seed=${seed}: ${k}[${r.worstIndex}] = ${r.worstGot}, reference ${r.worstRef} (max abs ${r.maxAbsErr}, rel ${r.maxRelErr}, tol ${r.atol} + ${r.rtol}|ref|)`).toBe(true);
+    expect(
+      r.pass,
+      `${backend} ${op} seed=${seed}: ${k}[${r.worstIndex}] = ${r.worstGot}, reference ${r.worstRef} (max abs ${r.maxAbsErr}, rel ${r.maxRelErr}, tol ${r.atol} + ${r.rtol}|ref|)`,
+    ).toBe(true);
   }
 }
 
@@ -61,7 +79,8 @@ function expectClose(backend: string, op: string, seed: number, got: Record<stri
 function lnGradScale(inputs: Inputs, N: number, C: number): number {
   let scale = 0;
   for (let n = 0; n < N; n++) {
-    let m = 0, v = 0;
+    let m = 0,
+      v = 0;
     for (let c = 0; c < C; c++) m += inputs.inp[n * C + c] / C;
     for (let c = 0; c < C; c++) v += (inputs.inp[n * C + c] - m) ** 2 / C;
     for (let c = 0; c < C; c++) scale = Math.max(scale, Math.abs(inputs.dout[n * C + c] * inputs.w[c]) / Math.sqrt(v + 1e-5));
@@ -82,13 +101,21 @@ interface Ctx {
    * Run `body` on the backend and on the reference with the same inputs; compare the named outputs
    * with the tolerance of `method`'s family and direction (or `direction`).
    */
-  check(method: OpMethod, s: number, inputs: Inputs, outputs: Record<string, number>, body: Body, opts?: { scale?: Record<string, number>; direction?: 'forward' | 'backward' }): void;
+  check(
+    method: OpMethod,
+    s: number,
+    inputs: Inputs,
+    outputs: Record<string, number>,
+    body: Body,
+    opts?: { scale?: Record<string, number>; direction?: 'forward' | 'backward' },
+  ): void;
 }
 
 const run = <T>(arb: fc.Arbitrary<T>, prop: (v: T) => void) => fc.assert(fc.property(arb, prop), { numRuns: RUNS });
 const attnArb = fc.record({ s: seed, B: odd(1, 3), T: odd(1, 40), NH: odd(1, 4), p: odd(1, 19), scale: fc.constantFrom(0.3, 1, 4) });
 const embArb = fc.record({ s: seed, B: odd(1, 3), T: odd(1, 9), C: odd(1, 37), V: odd(1, 13) });
-const lnArb = fc.record({ s: seed, N: odd(1, 17), C: odd(1, 70), off: fc.constantFrom(0, 1, 1000), withBias: fc.boolean() })
+const lnArb = fc
+  .record({ s: seed, N: odd(1, 17), C: odd(1, 70), off: fc.constantFrom(0, 1, 1000), withBias: fc.boolean() })
   // An offset of 1000 costs float32 log2(1000/σ_row) bits in x − mean (PyTorch's float32 too). With a
   // handful of features σ_row can be 1e-2 and that is 17 bits: a property of the input, not of the
   // backend. Large offsets are therefore drawn with C ≥ 16, where σ_row ≈ 1.
@@ -97,7 +124,17 @@ const lnArb = fc.record({ s: seed, N: odd(1, 17), C: odd(1, 70), off: fc.constan
 // streaming GEMV path takes N <= 8 with OC >= 1024; N = 9 is the first packed-SGEMM case).
 const linArb = fc.oneof(
   { weight: 3, arbitrary: fc.record({ s: seed, N: odd(1, 67), C: odd(1, 71), OC: odd(1, 69), withBias: fc.boolean(), scale: fc.constantFrom(1, 100) }) },
-  { weight: 1, arbitrary: fc.record({ s: seed, N: fc.integer({ min: 1, max: 9 }), C: fc.integer({ min: 1, max: 140 }), OC: fc.integer({ min: 1024, max: 1300 }), withBias: fc.boolean(), scale: fc.constantFrom(1, 100) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      s: seed,
+      N: fc.integer({ min: 1, max: 9 }),
+      C: fc.integer({ min: 1, max: 140 }),
+      OC: fc.integer({ min: 1024, max: 1300 }),
+      withBias: fc.boolean(),
+      scale: fc.constantFrom(1, 100),
+    }),
+  },
 );
 const istaArb = fc.record({ s: seed, N: odd(1, 40), C: odd(1, 37), factor: odd(1, 4), steps: odd(1, 3) });
 const ceArb = fc.record({ s: seed, N: odd(1, 33), V: odd(2, 700), scale: fc.constantFrom(1, 30), gradScale: fc.constantFrom(1, 0.25) });
@@ -107,7 +144,8 @@ function lnInputs({ s, N, C, off }: { s: number; N: number; C: number; off: numb
   return { inp: f32(rng, N * C, 1, off), w: f32(rng, C), bias: f32(rng, C), dout: f32(rng, N * C), dw: f32(rng, C), db: f32(rng, C) };
 }
 function istaInputs({ s, N, C, factor }: { s: number; N: number; C: number; factor: number }): Inputs {
-  const rng = new Rng(s), H = factor * C;
+  const rng = new Rng(s),
+    H = factor * C;
   return { u: f32(rng, N * C, 1), A: f32(rng, H * C, Math.sqrt(2 / C)), dout: f32(rng, N * C), dA: f32(rng, H * C) };
 }
 function ceTargets(rng: Rng, N: number, V: number): Int32Array {
@@ -120,165 +158,291 @@ function ceTargets(rng: Rng, N: number, V: number): Int32Array {
  */
 const CASES: Record<OpMethod, (c: Ctx) => void> = {
   // ---- helpers --------------------------------------------------------------------------------------
-  fill: (c) => run(fc.tuple(seed, odd(1, 1000), fc.constantFrom(0, -2.5, 7, NaN, Infinity)), ([s, n, value]) => {
-    c.check('fill', s, { a: f32(new Rng(s), n) }, { a: 0 }, (b, t) => b.fill(t.a, value));
-  }),
-  copy: (c) => run(fc.tuple(seed, odd(1, 1000)), ([s, n]) => {
-    const rng = new Rng(s);
-    c.check('copy', s, { a: f32(rng, n), b: f32(rng, n) }, { a: 0 }, (b, t) => b.copy(t.a, t.b));
-  }),
-  add: (c) => run(fc.tuple(seed, odd(1, 1000)), ([s, n]) => {
-    const rng = new Rng(s);
-    c.check('add', s, { a: f32(rng, n), b: f32(rng, n) }, { a: 0, c: n }, (b, t) => { b.add(t.c, t.a, t.b); b.add(t.a, t.a, t.c); });
-  }),
-  scale: (c) => run(fc.tuple(seed, odd(1, 1000), fc.constantFrom(0.5, -3, 0)), ([s, n, k]) => {
-    c.check('scale', s, { a: f32(new Rng(s), n) }, { a: 0 }, (b, t) => b.scale(t.a, k));
-  }),
-  sumSquares: (c) => run(fc.tuple(seed, odd(1, 5000)), ([s, n]) => {
-    const out: number[] = [];
-    c.check('sumSquares', s, { a: f32(new Rng(s), n, 3) }, {}, (b, t) => { out.push(b.sumSquares(t.a)); });
-    expect(Math.abs(out[0] - out[1])).toBeLessThanOrEqual(OP_TOLERANCE.elementwise.forward.rtol * out[1]);
-  }),
-  allFinite: (c) => run(fc.tuple(seed, odd(1, 1000), fc.constantFrom(NaN, Infinity, -Infinity, 1)), ([s, n, bad]) => {
-    const a = f32(new Rng(s), n);
-    a[s % n] = bad;
-    const out: boolean[] = [];
-    c.check('allFinite', s, { a }, {}, (b, t) => { out.push(b.allFinite(t.a)); });
-    expect(out).toEqual([Number.isFinite(bad), Number.isFinite(bad)]);
-  }),
+  fill: (c) =>
+    run(fc.tuple(seed, odd(1, 1000), fc.constantFrom(0, -2.5, 7, NaN, Infinity)), ([s, n, value]) => {
+      c.check('fill', s, { a: f32(new Rng(s), n) }, { a: 0 }, (b, t) => b.fill(t.a, value));
+    }),
+  copy: (c) =>
+    run(fc.tuple(seed, odd(1, 1000)), ([s, n]) => {
+      const rng = new Rng(s);
+      c.check('copy', s, { a: f32(rng, n), b: f32(rng, n) }, { a: 0 }, (b, t) => b.copy(t.a, t.b));
+    }),
+  add: (c) =>
+    run(fc.tuple(seed, odd(1, 1000)), ([s, n]) => {
+      const rng = new Rng(s);
+      c.check('add', s, { a: f32(rng, n), b: f32(rng, n) }, { a: 0, c: n }, (b, t) => {
+        b.add(t.c, t.a, t.b);
+        b.add(t.a, t.a, t.c);
+      });
+    }),
+  scale: (c) =>
+    run(fc.tuple(seed, odd(1, 1000), fc.constantFrom(0.5, -3, 0)), ([s, n, k]) => {
+      c.check('scale', s, { a: f32(new Rng(s), n) }, { a: 0 }, (b, t) => b.scale(t.a, k));
+    }),
+  sumSquares: (c) =>
+    run(fc.tuple(seed, odd(1, 5000)), ([s, n]) => {
+      const out: number[] = [];
+      c.check('sumSquares', s, { a: f32(new Rng(s), n, 3) }, {}, (b, t) => {
+        out.push(b.sumSquares(t.a));
+      });
+      expect(Math.abs(out[0] - out[1])).toBeLessThanOrEqual(OP_TOLERANCE.elementwise.forward.rtol * out[1]);
+    }),
+  allFinite: (c) =>
+    run(fc.tuple(seed, odd(1, 1000), fc.constantFrom(NaN, Infinity, -Infinity, 1)), ([s, n, bad]) => {
+      const a = f32(new Rng(s), n);
+      a[s % n] = bad;
+      const out: boolean[] = [];
+      c.check('allFinite', s, { a }, {}, (b, t) => {
+        out.push(b.allFinite(t.a));
+      });
+      expect(out).toEqual([Number.isFinite(bad), Number.isFinite(bad)]);
+    }),
 
   // ---- ReLU -----------------------------------------------------------------------------------------
-  reluForward: (c) => run(fc.tuple(seed, odd(1, 300)), ([s, n]) => {
-    const rng = new Rng(s), inp = f32(rng, n);
-    for (let i = 0; i < n; i += 3) inp[i] = 0;
-    if (n > 1) inp[1] = -0;
-    if (n > 2) inp[2] = NaN; // propagates, as in PyTorch: never silently becomes 0
-    c.check('reluForward', s, { inp }, { out: n }, (b, t) => b.reluForward(t.out, t.inp));
-  }),
-  reluBackward: (c) => run(fc.tuple(seed, odd(1, 300)), ([s, n]) => {
-    const rng = new Rng(s), inp = f32(rng, n);
-    for (let i = 0; i < n; i += 3) inp[i] = 0; // exact zeros give zero gradient
-    c.check('reluBackward', s, { inp, dout: f32(rng, n) }, { out: n, dinp: n }, (b, t) => { b.reluForward(t.out, t.inp); b.reluBackward(t.dinp, t.dout, t.out); });
-  }),
+  reluForward: (c) =>
+    run(fc.tuple(seed, odd(1, 300)), ([s, n]) => {
+      const rng = new Rng(s),
+        inp = f32(rng, n);
+      for (let i = 0; i < n; i += 3) inp[i] = 0;
+      if (n > 1) inp[1] = -0;
+      if (n > 2) inp[2] = NaN; // propagates, as in PyTorch: never silently becomes 0
+      c.check('reluForward', s, { inp }, { out: n }, (b, t) => b.reluForward(t.out, t.inp));
+    }),
+  reluBackward: (c) =>
+    run(fc.tuple(seed, odd(1, 300)), ([s, n]) => {
+      const rng = new Rng(s),
+        inp = f32(rng, n);
+      for (let i = 0; i < n; i += 3) inp[i] = 0; // exact zeros give zero gradient
+      c.check('reluBackward', s, { inp, dout: f32(rng, n) }, { out: n, dinp: n }, (b, t) => {
+        b.reluForward(t.out, t.inp);
+        b.reluBackward(t.dinp, t.dout, t.out);
+      });
+    }),
 
   // ---- embedding ------------------------------------------------------------------------------------
-  embeddingForward: (c) => run(embArb, ({ s, B, T, C, V }) => {
-    const rng = new Rng(s), idx = ints(rng, B * T, V);
-    c.check('embeddingForward', s, { wte: f32(rng, V * C), wpe: f32(rng, T * C) }, { out: B * T * C }, (b, t) => b.embeddingForward(t.out, idx, t.wte, t.wpe, B, T, C));
-  }),
-  embeddingBackward: (c) => run(embArb, ({ s, B, T, C, V }) => {
-    const rng = new Rng(s), idx = ints(rng, B * T, V); // repeated ids accumulate
-    c.check('embeddingBackward', s, { dout: f32(rng, B * T * C), dwte: f32(rng, V * C), dwpe: f32(rng, T * C) }, { dwte: 0, dwpe: 0 }, (b, t) => b.embeddingBackward(t.dwte, t.dwpe, t.dout, idx, B, T, C));
-  }),
+  embeddingForward: (c) =>
+    run(embArb, ({ s, B, T, C, V }) => {
+      const rng = new Rng(s),
+        idx = ints(rng, B * T, V);
+      c.check('embeddingForward', s, { wte: f32(rng, V * C), wpe: f32(rng, T * C) }, { out: B * T * C }, (b, t) =>
+        b.embeddingForward(t.out, idx, t.wte, t.wpe, B, T, C),
+      );
+    }),
+  embeddingBackward: (c) =>
+    run(embArb, ({ s, B, T, C, V }) => {
+      const rng = new Rng(s),
+        idx = ints(rng, B * T, V); // repeated ids accumulate
+      c.check('embeddingBackward', s, { dout: f32(rng, B * T * C), dwte: f32(rng, V * C), dwpe: f32(rng, T * C) }, { dwte: 0, dwpe: 0 }, (b, t) =>
+        b.embeddingBackward(t.dwte, t.dwpe, t.dout, idx, B, T, C),
+      );
+    }),
 
   // ---- LayerNorm ------------------------------------------------------------------------------------
-  layernormForward: (c) => run(lnArb, (a) => {
-    const { s, N, C, withBias } = a;
-    c.check('layernormForward', s, lnInputs(a), { out: N * C, mean: N, rstd: N }, (b, t) => b.layernormForward(t.out, t.mean, t.rstd, t.inp, t.w, withBias ? t.bias : null, N, C, 1e-5));
-  }),
-  layernormBackward: (c) => run(lnArb, (a) => {
-    const { s, N, C, withBias } = a, inputs = lnInputs(a);
-    c.check('layernormBackward', s, inputs, { dinp: N * C, dw: 0, db: 0, mean: N, rstd: N, out: N * C }, (b, t) => {
-      b.layernormForward(t.out, t.mean, t.rstd, t.inp, t.w, withBias ? t.bias : null, N, C, 1e-5);
-      b.layernormBackward(t.dinp, t.dw, withBias ? t.db : null, t.dout, t.inp, t.w, t.mean, t.rstd, N, C);
-    }, { scale: { dinp: lnGradScale(inputs, N, C) } });
-  }),
+  layernormForward: (c) =>
+    run(lnArb, (a) => {
+      const { s, N, C, withBias } = a;
+      c.check('layernormForward', s, lnInputs(a), { out: N * C, mean: N, rstd: N }, (b, t) =>
+        b.layernormForward(t.out, t.mean, t.rstd, t.inp, t.w, withBias ? t.bias : null, N, C, 1e-5),
+      );
+    }),
+  layernormBackward: (c) =>
+    run(lnArb, (a) => {
+      const { s, N, C, withBias } = a,
+        inputs = lnInputs(a);
+      c.check(
+        'layernormBackward',
+        s,
+        inputs,
+        { dinp: N * C, dw: 0, db: 0, mean: N, rstd: N, out: N * C },
+        (b, t) => {
+          b.layernormForward(t.out, t.mean, t.rstd, t.inp, t.w, withBias ? t.bias : null, N, C, 1e-5);
+          b.layernormBackward(t.dinp, t.dw, withBias ? t.db : null, t.dout, t.inp, t.w, t.mean, t.rstd, N, C);
+        },
+        { scale: { dinp: lnGradScale(inputs, N, C) } },
+      );
+    }),
 
   // ---- linear ---------------------------------------------------------------------------------------
-  linearForward: (c) => run(linArb, ({ s, N, C, OC, withBias, scale }) => {
-    const rng = new Rng(s);
-    c.check('linearForward', s, { x: f32(rng, N * C, scale), W: f32(rng, OC * C), b: f32(rng, OC) }, { out: N * OC }, (b, t) => b.linearForward(t.out, t.x, t.W, withBias ? t.b : null, N, C, OC));
-  }),
-  linearBackward: (c) => run(linArb, ({ s, N, C, OC, withBias, scale }) => {
-    const rng = new Rng(s);
-    const inputs: Inputs = { x: f32(rng, N * C, scale), W: f32(rng, OC * C), dout: f32(rng, N * OC), dW: f32(rng, OC * C), db: f32(rng, OC) };
-    c.check('linearBackward', s, inputs, { dx: N * C, dW: 0, db: 0 }, (b, t) => b.linearBackward(t.dx, t.dW, withBias ? t.db : null, t.dout, t.x, t.W, N, C, OC));
-    c.check('linearBackward', s, inputs, { dW: 0 }, (b, t) => b.linearBackward(null, t.dW, null, t.dout, t.x, t.W, N, C, OC)); // dinp skipped
-  }),
+  linearForward: (c) =>
+    run(linArb, ({ s, N, C, OC, withBias, scale }) => {
+      const rng = new Rng(s);
+      c.check('linearForward', s, { x: f32(rng, N * C, scale), W: f32(rng, OC * C), b: f32(rng, OC) }, { out: N * OC }, (b, t) =>
+        b.linearForward(t.out, t.x, t.W, withBias ? t.b : null, N, C, OC),
+      );
+    }),
+  linearBackward: (c) =>
+    run(linArb, ({ s, N, C, OC, withBias, scale }) => {
+      const rng = new Rng(s);
+      const inputs: Inputs = { x: f32(rng, N * C, scale), W: f32(rng, OC * C), dout: f32(rng, N * OC), dW: f32(rng, OC * C), db: f32(rng, OC) };
+      c.check('linearBackward', s, inputs, { dx: N * C, dW: 0, db: 0 }, (b, t) =>
+        b.linearBackward(t.dx, t.dW, withBias ? t.db : null, t.dout, t.x, t.W, N, C, OC),
+      );
+      c.check('linearBackward', s, inputs, { dW: 0 }, (b, t) => b.linearBackward(null, t.dW, null, t.dout, t.x, t.W, N, C, OC)); // dinp skipped
+    }),
 
   // ---- attention ------------------------------------------------------------------------------------
-  attentionSavedSize: (c) => run(fc.record({ B: odd(0, 5), NH: odd(1, 6), T: odd(0, 70) }), ({ B, NH, T }) => {
-    // What is saved differs by backend (the reference keeps P, the native twins one logsumexp per row),
-    // so the property is the contract: an integer, and exactly the size the forward accepts.
-    const n = c.be.attentionSavedSize(B, NH, T);
-    expect(Number.isInteger(n) && n >= 0).toBe(true);
-    if (B * T > 0) {
-      const C = NH * 2, v = c.be.alloc(B * T * C), y = c.be.alloc(B * T * C), st = c.be.alloc(n), st1 = c.be.alloc(n + 1);
-      c.be.mssaForward(y, st, v, B, T, C, NH);
-      expect(() => c.be.mssaForward(y, st1, v, B, T, C, NH)).toThrow(/saved has \d+ elements/);
-      for (const b of [v, y, st, st1]) c.be.free(b);
-    }
-  }),
-  mssaForward: (c) => run(attnArb, ({ s, B, T, NH, p, scale }) => {
-    const rng = new Rng(s), C = NH * p, n = B * T * C;
-    c.check('mssaForward', s, { v: f32(rng, n, scale) }, { y: n }, (b, t) => { const st = b.alloc(b.attentionSavedSize(B, NH, T)); b.mssaForward(t.y, st, t.v, B, T, C, NH); b.free(st); });
-  }),
-  mssaBackward: (c) => run(attnArb, ({ s, B, T, NH, p, scale }) => {
-    const rng = new Rng(s), C = NH * p, n = B * T * C;
-    c.check('mssaBackward', s, { v: f32(rng, n, scale), dy: f32(rng, n) }, { dv: n }, (b, t) => {
-      const st = b.alloc(b.attentionSavedSize(B, NH, T)), y = b.alloc(n);
-      b.mssaForward(y, st, t.v, B, T, C, NH); b.mssaBackward(t.dv, t.dy, t.v, y, st, B, T, C, NH);
-      b.free(st); b.free(y);
-    });
-  }),
-  attentionForward: (c) => run(attnArb, ({ s, B, T, NH, p, scale }) => {
-    const rng = new Rng(s), C = NH * p, n = B * T * C;
-    c.check('attentionForward', s, { qkv: f32(rng, 3 * n, scale) }, { y: n }, (b, t) => { const st = b.alloc(b.attentionSavedSize(B, NH, T)); b.attentionForward(t.y, st, t.qkv, B, T, C, NH); b.free(st); });
-  }),
-  attentionBackward: (c) => run(attnArb, ({ s, B, T, NH, p, scale }) => {
-    const rng = new Rng(s), C = NH * p, n = B * T * C;
-    c.check('attentionBackward', s, { qkv: f32(rng, 3 * n, scale), dy: f32(rng, n) }, { dqkv: 3 * n }, (b, t) => {
-      const st = b.alloc(b.attentionSavedSize(B, NH, T)), y = b.alloc(n);
-      b.attentionForward(y, st, t.qkv, B, T, C, NH); b.attentionBackward(t.dqkv, t.dy, t.qkv, y, st, B, T, C, NH);
-      b.free(st); b.free(y);
-    });
-  }),
-  attentionDecode: (c) => run(fc.record({ s: seed, B: odd(1, 3), Tmax: odd(1, 40), tRaw: odd(0, 39), NH: odd(1, 4), p: odd(1, 19), scale: fc.constantFrom(0.3, 1, 4) }), ({ s, B, Tmax, tRaw, NH, p, scale }) => {
-    const rng = new Rng(s), C = NH * p, t = tRaw % Tmax;
-    const inputs = { q: f32(rng, B * C, scale), k: f32(rng, B * Tmax * C, scale), v: f32(rng, B * Tmax * C) };
-    c.check('attentionDecode', s, inputs, { y: B * C }, (b, x) => b.attentionDecode(x.y, x.q, x.k, x.v, B, t, Tmax, C, NH));
-    // CRATE: q is row t of the cache and the cache serves as both k and v (B = 1: the row is a view)
-    c.check('attentionDecode', s, { k: inputs.k.subarray(0, Tmax * C) }, { y: C }, (b, x) => b.attentionDecode(x.y, b.view(x.k, t * C, C), x.k, x.k, 1, t, Tmax, C, NH));
-  }),
+  attentionSavedSize: (c) =>
+    run(fc.record({ B: odd(0, 5), NH: odd(1, 6), T: odd(0, 70) }), ({ B, NH, T }) => {
+      // What is saved differs by backend (the reference keeps P, the native twins one logsumexp per row),
+      // so the property is the contract: an integer, and exactly the size the forward accepts.
+      const n = c.be.attentionSavedSize(B, NH, T);
+      expect(Number.isInteger(n) && n >= 0).toBe(true);
+      if (B * T > 0) {
+        const C = NH * 2,
+          v = c.be.alloc(B * T * C),
+          y = c.be.alloc(B * T * C),
+          st = c.be.alloc(n),
+          st1 = c.be.alloc(n + 1);
+        c.be.mssaForward(y, st, v, B, T, C, NH);
+        expect(() => c.be.mssaForward(y, st1, v, B, T, C, NH)).toThrow(/saved has \d+ elements/);
+        for (const b of [v, y, st, st1]) c.be.free(b);
+      }
+    }),
+  mssaForward: (c) =>
+    run(attnArb, ({ s, B, T, NH, p, scale }) => {
+      const rng = new Rng(s),
+        C = NH * p,
+        n = B * T * C;
+      c.check('mssaForward', s, { v: f32(rng, n, scale) }, { y: n }, (b, t) => {
+        const st = b.alloc(b.attentionSavedSize(B, NH, T));
+        b.mssaForward(t.y, st, t.v, B, T, C, NH);
+        b.free(st);
+      });
+    }),
+  mssaBackward: (c) =>
+    run(attnArb, ({ s, B, T, NH, p, scale }) => {
+      const rng = new Rng(s),
+        C = NH * p,
+        n = B * T * C;
+      c.check('mssaBackward', s, { v: f32(rng, n, scale), dy: f32(rng, n) }, { dv: n }, (b, t) => {
+        const st = b.alloc(b.attentionSavedSize(B, NH, T)),
+          y = b.alloc(n);
+        b.mssaForward(y, st, t.v, B, T, C, NH);
+        b.mssaBackward(t.dv, t.dy, t.v, y, st, B, T, C, NH);
+        b.free(st);
+        b.free(y);
+      });
+    }),
+  attentionForward: (c) =>
+    run(attnArb, ({ s, B, T, NH, p, scale }) => {
+      const rng = new Rng(s),
+        C = NH * p,
+        n = B * T * C;
+      c.check('attentionForward', s, { qkv: f32(rng, 3 * n, scale) }, { y: n }, (b, t) => {
+        const st = b.alloc(b.attentionSavedSize(B, NH, T));
+        b.attentionForward(t.y, st, t.qkv, B, T, C, NH);
+        b.free(st);
+      });
+    }),
+  attentionBackward: (c) =>
+    run(attnArb, ({ s, B, T, NH, p, scale }) => {
+      const rng = new Rng(s),
+        C = NH * p,
+        n = B * T * C;
+      c.check('attentionBackward', s, { qkv: f32(rng, 3 * n, scale), dy: f32(rng, n) }, { dqkv: 3 * n }, (b, t) => {
+        const st = b.alloc(b.attentionSavedSize(B, NH, T)),
+          y = b.alloc(n);
+        b.attentionForward(y, st, t.qkv, B, T, C, NH);
+        b.attentionBackward(t.dqkv, t.dy, t.qkv, y, st, B, T, C, NH);
+        b.free(st);
+        b.free(y);
+      });
+    }),
+  attentionDecode: (c) =>
+    run(
+      fc.record({ s: seed, B: odd(1, 3), Tmax: odd(1, 40), tRaw: odd(0, 39), NH: odd(1, 4), p: odd(1, 19), scale: fc.constantFrom(0.3, 1, 4) }),
+      ({ s, B, Tmax, tRaw, NH, p, scale }) => {
+        const rng = new Rng(s),
+          C = NH * p,
+          t = tRaw % Tmax;
+        const inputs = { q: f32(rng, B * C, scale), k: f32(rng, B * Tmax * C, scale), v: f32(rng, B * Tmax * C) };
+        c.check('attentionDecode', s, inputs, { y: B * C }, (b, x) => b.attentionDecode(x.y, x.q, x.k, x.v, B, t, Tmax, C, NH));
+        // CRATE: q is row t of the cache and the cache serves as both k and v (B = 1: the row is a view)
+        c.check('attentionDecode', s, { k: inputs.k.subarray(0, Tmax * C) }, { y: C }, (b, x) =>
+          b.attentionDecode(x.y, b.view(x.k, t * C, C), x.k, x.k, 1, t, Tmax, C, NH),
+        );
+      },
+    ),
 
   // ---- ISTA -----------------------------------------------------------------------------------------
-  istaForward: (c) => run(istaArb, (a) => {
-    const { s, N, C, factor, steps } = a, H = factor * C;
-    c.check('istaForward', s, istaInputs(a), { out: N * C, codes: steps * N * H }, (b, t) => b.istaForward(t.out, t.codes, t.u, t.A, N, C, H, 0.1, 0.1, steps));
-  }),
-  istaBackward: (c) => run(istaArb, (a) => {
-    const { s, N, C, factor, steps } = a, H = factor * C, inputs = istaInputs(a);
-    // backward on the reference's own codes (float32-rounded), so both see the same ReLU masks
-    const codes = onBackend(ref, inputs, { codes: steps * N * H, out: N * C }, (t) => ref.istaForward(t.out, t.codes, t.u, t.A, N, C, H, 0.1, 0.1, steps)).codes.map(Math.fround);
-    c.check('istaBackward', s, { ...inputs, codes }, { du: N * C, dA: 0 }, (b, t) => b.istaBackward(t.du, t.dA, t.dout, t.u, t.A, t.codes, N, C, H, 0.1, 0.1, steps));
-  }),
-  istaCompleteForward: (c) => run(fc.tuple(seed, odd(1, 40), odd(1, 37)), ([s, N, C]) => {
-    const rng = new Rng(s);
-    c.check('istaCompleteForward', s, { x: f32(rng, N * C), W: f32(rng, C * C, 1 / Math.sqrt(C)) }, { out: N * C }, (b, t) => b.istaCompleteForward(t.out, t.x, t.W, N, C, 0.1, 0.1));
-  }),
-  istaCompleteBackward: (c) => run(fc.tuple(seed, odd(1, 40), odd(1, 37)), ([s, N, C]) => {
-    const rng = new Rng(s);
-    const inputs: Inputs = { x: f32(rng, N * C), W: f32(rng, C * C, 1 / Math.sqrt(C)), dout: f32(rng, N * C), dW: f32(rng, C * C) };
-    const out = onBackend(ref, inputs, { out: N * C }, (t) => ref.istaCompleteForward(t.out, t.x, t.W, N, C, 0.1, 0.1)).out.map(Math.fround);
-    c.check('istaCompleteBackward', s, { ...inputs, out }, { dx: N * C, dW: 0 }, (b, t) => b.istaCompleteBackward(t.dx, t.dW, t.dout, t.x, t.W, t.out, N, C, 0.1, 0.1));
-  }),
+  istaForward: (c) =>
+    run(istaArb, (a) => {
+      const { s, N, C, factor, steps } = a,
+        H = factor * C;
+      c.check('istaForward', s, istaInputs(a), { out: N * C, codes: steps * N * H }, (b, t) =>
+        b.istaForward(t.out, t.codes, t.u, t.A, N, C, H, 0.1, 0.1, steps),
+      );
+    }),
+  istaBackward: (c) =>
+    run(istaArb, (a) => {
+      const { s, N, C, factor, steps } = a,
+        H = factor * C,
+        inputs = istaInputs(a);
+      // backward on the reference's own codes (float32-rounded), so both see the same ReLU masks
+      const codes = onBackend(ref, inputs, { codes: steps * N * H, out: N * C }, (t) =>
+        ref.istaForward(t.out, t.codes, t.u, t.A, N, C, H, 0.1, 0.1, steps),
+      ).codes.map(Math.fround);
+      c.check('istaBackward', s, { ...inputs, codes }, { du: N * C, dA: 0 }, (b, t) =>
+        b.istaBackward(t.du, t.dA, t.dout, t.u, t.A, t.codes, N, C, H, 0.1, 0.1, steps),
+      );
+    }),
+  istaCompleteForward: (c) =>
+    run(fc.tuple(seed, odd(1, 40), odd(1, 37)), ([s, N, C]) => {
+      const rng = new Rng(s);
+      c.check('istaCompleteForward', s, { x: f32(rng, N * C), W: f32(rng, C * C, 1 / Math.sqrt(C)) }, { out: N * C }, (b, t) =>
+        b.istaCompleteForward(t.out, t.x, t.W, N, C, 0.1, 0.1),
+      );
+    }),
+  istaCompleteBackward: (c) =>
+    run(fc.tuple(seed, odd(1, 40), odd(1, 37)), ([s, N, C]) => {
+      const rng = new Rng(s);
+      const inputs: Inputs = { x: f32(rng, N * C), W: f32(rng, C * C, 1 / Math.sqrt(C)), dout: f32(rng, N * C), dW: f32(rng, C * C) };
+      const out = onBackend(ref, inputs, { out: N * C }, (t) => ref.istaCompleteForward(t.out, t.x, t.W, N, C, 0.1, 0.1)).out.map(Math.fround);
+      c.check('istaCompleteBackward', s, { ...inputs, out }, { dx: N * C, dW: 0 }, (b, t) =>
+        b.istaCompleteBackward(t.dx, t.dW, t.dout, t.x, t.W, t.out, N, C, 0.1, 0.1),
+      );
+    }),
 
   // ---- loss and optimizer ---------------------------------------------------------------------------
-  crossEntropyForward: (c) => run(ceArb, ({ s, N, V, scale, gradScale }) => {
-    // fused with the softmax backward: the loss at the forward tolerance, dlogits at the backward one
-    const rng = new Rng(s), targets = ceTargets(rng, N, V), inputs = { logits: f32(rng, N * V, scale) };
-    const losses: number[] = [];
-    c.check('crossEntropyForward', s, inputs, { dlogits: N * V }, (b, t) => { losses.push(b.crossEntropyForward(t.dlogits, t.logits, targets, N, V, gradScale)); }, { direction: 'backward' });
-    expectClose(c.name, 'crossEntropyForward (loss)', s, { loss: Float64Array.of(losses[0]) }, { loss: Float64Array.of(losses[1]) }, OP_TOLERANCE.crossEntropy.forward);
-    // forward-only call gives the same loss
-    onBackend(c.be, inputs, {}, (t) => { losses.push(c.be.crossEntropyForward(null, t.logits, targets, N, V, 1)); });
-    expect(losses[2]).toBe(losses[0]);
-  }),
-  adamwUpdate: (c) => run(fc.tuple(seed, odd(1, 500), fc.constantFrom(0, 0.1)), ([s, n, wd]) => {
-    const rng = new Rng(s);
-    const inputs = { p: f32(rng, n), g: f32(rng, n, 1e-3), m: f32(rng, n, 1e-4), v: Float64Array.from(f32(rng, n, 1e-4), (x) => Math.fround(x * x)) };
-    c.check('adamwUpdate', s, inputs, { p: 0, m: 0, v: 0 }, (b, t) => { for (let step = 1; step <= 3; step++) b.adamwUpdate(t.p, t.g, t.m, t.v, 1e-3, 0.9, 0.95, 1e-8, wd, step); });
-  }),
+  crossEntropyForward: (c) =>
+    run(ceArb, ({ s, N, V, scale, gradScale }) => {
+      // fused with the softmax backward: the loss at the forward tolerance, dlogits at the backward one
+      const rng = new Rng(s),
+        targets = ceTargets(rng, N, V),
+        inputs = { logits: f32(rng, N * V, scale) };
+      const losses: number[] = [];
+      c.check(
+        'crossEntropyForward',
+        s,
+        inputs,
+        { dlogits: N * V },
+        (b, t) => {
+          losses.push(b.crossEntropyForward(t.dlogits, t.logits, targets, N, V, gradScale));
+        },
+        { direction: 'backward' },
+      );
+      expectClose(
+        c.name,
+        'crossEntropyForward (loss)',
+        s,
+        { loss: Float64Array.of(losses[0]) },
+        { loss: Float64Array.of(losses[1]) },
+        OP_TOLERANCE.crossEntropy.forward,
+      );
+      // forward-only call gives the same loss
+      onBackend(c.be, inputs, {}, (t) => {
+        losses.push(c.be.crossEntropyForward(null, t.logits, targets, N, V, 1));
+      });
+      expect(losses[2]).toBe(losses[0]);
+    }),
+  adamwUpdate: (c) =>
+    run(fc.tuple(seed, odd(1, 500), fc.constantFrom(0, 0.1)), ([s, n, wd]) => {
+      const rng = new Rng(s);
+      const inputs = { p: f32(rng, n), g: f32(rng, n, 1e-3), m: f32(rng, n, 1e-4), v: Float64Array.from(f32(rng, n, 1e-4), (x) => Math.fround(x * x)) };
+      c.check('adamwUpdate', s, inputs, { p: 0, m: 0, v: 0 }, (b, t) => {
+        for (let step = 1; step <= 3; step++) b.adamwUpdate(t.p, t.g, t.m, t.v, 1e-3, 0.9, 0.95, 1e-8, wd, step);
+      });
+    }),
 };
 
 for (const nat of natives) {
@@ -304,7 +468,9 @@ for (const nat of natives) {
 
     test(`${nat.name}: ISTA entries exactly at the threshold are zero in forward and pass no gradient`, () => {
       // one atom e_0 and u_0 = λ: the first step's pre-activation η·u_0 − ηλ is exactly 0 (η = 0.5, λ = 0.25)
-      const C = 3, H = 1, inputs = { u: Float64Array.from([0.25, 1, -2]), A: Float64Array.from([1, 0, 0]), dout: Float64Array.from([1, 1, 1]) };
+      const C = 3,
+        H = 1,
+        inputs = { u: Float64Array.from([0.25, 1, -2]), A: Float64Array.from([1, 0, 0]), dout: Float64Array.from([1, 1, 1]) };
       const got = onBackend(be, inputs, { out: C, codes: H, du: C, dA: H * C }, (t) => {
         be.istaForward(t.out, t.codes, t.u, t.A, 1, C, H, 0.5, 0.25, 1);
         be.istaBackward(t.du, t.dA, t.dout, t.u, t.A, t.codes, 1, C, H, 0.5, 0.25, 1);
@@ -314,13 +480,17 @@ for (const nat of natives) {
       expect(Array.from(got.du)).toEqual([0, 0, 0]);
       expect(Array.from(got.dA)).toEqual([0, 0, 0]);
       // a NaN input gives NaN codes and output (propagated, not clamped to 0 by the ReLU)
-      const nan = onBackend(be, { ...inputs, u: Float64Array.from([NaN, 1, -2]) }, { out: C, codes: H }, (t) => be.istaForward(t.out, t.codes, t.u, t.A, 1, C, H, 0.5, 0.25, 1));
+      const nan = onBackend(be, { ...inputs, u: Float64Array.from([NaN, 1, -2]) }, { out: C, codes: H }, (t) =>
+        be.istaForward(t.out, t.codes, t.u, t.A, 1, C, H, 0.5, 0.25, 1),
+      );
       expect(Number.isNaN(nan.codes[0])).toBe(true);
       expect(nan.out.every(Number.isNaN)).toBe(true);
     });
 
     test(`${nat.name}: cross-entropy with every target ignored is NaN, like PyTorch's mean over nothing`, () => {
-      const allIgnored = onBackend(be, { l: Float64Array.from([1, 2, 3]) }, {}, (t) => { expect(Number.isNaN(be.crossEntropyForward(null, t.l, Int32Array.from([-1]), 1, 3, 1))).toBe(true); });
+      const allIgnored = onBackend(be, { l: Float64Array.from([1, 2, 3]) }, {}, (t) => {
+        expect(Number.isNaN(be.crossEntropyForward(null, t.l, Int32Array.from([-1]), 1, 3, 1))).toBe(true);
+      });
       expect(allIgnored).toEqual({});
     });
 

@@ -11,12 +11,16 @@ import { parseSafetensors, serializeSafetensors, type TensorInput } from '../src
 import { makeConfig } from '../src/model/config.js';
 import { Rng } from '../src/util/rng.js';
 
-const FIXTURES = readdirSync('fixtures').filter((f) => f.endsWith('.safetensors')).map((f) => join('fixtures', f));
+const FIXTURES = readdirSync('fixtures')
+  .filter((f) => f.endsWith('.safetensors'))
+  .map((f) => join('fixtures', f));
 const be = new ReferenceBackend();
 
 describe('fixtures: reference backend', () => {
   test('there are PyTorch fixtures for CRATE (ordinary, T = 1, large values) and GPT-2', () => {
-    expect(FIXTURES.map((f) => f.replace('fixtures/', '')).sort()).toEqual(expect.arrayContaining(['crate-small.safetensors', 'crate-t1.safetensors', 'crate-large-values.safetensors', 'gpt2-small.safetensors']));
+    expect(FIXTURES.map((f) => f.replace('fixtures/', '')).sort()).toEqual(
+      expect.arrayContaining(['crate-small.safetensors', 'crate-t1.safetensors', 'crate-large-values.safetensors', 'gpt2-small.safetensors']),
+    );
   });
 
   for (const f of FIXTURES) {
@@ -64,7 +68,9 @@ describe('fixtures: reference backend', () => {
       writeFileSync(p, serializeSafetensors(tensors, meta));
       return p;
     };
-    expect(() => auditFixture(loadFixture(drop('transformer.h.0.ista.weight')), be, FIXTURE_TOLERANCE.reference)).toThrow(/missing tensors: transformer\.h\.0\.ista\.weight/);
+    expect(() => auditFixture(loadFixture(drop('transformer.h.0.ista.weight')), be, FIXTURE_TOLERANCE.reference)).toThrow(
+      /missing tensors: transformer\.h\.0\.ista\.weight/,
+    );
     expect(() => loadFixture(drop('idx'))).toThrow(/fixture has no 'idx' tensor/);
     expect(() => loadFixture(drop('x', { ...file.metadata, config: '{"vocab_size": 3' }))).toThrow(/"config" is not valid JSON/);
     expect(() => loadFixture(join(dir, 'absent.safetensors'))).toThrow(/absent\.safetensors/);

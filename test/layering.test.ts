@@ -10,7 +10,10 @@ const SRC = path.resolve(__dirname, '..', 'src');
 const FORBIDDEN: { what: string; re: RegExp }[] = [
   { what: 'process.exit', re: /\bprocess\s*\.\s*(exit|abort|reallyExit)\s*\(/ },
   { what: 'process.exitCode', re: /\bprocess\s*\.\s*exitCode\b/ },
-  { what: 'console output', re: /\bconsole\s*\.\s*(log|error|warn|info|debug|trace|table|dir|dirxml|group|groupCollapsed|time|timeEnd|timeLog|count|assert)\b/ },
+  {
+    what: 'console output',
+    re: /\bconsole\s*\.\s*(log|error|warn|info|debug|trace|table|dir|dirxml|group|groupCollapsed|time|timeEnd|timeLog|count|assert)\b/,
+  },
   { what: 'a write to stdout/stderr', re: /\bprocess\s*\.\s*(stdout|stderr)\s*\.\s*(write|end)\b/ },
   { what: 'a write to fd 1/2', re: /\bwrite(Sync)?\s*\(\s*[12]\s*,/ },
 ];
@@ -27,13 +30,19 @@ function tsFiles(dir: string): string[] {
 
 /** Blank out comments (keeping line numbers), so prose that names a forbidden call does not count. */
 function stripComments(src: string): string {
-  let out = '', i = 0;
+  let out = '',
+    i = 0;
   let quote: string | null = null;
   while (i < src.length) {
-    const c = src[i], n = src[i + 1];
+    const c = src[i],
+      n = src[i + 1];
     if (quote) {
       out += c;
-      if (c === '\\') { out += n ?? ''; i += 2; continue; }
+      if (c === '\\') {
+        out += n ?? '';
+        i += 2;
+        continue;
+      }
       if (c === quote) quote = null;
       i++;
     } else if (c === '/' && n === '/') {
@@ -54,9 +63,11 @@ function stripComments(src: string): string {
 
 function violations(file: string, text: string): string[] {
   const found: string[] = [];
-  stripComments(text).split('\n').forEach((line, k) => {
-    for (const f of FORBIDDEN) if (f.re.test(line)) found.push(`${path.relative(SRC, file)}:${k + 1}: ${f.what}: ${line.trim()}`);
-  });
+  stripComments(text)
+    .split('\n')
+    .forEach((line, k) => {
+      for (const f of FORBIDDEN) if (f.re.test(line)) found.push(`${path.relative(SRC, file)}:${k + 1}: ${f.what}: ${line.trim()}`);
+    });
   return found;
 }
 
@@ -72,7 +83,7 @@ describe('layering', () => {
     const src = [
       'const a = 1; // process.exit(1) in a comment',
       '/* console.log("x") */ const b = 2;',
-      "  if (bad) process.exit(2);",
+      '  if (bad) process.exit(2);',
       '  console.error(`oops`);',
       '  process.stdout.write(text);',
       '  fs.writeSync(2, msg);',

@@ -15,7 +15,10 @@ beforeAll(async () => {
   ep = { baseURL: fake.url, apiKey: 'k', model: 'm' };
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-llm-client-'));
 });
-afterAll(async () => { await fake.close(); fs.rmSync(dir, { recursive: true, force: true }); });
+afterAll(async () => {
+  await fake.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const chat = (s: string) => ({ messages: [{ role: 'user', content: s }], max_tokens: 5 });
 const total = () => [...fake.received.values()].reduce((a, b) => a + b, 0);
@@ -23,7 +26,13 @@ const total = () => [...fake.received.values()].reduce((a, b) => a + b, 0);
 describe('retries', () => {
   it('429 and 5xx are retried with growing, jittered delays (Retry-After honoured); the request then succeeds', async () => {
     const delays: number[] = [];
-    const c = new LlmClient({ sleep: async (ms) => { delays.push(ms); }, random: () => 0.5, baseDelayMs: 100 });
+    const c = new LlmClient({
+      sleep: async (ms) => {
+        delays.push(ms);
+      },
+      random: () => 0.5,
+      baseDelayMs: 100,
+    });
     fake.failNext(3, 503);
     const before = total();
     const r = await c.request(ep, 'chat/completions', chat('retry me'));
@@ -34,7 +43,12 @@ describe('retries', () => {
     expect(delays).toEqual([75, 150, 300]);
     fake.failNext(1, 429, 2);
     const d2: number[] = [];
-    const c2 = new LlmClient({ sleep: async (ms) => { d2.push(ms); }, baseDelayMs: 10 });
+    const c2 = new LlmClient({
+      sleep: async (ms) => {
+        d2.push(ms);
+      },
+      baseDelayMs: 10,
+    });
     await c2.request(ep, 'chat/completions', chat('rate limited'));
     expect(d2[0]).toBeGreaterThanOrEqual(2000);
   });
@@ -43,13 +57,13 @@ describe('retries', () => {
     const c = new LlmClient({ sleep: async () => {}, maxRetries: 2 });
     fake.failNext(1, 400);
     const before = total();
-    const e = await c.request(ep, 'chat/completions', chat('bad')).catch((x: any) => x) as any;
+    const e = (await c.request(ep, 'chat/completions', chat('bad')).catch((x: any) => x)) as any;
     expect(e).toBeInstanceOf(LlmCallError);
     expect(e.status).toBe(400);
     expect(e.message).toMatch(/HTTP 400: injected 400/);
     expect(total() - before).toBe(1);
     fake.failNext(10, 500);
-    const e2 = await c.request(ep, 'chat/completions', chat('down')).catch((x: any) => x) as any;
+    const e2 = (await c.request(ep, 'chat/completions', chat('down')).catch((x: any) => x)) as any;
     expect(e2.message).toMatch(/after 3 attempts: HTTP 500/);
     expect(c.stats.failed).toBe(2);
     fake.failNext(0, 500);
@@ -59,12 +73,14 @@ describe('retries', () => {
     const slow = await startFakeLlm({ delayMs: 400 });
     try {
       const c = new LlmClient({ sleep: async () => {}, timeoutMs: 150, maxRetries: 1 });
-      const e = await c.request({ ...ep, baseURL: slow.url }, 'chat/completions', chat('slow')).catch((x: any) => x) as any;
+      const e = (await c.request({ ...ep, baseURL: slow.url }, 'chat/completions', chat('slow')).catch((x: any) => x)) as any;
       expect(e.message).toMatch(/after 2 attempts: timed out/);
       expect([...slow.received.values()][0]).toBe(2);
-    } finally { await slow.close(); }
+    } finally {
+      await slow.close();
+    }
     const c = new LlmClient({ sleep: async () => {}, maxRetries: 1 });
-    const e = await c.request({ ...ep, baseURL: 'http://127.0.0.1:1/v1' }, 'chat/completions', chat('x')).catch((x: any) => x) as any;
+    const e = (await c.request({ ...ep, baseURL: 'http://127.0.0.1:1/v1' }, 'chat/completions', chat('x')).catch((x: any) => x)) as any;
     expect(e.message).toMatch(/connection failed/);
   });
 });
@@ -77,7 +93,9 @@ describe('concurrency, cache, dedupe, dry run', () => {
       await Promise.all(Array.from({ length: 12 }, (_, i) => c.request({ ...ep, baseURL: slow.url }, 'chat/completions', chat(`n${i}`))));
       expect(slow.maxInFlight).toBe(3);
       expect(c.stats.calls).toBe(12);
-    } finally { await slow.close(); }
+    } finally {
+      await slow.close();
+    }
   });
 
   it('a cached request is not sent again; identical requests in flight are sent once; a corrupt entry is refetched', async () => {

@@ -18,17 +18,26 @@ const L = Math.log;
 /** A response built from simulator tokens; `dist(i)` gives top_logprobs at position i. */
 function response(tokens: string[], dist: (i: number) => Record<string, number> | null): { text: string; lp: EchoLogprobs } {
   const offsets: number[] = [];
-  let bytes: number[] = [], cps = 0;
+  let bytes: number[] = [],
+    cps = 0;
   for (const t of tokens) {
     offsets.push(cps);
     const b = tokenBytes(t);
     if (b.raw || t === '') {
       bytes.push(...b.bytes);
       const s = Buffer.from(bytes).toString('utf8');
-      if (bytes.length && !s.includes('\ufffd')) { cps += [...s].length; bytes = []; }
+      if (bytes.length && !s.includes('\ufffd')) {
+        cps += [...s].length;
+        bytes = [];
+      }
     } else cps += [...t].length;
   }
-  const text = tokens.map((t) => { const b = tokenBytes(t); return b.raw ? '' : t; }).join('');
+  const text = tokens
+    .map((t) => {
+      const b = tokenBytes(t);
+      return b.raw ? '' : t;
+    })
+    .join('');
   return { text, lp: { tokens, top_logprobs: tokens.map((_, i) => (i === 0 ? null : dist(i))), text_offset: offsets } };
 }
 
@@ -45,7 +54,31 @@ describe('expected values', () => {
 });
 
 describe('alignment (hand-made responses)', () => {
-  const head = ['Neuron', ' 1', '\n', '<', 'start', '>', '\n', 'a', '\t', 'unknown', '\n', '<', 'end', '>', '\n', 'Activations', ':', ' ', '\n', '<', 'start', '>', '\n'];
+  const head = [
+    'Neuron',
+    ' 1',
+    '\n',
+    '<',
+    'start',
+    '>',
+    '\n',
+    'a',
+    '\t',
+    'unknown',
+    '\n',
+    '<',
+    'end',
+    '>',
+    '\n',
+    'Activations',
+    ':',
+    ' ',
+    '\n',
+    '<',
+    'start',
+    '>',
+    '\n',
+  ];
   const d = (v: number) => ({ [String(v)]: L(0.8), '0': L(0.2) });
   const ev = (v: number) => (v * 0.8) / 1;
 
@@ -53,7 +86,10 @@ describe('alignment (hand-made responses)', () => {
     const toks = ['\u{1F600}', ...head, ' the', '\t', 'unknown', '\n', ' cat', '\t', 'unknown', '\n', '<', 'end', '>', '\n'];
     const r = response(toks, (i) => (toks[i] === 'unknown' ? d(i % 10) : { x: -1 }));
     const p = parseAllAtOnce(r.text, r.lp, [' the', ' cat']);
-    const idx = toks.map((t, i) => (t === 'unknown' ? i : -1)).filter((i) => i >= 0).slice(1);
+    const idx = toks
+      .map((t, i) => (t === 'unknown' ? i : -1))
+      .filter((i) => i >= 0)
+      .slice(1);
     expect(p.expected).toEqual(idx.map((i) => ev(i % 10)));
     expect(p.counts).toMatchObject({ exact: 2, split: 0, missing: 0 });
   });
@@ -112,18 +148,28 @@ describe('alignment against crate-ts serve (real tokenizers)', () => {
     for (const tokName of ['gpt2', 'byte'] as const) {
       const tok = await loadTokenizer(tokName);
       const backend = (await selectBackend('auto')).backend;
-      const model = new LanguageModel(backend, makeConfig(undefined, { vocabSize: tok.modelVocabSize, blockSize: 256, nLayer: 1, nHead: 2, nEmbd: 16 }), { seed: 3 });
+      const model = new LanguageModel(backend, makeConfig(undefined, { vocabSize: tok.modelVocabSize, blockSize: 256, nLayer: 1, nHead: 2, nEmbd: 16 }), {
+        seed: 3,
+      });
       servers.push({ srv: await startServer(new Engine(model, tok, await TokenBytes.forTokenizer(tok)), { port: 0 }), model });
     }
   });
-  afterAll(async () => { for (const s of servers) { await s.srv.close(); s.model.free(); } });
+  afterAll(async () => {
+    for (const s of servers) {
+      await s.srv.close();
+      s.model.free();
+    }
+  });
 
   it('every subject token is found, in GPT-2 BPE and in single bytes, and expected values lie in [0, 10]', async () => {
     // GPT-2 token strings of a text with curly quotes, an emoji, a tab and newlines
     const subject = ['The', ' whale', '\u2019', 's', ' \u{1F40B}', ' fin', '\t', '\n', '\n', ' 18', '51', '.', ' caf\u00e9', ' "', 'unknown', '"'];
     const prompt = simulationPrompt(set, 'sea creatures', subject);
     for (const [i, { srv }] of servers.entries()) {
-      const r = await fetch(`${srv.url}/completions`, { method: 'POST', body: JSON.stringify({ model: 'crate', prompt, max_tokens: 0, echo: true, logprobs: 20 }) });
+      const r = await fetch(`${srv.url}/completions`, {
+        method: 'POST',
+        body: JSON.stringify({ model: 'crate', prompt, max_tokens: 0, echo: true, logprobs: 20 }),
+      });
       expect(r.status).toBe(200);
       const j: any = await r.json();
       const p = parseAllAtOnce(j.choices[0].text, j.choices[0].logprobs, subject);

@@ -7,8 +7,16 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import {
-  loadPromptSet, defaultPromptsFile, formatRecords, nonZeroProportion, explanationMessages, simulationPrompt, tokenPrompt,
-  logprobFreeMessages, parseLogprobFree, fill,
+  loadPromptSet,
+  defaultPromptsFile,
+  formatRecords,
+  nonZeroProportion,
+  explanationMessages,
+  simulationPrompt,
+  tokenPrompt,
+  logprobFreeMessages,
+  parseLogprobFree,
+  fill,
 } from '../src/neurons/llm/prompts.js';
 
 const set = loadPromptSet();
@@ -25,7 +33,11 @@ describe('prompt sets', () => {
   it('bad prompt-set files get one-line errors naming the problem', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-prompts-'));
     const base = JSON.parse(fs.readFileSync(defaultPromptsFile(), 'utf8'));
-    const write = (name: string, v: unknown) => { const f = path.join(dir, name); fs.writeFileSync(f, typeof v === 'string' ? v : JSON.stringify(v)); return f; };
+    const write = (name: string, v: unknown) => {
+      const f = path.join(dir, name);
+      fs.writeFileSync(f, typeof v === 'string' ? v : JSON.stringify(v));
+      return f;
+    };
     const cases: [string, unknown, RegExp][] = [
       ['notjson.json', '{"format": ', /not valid JSON/],
       ['format.json', { ...base, format: 'x' }, /"format" must be "crate-ts-prompt-set"/],
@@ -44,7 +56,11 @@ describe('prompt sets', () => {
     const mine = write('mine.json', { ...base, name: 'my-set', explanation_prefix: 'the neuron fires on' });
     const s2 = loadPromptSet(mine);
     expect(s2.name).toBe('my-set');
-    expect(explanationMessages(s2, [{ tokens: ['a'], activations: [1] }]).at(-1)!.content.endsWith('the neuron fires on')).toBe(true);
+    expect(
+      explanationMessages(s2, [{ tokens: ['a'], activations: [1] }])
+        .at(-1)!
+        .content.endsWith('the neuron fires on'),
+    ).toBe(true);
   });
 
   it('fill substitutes once ({{ }} are literal braces) and refuses a placeholder without a value', () => {
@@ -55,7 +71,10 @@ describe('prompt sets', () => {
 
 describe('records as prompt text', () => {
   it('normalises to 0-10 against the maximum, with the OpenAI delimiters', () => {
-    const recs = [{ tokens: ['a', ' b'], activations: [-1, 2] }, { tokens: ['c'], activations: [4] }];
+    const recs = [
+      { tokens: ['a', ' b'], activations: [-1, 2] },
+      { tokens: ['c'], activations: [4] },
+    ];
     expect(formatRecords(recs, 4)).toBe('\n<start>\na\t0\n b\t5\n<end>\n<start>\nc\t10\n<end>\n');
     expect(formatRecords(recs, 4, { omitZeros: true })).toBe('\n<start>\n b\t5\n<end>\n<start>\nc\t10\n<end>\n');
     expect(formatRecords(recs, 4, { startIndices: [1, 0], unknownWord: 'unknown' })).toBe('\n<start>\na\tunknown\n b\t5\n<end>\n<start>\nc\t10\n<end>\n');
@@ -84,15 +103,21 @@ describe('explainer prompt', () => {
   });
 
   it('--no-system-role folds the system text into the first user turn', () => {
-    const a = explanationMessages(set, dense), b = explanationMessages(set, dense, { noSystemRole: true });
+    const a = explanationMessages(set, dense),
+      b = explanationMessages(set, dense, { noSystemRole: true });
     expect(b.some((m) => m.role === 'system')).toBe(false);
     expect(b[0]).toEqual({ role: 'user', content: a[0].content + a[1].content });
     expect(b.slice(1)).toEqual(a.slice(2));
   });
 
   it('a small context budget drops few-shot records, last record first, never the target', () => {
-    const count = (msgs: { content: string }[]) => msgs.map((m) => m.content).join('').split('<start>').length - 1;
-    const full = explanationMessages(set, dense), tight = explanationMessages(set, dense, { contextTokens: 400, maxTokens: 60 });
+    const count = (msgs: { content: string }[]) =>
+      msgs
+        .map((m) => m.content)
+        .join('')
+        .split('<start>').length - 1;
+    const full = explanationMessages(set, dense),
+      tight = explanationMessages(set, dense, { contextTokens: 400, maxTokens: 60 });
     expect(count(tight)).toBeLessThan(count(full));
     expect(tight.at(-1)!.content).toBe(full.at(-1)!.content);
   });
@@ -108,7 +133,12 @@ describe('simulator prompts', () => {
     expect(p).toContain(`What neuron 4 does: ${set.explanation_prefix} whales and ships\nActivations: `);
     // few-shot neuron 1, record 2 hides its first 6 values
     const second = p.split('<start>')[2];
-    expect(second.split('\n').slice(1, 7).every((l) => l.endsWith('\tunknown'))).toBe(true);
+    expect(
+      second
+        .split('\n')
+        .slice(1, 7)
+        .every((l) => l.endsWith('\tunknown')),
+    ).toBe(true);
     expect(second.split('\n')[7].endsWith('\tunknown')).toBe(false);
   });
 
@@ -129,7 +159,16 @@ describe('simulator prompts', () => {
     const line = (t: string, v: string) => `${t}\t${v}${set.logprob_free.line_end}`;
     const answer = 'Sure:\n' + toks.map((t, i) => line(t, String([3, 10, 0, 12, 7][i]))).join('');
     expect(parseLogprobFree(set, answer, toks)).toEqual({ values: [3, 10, 0, 0, 7], ok: true });
-    expect(parseLogprobFree(set, toks.slice(0, 4).map((t) => line(t, '1')).join(''), toks)).toEqual({ values: [0, 0, 0, 0, 0], ok: false });
+    expect(
+      parseLogprobFree(
+        set,
+        toks
+          .slice(0, 4)
+          .map((t) => line(t, '1'))
+          .join(''),
+        toks,
+      ),
+    ).toEqual({ values: [0, 0, 0, 0, 0], ok: false });
     expect(parseLogprobFree(set, toks.map((t, i) => line(i === 2 ? ';' : t, '1')).join(''), toks).ok).toBe(false);
   });
 });

@@ -25,34 +25,74 @@ let dir: string, coll: string, fake: FakeLlm;
 const root = path.resolve(import.meta.dirname, '..');
 
 async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const e2 = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => { err += String(s); return true; });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out += a.join(' ') + '\n'; });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err += a.join(' ') + '\n'; });
+  let out = '',
+    err = '';
+  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
+    out += String(s);
+    return true;
+  });
+  const e2 = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
+    err += String(s);
+    return true;
+  });
+  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
+    out += a.join(' ') + '\n';
+  });
+  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
+    err += a.join(' ') + '\n';
+  });
   try {
     return { code: await main(argv), out, err };
   } finally {
-    w.mockRestore(); e2.mockRestore(); l.mockRestore(); e.mockRestore();
+    w.mockRestore();
+    e2.mockRestore();
+    l.mockRestore();
+    e.mockRestore();
   }
 }
 
 const received = () => [...fake.received.values()].reduce((a, b) => a + b, 0);
-const readJsonl = (f: string) => fs.readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+const readJsonl = (f: string) =>
+  fs
+    .readFileSync(f, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-llm-run-'));
-  const model = new LanguageModel((await selectBackend('auto')).backend, makeConfig(undefined, { vocabSize: 50304, blockSize: 32, nLayer: 1, nHead: 2, nEmbd: 16 }), { seed: 5 });
+  const model = new LanguageModel(
+    (await selectBackend('auto')).backend,
+    makeConfig(undefined, { vocabSize: 50304, blockSize: 32, nLayer: 1, nHead: 2, nEmbd: 16 }),
+    { seed: 5 },
+  );
   const ck = path.join(dir, 'ck.safetensors');
   saveCheckpoint(ck, { model, tokenizer: 'gpt2' });
   model.free();
   const text = path.join(dir, 'text.txt');
-  fs.writeFileSync(text, 'Call me Ishmael. Some years ago\u2014never mind how long precisely\u2014having little or no money in my purse, I thought I would sail about a little and see the watery part of the world. It is a way I have of driving off the spleen, and regulating the circulation. 1851.\n'.repeat(6));
+  fs.writeFileSync(
+    text,
+    'Call me Ishmael. Some years ago\u2014never mind how long precisely\u2014having little or no money in my purse, I thought I would sail about a little and see the watery part of the world. It is a way I have of driving off the spleen, and regulating the circulation. 1851.\n'.repeat(
+      6,
+    ),
+  );
   coll = path.join(dir, 'coll');
-  await collect({ checkpoint: ck, data: text, tokens: 12 * 32, variant: 'both', seed: 1, backend: (await selectBackend('auto')).backend, out: coll, cacheDir: null });
+  await collect({
+    checkpoint: ck,
+    data: text,
+    tokens: 12 * 32,
+    variant: 'both',
+    seed: 1,
+    backend: (await selectBackend('auto')).backend,
+    out: coll,
+    cacheDir: null,
+  });
   fake = await startFakeLlm();
 });
-afterAll(async () => { await fake?.close(); fs.rmSync(dir, { recursive: true, force: true }); });
+afterAll(async () => {
+  await fake?.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 const base = () => ['--api-base', fake.url, '--model', 'fake', '--layers', '0', '--max', '3'];
 
@@ -76,10 +116,31 @@ describe('neurons score with an LLM (all at once)', () => {
         expect(Object.keys(r.neuron_id).sort()).toEqual(['dataclass_name', 'layer_index', 'neuron_index']);
         const se = r.scored_explanations[0];
         expect(Object.keys(se).sort()).toEqual(['dataclass_name', 'explanation', 'scored_simulation']);
-        expect(Object.keys(se.scored_simulation).sort()).toEqual(['absolute_dev_explained_score', 'dataclass_name', 'ev_correlation_score', 'rsquared_score', 'scored_sequence_simulations']);
+        expect(Object.keys(se.scored_simulation).sort()).toEqual([
+          'absolute_dev_explained_score',
+          'dataclass_name',
+          'ev_correlation_score',
+          'rsquared_score',
+          'scored_sequence_simulations',
+        ]);
         const ss = se.scored_simulation.scored_sequence_simulations[0];
-        expect(Object.keys(ss).sort()).toEqual(['absolute_dev_explained_score', 'dataclass_name', 'ev_correlation_score', 'rsquared_score', 'simulation', 'true_activations']);
-        expect(Object.keys(ss.simulation).sort()).toEqual(['activation_scale', 'dataclass_name', 'distribution_probabilities', 'distribution_values', 'expected_activations', 'tokens', 'uncalibrated_simulation']);
+        expect(Object.keys(ss).sort()).toEqual([
+          'absolute_dev_explained_score',
+          'dataclass_name',
+          'ev_correlation_score',
+          'rsquared_score',
+          'simulation',
+          'true_activations',
+        ]);
+        expect(Object.keys(ss.simulation).sort()).toEqual([
+          'activation_scale',
+          'dataclass_name',
+          'distribution_probabilities',
+          'distribution_values',
+          'expected_activations',
+          'tokens',
+          'uncalibrated_simulation',
+        ]);
         expect(ss.simulation.activation_scale).toBe('simulated_normalized_activations');
       }
       const meta = JSON.parse(fs.readFileSync(path.join(out, split, 'layer-0.meta.json'), 'utf8'));
@@ -92,15 +153,17 @@ describe('neurons score with an LLM (all at once)', () => {
     expect(new Set(ex.map((e) => e.group))).toEqual(new Set(['openai', 'anthropic']));
   });
 
-  it('every expected value is the simulator\'s distribution for that very token, and the scores recompute', () => {
-    const m = readManifest(coll), ld = readLayer(coll, m, 0);
+  it("every expected value is the simulator's distribution for that very token, and the scores recompute", () => {
+    const m = readManifest(coll),
+      ld = readLayer(coll, m, 0);
     const rows = readJsonl(path.join(out, 'tar', 'layer-0.jsonl'));
     const means: number[] = [];
     for (const r of rows) {
       const split = tarSplit(neuronRecords(m, ld, r.neuron_id.neuron_index));
       const seqs = r.scored_explanations[0].scored_simulation.scored_sequence_simulations;
       expect(seqs.length).toBe(split.scoring.length);
-      const t: number[] = [], p: number[] = [];
+      const t: number[] = [],
+        p: number[] = [];
       seqs.forEach((s: any, j: number) => {
         expect(s.simulation.tokens).toEqual(split.scoring[j].tokens);
         expect(s.true_activations).toEqual(split.scoring[j].activations);
@@ -109,11 +172,15 @@ describe('neurons score with an LLM (all at once)', () => {
           expect(s.simulation.expected_activations[i]).toBeGreaterThanOrEqual(0);
           expect(s.simulation.expected_activations[i]).toBeLessThanOrEqual(10);
         });
-        t.push(...s.true_activations); p.push(...s.simulation.expected_activations);
+        t.push(...s.true_activations);
+        p.push(...s.simulation.expected_activations);
       });
       const want = pearson(t, p);
       const got = r.scored_explanations[0].scored_simulation.ev_correlation_score;
-      if (Number.isFinite(want)) { expect(got).toBeCloseTo(want, 12); means.push(want); } else expect(got).toBeNull();
+      if (Number.isFinite(want)) {
+        expect(got).toBeCloseTo(want, 12);
+        means.push(want);
+      } else expect(got).toBeNull();
     }
     const summary = JSON.parse(fs.readFileSync(path.join(out, 'summary.json'), 'utf8'));
     const l0 = summary.layers[0].splits.tar;
@@ -127,7 +194,8 @@ describe('neurons score with an LLM (all at once)', () => {
     expect(again.code).toBe(0);
     expect(received()).toBe(before);
     expect(again.out).toMatch(/calls: 0 made, [1-9]\d* cached, 0 failed/);
-    for (const s of ['tar', 'randomOnly', 'anthropic']) expect(fs.readFileSync(path.join(dir, 'out-a2', s, 'layer-0.jsonl'), 'utf8')).toBe(fs.readFileSync(path.join(out, s, 'layer-0.jsonl'), 'utf8'));
+    for (const s of ['tar', 'randomOnly', 'anthropic'])
+      expect(fs.readFileSync(path.join(dir, 'out-a2', s, 'layer-0.jsonl'), 'utf8')).toBe(fs.readFileSync(path.join(out, s, 'layer-0.jsonl'), 'utf8'));
     const dry = await capture(['neurons', 'score', coll, ...base(), '--max', '2', '--dry-run', '--cache-dir', path.join(dir, 'cache-d')]);
     const planned = Number(/dry run \(score\): (\d+) calls would be sent/.exec(dry.out)![1]);
     expect(received()).toBe(before);
@@ -136,15 +204,30 @@ describe('neurons score with an LLM (all at once)', () => {
     expect(real.code).toBe(0);
   });
 
-  it('OpenAI\'s own loader reads the results (python3 with the fetched automated-interpretability code)', (ctx) => {
+  it("OpenAI's own loader reads the results (python3 with the fetched automated-interpretability code)", (ctx) => {
     const mirror = '/work/.mirror/openai+automated-interpretability/repo';
     let py = true;
-    try { execFileSync('python3', ['-c', 'import orjson'], { stdio: 'ignore' }); } catch { py = false; }
-    if (!py || !fs.existsSync(mirror)) { ctx.skip(); return; }
+    try {
+      execFileSync('python3', ['-c', 'import orjson'], { stdio: 'ignore' });
+    } catch {
+      py = false;
+    }
+    if (!py || !fs.existsSync(mirror)) {
+      ctx.skip();
+      return;
+    }
     // the package's explanation and activation dataclasses and its loader, with its blob-storage
     // imports (blobfile, boostedblob: not installed here, not used by loads()) stubbed out
     const pkg = path.join(dir, 'py');
-    for (const f of ['__init__.py', 'fast_dataclasses/__init__.py', 'fast_dataclasses/fast_dataclasses.py', 'activations/__init__.py', 'activations/activations.py', 'explanations/explanations.py', 'azure.py']) {
+    for (const f of [
+      '__init__.py',
+      'fast_dataclasses/__init__.py',
+      'fast_dataclasses/fast_dataclasses.py',
+      'activations/__init__.py',
+      'activations/activations.py',
+      'explanations/explanations.py',
+      'azure.py',
+    ]) {
       const dst = path.join(pkg, 'neuron_explainer', f);
       fs.mkdirSync(path.dirname(dst), { recursive: true });
       fs.writeFileSync(dst, execFileSync('git', [`--git-dir=${mirror}`, 'show', `HEAD:neuron-explainer/neuron_explainer/${f}`]));
@@ -165,7 +248,9 @@ for line in open(sys.argv[1]):
     assert isinstance(s.scored_sequence_simulations[0].simulation, SequenceSimulation)
     n += 1
 print(n)`;
-    const got = execFileSync('python3', ['-c', script, path.join(out, 'tar', 'layer-0.jsonl')], { env: { ...process.env, PYTHONPATH: pkg } }).toString().trim();
+    const got = execFileSync('python3', ['-c', script, path.join(out, 'tar', 'layer-0.jsonl')], { env: { ...process.env, PYTHONPATH: pkg } })
+      .toString()
+      .trim();
     expect(got).toBe('3');
   });
 });
@@ -174,29 +259,66 @@ describe('other simulators', () => {
   it('token by token gives the all-at-once expected values; logprob-free is parsed and marked not comparable', async () => {
     const a = path.join(dir, 'out-a');
     const tbt = path.join(dir, 'out-t');
-    const r = await capture(['neurons', 'score', coll, ...base(), '--max', '1', '--splits', 'tar', '--simulator', 'token-by-token', '--out', tbt, '--cache-dir', path.join(dir, 'cache-t')]);
+    const r = await capture([
+      'neurons',
+      'score',
+      coll,
+      ...base(),
+      '--max',
+      '1',
+      '--splits',
+      'tar',
+      '--simulator',
+      'token-by-token',
+      '--out',
+      tbt,
+      '--cache-dir',
+      path.join(dir, 'cache-t'),
+    ]);
     expect(r.code).toBe(0);
     const x = readJsonl(path.join(tbt, 'tar', 'layer-0.jsonl'))[0].scored_explanations[0].scored_simulation.scored_sequence_simulations;
     const y = readJsonl(path.join(a, 'tar', 'layer-0.jsonl'))[0].scored_explanations[0].scored_simulation.scored_sequence_simulations;
     expect(x.map((s: any) => s.simulation.expected_activations)).toEqual(y.map((s: any) => s.simulation.expected_activations));
     const lf = path.join(dir, 'out-lf');
-    const r2 = await capture(['neurons', 'score', coll, ...base(), '--max', '1', '--splits', 'tar', '--simulator', 'logprob-free', '--out', lf, '--cache-dir', path.join(dir, 'cache-lf')]);
+    const r2 = await capture([
+      'neurons',
+      'score',
+      coll,
+      ...base(),
+      '--max',
+      '1',
+      '--splits',
+      'tar',
+      '--simulator',
+      'logprob-free',
+      '--out',
+      lf,
+      '--cache-dir',
+      path.join(dir, 'cache-lf'),
+    ]);
     expect(r2.code).toBe(0);
     expect(r2.out).toMatch(/NOT COMPARABLE/);
     const meta = JSON.parse(fs.readFileSync(path.join(lf, 'tar', 'layer-0.meta.json'), 'utf8'));
     expect(meta.comparable).toBe(false);
     expect(JSON.parse(fs.readFileSync(path.join(lf, 'summary.json'), 'utf8')).parse_failures).toBe(0);
     const s = readJsonl(path.join(lf, 'tar', 'layer-0.jsonl'))[0].scored_explanations[0].scored_simulation.scored_sequence_simulations[0];
-    const best = (tok: string) => Number(Object.entries(rule(tok)).filter(([k]) => /^\d+$/.test(k)).sort((p, q) => q[1] - p[1])[0][0]);
+    const best = (tok: string) =>
+      Number(
+        Object.entries(rule(tok))
+          .filter(([k]) => /^\d+$/.test(k))
+          .sort((p, q) => q[1] - p[1])[0][0],
+      );
     expect(s.simulation.expected_activations).toEqual(s.simulation.tokens.map(best));
   });
 });
 
 describe('a run killed mid-way', () => {
   it('restarts from the cache: no request that was answered before the kill is sent again, and the results equal an uninterrupted run', async () => {
-    const cache = path.join(dir, 'cache-k'), out = path.join(dir, 'out-k');
+    const cache = path.join(dir, 'cache-k'),
+      out = path.join(dir, 'out-k');
     const args = ['neurons', 'score', coll, ...base(), '--splits', 'tar', '--concurrency', '2', '--out', out, '--cache-dir', cache];
-    const spawnRun = () => spawn(process.execPath, [path.join(root, 'test', 'serve-helpers', 'run-ts.mjs'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const spawnRun = () =>
+      spawn(process.execPath, [path.join(root, 'test', 'serve-helpers', 'run-ts.mjs'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     fake.answered.clear();
     const receivedBefore = new Map(fake.received);
     fake.stallAfter(7);
@@ -231,8 +353,16 @@ describe('bad input', () => {
       [['neurons', 'score', coll, '--api-base', fake.url, '--model', 'x', '--neurons', '0-99999'], 2, /--neurons: neuron \d+ is outside layer 0's \d+ neurons/],
       [['neurons', 'explain', coll, '--model', 'x'], 2, /no explainer endpoint: give --api-base/],
       [['neurons', 'explain', coll, '--api-base', fake.url], 2, /no explainer model: give --model/],
-      [['neurons', 'score', coll, '--api-base', fake.url, '--model', 'x', '--simulator', 'psychic'], 2, /--simulator must be one of all-at-once, token-by-token, logprob-free/],
-      [['neurons', 'simulate', coll, '--api-base', fake.url, '--model', 'x', '--out', path.join(dir, 'empty')], 1, /no explanations for layer 0: .* does not exist/],
+      [
+        ['neurons', 'score', coll, '--api-base', fake.url, '--model', 'x', '--simulator', 'psychic'],
+        2,
+        /--simulator must be one of all-at-once, token-by-token, logprob-free/,
+      ],
+      [
+        ['neurons', 'simulate', coll, '--api-base', fake.url, '--model', 'x', '--out', path.join(dir, 'empty')],
+        1,
+        /no explanations for layer 0: .* does not exist/,
+      ],
       [['neurons', 'explain', coll, '--api-base', 'not a url', '--model', 'x'], 2, /is not a URL/],
       [['neurons', 'explain', coll, '--api-base', fake.url, '--model', 'x', '--prompts', path.join(dir, 'nope.json')], 2, /cannot read the prompt set/],
       [['neurons', 'explain', coll, '--api-base', fake.url, '--model', 'x', '--concurrency', '0'], 2, /--concurrency must be an integer >= 1/],
@@ -248,11 +378,29 @@ describe('bad input', () => {
     fake.noEchoLogprobs = true;
     try {
       const cache = path.join(dir, 'cache-nolp');
-      const r = await capture(['neurons', 'score', coll, ...base(), '--max', '1', '--splits', 'tar', '--out', path.join(dir, 'out-nolp'), '--cache-dir', cache]);
+      const r = await capture([
+        'neurons',
+        'score',
+        coll,
+        ...base(),
+        '--max',
+        '1',
+        '--splits',
+        'tar',
+        '--out',
+        path.join(dir, 'out-nolp'),
+        '--cache-dir',
+        cache,
+      ]);
       expect(r.code).toBe(1);
       expect(r.err).toMatch(/returned no prompt log-probabilities .*use --simulator token-by-token or logprob-free/);
-      const entries = fs.readdirSync(cache, { recursive: true }).map(String).filter((f) => f.endsWith('.json.gz'));
+      const entries = fs
+        .readdirSync(cache, { recursive: true })
+        .map(String)
+        .filter((f) => f.endsWith('.json.gz'));
       expect(entries.length).toBe(1); // the explanation only
-    } finally { fake.noEchoLogprobs = false; }
+    } finally {
+      fake.noEchoLogprobs = false;
+    }
   });
 });

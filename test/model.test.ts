@@ -21,11 +21,21 @@ describe('reference model', () => {
       expect(Math.abs(logits![4 * V + i] - GOLDEN.logitsLast[i])).toBeLessThan(1e-6);
       expect(Math.abs(logits![i] - GOLDEN.logitsFirst[i])).toBeLessThan(1e-6);
     }
-    const code = cache.get('blocks.0.hook_neurons').data, H = 32;
+    const code = cache.get('blocks.0.hook_neurons').data,
+      H = 32;
     let zeros = 0;
     for (let t = 0; t < 5; t++) {
-      let nz = 0, sum = 0;
-      for (let k = 0; k < H; k++) { const a = code[t * H + k]; if (a > 0) nz++; else { expect(a).toBe(0); zeros++; } sum += a; }
+      let nz = 0,
+        sum = 0;
+      for (let k = 0; k < H; k++) {
+        const a = code[t * H + k];
+        if (a > 0) nz++;
+        else {
+          expect(a).toBe(0);
+          zeros++;
+        }
+        sum += a;
+      }
       expect(nz).toBe(GOLDEN.code0Nonzeros[t]);
       expect(Math.abs(sum - GOLDEN.code0Sums[t])).toBeLessThan(1e-6);
     }
@@ -40,8 +50,11 @@ describe('reference model', () => {
       const p = m.getParams();
       for (let i = 0; i < p.length; i++) p[i] *= 5;
       m.setParams(p);
-      const rng = new Rng(3), B = 2, T = 5;
-      const idx = randTokens(rng, B * T, cfg.vocabSize), tg = randTokens(rng, B * T, cfg.vocabSize);
+      const rng = new Rng(3),
+        B = 2,
+        T = 5;
+      const idx = randTokens(rng, B * T, cfg.vocabSize),
+        tg = randTokens(rng, B * T, cfg.vocabSize);
       tg[3] = -1;
       m.zeroGrad();
       m.forward(idx, B, T, tg);
@@ -60,10 +73,13 @@ describe('reference model', () => {
   test('P18 causality: logits at t are unchanged (exactly) when later tokens change', () => {
     const cfg = makeConfig(undefined, { vocabSize: 20, blockSize: 9, nLayer: 2, nHead: 2, nEmbd: 8 });
     const m = new LanguageModel(be, cfg, { seed: 1 });
-    const rng = new Rng(5), T = 9;
-    const a = randTokens(rng, T, 20), b = Int32Array.from(a);
+    const rng = new Rng(5),
+      T = 9;
+    const a = randTokens(rng, T, 20),
+      b = Int32Array.from(a);
     for (let t = 5; t < T; t++) b[t] = (a[t] + 1 + rng.int(19)) % 20;
-    const la = m.forward(a, 1, T).logits!, lb = m.forward(b, 1, T).logits!;
+    const la = m.forward(a, 1, T).logits!,
+      lb = m.forward(b, 1, T).logits!;
     for (let i = 0; i < 5 * 20; i++) expect(lb[i]).toBe(la[i]);
     let differs = false;
     for (let i = 5 * 20; i < T * 20; i++) if (la[i] !== lb[i]) differs = true;
@@ -73,25 +89,35 @@ describe('reference model', () => {
   test('P19 per-token shift invariance: adding c·1 to a token vector leaves every CRATE block output unchanged', () => {
     const cfg = makeConfig(undefined, { vocabSize: 10, blockSize: 6, nLayer: 3, nHead: 2, nEmbd: 8 });
     const m = new LanguageModel(be, cfg, { seed: 4 });
-    const rng = new Rng(9), T = 6, idx = randTokens(rng, T, 10);
+    const rng = new Rng(9),
+      T = 6,
+      idx = randTokens(rng, T, 10);
     const outs = (model: LanguageModel<Float64Array>, layers: number[]) => {
       const { cache } = model.runWithCache(idx, 1, T, { names: layers.map((l) => `blocks.${l}.hook_resid_post`) });
       return layers.map((l) => cache.get(`blocks.${l}.hook_resid_post`).data);
     };
     const before = outs(m, [0, 1, 2]);
     // shift every wte row and every wpe row by its own constant: the block input x⁰ of each token moves by c_t·1
-    const p = m.getParams(), C = cfg.nEmbd;
+    const p = m.getParams(),
+      C = cfg.nEmbd;
     for (const name of ['transformer.wte.weight', 'transformer.wpe.weight']) {
       const s = m.spec(name);
-      for (let r = 0; r < s.shape[0]; r++) { const c = 3 * rng.normal(); for (let j = 0; j < C; j++) p[s.offset + r * C + j] += c; }
+      for (let r = 0; r < s.shape[0]; r++) {
+        const c = 3 * rng.normal();
+        for (let j = 0; j < C; j++) p[s.offset + r * C + j] += c;
+      }
     }
     m.setParams(p);
     let worst = 0;
-    outs(m, [0, 1, 2]).forEach((after, l) => { for (let i = 0; i < after.length; i++) worst = Math.max(worst, Math.abs(after[i] - before[l][i])); });
+    outs(m, [0, 1, 2]).forEach((after, l) => {
+      for (let i = 0; i < after.length; i++) worst = Math.max(worst, Math.abs(after[i] - before[l][i]));
+    });
     expect(worst).toBeLessThan(1e-12);
     // the GPT-2 baseline does not have this property (residual around the MLP)
     const g = new LanguageModel(be, { ...cfg, arch: 'gpt2' }, { seed: 4 });
-    const gb = outs(g, [0])[0], gp = g.getParams(), s = g.spec('transformer.wpe.weight');
+    const gb = outs(g, [0])[0],
+      gp = g.getParams(),
+      s = g.spec('transformer.wpe.weight');
     for (let i = 0; i < s.size; i++) gp[s.offset + i] += 1.5;
     g.setParams(gp);
     const ga = outs(g, [0])[0];
@@ -101,24 +127,38 @@ describe('reference model', () => {
   test('P21 weight tying: dwte gets both the head and the embedding contributions', () => {
     const cfg = makeConfig(undefined, { vocabSize: 9, blockSize: 4, nLayer: 1, nHead: 1, nEmbd: 5 });
     const m = new LanguageModel(be, cfg, { seed: 2 });
-    const idx = [1, 2, 1, 3], tg = [2, 1, 3, 0];
-    m.zeroGrad(); m.forward(idx, 1, 4, tg); m.backward();
-    const g = m.getGrads(), s = m.spec('transformer.wte.weight'), C = 5;
+    const idx = [1, 2, 1, 3],
+      tg = [2, 1, 3, 0];
+    m.zeroGrad();
+    m.forward(idx, 1, 4, tg);
+    m.backward();
+    const g = m.getGrads(),
+      s = m.spec('transformer.wte.weight'),
+      C = 5;
     // row 7 never appears in idx: only the head contributes, and it is non-zero
     expect(Math.max(...g.subarray(s.offset + 7 * C, s.offset + 8 * C).map(Math.abs))).toBeGreaterThan(1e-6);
     // row 1 appears in idx: its gradient equals finite differences, which needs both paths
-    const params = m.params as Float64Array, rng = new Rng(1);
+    const params = m.params as Float64Array,
+      rng = new Rng(1);
     const row = params.subarray(s.offset + C, s.offset + 2 * C);
-    const r = fdCheck(row, () => m.forward(idx, 1, 4, tg, { grad: false, returnLogits: false }).loss as number, g.subarray(s.offset + C, s.offset + 2 * C), rng, { rtol: 1e-6 });
+    const r = fdCheck(
+      row,
+      () => m.forward(idx, 1, 4, tg, { grad: false, returnLogits: false }).loss as number,
+      g.subarray(s.offset + C, s.offset + 2 * C),
+      rng,
+      { rtol: 1e-6 },
+    );
     expect(r.worst).toBeLessThanOrEqual(1);
     // decomposition: with B = 1, dwpe[t] is the gradient reaching x⁰ at position t, so the embedding
     // path gives row 1 exactly dwpe[0] + dwpe[2] (token 1 sits at t = 0 and 2); the rest is the head's
     const dwpe = m.grad('transformer.wpe.weight') as Float64Array;
-    let embNorm = 0, headNorm = 0;
+    let embNorm = 0,
+      headNorm = 0;
     for (let j = 0; j < C; j++) {
       const emb = dwpe[j] + dwpe[2 * C + j];
       const head = g[s.offset + C + j] - emb;
-      embNorm += emb * emb; headNorm += head * head;
+      embNorm += emb * emb;
+      headNorm += head * head;
     }
     expect(Math.sqrt(embNorm)).toBeGreaterThan(1e-6);
     expect(Math.sqrt(headNorm)).toBeGreaterThan(1e-6);
@@ -126,13 +166,19 @@ describe('reference model', () => {
 
   test('P22 parameter counts of the paper sizes (spec table 5.2)', () => {
     const expected: Record<string, [number, number]> = {
-      '1L': [6538112, 6635904], '2L': [6637056, 6832768], '3L': [6736000, 7029632], S: [59891712, 81110784], B: [81148416, 123587328],
+      '1L': [6538112, 6635904],
+      '2L': [6637056, 6832768],
+      '3L': [6736000, 7029632],
+      S: [59891712, 81110784],
+      B: [81148416, 123587328],
     };
     for (const [preset, [crate, gpt]] of Object.entries(expected)) {
       const c = makeConfig(preset);
       expect(numParams(paramTable(c))).toBe(crate);
       expect(numParams(paramTable({ ...c, arch: 'gpt2' }))).toBe(gpt);
-      const V = c.vocabSize, d = c.nEmbd, L = c.nLayer;
+      const V = c.vocabSize,
+        d = c.nEmbd,
+        L = c.nLayer;
       expect(crate).toBe(V * d + L * (6 * d * d + 5 * d) + 2 * d);
     }
   });
@@ -142,7 +188,8 @@ describe('reference model', () => {
     const m = new LanguageModel(be, cfg, { seed: 11 });
     const p = m.getParams();
     const stats = (name: string) => {
-      const s = m.spec(name), v = p.subarray(s.offset, s.offset + s.size);
+      const s = m.spec(name),
+        v = p.subarray(s.offset, s.offset + s.size);
       const mean = v.reduce((a, b) => a + b, 0) / v.length;
       const std = Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / v.length);
       return { mean, std, max: v.reduce((a, b) => Math.max(a, Math.abs(b)), 0) };
@@ -169,7 +216,8 @@ describe('reference model', () => {
     expect(() => m.forward([1, 2, 3], 1, 4)).toThrow(/idx has 3 elements, expected B\*T/);
     expect(() => m.forward([1, 2, 3, 4], 1, 4, [1, 2, 3, 11])).toThrow(/targets\[0\]\[3\] = 11/);
     expect(() => m.forward([1, 2, 3, NaN], 1, 4)).toThrow(/= NaN is outside/);
-    const p = m.getParams(); p[m.spec('transformer.h.0.ista.weight').offset + 3] = NaN;
+    const p = m.getParams();
+    p[m.spec('transformer.h.0.ista.weight').offset + 3] = NaN;
     expect(() => m.setParams(p)).toThrow(/transformer\.h\.0\.ista\.weight has a non-finite value/);
     expect(() => m.backward()).toThrow(/backward\(\) needs a preceding forward\(\) with targets/);
     expect(() => makeConfig(undefined, { nEmbd: 10, nHead: 3 })).toThrow(/divisible/);

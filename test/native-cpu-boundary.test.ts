@@ -30,7 +30,9 @@ suite(`cpu: native boundary rejects bad input${skipNote}`, () => {
   const release = (...bs: NativeBufRef[]) => bs.forEach((b) => n.free(b.handle));
 
   test('cpu: wrong element counts name the function, the argument and the expected product', () => {
-    const out = mk(12), inp = mk(8), w = mk(100);
+    const out = mk(12),
+      inp = mk(8),
+      w = mk(100);
     throwsNaming(() => n.linear_forward(out, inp, w, null, 4, 2, 3), /^linear_forward: weight has 100 elements, expected OC\*C = 6$/);
     throwsNaming(() => n.linear_forward(mk(5), inp, mk(6), null, 4, 2, 3), /linear_forward: out has 5 elements, expected N\*OC = 12/);
     throwsNaming(() => n.linear_forward(out, inp, mk(6), mk(2), 4, 2, 3), /linear_forward: bias has 2 elements, expected OC = 3/);
@@ -45,23 +47,40 @@ suite(`cpu: native boundary rejects bad input${skipNote}`, () => {
   });
 
   test('cpu: token ids and targets out of range are rejected before any memory is read', () => {
-    const C = 4, V = 5, T = 3;
-    const out = cpu.alloc(2 * T * C), wte = cpu.alloc(V * C), wpe = cpu.alloc(T * C);
-    throwsNaming(() => cpu.embeddingForward(out, Int32Array.of(0, 1, 2, 3, 4, 5), wte, wpe, 2, T, C), /embedding_forward: idx\[5\] = 5 is out of range \[0, 5\)/);
+    const C = 4,
+      V = 5,
+      T = 3;
+    const out = cpu.alloc(2 * T * C),
+      wte = cpu.alloc(V * C),
+      wpe = cpu.alloc(T * C);
+    throwsNaming(
+      () => cpu.embeddingForward(out, Int32Array.of(0, 1, 2, 3, 4, 5), wte, wpe, 2, T, C),
+      /embedding_forward: idx\[5\] = 5 is out of range \[0, 5\)/,
+    );
     throwsNaming(() => cpu.embeddingForward(out, Int32Array.of(0, -1, 2, 3, 4, 0), wte, wpe, 2, T, C), /idx\[1\] = -1 is out of range/);
-    throwsNaming(() => cpu.embeddingBackward(wte, wpe, out, Int32Array.of(0, 1, 2, 3, 4, 2 ** 31 - 1), 2, T, C), /embedding_backward: idx\[5\] = 2147483647 is out of range/);
+    throwsNaming(
+      () => cpu.embeddingBackward(wte, wpe, out, Int32Array.of(0, 1, 2, 3, 4, 2 ** 31 - 1), 2, T, C),
+      /embedding_backward: idx\[5\] = 2147483647 is out of range/,
+    );
     throwsNaming(() => cpu.embeddingForward(out, Int32Array.of(0, 1, 2, 3), wte, wpe, 2, T, C), /embedding_forward: idx has 4 elements, expected B\*T = 6/);
-    throwsNaming(() => cpu.embeddingForward(cpu.alloc(4 * C * 2), Int32Array.of(0, 1, 2, 3, 4, 0, 1, 2), wte, wpe, 2, 4, C), /embedding_forward: wpe has 12 elements, expected maxT\*C with maxT >= T = 4/);
+    throwsNaming(
+      () => cpu.embeddingForward(cpu.alloc(4 * C * 2), Int32Array.of(0, 1, 2, 3, 4, 0, 1, 2), wte, wpe, 2, 4, C),
+      /embedding_forward: wpe has 12 elements, expected maxT\*C with maxT >= T = 4/,
+    );
     const logits = cpu.alloc(2 * V);
     expect(cpu.crossEntropyForward(null, logits, Int32Array.of(-1, 4), 2, V, 1)).toBeCloseTo(Math.log(V), 6);
-    throwsNaming(() => cpu.crossEntropyForward(null, logits, Int32Array.of(-2, 4), 2, V, 1), /cross_entropy_forward: targets\[0\] = -2 is out of range \[-1, 5\)/);
+    throwsNaming(
+      () => cpu.crossEntropyForward(null, logits, Int32Array.of(-2, 4), 2, V, 1),
+      /cross_entropy_forward: targets\[0\] = -2 is out of range \[-1, 5\)/,
+    );
     throwsNaming(() => cpu.crossEntropyForward(null, logits, Int32Array.of(0, 5), 2, V, 1), /targets\[1\] = 5 is out of range/);
     for (const b of [out, wte, wpe, logits]) cpu.free(b);
   });
 
   test('cpu: freed buffers, double free, views outside their buffer, overlapping outputs', () => {
     const before = cpu.liveBuffers();
-    const a = cpu.alloc(10), b = cpu.alloc(10);
+    const a = cpu.alloc(10),
+      b = cpu.alloc(10);
     cpu.free(a);
     throwsNaming(() => cpu.sumSquares(a), /sum_squares: buf refers to buffer \d+, which was freed or never allocated/);
     throwsNaming(() => cpu.free(a), /free: buffer \d+ was already freed/);
@@ -73,7 +92,8 @@ suite(`cpu: native boundary rejects bad input${skipNote}`, () => {
     throwsNaming(() => n.fill({ handle: b.handle, offset: -1, length: 2 }, 0), /fill: buf\.offset must be a non-negative integer, got -1/);
     throwsNaming(() => n.fill({ handle: 123456789, offset: 0, length: 1 }, 0), /fill: buf refers to buffer 123456789, which was freed or never allocated/);
     // Outputs may not overlap inputs (except exact aliases in elementwise ops).
-    const x = cpu.alloc(12), w4 = cpu.alloc(4);
+    const x = cpu.alloc(12),
+      w4 = cpu.alloc(4);
     throwsNaming(() => cpu.linearForward(cpu.view(x, 0, 4), cpu.view(x, 2, 4), w4, null, 2, 2, 2), /linear_forward: out overlaps inp/);
     cpu.add(cpu.view(x, 0, 4), cpu.view(x, 0, 4), cpu.view(x, 4, 4)); // exact alias is fine
     throwsNaming(() => cpu.add(cpu.view(x, 0, 4), cpu.view(x, 1, 4), cpu.view(x, 4, 4)), /add: out overlaps a \(only an exact alias is allowed\)/);
@@ -88,10 +108,22 @@ suite(`cpu: native boundary rejects bad input${skipNote}`, () => {
     throwsNaming(() => n.linear_forward(b, b, b, null, NaN, 2, 3), /linear_forward: N must be an integer, got NaN/);
     throwsNaming(() => n.linear_forward(b, b, b, null, 2, 0, 3), /linear_forward: C must be >= 1, got 0/);
     throwsNaming(() => n.linear_forward(b, b, b, null, 2, Infinity, 3), /C must be an integer, got Infinity/);
-    throwsNaming(() => (n.linear_forward as unknown as (...a: unknown[]) => void)(b, b, b, null, '2', 2, 3), /linear_forward: N must be a number, got a string/);
-    throwsNaming(() => (n.linear_forward as unknown as (...a: unknown[]) => void)(b, new Float32Array(6), b, null, 2, 3, 2), /linear_forward: inp must be a native buffer.*got a Float32Array/);
-    throwsNaming(() => (n.embedding_forward as unknown as (...a: unknown[]) => void)(b, [0, 1], b, b, 1, 2, 3), /embedding_forward: idx must be an Int32Array, got an array/);
-    throwsNaming(() => (n.cross_entropy_forward as unknown as (...a: unknown[]) => void)(null, b, new Float64Array(2), 2, 3, 1), /cross_entropy_forward: targets must be an Int32Array, got a Float64Array/);
+    throwsNaming(
+      () => (n.linear_forward as unknown as (...a: unknown[]) => void)(b, b, b, null, '2', 2, 3),
+      /linear_forward: N must be a number, got a string/,
+    );
+    throwsNaming(
+      () => (n.linear_forward as unknown as (...a: unknown[]) => void)(b, new Float32Array(6), b, null, 2, 3, 2),
+      /linear_forward: inp must be a native buffer.*got a Float32Array/,
+    );
+    throwsNaming(
+      () => (n.embedding_forward as unknown as (...a: unknown[]) => void)(b, [0, 1], b, b, 1, 2, 3),
+      /embedding_forward: idx must be an Int32Array, got an array/,
+    );
+    throwsNaming(
+      () => (n.cross_entropy_forward as unknown as (...a: unknown[]) => void)(null, b, new Float64Array(2), 2, 3, 1),
+      /cross_entropy_forward: targets must be an Int32Array, got a Float64Array/,
+    );
     throwsNaming(() => n.layernorm_forward(b, mk(2), mk(2), mk(6), mk(3), null, 2, 3, NaN), /layernorm_forward: eps must be a finite number, got NaN/);
     throwsNaming(() => n.adamw_update(b, mk(6), mk(6), mk(6), 1e-3, 1, 0.95, 1e-8, 0, 1), /adamw_update: beta1 must be in \[0, 1\), got 1/);
     throwsNaming(() => n.adamw_update(b, mk(6), mk(6), mk(6), 1e-3, 0.9, 0.95, 1e-8, 0, 0), /adamw_update: step must be >= 1, got 0/);
@@ -100,15 +132,22 @@ suite(`cpu: native boundary rejects bad input${skipNote}`, () => {
     throwsNaming(() => (n.upload as unknown as (...a: unknown[]) => void)(b, new Int32Array(6)), /upload: src must be a Float64Array or Float32Array/);
     throwsNaming(() => n.set_threads(0), /set_threads: n must be >= 1, got 0/);
     // TypeScript-side messages for the same mistakes
-    throwsNaming(() => cpu.linearForward({} as NativeBuf, cpu.alloc(1), cpu.alloc(1), null, 1, 1, 1), /linearForward: out must be a buffer of the cpu backend, got an object/);
-    throwsNaming(() => cpu.embeddingForward(cpu.alloc(1), [0] as unknown as Int32Array, cpu.alloc(1), cpu.alloc(1), 1, 1, 1), /embeddingForward: idx must be an Int32Array, got an array/);
+    throwsNaming(
+      () => cpu.linearForward({} as NativeBuf, cpu.alloc(1), cpu.alloc(1), null, 1, 1, 1),
+      /linearForward: out must be a buffer of the cpu backend, got an object/,
+    );
+    throwsNaming(
+      () => cpu.embeddingForward(cpu.alloc(1), [0] as unknown as Int32Array, cpu.alloc(1), cpu.alloc(1), 1, 1, 1),
+      /embeddingForward: idx must be an Int32Array, got an array/,
+    );
     throwsNaming(() => cpu.mssaForward(cpu.alloc(1), cpu.alloc(1), cpu.alloc(1), 1, 1, 1, 0.5), /mssaForward: NH must be an integer, got 0.5/);
     throwsNaming(() => cpu.upload(cpu.alloc(2), [1, 2, 3]), /upload: src has 3 elements, expected size\(dst\) = 2/);
     throwsNaming(() => cpu.setThreads(-1), /setThreads: n must be >= 1, got -1/);
   });
 
   test('cpu: all-ignored targets give NaN loss and zero gradient; non-finite data is reported, not hidden', () => {
-    const logits = cpu.alloc(6), d = cpu.alloc(6);
+    const logits = cpu.alloc(6),
+      d = cpu.alloc(6);
     cpu.fill(d, 7);
     expect(cpu.crossEntropyForward(d, logits, Int32Array.of(-1, -1), 2, 3, 1)).toBeNaN();
     expect(Array.from(cpu.download(d))).toEqual([0, 0, 0, 0, 0, 0]);

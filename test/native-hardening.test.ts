@@ -17,7 +17,12 @@ const { addon, reason } = tryLoadAddon();
 const suite = addon ? describe : describe.skip;
 
 function child(args: string[], input?: string, timeout = 120_000): Record<string, unknown> {
-  const r: SpawnSyncReturns<string> = spawnSync(process.execPath, ['test/helpers/addon-child.mjs', ...args], { input, encoding: 'utf8', timeout, env: process.env });
+  const r: SpawnSyncReturns<string> = spawnSync(process.execPath, ['test/helpers/addon-child.mjs', ...args], {
+    input,
+    encoding: 'utf8',
+    timeout,
+    env: process.env,
+  });
   expect(r.error, `child did not finish: ${String(r.error)}`).toBeUndefined();
   expect(r.status, `child exited with status ${r.status} (signal ${r.signal}); stderr:\n${r.stderr.slice(-3000)}`).toBe(0);
   return JSON.parse(r.stdout.trim().split('\n').pop() as string) as Record<string, unknown>;
@@ -41,13 +46,20 @@ suite(`native argument path: hostile calls in a child process${addon ? '' : ` (s
     expect(out.istaForward).toBe('RangeError: ista_forward: steps must be <= 1024, got 1099511627776');
     expect(out.istaBackward).toBe('RangeError: ista_backward: steps must be <= 1024, got 1099511627776');
     expect(out.sgemmEmptyHugeK).toMatch(/^RangeError: sgemm: K must be <= 1099511627776 \(2\^40\), got 2199023255552$/);
-    expect(out.savedSize).toMatch(/^RangeError: attention_saved_size: .*B\*NH\*T exceeds the largest buffer of 2\^40 elements \(B = 2097152, NH = 2097152, T = 2097152\)$/);
+    expect(out.savedSize).toMatch(
+      /^RangeError: attention_saved_size: .*B\*NH\*T exceeds the largest buffer of 2\^40 elements \(B = 2097152, NH = 2097152, T = 2097152\)$/,
+    );
     expect(out.ms as number).toBeLessThan(10_000);
   });
 
   test('a bounded fuzz: 2,500 seeded calls of every function of the table, getter probes included, each returns or names itself', () => {
     const out = child(['fuzz', '20261130', '2500'], JSON.stringify(OPERATORS)) as {
-      calls: number; bad: string[]; probes: number; probesCaught: number; sentinelIntact: boolean; leaked: number;
+      calls: number;
+      bad: string[];
+      probes: number;
+      probesCaught: number;
+      sentinelIntact: boolean;
+      leaked: number;
       perOp: Record<string, { returned: number; threw: number }>;
     };
     expect(out.bad).toEqual([]);

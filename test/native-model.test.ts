@@ -14,7 +14,9 @@ import { Rng } from '../src/util/rng.js';
 import { nativeBackends } from './helpers/backends.js';
 
 const natives = await nativeBackends();
-const FIXTURES = readdirSync('fixtures').filter((f) => f.endsWith('.safetensors')).map((f) => join('fixtures', f));
+const FIXTURES = readdirSync('fixtures')
+  .filter((f) => f.endsWith('.safetensors'))
+  .map((f) => join('fixtures', f));
 
 /** Training steps (forward, backward, clip at 1.0, AdamW) on one fixed random batch; the losses. */
 function trainLosses<Buf>(be: Backend<Buf>, arch: Arch, steps = 10): number[] {
@@ -23,7 +25,10 @@ function trainLosses<Buf>(be: Backend<Buf>, arch: Arch, steps = 10): number[] {
   const init = new LanguageModel(new ReferenceBackend(), cfg, { seed: 5 }).getParams().map(Math.fround);
   const model = new LanguageModel(be, cfg, { params: init });
   const opt = new AdamW(model);
-  const rng = new Rng(8), B = 3, T = 13, losses: number[] = [];
+  const rng = new Rng(8),
+    B = 3,
+    T = 13,
+    losses: number[] = [];
   try {
     // one fixed batch, so the loss must fall as the model memorizes it
     const idx = Int32Array.from({ length: B * T }, () => rng.int(61));
@@ -55,14 +60,17 @@ for (const n of natives) {
 
     for (const arch of ['crate', 'crate-complete', 'gpt2'] as Arch[]) {
       test(`${n.name}: ${arch}, 10 AdamW steps give the reference's losses to 1e-4 relative`, () => {
-        const got = trainLosses(be, arch), want = trainLosses(new ReferenceBackend(), arch);
-        for (let i = 0; i < want.length; i++) expect(Math.abs(got[i] - want[i]) / Math.abs(want[i]), `step ${i + 1}: ${got[i]} vs ${want[i]}`).toBeLessThan(1e-4);
+        const got = trainLosses(be, arch),
+          want = trainLosses(new ReferenceBackend(), arch);
+        for (let i = 0; i < want.length; i++)
+          expect(Math.abs(got[i] - want[i]) / Math.abs(want[i]), `step ${i + 1}: ${got[i]} vs ${want[i]}`).toBeLessThan(1e-4);
         expect(want[9]).toBeLessThan(want[0] - 0.1); // it is actually training
       });
     }
 
     test(`${n.name}: two runs with the same seed give bitwise identical losses`, () => {
-      const a = trainLosses(be, 'crate', 6), b = trainLosses(be, 'crate', 6);
+      const a = trainLosses(be, 'crate', 6),
+        b = trainLosses(be, 'crate', 6);
       expect(b).toEqual(a);
     });
 

@@ -32,7 +32,6 @@ function makeCheckpoint(arch: Arch, seed: number): string {
   return file;
 }
 
-
 /** Every layer's hook activations over all N tokens, window by window: (N, H) row-major. */
 function bruteForce(ckpt: string, backend: Backend<unknown>, tokens: Uint32Array, hooks: string[], batch: number): Float64Array[] {
   const model = modelFromCheckpoint(loadCheckpoint(ckpt), backend) as LanguageModel<unknown>;
@@ -42,7 +41,8 @@ function bruteForce(ckpt: string, backend: Backend<unknown>, tokens: Uint32Array
     const B = Math.min(batch, nWin - w);
     const { cache } = model.runWithCache(Array.from(tokens.subarray(w * T, (w + B) * T)), B, T, { names: hooks });
     hooks.forEach((h, j) => {
-      const a = cache.get(h), H = a.shape[2];
+      const a = cache.get(h),
+        H = a.shape[2];
       for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let i = 0; i < H; i++) out[j][((w + b) * T + t) * H + i] = a.get(b, t, i);
     });
   }
@@ -89,19 +89,26 @@ describe('neurons collect: records recomputed from positions, tokens and the che
     const tokens = readTokens(out, m);
     const ref = bruteForce(crateCkpt, new ReferenceBackend() as Backend<unknown>, tokens, m.hooks, 4);
     const dec = (id: number) => new TextDecoder().decode(new Uint8Array([id]));
-    let checked = 0, worst = 0;
+    let checked = 0,
+      worst = 0;
     const bad: string[] = [];
     m.layers.forEach((l, j) => {
-      const ld = readLayer(out, m, l), H = m.neurons[j];
+      const ld = readLayer(out, m, l),
+        H = m.neurons[j];
       ld.records.forEach((r, i) => {
         const p = ld.positions[i];
         const kinds: [typeof r.random_sample, number[], typeof m.excerpt.top][] = [
-          [r.most_positive_activation_records, p.top, m.excerpt.top], [r.random_sample, p.random, m.excerpt.random],
-          ...(r.random_sample_by_quantile ?? []).map((bin, b) => [bin, p.quantile![b], m.excerpt.quantile] as [typeof r.random_sample, number[], typeof m.excerpt.top]),
+          [r.most_positive_activation_records, p.top, m.excerpt.top],
+          [r.random_sample, p.random, m.excerpt.random],
+          ...(r.random_sample_by_quantile ?? []).map(
+            (bin, b) => [bin, p.quantile![b], m.excerpt.quantile] as [typeof r.random_sample, number[], typeof m.excerpt.top],
+          ),
         ];
         for (const [recs, qs, g] of kinds) {
           recs.forEach((rec, k) => {
-            const q = qs[k], s = Math.max(0, q - g.before), e = Math.min(m.n_tokens, q + g.after);
+            const q = qs[k],
+              s = Math.max(0, q - g.before),
+              e = Math.min(m.n_tokens, q + g.after);
             expect(rec.tokens.length).toBe(e - s);
             expect(selectedOffset(q, g)).toBe(q - s);
             rec.activations.forEach((a, t) => {
@@ -125,7 +132,8 @@ describe('neurons collect: records recomputed from positions, tokens and the che
     const bf = bruteForce(crateCkpt, fast.backend, tokens, m.hooks, 3);
     let ties = 0;
     m.layers.forEach((l, j) => {
-      const ld = readLayer(out, m, l), H = m.neurons[j];
+      const ld = readLayer(out, m, l),
+        H = m.neurons[j];
       for (let i = 0; i < H; i++) {
         const v = (q: number) => bf[j][q * H + i];
         const order = Array.from({ length: m.n_tokens }, (_, q) => q).sort((a, b) => v(b) - v(a) || a - b);
@@ -166,7 +174,20 @@ describe('neurons collect: records recomputed from positions, tokens and the che
 describe('neurons collect on GPT-2 with an explicit hook, and the CLI', () => {
   it('--hook blocks.1.mlp.hook_post collects layer 1 only, equal to the reference', async () => {
     const out = path.join(dir, 'gpt-l1');
-    const r = await capture(['neurons', 'collect', '--checkpoint', gptCkpt, '--tokens', String(20 * T), '--hook', 'blocks.1.mlp.hook_post', '--backend', fast.name, '--out', out]);
+    const r = await capture([
+      'neurons',
+      'collect',
+      '--checkpoint',
+      gptCkpt,
+      '--tokens',
+      String(20 * T),
+      '--hook',
+      'blocks.1.mlp.hook_post',
+      '--backend',
+      fast.name,
+      '--out',
+      out,
+    ]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/collected 320 tokens .* tokens\/s .* peak RSS \d+ MiB/);
@@ -183,21 +204,55 @@ describe('neurons collect on GPT-2 with an explicit hook, and the CLI', () => {
   });
 
   it('score --json, scores-lookup.jsonl, show, and compare --svg', async () => {
-    const a = path.join(dir, 'cli-crate'), b = path.join(dir, 'cli-gpt');
-    expect((await capture(['neurons', 'collect', '--checkpoint', crateCkpt, '--tokens', String(30 * T), '--variant', 'anthropic', '--backend', fast.name, '--out', a])).code).toBe(0);
-    expect((await capture(['neurons', 'collect', '--checkpoint', gptCkpt, '--tokens', String(30 * T), '--variant', 'anthropic', '--backend', fast.name, '--out', b])).code).toBe(0);
+    const a = path.join(dir, 'cli-crate'),
+      b = path.join(dir, 'cli-gpt');
+    expect(
+      (
+        await capture([
+          'neurons',
+          'collect',
+          '--checkpoint',
+          crateCkpt,
+          '--tokens',
+          String(30 * T),
+          '--variant',
+          'anthropic',
+          '--backend',
+          fast.name,
+          '--out',
+          a,
+        ])
+      ).code,
+    ).toBe(0);
+    expect(
+      (await capture(['neurons', 'collect', '--checkpoint', gptCkpt, '--tokens', String(30 * T), '--variant', 'anthropic', '--backend', fast.name, '--out', b]))
+        .code,
+    ).toBe(0);
     const s = await capture(['neurons', 'score', a, '--json']);
     expect(s.code).toBe(0);
-    const j = JSON.parse(s.out) as { layers: { layer: number; tar: number; randomOnly: number; anthropic: number; neurons: number; scored: { tar: number }; dead: number }[]; model: { tar: { mean: number; variance: number } } };
+    const j = JSON.parse(s.out) as {
+      layers: { layer: number; tar: number; randomOnly: number; anthropic: number; neurons: number; scored: { tar: number }; dead: number }[];
+      model: { tar: { mean: number; variance: number } };
+    };
     expect(j.layers.map((l) => l.layer)).toEqual([0, 1]);
     for (const l of j.layers) {
       expect(l.neurons).toBe(64);
-      for (const v of [l.tar, l.randomOnly, l.anthropic]) { expect(v).toBeGreaterThan(-100); expect(v).toBeLessThanOrEqual(100); }
+      for (const v of [l.tar, l.randomOnly, l.anthropic]) {
+        expect(v).toBeGreaterThan(-100);
+        expect(v).toBeLessThanOrEqual(100);
+      }
     }
-    const lines = fs.readFileSync(path.join(a, 'scores-lookup.jsonl'), 'utf8').trim().split('\n').map((x) => JSON.parse(x) as { tar: number | null; dead: boolean });
+    const lines = fs
+      .readFileSync(path.join(a, 'scores-lookup.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((x) => JSON.parse(x) as { tar: number | null; dead: boolean });
     expect(lines).toHaveLength(128);
     // the layer mean is the mean of the per-neuron scores that are defined, ×100
-    const l0 = lines.slice(0, 64).filter((x) => x.tar !== null).map((x) => x.tar as number);
+    const l0 = lines
+      .slice(0, 64)
+      .filter((x) => x.tar !== null)
+      .map((x) => x.tar as number);
     expect(j.layers[0].tar).toBeCloseTo((100 * l0.reduce((x, y) => x + y, 0)) / l0.length, 9);
     expect(j.layers[0].scored.tar).toBe(l0.length);
     expect(j.model.tar.mean).toBeCloseTo((j.layers[0].tar + j.layers[1].tar) / 2, 9);
@@ -228,17 +283,20 @@ describe('neurons collect: bad input is a one-line error', () => {
 
   it('missing, truncated and foreign checkpoints', async () => {
     const missing = await capture(['neurons', 'collect', '--checkpoint', path.join(dir, 'nope.safetensors'), '--out', path.join(dir, 'x1')]);
-    expect(missing.code).toBe(1); oneLine(missing);
+    expect(missing.code).toBe(1);
+    oneLine(missing);
     expect(missing.err).toMatch(/nope\.safetensors' does not exist/);
     const trunc = path.join(dir, 'trunc.safetensors');
     fs.writeFileSync(trunc, fs.readFileSync(crateCkpt).subarray(0, 3000));
     const t = await capture(['neurons', 'collect', '--checkpoint', trunc, '--out', path.join(dir, 'x2')]);
-    expect(t.code).toBe(1); oneLine(t);
+    expect(t.code).toBe(1);
+    oneLine(t);
     expect(t.err).toMatch(/trunc\.safetensors/);
     const text = path.join(dir, 'not-a-checkpoint.txt');
     fs.writeFileSync(text, 'hello');
     const n = await capture(['neurons', 'collect', '--checkpoint', text, '--out', path.join(dir, 'x3')]);
-    expect(n.code).toBe(1); oneLine(n);
+    expect(n.code).toBe(1);
+    oneLine(n);
   });
 
   it('data of another tokenizer (GPT-2 ids for a byte model), missing data, N below one window', async () => {
@@ -247,29 +305,36 @@ describe('neurons collect: bad input is a one-line error', () => {
     for (let i = 0; i < 400; i++) b.writeUInt16LE(i % 2 ? 15496 : 995, 2 * i);
     fs.writeFileSync(bin, b);
     const r = await capture([...base(path.join(dir, 'y1')), '--data', bin]);
-    expect(r.code).toBe(1); oneLine(r);
+    expect(r.code).toBe(1);
+    oneLine(r);
     expect(r.err).toMatch(/id 995, outside the vocabulary of 256.*another tokenizer/);
     const miss = await capture([...base(path.join(dir, 'y2')), '--data', path.join(dir, 'absent.txt')]);
-    expect(miss.code).toBe(1); oneLine(miss);
+    expect(miss.code).toBe(1);
+    oneLine(miss);
     expect(miss.err).toMatch(/absent\.txt' does not exist/);
     const small = await capture(['neurons', 'collect', '--checkpoint', crateCkpt, '--tokens', '10', '--backend', 'reference', '--out', path.join(dir, 'y3')]);
-    expect(small.code).toBe(1); oneLine(small);
+    expect(small.code).toBe(1);
+    oneLine(small);
     expect(small.err).toMatch(/10 tokens are fewer than one window of 16/);
   });
 
   it('layers out of range, an unknown hook (the valid ones listed), bad options', async () => {
     const l = await capture([...base(path.join(dir, 'z1')), '--layers', '0,2']);
-    expect(l.code).toBe(2); oneLine(l);
+    expect(l.code).toBe(2);
+    oneLine(l);
     expect(l.err).toMatch(/layer 2 is out of range: the model has 2 layers \(0\.\.1\)/);
     const h = await capture([...base(path.join(dir, 'z2')), '--hook', 'mlp.hook_post']);
-    expect(h.code).toBe(2); oneLine(h);
+    expect(h.code).toBe(2);
+    oneLine(h);
     expect(h.err).toMatch(/unknown hook 'blocks\.0\.mlp\.hook_post'.*hook_neurons.*ista\.hook_code/);
     const shape = await capture([...base(path.join(dir, 'z3')), '--hook', 'attn.hook_pattern']);
-    expect(shape.code).toBe(2); oneLine(shape);
+    expect(shape.code).toBe(2);
+    oneLine(shape);
     expect(shape.err).toMatch(/one vector per token/);
     for (const bad of [['--variant', 'x'], ['--tokens', 'many'], ['--bogus']]) {
       const r = await capture([...base(path.join(dir, 'z4')), ...bad]);
-      expect(r.code).toBe(2); oneLine(r);
+      expect(r.code).toBe(2);
+      oneLine(r);
     }
   });
 
@@ -278,7 +343,8 @@ describe('neurons collect: bad input is a one-line error', () => {
     expect((await capture(base(out))).code).toBe(0);
     const before = fs.readFileSync(path.join(out, 'manifest.json'), 'utf8');
     const again = await capture(base(out));
-    expect(again.code).toBe(2); oneLine(again);
+    expect(again.code).toBe(2);
+    oneLine(again);
     expect(again.err).toMatch(/already holds a neuron collection; pass --force/);
     expect(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8')).toBe(before);
     const forced = await capture([...base(out), '--force', '--seed', '9']);
@@ -294,12 +360,15 @@ describe('neurons collect: bad input is a one-line error', () => {
       written += len;
       return fs.writeSync(fd, buf, off, len);
     };
-    await expect(collect({ checkpoint: crateCkpt, tokens: 8 * T, backend: new ReferenceBackend() as Backend<unknown>, out, cacheDir: null, writeSync })).rejects.toThrow(/cannot write '.*records\.jsonl': no space left on the device/);
+    await expect(
+      collect({ checkpoint: crateCkpt, tokens: 8 * T, backend: new ReferenceBackend() as Backend<unknown>, out, cacheDir: null, writeSync }),
+    ).rejects.toThrow(/cannot write '.*records\.jsonl': no space left on the device/);
     expect(fs.existsSync(path.join(out, 'manifest.json'))).toBe(false);
     expect(fs.existsSync(path.join(out, 'layer-0', 'records.jsonl'))).toBe(false);
     expect(fs.readdirSync(path.join(out, 'layer-0')).filter((f) => f.includes('.tmp-'))).toEqual([]);
     const s = await capture(['neurons', 'score', out]);
-    expect(s.code).toBe(1); oneLine(s);
+    expect(s.code).toBe(1);
+    oneLine(s);
     expect(s.err).toMatch(/not a complete neuron collection/);
   });
 
@@ -313,8 +382,20 @@ describe('neurons collect: bad input is a one-line error', () => {
       return;
     }
     try {
-      const r = await capture(['neurons', 'collect', '--checkpoint', crateCkpt, '--tokens', String(40 * T), '--backend', 'reference', '--out', path.join(mnt, 'c')]);
-      expect(r.code).toBe(1); oneLine(r);
+      const r = await capture([
+        'neurons',
+        'collect',
+        '--checkpoint',
+        crateCkpt,
+        '--tokens',
+        String(40 * T),
+        '--backend',
+        'reference',
+        '--out',
+        path.join(mnt, 'c'),
+      ]);
+      expect(r.code).toBe(1);
+      oneLine(r);
       expect(r.err).toMatch(/no space left on the device/);
       expect(fs.existsSync(path.join(mnt, 'c', 'manifest.json'))).toBe(false);
       const left = fs.existsSync(path.join(mnt, 'c', 'layer-0')) ? fs.readdirSync(path.join(mnt, 'c', 'layer-0')) : [];

@@ -14,12 +14,26 @@ describe('NeuronRecord JSON', () => {
       random_sample: [{ tokens: [' "quoted"', '\n', 'Ünïcödé', '\\'], activations: [0, 0.25, -1.5, 3] }],
       random_sample_by_quantile: [[{ tokens: ['a'], activations: [NaN] }]],
       quantile_boundaries: [0, 0.5],
-      mean: 0.125, variance: 2, skewness: NaN, kurtosis: 3.5,
+      mean: 0.125,
+      variance: 2,
+      skewness: NaN,
+      kurtosis: 3.5,
       most_positive_activation_records: [{ tokens: ['x', 'y'], activations: [1.25, 0] }],
     };
     const line = neuronRecordJson(rec);
     const o = JSON.parse(line) as Record<string, unknown>;
-    expect(Object.keys(o)).toEqual(['dataclass_name', 'neuron_id', 'random_sample', 'random_sample_by_quantile', 'quantile_boundaries', 'mean', 'variance', 'skewness', 'kurtosis', 'most_positive_activation_records']);
+    expect(Object.keys(o)).toEqual([
+      'dataclass_name',
+      'neuron_id',
+      'random_sample',
+      'random_sample_by_quantile',
+      'quantile_boundaries',
+      'mean',
+      'variance',
+      'skewness',
+      'kurtosis',
+      'most_positive_activation_records',
+    ]);
     expect(o.neuron_id).toEqual({ dataclass_name: 'NeuronId', layer_index: 2, neuron_index: 7 });
     expect(Object.keys((o.random_sample as object[])[0])).toEqual(['dataclass_name', 'tokens', 'activations']);
     expect(line).toContain('"skewness":null');
@@ -35,7 +49,17 @@ describe('NeuronRecord JSON', () => {
   it('a malformed line is a DataError naming where', () => {
     expect(() => parseNeuronRecord('{"dataclass_name":"NeuronRecord"', 'f.jsonl:3')).toThrow(/f\.jsonl:3: not valid JSON/);
     expect(() => parseNeuronRecord('{"dataclass_name":"Other"}', 'f.jsonl:4')).toThrow(/f\.jsonl:4: dataclass_name is 'Other'/);
-    const bad = neuronRecordJson({ neuron_id: { layer_index: 0, neuron_index: 0 }, random_sample: [], random_sample_by_quantile: null, quantile_boundaries: null, mean: 0, variance: 0, skewness: 0, kurtosis: 0, most_positive_activation_records: [{ tokens: ['a', 'b'], activations: [1] }] });
+    const bad = neuronRecordJson({
+      neuron_id: { layer_index: 0, neuron_index: 0 },
+      random_sample: [],
+      random_sample_by_quantile: null,
+      quantile_boundaries: null,
+      mean: 0,
+      variance: 0,
+      skewness: 0,
+      kurtosis: 0,
+      most_positive_activation_records: [{ tokens: ['a', 'b'], activations: [1] }],
+    });
     expect(() => parseNeuronRecord(bad, 'f.jsonl:5')).toThrow(/f\.jsonl:5 most_positive_activation_records\[0\]: 2 tokens but 1 activations/);
   });
 });

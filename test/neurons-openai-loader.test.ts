@@ -25,7 +25,9 @@ const MIRROR = process.env.CRATE_TS_OAI_REPO ?? '/work/.mirror/openai+automated-
 function unavailable(): string | null {
   const py = spawnSync('python3', ['-c', 'import sys; print(sys.version_info[0])'], { encoding: 'utf8' });
   if (py.status !== 0) return 'python3 is not available';
-  const git = spawnSync('git', ['--git-dir', MIRROR, 'cat-file', '-e', 'HEAD:neuron-explainer/neuron_explainer/activations/activations.py'], { encoding: 'utf8' });
+  const git = spawnSync('git', ['--git-dir', MIRROR, 'cat-file', '-e', 'HEAD:neuron-explainer/neuron_explainer/activations/activations.py'], {
+    encoding: 'utf8',
+  });
   if (git.status !== 0) return `no copy of openai/automated-interpretability at ${MIRROR} (fetch it, or set CRATE_TS_OAI_REPO to its git directory)`;
   return null;
 }
@@ -70,8 +72,12 @@ print(json.dumps(out))
 
 const reason = unavailable();
 let dir: string;
-beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-oai-')); });
-afterAll(() => { if (dir) fs.rmSync(dir, { recursive: true, force: true }); });
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-oai-'));
+});
+afterAll(() => {
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+});
 
 describe.skipIf(reason !== null)(`OpenAI's Python NeuronRecord code reads records.jsonl unchanged${reason ? ` (skipped: ${reason})` : ''}`, () => {
   it('every line loads as its NeuronRecord with the same fields and values; its split methods work on it', async () => {
@@ -88,7 +94,22 @@ describe.skipIf(reason !== null)(`OpenAI's Python NeuronRecord code reads record
     const r = spawnSync('python3', ['-c', SCRIPT, path.join(pkg, 'neuron-explainer'), file], { encoding: 'utf8', maxBuffer: 1 << 28 });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    const py = JSON.parse(r.stdout) as { layer: number; neuron: number; top: number; random: number; quantile: number[] | null; boundaries: number[]; mean: number; variance: number; skewness: number | null; kurtosis: number | null; max_activation: number; train: string[][]; valid: number[][]; dataclass_name: string }[];
+    const py = JSON.parse(r.stdout) as {
+      layer: number;
+      neuron: number;
+      top: number;
+      random: number;
+      quantile: number[] | null;
+      boundaries: number[];
+      mean: number;
+      variance: number;
+      skewness: number | null;
+      kurtosis: number | null;
+      max_activation: number;
+      train: string[][];
+      valid: number[][];
+      dataclass_name: string;
+    }[];
     const m = readManifest(out);
     const ld = readLayer(out, m, 0);
     expect(py).toHaveLength(32);

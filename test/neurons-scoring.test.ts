@@ -3,8 +3,20 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import {
-  pearson, rSquaredAboutZero, absoluteDevExplained, normalizeActivations, maxActivation, tarSplit, randomOnlySplit,
-  anthropicSplit, meanOfFinite, populationVariance, layersForModelMean, flatten, cutRecord, type NeuronRecords,
+  pearson,
+  rSquaredAboutZero,
+  absoluteDevExplained,
+  normalizeActivations,
+  maxActivation,
+  tarSplit,
+  randomOnlySplit,
+  anthropicSplit,
+  meanOfFinite,
+  populationVariance,
+  layersForModelMean,
+  flatten,
+  cutRecord,
+  type NeuronRecords,
 } from '../src/neurons/scoring.js';
 import { lookupTable, lookupSimulate, lookupScore, selectivity, consistency } from '../src/neurons/lookup.js';
 import { summarizeModel, type LayerScore } from '../src/neurons/score.js';
@@ -19,7 +31,12 @@ describe('scores of a simulation', () => {
   it('pearson: hand-computed value, invariance to affine maps, NaN for a constant side', () => {
     // x = 1,2,3,4; y = 2,1,4,3: x̄ = ȳ = 2.5; Σdxdy = (−1.5)(−.5)+(−.5)(−1.5)+(.5)(1.5)+(1.5)(.5) = 3; Σdx² = Σdy² = 5
     expect(pearson([1, 2, 3, 4], [2, 1, 4, 3])).toBeCloseTo(3 / 5, 15);
-    expect(pearson([1, 2, 3, 4], [2, 1, 4, 3].map((v) => 7 - 3 * v))).toBeCloseTo(-3 / 5, 15);
+    expect(
+      pearson(
+        [1, 2, 3, 4],
+        [2, 1, 4, 3].map((v) => 7 - 3 * v),
+      ),
+    ).toBeCloseTo(-3 / 5, 15);
     expect(pearson([1, 1, 1], [1, 2, 3])).toBeNaN();
     expect(pearson([1, 2, 3], [0, 0, 0])).toBeNaN();
     expect(() => pearson([1, 2], [1])).toThrow(/different lengths/);
@@ -34,13 +51,22 @@ describe('scores of a simulation', () => {
   });
 
   it('pearson agrees with the two-pass textbook formula on random data', () => {
-    fc.assert(fc.property(fc.array(fc.tuple(fc.double({ min: -100, max: 100, noNaN: true }), fc.double({ min: -100, max: 100, noNaN: true })), { minLength: 2, maxLength: 60 }), (pairs) => {
-      const x = pairs.map((p) => p[0]), y = pairs.map((p) => p[1]);
-      const mx = x.reduce((a, b) => a + b) / x.length, my = y.reduce((a, b) => a + b) / y.length;
-      const sxy = x.reduce((a, v, i) => a + (v - mx) * (y[i] - my), 0), sxx = x.reduce((a, v) => a + (v - mx) ** 2, 0), syy = y.reduce((a, v) => a + (v - my) ** 2, 0);
-      const r = pearson(x, y);
-      if (sxx > 1e-9 && syy > 1e-9) expect(r).toBeCloseTo(sxy / Math.sqrt(sxx * syy), 9);
-    }));
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.double({ min: -100, max: 100, noNaN: true }), fc.double({ min: -100, max: 100, noNaN: true })), { minLength: 2, maxLength: 60 }),
+        (pairs) => {
+          const x = pairs.map((p) => p[0]),
+            y = pairs.map((p) => p[1]);
+          const mx = x.reduce((a, b) => a + b) / x.length,
+            my = y.reduce((a, b) => a + b) / y.length;
+          const sxy = x.reduce((a, v, i) => a + (v - mx) * (y[i] - my), 0),
+            sxx = x.reduce((a, v) => a + (v - mx) ** 2, 0),
+            syy = y.reduce((a, v) => a + (v - my) ** 2, 0);
+          const r = pearson(x, y);
+          if (sxx > 1e-9 && syy > 1e-9) expect(r).toBeCloseTo(sxy / Math.sqrt(sxx * syy), 9);
+        },
+      ),
+    );
   });
 });
 
@@ -59,7 +85,14 @@ function neuron(nTop: number, nRandom: number, quantile: boolean): NeuronRecords
   const top = Array.from({ length: nTop }, (_, j) => tag(`t${j}`, 100 - j));
   const random = Array.from({ length: nRandom }, (_, j) => tag(`r${j}`, 0));
   const q = quantile ? Array.from({ length: 11 }, (_, b) => Array.from({ length: 20 }, (_, j) => tag(`q${b}.${j}`, b))) : null;
-  return { top, random, quantile: q, topOffsets: top.map(() => 0), randomOffsets: random.map(() => 0), quantileOffsets: q ? q.map((bin) => bin.map(() => 0)) : null };
+  return {
+    top,
+    random,
+    quantile: q,
+    topOffsets: top.map(() => 0),
+    randomOffsets: random.map(() => 0),
+    quantileOffsets: q ? q.map((bin) => bin.map(() => 0)) : null,
+  };
 }
 const names = (rs: ActivationRecord[]) => rs.map((r) => r.tokens.join('|'));
 
@@ -80,13 +113,28 @@ describe('record splits (spec 7.3)', () => {
     const s = anthropicSplit(neuron(50, 50, true))!;
     const bins = (a: number, b: number) => Array.from({ length: 11 }, (_, k) => [`q${k}.${a}`, `q${k}.${b}`]).flat();
     expect(names(s.explanation)).toEqual([...Array.from({ length: 15 }, (_, j) => `t${j}`), ...bins(0, 1), ...Array.from({ length: 5 }, (_, j) => `r${j}`)]);
-    expect(names(s.scoring)).toEqual([...Array.from({ length: 10 }, (_, j) => `t${15 + j}`), ...bins(2, 3), ...Array.from({ length: 5 }, (_, j) => `r${5 + j}`), ...Array.from({ length: 10 }, (_, j) => `t${25 + j}`)]);
+    expect(names(s.scoring)).toEqual([
+      ...Array.from({ length: 10 }, (_, j) => `t${15 + j}`),
+      ...bins(2, 3),
+      ...Array.from({ length: 5 }, (_, j) => `r${5 + j}`),
+      ...Array.from({ length: 10 }, (_, j) => `t${25 + j}`),
+    ]);
     expect(anthropicSplit(neuron(50, 50, false))).toBeNull();
   });
 
   it('Anthropic cuts excerpts to [q−4, q+4) and the out-of-context records to the selected token ±1 ([3:6))', () => {
-    const long = rec(Array.from({ length: 64 }, (_, j) => `w${j}`), Array.from({ length: 64 }, (_, j) => j));
-    const n: NeuronRecords = { top: Array(35).fill(long), random: Array(10).fill(long), quantile: Array(11).fill(Array(4).fill(long)), topOffsets: Array(35).fill(32), randomOffsets: Array(10).fill(32), quantileOffsets: Array(11).fill(Array(4).fill(32)) };
+    const long = rec(
+      Array.from({ length: 64 }, (_, j) => `w${j}`),
+      Array.from({ length: 64 }, (_, j) => j),
+    );
+    const n: NeuronRecords = {
+      top: Array(35).fill(long),
+      random: Array(10).fill(long),
+      quantile: Array(11).fill(Array(4).fill(long)),
+      topOffsets: Array(35).fill(32),
+      randomOffsets: Array(10).fill(32),
+      quantileOffsets: Array(11).fill(Array(4).fill(32)),
+    };
     const s = anthropicSplit(n)!;
     expect(s.explanation[0].tokens).toEqual(['w28', 'w29', 'w30', 'w31', 'w32', 'w33', 'w34', 'w35']);
     expect(s.scoring[s.scoring.length - 1].tokens).toEqual(['w31', 'w32', 'w33']);
@@ -119,10 +167,18 @@ describe('token-lookup simulator (spec 7.8.1)', () => {
   });
 
   it('a neuron that fires exactly on one token string scores 1; a dead neuron scores NaN', () => {
-    const mk = (toks: string[]) => rec(toks, toks.map((t) => (t === 'x' ? 2.5 : 0)));
+    const mk = (toks: string[]) =>
+      rec(
+        toks,
+        toks.map((t) => (t === 'x' ? 2.5 : 0)),
+      );
     const split = { explanation: [mk(['a', 'x', 'b']), mk(['x', 'c'])], scoring: [mk(['x', 'a', 'q']), mk(['b', 'x', 'x'])] };
     expect(lookupScore(split)).toBeCloseTo(1, 14);
-    const dead = (toks: string[]) => rec(toks, toks.map(() => 0));
+    const dead = (toks: string[]) =>
+      rec(
+        toks,
+        toks.map(() => 0),
+      );
     expect(lookupScore({ explanation: [dead(['a'])], scoring: [dead(['a', 'b'])] })).toBeNaN();
   });
 
@@ -149,7 +205,19 @@ describe('aggregation (spec 6.2, 7.5)', () => {
     expect(layersForModelMean([0, 1, 2, 3, 4, 5], 6)).toEqual([0, 1, 2, 3, 4]);
     // CRATE-3L TaR per layer 9.6, 9.3, 8.4 (spec 6.3) → mean 9.1, variance 0.26 (spec 6.2)
     expect(populationVariance([9.6, 9.3, 8.4])).toBeCloseTo(0.26, 10);
-    const row = (layer: number, tar: number): LayerScore => ({ layer, tar, randomOnly: tar, anthropic: null, selectivity: 0.1, consistency: 0.5, density: 0.2, dead: 0, neurons: 10, scored: { tar: 10, randomOnly: 10, anthropic: 0 }, se: { tar: 1, randomOnly: 1, anthropic: null } });
+    const row = (layer: number, tar: number): LayerScore => ({
+      layer,
+      tar,
+      randomOnly: tar,
+      anthropic: null,
+      selectivity: 0.1,
+      consistency: 0.5,
+      density: 0.2,
+      dead: 0,
+      neurons: 10,
+      scored: { tar: 10, randomOnly: 10, anthropic: 0 },
+      se: { tar: 1, randomOnly: 1, anthropic: null },
+    });
     const m = summarizeModel([row(0, 10.5), row(1, 7.4), row(2, 5.8), row(3, 8.0), row(4, 8.1), row(5, 5.7)], 6);
     // CRATE-6L TaR: the table's 7.96 is the mean of the first five layers
     expect(m.tar.mean).toBeCloseTo(7.96, 10);
@@ -162,9 +230,18 @@ describe('aggregation (spec 6.2, 7.5)', () => {
 
 describe('compare: a gap is called only beyond 2 SE of the difference and the seed spread', () => {
   const group = (label: string, mean: number, se: number, spread: number | null): GroupSummary => ({
-    label, seeds: spread === null ? 1 : 2, arch: label === 'GPT-2' ? 'gpt2' : 'crate', layers: [],
-    model: { tar: { mean, variance: 0, se, spread }, randomOnly: { mean: null, variance: null, se: null, spread: null }, anthropic: { mean: null, variance: null, se: null, spread: null } },
-    selectivity: null, consistency: null, density: null,
+    label,
+    seeds: spread === null ? 1 : 2,
+    arch: label === 'GPT-2' ? 'gpt2' : 'crate',
+    layers: [],
+    model: {
+      tar: { mean, variance: 0, se, spread },
+      randomOnly: { mean: null, variance: null, se: null, spread: null },
+      anthropic: { mean: null, variance: null, se: null, spread: null },
+    },
+    selectivity: null,
+    consistency: null,
+    density: null,
   });
   it('relative improvement (A − B)/|B| and the three verdicts', () => {
     const g = gap(group('CRATE', 66, 0.6, 1.0), group('GPT-2', 55, 0.8, 2.0), 'tar');
@@ -174,7 +251,10 @@ describe('compare: a gap is called only beyond 2 SE of the difference and the se
     expect(g.called).toBe(true);
     expect(gap(group('CRATE', 56.5, 0.6, 0.5), group('GPT-2', 55, 0.8, 0.5), 'tar').why).toMatch(/within 2 SE/);
     expect(gap(group('CRATE', 60, 0.6, 6), group('GPT-2', 55, 0.8, 1), 'tar').why).toMatch(/within the seed spread/);
-    expect(gap(group('CRATE', 60, 0.6, null), group('GPT-2', 55, 0.8, null), 'tar')).toMatchObject({ called: false, why: expect.stringMatching(/single seed/) });
+    expect(gap(group('CRATE', 60, 0.6, null), group('GPT-2', 55, 0.8, null), 'tar')).toMatchObject({
+      called: false,
+      why: expect.stringMatching(/single seed/),
+    });
     expect(gap(group('CRATE', 60, 0.6, 1), group('GPT-2', 55, 0.8, 1), 'randomOnly').why).toBe('not collected');
   });
 });

@@ -14,7 +14,12 @@ import { CpuBackend } from '../src/backend/cpu.js';
 describe('operator table', () => {
   test('the generated files are up to date with native/ops.json and native/tolerances.json (npm run gen:ops)', () => {
     const files = render();
-    expect(Object.keys(files).sort()).toEqual(['native/generated/ops_decl.inc', 'native/generated/ops_invoke.inc', 'native/generated/ops_table.h', 'src/backend/ops.generated.ts']);
+    expect(Object.keys(files).sort()).toEqual([
+      'native/generated/ops_decl.inc',
+      'native/generated/ops_invoke.inc',
+      'native/generated/ops_table.h',
+      'src/backend/ops.generated.ts',
+    ]);
     for (const [rel, text] of Object.entries(files)) {
       expect(readFileSync(rel, 'utf8') === text, `${rel} is stale: run npm run gen:ops`).toBe(true);
     }
@@ -30,7 +35,15 @@ describe('operator table', () => {
     }
     // the kinds the generic wrappers rely on
     const lf = opByMethod('linearForward')!;
-    expect(callArgs(lf).map((a) => `${a.name}:${a.kind}${'nullable' in a && a.nullable ? '?' : ''}`)).toEqual(['out:out', 'inp:in', 'weight:in', 'bias:in?', 'N:int', 'C:int', 'OC:int']);
+    expect(callArgs(lf).map((a) => `${a.name}:${a.kind}${'nullable' in a && a.nullable ? '?' : ''}`)).toEqual([
+      'out:out',
+      'inp:in',
+      'weight:in',
+      'bias:in?',
+      'N:int',
+      'C:int',
+      'OC:int',
+    ]);
     expect(callArgs(opByMethod('add')!).map((a) => a.name)).toEqual(['out', 'a', 'b']); // n is derived, not passed
   });
 
@@ -54,7 +67,16 @@ describe('operator table', () => {
     try {
       mkdirSync(path.join(dir, 'native'));
       writeFileSync(path.join(dir, 'native', 'tolerances.json'), readFileSync('native/tolerances.json'));
-      const row = (args: string[], extra: Record<string, unknown> = {}) => ({ name: 'op_x', method: 'opX', group: 'operator', family: 'linear', direction: 'forward', doc: ['x'], args, ...extra });
+      const row = (args: string[], extra: Record<string, unknown> = {}) => ({
+        name: 'op_x',
+        method: 'opX',
+        group: 'operator',
+        family: 'linear',
+        direction: 'forward',
+        doc: ['x'],
+        args,
+        ...extra,
+      });
       const attempt = (r: object) => {
         writeFileSync(path.join(dir, 'native', 'ops.json'), JSON.stringify({ ops: [r] }));
         return () => render(dir);

@@ -45,7 +45,9 @@ describe('reference backend memory', () => {
   it('400 small models created and dropped without free() are collected; liveBuffers() still counts them', { timeout: 180_000 }, () => {
     const dist = path.join(root, 'dist/backend/reference.js');
     expect(fs.existsSync(dist), `${dist} is missing: run npx tsc -p tsconfig.json`).toBe(true);
-    expect(fs.statSync(dist).mtimeMs, 'dist/ is older than src/backend/reference.ts: run npx tsc -p tsconfig.json').toBeGreaterThanOrEqual(fs.statSync(path.join(root, 'src/backend/reference.ts')).mtimeMs);
+    expect(fs.statSync(dist).mtimeMs, 'dist/ is older than src/backend/reference.ts: run npx tsc -p tsconfig.json').toBeGreaterThanOrEqual(
+      fs.statSync(path.join(root, 'src/backend/reference.ts')).mtimeMs,
+    );
 
     const keep = run('keep');
     const drop = run('drop');

@@ -28,8 +28,8 @@ import {
 
 /** Build a file by hand from the spec: u64 LE header length, header bytes, data bytes. */
 function buildFile(header: string | Uint8Array | object, data: Uint8Array | number = 0, pad = true): Uint8Array {
-  let h = typeof header === 'string' ? new TextEncoder().encode(header)
-    : header instanceof Uint8Array ? header : new TextEncoder().encode(JSON.stringify(header));
+  let h =
+    typeof header === 'string' ? new TextEncoder().encode(header) : header instanceof Uint8Array ? header : new TextEncoder().encode(JSON.stringify(header));
   if (pad && h.length % 8 !== 0) {
     const padded = new Uint8Array(Math.ceil(h.length / 8) * 8).fill(0x20);
     padded.set(h);
@@ -64,8 +64,7 @@ function expectReject(bytes: Uint8Array, phrase: string): void {
   expect(message).toContain(phrase);
 }
 
-const sameValues = (a: ArrayLike<unknown>, b: ArrayLike<unknown>): boolean =>
-  a.length === b.length && Array.from(a).every((v, i) => Object.is(v, b[i]));
+const sameValues = (a: ArrayLike<unknown>, b: ArrayLike<unknown>): boolean => a.length === b.length && Array.from(a).every((v, i) => Object.is(v, b[i]));
 
 const tmpDirs: string[] = [];
 function tmpDir(): string {
@@ -84,18 +83,31 @@ function valuesArb(dtype: DType, n: number): fc.Arbitrary<ArrayLike<number | big
   const arr = <T>(a: fc.Arbitrary<T>) => fc.array(a, { minLength: n, maxLength: n });
   const int = (min: number, max: number) => arr(fc.integer({ min, max }));
   switch (dtype) {
-    case 'F64': return arr(fc.double()).map((v) => Float64Array.from(v));
-    case 'F32': return arr(fc.float()).map((v) => Float32Array.from(v));
-    case 'F16': case 'BF16': return int(0, 0xffff).map((v) => Uint16Array.from(v));
-    case 'I64': return arr(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })).map((v) => BigInt64Array.from(v));
-    case 'U64': return arr(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })).map((v) => BigUint64Array.from(v));
-    case 'I32': return int(-(2 ** 31), 2 ** 31 - 1).map((v) => Int32Array.from(v));
-    case 'U32': return int(0, 2 ** 32 - 1).map((v) => Uint32Array.from(v));
-    case 'I16': return int(-32768, 32767).map((v) => Int16Array.from(v));
-    case 'U16': return int(0, 65535).map((v) => Uint16Array.from(v));
-    case 'I8': return int(-128, 127).map((v) => Int8Array.from(v));
-    case 'U8': return int(0, 255).map((v) => Uint8Array.from(v));
-    case 'BOOL': return int(0, 1).map((v) => Uint8Array.from(v));
+    case 'F64':
+      return arr(fc.double()).map((v) => Float64Array.from(v));
+    case 'F32':
+      return arr(fc.float()).map((v) => Float32Array.from(v));
+    case 'F16':
+    case 'BF16':
+      return int(0, 0xffff).map((v) => Uint16Array.from(v));
+    case 'I64':
+      return arr(fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })).map((v) => BigInt64Array.from(v));
+    case 'U64':
+      return arr(fc.bigInt({ min: 0n, max: 2n ** 64n - 1n })).map((v) => BigUint64Array.from(v));
+    case 'I32':
+      return int(-(2 ** 31), 2 ** 31 - 1).map((v) => Int32Array.from(v));
+    case 'U32':
+      return int(0, 2 ** 32 - 1).map((v) => Uint32Array.from(v));
+    case 'I16':
+      return int(-32768, 32767).map((v) => Int16Array.from(v));
+    case 'U16':
+      return int(0, 65535).map((v) => Uint16Array.from(v));
+    case 'I8':
+      return int(-128, 127).map((v) => Int8Array.from(v));
+    case 'U8':
+      return int(0, 255).map((v) => Uint8Array.from(v));
+    case 'BOOL':
+      return int(0, 1).map((v) => Uint8Array.from(v));
   }
 }
 
@@ -221,7 +233,14 @@ describe('writer layout', () => {
     const b = { dtype: 'F64', shape: [2], data: [1, 2] } as const;
     const c = { dtype: 'F16', shape: [1], data: [2] } as const;
     const x = serializeSafetensors({ zeta: a, beta: b, alpha: c }, { k: 'v' });
-    const y = serializeSafetensors(new Map<string, TensorInput>([['beta', b], ['alpha', c], ['zeta', a]]), { k: 'v' });
+    const y = serializeSafetensors(
+      new Map<string, TensorInput>([
+        ['beta', b],
+        ['alpha', c],
+        ['zeta', a],
+      ]),
+      { k: 'v' },
+    );
     expect(Buffer.from(x).equals(Buffer.from(y))).toBe(true);
     expect(headerOf(x)).toBe(
       '{"__metadata__":{"k":"v"},' +
@@ -252,9 +271,18 @@ describe('F16 and BF16 conversions', () => {
 
   it('F16 known bit patterns', () => {
     const exact: [number, number][] = [
-      [1.0, 0x3c00], [-2.0, 0xc000], [0.5, 0x3800], [65504, 0x7bff], [-65504, 0xfbff],
-      [2 ** -24, 0x0001], [1023 * 2 ** -24, 0x03ff], [2 ** -14, 0x0400], [Infinity, 0x7c00], [-Infinity, 0xfc00],
-      [0, 0x0000], [-0, 0x8000],
+      [1.0, 0x3c00],
+      [-2.0, 0xc000],
+      [0.5, 0x3800],
+      [65504, 0x7bff],
+      [-65504, 0xfbff],
+      [2 ** -24, 0x0001],
+      [1023 * 2 ** -24, 0x03ff],
+      [2 ** -14, 0x0400],
+      [Infinity, 0x7c00],
+      [-Infinity, 0xfc00],
+      [0, 0x0000],
+      [-0, 0x8000],
     ];
     for (const [x, bits] of exact) {
       expect(hex(numberToF16Bits(x)), `encode ${x}`).toBe(hex(bits));
@@ -277,7 +305,9 @@ describe('F16 and BF16 conversions', () => {
       [65519, 0x7bff], // below the overflow midpoint
       [65519.99, 0x7bff],
       [65520, 0x7c00], // the midpoint 65520 ties to even = 65536 = inf
-      [1e6, 0x7c00], [1e300, 0x7c00], [-1e300, 0xfc00],
+      [1e6, 0x7c00],
+      [1e300, 0x7c00],
+      [-1e300, 0xfc00],
       [2 ** -25, 0x0000], // half the smallest subnormal: tie to even zero
       [2 ** -25 + 2 ** -60, 0x0001],
       [3 * 2 ** -25, 0x0002], // tie between 1 and 2 subnormal units
@@ -335,8 +365,17 @@ describe('F16 and BF16 conversions', () => {
   it('BF16 known bit patterns and rounding', () => {
     const maxFinite = (2 - 2 ** -7) * 2 ** 127;
     const cases: [number, number][] = [
-      [1.0, 0x3f80], [-2.0, 0xc000], [0.5, 0x3f00], [Infinity, 0x7f80], [-Infinity, 0xff80], [0, 0], [-0, 0x8000],
-      [2 ** -133, 0x0001], [2 ** -126, 0x0080], [maxFinite, 0x7f7f], [3.140625, 0x4049],
+      [1.0, 0x3f80],
+      [-2.0, 0xc000],
+      [0.5, 0x3f00],
+      [Infinity, 0x7f80],
+      [-Infinity, 0xff80],
+      [0, 0],
+      [-0, 0x8000],
+      [2 ** -133, 0x0001],
+      [2 ** -126, 0x0080],
+      [maxFinite, 0x7f7f],
+      [3.140625, 0x4049],
       [1 + 2 ** -8, 0x3f80], // tie to even
       [1 + 3 * 2 ** -8, 0x3f82], // tie to even (up)
       [1 + 2 ** -8 + 2 ** -30, 0x3f81], // above the tie; via float32 it would double-round to 0x3f80
@@ -361,7 +400,7 @@ describe('F16 and BF16 conversions', () => {
     for (let bits = 0; bits < 0x10000; bits++) {
       if ((bits & 0x7f80) === 0x7f80 && (bits & 0x7f) !== 0) continue; // NaN
       const x = bf16BitsToNumber(bits);
-      dv.setUint32(0, bits << 16 >>> 0);
+      dv.setUint32(0, (bits << 16) >>> 0);
       expect(Object.is(x, dv.getFloat32(0))).toBe(true);
       expect(numberToBF16Bits(x)).toBe(bits);
     }
@@ -637,7 +676,10 @@ describe('serializeSafetensors rejects bad input', () => {
   const expectThrow = (f: () => unknown, phrase: string) => expect(f).toThrow(phrase);
 
   it('with clear messages', () => {
-    expectThrow(() => serializeSafetensors({ w: { dtype: 'F32', shape: [2, 2], data: [1, 2, 3] } }), 'tensor "w": data has 3 elements but shape [2, 2] needs 4');
+    expectThrow(
+      () => serializeSafetensors({ w: { dtype: 'F32', shape: [2, 2], data: [1, 2, 3] } }),
+      'tensor "w": data has 3 elements but shape [2, 2] needs 4',
+    );
     expectThrow(() => serializeSafetensors({ __metadata__: { dtype: 'F32', shape: [], data: [1] } }), '"__metadata__" is reserved');
     expectThrow(() => serializeSafetensors({ w: { dtype: 'F8' as DType, shape: [], data: [1] } }), 'unknown dtype "F8"');
     expectThrow(() => serializeSafetensors({ w: { dtype: 'F32', shape: [-1], data: [] } }), 'shape dimension -1 is not a non-negative integer');
@@ -697,12 +739,17 @@ describe('fuzz', () => {
       fc.property(fileArb, fc.array(mutationArb, { minLength: 1, maxLength: 4 }), (file, mutations) => {
         let bytes = file;
         for (const m of mutations) {
-          const at = bytes.length === 0 ? 0 : ('at' in m ? m.at % (bytes.length + 1) : 0);
+          const at = bytes.length === 0 ? 0 : 'at' in m ? m.at % (bytes.length + 1) : 0;
           if (m.kind === 'truncate') bytes = bytes.slice(0, at);
-          else if (m.kind === 'flip') { bytes = bytes.slice(); if (at < bytes.length) bytes[at] = m.value; }
-          else if (m.kind === 'insert') bytes = new Uint8Array([...bytes.subarray(0, at), ...m.bytes, ...bytes.subarray(at)]);
+          else if (m.kind === 'flip') {
+            bytes = bytes.slice();
+            if (at < bytes.length) bytes[at] = m.value;
+          } else if (m.kind === 'insert') bytes = new Uint8Array([...bytes.subarray(0, at), ...m.bytes, ...bytes.subarray(at)]);
           else if (m.kind === 'delete') bytes = new Uint8Array([...bytes.subarray(0, at), ...bytes.subarray(at + m.n)]);
-          else if (bytes.length >= 8) { bytes = bytes.slice(); new DataView(bytes.buffer).setBigUint64(0, m.value, true); }
+          else if (bytes.length >= 8) {
+            bytes = bytes.slice();
+            new DataView(bytes.buffer).setBigUint64(0, m.value, true);
+          }
         }
         parseOrReject(bytes);
       }),

@@ -12,14 +12,26 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-sample-'));
   fs.writeFileSync(path.join(dir, 'text.txt'), 'Call me Ishmael. Some years ago, never mind how long precisely. '.repeat(40));
   const r = await train({
-    preset: 'char-tiny', nEmbd: 16, nHead: 2, nLayer: 1, seq: 16, batch: 4, steps: 20, evalWindows: 8, evalEvery: 0,
-    data: path.join(dir, 'text.txt'), backend: new ReferenceBackend(), out: path.join(dir, 'run'), quiet: true, sampleTokens: 0, cacheDir: null,
+    preset: 'char-tiny',
+    nEmbd: 16,
+    nHead: 2,
+    nLayer: 1,
+    seq: 16,
+    batch: 4,
+    steps: 20,
+    evalWindows: 8,
+    evalEvery: 0,
+    data: path.join(dir, 'text.txt'),
+    backend: new ReferenceBackend(),
+    out: path.join(dir, 'run'),
+    quiet: true,
+    sampleTokens: 0,
+    cacheDir: null,
   });
   ckpt = r.checkpoint;
   valLoss = r.valLoss;
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
-
 
 describe('crate-ts sample / eval', () => {
   it('sample continues the prompt with the requested number of byte tokens, deterministically per seed', async () => {

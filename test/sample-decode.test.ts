@@ -79,7 +79,8 @@ describe('sampling', () => {
     const g = generate(m.config, params, [4, 5], { tokens: 6, temperature: 0 });
     const ctx = [4, 5];
     for (const tok of g) {
-      const V = m.config.vocabSize, logits = m.forward(ctx, 1, ctx.length).logits as Float64Array;
+      const V = m.config.vocabSize,
+        logits = m.forward(ctx, 1, ctx.length).logits as Float64Array;
       const last = logits.subarray((ctx.length - 1) * V);
       let best = 0;
       for (let v = 1; v < V; v++) if (last[v] > last[best]) best = v;
@@ -99,24 +100,32 @@ describe('model.createDecoder on every backend (the blocks run one position at a
       for (const arch of ['crate', 'crate-complete', 'gpt2'] as const) {
         const host = randomModel(arch, 3);
         const m = new LanguageModel(n.backend!, host.config, { params: host.getParams().map(Math.fround) });
-        const { vocabSize: V, blockSize: T } = m.config, Bn = 3;
+        const { vocabSize: V, blockSize: T } = m.config,
+          Bn = 3;
         const rng = new Rng(21);
         const idx = Array.from({ length: Bn * T }, () => rng.int(V));
         const full = m.forward(idx, Bn, T).logits as Float64Array;
         const tol = n.name === 'reference' ? 1e-12 : 2e-5;
         const dec = m.createDecoder(Bn);
-        let worst = 0, scale = 0;
+        let worst = 0,
+          scale = 0;
         for (let tt = 0; tt < T; tt++) {
           const got = dec.step([0, 1, 2].map((b) => idx[b * T + tt]));
-          for (let b = 0; b < Bn; b++) for (let v = 0; v < V; v++) {
-            const want = full[(b * T + tt) * V + v];
-            worst = Math.max(worst, Math.abs(got[b * V + v] - want)); scale = Math.max(scale, Math.abs(want));
-          }
+          for (let b = 0; b < Bn; b++)
+            for (let v = 0; v < V; v++) {
+              const want = full[(b * T + tt) * V + v];
+              worst = Math.max(worst, Math.abs(got[b * V + v] - want));
+              scale = Math.max(scale, Math.abs(want));
+            }
         }
         expect(worst / scale, `${arch}`).toBeLessThanOrEqual(tol);
         dec.free();
         // a clamp held by the decoder equals the clamped full forward at every position
-        const clamp = { 'blocks.0.hook_neurons': (a: { shape: number[]; set: (...x: number[]) => void }) => { for (let b = 0; b < a.shape[0]; b++) for (let s = 0; s < a.shape[1]; s++) a.set(b, s, 1, 1.5); } };
+        const clamp = {
+          'blocks.0.hook_neurons': (a: { shape: number[]; set: (...x: number[]) => void }) => {
+            for (let b = 0; b < a.shape[0]; b++) for (let s = 0; s < a.shape[1]; s++) a.set(b, s, 1, 1.5);
+          },
+        };
         const fullC = m.runWithHooks(idx.slice(0, T), 1, T, clamp).logits as Float64Array;
         const decC = m.createDecoder(1, { hooks: clamp });
         let worstC = 0;
@@ -126,7 +135,9 @@ describe('model.createDecoder on every backend (the blocks run one position at a
         }
         expect(worstC / scale, `${arch} clamped`).toBeLessThanOrEqual(tol);
         expect(() => m.createDecoder(1, { hooks: { 'blocks.0.attn.hook_pattern': () => undefined } })).toThrow(/cannot be hooked while decoding/);
-        decC.free(); m.free(); host.free();
+        decC.free();
+        m.free();
+        host.free();
       }
     });
   }
@@ -136,7 +147,8 @@ describe('top-k selection', () => {
   it('topKIds equals sorting every id (higher logit first, lower id on ties) and keeping k, with many ties', () => {
     const rng = new Rng(4);
     for (let trial = 0; trial < 200; trial++) {
-      const n = 1 + rng.int(300), k = 1 + rng.int(n);
+      const n = 1 + rng.int(300),
+        k = 1 + rng.int(n);
       const logits = Float64Array.from({ length: n }, () => rng.int(7) - 3 + (rng.int(3) === 0 ? rng.normal() : 0));
       const all = Array.from({ length: n }, (_, i) => i).sort((a, b) => logits[b] - logits[a] || a - b);
       expect(topKIds(logits, n, k)).toEqual(all.slice(0, k));

@@ -23,13 +23,24 @@ beforeAll(async () => {
   srv = await startServer(engine, { port: 0, modelName: 'crate', maxQueue: 64 });
   base = `http://127.0.0.1:${srv.port}`;
 });
-afterAll(async () => { await srv?.close(); engine?.model.free(); });
+afterAll(async () => {
+  await srv?.close();
+  engine?.model.free();
+});
 
 async function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: any; text: string }> {
-  const r = await fetch(base + path, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+  const r = await fetch(base + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
   const text = await r.text();
   let json: any = null;
-  try { json = JSON.parse(text); } catch { /* SSE or plain */ }
+  try {
+    json = JSON.parse(text);
+  } catch {
+    /* SSE or plain */
+  }
   return { status: r.status, json, text };
 }
 
@@ -39,7 +50,8 @@ function logSoftmax(logits: Float64Array, off: number, V: number): Float64Array 
   for (let j = 0; j < V; j++) max = Math.max(max, logits[off + j]);
   let s = 0;
   for (let j = 0; j < V; j++) s += Math.exp(logits[off + j] - max);
-  const lse = max + Math.log(s), out = new Float64Array(V);
+  const lse = max + Math.log(s),
+    out = new Float64Array(V);
   for (let j = 0; j < V; j++) out[j] = logits[off + j] - lse;
   return out;
 }
@@ -62,7 +74,10 @@ describe('crate-ts serve: /v1/completions', () => {
     expect(lp.top_logprobs[0]).toBeNull();
     // text_offset counts code points (the emoji is one), as Python-side clients expect
     let off = 0;
-    lp.tokens.forEach((t: string, i: number) => { expect(lp.text_offset[i]).toBe(off); off += codePoints(t); });
+    lp.tokens.forEach((t: string, i: number) => {
+      expect(lp.text_offset[i]).toBe(off);
+      off += codePoints(t);
+    });
     expect(r.json.usage).toEqual({ prompt_tokens: ids.length, completion_tokens: 0, total_tokens: ids.length });
     const { logits } = engine.model.forward(ids, 1, ids.length);
     const V = engine.vocabSize;
@@ -83,8 +98,11 @@ describe('crate-ts serve: /v1/completions', () => {
   });
 
   it('prompts longer than the block size: every token scored once, from the sliding window the README describes', async () => {
-    const ids = engine.encode('It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, it was the season of Darkness, it was the spring of hope, it was the winter of despair.');
-    const N = ids.length, S = engine.echoStride;
+    const ids = engine.encode(
+      'It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, it was the season of Darkness, it was the spring of hope, it was the winter of despair.',
+    );
+    const N = ids.length,
+      S = engine.echoStride;
     expect(N).toBeGreaterThan(2 * T);
     const r = await post('/v1/completions', { model: 'crate', prompt: ids, max_tokens: 0, echo: true, logprobs: 1 });
     expect(r.status).toBe(200);
@@ -110,7 +128,8 @@ describe('crate-ts serve: /v1/completions', () => {
     const r = await post('/v1/completions', { model: 'crate', prompt, max_tokens: T + 6, temperature: 0, logprobs: 2 });
     expect(r.status).toBe(200);
     const c = r.json.choices[0];
-    const ctx = [...prompt], gen: number[] = [];
+    const ctx = [...prompt],
+      gen: number[] = [];
     const V = engine.vocabSize;
     for (let i = 0; i < T + 6; i++) {
       const win = ctx.slice(-T);
@@ -119,7 +138,8 @@ describe('crate-ts serve: /v1/completions', () => {
       const off = (win.length - 1) * V;
       for (let j = 1; j < 50257; j++) if (logits![off + j] > logits![off + best]) best = j;
       if (best === 50256) break;
-      gen.push(best); ctx.push(best);
+      gen.push(best);
+      ctx.push(best);
     }
     const s = new TextStream(engine.tokenBytes);
     for (const id of gen) s.push(id);
@@ -132,7 +152,8 @@ describe('crate-ts serve: /v1/completions', () => {
 
   it('seeded sampling is reproducible; n, stop, top_k/top_p, and streaming give the same text as the plain response', async () => {
     const body = { model: 'crate', prompt: 'Once upon a time', max_tokens: 12, temperature: 0.9, top_k: 50, top_p: 0.95, seed: 11, n: 2 };
-    const a = await post('/v1/completions', body), b = await post('/v1/completions', body);
+    const a = await post('/v1/completions', body),
+      b = await post('/v1/completions', body);
     expect(a.status).toBe(200);
     expect(a.json.choices.map((c: any) => c.text)).toEqual(b.json.choices.map((c: any) => c.text));
     expect(a.json.choices.map((c: any) => c.index)).toEqual([0, 1]);
@@ -156,7 +177,15 @@ describe('crate-ts serve: /v1/completions', () => {
   });
 
   it('a batch of prompts (strings or token arrays) gives one choice per prompt, in order', async () => {
-    const r = await post('/v1/completions', { model: 'crate', prompt: [[464, 1110], [40, 716, 257]], max_tokens: 0, echo: true });
+    const r = await post('/v1/completions', {
+      model: 'crate',
+      prompt: [
+        [464, 1110],
+        [40, 716, 257],
+      ],
+      max_tokens: 0,
+      echo: true,
+    });
     expect(r.status).toBe(200);
     expect(r.json.choices.map((c: any) => c.text)).toEqual([engine.tokenizer.decode([464, 1110]), engine.tokenizer.decode([40, 716, 257])]);
   });
@@ -164,7 +193,9 @@ describe('crate-ts serve: /v1/completions', () => {
 
 describe('sampleId', () => {
   it('over the whole vocabulary: the inverse-CDF draw of softmax(logits / temperature) in id order, ids < n only', () => {
-    const rng = new Rng(3), V = 5000, n = 4990;
+    const rng = new Rng(3),
+      V = 5000,
+      n = 4990;
     const logits = Float64Array.from({ length: V }, () => 4 * rng.normal());
     for (const temperature of [0.5, 0.8, 1.7]) {
       for (let seed = 0; seed < 40; seed++) {
@@ -172,8 +203,15 @@ describe('sampleId', () => {
         let max = -Infinity;
         for (let j = 0; j < n; j++) max = Math.max(max, logits[j]);
         const w = Array.from({ length: n }, (_, j) => Math.exp((logits[j] - max) / temperature));
-        let r = new Rng(seed).uniform() * w.reduce((a, b) => a + b, 0), want = n - 1;
-        for (let j = 0; j < n; j++) { r -= w[j]; if (r < 0) { want = j; break; } }
+        let r = new Rng(seed).uniform() * w.reduce((a, b) => a + b, 0),
+          want = n - 1;
+        for (let j = 0; j < n; j++) {
+          r -= w[j];
+          if (r < 0) {
+            want = j;
+            break;
+          }
+        }
         expect(sampleId(logits, n, { temperature, topK: 0, topP: 1, rng: new Rng(seed) })).toBe(want);
       }
     }
@@ -202,11 +240,30 @@ describe('crate-ts serve: chat, models, and the official openai client', () => {
     expect(c.choices[0].text).toBe('Hello world, hello');
     expect(c.choices[0].logprobs!.tokens!.join('')).toBe('Hello world, hello');
     expect(c.choices[0].logprobs!.token_logprobs![0]).toBeNull();
-    const chat = await client.chat.completions.create({ model: 'crate', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Say hi' }], max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 2 });
+    const chat = await client.chat.completions.create({
+      model: 'crate',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Say hi' },
+      ],
+      max_tokens: 8,
+      temperature: 0,
+      logprobs: true,
+      top_logprobs: 2,
+    });
     expect(chat.choices[0].message.role).toBe('assistant');
     expect(typeof chat.choices[0].message.content).toBe('string');
     expect(chat.choices[0].logprobs!.content!.length).toBe(chat.usage!.completion_tokens);
-    const stream = await client.chat.completions.create({ model: 'crate', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Say hi' }], max_tokens: 8, temperature: 0, stream: true });
+    const stream = await client.chat.completions.create({
+      model: 'crate',
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Say hi' },
+      ],
+      max_tokens: 8,
+      temperature: 0,
+      stream: true,
+    });
     let text = '';
     for await (const ch of stream) text += ch.choices[0]?.delta?.content ?? '';
     expect(text).toBe(chat.choices[0].message.content);
@@ -269,10 +326,20 @@ describe('crate-ts serve: bad requests', () => {
     ['chat: message not an object', '/v1/chat/completions', { model: 'crate', messages: ['hi'] }, 400],
     ['chat: bad role', '/v1/chat/completions', { model: 'crate', messages: [{ role: 'wizard', content: 'x' }] }, 400],
     ['chat: content a number', '/v1/chat/completions', { model: 'crate', messages: [{ role: 'user', content: 5 }] }, 400],
-    ['chat: image content part', '/v1/chat/completions', { model: 'crate', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 400],
+    [
+      'chat: image content part',
+      '/v1/chat/completions',
+      { model: 'crate', messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] },
+      400,
+    ],
     ['chat: logprobs not boolean', '/v1/chat/completions', { model: 'crate', messages: [{ role: 'user', content: 'x' }], logprobs: 3 }, 400],
     ['chat: top_logprobs without logprobs', '/v1/chat/completions', { model: 'crate', messages: [{ role: 'user', content: 'x' }], top_logprobs: 3 }, 400],
-    ['chat: top_logprobs above 20', '/v1/chat/completions', { model: 'crate', messages: [{ role: 'user', content: 'x' }], logprobs: true, top_logprobs: 50 }, 400],
+    [
+      'chat: top_logprobs above 20',
+      '/v1/chat/completions',
+      { model: 'crate', messages: [{ role: 'user', content: 'x' }], logprobs: true, top_logprobs: 50 },
+      400,
+    ],
     ['chat: tools unsupported', '/v1/chat/completions', { model: 'crate', messages: [{ role: 'user', content: 'x' }], tools: [] }, 400],
     ['unknown path', '/v1/embeddings', { model: 'crate', input: 'x' }, 404],
   ];
@@ -283,7 +350,11 @@ describe('crate-ts serve: bad requests', () => {
     try {
       const sb = `http://127.0.0.1:${small.port}`;
       for (const [name, path, body, status] of cases) {
-        const r = await fetch(sb + path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+        const r = await fetch(sb + path, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: typeof body === 'string' ? body : JSON.stringify(body),
+        });
         const j: any = await r.json();
         expect(r.status, name).toBe(status);
         expect(typeof j.error.message, name).toBe('string');
@@ -296,7 +367,9 @@ describe('crate-ts serve: bad requests', () => {
       expect(g.status).toBe(405);
       const ok = await fetch(sb + '/v1/completions', { method: 'POST', body: JSON.stringify(good) });
       expect(ok.status).toBe(200);
-    } finally { await small.close(); }
+    } finally {
+      await small.close();
+    }
   });
 
   it('a port in use and a bad echo stride are one-line usage errors', async () => {
@@ -308,7 +381,8 @@ describe('crate-ts serve: bad requests', () => {
     const locked = await startServer(engine, { port: 0, apiKey: 'sekret', maxBodyBytes: 2048, maxQueue: 0 });
     try {
       const lb = `http://127.0.0.1:${locked.port}`;
-      const send = (body: string, key?: string) => fetch(lb + '/v1/completions', { method: 'POST', headers: key ? { authorization: `Bearer ${key}` } : {}, body });
+      const send = (body: string, key?: string) =>
+        fetch(lb + '/v1/completions', { method: 'POST', headers: key ? { authorization: `Bearer ${key}` } : {}, body });
       const none = await send(JSON.stringify({ model: 'crate', prompt: 'x', max_tokens: 0 }));
       expect(none.status).toBe(401);
       expect(((await none.json()) as any).error.code).toBe('invalid_api_key');
@@ -322,6 +396,8 @@ describe('crate-ts serve: bad requests', () => {
       const [a, b] = await Promise.all([send(body, 'sekret'), new Promise((r) => setTimeout(r, 5)).then(() => send(body, 'sekret'))]);
       expect([a.status, b.status].sort()).toEqual([200, 503]);
       expect((await send(body, 'sekret')).status).toBe(200);
-    } finally { await locked.close(); }
+    } finally {
+      await locked.close();
+    }
   });
 });

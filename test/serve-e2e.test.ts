@@ -23,15 +23,29 @@ let dir: string, ckpt: string, coll: string, server: ChildProcess, baseURL: stri
 let accessLog = '';
 
 async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const e2 = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => { err += String(s); return true; });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out += a.join(' ') + '\n'; });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err += a.join(' ') + '\n'; });
+  let out = '',
+    err = '';
+  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
+    out += String(s);
+    return true;
+  });
+  const e2 = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
+    err += String(s);
+    return true;
+  });
+  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
+    out += a.join(' ') + '\n';
+  });
+  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
+    err += a.join(' ') + '\n';
+  });
   try {
     return { code: await main(argv), out, err };
   } finally {
-    w.mockRestore(); e2.mockRestore(); l.mockRestore(); e.mockRestore();
+    w.mockRestore();
+    e2.mockRestore();
+    l.mockRestore();
+    e.mockRestore();
   }
 }
 
@@ -42,21 +56,43 @@ beforeAll(async () => {
   const { backend } = await selectBackend('auto');
   // tiny GPT-2-BPE CRATE on the embedded corpus: V 50304 (gpt2 forces it), so d and L stay small
   const r = await train({
-    preset: '1L', nEmbd: 16, nHead: 2, nLayer: 1, seq: 64, batch: 4, steps: 150, lr: 1e-2, evalWindows: 4, evalEvery: 0, saveEvery: 0,
-    backend, out: path.join(dir, 'run'), quiet: true, sampleTokens: 0, cacheDir: null,
+    preset: '1L',
+    nEmbd: 16,
+    nHead: 2,
+    nLayer: 1,
+    seq: 64,
+    batch: 4,
+    steps: 150,
+    lr: 1e-2,
+    evalWindows: 4,
+    evalEvery: 0,
+    saveEvery: 0,
+    backend,
+    out: path.join(dir, 'run'),
+    quiet: true,
+    sampleTokens: 0,
+    cacheDir: null,
   });
   ckpt = r.checkpoint;
   coll = path.join(dir, 'coll');
   await collect({ checkpoint: ckpt, tokens: 8 * 64, seed: 2, backend, out: coll, cacheDir: null });
-  server = spawn(process.execPath, [path.join(root, 'test', 'serve-helpers', 'run-ts.mjs'), 'serve', '--checkpoint', ckpt, '--port', '0'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  server.stderr!.on('data', (d) => { accessLog += String(d); });
+  server = spawn(process.execPath, [path.join(root, 'test', 'serve-helpers', 'run-ts.mjs'), 'serve', '--checkpoint', ckpt, '--port', '0'], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  server.stderr!.on('data', (d) => {
+    accessLog += String(d);
+  });
   baseURL = await new Promise<string>((resolve, reject) => {
     let out = '';
     const t = setTimeout(() => reject(new Error(`crate-ts serve did not start: ${accessLog}`)), 60_000);
     server.stdout!.on('data', (d) => {
       out += String(d);
       const m = /listening on http:\/\/127\.0\.0\.1:(\d+) \(OpenAI base URL (\S+)\)/.exec(out);
-      if (m) { clearTimeout(t); resolve(m[2]); }
+      if (m) {
+        clearTimeout(t);
+        resolve(m[2]);
+      }
     });
     server.on('exit', (c) => reject(new Error(`crate-ts serve exited with ${c}: ${accessLog}`)));
   });
@@ -94,13 +130,31 @@ describe('crate-ts serve as a separate process', () => {
     const full = JSON.parse(fs.readFileSync(path.join(root, 'src', 'neurons', 'llm', 'prompts', 'default.json'), 'utf8'));
     const small = { ...full, name: 'e2e-short', few_shot: [{ ...full.few_shot[2], records: [full.few_shot[2].records[1]], first_revealed: [0] }] };
     fs.writeFileSync(path.join(dir, 'short.json'), JSON.stringify(small));
-    const args = ['neurons', 'score', coll, '--api-base', baseURL, '--model', 'crate', '--layers', '0', '--max', '2', '--splits', 'tar', '--prompts', path.join(dir, 'short.json'), '--json'];
+    const args = [
+      'neurons',
+      'score',
+      coll,
+      '--api-base',
+      baseURL,
+      '--model',
+      'crate',
+      '--layers',
+      '0',
+      '--max',
+      '2',
+      '--splits',
+      'tar',
+      '--prompts',
+      path.join(dir, 'short.json'),
+      '--json',
+    ];
     const before = { c: served('/v1/completions'), ch: served('/v1/chat/completions') };
     const r = await capture(args);
     expect(r.code, r.err).toBe(0);
     const s = JSON.parse(r.out);
     expect(s.alignment.missing + s.alignment.mismatch + s.alignment.newlineFolded).toBe(0);
-    const m = readManifest(coll), ld = readLayer(coll, m, 0);
+    const m = readManifest(coll),
+      ld = readLayer(coll, m, 0);
     const tokens = [0, 1].reduce((t, n) => t + tarSplit(neuronRecords(m, ld, n)).scoring.reduce((u, r) => u + r.tokens.length, 0), 0);
     expect(s.alignment.exact + s.alignment.split).toBe(tokens);
     expect(s.calls.failed).toBe(0);
@@ -108,7 +162,11 @@ describe('crate-ts serve as a separate process', () => {
     for (let i = 0; i < 40 && served('/v1/completions') - before.c < s.calls.made - 2; i++) await new Promise((r) => setTimeout(r, 50));
     expect(served('/v1/chat/completions') - before.ch).toBe(2);
     expect(served('/v1/completions') - before.c).toBe(s.calls.made - 2);
-    const rows = fs.readFileSync(path.join(coll, 'llm-e2e-short', 'tar', 'layer-0.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const rows = fs
+      .readFileSync(path.join(coll, 'llm-e2e-short', 'tar', 'layer-0.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(rows.length).toBe(2);
     for (const row of rows) {
       expect(row.dataclass_name).toBe('NeuronSimulationResults');

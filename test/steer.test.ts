@@ -46,7 +46,8 @@ const P = (m: LanguageModel<unknown>, name: string): Float64Array => {
 function layerNorm(x: Float64Array, N: number, C: number, w: Float64Array, b: Float64Array | null, eps: number): Float64Array {
   const out = new Float64Array(N * C);
   for (let n = 0; n < N; n++) {
-    let mu = 0, v = 0;
+    let mu = 0,
+      v = 0;
     for (let c = 0; c < C; c++) mu += x[n * C + c];
     mu /= C;
     for (let c = 0; c < C; c++) v += (x[n * C + c] - mu) ** 2;
@@ -60,51 +61,69 @@ function layerNorm(x: Float64Array, N: number, C: number, w: Float64Array, b: Fl
 /** y = x Wᵀ for x (N×K), W (M×K). */
 function linear(x: Float64Array, W: Float64Array, N: number, K: number, M: number): Float64Array {
   const y = new Float64Array(N * M);
-  for (let n = 0; n < N; n++) for (let m = 0; m < M; m++) {
-    let s = 0;
-    for (let k = 0; k < K; k++) s += x[n * K + k] * W[m * K + k];
-    y[n * M + m] = s;
-  }
+  for (let n = 0; n < N; n++)
+    for (let m = 0; m < M; m++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[n * K + k] * W[m * K + k];
+      y[n * M + m] = s;
+    }
   return y;
 }
 
 /** The last position's logits from the final residual stream x (T×C). */
 function head(m: LanguageModel<unknown>, x: Float64Array, T: number): Float64Array {
-  const c = m.config, C = c.nEmbd;
+  const c = m.config,
+    C = c.nEmbd;
   const lnf = layerNorm(x, T, C, P(m, 'transformer.ln_f.weight'), c.arch === 'gpt2' ? null : P(m, 'transformer.ln_f.bias'), c.lnEps);
   return linear(lnf.slice((T - 1) * C), P(m, 'transformer.wte.weight'), 1, C, c.vocabSize);
 }
 
 /** CRATE, one layer: logits after clamping a2[:, i] = v, recomputed from the LN₂ output u. */
 function crateByHand(m: LanguageModel<unknown>, ids: number[], i: number, v: number | null): Float64Array {
-  const c = m.config, T = ids.length, C = c.nEmbd, H = c.overcomplete * C, eta = c.eta, lam = c.lam;
+  const c = m.config,
+    T = ids.length,
+    C = c.nEmbd,
+    H = c.overcomplete * C,
+    eta = c.eta,
+    lam = c.lam;
   const u = m.runWithCache(ids, 1, T, { names: ['blocks.0.ln2.hook_normalized'] }).cache.get('blocks.0.ln2.hook_normalized').data as Float64Array;
-  const A = P(m, 'transformer.h.0.ista.weight');                   // (H×C) = Dᵀ
+  const A = P(m, 'transformer.h.0.ista.weight'); // (H×C) = Dᵀ
   const relu = (x: number) => (x > 0 ? x : 0);
-  const uA = linear(u, A, T, C, H);                                 // u Aᵀ  (T×H)
+  const uA = linear(u, A, T, C, H); // u Aᵀ  (T×H)
   const a1 = uA.map((x) => relu(eta * x - eta * lam));
-  const At = new Float64Array(C * H);                               // Aᵀ as (C×H) rows, so a A = linear(a, Aᵀ)
+  const At = new Float64Array(C * H); // Aᵀ as (C×H) rows, so a A = linear(a, Aᵀ)
   for (let k = 0; k < H; k++) for (let cc = 0; cc < C; cc++) At[cc * H + k] = A[k * C + cc];
   const r = u.map((x, j) => x - linear(a1, At, T, H, C)[j]);
   const rA = linear(r, A, T, C, H);
   const a2 = a1.map((x, j) => relu(x + eta * rA[j] - eta * lam));
   if (v !== null) for (let t = 0; t < T; t++) a2[t * H + i] = v;
-  return head(m, linear(a2, At, T, H, C), T);                      // x = a2 A = D a2, no residual
+  return head(m, linear(a2, At, T, H, C), T); // x = a2 A = D a2, no residual
 }
 
 /** GPT-2, one layer: logits after clamping the post-ReLU hidden h[:, i] = v. */
 function gpt2ByHand(m: LanguageModel<unknown>, ids: number[], i: number, v: number): Float64Array {
-  const c = m.config, T = ids.length, C = c.nEmbd, H = c.overcomplete * C;
+  const c = m.config,
+    T = ids.length,
+    C = c.nEmbd,
+    H = c.overcomplete * C;
   const cache = m.runWithCache(ids, 1, T, { names: ['blocks.0.hook_resid_mid', 'blocks.0.ln2.hook_normalized'] }).cache;
   const mid = cache.get('blocks.0.hook_resid_mid').data as Float64Array;
   const u = cache.get('blocks.0.ln2.hook_normalized').data as Float64Array;
   const hid = linear(u, P(m, 'transformer.h.0.mlp.c_fc.weight'), T, C, H).map((x) => (x > 0 ? x : 0));
   for (let t = 0; t < T; t++) hid[t * H + i] = v;
   const out = linear(hid, P(m, 'transformer.h.0.mlp.c_proj.weight'), T, H, C);
-  return head(m, mid.map((x, j) => x + out[j]), T);
+  return head(
+    m,
+    mid.map((x, j) => x + out[j]),
+    T,
+  );
 }
 
-const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => { let d = 0; for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i])); return d; };
+const maxAbs = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i] - b[i]));
+  return d;
+};
 const ids = [3, 1, 4, 1, 5, 9];
 
 describe('clamp specs and ranges', () => {
@@ -161,26 +180,37 @@ describe('steer = the forward recomputed by hand with the coordinate set', () =>
       const mr = model(new ReferenceBackend(), c) as LanguageModel<unknown>;
       mr.setParams(mc.getParams()); // the same float32-rounded parameters
       const clamp = { layer: 0, neuron: 6, value: 2.5 };
-      const rc = steer(mc, ids, clamp, { top: 5 }), rr = steer(mr, ids, clamp, { top: 5 });
+      const rc = steer(mc, ids, clamp, { top: 5 }),
+        rr = steer(mr, ids, clamp, { top: 5 });
       const hand = arch === 'crate' ? crateByHand(mr, ids, 6, 2.5) : gpt2ByHand(mr, ids, 6, 2.5);
       expect(maxAbs(rc.after.logits, hand)).toBeLessThan(1e-4);
       expect(maxAbs(rc.after.probs, rr.after.probs)).toBeLessThan(1e-5);
       expect(maxAbs(rc.before.probs, rr.before.probs)).toBeLessThan(1e-5);
       expect(rc.top.map((e) => e.id)).toEqual(rr.top.map((e) => e.id));
-      mc.free(); mr.free();
+      mc.free();
+      mr.free();
     }
   });
 
   it('CRATE (2 layers): a clamp at layer 0 equals replacing its block output by the hand decode D·a2', () => {
     const c = cfg('crate', 2);
     const m = model(new ReferenceBackend(), c) as LanguageModel<unknown>;
-    const T = ids.length, C = c.nEmbd, H = c.overcomplete * C, i = 9, v = 1.75;
+    const T = ids.length,
+      C = c.nEmbd,
+      H = c.overcomplete * C,
+      i = 9,
+      v = 1.75;
     const codes = m.runWithCache(ids, 1, T, { names: ['blocks.0.hook_neurons'] }).cache.get('blocks.0.hook_neurons').data as Float64Array;
     const a2 = codes.slice();
     for (let t = 0; t < T; t++) a2[t * H + i] = v;
     const A = P(m, 'transformer.h.0.ista.weight');
     const x = new Float64Array(T * C);
-    for (let t = 0; t < T; t++) for (let cc = 0; cc < C; cc++) { let s = 0; for (let k = 0; k < H; k++) s += a2[t * H + k] * A[k * C + cc]; x[t * C + cc] = s; }
+    for (let t = 0; t < T; t++)
+      for (let cc = 0; cc < C; cc++) {
+        let s = 0;
+        for (let k = 0; k < H; k++) s += a2[t * H + k] * A[k * C + cc];
+        x[t * C + cc] = s;
+      }
     const viaResid = nextToken(m, ids, { 'blocks.0.hook_resid_post': () => x });
     const r = steer(m, ids, { layer: 0, neuron: i, value: v });
     expect(maxAbs(r.after.logits, viaResid.logits)).toBeLessThan(1e-12);
@@ -193,7 +223,9 @@ describe('steer = the forward recomputed by hand with the coordinate set', () =>
     const hooks = clampHooks(c, [{ layer: 1, neuron: 4, value: 3 }], { allLayers: true });
     expect(Object.keys(hooks).sort()).toEqual(['blocks.0.hook_neurons', 'blocks.1.hook_neurons']);
     const all = steer(m, ids, { layer: 1, neuron: 4, value: 3 }, { allLayers: true });
-    const set = (a: { shape: number[]; set: (b: number, t: number, i: number, v: number) => unknown }) => { for (let t = 0; t < a.shape[1]; t++) a.set(0, t, 4, 3); };
+    const set = (a: { shape: number[]; set: (b: number, t: number, i: number, v: number) => unknown }) => {
+      for (let t = 0; t < a.shape[1]; t++) a.set(0, t, 4, 3);
+    };
     const explicit = nextToken(m, ids, { 'blocks.0.mlp.hook_post': set, 'blocks.1.mlp.hook_post': set });
     expect(maxAbs(all.after.logits, explicit.logits)).toBeLessThan(1e-12);
     const one = steer(m, ids, { layer: 1, neuron: 4, value: 3 });
@@ -214,14 +246,18 @@ describe('steer = the forward recomputed by hand with the coordinate set', () =>
     // a neuron whose clamp changes the greedy next token after the prompt (so the check has teeth)
     const argmax = (p: Float64Array) => topIds((j) => p[j], p.length, 1)[0];
     const free0 = argmax(nextToken(m, [2, 7]).probs);
-    const neuron = Array.from({ length: 32 }, (_, i) => i).find((i) => argmax(nextToken(m, [2, 7], clampHooks(m.config, [{ layer: 1, neuron: i, value: 20 }])).probs) !== free0);
+    const neuron = Array.from({ length: 32 }, (_, i) => i).find(
+      (i) => argmax(nextToken(m, [2, 7], clampHooks(m.config, [{ layer: 1, neuron: i, value: 20 }])).probs) !== free0,
+    );
     expect(neuron).toBeDefined();
     const hooks = clampHooks(m.config, [{ layer: 1, neuron: neuron as number, value: 20 }]);
     const got = generate(m, [2, 7], { tokens: 5, temperature: 0, hooks });
-    const seq = [2, 7], want: number[] = [];
+    const seq = [2, 7],
+      want: number[] = [];
     for (let k = 0; k < 5; k++) {
       const id = argmax(nextToken(m, seq, hooks).probs);
-      want.push(id); seq.push(id);
+      want.push(id);
+      seq.push(id);
     }
     expect(got).toEqual(want);
     expect(generate(m, [2, 7], { tokens: 5, temperature: 0 })).not.toEqual(want); // and the clamp changed the text
@@ -241,10 +277,26 @@ beforeAll(() => {
 });
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-
 describe('crate-ts steer / sample --clamp', () => {
   it('--json prints {prompt, layer, neuron, value, top} sorted by delta, equal to the library on the reference', async () => {
-    const r = await capture(['steer', '--checkpoint', ckpt, '--layer', '1', '--neuron', '17', '--value', '-3', '--prompt', 'ab cd', '--top', '5', '--json', '--backend', 'reference']);
+    const r = await capture([
+      'steer',
+      '--checkpoint',
+      ckpt,
+      '--layer',
+      '1',
+      '--neuron',
+      '17',
+      '--value',
+      '-3',
+      '--prompt',
+      'ab cd',
+      '--top',
+      '5',
+      '--json',
+      '--backend',
+      'reference',
+    ]);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out);
     expect(j).toMatchObject({ prompt: 'ab cd', layer: 1, neuron: 17, value: -3 });
@@ -296,7 +348,8 @@ describe('crate-ts steer / sample --clamp', () => {
 
   it('sample --clamp holds the clamp while decoding (greedy text differs) and refuses a bad spec', async () => {
     const base = ['sample', '--checkpoint', ckpt, '--backend', 'reference', '--prompt', 'ab', '--tokens', '12', '--temperature', '0'];
-    const plain = await capture(base), clamped = await capture([...base, '--clamp', '1:5=40']);
+    const plain = await capture(base),
+      clamped = await capture([...base, '--clamp', '1:5=40']);
     expect(plain.code).toBe(0);
     expect(clamped.code).toBe(0);
     const m = model(new ReferenceBackend(), cfg('crate', 2, 256)) as LanguageModel<unknown>;

@@ -9,7 +9,10 @@ test('gpt2 decode of single tokens does not depend on the previous call; whole s
   const ids = t.encode(text);
   expect(t.decode(ids)).toBe(text);
   const first = ids.map((i) => t.decode([i]));
-  const reversed = [...ids].reverse().map((i) => t.decode([i])).reverse();
+  const reversed = [...ids]
+    .reverse()
+    .map((i) => t.decode([i]))
+    .reverse();
   expect(reversed).toEqual(first);
   // a token that is half of a curly quote decodes to U+FFFD alone, and " text" stays " text" after it
   expect(t.decode([ids[0]])).toBe('\uFFFD');

@@ -35,61 +35,151 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Flags of a tiny run on the reference backend (about a millisecond per step). */
 const tinyArgs = (): string[] => [
-  '--backend', 'reference', '--data', corpus, '--cache-dir', cache, '--preset', 'char-tiny',
-  '--n-layer', '1', '--n-embd', '16', '--n-head', '2', '--seq', '16', '--batch', '2', '--sample-tokens', '0',
+  '--backend',
+  'reference',
+  '--data',
+  corpus,
+  '--cache-dir',
+  cache,
+  '--preset',
+  'char-tiny',
+  '--n-layer',
+  '1',
+  '--n-embd',
+  '16',
+  '--n-head',
+  '2',
+  '--seq',
+  '16',
+  '--batch',
+  '2',
+  '--sample-tokens',
+  '0',
 ];
 const tinyReq = () => ({
-  backend: new ReferenceBackend(), data: corpus, cacheDir: cache, preset: 'char-tiny', nLayer: 1, nEmbd: 16, nHead: 2,
-  seq: 16, batch: 2, sampleTokens: 0, quiet: true,
+  backend: new ReferenceBackend(),
+  data: corpus,
+  cacheDir: cache,
+  preset: 'char-tiny',
+  nLayer: 1,
+  nEmbd: 16,
+  nHead: 2,
+  seq: 16,
+  batch: 2,
+  sampleTokens: 0,
+  quiet: true,
 });
 
 /** Run the CLI in this process, capturing what it prints (stdout is not a terminal here). */
 async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
+  let out = '',
+    err = '';
   const tty = process.stdout.isTTY;
   (process.stdout as { isTTY?: boolean }).isTTY = false;
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => { out += String(s); return true; });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out += a.join(' ') + '\n'; });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err += a.join(' ') + '\n'; });
+  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
+    out += String(s);
+    return true;
+  });
+  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
+    out += a.join(' ') + '\n';
+  });
+  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
+    err += a.join(' ') + '\n';
+  });
   try {
     return { code: await main(argv), out, err };
   } finally {
-    w.mockRestore(); l.mockRestore(); e.mockRestore();
+    w.mockRestore();
+    l.mockRestore();
+    e.mockRestore();
     (process.stdout as { isTTY?: boolean }).isTTY = tty;
   }
 }
 
-interface Child { stdout: () => string; stderr: () => string; exit: Promise<number | null>; waitFor(re: RegExp, ms: number): Promise<void>; kill(sig: NodeJS.Signals): void }
+interface Child {
+  stdout: () => string;
+  stderr: () => string;
+  exit: Promise<number | null>;
+  waitFor(re: RegExp, ms: number): Promise<void>;
+  kill(sig: NodeJS.Signals): void;
+}
 
 /** Start a command in a child process (argv, or a bash script when `shell`). */
 function start(cmd: string[] | string): Child {
-  const child = typeof cmd === 'string'
-    ? spawn('bash', ['-c', cmd], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(process.execPath, [CLI, ...cmd], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
+  const child =
+    typeof cmd === 'string'
+      ? spawn('bash', ['-c', cmd], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(process.execPath, [CLI, ...cmd], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '',
+    err = '';
   const waiters: (() => void)[] = [];
-  child.stdout.on('data', (d) => { out += String(d); waiters.forEach((f) => f()); });
-  child.stderr.on('data', (d) => { err += String(d); });
+  child.stdout.on('data', (d) => {
+    out += String(d);
+    waiters.forEach((f) => f());
+  });
+  child.stderr.on('data', (d) => {
+    err += String(d);
+  });
   const exit = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   return {
-    stdout: () => out, stderr: () => err, exit,
-    kill: (sig) => { child.kill(sig); },
-    waitFor: (re, ms) => new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`timed out waiting for ${re} in stdout:\n${out}\nstderr:\n${err}`)); }, ms);
-      const check = () => { if (re.test(out)) { clearTimeout(timer); resolve(); } };
-      waiters.push(check);
-      void exit.then(() => { clearTimeout(timer); if (re.test(out)) resolve(); else reject(new Error(`exited before ${re}:\n${out}\n${err}`)); });
-      check();
-    }),
+    stdout: () => out,
+    stderr: () => err,
+    exit,
+    kill: (sig) => {
+      child.kill(sig);
+    },
+    waitFor: (re, ms) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          child.kill('SIGKILL');
+          reject(new Error(`timed out waiting for ${re} in stdout:\n${out}\nstderr:\n${err}`));
+        }, ms);
+        const check = () => {
+          if (re.test(out)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        };
+        waiters.push(check);
+        void exit.then(() => {
+          clearTimeout(timer);
+          if (re.test(out)) resolve();
+          else reject(new Error(`exited before ${re}:\n${out}\n${err}`));
+        });
+        check();
+      }),
   };
 }
 
 describe('crate-ts train: signals (real child processes)', () => {
   it('SIGTERM finishes the step, saves, exits 143 and says how to resume; the resume continues bitwise', async () => {
-    const out = path.join(dir, 'sigterm'), log = path.join(dir, 'sigterm.jsonl');
+    const out = path.join(dir, 'sigterm'),
+      log = path.join(dir, 'sigterm.jsonl');
     const common = { lr: 1e-2, warmup: 5, steps: 100000, seed: 5, evalEvery: 0, saveEvery: 0, evalWindows: 2 };
-    const c = start(['train', ...tinyArgs(), '--steps', String(common.steps), '--warmup', '5', '--lr', '0.01', '--seed', '5',
-      '--eval-every', '0', '--save-every', '0', '--eval-windows', '2', '--log-every', '1', '--out', out, '--json-log', log]);
+    const c = start([
+      'train',
+      ...tinyArgs(),
+      '--steps',
+      String(common.steps),
+      '--warmup',
+      '5',
+      '--lr',
+      '0.01',
+      '--seed',
+      '5',
+      '--eval-every',
+      '0',
+      '--save-every',
+      '0',
+      '--eval-windows',
+      '2',
+      '--log-every',
+      '1',
+      '--out',
+      out,
+      '--json-log',
+      log,
+    ]);
     await c.waitFor(/^step +1\/100000 /m, 60_000);
     c.kill('SIGTERM');
     expect(await c.exit).toBe(143);
@@ -100,7 +190,11 @@ describe('crate-ts train: signals (real child processes)', () => {
     const k = loadCheckpoint(ckpt).train!.step;
     expect(k).toBeGreaterThanOrEqual(1);
     expect(k).toBeLessThan(common.steps);
-    const before = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; loss: number; step: number })
+    const before = fs
+      .readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; loss: number; step: number })
       .filter((l) => l.type === 'step');
     expect(before.map((l) => l.step)).toEqual(Array.from({ length: k }, (_, i) => i + 1));
 
@@ -136,8 +230,33 @@ describe('crate-ts train: a second signal', () => {
     // steps of a few hundred ms on the reference backend: both signals land during one step, and are
     // handled one after the other when it ends
     const out = path.join(dir, 'twice');
-    const c = start(['train', '--backend', 'reference', '--data', corpus, '--cache-dir', cache, '--preset', 'char-tiny', '--n-layer', '1', '--seq', '64', '--batch', '4',
-      '--steps', '1000', '--save-every', '1', '--log-every', '1', '--sample-tokens', '0', '--out', out]);
+    const c = start([
+      'train',
+      '--backend',
+      'reference',
+      '--data',
+      corpus,
+      '--cache-dir',
+      cache,
+      '--preset',
+      'char-tiny',
+      '--n-layer',
+      '1',
+      '--seq',
+      '64',
+      '--batch',
+      '4',
+      '--steps',
+      '1000',
+      '--save-every',
+      '1',
+      '--log-every',
+      '1',
+      '--sample-tokens',
+      '0',
+      '--out',
+      out,
+    ]);
     await c.waitFor(/^step +1\/1000 /m, 60_000);
     c.kill('SIGTERM');
     await new Promise((r) => setTimeout(r, 20));
@@ -153,7 +272,9 @@ describe('crate-ts train: a second signal', () => {
 describe('closed stdout (real pipes)', () => {
   it('train | head -3: three lines, then it trains silently to the end, saves, and exits 0', async () => {
     const out = path.join(dir, 'piped');
-    const cmd = `'${process.execPath}' '${CLI}' train ${tinyArgs().map((a) => `'${a}'`).join(' ')} --steps 300 --log-every 1 --out '${out}' | head -3; exit "\${PIPESTATUS[0]}"`;
+    const cmd = `'${process.execPath}' '${CLI}' train ${tinyArgs()
+      .map((a) => `'${a}'`)
+      .join(' ')} --steps 300 --log-every 1 --out '${out}' | head -3; exit "\${PIPESTATUS[0]}"`;
     const c = start(cmd);
     expect(await c.exit).toBe(0);
     expect(c.stderr()).not.toMatch(STACK_TRACE);
@@ -212,7 +333,11 @@ describe('--json-log', () => {
   it('starts with the resolved configuration, the version, the backend and the machine', async () => {
     const log = path.join(dir, 'header.jsonl');
     const r = await train({ ...tinyReq(), steps: 3, evalEvery: 2, out: path.join(dir, 'header'), jsonLog: log });
-    const lines = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>);
+    const lines = fs
+      .readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, any>);
     const h = lines[0];
     const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
     expect(h.type).toBe('config');
@@ -253,14 +378,17 @@ describe('requests that used to hang, crash or fall back silently', () => {
     const out = path.join(dir, 'huge');
     const r = await capture(['train', ...tinyArgs(), '--batch', '1000000000', '--out', out]);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/^crate-ts train: training with batch 1000000000 x seq 16 needs about [\d.]+ [KMGTPE]iB .* but this machine has [\d.]+ [KMGTPE]iB of memory on the reference backend;/);
+    expect(r.err).toMatch(
+      /^crate-ts train: training with batch 1000000000 x seq 16 needs about [\d.]+ [KMGTPE]iB .* but this machine has [\d.]+ [KMGTPE]iB of memory on the reference backend;/,
+    );
     expect(fs.existsSync(out)).toBe(false);
   });
 
   it('the memory estimate grows with the batch and admits the default runs', () => {
     const be = new ReferenceBackend();
     const cfg = makeConfig('char-tiny', { nLayer: 1, blockSize: 32 });
-    const a = estimateTrainingMemory(cfg, 16, 32, be), b = estimateTrainingMemory(cfg, 32, 32, be);
+    const a = estimateTrainingMemory(cfg, 16, 32, be),
+      b = estimateTrainingMemory(cfg, 32, 32, be);
     expect(b.activations).toBeCloseTo(2 * a.activations, 6);
     expect(b.state).toBe(a.state);
     // reference: float64; the activations include the (B, NH, T, T) attention scores and the logits twice
@@ -270,7 +398,16 @@ describe('requests that used to hang, crash or fall back silently', () => {
   });
 
   it('--threads 1000 is a usage error (was: a silent fallback to the reference backend)', async () => {
-    const r = await capture(['train', ...tinyArgs().filter((a) => a !== 'reference' && a !== '--backend'), '--threads', '1000', '--steps', '2', '--out', path.join(dir, 't')]);
+    const r = await capture([
+      'train',
+      ...tinyArgs().filter((a) => a !== 'reference' && a !== '--backend'),
+      '--threads',
+      '1000',
+      '--steps',
+      '2',
+      '--out',
+      path.join(dir, 't'),
+    ]);
     expect(r.code).toBe(2);
     expect(r.err).toBe('crate-ts train: --threads must be from 1 to 256, got 1000\n');
     await expect(resolveRun({ ...tinyReq(), threads: 1000 })).rejects.toThrow(/^threads must be an integer from 1 to 256/);
@@ -296,20 +433,34 @@ describe('requests that used to hang, crash or fall back silently', () => {
   it('stale temporaries of a killed save are removed when a run starts; live and foreign files are kept', async () => {
     const out = path.join(dir, 'stale');
     fs.mkdirSync(out);
-    const hourAgo = new Date(Date.now() - 3600_000), inAnHour = new Date(Date.now() + 3600_000);
-    const put = (name: string, when: Date) => { fs.writeFileSync(path.join(out, name), 'partial'); fs.utimesSync(path.join(out, name), when, when); };
+    const hourAgo = new Date(Date.now() - 3600_000),
+      inAnHour = new Date(Date.now() + 3600_000);
+    const put = (name: string, when: Date) => {
+      fs.writeFileSync(path.join(out, name), 'partial');
+      fs.utimesSync(path.join(out, name), when, when);
+    };
     put('ckpt.safetensors.tmp-99999999-0123456789ab', hourAgo); // writer gone: stale
-    put('loss.svg.tmp-99999998-abcdef', hourAgo);               // writer gone: stale
+    put('loss.svg.tmp-99999998-abcdef', hourAgo); // writer gone: stale
     put('ckpt.safetensors.tmp-99999997-00ff00ff00ff', inAnHour); // newer than this process: kept
     put(`ckpt.safetensors.tmp-${process.ppid}-0123456789ab`, hourAgo); // its writer is alive: kept
-    put('notes.tmp-1-xyz', hourAgo);                             // not our naming: kept
+    put('notes.tmp-1-xyz', hourAgo); // not our naming: kept
     put('data.txt', hourAgo);
     const lines: string[] = [];
     await train({ ...tinyReq(), quiet: false, log: (l) => lines.push(l), steps: 2, out });
     const left = fs.readdirSync(out).sort();
     expect(left).not.toContain('ckpt.safetensors.tmp-99999999-0123456789ab');
     expect(left).not.toContain('loss.svg.tmp-99999998-abcdef');
-    for (const kept of ['ckpt.safetensors.tmp-99999997-00ff00ff00ff', `ckpt.safetensors.tmp-${process.ppid}-0123456789ab`, 'notes.tmp-1-xyz', 'data.txt', 'model.safetensors', 'optimizer.safetensors', 'config.json', 'train.jsonl', 'loss.svg']) {
+    for (const kept of [
+      'ckpt.safetensors.tmp-99999997-00ff00ff00ff',
+      `ckpt.safetensors.tmp-${process.ppid}-0123456789ab`,
+      'notes.tmp-1-xyz',
+      'data.txt',
+      'model.safetensors',
+      'optimizer.safetensors',
+      'config.json',
+      'train.jsonl',
+      'loss.svg',
+    ]) {
       expect(left).toContain(kept);
     }
     expect(lines.some((l) => /^removed 2 stale temporary files of an interrupted save/.test(l))).toBe(true);
@@ -359,7 +510,8 @@ describe('Trainer (library)', () => {
       expect(write).not.toHaveBeenCalled();
       expect(log).not.toHaveBeenCalled();
     } finally {
-      write.mockRestore(); log.mockRestore();
+      write.mockRestore();
+      log.mockRestore();
     }
   });
 });

@@ -16,7 +16,10 @@ import { main } from '../src/cli/main.js';
 import { selectBackend } from '../src/backend/select.js';
 
 // The native CPU backend, when this build has it (resume must be bitwise there too, same thread count).
-const cpu = await selectBackend('cpu', { threads: 2 }).then((s) => s.backend, () => null);
+const cpu = await selectBackend('cpu', { threads: 2 }).then(
+  (s) => s.backend,
+  () => null,
+);
 
 let dir: string;
 let text: string;
@@ -31,16 +34,34 @@ beforeAll(() => {
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 const tiny = (over: Partial<TrainRequest> = {}): TrainRequest => ({
-  preset: 'char-tiny', nEmbd: 16, nHead: 2, nLayer: 1, seq: 16, batch: 2, gradAccum: 2, steps: 6, warmup: 2,
-  lr: 1e-2, evalEvery: 2, evalWindows: 4, saveEvery: 2, sampleTokens: 0, quiet: true, cacheDir: null,
-  data: path.join(dir, 'corpus.txt'), backend: new ReferenceBackend(), ...over,
+  preset: 'char-tiny',
+  nEmbd: 16,
+  nHead: 2,
+  nLayer: 1,
+  seq: 16,
+  batch: 2,
+  gradAccum: 2,
+  steps: 6,
+  warmup: 2,
+  lr: 1e-2,
+  evalEvery: 2,
+  evalWindows: 4,
+  saveEvery: 2,
+  sampleTokens: 0,
+  quiet: true,
+  cacheDir: null,
+  data: path.join(dir, 'corpus.txt'),
+  backend: new ReferenceBackend(),
+  ...over,
 });
 
 function tensorsEqualBitwise(a: string, b: string): void {
-  const A = loadCheckpoint(a).file.tensors, B = loadCheckpoint(b).file.tensors;
+  const A = loadCheckpoint(a).file.tensors,
+    B = loadCheckpoint(b).file.tensors;
   expect([...A.keys()].sort()).toEqual([...B.keys()].sort());
   for (const [name, t] of A) {
-    const x = toFloat64(t, name), y = toFloat64(B.get(name)!, name);
+    const x = toFloat64(t, name),
+      y = toFloat64(B.get(name)!, name);
     expect(Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength)), name).toBe(true);
   }
 }
@@ -83,7 +104,8 @@ describe('train (reference backend)', () => {
 
   it('learns: the loss falls on a repetitive text', async () => {
     const r = await train(tiny({ steps: 100, gradAccum: 1, batch: 8, evalEvery: 0, saveEvery: 0, out: path.join(dir, 'learn') }));
-    const head = r.losses.slice(0, 3).reduce((a, b) => a + b) / 3, tail = r.losses.slice(-3).reduce((a, b) => a + b) / 3;
+    const head = r.losses.slice(0, 3).reduce((a, b) => a + b) / 3,
+      tail = r.losses.slice(-3).reduce((a, b) => a + b) / 3;
     expect(tail).toBeLessThan(head - 1);
     expect(r.valLoss).toBeLessThan(r.unigramEntropy);
   });
@@ -91,7 +113,11 @@ describe('train (reference backend)', () => {
   it('writes a JSON log with steps, evaluations and a summary', async () => {
     const log = path.join(dir, 'log.jsonl');
     await train(tiny({ steps: 4, out: path.join(dir, 'jsonlog'), jsonLog: log }));
-    const lines = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; step: number });
+    const lines = fs
+      .readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; step: number });
     expect(lines.filter((l) => l.type === 'step').map((l) => l.step)).toEqual([1, 2, 3, 4]);
     expect(lines.some((l) => l.type === 'eval')).toBe(true);
     expect(lines[lines.length - 1].type).toBe('summary');
@@ -102,15 +128,21 @@ describe('train (reference backend)', () => {
     fs.writeFileSync(path.join(dir, 'empty.txt'), '');
     await expect(train(tiny({ data: path.join(dir, 'empty.txt'), out: path.join(dir, 'e2') }))).rejects.toThrow(/data file '.*empty\.txt' is empty/);
     fs.writeFileSync(path.join(dir, 'short.txt'), 'Call me Ishmael. Some years ago.');
-    await expect(train(tiny({ data: path.join(dir, 'short.txt'), out: path.join(dir, 'e3') }))).rejects.toThrow(/validation split .* has \d+ tokens, fewer than one window of 17/);
+    await expect(train(tiny({ data: path.join(dir, 'short.txt'), out: path.join(dir, 'e3') }))).rejects.toThrow(
+      /validation split .* has \d+ tokens, fewer than one window of 17/,
+    );
   });
 
   it('refuses to resume a checkpoint as another architecture', async () => {
     // the library names the field; the command line names the flag
-    await expect(train(tiny({ resume: path.join(dir, 'crate-split'), arch: 'gpt2' }))).rejects.toThrow(/^arch gpt2 does not match the checkpoint: .* holds a crate model/);
+    await expect(train(tiny({ resume: path.join(dir, 'crate-split'), arch: 'gpt2' }))).rejects.toThrow(
+      /^arch gpt2 does not match the checkpoint: .* holds a crate model/,
+    );
     const errs: string[] = [];
     const orig = console.error;
-    console.error = (...a: unknown[]) => { errs.push(a.join(' ')); };
+    console.error = (...a: unknown[]) => {
+      errs.push(a.join(' '));
+    };
     try {
       expect(await main(['train', '--resume', path.join(dir, 'crate-split'), '--arch', 'gpt2', '--backend', 'reference', '--quiet'])).toBe(2);
     } finally {
@@ -122,7 +154,9 @@ describe('train (reference backend)', () => {
   it('CLI: a missing file gives exit code 1, a bad option exit code 2, each a one-line message', async () => {
     const errs: string[] = [];
     const orig = console.error;
-    console.error = (...a: unknown[]) => { errs.push(a.join(' ')); };
+    console.error = (...a: unknown[]) => {
+      errs.push(a.join(' '));
+    };
     try {
       expect(await main(['train', '--data', path.join(dir, 'missing.txt'), '--backend', 'reference', '--quiet'])).toBe(1);
       expect(await main(['train', '--steps', 'many'])).toBe(2);
@@ -149,7 +183,8 @@ describe('selectBackend', () => {
     try {
       expect((await selectBackend('auto')).reason).toMatch(/from CRATE_TS_BACKEND/);
     } finally {
-      if (saved === undefined) delete process.env.CRATE_TS_BACKEND; else process.env.CRATE_TS_BACKEND = saved;
+      if (saved === undefined) delete process.env.CRATE_TS_BACKEND;
+      else process.env.CRATE_TS_BACKEND = saved;
     }
   });
 });
@@ -187,11 +222,23 @@ describe('optimizer pieces', () => {
       if (p.decay) expect(after[i]).toBeCloseTo(before[i] * (1 - 0.05), 14);
       else expect(after[i]).toBe(before[i]);
     }
-    opt.free(); m.free();
+    opt.free();
+    m.free();
   });
 
   it('lossChartSvg draws train, validation and reference lines', () => {
-    const svg = lossChartSvg({ title: 'a <test>', train: [{ step: 1, loss: 5 }, { step: 2, loss: 4 }], val: [{ step: 1, loss: 4.5 }, { step: 2, loss: 3.9 }], refs: [{ label: 'unigram', value: 3 }] });
+    const svg = lossChartSvg({
+      title: 'a <test>',
+      train: [
+        { step: 1, loss: 5 },
+        { step: 2, loss: 4 },
+      ],
+      val: [
+        { step: 1, loss: 4.5 },
+        { step: 2, loss: 3.9 },
+      ],
+      refs: [{ label: 'unigram', value: 3 }],
+    });
     expect(svg).toContain('a &lt;test&gt;');
     expect(svg.match(/<path /g)?.length).toBe(3);
     expect(svg).toContain('stroke-dasharray');

@@ -8,7 +8,12 @@ import { diagnosticsSvg, type DiagnosticsResult } from '../src/verify/diagnostic
 
 /** <text> elements: x, y, anchor and content. */
 function texts(svg: string): { x: number; y: number; anchor: string; s: string }[] {
-  return [...svg.matchAll(/<text x="([\d.-]+)" y="([\d.-]+)"(?: text-anchor="(\w+)")?[^>]*>([^<]*)<\/text>/g)].map((m) => ({ x: +m[1], y: +m[2], anchor: m[3] ?? 'start', s: m[4] }));
+  return [...svg.matchAll(/<text x="([\d.-]+)" y="([\d.-]+)"(?: text-anchor="(\w+)")?[^>]*>([^<]*)<\/text>/g)].map((m) => ({
+    x: +m[1],
+    y: +m[2],
+    anchor: m[3] ?? 'start',
+    s: m[4],
+  }));
 }
 
 /** Horizontal extent of a 12 px label (6.6 px per character on average). */
@@ -18,10 +23,14 @@ function extent(t: { x: number; anchor: string; s: string }): [number, number] {
 }
 
 function overlaps(svg: string): string[] {
-  const ts = texts(svg), out: string[] = [];
+  const ts = texts(svg),
+    out: string[] = [];
   for (let i = 0; i < ts.length; i++) {
     for (let j = i + 1; j < ts.length; j++) {
-      const a = ts[i], b = ts[j], [a0, a1] = extent(a), [b0, b1] = extent(b);
+      const a = ts[i],
+        b = ts[j],
+        [a0, a1] = extent(a),
+        [b0, b1] = extent(b);
       if (Math.abs(a.y - b.y) < 12 && a0 < b1 && b0 < a1) out.push(`"${a.s}" and "${b.s}"`);
     }
   }
@@ -30,7 +39,10 @@ function overlaps(svg: string): string[] {
 
 /** A run like the default one: from ln 256 down fast, then slowly from 2.6 to 2.2. */
 function run(n: number) {
-  const train = Array.from({ length: n }, (_, i) => ({ step: i + 1, loss: 2.2 + 0.4 * Math.exp(-i / (n / 3)) + 3 * Math.exp(-i / (n / 40)) + 0.03 * Math.sin(i) }));
+  const train = Array.from({ length: n }, (_, i) => ({
+    step: i + 1,
+    loss: 2.2 + 0.4 * Math.exp(-i / (n / 3)) + 3 * Math.exp(-i / (n / 40)) + 0.03 * Math.sin(i),
+  }));
   const val = Array.from({ length: 6 }, (_, k) => ({ step: ((k + 1) * n) / 6, loss: 2.18 + 0.3 * Math.exp(-k / 2) }));
   return { title: 'crate char-tiny on moby-dick (byte tokens), cpu backend', train, val, refs: [{ label: 'unigram entropy (val)', value: 3.16 }] };
 }
@@ -41,18 +53,36 @@ describe('loss.svg', () => {
   it('names every line in a legend above the plot, the raw per-step loss included', () => {
     const svg = lossChartSvg(run(1500));
     const top = plotTop(svg);
-    const legend = texts(svg).filter((t) => t.y < top && t.y > 30).map((t) => t.s);
-    expect(legend).toEqual(['train loss per step', 'train, moving average (30 steps)', 'validation', 'unigram entropy (val) 3.16', 'steps 1–75 run above the top (loss up to 5.6)']);
+    const legend = texts(svg)
+      .filter((t) => t.y < top && t.y > 30)
+      .map((t) => t.s);
+    expect(legend).toEqual([
+      'train loss per step',
+      'train, moving average (30 steps)',
+      'validation',
+      'unigram entropy (val) 3.16',
+      'steps 1–75 run above the top (loss up to 5.6)',
+    ]);
     expect(overlaps(svg)).toEqual([]);
     expect(svg).not.toMatch(/NaN|Infinity/);
   });
 
   it('the axis is logarithmic and its top is the run after the first 5% of steps', () => {
-    const svg = lossChartSvg({ title: 't', train: [{ step: 1, loss: 1 }, { step: 2, loss: 2 }, { step: 3, loss: 4 }], val: [] });
+    const svg = lossChartSvg({
+      title: 't',
+      train: [
+        { step: 1, loss: 1 },
+        { step: 2, loss: 2 },
+        { step: 3, loss: 4 },
+      ],
+      val: [],
+    });
     const ys = /<path d="M[\d.]+,([\d.]+) L[\d.]+,([\d.]+) L[\d.]+,([\d.]+)"/.exec(svg)!.slice(1, 4).map(Number);
-    expect(Math.abs((ys[0] - ys[1]) - (ys[1] - ys[2]))).toBeLessThan(0.15); // equal ratios, equal distances
+    expect(Math.abs(ys[0] - ys[1] - (ys[1] - ys[2]))).toBeLessThan(0.15); // equal ratios, equal distances
     const full = lossChartSvg(run(1500));
-    const labels = texts(full).filter((t) => t.anchor === 'end' && /^[\d.]+$/.test(t.s)).map((t) => +t.s);
+    const labels = texts(full)
+      .filter((t) => t.anchor === 'end' && /^[\d.]+$/.test(t.s))
+      .map((t) => +t.s);
     expect(Math.max(...labels)).toBeLessThan(3.5); // 5.6 is off the top: the plot spends its height on 2.2–3.2
     expect(Math.min(...labels)).toBeGreaterThan(2);
     expect(full).toContain('<g clip-path="url(#plot)">');
@@ -69,22 +99,33 @@ describe('loss.svg', () => {
 describe('verify --checkpoint --svg', () => {
   const result = (L: number, arch: 'crate' | 'gpt2' = 'crate'): DiagnosticsResult => ({
     layers: Array.from({ length: L }, (_, l) => ({
-      layer: l, compressionMean: arch === 'gpt2' ? null : 117 - 23 * l / Math.max(1, L - 1), compressionStd: arch === 'gpt2' ? null : 1.5,
-      zeroFraction: 0.65 + 0.13 * l / Math.max(1, L - 1), meanL0: 80, width: 256, deadCodes: 0,
+      layer: l,
+      compressionMean: arch === 'gpt2' ? null : 117 - (23 * l) / Math.max(1, L - 1),
+      compressionStd: arch === 'gpt2' ? null : 1.5,
+      zeroFraction: 0.65 + (0.13 * l) / Math.max(1, L - 1),
+      meanL0: 80,
+      width: 256,
+      deadCodes: 0,
     })),
-    sequences: 16, tokens: 1024, seqLen: 64, e: 0.01,
+    sequences: 16,
+    tokens: 1024,
+    seqLen: 64,
+    e: 0.01,
   });
 
   it('the sparsity axis is [0, 1] at 0, 0.25, 0.5, 0.75, 1; the R^c axis ends on round ticks', () => {
     const svg = diagnosticsSvg(result(2), 'crate: 2 layers, d 64 (run/model.safetensors)');
-    const left = texts(svg).filter((t) => t.anchor === 'end').map((t) => t.s);
+    const left = texts(svg)
+      .filter((t) => t.anchor === 'end')
+      .map((t) => t.s);
     expect(left.slice(-5)).toEqual(['0', '0.25', '0.5', '0.75', '1']);
     const rc = left.slice(0, -5).map(Number);
     expect(rc).toEqual([90, 100, 110, 120]);
   });
 
   it('no labels overlap, also with 12 layers, and a GPT-2 panel says n/a', () => {
-    for (const r of [result(2), result(12), result(12, 'gpt2')]) expect(overlaps(diagnosticsSvg(r, 'crate: 12 layers, d 768 (run/model.safetensors)'))).toEqual([]);
+    for (const r of [result(2), result(12), result(12, 'gpt2')])
+      expect(overlaps(diagnosticsSvg(r, 'crate: 12 layers, d 768 (run/model.safetensors)'))).toEqual([]);
     expect(diagnosticsSvg(result(3, 'gpt2'))).toContain('n/a (no such tensor in this architecture)');
   });
 

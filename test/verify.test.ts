@@ -16,18 +16,26 @@ import { saveCheckpoint } from '../src/checkpoint/checkpoint.js';
 import { Rng } from '../src/util/rng.js';
 
 let full: ChecksSummary;
-beforeAll(() => { full = runChecks({ seed: 1 }); });
+beforeAll(() => {
+  full = runChecks({ seed: 1 });
+});
 
 /** Capture console.log / console.error during an async call. */
 async function capture(fn: () => Promise<number>): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [], err: string[] = [];
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { out.push(a.join(' ')); });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => { err.push(a.join(' ')); });
+  const out: string[] = [],
+    err: string[] = [];
+  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
+    out.push(a.join(' '));
+  });
+  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
+    err.push(a.join(' '));
+  });
   try {
     const code = await fn();
     return { code, out: out.join('\n'), err: err.join('\n') };
   } finally {
-    l.mockRestore(); e.mockRestore();
+    l.mockRestore();
+    e.mockRestore();
   }
 }
 
@@ -58,7 +66,7 @@ describe('property checks P1–P23', () => {
     expect(() => runChecks({ only: ['P24'] })).toThrow(/unknown property id\(s\) P24/);
   });
 
-  it('a sign flipped in the checks\' own ISTA step makes the ISTA checks fail, and only those', () => {
+  it("a sign flipped in the checks' own ISTA step makes the ISTA checks fail, and only those", () => {
     const bad = runChecks({ seed: 1, inject: { istaSignFlip: true } });
     const failed = bad.checks.filter((c) => !c.pass).map((c) => c.id);
     expect(failed).toEqual(expect.arrayContaining(['P10', 'P13']));
@@ -130,7 +138,9 @@ describe('crate-ts verify', () => {
 
 describe('layer-wise diagnostics (E21)', () => {
   let dir: string;
-  beforeAll(() => { dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-verify-')); });
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-verify-'));
+  });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   it('measures compression and sparsity per layer', () => {
@@ -161,7 +171,9 @@ describe('layer-wise diagnostics (E21)', () => {
   it('crate-ts verify --checkpoint --data --svg runs on a saved checkpoint', async () => {
     const cfg = makeConfig(undefined, { vocabSize: 256, blockSize: 16, nLayer: 2, nHead: 2, nEmbd: 8 });
     const model = new LanguageModel(new ReferenceBackend(), cfg, { seed: 3 }) as LanguageModel<unknown>;
-    const ck = path.join(dir, 'ck.safetensors'), txt = path.join(dir, 'text.txt'), svg = path.join(dir, 'chart.svg');
+    const ck = path.join(dir, 'ck.safetensors'),
+      txt = path.join(dir, 'text.txt'),
+      svg = path.join(dir, 'chart.svg');
     saveCheckpoint(ck, { model, tokenizer: 'byte' });
     fs.writeFileSync(txt, 'Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse. '.repeat(20));
     const r = await capture(() => verifyCli(['--checkpoint', ck, '--data', txt, '--seq', '8', '--windows', '6', '--batch', '3', '--svg', svg]));

@@ -17,7 +17,9 @@ import { exportSite } from '../src/viewer/site.js';
 import { startServer } from '../src/viewer/server.js';
 import { buildAppJs, makeCollections, H, type Fixture } from './viewer-fixture.js';
 
-const CHROMIUM = [process.env.CRATE_TS_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p): p is string => !!p && fs.existsSync(p));
+const CHROMIUM = [process.env.CRATE_TS_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find(
+  (p): p is string => !!p && fs.existsSync(p),
+);
 const skip = CHROMIUM ? false : 'no chromium found (apt-get install chromium, or set CRATE_TS_CHROMIUM)';
 if (skip) console.warn(`viewer browser tests skipped: ${skip}`);
 
@@ -47,7 +49,9 @@ afterAll(async () => {
 async function open(hash: string, live?: string): Promise<Page> {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, offline: !live });
   const page = await ctx.newPage();
-  page.on('request', (r) => { if (!r.url().startsWith('file:') && !(live && r.url().startsWith(live))) offsite.push(r.url()); });
+  page.on('request', (r) => {
+    if (!r.url().startsWith('file:') && !(live && r.url().startsWith(live))) offsite.push(r.url());
+  });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(live ? `${live}${hash}` : `${pathToFileURL(path.join(site, 'index.html')).href}${hash}`);
@@ -65,10 +69,11 @@ describe.skipIf(skip)('the exported site in chromium (file://, offline)', () => 
     const idx = data.index() as Obj;
     // every (collection, layer, score) that exists is a point carrying its value
     const want: string[] = [];
-    for (const c of idx.collections) for (const l of c.layers) {
-      for (const v of [l.tar, l.randomOnly, l.anthropic]) if (v !== null) want.push(`${l.layer}:${v}`);
-      for (const set of c.llmSets) for (const k of ['tar', 'randomOnly']) if (l.llm[set]?.[k] != null) want.push(`${l.layer}:${l.llm[set][k]}`);
-    }
+    for (const c of idx.collections)
+      for (const l of c.layers) {
+        for (const v of [l.tar, l.randomOnly, l.anthropic]) if (v !== null) want.push(`${l.layer}:${v}`);
+        for (const set of c.llmSets) for (const k of ['tar', 'randomOnly']) if (l.llm[set]?.[k] != null) want.push(`${l.layer}:${l.llm[set][k]}`);
+      }
     const got = await page.$$eval('svg.score-chart circle.point', (els) => els.map((e) => `${e.getAttribute('data-layer')}:${e.getAttribute('data-value')}`));
     expect(got.sort()).toEqual(want.sort());
     expect(want.length).toBe(11); // crate: 3 lookup splits x 2 layers + LLM TaR on layer 0; gpt2: 2 splits x 2 layers
@@ -80,7 +85,10 @@ describe.skipIf(skip)('the exported site in chromium (file://, offline)', () => 
     await page.click('th[data-col="6"]');
     const order = await page.$$eval('table.neurons tbody tr', (els) => els.map((e) => Number(e.getAttribute('data-neuron'))));
     const rows = (data.table(0, 0) as Obj).rows as Obj[];
-    const expected = rows.slice().sort((a, b) => (b[6] ?? -Infinity) - (a[6] ?? -Infinity) || a[0] - b[0]).map((r) => r[0]);
+    const expected = rows
+      .slice()
+      .sort((a, b) => (b[6] ?? -Infinity) - (a[6] ?? -Infinity) || a[0] - b[0])
+      .map((r) => r[0]);
     expect(order).toEqual(expected);
     // filter by explanation text: the four neurons with an LLM explanation
     await page.fill('input.filter-text', 'explanation of neuron');
@@ -90,7 +98,8 @@ describe.skipIf(skip)('the exported site in chromium (file://, offline)', () => 
     // a range on another column: density from the median up, dead neurons hidden
     await page.fill('input.filter-text', '');
     await page.selectOption('select.filter-col', '5');
-    const dens = rows.map((r) => r[5] as number).sort((a, b) => a - b), med = dens[dens.length >> 1];
+    const dens = rows.map((r) => r[5] as number).sort((a, b) => a - b),
+      med = dens[dens.length >> 1];
     await page.fill('input.filter-min', String(med));
     await page.check('input.filter-dead');
     const ranged = await page.$$eval('table.neurons tbody tr', (els) => els.map((e) => Number(e.getAttribute('data-neuron'))));
@@ -106,21 +115,33 @@ describe.skipIf(skip)('the exported site in chromium (file://, offline)', () => 
   it('a neuron page addressed by URL: heatmap cells carry the record values, the selected token is marked, one scale', async () => {
     const page = await open('#/layer/1/neuron/9');
     expect(await page.textContent('h2')).toMatch(/^Layer 1, neuron 9/);
-    const m = readManifest(fx.crate), ld = readLayer(fx.crate, m, 1), rec = ld.records[9];
+    const m = readManifest(fx.crate),
+      ld = readLayer(fx.crate, m, 1),
+      rec = ld.records[9];
     const tops = rec.most_positive_activation_records;
     expect(await page.$$eval('.records[data-kind="top"] .record', (els) => els.length)).toBe(tops.length);
     for (const j of [0, 1, tops.length - 1]) {
-      const cells = await page.$$eval(`.records[data-kind="top"] .record-row:nth-child(${j + 1}) .tok`, (els) => els.map((e) => ({ a: e.getAttribute('data-a'), text: e.textContent, sel: e.classList.contains('sel'), bg: (e as HTMLElement).style.background, title: e.getAttribute('title') })));
+      const cells = await page.$$eval(`.records[data-kind="top"] .record-row:nth-child(${j + 1}) .tok`, (els) =>
+        els.map((e) => ({
+          a: e.getAttribute('data-a'),
+          text: e.textContent,
+          sel: e.classList.contains('sel'),
+          bg: (e as HTMLElement).style.background,
+          title: e.getAttribute('title'),
+        })),
+      );
       expect(cells.map((c) => Number(c.a))).toEqual(tops[j].activations);
       expect(cells.map((c) => c.text)).toEqual(tops[j].tokens.map((t) => t.replace(/\n/g, '↵').replace(/\t/g, '→').replace(/\r/g, '␍')));
-      const q = ld.positions[9].top[j], s = q - Math.max(0, q - m.excerpt.top.before);
+      const q = ld.positions[9].top[j],
+        s = q - Math.max(0, q - m.excerpt.top.before);
       expect(cells.findIndex((c) => c.sel)).toBe(s);
       expect(cells.filter((c) => c.sel)).toHaveLength(1);
       expect(cells[s].title).toContain('selected token');
     }
     // the page's largest value is drawn in the full colour; zero is white
     const scale = Math.max(...[...tops, ...rec.random_sample, ...(rec.random_sample_by_quantile ?? []).flat()].flatMap((r) => r.activations.map(Math.abs)));
-    const bgOf = (v: number) => page.$$eval('.tok[data-a]', (els, x) => els.filter((e) => Number(e.getAttribute('data-a')) === x).map((e) => getComputedStyle(e).backgroundColor)[0], v);
+    const bgOf = (v: number) =>
+      page.$$eval('.tok[data-a]', (els, x) => els.filter((e) => Number(e.getAttribute('data-a')) === x).map((e) => getComputedStyle(e).backgroundColor)[0], v);
     expect(await bgOf(scale)).toBe('rgb(230, 85, 13)');
     if (tops[0].activations.includes(0)) expect(await bgOf(0)).toBe('rgb(255, 255, 255)');
     expect(await page.$$eval('.qbin', (els) => els.length)).toBe(rec.random_sample_by_quantile!.length);
@@ -148,7 +169,9 @@ describe.skipIf(skip)('the exported site in chromium (file://, offline)', () => 
     expect(await page.textContent('.crumbs')).toMatch(/^gpt2 › layer 0/);
     await page.click('a.next');
     await page.waitForFunction(() => location.hash === '#/c/1/layer/0/neuron/2' && document.body.dataset.ready === 'neuron');
-    await page.evaluate(() => { location.hash = '#/layer/1/neuron/999'; });
+    await page.evaluate(() => {
+      location.hash = '#/layer/1/neuron/999';
+    });
     await page.waitForFunction(() => document.body.dataset.ready === 'error');
     expect(await page.textContent('.error')).toBe('neuron 999 is out of range: layer 1 has 64 neurons (0..63)');
     expect(offsite).toEqual([]);

@@ -28,8 +28,10 @@ beforeAll(async () => {
   appJs = buildAppJs();
   data = await ViewerData.open([fx.crate, fx.gpt2], { labels: ['crate', 'gpt2'], backend: new ReferenceBackend(), live: true });
 }, 120_000);
-afterAll(() => { data?.free(); fs.rmSync(dir, { recursive: true, force: true }); });
-
+afterAll(() => {
+  data?.free();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
 
 type Obj = Record<string, any>;
 
@@ -57,12 +59,15 @@ describe('the data the pages load', () => {
   it('table: one row per neuron with its scores, statistics, most common top token and explanation', () => {
     const t = data.table(0, 0) as Obj;
     expect(t.rows).toHaveLength(H);
-    const m = readManifest(fx.crate), ld = readLayer(fx.crate, m, 0), tokens = readTokens(fx.crate, m);
+    const m = readManifest(fx.crate),
+      ld = readLayer(fx.crate, m, 0),
+      tokens = readTokens(fx.crate, m);
     const scores = scoreCollection(fx.crate).neurons.filter((n) => n.layer === 0);
     for (const i of [0, 5, 17, H - 1]) {
       const r = t.rows[i];
       expect(r[0]).toBe(i);
-      if (Number.isFinite(scores[i].tar)) expect(r[1]).toBeCloseTo(scores[i].tar, 4); else expect(r[1]).toBeNull();
+      if (Number.isFinite(scores[i].tar)) expect(r[1]).toBeCloseTo(scores[i].tar, 4);
+      else expect(r[1]).toBeNull();
       expect(r[5]).toBeCloseTo(ld.stats[i].density, 4);
       expect(r[6]).toBeCloseTo(ld.stats[i].max as number, 4);
       if ((ld.stats[i].max ?? 0) > 0) {
@@ -79,7 +84,9 @@ describe('the data the pages load', () => {
 
   it('neuron: records, selected offsets, quantile bins, lookup table, histogram, LLM sequences and one colour scale', () => {
     const n = data.neuron(0, 1, 9) as Obj;
-    const m = readManifest(fx.crate), ld = readLayer(fx.crate, m, 1), rec = ld.records[9];
+    const m = readManifest(fx.crate),
+      ld = readLayer(fx.crate, m, 1),
+      rec = ld.records[9];
     expect(n.top).toHaveLength(rec.most_positive_activation_records.length);
     n.top.forEach((r: Obj, j: number) => {
       expect(r.t).toEqual(rec.most_positive_activation_records[j].tokens);
@@ -106,16 +113,35 @@ describe('the data the pages load', () => {
   });
 
   it('related tokens: the logit effects of D e_i (CRATE) and of the c_proj column (GPT-2) through ln_f and the head, recomputed by hand', () => {
-    for (const [ci, ckpt] of [[0, fx.crateCkpt], [1, fx.gptCkpt]] as const) {
+    for (const [ci, ckpt] of [
+      [0, fx.crateCkpt],
+      [1, fx.gptCkpt],
+    ] as const) {
       const model = modelFromCheckpoint(loadCheckpoint(ckpt), new ReferenceBackend()) as LanguageModel<unknown>;
-      const p = model.getParams(), c = model.config, d = c.nEmbd, i = 13, layer = 1;
-      const get = (name: string) => { const s = model.spec(name); return p.subarray(s.offset, s.offset + s.size); };
+      const p = model.getParams(),
+        c = model.config,
+        d = c.nEmbd,
+        i = 13,
+        layer = 1;
+      const get = (name: string) => {
+        const s = model.spec(name);
+        return p.subarray(s.offset, s.offset + s.size);
+      };
       const v = new Float64Array(d);
       if (c.arch === 'crate') v.set(get(`transformer.h.${layer}.ista.weight`).subarray(i * d, (i + 1) * d));
-      else { const W = get(`transformer.h.${layer}.mlp.c_proj.weight`); for (let j = 0; j < d; j++) v[j] = W[j * H + i]; }
-      const mu = v.reduce((a, b) => a + b, 0) / d, sd = Math.sqrt(v.reduce((a, b) => a + (b - mu) ** 2, 0) / d + c.lnEps);
-      const w = get('transformer.ln_f.weight'), wte = get('transformer.wte.weight');
-      const logit = (t: number) => { let s = 0; for (let j = 0; j < d; j++) s += wte[t * d + j] * w[j] * (v[j] - mu) / sd; return s; };
+      else {
+        const W = get(`transformer.h.${layer}.mlp.c_proj.weight`);
+        for (let j = 0; j < d; j++) v[j] = W[j * H + i];
+      }
+      const mu = v.reduce((a, b) => a + b, 0) / d,
+        sd = Math.sqrt(v.reduce((a, b) => a + (b - mu) ** 2, 0) / d + c.lnEps);
+      const w = get('transformer.ln_f.weight'),
+        wte = get('transformer.wte.weight');
+      const logit = (t: number) => {
+        let s = 0;
+        for (let j = 0; j < d; j++) s += (wte[t * d + j] * w[j] * (v[j] - mu)) / sd;
+        return s;
+      };
       const order = Array.from({ length: 256 }, (_, t) => t).sort((a, b) => logit(b) - logit(a));
       const n = data.neuron(ci, layer, i) as Obj;
       expect(n.related.up).toHaveLength(12);
@@ -125,7 +151,10 @@ describe('the data the pages load', () => {
       n.related.up.forEach((x: Obj) => expect(x.value).toBeCloseTo(logit(x.id), 3));
       // input side: the activation of the neuron with the token alone at position 0
       for (const x of n.related.input.slice(0, 3)) {
-        const a = model.runWithCache([x.id], 1, 1, { names: [`blocks.${layer}.hook_neurons`] }).cache.get(`blocks.${layer}.hook_neurons`).get(0, 0, i);
+        const a = model
+          .runWithCache([x.id], 1, 1, { names: [`blocks.${layer}.hook_neurons`] })
+          .cache.get(`blocks.${layer}.hook_neurons`)
+          .get(0, 0, i);
         expect(x.value).toBeCloseTo(a, 3);
       }
       model.free();
@@ -133,11 +162,17 @@ describe('the data the pages load', () => {
   });
 
   it('steering effects: the default clamp is max x 2, equal to steer(); the live box validates its input', () => {
-    const m = readManifest(fx.crate), ld = readLayer(fx.crate, m, 1);
+    const m = readManifest(fx.crate),
+      ld = readLayer(fx.crate, m, 1);
     const i = ld.stats.findIndex((s) => (s.max ?? 0) > 0);
     const n = data.neuron(0, 1, i) as Obj;
     const model = modelFromCheckpoint(loadCheckpoint(fx.crateCkpt), new ReferenceBackend()) as LanguageModel<unknown>;
-    const want = steer(model, Array.from(Buffer.from('1 2 3 4 5')), { layer: 1, neuron: i, value: STEER_FACTOR * (ld.stats[i].max as number) }, { top: 10, maxId: 256 });
+    const want = steer(
+      model,
+      Array.from(Buffer.from('1 2 3 4 5')),
+      { layer: 1, neuron: i, value: STEER_FACTOR * (ld.stats[i].max as number) },
+      { top: 10, maxId: 256 },
+    );
     model.free();
     expect(n.steer.value).toBeCloseTo(STEER_FACTOR * (ld.stats[i].max as number), 4);
     expect(n.steer.top.map((e: Obj) => e.id)).toEqual(want.top.map((e) => e.id));
@@ -156,7 +191,9 @@ describe('the synthetic collection of the first-paint benchmark', () => {
     const m = writeSyntheticCollection(d, { layers: 2, neurons: 8, tokens: 4096 });
     const ld = readLayer(d, readManifest(d), 1);
     expect(ld.records).toHaveLength(8);
-    expect(ld.records[3].most_positive_activation_records[0].activations[ld.positions[3].top[0] - Math.max(0, ld.positions[3].top[0] - m.excerpt.top.before)]).toBe(ld.stats[3].max);
+    expect(
+      ld.records[3].most_positive_activation_records[0].activations[ld.positions[3].top[0] - Math.max(0, ld.positions[3].top[0] - m.excerpt.top.before)],
+    ).toBe(ld.stats[3].max);
     const v = await ViewerData.open([d]);
     const c = (v.index() as Obj).collections[0];
     expect(c.model).toEqual({ available: false, note: expect.stringMatching(/checkpoint is not available/) });
@@ -189,15 +226,18 @@ describe('export and server', () => {
 
   it('serves on 127.0.0.1 only: pages, data scripts, steering API, 404/405/403/400, errors shown as scripts', async () => {
     const srv = await startServer(data, { port: 0, appJs });
-    const get = (p: string, host = `127.0.0.1:${srv.port}`, method = 'GET') => new Promise<{ status: number; body: string; type: string }>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: srv.port, path: p, method, headers: { host } }, (res) => {
-        let body = '';
-        res.on('data', (c) => { body += c; });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: String(res.headers['content-type']) }));
+    const get = (p: string, host = `127.0.0.1:${srv.port}`, method = 'GET') =>
+      new Promise<{ status: number; body: string; type: string }>((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port: srv.port, path: p, method, headers: { host } }, (res) => {
+          let body = '';
+          res.on('data', (c) => {
+            body += c;
+          });
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body, type: String(res.headers['content-type']) }));
+        });
+        req.on('error', reject);
+        req.end();
       });
-      req.on('error', reject);
-      req.end();
-    });
     try {
       expect((await get('/')).body).toMatch(/<script src="app.js">/);
       expect((await get('/app.js')).body).toBe(appJs);
@@ -206,7 +246,9 @@ describe('export and server', () => {
       const n = await get('/data/c0/layer-1/n3.js');
       expect(n.type).toMatch(/javascript/);
       expect(JSON.parse(n.body.slice(n.body.indexOf(', ') + 2, -3))).toEqual(JSON.parse(JSON.stringify(data.neuron(0, 1, 3))));
-      expect((await get(`/data/c0/layer-1/n${H}.js`)).body).toMatch(/^crateViewerError\("c0\/layer-1\/n64", "neuron 64 is out of range: layer 1 has 64 neurons/);
+      expect((await get(`/data/c0/layer-1/n${H}.js`)).body).toMatch(
+        /^crateViewerError\("c0\/layer-1\/n64", "neuron 64 is out of range: layer 1 has 64 neurons/,
+      );
       const s = await get('/api/steer?c=0&layer=1&neuron=3&value=2.5&prompt=ab');
       expect(s.status).toBe(200);
       expect(JSON.parse(s.body)).toEqual(JSON.parse(JSON.stringify(data.steer(0, 1, 3, 2.5, 'ab'))));
@@ -224,7 +266,11 @@ describe('export and server', () => {
 });
 
 describe('bad input: one line, non-zero exit', () => {
-  const copy = (src: string, name: string) => { const d = path.join(dir, name); fs.cpSync(src, d, { recursive: true }); return d; };
+  const copy = (src: string, name: string) => {
+    const d = path.join(dir, name);
+    fs.cpSync(src, d, { recursive: true });
+    return d;
+  };
 
   it('a collection of another format version, an incomplete one, a missing one, a file', async () => {
     const v2 = copy(fx.gpt2, 'v2');
@@ -255,7 +301,7 @@ describe('bad input: one line, non-zero exit', () => {
     expect(fs.existsSync(path.join(dir, 'never'))).toBe(false);
   });
 
-  it('a port in use (exit 2), bad options (exit 2), a checkpoint that is not the collection\'s (exit 1)', async () => {
+  it("a port in use (exit 2), bad options (exit 2), a checkpoint that is not the collection's (exit 1)", async () => {
     const blocker = net.createServer();
     await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
     const port = (blocker.address() as net.AddressInfo).port;

@@ -4,7 +4,10 @@
 // An element passes when |got − ref| ≤ atol + rtol·|ref|, with atol = atolScale·max|ref| (a floor
 // relative to the tensor's own scale, so gradients that are tiny in places are judged fairly).
 
-export interface Tolerance { rtol: number; atolScale: number }
+export interface Tolerance {
+  rtol: number;
+  atolScale: number;
+}
 
 export interface CompareRow {
   name: string;
@@ -41,16 +44,28 @@ export function compareTensors(name: string, got: ArrayLike<number>, ref: ArrayL
   let refMax = 0;
   for (let i = 0; i < ref.length; i++) if (Number.isFinite(ref[i])) refMax = Math.max(refMax, Math.abs(ref[i]));
   const atol = tol.atolScale * Math.max(refMax, scale);
-  let maxAbs = 0, maxRel = 0, maxUlp = 0, worstRatio = -1, worst = 0, firstNonFinite = -1, pass = true;
+  let maxAbs = 0,
+    maxRel = 0,
+    maxUlp = 0,
+    worstRatio = -1,
+    worst = 0,
+    firstNonFinite = -1,
+    pass = true;
   for (let i = 0; i < ref.length; i++) {
-    const g = got[i], r = ref[i];
+    const g = got[i],
+      r = ref[i];
     if (!Number.isFinite(g) || !Number.isFinite(r)) {
       const same = Object.is(g, r) || (Number.isNaN(g) && Number.isNaN(r));
       if (!same) {
         pass = false;
         if (firstNonFinite < 0) firstNonFinite = i;
-        if (worstRatio < Infinity) { worstRatio = Infinity; worst = i; }
-        maxAbs = Infinity; maxRel = Infinity; maxUlp = Infinity;
+        if (worstRatio < Infinity) {
+          worstRatio = Infinity;
+          worst = i;
+        }
+        maxAbs = Infinity;
+        maxRel = Infinity;
+        maxUlp = Infinity;
       }
       continue;
     }
@@ -60,12 +75,25 @@ export function compareTensors(name: string, got: ArrayLike<number>, ref: ArrayL
     maxUlp = Math.max(maxUlp, d / ulpF32(r));
     const bound = atol + tol.rtol * Math.abs(r);
     const ratio = bound > 0 ? d / bound : d > 0 ? Infinity : 0;
-    if (ratio > worstRatio) { worstRatio = ratio; worst = i; }
+    if (ratio > worstRatio) {
+      worstRatio = ratio;
+      worst = i;
+    }
     if (d > bound) pass = false;
   }
   return {
-    name, n: ref.length, maxAbsErr: maxAbs, maxRelErr: maxRel, maxUlpF32: maxUlp, worstIndex: worst,
-    worstGot: got[worst] ?? NaN, worstRef: ref[worst] ?? NaN, atol, rtol: tol.rtol, firstNonFinite, pass,
+    name,
+    n: ref.length,
+    maxAbsErr: maxAbs,
+    maxRelErr: maxRel,
+    maxUlpF32: maxUlp,
+    worstIndex: worst,
+    worstGot: got[worst] ?? NaN,
+    worstRef: ref[worst] ?? NaN,
+    atol,
+    rtol: tol.rtol,
+    firstNonFinite,
+    pass,
   };
 }
 
@@ -74,7 +102,14 @@ const fmt = (x: number): string => (Number.isFinite(x) ? x.toExponential(2) : St
 /** A fixed-width terminal table, one row per compared tensor. */
 export function formatTable(rows: CompareRow[], opts: { ulp?: boolean } = {}): string {
   const head = ['tensor', 'max abs err', 'max rel err', ...(opts.ulp ? ['max ulp(f32)'] : []), 'tolerance', 'ok'];
-  const body = rows.map((r) => [r.name, fmt(r.maxAbsErr), fmt(r.maxRelErr), ...(opts.ulp ? [fmt(r.maxUlpF32)] : []), `${fmt(r.atol)} + ${fmt(r.rtol)}·|ref|`, r.pass ? 'ok' : 'FAIL']);
+  const body = rows.map((r) => [
+    r.name,
+    fmt(r.maxAbsErr),
+    fmt(r.maxRelErr),
+    ...(opts.ulp ? [fmt(r.maxUlpF32)] : []),
+    `${fmt(r.atol)} + ${fmt(r.rtol)}·|ref|`,
+    r.pass ? 'ok' : 'FAIL',
+  ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');

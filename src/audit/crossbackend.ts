@@ -30,7 +30,11 @@ export interface BackendAudit {
   rows: AuditRow[];
 }
 
-interface Run { loss: number; acts: { name: string; layer: number; data: Float64Array }[]; grads: Float64Array }
+interface Run {
+  loss: number;
+  acts: { name: string; layer: number; data: Float64Array }[];
+  grads: Float64Array;
+}
 
 function runOn<Buf>(be: Backend<Buf>, config: ModelConfig, params: Float64Array, idx: Int32Array, targets: Int32Array, B: number, T: number): Run {
   const model = new LanguageModel(be, config, { params });
@@ -47,11 +51,20 @@ function runOn<Buf>(be: Backend<Buf>, config: ModelConfig, params: Float64Array,
 
 function describeIndex(name: string, i: number, T: number, width: number): string {
   if (name.startsWith('grad.')) return `[${i}]`;
-  const row = Math.floor(i / width), j = i % width;
+  const row = Math.floor(i / width),
+    j = i % width;
   return `[b=${Math.floor(row / T)}, t=${row % T}, j=${j}]`;
 }
 
-export function auditBackends(config: ModelConfig, params: Float64Array, idx: Int32Array, targets: Int32Array, B: number, T: number, backends: Backend<unknown>[]): BackendAudit[] {
+export function auditBackends(
+  config: ModelConfig,
+  params: Float64Array,
+  idx: Int32Array,
+  targets: Int32Array,
+  B: number,
+  T: number,
+  backends: Backend<unknown>[],
+): BackendAudit[] {
   // float32-rounded parameters, so that only arithmetic differs between the backends
   const p32 = params.map(Math.fround);
   const ref = runOn(new ReferenceBackend(), config, p32, idx, targets, B, T);
@@ -83,11 +96,22 @@ const fmt = (x: number): string => (Number.isFinite(x) ? x.toExponential(2) : St
 
 export function formatAudit(a: BackendAudit): string {
   const head = ['dir', 'layer', 'operator / tensor', 'max abs', 'max rel', 'max ulp(f32)', 'worst at', 'ok'];
-  const body = a.rows.map((r) => [r.direction === 'forward' ? 'fwd' : 'bwd', r.layer < 0 ? 'emb' : String(r.layer), r.name, fmt(r.maxAbsErr), fmt(r.maxRelErr), fmt(r.maxUlpF32), r.where, r.pass ? 'ok' : 'FAIL']);
+  const body = a.rows.map((r) => [
+    r.direction === 'forward' ? 'fwd' : 'bwd',
+    r.layer < 0 ? 'emb' : String(r.layer),
+    r.name,
+    fmt(r.maxAbsErr),
+    fmt(r.maxRelErr),
+    fmt(r.maxUlpF32),
+    r.where,
+    r.pass ? 'ok' : 'FAIL',
+  ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (c: string[]) => c.map((x, i) => (i === 2 || i === 6 ? x.padEnd(w[i]) : x.padStart(w[i]))).join('  ');
   return [
     `backend ${a.backend} vs float64 reference: loss ${a.loss} vs ${a.referenceLoss}; first non-finite: ${a.firstNonFinite ?? 'none'}`,
-    line(head), w.map((x) => '-'.repeat(x)).join('  '), ...body.map(line),
+    line(head),
+    w.map((x) => '-'.repeat(x)).join('  '),
+    ...body.map(line),
   ].join('\n');
 }

@@ -26,7 +26,8 @@ export function loadFixture(path: string): Fixture {
   const config = configFromMetadata(file.metadata, path);
   const arch = file.metadata.arch;
   if (arch !== undefined) {
-    if (arch !== 'crate' && arch !== 'crate-complete' && arch !== 'gpt2') throw new Error(`${path}: metadata 'arch' is '${arch}', expected crate, crate-complete or gpt2`);
+    if (arch !== 'crate' && arch !== 'crate-complete' && arch !== 'gpt2')
+      throw new Error(`${path}: metadata 'arch' is '${arch}', expected crate, crate-complete or gpt2`);
     config.arch = arch;
   }
   const need = (name: string): TensorEntry => {
@@ -38,11 +39,17 @@ export function loadFixture(path: string): Fixture {
   if (idxT.shape.length !== 2) throw new Error(`${path}: idx must have shape [B, T], got [${idxT.shape}]`);
   const [B, T] = idxT.shape;
   const tgT = need('targets');
-  if (tgT.shape.length !== 2 || tgT.shape[0] !== B || tgT.shape[1] !== T) throw new Error(`${path}: targets has shape [${tgT.shape}], expected [${B}, ${T}] like idx`);
+  if (tgT.shape.length !== 2 || tgT.shape[0] !== B || tgT.shape[1] !== T)
+    throw new Error(`${path}: targets has shape [${tgT.shape}], expected [${B}, ${T}] like idx`);
   return { path, config, tensors: file.tensors, idx: toInt32(idxT, 'idx'), targets: toInt32(tgT, 'targets'), B, T };
 }
 
-export interface AuditResult { pass: boolean; backend: string; fixture: string; rows: CompareRow[] }
+export interface AuditResult {
+  pass: boolean;
+  backend: string;
+  fixture: string;
+  rows: CompareRow[];
+}
 
 /** Run forward + backward of the fixture's batch on `backend` and compare logits, loss and gradients. */
 export function auditFixture<Buf>(fx: Fixture, backend: Backend<Buf>, tol: Tolerance): AuditResult {
@@ -71,10 +78,19 @@ export function auditFixture<Buf>(fx: Fixture, backend: Backend<Buf>, tol: Toler
 }
 
 /** Compute a fixture with `backend` (normally the float64 reference) and write it atomically. */
-export function writeFixture<Buf>(path: string, backend: Backend<Buf>, config: ModelConfig, seed: number, B: number, T: number, rngInts: (n: number, V: number) => Int32Array): void {
+export function writeFixture<Buf>(
+  path: string,
+  backend: Backend<Buf>,
+  config: ModelConfig,
+  seed: number,
+  B: number,
+  T: number,
+  rngInts: (n: number, V: number) => Int32Array,
+): void {
   const model = new LanguageModel(backend, config, { seed });
   try {
-    const idx = rngInts(B * T, config.vocabSize), targets = rngInts(B * T, config.vocabSize);
+    const idx = rngInts(B * T, config.vocabSize),
+      targets = rngInts(B * T, config.vocabSize);
     model.zeroGrad();
     const { logits, loss } = model.forward(idx, B, T, targets);
     model.backward();

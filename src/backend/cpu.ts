@@ -37,14 +37,24 @@ export class CpuBackend extends NativeBackendBase<NativeBuf> {
 
   // ---- runtime ---------------------------------------------------------------------------------------
   /** Set the number of worker threads (>= 1). Results do not depend on it (see native/threadpool.h). */
-  setThreads(n: number): void { this.addon.set_threads(int('setThreads', 'n', n, 1)); }
-  threads(): number { return this.addon.threads(); }
+  setThreads(n: number): void {
+    this.addon.set_threads(int('setThreads', 'n', n, 1));
+  }
+  threads(): number {
+    return this.addon.threads();
+  }
   /** The SGEMM micro-kernel in use: 'avx512', 'avx2' or 'scalar'. */
-  gemmKernel(): string { return this.addon.gemm_kernel(); }
+  gemmKernel(): string {
+    return this.addon.gemm_kernel();
+  }
   /** Force a micro-kernel ('auto', 'avx512', 'avx2', 'scalar'); false if this CPU lacks it. */
-  setGemmKernel(name: 'auto' | 'avx512' | 'avx2' | 'scalar'): boolean { return this.addon.set_gemm_kernel(name); }
+  setGemmKernel(name: 'auto' | 'avx512' | 'avx2' | 'scalar'): boolean {
+    return this.addon.set_gemm_kernel(name);
+  }
   /** Measured FMA throughput of this machine over all pool threads (GFLOP/s), for benchmarks. */
-  fmaPeakGflops(seconds = 0.2): number { return this.addon.fma_peak_gflops(seconds); }
+  fmaPeakGflops(seconds = 0.2): number {
+    return this.addon.fma_peak_gflops(seconds);
+  }
 }
 
 /** Factory used by src/backend/select.ts. */

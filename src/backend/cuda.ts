@@ -63,7 +63,8 @@ export interface CudaAddon extends NativeOps {
  */
 export function probeCuda(): { cuda: CudaAddon | null; info: CudaDeviceInfo | null; reason: string | null } {
   const { addon, reason } = tryLoadAddon();
-  if (!addon) return { cuda: null, info: null, reason: `the native addon is not available (${reason ?? 'unknown reason'}); build it with CUDA: npm run build:cuda` };
+  if (!addon)
+    return { cuda: null, info: null, reason: `the native addon is not available (${reason ?? 'unknown reason'}); build it with CUDA: npm run build:cuda` };
   const cuda = (addon as unknown as { cuda?: CudaAddon }).cuda;
   if (!cuda || typeof cuda.available !== 'function') return { cuda: null, info: null, reason: 'the addon was built without CUDA: run npm run build:cuda' };
   const info = cuda.available();
@@ -98,12 +99,20 @@ export class CudaBackend extends NativeBackendBase<CudaBuf> {
 
   // ---- runtime ---------------------------------------------------------------------------------------
   /** Wait for every queued kernel; throws if one of them failed. Call before reading a clock. */
-  synchronize(): void { this.cuda.synchronize(); }
+  synchronize(): void {
+    this.cuda.synchronize();
+  }
   /** Free and total device memory in bytes. */
-  memoryInfo(): { freeBytes: number; totalBytes: number } { return this.cuda.memory_info(); }
+  memoryInfo(): { freeBytes: number; totalBytes: number } {
+    return this.cuda.memory_info();
+  }
   /** Matrix-product precision for this process (all CUDA backends share it). */
-  setPrecision(p: CudaPrecision): void { this.cuda.set_precision(precisionFrom('setPrecision', p)); }
-  precision(): CudaPrecision { return this.cuda.precision(); }
+  setPrecision(p: CudaPrecision): void {
+    this.cuda.set_precision(precisionFrom('setPrecision', p));
+  }
+  precision(): CudaPrecision {
+    return this.cuda.precision();
+  }
 }
 
 export function createCudaBackend(opts: CudaBackendOptions = {}): CudaBackend {

@@ -89,19 +89,29 @@ export abstract class NativeBackendBase<B extends BufRef> implements Backend<B> 
 
   /** One table operator: the arguments checked by kind, then the addon's function of the same row. */
   protected callOp(op: OpSpec, values: readonly unknown[]): unknown {
-    const fn = op.method, spec = callArgs(op);
+    const fn = op.method,
+      spec = callArgs(op);
     if (values.length !== spec.length) fail(fn, `expected ${spec.length} arguments, got ${values.length}`);
     const args = new Array<unknown>(spec.length);
     for (let i = 0; i < spec.length; i++) {
-      const a = spec[i], v = values[i];
+      const a = spec[i],
+        v = values[i];
       switch (a.kind) {
-        case 'int': args[i] = int(fn, a.name, v, a.min, a.max); break;
-        case 'f32': case 'f64':
-          if (a.rule === 'any') { if (typeof v !== 'number') fail(fn, `${a.name} must be a number, got ${describe(v)}`); args[i] = v; }
-          else args[i] = finite(fn, a.name, v);
+        case 'int':
+          args[i] = int(fn, a.name, v, a.min, a.max);
           break;
-        case 'ids': args[i] = i32(fn, a.name, v); break;
-        default: args[i] = a.nullable && (v === null || v === undefined) ? null : this.buf(fn, a.name, v);
+        case 'f32':
+        case 'f64':
+          if (a.rule === 'any') {
+            if (typeof v !== 'number') fail(fn, `${a.name} must be a number, got ${describe(v)}`);
+            args[i] = v;
+          } else args[i] = finite(fn, a.name, v);
+          break;
+        case 'ids':
+          args[i] = i32(fn, a.name, v);
+          break;
+        default:
+          args[i] = a.nullable && (v === null || v === undefined) ? null : this.buf(fn, a.name, v);
       }
     }
     return addon(() => (this.n as unknown as Record<string, (...a: unknown[]) => unknown>)[op.name](...args));
@@ -110,14 +120,30 @@ export abstract class NativeBackendBase<B extends BufRef> implements Backend<B> 
   /** C (M,N) = alpha op(A) op(B) (+ C if accumulate), row-major; op(X) = X^T when trans. */
   sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: B, Bm: B, accumulate: boolean, C: B): void {
     const f = 'sgemm';
-    const args = [transA, transB, int(f, 'M', M, 0), int(f, 'N', N, 0), int(f, 'K', K, 0), finite(f, 'alpha', alpha), this.buf(f, 'A', A), this.buf(f, 'B', Bm), accumulate, this.buf(f, 'C', C)] as const;
+    const args = [
+      transA,
+      transB,
+      int(f, 'M', M, 0),
+      int(f, 'N', N, 0),
+      int(f, 'K', K, 0),
+      finite(f, 'alpha', alpha),
+      this.buf(f, 'A', A),
+      this.buf(f, 'B', Bm),
+      accumulate,
+      this.buf(f, 'C', C),
+    ] as const;
     addon(() => this.n.sgemm(...args));
   }
 
   // ---- memory ----------------------------------------------------------------------------------------
   alloc(n: number): B {
     const len = int('alloc', 'n', n, 0);
-    return this.makeBuf(addon(() => this.n.alloc(len)), 0, len, false);
+    return this.makeBuf(
+      addon(() => this.n.alloc(len)),
+      0,
+      len,
+      false,
+    );
   }
   view(b: B, offset: number, length: number): B {
     const f = 'view';
@@ -127,11 +153,14 @@ export abstract class NativeBackendBase<B extends BufRef> implements Backend<B> 
     if (offset + length > b.length) fail(f, `range [${offset}, ${offset + length}) is outside a buffer of ${b.length} elements`);
     return this.makeBuf(b.handle, b.offset + offset, length, true);
   }
-  size(b: B): number { return this.buf('size', 'buf', b).length; }
+  size(b: B): number {
+    return this.buf('size', 'buf', b).length;
+  }
   upload(dst: B, src: ArrayLike<number>): void {
     const f = 'upload';
     this.buf(f, 'dst', dst);
-    if (src === null || typeof src !== 'object' || typeof (src as ArrayLike<number>).length !== 'number') fail(f, `src must be an array of numbers, got ${describe(src)}`);
+    if (src === null || typeof src !== 'object' || typeof (src as ArrayLike<number>).length !== 'number')
+      fail(f, `src must be an array of numbers, got ${describe(src)}`);
     const data = src instanceof Float64Array || src instanceof Float32Array ? src : Float64Array.from(src);
     if (data.length !== dst.length) fail(f, `src has ${data.length} elements, expected size(dst) = ${dst.length}`);
     addon(() => this.n.upload(dst, data));
@@ -150,17 +179,20 @@ export abstract class NativeBackendBase<B extends BufRef> implements Backend<B> 
     if (b.isView) fail('free', 'buf is a view; free the buffer it was made from');
     addon(() => this.n.free(b.handle));
   }
-  liveBuffers(): number { return this.n.live_buffers(); }
+  liveBuffers(): number {
+    return this.n.live_buffers();
+  }
 
   // Every row of the table becomes a method: reluForward(...) calls callOp(<its row>, arguments).
   static {
     for (const op of OPERATORS as readonly OpSpec[]) {
       Object.defineProperty(NativeBackendBase.prototype, op.method, {
-        value: function (this: NativeBackendBase<BufRef>, ...values: unknown[]) { return this.callOp(op, values); },
+        value: function (this: NativeBackendBase<BufRef>, ...values: unknown[]) {
+          return this.callOp(op, values);
+        },
         writable: true,
         configurable: true,
       });
     }
   }
 }
-

@@ -34,13 +34,19 @@ export class ReferenceBackend implements Backend<Float64Array> {
     }
     return buf.subarray(offset, offset + length);
   }
-  size(buf: Float64Array): number { return buf.length; }
+  size(buf: Float64Array): number {
+    return buf.length;
+  }
   upload(dst: Float64Array, src: ArrayLike<number>): void {
     if (src.length !== dst.length) throw new Error(`upload: source has ${src.length} elements, destination ${dst.length}`);
     for (let i = 0; i < src.length; i++) dst[i] = src[i];
   }
-  download(src: Float64Array): Float64Array { return Float64Array.from(src); }
-  fill(buf: Float64Array, value: number): void { buf.fill(value); }
+  download(src: Float64Array): Float64Array {
+    return Float64Array.from(src);
+  }
+  fill(buf: Float64Array, value: number): void {
+    buf.fill(value);
+  }
   copy(dst: Float64Array, src: Float64Array): void {
     if (src.length !== dst.length) throw new Error(`copy: source has ${src.length} elements, destination ${dst.length}`);
     dst.set(src);
@@ -48,12 +54,25 @@ export class ReferenceBackend implements Backend<Float64Array> {
   free(buf: Float64Array): void {
     if (this.allocated.delete(buf.buffer as ArrayBuffer)) this.unfreed--;
   }
-  liveBuffers(): number { return this.unfreed; }
+  liveBuffers(): number {
+    return this.unfreed;
+  }
 
-  add(out: Float64Array, a: Float64Array, b: Float64Array): void { add(out, a, b); }
-  scale(buf: Float64Array, s: number): void { for (let i = 0; i < buf.length; i++) buf[i] *= s; }
-  sumSquares(buf: Float64Array): number { let s = 0; for (let i = 0; i < buf.length; i++) s += buf[i] * buf[i]; return s; }
-  allFinite(buf: Float64Array): boolean { for (let i = 0; i < buf.length; i++) if (!Number.isFinite(buf[i])) return false; return true; }
+  add(out: Float64Array, a: Float64Array, b: Float64Array): void {
+    add(out, a, b);
+  }
+  scale(buf: Float64Array, s: number): void {
+    for (let i = 0; i < buf.length; i++) buf[i] *= s;
+  }
+  sumSquares(buf: Float64Array): number {
+    let s = 0;
+    for (let i = 0; i < buf.length; i++) s += buf[i] * buf[i];
+    return s;
+  }
+  allFinite(buf: Float64Array): boolean {
+    for (let i = 0; i < buf.length; i++) if (!Number.isFinite(buf[i])) return false;
+    return true;
+  }
 
   embeddingForward = embeddingForward;
   embeddingBackward = embeddingBackward;

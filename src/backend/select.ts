@@ -60,7 +60,10 @@ export async function selectBackend(name: BackendChoice = 'auto', opts: SelectOp
   }
 
   const skipped: string[] = [];
-  for (const [n, load] of [['cuda', loadCuda], ['cpu', loadCpu]] as const) {
+  for (const [n, load] of [
+    ['cuda', loadCuda],
+    ['cpu', loadCpu],
+  ] as const) {
     try {
       const backend = load(opts);
       return { backend, name: n, reason: `${n}: chosen by auto${skipped.length ? `; skipped ${skipped.join('; ')}` : ''}` };

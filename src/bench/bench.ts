@@ -29,7 +29,12 @@ export interface BenchRow {
   mfu?: number;
 }
 
-export interface StepConfig { name: string; model: Partial<ModelConfig>; B: number; T: number }
+export interface StepConfig {
+  name: string;
+  model: Partial<ModelConfig>;
+  B: number;
+  T: number;
+}
 
 /** The CPU training-step configs (C-*) and the paper's sizes for a GPU (G-*). */
 export const STEP_CONFIGS: StepConfig[] = [
@@ -95,16 +100,22 @@ export function benchStep<Buf>(be: Backend<Buf>, sc: StepConfig, opts: { warmup:
   const cfg = makeConfig(undefined, sc.model);
   const model = new LanguageModel(be, cfg, { seed: 1 });
   const opt = new AdamW(model);
-  const rng = new Rng(2), n = sc.B * sc.T;
+  const rng = new Rng(2),
+    n = sc.B * sc.T;
   const idx = Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize));
   const tg = Int32Array.from({ length: n }, () => rng.int(cfg.vocabSize));
   try {
-    const samples = time(() => {
-      model.zeroGrad();
-      model.forward(idx, sc.B, sc.T, tg, { returnLogits: false });
-      model.backward();
-      opt.step(1e-4);
-    }, opts.warmup, opts.steps, () => be.synchronize?.());
+    const samples = time(
+      () => {
+        model.zeroGrad();
+        model.forward(idx, sc.B, sc.T, tg, { returnLogits: false });
+        model.backward();
+        opt.step(1e-4);
+      },
+      opts.warmup,
+      opts.steps,
+      () => be.synchronize?.(),
+    );
     return { ...row(sc.name, be.name, samples, n, stepFlops(cfg, sc.B, sc.T), '3·[2Vd + L(36d² + 4Td)]·B·T', opts.threads), batch: sc.B, seq: sc.T };
   } finally {
     opt.free();
@@ -119,21 +130,51 @@ export function benchKernel<Buf>(be: Backend<Buf>, name: (typeof KERNEL_CONFIGS)
   const mk = (n: number, scale = 1): Buf => {
     const b = be.alloc(n);
     bufs.push(b);
-    if (scale !== 0) be.upload(b, Float64Array.from({ length: n }, () => scale * rng.normal()));
+    if (scale !== 0)
+      be.upload(
+        b,
+        Float64Array.from({ length: n }, () => scale * rng.normal()),
+      );
     return b;
   };
   try {
     if (name === 'matmul-1024') {
-      const M = 1024, x = mk(M * M), w = mk(M * M), out = mk(M * M, 0);
-      const samples = time(() => be.linearForward(out, x, w, null, M, M, M), opts.warmup, opts.steps, () => be.synchronize?.());
+      const M = 1024,
+        x = mk(M * M),
+        w = mk(M * M),
+        out = mk(M * M, 0);
+      const samples = time(
+        () => be.linearForward(out, x, w, null, M, M, M),
+        opts.warmup,
+        opts.steps,
+        () => be.synchronize?.(),
+      );
       return row(name, be.name, samples, 0, 2 * M * M * M, '2·M·N·K', opts.threads);
     }
     if (name.startsWith('mssa')) {
-      const B = 8, T = 256, C = 512, NH = 8, N = B * T;
-      const x = mk(N * C), lnw = mk(C), lnb = mk(C), wa = mk(C * C, 0.02), wp = mk(C * C, 0.02), bp = mk(C);
-      const ln = mk(N * C, 0), mean = mk(N, 0), rstd = mk(N, 0), v = mk(N * C, 0), y = mk(N * C, 0), o = mk(N * C, 0);
+      const B = 8,
+        T = 256,
+        C = 512,
+        NH = 8,
+        N = B * T;
+      const x = mk(N * C),
+        lnw = mk(C),
+        lnb = mk(C),
+        wa = mk(C * C, 0.02),
+        wp = mk(C * C, 0.02),
+        bp = mk(C);
+      const ln = mk(N * C, 0),
+        mean = mk(N, 0),
+        rstd = mk(N, 0),
+        v = mk(N * C, 0),
+        y = mk(N * C, 0),
+        o = mk(N * C, 0);
       const st = mk(be.attentionSavedSize(B, NH, T), 0);
-      const dln = mk(N * C, 0), dv = mk(N * C, 0), dy = mk(N * C, 0), dx = mk(N * C, 0), dout = mk(N * C);
+      const dln = mk(N * C, 0),
+        dv = mk(N * C, 0),
+        dy = mk(N * C, 0),
+        dx = mk(N * C, 0),
+        dout = mk(N * C);
       const g = { lnw: mk(C, 0), lnb: mk(C, 0), wa: mk(C * C, 0), wp: mk(C * C, 0), bp: mk(C, 0) };
       const fwd = () => {
         be.layernormForward(ln, mean, rstd, x, lnw, lnb, N, C, 1e-5);
@@ -148,23 +189,50 @@ export function benchKernel<Buf>(be: Backend<Buf>, name: (typeof KERNEL_CONFIGS)
         be.layernormBackward(dx, g.lnw, g.lnb, dln, x, lnw, mean, rstd, N, C);
       };
       const both = name === 'mssa-fwdbwd';
-      const samples = time(() => { fwd(); if (both) bwd(); }, opts.warmup, opts.steps, () => be.synchronize?.());
+      const samples = time(
+        () => {
+          fwd();
+          if (both) bwd();
+        },
+        opts.warmup,
+        opts.steps,
+        () => be.synchronize?.(),
+      );
       const f = 4 * C * C * N + 4 * T * C * N; // projections + QKᵀ and PV (full, as in the step formula)
       return row(name, be.name, samples, N, both ? 3 * f : f, both ? '3·(4d² + 4Td)·N' : '(4d² + 4Td)·N', opts.threads);
     }
-    const N = 2048, C = 512, H = 4 * C;
-    const x = mk(N * C), lnw = mk(C), lnb = mk(C), A = mk(H * C, Math.sqrt(2 / C));
-    const ln = mk(N * C, 0), mean = mk(N, 0), rstd = mk(N, 0), codes = mk(2 * N * H, 0), out = mk(N * C, 0);
-    const dout = mk(N * C), dln = mk(N * C, 0), dx = mk(N * C, 0), dA = mk(H * C, 0), dlnw = mk(C, 0), dlnb = mk(C, 0);
+    const N = 2048,
+      C = 512,
+      H = 4 * C;
+    const x = mk(N * C),
+      lnw = mk(C),
+      lnb = mk(C),
+      A = mk(H * C, Math.sqrt(2 / C));
+    const ln = mk(N * C, 0),
+      mean = mk(N, 0),
+      rstd = mk(N, 0),
+      codes = mk(2 * N * H, 0),
+      out = mk(N * C, 0);
+    const dout = mk(N * C),
+      dln = mk(N * C, 0),
+      dx = mk(N * C, 0),
+      dA = mk(H * C, 0),
+      dlnw = mk(C, 0),
+      dlnb = mk(C, 0);
     const both = name === 'ista-fwdbwd';
-    const samples = time(() => {
-      be.layernormForward(ln, mean, rstd, x, lnw, lnb, N, C, 1e-5);
-      be.istaForward(out, codes, ln, A, N, C, H, 0.1, 0.1, 2);
-      if (both) {
-        be.istaBackward(dln, dA, dout, ln, A, codes, N, C, H, 0.1, 0.1, 2);
-        be.layernormBackward(dx, dlnw, dlnb, dln, x, lnw, mean, rstd, N, C);
-      }
-    }, opts.warmup, opts.steps, () => be.synchronize?.());
+    const samples = time(
+      () => {
+        be.layernormForward(ln, mean, rstd, x, lnw, lnb, N, C, 1e-5);
+        be.istaForward(out, codes, ln, A, N, C, H, 0.1, 0.1, 2);
+        if (both) {
+          be.istaBackward(dln, dA, dout, ln, A, codes, N, C, H, 0.1, 0.1, 2);
+          be.layernormBackward(dx, dlnw, dlnb, dln, x, lnw, mean, rstd, N, C);
+        }
+      },
+      opts.warmup,
+      opts.steps,
+      () => be.synchronize?.(),
+    );
     const f = 4 * 2 * C * H * N; // four d×4d products
     return row(name, be.name, samples, N, both ? 3 * f : f, both ? '3·4·(2·d·4d)·N' : '4·(2·d·4d)·N', opts.threads);
   } finally {
@@ -187,7 +255,11 @@ export interface BenchEnvironment {
 export function cpuFlags(cpuinfo?: string): string[] {
   let text = cpuinfo;
   if (text === undefined) {
-    try { text = fs.readFileSync('/proc/cpuinfo', 'utf8'); } catch { return []; }
+    try {
+      text = fs.readFileSync('/proc/cpuinfo', 'utf8');
+    } catch {
+      return [];
+    }
   }
   const line = /^(flags|Features)\s*:(.*)$/m.exec(text);
   if (!line) return [];
@@ -209,7 +281,9 @@ export function gitCommit(root = path.resolve(path.dirname(fileURLToPath(import.
     if (/^[0-9a-f]{40}$/.test(head)) return head;
     const ref = /^ref:\s*(\S+)$/.exec(head)?.[1];
     if (!ref) return null;
-    const common = fs.existsSync(path.join(gitDir, 'commondir')) ? path.resolve(gitDir, fs.readFileSync(path.join(gitDir, 'commondir'), 'utf8').trim()) : gitDir;
+    const common = fs.existsSync(path.join(gitDir, 'commondir'))
+      ? path.resolve(gitDir, fs.readFileSync(path.join(gitDir, 'commondir'), 'utf8').trim())
+      : gitDir;
     for (const dir of [gitDir, common]) {
       const f = path.join(dir, ref);
       if (fs.existsSync(f)) return fs.readFileSync(f, 'utf8').trim();

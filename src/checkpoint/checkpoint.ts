@@ -46,15 +46,35 @@ export const CHECKPOINT_VERSIONS_READ: readonly string[] = ['1', '2'];
 
 /** Hyperparameters of a run (stored so --resume continues with the same ones). */
 export interface TrainHyper {
-  steps: number; batch: number; seq: number; gradAccum: number;
-  lr: number; minLr: number; warmup: number; weightDecay: number;
-  beta1: number; beta2: number; eps: number; clip: number;
-  seed: number; evalEvery: number; evalWindows: number; saveEvery: number; logEvery: number;
+  steps: number;
+  batch: number;
+  seq: number;
+  gradAccum: number;
+  lr: number;
+  minLr: number;
+  warmup: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  clip: number;
+  seed: number;
+  evalEvery: number;
+  evalWindows: number;
+  saveEvery: number;
+  logEvery: number;
   valFraction: number;
 }
 
-export interface HistoryPoint { step: number; loss: number; lr: number }
-export interface EvalPoint { step: number; val: number }
+export interface HistoryPoint {
+  step: number;
+  loss: number;
+  lr: number;
+}
+export interface EvalPoint {
+  step: number;
+  val: number;
+}
 
 /** Everything besides tensors that a resumed run needs. */
 export interface TrainState {
@@ -132,7 +152,8 @@ function weightsMetadata(input: SaveInput, dtype: string): Record<string, string
     backend: input.model.backend.name,
   };
   if (input.tokenizer === 'char') {
-    if (!input.tokenizerVocab || input.tokenizerVocab.length === 0) throw new CheckpointError('saving a checkpoint with the char tokenizer needs its vocabulary (tokenizerVocab)');
+    if (!input.tokenizerVocab || input.tokenizerVocab.length === 0)
+      throw new CheckpointError('saving a checkpoint with the char tokenizer needs its vocabulary (tokenizerVocab)');
     md[VOCAB_KEY] = JSON.stringify(input.tokenizerVocab);
   }
   return md;
@@ -140,7 +161,12 @@ function weightsMetadata(input: SaveInput, dtype: string): Record<string, string
 
 /** Add the checksum entry to `metadata` for `tensors` (in place) and return it. */
 function withChecksum(tensors: Map<string, TensorInput>, metadata: Record<string, string>): Record<string, string> {
-  metadata[CHECKSUM_KEY] = makeChecksum(function* () { for (const [k, t] of tensors) yield [k, tensorBytes(k, t)] as [string, Uint8Array]; }(), metadata);
+  metadata[CHECKSUM_KEY] = makeChecksum(
+    (function* () {
+      for (const [k, t] of tensors) yield [k, tensorBytes(k, t)] as [string, Uint8Array];
+    })(),
+    metadata,
+  );
   return metadata;
 }
 
@@ -166,7 +192,11 @@ export function saveCheckpoint(file: string, input: SaveInput): void {
   writeSafetensors(file, tensors, withChecksum(tensors, metadata));
 }
 
-export interface RunCheckpointFiles { weights: string; config: string; optimizer: string | null }
+export interface RunCheckpointFiles {
+  weights: string;
+  config: string;
+  optimizer: string | null;
+}
 
 /**
  * Write a checkpoint into the run directory `dir` (which must exist): optimizer.safetensors (when
@@ -205,17 +235,29 @@ export function configJsonFile(c: ModelConfig, tokenizer: string, dtype: string)
   return {
     model_type: c.arch === 'gpt2' ? 'gpt2-relu-nobias' : 'crate',
     arch: c.arch,
-    vocab_size: c.vocabSize, block_size: c.blockSize, n_layer: c.nLayer, n_head: c.nHead, n_embd: c.nEmbd,
-    dropout: 0.0, bias: c.arch !== 'gpt2',
-    overcomplete: c.overcomplete, eta: c.eta, lam: c.lam, ista_steps: c.istaSteps, ln_eps: c.lnEps,
-    tokenizer, torch_dtype: dtype === 'F64' ? 'float64' : 'float32',
+    vocab_size: c.vocabSize,
+    block_size: c.blockSize,
+    n_layer: c.nLayer,
+    n_head: c.nHead,
+    n_embd: c.nEmbd,
+    dropout: 0.0,
+    bias: c.arch !== 'gpt2',
+    overcomplete: c.overcomplete,
+    eta: c.eta,
+    lam: c.lam,
+    ista_steps: c.istaSteps,
+    ln_eps: c.lnEps,
+    tokenizer,
+    torch_dtype: dtype === 'F64' ? 'float64' : 'float32',
     tie_word_embeddings: true,
   };
 }
 
 /** What optimizer.safetensors records of the weights it belongs to: the SHA-256 of their checksum entry. */
 function weightsLink(weightsMd: Record<string, string>): string {
-  return createHash('sha256').update(weightsMd[CHECKSUM_KEY] ?? '').digest('hex');
+  return createHash('sha256')
+    .update(weightsMd[CHECKSUM_KEY] ?? '')
+    .digest('hex');
 }
 
 function writeTextAtomic(file: string, text: string): void {
@@ -224,7 +266,11 @@ function writeTextAtomic(file: string, text: string): void {
     fs.writeFileSync(tmp, text, { flag: 'wx' });
     fs.renameSync(tmp, file);
   } catch (e) {
-    try { fs.unlinkSync(tmp); } catch { /* may not exist */ }
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* may not exist */
+    }
     throw new CheckpointError(`cannot write ${file}: ${(e as Error).message}`, { cause: e });
   }
 }
@@ -262,7 +308,11 @@ function resolveForLoad(p: string): string {
 }
 
 function isFile(p: string): boolean {
-  try { return fs.statSync(p).isFile(); } catch { return false; }
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** The metadata key of the char tokenizer's vocabulary (a JSON array of strings, id order). */
@@ -279,7 +329,8 @@ function parseVocab(json: string | undefined, file: string, vocabSize: number): 
   } catch {
     throw checkpointError(file, `metadata "${VOCAB_KEY}" is not valid JSON`);
   }
-  if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_CHAR_VOCAB) throw checkpointError(file, `metadata "${VOCAB_KEY}" must be a non-empty JSON array of at most ${MAX_CHAR_VOCAB} strings`);
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_CHAR_VOCAB)
+    throw checkpointError(file, `metadata "${VOCAB_KEY}" must be a non-empty JSON array of at most ${MAX_CHAR_VOCAB} strings`);
   if (raw.length > vocabSize) throw checkpointError(file, `metadata "${VOCAB_KEY}" holds ${raw.length} tokens, more than the model's vocab_size ${vocabSize}`);
   const seen = new Set<string>();
   raw.forEach((s, i) => {
@@ -309,7 +360,10 @@ export function loadCheckpoint(file: string, opts: LoadCheckpointOptions = {}): 
   const foreign = foreignGpt2(st);
   if (foreign) throw checkpointError(file, foreign);
   if (md.config === undefined) {
-    throw checkpointError(file, 'not a crate-ts checkpoint (its safetensors metadata has no "config"; a bare state_dict can be loaded with loadStateDict into a model of known configuration)');
+    throw checkpointError(
+      file,
+      'not a crate-ts checkpoint (its safetensors metadata has no "config"; a bare state_dict can be loaded with loadStateDict into a model of known configuration)',
+    );
   }
   // A crate-ts checkpoint says which version wrote it; PyTorch-made files and fixtures have no "format".
   const ours = md.format === CHECKPOINT_FORMAT;
@@ -322,12 +376,16 @@ export function loadCheckpoint(file: string, opts: LoadCheckpointOptions = {}): 
   let train = md.train_state === undefined ? null : parseTrainState(md.train_state, file, config);
   if (opts.verifyChecksum !== false) {
     if (ours && md.format_version !== '1' && md[CHECKSUM_KEY] === undefined) {
-      throw checkpointError(file, `metadata "${CHECKSUM_KEY}" is missing; format_version ${md.format_version} checkpoints always carry one (the file was edited)`);
+      throw checkpointError(
+        file,
+        `metadata "${CHECKSUM_KEY}" is missing; format_version ${md.format_version} checkpoints always carry one (the file was edited)`,
+      );
     }
     verifyChecksum(st, file);
   }
   const tokenizerVocab = md.tokenizer === 'char' ? parseVocab(md[VOCAB_KEY], file, config.vocabSize) : null;
-  let optimizerPath: string | null = null, trainProblem: string | null = null;
+  let optimizerPath: string | null = null,
+    trainProblem: string | null = null;
   if (train) {
     if (st.tensors.has('optimizer.m.' + firstParamName(st))) optimizerPath = file;
   } else {
@@ -335,8 +393,10 @@ export function loadCheckpoint(file: string, opts: LoadCheckpointOptions = {}): 
     if (ours && isFile(beside)) {
       const om = readMetadataOnly(beside);
       if (om.format !== OPTIMIZER_FORMAT) trainProblem = `${beside} is not a crate-ts optimizer state (metadata "format" is ${quote(om.format)})`;
-      else if (om.format_version !== OPTIMIZER_VERSION) trainProblem = `${beside} has format_version ${quote(om.format_version)}; this crate-ts reads ${OPTIMIZER_VERSION}`;
-      else if (om.weights_sha256 !== weightsLink(md)) trainProblem = `${beside} belongs to another save than ${path.basename(file)} (a save was interrupted between the two files, or one was replaced)`;
+      else if (om.format_version !== OPTIMIZER_VERSION)
+        trainProblem = `${beside} has format_version ${quote(om.format_version)}; this crate-ts reads ${OPTIMIZER_VERSION}`;
+      else if (om.weights_sha256 !== weightsLink(md))
+        trainProblem = `${beside} belongs to another save than ${path.basename(file)} (a save was interrupted between the two files, or one was replaced)`;
       else {
         if (om.train_state !== undefined) train = parseTrainState(om.train_state, beside, config);
         optimizerPath = beside;
@@ -344,8 +404,16 @@ export function loadCheckpoint(file: string, opts: LoadCheckpointOptions = {}): 
     }
   }
   return {
-    path: file, config, tokenizer: md.tokenizer ?? (config.vocabSize <= 256 ? 'byte' : 'gpt2'), tokenizerVocab,
-    dtype: md.dtype ?? '?', backend: md.backend ?? '?', train, file: st, optimizerPath, trainProblem,
+    path: file,
+    config,
+    tokenizer: md.tokenizer ?? (config.vocabSize <= 256 ? 'byte' : 'gpt2'),
+    tokenizerVocab,
+    dtype: md.dtype ?? '?',
+    backend: md.backend ?? '?',
+    train,
+    file: st,
+    optimizerPath,
+    trainProblem,
   };
 }
 
@@ -366,12 +434,14 @@ function foreignGpt2(st: SafetensorsFile): string | null {
 
 /** The name of the first parameter tensor of a state_dict file (for the optimizer.m.<name> probe). */
 function firstParamName(st: SafetensorsFile): string {
-  return st.tensors.has('transformer.wte.weight') ? 'transformer.wte.weight' : [...st.tensors.keys()].find((k) => k.startsWith('transformer.')) ?? '';
+  return st.tensors.has('transformer.wte.weight') ? 'transformer.wte.weight' : ([...st.tensors.keys()].find((k) => k.startsWith('transformer.')) ?? '');
 }
 
 /** The __metadata__ of a safetensors file, reading only its header (the moments can be large). */
 function readMetadataOnly(file: string): Record<string, string> {
-  const fail = (problem: string): never => { throw checkpointError(file, problem); };
+  const fail = (problem: string): never => {
+    throw checkpointError(file, problem);
+  };
   let fd: number | null = null;
   try {
     fd = fs.openSync(file, 'r');
@@ -379,7 +449,8 @@ function readMetadataOnly(file: string): Record<string, string> {
     const head = Buffer.alloc(8);
     if (size < 8 || fs.readSync(fd, head, 0, 8, 0) !== 8) fail(`truncated: ${size} bytes, shorter than the 8-byte header length prefix`);
     const n = head.readBigUInt64LE(0);
-    if (n > BigInt(Math.min(MAX_HEADER, size - 8))) fail(`header length ${n} extends past the end of the file (${size} bytes) or the limit of ${MAX_HEADER} bytes`);
+    if (n > BigInt(Math.min(MAX_HEADER, size - 8)))
+      fail(`header length ${n} extends past the end of the file (${size} bytes) or the limit of ${MAX_HEADER} bytes`);
     const buf = Buffer.alloc(Number(n));
     if (fs.readSync(fd, buf, 0, buf.length, 8) !== buf.length) fail('header could not be read whole');
     let header: unknown;
@@ -390,7 +461,8 @@ function readMetadataOnly(file: string): Record<string, string> {
     }
     const md = (header as Record<string, unknown> | null)?.__metadata__;
     if (md === undefined || md === null) return {};
-    if (typeof md !== 'object' || Array.isArray(md) || Object.values(md).some((v) => typeof v !== 'string')) fail('"__metadata__" must be an object of strings');
+    if (typeof md !== 'object' || Array.isArray(md) || Object.values(md).some((v) => typeof v !== 'string'))
+      fail('"__metadata__" must be an object of strings');
     return Object.fromEntries(Object.entries(md as Record<string, string>));
   } catch (e) {
     if (e instanceof CheckpointError) throw e;
@@ -406,7 +478,10 @@ function checkVersion(v: string | undefined, file: string): void {
   if (v === undefined) throw checkpointError(file, `metadata "format_version" is missing (a ${CHECKPOINT_FORMAT} always has one)`);
   if (CHECKPOINT_VERSIONS_READ.includes(v)) return;
   if (/^[1-9][0-9]{0,8}$/.test(v) && Number(v) > Number(CHECKPOINT_VERSION)) {
-    throw checkpointError(file, `format_version ${v} was written by a newer crate-ts; this one reads versions ${CHECKPOINT_VERSIONS_READ.join(', ')} (upgrade crate-ts)`);
+    throw checkpointError(
+      file,
+      `format_version ${v} was written by a newer crate-ts; this one reads versions ${CHECKPOINT_VERSIONS_READ.join(', ')} (upgrade crate-ts)`,
+    );
   }
   throw checkpointError(file, `metadata "format_version" is ${quote(v)}, not a version this crate-ts reads (${CHECKPOINT_VERSIONS_READ.join(', ')})`);
 }
@@ -432,7 +507,8 @@ export function modelFromCheckpoint<Buf>(ck: Checkpoint, backend: Backend<Buf>):
  */
 export function optimizerFromCheckpoint(ck: Checkpoint, model: LanguageModel<unknown>): { m: Float64Array; v: Float64Array } | null {
   const first = model.table[0].name;
-  let tensors = ck.file.tensors, source = ck.path;
+  let tensors = ck.file.tensors,
+    source = ck.path;
   const beside = ck.optimizerPath;
   if (beside && beside !== ck.path) {
     let st: SafetensorsFile;

@@ -14,8 +14,7 @@ export const CHECKSUM_KEY = 'checksum';
 const ALGORITHM = 'sha256';
 
 const sha256 = (bytes: Uint8Array | string): string => createHash(ALGORITHM).update(bytes).digest('hex');
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const HEX64 = /^[0-9a-f]{64}$/;
 
 /**
@@ -32,7 +31,9 @@ export function makeChecksum(tensorBytes: Iterable<[string, Uint8Array]>, metada
 
 /** Parse a `checksum` metadata value, or throw naming what is malformed. */
 function parseChecksum(json: string, source: string): { metadata: Record<string, unknown>; tensors: Record<string, unknown> } {
-  const fail = (problem: string): never => { throw checkpointError(source, `metadata "${CHECKSUM_KEY}" ${problem}`); };
+  const fail = (problem: string): never => {
+    throw checkpointError(source, `metadata "${CHECKSUM_KEY}" ${problem}`);
+  };
   let raw: unknown;
   try {
     raw = JSON.parse(json);
@@ -59,13 +60,19 @@ export function verifyChecksum(file: SafetensorsFile, source: string): void {
     const has = Object.prototype.hasOwnProperty.call(listed, name);
     if (!has) throw checkpointError(source, `${kind} ${quote(name, 80)} is not covered by the checksum: it was added after crate-ts wrote the file`);
     const h = listed[name];
-    if (typeof h !== 'string' || !HEX64.test(h)) throw checkpointError(source, `metadata "${CHECKSUM_KEY}" holds a malformed ${ALGORITHM} for ${kind} ${quote(name, 80)}`);
-    if (h !== actual()) throw checkpointError(source, `checksum mismatch in ${kind} ${quote(name, 80)}: the file was changed or corrupted after it was written (loadCheckpoint(path, { verifyChecksum: false }) skips this check)`);
+    if (typeof h !== 'string' || !HEX64.test(h))
+      throw checkpointError(source, `metadata "${CHECKSUM_KEY}" holds a malformed ${ALGORITHM} for ${kind} ${quote(name, 80)}`);
+    if (h !== actual())
+      throw checkpointError(
+        source,
+        `checksum mismatch in ${kind} ${quote(name, 80)}: the file was changed or corrupted after it was written (loadCheckpoint(path, { verifyChecksum: false }) skips this check)`,
+      );
   };
   for (const [k, v] of Object.entries(file.metadata)) if (k !== CHECKSUM_KEY) check('metadata entry', k, want.metadata, () => sha256(v));
   for (const [name, t] of file.tensors) check('tensor', name, want.tensors, () => sha256(littleEndianBytes(t.data)));
   for (const k of Object.keys(want.metadata)) {
-    if (!Object.prototype.hasOwnProperty.call(file.metadata, k)) throw checkpointError(source, `metadata entry ${quote(k, 80)} listed in the checksum is missing from the file`);
+    if (!Object.prototype.hasOwnProperty.call(file.metadata, k))
+      throw checkpointError(source, `metadata entry ${quote(k, 80)} listed in the checksum is missing from the file`);
   }
   for (const name of Object.keys(want.tensors)) {
     if (!file.tensors.has(name)) throw checkpointError(source, `tensor ${quote(name, 80)} listed in the checksum is missing from the file`);

@@ -69,13 +69,43 @@ export function nestedJson(depth: number, inner = '1', open = '[', close = ']'):
 
 // ---- seeds -----------------------------------------------------------------------------------------
 
-export interface Seed { name: string; bytes: Uint8Array }
+export interface Seed {
+  name: string;
+  bytes: Uint8Array;
+}
 
 const trainState = (step: number, seq: number): TrainState => ({
-  step, dataRng: [1, 2, 3, 4], tokensSeen: 100 * step, elapsed: 1.5,
-  hyper: { steps: 10, batch: 2, seq, gradAccum: 1, lr: 1e-3, minLr: 1e-4, warmup: 2, weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1, seed: 1, evalEvery: 0, evalWindows: 4, saveEvery: 0, logEvery: 1, valFraction: 0.1 },
+  step,
+  dataRng: [1, 2, 3, 4],
+  tokensSeen: 100 * step,
+  elapsed: 1.5,
+  hyper: {
+    steps: 10,
+    batch: 2,
+    seq,
+    gradAccum: 1,
+    lr: 1e-3,
+    minLr: 1e-4,
+    warmup: 2,
+    weightDecay: 0.1,
+    beta1: 0.9,
+    beta2: 0.95,
+    eps: 1e-8,
+    clip: 1,
+    seed: 1,
+    evalEvery: 0,
+    evalWindows: 4,
+    saveEvery: 0,
+    logEvery: 1,
+    valFraction: 0.1,
+  },
   data: { source: 'embedded', contentHash: 'abc', kind: 'text', split: 'last 10%', unigramEntropy: 2 },
-  history: [{ step: 1, loss: 3, lr: 1e-3 }, { step: 2, loss: 2.5, lr: 1e-3 }], evals: [{ step: 2, val: 2.6 }], preset: 'golden',
+  history: [
+    { step: 1, loss: 3, lr: 1e-3 },
+    { step: 2, loss: 2.5, lr: 1e-3 },
+  ],
+  evals: [{ step: 2, val: 2.6 }],
+  preset: 'golden',
 });
 
 /**
@@ -95,7 +125,9 @@ export function makeSeeds(dir: string, extraFiles: string[] = []): Seed[] {
     const m = new LanguageModel(be, makeConfig('golden', { arch, ...over }), { seed: seeds.length + 1 }) as LanguageModel<unknown>;
     const file = path.join(dir, `seed-${seeds.length}.safetensors`);
     const n = m.numParameters;
-    const moments = full ? { m: Float64Array.from({ length: n }, (_, i) => Math.sin(i) * 1e-3), v: Float64Array.from({ length: n }, (_, i) => 1e-6 * (1 + Math.cos(i))) } : null;
+    const moments = full
+      ? { m: Float64Array.from({ length: n }, (_, i) => Math.sin(i) * 1e-3), v: Float64Array.from({ length: n }, (_, i) => 1e-6 * (1 + Math.cos(i))) }
+      : null;
     saveCheckpoint(file, { model: m, tokenizer: 'byte', optimizer: moments, train: full ? trainState(2, m.config.blockSize) : null });
     seeds.push({ name, bytes: new Uint8Array(fs.readFileSync(file)) });
     m.free();
@@ -110,14 +142,47 @@ const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[rng.int(xs.length)];
 
 /** Hostile JSON values, as JSON text (so nesting depth costs no recursion to build). */
 function hostileJson(rng: Rng): string {
-  const simple = ['null', 'true', 'false', '0', '-1', '1.5', '0.5', '2', '3', '7', '-0', '1e-300', '2147483648', '4294967296',
-    '9007199254740993', '1e12', '1e300', '-1e300', '1e400', '""', '"2"', '"0.1"', '"NaN"', '"crate"', '[]', '{}', '[1, 2]', '{"a": 1}',
-    `"${'x'.repeat(5000)}"`, `[${Array.from({ length: 3000 }, (_, i) => i).join(',')}]`];
+  const simple = [
+    'null',
+    'true',
+    'false',
+    '0',
+    '-1',
+    '1.5',
+    '0.5',
+    '2',
+    '3',
+    '7',
+    '-0',
+    '1e-300',
+    '2147483648',
+    '4294967296',
+    '9007199254740993',
+    '1e12',
+    '1e300',
+    '-1e300',
+    '1e400',
+    '""',
+    '"2"',
+    '"0.1"',
+    '"NaN"',
+    '"crate"',
+    '[]',
+    '{}',
+    '[1, 2]',
+    '{"a": 1}',
+    `"${'x'.repeat(5000)}"`,
+    `[${Array.from({ length: 3000 }, (_, i) => i).join(',')}]`,
+  ];
   switch (rng.int(4)) {
-    case 0: return nestedJson(1 + rng.int(20));
-    case 1: return nestedJson(pick(rng, [1000, 20000, 100000]), pick(rng, ['1', '"x"', '{}']));
-    case 2: return nestedJson(1 + rng.int(5000), '1', '{"a":', '}');
-    default: return pick(rng, simple);
+    case 0:
+      return nestedJson(1 + rng.int(20));
+    case 1:
+      return nestedJson(pick(rng, [1000, 20000, 100000]), pick(rng, ['1', '"x"', '{}']));
+    case 2:
+      return nestedJson(1 + rng.int(5000), '1', '{"a":', '}');
+    default:
+      return pick(rng, simple);
   }
 }
 
@@ -156,29 +221,65 @@ function mutateJsonText(text: string | undefined, rng: Rng, fields: readonly str
     return pick(rng, ['', '{', 'null', '[]', '"x"', '42', '{}', nestedJson(50000), nestedJson(3000, '1', '{"a":', '}'), '{"vocab_size": 1e12}', text ?? '{}']);
   }
   let obj: unknown;
-  try { obj = JSON.parse(text); } catch { return text; }
+  try {
+    obj = JSON.parse(text);
+  } catch {
+    return text;
+  }
   if (typeof obj !== 'object' || obj === null) return text;
   const o = obj as Record<string, unknown>;
   const top = rng.int(2) === 0;
   if (top) {
     const k = rng.int(6) === 0 ? `unknown_${rng.int(3)}` : pick(rng, fields);
-    if (rng.int(5) === 0) { delete o[k]; return JSON.stringify(o); }
+    if (rng.int(5) === 0) {
+      delete o[k];
+      return JSON.stringify(o);
+    }
     const cur = o[k];
-    if (typeof cur === 'number' && rng.int(2) === 0) { o[k] = pick(rng, [cur + 1, cur - 1, cur * 2, cur / 2, -cur, cur * 1e6]); return JSON.stringify(o); }
-    return withHostile(o, (ph) => { o[k] = ph; }, rng);
+    if (typeof cur === 'number' && rng.int(2) === 0) {
+      o[k] = pick(rng, [cur + 1, cur - 1, cur * 2, cur / 2, -cur, cur * 1e6]);
+      return JSON.stringify(o);
+    }
+    return withHostile(
+      o,
+      (ph) => {
+        o[k] = ph;
+      },
+      rng,
+    );
   }
   const slot = randomSlot(o, rng);
   if (!slot) return text;
   const [c, k] = slot;
   if (rng.int(5) === 0) {
-    if (Array.isArray(c)) c.splice(k as number, 1); else delete c[k as string];
+    if (Array.isArray(c)) c.splice(k as number, 1);
+    else delete c[k as string];
     return JSON.stringify(o);
   }
-  return withHostile(o, (ph) => { (c as Record<string | number, unknown>)[k] = ph; }, rng);
+  return withHostile(
+    o,
+    (ph) => {
+      (c as Record<string | number, unknown>)[k] = ph;
+    },
+    rng,
+  );
 }
 
-const CONFIG_FIELDS = ['arch', 'vocab_size', 'block_size', 'n_layer', 'n_head', 'n_embd', 'overcomplete', 'eta', 'lam', 'ista_steps', 'ln_eps',
-  'vocabSize', 'nLayer'];
+const CONFIG_FIELDS = [
+  'arch',
+  'vocab_size',
+  'block_size',
+  'n_layer',
+  'n_head',
+  'n_embd',
+  'overcomplete',
+  'eta',
+  'lam',
+  'ista_steps',
+  'ln_eps',
+  'vocabSize',
+  'nLayer',
+];
 const TRAIN_FIELDS = ['step', 'dataRng', 'tokensSeen', 'elapsed', 'hyper', 'data', 'history', 'evals', 'preset'];
 
 /** The mutation kinds, each a function of (seed bytes, rng). */
@@ -205,30 +306,109 @@ export const MUTATIONS: Record<string, (bytes: Uint8Array, rng: Rng, seeds: Seed
     const out = b.slice();
     const dv = new DataView(out.buffer);
     const n = dv.getBigUint64(0, true);
-    dv.setBigUint64(0, pick(rng, [0n, n + 1n, n - 1n, n + BigInt(1 + rng.int(64)), n > 64n ? n - BigInt(1 + rng.int(64)) : 0n, 2n ** 64n - 1n, 2n ** 63n, 100_000_001n, BigInt(b.length)]), true);
+    dv.setBigUint64(
+      0,
+      pick(rng, [
+        0n,
+        n + 1n,
+        n - 1n,
+        n + BigInt(1 + rng.int(64)),
+        n > 64n ? n - BigInt(1 + rng.int(64)) : 0n,
+        2n ** 64n - 1n,
+        2n ** 63n,
+        100_000_001n,
+        BigInt(b.length),
+      ]),
+      true,
+    );
     return out;
   },
-  dtype: (b, rng) => tensorEdit(b, rng, (t) => withHostileOr(t, 'dtype', rng, ['F64', 'F32', 'F16', 'BF16', 'I64', 'I32', 'I16', 'I8', 'U64', 'U32', 'U16', 'U8', 'BOOL', 'F8_E4M3', 'f32', '', 'toString', '__proto__'])),
-  shape: (b, rng) => tensorEdit(b, rng, (t) => {
-    const s = Array.isArray(t.shape) ? [...t.shape] : [];
-    switch (rng.int(6)) {
-      case 0: s.push(pick(rng, [1, 2, 0])); t.shape = s; return JSON.stringify(t);
-      case 1: s.pop(); t.shape = s; return JSON.stringify(t);
-      case 2: t.shape = s.reverse(); return JSON.stringify(t);
-      case 3: if (s.length) s[rng.int(s.length)] = pick(rng, [0, 1, 3, 2 ** 26, 2 ** 31, 2 ** 53, 2 ** 40]); t.shape = s; return JSON.stringify(t);
-      case 4: t.shape = Array.from({ length: pick(rng, [100, 10000]) }, () => 1); return JSON.stringify(t);
-      default: return withHostile(t, (ph) => { if (s.length && rng.int(2)) { s[rng.int(s.length)] = ph; t.shape = s; } else t.shape = ph; }, rng);
-    }
-  }),
-  offsets: (b, rng) => tensorEdit(b, rng, (t) => {
-    const o = Array.isArray(t.data_offsets) ? [...t.data_offsets] as number[] : [0, 0];
-    switch (rng.int(4)) {
-      case 0: t.data_offsets = [o[1], o[0]]; return JSON.stringify(t);
-      case 1: { const d = pick(rng, [1, -1, 8, -8, 2 ** 32, 2 ** 53]); t.data_offsets = [o[0] + d, o[1] + d]; return JSON.stringify(t); }
-      case 2: t.data_offsets = pick(rng, [[o[0]], [o[0], o[1], o[1]], [], [o[0], 1e300]]); return JSON.stringify(t);
-      default: return withHostile(t, (ph) => { if (rng.int(2)) { o[rng.int(2)] = ph as unknown as number; t.data_offsets = o; } else t.data_offsets = ph; }, rng);
-    }
-  }),
+  dtype: (b, rng) =>
+    tensorEdit(b, rng, (t) =>
+      withHostileOr(t, 'dtype', rng, [
+        'F64',
+        'F32',
+        'F16',
+        'BF16',
+        'I64',
+        'I32',
+        'I16',
+        'I8',
+        'U64',
+        'U32',
+        'U16',
+        'U8',
+        'BOOL',
+        'F8_E4M3',
+        'f32',
+        '',
+        'toString',
+        '__proto__',
+      ]),
+    ),
+  shape: (b, rng) =>
+    tensorEdit(b, rng, (t) => {
+      const s = Array.isArray(t.shape) ? [...t.shape] : [];
+      switch (rng.int(6)) {
+        case 0:
+          s.push(pick(rng, [1, 2, 0]));
+          t.shape = s;
+          return JSON.stringify(t);
+        case 1:
+          s.pop();
+          t.shape = s;
+          return JSON.stringify(t);
+        case 2:
+          t.shape = s.reverse();
+          return JSON.stringify(t);
+        case 3:
+          if (s.length) s[rng.int(s.length)] = pick(rng, [0, 1, 3, 2 ** 26, 2 ** 31, 2 ** 53, 2 ** 40]);
+          t.shape = s;
+          return JSON.stringify(t);
+        case 4:
+          t.shape = Array.from({ length: pick(rng, [100, 10000]) }, () => 1);
+          return JSON.stringify(t);
+        default:
+          return withHostile(
+            t,
+            (ph) => {
+              if (s.length && rng.int(2)) {
+                s[rng.int(s.length)] = ph;
+                t.shape = s;
+              } else t.shape = ph;
+            },
+            rng,
+          );
+      }
+    }),
+  offsets: (b, rng) =>
+    tensorEdit(b, rng, (t) => {
+      const o = Array.isArray(t.data_offsets) ? ([...t.data_offsets] as number[]) : [0, 0];
+      switch (rng.int(4)) {
+        case 0:
+          t.data_offsets = [o[1], o[0]];
+          return JSON.stringify(t);
+        case 1: {
+          const d = pick(rng, [1, -1, 8, -8, 2 ** 32, 2 ** 53]);
+          t.data_offsets = [o[0] + d, o[1] + d];
+          return JSON.stringify(t);
+        }
+        case 2:
+          t.data_offsets = pick(rng, [[o[0]], [o[0], o[1], o[1]], [], [o[0], 1e300]]);
+          return JSON.stringify(t);
+        default:
+          return withHostile(
+            t,
+            (ph) => {
+              if (rng.int(2)) {
+                o[rng.int(2)] = ph as unknown as number;
+                t.data_offsets = o;
+              } else t.data_offsets = ph;
+            },
+            rng,
+          );
+      }
+    }),
   'tensor-names': (b, rng) => {
     const f = splitFile(b);
     if (!f) return b;
@@ -238,11 +418,17 @@ export const MUTATIONS: Record<string, (bytes: Uint8Array, rng: Rng, seeds: Seed
     const h: Record<string, unknown> = {};
     const choice = rng.int(5);
     for (const [k, v] of Object.entries(f.header)) {
-      if (k !== name) { h[k] = v; continue; }
+      if (k !== name) {
+        h[k] = v;
+        continue;
+      }
       if (choice === 0) continue; // delete
       if (choice === 1) h['_orig_mod.' + k] = v;
       else if (choice === 2) h[k.replace(/\.h\.(\d+)\./, (_, i) => `.h.${Number(i) + 1}.`)] = v;
-      else if (choice === 3) { h[k] = v; h['lm_head.weight'] = v; } // duplicate offsets: overlap
+      else if (choice === 3) {
+        h[k] = v;
+        h['lm_head.weight'] = v;
+      } // duplicate offsets: overlap
       else h[k.replace('transformer.', 'foo.')] = v;
     }
     return joinFile(h, f.data);
@@ -254,15 +440,50 @@ export const MUTATIONS: Record<string, (bytes: Uint8Array, rng: Rng, seeds: Seed
     if (!f) return b;
     const md = { ...((f.header.__metadata__ as Record<string, unknown>) ?? {}) };
     switch (rng.int(9)) {
-      case 0: md.format_version = pick(rng, ['0', '1', '2', '3', '99', '999999999999', 'x', '', '1.0', ' 2', '02']); break;
-      case 1: delete md[pick(rng, ['format_version', 'format', 'checksum', 'config', 'tokenizer', 'train_state', 'dtype', 'backend'])]; break;
-      case 2: md.format = pick(rng, ['pt', 'crate-ts-checkpoint', '', 'x'.repeat(4000)]); break;
-      case 3: md.tokenizer = pick(rng, ['byte', 'gpt2', 'bpe', '', 'x'.repeat(4000)]); break;
-      case 4: md.checksum = mutateJsonText(md.checksum as string | undefined, rng, ['algorithm', 'metadata', 'tensors']); break;
-      case 5: md[pick(rng, ['extra', 'x'.repeat(3000), '__proto__', 'arch'])] = pick(rng, ['gpt2', 'crate', 'v', 'x'.repeat(3000)]); break;
-      case 6: return joinFile(withHostile(f.header, (ph) => { f.header.__metadata__ = md; md[pick(rng, Object.keys(md).concat('k'))] = ph; }, rng), f.data);
-      case 7: return joinFile(withHostile(f.header, (ph) => { f.header.__metadata__ = ph; }, rng), f.data);
-      default: md.arch = pick(rng, ['gpt2', 'crate', 'crate-complete', 'rnn', '']); break;
+      case 0:
+        md.format_version = pick(rng, ['0', '1', '2', '3', '99', '999999999999', 'x', '', '1.0', ' 2', '02']);
+        break;
+      case 1:
+        delete md[pick(rng, ['format_version', 'format', 'checksum', 'config', 'tokenizer', 'train_state', 'dtype', 'backend'])];
+        break;
+      case 2:
+        md.format = pick(rng, ['pt', 'crate-ts-checkpoint', '', 'x'.repeat(4000)]);
+        break;
+      case 3:
+        md.tokenizer = pick(rng, ['byte', 'gpt2', 'bpe', '', 'x'.repeat(4000)]);
+        break;
+      case 4:
+        md.checksum = mutateJsonText(md.checksum as string | undefined, rng, ['algorithm', 'metadata', 'tensors']);
+        break;
+      case 5:
+        md[pick(rng, ['extra', 'x'.repeat(3000), '__proto__', 'arch'])] = pick(rng, ['gpt2', 'crate', 'v', 'x'.repeat(3000)]);
+        break;
+      case 6:
+        return joinFile(
+          withHostile(
+            f.header,
+            (ph) => {
+              f.header.__metadata__ = md;
+              md[pick(rng, Object.keys(md).concat('k'))] = ph;
+            },
+            rng,
+          ),
+          f.data,
+        );
+      case 7:
+        return joinFile(
+          withHostile(
+            f.header,
+            (ph) => {
+              f.header.__metadata__ = ph;
+            },
+            rng,
+          ),
+          f.data,
+        );
+      default:
+        md.arch = pick(rng, ['gpt2', 'crate', 'crate-complete', 'rnn', '']);
+        break;
     }
     return joinFile({ ...f.header, __metadata__: md }, f.data);
   },
@@ -281,14 +502,22 @@ export const MUTATIONS: Record<string, (bytes: Uint8Array, rng: Rng, seeds: Seed
     return out;
   },
   splice: (b, rng, seeds) => {
-    const fa = splitFile(b), fb = splitFile(pick(rng, seeds).bytes);
+    const fa = splitFile(b),
+      fb = splitFile(pick(rng, seeds).bytes);
     if (!fa || !fb) return b;
     return joinFile(fa.header, fb.data);
   },
 };
 
 function withHostileOr(t: Record<string, unknown>, key: string, rng: Rng, choices: readonly string[]): string {
-  if (rng.int(3) === 0) return withHostile(t, (ph) => { t[key] = ph; }, rng);
+  if (rng.int(3) === 0)
+    return withHostile(
+      t,
+      (ph) => {
+        t[key] = ph;
+      },
+      rng,
+    );
   t[key] = pick(rng, choices);
   return JSON.stringify(t);
 }
@@ -303,7 +532,10 @@ function tensorEdit(b: Uint8Array, rng: Rng, edit: (t: Record<string, unknown>) 
   const ph = `__ENTRY_${rng.nextU32()}__`;
   const entryText = edit(structuredClone(f.header[name]) as Record<string, unknown>);
   const h = { ...f.header, [name]: ph };
-  return joinFile(JSON.stringify(h).replace(JSON.stringify(ph), () => entryText), f.data);
+  return joinFile(
+    JSON.stringify(h).replace(JSON.stringify(ph), () => entryText),
+    f.data,
+  );
 }
 
 function metadataJsonEdit(b: Uint8Array, rng: Rng, key: string, fields: readonly string[]): Uint8Array {
@@ -311,7 +543,8 @@ function metadataJsonEdit(b: Uint8Array, rng: Rng, key: string, fields: readonly
   if (!f) return b;
   const md = { ...((f.header.__metadata__ as Record<string, unknown>) ?? {}) };
   const v = mutateJsonText(md[key] as string | undefined, rng, fields);
-  if (v === undefined) delete md[key]; else md[key] = v;
+  if (v === undefined) delete md[key];
+  else md[key] = v;
   return joinFile({ ...f.header, __metadata__: md }, f.data);
 }
 

@@ -28,7 +28,10 @@ const fmt = (s: readonly number[]) => (s.length <= 8 ? `[${s.join(', ')}]` : `[$
 
 /** Up to `n` names for a message, then how many more there are. */
 function listNames(names: string[], n = 3): string {
-  const shown = names.slice(0, n).map((x) => quote(x, 60).slice(1, -1)).join(', ');
+  const shown = names
+    .slice(0, n)
+    .map((x) => quote(x, 60).slice(1, -1))
+    .join(', ');
   return names.length > n ? `${shown} and ${names.length - n} more` : shown;
 }
 
@@ -45,7 +48,11 @@ function asFloat64(name: string, t: LoadableTensor, source: string): Float64Arra
   const n = t.shape.reduce((a, b) => a * b, 1);
   if (t.data.length !== n) throw checkpointError(source, `tensor ${quote(name, 80)} holds ${t.data.length} values but its shape ${fmt(t.shape)} needs ${n}`);
   if ('dtype' in t && typeof t.dtype === 'string') {
-    if (!FLOAT_DTYPES.includes(t.dtype)) throw checkpointError(source, `tensor ${quote(name, 80)} has dtype ${/^[A-Z0-9_]{1,12}$/.test(t.dtype) ? t.dtype : quote(t.dtype)}; parameters must be ${FLOAT_DTYPES.join(', ')}`);
+    if (!FLOAT_DTYPES.includes(t.dtype))
+      throw checkpointError(
+        source,
+        `tensor ${quote(name, 80)} has dtype ${/^[A-Z0-9_]{1,12}$/.test(t.dtype) ? t.dtype : quote(t.dtype)}; parameters must be ${FLOAT_DTYPES.join(', ')}`,
+      );
     // F16/BF16 as read from a file are raw bit patterns (a Uint16Array); anything else holds values.
     if ((t.dtype === 'F16' || t.dtype === 'BF16') && t.data instanceof Uint16Array) return toFloat64(t as TensorEntry, name);
   }
@@ -79,10 +86,19 @@ export function normalizeStateDict(tensors: TensorMap, allowExtra?: (name: strin
   for (const [raw, t] of entries(tensors)) {
     const name = raw.startsWith(COMPILE_PREFIX) ? raw.slice(COMPILE_PREFIX.length) : raw;
     if (NON_PARAM.test(name) || allowExtra?.(raw) || allowExtra?.(name)) continue;
-    if (MASK_BUFFER.test(name)) { ignored.push(`${raw} (causal-mask buffer)`); continue; }
-    if (name !== 'lm_head.weight' && !name.startsWith('transformer.')) { ignored.push(`${raw} (not a parameter of this model)`); continue; }
+    if (MASK_BUFFER.test(name)) {
+      ignored.push(`${raw} (causal-mask buffer)`);
+      continue;
+    }
+    if (name !== 'lm_head.weight' && !name.startsWith('transformer.')) {
+      ignored.push(`${raw} (not a parameter of this model)`);
+      continue;
+    }
     const v = { shape: [...t.shape], data: asFloat64(raw, t, source) };
-    if (name === 'lm_head.weight') { head = v; continue; }
+    if (name === 'lm_head.weight') {
+      head = v;
+      continue;
+    }
     if (params.has(name)) throw new CheckpointError(clipMessage(`${source} holds ${quote(name, 80)} twice (with and without the '${COMPILE_PREFIX}' prefix)`));
     params.set(name, v);
   }
@@ -124,23 +140,45 @@ export function loadStateDict(model: LanguageModel<unknown>, tensors: TensorMap,
   const want = model.config.arch;
   const found = detectArch(params);
   if (found && found.arch !== want) {
-    throw new CheckpointError(clipMessage(`${source} holds a ${found.arch} model (${found.evidence}), but the model being loaded is ${want}; use --arch ${found.arch} or a ${want} checkpoint`));
+    throw new CheckpointError(
+      clipMessage(
+        `${source} holds a ${found.arch} model (${found.evidence}), but the model being loaded is ${want}; use --arch ${found.arch} or a ${want} checkpoint`,
+      ),
+    );
   }
   const flat = new Float64Array(model.numParameters);
-  const missing: string[] = [], misshaped: string[] = [];
+  const missing: string[] = [],
+    misshaped: string[] = [];
   for (const p of model.table) {
     const t = params.get(p.name);
-    if (!t) { missing.push(p.name); continue; }
-    if (fmt(t.shape) !== fmt(p.shape)) { misshaped.push(`${p.name}: ${fmt(t.shape)} in the file, ${fmt(p.shape)} in the model`); continue; }
+    if (!t) {
+      missing.push(p.name);
+      continue;
+    }
+    if (fmt(t.shape) !== fmt(p.shape)) {
+      misshaped.push(`${p.name}: ${fmt(t.shape)} in the file, ${fmt(p.shape)} in the model`);
+      continue;
+    }
     flat.set(t.data, p.offset);
   }
   const known = new Set(model.table.map((p) => p.name));
   const unexpected = [...params.keys()].filter((k) => !known.has(k) && (k.startsWith('transformer.') || k.startsWith('lm_head.')));
   const problems: string[] = [];
   if (missing.length) problems.push(`missing tensors: ${listNames(missing)}`);
-  if (misshaped.length) problems.push(`tensors with the wrong shape: ${misshaped[0]}${misshaped.length > 1 ? `; also ${listNames(misshaped.slice(1).map((m) => m.slice(0, m.indexOf(':'))), 1)}` : ''}`);
+  if (misshaped.length)
+    problems.push(
+      `tensors with the wrong shape: ${misshaped[0]}${
+        misshaped.length > 1
+          ? `; also ${listNames(
+              misshaped.slice(1).map((m) => m.slice(0, m.indexOf(':'))),
+              1,
+            )}`
+          : ''
+      }`,
+    );
   if (unexpected.length) problems.push(`unexpected tensors (another configuration?): ${listNames(unexpected)}`);
-  if (problems.length) throw new CheckpointError(clipMessage(`${elide(source, 120)} does not match the ${want} model (${describe(model.config)}): ${problems.join('; ')}`));
+  if (problems.length)
+    throw new CheckpointError(clipMessage(`${elide(source, 120)} does not match the ${want} model (${describe(model.config)}): ${problems.join('; ')}`));
   for (const p of model.table) {
     const d = params.get(p.name)!.data;
     for (let i = 0; i < d.length; i++) {
@@ -157,7 +195,11 @@ function describe(c: ModelConfig): string {
 }
 
 /** The model's parameters as named tensors (f64 or f32 as the backend stores them); lm_head not stored. */
-export function stateDictFromModel(model: LanguageModel<unknown>, dtype: 'F64' | 'F32' = model.backend.dtype === 'f64' ? 'F64' : 'F32', prefix = ''): Record<string, TensorInput> {
+export function stateDictFromModel(
+  model: LanguageModel<unknown>,
+  dtype: 'F64' | 'F32' = model.backend.dtype === 'f64' ? 'F64' : 'F32',
+  prefix = '',
+): Record<string, TensorInput> {
   return Object.fromEntries(namedTensors(model, model.getParams(), prefix, dtype));
 }
 
@@ -180,7 +222,8 @@ export function flatFromNamed(model: LanguageModel<unknown>, tensors: TensorMap,
     if (!t) throw new CheckpointError(clipMessage(`${source} is missing tensor ${prefix + p.name}`));
     if (fmt(t.shape) !== fmt(p.shape)) throw checkpointError(source, `tensor ${prefix + p.name} has shape ${fmt(t.shape)}, expected ${fmt(p.shape)}`);
     const d = asFloat64(prefix + p.name, t, source);
-    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) throw checkpointError(source, `tensor ${prefix + p.name} holds a non-finite value (${d[i]}) at flat index ${i}`);
+    for (let i = 0; i < d.length; i++)
+      if (!Number.isFinite(d[i])) throw checkpointError(source, `tensor ${prefix + p.name} holds a non-finite value (${d[i]}) at flat index ${i}`);
     flat.set(d, p.offset);
   }
   return flat;
@@ -200,8 +243,17 @@ export function configToMetadata(c: ModelConfig): { config: string } {
 
 export function configJson(c: ModelConfig): string {
   return JSON.stringify({
-    arch: c.arch, vocab_size: c.vocabSize, block_size: c.blockSize, n_layer: c.nLayer, n_head: c.nHead,
-    n_embd: c.nEmbd, overcomplete: c.overcomplete, eta: c.eta, lam: c.lam, ista_steps: c.istaSteps, ln_eps: c.lnEps,
+    arch: c.arch,
+    vocab_size: c.vocabSize,
+    block_size: c.blockSize,
+    n_layer: c.nLayer,
+    n_head: c.nHead,
+    n_embd: c.nEmbd,
+    overcomplete: c.overcomplete,
+    eta: c.eta,
+    lam: c.lam,
+    ista_steps: c.istaSteps,
+    ln_eps: c.lnEps,
   });
 }
 

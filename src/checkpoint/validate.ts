@@ -20,8 +20,7 @@ export function checkpointError(source: string, problem: string, cause?: unknown
   return new CheckpointError(boundedMessage(source, problem), cause === undefined ? undefined : { cause });
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 const has = (o: object, k: string) => Object.prototype.hasOwnProperty.call(o, k);
 
 // ---- config --------------------------------------------------------------------------------------
@@ -54,7 +53,9 @@ const FLOAT_RANGE: Partial<Record<keyof ModelConfig, [number, number, boolean]>>
  * `arch` metadata entry (fixtures carry the architecture there), used when the config has none.
  */
 export function parseConfigJson(json: string, source: string, archFallback?: string): ModelConfig {
-  const fail = (problem: string): never => { throw checkpointError(source, problem); };
+  const fail = (problem: string): never => {
+    throw checkpointError(source, problem);
+  };
   let raw: unknown;
   try {
     raw = JSON.parse(json);
@@ -65,7 +66,8 @@ export function parseConfigJson(json: string, source: string, archFallback?: str
   const obj = raw as Record<string, unknown>;
   const cfg: Record<string, unknown> = { ...DEFAULTS };
   for (const [snake, camel, key, kind, required] of CONFIG_FIELDS) {
-    const inSnake = has(obj, snake), inCamel = snake !== camel && has(obj, camel);
+    const inSnake = has(obj, snake),
+      inCamel = snake !== camel && has(obj, camel);
     if (inSnake && inCamel && !Object.is(obj[snake], obj[camel])) {
       fail(`config fields "${snake}" (${quote(obj[snake])}) and "${camel}" (${quote(obj[camel])}) disagree`);
     }
@@ -81,7 +83,8 @@ export function parseConfigJson(json: string, source: string, archFallback?: str
     }
     const v = obj[field];
     if (kind === 'arch') {
-      if (typeof v !== 'string' || !(ARCHS as readonly string[]).includes(v)) fail(`config field "${field}" must be one of ${ARCHS.join(', ')}; got ${quote(v)}`);
+      if (typeof v !== 'string' || !(ARCHS as readonly string[]).includes(v))
+        fail(`config field "${field}" must be one of ${ARCHS.join(', ')}; got ${quote(v)}`);
       if (archFallback !== undefined && archFallback !== v) fail(`config field "${field}" is ${quote(v)} but metadata "arch" is ${quote(archFallback)}`);
     } else if (kind === 'int') {
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(`config field "${field}" must be a positive integer, got ${quote(v)}`);
@@ -139,7 +142,10 @@ export function checkParameterCount(config: ModelConfig, tensors: Map<string, Te
   if (held === implied) return;
 
   const fail = (field: string, says: unknown, holds: string): never => {
-    throw checkpointError(source, `config field "${field}" is ${says} but the file holds ${holds} (the config implies ${fmtInt(implied)} parameters, the file's parameter tensors hold ${fmtInt(held)})`);
+    throw checkpointError(
+      source,
+      `config field "${field}" is ${says} but the file holds ${holds} (the config implies ${fmtInt(implied)} parameters, the file's parameter tensors hold ${fmtInt(held)})`,
+    );
   };
   const d = config.nEmbd;
   const wte = params.get('transformer.wte.weight');
@@ -150,19 +156,25 @@ export function checkParameterCount(config: ModelConfig, tensors: Map<string, Te
   const wpe = params.get('transformer.wpe.weight');
   if (wpe && wpe.length === 2 && wpe[0] !== config.blockSize) fail('block_size', config.blockSize, `${wpe[0]} position embeddings`);
   const layers = new Set<string>();
-  let isGpt2 = false, inner: readonly number[] | null = null;
+  let isGpt2 = false,
+    inner: readonly number[] | null = null;
   for (const [name, shape] of params) {
     const m = /^transformer\.h\.(\d+)\.(.*)$/.exec(name);
     if (!m) continue;
     layers.add(m[1]);
-    if (m[2] === 'mlp.c_fc.weight') { isGpt2 = true; inner = shape; }
+    if (m[2] === 'mlp.c_fc.weight') {
+      isGpt2 = true;
+      inner = shape;
+    }
     if (m[2] === 'ista.weight') inner = shape;
   }
-  if (layers.size > 0 && (isGpt2 !== (config.arch === 'gpt2'))) fail('arch', config.arch, isGpt2 ? 'a gpt2 model (mlp.c_fc tensors)' : 'a CRATE model (ista tensors)');
+  if (layers.size > 0 && isGpt2 !== (config.arch === 'gpt2'))
+    fail('arch', config.arch, isGpt2 ? 'a gpt2 model (mlp.c_fc tensors)' : 'a CRATE model (ista tensors)');
   if (layers.size !== config.nLayer) fail('n_layer', config.nLayer, `${layers.size} blocks (transformer.h.<i>)`);
   if (inner && inner.length === 2 && inner[1] === d) {
     if (config.arch === 'crate-complete' && inner[0] !== d) fail('arch', config.arch, `an overcomplete ISTA of ${inner[0]} x ${d}`);
-    if (config.arch !== 'crate-complete' && inner[0] !== config.overcomplete * d) fail('overcomplete', config.overcomplete, `${isGpt2 ? 'an MLP' : 'an ISTA dictionary'} of width ${inner[0]} = ${inner[0] / d} x n_embd`);
+    if (config.arch !== 'crate-complete' && inner[0] !== config.overcomplete * d)
+      fail('overcomplete', config.overcomplete, `${isGpt2 ? 'an MLP' : 'an ISTA dictionary'} of width ${inner[0]} = ${inner[0] / d} x n_embd`);
   }
   throw checkpointError(source, `the config implies ${fmtInt(implied)} parameters but the file's parameter tensors hold ${fmtInt(held)}`);
 }
@@ -171,10 +183,23 @@ export function checkParameterCount(config: ModelConfig, tensors: Map<string, Te
 
 /** Hyperparameters: [name, kind] where int1 = positive integer, int0 = non-negative integer. */
 const HYPER_FIELDS: [string, 'int1' | 'int0' | 'pos' | 'nonneg' | 'unit'][] = [
-  ['steps', 'int1'], ['batch', 'int1'], ['seq', 'int1'], ['gradAccum', 'int1'],
-  ['lr', 'pos'], ['minLr', 'nonneg'], ['warmup', 'int0'], ['weightDecay', 'nonneg'],
-  ['beta1', 'unit'], ['beta2', 'unit'], ['eps', 'nonneg'], ['clip', 'nonneg'],
-  ['seed', 'int0'], ['evalEvery', 'int0'], ['evalWindows', 'int0'], ['saveEvery', 'int0'], ['logEvery', 'int0'],
+  ['steps', 'int1'],
+  ['batch', 'int1'],
+  ['seq', 'int1'],
+  ['gradAccum', 'int1'],
+  ['lr', 'pos'],
+  ['minLr', 'nonneg'],
+  ['warmup', 'int0'],
+  ['weightDecay', 'nonneg'],
+  ['beta1', 'unit'],
+  ['beta2', 'unit'],
+  ['eps', 'nonneg'],
+  ['clip', 'nonneg'],
+  ['seed', 'int0'],
+  ['evalEvery', 'int0'],
+  ['evalWindows', 'int0'],
+  ['saveEvery', 'int0'],
+  ['logEvery', 'int0'],
   ['valFraction', 'unit'],
 ];
 const MAX_INT = 2 ** 31 - 1;
@@ -185,7 +210,9 @@ const MAX_INT = 2 ** 31 - 1;
  * are kept; absent `history`/`evals`/`preset` take their defaults.
  */
 export function parseTrainState(json: string, source: string, config: ModelConfig): TrainState {
-  const fail = (problem: string): never => { throw checkpointError(source, problem); };
+  const fail = (problem: string): never => {
+    throw checkpointError(source, problem);
+  };
   let raw: unknown;
   try {
     raw = JSON.parse(json);
@@ -209,12 +236,16 @@ export function parseTrainState(json: string, source: string, config: ModelConfi
     if (!isPlainObject(v)) bad(field, 'an object', v);
     return v as Record<string, unknown>;
   };
-  const str = (o: Record<string, unknown>, k: string, field: string) => { if (typeof o[k] !== 'string') bad(field, 'a string', o[k]); };
+  const str = (o: Record<string, unknown>, k: string, field: string) => {
+    if (typeof o[k] !== 'string') bad(field, 'a string', o[k]);
+  };
 
   int(st, 'step', 'step', 0);
   const rng = st.dataRng;
   if (!Array.isArray(rng) || rng.length !== 4) bad('dataRng', 'an array of 4 unsigned 32-bit integers', rng);
-  (rng as unknown[]).forEach((x, i) => { if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffffffff) bad(`dataRng[${i}]`, 'an unsigned 32-bit integer', x); });
+  (rng as unknown[]).forEach((x, i) => {
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 0xffffffff) bad(`dataRng[${i}]`, 'an unsigned 32-bit integer', x);
+  });
   int(st, 'tokensSeen', 'tokensSeen', 0, Number.MAX_SAFE_INTEGER);
   num(st, 'elapsed', 'elapsed', (x) => x >= 0, 'a non-negative number');
 

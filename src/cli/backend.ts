@@ -26,7 +26,10 @@ export function checkBackendName(name: string, flag = '--backend'): BackendChoic
 /** --backend LIST (cpu,reference): distinct checked names, in order; `def` when absent. */
 export function backendList(v: Record<string, unknown>, def = 'auto'): BackendChoice[] {
   const raw = v.backend === undefined ? def : String(v.backend);
-  const names = raw.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const names = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   if (names.length === 0) throw new UsageError(`--backend needs at least one name: ${BACKEND_NAMES.join(', ')}`);
   return [...new Set(names.map((n) => checkBackendName(n)))];
 }

@@ -37,9 +37,15 @@ const COLUMNS = ['config', 'backend', 'threads', 'batch×seq', 'ms/step', 'token
 
 function formatRow(r: BenchRow): string[] {
   return [
-    r.config, r.backend, String(r.threads ?? '-'), r.batch !== undefined ? `${r.batch}×${r.seq}` : '-',
-    r.msPerStep.toFixed(2), r.tokensPerSec > 0 ? String(Math.round(r.tokensPerSec)) : '-', r.gflops.toFixed(1),
-    r.mfu !== undefined ? `${(100 * r.mfu).toFixed(1)}%` : '-', r.flopFormula,
+    r.config,
+    r.backend,
+    String(r.threads ?? '-'),
+    r.batch !== undefined ? `${r.batch}×${r.seq}` : '-',
+    r.msPerStep.toFixed(2),
+    r.tokensPerSec > 0 ? String(Math.round(r.tokensPerSec)) : '-',
+    r.gflops.toFixed(1),
+    r.mfu !== undefined ? `${(100 * r.mfu).toFixed(1)}%` : '-',
+    r.flopFormula,
   ];
 }
 
@@ -47,24 +53,42 @@ function formatRow(r: BenchRow): string[] {
 const WIDTHS = [12, 9, 7, 9, 10, 9, 8, 6, 0];
 const RIGHT = new Set([2, 3, 4, 5, 6, 7]);
 export function tableLine(cells: readonly string[]): string {
-  return cells.map((c, i) => (RIGHT.has(i) ? c.padStart(Math.max(WIDTHS[i], COLUMNS[i].length)) : c.padEnd(Math.max(WIDTHS[i], COLUMNS[i].length)))).join('  ').trimEnd();
+  return cells
+    .map((c, i) => (RIGHT.has(i) ? c.padStart(Math.max(WIDTHS[i], COLUMNS[i].length)) : c.padEnd(Math.max(WIDTHS[i], COLUMNS[i].length))))
+    .join('  ')
+    .trimEnd();
 }
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseOptions(argv, {
-    backend: { type: 'string' }, config: { type: 'string' }, steps: { type: 'string' }, warmup: { type: 'string' },
-    batch: { type: 'string' }, seq: { type: 'string' },
-    threads: { type: 'string' }, 'peak-gflops': { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+    backend: { type: 'string' },
+    config: { type: 'string' },
+    steps: { type: 'string' },
+    warmup: { type: 'string' },
+    batch: { type: 'string' },
+    seq: { type: 'string' },
+    threads: { type: 'string' },
+    'peak-gflops': { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
   });
-  if (v.help) { console.log(HELP); return 0; }
-  const steps = intFlag(v, 'steps', 1) ?? 10, warmup = intFlag(v, 'warmup', 0) ?? 2;
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const steps = intFlag(v, 'steps', 1) ?? 10,
+    warmup = intFlag(v, 'warmup', 0) ?? 2;
   const threads = intFlag(v, 'threads', 1, 256);
-  const batch = intFlag(v, 'batch', 1), seq = intFlag(v, 'seq', 1, 1 << 16);
+  const batch = intFlag(v, 'batch', 1),
+    seq = intFlag(v, 'seq', 1, 1 << 16);
   const peak = numFlag(v, 'peak-gflops');
   if (peak !== undefined && !(peak > 0)) throw new UsageError(`--peak-gflops must be positive, got ${peak}`);
   const defaults = [...STEP_CONFIGS.map((c) => c.name), ...KERNEL_CONFIGS];
   const known = [...defaults, ...GPU_CONFIGS.map((c) => c.name)];
-  const configs = (strOpt(v, 'config') ?? defaults.join(',')).split(',').map((s) => s.trim()).filter(Boolean);
+  const configs = (strOpt(v, 'config') ?? defaults.join(','))
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const c of configs) {
     if (!known.includes(c)) {
       const guess = closest(c, known);
@@ -99,7 +123,9 @@ export async function run(argv: string[]): Promise<number> {
     const t = (backend as { threads?: () => number }).threads?.() ?? threads;
     for (const c of configs) {
       const sc = [...STEP_CONFIGS, ...GPU_CONFIGS].find((s) => s.name === c);
-      const r = sc ? benchStep(backend, withShape(sc, batch, seq), { warmup, steps, threads: t }) : benchKernel(backend, c as (typeof KERNEL_CONFIGS)[number], { warmup, steps, threads: t });
+      const r = sc
+        ? benchStep(backend, withShape(sc, batch, seq), { warmup, steps, threads: t })
+        : benchKernel(backend, c as (typeof KERNEL_CONFIGS)[number], { warmup, steps, threads: t });
       if (peak) r.mfu = r.gflops / peak;
       rows.push(r);
       if (!v.json) console.log(tableLine(formatRow(r)));

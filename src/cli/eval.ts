@@ -29,12 +29,23 @@ const HELP = `usage: crate-ts eval --checkpoint PATH [options]
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseOptions(argv, {
-    help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' },
-    seq: { type: 'string' }, batch: { type: 'string' }, windows: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' },
-    'cache-dir': { type: 'string' }, json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+    checkpoint: { type: 'string' },
+    data: { type: 'string' },
+    split: { type: 'string' },
+    seq: { type: 'string' },
+    batch: { type: 'string' },
+    windows: { type: 'string' },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
+    'cache-dir': { type: 'string' },
+    json: { type: 'boolean' },
   });
   guardStdout();
-  if (v.help) { console.log(HELP); return 0; }
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
   const backendName = backendOption(v);
   const ckArg = strOpt(v, 'checkpoint');
   if (!ckArg) throw new UsageError('--checkpoint is required (a file written by crate-ts train, or its run directory)');
@@ -54,8 +65,15 @@ export async function run(argv: string[]): Promise<number> {
   let tokens: Uint16Array;
   if (split === 'val') tokens = ds.val;
   else if (split === 'train') tokens = ds.train;
-  else { tokens = new Uint16Array(ds.train.length + ds.val.length); tokens.set(ds.train); tokens.set(ds.val, ds.train.length); }
-  if (tokens.length < T + 1) throw new DataError(`the ${split} split of '${ds.source}' has ${tokens.length} tokens, fewer than one window of ${T + 1}; use more text or a smaller --seq`);
+  else {
+    tokens = new Uint16Array(ds.train.length + ds.val.length);
+    tokens.set(ds.train);
+    tokens.set(ds.val, ds.train.length);
+  }
+  if (tokens.length < T + 1)
+    throw new DataError(
+      `the ${split} split of '${ds.source}' has ${tokens.length} tokens, fewer than one window of ${T + 1}; use more text or a smaller --seq`,
+    );
 
   const sel = await selectBackend(backendName, { threads: intFlag(v, 'threads', 1, 256) });
   const model = modelFromCheckpoint(ck, sel.backend);
@@ -68,15 +86,30 @@ export async function run(argv: string[]): Promise<number> {
   model.free();
   const H1 = unigramEntropy(tokens);
   if (v.json) {
-    console.log(JSON.stringify({
-      checkpoint: ck.path, arch: ck.config.arch, tokenizer: ck.tokenizer, step: ck.train?.step ?? null, data: ds.source, split,
-      tokens: tokens.length, windows: nWin, seq: T, backend: sel.name, tokens_per_sec: (nWin * T) / secs,
-      loss: jsonNumber(loss), perplexity: jsonNumber(Math.exp(loss)), unigram_entropy: jsonNumber(H1),
-    }));
+    console.log(
+      JSON.stringify({
+        checkpoint: ck.path,
+        arch: ck.config.arch,
+        tokenizer: ck.tokenizer,
+        step: ck.train?.step ?? null,
+        data: ds.source,
+        split,
+        tokens: tokens.length,
+        windows: nWin,
+        seq: T,
+        backend: sel.name,
+        tokens_per_sec: (nWin * T) / secs,
+        loss: jsonNumber(loss),
+        perplexity: jsonNumber(Math.exp(loss)),
+        unigram_entropy: jsonNumber(H1),
+      }),
+    );
     return 0;
   }
   console.log(`checkpoint ${ck.path}: ${ck.config.arch}, tokenizer ${ck.tokenizer}, step ${ck.train?.step ?? '?'}`);
-  console.log(`data ${ds.source}, ${split} split (${ds.split}): ${fmtInt(tokens.length)} tokens; ${nWin} windows of ${T} = ${fmtInt(nWin * T)} tokens evaluated`);
+  console.log(
+    `data ${ds.source}, ${split} split (${ds.split}): ${fmtInt(tokens.length)} tokens; ${nWin} windows of ${T} = ${fmtInt(nWin * T)} tokens evaluated`,
+  );
   console.log(`backend ${sel.reason}; ${fmtInt((nWin * T) / secs)} tokens/s`);
   console.log(`loss ${loss.toFixed(4)} nats/token, perplexity ${Math.exp(loss).toFixed(3)}`);
   console.log(`unigram entropy of these tokens ${H1.toFixed(4)} nats (perplexity ${Math.exp(H1).toFixed(3)})`);

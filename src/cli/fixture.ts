@@ -21,18 +21,30 @@ parameter gradient, in the safetensors format of docs/FIXTURES.md (shipped with 
 
 export async function run(argv: string[]): Promise<number> {
   const v = parse(argv, {
-    preset: { type: 'string' }, arch: { type: 'string' }, seed: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' },
-    out: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    preset: { type: 'string' },
+    arch: { type: 'string' },
+    seed: { type: 'string' },
+    batch: { type: 'string' },
+    seq: { type: 'string' },
+    out: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   });
-  if (v.help) { console.log(HELP); return 0; }
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
   const out = strOpt(v, 'out');
   if (!out) throw new UsageError('--out FILE is required (crate-ts help fixture)');
   const arch = strOpt(v, 'arch');
-  if (arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(arch)) throw new UsageError(`--arch must be crate, crate-complete or gpt2, got '${arch}'`);
+  if (arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(arch))
+    throw new UsageError(`--arch must be crate, crate-complete or gpt2, got '${arch}'`);
   const preset = strOpt(v, 'preset') ?? 'golden';
-  if (!Object.prototype.hasOwnProperty.call(PRESETS, preset)) throw new UsageError(`--preset '${preset}' is unknown; known presets: ${Object.keys(PRESETS).join(', ')}`);
+  if (!Object.prototype.hasOwnProperty.call(PRESETS, preset))
+    throw new UsageError(`--preset '${preset}' is unknown; known presets: ${Object.keys(PRESETS).join(', ')}`);
   const config = makeConfig(preset, arch ? { arch: arch as Arch } : {});
-  const seed = intOpt(v, 'seed', 1), B = intOpt(v, 'batch', 2, 1), T = intOpt(v, 'seq', Math.min(8, config.blockSize), 1);
+  const seed = intOpt(v, 'seed', 1),
+    B = intOpt(v, 'batch', 2, 1),
+    T = intOpt(v, 'seq', Math.min(8, config.blockSize), 1);
   if (T > config.blockSize) throw new UsageError(`--seq ${T} exceeds the preset's block size ${config.blockSize}`);
   const rng = new Rng(seed ^ 0x5eed);
   writeFixture(out, new ReferenceBackend(), config, seed, B, T, (n, V) => Int32Array.from({ length: n }, () => rng.int(V)));

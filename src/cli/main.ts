@@ -18,15 +18,26 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: (ar
 
 export function usage(): string {
   const rows = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`);
-  return ['usage: crate-ts <command> [options]   (crate-ts help <command>, or crate-ts <command> --help, lists its options)', '', 'commands:', ...rows, '', 'crate-ts --version prints the version. Exit codes: 0 success, 1 a data, checkpoint or numerical failure, 2 a usage error.'].join('\n');
+  return [
+    'usage: crate-ts <command> [options]   (crate-ts help <command>, or crate-ts <command> --help, lists its options)',
+    '',
+    'commands:',
+    ...rows,
+    '',
+    'crate-ts --version prints the version. Exit codes: 0 success, 1 a data, checkpoint or numerical failure, 2 a usage error.',
+  ].join('\n');
 }
 
 /** The closest known name within a small edit distance, for "did you mean" hints. */
 export function closest(word: string, known: readonly string[]): string | null {
-  let best: string | null = null, bestD = Infinity;
+  let best: string | null = null,
+    bestD = Infinity;
   for (const k of known) {
     const d = editDistance(word.toLowerCase(), k.toLowerCase());
-    if (d < bestD) { bestD = d; best = k; }
+    if (d < bestD) {
+      bestD = d;
+      best = k;
+    }
   }
   return best !== null && (bestD <= 2 || (bestD <= 3 && word.length > 6)) ? best : null;
 }

@@ -53,10 +53,14 @@ const HELP: Record<Mode, string> = {
 /** "0-63,70" → [0..63, 70]. */
 export function parseIndexList(s: string, flag: string): number[] {
   const out: number[] = [];
-  for (const part of s.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of s
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part);
     if (!m) throw new UsageError(`${flag}: '${part}' is not an index or a range a-b`);
-    const a = Number(m[1]), b = m[2] === undefined ? a : Number(m[2]);
+    const a = Number(m[1]),
+      b = m[2] === undefined ? a : Number(m[2]);
     if (b < a) throw new UsageError(`${flag}: range '${part}' runs backwards`);
     if (b - a > 1_000_000) throw new UsageError(`${flag}: range '${part}' is too long`);
     for (let i = a; i <= b; i++) out.push(i);
@@ -80,9 +84,17 @@ export function wantsLlm(argv: readonly string[]): boolean {
 async function calibratedCounter(): Promise<(text: string) => number> {
   const mod = (await import('gpt-tokenizer/encoding/r50k_base')) as unknown as { countTokens?: (t: string) => number; encode: (t: string) => number[] };
   const exact = (t: string) => (mod.countTokens ? mod.countTokens(t) : mod.encode(t).length);
-  let chars = 0, toks = 0, seen = 0;
+  let chars = 0,
+    toks = 0,
+    seen = 0;
   return (t: string) => {
-    if (seen < 64) { const n = exact(t); seen++; chars += t.length; toks += n; return n; }
+    if (seen < 64) {
+      const n = exact(t);
+      seen++;
+      chars += t.length;
+      toks += n;
+      return n;
+    }
     return Math.round((t.length * toks) / Math.max(1, chars));
   };
 }
@@ -102,26 +114,43 @@ function printSummary(mode: Mode, s: RunSummary): void {
   const f = (x: number | null | undefined) => (x === null || x === undefined ? '-' : x.toFixed(1));
   const c = s.calls;
   if (s.dry_run) {
-    console.log(`dry run (${mode}): ${fmtInt(c.planned)} calls would be sent, ≈ ${fmtInt(c.planned_prompt_tokens)} prompt tokens (GPT-2 BPE count, extrapolated past the first 64 prompts); ${fmtInt(c.cached)} more repeat an earlier request or are in the cache`);
-    if (mode !== 'explain' && c.planned > 0) console.log('  (simulator prompts of neurons not yet explained are counted with a 120-character stand-in explanation)');
+    console.log(
+      `dry run (${mode}): ${fmtInt(c.planned)} calls would be sent, ≈ ${fmtInt(c.planned_prompt_tokens)} prompt tokens (GPT-2 BPE count, extrapolated past the first 64 prompts); ${fmtInt(c.cached)} more repeat an earlier request or are in the cache`,
+    );
+    if (mode !== 'explain' && c.planned > 0)
+      console.log('  (simulator prompts of neurons not yet explained are counted with a 120-character stand-in explanation)');
     return;
   }
-  console.log(`prompt set ${s.prompt_set.name} (sha256 ${s.prompt_set.sha256.slice(0, 12)}…); explainer ${s.explainer.model} at ${s.explainer.base_url}${mode !== 'explain' ? `; simulator ${s.simulator.model} at ${s.simulator.base_url}, ${s.simulator.kind}, top-${s.simulator.logprobs}` : ''}`);
+  console.log(
+    `prompt set ${s.prompt_set.name} (sha256 ${s.prompt_set.sha256.slice(0, 12)}…); explainer ${s.explainer.model} at ${s.explainer.base_url}${mode !== 'explain' ? `; simulator ${s.simulator.model} at ${s.simulator.base_url}, ${s.simulator.kind}, top-${s.simulator.logprobs}` : ''}`,
+  );
   if (!s.comparable) console.log(s.note);
   if (mode !== 'explain') {
     const splits = SPLIT_NAMES.filter((n) => s.layers.some((l) => l.splits[n]));
     console.log('layer  neurons  failed  ' + splits.map((n) => `${SPLIT_LABELS[n]} ×100 (n, NaN)`.padEnd(24)).join(''));
     for (const l of s.layers) {
-      console.log(`${String(l.layer).padEnd(7)}${String(l.neurons).padEnd(9)}${String(l.failed).padEnd(8)}` + splits.map((n) => { const x = l.splits[n]; return (x ? `${f(x.mean100)} (${x.n}, ${x.dropped})` : '-').padEnd(24); }).join(''));
+      console.log(
+        `${String(l.layer).padEnd(7)}${String(l.neurons).padEnd(9)}${String(l.failed).padEnd(8)}` +
+          splits
+            .map((n) => {
+              const x = l.splits[n];
+              return (x ? `${f(x.mean100)} (${x.n}, ${x.dropped})` : '-').padEnd(24);
+            })
+            .join(''),
+      );
     }
     const model = SPLIT_NAMES.filter((n) => s.model[n]).map((n) => `${SPLIT_LABELS[n]} ${f(s.model[n]!.mean100)} (variance ${f(s.model[n]!.variance100)})`);
     if (model.length) console.log(`model mean over layers ${s.model[splits[0]]?.layers.join(',')}: ${model.join(', ')}`);
     const a = s.alignment;
-    console.log(`alignment: ${a.exact} exact, ${a.split} split (${a.bytes} with raw bytes), ${a.newlineFolded} newline folded, ${a.mismatch} mismatched, ${a.missing} missing, ${a.noDigits} without digit log-probabilities${s.simulator.kind === 'logprob-free' ? `; ${s.parse_failures} unparsable completions` : ''}`);
+    console.log(
+      `alignment: ${a.exact} exact, ${a.split} split (${a.bytes} with raw bytes), ${a.newlineFolded} newline folded, ${a.mismatch} mismatched, ${a.missing} missing, ${a.noDigits} without digit log-probabilities${s.simulator.kind === 'logprob-free' ? `; ${s.parse_failures} unparsable completions` : ''}`,
+    );
   } else {
     console.log(`explained ${s.layers.reduce((t, l) => t + l.neurons - l.failed, 0)} neurons, ${s.layers.reduce((t, l) => t + l.failed, 0)} failed`);
   }
-  console.log(`calls: ${fmtInt(c.made)} made, ${fmtInt(c.cached)} cached, ${fmtInt(c.failed)} failed, ${fmtInt(c.retries)} retries; tokens sent: ${fmtInt(c.prompt_tokens)} prompt, ${fmtInt(c.completion_tokens)} completion${s.simulator.kind === 'logprob-free' ? `; parse failures ${s.parse_failures}` : ''}`);
+  console.log(
+    `calls: ${fmtInt(c.made)} made, ${fmtInt(c.cached)} cached, ${fmtInt(c.failed)} failed, ${fmtInt(c.retries)} retries; tokens sent: ${fmtInt(c.prompt_tokens)} prompt, ${fmtInt(c.completion_tokens)} completion${s.simulator.kind === 'logprob-free' ? `; parse failures ${s.parse_failures}` : ''}`,
+  );
   console.log(`results: ${s.out}`);
 }
 
@@ -129,7 +158,11 @@ function endpoint(v: Record<string, unknown>, role: 'explainer' | 'simulator'): 
   const get = (k: string) => (typeof v[`${role}-${k}`] === 'string' ? (v[`${role}-${k}`] as string) : typeof v[k] === 'string' ? (v[k] as string) : undefined);
   const baseURL = get('api-base') ?? process.env.OPENAI_BASE_URL;
   if (!baseURL) throw new UsageError(`no ${role} endpoint: give --api-base URL (or --${role}-api-base, or set OPENAI_BASE_URL)`);
-  try { new URL(baseURL); } catch { throw new UsageError(`--${role}-api-base '${baseURL}' is not a URL (e.g. http://127.0.0.1:8000/v1)`); }
+  try {
+    new URL(baseURL);
+  } catch {
+    throw new UsageError(`--${role}-api-base '${baseURL}' is not a URL (e.g. http://127.0.0.1:8000/v1)`);
+  }
   const model = get('model');
   if (!model) throw new UsageError(`no ${role} model: give --model NAME (or --${role}-model)`);
   return { baseURL: baseURL.replace(/\/+$/, ''), apiKey: get('api-key') ?? process.env.OPENAI_API_KEY ?? '', model };
@@ -137,15 +170,35 @@ function endpoint(v: Record<string, unknown>, role: 'explainer' | 'simulator'): 
 
 export async function runLlm(mode: Mode, argv: string[]): Promise<number> {
   const options = {
-      help: { type: 'boolean', short: 'h' }, 'api-base': { type: 'string' }, 'api-key': { type: 'string' }, model: { type: 'string' },
-      'explainer-api-base': { type: 'string' }, 'explainer-api-key': { type: 'string' }, 'explainer-model': { type: 'string' },
-      'simulator-api-base': { type: 'string' }, 'simulator-api-key': { type: 'string' }, 'simulator-model': { type: 'string' },
-      layers: { type: 'string' }, neurons: { type: 'string' }, max: { type: 'string' }, splits: { type: 'string' }, prompts: { type: 'string' },
-      out: { type: 'string' }, concurrency: { type: 'string' }, 'cache-dir': { type: 'string' }, 'no-cache': { type: 'boolean' },
-      'max-retries': { type: 'string' }, timeout: { type: 'string' }, 'dry-run': { type: 'boolean' }, json: { type: 'boolean' },
-      'no-system-role': { type: 'boolean' }, 'max-tokens': { type: 'string' }, context: { type: 'string' },
-      simulator: { type: 'string' }, logprobs: { type: 'string' },
-    } as const;
+    help: { type: 'boolean', short: 'h' },
+    'api-base': { type: 'string' },
+    'api-key': { type: 'string' },
+    model: { type: 'string' },
+    'explainer-api-base': { type: 'string' },
+    'explainer-api-key': { type: 'string' },
+    'explainer-model': { type: 'string' },
+    'simulator-api-base': { type: 'string' },
+    'simulator-api-key': { type: 'string' },
+    'simulator-model': { type: 'string' },
+    layers: { type: 'string' },
+    neurons: { type: 'string' },
+    max: { type: 'string' },
+    splits: { type: 'string' },
+    prompts: { type: 'string' },
+    out: { type: 'string' },
+    concurrency: { type: 'string' },
+    'cache-dir': { type: 'string' },
+    'no-cache': { type: 'boolean' },
+    'max-retries': { type: 'string' },
+    timeout: { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    json: { type: 'boolean' },
+    'no-system-role': { type: 'boolean' },
+    'max-tokens': { type: 'string' },
+    context: { type: 'string' },
+    simulator: { type: 'string' },
+    logprobs: { type: 'string' },
+  } as const;
   let parsed;
   try {
     parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options });
@@ -153,7 +206,10 @@ export async function runLlm(mode: Mode, argv: string[]): Promise<number> {
     throw new UsageError(parseErrorMessage(e as Error & { code?: string }, options), { cause: e });
   }
   const v = parsed.values as Record<string, string | boolean | undefined>;
-  if (v.help) { console.log(HELP[mode]); return 0; }
+  if (v.help) {
+    console.log(HELP[mode]);
+    return 0;
+  }
   if (parsed.positionals.length !== 1) throw new UsageError(`give exactly one collection directory: crate-ts neurons ${mode} DIR --api-base URL --model NAME`);
   const dir = parsed.positionals[0];
   const int = (k: string, def: number, min: number): number => {
@@ -164,8 +220,9 @@ export async function runLlm(mode: Mode, argv: string[]): Promise<number> {
     return n;
   };
   const kind = (typeof v.simulator === 'string' ? v.simulator : 'all-at-once') as SimulatorKind;
-  if (!SIMULATOR_KINDS.includes(kind)) throw new UsageError(`--simulator must be one of ${SIMULATOR_KINDS.join(', ')}${mode === 'score' ? ' (or lookup, the offline score)' : ''}, got '${kind}'`);
-  const splits = typeof v.splits === 'string' ? v.splits.split(',').map((s) => s.trim()) as SplitName[] : undefined;
+  if (!SIMULATOR_KINDS.includes(kind))
+    throw new UsageError(`--simulator must be one of ${SIMULATOR_KINDS.join(', ')}${mode === 'score' ? ' (or lookup, the offline score)' : ''}, got '${kind}'`);
+  const splits = typeof v.splits === 'string' ? (v.splits.split(',').map((s) => s.trim()) as SplitName[]) : undefined;
   readManifest(dir); // a missing or incomplete collection is reported before anything else happens
   const prompts = loadPromptSet(typeof v.prompts === 'string' ? v.prompts : undefined);
   const countTokens = await calibratedCounter();
@@ -173,7 +230,12 @@ export async function runLlm(mode: Mode, argv: string[]): Promise<number> {
   const cache = v['no-cache'] ? null : new DiskCache(typeof v['cache-dir'] === 'string' ? v['cache-dir'] : path.join(dir, 'llm-cache'));
   const quiet = v.json === true;
   const client = new LlmClient({
-    concurrency: int('concurrency', 8, 1), cache, maxRetries: int('max-retries', 6, 0), timeoutMs: int('timeout', 300, 1) * 1000, dryRun: dry, countTokens,
+    concurrency: int('concurrency', 8, 1),
+    cache,
+    maxRetries: int('max-retries', 6, 0),
+    timeoutMs: int('timeout', 300, 1) * 1000,
+    dryRun: dry,
+    countTokens,
     onRetry: quiet ? undefined : (r) => process.stderr.write(`\nretry ${r.attempt} in ${(r.delayMs / 1000).toFixed(1)}s: ${r.reason}\n`),
   });
   const explainer = mode === 'simulate' ? { baseURL: '(see explanations/)', apiKey: '', model: '(see explanations/)' } : endpoint(v, 'explainer');
@@ -182,19 +244,32 @@ export async function runLlm(mode: Mode, argv: string[]): Promise<number> {
   const t0 = Date.now();
   let lastDraw = 0;
   const run = new LlmRun({
-    dir, out: typeof v.out === 'string' ? v.out : undefined,
+    dir,
+    out: typeof v.out === 'string' ? v.out : undefined,
     layers: typeof v.layers === 'string' ? parseIndexList(v.layers, '--layers') : undefined,
     neurons: typeof v.neurons === 'string' ? parseIndexList(v.neurons, '--neurons') : null,
     max: v.max === undefined ? null : int('max', 0, 1),
-    splits, prompts, explainer, simulator, client, simulatorKind: kind, logprobs: int('logprobs', 5, 1),
-    noSystemRole: v['no-system-role'] === true, explainerContext: int('context', 4096, 256), explainMaxTokens: int('max-tokens', 60, 1), countTokens,
-    onProgress: tty && !dry ? ({ done, total }) => {
-      const now = Date.now();
-      if (now - lastDraw < 200 && done < total) return;
-      lastDraw = now;
-      const st = client.stats;
-      process.stderr.write(`\r${renderProgress(done, total, st.calls, st.cached, st.failed, t0, process.stderr.columns ?? 100)}\x1b[K`);
-    } : undefined,
+    splits,
+    prompts,
+    explainer,
+    simulator,
+    client,
+    simulatorKind: kind,
+    logprobs: int('logprobs', 5, 1),
+    noSystemRole: v['no-system-role'] === true,
+    explainerContext: int('context', 4096, 256),
+    explainMaxTokens: int('max-tokens', 60, 1),
+    countTokens,
+    onProgress:
+      tty && !dry
+        ? ({ done, total }) => {
+            const now = Date.now();
+            if (now - lastDraw < 200 && done < total) return;
+            lastDraw = now;
+            const st = client.stats;
+            process.stderr.write(`\r${renderProgress(done, total, st.calls, st.cached, st.failed, t0, process.stderr.columns ?? 100)}\x1b[K`);
+          }
+        : undefined,
   });
   const summary = mode === 'explain' ? await run.explainAll() : await run.simulateAll(mode === 'score');
   if (tty && !dry) process.stderr.write('\n');

@@ -21,11 +21,27 @@ type Run = (argv: string[]) => Promise<number>;
 export const SUBCOMMANDS: Record<string, { summary: string; run: Run }> = {
   collect: { summary: 'run a checkpoint over a corpus and store activation records per neuron (OpenAI NeuronRecord JSONL)', run: runCollect },
   show: { summary: "print one neuron's records as token heatmaps", run: runShow },
-  score: { summary: 'offline (token-lookup) scores per neuron, layer and model: TaR, Random-only, Anthropic, selectivity, consistency; with --api-base, LLM explain + simulate + score', run: async (argv) => { const llm = await import('./neurons-llm.js'); return llm.wantsLlm(argv) ? llm.runScore(argv) : runScore(argv); } },
-  explain: { summary: 'explain each neuron in one sentence with an LLM behind an OpenAI-compatible API', run: async (argv) => (await import('./neurons-llm.js')).runExplain(argv) },
-  simulate: { summary: "simulate and score the explanations with an LLM (OpenAI-format results per layer)", run: async (argv) => (await import('./neurons-llm.js')).runSimulate(argv) },
+  score: {
+    summary:
+      'offline (token-lookup) scores per neuron, layer and model: TaR, Random-only, Anthropic, selectivity, consistency; with --api-base, LLM explain + simulate + score',
+    run: async (argv) => {
+      const llm = await import('./neurons-llm.js');
+      return llm.wantsLlm(argv) ? llm.runScore(argv) : runScore(argv);
+    },
+  },
+  explain: {
+    summary: 'explain each neuron in one sentence with an LLM behind an OpenAI-compatible API',
+    run: async (argv) => (await import('./neurons-llm.js')).runExplain(argv),
+  },
+  simulate: {
+    summary: 'simulate and score the explanations with an LLM (OpenAI-format results per layer)',
+    run: async (argv) => (await import('./neurons-llm.js')).runSimulate(argv),
+  },
   compare: { summary: "compare collections' scores per layer and per model; --svg draws the chart", run: runCompare },
-  view: { summary: 'browse collections in a browser: serve on 127.0.0.1 or --export a static site', run: async (argv) => (await import('./view.js')).run(argv) },
+  view: {
+    summary: 'browse collections in a browser: serve on 127.0.0.1 or --export a static site',
+    run: async (argv) => (await import('./view.js')).run(argv),
+  },
 };
 
 export function usage(): string {
@@ -70,13 +86,17 @@ const str = (v: Record<string, unknown>, name: string): string | undefined => (t
 
 function intList(raw: string | undefined, name: string): number[] | undefined {
   if (raw === undefined) return undefined;
-  const parts = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const parts = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   if (parts.length === 0) throw new UsageError(`--${name} is empty`);
   const out: number[] = [];
   for (const p of parts) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(p);
     if (!m) throw new UsageError(`--${name} must be a comma-separated list of integers or ranges (0,1 or 0-2), got '${raw}'`);
-    const a = Number(m[1]), b = m[2] === undefined ? a : Number(m[2]);
+    const a = Number(m[1]),
+      b = m[2] === undefined ? a : Number(m[2]);
     if (b < a) throw new UsageError(`--${name}: range '${p}' runs backwards`);
     for (let i = a; i <= b; i++) out.push(i);
   }
@@ -106,13 +126,31 @@ const COLLECT_HELP = `usage: crate-ts neurons collect --checkpoint CKPT --out DI
   --force            replace the collection in --out`;
 
 async function runCollect(argv: string[]): Promise<number> {
-  const { values: v } = parse(argv, {
-    help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, data: { type: 'string' }, split: { type: 'string' },
-    tokens: { type: 'string' }, layers: { type: 'string' }, hook: { type: 'string' }, variant: { type: 'string' }, seed: { type: 'string' },
-    backend: { type: 'string' }, threads: { type: 'string' }, batch: { type: 'string' }, out: { type: 'string' }, force: { type: 'boolean' },
-    'cache-dir': { type: 'string' },
-  }, false);
-  if (v.help) { console.log(COLLECT_HELP); return 0; }
+  const { values: v } = parse(
+    argv,
+    {
+      help: { type: 'boolean', short: 'h' },
+      checkpoint: { type: 'string' },
+      data: { type: 'string' },
+      split: { type: 'string' },
+      tokens: { type: 'string' },
+      layers: { type: 'string' },
+      hook: { type: 'string' },
+      variant: { type: 'string' },
+      seed: { type: 'string' },
+      backend: { type: 'string' },
+      threads: { type: 'string' },
+      batch: { type: 'string' },
+      out: { type: 'string' },
+      force: { type: 'boolean' },
+      'cache-dir': { type: 'string' },
+    },
+    false,
+  );
+  if (v.help) {
+    console.log(COLLECT_HELP);
+    return 0;
+  }
   const checkpoint = str(v, 'checkpoint');
   if (!checkpoint) throw new UsageError('--checkpoint is required');
   const out = str(v, 'out');
@@ -125,9 +163,18 @@ async function runCollect(argv: string[]): Promise<number> {
   if (!['reference', 'cpu', 'cuda', 'auto'].includes(backendName)) throw new UsageError(`--backend must be reference, cpu, cuda or auto, got '${backendName}'`);
   const threads = int(v, 'threads', 0);
   const opts: Omit<CollectOptions, 'backend'> = {
-    checkpoint, out, data: str(v, 'data'), split: split as 'all' | 'train' | 'val', tokens: int(v, 'tokens', 1),
-    layers: intList(str(v, 'layers'), 'layers'), hook: str(v, 'hook'), variant: variant as Variant, seed: int(v, 'seed', 0),
-    batch: int(v, 'batch', 1), force: Boolean(v.force), cacheDir: str(v, 'cache-dir'),
+    checkpoint,
+    out,
+    data: str(v, 'data'),
+    split: split as 'all' | 'train' | 'val',
+    tokens: int(v, 'tokens', 1),
+    layers: intList(str(v, 'layers'), 'layers'),
+    hook: str(v, 'hook'),
+    variant: variant as Variant,
+    seed: int(v, 'seed', 0),
+    batch: int(v, 'batch', 1),
+    force: Boolean(v.force),
+    cacheDir: str(v, 'cache-dir'),
   };
   let sel;
   try {
@@ -141,16 +188,21 @@ async function runCollect(argv: string[]): Promise<number> {
     const now = Date.now();
     if (!tty || (now - last < 150 && p.tokens < p.total)) return;
     last = now;
-    const width = 30, filled = Math.round((width * p.tokens) / p.total);
+    const width = 30,
+      filled = Math.round((width * p.tokens) / p.total);
     const eta = Number.isFinite(p.eta) ? `${Math.floor(p.eta / 60)}m${String(Math.round(p.eta % 60)).padStart(2, '0')}s` : '?';
-    process.stderr.write(`\r\x1b[2K[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.tokens.toLocaleString('en-US')}/${p.total.toLocaleString('en-US')} tokens  ${Math.round(p.tokensPerSec).toLocaleString('en-US')} tok/s  ${eta} left`);
+    process.stderr.write(
+      `\r\x1b[2K[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${p.tokens.toLocaleString('en-US')}/${p.total.toLocaleString('en-US')} tokens  ${Math.round(p.tokensPerSec).toLocaleString('en-US')} tok/s  ${eta} left`,
+    );
   };
   if (tty) process.stderr.write(`backend ${sel.reason}\n`);
   try {
     const r = await collect({ ...opts, backend: sel.backend, onProgress: bar });
     if (tty) process.stderr.write('\r\x1b[2K');
     const m = r.manifest;
-    console.log(`collected ${m.n_tokens.toLocaleString('en-US')} tokens (${m.n_tokens / m.window} windows of ${m.window}) x layers ${m.layers.join(',')} (${m.neurons.join('+')} neurons, ${m.hooks[0]}${m.hooks.length > 1 ? ', ...' : ''}) on ${sel.name} in ${r.elapsed.toFixed(1)} s: ${Math.round(r.tokensPerSec).toLocaleString('en-US')} tokens/s (forward + streaming; ${r.cpuSeconds.toFixed(1)} CPU s), peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB -> ${r.dir}`);
+    console.log(
+      `collected ${m.n_tokens.toLocaleString('en-US')} tokens (${m.n_tokens / m.window} windows of ${m.window}) x layers ${m.layers.join(',')} (${m.neurons.join('+')} neurons, ${m.hooks[0]}${m.hooks.length > 1 ? ', ...' : ''}) on ${sel.name} in ${r.elapsed.toFixed(1)} s: ${Math.round(r.tokensPerSec).toLocaleString('en-US')} tokens/s (forward + streaming; ${r.cpuSeconds.toFixed(1)} CPU s), peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB -> ${r.dir}`,
+    );
     return 0;
   } finally {
     if (tty) process.stderr.write('\r\x1b[2K');
@@ -165,8 +217,15 @@ const SHOW_HELP = `usage: crate-ts neurons show DIR --layer L --neuron I [--max 
   on one colour scale (the neuron's maximum); plain text with the values when not a terminal.`;
 
 async function runShow(argv: string[]): Promise<number> {
-  const { values: v, positionals } = parse(argv, { help: { type: 'boolean', short: 'h' }, layer: { type: 'string' }, neuron: { type: 'string' }, max: { type: 'string' }, color: { type: 'string' } }, true);
-  if (v.help) { console.log(SHOW_HELP); return 0; }
+  const { values: v, positionals } = parse(
+    argv,
+    { help: { type: 'boolean', short: 'h' }, layer: { type: 'string' }, neuron: { type: 'string' }, max: { type: 'string' }, color: { type: 'string' } },
+    true,
+  );
+  if (v.help) {
+    console.log(SHOW_HELP);
+    return 0;
+  }
   if (positionals.length !== 1) throw new UsageError('give exactly one collection directory: crate-ts neurons show DIR --layer L --neuron I');
   const dir = positionals[0];
   const m = readManifest(dir);
@@ -176,21 +235,26 @@ async function runShow(argv: string[]): Promise<number> {
   if (neuron === undefined) throw new UsageError('--neuron is required');
   const li = m.layers.indexOf(layer);
   if (li < 0) throw new UsageError(`layer ${layer} was not collected in '${dir}' (collected layers: ${m.layers.join(', ')})`);
-  if (neuron >= m.neurons[li]) throw new UsageError(`--neuron ${neuron} is out of range: layer ${layer} has ${m.neurons[li]} neurons (0..${m.neurons[li] - 1})`);
+  if (neuron >= m.neurons[li])
+    throw new UsageError(`--neuron ${neuron} is out of range: layer ${layer} has ${m.neurons[li]} neurons (0..${m.neurons[li] - 1})`);
   const mode = str(v, 'color') ?? 'auto';
   if (!['auto', 'always', 'never'].includes(mode)) throw new UsageError(`--color must be auto, always or never, got '${mode}'`);
   const color = mode === 'always' || (mode === 'auto' && Boolean(process.stdout.isTTY) && !process.env.NO_COLOR);
   const ld = readLayer(dir, m, layer);
   const p = ld.positions[neuron];
-  console.log(renderNeuron(ld.records[neuron], ld.stats[neuron], {
-    max: int(v, 'max', 1) ?? 10, color, hook: ld.hook,
-    positions: p,
-    offsets: {
-      top: p.top.map((q) => selectedOffset(q, m.excerpt.top)),
-      random: p.random.map((q) => selectedOffset(q, m.excerpt.random)),
-      quantile: p.quantile === null ? null : p.quantile.map((b) => b.map((q) => selectedOffset(q, m.excerpt.quantile))),
-    },
-  }));
+  console.log(
+    renderNeuron(ld.records[neuron], ld.stats[neuron], {
+      max: int(v, 'max', 1) ?? 10,
+      color,
+      hook: ld.hook,
+      positions: p,
+      offsets: {
+        top: p.top.map((q) => selectedOffset(q, m.excerpt.top)),
+        random: p.random.map((q) => selectedOffset(q, m.excerpt.random)),
+        quantile: p.quantile === null ? null : p.quantile.map((b) => b.map((q) => selectedOffset(q, m.excerpt.quantile))),
+      },
+    }),
+  );
   return 0;
 }
 
@@ -206,14 +270,29 @@ const SCORE_HELP = `usage: crate-ts neurons score DIR [--simulator lookup] [--js
 
 export function scoresJson(s: CollectionScores): { layers: unknown[]; model: unknown } {
   return {
-    layers: s.layers.map((l) => ({ layer: l.layer, tar: l.tar, randomOnly: l.randomOnly, anthropic: l.anthropic, selectivity: l.selectivity, consistency: l.consistency, density: l.density, dead: l.dead, neurons: l.neurons, scored: l.scored, se: l.se })),
+    layers: s.layers.map((l) => ({
+      layer: l.layer,
+      tar: l.tar,
+      randomOnly: l.randomOnly,
+      anthropic: l.anthropic,
+      selectivity: l.selectivity,
+      consistency: l.consistency,
+      density: l.density,
+      dead: l.dead,
+      neurons: l.neurons,
+      scored: l.scored,
+      se: l.se,
+    })),
     model: s.model,
   };
 }
 
 async function runScore(argv: string[]): Promise<number> {
   const { values: v, positionals } = parse(argv, { help: { type: 'boolean', short: 'h' }, simulator: { type: 'string' }, json: { type: 'boolean' } }, true);
-  if (v.help) { console.log(SCORE_HELP); return 0; }
+  if (v.help) {
+    console.log(SCORE_HELP);
+    return 0;
+  }
   if (positionals.length !== 1) throw new UsageError('give exactly one collection directory: crate-ts neurons score DIR');
   const sim = str(v, 'simulator') ?? 'lookup';
   if (sim !== 'lookup') throw new UsageError(`--simulator must be lookup (the LLM simulator is a separate subcommand), got '${sim}'`);
@@ -226,15 +305,27 @@ async function runScore(argv: string[]): Promise<number> {
   }
   const m = s.manifest;
   const f = (x: number | null, d = 2) => (x === null ? '-' : x.toFixed(d));
-  console.log(`${dir}: ${m.checkpoint.arch} (${path.basename(m.checkpoint.path)}), ${m.n_tokens.toLocaleString('en-US')} tokens of ${m.data.source}, variant ${m.variant}; token-lookup simulator`);
+  console.log(
+    `${dir}: ${m.checkpoint.arch} (${path.basename(m.checkpoint.path)}), ${m.n_tokens.toLocaleString('en-US')} tokens of ${m.data.source}, variant ${m.variant}; token-lookup simulator`,
+  );
   console.log('layer  neurons  ' + SPLIT_NAMES.map((n) => SPLIT_LABELS[n].padEnd(15)).join('') + 'selectivity  consistency  density  dead');
   for (const l of s.layers) {
-    console.log(String(l.layer).padEnd(7) + String(l.neurons).padEnd(9) + SPLIT_NAMES.map((n) => `${f(l[n])} ± ${f(l.se[n])}`.padEnd(15)).join('')
-      + f(l.selectivity, 3).padEnd(13) + f(l.consistency, 3).padEnd(13) + f(l.density, 3).padEnd(9) + String(l.dead));
+    console.log(
+      String(l.layer).padEnd(7) +
+        String(l.neurons).padEnd(9) +
+        SPLIT_NAMES.map((n) => `${f(l[n])} ± ${f(l.se[n])}`.padEnd(15)).join('') +
+        f(l.selectivity, 3).padEnd(13) +
+        f(l.consistency, 3).padEnd(13) +
+        f(l.density, 3).padEnd(9) +
+        String(l.dead),
+    );
   }
   const md = s.model;
-  console.log(`model (layers ${md.layers.join(',')}): ` + SPLIT_NAMES.map((n) => `${SPLIT_LABELS[n]} ${f(md[n].mean)} (variance ${f(md[n].variance)})`).join(', ')
-    + `; selectivity ${f(md.selectivity, 3)}, consistency ${f(md.consistency, 3)}, density ${f(md.density, 3)}, dead ${md.dead} of ${md.neurons}`);
+  console.log(
+    `model (layers ${md.layers.join(',')}): ` +
+      SPLIT_NAMES.map((n) => `${SPLIT_LABELS[n]} ${f(md[n].mean)} (variance ${f(md[n].variance)})`).join(', ') +
+      `; selectivity ${f(md.selectivity, 3)}, consistency ${f(md.consistency, 3)}, density ${f(md.density, 3)}, dead ${md.dead} of ${md.neurons}`,
+  );
   const dropped = s.layers.map((l) => `${l.layer}: ${l.neurons - l.scored.tar}`).join(', ');
   console.log(`NaN scores dropped (TaR; constant activations or simulation) per layer: ${dropped}; per-neuron scores in ${file}`);
   return 0;
@@ -251,8 +342,22 @@ const COMPARE_HELP = `usage: crate-ts neurons compare DIR_A DIR_B ... [--labels 
   exceeds both 2 standard errors over neurons and the seed spread. --svg writes the per-layer chart.`;
 
 async function runCompare(argv: string[]): Promise<number> {
-  const { values: v, positionals } = parse(argv, { help: { type: 'boolean', short: 'h' }, labels: { type: 'string' }, baseline: { type: 'string' }, svg: { type: 'string' }, json: { type: 'boolean' }, title: { type: 'string' } }, true);
-  if (v.help) { console.log(COMPARE_HELP); return 0; }
+  const { values: v, positionals } = parse(
+    argv,
+    {
+      help: { type: 'boolean', short: 'h' },
+      labels: { type: 'string' },
+      baseline: { type: 'string' },
+      svg: { type: 'string' },
+      json: { type: 'boolean' },
+      title: { type: 'string' },
+    },
+    true,
+  );
+  if (v.help) {
+    console.log(COMPARE_HELP);
+    return 0;
+  }
   if (positionals.length < 1) throw new UsageError('give one or more collection directories');
   const labelArg = str(v, 'labels');
   const labels = labelArg === undefined ? null : labelArg.split(',').map((s) => s.trim());

@@ -18,7 +18,8 @@ const NEGATIVE_NUMBER = /^-(\d|\.\d|Infinity$)/;
 export function joinNegativeValues(argv: readonly string[], options: OptionSpec): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i], next = argv[i + 1];
+    const a = argv[i],
+      next = argv[i + 1];
     const name = a.startsWith('--') && !a.includes('=') ? a.slice(2) : null;
     if (name !== null && options[name]?.type === 'string' && next !== undefined && NEGATIVE_NUMBER.test(next)) {
       out.push(`${a}=${next}`);

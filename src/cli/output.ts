@@ -11,7 +11,9 @@ let closed = false;
 function install(): void {
   if (installed) return;
   installed = true;
-  process.stdout.on('error', () => { closed = true; });
+  process.stdout.on('error', () => {
+    closed = true;
+  });
 }
 
 /** True once a write to stdout has failed (the reader went away). */
@@ -32,9 +34,15 @@ export const stdout: ProgressOut & { readonly isTTY: boolean; readonly columns: 
     }
     return !stdoutClosed();
   },
-  get isTTY() { return Boolean(process.stdout.isTTY); },
-  get columns() { return process.stdout.columns; },
+  get isTTY() {
+    return Boolean(process.stdout.isTTY);
+  },
+  get columns() {
+    return process.stdout.columns;
+  },
 };
 
 /** Install the guard without writing (before any console.log). */
-export function guardStdout(): void { install(); }
+export function guardStdout(): void {
+  install();
+}

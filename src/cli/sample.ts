@@ -34,12 +34,22 @@ class ReaderGone extends Error {}
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseOptions(argv, {
-    help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, prompt: { type: 'string' },
-    tokens: { type: 'string' }, temperature: { type: 'string' }, 'top-k': { type: 'string' }, seed: { type: 'string' },
-    clamp: { type: 'string', multiple: true }, backend: { type: 'string' }, threads: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+    checkpoint: { type: 'string' },
+    prompt: { type: 'string' },
+    tokens: { type: 'string' },
+    temperature: { type: 'string' },
+    'top-k': { type: 'string' },
+    seed: { type: 'string' },
+    clamp: { type: 'string', multiple: true },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
   });
   guardStdout();
-  if (v.help) { stdout.write(HELP + '\n'); return 0; }
+  if (v.help) {
+    stdout.write(HELP + '\n');
+    return 0;
+  }
   const ckArg = strOpt(v, 'checkpoint');
   if (!ckArg) throw new UsageError('--checkpoint is required (a file written by crate-ts train, or its run directory)');
   const n = intFlag(v, 'tokens', 0) ?? 200;
@@ -47,7 +57,8 @@ export async function run(argv: string[]): Promise<number> {
   if (temperature < 0) throw new UsageError(`--temperature must be >= 0, got ${temperature}`);
   const topK = intFlag(v, 'top-k', 0) ?? 40;
   const seed = intFlag(v, 'seed', 0) ?? 1337;
-  const backendName = backendOption(v), threads = intFlag(v, 'threads', 1, 256);
+  const backendName = backendOption(v),
+    threads = intFlag(v, 'threads', 1, 256);
 
   const ck = loadCheckpoint(resolveCheckpointPath(ckArg));
   const tok = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab);
@@ -67,11 +78,19 @@ export async function run(argv: string[]): Promise<number> {
   const flush = (final: boolean) => {
     let text = tok.decode(gen);
     if (!final) while (text.endsWith('\uFFFD')) text = text.slice(0, -1);
-    if (text.length > printed) { stdout.write(text.slice(printed)); printed = text.length; }
+    if (text.length > printed) {
+      stdout.write(text.slice(printed));
+      printed = text.length;
+    }
   };
   try {
     generate(model, ids, {
-      tokens: n, temperature, topK, seed, maxId: tok.vocabSize, hooks,
+      tokens: n,
+      temperature,
+      topK,
+      seed,
+      maxId: tok.vocabSize,
+      hooks,
       onToken: (id) => {
         gen.push(id);
         flush(false);

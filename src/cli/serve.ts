@@ -28,12 +28,25 @@ Endpoints: GET /v1/models, POST /v1/completions (echo + logprobs like vLLM), POS
 
 export async function run(argv: string[]): Promise<number> {
   const v = parse(argv, {
-    help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' },
-    'api-key': { type: 'string' }, 'model-name': { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' },
-    'max-prompt-tokens': { type: 'string' }, 'max-tokens': { type: 'string' }, 'echo-stride': { type: 'string' },
-    'max-queue': { type: 'string' }, 'max-body-bytes': { type: 'string' }, quiet: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+    checkpoint: { type: 'string' },
+    host: { type: 'string' },
+    port: { type: 'string' },
+    'api-key': { type: 'string' },
+    'model-name': { type: 'string' },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
+    'max-prompt-tokens': { type: 'string' },
+    'max-tokens': { type: 'string' },
+    'echo-stride': { type: 'string' },
+    'max-queue': { type: 'string' },
+    'max-body-bytes': { type: 'string' },
+    quiet: { type: 'boolean' },
   });
-  if (v.help) { console.log(HELP); return 0; }
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
   const ck = strOpt(v, 'checkpoint');
   if (!ck) throw new UsageError('--checkpoint is required (a file written by crate-ts train, or its run directory)');
   const port = intOpt(v, 'port', 8000, 0);
@@ -48,17 +61,35 @@ export async function run(argv: string[]): Promise<number> {
   const quiet = v.quiet === true;
   const apiKey = strOpt(v, 'api-key') ?? process.env.CRATE_TS_API_KEY ?? null;
   const srv = await startServer(engine, {
-    host: strOpt(v, 'host') ?? '127.0.0.1', port, apiKey, modelName: strOpt(v, 'model-name') ?? 'crate',
-    limits: { maxPromptTokens: intOpt(v, 'max-prompt-tokens', DEFAULT_LIMITS.maxPromptTokens, 1), maxTokens: intOpt(v, 'max-tokens', DEFAULT_LIMITS.maxTokens, 0) },
-    maxQueue: intOpt(v, 'max-queue', 256, 0), maxBodyBytes: intOpt(v, 'max-body-bytes', 8 * 1024 * 1024, 1024),
-    onRequest: quiet ? undefined : (r) => process.stderr.write(`${new Date().toISOString()} ${r.method} ${r.path} ${r.status} ${r.ms.toFixed(1)}ms prompt=${r.promptTokens} completion=${r.completionTokens}\n`),
+    host: strOpt(v, 'host') ?? '127.0.0.1',
+    port,
+    apiKey,
+    modelName: strOpt(v, 'model-name') ?? 'crate',
+    limits: {
+      maxPromptTokens: intOpt(v, 'max-prompt-tokens', DEFAULT_LIMITS.maxPromptTokens, 1),
+      maxTokens: intOpt(v, 'max-tokens', DEFAULT_LIMITS.maxTokens, 0),
+    },
+    maxQueue: intOpt(v, 'max-queue', 256, 0),
+    maxBodyBytes: intOpt(v, 'max-body-bytes', 8 * 1024 * 1024, 1024),
+    onRequest: quiet
+      ? undefined
+      : (r) =>
+          process.stderr.write(
+            `${new Date().toISOString()} ${r.method} ${r.path} ${r.status} ${r.ms.toFixed(1)}ms prompt=${r.promptTokens} completion=${r.completionTokens}\n`,
+          ),
   });
   const c = engine.model.config;
-  process.stderr.write(`crate-ts serve: ${path} (${c.arch}, ${engine.tokenizer.name} tokens, L ${c.nLayer}, d ${c.nEmbd}, block ${c.blockSize}); backend ${backendReason}; echo stride ${engine.echoStride}${apiKey ? '; API key required' : ''}\n`);
+  process.stderr.write(
+    `crate-ts serve: ${path} (${c.arch}, ${engine.tokenizer.name} tokens, L ${c.nLayer}, d ${c.nEmbd}, block ${c.blockSize}); backend ${backendReason}; echo stride ${engine.echoStride}${apiKey ? '; API key required' : ''}\n`,
+  );
   // The one line on stdout: scripts read the URL (and the port chosen for --port 0) from it.
   process.stdout.write(`listening on ${srv.url.replace(/\/v1$/, '')} (OpenAI base URL ${srv.url})\n`);
   await new Promise<void>((resolve) => {
-    const stop = () => { process.off('SIGINT', stop); process.off('SIGTERM', stop); resolve(); };
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      resolve();
+    };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });

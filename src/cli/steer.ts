@@ -31,18 +31,30 @@ The clamp is a constant, not a multiplication. For CRATE the clamped code is dec
 (D·a2 in float64). "logit delta" is the raw logit after minus before; KL is KL(after || before).`;
 
 const OPTIONS = {
-  help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, layer: { type: 'string' }, neuron: { type: 'string' },
-  value: { type: 'string' }, sweep: { type: 'string' }, prompt: { type: 'string' }, top: { type: 'string' },
-  'all-layers': { type: 'boolean' }, json: { type: 'boolean' }, backend: { type: 'string' }, threads: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  checkpoint: { type: 'string' },
+  layer: { type: 'string' },
+  neuron: { type: 'string' },
+  value: { type: 'string' },
+  sweep: { type: 'string' },
+  prompt: { type: 'string' },
+  top: { type: 'string' },
+  'all-layers': { type: 'boolean' },
+  json: { type: 'boolean' },
+  backend: { type: 'string' },
+  threads: { type: 'string' },
 } as const;
 
 /** `--value -3` is a value, not an option: join a string option with a following negative number. */
 export function joinNegatives(argv: readonly string[], stringOptions: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i], next = argv[i + 1];
-    if (a.startsWith('--') && stringOptions.includes(a.slice(2)) && next !== undefined && /^-(\d|\.\d)/.test(next)) { out.push(`${a}=${next}`); i++; }
-    else out.push(a);
+    const a = argv[i],
+      next = argv[i + 1];
+    if (a.startsWith('--') && stringOptions.includes(a.slice(2)) && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
   }
   return out;
 }
@@ -50,14 +62,16 @@ export function joinNegatives(argv: readonly string[], stringOptions: readonly s
 function intArg(v: Record<string, unknown>, name: string, min: number): number | undefined {
   const raw = v[name];
   if (raw === undefined) return undefined;
-  const s = String(raw).trim(), n = s === '' ? NaN : Number(s);
+  const s = String(raw).trim(),
+    n = s === '' ? NaN : Number(s);
   if (!Number.isSafeInteger(n)) throw new UsageError(`--${name} must be an integer, got '${String(raw)}'`);
   if (n < min) throw new UsageError(`--${name} must be >= ${min}, got ${n}`);
   return n;
 }
 
 function numArg(raw: string, name: string): number {
-  const s = raw.trim(), n = s === '' ? NaN : Number(s);
+  const s = raw.trim(),
+    n = s === '' ? NaN : Number(s);
   if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a finite number, got '${raw}'`);
   return n;
 }
@@ -79,13 +93,16 @@ function renderOne(r: SteerResult, tok: Tokenizer): string {
   const w = Math.max(12, ...r.topBefore.map((t) => showToken(tok, t.id).length), ...r.top.map((e) => showToken(tok, e.id).length)) + 2;
   lines.push(`next token ${'without the clamp'.padEnd(w + 8)}with the clamp`);
   for (let i = 0; i < r.topBefore.length; i++) {
-    const b = r.topBefore[i], a = r.topAfter[i];
+    const b = r.topBefore[i],
+      a = r.topAfter[i];
     lines.push(`  ${String(i + 1).padStart(2)}  ${showToken(tok, b.id).padEnd(w)}${pct(b.p)}    ${showToken(tok, a.id).padEnd(w)}${pct(a.p)}`);
   }
   lines.push('', `tokens whose probability rises most (logit effects):`);
   lines.push(`      ${'token'.padEnd(w)}p before  p after   delta     logit delta`);
   r.top.forEach((e, i) => {
-    lines.push(`  ${String(i + 1).padStart(2)}  ${showToken(tok, e.id).padEnd(w)}${pct(e.pBefore)}    ${pct(e.pAfter)}   ${signed(e.delta, 4)}   ${signed(e.logitDelta, 3)}`);
+    lines.push(
+      `  ${String(i + 1).padStart(2)}  ${showToken(tok, e.id).padEnd(w)}${pct(e.pBefore)}    ${pct(e.pAfter)}   ${signed(e.delta, 4)}   ${signed(e.logitDelta, 3)}`,
+    );
   });
   lines.push('', `KL(after || before) = ${r.kl.toFixed(4)} nats`);
   return lines.join('\n');
@@ -98,7 +115,8 @@ function renderSweep(rs: SteerResult[], tok: Tokenizer, k: number): string {
   const w = Math.max(10, ...ids.map((id) => showToken(tok, id).length)) + 2;
   const col = (s: string) => s.padStart(11);
   const lines = [
-    `p(next token) as the clamp value V grows (the tokens that rise most at V = ${last.value}):`, '',
+    `p(next token) as the clamp value V grows (the tokens that rise most at V = ${last.value}):`,
+    '',
     `  ${'V'.padEnd(w)}${col('no clamp')}${rs.map((r) => col(String(r.value))).join('')}`,
   ];
   for (const id of ids) lines.push(`  ${showToken(tok, id).padEnd(w)}${col(pct(last.before.probs[id]))}${rs.map((r) => col(pct(r.after.probs[id]))).join('')}`);
@@ -114,14 +132,18 @@ export async function run(argv: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(parseErrorMessage(e as Error, OPTIONS), { cause: e });
   }
-  if (v.help) { console.log(HELP); return 0; }
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
   const ckArg = typeof v.checkpoint === 'string' ? v.checkpoint : undefined;
   if (!ckArg) throw new UsageError('--checkpoint is required');
   const layer = intArg(v, 'layer', 0);
   if (layer === undefined) throw new UsageError('--layer is required');
   const neuron = intArg(v, 'neuron', 0);
   if (neuron === undefined) throw new UsageError('--neuron is required');
-  const valueArg = typeof v.value === 'string' ? v.value : undefined, sweepArg = typeof v.sweep === 'string' ? v.sweep : undefined;
+  const valueArg = typeof v.value === 'string' ? v.value : undefined,
+    sweepArg = typeof v.sweep === 'string' ? v.sweep : undefined;
   if ((valueArg === undefined) === (sweepArg === undefined)) throw new UsageError('give either --value V or --sweep V1,V2,...');
   const values = sweepArg !== undefined ? sweepArg.split(',').map((s) => numArg(s, 'sweep')) : [numArg(valueArg as string, 'value')];
   const top = intArg(v, 'top', 1) ?? 10;
@@ -150,15 +172,25 @@ export async function run(argv: string[]): Promise<number> {
         const r = rs[0];
         console.log(JSON.stringify({ prompt: promptText, layer, neuron, value: r.value, top: effectsJson(r, tok), allLayers: r.allLayers, kl: r.kl }, null, 2));
       } else {
-        console.log(JSON.stringify({ prompt: promptText, layer, neuron, allLayers: opts.allLayers, sweep: rs.map((r) => ({ value: r.value, kl: r.kl, top: effectsJson(r, tok) })) }, null, 2));
+        console.log(
+          JSON.stringify(
+            { prompt: promptText, layer, neuron, allLayers: opts.allLayers, sweep: rs.map((r) => ({ value: r.value, kl: r.kl, top: effectsJson(r, tok) })) },
+            null,
+            2,
+          ),
+        );
       }
       return 0;
     }
     const c = ck.config;
-    const where = opts.allLayers ? `blocks.*.hook_neurons[${neuron}] in all ${c.nLayer} layers (the authors' GPT-2 quirk)` : `blocks.${layer}.hook_neurons[${neuron}]`;
+    const where = opts.allLayers
+      ? `blocks.*.hook_neurons[${neuron}] in all ${c.nLayer} layers (the authors' GPT-2 quirk)`
+      : `blocks.${layer}.hook_neurons[${neuron}]`;
     console.log(`${ck.path}: ${c.arch}, ${c.nLayer} layer${c.nLayer === 1 ? '' : 's'}, d ${c.nEmbd}, V ${c.vocabSize}; backend ${sel.reason}`);
     const fit = rs[0].prompt.length < ids.length ? `${ids.length} tokens; the last ${rs[0].prompt.length} fit the block size` : `${ids.length} tokens`;
-    console.log(`prompt ${JSON.stringify(promptText)} (${fit}); clamp ${where} = ${sweepArg === undefined ? values[0] : values.join(', ')} at every position\n`);
+    console.log(
+      `prompt ${JSON.stringify(promptText)} (${fit}); clamp ${where} = ${sweepArg === undefined ? values[0] : values.join(', ')} at every position\n`,
+    );
     console.log(sweepArg === undefined ? renderOne(rs[0], tok) : renderSweep(rs, tok, top));
     return 0;
   } finally {

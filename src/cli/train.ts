@@ -86,16 +86,38 @@ stdout is closed early (crate-ts train | head), training goes on silently to the
 
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
-  preset: { type: 'string' }, arch: { type: 'string' }, tokenizer: { type: 'string' },
-  'n-layer': { type: 'string' }, 'n-head': { type: 'string' }, 'n-embd': { type: 'string' },
-  data: { type: 'string' }, 'val-fraction': { type: 'string' }, 'cache-dir': { type: 'string' },
-  backend: { type: 'string' }, threads: { type: 'string' },
-  steps: { type: 'string' }, batch: { type: 'string' }, seq: { type: 'string' }, 'grad-accum': { type: 'string' },
-  lr: { type: 'string' }, 'min-lr': { type: 'string' }, warmup: { type: 'string' }, 'weight-decay': { type: 'string' },
-  clip: { type: 'string' }, seed: { type: 'string' },
-  out: { type: 'string' }, 'eval-every': { type: 'string' }, 'eval-windows': { type: 'string' }, 'save-every': { type: 'string' },
-  'log-every': { type: 'string' }, resume: { type: 'string' }, 'stop-at': { type: 'string' }, 'json-log': { type: 'string' },
-  'sample-tokens': { type: 'string' }, 'sample-prompt': { type: 'string' }, quiet: { type: 'boolean' },
+  preset: { type: 'string' },
+  arch: { type: 'string' },
+  tokenizer: { type: 'string' },
+  'n-layer': { type: 'string' },
+  'n-head': { type: 'string' },
+  'n-embd': { type: 'string' },
+  data: { type: 'string' },
+  'val-fraction': { type: 'string' },
+  'cache-dir': { type: 'string' },
+  backend: { type: 'string' },
+  threads: { type: 'string' },
+  steps: { type: 'string' },
+  batch: { type: 'string' },
+  seq: { type: 'string' },
+  'grad-accum': { type: 'string' },
+  lr: { type: 'string' },
+  'min-lr': { type: 'string' },
+  warmup: { type: 'string' },
+  'weight-decay': { type: 'string' },
+  clip: { type: 'string' },
+  seed: { type: 'string' },
+  out: { type: 'string' },
+  'eval-every': { type: 'string' },
+  'eval-windows': { type: 'string' },
+  'save-every': { type: 'string' },
+  'log-every': { type: 'string' },
+  resume: { type: 'string' },
+  'stop-at': { type: 'string' },
+  'json-log': { type: 'string' },
+  'sample-tokens': { type: 'string' },
+  'sample-prompt': { type: 'string' },
+  quiet: { type: 'boolean' },
 } as const;
 
 /** Exit codes of the signals that stop a run: 128 + the signal number. */
@@ -106,18 +128,39 @@ type StopSignal = keyof typeof SIGNAL_EXIT;
 export function requestFromArgs(v: Record<string, string | boolean | undefined>): TrainRequest {
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   const arch = str('arch');
-  if (arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(arch)) throw new UsageError(`--arch must be crate, crate-complete or gpt2, got '${arch}'`);
+  if (arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(arch))
+    throw new UsageError(`--arch must be crate, crate-complete or gpt2, got '${arch}'`);
   const backend = v.backend === undefined ? undefined : checkBackendName(String(v.backend));
   const req: TrainRequest = {
-    preset: str('preset'), arch: arch as Arch | undefined, tokenizer: str('tokenizer'),
-    nLayer: intFlag(v, 'n-layer', 1), nHead: intFlag(v, 'n-head', 1), nEmbd: intFlag(v, 'n-embd', 1),
-    data: str('data'), valFraction: numFlag(v, 'val-fraction'), cacheDir: str('cache-dir'),
-    backend: backend as BackendChoice | undefined, threads: intFlag(v, 'threads', 1, MAX_THREADS),
-    steps: intFlag(v, 'steps'), batch: intFlag(v, 'batch'), seq: intFlag(v, 'seq'), gradAccum: intFlag(v, 'grad-accum'),
-    lr: numFlag(v, 'lr'), minLr: numFlag(v, 'min-lr'), warmup: intFlag(v, 'warmup'), weightDecay: numFlag(v, 'weight-decay'),
-    clip: numFlag(v, 'clip'), seed: intFlag(v, 'seed'),
-    out: str('out'), evalEvery: intFlag(v, 'eval-every'), evalWindows: intFlag(v, 'eval-windows'), saveEvery: intFlag(v, 'save-every'),
-    logEvery: intFlag(v, 'log-every'), resume: str('resume'), stopAt: intFlag(v, 'stop-at'), jsonLog: str('json-log'),
+    preset: str('preset'),
+    arch: arch as Arch | undefined,
+    tokenizer: str('tokenizer'),
+    nLayer: intFlag(v, 'n-layer', 1),
+    nHead: intFlag(v, 'n-head', 1),
+    nEmbd: intFlag(v, 'n-embd', 1),
+    data: str('data'),
+    valFraction: numFlag(v, 'val-fraction'),
+    cacheDir: str('cache-dir'),
+    backend: backend as BackendChoice | undefined,
+    threads: intFlag(v, 'threads', 1, MAX_THREADS),
+    steps: intFlag(v, 'steps'),
+    batch: intFlag(v, 'batch'),
+    seq: intFlag(v, 'seq'),
+    gradAccum: intFlag(v, 'grad-accum'),
+    lr: numFlag(v, 'lr'),
+    minLr: numFlag(v, 'min-lr'),
+    warmup: intFlag(v, 'warmup'),
+    weightDecay: numFlag(v, 'weight-decay'),
+    clip: numFlag(v, 'clip'),
+    seed: intFlag(v, 'seed'),
+    out: str('out'),
+    evalEvery: intFlag(v, 'eval-every'),
+    evalWindows: intFlag(v, 'eval-windows'),
+    saveEvery: intFlag(v, 'save-every'),
+    logEvery: intFlag(v, 'log-every'),
+    resume: str('resume'),
+    stopAt: intFlag(v, 'stop-at'),
+    jsonLog: str('json-log'),
     defaults: RUN_DEFAULTS,
   };
   // Drop undefined keys so defaults (or the checkpoint's values) apply.
@@ -128,7 +171,10 @@ export function requestFromArgs(v: Record<string, string | boolean | undefined>)
 export async function run(argv: string[]): Promise<number> {
   const v = parseOptions(argv, OPTIONS);
   guardStdout();
-  if (v.help) { stdout.write(HELP + '\n'); return 0; }
+  if (v.help) {
+    stdout.write(HELP + '\n');
+    return 0;
+  }
   const req = requestFromArgs(v);
   const sampleTokens = intFlag(v, 'sample-tokens', 0);
   const samplePrompt = typeof v['sample-prompt'] === 'string' ? v['sample-prompt'] : undefined;
@@ -136,7 +182,9 @@ export async function run(argv: string[]): Promise<number> {
   const t0 = performance.now();
 
   const progress = new Progress(stdout);
-  const say = (s: string) => { if (!quiet) progress.line(s); };
+  const say = (s: string) => {
+    if (!quiet) progress.line(s);
+  };
   let trainer: Trainer;
   try {
     trainer = new Trainer(await resolveRun(req));
@@ -160,7 +208,8 @@ export async function run(argv: string[]): Promise<number> {
 
   try {
     for (const line of trainer.describe()) say(line);
-    const h = trainer.hyper, lastStep = Math.min(h.steps, req.stopAt ?? Infinity);
+    const h = trainer.hyper,
+      lastStep = Math.min(h.steps, req.stopAt ?? Infinity);
     if (!quiet) {
       trainer.on('step', (s) => progress.update(s, h.logEvery > 0 && (s.step % h.logEvery === 0 || s.step === 1 || s.step === lastStep)));
       trainer.on('eval', (e) => {

@@ -33,20 +33,44 @@ codes, the mean L0 per token and the dead codes. --svg FILE also writes a chart.
 
 export async function run(argv: string[]): Promise<number> {
   const v = parse(argv, {
-    seed: { type: 'string' }, json: { type: 'boolean' }, only: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-    checkpoint: { type: 'string' }, data: { type: 'string' }, seq: { type: 'string' }, windows: { type: 'string' },
-    batch: { type: 'string' }, svg: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' },
+    seed: { type: 'string' },
+    json: { type: 'boolean' },
+    only: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+    checkpoint: { type: 'string' },
+    data: { type: 'string' },
+    seq: { type: 'string' },
+    windows: { type: 'string' },
+    batch: { type: 'string' },
+    svg: { type: 'string' },
+    backend: { type: 'string' },
+    threads: { type: 'string' },
   });
-  if (v.help) { console.log(HELP); return 0; }
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
   const ckpt = strOpt(v, 'checkpoint');
   if (ckpt !== undefined) return diagnostics(v, ckpt);
   for (const flag of ['data', 'seq', 'windows', 'batch', 'svg', 'backend', 'threads']) {
-    if (v[flag] !== undefined) { console.error(`crate-ts verify: --${flag} only applies with --checkpoint\n\n${HELP}`); return 2; }
+    if (v[flag] !== undefined) {
+      console.error(`crate-ts verify: --${flag} only applies with --checkpoint\n\n${HELP}`);
+      return 2;
+    }
   }
   const seed = intOpt(v, 'seed', 0, 0);
   const onlyRaw = strOpt(v, 'only');
-  const only = onlyRaw === undefined ? undefined : onlyRaw.split(',').map((s) => s.trim()).filter((s) => s.length);
-  if (only !== undefined && only.length === 0) { console.error('crate-ts verify: --only needs a comma-separated list of property ids, e.g. --only P5,P7'); return 2; }
+  const only =
+    onlyRaw === undefined
+      ? undefined
+      : onlyRaw
+          .split(',')
+          .map((s) => s.trim())
+          .filter((s) => s.length);
+  if (only !== undefined && only.length === 0) {
+    console.error('crate-ts verify: --only needs a comma-separated list of property ids, e.g. --only P5,P7');
+    return 2;
+  }
   const summary = runChecks({ seed, only });
   if (v.json) console.log(JSON.stringify(checksJson(summary)));
   else console.log(formatChecksTable(summary));
@@ -71,7 +95,8 @@ async function diagnostics(v: Record<string, string | boolean | undefined>, file
   const cfg = ck.config;
   const T = intOpt(v, 'seq', Math.min(64, cfg.blockSize), 1);
   if (T > cfg.blockSize) throw new UsageError(`--seq ${T} exceeds the model's block size ${cfg.blockSize}`);
-  const windows = intOpt(v, 'windows', 16, 1), B = intOpt(v, 'batch', 4, 1);
+  const windows = intOpt(v, 'windows', 16, 1),
+    B = intOpt(v, 'batch', 4, 1);
   const { backend, report } = await resolveBackend(backendName, { threads });
   const tok = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab);
   let data = strOpt(v, 'data');
@@ -114,7 +139,11 @@ function writeSvg(file: string, svg: string): void {
     fs.writeFileSync(tmp, svg);
     fs.renameSync(tmp, file);
   } catch (e) {
-    try { fs.unlinkSync(tmp); } catch { /* may not exist */ }
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* may not exist */
+    }
     throw new UsageError(`--svg ${file} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
 }

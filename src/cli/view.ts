@@ -31,14 +31,22 @@ effects clamp blocks.L.hook_neurons[I] to ${STEER_FACTOR} x the neuron's largest
 collected tokens; the server also has a box to steer with any value and prompt.`;
 
 const OPTIONS = {
-  help: { type: 'boolean', short: 'h' }, port: { type: 'string' }, export: { type: 'string' }, labels: { type: 'string' },
-  checkpoint: { type: 'string', multiple: true }, 'steer-prompt': { type: 'string' }, 'no-steer': { type: 'boolean' },
-  'no-weights': { type: 'boolean' }, backend: { type: 'string' }, threads: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  port: { type: 'string' },
+  export: { type: 'string' },
+  labels: { type: 'string' },
+  checkpoint: { type: 'string', multiple: true },
+  'steer-prompt': { type: 'string' },
+  'no-steer': { type: 'boolean' },
+  'no-weights': { type: 'boolean' },
+  backend: { type: 'string' },
+  threads: { type: 'string' },
 } as const;
 
 function intArg(raw: string | undefined, name: string, min: number, max: number): number | undefined {
   if (raw === undefined) return undefined;
-  const s = raw.trim(), n = s === '' ? NaN : Number(s);
+  const s = raw.trim(),
+    n = s === '' ? NaN : Number(s);
   if (!Number.isSafeInteger(n) || n < min || n > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max}, got '${raw}'`);
   return n;
 }
@@ -50,8 +58,12 @@ export async function run(argv: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError(parseErrorMessage(e as Error, OPTIONS), { cause: e });
   }
-  const v = parsed.values, dirs = parsed.positionals;
-  if (v.help) { console.log(HELP); return 0; }
+  const v = parsed.values,
+    dirs = parsed.positionals;
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
   if (dirs.length === 0) throw new UsageError('give one or more collection directories: crate-ts neurons view DIR [DIR2 ...] [--export OUTDIR]');
   if (v.export !== undefined && v.port !== undefined) throw new UsageError('give either --port (serve) or --export (write a site), not both');
   const port = intArg(v.port, 'port', 0, 65535) ?? 8080;
@@ -70,7 +82,15 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError((e as Error).message, { cause: e });
   }
   const live = v.export === undefined;
-  const data = await ViewerData.open(dirs, { labels, checkpoints: v.checkpoint, backend: sel.backend, steerPrompt, steer: !v['no-steer'], weights: !v['no-weights'], live });
+  const data = await ViewerData.open(dirs, {
+    labels,
+    checkpoints: v.checkpoint,
+    backend: sel.backend,
+    steerPrompt,
+    steer: !v['no-steer'],
+    weights: !v['no-weights'],
+    live,
+  });
   try {
     for (const c of data.collections) for (const w of c.warnings) console.error(`warning: ${c.dir}: ${w}`);
     if (v.export !== undefined) {
@@ -85,14 +105,22 @@ export async function run(argv: string[]): Promise<number> {
         },
       });
       if (tty) process.stderr.write('\r\x1b[2K');
-      console.log(`wrote ${r.files.toLocaleString('en-US')} files (${(r.bytes / 2 ** 20).toFixed(1)} MiB) for ${r.neurons.toLocaleString('en-US')} neurons in ${r.seconds.toFixed(1)} s -> ${r.dir}`);
+      console.log(
+        `wrote ${r.files.toLocaleString('en-US')} files (${(r.bytes / 2 ** 20).toFixed(1)} MiB) for ${r.neurons.toLocaleString('en-US')} neurons in ${r.seconds.toFixed(1)} s -> ${r.dir}`,
+      );
       console.log(`open ${path.join(r.dir, 'index.html')} in a browser (it works from the file system; nothing is fetched from the network)`);
       return 0;
     }
     const srv = await startServer(data, { port });
-    console.log(`serving ${data.collections.length} collection${data.collections.length === 1 ? '' : 's'} at ${srv.url} (loopback only; backend ${sel.name}); Ctrl-C stops`);
+    console.log(
+      `serving ${data.collections.length} collection${data.collections.length === 1 ? '' : 's'} at ${srv.url} (loopback only; backend ${sel.name}); Ctrl-C stops`,
+    );
     await new Promise<void>((resolve) => {
-      const stop = () => { process.off('SIGINT', stop); process.off('SIGTERM', stop); resolve(); };
+      const stop = () => {
+        process.off('SIGINT', stop);
+        process.off('SIGTERM', stop);
+        resolve();
+      };
       process.on('SIGINT', stop);
       process.on('SIGTERM', stop);
     });

@@ -51,9 +51,18 @@ export type TensorData = DTypeArrays[DType];
 
 /** Size in bytes of one element of each dtype. */
 export const DTYPE_SIZE: Readonly<Record<DType, number>> = Object.freeze({
-  F64: 8, F32: 4, F16: 2, BF16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1,
-  U64: 8, U32: 4, U16: 2, U8: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
   BOOL: 1,
 });
 
@@ -100,7 +109,8 @@ export const MAX_MESSAGE_LENGTH = 300;
 /** `s` shortened to at most `max` characters by cutting out its middle (paths keep both ends). */
 export function elide(s: string, max: number): string {
   if (s.length <= max) return s;
-  const head = Math.ceil((max - 1) / 2), tail = Math.floor((max - 1) / 2);
+  const head = Math.ceil((max - 1) / 2),
+    tail = Math.floor((max - 1) / 2);
   return `${s.slice(0, head)}…${s.slice(s.length - tail)}`;
 }
 
@@ -137,7 +147,10 @@ export function quote(v: unknown, max = 40): string {
 
 /** Error thrown for a malformed file or bad writer input; the message starts with the source. */
 export class SafetensorsError extends CheckpointError {
-  constructor(readonly source: string, readonly problem: string) {
+  constructor(
+    readonly source: string,
+    readonly problem: string,
+  ) {
     super(boundedMessage(source, problem));
   }
 }
@@ -173,9 +186,9 @@ function roundHalfEven(q: number): number {
  */
 function encodeMinifloat(x: number, expBits: number, mantBits: number): number {
   const expMax = (1 << expBits) - 1; // all-ones exponent field: inf / NaN
-  const bias = (expMax >> 1);
+  const bias = expMax >> 1;
   const emin = 1 - bias;
-  const signBit = Number.isNaN(x) ? 0 : (x < 0 || Object.is(x, -0) ? 1 << (expBits + mantBits) : 0);
+  const signBit = Number.isNaN(x) ? 0 : x < 0 || Object.is(x, -0) ? 1 << (expBits + mantBits) : 0;
   if (Number.isNaN(x)) return (expMax << mantBits) | (1 << (mantBits - 1)); // quiet NaN
   const a = Math.abs(x);
   if (a === 0) return signBit;
@@ -192,7 +205,10 @@ function encodeMinifloat(x: number, expBits: number, mantBits: number): number {
   const q = a * pow2(mantBits - e);
   let m = roundHalfEven(q);
   const implicit = 1 << mantBits;
-  if (m === 2 * implicit) { m = implicit; e++; } // rounded up into the next binade
+  if (m === 2 * implicit) {
+    m = implicit;
+    e++;
+  } // rounded up into the next binade
   if (m < implicit) return signBit | m; // subnormal (or rounded to zero)
   const field = e + bias;
   if (field >= expMax) return signBit | (expMax << mantBits); // rounded past the largest finite value
@@ -233,16 +249,29 @@ export function bf16BitsToNumber(bits: number): number {
 /** Make a typed array of `dtype` over `buf[byteOffset, +count*size)`; the range must be aligned. */
 function makeArray(dtype: DType, buf: ArrayBufferLike, byteOffset: number, count: number): TensorData {
   switch (dtype) {
-    case 'F64': return new Float64Array(buf, byteOffset, count);
-    case 'F32': return new Float32Array(buf, byteOffset, count);
-    case 'F16': case 'BF16': case 'U16': return new Uint16Array(buf, byteOffset, count);
-    case 'I64': return new BigInt64Array(buf, byteOffset, count);
-    case 'U64': return new BigUint64Array(buf, byteOffset, count);
-    case 'I32': return new Int32Array(buf, byteOffset, count);
-    case 'U32': return new Uint32Array(buf, byteOffset, count);
-    case 'I16': return new Int16Array(buf, byteOffset, count);
-    case 'I8': return new Int8Array(buf, byteOffset, count);
-    case 'U8': case 'BOOL': return new Uint8Array(buf, byteOffset, count);
+    case 'F64':
+      return new Float64Array(buf, byteOffset, count);
+    case 'F32':
+      return new Float32Array(buf, byteOffset, count);
+    case 'F16':
+    case 'BF16':
+    case 'U16':
+      return new Uint16Array(buf, byteOffset, count);
+    case 'I64':
+      return new BigInt64Array(buf, byteOffset, count);
+    case 'U64':
+      return new BigUint64Array(buf, byteOffset, count);
+    case 'I32':
+      return new Int32Array(buf, byteOffset, count);
+    case 'U32':
+      return new Uint32Array(buf, byteOffset, count);
+    case 'I16':
+      return new Int16Array(buf, byteOffset, count);
+    case 'I8':
+      return new Int8Array(buf, byteOffset, count);
+    case 'U8':
+    case 'BOOL':
+      return new Uint8Array(buf, byteOffset, count);
   }
 }
 
@@ -251,7 +280,9 @@ function swapBytes(bytes: Uint8Array, size: number): void {
   if (size === 1) return;
   for (let i = 0; i + size <= bytes.length; i += size) {
     for (let lo = i, hi = i + size - 1; lo < hi; lo++, hi--) {
-      const t = bytes[lo]; bytes[lo] = bytes[hi]; bytes[hi] = t;
+      const t = bytes[lo];
+      bytes[lo] = bytes[hi];
+      bytes[hi] = t;
     }
   }
 }
@@ -273,11 +304,9 @@ function decodeTensorData(dtype: DType, bytes: Uint8Array, begin: number, end: n
   return makeArray(dtype, copy.buffer, 0, count);
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-const isNonNegativeInt = (v: unknown): v is number =>
-  typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isNonNegativeInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 
 /** Product of the dims, or null if it exceeds Number.MAX_SAFE_INTEGER. Zero-size dims give 0. */
 function elementCount(shape: readonly number[]): number | null {
@@ -291,8 +320,7 @@ function elementCount(shape: readonly number[]): number | null {
 }
 
 /** A validated shape for a message: every dim up to 8 of them, then a count. */
-const fmtShape = (shape: readonly number[]) =>
-  shape.length <= 8 ? `[${shape.join(', ')}]` : `[${shape.slice(0, 6).join(', ')}, … (${shape.length} dims)]`;
+const fmtShape = (shape: readonly number[]) => (shape.length <= 8 ? `[${shape.join(', ')}]` : `[${shape.slice(0, 6).join(', ')}, … (${shape.length} dims)]`);
 
 interface HeaderTensor {
   name: string;
@@ -341,7 +369,9 @@ function checkTiling(list: HeaderTensor[], dataLength: number, fail: (p: string)
   let previous: HeaderTensor | null = null;
   for (const t of list) {
     if (t.begin < expected) {
-      fail(`tensor ${quote(t.name, 80)}: data_offsets [${t.begin}, ${t.end}] overlap tensor ${quote(previous!.name, 80)} [${previous!.begin}, ${previous!.end}]`);
+      fail(
+        `tensor ${quote(t.name, 80)}: data_offsets [${t.begin}, ${t.end}] overlap tensor ${quote(previous!.name, 80)} [${previous!.begin}, ${previous!.end}]`,
+      );
     }
     if (t.begin > expected) {
       fail(`tensor ${quote(t.name, 80)}: gap in the data buffer: bytes [${expected}, ${t.begin}) belong to no tensor`);
@@ -360,7 +390,9 @@ function checkTiling(list: HeaderTensor[], dataLength: number, fail: (p: string)
  * input; copy it if `bytes` will be modified.
  */
 export function parseSafetensors(bytes: Uint8Array, source = '<buffer>'): SafetensorsFile {
-  const fail: (problem: string) => never = (problem) => { throw new SafetensorsError(source, problem); };
+  const fail: (problem: string) => never = (problem) => {
+    throw new SafetensorsError(source, problem);
+  };
   if (bytes.length < 8) fail(`truncated: ${bytes.length} bytes, shorter than the 8-byte header length prefix`);
 
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -433,7 +465,10 @@ export function readSafetensors(filePath: string): SafetensorsFile {
 /** Number(v) for a 64-bit integer, or a clear error if it is not exactly representable. */
 function safeBigToNumber(v: bigint, i: number, dtype: DType, name: string): number {
   if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) {
-    throw new SafetensorsError(name, `${dtype} value ${v} at index ${i} is outside the safe-integer range (±2^53−1) and cannot be converted exactly to float64`);
+    throw new SafetensorsError(
+      name,
+      `${dtype} value ${v} at index ${i} is outside the safe-integer range (±2^53−1) and cannot be converted exactly to float64`,
+    );
   }
   return Number(v);
 }
@@ -453,7 +488,8 @@ export function toFloat64(entry: TensorEntry, name = 'tensor'): Float64Array {
     case 'BF16':
       for (let i = 0; i < n; i++) out[i] = bf16BitsToNumber(entry.data[i]);
       break;
-    case 'I64': case 'U64':
+    case 'I64':
+    case 'U64':
       for (let i = 0; i < n; i++) out[i] = safeBigToNumber(entry.data[i], i, entry.dtype, name);
       break;
     case 'BOOL':
@@ -473,10 +509,16 @@ export function toInt32(entry: TensorEntry, name = 'tensor'): Int32Array {
   const n = entry.data.length;
   const out = new Int32Array(n);
   switch (entry.dtype) {
-    case 'I32': case 'I16': case 'I8': case 'U16': case 'U8':
+    case 'I32':
+    case 'I16':
+    case 'I8':
+    case 'U16':
+    case 'U8':
       out.set(entry.data);
       return out;
-    case 'I64': case 'U64': case 'U32':
+    case 'I64':
+    case 'U64':
+    case 'U32':
       for (let i = 0; i < n; i++) {
         const v = entry.data[i];
         if (v > 2147483647 || v < -2147483648) {
@@ -505,8 +547,13 @@ export function littleEndianBytes(data: TensorData): Uint8Array {
 // ---- writing --------------------------------------------------------------------------------------
 
 const INT_RANGE: Partial<Record<DType, [number, number]>> = {
-  I32: [-2147483648, 2147483647], I16: [-32768, 32767], I8: [-128, 127],
-  U32: [0, 4294967295], U16: [0, 65535], U8: [0, 255], BOOL: [0, 1],
+  I32: [-2147483648, 2147483647],
+  I16: [-32768, 32767],
+  I8: [-128, 127],
+  U32: [0, 4294967295],
+  U16: [0, 65535],
+  U8: [0, 255],
+  BOOL: [0, 1],
 };
 const BIG_RANGE: Partial<Record<DType, [bigint, bigint]>> = {
   I64: [-(2n ** 63n), 2n ** 63n - 1n],
@@ -564,7 +611,9 @@ function encodeTensorData(name: string, t: TensorInput, count: number, fail: (p:
  * checksum them before the header that will hold the checksum is written.
  */
 export function tensorBytes(name: string, t: TensorInput): Uint8Array {
-  const fail: (problem: string) => never = (problem) => { throw new SafetensorsError('tensorBytes', problem); };
+  const fail: (problem: string) => never = (problem) => {
+    throw new SafetensorsError('tensorBytes', problem);
+  };
   const label = `tensor ${quote(name, 80)}`;
   if (!isDType(t.dtype)) fail(`${label}: unknown dtype ${quote(t.dtype)}`);
   for (const d of t.shape) if (!isNonNegativeInt(d)) fail(`${label}: shape dimension ${quote(d)} is not a non-negative integer`);
@@ -585,11 +634,10 @@ function isOwnFloatArray(dtype: DType, data: TensorInput['data']): data is Float
  * dtype size (largest first), then by name, contiguously; the header is space-padded to a multiple
  * of 8 bytes so every tensor is aligned to its element size within the file.
  */
-export function serializeSafetensors(
-  tensors: Record<string, TensorInput> | Map<string, TensorInput>,
-  metadata?: Record<string, string>,
-): Uint8Array {
-  const fail: (problem: string) => never = (problem) => { throw new SafetensorsError('serializeSafetensors', problem); };
+export function serializeSafetensors(tensors: Record<string, TensorInput> | Map<string, TensorInput>, metadata?: Record<string, string>): Uint8Array {
+  const fail: (problem: string) => never = (problem) => {
+    throw new SafetensorsError('serializeSafetensors', problem);
+  };
   const entries = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
 
   const prepared = entries.map(([name, t]) => {
@@ -643,11 +691,7 @@ export function serializeSafetensors(
  * directory, are fsynced, and the temp file is renamed over `filePath` (then the directory is
  * fsynced, best effort). A crash leaves either the old file or the new one, never a truncated one.
  */
-export function writeSafetensors(
-  filePath: string,
-  tensors: Record<string, TensorInput> | Map<string, TensorInput>,
-  metadata?: Record<string, string>,
-): void {
+export function writeSafetensors(filePath: string, tensors: Record<string, TensorInput> | Map<string, TensorInput>, metadata?: Record<string, string>): void {
   const bytes = serializeSafetensors(tensors, metadata);
   const tmp = `${filePath}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   let fd: number | null = null;
@@ -661,8 +705,17 @@ export function writeSafetensors(
     fd = null;
     fs.renameSync(tmp, filePath);
   } catch (e) {
-    if (fd !== null) try { fs.closeSync(fd); } catch { /* already failing */ }
-    try { fs.unlinkSync(tmp); } catch { /* may not exist */ }
+    if (fd !== null)
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* already failing */
+      }
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* may not exist */
+    }
     throw new SafetensorsError(filePath, `cannot write file: ${(e as Error).message}`);
   }
   fsyncDirectory(path.dirname(filePath));
@@ -677,6 +730,11 @@ function fsyncDirectory(dir: string): void {
   } catch {
     // e.g. Windows cannot open directories; the data itself is already fsynced.
   } finally {
-    if (fd !== null) try { fs.closeSync(fd); } catch { /* ignore */ }
+    if (fd !== null)
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* ignore */
+      }
   }
 }

@@ -53,9 +53,30 @@ export const PRESETS: Record<string, Partial<ModelConfig> & { description: strin
   '3L': { nLayer: 3, nHead: 4, nEmbd: 128, description: 'paper 3L: d 128, 4 heads (6.74M)' },
   S: { nLayer: 6, nHead: 12, nEmbd: 768, description: 'paper Small: 6 layers, d 768, 12 heads (59.9M)' },
   B: { nLayer: 12, nHead: 12, nEmbd: 768, description: 'paper Base: 12 layers, d 768, 12 heads (81.1M)' },
-  char: { vocabSize: 256, blockSize: 128, nLayer: 2, nHead: 4, nEmbd: 128, description: 'byte-level, 2 layers, d 128, T 128 (CPU; the C-char benchmark config)' },
-  'char-tiny': { vocabSize: 256, blockSize: 64, nLayer: 2, nHead: 4, nEmbd: 64, description: 'byte-level, 2 layers, d 64, T 64 (CPU, seconds per step on the reference)' },
-  small: { vocabSize: 50304, blockSize: 128, nLayer: 4, nHead: 4, nEmbd: 256, description: 'GPT-2 BPE, 4 layers, d 256, T 128 (CPU; the C-small benchmark config)' },
+  char: {
+    vocabSize: 256,
+    blockSize: 128,
+    nLayer: 2,
+    nHead: 4,
+    nEmbd: 128,
+    description: 'byte-level, 2 layers, d 128, T 128 (CPU; the C-char benchmark config)',
+  },
+  'char-tiny': {
+    vocabSize: 256,
+    blockSize: 64,
+    nLayer: 2,
+    nHead: 4,
+    nEmbd: 64,
+    description: 'byte-level, 2 layers, d 64, T 64 (CPU, seconds per step on the reference)',
+  },
+  small: {
+    vocabSize: 50304,
+    blockSize: 128,
+    nLayer: 4,
+    nHead: 4,
+    nEmbd: 256,
+    description: 'GPT-2 BPE, 4 layers, d 256, T 128 (CPU; the C-small benchmark config)',
+  },
   golden: { vocabSize: 11, blockSize: 8, nLayer: 2, nHead: 2, nEmbd: 8, description: 'spec Appendix A golden-vector model: V 11, T 8, 2 layers, 2 heads, d 8' },
 };
 
@@ -108,10 +129,9 @@ const INT_FIELDS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd', 'overc
  * It equals the total of src/model/params.ts's table (tested).
  */
 export function configParameterCount(c: ModelConfig): number {
-  const d = c.nEmbd, h = c.overcomplete * d;
-  const block = c.arch === 'gpt2'
-    ? 2 * d + 4 * d * d + 2 * h * d
-    : 5 * d + 2 * d * d + (c.arch === 'crate' ? h : d) * d;
+  const d = c.nEmbd,
+    h = c.overcomplete * d;
+  const block = c.arch === 'gpt2' ? 2 * d + 4 * d * d + 2 * h * d : 5 * d + 2 * d * d + (c.arch === 'crate' ? h : d) * d;
   return (c.vocabSize + c.blockSize) * d + c.nLayer * block + (c.arch === 'gpt2' ? d : 2 * d);
 }
 

@@ -23,7 +23,10 @@ export class Decoder<Buf> {
   private readonly model: LanguageModel<Buf>;
   private readonly caches: Buf[];
   private readonly buf: Buf;
-  private readonly x: Buf; private readonly xh: Buf; private readonly lnf: Buf; private readonly logits: Buf;
+  private readonly x: Buf;
+  private readonly xh: Buf;
+  private readonly lnf: Buf;
+  private readonly logits: Buf;
   private readonly embTmp: Buf;
   private readonly d: DecodeScratch<Buf>;
   private readonly hooks: HookState | null;
@@ -33,36 +36,73 @@ export class Decoder<Buf> {
 
   constructor(model: LanguageModel<Buf>, batch: number, opts: DecoderOptions, makeCtx: (hs: HookState | null, n: number) => Ctx<Buf>) {
     if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`decoder batch must be a positive integer, got ${batch}`);
-    this.model = model; this.batch = batch; this.makeCtx = makeCtx;
-    const c = model.config, be = model.backend, n = batch, C = c.nEmbd, H = c.overcomplete * C, maxT = c.blockSize;
+    this.model = model;
+    this.batch = batch;
+    this.makeCtx = makeCtx;
+    const c = model.config,
+      be = model.backend,
+      n = batch,
+      C = c.nEmbd,
+      H = c.overcomplete * C,
+      maxT = c.blockSize;
     this.hooks = null;
     if (opts.hooks) {
       const pairs: [string, HookFn][] = Array.isArray(opts.hooks) ? opts.hooks : Object.entries(opts.hooks);
-      checkHookNames(c, pairs.map(([k]) => k));
+      checkHookNames(
+        c,
+        pairs.map(([k]) => k),
+      );
       const hs = new HookState();
       for (const [k, fn] of pairs) {
         const name = canonicalHookName(c, k);
-        if (/hook_pattern$/.test(name)) throw new UsageError(`'${k}' cannot be hooked while decoding (the decoder never forms the attention pattern); use runWithHooks on the full sequence`);
+        if (/hook_pattern$/.test(name))
+          throw new UsageError(`'${k}' cannot be hooked while decoding (the decoder never forms the attention pattern); use runWithHooks on the full sequence`);
         hs.patches.set(name, [...(hs.patches.get(name) ?? []), [k, fn]]);
       }
       this.hooks = hs;
     }
     this.caches = model.blocks.map((b) => be.alloc(b.cacheSize(n, maxT)));
     const wide = Math.max(c.istaSteps * H, H) * n;
-    const sizes = { x: n * C, xh: n * C, lnf: n * C, logits: n * c.vocabSize, embTmp: n * C, u: n * C, mean: n, rstd: n, proj: 3 * n * C, q: n * C, y: n * C, tmp: n * C, wide1: wide, wide2: wide };
+    const sizes = {
+      x: n * C,
+      xh: n * C,
+      lnf: n * C,
+      logits: n * c.vocabSize,
+      embTmp: n * C,
+      u: n * C,
+      mean: n,
+      rstd: n,
+      proj: 3 * n * C,
+      q: n * C,
+      y: n * C,
+      tmp: n * C,
+      wide1: wide,
+      wide2: wide,
+    };
     this.buf = be.alloc(Object.values(sizes).reduce((a, b) => a + b, 0));
     let off = 0;
     const v: Record<string, Buf> = {};
-    for (const [k, len] of Object.entries(sizes)) { v[k] = be.view(this.buf, off, len); off += len; }
-    this.x = v.x; this.xh = v.xh; this.lnf = v.lnf; this.logits = v.logits; this.embTmp = v.embTmp;
+    for (const [k, len] of Object.entries(sizes)) {
+      v[k] = be.view(this.buf, off, len);
+      off += len;
+    }
+    this.x = v.x;
+    this.xh = v.xh;
+    this.lnf = v.lnf;
+    this.logits = v.logits;
+    this.embTmp = v.embTmp;
     this.d = { u: v.u, mean: v.mean, rstd: v.rstd, proj: v.proj, q: v.q, y: v.y, tmp: v.tmp, wide1: v.wide1, wide2: v.wide2 };
   }
 
   /** Positions fed so far (the same for every sequence of the batch). */
-  get position(): number { return this.pos; }
+  get position(): number {
+    return this.pos;
+  }
 
   /** Start again from position 0 (the cache is simply overwritten). */
-  reset(): void { this.pos = 0; }
+  reset(): void {
+    this.pos = 0;
+  }
 
   /**
    * Feed one token per sequence at the next position; returns the logits predicting the position
@@ -70,13 +110,29 @@ export class Decoder<Buf> {
    */
   step(tokens: ArrayLike<number>): Float64Array {
     if (this.freed) throw new UsageError('this decoder has been freed');
-    const m = this.model, c = m.config, be = m.backend, n = this.batch, C = c.nEmbd, V = c.vocabSize, t = this.pos;
+    const m = this.model,
+      c = m.config,
+      be = m.backend,
+      n = this.batch,
+      C = c.nEmbd,
+      V = c.vocabSize,
+      t = this.pos;
     if (t >= c.blockSize) throw new UsageError(`context full: the model's block size is ${c.blockSize}; reset() and feed a shorter context`);
     const ids = m.checkTokens('token', tokens, n, 1, false);
     const ctx = this.makeCtx(this.hooks, n);
     embed(ctx, this.x, this.embTmp, ids, m.param('transformer.wte.weight'), m.param('transformer.wpe.weight'), t);
     for (let l = 0; l < c.nLayer; l++) m.blocks[l].decode(ctx, this.caches[l], { x: this.x, xh: this.xh }, t, c.blockSize, this.d);
-    be.layernormForward(this.lnf, this.d.mean, this.d.rstd, this.x, m.param('transformer.ln_f.weight'), c.arch === 'gpt2' ? null : m.param('transformer.ln_f.bias'), n, C, c.lnEps);
+    be.layernormForward(
+      this.lnf,
+      this.d.mean,
+      this.d.rstd,
+      this.x,
+      m.param('transformer.ln_f.weight'),
+      c.arch === 'gpt2' ? null : m.param('transformer.ln_f.bias'),
+      n,
+      C,
+      c.lnEps,
+    );
     point(ctx, 'ln_final.hook_normalized', this.lnf, [n, 1, C]);
     be.linearForward(this.logits, this.lnf, m.param('transformer.wte.weight'), null, n, C, V);
     point(ctx, 'unembed.hook_out', this.logits, [n, 1, V]);

@@ -35,7 +35,11 @@ export function neuronHook(config: ModelConfig, layer: number): string {
 
 /** Every hook point of a model, in execution order (aliases excluded). */
 export function hookPoints(c: ModelConfig, B: number, T: number): HookPoint[] {
-  const C = c.nEmbd, NH = c.nHead, p = C / NH, H = c.overcomplete * C, V = c.vocabSize;
+  const C = c.nEmbd,
+    NH = c.nHead,
+    p = C / NH,
+    H = c.overcomplete * C,
+    V = c.vocabSize;
   const pts: HookPoint[] = [
     { name: 'hook_embed', shape: [B, T, C], doc: 'token embedding wte[idx]' },
     { name: 'hook_pos_embed', shape: [B, T, C], doc: 'position embedding wpe[t]' },
@@ -53,7 +57,7 @@ export function hookPoints(c: ModelConfig, B: number, T: number): HookPoint[] {
         { name: b + 'attn.hook_v', shape: [B, T, NH, p], doc: 'values, per head' },
       );
     } else {
-      pts.push({ name: b + 'attn.hook_qkv', shape: [B, T, NH, p], doc: "the shared projection U*ᵀ LN₁(z): query = key = value (c_attn output)" });
+      pts.push({ name: b + 'attn.hook_qkv', shape: [B, T, NH, p], doc: 'the shared projection U*ᵀ LN₁(z): query = key = value (c_attn output)' });
     }
     pts.push(
       { name: b + 'attn.hook_pattern', shape: [B, NH, T, T], doc: 'causal softmax attention pattern (query, key); computed on the host from the projection' },
@@ -100,7 +104,9 @@ export function checkHookNames(config: ModelConfig, names: Iterable<string>): vo
     const layerMatch = /^blocks\.(\d+)\./.exec(n);
     const hint = layerMatch && Number(layerMatch[1]) >= config.nLayer ? ` (the model has ${config.nLayer} layers: 0..${config.nLayer - 1})` : '';
     const sample = [...valid].filter((v) => !v.startsWith('blocks.') || v.startsWith('blocks.0.')).join(', ');
-    throw new UsageError(`unknown hook name '${n}'${hint}; a ${config.arch} model has: ${sample}, blocks.{l}.hook_neurons, and the same blocks.{l}.* for every layer`);
+    throw new UsageError(
+      `unknown hook name '${n}'${hint}; a ${config.arch} model has: ${sample}, blocks.{l}.hook_neurons, and the same blocks.{l}.* for every layer`,
+    );
   }
 }
 
@@ -115,11 +121,19 @@ export class ActivationCache {
     return a;
   }
 
-  has(name: string): boolean { return this.map.has(name); }
-  keys(): string[] { return [...this.map.keys()]; }
-  get size(): number { return this.map.size; }
+  has(name: string): boolean {
+    return this.map.has(name);
+  }
+  keys(): string[] {
+    return [...this.map.keys()];
+  }
+  get size(): number {
+    return this.map.size;
+  }
   /** @internal */
-  set(name: string, a: Activation): void { this.map.set(name, a); }
+  set(name: string, a: Activation): void {
+    this.map.set(name, a);
+  }
 }
 
 /** A float64 view of `shape` over `data` (row-major, or explicit strides and offset). */
@@ -177,7 +191,9 @@ export function applyHook(fn: HookFn, act: Activation, name: string): void {
   } else {
     values = r as ArrayLike<number>;
     if (typeof values.length !== 'number' || values.length !== n) {
-      throw new UsageError(`hook for '${name}' returned ${typeof values.length === 'number' ? values.length : 'a non-array with no'} values, expected ${n} (shape [${act.shape.join(', ')}])`);
+      throw new UsageError(
+        `hook for '${name}' returned ${typeof values.length === 'number' ? values.length : 'a non-array with no'} values, expected ${n} (shape [${act.shape.join(', ')}])`,
+      );
     }
   }
   assignDense(act, values);

@@ -55,7 +55,9 @@ export interface CacheOptions extends RunOptions {
   names?: string[] | ((name: string) => boolean);
 }
 
-export interface CacheResult extends ForwardResult { cache: ActivationCache }
+export interface CacheResult extends ForwardResult {
+  cache: ActivationCache;
+}
 
 /** Hooks for one call: name → function, or a list of [name, function] pairs (several per name run in order). */
 export type Hooks = Record<string, HookFn> | [string, HookFn][];
@@ -74,8 +76,13 @@ export class LanguageModel<Buf = unknown> {
   private actBuf: Buf | null = null;
   private scratch: Buf | null = null;
   private layers: Acts<Buf>[] = [];
-  private xL!: Buf; private lnf!: Buf; private meanf!: Buf; private rstdf!: Buf;
-  private logitsBuf!: Buf; private dlogits!: Buf; private tmpC!: Buf;
+  private xL!: Buf;
+  private lnf!: Buf;
+  private meanf!: Buf;
+  private rstdf!: Buf;
+  private logitsBuf!: Buf;
+  private dlogits!: Buf;
+  private tmpC!: Buf;
   private idx: Int32Array | null = null;
   private haveGrad = false;
   /** Why the latest forward cannot be differentiated (hooks replaced values, or it stopped early). */
@@ -87,11 +94,19 @@ export class LanguageModel<Buf = unknown> {
     this.backend = backend;
     this.table = paramTable(config);
     this.byName = new Map(this.table.map((p) => [p.name, p]));
-    const c = this.config, C = c.nEmbd, NH = c.nHead, H = c.overcomplete * C;
-    this.blocks = Array.from({ length: c.nLayer }, (_, l) => (
-      c.arch === 'crate' ? new CrateBlock(l, C, NH, H, c.istaSteps)
-        : c.arch === 'crate-complete' ? new CrateCompleteBlock(l, C, NH)
-          : new Gpt2Block(l, C, NH, H)) as unknown as Block<Acts<Buf>>);
+    const c = this.config,
+      C = c.nEmbd,
+      NH = c.nHead,
+      H = c.overcomplete * C;
+    this.blocks = Array.from(
+      { length: c.nLayer },
+      (_, l) =>
+        (c.arch === 'crate'
+          ? new CrateBlock(l, C, NH, H, c.istaSteps)
+          : c.arch === 'crate-complete'
+            ? new CrateCompleteBlock(l, C, NH)
+            : new Gpt2Block(l, C, NH, H)) as unknown as Block<Acts<Buf>>,
+    );
     const n = totalSize(this.table);
     this.params = backend.alloc(n);
     this.grads = backend.alloc(n);
@@ -103,15 +118,27 @@ export class LanguageModel<Buf = unknown> {
     }
   }
 
-  get numParameters(): number { return totalSize(this.table); }
+  get numParameters(): number {
+    return totalSize(this.table);
+  }
 
   /** The named view of a parameter (or of its gradient). */
-  param(name: string): Buf { const p = this.spec(name); return this.backend.view(this.params, p.offset, p.size); }
-  grad(name: string): Buf { const p = this.spec(name); return this.backend.view(this.grads, p.offset, p.size); }
+  param(name: string): Buf {
+    const p = this.spec(name);
+    return this.backend.view(this.params, p.offset, p.size);
+  }
+  grad(name: string): Buf {
+    const p = this.spec(name);
+    return this.backend.view(this.grads, p.offset, p.size);
+  }
   /** A parameter's values as a host Float64Array copy (any backend), in its PyTorch layout. */
-  paramArray(name: string): Float64Array { return this.backend.download(this.param(name)); }
+  paramArray(name: string): Float64Array {
+    return this.backend.download(this.param(name));
+  }
   /** A parameter's gradient as a host Float64Array copy. */
-  gradArray(name: string): Float64Array { return this.backend.download(this.grad(name)); }
+  gradArray(name: string): Float64Array {
+    return this.backend.download(this.grad(name));
+  }
   spec(name: string): ParamSpec {
     const p = this.byName.get(name);
     if (!p) throw new UsageError(`no parameter named '${name}' in a ${this.config.arch} model`);
@@ -123,15 +150,22 @@ export class LanguageModel<Buf = unknown> {
     if (values.length !== totalSize(this.table)) throw new UsageError(`setParams: got ${values.length} values, expected ${totalSize(this.table)}`);
     for (const p of this.table) {
       for (let i = 0; i < p.size; i++) {
-        if (!Number.isFinite(values[p.offset + i])) throw new UsageError(`parameter ${p.name} has a non-finite value (${values[p.offset + i]}) at flat index ${i}`);
+        if (!Number.isFinite(values[p.offset + i]))
+          throw new UsageError(`parameter ${p.name} has a non-finite value (${values[p.offset + i]}) at flat index ${i}`);
       }
     }
     this.backend.upload(this.params, values);
   }
 
-  getParams(): Float64Array { return this.backend.download(this.params); }
-  getGrads(): Float64Array { return this.backend.download(this.grads); }
-  zeroGrad(): void { this.backend.fill(this.grads, 0); }
+  getParams(): Float64Array {
+    return this.backend.download(this.params);
+  }
+  getGrads(): Float64Array {
+    return this.backend.download(this.grads);
+  }
+  zeroGrad(): void {
+    this.backend.fill(this.grads, 0);
+  }
 
   free(): void {
     this.freeActs();
@@ -142,28 +176,44 @@ export class LanguageModel<Buf = unknown> {
   private freeActs(): void {
     if (this.actBuf !== null) this.backend.free(this.actBuf);
     if (this.scratch !== null) this.backend.free(this.scratch);
-    this.actBuf = null; this.scratch = null; this.layers = [];
+    this.actBuf = null;
+    this.scratch = null;
+    this.layers = [];
   }
 
   /** Lay out every activation of a (B,T) forward in one buffer, and backward scratch in another. */
   private ensureActs(B: number, T: number): void {
     if (this.actBuf !== null && this.shapeBT[0] === B && this.shapeBT[1] === T) return;
     this.freeActs();
-    const be = this.backend, c = this.config, N = B * T, C = c.nEmbd, H = c.overcomplete * C, V = c.vocabSize;
+    const be = this.backend,
+      c = this.config,
+      N = B * T,
+      C = c.nEmbd,
+      H = c.overcomplete * C,
+      V = c.vocabSize;
     const attSize = be.attentionSavedSize(B, c.nHead, T);
     const sizes = this.blocks.map((b) => b.sizes(N, attSize));
     const perLayer = sizes.reduce((a, s) => a + Object.values(s).reduce((x, y) => x + y, 0), 0);
     const tail = N * C * 3 + N * 2 + N * V * 2;
     this.actBuf = be.alloc(perLayer + tail);
     let off = 0;
-    const take = (n: number): Buf => { const v = be.view(this.actBuf as Buf, off, n); off += n; return v; };
+    const take = (n: number): Buf => {
+      const v = be.view(this.actBuf as Buf, off, n);
+      off += n;
+      return v;
+    };
     this.layers = sizes.map((s) => {
       const acts = {} as Acts<Buf>;
       for (const k of Object.keys(s)) (acts as Record<string, Buf>)[k] = take(s[k]);
       return acts;
     });
-    this.xL = take(N * C); this.lnf = take(N * C); this.meanf = take(N); this.rstdf = take(N);
-    this.logitsBuf = take(N * V); this.dlogits = take(N * V); this.tmpC = take(N * C);
+    this.xL = take(N * C);
+    this.lnf = take(N * C);
+    this.meanf = take(N);
+    this.rstdf = take(N);
+    this.logitsBuf = take(N * V);
+    this.dlogits = take(N * V);
+    this.tmpC = take(N * C);
     // backward scratch: three (N,C) and two (N,max(3C,H)) buffers
     const wide = Math.max(3 * C, H) * N;
     this.scratch = be.alloc(3 * N * C + 2 * wide);
@@ -171,12 +221,18 @@ export class LanguageModel<Buf = unknown> {
   }
 
   private scratchViews(): Scratch<Buf> {
-    const be = this.backend, [B, T] = this.shapeBT, N = B * T, C = this.config.nEmbd;
+    const be = this.backend,
+      [B, T] = this.shapeBT,
+      N = B * T,
+      C = this.config.nEmbd;
     const wide = Math.max(3 * C, this.config.overcomplete * C) * N;
     const s = this.scratch as Buf;
     return {
-      d1: be.view(s, 0, N * C), d2: be.view(s, N * C, N * C), d3: be.view(s, 2 * N * C, N * C),
-      w1: be.view(s, 3 * N * C, wide), w2: be.view(s, 3 * N * C + wide, wide),
+      d1: be.view(s, 0, N * C),
+      d2: be.view(s, N * C, N * C),
+      d3: be.view(s, 2 * N * C, N * C),
+      w1: be.view(s, 3 * N * C, wide),
+      w2: be.view(s, 3 * N * C + wide, wide),
     };
   }
 
@@ -217,7 +273,10 @@ export class LanguageModel<Buf = unknown> {
     let asked: string[];
     if (opts.names === undefined) asked = [...all, ...this.blocks.map((b) => `blocks.${b.layer}.hook_neurons`)];
     else if (typeof opts.names === 'function') asked = all.filter(opts.names);
-    else { checkHookNames(this.config, opts.names); asked = opts.names; }
+    else {
+      checkHookNames(this.config, opts.names);
+      asked = opts.names;
+    }
     for (const n of asked) {
       const c = canonicalHookName(this.config, n);
       const list = hs.cacheAs.get(c) ?? [];
@@ -235,7 +294,10 @@ export class LanguageModel<Buf = unknown> {
   runWithHooks(idx: ArrayLike<number>, B: number, T: number, hooks: Hooks, opts: RunOptions = {}): ForwardResult {
     const hs = new HookState();
     const pairs: [string, HookFn][] = Array.isArray(hooks) ? hooks : Object.entries(hooks);
-    checkHookNames(this.config, pairs.map(([n]) => n));
+    checkHookNames(
+      this.config,
+      pairs.map(([n]) => n),
+    );
     for (const [n, fn] of pairs) {
       if (typeof fn !== 'function') throw new UsageError(`the hook for '${n}' is not a function`);
       const c = canonicalHookName(this.config, n);
@@ -245,7 +307,9 @@ export class LanguageModel<Buf = unknown> {
   }
 
   /** Every hook name of this model in execution order. */
-  hookNames(): string[] { return hookPoints(this.config, 1, 1).map((p) => p.name); }
+  hookNames(): string[] {
+    return hookPoints(this.config, 1, 1).map((p) => p.name);
+  }
 
   /** The shape of a hook's tensor for a (B,T) call (aliases allowed). */
   hookShape(name: string, B: number, T: number): number[] {
@@ -255,8 +319,10 @@ export class LanguageModel<Buf = unknown> {
   }
 
   private run(idx: ArrayLike<number>, B: number, T: number, opts: RunOptions, hs: HookState | null): ForwardResult {
-    const c = this.config, be = this.backend;
-    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1) throw new UsageError(`batch size and sequence length must be positive integers, got B=${B}, T=${T}`);
+    const c = this.config,
+      be = this.backend;
+    if (!Number.isInteger(B) || B < 1 || !Number.isInteger(T) || T < 1)
+      throw new UsageError(`batch size and sequence length must be positive integers, got B=${B}, T=${T}`);
     if (T > c.blockSize) throw new UsageError(`sequence length ${T} exceeds the block size ${c.blockSize}`);
     const stop = opts.stopAtLayer ?? c.nLayer;
     if (!Number.isInteger(stop) || stop < 0 || stop > c.nLayer) throw new UsageError(`stopAtLayer must be an integer in [0, ${c.nLayer}], got ${stop}`);
@@ -265,7 +331,9 @@ export class LanguageModel<Buf = unknown> {
     this.ensureActs(B, T);
     this.idx = ids;
     this.haveGrad = false;
-    const N = B * T, C = c.nEmbd, V = c.vocabSize;
+    const N = B * T,
+      C = c.nEmbd,
+      V = c.vocabSize;
     const ctx = this.ctx(B, T, hs);
     const x0 = this.layers.length ? this.layers[0].x : this.xL;
 
@@ -274,15 +342,28 @@ export class LanguageModel<Buf = unknown> {
       const out = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL;
       this.blocks[l].forward(ctx, this.layers[l], out, this.tmpC);
     }
-    if (opts.stopAtLayer !== undefined) { // TransformerLens: any stop_at_layer returns before ln_final/unembed
+    if (opts.stopAtLayer !== undefined) {
+      // TransformerLens: any stop_at_layer returns before ln_final/unembed
       this.noBackward = `the latest forward stopped at layer ${stop}`;
       return {};
     }
-    be.layernormForward(this.lnf, this.meanf, this.rstdf, this.xL, this.param('transformer.ln_f.weight'), c.arch === 'gpt2' ? null : this.param('transformer.ln_f.bias'), N, C, c.lnEps);
+    be.layernormForward(
+      this.lnf,
+      this.meanf,
+      this.rstdf,
+      this.xL,
+      this.param('transformer.ln_f.weight'),
+      c.arch === 'gpt2' ? null : this.param('transformer.ln_f.bias'),
+      N,
+      C,
+      c.lnEps,
+    );
     point(ctx, 'ln_final.hook_normalized', this.lnf, [B, T, C]);
-    be.linearForward(this.logitsBuf, this.lnf, this.param('transformer.wte.weight'), null, N, C, V);   // tied head
+    be.linearForward(this.logitsBuf, this.lnf, this.param('transformer.wte.weight'), null, N, C, V); // tied head
     point(ctx, 'unembed.hook_out', this.logitsBuf, [B, T, V]);
-    this.noBackward = hs?.patched ? 'the latest forward ran hooks that may have replaced activations, and backward through replaced values is not supported (run forward() again without hooks)' : null;
+    this.noBackward = hs?.patched
+      ? 'the latest forward ran hooks that may have replaced activations, and backward through replaced values is not supported (run forward() again without hooks)'
+      : null;
 
     const result: ForwardResult = {};
     if (opts.returnLogits ?? true) result.logits = be.download(this.logitsBuf);
@@ -298,13 +379,28 @@ export class LanguageModel<Buf = unknown> {
   backward(): void {
     if (this.noBackward !== null) throw new UsageError(`backward() refused: ${this.noBackward}`);
     if (!this.haveGrad || this.idx === null) throw new UsageError('backward() needs a preceding forward() with targets (and grad not disabled)');
-    const c = this.config, be = this.backend, [B, T] = this.shapeBT;
-    const N = B * T, C = c.nEmbd, V = c.vocabSize;
+    const c = this.config,
+      be = this.backend,
+      [B, T] = this.shapeBT;
+    const N = B * T,
+      C = c.nEmbd,
+      V = c.vocabSize;
     const s = this.scratchViews();
     const ctx = this.ctx(B, T, null);
     // s.d1 carries the gradient of the current residual stream throughout.
     be.linearBackward(s.d2, this.grad('transformer.wte.weight'), null, this.dlogits, this.lnf, this.param('transformer.wte.weight'), N, C, V);
-    be.layernormBackward(s.d1, this.grad('transformer.ln_f.weight'), c.arch === 'gpt2' ? null : this.grad('transformer.ln_f.bias'), s.d2, this.xL, this.param('transformer.ln_f.weight'), this.meanf, this.rstdf, N, C);
+    be.layernormBackward(
+      s.d1,
+      this.grad('transformer.ln_f.weight'),
+      c.arch === 'gpt2' ? null : this.grad('transformer.ln_f.bias'),
+      s.d2,
+      this.xL,
+      this.param('transformer.ln_f.weight'),
+      this.meanf,
+      this.rstdf,
+      N,
+      C,
+    );
     for (let l = c.nLayer - 1; l >= 0; l--) {
       const out = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL;
       this.blocks[l].backward(ctx, this.layers[l], out, s);
@@ -330,12 +426,19 @@ export class LanguageModel<Buf = unknown> {
    * Used by the cross-backend audit to locate where two backends start to disagree.
    */
   activations(): { name: string; layer: number; data: Float64Array }[] {
-    const [B, T] = this.shapeBT, c = this.config, be = this.backend, C = c.nEmbd, H = c.overcomplete * C, N = B * T;
+    const [B, T] = this.shapeBT,
+      c = this.config,
+      be = this.backend,
+      C = c.nEmbd,
+      H = c.overcomplete * C,
+      N = B * T;
     if (this.idx === null) throw new UsageError('activations(): run forward first');
     const out: { name: string; layer: number; data: Float64Array }[] = [];
     const add = (name: string, layer: number, buf: Buf) => out.push({ name, layer, data: be.download(buf) });
     for (let l = 0; l < c.nLayer; l++) {
-      const a = this.layers[l] as Record<string, Buf>, next = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL, b = `blocks.${l}.`;
+      const a = this.layers[l] as Record<string, Buf>,
+        next = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL,
+        b = `blocks.${l}.`;
       add(b + 'hook_resid_pre', l, a.x);
       add(b + 'ln1.hook_normalized', l, a.ln1);
       if (c.arch === 'gpt2') {

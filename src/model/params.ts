@@ -4,10 +4,7 @@
 import type { ModelConfig } from './config.js';
 import type { Rng } from '../util/rng.js';
 
-export type Init =
-  | { kind: 'normal'; std: number }
-  | { kind: 'uniform'; bound: number }
-  | { kind: 'const'; value: number };
+export type Init = { kind: 'normal'; std: number } | { kind: 'uniform'; bound: number } | { kind: 'const'; value: number };
 
 export interface ParamSpec {
   name: string;
@@ -20,13 +17,17 @@ export interface ParamSpec {
 }
 
 export function paramTable(cfg: ModelConfig): ParamSpec[] {
-  const d = cfg.nEmbd, L = cfg.nLayer, h = cfg.overcomplete * d;
-  const std = 0.02, projStd = 0.02 / Math.sqrt(2 * L);
+  const d = cfg.nEmbd,
+    L = cfg.nLayer,
+    h = cfg.overcomplete * d;
+  const std = 0.02,
+    projStd = 0.02 / Math.sqrt(2 * L);
   const rows: [string, number[], Init][] = [
     ['transformer.wte.weight', [cfg.vocabSize, d], { kind: 'normal', std }],
     ['transformer.wpe.weight', [cfg.blockSize, d], { kind: 'normal', std }],
   ];
-  const one: Init = { kind: 'const', value: 1 }, zero: Init = { kind: 'const', value: 0 };
+  const one: Init = { kind: 'const', value: 1 },
+    zero: Init = { kind: 'const', value: 0 };
   for (let i = 0; i < L; i++) {
     const p = `transformer.h.${i}.`;
     if (cfg.arch === 'gpt2') {
@@ -77,9 +78,15 @@ export function initParams(table: ParamSpec[], rng: Rng): Float64Array {
   for (const p of table) {
     const v = out.subarray(p.offset, p.offset + p.size);
     switch (p.init.kind) {
-      case 'const': v.fill(p.init.value); break;
-      case 'normal': for (let i = 0; i < v.length; i++) v[i] = p.init.std * rng.normal(); break;
-      case 'uniform': for (let i = 0; i < v.length; i++) v[i] = (2 * rng.uniform() - 1) * p.init.bound; break;
+      case 'const':
+        v.fill(p.init.value);
+        break;
+      case 'normal':
+        for (let i = 0; i < v.length; i++) v[i] = p.init.std * rng.normal();
+        break;
+      case 'uniform':
+        for (let i = 0; i < v.length; i++) v[i] = (2 * rng.uniform() - 1) * p.init.bound;
+        break;
     }
   }
   return out;

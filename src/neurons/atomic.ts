@@ -12,7 +12,7 @@ const defaultWrite: WriteSyncFn = (fd, buf, offset, length) => fs.writeSync(fd, 
 
 function ioError(file: string, e: unknown): DataError {
   const err = e as NodeJS.ErrnoException;
-  const why = err.code === 'ENOSPC' ? 'no space left on the device' : err.code === 'EACCES' ? 'permission denied' : err.code ?? err.message;
+  const why = err.code === 'ENOSPC' ? 'no space left on the device' : err.code === 'EACCES' ? 'permission denied' : (err.code ?? err.message);
   return new DataError(`cannot write '${file}': ${why}${err.code && err.code !== why ? ` (${err.code})` : ''}`, { cause: e });
 }
 
@@ -25,7 +25,11 @@ export class AtomicWriter {
   private closed = false;
   bytes = 0;
 
-  constructor(readonly file: string, private readonly write: WriteSyncFn = defaultWrite, bufferSize = 1 << 20) {
+  constructor(
+    readonly file: string,
+    private readonly write: WriteSyncFn = defaultWrite,
+    bufferSize = 1 << 20,
+  ) {
     this.tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
     try {
       this.fd = fs.openSync(this.tmp, 'w');
@@ -90,10 +94,18 @@ export class AtomicWriter {
   /** Remove the temporary file (after an error); safe to call twice. */
   abort(): void {
     if (!this.closed) {
-      try { fs.closeSync(this.fd); } catch { /* already closed */ }
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
       this.closed = true;
     }
-    try { fs.unlinkSync(this.tmp); } catch { /* gone */ }
+    try {
+      fs.unlinkSync(this.tmp);
+    } catch {
+      /* gone */
+    }
   }
 }
 

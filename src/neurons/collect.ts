@@ -18,8 +18,15 @@ import { LayerCollector, type NeuronSelection, type Selected } from './collector
 import { AtomicWriter, writeFileAtomic, type WriteSyncFn } from './atomic.js';
 import { sha256File } from '../util/hash.js';
 import {
-  COLLECTION_FORMAT, COLLECTION_FORMAT_VERSION, finiteOrNull, layerDir, neuronRecordJson,
-  type ActivationRecord, type CollectionManifest, type ExcerptGeometry, type Variant,
+  COLLECTION_FORMAT,
+  COLLECTION_FORMAT_VERSION,
+  finiteOrNull,
+  layerDir,
+  neuronRecordJson,
+  type ActivationRecord,
+  type CollectionManifest,
+  type ExcerptGeometry,
+  type Variant,
 } from './format.js';
 
 /** The paper's collection size: 8000 windows of 1024 tokens (spec 7.2). */
@@ -90,7 +97,6 @@ function crateVersion(): string {
   }
 }
 
-
 /** A checkpoint path: the file itself, or a run directory's model.safetensors (resolveCheckpointPath). */
 export function checkpointFile(p: string): string {
   return resolveCheckpointPath(p);
@@ -115,7 +121,10 @@ export function resolveHooks(model: LanguageModel<unknown>, hook: string | undef
   let nameOf: (l: number) => string;
   if (full) {
     const fixed = Number(full[1]);
-    if (layers !== undefined && !(layers.length === 1 && layers[0] === fixed)) throw new UsageError(`--hook ${h} names layer ${fixed}, which disagrees with --layers ${layers.join(',')} (give a hook without the blocks.{l}. prefix to collect several layers)`);
+    if (layers !== undefined && !(layers.length === 1 && layers[0] === fixed))
+      throw new UsageError(
+        `--hook ${h} names layer ${fixed}, which disagrees with --layers ${layers.join(',')} (give a hook without the blocks.{l}. prefix to collect several layers)`,
+      );
     ls = [fixed];
     nameOf = () => h;
   } else {
@@ -124,7 +133,8 @@ export function resolveHooks(model: LanguageModel<unknown>, hook: string | undef
   }
   if (ls.length === 0) throw new UsageError('--layers is empty');
   for (const l of ls) {
-    if (!Number.isInteger(l) || l < 0 || l >= L) throw new UsageError(`layer ${l} is out of range: the model has ${L} layer${L === 1 ? '' : 's'} (0..${L - 1})`);
+    if (!Number.isInteger(l) || l < 0 || l >= L)
+      throw new UsageError(`layer ${l} is out of range: the model has ${L} layer${L === 1 ? '' : 's'} (0..${L - 1})`);
   }
   if (new Set(ls).size !== ls.length) throw new UsageError(`--layers lists a layer twice (${ls.join(',')})`);
   const hooks = ls.map(nameOf);
@@ -136,7 +146,8 @@ export function resolveHooks(model: LanguageModel<unknown>, hook: string | undef
       throw new UsageError(`unknown hook '${name}'; per-layer hooks of this ${model.config.arch} model: hook_neurons, ${suffixes.join(', ')}`);
     }
     const shape = model.hookShape(name, 1, 2);
-    if (shape.length !== 3 || shape[1] !== 2) throw new UsageError(`hook '${name}' has shape [B, ${shape.slice(1).join(', ')}] for a (B, T) batch; collect needs one vector per token, (B, T, width)`);
+    if (shape.length !== 3 || shape[1] !== 2)
+      throw new UsageError(`hook '${name}' has shape [B, ${shape.slice(1).join(', ')}] for a (B, T) batch; collect needs one vector per token, (B, T, width)`);
   }
   return { layers: ls, hooks };
 }
@@ -150,13 +161,17 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
   if (!['openai', 'anthropic', 'both'].includes(variant)) throw new UsageError(`variant must be openai, anthropic or both, got '${variant}'`);
   if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`batch must be a positive integer, got ${batch}`);
   if (!Number.isInteger(seed) || seed < 0) throw new UsageError(`seed must be a non-negative integer, got ${seed}`);
-  if (opts.tokens !== undefined && (!Number.isInteger(opts.tokens) || opts.tokens < 1)) throw new UsageError(`tokens must be a positive integer, got ${opts.tokens}`);
-  if (!opts.force && holdsCollection(opts.out)) throw new UsageError(`output directory '${opts.out}' already holds a neuron collection; pass --force to replace it`);
+  if (opts.tokens !== undefined && (!Number.isInteger(opts.tokens) || opts.tokens < 1))
+    throw new UsageError(`tokens must be a positive integer, got ${opts.tokens}`);
+  if (!opts.force && holdsCollection(opts.out))
+    throw new UsageError(`output directory '${opts.out}' already holds a neuron collection; pass --force to replace it`);
 
   // checkpoint, tokenizer, data
   const ckFile = checkpointFile(opts.checkpoint);
   const ck: Checkpoint = typed(() => loadCheckpoint(ckFile), CheckpointError);
-  const tok: Tokenizer = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab).catch((e: Error) => { throw new CheckpointError(`${ckFile}: ${e.message}`); });
+  const tok: Tokenizer = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab).catch((e: Error) => {
+    throw new CheckpointError(`${ckFile}: ${e.message}`);
+  });
   const ds = await loadDataset({ data: opts.data, tokenizer: tok, cacheDir: opts.cacheDir }).catch((e: Error) => {
     throw e instanceof CrateError ? e : new DataError(e.message, { cause: e });
   });
@@ -164,10 +179,17 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
   let avail: Uint16Array;
   if (split === 'train') avail = ds.train;
   else if (split === 'val') avail = ds.val;
-  else { avail = new Uint16Array(ds.train.length + ds.val.length); avail.set(ds.train); avail.set(ds.val, ds.train.length); }
+  else {
+    avail = new Uint16Array(ds.train.length + ds.val.length);
+    avail.set(ds.train);
+    avail.set(ds.val, ds.train.length);
+  }
   const V = ck.config.vocabSize;
   for (let i = 0; i < avail.length; i++) {
-    if (avail[i] >= V) throw new DataError(`token ${i} of '${ds.source}' has id ${avail[i]}, outside the vocabulary of ${V} of this ${ck.tokenizer}-tokenizer checkpoint (data made with another tokenizer?)`);
+    if (avail[i] >= V)
+      throw new DataError(
+        `token ${i} of '${ds.source}' has id ${avail[i]}, outside the vocabulary of ${V} of this ${ck.tokenizer}-tokenizer checkpoint (data made with another tokenizer?)`,
+      );
   }
   const T = ck.config.blockSize;
   const want = opts.tokens ?? Math.min(avail.length, PAPER_TOKENS);
@@ -189,7 +211,9 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
     };
     const quantile = variant === 'openai' ? null : QUANTILE;
     const precision = opts.backend.dtype === 'f64' ? 'f64' : 'f32';
-    const collectors = layers.map((l, j) => new LayerCollector({ H: widths[j], N, topK: TOP_K, nRandom: N_RANDOM, quantile, geometry, seed, layer: l, precision, what: hooks[j] }));
+    const collectors = layers.map(
+      (l, j) => new LayerCollector({ H: widths[j], N, topK: TOP_K, nRandom: N_RANDOM, quantile, geometry, seed, layer: l, precision, what: hooks[j] }),
+    );
 
     // the forward passes
     const tStart = performance.now();
@@ -202,12 +226,14 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
       const { cache } = model.runWithCache(ids, B, T, { names: hooks, stopAtLayer, returnLogits: false });
       hooks.forEach((h, j) => {
         const a = cache.get(h);
-        const n = B * T, H = widths[j];
+        const n = B * T,
+          H = widths[j];
         const dense = a.offset === 0 && a.stride[2] === 1 && a.stride[1] === H && a.stride[0] === T * H && a.data.length >= n * H;
         collectors[j].push(dense ? a.data : denseCopy(a, B, T, H), n);
       });
       if (opts.onProgress) {
-        const done = (w + B) * T, secs = (performance.now() - tStart) / 1000;
+        const done = (w + B) * T,
+          secs = (performance.now() - tStart) / 1000;
         const rate = done / Math.max(secs, 1e-9);
         opts.onProgress({ tokens: done, total: N, tokensPerSec: rate, eta: (N - done) / rate });
       }
@@ -232,8 +258,13 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
       checkpoint: { path: path.resolve(ckFile), sha256: sha256File(ckFile), arch: ck.config.arch, config: { ...ck.config }, step: ck.train?.step ?? null },
       data: {
         source: ds.source,
-        description: ds.source === EMBEDDED_NAME ? 'the embedded corpus (Moby-Dick, data/moby-dick.txt.gz)' : `${ds.kind === 'tokens' ? 'token file' : 'text'} ${ds.source}`,
-        sha256: ds.contentHash, split: split === 'all' ? 'all tokens in order' : `${split} (${ds.split})`, tokens_available: avail.length,
+        description:
+          ds.source === EMBEDDED_NAME
+            ? 'the embedded corpus (Moby-Dick, data/moby-dick.txt.gz)'
+            : `${ds.kind === 'tokens' ? 'token file' : 'text'} ${ds.source}`,
+        sha256: ds.contentHash,
+        split: split === 'all' ? 'all tokens in order' : `${split} (${ds.split})`,
+        tokens_available: avail.length,
       },
       tokenizer: ck.tokenizer,
       n_tokens: N,
@@ -245,9 +276,16 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
       neurons: widths,
       seed,
       variant,
-      counts: { top: TOP_K, random: N_RANDOM, quantile_bins: quantile ? QUANTILE.bins : 0, quantile_per_bin: quantile ? QUANTILE.perBin : 0, quantile_sample: quantile ? Math.min(QUANTILE.sample, N) : 0 },
+      counts: {
+        top: TOP_K,
+        random: N_RANDOM,
+        quantile_bins: quantile ? QUANTILE.bins : 0,
+        quantile_per_bin: quantile ? QUANTILE.perBin : 0,
+        quantile_sample: quantile ? Math.min(QUANTILE.sample, N) : 0,
+      },
       excerpt: geometry,
-      moments: 'over all N tokens in float64 (chunk-merged, Pébay 2008): mean, population variance M2/N; records hold standardised skewness m3/σ³ and kurtosis m4/σ⁴ (normal = 3), stats.jsonl also the raw central moments m3, m4 (what the paper stored under those names)',
+      moments:
+        'over all N tokens in float64 (chunk-merged, Pébay 2008): mean, population variance M2/N; records hold standardised skewness m3/σ³ and kurtosis m4/σ⁴ (normal = 3), stats.jsonl also the raw central moments m3, m4 (what the paper stored under those names)',
       quantiles: `ranks in twelfths of a uniform sample of ${Math.min(QUANTILE.sample, N)} positions per neuron (ties broken at random), bins 0..10 (the top twelfth is not a bin), ${QUANTILE.perBin} positions per bin without replacement; quantile_boundaries are the sample values at ranks floor(b*S/12), b = 0..11`,
       backend: opts.backend.name,
       batch,
@@ -266,7 +304,8 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
 function denseCopy(a: { data: Float64Array; shape: number[]; stride: number[]; offset: number }, B: number, T: number, H: number): Float64Array {
   const out = new Float64Array(B * T * H);
   let o = 0;
-  for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) out[o++] = a.data[a.offset + b * a.stride[0] + t * a.stride[1] + h * a.stride[2]];
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) out[o++] = a.data[a.offset + b * a.stride[0] + t * a.stride[1] + h * a.stride[2]];
   return out;
 }
 
@@ -292,7 +331,10 @@ export function tokenDecoder(tok: Tokenizer): (id: number) => string {
   const memo = new Map<number, string>();
   return (id) => {
     let s = memo.get(id);
-    if (s === undefined) { s = tok.decode([id]); memo.set(id, s); }
+    if (s === undefined) {
+      s = tok.decode([id]);
+      memo.set(id, s);
+    }
     return s;
   };
 }
@@ -310,11 +352,22 @@ function writeTokens(file: string, tokens: ArrayLike<number>, write?: WriteSyncF
 function record(s: Selected, tokens: ArrayLike<number>, decode: (id: number) => string): ActivationRecord {
   const toks: string[] = new Array(s.excerpt.length);
   const acts: number[] = new Array(s.excerpt.length);
-  for (let j = 0; j < s.excerpt.length; j++) { toks[j] = decode(tokens[s.start + j]); acts[j] = s.excerpt[j]; }
+  for (let j = 0; j < s.excerpt.length; j++) {
+    toks[j] = decode(tokens[s.start + j]);
+    acts[j] = s.excerpt[j];
+  }
   return { tokens: toks, activations: acts };
 }
 
-function writeLayer(out: string, layer: number, c: LayerCollector, H: number, tokens: ArrayLike<number>, decode: (id: number) => string, write?: WriteSyncFn): void {
+function writeLayer(
+  out: string,
+  layer: number,
+  c: LayerCollector,
+  H: number,
+  tokens: ArrayLike<number>,
+  decode: (id: number) => string,
+  write?: WriteSyncFn,
+): void {
   const dir = layerDir(out, layer);
   try {
     fs.mkdirSync(dir, { recursive: true });
@@ -327,19 +380,42 @@ function writeLayer(out: string, layer: number, c: LayerCollector, H: number, to
     for (let i = 0; i < H; i++) {
       const sel: NeuronSelection = c.neuron(i);
       const s = c.moments.summary(i);
-      rec.writeString(neuronRecordJson({
-        neuron_id: { layer_index: layer, neuron_index: i },
-        random_sample: sel.random.map((x) => record(x, tokens, decode)),
-        random_sample_by_quantile: sel.quantile === null ? null : sel.quantile.map((bin) => bin.map((x) => record(x, tokens, decode))),
-        quantile_boundaries: sel.boundaries,
-        mean: s.mean, variance: s.variance, skewness: s.skewness, kurtosis: s.kurtosis,
-        most_positive_activation_records: sel.top.map((x) => record(x, tokens, decode)),
-      }) + '\n');
-      pos.writeString(JSON.stringify({ neuron: i, top: sel.top.map((x) => x.pos), random: sel.random.map((x) => x.pos), quantile: sel.quantile === null ? null : sel.quantile.map((bin) => bin.map((x) => x.pos)) }) + '\n');
-      st.writeString(JSON.stringify({
-        neuron: i, count: c.moments.count, mean: finiteOrNull(s.mean), variance: finiteOrNull(s.variance), m3: finiteOrNull(s.m3), m4: finiteOrNull(s.m4),
-        skewness: finiteOrNull(s.skewness), kurtosis: finiteOrNull(s.kurtosis), density: s.density, max: finiteOrNull(s.max), min: finiteOrNull(s.min),
-      }) + '\n');
+      rec.writeString(
+        neuronRecordJson({
+          neuron_id: { layer_index: layer, neuron_index: i },
+          random_sample: sel.random.map((x) => record(x, tokens, decode)),
+          random_sample_by_quantile: sel.quantile === null ? null : sel.quantile.map((bin) => bin.map((x) => record(x, tokens, decode))),
+          quantile_boundaries: sel.boundaries,
+          mean: s.mean,
+          variance: s.variance,
+          skewness: s.skewness,
+          kurtosis: s.kurtosis,
+          most_positive_activation_records: sel.top.map((x) => record(x, tokens, decode)),
+        }) + '\n',
+      );
+      pos.writeString(
+        JSON.stringify({
+          neuron: i,
+          top: sel.top.map((x) => x.pos),
+          random: sel.random.map((x) => x.pos),
+          quantile: sel.quantile === null ? null : sel.quantile.map((bin) => bin.map((x) => x.pos)),
+        }) + '\n',
+      );
+      st.writeString(
+        JSON.stringify({
+          neuron: i,
+          count: c.moments.count,
+          mean: finiteOrNull(s.mean),
+          variance: finiteOrNull(s.variance),
+          m3: finiteOrNull(s.m3),
+          m4: finiteOrNull(s.m4),
+          skewness: finiteOrNull(s.skewness),
+          kurtosis: finiteOrNull(s.kurtosis),
+          density: s.density,
+          max: finiteOrNull(s.max),
+          min: finiteOrNull(s.min),
+        }) + '\n',
+      );
     }
     for (const w of writers) w.close();
   } catch (e) {

@@ -45,7 +45,12 @@ export interface LayerCollectorOptions {
 }
 
 /** One selected position with its excerpt activations. */
-export interface Selected { pos: number; value: number; excerpt: Float64Array | Float32Array; start: number }
+export interface Selected {
+  pos: number;
+  value: number;
+  excerpt: Float64Array | Float32Array;
+  start: number;
+}
 
 export interface NeuronSelection {
   top: Selected[];
@@ -103,8 +108,10 @@ export class LayerCollector {
   constructor(opts: LayerCollectorOptions) {
     this.o = opts;
     const { H, N, topK, nRandom, geometry } = opts;
-    if (!Number.isInteger(H) || H < 1 || !Number.isInteger(N) || N < 1) throw new RangeError(`LayerCollector: H and N must be positive integers (got ${H}, ${N})`);
-    this.H = H; this.N = N;
+    if (!Number.isInteger(H) || H < 1 || !Number.isInteger(N) || N < 1)
+      throw new RangeError(`LayerCollector: H and N must be positive integers (got ${H}, ${N})`);
+    this.H = H;
+    this.N = N;
     this.k = Math.min(topK, N);
     this.moments = new StreamingMoments(H, opts.what);
     const q = opts.quantile;
@@ -114,8 +121,11 @@ export class LayerCollector {
     this.hist = new Float64Array(0);
     const Store = opts.precision === 'f64' ? Float64Array : Float32Array;
     const k = this.k;
-    this.hVal = new Float64Array(H * k); this.hPos = new Float64Array(H * k); this.hSlot = new Int32Array(H * k);
-    this.hSize = new Int32Array(H); this.thr = new Float64Array(H).fill(-Infinity);
+    this.hVal = new Float64Array(H * k);
+    this.hPos = new Float64Array(H * k);
+    this.hSlot = new Int32Array(H * k);
+    this.hSize = new Int32Array(H);
+    this.thr = new Float64Array(H).fill(-Infinity);
     this.topStore = new Store(H * k * excerptLen(geometry.top));
     this.topStart = new Float64Array(H * k);
 
@@ -136,7 +146,12 @@ export class LayerCollector {
         if (S === N) {
           // every position, in random order (Fisher-Yates)
           const perm = Array.from({ length: N }, (_, j) => j);
-          for (let j = N - 1; j > 0; j--) { const r = rngQ.int(j + 1); const t = perm[j]; perm[j] = perm[r]; perm[r] = t; }
+          for (let j = N - 1; j > 0; j--) {
+            const r = rngQ.int(j + 1);
+            const t = perm[j];
+            perm[j] = perm[r];
+            perm[r] = t;
+          }
           for (let j = 0; j < S; j++) this.qPos[i * S + j] = perm[j];
         } else {
           const seen = new Set<number>();
@@ -152,21 +167,44 @@ export class LayerCollector {
     // events sorted by position (then kind, neuron, slot: a fixed order)
     const nE = H * nRandom + H * this.qSample;
     const order = new Int32Array(nE);
-    const pos = new Float64Array(nE), neuron = new Int32Array(nE), slot = new Int32Array(nE), kind = new Uint8Array(nE);
+    const pos = new Float64Array(nE),
+      neuron = new Int32Array(nE),
+      slot = new Int32Array(nE),
+      kind = new Uint8Array(nE);
     let e = 0;
-    for (let i = 0; i < H; i++) for (let j = 0; j < nRandom; j++, e++) { pos[e] = this.randPos[i * nRandom + j]; neuron[e] = i; slot[e] = j; kind[e] = 0; }
-    for (let i = 0; i < H; i++) for (let j = 0; j < this.qSample; j++, e++) { pos[e] = this.qPos[i * this.qSample + j]; neuron[e] = i; slot[e] = j; kind[e] = 1; }
+    for (let i = 0; i < H; i++)
+      for (let j = 0; j < nRandom; j++, e++) {
+        pos[e] = this.randPos[i * nRandom + j];
+        neuron[e] = i;
+        slot[e] = j;
+        kind[e] = 0;
+      }
+    for (let i = 0; i < H; i++)
+      for (let j = 0; j < this.qSample; j++, e++) {
+        pos[e] = this.qPos[i * this.qSample + j];
+        neuron[e] = i;
+        slot[e] = j;
+        kind[e] = 1;
+      }
     for (let j = 0; j < nE; j++) order[j] = j;
     order.sort((a, b) => pos[a] - pos[b] || a - b);
-    this.evPos = new Float64Array(nE); this.evNeuron = new Int32Array(nE); this.evSlot = new Int32Array(nE); this.evKind = new Uint8Array(nE);
+    this.evPos = new Float64Array(nE);
+    this.evNeuron = new Int32Array(nE);
+    this.evSlot = new Int32Array(nE);
+    this.evKind = new Uint8Array(nE);
     for (let j = 0; j < nE; j++) {
       const s = order[j];
-      this.evPos[j] = pos[s]; this.evNeuron[j] = neuron[s]; this.evSlot[j] = slot[s]; this.evKind[j] = kind[s];
+      this.evPos[j] = pos[s];
+      this.evNeuron[j] = neuron[s];
+      this.evSlot[j] = slot[s];
+      this.evKind[j] = kind[s];
     }
   }
 
   /** Flat positions pushed so far. */
-  get count(): number { return this.received; }
+  get count(): number {
+    return this.received;
+  }
 
   /** Add the next n rows (row-major (n, H)); row r is flat position count + r. */
   push(x: ArrayLike<number>, n: number): void {
@@ -196,7 +234,10 @@ export class LayerCollector {
 
   /** Evaluate every position p < end (exclusive): top-k entries and events at p. */
   private evaluateUpTo(end: number): void {
-    const H = this.H, k = this.k, hist = this.hist, thr = this.thr;
+    const H = this.H,
+      k = this.k,
+      hist = this.hist,
+      thr = this.thr;
     const lim = Math.min(end, this.received);
     for (let p = this.nextEval; p < lim; p++) {
       const off = (p - this.histBase) * H;
@@ -206,13 +247,16 @@ export class LayerCollector {
       }
       while (this.evNext < this.evPos.length && this.evPos[this.evNext] === p) {
         const e = this.evNext++;
-        const i = this.evNeuron[e], j = this.evSlot[e];
+        const i = this.evNeuron[e],
+          j = this.evSlot[e];
         if (this.evKind[e] === 0) {
-          const L = excerptLen(this.o.geometry.random), nr = this.o.nRandom;
+          const L = excerptLen(this.o.geometry.random),
+            nr = this.o.nRandom;
           this.randVal[i * nr + j] = hist[off + i];
           this.capture(i, p, this.o.geometry.random, this.randStore, (i * nr + j) * L);
         } else {
-          const L = excerptLen(this.o.geometry.quantile), S = this.qSample;
+          const L = excerptLen(this.o.geometry.quantile),
+            S = this.qSample;
           this.qVal[i * S + j] = hist[off + i];
           this.capture(i, p, this.o.geometry.quantile, this.qStore, (i * S + j) * L);
         }
@@ -223,7 +267,9 @@ export class LayerCollector {
 
   /** Copy neuron i's activations over [max(0, p − before), min(p + after, N)) into store at off. */
   private capture(i: number, p: number, g: ExcerptGeometry, store: Float64Array | Float32Array, off: number): number {
-    const H = this.H, s = Math.max(0, p - g.before), e = Math.min(this.N, p + g.after);
+    const H = this.H,
+      s = Math.max(0, p - g.before),
+      e = Math.min(this.N, p + g.after);
     let src = (s - this.histBase) * H + i;
     for (let r = s; r < e; r++, src += H) store[off + r - s] = this.hist[src];
     return s;
@@ -231,14 +277,21 @@ export class LayerCollector {
 
   // heap order: a is worse than b when a.v < b.v, or a.v == b.v and a.p > b.p
   private worse(a: number, b: number): boolean {
-    const va = this.hVal[a], vb = this.hVal[b];
+    const va = this.hVal[a],
+      vb = this.hVal[b];
     return va < vb || (va === vb && this.hPos[a] > this.hPos[b]);
   }
 
   private swap(a: number, b: number): void {
-    const v = this.hVal[a], p = this.hPos[a], s = this.hSlot[a];
-    this.hVal[a] = this.hVal[b]; this.hPos[a] = this.hPos[b]; this.hSlot[a] = this.hSlot[b];
-    this.hVal[b] = v; this.hPos[b] = p; this.hSlot[b] = s;
+    const v = this.hVal[a],
+      p = this.hPos[a],
+      s = this.hSlot[a];
+    this.hVal[a] = this.hVal[b];
+    this.hPos[a] = this.hPos[b];
+    this.hSlot[a] = this.hSlot[b];
+    this.hVal[b] = v;
+    this.hPos[b] = p;
+    this.hSlot[b] = s;
   }
 
   private topInsert(i: number, v: number, p: number, k: number): void {
@@ -248,7 +301,9 @@ export class LayerCollector {
     if (size < k) {
       slot = size;
       let c = base + size;
-      this.hVal[c] = v; this.hPos[c] = p; this.hSlot[c] = slot;
+      this.hVal[c] = v;
+      this.hPos[c] = p;
+      this.hSlot[c] = slot;
       size = ++this.hSize[i];
       while (c > base) {
         const parent = base + ((c - base - 1) >> 1);
@@ -258,10 +313,12 @@ export class LayerCollector {
       }
     } else {
       slot = this.hSlot[base];
-      this.hVal[base] = v; this.hPos[base] = p;
+      this.hVal[base] = v;
+      this.hPos[base] = p;
       let c = base;
       for (;;) {
-        const l = base + 2 * (c - base) + 1, r = l + 1;
+        const l = base + 2 * (c - base) + 1,
+          r = l + 1;
         let m = c;
         if (l < base + size && this.worse(l, m)) m = l;
         if (r < base + size && this.worse(r, m)) m = r;
@@ -282,13 +339,17 @@ export class LayerCollector {
   }
 
   private excerpt(store: Float64Array | Float32Array, index: number, p: number, g: ExcerptGeometry): { excerpt: Float64Array | Float32Array; start: number } {
-    const L = excerptLen(g), s = Math.max(0, p - g.before), e = Math.min(this.N, p + g.after);
+    const L = excerptLen(g),
+      s = Math.max(0, p - g.before),
+      e = Math.min(this.N, p + g.after);
     return { excerpt: store.slice(index * L, index * L + (e - s)), start: s };
   }
 
   /** The selections of neuron i (after finish): top-k descending (ties: lower position first), random in draw order, quantile bins. */
   neuron(i: number): NeuronSelection {
-    const k = this.k, base = i * k, size = this.hSize[i];
+    const k = this.k,
+      base = i * k,
+      size = this.hSize[i];
     const idx = Array.from({ length: size }, (_, j) => base + j);
     idx.sort((a, b) => this.hVal[b] - this.hVal[a] || this.hPos[a] - this.hPos[b]);
     const gTop = this.o.geometry.top;
@@ -296,7 +357,8 @@ export class LayerCollector {
       const p = this.hPos[h];
       return { pos: p, value: this.hVal[h], ...this.excerpt(this.topStore, base + this.hSlot[h], p, gTop) };
     });
-    const nr = this.o.nRandom, gR = this.o.geometry.random;
+    const nr = this.o.nRandom,
+      gR = this.o.geometry.random;
     const random = Array.from({ length: nr }, (_, j) => {
       const p = this.randPos[i * nr + j];
       return { pos: p, value: this.randVal[i * nr + j], ...this.excerpt(this.randStore, i * nr + j, p, gR) };
@@ -304,7 +366,8 @@ export class LayerCollector {
     const q = this.o.quantile;
     if (!q) return { top, random, quantile: null, boundaries: null };
     // ranks of the candidate sample, ties broken by draw order (random); twelfths of those ranks
-    const S = this.qSample, gQ = this.o.geometry.quantile;
+    const S = this.qSample,
+      gQ = this.o.geometry.quantile;
     const cand = Array.from({ length: S }, (_, j) => j);
     cand.sort((a, b) => this.qVal[i * S + a] - this.qVal[i * S + b] || a - b);
     const parts = q.bins + 1; // 11 bins of twelfths: the top twelfth is not a bin
@@ -314,11 +377,18 @@ export class LayerCollector {
     for (let b = 0; b <= parts - 1; b++) boundaries.push(S ? this.qVal[i * S + cand[Math.min(S - 1, Math.floor((b * S) / parts))]] : NaN);
     for (let b = 0; b < q.bins; b++) {
       const members = cand.slice(Math.floor((b * S) / parts), Math.floor(((b + 1) * S) / parts));
-      for (let j = members.length - 1; j > 0; j--) { const r = rng.int(j + 1); const t = members[j]; members[j] = members[r]; members[r] = t; }
-      quantile.push(members.slice(0, q.perBin).map((j) => {
-        const p = this.qPos[i * S + j];
-        return { pos: p, value: this.qVal[i * S + j], ...this.excerpt(this.qStore, i * S + j, p, gQ) };
-      }));
+      for (let j = members.length - 1; j > 0; j--) {
+        const r = rng.int(j + 1);
+        const t = members[j];
+        members[j] = members[r];
+        members[r] = t;
+      }
+      quantile.push(
+        members.slice(0, q.perBin).map((j) => {
+          const p = this.qPos[i * S + j];
+          return { pos: p, value: this.qVal[i * S + j], ...this.excerpt(this.qStore, i * S + j, p, gQ) };
+        }),
+      );
     }
     return { top, random, quantile, boundaries };
   }

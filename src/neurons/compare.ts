@@ -7,7 +7,10 @@
 import type { CollectionScores, LayerScore } from './score.js';
 import { SPLIT_LABELS, SPLIT_NAMES, type SplitName } from './scoring.js';
 
-export interface ModelGroup { label: string; runs: CollectionScores[] }
+export interface ModelGroup {
+  label: string;
+  runs: CollectionScores[];
+}
 
 export interface GroupLayer {
   layer: number;
@@ -35,7 +38,8 @@ const avg = (xs: (number | null)[]): number | null => {
   const ok = xs.filter((x): x is number => x !== null && Number.isFinite(x));
   return ok.length === xs.length && ok.length ? ok.reduce((a, b) => a + b, 0) / ok.length : null;
 };
-const combinedSe = (ses: (number | null)[]): number | null => (ses.every((s) => s !== null) && ses.length ? Math.sqrt(ses.reduce((a, s) => a + (s as number) ** 2, 0)) / ses.length : null);
+const combinedSe = (ses: (number | null)[]): number | null =>
+  ses.every((s) => s !== null) && ses.length ? Math.sqrt(ses.reduce((a, s) => a + (s as number) ** 2, 0)) / ses.length : null;
 const spreadOf = (xs: (number | null)[]): number | null => {
   if (xs.length < 2 || xs.some((x) => x === null)) return null;
   return Math.max(...(xs as number[])) - Math.min(...(xs as number[]));
@@ -57,41 +61,72 @@ export function summarizeGroup(g: ModelGroup): GroupSummary {
   const layers: GroupLayer[] = layerIds.map((layer) => {
     const rows = g.runs.map((r) => r.layers.find((l) => l.layer === layer)).filter((x): x is LayerScore => x !== undefined);
     const score = {} as GroupLayer['score'];
-    for (const s of SPLIT_NAMES) score[s] = { mean: avg(rows.map((r) => r[s])), se: combinedSe(rows.map((r) => r.se[s])), spread: spreadOf(rows.map((r) => r[s])) };
+    for (const s of SPLIT_NAMES)
+      score[s] = { mean: avg(rows.map((r) => r[s])), se: combinedSe(rows.map((r) => r.se[s])), spread: spreadOf(rows.map((r) => r[s])) };
     return {
-      layer, score,
-      selectivity: avg(rows.map((r) => r.selectivity)), consistency: avg(rows.map((r) => r.consistency)), density: avg(rows.map((r) => r.density)),
-      dead: rows.reduce((a, r) => a + r.dead, 0) / Math.max(1, rows.length), neurons: rows[0]?.neurons ?? 0,
+      layer,
+      score,
+      selectivity: avg(rows.map((r) => r.selectivity)),
+      consistency: avg(rows.map((r) => r.consistency)),
+      density: avg(rows.map((r) => r.density)),
+      dead: rows.reduce((a, r) => a + r.dead, 0) / Math.max(1, rows.length),
+      neurons: rows[0]?.neurons ?? 0,
     };
   });
   const model = {} as GroupSummary['model'];
   for (const s of SPLIT_NAMES) {
     const means = g.runs.map((r) => r.model[s].mean);
-    model[s] = { mean: avg(means), variance: avg(g.runs.map((r) => r.model[s].variance)), se: combinedSe(g.runs.map((r) => r.model[s].se)), spread: spreadOf(means) };
+    model[s] = {
+      mean: avg(means),
+      variance: avg(g.runs.map((r) => r.model[s].variance)),
+      se: combinedSe(g.runs.map((r) => r.model[s].se)),
+      spread: spreadOf(means),
+    };
   }
   return {
-    label: g.label, seeds: g.runs.length, arch: g.runs[0].manifest.checkpoint.arch, layers, model,
-    selectivity: avg(g.runs.map((r) => r.model.selectivity)), consistency: avg(g.runs.map((r) => r.model.consistency)), density: avg(g.runs.map((r) => r.model.density)),
+    label: g.label,
+    seeds: g.runs.length,
+    arch: g.runs[0].manifest.checkpoint.arch,
+    layers,
+    model,
+    selectivity: avg(g.runs.map((r) => r.model.selectivity)),
+    consistency: avg(g.runs.map((r) => r.model.consistency)),
+    density: avg(g.runs.map((r) => r.model.density)),
   };
 }
 
-export interface GapVerdict { metric: SplitName; a: string; b: string; diff: number | null; relative: number | null; seDiff: number | null; spread: number | null; called: boolean; why: string }
+export interface GapVerdict {
+  metric: SplitName;
+  a: string;
+  b: string;
+  diff: number | null;
+  relative: number | null;
+  seDiff: number | null;
+  spread: number | null;
+  called: boolean;
+  why: string;
+}
 
 /** (A − B)/B and whether the gap exceeds both 2 SE of the difference and the larger seed spread. */
 export function gap(a: GroupSummary, b: GroupSummary, metric: SplitName): GapVerdict {
-  const ma = a.model[metric], mb = b.model[metric];
+  const ma = a.model[metric],
+    mb = b.model[metric];
   const base = { metric, a: a.label, b: b.label };
   if (ma.mean === null || mb.mean === null) return { ...base, diff: null, relative: null, seDiff: null, spread: null, called: false, why: 'not collected' };
   const diff = ma.mean - mb.mean;
   const relative = mb.mean !== 0 ? diff / Math.abs(mb.mean) : null;
   const seDiff = ma.se !== null && mb.se !== null ? Math.sqrt(ma.se ** 2 + mb.se ** 2) : null;
   const spread = ma.spread !== null && mb.spread !== null ? Math.max(ma.spread, mb.spread) : null;
-  let why: string, called = false;
+  let why: string,
+    called = false;
   if (seDiff === null) why = 'no standard error';
   else if (Math.abs(diff) <= 2 * seDiff) why = `within 2 SE (${(2 * seDiff).toFixed(2)})`;
   else if (spread === null) why = `beyond 2 SE, but a single seed: spread unknown`;
   else if (Math.abs(diff) <= spread) why = `within the seed spread (${spread.toFixed(2)})`;
-  else { called = true; why = `beyond 2 SE (${(2 * seDiff).toFixed(2)}) and the seed spread (${spread.toFixed(2)})`; }
+  else {
+    called = true;
+    why = `beyond 2 SE (${(2 * seDiff).toFixed(2)}) and the seed spread (${spread.toFixed(2)})`;
+  }
   return { ...base, diff, relative, seDiff, spread, called, why };
 }
 
@@ -107,18 +142,31 @@ export function renderComparison(groups: GroupSummary[], baseline: number): stri
   out.push(pad('model', w) + 'layer  ' + metrics.map((m) => pad(SPLIT_LABELS[m], 16)).join('') + 'select.  consist.  density  dead');
   for (const g of groups) {
     for (const l of g.layers) {
-      out.push(pad(g.label, w) + pad(String(l.layer), 7) + metrics.map((m) => pad(`${f(l.score[m].mean)} ± ${f(l.score[m].se)}`, 16)).join('')
-        + pad(f(l.selectivity, 3), 9) + pad(f(l.consistency, 3), 10) + pad(f(l.density, 3), 9) + f(l.dead, 1));
+      out.push(
+        pad(g.label, w) +
+          pad(String(l.layer), 7) +
+          metrics.map((m) => pad(`${f(l.score[m].mean)} ± ${f(l.score[m].se)}`, 16)).join('') +
+          pad(f(l.selectivity, 3), 9) +
+          pad(f(l.consistency, 3), 10) +
+          pad(f(l.density, 3), 9) +
+          f(l.dead, 1),
+      );
     }
   }
   out.push('');
   out.push("Model means over layers (the paper's table; variance = population variance of the layer means; spread = seed max − min):");
   out.push(pad('model', w) + 'seeds  ' + metrics.map((m) => pad(`${SPLIT_LABELS[m]} mean (var) ± SE [spread]`, 42)).join(''));
   for (const g of groups) {
-    out.push(pad(g.label, w) + pad(String(g.seeds), 7) + metrics.map((m) => {
-      const x = g.model[m];
-      return pad(`${f(x.mean)} (${f(x.variance)}) ± ${f(x.se)} [${f(x.spread)}]`, 42);
-    }).join(''));
+    out.push(
+      pad(g.label, w) +
+        pad(String(g.seeds), 7) +
+        metrics
+          .map((m) => {
+            const x = g.model[m];
+            return pad(`${f(x.mean)} (${f(x.variance)}) ± ${f(x.se)} [${f(x.spread)}]`, 42);
+          })
+          .join(''),
+    );
   }
   const base = groups[baseline];
   if (groups.length > 1 && base) {
@@ -128,7 +176,9 @@ export function renderComparison(groups: GroupSummary[], baseline: number): stri
       if (i === baseline) continue;
       for (const m of metrics) {
         const v = gap(g, base, m);
-        out.push(`  ${pad(g.label, w)} ${pad(SPLIT_LABELS[m], 12)} ${v.diff === null ? '-' : `${v.diff >= 0 ? '+' : ''}${v.diff.toFixed(2)} points`}  ${v.relative === null ? '' : `(${v.relative >= 0 ? '+' : ''}${(100 * v.relative).toFixed(1)}%)`}  ${v.called ? 'CALLED' : 'not called'}: ${v.why}`);
+        out.push(
+          `  ${pad(g.label, w)} ${pad(SPLIT_LABELS[m], 12)} ${v.diff === null ? '-' : `${v.diff >= 0 ? '+' : ''}${v.diff.toFixed(2)} points`}  ${v.relative === null ? '' : `(${v.relative >= 0 ? '+' : ''}${(100 * v.relative).toFixed(1)}%)`}  ${v.called ? 'CALLED' : 'not called'}: ${v.why}`,
+        );
       }
     }
   }
@@ -140,7 +190,8 @@ const PALETTE = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b
 
 function niceTicks(lo: number, hi: number, n: number): number[] {
   if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / n, mag = 10 ** Math.floor(Math.log10(raw));
+  const raw = (hi - lo) / n,
+    mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
   const out: number[] = [];
   for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) out.push(+v.toPrecision(12));
@@ -156,23 +207,35 @@ const style = (g: GroupSummary): string => (g.arch === 'gpt2' ? ' stroke-dasharr
  */
 export function comparisonSvg(groups: GroupSummary[], title: string): string {
   const metrics = SPLIT_NAMES.filter((s) => groups.some((g) => g.layers.some((l) => l.score[s].mean !== null)));
-  const pw = 300, ph = 260, ml = 58, mt = 56, mb = 52, gapX = 70;
+  const pw = 300,
+    ph = 260,
+    ml = 58,
+    mt = 56,
+    mb = 52,
+    gapX = 70;
   const legendW = 40 + 7.5 * Math.max(...groups.map((g) => g.label.length + (g.seeds > 1 ? 10 : 0)), 6);
-  const W = ml + metrics.length * (pw + gapX) + legendW, H = mt + ph + mb;
+  const W = ml + metrics.length * (pw + gapX) + legendW,
+    H = mt + ph + mb;
   const allLayers = [...new Set(groups.flatMap((g) => g.layers.map((l) => l.layer)))].sort((a, b) => a - b);
-  const xmin = Math.min(...allLayers), xmax = Math.max(...allLayers);
+  const xmin = Math.min(...allLayers),
+    xmax = Math.max(...allLayers);
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
   out.push(`<text x="${(W - legendW) / 2}" y="22" text-anchor="middle" font-size="15">${esc(title)}</text>`);
   metrics.forEach((m, k) => {
     const x0 = ml + k * (pw + gapX);
-    const vals = groups.flatMap((g) => g.layers.flatMap((l) => {
-      const s = l.score[m];
-      return s.mean === null ? [] : [s.mean - (s.se ?? 0), s.mean + (s.se ?? 0)];
-    }));
-    let ymin = Math.min(0, ...vals), ymax = Math.max(...vals, 1);
-    const padY = 0.06 * (ymax - ymin); ymax += padY; if (ymin < 0) ymin -= padY;
+    const vals = groups.flatMap((g) =>
+      g.layers.flatMap((l) => {
+        const s = l.score[m];
+        return s.mean === null ? [] : [s.mean - (s.se ?? 0), s.mean + (s.se ?? 0)];
+      }),
+    );
+    let ymin = Math.min(0, ...vals),
+      ymax = Math.max(...vals, 1);
+    const padY = 0.06 * (ymax - ymin);
+    ymax += padY;
+    if (ymin < 0) ymin -= padY;
     const X = (l: number) => x0 + (xmax === xmin ? pw / 2 : 20 + ((l - xmin) / (xmax - xmin)) * (pw - 40));
     const Y = (v: number) => mt + (1 - (v - ymin) / (ymax - ymin)) * ph;
     out.push(`<text x="${x0 + pw / 2}" y="${mt - 10}" text-anchor="middle" font-size="13" font-weight="bold">${esc(SPLIT_LABELS[m])}</text>`);
@@ -189,10 +252,17 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
       const dash = style(g);
       const pts = g.layers.filter((l) => l.score[m].mean !== null);
       if (pts.length === 0) return;
-      out.push(`<path d="${pts.map((l, i) => `${i ? 'L' : 'M'}${X(l.layer).toFixed(1)},${Y(l.score[m].mean as number).toFixed(1)}`).join(' ')}" fill="none" stroke="${c}" stroke-width="2"${dash}/>`);
+      out.push(
+        `<path d="${pts.map((l, i) => `${i ? 'L' : 'M'}${X(l.layer).toFixed(1)},${Y(l.score[m].mean as number).toFixed(1)}`).join(' ')}" fill="none" stroke="${c}" stroke-width="2"${dash}/>`,
+      );
       for (const l of pts) {
-        const s = l.score[m], cx = X(l.layer), cy = Y(s.mean as number);
-        if (s.se !== null) out.push(`<line x1="${cx.toFixed(1)}" x2="${cx.toFixed(1)}" y1="${Y((s.mean as number) - s.se).toFixed(1)}" y2="${Y((s.mean as number) + s.se).toFixed(1)}" stroke="${c}"/>`);
+        const s = l.score[m],
+          cx = X(l.layer),
+          cy = Y(s.mean as number);
+        if (s.se !== null)
+          out.push(
+            `<line x1="${cx.toFixed(1)}" x2="${cx.toFixed(1)}" y1="${Y((s.mean as number) - s.se).toFixed(1)}" y2="${Y((s.mean as number) + s.se).toFixed(1)}" stroke="${c}"/>`,
+          );
         out.push(`<circle cx="${cx.toFixed(1)}" cy="${cy.toFixed(1)}" r="3.5" fill="${c}"${/init/i.test(g.label) ? ' opacity="0.5"' : ''}/>`);
       }
     });
@@ -200,7 +270,8 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
   const lx = ml + metrics.length * (pw + gapX) - gapX + 24;
   out.push(`<text x="${lx}" y="${mt}" font-weight="bold">model</text>`);
   groups.forEach((g, gi) => {
-    const c = PALETTE[gi % PALETTE.length], y = mt + 20 + gi * 20;
+    const c = PALETTE[gi % PALETTE.length],
+      y = mt + 20 + gi * 20;
     out.push(`<line x1="${lx}" x2="${lx + 24}" y1="${y - 4}" y2="${y - 4}" stroke="${c}" stroke-width="2"${style(g)}/>`);
     out.push(`<text x="${lx + 30}" y="${y}">${esc(g.label)}${g.seeds > 1 ? ` (${g.seeds} seeds)` : ''}</text>`);
   });

@@ -18,7 +18,10 @@ export const COLLECTION_FORMAT = 'crate-ts-neurons';
 export const COLLECTION_FORMAT_VERSION = 1;
 
 /** OpenAI `ActivationRecord`: one excerpt, each token decoded on its own, raw activations. */
-export interface ActivationRecord { tokens: string[]; activations: number[] }
+export interface ActivationRecord {
+  tokens: string[];
+  activations: number[];
+}
 
 /** OpenAI `NeuronRecord`, as this project reads it (camel-free: the JSON field names). */
 export interface NeuronRecord {
@@ -34,7 +37,12 @@ export interface NeuronRecord {
   most_positive_activation_records: ActivationRecord[];
 }
 
-export interface NeuronPositions { neuron: number; top: number[]; random: number[]; quantile: number[][] | null }
+export interface NeuronPositions {
+  neuron: number;
+  top: number[];
+  random: number[];
+  quantile: number[][] | null;
+}
 
 export interface NeuronStats {
   neuron: number;
@@ -58,7 +66,10 @@ export type Variant = 'openai' | 'anthropic' | 'both';
 export const VARIANTS: readonly Variant[] = ['openai', 'anthropic', 'both'];
 
 /** An excerpt around a selected flat position q: [max(0, q − before), min(q + after, N)). */
-export interface ExcerptGeometry { before: number; after: number }
+export interface ExcerptGeometry {
+  before: number;
+  after: number;
+}
 
 export interface CollectionManifest {
   format: typeof COLLECTION_FORMAT;
@@ -121,13 +132,15 @@ function activationRecordJson(r: ActivationRecord): string {
 /** One line of records.jsonl: exactly the fields of OpenAI's NeuronRecord, dataclass_name on every object. */
 export function neuronRecordJson(r: NeuronRecord): string {
   const list = (rs: readonly ActivationRecord[]) => `[${rs.map(activationRecordJson).join(',')}]`;
-  return '{"dataclass_name":"NeuronRecord"'
-    + `,"neuron_id":{"dataclass_name":"NeuronId","layer_index":${r.neuron_id.layer_index},"neuron_index":${r.neuron_id.neuron_index}}`
-    + `,"random_sample":${list(r.random_sample)}`
-    + `,"random_sample_by_quantile":${r.random_sample_by_quantile === null ? 'null' : `[${r.random_sample_by_quantile.map(list).join(',')}]`}`
-    + `,"quantile_boundaries":${r.quantile_boundaries === null ? 'null' : floatList(r.quantile_boundaries)}`
-    + `,"mean":${floatJson(r.mean)},"variance":${floatJson(r.variance)},"skewness":${floatJson(r.skewness)},"kurtosis":${floatJson(r.kurtosis)}`
-    + `,"most_positive_activation_records":${list(r.most_positive_activation_records)}}`;
+  return (
+    '{"dataclass_name":"NeuronRecord"' +
+    `,"neuron_id":{"dataclass_name":"NeuronId","layer_index":${r.neuron_id.layer_index},"neuron_index":${r.neuron_id.neuron_index}}` +
+    `,"random_sample":${list(r.random_sample)}` +
+    `,"random_sample_by_quantile":${r.random_sample_by_quantile === null ? 'null' : `[${r.random_sample_by_quantile.map(list).join(',')}]`}` +
+    `,"quantile_boundaries":${r.quantile_boundaries === null ? 'null' : floatList(r.quantile_boundaries)}` +
+    `,"mean":${floatJson(r.mean)},"variance":${floatJson(r.variance)},"skewness":${floatJson(r.skewness)},"kurtosis":${floatJson(r.kurtosis)}` +
+    `,"most_positive_activation_records":${list(r.most_positive_activation_records)}}`
+  );
 }
 
 // ---- parsing, with errors that name the file, line and field ------------------------------------
@@ -139,7 +152,8 @@ function fail(where: string, msg: string): never {
 function parseActivationRecord(v: unknown, where: string): ActivationRecord {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(where, 'expected an ActivationRecord object');
   const o = v as Record<string, unknown>;
-  if (o.dataclass_name !== undefined && o.dataclass_name !== 'ActivationRecord') fail(where, `dataclass_name is '${String(o.dataclass_name)}', expected 'ActivationRecord'`);
+  if (o.dataclass_name !== undefined && o.dataclass_name !== 'ActivationRecord')
+    fail(where, `dataclass_name is '${String(o.dataclass_name)}', expected 'ActivationRecord'`);
   if (!Array.isArray(o.tokens) || !o.tokens.every((t) => typeof t === 'string')) fail(where, '"tokens" must be a list of strings');
   if (!Array.isArray(o.activations) || !o.activations.every((a) => a === null || typeof a === 'number')) fail(where, '"activations" must be a list of numbers');
   if (o.tokens.length !== o.activations.length) fail(where, `${o.tokens.length} tokens but ${o.activations.length} activations`);
@@ -169,11 +183,13 @@ export function parseNeuronRecord(line: string, where: string): NeuronRecord {
   const o = v as Record<string, unknown>;
   if (o.dataclass_name !== 'NeuronRecord') fail(where, `dataclass_name is '${String(o.dataclass_name)}', expected 'NeuronRecord'`);
   const id = o.neuron_id as Record<string, unknown> | null;
-  if (typeof id !== 'object' || id === null || !Number.isInteger(id.layer_index) || !Number.isInteger(id.neuron_index)) fail(where, '"neuron_id" must be a NeuronId {layer_index, neuron_index}');
+  if (typeof id !== 'object' || id === null || !Number.isInteger(id.layer_index) || !Number.isInteger(id.neuron_index))
+    fail(where, '"neuron_id" must be a NeuronId {layer_index, neuron_index}');
   const q = o.random_sample_by_quantile;
   if (q !== null && q !== undefined && !Array.isArray(q)) fail(where, '"random_sample_by_quantile" must be a list of lists or null');
   const qb = o.quantile_boundaries;
-  if (qb !== null && qb !== undefined && (!Array.isArray(qb) || !qb.every((x) => x === null || typeof x === 'number'))) fail(where, '"quantile_boundaries" must be a list of numbers or null');
+  if (qb !== null && qb !== undefined && (!Array.isArray(qb) || !qb.every((x) => x === null || typeof x === 'number')))
+    fail(where, '"quantile_boundaries" must be a list of numbers or null');
   return {
     neuron_id: { layer_index: id.layer_index as number, neuron_index: id.neuron_index as number },
     random_sample: recordList(o.random_sample ?? [], `${where} random_sample`),
@@ -217,17 +233,21 @@ export function parsePositions(line: string, where: string): NeuronPositions {
 export function readManifest(dir: string): CollectionManifest {
   const file = path.join(dir, 'manifest.json');
   if (!fs.existsSync(dir)) throw new DataError(`collection directory '${dir}' does not exist`);
-  if (!fs.existsSync(file)) throw new DataError(`'${dir}' is not a complete neuron collection: it has no manifest.json (written last, so an interrupted collect leaves none)`);
+  if (!fs.existsSync(file))
+    throw new DataError(`'${dir}' is not a complete neuron collection: it has no manifest.json (written last, so an interrupted collect leaves none)`);
   let m: CollectionManifest;
   try {
     m = JSON.parse(fs.readFileSync(file, 'utf8')) as CollectionManifest;
   } catch (e) {
     throw new DataError(`${file}: not valid JSON (${(e as Error).message})`);
   }
-  if (typeof m !== 'object' || m === null || m.format !== COLLECTION_FORMAT) throw new DataError(`${file}: not a crate-ts neuron collection manifest (format is not '${COLLECTION_FORMAT}')`);
-  if (m.format_version !== COLLECTION_FORMAT_VERSION) throw new DataError(`${file}: format_version ${String(m.format_version)} is not supported (this crate-ts reads version ${COLLECTION_FORMAT_VERSION})`);
+  if (typeof m !== 'object' || m === null || m.format !== COLLECTION_FORMAT)
+    throw new DataError(`${file}: not a crate-ts neuron collection manifest (format is not '${COLLECTION_FORMAT}')`);
+  if (m.format_version !== COLLECTION_FORMAT_VERSION)
+    throw new DataError(`${file}: format_version ${String(m.format_version)} is not supported (this crate-ts reads version ${COLLECTION_FORMAT_VERSION})`);
   const arrays = ['layers', 'hooks', 'neurons'] as const;
-  for (const k of arrays) if (!Array.isArray(m[k]) || m[k].length !== m.layers?.length) throw new DataError(`${file}: "${k}" must be a list with one entry per collected layer`);
+  for (const k of arrays)
+    if (!Array.isArray(m[k]) || m[k].length !== m.layers?.length) throw new DataError(`${file}: "${k}" must be a list with one entry per collected layer`);
   if (!Number.isInteger(m.n_tokens) || m.n_tokens < 1) throw new DataError(`${file}: "n_tokens" must be a positive integer`);
   if (!VARIANTS.includes(m.variant)) throw new DataError(`${file}: "variant" must be one of ${VARIANTS.join(', ')}`);
   return m;
@@ -272,16 +292,25 @@ export function readLayer(dir: string, m: CollectionManifest, layer: number): La
   };
   const records = read('records.jsonl', parseNeuronRecord);
   records.forEach((r, i) => {
-    if (r.neuron_id.neuron_index !== i || r.neuron_id.layer_index !== layer) throw new DataError(`${path.join(ld, 'records.jsonl')}:${i + 1}: neuron_id is (${r.neuron_id.layer_index}, ${r.neuron_id.neuron_index}), expected (${layer}, ${i})`);
+    if (r.neuron_id.neuron_index !== i || r.neuron_id.layer_index !== layer)
+      throw new DataError(
+        `${path.join(ld, 'records.jsonl')}:${i + 1}: neuron_id is (${r.neuron_id.layer_index}, ${r.neuron_id.neuron_index}), expected (${layer}, ${i})`,
+      );
   });
   const positions = read('positions.jsonl', parsePositions);
   positions.forEach((p, i) => {
     const r = records[i];
     const file = path.join(ld, 'positions.jsonl');
     if (p.neuron !== i) throw new DataError(`${file}:${i + 1}: neuron is ${p.neuron}, expected ${i}`);
-    if (p.top.length !== r.most_positive_activation_records.length || p.random.length !== r.random_sample.length) throw new DataError(`${file}:${i + 1}: the position lists do not match the records' counts`);
-    if ((p.quantile === null) !== (r.random_sample_by_quantile === null) || (p.quantile && p.quantile.some((b, j) => b.length !== r.random_sample_by_quantile![j]?.length))) throw new DataError(`${file}:${i + 1}: the quantile positions do not match the records`);
-    if ([...p.top, ...p.random, ...(p.quantile ?? []).flat()].some((q) => q >= m.n_tokens)) throw new DataError(`${file}:${i + 1}: a position is outside the ${m.n_tokens} collected tokens`);
+    if (p.top.length !== r.most_positive_activation_records.length || p.random.length !== r.random_sample.length)
+      throw new DataError(`${file}:${i + 1}: the position lists do not match the records' counts`);
+    if (
+      (p.quantile === null) !== (r.random_sample_by_quantile === null) ||
+      (p.quantile && p.quantile.some((b, j) => b.length !== r.random_sample_by_quantile![j]?.length))
+    )
+      throw new DataError(`${file}:${i + 1}: the quantile positions do not match the records`);
+    if ([...p.top, ...p.random, ...(p.quantile ?? []).flat()].some((q) => q >= m.n_tokens))
+      throw new DataError(`${file}:${i + 1}: a position is outside the ${m.n_tokens} collected tokens`);
   });
   const stats = read('stats.jsonl', (line, where) => {
     let s: NeuronStats;

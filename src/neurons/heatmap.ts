@@ -7,7 +7,11 @@ import type { ActivationRecord, NeuronRecord, NeuronStats } from './format.js';
 
 /** A token string made visible on one line: newline ↵, tab →, carriage return ␍. */
 export function visibleToken(t: string): string {
-  return t.replace(/\n/g, '↵').replace(/\t/g, '→').replace(/\r/g, '␍').replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return t
+    .replace(/\n/g, '↵')
+    .replace(/\t/g, '→')
+    .replace(/\r/g, '␍')
+    .replace(/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 const fmt = (v: number): string => (v === 0 ? '0' : Math.abs(v) >= 100 || Math.abs(v) < 0.01 ? v.toExponential(2) : v.toFixed(3));
@@ -15,7 +19,9 @@ const fmt = (v: number): string => (v === 0 ? '0' : Math.abs(v) >= 100 || Math.a
 /** ANSI 24-bit background from white (0) to orange (1), with black text. */
 function colour(text: string, frac: number, selected: boolean): string {
   const f = Math.max(0, Math.min(1, frac));
-  const r = 255, g = Math.round(255 - f * (255 - 110)), b = Math.round(255 - f * 255);
+  const r = 255,
+    g = Math.round(255 - f * (255 - 110)),
+    b = Math.round(255 - f * 255);
   return `\x1b[38;2;0;0;0;48;2;${r};${g};${b}m${selected ? '\x1b[4m' : ''}${text}\x1b[0m`;
 }
 
@@ -48,7 +54,9 @@ export function renderNeuron(r: NeuronRecord, stats: NeuronStats, o: ShowOptions
   const out: string[] = [];
   const id = r.neuron_id;
   const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
-  out.push(`layer ${id.layer_index} neuron ${id.neuron_index} (${o.hook}): max ${fmt(stats.max ?? NaN)}, mean ${fmt(stats.mean ?? NaN)}, variance ${fmt(stats.variance ?? NaN)}, skewness ${fmt(stats.skewness ?? NaN)}, kurtosis ${fmt(stats.kurtosis ?? NaN)}, density ${pct(stats.density)} of ${stats.count} tokens${(stats.max ?? 0) > 0 ? '' : ' (dead: never > 0)'}`);
+  out.push(
+    `layer ${id.layer_index} neuron ${id.neuron_index} (${o.hook}): max ${fmt(stats.max ?? NaN)}, mean ${fmt(stats.mean ?? NaN)}, variance ${fmt(stats.variance ?? NaN)}, skewness ${fmt(stats.skewness ?? NaN)}, kurtosis ${fmt(stats.kurtosis ?? NaN)}, density ${pct(stats.density)} of ${stats.count} tokens${(stats.max ?? 0) > 0 ? '' : ' (dead: never > 0)'}`,
+  );
   const section = (title: string, recs: ActivationRecord[], offs: number[], pos: number[]) => {
     out.push('');
     out.push(`${title} (${Math.min(o.max, recs.length)} of ${recs.length}):`);
@@ -62,7 +70,12 @@ export function renderNeuron(r: NeuronRecord, stats: NeuronStats, o: ShowOptions
   if (r.random_sample_by_quantile && o.offsets.quantile && o.positions.quantile) {
     const qb = r.quantile_boundaries ?? [];
     r.random_sample_by_quantile.forEach((bin, b) => {
-      section(`quantile bin ${b} (twelfth ${b + 1}, values ${fmt(qb[b] ?? NaN)} .. ${fmt(qb[b + 1] ?? NaN)})`, bin, o.offsets.quantile![b], o.positions.quantile![b]);
+      section(
+        `quantile bin ${b} (twelfth ${b + 1}, values ${fmt(qb[b] ?? NaN)} .. ${fmt(qb[b + 1] ?? NaN)})`,
+        bin,
+        o.offsets.quantile![b],
+        o.positions.quantile![b],
+      );
     });
   }
   if (!o.color) out.push('', 'legend: ⟦token⟧ is the selected position; [value] follows every token with a non-zero activation');

@@ -12,7 +12,8 @@ import { flatten, maxActivation, normalizeActivations, pearson, type Split } fro
 /** Mean normalised activation per token string over the explanation records. */
 export function lookupTable(explanation: readonly ActivationRecord[]): Map<string, number> {
   const m = maxActivation(explanation);
-  const sum = new Map<string, number>(), count = new Map<string, number>();
+  const sum = new Map<string, number>(),
+    count = new Map<string, number>();
   for (const r of explanation) {
     const norm = normalizeActivations(r.activations, m);
     r.tokens.forEach((t, j) => {
@@ -48,8 +49,13 @@ export function lookupScore(split: Split): number {
 export function selectivity(top: readonly ActivationRecord[], random: readonly ActivationRecord[]): number {
   const m = maxActivation(top);
   if (!(m > 0)) return NaN;
-  let n = 0, fire = 0;
-  for (const r of random) for (const a of r.activations) { n++; if (a >= m / 10) fire++; }
+  let n = 0,
+    fire = 0;
+  for (const r of random)
+    for (const a of r.activations) {
+      n++;
+      if (a >= m / 10) fire++;
+    }
   return n ? fire / n : NaN;
 }
 
@@ -61,6 +67,10 @@ export function consistency(tokens: readonly string[]): number {
   if (tokens.length === 0) return NaN;
   const c = new Map<string, number>();
   let best = 0;
-  for (const t of tokens) { const k = (c.get(t) ?? 0) + 1; c.set(t, k); if (k > best) best = k; }
+  for (const t of tokens) {
+    const k = (c.get(t) ?? 0) + 1;
+    c.set(t, k);
+    if (k > best) best = k;
+  }
   return best / tokens.length;
 }

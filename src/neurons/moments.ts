@@ -23,11 +23,22 @@ export class StreamingMoments {
   private readonly c4: Float64Array;
 
   /** H: neurons (columns). what: names the tensor in error messages. */
-  constructor(readonly H: number, private readonly what = 'activation') {
+  constructor(
+    readonly H: number,
+    private readonly what = 'activation',
+  ) {
     const f = () => new Float64Array(H);
-    this.mean = f(); this.M2 = f(); this.M3 = f(); this.M4 = f(); this.positive = f();
-    this.max = f().fill(-Infinity); this.min = f().fill(Infinity);
-    this.s1 = f(); this.c2 = f(); this.c3 = f(); this.c4 = f();
+    this.mean = f();
+    this.M2 = f();
+    this.M3 = f();
+    this.M4 = f();
+    this.positive = f();
+    this.max = f().fill(-Infinity);
+    this.min = f().fill(Infinity);
+    this.s1 = f();
+    this.c2 = f();
+    this.c3 = f();
+    this.c4 = f();
   }
 
   /**
@@ -39,7 +50,10 @@ export class StreamingMoments {
     if (n <= 0) return;
     if (x.length < n * H) throw new RangeError(`StreamingMoments.push: ${x.length} values for ${n} rows of ${H}`);
     const { s1, c2, c3, c4, positive, max, min } = this;
-    s1.fill(0); c2.fill(0); c3.fill(0); c4.fill(0);
+    s1.fill(0);
+    c2.fill(0);
+    c3.fill(0);
+    c4.fill(0);
     for (let r = 0; r < n; r++) {
       const off = r * H;
       for (let i = 0; i < H; i++) {
@@ -57,17 +71,28 @@ export class StreamingMoments {
     for (let r = 0; r < n; r++) {
       const off = r * H;
       for (let i = 0; i < H; i++) {
-        const d = x[off + i] - s1[i], d2 = d * d;
-        c2[i] += d2; c3[i] += d2 * d; c4[i] += d2 * d2;
+        const d = x[off + i] - s1[i],
+          d2 = d * d;
+        c2[i] += d2;
+        c3[i] += d2 * d;
+        c4[i] += d2 * d2;
       }
     }
-    const na = this.count, nb = n, nn = na + nb;
+    const na = this.count,
+      nb = n,
+      nn = na + nb;
     const { mean, M2, M3, M4 } = this;
     for (let i = 0; i < H; i++) {
-      const delta = s1[i] - mean[i], d2 = delta * delta;
-      const m2a = M2[i], m3a = M3[i];
-      M4[i] = M4[i] + c4[i] + (d2 * d2 * na * nb * (na * na - na * nb + nb * nb)) / (nn * nn * nn)
-        + (6 * d2 * (na * na * c2[i] + nb * nb * m2a)) / (nn * nn) + (4 * delta * (na * c3[i] - nb * m3a)) / nn;
+      const delta = s1[i] - mean[i],
+        d2 = delta * delta;
+      const m2a = M2[i],
+        m3a = M3[i];
+      M4[i] =
+        M4[i] +
+        c4[i] +
+        (d2 * d2 * na * nb * (na * na - na * nb + nb * nb)) / (nn * nn * nn) +
+        (6 * d2 * (na * na * c2[i] + nb * nb * m2a)) / (nn * nn) +
+        (4 * delta * (na * c3[i] - nb * m3a)) / nn;
       M3[i] = m3a + c3[i] + (d2 * delta * na * nb * (na - nb)) / (nn * nn) + (3 * delta * (na * c2[i] - nb * m2a)) / nn;
       M2[i] = m2a + c2[i] + (d2 * na * nb) / nn;
       mean[i] += (delta * nb) / nn;
@@ -80,23 +105,42 @@ export class StreamingMoments {
     for (let r = 0; r < n; r++) {
       for (let i = 0; i < H; i++) {
         const v = x[r * H + i];
-        if (!Number.isFinite(v)) throw new NumericsError(`${this.what} of neuron ${i} is ${v} at flat position ${firstPos + r}; the model's numbers went wrong (check the checkpoint with crate-ts audit)`);
+        if (!Number.isFinite(v))
+          throw new NumericsError(
+            `${this.what} of neuron ${i} is ${v} at flat position ${firstPos + r}; the model's numbers went wrong (check the checkpoint with crate-ts audit)`,
+          );
       }
     }
     throw new NumericsError(`${this.what}: a chunk sum overflowed to a non-finite value at positions ${firstPos}..${firstPos + n - 1}`);
   }
 
   /** Population variance M2/N, raw central moments M3/N and M4/N, and their standardised forms. */
-  summary(i: number): { mean: number; variance: number; m3: number; m4: number; skewness: number; kurtosis: number; density: number; max: number; min: number } {
+  summary(i: number): {
+    mean: number;
+    variance: number;
+    m3: number;
+    m4: number;
+    skewness: number;
+    kurtosis: number;
+    density: number;
+    max: number;
+    min: number;
+  } {
     const n = this.count;
-    const variance = this.M2[i] / n, m3 = this.M3[i] / n, m4 = this.M4[i] / n;
+    const variance = this.M2[i] / n,
+      m3 = this.M3[i] / n,
+      m4 = this.M4[i] / n;
     const sd = Math.sqrt(variance);
     return {
-      mean: this.mean[i], variance, m3, m4,
+      mean: this.mean[i],
+      variance,
+      m3,
+      m4,
       skewness: variance > 0 ? m3 / (sd * sd * sd) : NaN,
       kurtosis: variance > 0 ? m4 / (variance * variance) : NaN,
       density: this.positive[i] / n,
-      max: this.max[i], min: this.min[i],
+      max: this.max[i],
+      min: this.min[i],
     };
   }
 }

@@ -64,7 +64,8 @@ export interface CollectionScores {
 
 /** The records of neuron i with the selected token's offset in each, for the splits. */
 export function neuronRecords(m: CollectionManifest, ld: LayerData, i: number): NeuronRecords {
-  const r = ld.records[i], p = ld.positions[i];
+  const r = ld.records[i],
+    p = ld.positions[i];
   return {
     top: r.most_positive_activation_records,
     random: r.random_sample,
@@ -84,8 +85,11 @@ export function scoreNeuron(m: CollectionManifest, ld: LayerData, i: number): Ne
   };
   const topTokens = nr.top.map((rec, j) => rec.tokens[nr.topOffsets[j]]);
   return {
-    layer: ld.layer, neuron: i,
-    tar: score('tar'), randomOnly: score('randomOnly'), anthropic: score('anthropic'),
+    layer: ld.layer,
+    neuron: i,
+    tar: score('tar'),
+    randomOnly: score('randomOnly'),
+    anthropic: score('anthropic'),
     selectivity: selectivity(nr.top, nr.random),
     consistency: (s.max ?? 0) > 0 ? consistency(topTokens) : NaN,
     density: s.density,
@@ -102,7 +106,9 @@ export function summarizeLayer(layer: number, scores: readonly NeuronScore[], ha
   const opt = (v: number) => (Number.isFinite(v) ? v : null);
   return {
     layer,
-    tar: x100(sum.tar.mean), randomOnly: x100(sum.randomOnly.mean), anthropic: hasQuantiles ? x100(sum.anthropic.mean) : null,
+    tar: x100(sum.tar.mean),
+    randomOnly: x100(sum.randomOnly.mean),
+    anthropic: hasQuantiles ? x100(sum.anthropic.mean) : null,
     selectivity: opt(meanOfFinite(live.map((s) => s.selectivity)).mean),
     consistency: opt(meanOfFinite(live.map((s) => s.consistency)).mean),
     density: scores.reduce((a, s) => a + s.density, 0) / Math.max(1, scores.length),
@@ -115,7 +121,10 @@ export function summarizeLayer(layer: number, scores: readonly NeuronScore[], ha
 
 /** Mean over layers, population variance of the layer means, and the standard error of the mean (from the layers' SEs). */
 export function summarizeModel(layers: readonly LayerScore[], nLayer: number): ModelScore {
-  const used = layersForModelMean(layers.map((l) => l.layer), nLayer);
+  const used = layersForModelMean(
+    layers.map((l) => l.layer),
+    nLayer,
+  );
   const rows = layers.filter((l) => used.includes(l.layer));
   const agg = (name: SplitName) => {
     const vals = rows.map((l) => l[name]).filter((v): v is number => v !== null);
@@ -130,7 +139,9 @@ export function summarizeModel(layers: readonly LayerScore[], nLayer: number): M
   };
   return {
     layers: used,
-    tar: agg('tar'), randomOnly: agg('randomOnly'), anthropic: agg('anthropic'),
+    tar: agg('tar'),
+    randomOnly: agg('randomOnly'),
+    anthropic: agg('anthropic'),
     selectivity: meanOf(rows.map((l) => l.selectivity)),
     consistency: meanOf(rows.map((l) => l.consistency)),
     density: meanOf(rows.map((l) => l.density)),
@@ -163,10 +174,19 @@ export function scoreCollection(dir: string): CollectionScores {
 /** Write DIR/scores-lookup.jsonl: one line per neuron (non-finite as null). */
 export function writeNeuronScores(dir: string, scores: readonly NeuronScore[]): string {
   const file = path.join(dir, 'scores-lookup.jsonl');
-  const lines = scores.map((s) => JSON.stringify({
-    layer: s.layer, neuron: s.neuron, tar: finiteOrNull(s.tar), randomOnly: finiteOrNull(s.randomOnly), anthropic: finiteOrNull(s.anthropic),
-    selectivity: finiteOrNull(s.selectivity), consistency: finiteOrNull(s.consistency), density: s.density, dead: s.dead,
-  }));
+  const lines = scores.map((s) =>
+    JSON.stringify({
+      layer: s.layer,
+      neuron: s.neuron,
+      tar: finiteOrNull(s.tar),
+      randomOnly: finiteOrNull(s.randomOnly),
+      anthropic: finiteOrNull(s.anthropic),
+      selectivity: finiteOrNull(s.selectivity),
+      consistency: finiteOrNull(s.consistency),
+      density: s.density,
+      dead: s.dead,
+    }),
+  );
   writeFileAtomic(file, lines.join('\n') + (lines.length ? '\n' : ''));
   return file;
 }

@@ -16,13 +16,23 @@ export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
   const n = x.length;
   if (y.length !== n) throw new RangeError(`pearson: the sequences have different lengths (${n} and ${y.length})`);
   if (n < 2) return NaN;
-  let mx = 0, my = 0;
-  for (let i = 0; i < n; i++) { mx += x[i]; my += y[i]; }
-  mx /= n; my /= n;
-  let sxy = 0, sxx = 0, syy = 0;
+  let mx = 0,
+    my = 0;
   for (let i = 0; i < n; i++) {
-    const dx = x[i] - mx, dy = y[i] - my;
-    sxy += dx * dy; sxx += dx * dx; syy += dy * dy;
+    mx += x[i];
+    my += y[i];
+  }
+  mx /= n;
+  my /= n;
+  let sxy = 0,
+    sxx = 0,
+    syy = 0;
+  for (let i = 0; i < n; i++) {
+    const dx = x[i] - mx,
+      dy = y[i] - my;
+    sxy += dx * dy;
+    sxx += dx * dx;
+    syy += dy * dy;
   }
   if (!(sxx > 0) || !(syy > 0)) return NaN;
   const r = sxy / Math.sqrt(sxx * syy);
@@ -33,8 +43,13 @@ export function pearson(x: ArrayLike<number>, y: ArrayLike<number>): number {
 export function rSquaredAboutZero(real: ArrayLike<number>, pred: ArrayLike<number>): number {
   const n = real.length;
   if (pred.length !== n) throw new RangeError(`rSquaredAboutZero: the sequences have different lengths (${n} and ${pred.length})`);
-  let se = 0, s2 = 0;
-  for (let i = 0; i < n; i++) { const d = real[i] - pred[i]; se += d * d; s2 += real[i] * real[i]; }
+  let se = 0,
+    s2 = 0;
+  for (let i = 0; i < n; i++) {
+    const d = real[i] - pred[i];
+    se += d * d;
+    s2 += real[i] * real[i];
+  }
   return 1 - se / n / (s2 / n);
 }
 
@@ -42,8 +57,12 @@ export function rSquaredAboutZero(real: ArrayLike<number>, pred: ArrayLike<numbe
 export function absoluteDevExplained(real: ArrayLike<number>, pred: ArrayLike<number>): number {
   const n = real.length;
   if (pred.length !== n) throw new RangeError(`absoluteDevExplained: the sequences have different lengths (${n} and ${pred.length})`);
-  let ad = 0, a = 0;
-  for (let i = 0; i < n; i++) { ad += Math.abs(real[i] - pred[i]); a += Math.abs(real[i]); }
+  let ad = 0,
+    a = 0;
+  for (let i = 0; i < n; i++) {
+    ad += Math.abs(real[i] - pred[i]);
+    a += Math.abs(real[i]);
+  }
   return 1 - ad / n / (a / n);
 }
 
@@ -52,7 +71,10 @@ export function flatten(records: readonly { activations: readonly number[] }[]):
   const n = records.reduce((s, r) => s + r.activations.length, 0);
   const out = new Float64Array(n);
   let o = 0;
-  for (const r of records) { out.set(r.activations, o); o += r.activations.length; }
+  for (const r of records) {
+    out.set(r.activations, o);
+    o += r.activations.length;
+  }
   return out;
 }
 
@@ -98,7 +120,8 @@ export interface Split {
 
 const pick = <T>(xs: readonly T[], idx: readonly number[]): T[] => idx.filter((i) => i < xs.length).map((i) => xs[i]);
 const range = (a: number, b: number): number[] => Array.from({ length: Math.max(0, b - a) }, (_, i) => a + i);
-const EVEN10 = [0, 2, 4, 6, 8], ODD10 = [1, 3, 5, 7, 9];
+const EVEN10 = [0, 2, 4, 6, 8],
+  ODD10 = [1, 3, 5, 7, 9];
 
 /** Top-and-Random [A-code activations.py]: explain on top #0,2,4,6,8; score on random #0,2,4,6,8 + top #1,3,5,7,9. */
 export function tarSplit(r: NeuronRecords): Split {
@@ -111,11 +134,13 @@ export function randomOnlySplit(r: NeuronRecords): Split {
 }
 
 /** Anthropic excerpt: [q−4, q+4) around the selected token (spec 7.3). */
-export const ANTHROPIC_BEFORE = 4, ANTHROPIC_AFTER = 4;
+export const ANTHROPIC_BEFORE = 4,
+  ANTHROPIC_AFTER = 4;
 
 /** Cut a record to [offset − before, offset + after), clipped to the record. */
 export function cutRecord(rec: ActivationRecord, offset: number, before: number, after: number): ActivationRecord {
-  const a = Math.max(0, offset - before), b = Math.min(rec.tokens.length, offset + after);
+  const a = Math.max(0, offset - before),
+    b = Math.min(rec.tokens.length, offset + after);
   return { tokens: rec.tokens.slice(a, b), activations: rec.activations.slice(a, b) };
 }
 
@@ -130,7 +155,9 @@ export function anthropicSplit(r: NeuronRecords): Split | null {
   const q8 = r.quantile.map((bin, b) => bin.map((rec, j) => cutRecord(rec, r.quantileOffsets![b][j], ANTHROPIC_BEFORE, ANTHROPIC_AFTER)));
   const top8 = r.top.map((rec, j) => cutRecord(rec, r.topOffsets[j], ANTHROPIC_BEFORE, ANTHROPIC_AFTER));
   const rnd8 = r.random.map((rec, j) => cutRecord(rec, r.randomOffsets[j], ANTHROPIC_BEFORE, ANTHROPIC_AFTER));
-  const ooc = range(25, 35).filter((j) => j < r.top.length).map((j) => cutRecord(r.top[j], r.topOffsets[j], 1, 2));
+  const ooc = range(25, 35)
+    .filter((j) => j < r.top.length)
+    .map((j) => cutRecord(r.top[j], r.topOffsets[j], 1, 2));
   return {
     explanation: [...pick(top8, range(0, 15)), ...q8.flatMap((bin) => pick(bin, [0, 1])), ...pick(rnd8, range(0, 5))],
     scoring: [...pick(top8, range(15, 25)), ...q8.flatMap((bin) => pick(bin, [2, 3])), ...pick(rnd8, range(5, 10)), ...ooc],

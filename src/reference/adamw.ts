@@ -6,7 +6,18 @@
  * p ← p − lr (m̂ / (sqrt(v̂) + eps) + wd · p)      t = step ≥ 1
  * param, grad, m, v: same length
  */
-export function adamwUpdate(param: Float64Array, grad: Float64Array, m: Float64Array, v: Float64Array, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void {
+export function adamwUpdate(
+  param: Float64Array,
+  grad: Float64Array,
+  m: Float64Array,
+  v: Float64Array,
+  lr: number,
+  beta1: number,
+  beta2: number,
+  eps: number,
+  weightDecay: number,
+  step: number,
+): void {
   const bc1 = 1 - Math.pow(beta1, step);
   const bc2 = 1 - Math.pow(beta2, step);
   for (let i = 0; i < param.length; i++) {

@@ -8,7 +8,9 @@ export function embeddingForward(out: Float64Array, idx: Int32Array, wte: Float6
   for (let bt = 0; bt < B * T; bt++) {
     const t = bt % T;
     const tok = idx[bt];
-    const o = bt * C, w = tok * C, p = t * C;
+    const o = bt * C,
+      w = tok * C,
+      p = t * C;
     for (let c = 0; c < C; c++) out[o + c] = wte[w + c] + wpe[p + c];
   }
 }
@@ -20,7 +22,9 @@ export function embeddingForward(out: Float64Array, idx: Int32Array, wte: Float6
 export function embeddingBackward(dwte: Float64Array, dwpe: Float64Array, dout: Float64Array, idx: Int32Array, B: number, T: number, C: number): void {
   for (let bt = 0; bt < B * T; bt++) {
     const t = bt % T;
-    const o = bt * C, w = idx[bt] * C, p = t * C;
+    const o = bt * C,
+      w = idx[bt] * C,
+      p = t * C;
     for (let c = 0; c < C; c++) {
       dwte[w + c] += dout[o + c];
       dwpe[p + c] += dout[o + c];

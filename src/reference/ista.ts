@@ -12,7 +12,18 @@ import { relu } from './elementwise.js';
  *   a1 = relu(η u Aᵀ − ηλ);  a2 = relu(a1 + η (u − a1 A) Aᵀ − ηλ);  x = a2 A.
  * u: (N,C), A: (H,C), codes: (steps,N,H) = a_1..a_steps ("neurons" = the last), out: (N,C)
  */
-export function istaForward(out: Float64Array, codes: Float64Array, u: Float64Array, A: Float64Array, N: number, C: number, H: number, eta: number, lam: number, steps: number): void {
+export function istaForward(
+  out: Float64Array,
+  codes: Float64Array,
+  u: Float64Array,
+  A: Float64Array,
+  N: number,
+  C: number,
+  H: number,
+  eta: number,
+  lam: number,
+  steps: number,
+): void {
   const r = new Float64Array(C);
   for (let n = 0; n < N; n++) {
     for (let t = 1; t <= steps; t++) {
@@ -51,7 +62,20 @@ export function istaForward(out: Float64Array, codes: Float64Array, u: Float64Ar
  *     du += dr;       g_{t−1} −= dr Aᵀ;   dA −= a_{t−1}ᵀ dr
  * The ReLU derivative is 1[pre > 0] (zero at exactly 0, as PyTorch); pre > 0 ⇔ a_t > 0.
  */
-export function istaBackward(du: Float64Array, dA: Float64Array, dout: Float64Array, u: Float64Array, A: Float64Array, codes: Float64Array, N: number, C: number, H: number, eta: number, _lam: number, steps: number): void {
+export function istaBackward(
+  du: Float64Array,
+  dA: Float64Array,
+  dout: Float64Array,
+  u: Float64Array,
+  A: Float64Array,
+  codes: Float64Array,
+  N: number,
+  C: number,
+  H: number,
+  eta: number,
+  _lam: number,
+  steps: number,
+): void {
   const g = new Float64Array(H);
   const r = new Float64Array(C);
   const dr = new Float64Array(C);
@@ -104,13 +128,19 @@ export function istaBackward(du: Float64Array, dA: Float64Array, dout: Float64Ar
  * x, out: (N,C), W: (C,C)
  */
 export function istaCompleteForward(out: Float64Array, x: Float64Array, W: Float64Array, N: number, C: number, eta: number, lam: number): void {
-  const xw = new Float64Array(C), xwt = new Float64Array(C);
+  const xw = new Float64Array(C),
+    xwt = new Float64Array(C);
   for (let n = 0; n < N; n++) {
     const o = n * C;
     for (let j = 0; j < C; j++) {
-      let s = 0, st = 0;
-      for (let i = 0; i < C; i++) { s += x[o + i] * W[i * C + j]; st += x[o + i] * W[j * C + i]; }
-      xw[j] = s; xwt[j] = st;
+      let s = 0,
+        st = 0;
+      for (let i = 0; i < C; i++) {
+        s += x[o + i] * W[i * C + j];
+        st += x[o + i] * W[j * C + i];
+      }
+      xw[j] = s;
+      xwt[j] = st;
     }
     for (let j = 0; j < C; j++) {
       let s = 0; // (x Wᵀ W)_j = Σ_i xwt_i W[i,j]
@@ -127,16 +157,34 @@ export function istaCompleteForward(out: Float64Array, x: Float64Array, W: Float
  *   dx = δ + η q − η q W
  *   dW += η xᵀδ − η sᵀδ − η qᵀx
  */
-export function istaCompleteBackward(dx: Float64Array, dW: Float64Array, dout: Float64Array, x: Float64Array, W: Float64Array, out: Float64Array, N: number, C: number, eta: number, _lam: number): void {
-  const delta = new Float64Array(C), s = new Float64Array(C), dWtd = new Float64Array(C);
+export function istaCompleteBackward(
+  dx: Float64Array,
+  dW: Float64Array,
+  dout: Float64Array,
+  x: Float64Array,
+  W: Float64Array,
+  out: Float64Array,
+  N: number,
+  C: number,
+  eta: number,
+  _lam: number,
+): void {
+  const delta = new Float64Array(C),
+    s = new Float64Array(C),
+    dWtd = new Float64Array(C);
   for (let n = 0; n < N; n++) {
     const o = n * C;
     for (let j = 0; j < C; j++) delta[j] = out[o + j] > 0 ? dout[o + j] : 0;
     // s = x Wᵀ  (s_i = Σ_k x_k W[i,k]);  q = δ Wᵀ (q_i = Σ_j δ_j W[i,j])
     for (let i = 0; i < C; i++) {
-      let si = 0, qi = 0;
-      for (let k = 0; k < C; k++) { si += x[o + k] * W[i * C + k]; qi += delta[k] * W[i * C + k]; }
-      s[i] = si; dWtd[i] = qi;
+      let si = 0,
+        qi = 0;
+      for (let k = 0; k < C; k++) {
+        si += x[o + k] * W[i * C + k];
+        qi += delta[k] * W[i * C + k];
+      }
+      s[i] = si;
+      dWtd[i] = qi;
     }
     // term x W:        d/dx_i = η Σ_j δ_j W[i,j] = η q_i;            dW[i,j] += η x_i δ_j
     // term −x Wᵀ W = −s W with s = x Wᵀ:

@@ -21,13 +21,24 @@ export function linearForward(out: Float64Array, inp: Float64Array, weight: Floa
  * dweight += doutᵀ @ inp               (OC,C) accumulated
  * dbias += Σ_n dout                    (OC)   accumulated
  */
-export function linearBackward(dinp: Float64Array | null, dweight: Float64Array, dbias: Float64Array | null, dout: Float64Array, inp: Float64Array, weight: Float64Array, N: number, C: number, OC: number): void {
+export function linearBackward(
+  dinp: Float64Array | null,
+  dweight: Float64Array,
+  dbias: Float64Array | null,
+  dout: Float64Array,
+  inp: Float64Array,
+  weight: Float64Array,
+  N: number,
+  C: number,
+  OC: number,
+): void {
   if (dinp) {
     dinp.fill(0, 0, N * C);
     for (let n = 0; n < N; n++) {
       for (let o = 0; o < OC; o++) {
         const g = dout[n * OC + o];
-        const w = o * C, x = n * C;
+        const w = o * C,
+          x = n * C;
         for (let c = 0; c < C; c++) dinp[x + c] += g * weight[w + c];
       }
     }
@@ -36,7 +47,8 @@ export function linearBackward(dinp: Float64Array | null, dweight: Float64Array,
     for (let o = 0; o < OC; o++) {
       const g = dout[n * OC + o];
       if (dbias) dbias[o] += g;
-      const w = o * C, x = n * C;
+      const w = o * C,
+        x = n * C;
       for (let c = 0; c < C; c++) dweight[w + c] += g * inp[x + c];
     }
   }

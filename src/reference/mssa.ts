@@ -12,7 +12,15 @@ export function attentionSavedSize(B: number, NH: number, T: number): number {
   return B * NH * T * T;
 }
 
-interface Qkv { q: Float64Array; k: Float64Array; v: Float64Array; qo: number; ko: number; vo: number; stride: number }
+interface Qkv {
+  q: Float64Array;
+  k: Float64Array;
+  v: Float64Array;
+  qo: number;
+  ko: number;
+  vo: number;
+  stride: number;
+}
 
 function attentionCoreForward(y: Float64Array, att: Float64Array, s: Qkv, B: number, T: number, C: number, NH: number): void {
   const p = C / NH;
@@ -31,7 +39,10 @@ function attentionCoreForward(y: Float64Array, att: Float64Array, s: Qkv, B: num
           if (att[row + j] > max) max = att[row + j];
         }
         let sum = 0;
-        for (let j = 0; j <= i; j++) { att[row + j] = Math.exp(att[row + j] - max); sum += att[row + j]; }
+        for (let j = 0; j <= i; j++) {
+          att[row + j] = Math.exp(att[row + j] - max);
+          sum += att[row + j];
+        }
         for (let j = 0; j <= i; j++) att[row + j] /= sum;
         for (let j = i + 1; j < T; j++) att[row + j] = 0;
         const yi = (b * T + i) * C + h * p;
@@ -51,7 +62,18 @@ function attentionCoreForward(y: Float64Array, att: Float64Array, s: Qkv, B: num
  *   dP[i,j] = <dy_i, v_j>;  dS[i,j] = P[i,j] (dP[i,j] − Σ_k P[i,k] dP[i,k])
  *   dq_i += Σ_j dS[i,j] k_j / sqrt(p);  dk_j += dS[i,j] q_i / sqrt(p);  dv_j += P[i,j] dy_i
  */
-function attentionCoreBackward(dq: Float64Array, dk: Float64Array, dv: Float64Array, dy: Float64Array, s: Qkv, att: Float64Array, B: number, T: number, C: number, NH: number): void {
+function attentionCoreBackward(
+  dq: Float64Array,
+  dk: Float64Array,
+  dv: Float64Array,
+  dy: Float64Array,
+  s: Qkv,
+  att: Float64Array,
+  B: number,
+  T: number,
+  C: number,
+  NH: number,
+): void {
   const p = C / NH;
   const scale = 1 / Math.sqrt(p);
   const dP = new Float64Array(T);
@@ -92,7 +114,17 @@ export function mssaForward(y: Float64Array, att: Float64Array, v: Float64Array,
 }
 
 /** dv = dq + dk + dv of the three tied paths (written).  dv, dy, v, y: (B,T,C) */
-export function mssaBackward(dv: Float64Array, dy: Float64Array, v: Float64Array, _y: Float64Array, att: Float64Array, B: number, T: number, C: number, NH: number): void {
+export function mssaBackward(
+  dv: Float64Array,
+  dy: Float64Array,
+  v: Float64Array,
+  _y: Float64Array,
+  att: Float64Array,
+  B: number,
+  T: number,
+  C: number,
+  NH: number,
+): void {
   dv.fill(0, 0, B * T * C);
   attentionCoreBackward(dv, dv, dv, dy, { q: v, k: v, v, qo: 0, ko: 0, vo: 0, stride: C }, att, B, T, C, NH);
 }
@@ -103,7 +135,17 @@ export function attentionForward(y: Float64Array, att: Float64Array, qkv: Float6
 }
 
 /** dqkv (B,T,3C) written. */
-export function attentionBackward(dqkv: Float64Array, dy: Float64Array, qkv: Float64Array, _y: Float64Array, att: Float64Array, B: number, T: number, C: number, NH: number): void {
+export function attentionBackward(
+  dqkv: Float64Array,
+  dy: Float64Array,
+  qkv: Float64Array,
+  _y: Float64Array,
+  att: Float64Array,
+  B: number,
+  T: number,
+  C: number,
+  NH: number,
+): void {
   dqkv.fill(0, 0, B * T * 3 * C);
   const s = { q: qkv, k: qkv, v: qkv, qo: 0, ko: C, vo: 2 * C, stride: 3 * C };
   // The three gradients live in disjoint column blocks of dqkv, so one buffer serves all three.
@@ -118,8 +160,20 @@ export function attentionBackward(dqkv: Float64Array, dy: Float64Array, qkv: Flo
  * q = k = v). The order of operations (scores, max, exp, sum, normalise, weighted sum) is that of
  * attentionCoreForward, so decoding reproduces the full forward.
  */
-export function attentionDecode(y: Float64Array, q: Float64Array, k: Float64Array, v: Float64Array, B: number, t: number, Tmax: number, C: number, NH: number): void {
-  const p = C / NH, scale = 1 / Math.sqrt(p), att = new Float64Array(t + 1);
+export function attentionDecode(
+  y: Float64Array,
+  q: Float64Array,
+  k: Float64Array,
+  v: Float64Array,
+  B: number,
+  t: number,
+  Tmax: number,
+  C: number,
+  NH: number,
+): void {
+  const p = C / NH,
+    scale = 1 / Math.sqrt(p),
+    att = new Float64Array(t + 1);
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < NH; h++) {
       const qo = b * C + h * p;
@@ -132,11 +186,15 @@ export function attentionDecode(y: Float64Array, q: Float64Array, k: Float64Arra
         if (att[j] > max) max = att[j];
       }
       let sum = 0;
-      for (let j = 0; j <= t; j++) { att[j] = Math.exp(att[j] - max); sum += att[j]; }
+      for (let j = 0; j <= t; j++) {
+        att[j] = Math.exp(att[j] - max);
+        sum += att[j];
+      }
       for (let j = 0; j <= t; j++) att[j] /= sum;
       for (let c = 0; c < p; c++) y[qo + c] = 0;
       for (let j = 0; j <= t; j++) {
-        const a = att[j], vo = (b * Tmax + j) * C + h * p;
+        const a = att[j],
+          vo = (b * Tmax + j) * C + h * p;
         for (let c = 0; c < p; c++) y[qo + c] += a * v[vo + c];
       }
     }

@@ -24,12 +24,18 @@ export class IncrementalDecoder {
   }
 
   /** Number of positions fed so far. */
-  get position(): number { return this.dec.position; }
+  get position(): number {
+    return this.dec.position;
+  }
 
-  reset(): void { this.dec.reset(); }
+  reset(): void {
+    this.dec.reset();
+  }
 
   /** Feed the token at the next position; returns the logits (V) predicting the position after it. */
-  step(token: number): Float64Array { return this.dec.step([token]); }
+  step(token: number): Float64Array {
+    return this.dec.step([token]);
+  }
 
   /** Feed several tokens; returns the logits after the last one. */
   prefill(tokens: ArrayLike<number>): Float64Array {

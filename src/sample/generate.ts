@@ -34,7 +34,8 @@ export function topKIds(logits: Float64Array, n: number, k: number): number[] {
   const worse = (i: number, j: number) => before(logits, heap[j], heap[i]); // heap[i] ranks below heap[j]
   const down = (i: number) => {
     for (;;) {
-      const l = 2 * i + 1, r = l + 1;
+      const l = 2 * i + 1,
+        r = l + 1;
       let m = i;
       if (l < heap.length && worse(l, m)) m = l;
       if (r < heap.length && worse(r, m)) m = r;
@@ -94,7 +95,12 @@ export function sampleToken(logits: Float64Array, rng: Rng, temperature: number,
  */
 export function generate<Buf>(model: LanguageModel<Buf>, prompt: readonly number[], opts: SampleOptions): number[];
 export function generate(config: ModelConfig, params: Float64Array, prompt: readonly number[], opts: SampleOptions): number[];
-export function generate<Buf>(a: LanguageModel<Buf> | ModelConfig, b: Float64Array | readonly number[], c?: readonly number[] | SampleOptions, d?: SampleOptions): number[] {
+export function generate<Buf>(
+  a: LanguageModel<Buf> | ModelConfig,
+  b: Float64Array | readonly number[],
+  c?: readonly number[] | SampleOptions,
+  d?: SampleOptions,
+): number[] {
   if (a instanceof LanguageModel) return run(a, b as readonly number[], c as SampleOptions);
   const model = new LanguageModel(new ReferenceBackend(), a, { params: b as Float64Array });
   try {

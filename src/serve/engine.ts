@@ -43,7 +43,10 @@ function downloadLogits(be: LanguageModel<unknown>['backend'], buf: unknown): Lo
   return typeof f32 === 'function' ? f32.call(be, buf) : be.download(buf);
 }
 
-export interface TopEntry { id: number; logprob: number }
+export interface TopEntry {
+  id: number;
+  logprob: number;
+}
 
 export interface PromptLogprobs {
   /** logprob of ids[i] given ids[<i]; null for i = 0. */
@@ -99,14 +102,19 @@ function logSumExp(logits: Logits, off: number, V: number): number {
 /** The k largest of logits[off, off+n) (ids < n), descending, ties to the lower id. */
 function topK(logits: Logits, off: number, n: number, k: number, lse: number): TopEntry[] {
   if (k <= 0) return [];
-  const ids: number[] = [], vals: number[] = [];
+  const ids: number[] = [],
+    vals: number[] = [];
   for (let j = 0; j < n; j++) {
     const v = logits[off + j];
     if (ids.length === k && v <= vals[k - 1]) continue;
     let p = ids.length < k ? ids.length : k - 1;
     while (p > 0 && vals[p - 1] < v) p--;
-    ids.splice(p, 0, j); vals.splice(p, 0, v);
-    if (ids.length > k) { ids.pop(); vals.pop(); }
+    ids.splice(p, 0, j);
+    vals.splice(p, 0, v);
+    if (ids.length > k) {
+      ids.pop();
+      vals.pop();
+    }
   }
   return ids.map((id, i) => ({ id, logprob: vals[i] - lse }));
 }
@@ -123,24 +131,34 @@ export class Engine {
   readonly textVocab: number;
   readonly echoStride: number;
 
-  constructor(readonly model: LanguageModel<unknown>, readonly tokenizer: Tokenizer, readonly tokenBytes: TokenBytes, opts: EngineOptions = {}) {
+  constructor(
+    readonly model: LanguageModel<unknown>,
+    readonly tokenizer: Tokenizer,
+    readonly tokenBytes: TokenBytes,
+    opts: EngineOptions = {},
+  ) {
     this.blockSize = model.config.blockSize;
     this.vocabSize = model.config.vocabSize;
     this.textVocab = Math.min(tokenizer.vocabSize, this.vocabSize);
     const S = opts.echoStride ?? Math.max(1, Math.floor(this.blockSize / 2));
-    if (!Number.isInteger(S) || S < 1 || S > this.blockSize) throw new UsageError(`--echo-stride must be an integer in [1, ${this.blockSize}] (the block size), got ${S}`);
+    if (!Number.isInteger(S) || S < 1 || S > this.blockSize)
+      throw new UsageError(`--echo-stride must be an integer in [1, ${this.blockSize}] (the block size), got ${S}`);
     this.echoStride = S;
   }
 
-  encode(text: string): number[] { return this.tokenizer.encode(text); }
+  encode(text: string): number[] {
+    return this.tokenizer.encode(text);
+  }
 
   /** The windows [start, start+len) and the first target each scores (see the file comment). */
   echoWindows(N: number): { start: number; len: number; from: number }[] {
-    const T = this.blockSize, S = this.echoStride;
+    const T = this.blockSize,
+      S = this.echoStride;
     if (N <= 1) return [];
     if (N <= T) return [{ start: 0, len: N, from: 1 }];
     const out = [{ start: 0, len: T, from: 1 }];
-    let scored = T - 1, a = 0;
+    let scored = T - 1,
+      a = 0;
     while (scored < N - 1) {
       a = Math.min(a + S, N - T);
       out.push({ start: a, len: T, from: scored + 1 });
@@ -151,14 +169,17 @@ export class Engine {
 
   /** Log-probabilities of every prompt token and the k most likely alternatives at each position. */
   async promptLogprobs(ids: readonly number[], k: number): Promise<PromptLogprobs> {
-    const N = ids.length, V = this.vocabSize, C = this.model.config.nEmbd;
+    const N = ids.length,
+      V = this.vocabSize,
+      C = this.model.config.nEmbd;
     const tokenLogprobs: (number | null)[] = new Array(N).fill(null);
     const top: (TopEntry[] | null)[] = new Array(N).fill(null);
     const windows = this.echoWindows(N);
     const be = this.model.backend;
     // The head runs again only on the rows a window scores (a later window scores about half of
     // its rows), HEAD_ROWS at a time, so the host sees each position's V logits once.
-    const rowsIn = be.alloc(HEAD_ROWS * C), rowsOut = be.alloc(HEAD_ROWS * V);
+    const rowsIn = be.alloc(HEAD_ROWS * C),
+      rowsOut = be.alloc(HEAD_ROWS * V);
     try {
       let w = 0;
       while (w < windows.length) {
@@ -167,22 +188,30 @@ export class Engine {
         const batch = [];
         while (w < windows.length && windows[w].len === len && batch.length < perBatch) batch.push(windows[w++]);
         const idx = new Int32Array(batch.length * len);
-        batch.forEach((win, b) => { for (let t = 0; t < len; t++) idx[b * len + t] = ids[win.start + t]; });
+        batch.forEach((win, b) => {
+          for (let t = 0; t < len; t++) idx[b * len + t] = ids[win.start + t];
+        });
         // final LayerNorm output (B, T, C) of the forward on the backend; logits stay there
         const { cache } = this.model.runWithCache(idx, batch.length, len, { names: ['ln_final.hook_normalized'], returnLogits: false });
         const lnf = cache.get('ln_final.hook_normalized');
         // (window, target) pairs to score: row t - start - 1 of the window predicts target t
         const jobs: { b: number; t: number; start: number }[] = [];
-        batch.forEach((win, b) => { for (let t = win.from; t < win.start + len; t++) jobs.push({ b, t, start: win.start }); });
+        batch.forEach((win, b) => {
+          for (let t = win.from; t < win.start + len; t++) jobs.push({ b, t, start: win.start });
+        });
         const host = new Float64Array(HEAD_ROWS * C);
         for (let j0 = 0; j0 < jobs.length; j0 += HEAD_ROWS) {
-          const part = jobs.slice(j0, j0 + HEAD_ROWS), n = part.length;
-          part.forEach((job, r) => { for (let c = 0; c < C; c++) host[r * C + c] = lnf.get(job.b, job.t - job.start - 1, c); });
+          const part = jobs.slice(j0, j0 + HEAD_ROWS),
+            n = part.length;
+          part.forEach((job, r) => {
+            for (let c = 0; c < C; c++) host[r * C + c] = lnf.get(job.b, job.t - job.start - 1, c);
+          });
           be.upload(rowsIn, n === HEAD_ROWS ? host : Float64Array.from({ length: HEAD_ROWS * C }, (_, i) => (i < n * C ? host[i] : 0)));
-          be.linearForward(rowsOut, rowsIn, this.model.param('transformer.wte.weight'), null, HEAD_ROWS, C, V);   // tied head
+          be.linearForward(rowsOut, rowsIn, this.model.param('transformer.wte.weight'), null, HEAD_ROWS, C, V); // tied head
           const L = downloadLogits(be, n === HEAD_ROWS ? rowsOut : be.view(rowsOut, 0, n * V));
           part.forEach((job, r) => {
-            const off = r * V, target = ids[job.t];
+            const off = r * V,
+              target = ids[job.t];
             // -log p(target) = logsumexp(row) - row[target], from the backend's cross-entropy
             // operator (its exponentials are the backend's: float32 on the native backends, whose
             // logits carry float32 rounding anyway; float64 on the reference), so the host does
@@ -203,16 +232,20 @@ export class Engine {
 
   /** Logits (V) of the last position of a forward over the last T tokens of ctx. */
   private windowLogits(ctx: readonly number[]): Logits {
-    const T = this.blockSize, C = this.model.config.nEmbd, V = this.vocabSize, be = this.model.backend;
+    const T = this.blockSize,
+      C = this.model.config.nEmbd,
+      V = this.vocabSize,
+      be = this.model.backend;
     const win = ctx.slice(-T);
     const { cache } = this.model.runWithCache(win, 1, win.length, { names: ['ln_final.hook_normalized'], returnLogits: false });
     const lnf = cache.get('ln_final.hook_normalized');
     const row = new Float64Array(C);
     for (let c = 0; c < C; c++) row[c] = lnf.get(0, win.length - 1, c);
-    const inp = be.alloc(C), out = be.alloc(V);
+    const inp = be.alloc(C),
+      out = be.alloc(V);
     try {
       be.upload(inp, row);
-      be.linearForward(out, inp, this.model.param('transformer.wte.weight'), null, 1, C, V);   // tied head, last row only
+      be.linearForward(out, inp, this.model.param('transformer.wte.weight'), null, 1, C, V); // tied head, last row only
       return downloadLogits(be, out);
     } finally {
       be.free(inp);
@@ -224,8 +257,13 @@ export class Engine {
    * Continue `prompt`. onText(chunk) receives text as it becomes final (held back while it could
    * still turn into a stop string); returning false from it (a client that went away) stops early.
    */
-  async generate(prompt: readonly number[], opts: GenerateOptions, onText?: (chunk: string, tok: GeneratedToken | null) => boolean | void): Promise<GenerateResult> {
-    const T = this.blockSize, V = this.vocabSize;
+  async generate(
+    prompt: readonly number[],
+    opts: GenerateOptions,
+    onText?: (chunk: string, tok: GeneratedToken | null) => boolean | void,
+  ): Promise<GenerateResult> {
+    const T = this.blockSize,
+      V = this.vocabSize;
     const out: GeneratedToken[] = [];
     if (opts.maxTokens <= 0) return { tokens: out, text: '', finishReason: 'length' };
     const ctx = [...prompt];
@@ -250,13 +288,23 @@ export class Engine {
       // Generated text only: the stream starts after the prompt's bytes (a prompt ending inside a
       // character is not continued across the boundary; the model's BPE prompts end on whole characters).
       const maxStop = opts.stop.reduce((m, s) => Math.max(m, s.length), 0);
-      let text = '', emitted = 0, finish: 'stop' | 'length' = 'length';
+      let text = '',
+        emitted = 0,
+        finish: 'stop' | 'length' = 'length';
       const eot = opts.stopAtEot === false ? null : this.tokenizer.eot;
       for (let i = 0; i < opts.maxTokens; i++) {
         const lse = logSumExp(logits, 0, V);
         const id = sampleId(logits, this.textVocab, opts);
-        const tok: GeneratedToken = { id, text: '', logprob: logits[id] - lse, top: opts.logprobs !== null ? topK(logits, 0, this.textVocab, opts.logprobs, lse) : [] };
-        if (eot !== null && id === eot) { finish = 'stop'; break; }
+        const tok: GeneratedToken = {
+          id,
+          text: '',
+          logprob: logits[id] - lse,
+          top: opts.logprobs !== null ? topK(logits, 0, this.textVocab, opts.logprobs, lse) : [],
+        };
+        if (eot !== null && id === eot) {
+          finish = 'stop';
+          break;
+        }
         tok.text = stream.push(id);
         out.push(tok);
         text += tok.text;
@@ -267,7 +315,11 @@ export class Engine {
             const at = text.indexOf(s, Math.max(0, emitted - s.length));
             if (at >= 0 && (cut < 0 || at < cut)) cut = at;
           }
-          if (cut >= 0) { text = text.slice(0, cut); finish = 'stop'; break; }
+          if (cut >= 0) {
+            text = text.slice(0, cut);
+            finish = 'stop';
+            break;
+          }
         }
         const safe = maxStop > 0 ? Math.max(emitted, text.length - (maxStop - 1)) : text.length;
         if (onText) {
@@ -279,7 +331,10 @@ export class Engine {
         if (i + 1 === opts.maxTokens) break;
         ctx.push(id);
         if (dec && dec.position < T) logits = dec.step(Int32Array.of(id));
-        else { dec = null; logits = this.windowLogits(ctx); }
+        else {
+          dec = null;
+          logits = this.windowLogits(ctx);
+        }
         await yieldNow();
       }
       if (finish === 'length') text += stream.flush();
@@ -301,21 +356,34 @@ export function sampleId(logits: Logits, n: number, o: { temperature: number; to
   if (!(o.topK > 0 && o.topK < n) && !(o.topP < 1)) return sampleAll(logits, n, o.temperature, o.rng);
   let ids: number[];
   if (o.topK > 0 && o.topK < n) ids = topK(logits, 0, n, o.topK, 0).map((e) => e.id);
-  else if (o.topP < 1) { ids = Array.from({ length: n }, (_, j) => j); ids.sort((a, b) => logits[b] - logits[a] || a - b); }
-  else ids = Array.from({ length: n }, (_, j) => j);
+  else if (o.topP < 1) {
+    ids = Array.from({ length: n }, (_, j) => j);
+    ids.sort((a, b) => logits[b] - logits[a] || a - b);
+  } else ids = Array.from({ length: n }, (_, j) => j);
   let max = -Infinity;
   for (const j of ids) if (logits[j] > max) max = logits[j];
   let w = ids.map((j) => Math.exp((logits[j] - max) / o.temperature));
   let total = w.reduce((a, b) => a + b, 0);
   if (o.topP < 1) {
     // ids are in descending order here: keep the shortest prefix whose mass reaches topP
-    let acc = 0, keep = ids.length;
-    for (let i = 0; i < ids.length; i++) { acc += w[i] / total; if (acc >= o.topP) { keep = i + 1; break; } }
-    ids = ids.slice(0, keep); w = w.slice(0, keep);
+    let acc = 0,
+      keep = ids.length;
+    for (let i = 0; i < ids.length; i++) {
+      acc += w[i] / total;
+      if (acc >= o.topP) {
+        keep = i + 1;
+        break;
+      }
+    }
+    ids = ids.slice(0, keep);
+    w = w.slice(0, keep);
     total = w.reduce((a, b) => a + b, 0);
   }
   let r = o.rng.uniform() * total;
-  for (let i = 0; i < ids.length; i++) { r -= w[i]; if (r < 0) return ids[i]; }
+  for (let i = 0; i < ids.length; i++) {
+    r -= w[i];
+    if (r < 0) return ids[i];
+  }
   return ids[ids.length - 1];
 }
 
@@ -332,14 +400,24 @@ function sampleAll(logits: Logits, n: number, temperature: number, rng: Rng): nu
   let max = -Infinity;
   for (let j = 0; j < n; j++) if (logits[j] > max) max = logits[j];
   let total = 0;
-  for (let j = 0; j < n; j++) { w[j] = Math.exp((logits[j] - max) / temperature); total += w[j]; }
+  for (let j = 0; j < n; j++) {
+    w[j] = Math.exp((logits[j] - max) / temperature);
+    total += w[j];
+  }
   let r = rng.uniform() * total;
-  for (let j = 0; j < n; j++) { r -= w[j]; if (r < 0) return j; }
+  for (let j = 0; j < n; j++) {
+    r -= w[j];
+    if (r < 0) return j;
+  }
   return n - 1;
 }
 
 /** Load a checkpoint onto a backend and wrap it in an Engine (the model of `crate-ts serve`). */
-export async function loadEngine(checkpoint: string, backend: BackendChoice = 'auto', opts: EngineOptions & { threads?: number } = {}): Promise<{ engine: Engine; backendReason: string; path: string }> {
+export async function loadEngine(
+  checkpoint: string,
+  backend: BackendChoice = 'auto',
+  opts: EngineOptions & { threads?: number } = {},
+): Promise<{ engine: Engine; backendReason: string; path: string }> {
   const ck = loadCheckpoint(resolveCheckpointPath(checkpoint));
   const tok = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab);
   const sel = await selectBackend(backend, { threads: opts.threads });

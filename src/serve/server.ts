@@ -50,10 +50,13 @@ class Queue {
   private busy = false;
   private readonly waiting: (() => void)[] = [];
   constructor(private readonly maxWaiting: number) {}
-  get depth(): number { return this.waiting.length + (this.busy ? 1 : 0); }
+  get depth(): number {
+    return this.waiting.length + (this.busy ? 1 : 0);
+  }
   async run<T>(fn: () => Promise<T>): Promise<T> {
     if (this.busy) {
-      if (this.waiting.length >= this.maxWaiting) throw new ApiError(503, `the server is busy: ${this.waiting.length} requests are already waiting; retry later`, null, 'overloaded', 'server_error');
+      if (this.waiting.length >= this.maxWaiting)
+        throw new ApiError(503, `the server is busy: ${this.waiting.length} requests are already waiting; retry later`, null, 'overloaded', 'server_error');
       await new Promise<void>((resolve) => this.waiting.push(resolve));
     }
     this.busy = true;
@@ -61,7 +64,8 @@ class Queue {
       return await fn();
     } finally {
       const next = this.waiting.shift();
-      if (next) next(); else this.busy = false;
+      if (next) next();
+      else this.busy = false;
     }
   }
 }
@@ -74,11 +78,18 @@ class Queue {
 function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
-    const tooLarge = (n: number | null) => new ApiError(413, n === null
-      ? `the request body is larger than this server accepts (${limit} bytes)`
-      : `the request body is ${n} bytes, more than this server accepts (${limit})`, null, 'request_too_large');
+    const tooLarge = (n: number | null) =>
+      new ApiError(
+        413,
+        n === null
+          ? `the request body is larger than this server accepts (${limit} bytes)`
+          : `the request body is ${n} bytes, more than this server accepts (${limit})`,
+        null,
+        'request_too_large',
+      );
     const chunks: Buffer[] = [];
-    let size = 0, over = Number.isFinite(declared) && declared > limit;
+    let size = 0,
+      over = Number.isFinite(declared) && declared > limit;
     req.on('data', (c: Buffer) => {
       size += c.length;
       if (size > limit) over = true;
@@ -105,7 +116,8 @@ function parseJson(buf: Buffer): unknown {
 }
 
 function sameSecret(a: string, b: string): boolean {
-  const ha = createHash('sha256').update(a).digest(), hb = createHash('sha256').update(b).digest();
+  const ha = createHash('sha256').update(a).digest(),
+    hb = createHash('sha256').update(b).digest();
   return timingSafeEqual(ha, hb);
 }
 
@@ -114,12 +126,20 @@ const newId = (prefix: string) => `${prefix}-${randomBytes(12).toString('hex')}`
 /** vLLM-style top_logprobs dict: the k alternatives, plus the actual token when it is not among them. */
 function topDict(stream: TextStream, top: TopEntry[], actual: { id: number; text: string; logprob: number } | null): Record<string, number> {
   const d: Record<string, number> = {};
-  for (const e of top) { const s = stream.alternative(e.id); if (!(s in d)) d[s] = e.logprob; }
+  for (const e of top) {
+    const s = stream.alternative(e.id);
+    if (!(s in d)) d[s] = e.logprob;
+  }
   if (actual && !top.some((e) => e.id === actual.id) && !(actual.text in d)) d[actual.text] = actual.logprob;
   return d;
 }
 
-interface CompletionLogprobs { tokens: string[]; token_logprobs: (number | null)[]; top_logprobs: (Record<string, number> | null)[]; text_offset: number[] }
+interface CompletionLogprobs {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
+  text_offset: number[];
+}
 
 export async function startServer(engine: Engine, opts: ServeOptions = {}): Promise<RunningServer> {
   const host = opts.host ?? '127.0.0.1';
@@ -135,7 +155,12 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     const ids = typeof p === 'string' ? engine.encode(p) : p;
     if (ids.length === 0) throw new ApiError(400, `prompt ${i} encodes to no tokens`, 'prompt');
     if (ids.length > limits.maxPromptTokens) {
-      throw new ApiError(400, `prompt ${i} has ${ids.length} tokens, more than this server accepts (--max-prompt-tokens ${limits.maxPromptTokens})`, 'prompt', 'context_length_exceeded');
+      throw new ApiError(
+        400,
+        `prompt ${i} has ${ids.length} tokens, more than this server accepts (--max-prompt-tokens ${limits.maxPromptTokens})`,
+        'prompt',
+        'context_length_exceeded',
+      );
     }
     return ids;
   };
@@ -153,7 +178,10 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
       const off = stream.offset;
       const s = stream.push(ids[i]);
       if (dict && !alt!.some((e) => e.id === ids[i]) && !(s in dict)) dict[s] = tokenLogprobs[i] as number;
-      lp.tokens.push(s); lp.token_logprobs.push(tokenLogprobs[i]); lp.top_logprobs.push(dict); lp.text_offset.push(off);
+      lp.tokens.push(s);
+      lp.token_logprobs.push(tokenLogprobs[i]);
+      lp.top_logprobs.push(dict);
+      lp.text_offset.push(off);
     }
     const tail = stream.flush();
     if (tail && lp.tokens.length) lp.tokens[lp.tokens.length - 1] += tail;
@@ -174,7 +202,10 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     for (const t of tokens) {
       const dict = topDict(stream, t.top.slice(0, k), { id: t.id, text: t.text, logprob: t.logprob });
       stream.push(t.id);
-      lp.tokens.push(t.text); lp.token_logprobs.push(t.logprob); lp.top_logprobs.push(dict); lp.text_offset.push(off);
+      lp.tokens.push(t.text);
+      lp.token_logprobs.push(t.logprob);
+      lp.top_logprobs.push(dict);
+      lp.text_offset.push(off);
       off += codePoints(t.text);
     }
     return lp;
@@ -186,7 +217,8 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     const r = parseCompletion(body, modelName, vocab, limits);
     const promptIds = r.prompts.map((p, i) => tokenize(p, i));
     acct.p = promptIds.reduce((a, ids) => a + ids.length * r.n, 0);
-    const id = newId('cmpl'), createdAt = Math.floor(Date.now() / 1000);
+    const id = newId('cmpl'),
+      createdAt = Math.floor(Date.now() / 1000);
     await queue.run(async () => {
       if (gone()) return;
       const rng = rngFor(r);
@@ -200,8 +232,15 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
               sse(res, { id, object: 'text_completion', created: createdAt, model: modelName, choices: [{ index, text, logprobs, finish_reason: finish }] });
             let offset = 0;
             if (r.echo) {
-              if (r.logprobs !== null) { const e = await echoLogprobs(promptIds[pi], r.logprobs); chunk(e.text, e.lp, null); offset = e.end.offset; }
-              else { const t = promptText(promptIds[pi]); chunk(t, null, null); offset = codePoints(t); }
+              if (r.logprobs !== null) {
+                const e = await echoLogprobs(promptIds[pi], r.logprobs);
+                chunk(e.text, e.lp, null);
+                offset = e.end.offset;
+              } else {
+                const t = promptText(promptIds[pi]);
+                chunk(t, null, null);
+                offset = codePoints(t);
+              }
             }
             const out = await engine.generate(promptIds[pi], gen, (text, tok) => {
               if (gone()) return false;
@@ -215,7 +254,15 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
             chunk('', null, out.finishReason);
           }
         }
-        if (r.includeUsage) sse(res, { id, object: 'text_completion', created: createdAt, model: modelName, choices: [], usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c } });
+        if (r.includeUsage)
+          sse(res, {
+            id,
+            object: 'text_completion',
+            created: createdAt,
+            model: modelName,
+            choices: [],
+            usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c },
+          });
         res.end('data: [DONE]\n\n');
         return;
       }
@@ -223,8 +270,13 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
       for (let pi = 0; pi < promptIds.length; pi++) {
         let echo: { text: string; lp: CompletionLogprobs | null; offset: number } | null = null;
         if (r.echo) {
-          if (r.logprobs !== null) { const e = await echoLogprobs(promptIds[pi], r.logprobs); echo = { text: e.text, lp: e.lp, offset: e.end.offset }; }
-          else { const t = promptText(promptIds[pi]); echo = { text: t, lp: null, offset: codePoints(t) }; }
+          if (r.logprobs !== null) {
+            const e = await echoLogprobs(promptIds[pi], r.logprobs);
+            echo = { text: e.text, lp: e.lp, offset: e.end.offset };
+          } else {
+            const t = promptText(promptIds[pi]);
+            echo = { text: t, lp: null, offset: codePoints(t) };
+          }
         }
         for (let j = 0; j < r.n; j++) {
           if (gone()) return;
@@ -234,17 +286,32 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
           if (r.logprobs !== null) {
             const g = generatedLogprobs(out.tokens, r.logprobs, echo?.offset ?? 0);
             logprobs = echo?.lp
-              ? { tokens: [...echo.lp.tokens, ...g.tokens], token_logprobs: [...echo.lp.token_logprobs, ...g.token_logprobs], top_logprobs: [...echo.lp.top_logprobs, ...g.top_logprobs], text_offset: [...echo.lp.text_offset, ...g.text_offset] }
+              ? {
+                  tokens: [...echo.lp.tokens, ...g.tokens],
+                  token_logprobs: [...echo.lp.token_logprobs, ...g.token_logprobs],
+                  top_logprobs: [...echo.lp.top_logprobs, ...g.top_logprobs],
+                  text_offset: [...echo.lp.text_offset, ...g.text_offset],
+                }
               : g;
           }
           choices.push({ index: pi * r.n + j, text: (echo?.text ?? '') + out.text, logprobs, finish_reason: out.finishReason });
         }
       }
-      sendJson(res, 200, { id, object: 'text_completion', created: createdAt, model: modelName, choices, usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c } });
+      sendJson(res, 200, {
+        id,
+        object: 'text_completion',
+        created: createdAt,
+        model: modelName,
+        choices,
+        usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c },
+      });
     });
   }
 
-  function chatLogprobs(tokens: GeneratedToken[], k: number): { content: { token: string; logprob: number; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] }[] } {
+  function chatLogprobs(
+    tokens: GeneratedToken[],
+    k: number,
+  ): { content: { token: string; logprob: number; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] }[] } {
     const stream = new TextStream(engine.tokenBytes);
     const enc = new TextEncoder();
     const content = tokens.map((t) => {
@@ -262,7 +329,8 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     const r = parseChat(body, modelName, limits);
     const prompt = tokenize(renderChat(r.messages), 0);
     acct.p = prompt.length * r.n;
-    const id = newId('chatcmpl'), createdAt = Math.floor(Date.now() / 1000);
+    const id = newId('chatcmpl'),
+      createdAt = Math.floor(Date.now() / 1000);
     const stop = r.stop.includes(CHAT_STOP) ? r.stop : [...r.stop, CHAT_STOP].slice(-4);
     await queue.run(async () => {
       if (gone()) return;
@@ -272,21 +340,38 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
         for (let j = 0; j < r.n; j++) {
           const chunk = (delta: Record<string, string>, logprobs: unknown, finish: string | null) =>
-            sse(res, { id, object: 'chat.completion.chunk', created: createdAt, model: modelName, choices: [{ index: j, delta, logprobs, finish_reason: finish }] });
+            sse(res, {
+              id,
+              object: 'chat.completion.chunk',
+              created: createdAt,
+              model: modelName,
+              choices: [{ index: j, delta, logprobs, finish_reason: finish }],
+            });
           chunk({ role: 'assistant', content: '' }, null, null);
           let first = true;
           const out = await engine.generate(prompt, gen, (text, tok) => {
             if (gone()) return false;
             if (text === '' && (tok === null || !r.logprobs)) return true;
             // the completion continues "Assistant:"; its leading space belongs to the template
-            if (first && text.length) { text = text.replace(/^ /, ''); first = false; }
+            if (first && text.length) {
+              text = text.replace(/^ /, '');
+              first = false;
+            }
             chunk({ content: text }, tok && r.logprobs ? chatLogprobs([tok], r.topLogprobs) : null, null);
             return true;
           });
           acct.c += out.tokens.length;
           chunk({}, null, out.finishReason);
         }
-        if (r.includeUsage) sse(res, { id, object: 'chat.completion.chunk', created: createdAt, model: modelName, choices: [], usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c } });
+        if (r.includeUsage)
+          sse(res, {
+            id,
+            object: 'chat.completion.chunk',
+            created: createdAt,
+            model: modelName,
+            choices: [],
+            usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c },
+          });
         res.end('data: [DONE]\n\n');
         return;
       }
@@ -302,13 +387,37 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
           finish_reason: out.finishReason,
         });
       }
-      sendJson(res, 200, { id, object: 'chat.completion', created: createdAt, model: modelName, choices, usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c } });
+      sendJson(res, 200, {
+        id,
+        object: 'chat.completion',
+        created: createdAt,
+        model: modelName,
+        choices,
+        usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c },
+      });
     });
   }
 
-  const routes: Record<string, { method: string; handler?: (body: unknown, res: http.ServerResponse, acct: { p: number; c: number }, gone: () => boolean) => Promise<void>; get?: (res: http.ServerResponse) => void }> = {
-    '/v1/models': { method: 'GET', get: (res) => sendJson(res, 200, { object: 'list', data: [{ id: modelName, object: 'model', created, owned_by: 'crate-ts', max_model_len: engine.blockSize }] }) },
-    '/health': { method: 'GET', get: (res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('ok'); } },
+  const routes: Record<
+    string,
+    {
+      method: string;
+      handler?: (body: unknown, res: http.ServerResponse, acct: { p: number; c: number }, gone: () => boolean) => Promise<void>;
+      get?: (res: http.ServerResponse) => void;
+    }
+  > = {
+    '/v1/models': {
+      method: 'GET',
+      get: (res) =>
+        sendJson(res, 200, { object: 'list', data: [{ id: modelName, object: 'model', created, owned_by: 'crate-ts', max_model_len: engine.blockSize }] }),
+    },
+    '/health': {
+      method: 'GET',
+      get: (res) => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end('ok');
+      },
+    },
     '/v1/completions': { method: 'POST', handler: completions },
     '/v1/chat/completions': { method: 'POST', handler: chat },
   };
@@ -318,7 +427,9 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     const path = (req.url ?? '/').split('?')[0].replace(/\/+$/, '') || '/';
     const acct = { p: 0, c: 0 };
     let closed = false;
-    res.on('close', () => { closed = true; });
+    res.on('close', () => {
+      closed = true;
+    });
     const gone = () => closed || res.destroyed;
     stats.requests++;
     stats.byPath[path] = (stats.byPath[path] ?? 0) + 1;
@@ -330,13 +441,21 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
         if (!sameSecret(m[1].trim(), opts.apiKey)) throw new ApiError(401, 'incorrect API key', null, 'invalid_api_key');
       }
       const route = routes[path];
-      if (!route) throw new ApiError(404, `no route ${req.method} ${path.slice(0, 200)}; this server answers GET /v1/models, POST /v1/completions, POST /v1/chat/completions`, null, 'not_found');
+      if (!route)
+        throw new ApiError(
+          404,
+          `no route ${req.method} ${path.slice(0, 200)}; this server answers GET /v1/models, POST /v1/completions, POST /v1/chat/completions`,
+          null,
+          'not_found',
+        );
       if (req.method !== route.method) {
         res.setHeader('allow', route.method);
         throw new ApiError(405, `${req.method} is not allowed on ${path}; use ${route.method}`, null, 'method_not_allowed');
       }
-      if (route.get) { route.get(res); req.resume(); }
-      else {
+      if (route.get) {
+        route.get(res);
+        req.resume();
+      } else {
         const body = parseJson(await readBody(req, maxBody));
         await route.handler!(body, res, acct, gone);
       }
@@ -348,7 +467,11 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
         sendJson(res, err.status, err.body());
       } else if (!res.writableEnded) {
         // a streaming response that failed mid-way: report in the stream, then end it
-        try { res.end(`data: ${JSON.stringify(err.body())}\n\n`); } catch { /* the client is gone */ }
+        try {
+          res.end(`data: ${JSON.stringify(err.body())}\n\n`);
+        } catch {
+          /* the client is gone */
+        }
       }
       if (req.readable) req.resume();
     } finally {
@@ -361,21 +484,40 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
   server.headersTimeout = 70_000;
   server.requestTimeout = 120_000;
   server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":{"message":"malformed HTTP request","type":"invalid_request_error","param":null,"code":"bad_request"}}');
+    if (socket.writable)
+      socket.end(
+        'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":{"message":"malformed HTTP request","type":"invalid_request_error","param":null,"code":"bad_request"}}',
+      );
   });
 
   await new Promise<void>((resolve, reject) => {
-    const fail = (e: NodeJS.ErrnoException) => reject(e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL'
-      ? new UsageError(`cannot listen on ${host}:${opts.port ?? 8000}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.code === 'EACCES' ? 'permission denied' : 'no such address on this machine'} (${e.code})`)
-      : e);
+    const fail = (e: NodeJS.ErrnoException) =>
+      reject(
+        e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL'
+          ? new UsageError(
+              `cannot listen on ${host}:${opts.port ?? 8000}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.code === 'EACCES' ? 'permission denied' : 'no such address on this machine'} (${e.code})`,
+            )
+          : e,
+      );
     server.once('error', fail);
-    server.listen(opts.port ?? 8000, host, () => { server.off('error', fail); resolve(); });
+    server.listen(opts.port ?? 8000, host, () => {
+      server.off('error', fail);
+      resolve();
+    });
   });
   const addr = server.address() as AddressInfo;
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
-    url: `http://${shownHost}:${addr.port}/v1`, port: addr.port, host: addr.address, server, stats,
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections?.(); server.close(() => resolve()); }),
+    url: `http://${shownHost}:${addr.port}/v1`,
+    port: addr.port,
+    host: addr.address,
+    server,
+    stats,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections?.();
+        server.close(() => resolve());
+      }),
   };
 }
 

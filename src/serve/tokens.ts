@@ -16,7 +16,10 @@ export class TokenBytes {
   private readonly cache = new Map<number, Uint8Array>();
   private readonly fromId: (id: number) => Uint8Array;
 
-  private constructor(readonly vocabSize: number, fromId: (id: number) => Uint8Array) {
+  private constructor(
+    readonly vocabSize: number,
+    fromId: (id: number) => Uint8Array,
+  ) {
     this.fromId = fromId;
   }
 
@@ -45,7 +48,10 @@ export class TokenBytes {
 
   bytes(id: number): Uint8Array {
     let b = this.cache.get(id);
-    if (!b) { b = this.fromId(id); this.cache.set(id, b); }
+    if (!b) {
+      b = this.fromId(id);
+      this.cache.set(id, b);
+    }
     return b;
   }
 }
@@ -63,7 +69,11 @@ export function codePoints(s: string): number {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c < 0xd800 || c > 0xdbff || i + 1 >= s.length) n++;
-    else { const d = s.charCodeAt(i + 1); n++; if (d >= 0xdc00 && d <= 0xdfff) i++; }
+    else {
+      const d = s.charCodeAt(i + 1);
+      n++;
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
   }
   return n;
 }
@@ -73,7 +83,7 @@ function incompleteTail(buf: Uint8Array): number {
   // Look back at most 3 bytes for a lead byte whose sequence is not finished.
   for (let k = 1; k <= Math.min(3, buf.length); k++) {
     const b = buf[buf.length - k];
-    if ((b & 0xc0) === 0x80) continue;                 // continuation byte: keep looking
+    if ((b & 0xc0) === 0x80) continue; // continuation byte: keep looking
     const need = b >= 0xf0 && b <= 0xf4 ? 4 : b >= 0xe0 ? 3 : b >= 0xc2 && b < 0xe0 ? 2 : 1;
     return need > k ? k : 0;
   }
@@ -135,6 +145,7 @@ export class TextStream {
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   if (a.length === 0) return b;
   const out = new Uint8Array(a.length + b.length);
-  out.set(a); out.set(b, a.length);
+  out.set(a);
+  out.set(b, a.length);
   return out;
 }

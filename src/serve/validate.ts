@@ -55,7 +55,10 @@ export interface CompletionRequest extends SamplingParams {
   logprobs: number | null;
 }
 
-export interface ChatMessage { role: 'system' | 'user' | 'assistant'; content: string }
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
 
 export interface ChatRequest extends SamplingParams {
   model: string;
@@ -79,7 +82,8 @@ function typeName(v: unknown): string {
 function optInt(b: Json, key: string, def: number, lo: number, hi: number): number {
   const v = b[key];
   if (v === undefined || v === null) return def;
-  if (typeof v !== 'number' || !Number.isInteger(v)) throw bad(key, `'${key}' must be an integer, got ${typeName(v) === 'number' ? v : typeName(v)}`, 'invalid_type');
+  if (typeof v !== 'number' || !Number.isInteger(v))
+    throw bad(key, `'${key}' must be an integer, got ${typeName(v) === 'number' ? v : typeName(v)}`, 'invalid_type');
   if (v < lo || v > hi) throw bad(key, `'${key}' must be between ${lo} and ${hi}, got ${v}`);
   return v;
 }
@@ -120,7 +124,8 @@ function unsupported(b: Json): void {
   for (const k of ['logit_bias', 'suffix', 'tools', 'functions', 'response_format']) {
     if (b[k] !== undefined && b[k] !== null) throw bad(k, `'${k}' is not supported by crate-ts serve`, 'unsupported_parameter');
   }
-  if (b.best_of !== undefined && b.best_of !== null && b.best_of !== 1 && b.best_of !== b.n) throw bad('best_of', "'best_of' is not supported by crate-ts serve (only 1 or n)", 'unsupported_parameter');
+  if (b.best_of !== undefined && b.best_of !== null && b.best_of !== 1 && b.best_of !== b.n)
+    throw bad('best_of', "'best_of' is not supported by crate-ts serve (only 1 or n)", 'unsupported_parameter');
 }
 
 function modelField(b: Json, served: string): string {
@@ -134,8 +139,10 @@ function modelField(b: Json, served: string): string {
 function sampling(b: Json, limits: ServeLimits, defaultMax: number, maxKey = 'max_tokens'): SamplingParams {
   unsupported(b);
   let maxTokens = optInt(b, maxKey, defaultMax, 0, Number.MAX_SAFE_INTEGER);
-  if (maxKey === 'max_tokens' && b.max_tokens === undefined && b.max_completion_tokens !== undefined) maxTokens = optInt(b, 'max_completion_tokens', defaultMax, 0, Number.MAX_SAFE_INTEGER);
-  if (maxTokens > limits.maxTokens) throw bad(maxKey, `'${maxKey}' is ${maxTokens}, more than this server allows per request (${limits.maxTokens})`, 'too_many_tokens');
+  if (maxKey === 'max_tokens' && b.max_tokens === undefined && b.max_completion_tokens !== undefined)
+    maxTokens = optInt(b, 'max_completion_tokens', defaultMax, 0, Number.MAX_SAFE_INTEGER);
+  if (maxTokens > limits.maxTokens)
+    throw bad(maxKey, `'${maxKey}' is ${maxTokens}, more than this server allows per request (${limits.maxTokens})`, 'too_many_tokens');
   const so = b.stream_options;
   if (so !== undefined && so !== null && !isObj(so)) throw bad('stream_options', `'stream_options' must be an object, got ${typeName(so)}`, 'invalid_type');
   const includeUsage = isObj(so) ? optBool(so, 'include_usage', false) : false;
@@ -144,7 +151,10 @@ function sampling(b: Json, limits: ServeLimits, defaultMax: number, maxKey = 'ma
     maxTokens,
     temperature: optNum(b, 'temperature', 1, 0, 2),
     topP: optNum(b, 'top_p', 1, 0, 1, true),
-    topK: (() => { const k = optInt(b, 'top_k', -1, -1, Number.MAX_SAFE_INTEGER); return k <= 0 ? 0 : k; })(),
+    topK: (() => {
+      const k = optInt(b, 'top_k', -1, -1, Number.MAX_SAFE_INTEGER);
+      return k <= 0 ? 0 : k;
+    })(),
     seed,
     stop: stopList(b),
     n: optInt(b, 'n', 1, 1, limits.maxN),
@@ -158,7 +168,8 @@ function tokenArray(v: unknown[], param: string, vocab: number): number[] {
   if (v.length === 0) throw bad(param, `'${param}' must not be empty`);
   for (let i = 0; i < v.length; i++) {
     const t = v[i];
-    if (typeof t !== 'number' || !Number.isInteger(t)) throw bad(param, `'${param}' token ${i} must be an integer token id, got ${typeName(t) === 'number' ? t : typeName(t)}`, 'invalid_type');
+    if (typeof t !== 'number' || !Number.isInteger(t))
+      throw bad(param, `'${param}' token ${i} must be an integer token id, got ${typeName(t) === 'number' ? t : typeName(t)}`, 'invalid_type');
     if (t < 0 || t >= vocab) throw bad(param, `'${param}' token ${i} = ${t} is outside the vocabulary [0, ${vocab})`);
   }
   return v as number[];
@@ -185,10 +196,12 @@ export function parseCompletion(b: unknown, served: string, vocab: number, limit
   const echo = optBool(b, 'echo', false);
   let logprobs: number | null = null;
   if (b.logprobs !== undefined && b.logprobs !== null) {
-    if (typeof b.logprobs === 'boolean') throw bad('logprobs', "'logprobs' of /v1/completions is an integer (the number of alternatives), not a boolean", 'invalid_type');
+    if (typeof b.logprobs === 'boolean')
+      throw bad('logprobs', "'logprobs' of /v1/completions is an integer (the number of alternatives), not a boolean", 'invalid_type');
     logprobs = optInt(b, 'logprobs', 0, 0, limits.maxLogprobs);
   }
-  if (s.n * prompts.length > limits.maxN * 4) throw bad('n', `n × prompts = ${s.n * prompts.length} is more choices than this server makes per request (${limits.maxN * 4})`);
+  if (s.n * prompts.length > limits.maxN * 4)
+    throw bad('n', `n × prompts = ${s.n * prompts.length} is more choices than this server makes per request (${limits.maxN * 4})`);
   return { ...s, model, prompts, echo, logprobs };
 }
 
@@ -198,10 +211,17 @@ function contentOf(m: Json, i: number): string {
   if (typeof c === 'string') return c;
   if (c === null && m.role === 'assistant') return '';
   if (Array.isArray(c)) {
-    return c.map((part, j) => {
-      if (!isObj(part) || part.type !== 'text' || typeof part.text !== 'string') throw bad(`messages[${i}].content[${j}]`, `messages[${i}].content[${j}] must be {"type": "text", "text": string}; crate-ts serve accepts text only`, 'invalid_type');
-      return part.text;
-    }).join('');
+    return c
+      .map((part, j) => {
+        if (!isObj(part) || part.type !== 'text' || typeof part.text !== 'string')
+          throw bad(
+            `messages[${i}].content[${j}]`,
+            `messages[${i}].content[${j}] must be {"type": "text", "text": string}; crate-ts serve accepts text only`,
+            'invalid_type',
+          );
+        return part.text;
+      })
+      .join('');
   }
   throw bad(`messages[${i}].content`, `messages[${i}].content must be a string or an array of text parts, got ${typeName(c)}`, 'invalid_type');
 }
@@ -218,7 +238,8 @@ export function parseChat(b: unknown, served: string, limits: ServeLimits): Chat
     if (!isObj(m)) throw bad(`messages[${i}]`, `messages[${i}] must be an object, got ${typeName(m)}`, 'invalid_type');
     let role = m.role;
     if (role === 'developer') role = 'system';
-    if (role !== 'system' && role !== 'user' && role !== 'assistant') throw bad(`messages[${i}].role`, `messages[${i}].role must be system, user or assistant, got ${JSON.stringify(role)?.slice(0, 40)}`);
+    if (role !== 'system' && role !== 'user' && role !== 'assistant')
+      throw bad(`messages[${i}].role`, `messages[${i}].role must be system, user or assistant, got ${JSON.stringify(role)?.slice(0, 40)}`);
     return { role, content: contentOf(m, i) };
   });
   const s = sampling(b, limits, Math.min(256, limits.maxTokens));

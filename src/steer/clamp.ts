@@ -66,6 +66,9 @@ export function clampHooks(config: ModelConfig, clamps: readonly Clamp[], opts: 
     for (const l of layers) byLayer.set(l, [...(byLayer.get(l) ?? []), c]);
   }
   const hooks: Record<string, HookFn> = {};
-  for (const [l, cs] of byLayer) hooks[`blocks.${l}.hook_neurons`] = (act) => { for (const c of cs) clampInPlace(act, c.neuron, c.value); };
+  for (const [l, cs] of byLayer)
+    hooks[`blocks.${l}.hook_neurons`] = (act) => {
+      for (const c of cs) clampInPlace(act, c.neuron, c.value);
+    };
   return hooks;
 }

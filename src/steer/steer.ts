@@ -64,7 +64,10 @@ export function softmax(logits: ArrayLike<number>): Float64Array {
   for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
   const out = new Float64Array(logits.length);
   let sum = 0;
-  for (let i = 0; i < logits.length; i++) { out[i] = Math.exp(logits[i] - max); sum += out[i]; }
+  for (let i = 0; i < logits.length; i++) {
+    out[i] = Math.exp(logits[i] - max);
+    sum += out[i];
+  }
   for (let i = 0; i < out.length; i++) out[i] /= sum;
   return out;
 }
@@ -77,7 +80,9 @@ export function fitPrompt(model: LanguageModel<unknown>, ids: readonly number[])
 
 /** Next-token distribution after `ids` (one forward on (1, T)), with optional hooks. */
 export function nextToken<Buf>(model: LanguageModel<Buf>, ids: readonly number[], hooks?: Record<string, HookFn>): Distribution {
-  const prompt = fitPrompt(model as LanguageModel<unknown>, ids), T = prompt.length, V = model.config.vocabSize;
+  const prompt = fitPrompt(model as LanguageModel<unknown>, ids),
+    T = prompt.length,
+    V = model.config.vocabSize;
   const r = hooks && Object.keys(hooks).length ? model.runWithHooks(prompt, 1, T, hooks) : model.forward(prompt, 1, T, null, { grad: false });
   const logits = (r.logits as Float64Array).slice((T - 1) * V, T * V);
   return { logits, probs: softmax(logits) };
@@ -87,15 +92,23 @@ export function nextToken<Buf>(model: LanguageModel<Buf>, ids: readonly number[]
 export function topIds(score: (id: number) => number, n: number, k: number): number[] {
   // One pass keeping a sorted list of at most k (k is small; a full sort of V = 50304 ids per call
   // would dominate a viewer export that steers every neuron).
-  const ids: number[] = [], vals: number[] = [];
+  const ids: number[] = [],
+    vals: number[] = [];
   if (k < 1) return ids;
   for (let i = 0; i < n; i++) {
     const s = score(i);
     if (Number.isNaN(s)) continue;
     if (ids.length === k && !(s > vals[k - 1])) continue;
     let j = ids.length === k ? k - 1 : ids.length;
-    while (j > 0 && s > vals[j - 1]) { if (j < k) { ids[j] = ids[j - 1]; vals[j] = vals[j - 1]; } j--; }
-    ids[j] = i; vals[j] = s;
+    while (j > 0 && s > vals[j - 1]) {
+      if (j < k) {
+        ids[j] = ids[j - 1];
+        vals[j] = vals[j - 1];
+      }
+      j--;
+    }
+    ids[j] = i;
+    vals[j] = s;
   }
   return ids;
 }
@@ -108,10 +121,19 @@ export function klDivergence(p: ArrayLike<number>, q: ArrayLike<number>): number
 }
 
 /** Compare two next-token distributions: the effects of an intervention, listed by delta. */
-export function compareDistributions(before: Distribution, after: Distribution, k: number, maxId: number): Pick<SteerResult, 'top' | 'topBefore' | 'topAfter' | 'kl'> {
+export function compareDistributions(
+  before: Distribution,
+  after: Distribution,
+  k: number,
+  maxId: number,
+): Pick<SteerResult, 'top' | 'topBefore' | 'topAfter' | 'kl'> {
   const n = Math.min(maxId, before.probs.length);
   const effect = (id: number): TokenEffect => ({
-    id, pBefore: before.probs[id], pAfter: after.probs[id], delta: after.probs[id] - before.probs[id], logitDelta: after.logits[id] - before.logits[id],
+    id,
+    pBefore: before.probs[id],
+    pAfter: after.probs[id],
+    delta: after.probs[id] - before.probs[id],
+    logitDelta: after.logits[id] - before.logits[id],
   });
   return {
     top: topIds((i) => after.probs[i] - before.probs[i], n, k).map(effect),
@@ -133,13 +155,26 @@ export function steer<Buf>(model: LanguageModel<Buf>, ids: readonly number[], cl
   const b = before ?? nextToken(model, prompt);
   const a = nextToken(model, prompt, clampHooks(model.config, [clamp], { allLayers: opts.allLayers }));
   return {
-    prompt, layer: clamp.layer, neuron: clamp.neuron, value: clamp.value, allLayers: Boolean(opts.allLayers),
-    before: b, after: a, ...compareDistributions(b, a, k, opts.maxId ?? model.config.vocabSize),
+    prompt,
+    layer: clamp.layer,
+    neuron: clamp.neuron,
+    value: clamp.value,
+    allLayers: Boolean(opts.allLayers),
+    before: b,
+    after: a,
+    ...compareDistributions(b, a, k, opts.maxId ?? model.config.vocabSize),
   };
 }
 
 /** steer() at several clamp values (the unclamped forward is run once). */
-export function sweep<Buf>(model: LanguageModel<Buf>, ids: readonly number[], layer: number, neuron: number, values: readonly number[], opts: SteerOptions = {}): SteerResult[] {
+export function sweep<Buf>(
+  model: LanguageModel<Buf>,
+  ids: readonly number[],
+  layer: number,
+  neuron: number,
+  values: readonly number[],
+  opts: SteerOptions = {},
+): SteerResult[] {
   if (values.length === 0) throw new UsageError('the sweep needs at least one value');
   for (const value of values) checkClamp(model.config, { layer, neuron, value });
   const before = nextToken(model, fitPrompt(model as LanguageModel<unknown>, ids));

@@ -5,7 +5,13 @@
 import type { TrainHyper } from '../checkpoint/checkpoint.js';
 
 /** The model a run with no preset trains: a preset plus size overrides, and its sequence length. */
-export interface DefaultModel { preset: string; seq: number; nLayer?: number; nHead?: number; nEmbd?: number }
+export interface DefaultModel {
+  preset: string;
+  seq: number;
+  nLayer?: number;
+  nHead?: number;
+  nEmbd?: number;
+}
 
 export type DefaultsTable = Record<'reference' | 'cpu' | 'cuda', { model: DefaultModel; hyper: TrainHyper }>;
 
@@ -20,27 +26,72 @@ export const RUN_DEFAULTS: DefaultsTable = {
   reference: {
     model: { preset: 'char-tiny', nLayer: 1, seq: 32 },
     hyper: {
-      steps: 500, batch: 16, seq: 32, gradAccum: 1, lr: 5e-3, minLr: 5e-4, warmup: 20,
-      weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1337,
-      evalEvery: 100, evalWindows: 128, saveEvery: 100, logEvery: 25, valFraction: 0.1,
+      steps: 500,
+      batch: 16,
+      seq: 32,
+      gradAccum: 1,
+      lr: 5e-3,
+      minLr: 5e-4,
+      warmup: 20,
+      weightDecay: 0.1,
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      clip: 1.0,
+      seed: 1337,
+      evalEvery: 100,
+      evalWindows: 128,
+      saveEvery: 100,
+      logEvery: 25,
+      valFraction: 0.1,
     },
   },
   // native C++: 20-35k tokens/s for char-tiny, so the full 2-layer char-tiny for 5M tokens (~2.5-5 minutes).
   cpu: {
     model: { preset: 'char-tiny', seq: 64 },
     hyper: {
-      steps: 5000, batch: 16, seq: 64, gradAccum: 1, lr: 3e-3, minLr: 3e-4, warmup: 100,
-      weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1337,
-      evalEvery: 1000, evalWindows: 256, saveEvery: 1000, logEvery: 250, valFraction: 0.1,
+      steps: 5000,
+      batch: 16,
+      seq: 64,
+      gradAccum: 1,
+      lr: 3e-3,
+      minLr: 3e-4,
+      warmup: 100,
+      weightDecay: 0.1,
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      clip: 1.0,
+      seed: 1337,
+      evalEvery: 1000,
+      evalWindows: 256,
+      saveEvery: 1000,
+      logEvery: 250,
+      valFraction: 0.1,
     },
   },
   // not yet measured on a GPU: the cpu defaults.
   cuda: {
     model: { preset: 'char-tiny', seq: 64 },
     hyper: {
-      steps: 3000, batch: 16, seq: 64, gradAccum: 1, lr: 3e-3, minLr: 3e-4, warmup: 100,
-      weightDecay: 0.1, beta1: 0.9, beta2: 0.95, eps: 1e-8, clip: 1.0, seed: 1337,
-      evalEvery: 500, evalWindows: 256, saveEvery: 500, logEvery: 100, valFraction: 0.1,
+      steps: 3000,
+      batch: 16,
+      seq: 64,
+      gradAccum: 1,
+      lr: 3e-3,
+      minLr: 3e-4,
+      warmup: 100,
+      weightDecay: 0.1,
+      beta1: 0.9,
+      beta2: 0.95,
+      eps: 1e-8,
+      clip: 1.0,
+      seed: 1337,
+      evalEvery: 500,
+      evalWindows: 256,
+      saveEvery: 500,
+      logEvery: 100,
+      valFraction: 0.1,
     },
   },
 };

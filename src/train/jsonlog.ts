@@ -58,7 +58,10 @@ export class JsonLog {
    * Open `file` for a run: truncated for a fresh run, appended to when resuming. Throws a
    * RequestError (field jsonLog) when it cannot be written.
    */
-  constructor(readonly file: string, append: boolean) {
+  constructor(
+    readonly file: string,
+    append: boolean,
+  ) {
     try {
       if (append) {
         fs.appendFileSync(file, '');
@@ -96,7 +99,8 @@ export function readRunHistory(file: string, upTo = Infinity): RunHistory {
   } catch {
     return { steps: [], evals: [] };
   }
-  let steps: RunHistory['steps'] = [], evals: RunHistory['evals'] = [];
+  let steps: RunHistory['steps'] = [],
+    evals: RunHistory['evals'] = [];
   const num = (v: unknown): number => (typeof v === 'number' ? v : NaN); // JSON writes NaN as null
   for (const line of text.split('\n')) {
     if (!line.trim()) continue;

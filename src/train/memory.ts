@@ -37,7 +37,10 @@ type SizedBackend = Pick<Backend<unknown>, 'name' | 'dtype' | 'attentionSavedSiz
 /** Estimate the memory of training `config` on (B, T) micro-batches on `backend`. */
 export function estimateTrainingMemory(config: ModelConfig, B: number, T: number, backend: SizedBackend): MemoryEstimate {
   const e = backend.dtype === 'f64' ? 8 : 4;
-  const N = B * T, d = config.nEmbd, h = config.overcomplete * d, V = config.vocabSize;
+  const N = B * T,
+    d = config.nEmbd,
+    h = config.overcomplete * d,
+    V = config.vocabSize;
   let att: number;
   try {
     att = backend.attentionSavedSize(B, config.nHead, T);
@@ -54,14 +57,17 @@ export function estimateTrainingMemory(config: ModelConfig, B: number, T: number
   const state = 4 * P * e;
   const host = 4 * N * 4 + 3 * P * 8 + 3 * P * e;
   const total = activations + state + host;
-  let available = os.totalmem(), availableWhat = 'of memory';
+  let available = os.totalmem(),
+    availableWhat = 'of memory';
   if (backend.name === 'cuda' && typeof backend.memoryInfo === 'function') {
     try {
       available = backend.memoryInfo().totalBytes;
       availableWhat = 'of GPU memory';
       // the device holds activations and state; the host part is small next to the machine's memory
       return { activations, state, host, total: activations + state, available, availableWhat };
-    } catch { /* fall back to the host's memory */ }
+    } catch {
+      /* fall back to the host's memory */
+    }
   }
   return { activations, state, host, total, available, availableWhat };
 }
@@ -69,7 +75,10 @@ export function estimateTrainingMemory(config: ModelConfig, B: number, T: number
 export function fmtBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB', 'EiB'];
   let i = 0;
-  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
   return `${n < 10 && i > 0 ? n.toFixed(2) : n < 100 && i > 0 ? n.toFixed(1) : Math.round(n)} ${units[i]}`;
 }
 
@@ -79,8 +88,8 @@ export function checkTrainingMemory(config: ModelConfig, B: number, T: number, b
   if (!(est.total <= est.available)) {
     throw new UsageError(
       `training with batch ${B} x seq ${T} needs about ${fmtBytes(est.total)} (activations of one forward+backward ${fmtBytes(est.activations)}, ` +
-      `parameters, gradients and AdamW moments ${fmtBytes(est.state)}) but this machine has ${fmtBytes(est.available)} ${est.availableWhat} ` +
-      `on the ${backend.name} backend; use a smaller batch or sequence length (gradient accumulation keeps the tokens per step)`,
+        `parameters, gradients and AdamW moments ${fmtBytes(est.state)}) but this machine has ${fmtBytes(est.available)} ${est.availableWhat} ` +
+        `on the ${backend.name} backend; use a smaller batch or sequence length (gradient accumulation keeps the tokens per step)`,
     );
   }
   return est;

@@ -18,7 +18,10 @@ export class AdamW<Buf> {
   /** Completed updates (the bias-correction step t of the last update). */
   t = 0;
 
-  constructor(private readonly model: LanguageModel<Buf>, readonly hp: AdamWConfig = ADAMW_DEFAULTS) {
+  constructor(
+    private readonly model: LanguageModel<Buf>,
+    readonly hp: AdamWConfig = ADAMW_DEFAULTS,
+  ) {
     const be = model.backend;
     this.m = be.alloc(model.numParameters);
     this.v = be.alloc(model.numParameters);
@@ -26,13 +29,21 @@ export class AdamW<Buf> {
 
   /** One update with learning rate lr, using the gradients in model.grads. */
   step(lr: number): void {
-    const be = this.model.backend, { beta1, beta2, eps, weightDecay } = this.hp;
+    const be = this.model.backend,
+      { beta1, beta2, eps, weightDecay } = this.hp;
     this.t++;
     for (const p of this.model.table) {
       be.adamwUpdate(
-        be.view(this.model.params, p.offset, p.size), be.view(this.model.grads, p.offset, p.size),
-        be.view(this.m, p.offset, p.size), be.view(this.v, p.offset, p.size),
-        lr, beta1, beta2, eps, p.decay ? weightDecay : 0, this.t,
+        be.view(this.model.params, p.offset, p.size),
+        be.view(this.model.grads, p.offset, p.size),
+        be.view(this.m, p.offset, p.size),
+        be.view(this.v, p.offset, p.size),
+        lr,
+        beta1,
+        beta2,
+        eps,
+        p.decay ? weightDecay : 0,
+        this.t,
       );
     }
   }

@@ -15,7 +15,9 @@ export interface ProgressInfo {
 export function fmtDuration(s: number): string {
   if (!Number.isFinite(s) || s < 0) return '?';
   s = Math.round(s);
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+  const h = Math.floor(s / 3600),
+    m = Math.floor((s % 3600) / 60),
+    sec = s % 60;
   return h ? `${h}h${String(m).padStart(2, '0')}m` : m ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
 }
 
@@ -33,7 +35,8 @@ export function fmtCompact(n: number): string {
   return `${(n / 1e9).toFixed(1)}G`;
 }
 
-const BAR_MAX = 30, BAR_MIN = 5;
+const BAR_MAX = 30,
+  BAR_MIN = 5;
 
 /**
  * The progress text. Without `columns`: the full line (plain log lines). With `columns` (a
@@ -64,7 +67,11 @@ export function formatProgress(p: ProgressInfo, columns?: number): string {
 }
 
 /** Where progress goes: a stream-like object (process.stdout, or a guard around it). */
-export interface ProgressOut { write(s: string): unknown; isTTY?: boolean; columns?: number }
+export interface ProgressOut {
+  write(s: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
 
 export class Progress {
   private barShown = false;
@@ -75,7 +82,10 @@ export class Progress {
   ) {}
 
   private clearBar(): void {
-    if (this.barShown) { this.out.write('\r\x1b[2K'); this.barShown = false; }
+    if (this.barShown) {
+      this.out.write('\r\x1b[2K');
+      this.barShown = false;
+    }
   }
 
   /** Print a message line (above the bar on a terminal). */
@@ -101,6 +111,9 @@ export class Progress {
 
   /** End the bar line. */
   done(): void {
-    if (this.barShown) { this.out.write('\n'); this.barShown = false; }
+    if (this.barShown) {
+      this.out.write('\n');
+      this.barShown = false;
+    }
   }
 }

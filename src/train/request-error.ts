@@ -7,7 +7,10 @@ export class RequestError extends UsageError {
    * @param field the TrainRequest field at fault (camelCase)
    * @param problem what is wrong, e.g. "must be a positive integer, got 0"
    */
-  constructor(readonly field: string, readonly problem: string) {
+  constructor(
+    readonly field: string,
+    readonly problem: string,
+  ) {
     super(`${field} ${problem}`);
   }
 }

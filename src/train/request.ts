@@ -26,7 +26,9 @@ export interface TrainRequest extends Partial<TrainHyper> {
   preset?: string;
   arch?: Arch;
   tokenizer?: string;
-  nLayer?: number; nHead?: number; nEmbd?: number;
+  nLayer?: number;
+  nHead?: number;
+  nEmbd?: number;
   data?: string;
   cacheDir?: string | null;
   backend?: BackendChoice | Backend<unknown>;
@@ -79,7 +81,7 @@ function timestamp(): string {
 
 /** Throw a RequestError for the first hyper-parameter out of its range. */
 export function checkHyper(h: TrainHyper): void {
-  const show = (v: unknown) => (typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v));
+  const show = (v: unknown) => (typeof v === 'number' ? String(v) : (JSON.stringify(v) ?? String(v)));
   for (const k of ['steps', 'batch', 'seq', 'gradAccum'] as const) {
     if (!Number.isSafeInteger(h[k]) || h[k] < 1) throw new RequestError(k, `must be a positive integer, got ${show(h[k])}`);
   }
@@ -125,16 +127,22 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
   if (req.threads !== undefined && (!Number.isInteger(req.threads) || req.threads < 0 || req.threads > MAX_THREADS)) {
     throw new RequestError('threads', `must be an integer from 1 to ${MAX_THREADS} (0: the backend's default), got ${req.threads}`);
   }
-  if (req.stopAt !== undefined && (!Number.isSafeInteger(req.stopAt) || req.stopAt < 1)) throw new RequestError('stopAt', `must be a positive integer, got ${req.stopAt}`);
+  if (req.stopAt !== undefined && (!Number.isSafeInteger(req.stopAt) || req.stopAt < 1))
+    throw new RequestError('stopAt', `must be a positive integer, got ${req.stopAt}`);
   for (const k of ['nLayer', 'nHead', 'nEmbd'] as const) {
     const x = req[k];
     if (x !== undefined && (!Number.isSafeInteger(x) || x < 1)) throw new RequestError(k, `must be a positive integer, got ${x}`);
   }
-  if (req.arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(req.arch)) throw new RequestError('arch', `must be crate, crate-complete or gpt2, got '${req.arch}'`);
+  if (req.arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(req.arch))
+    throw new RequestError('arch', `must be crate, crate-complete or gpt2, got '${req.arch}'`);
 
   // ---- checkpoint to resume ----------------------------------------------------------------------
   const ck = req.resume !== undefined ? typed(CheckpointError, () => loadCheckpoint(resolveCheckpointPath(req.resume as string))) : null;
-  if (ck && !ck.train) throw new CheckpointError(ck.trainProblem ?? `${ck.path} holds no training state (no optimizer.safetensors beside it, no train_state metadata); it can be sampled or evaluated but not resumed`);
+  if (ck && !ck.train)
+    throw new CheckpointError(
+      ck.trainProblem ??
+        `${ck.path} holds no training state (no optimizer.safetensors beside it, no train_state metadata); it can be sampled or evaluated but not resumed`,
+    );
 
   // ---- backend: a resumed run stays on the checkpoint's backend unless told otherwise, so that it
   // continues bitwise as the uninterrupted run would -------------------------------------------------
@@ -154,21 +162,35 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
       backendReason = `${sel.reason} (the checkpoint's backend ${ck.backend} is unavailable: ${(e as Error).message}; losses will not match an uninterrupted run bitwise)`;
     }
   } else {
-    const sel = await typedAsync(UsageError, () => selectBackend(req.backend as BackendChoice | undefined ?? 'auto', { threads }));
+    const sel = await typedAsync(UsageError, () => selectBackend((req.backend as BackendChoice | undefined) ?? 'auto', { threads }));
     backend = sel.backend;
     backendReason = sel.reason;
   }
 
   // ---- hyper-parameters: the request, else the checkpoint's, else the backend's defaults ----------
-  const defaults = defaultsTable[backend.name].hyper, defaultModel: DefaultModel = defaultsTable[backend.name].model;
+  const defaults = defaultsTable[backend.name].hyper,
+    defaultModel: DefaultModel = defaultsTable[backend.name].model;
   const prev = ck?.train?.hyper;
   const pick = <K extends keyof TrainHyper>(k: K): TrainHyper[K] => (req[k] ?? prev?.[k] ?? defaults[k]) as TrainHyper[K];
   const hyper: TrainHyper = {
-    steps: pick('steps'), batch: pick('batch'), seq: pick('seq'), gradAccum: pick('gradAccum'),
-    lr: pick('lr'), minLr: req.minLr ?? prev?.minLr ?? (req.lr !== undefined ? req.lr / 10 : defaults.minLr),
-    warmup: pick('warmup'), weightDecay: pick('weightDecay'), beta1: pick('beta1'), beta2: pick('beta2'), eps: pick('eps'),
-    clip: pick('clip'), seed: pick('seed'), evalEvery: pick('evalEvery'), evalWindows: pick('evalWindows'),
-    saveEvery: pick('saveEvery'), logEvery: 0, valFraction: pick('valFraction'),
+    steps: pick('steps'),
+    batch: pick('batch'),
+    seq: pick('seq'),
+    gradAccum: pick('gradAccum'),
+    lr: pick('lr'),
+    minLr: req.minLr ?? prev?.minLr ?? (req.lr !== undefined ? req.lr / 10 : defaults.minLr),
+    warmup: pick('warmup'),
+    weightDecay: pick('weightDecay'),
+    beta1: pick('beta1'),
+    beta2: pick('beta2'),
+    eps: pick('eps'),
+    clip: pick('clip'),
+    seed: pick('seed'),
+    evalEvery: pick('evalEvery'),
+    evalWindows: pick('evalWindows'),
+    saveEvery: pick('saveEvery'),
+    logEvery: 0,
+    valFraction: pick('valFraction'),
   };
   hyper.logEvery = req.logEvery ?? prev?.logEvery ?? defaultLogEvery(hyper.steps);
   if (req.warmup === undefined && !ck && req.steps !== undefined && Number.isSafeInteger(hyper.steps)) {
@@ -181,8 +203,13 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
   let preset: string | undefined;
   if (ck) {
     config = ck.config;
-    if (req.arch !== undefined && req.arch !== config.arch) throw new RequestError('arch', `${req.arch} does not match the checkpoint: ${ck.path} holds a ${config.arch} model; it cannot be resumed as another architecture`);
-    if (req.tokenizer !== undefined && req.tokenizer !== ck.tokenizer) throw new RequestError('tokenizer', `${req.tokenizer} does not match the checkpoint: ${ck.path} was trained with the ${ck.tokenizer} tokenizer`);
+    if (req.arch !== undefined && req.arch !== config.arch)
+      throw new RequestError(
+        'arch',
+        `${req.arch} does not match the checkpoint: ${ck.path} holds a ${config.arch} model; it cannot be resumed as another architecture`,
+      );
+    if (req.tokenizer !== undefined && req.tokenizer !== ck.tokenizer)
+      throw new RequestError('tokenizer', `${req.tokenizer} does not match the checkpoint: ${ck.path} was trained with the ${ck.tokenizer} tokenizer`);
     checkHyper(hyper);
     if (hyper.seq > config.blockSize) throw new RequestError('seq', `${hyper.seq} exceeds the checkpoint's block size ${config.blockSize}`);
     tokenizer = await typedAsync(CheckpointError, () => loadTokenizer(ck.tokenizer, ck.tokenizerVocab));
@@ -191,14 +218,19 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
     // No preset: the backend's default model (preset + size overrides + sequence length).
     const dm: Partial<DefaultModel> = req.preset === undefined ? defaultModel : {};
     preset = req.preset ?? defaultModel.preset;
-    if (!Object.prototype.hasOwnProperty.call(PRESETS, preset)) throw new RequestError('preset', `'${preset}' is unknown; known presets: ${Object.keys(PRESETS).join(', ')}`);
+    if (!Object.prototype.hasOwnProperty.call(PRESETS, preset))
+      throw new RequestError('preset', `'${preset}' is unknown; known presets: ${Object.keys(PRESETS).join(', ')}`);
     const presetVocab = PRESETS[preset].vocabSize ?? 50304;
     // A nanoGPT character dataset (meta.pkl beside train.bin) brings its own vocabulary.
     const meta = req.data !== undefined ? metaPathFor(req.data) : null;
     const tokName = req.tokenizer ?? (meta ? 'char' : presetVocab <= 256 ? 'byte' : 'gpt2');
     let vocab: string[] | null = null;
     if (tokName === 'char') {
-      if (!meta) throw new RequestError('tokenizer', `char needs a vocabulary: a nanoGPT meta.pkl beside train.bin in the --data directory (none found${req.data !== undefined ? ` for '${req.data}'` : ''})`);
+      if (!meta)
+        throw new RequestError(
+          'tokenizer',
+          `char needs a vocabulary: a nanoGPT meta.pkl beside train.bin in the --data directory (none found${req.data !== undefined ? ` for '${req.data}'` : ''})`,
+        );
       vocab = readNanoGptMeta(meta).vocab;
       notices.push(`tokenizer: char, the ${vocab.length}-symbol vocabulary of ${meta} (recorded in the checkpoint)`);
     } else if (meta) {
@@ -219,12 +251,26 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
   let dataPath = req.data;
   if (dataPath === undefined && ck?.train && ck.train.data.source !== EMBEDDED_NAME) dataPath = ck.train.data.source;
   const dataset = await typedAsync(DataError, () => loadDataset({ data: dataPath, tokenizer, valFraction: hyper.valFraction, cacheDir: req.cacheDir }));
-  if (ck?.train && ck.train.data.contentHash !== dataset.contentHash) notices.push(`warning: the data differ from the data the checkpoint was trained on (${ck.train.data.source})`);
-  typed(DataError, () => { checkWindows(dataset, hyper.seq); checkVocab(dataset, config.vocabSize); });
+  if (ck?.train && ck.train.data.contentHash !== dataset.contentHash)
+    notices.push(`warning: the data differ from the data the checkpoint was trained on (${ck.train.data.source})`);
+  typed(DataError, () => {
+    checkWindows(dataset, hyper.seq);
+    checkVocab(dataset, config.vocabSize);
+  });
 
   const out = path.resolve(req.out ?? (ck ? path.dirname(ck.path) : path.join('runs', `${config.arch}-${preset ?? 'custom'}-${timestamp()}`)));
   return {
-    backend, backendReason, config, preset, tokenizer, dataset, hyper, out, resume: ck,
-    jsonLog: req.jsonLog !== undefined ? path.resolve(req.jsonLog) : undefined, stopAt: req.stopAt, notices,
+    backend,
+    backendReason,
+    config,
+    preset,
+    tokenizer,
+    dataset,
+    hyper,
+    out,
+    resume: ck,
+    jsonLog: req.jsonLog !== undefined ? path.resolve(req.jsonLog) : undefined,
+    stopAt: req.stopAt,
+    notices,
   };
 }

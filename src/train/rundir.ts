@@ -24,7 +24,9 @@ const errCode = (e: unknown): string => String((e as { code?: unknown }).code ??
  */
 export function makeRunDir(dir: string, field = 'out'): string {
   const abs = path.resolve(dir);
-  const fail = (why: string): never => { throw new RequestError(field, `'${abs}' cannot be used as the run directory: ${why}`); };
+  const fail = (why: string): never => {
+    throw new RequestError(field, `'${abs}' cannot be used as the run directory: ${why}`);
+  };
   // Walk up to the deepest existing ancestor.
   const missing: string[] = [];
   for (let cur = abs; ; cur = path.dirname(cur)) {
@@ -61,7 +63,11 @@ export function makeRunDir(dir: string, field = 'out'): string {
 }
 
 function isDirectory(p: string): boolean {
-  try { return fs.statSync(p).isDirectory(); } catch { return false; }
+  try {
+    return fs.statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 function pidAlive(pid: number): boolean {
@@ -92,14 +98,20 @@ export function removeStaleTemps(dir: string, startedAt = performance.timeOrigin
     if (!m) continue;
     const p = path.join(dir, name);
     let st: fs.Stats;
-    try { st = fs.lstatSync(p); } catch { continue; }
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      continue;
+    }
     if (!st.isFile() || st.mtimeMs >= startedAt) continue;
     const pid = Number(m[1]);
     if (pid !== process.pid && pidAlive(pid)) continue;
     try {
       fs.unlinkSync(p);
       removed.push(name);
-    } catch { /* gone already, or not ours to remove */ }
+    } catch {
+      /* gone already, or not ours to remove */
+    }
   }
   return removed;
 }
@@ -111,7 +123,11 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
     fs.writeFileSync(tmp, data, { flag: 'wx' });
     fs.renameSync(tmp, file);
   } catch (e) {
-    try { fs.unlinkSync(tmp); } catch { /* may not exist */ }
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* may not exist */
+    }
     throw e;
   }
 }

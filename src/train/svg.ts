@@ -66,28 +66,42 @@ function downsample(pts: { step: number; loss: number }[], max: number): { step:
 const COLOR = { train: '#1f77b4', val: '#d62728', ref: '#777' };
 
 export function lossChartSvg(input: ChartInput): string {
-  const W = 760, Hh = 460, ml = 64, mr = 24, mt = 74, mb = 50;
-  const pw = W - ml - mr, ph = Hh - mt - mb;
+  const W = 760,
+    Hh = 460,
+    ml = 64,
+    mr = 24,
+    mt = 74,
+    mb = 50;
+  const pw = W - ml - mr,
+    ph = Hh - mt - mb;
   const positive = (p: { loss: number }) => Number.isFinite(p.loss) && p.loss > 0;
   const rawTrain = input.train.filter(positive);
   const train = downsample(rawTrain, 2000);
   const val = input.val.filter(positive);
   const refs = (input.refs ?? []).filter((r) => Number.isFinite(r.value) && r.value > 0);
   const steps = [...train.map((p) => p.step), ...val.map((p) => p.step)];
-  const xmin = 0, xmax = Math.max(1, ...steps);
+  const xmin = 0,
+    xmax = Math.max(1, ...steps);
   const ys = [...train.map((p) => p.loss), ...val.map((p) => p.loss), ...refs.map((r) => r.value)];
-  let ymin = ys.length ? Math.min(...ys) : 1, ymax = ys.length ? Math.max(...ys) : 10;
+  let ymin = ys.length ? Math.min(...ys) : 1,
+    ymax = ys.length ? Math.max(...ys) : 10;
   // the top: what the run reaches after its first 5% of steps
   const early = Math.max(1, Math.ceil(0.05 * xmax));
   const late = [...train.filter((p) => p.step > early).map((p) => p.loss), ...val.map((p) => p.loss), ...refs.map((r) => r.value)];
   // (short runs, under 20 logged steps, are shown whole)
-  const clipped = rawTrain.length >= 20 && late.length > 0 && Math.max(...late) < ymax / 1.02 ? { steps: early, max: Math.max(...rawTrain.map((p) => p.loss)) } : null;
+  const clipped =
+    rawTrain.length >= 20 && late.length > 0 && Math.max(...late) < ymax / 1.02 ? { steps: early, max: Math.max(...rawTrain.map((p) => p.loss)) } : null;
   if (clipped) ymax = Math.max(...late);
-  if (ymax / ymin < 1.05) { ymin /= 1.05; ymax *= 1.05; }
+  if (ymax / ymin < 1.05) {
+    ymin /= 1.05;
+    ymax *= 1.05;
+  }
   // 3% of the log range as a margin on each side
   const pad = 0.03 * Math.log(ymax / ymin);
-  ymin *= Math.exp(-pad); ymax *= Math.exp(pad);
-  const ly0 = Math.log(ymin), ly1 = Math.log(ymax);
+  ymin *= Math.exp(-pad);
+  ymax *= Math.exp(pad);
+  const ly0 = Math.log(ymin),
+    ly1 = Math.log(ymax);
   const X = (s: number) => ml + ((s - xmin) / (xmax - xmin)) * pw;
   const Y = (v: number) => mt + (1 - (Math.log(v) - ly0) / (ly1 - ly0)) * ph;
   const path = (pts: { step: number; loss: number }[]) => pts.map((p, i) => `${i ? 'L' : 'M'}${X(p.step).toFixed(1)},${Y(p.loss).toFixed(1)}`).join(' ');
@@ -138,17 +152,32 @@ export function lossChartSvg(input: ChartInput): string {
 
   // legend: one band between the title and the plot, an entry per line drawn
   const entries: { label: string; swatch: string }[] = [];
-  const sw = (color: string, extra = '') => (x: number, y: number) => `<line x1="${x}" x2="${x + 24}" y1="${y}" y2="${y}" stroke="${color}" ${extra}/>`;
-  if (train.length) entries.push({ label: `train loss${stepsPerPoint > 1 ? ` (mean of ${stepsPerPoint} steps)` : ' per step'}`, swatch: sw(COLOR.train, 'stroke-opacity="0.3" stroke-width="1"')(0, 0) });
+  const sw =
+    (color: string, extra = '') =>
+    (x: number, y: number) =>
+      `<line x1="${x}" x2="${x + 24}" y1="${y}" y2="${y}" stroke="${color}" ${extra}/>`;
+  if (train.length)
+    entries.push({
+      label: `train loss${stepsPerPoint > 1 ? ` (mean of ${stepsPerPoint} steps)` : ' per step'}`,
+      swatch: sw(COLOR.train, 'stroke-opacity="0.3" stroke-width="1"')(0, 0),
+    });
   if (smooth.length > 1) entries.push({ label: `train, moving average (${win * stepsPerPoint} steps)`, swatch: sw(COLOR.train, 'stroke-width="2"')(0, 0) });
   if (val.length) entries.push({ label: 'validation', swatch: `${sw(COLOR.val, 'stroke-width="2"')(0, 0)}<circle cx="12" cy="0" r="3" fill="${COLOR.val}"/>` });
   for (const r of refs) entries.push({ label: `${r.label} ${fmtNum(r.value)}`, swatch: sw(COLOR.ref, 'stroke-dasharray="6,4"')(0, 0) });
-  if (clipped) entries.push({ label: `steps 1–${clipped.steps} run above the top (loss up to ${fmtNum(clipped.max)})`, swatch: `<path d="M12,5 L12,-6 M7,-1 L12,-6 L17,-1" fill="none" stroke="#555" stroke-width="1.5"/>` });
+  if (clipped)
+    entries.push({
+      label: `steps 1–${clipped.steps} run above the top (loss up to ${fmtNum(clipped.max)})`,
+      swatch: `<path d="M12,5 L12,-6 M7,-1 L12,-6 L17,-1" fill="none" stroke="#555" stroke-width="1.5"/>`,
+    });
   const charW = 6.6; // average width of a 12 px sans-serif character
-  let lx = ml, ly = 46;
+  let lx = ml,
+    ly = 46;
   for (const e of entries) {
     const w = 30 + e.label.length * charW + 18;
-    if (lx + w > ml + pw && lx > ml) { lx = ml; ly += 16; }
+    if (lx + w > ml + pw && lx > ml) {
+      lx = ml;
+      ly += 16;
+    }
     out.push(`<g transform="translate(${lx.toFixed(1)},${ly - 4})">${e.swatch}</g><text x="${(lx + 30).toFixed(1)}" y="${ly}">${esc(e.label)}</text>`);
     lx += w;
   }

@@ -22,7 +22,16 @@ import { BatchSampler, evalBatches, unigramEntropy, type Batch } from '../data/b
 import { AdamW, clipGradNorm, lrAt } from './optimizer.js';
 import { fmtDuration, fmtInt, formatProgress } from './progress.js';
 import { lossChartSvg } from './svg.js';
-import { saveCheckpoint, saveRunCheckpoint, modelFromCheckpoint, optimizerFromCheckpoint, type TrainHyper, type TrainState, type HistoryPoint, type EvalPoint } from '../checkpoint/checkpoint.js';
+import {
+  saveCheckpoint,
+  saveRunCheckpoint,
+  modelFromCheckpoint,
+  optimizerFromCheckpoint,
+  type TrainHyper,
+  type TrainState,
+  type HistoryPoint,
+  type EvalPoint,
+} from '../checkpoint/checkpoint.js';
 import { generate } from '../sample/generate.js';
 import { CheckpointError, NumericsError, UsageError } from '../errors.js';
 import { resolveRun, CHECKPOINT_NAME, CHART_NAME, type ResolvedRun, type TrainRequest } from './request.js';
@@ -60,8 +69,16 @@ export interface StepEvent extends StepResult {
   eta: number;
 }
 
-export interface EvalEvent { step: number; split: 'val' | 'train'; loss: number }
-export interface SaveEvent { step: number; path: string; seconds: number }
+export interface EvalEvent {
+  step: number;
+  split: 'val' | 'train';
+  loss: number;
+}
+export interface SaveEvent {
+  step: number;
+  path: string;
+  seconds: number;
+}
 
 export interface RunResult {
   /** Completed updates. */
@@ -88,7 +105,8 @@ export interface TrainerEvents {
 
 /** Mean loss of a model over batches (forward only). */
 export function evaluate(model: LanguageModel<unknown>, batches: Batch[], T: number): number {
-  let total = 0, count = 0;
+  let total = 0,
+    count = 0;
   for (const b of batches) {
     const B = b.x.length / T;
     const r = model.forward(b.x, B, T, b.y, { returnLogits: false, grad: false });
@@ -155,9 +173,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   constructor(run: ResolvedRun) {
     super();
     const h = run.hyper;
-    this.backend = run.backend; this.backendReason = run.backendReason;
-    this.config = run.config; this.preset = run.preset; this.tokenizer = run.tokenizer; this.dataset = run.dataset;
-    this.hyper = h; this.stopAt = run.stopAt;
+    this.backend = run.backend;
+    this.backendReason = run.backendReason;
+    this.config = run.config;
+    this.preset = run.preset;
+    this.tokenizer = run.tokenizer;
+    this.dataset = run.dataset;
+    this.hyper = h;
+    this.stopAt = run.stopAt;
     this.notices = [...run.notices];
     this.memory = checkTrainingMemory(run.config, h.batch, h.seq, run.backend);
     const ck = run.resume;
@@ -167,7 +190,10 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.chartPath = path.join(this.out, CHART_NAME);
     this.logPath = path.join(this.out, RUN_LOG_NAME);
     const removed = removeStaleTemps(this.out);
-    if (removed.length) this.notices.push(`removed ${removed.length} stale temporary file${removed.length > 1 ? 's' : ''} of an interrupted save in ${this.out}: ${removed.join(', ')}`);
+    if (removed.length)
+      this.notices.push(
+        `removed ${removed.length} stale temporary file${removed.length > 1 ? 's' : ''} of an interrupted save in ${this.out}: ${removed.join(', ')}`,
+      );
     // The loss history so far: the checkpoint's run log (a pre-0.2 checkpoint: its train_state).
     if (ck?.train) {
       const fromLog = readRunHistory(path.join(path.dirname(ck.path), RUN_LOG_NAME), ck.train.step);
@@ -196,7 +222,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         if (!moments) throw new CheckpointError(`${ck.path} holds no optimizer moments; it cannot be resumed`);
         this.opt.setState({ ...moments, t: st.step });
         this.sampler.setState(st.dataRng);
-        this.done = st.step; this.tokensSeen = st.tokensSeen; this.elapsedBefore = st.elapsed;
+        this.done = st.step;
+        this.tokensSeen = st.tokensSeen;
+        this.elapsedBefore = st.elapsed;
       }
       this.valBatches = evalBatches(run.dataset.val, h.batch, h.seq, h.evalWindows);
     } catch (e) {
@@ -208,15 +236,25 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /** Completed optimizer updates (resumed ones included). */
-  get stepsDone(): number { return this.done; }
+  get stepsDone(): number {
+    return this.done;
+  }
   /** True once stop() was called (or the run's signal aborted). */
-  get stopping(): boolean { return this.stopRequested; }
-  get parameterCount(): number { return this.model.numParameters; }
-  get tokensPerStep(): number { return this.hyper.batch * this.hyper.seq * this.hyper.gradAccum; }
+  get stopping(): boolean {
+    return this.stopRequested;
+  }
+  get parameterCount(): number {
+    return this.model.numParameters;
+  }
+  get tokensPerStep(): number {
+    return this.hyper.batch * this.hyper.seq * this.hyper.gradAccum;
+  }
 
   /** One optimizer update: gradAccum micro-batches, clipping, AdamW at the scheduled learning rate. */
   step(): StepResult {
-    const h = this.hyper, B = h.batch, T = h.seq;
+    const h = this.hyper,
+      B = h.batch,
+      T = h.seq;
     if (this.freed) throw new UsageError('this trainer was freed');
     if (this.done >= h.steps) throw new UsageError(`the run is complete (step ${this.done} of ${h.steps}); there is no step left`);
     const ts = performance.now();
@@ -230,11 +268,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       lossSum += r.loss as number;
     }
     const loss = lossSum / h.gradAccum;
-    if (!Number.isFinite(loss)) throw new NumericsError(`the training loss is ${loss} at step ${this.done + 1}: training diverged (a lower learning rate may help)`);
+    if (!Number.isFinite(loss))
+      throw new NumericsError(`the training loss is ${loss} at step ${this.done + 1}: training diverged (a lower learning rate may help)`);
     const gradNorm = clipGradNorm(this.model, h.clip);
     this.opt.step(lr);
     this.done++;
-    this.tokensSeen += this.tokensPerStep; this.runTokens += this.tokensPerStep;
+    this.tokensSeen += this.tokensPerStep;
+    this.runTokens += this.tokensPerStep;
     this.trainSeconds += (performance.now() - ts) / 1000;
     this.losses.push(loss);
     this.history.push({ step: this.done, loss, lr });
@@ -279,7 +319,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (this.freed) throw new UsageError('this trainer was freed');
     const t0 = performance.now();
     const o = this.opt.getState();
-    const input = { model: this.model, tokenizer: this.tokenizer.name, tokenizerVocab: this.tokenizer.vocab ?? null, optimizer: { m: o.m, v: o.v }, train: this.trainState() };
+    const input = {
+      model: this.model,
+      tokenizer: this.tokenizer.name,
+      tokenizerVocab: this.tokenizer.vocab ?? null,
+      optimizer: { m: o.m, v: o.v },
+      train: this.trainState(),
+    };
     if (file === undefined) {
       saveRunCheckpoint(this.out, input);
       file = this.checkpointPath;
@@ -293,7 +339,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 
   /** Ask run() to stop after the step in progress (it then saves and returns). */
-  stop(): void { this.stopRequested = true; }
+  stop(): void {
+    this.stopRequested = true;
+  }
 
   /**
    * Train to the end of the schedule (or to stopAt, or until stop() / the signal), evaluating and
@@ -315,20 +363,33 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
       const finished = this.done >= h.steps;
-      let trainLoss = NaN, valLoss = this.lastVal;
+      let trainLoss = NaN,
+        valLoss = this.lastVal;
       if (finished) {
         valLoss = this.evaluate('val');
         trainLoss = this.evaluate('train');
       }
       this.save();
       const result: RunResult = {
-        step: this.done, finished, losses: [...this.losses], trainLoss, valLoss,
-        tokensPerSec: this.runTokens / Math.max(this.trainSeconds, 1e-9), trainSeconds: this.trainSeconds, checkpoint: this.checkpointPath,
+        step: this.done,
+        finished,
+        losses: [...this.losses],
+        trainLoss,
+        valLoss,
+        tokensPerSec: this.runTokens / Math.max(this.trainSeconds, 1e-9),
+        trainSeconds: this.trainSeconds,
+        checkpoint: this.checkpointPath,
       };
       if (finished) {
         this.logWrite({
-          type: 'summary', step: this.done, train_loss: trainLoss, val_loss: valLoss, unigram_entropy: this.unigramEntropy,
-          tokens_per_sec: result.tokensPerSec, backend: this.backend.name, wall_seconds: (performance.now() - this.createdAt) / 1000,
+          type: 'summary',
+          step: this.done,
+          train_loss: trainLoss,
+          val_loss: valLoss,
+          unigram_entropy: this.unigramEntropy,
+          tokens_per_sec: result.tokensPerSec,
+          backend: this.backend.name,
+          wall_seconds: (performance.now() - this.createdAt) / 1000,
         });
       }
       this.emit('done', result);
@@ -359,14 +420,20 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const prompt = opts.prompt ?? 'The ';
     const ids = this.tokenizer.encode(prompt);
     const gen = generate(this.model, ids.length ? ids : [this.tokenizer.eot ?? 10], {
-      tokens: opts.tokens, temperature: opts.temperature ?? 0.8, topK: opts.topK ?? 40, seed: opts.seed ?? this.hyper.seed, maxId: this.tokenizer.vocabSize,
+      tokens: opts.tokens,
+      temperature: opts.temperature ?? 0.8,
+      topK: opts.topK ?? 40,
+      seed: opts.seed ?? this.hyper.seed,
+      maxId: this.tokenizer.vocabSize,
     });
     return prompt + this.tokenizer.decode(gen);
   }
 
   /** What this run is, in a few lines (backend, data, model, schedule, notices). */
   describe(): string[] {
-    const c = this.config, h = this.hyper, ds = this.dataset;
+    const c = this.config,
+      h = this.hyper,
+      ds = this.dataset;
     const lines = [
       `backend: ${this.backendReason}`,
       `data: ${ds.source} (${ds.kind}, tokenizer ${this.tokenizer.name}): ${fmtInt(ds.train.length)} training + ${fmtInt(ds.val.length)} validation tokens (${ds.split}); cache: ${ds.cache}`,
@@ -410,20 +477,41 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private trainState(): TrainState {
     const ds = this.dataset;
     return {
-      step: this.done, dataRng: this.sampler.getState(), tokensSeen: this.tokensSeen, elapsed: this.elapsedBefore + this.trainSeconds, hyper: this.hyper,
+      step: this.done,
+      dataRng: this.sampler.getState(),
+      tokensSeen: this.tokensSeen,
+      elapsed: this.elapsedBefore + this.trainSeconds,
+      hyper: this.hyper,
       data: { source: ds.source, contentHash: ds.contentHash, kind: ds.kind, split: ds.split, unigramEntropy: this.unigramEntropy },
-      history: this.history, evals: this.evals, preset: this.preset,
+      history: this.history,
+      evals: this.evals,
+      preset: this.preset,
     };
   }
 
   private configRecord(): Record<string, unknown> {
     const ds = this.dataset;
     return {
-      type: 'config', version: crateTsVersion(), time: new Date().toISOString(), resumed_from: this.resumedFrom, step: this.done,
-      out: this.out, checkpoint: this.checkpointPath, log: this.logPath,
+      type: 'config',
+      version: crateTsVersion(),
+      time: new Date().toISOString(),
+      resumed_from: this.resumedFrom,
+      step: this.done,
+      out: this.out,
+      checkpoint: this.checkpointPath,
+      log: this.logPath,
       model: { ...this.config, preset: this.preset ?? null, parameters: this.model.numParameters },
-      hyper: this.hyper, stop_at: this.stopAt ?? null,
-      data: { source: ds.source, kind: ds.kind, content_hash: ds.contentHash, split: ds.split, train_tokens: ds.train.length, val_tokens: ds.val.length, unigram_entropy: this.unigramEntropy },
+      hyper: this.hyper,
+      stop_at: this.stopAt ?? null,
+      data: {
+        source: ds.source,
+        kind: ds.kind,
+        content_hash: ds.contentHash,
+        split: ds.split,
+        train_tokens: ds.train.length,
+        val_tokens: ds.val.length,
+        unigram_entropy: this.unigramEntropy,
+      },
       tokenizer: this.tokenizer.name,
       backend: { name: this.backend.name, dtype: this.backend.dtype, reason: this.backendReason },
       machine: machineInfo(),
@@ -463,7 +551,8 @@ export async function train(req: TrainRequest = {}): Promise<TrainResult> {
   const trainer = await Trainer.create(req);
   try {
     for (const line of trainer.describe()) log(line);
-    const h = trainer.hyper, lastStep = Math.min(h.steps, req.stopAt ?? Infinity);
+    const h = trainer.hyper,
+      lastStep = Math.min(h.steps, req.stopAt ?? Infinity);
     trainer.on('step', (s) => {
       if (h.logEvery > 0 && (s.step % h.logEvery === 0 || s.step === 1 || s.step === lastStep)) log(formatProgress(s));
     });
@@ -474,9 +563,21 @@ export async function train(req: TrainRequest = {}): Promise<TrainResult> {
     const svg = trainer.writeLossChart();
     const wallSeconds = (performance.now() - t0) / 1000;
     const result: TrainResult = {
-      out: trainer.out, checkpoint: r.checkpoint, svg, backend: trainer.backend.name, backendReason: trainer.backendReason,
-      config: trainer.config, tokenizer: trainer.tokenizer.name, step: r.step, losses: r.losses, trainLoss: r.trainLoss, valLoss: r.valLoss,
-      unigramEntropy: trainer.unigramEntropy, tokensPerSec: r.tokensPerSec, wallSeconds, interrupted: !r.finished,
+      out: trainer.out,
+      checkpoint: r.checkpoint,
+      svg,
+      backend: trainer.backend.name,
+      backendReason: trainer.backendReason,
+      config: trainer.config,
+      tokenizer: trainer.tokenizer.name,
+      step: r.step,
+      losses: r.losses,
+      trainLoss: r.trainLoss,
+      valLoss: r.valLoss,
+      unigramEntropy: trainer.unigramEntropy,
+      tokensPerSec: r.tokensPerSec,
+      wallSeconds,
+      interrupted: !r.finished,
     };
     if (!r.finished) {
       log(`stopped at step ${r.step} of ${h.steps}; checkpoint saved to ${r.checkpoint}`);

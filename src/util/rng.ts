@@ -23,7 +23,10 @@ export class Rng {
     const s = this.s;
     const result = Math.imul(rotl(Math.imul(s[1], 5) >>> 0, 7), 9) >>> 0;
     const t = (s[1] << 9) >>> 0;
-    s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3];
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
     s[2] ^= t;
     s[3] = rotl(s[3], 11);
     return result;
@@ -31,7 +34,8 @@ export class Rng {
 
   /** Uniform float64 in [0, 1) with 53 random bits. */
   uniform(): number {
-    const hi = this.nextU32() >>> 5, lo = this.nextU32() >>> 6;
+    const hi = this.nextU32() >>> 5,
+      lo = this.nextU32() >>> 6;
     return (hi * 67108864 + lo) / 9007199254740992;
   }
 
@@ -48,9 +52,12 @@ export class Rng {
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   }
 
-  getState(): number[] { return Array.from(this.s); }
+  getState(): number[] {
+    return Array.from(this.s);
+  }
   setState(state: number[]): void {
-    if (state.length !== 4 || state.some((x) => !Number.isInteger(x) || x < 0 || x > 0xffffffff)) throw new Error('Rng.setState: expected 4 unsigned 32-bit integers');
+    if (state.length !== 4 || state.some((x) => !Number.isInteger(x) || x < 0 || x > 0xffffffff))
+      throw new Error('Rng.setState: expected 4 unsigned 32-bit integers');
     this.s.set(state);
   }
 }

@@ -11,8 +11,23 @@
 //   dictionaryFromIstaWeight            to read D from ista.weight (= Dᵀ, shape (h, d)).
 // Matrices are linalg.ts Mats: { rows, cols, data } with data row-major.
 import {
-  type Mat, mat, transpose, matmul, matmulTN, gram, gramOuter, logdetSPD, solveSPD, addScaledIdentity,
-  scale, lincomb, axpyInPlace, zeros, sub, singularValues, sigmaMax,
+  type Mat,
+  mat,
+  transpose,
+  matmul,
+  matmulTN,
+  gram,
+  gramOuter,
+  logdetSPD,
+  solveSPD,
+  addScaledIdentity,
+  scale,
+  lincomb,
+  axpyInPlace,
+  zeros,
+  sub,
+  singularValues,
+  sigmaMax,
 } from './linalg.js';
 
 export type Form = 'N' | 'd' | 'auto';
@@ -26,7 +41,9 @@ export function tokensToColumns(x: ArrayLike<number>, N: number, d: number): Mat
 }
 
 /** Paper layout Z (d×N) → code layout x (N×d, row-major). */
-export function columnsToTokens(Z: Mat): Float64Array { return transpose(Z).data; }
+export function columnsToTokens(Z: Mat): Float64Array {
+  return transpose(Z).data;
+}
 
 /**
  * The K subspace bases U_k (d×p) of one layer from attn.c_attn.weight (d×d, PyTorch weight[out, in]):
@@ -35,7 +52,8 @@ export function columnsToTokens(Z: Mat): Float64Array { return transpose(Z).data
 export function subspacesFromCAttn(w: ArrayLike<number>, d: number, K: number): Mat[] {
   if (w.length !== d * d) throw new Error(`subspacesFromCAttn: ${w.length} values, expected d·d = ${d * d}`);
   if (d % K !== 0) throw new Error(`subspacesFromCAttn: d=${d} is not divisible by K=${K}`);
-  const p = d / K, out: Mat[] = [];
+  const p = d / K,
+    out: Mat[] = [];
   for (let k = 0; k < K; k++) {
     const Ut = mat(p, d);
     for (let i = 0; i < p; i++) for (let j = 0; j < d; j++) Ut.data[i * d + j] = w[(k * p + i) * d + j];
@@ -52,9 +70,13 @@ export function dictionaryFromIstaWeight(w: ArrayLike<number>, h: number, d: num
 // ---- (E1) coding rate -------------------------------------------------------------------------------
 
 /** α = d / (N ε²) */
-export function alphaOf(d: number, N: number, eps: number): number { return d / (N * eps * eps); }
+export function alphaOf(d: number, N: number, eps: number): number {
+  return d / (N * eps * eps);
+}
 /** β = p / (N ε²) */
-export function betaOf(p: number, N: number, eps: number): number { return p / (N * eps * eps); }
+export function betaOf(p: number, N: number, eps: number): number {
+  return p / (N * eps * eps);
+}
 
 /**
  * ½ logdet(I + c·MᵀM) in the requested form: 'N' uses the cols×cols Gram MᵀM, 'd' the rows×rows
@@ -144,10 +166,9 @@ export function gradCompressionRate(Z: Mat, U: Mat[], eps: number): Mat {
   checkSubspaces(Z, U);
   const g = zeros(Z.rows, Z.cols);
   for (const Uk of U) {
-    const b = betaOf(Uk.cols, Z.cols, eps), W = matmulTN(Uk, Z);
-    const Winv = W.rows < W.cols
-      ? solveSPD(addScaledIdentity(gramOuter(W), b), W)
-      : transpose(solveSPD(addScaledIdentity(gram(W), b), transpose(W)));
+    const b = betaOf(Uk.cols, Z.cols, eps),
+      W = matmulTN(Uk, Z);
+    const Winv = W.rows < W.cols ? solveSPD(addScaledIdentity(gramOuter(W), b), W) : transpose(solveSPD(addScaledIdentity(gram(W), b), transpose(W)));
     axpyInPlace(g, b, matmul(Uk, Winv));
   }
   return g;
@@ -179,7 +200,8 @@ export function gradCompressionNeumann0(Z: Mat, U: Mat[], eps: number): Mat {
 function neumannSecondTerm(Z: Mat, U: Mat[], eps: number): Mat {
   const g = zeros(Z.rows, Z.cols);
   for (const Uk of U) {
-    const b = betaOf(Uk.cols, Z.cols, eps), W = matmulTN(Uk, Z);
+    const b = betaOf(Uk.cols, Z.cols, eps),
+      W = matmulTN(Uk, Z);
     // W (WᵀW) = (W Wᵀ) W, the p×p form is cheaper
     axpyInPlace(g, b * b, matmul(Uk, matmul(gramOuter(W), W)));
   }
@@ -210,7 +232,11 @@ export function columnSoftmax(S: Mat): Mat {
     let m = -Infinity;
     for (let i = 0; i < S.rows; i++) m = Math.max(m, S.data[i * S.cols + j]);
     let s = 0;
-    for (let i = 0; i < S.rows; i++) { const e = Math.exp(S.data[i * S.cols + j] - m); o.data[i * S.cols + j] = e; s += e; }
+    for (let i = 0; i < S.rows; i++) {
+      const e = Math.exp(S.data[i * S.cols + j] - m);
+      o.data[i * S.cols + j] = e;
+      s += e;
+    }
     for (let i = 0; i < S.rows; i++) o.data[i * S.cols + j] /= s;
   }
   return o;
@@ -289,7 +315,10 @@ export function istaCompleteStep(Z: Mat, D: Mat, eta: number, lam: number): Mat 
 export function istaFromZero(u: Mat, D: Mat, eta: number, lam: number, steps: number): Mat[] {
   const out: Mat[] = [];
   let a = zeros(D.cols, u.cols);
-  for (let t = 0; t < steps; t++) { a = istaStep(a, u, D, eta, lam); out.push(a); }
+  for (let t = 0; t < steps; t++) {
+    a = istaStep(a, u, D, eta, lam);
+    out.push(a);
+  }
   return out;
 }
 
@@ -322,7 +351,9 @@ export interface CompressionMeasurement {
 export function measuredCompression(v: ArrayLike<number>, B: number, T: number, C: number, K: number, e = 0.01): CompressionMeasurement {
   if (v.length !== B * T * C) throw new Error(`measuredCompression: ${v.length} values, expected B·T·C = ${B}·${T}·${C}`);
   if (C % K !== 0) throw new Error(`measuredCompression: C=${C} is not divisible by K=${K}`);
-  const p = C / K, perSequence: number[] = [], perHead = new Array<number>(K).fill(0);
+  const p = C / K,
+    perSequence: number[] = [],
+    perHead = new Array<number>(K).fill(0);
   for (let b = 0; b < B; b++) {
     let total = 0;
     for (let k = 0; k < K; k++) {

@@ -35,24 +35,34 @@ export interface DiagnosticsResult {
  * `e` is ε² of E21 (0.01).
  */
 export function layerDiagnostics(model: LanguageModel<unknown>, batches: { idx: ArrayLike<number>; B: number; T: number }[], e = 0.01): DiagnosticsResult {
-  const c = model.config, L = c.nLayer, C = c.nEmbd, K = c.nHead;
+  const c = model.config,
+    L = c.nLayer,
+    C = c.nEmbd,
+    K = c.nHead;
   if (batches.length === 0) throw new Error('layerDiagnostics: no batches');
   const T = batches[0].T;
   const perSeq: number[][] = Array.from({ length: L }, () => []);
-  const zeros = new Array<number>(L).fill(0), totals = new Array<number>(L).fill(0), width = new Array<number>(L).fill(0);
+  const zeros = new Array<number>(L).fill(0),
+    totals = new Array<number>(L).fill(0),
+    width = new Array<number>(L).fill(0);
   const everActive: Uint8Array[] = [];
-  let tokens = 0, sequences = 0;
+  let tokens = 0,
+    sequences = 0;
   for (const { idx, B, T: Tb } of batches) {
     if (Tb !== T) throw new Error(`layerDiagnostics: all batches need the same T (${T} vs ${Tb})`);
-    const names = Array.from({ length: L }, (_, l) => (c.arch !== 'gpt2' ? [`blocks.${l}.attn.hook_qkv`, `blocks.${l}.hook_neurons`] : [`blocks.${l}.hook_neurons`])).flat();
+    const names = Array.from({ length: L }, (_, l) =>
+      c.arch !== 'gpt2' ? [`blocks.${l}.attn.hook_qkv`, `blocks.${l}.hook_neurons`] : [`blocks.${l}.hook_neurons`],
+    ).flat();
     const { cache } = model.runWithCache(idx, B, Tb, { names, returnLogits: false });
-    tokens += B * Tb; sequences += B;
+    tokens += B * Tb;
+    sequences += B;
     for (let l = 0; l < L; l++) {
       if (c.arch !== 'gpt2') {
         const v = cache.get(`blocks.${l}.attn.hook_qkv`).data;
         perSeq[l].push(...measuredCompression(v, B, Tb, C, K, e).perSequence);
       }
-      const code = cache.get(`blocks.${l}.hook_neurons`).data, H = code.length / (B * Tb);
+      const code = cache.get(`blocks.${l}.hook_neurons`).data,
+        H = code.length / (B * Tb);
       width[l] = H;
       if (!everActive[l]) everActive[l] = new Uint8Array(H);
       const act = everActive[l];
@@ -66,7 +76,8 @@ export function layerDiagnostics(model: LanguageModel<unknown>, batches: { idx: 
   const layers: LayerDiagnostics[] = [];
   for (let l = 0; l < L; l++) {
     const xs = perSeq[l];
-    let mean: number | null = null, std: number | null = null;
+    let mean: number | null = null,
+      std: number | null = null;
     if (xs.length) {
       mean = xs.reduce((a, b) => a + b, 0) / xs.length;
       const m = mean;
@@ -74,8 +85,13 @@ export function layerDiagnostics(model: LanguageModel<unknown>, batches: { idx: 
     }
     const dead = everActive[l].reduce((s, a) => s + (a ? 0 : 1), 0);
     layers.push({
-      layer: l, compressionMean: mean, compressionStd: std,
-      zeroFraction: zeros[l] / totals[l], meanL0: (totals[l] - zeros[l]) / tokens, width: width[l], deadCodes: dead,
+      layer: l,
+      compressionMean: mean,
+      compressionStd: std,
+      zeroFraction: zeros[l] / totals[l],
+      meanL0: (totals[l] - zeros[l]) / tokens,
+      width: width[l],
+      deadCodes: dead,
     });
   }
   return { layers, sequences, tokens, seqLen: T, e };
@@ -105,7 +121,8 @@ function niceTicks(lo: number, hi: number, n: number): { ticks: number[]; lo: nu
   const raw = (hi - lo) / n;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
-  const a = Math.floor(lo / step + 1e-9) * step, b = Math.ceil(hi / step - 1e-9) * step;
+  const a = Math.floor(lo / step + 1e-9) * step,
+    b = Math.ceil(hi / step - 1e-9) * step;
   const ticks: number[] = [];
   for (let v = a; v <= b + step * 1e-9; v += step) ticks.push(+v.toPrecision(12));
   return { ticks, lo: a, hi: b };
@@ -117,8 +134,12 @@ function niceTicks(lo: number, hi: number, n: number): { ticks: number[]; lo: nu
  * on round ticks; the title, panel labels, tick labels and caption each have their own row.
  */
 export function diagnosticsSvg(r: DiagnosticsResult, title = 'layer-wise compression and sparsity'): string {
-  const W = 760, Hh = 340, pad = { l: 64, r: 24, t: 66, b: 70 }, gap = 72;
-  const pw = (W - pad.l - pad.r - gap) / 2, ph = Hh - pad.t - pad.b;
+  const W = 760,
+    Hh = 340,
+    pad = { l: 64, r: 24, t: 66, b: 70 },
+    gap = 72;
+  const pw = (W - pad.l - pad.r - gap) / 2,
+    ph = Hh - pad.t - pad.b;
   const L = r.layers.length;
   const xAt = (x0: number, l: number) => x0 + (L === 1 ? pw / 2 : 12 + (l / (L - 1)) * (pw - 24));
   const out: string[] = [];
@@ -138,8 +159,12 @@ export function diagnosticsSvg(r: DiagnosticsResult, title = 'layer-wise compres
     if (fixed01) {
       ({ ticks: tks, lo, hi } = { ticks: [0, 0.25, 0.5, 0.75, 1], lo: 0, hi: 1 });
     } else {
-      let a = Math.min(...vals.map((v, i) => v - (err[i] ?? 0))), b = Math.max(...vals.map((v, i) => v + (err[i] ?? 0)));
-      if (b - a < 1e-9 * Math.max(1, Math.abs(a))) { a -= 1; b += 1; }
+      let a = Math.min(...vals.map((v, i) => v - (err[i] ?? 0))),
+        b = Math.max(...vals.map((v, i) => v + (err[i] ?? 0)));
+      if (b - a < 1e-9 * Math.max(1, Math.abs(a))) {
+        a -= 1;
+        b += 1;
+      }
       ({ ticks: tks, lo, hi } = niceTicks(a, b, 4));
     }
     const yAt = (v: number) => pad.t + ph - ((v - lo) / (hi - lo)) * ph;
@@ -157,13 +182,28 @@ export function diagnosticsSvg(r: DiagnosticsResult, title = 'layer-wise compres
     out.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`);
     ys.forEach((v, l) => {
       if (v === null) return;
-      const x = xAt(x0, l).toFixed(1), e = err[l];
+      const x = xAt(x0, l).toFixed(1),
+        e = err[l];
       if (e) out.push(`<line x1="${x}" x2="${x}" y1="${yAt(v - e).toFixed(1)}" y2="${yAt(v + e).toFixed(1)}" stroke="${color}"/>`);
       out.push(`<circle cx="${x}" cy="${yAt(v).toFixed(1)}" r="3.5" fill="${color}"/>`);
     });
   };
-  panel(pad.l, `compression R^c (ε² = ${r.e}), mean ± std`, r.layers.map((d) => d.compressionMean), r.layers.map((d) => d.compressionStd), '#1f77b4', false);
-  panel(pad.l + pw + gap, 'sparsity: fraction of zero codes', r.layers.map((d) => d.zeroFraction), r.layers.map(() => null), '#d62728', true);
+  panel(
+    pad.l,
+    `compression R^c (ε² = ${r.e}), mean ± std`,
+    r.layers.map((d) => d.compressionMean),
+    r.layers.map((d) => d.compressionStd),
+    '#1f77b4',
+    false,
+  );
+  panel(
+    pad.l + pw + gap,
+    'sparsity: fraction of zero codes',
+    r.layers.map((d) => d.zeroFraction),
+    r.layers.map(() => null),
+    '#d62728',
+    true,
+  );
   out.push(`<text x="${W / 2}" y="${Hh - 10}" text-anchor="middle" fill="#666">${r.sequences} sequences × ${r.seqLen} tokens</text>`);
   out.push('</svg>');
   return out.join('\n');

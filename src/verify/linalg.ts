@@ -16,7 +16,11 @@ export interface Mat {
 
 /** Thrown by cholesky() when the matrix is not (numerically) symmetric positive definite. */
 export class NotPositiveDefiniteError extends Error {
-  constructor(readonly size: number, readonly pivotIndex: number, readonly pivotValue: number) {
+  constructor(
+    readonly size: number,
+    readonly pivotIndex: number,
+    readonly pivotValue: number,
+  ) {
     super(`cholesky: the ${size}×${size} matrix is not positive definite: pivot ${pivotIndex} (0-based) is ${pivotValue} (must be > 0)`);
     this.name = 'NotPositiveDefiniteError';
   }
@@ -34,7 +38,9 @@ export function mat(rows: number, cols: number, data?: ArrayLike<number>): Mat {
   return { rows, cols, data: d };
 }
 
-export function zeros(rows: number, cols: number): Mat { return mat(rows, cols); }
+export function zeros(rows: number, cols: number): Mat {
+  return mat(rows, cols);
+}
 
 export function eye(n: number): Mat {
   const m = mat(n, n);
@@ -44,7 +50,8 @@ export function eye(n: number): Mat {
 
 /** From an array of rows. */
 export function fromRows(rows: number[][]): Mat {
-  const r = rows.length, c = r ? rows[0].length : 0;
+  const r = rows.length,
+    c = r ? rows[0].length : 0;
   const m = mat(r, c);
   rows.forEach((row, i) => {
     if (row.length !== c) throw new Error(`fromRows: row ${i} has ${row.length} entries, row 0 has ${c}`);
@@ -53,9 +60,13 @@ export function fromRows(rows: number[][]): Mat {
   return m;
 }
 
-export function clone(a: Mat): Mat { return { rows: a.rows, cols: a.cols, data: Float64Array.from(a.data) }; }
+export function clone(a: Mat): Mat {
+  return { rows: a.rows, cols: a.cols, data: Float64Array.from(a.data) };
+}
 
-export function get(a: Mat, i: number, j: number): number { return a.data[i * a.cols + j]; }
+export function get(a: Mat, i: number, j: number): number {
+  return a.data[i * a.cols + j];
+}
 
 /** Entries i.i.d. N(0, scale²). */
 export function randn(rows: number, cols: number, rng: Rng, scale = 1): Mat {
@@ -132,7 +143,9 @@ export function dot(a: Mat, b: Mat): number {
   return s;
 }
 
-export function frobenius(a: Mat): number { return Math.sqrt(dot(a, a)); }
+export function frobenius(a: Mat): number {
+  return Math.sqrt(dot(a, a));
+}
 
 export function trace(a: Mat): number {
   let s = 0;
@@ -161,7 +174,8 @@ export function rowSlice(a: Mat, r0: number, r1: number): Mat {
 
 /** [A_1, A_2, …] side by side (same row count). */
 export function hcat(parts: Mat[]): Mat {
-  const rows = parts[0].rows, cols = parts.reduce((s, p) => s + p.cols, 0);
+  const rows = parts[0].rows,
+    cols = parts.reduce((s, p) => s + p.cols, 0);
   const o = mat(rows, cols);
   let c0 = 0;
   for (const p of parts) {
@@ -185,12 +199,14 @@ export function permuteCols(a: Mat, perm: number[]): Mat {
 export function matmul(a: Mat, b: Mat): Mat {
   if (a.cols !== b.rows) throw new Error(`matmul: ${a.rows}×${a.cols} times ${b.rows}×${b.cols}`);
   const o = mat(a.rows, b.cols);
-  const n = a.cols, m = b.cols;
+  const n = a.cols,
+    m = b.cols;
   for (let i = 0; i < a.rows; i++) {
     for (let k = 0; k < n; k++) {
       const aik = a.data[i * n + k];
       if (aik === 0) continue;
-      const bo = k * m, oo = i * m;
+      const bo = k * m,
+        oo = i * m;
       for (let j = 0; j < m; j++) o.data[oo + j] += aik * b.data[bo + j];
     }
   }
@@ -227,7 +243,8 @@ export function matmulNT(a: Mat, b: Mat): Mat {
 
 /** Gram matrix AᵀA (cols×cols), exactly symmetric. */
 export function gram(a: Mat): Mat {
-  const n = a.cols, o = mat(n, n);
+  const n = a.cols,
+    o = mat(n, n);
   for (let i = 0; i < n; i++) {
     for (let j = i; j < n; j++) {
       let s = 0;
@@ -240,7 +257,9 @@ export function gram(a: Mat): Mat {
 }
 
 /** Outer Gram A Aᵀ (rows×rows), exactly symmetric. */
-export function gramOuter(a: Mat): Mat { return gram(transpose(a)); }
+export function gramOuter(a: Mat): Mat {
+  return gram(transpose(a));
+}
 
 // ---- factorizations ----------------------------------------------------------------------------------
 
@@ -255,7 +274,10 @@ function assertSquare(a: Mat, what: string): void {
  */
 export function cholesky(a: Mat): Mat {
   assertSquare(a, 'cholesky');
-  const n = a.rows, L = mat(n, n), l = L.data, x = a.data;
+  const n = a.rows,
+    L = mat(n, n),
+    l = L.data,
+    x = a.data;
   for (let j = 0; j < n; j++) {
     let s = x[j * n + j];
     for (let k = 0; k < j; k++) s -= l[j * n + k] * l[j * n + k];
@@ -283,7 +305,11 @@ export function logdetSPD(a: Mat): number {
 export function solveSPD(a: Mat, b: Mat): Mat {
   assertSquare(a, 'solveSPD');
   if (b.rows !== a.rows) throw new Error(`solveSPD: A is ${a.rows}×${a.rows}, B has ${b.rows} rows`);
-  const n = a.rows, m = b.cols, L = cholesky(a).data, X = clone(b), x = X.data;
+  const n = a.rows,
+    m = b.cols,
+    L = cholesky(a).data,
+    X = clone(b),
+    x = X.data;
   for (let c = 0; c < m; c++) {
     for (let i = 0; i < n; i++) {
       let s = x[i * m + c];
@@ -303,14 +329,31 @@ export function solveSPD(a: Mat, b: Mat): Mat {
 export function solve(a: Mat, b: Mat): Mat {
   assertSquare(a, 'solve');
   if (b.rows !== a.rows) throw new Error(`solve: A is ${a.rows}×${a.rows}, B has ${b.rows} rows`);
-  const n = a.rows, m = b.cols, A = Float64Array.from(a.data), X = clone(b), x = X.data;
+  const n = a.rows,
+    m = b.cols,
+    A = Float64Array.from(a.data),
+    X = clone(b),
+    x = X.data;
   for (let k = 0; k < n; k++) {
-    let p = k, best = Math.abs(A[k * n + k]);
-    for (let i = k + 1; i < n; i++) if (Math.abs(A[i * n + k]) > best) { best = Math.abs(A[i * n + k]); p = i; }
+    let p = k,
+      best = Math.abs(A[k * n + k]);
+    for (let i = k + 1; i < n; i++)
+      if (Math.abs(A[i * n + k]) > best) {
+        best = Math.abs(A[i * n + k]);
+        p = i;
+      }
     if (best === 0 || !Number.isFinite(best)) throw new Error(`solve: the ${n}×${n} matrix is singular (no non-zero pivot in column ${k})`);
     if (p !== k) {
-      for (let j = 0; j < n; j++) { const t = A[k * n + j]; A[k * n + j] = A[p * n + j]; A[p * n + j] = t; }
-      for (let j = 0; j < m; j++) { const t = x[k * m + j]; x[k * m + j] = x[p * m + j]; x[p * m + j] = t; }
+      for (let j = 0; j < n; j++) {
+        const t = A[k * n + j];
+        A[k * n + j] = A[p * n + j];
+        A[p * n + j] = t;
+      }
+      for (let j = 0; j < m; j++) {
+        const t = x[k * m + j];
+        x[k * m + j] = x[p * m + j];
+        x[p * m + j] = t;
+      }
     }
     const piv = A[k * n + k];
     for (let i = k + 1; i < n; i++) {
@@ -330,7 +373,9 @@ export function solve(a: Mat, b: Mat): Mat {
   return X;
 }
 
-export function inverse(a: Mat): Mat { return solve(a, eye(a.rows)); }
+export function inverse(a: Mat): Mat {
+  return solve(a, eye(a.rows));
+}
 
 /**
  * Eigen-decomposition of a symmetric matrix by the cyclic Jacobi method: A = V diag(values) Vᵀ,
@@ -338,10 +383,18 @@ export function inverse(a: Mat): Mat { return solve(a, eye(a.rows)); }
  */
 export function symEig(a: Mat, opts: { tol?: number; maxSweeps?: number } = {}): { values: Float64Array; vectors: Mat } {
   assertSquare(a, 'symEig');
-  const n = a.rows, A = Float64Array.from(a.data), V = eye(n).data;
+  const n = a.rows,
+    A = Float64Array.from(a.data),
+    V = eye(n).data;
   // symmetrise (the lower triangle wins ties of rounding)
-  for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) { const s = 0.5 * (A[i * n + j] + A[j * n + i]); A[i * n + j] = s; A[j * n + i] = s; }
-  const tol = opts.tol ?? 1e-15, maxSweeps = opts.maxSweeps ?? 100;
+  for (let i = 0; i < n; i++)
+    for (let j = 0; j < i; j++) {
+      const s = 0.5 * (A[i * n + j] + A[j * n + i]);
+      A[i * n + j] = s;
+      A[j * n + i] = s;
+    }
+  const tol = opts.tol ?? 1e-15,
+    maxSweeps = opts.maxSweeps ?? 100;
   let total = 0;
   for (let i = 0; i < n * n; i++) total += A[i] * A[i];
   for (let sweep = 0; sweep < maxSweeps; sweep++) {
@@ -352,23 +405,29 @@ export function symEig(a: Mat, opts: { tol?: number; maxSweeps?: number } = {}):
       for (let q = p + 1; q < n; q++) {
         const apq = A[p * n + q];
         if (apq === 0) continue;
-        const app = A[p * n + p], aqq = A[q * n + q];
+        const app = A[p * n + p],
+          aqq = A[q * n + q];
         const theta = (aqq - app) / (2 * apq);
         const t = Math.sign(theta || 1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1), s = t * c;
+        const c = 1 / Math.sqrt(t * t + 1),
+          s = t * c;
         for (let k = 0; k < n; k++) {
-          const akp = A[k * n + p], akq = A[k * n + q];
+          const akp = A[k * n + p],
+            akq = A[k * n + q];
           A[k * n + p] = c * akp - s * akq;
           A[k * n + q] = s * akp + c * akq;
         }
         for (let k = 0; k < n; k++) {
-          const apk = A[p * n + k], aqk = A[q * n + k];
+          const apk = A[p * n + k],
+            aqk = A[q * n + k];
           A[p * n + k] = c * apk - s * aqk;
           A[q * n + k] = s * apk + c * aqk;
         }
-        A[p * n + q] = 0; A[q * n + p] = 0;
+        A[p * n + q] = 0;
+        A[q * n + p] = 0;
         for (let k = 0; k < n; k++) {
-          const vkp = V[k * n + p], vkq = V[k * n + q];
+          const vkp = V[k * n + p],
+            vkq = V[k * n + q];
           V[k * n + p] = c * vkp - s * vkq;
           V[k * n + q] = s * vkp + c * vkq;
         }
@@ -393,7 +452,8 @@ export function singularValues(a: Mat): Float64Array {
  * accuracy `tol` in σ². Deterministic start vector (all ones, then a fixed pseudo-random tilt).
  */
 export function sigmaMax(a: Mat, opts: { tol?: number; maxIter?: number } = {}): number {
-  const tol = opts.tol ?? 1e-12, maxIter = opts.maxIter ?? 10000;
+  const tol = opts.tol ?? 1e-12,
+    maxIter = opts.maxIter ?? 10000;
   const n = a.cols;
   if (n === 0 || a.rows === 0) return 0;
   let v = mat(n, 1);
@@ -406,7 +466,10 @@ export function sigmaMax(a: Mat, opts: { tol?: number; maxIter?: number } = {}):
     const w = matmulTN(a, matmul(a, v)); // AᵀA v
     const next = dot(v, w);
     v = w;
-    if (it > 2 && Math.abs(next - lam) <= tol * Math.abs(next)) { lam = next; break; }
+    if (it > 2 && Math.abs(next - lam) <= tol * Math.abs(next)) {
+      lam = next;
+      break;
+    }
     lam = next;
   }
   return Math.sqrt(Math.max(lam, 0));
@@ -418,7 +481,8 @@ export function sigmaMax(a: Mat, opts: { tol?: number; maxIter?: number } = {}):
  * column rank).
  */
 export function qr(a: Mat): { q: Mat; r: Mat } {
-  const m = a.rows, n = a.cols;
+  const m = a.rows,
+    n = a.cols;
   if (m < n) throw new Error(`qr: needs rows ≥ cols, got ${m}×${n}`);
   const R = Float64Array.from(a.data);
   const vs: Float64Array[] = [];
@@ -474,11 +538,18 @@ export function randomOrthonormal(m: number, n: number, rng: Rng): Mat {
 }
 
 /** A Haar-random n×n orthogonal matrix. */
-export function randomOrthogonal(n: number, rng: Rng): Mat { return randomOrthonormal(n, n, rng); }
+export function randomOrthogonal(n: number, rng: Rng): Mat {
+  return randomOrthonormal(n, n, rng);
+}
 
 /** A uniformly random permutation of 0..n−1 (Fisher–Yates). */
 export function randomPermutation(n: number, rng: Rng): number[] {
   const p = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) { const j = rng.int(i + 1); const t = p[i]; p[i] = p[j]; p[j] = t; }
+  for (let i = n - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    const t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+  }
   return p;
 }

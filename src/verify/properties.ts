@@ -53,4 +53,3 @@ export function runChecks(opts: RunChecksOptions = {}): ChecksSummary {
   });
   return { pass: checks.every((c) => c.pass), seed, checks };
 }
-

@@ -9,7 +9,9 @@ const num = (x: number): string => {
   return a >= 1e-3 && a < 1e5 ? String(+x.toPrecision(3)) : x.toExponential(2);
 };
 
-function clip(s: string, n: number): string { return s.length <= n ? s : s.slice(0, n - 1) + '…'; }
+function clip(s: string, n: number): string {
+  return s.length <= n ? s : s.slice(0, n - 1) + '…';
+}
 
 export type PassIf = '≤' | '<' | '>' | '≥' | '=';
 
@@ -33,7 +35,11 @@ export function formatChecksTable(r: ChecksSummary, opts: { width?: number; note
     return [c.id, clip(c.statement, sw), String(c.instances), num(c.worst), dir ? `${dir} tol` : '(note)', num(c.tolerance), c.pass ? 'PASS' : 'FAIL'];
   });
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i].length)));
-  const line = (cells: string[]) => cells.map((s, i) => (i <= 1 || i === 4 || i === 6 ? s.padEnd(w[i]) : s.padStart(w[i]))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((s, i) => (i <= 1 || i === 4 || i === 6 ? s.padEnd(w[i]) : s.padStart(w[i])))
+      .join('  ')
+      .trimEnd();
   const out = [line(head), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)];
   if (opts.notes ?? true) {
     const notes = r.checks.filter((c) => c.note);
@@ -45,9 +51,12 @@ export function formatChecksTable(r: ChecksSummary, opts: { width?: number; note
   const failed = r.checks.filter((c) => !c.pass);
   const secs = r.checks.reduce((s, c) => s + c.ms, 0) / 1000;
   out.push('', 'pass if: how the worst value over the instances is held to the tolerance (≤ tol for errors; < 0 or > 0 for a decrease or a cosine).');
-  out.push('', failed.length === 0
-    ? `PASS: ${r.checks.length} of ${r.checks.length} properties hold (seed ${r.seed}, ${secs.toFixed(1)} s)`
-    : `FAIL: ${failed.map((c) => c.id).join(', ')} (${failed.length} of ${r.checks.length}; seed ${r.seed}, ${secs.toFixed(1)} s)`);
+  out.push(
+    '',
+    failed.length === 0
+      ? `PASS: ${r.checks.length} of ${r.checks.length} properties hold (seed ${r.seed}, ${secs.toFixed(1)} s)`
+      : `FAIL: ${failed.map((c) => c.id).join(', ')} (${failed.length} of ${r.checks.length}; seed ${r.seed}, ${secs.toFixed(1)} s)`,
+  );
   return out.join('\n');
 }
 
@@ -59,7 +68,16 @@ export function checksJson(r: ChecksSummary): { pass: boolean; seed: number; che
     pass: r.pass,
     seed: r.seed,
     checks: r.checks.map((c) => {
-      const o: Record<string, unknown> = { id: c.id, pass: c.pass, worst: jnum(c.worst), passIf: passIf(c.measure), tolerance: jnum(c.tolerance), instances: c.instances, statement: c.statement, measure: c.measure };
+      const o: Record<string, unknown> = {
+        id: c.id,
+        pass: c.pass,
+        worst: jnum(c.worst),
+        passIf: passIf(c.measure),
+        tolerance: jnum(c.tolerance),
+        instances: c.instances,
+        statement: c.statement,
+        measure: c.measure,
+      };
       if (c.note !== undefined) o.note = c.note;
       return o;
     }),

@@ -12,8 +12,15 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../errors.js';
 import {
-  layerDir, parseNeuronRecord, parsePositions, readManifest, selectedOffset,
-  type CollectionManifest, type NeuronPositions, type NeuronRecord, type NeuronStats,
+  layerDir,
+  parseNeuronRecord,
+  parsePositions,
+  readManifest,
+  selectedOffset,
+  type CollectionManifest,
+  type NeuronPositions,
+  type NeuronRecord,
+  type NeuronStats,
 } from '../neurons/format.js';
 import { scoreCollection } from '../neurons/score.js';
 import { SPLIT_NAMES, type SplitName } from '../neurons/scoring.js';
@@ -28,7 +35,11 @@ export interface OfflineScore {
 }
 
 /** One scored record of an LLM simulation: the true and the simulated activations per token. */
-export interface LlmSequence { tokens: string[]; real: number[]; simulated: number[] }
+export interface LlmSequence {
+  tokens: string[];
+  real: number[];
+  simulated: number[];
+}
 
 /** What an LLM run says about one neuron in one split. */
 export interface LlmNeuron {
@@ -81,13 +92,17 @@ export function lineOffsets(file: string, n: number): number[] {
     throw new DataError(`cannot read '${file}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (the collection is incomplete)`);
   }
   const offsets = [0];
-  let pos = 0, last = -1;
+  let pos = 0,
+    last = -1;
   try {
     const buf = Buffer.allocUnsafe(1 << 20);
     for (;;) {
       const got = fs.readSync(fd, buf, 0, buf.length, pos);
       if (got === 0) break;
-      for (let i = buf.indexOf(10, 0); i !== -1 && i < got; i = buf.indexOf(10, i + 1)) { offsets.push(pos + i + 1); last = pos + i; }
+      for (let i = buf.indexOf(10, 0); i !== -1 && i < got; i = buf.indexOf(10, i + 1)) {
+        offsets.push(pos + i + 1);
+        last = pos + i;
+      }
       pos += got;
     }
   } finally {
@@ -102,7 +117,8 @@ export function lineOffsets(file: string, n: number): number[] {
 
 /** Read line i of a file whose line offsets are known. */
 export function readLine(file: string, offsets: readonly number[], i: number): string {
-  const start = offsets[i], end = offsets[i + 1];
+  const start = offsets[i],
+    end = offsets[i + 1];
   const buf = Buffer.allocUnsafe(end - start);
   const fd = fs.openSync(file, 'r');
   try {
@@ -122,7 +138,8 @@ function readStats(file: string, n: number): NeuronStats[] {
   }
   const lines = text.split('\n');
   if (lines[lines.length - 1] === '') lines.pop();
-  if (lines.length !== n) throw new DataError(`${file}: ${lines.length} lines, but the manifest says there are ${n} neurons (the collection is incomplete or was edited)`);
+  if (lines.length !== n)
+    throw new DataError(`${file}: ${lines.length} lines, but the manifest says there are ${n} neurons (the collection is incomplete or was edited)`);
   return lines.map((line, i) => {
     let s: NeuronStats;
     try {
@@ -130,7 +147,8 @@ function readStats(file: string, n: number): NeuronStats[] {
     } catch (e) {
       throw new DataError(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`);
     }
-    if (typeof s !== 'object' || s === null || s.neuron !== i || typeof s.density !== 'number') throw new DataError(`${file}:${i + 1}: expected the statistics of neuron ${i} ({"neuron": ${i}, "density", "max", ...})`);
+    if (typeof s !== 'object' || s === null || s.neuron !== i || typeof s.density !== 'number')
+      throw new DataError(`${file}:${i + 1}: expected the statistics of neuron ${i} ({"neuron": ${i}, "density", "max", ...})`);
     return s;
   });
 }
@@ -141,7 +159,10 @@ const numOrNull = (v: unknown): number | null => (typeof v === 'number' && Numbe
 function readScoresFile(file: string, m: CollectionManifest): Map<number, OfflineScore[]> | string {
   const out = new Map<number, OfflineScore[]>();
   m.layers.forEach((l, li) => out.set(l, new Array<OfflineScore>(m.neurons[li])));
-  const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim() !== '');
+  const lines = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim() !== '');
   for (let i = 0; i < lines.length; i++) {
     let o: Record<string, unknown>;
     try {
@@ -150,10 +171,18 @@ function readScoresFile(file: string, m: CollectionManifest): Map<number, Offlin
       return `${file}:${i + 1}: not valid JSON (${(e as Error).message})`;
     }
     const arr = out.get(o.layer as number);
-    if (!arr || !Number.isInteger(o.neuron) || (o.neuron as number) < 0 || (o.neuron as number) >= arr.length) return `${file}:${i + 1}: layer ${String(o.layer)} neuron ${String(o.neuron)} is not in this collection`;
-    arr[o.neuron as number] = { tar: numOrNull(o.tar), randomOnly: numOrNull(o.randomOnly), anthropic: numOrNull(o.anthropic), selectivity: numOrNull(o.selectivity), consistency: numOrNull(o.consistency) };
+    if (!arr || !Number.isInteger(o.neuron) || (o.neuron as number) < 0 || (o.neuron as number) >= arr.length)
+      return `${file}:${i + 1}: layer ${String(o.layer)} neuron ${String(o.neuron)} is not in this collection`;
+    arr[o.neuron as number] = {
+      tar: numOrNull(o.tar),
+      randomOnly: numOrNull(o.randomOnly),
+      anthropic: numOrNull(o.anthropic),
+      selectivity: numOrNull(o.selectivity),
+      consistency: numOrNull(o.consistency),
+    };
   }
-  for (const [l, arr] of out) for (let i = 0; i < arr.length; i++) if (!arr[i]) return `${file}: no scores for layer ${l} neuron ${i} (written for another collection?)`;
+  for (const [l, arr] of out)
+    for (let i = 0; i < arr.length; i++) if (!arr[i]) return `${file}: no scores for layer ${l} neuron ${i} (written for another collection?)`;
   return out;
 }
 
@@ -162,7 +191,13 @@ function computeScores(dir: string): Map<number, OfflineScore[]> {
   const out = new Map<number, OfflineScore[]>();
   for (const n of s.neurons) {
     const arr = out.get(n.layer) ?? [];
-    arr[n.neuron] = { tar: numOrNull(n.tar), randomOnly: numOrNull(n.randomOnly), anthropic: numOrNull(n.anthropic), selectivity: numOrNull(n.selectivity), consistency: numOrNull(n.consistency) };
+    arr[n.neuron] = {
+      tar: numOrNull(n.tar),
+      randomOnly: numOrNull(n.randomOnly),
+      anthropic: numOrNull(n.anthropic),
+      selectivity: numOrNull(n.selectivity),
+      consistency: numOrNull(n.consistency),
+    };
     out.set(n.layer, arr);
   }
   return out;
@@ -218,11 +253,13 @@ export function loadLlmLayer(set: LlmSet, layer: number, warnings: string[]): vo
     const file = path.join(set.dir, split, `layer-${layer}.jsonl`);
     if (!fs.existsSync(file)) continue;
     try {
-      fs.readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
-        if (line.trim() === '') return;
-        const r = parseSimulationResults(line, `${file}:${i + 1}`);
-        map.set(r.neuron, r.result);
-      });
+      fs.readFileSync(file, 'utf8')
+        .split('\n')
+        .forEach((line, i) => {
+          if (line.trim() === '') return;
+          const r = parseSimulationResults(line, `${file}:${i + 1}`);
+          map.set(r.neuron, r.result);
+        });
     } catch (e) {
       warnings.push(`LLM results ${file} could not be read: ${(e as Error).message.split('\n')[0]}`);
     }
@@ -233,12 +270,14 @@ export function loadLlmLayer(set: LlmSet, layer: number, warnings: string[]): vo
     const file = path.join(set.dir, 'explanations', `layer-${layer}.jsonl`);
     if (fs.existsSync(file)) {
       try {
-        fs.readFileSync(file, 'utf8').split('\n').forEach((line) => {
-          if (line.trim() === '') return;
-          const o = JSON.parse(line) as { neuron?: unknown; explanation?: unknown; group?: unknown };
-          if (!Number.isInteger(o.neuron) || typeof o.explanation !== 'string') return;
-          if (!map.has(o.neuron as number) || o.group === 'openai') map.set(o.neuron as number, o.explanation);
-        });
+        fs.readFileSync(file, 'utf8')
+          .split('\n')
+          .forEach((line) => {
+            if (line.trim() === '') return;
+            const o = JSON.parse(line) as { neuron?: unknown; explanation?: unknown; group?: unknown };
+            if (!Number.isInteger(o.neuron) || typeof o.explanation !== 'string') return;
+            if (!map.has(o.neuron as number) || o.group === 'openai') map.set(o.neuron as number, o.explanation);
+          });
       } catch (e) {
         warnings.push(`LLM explanations ${file} could not be read: ${(e as Error).message.split('\n')[0]}`);
       }
@@ -268,17 +307,23 @@ export function explanationOf(c: OpenCollection, layer: number, neuron: number):
  * must match the manifest. An incomplete or foreign directory is a one-line DataError.
  */
 export function openCollection(dir: string, index = 0, label?: string): OpenCollection {
-  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new DataError(`'${dir}' is not a directory (give a collection directory written by crate-ts neurons collect)`);
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory())
+    throw new DataError(`'${dir}' is not a directory (give a collection directory written by crate-ts neurons collect)`);
   const manifest = readManifest(dir);
   const layers: LayerFiles[] = manifest.layers.map((layer, li) => {
-    const ld = layerDir(dir, layer), n = manifest.neurons[li];
+    const ld = layerDir(dir, layer),
+      n = manifest.neurons[li];
     if (!Number.isInteger(n) || n < 1) throw new DataError(`${path.join(dir, 'manifest.json')}: "neurons" of layer ${layer} must be a positive integer`);
     if (!fs.existsSync(ld)) throw new DataError(`'${dir}' is incomplete: layer ${layer} is in the manifest but '${ld}' is missing`);
-    const recordsFile = path.join(ld, 'records.jsonl'), positionsFile = path.join(ld, 'positions.jsonl');
+    const recordsFile = path.join(ld, 'records.jsonl'),
+      positionsFile = path.join(ld, 'positions.jsonl');
     return {
-      layer, hook: manifest.hooks[li], neurons: n,
+      layer,
+      hook: manifest.hooks[li],
+      neurons: n,
       stats: readStats(path.join(ld, 'stats.jsonl'), n),
-      recordsFile, positionsFile,
+      recordsFile,
+      positionsFile,
       recordOffsets: lineOffsets(recordsFile, n),
       positionOffsets: lineOffsets(positionsFile, n),
     };
@@ -290,7 +335,10 @@ export function openCollection(dir: string, index = 0, label?: string): OpenColl
   if (fs.existsSync(scoresFile)) {
     const r = readScoresFile(scoresFile, manifest);
     if (typeof r === 'string') warnings.push(`${r}; the offline scores were recomputed`);
-    else { scores = r; scoresSource = 'scores-lookup.jsonl'; }
+    else {
+      scores = r;
+      scoresSource = 'scores-lookup.jsonl';
+    }
   }
   scores ??= computeScores(dir);
   const llm = findLlmSets(dir);
@@ -310,18 +358,31 @@ export function layerFiles(c: OpenCollection, layer: number): LayerFiles {
 }
 
 /** One neuron's record and positions, parsed and checked (neuron id, counts). */
-export function readNeuron(c: OpenCollection, layer: number, neuron: number): { record: NeuronRecord; positions: NeuronPositions; offsets: { top: number[]; random: number[]; quantile: number[][] | null } } {
+export function readNeuron(
+  c: OpenCollection,
+  layer: number,
+  neuron: number,
+): { record: NeuronRecord; positions: NeuronPositions; offsets: { top: number[]; random: number[]; quantile: number[][] | null } } {
   const lf = layerFiles(c, layer);
-  if (!Number.isInteger(neuron) || neuron < 0 || neuron >= lf.neurons) throw new DataError(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
+  if (!Number.isInteger(neuron) || neuron < 0 || neuron >= lf.neurons)
+    throw new DataError(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
   const record = parseNeuronRecord(readLine(lf.recordsFile, lf.recordOffsets, neuron), `${lf.recordsFile}:${neuron + 1}`);
-  if (record.neuron_id.layer_index !== layer || record.neuron_id.neuron_index !== neuron) throw new DataError(`${lf.recordsFile}:${neuron + 1}: neuron_id is (${record.neuron_id.layer_index}, ${record.neuron_id.neuron_index}), expected (${layer}, ${neuron})`);
+  if (record.neuron_id.layer_index !== layer || record.neuron_id.neuron_index !== neuron)
+    throw new DataError(
+      `${lf.recordsFile}:${neuron + 1}: neuron_id is (${record.neuron_id.layer_index}, ${record.neuron_id.neuron_index}), expected (${layer}, ${neuron})`,
+    );
   const positions = parsePositions(readLine(lf.positionsFile, lf.positionOffsets, neuron), `${lf.positionsFile}:${neuron + 1}`);
-  if (positions.neuron !== neuron || positions.top.length !== record.most_positive_activation_records.length || positions.random.length !== record.random_sample.length) {
+  if (
+    positions.neuron !== neuron ||
+    positions.top.length !== record.most_positive_activation_records.length ||
+    positions.random.length !== record.random_sample.length
+  ) {
     throw new DataError(`${lf.positionsFile}:${neuron + 1}: the positions do not match the records of neuron ${neuron}`);
   }
   const g = c.manifest.excerpt;
   return {
-    record, positions,
+    record,
+    positions,
     offsets: {
       top: positions.top.map((q) => selectedOffset(q, g.top)),
       random: positions.random.map((q) => selectedOffset(q, g.random)),

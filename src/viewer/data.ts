@@ -63,11 +63,15 @@ interface ModelCtx {
 export const r5 = (x: number | null | undefined): number | null => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toPrecision(5)));
 
 function meanOf(xs: (number | null)[]): { mean: number | null; n: number } {
-  let s = 0, n = 0;
-  for (const x of xs) if (x !== null && Number.isFinite(x)) { s += x; n++; }
+  let s = 0,
+    n = 0;
+  for (const x of xs)
+    if (x !== null && Number.isFinite(x)) {
+      s += x;
+      n++;
+    }
   return { mean: n ? s / n : null, n };
 }
-
 
 export class ViewerData {
   private readonly models = new Map<number, ModelCtx | null>();
@@ -75,17 +79,26 @@ export class ViewerData {
   private readonly tokenizers = new Map<number, Tokenizer>();
   private readonly tokens = new Map<number, Uint32Array>();
 
-  private constructor(readonly collections: OpenCollection[], private readonly opts: ViewerOptions) {}
+  private constructor(
+    readonly collections: OpenCollection[],
+    private readonly opts: ViewerOptions,
+  ) {}
 
   /** Open the collections (each checked as it opens) and, where possible, their checkpoints. */
   static async open(dirs: readonly string[], opts: ViewerOptions = {}): Promise<ViewerData> {
     if (dirs.length === 0) throw new UsageError('give one or more collection directories (written by crate-ts neurons collect)');
     if (opts.labels && opts.labels.length !== dirs.length) throw new UsageError(`${opts.labels.length} labels for ${dirs.length} collections`);
-    if (opts.checkpoints && opts.checkpoints.length > dirs.length) throw new UsageError(`${opts.checkpoints.length} checkpoints for ${dirs.length} collections`);
+    if (opts.checkpoints && opts.checkpoints.length > dirs.length)
+      throw new UsageError(`${opts.checkpoints.length} checkpoints for ${dirs.length} collections`);
     const cs = dirs.map((d, i) => openCollection(d, i, opts.labels?.[i]));
     const v = new ViewerData(cs, opts);
     for (const c of cs) {
-      v.tokenizers.set(c.index, await loadTokenizer(c.manifest.tokenizer).catch((e: Error) => { throw new DataError(`${c.dir}: ${e.message}`); }));
+      v.tokenizers.set(
+        c.index,
+        await loadTokenizer(c.manifest.tokenizer).catch((e: Error) => {
+          throw new DataError(`${c.dir}: ${e.message}`);
+        }),
+      );
       v.tokens.set(c.index, readTokens(c.dir, c.manifest));
       v.loadModel(c);
     }
@@ -93,11 +106,19 @@ export class ViewerData {
   }
 
   private loadModel(c: OpenCollection): void {
-    const wantWeights = this.opts.weights ?? true, wantSteer = this.opts.steer ?? true;
-    if (!wantWeights && !wantSteer && !this.opts.live) { this.models.set(c.index, null); this.modelNotes.set(c.index, 'weights and steering were switched off'); return; }
+    const wantWeights = this.opts.weights ?? true,
+      wantSteer = this.opts.steer ?? true;
+    if (!wantWeights && !wantSteer && !this.opts.live) {
+      this.models.set(c.index, null);
+      this.modelNotes.set(c.index, 'weights and steering were switched off');
+      return;
+    }
     const explicit = this.opts.checkpoints?.[c.index];
     const file = explicit ?? c.manifest.checkpoint.path;
-    const fail = (why: string) => { this.models.set(c.index, null); this.modelNotes.set(c.index, why); };
+    const fail = (why: string) => {
+      this.models.set(c.index, null);
+      this.modelNotes.set(c.index, why);
+    };
     if (!file || !fs.existsSync(file)) {
       if (explicit) throw new CheckpointError(`checkpoint '${explicit}' does not exist`);
       return fail(`the checkpoint ${file ? `'${file}' ` : ''}is not available, so related tokens by weights and steering are not shown (pass --checkpoint)`);
@@ -127,20 +148,30 @@ export class ViewerData {
     return c;
   }
 
-  hasModel(ci: number): boolean { return Boolean(this.models.get(ci)); }
+  hasModel(ci: number): boolean {
+    return Boolean(this.models.get(ci));
+  }
 
   // ---- index --------------------------------------------------------------------------------------
 
   index(): Record<string, unknown> {
     return {
-      format: 'crate-ts-viewer', format_version: VIEWER_FORMAT_VERSION, generated: new Date().toISOString(), live: Boolean(this.opts.live),
-      steer: { prompt: this.opts.steerPrompt ?? PAPER_PROMPT, factor: STEER_FACTOR, rule: `clamp value = the neuron's max activation on the collected tokens × ${STEER_FACTOR}` },
+      format: 'crate-ts-viewer',
+      format_version: VIEWER_FORMAT_VERSION,
+      generated: new Date().toISOString(),
+      live: Boolean(this.opts.live),
+      steer: {
+        prompt: this.opts.steerPrompt ?? PAPER_PROMPT,
+        factor: STEER_FACTOR,
+        rule: `clamp value = the neuron's max activation on the collected tokens × ${STEER_FACTOR}`,
+      },
       collections: this.collections.map((c) => this.collectionSummary(c)),
     };
   }
 
   private collectionSummary(c: OpenCollection): Record<string, unknown> {
-    const m = c.manifest, cfg = m.checkpoint.config as Record<string, unknown>;
+    const m = c.manifest,
+      cfg = m.checkpoint.config as Record<string, unknown>;
     const layers = c.layers.map((lf) => {
       const sc = c.scores.get(lf.layer) ?? [];
       const split = (s: SplitName) => r5(((x) => (x === null ? null : 100 * x))(meanOf(sc.map((n) => n[s])).mean));
@@ -155,21 +186,38 @@ export class ViewerData {
         if (Object.keys(row).length) llm[set.name] = row;
       }
       return {
-        layer: lf.layer, hook: lf.hook, neurons: lf.neurons,
-        tar: split('tar'), randomOnly: split('randomOnly'), anthropic: split('anthropic'),
-        selectivity: r5(meanOf(sc.map((n) => n.selectivity)).mean), consistency: r5(meanOf(sc.map((n) => n.consistency)).mean),
+        layer: lf.layer,
+        hook: lf.hook,
+        neurons: lf.neurons,
+        tar: split('tar'),
+        randomOnly: split('randomOnly'),
+        anthropic: split('anthropic'),
+        selectivity: r5(meanOf(sc.map((n) => n.selectivity)).mean),
+        consistency: r5(meanOf(sc.map((n) => n.consistency)).mean),
         density: r5(lf.stats.reduce((a, s) => a + s.density, 0) / lf.neurons),
         dead: lf.stats.filter((s) => !((s.max ?? 0) > 0)).length,
         llm,
       };
     });
     return {
-      id: c.index, label: c.label, dir: path.resolve(c.dir), arch: m.checkpoint.arch,
+      id: c.index,
+      label: c.label,
+      dir: path.resolve(c.dir),
+      arch: m.checkpoint.arch,
       checkpoint: { path: m.checkpoint.path, sha256: m.checkpoint.sha256, step: m.checkpoint.step },
       config: { nLayer: cfg.nLayer, nEmbd: cfg.nEmbd, nHead: cfg.nHead, vocabSize: cfg.vocabSize, blockSize: cfg.blockSize },
-      data: { description: m.data.description, source: m.data.source, split: m.data.split }, tokenizer: m.tokenizer,
-      n_tokens: m.n_tokens, window: m.window, variant: m.variant, seed: m.seed, created: m.created, crate_ts_version: m.crate_ts_version,
-      layers, scoresSource: c.scoresSource, llmSets: c.llm.map((s) => s.name), warnings: [...c.warnings],
+      data: { description: m.data.description, source: m.data.source, split: m.data.split },
+      tokenizer: m.tokenizer,
+      n_tokens: m.n_tokens,
+      window: m.window,
+      variant: m.variant,
+      seed: m.seed,
+      created: m.created,
+      crate_ts_version: m.crate_ts_version,
+      layers,
+      scoresSource: c.scoresSource,
+      llmSets: c.llm.map((s) => s.name),
+      warnings: [...c.warnings],
       model: { available: this.hasModel(c.index), note: this.modelNotes.get(c.index) ?? '' },
     };
   }
@@ -177,36 +225,72 @@ export class ViewerData {
   // ---- one layer's table --------------------------------------------------------------------------
 
   table(ci: number, layer: number): Record<string, unknown> {
-    const c = this.collection(ci), lf = layerFiles(c, layer), sc = c.scores.get(layer) ?? [];
-    const tok = this.tokenizers.get(ci) as Tokenizer, tokens = this.tokens.get(ci) as Uint32Array;
+    const c = this.collection(ci),
+      lf = layerFiles(c, layer),
+      sc = c.scores.get(layer) ?? [];
+    const tok = this.tokenizers.get(ci) as Tokenizer,
+      tokens = this.tokens.get(ci) as Uint32Array;
     const tops = readTopPositions(c, layer);
     const llmScore = (i: number): number | null => {
-      for (const set of c.llm) { const r = set.splits.tar?.get(layer)?.get(i); if (r) return r.score; }
+      for (const set of c.llm) {
+        const r = set.splits.tar?.get(layer)?.get(i);
+        if (r) return r.score;
+      }
       return null;
     };
     const rows = lf.stats.map((s, i) => {
       const counts = new Map<number, number>();
-      let best = -1, bestN = 0;
-      for (const q of tops[i]) { const id = tokens[q], k = (counts.get(id) ?? 0) + 1; counts.set(id, k); if (k > bestN) { bestN = k; best = id; } }
+      let best = -1,
+        bestN = 0;
+      for (const q of tops[i]) {
+        const id = tokens[q],
+          k = (counts.get(id) ?? 0) + 1;
+        counts.set(id, k);
+        if (k > bestN) {
+          bestN = k;
+          best = id;
+        }
+      }
       const o = sc[i];
       return [
-        i, r5(o?.tar), r5(o?.randomOnly), r5(o?.anthropic), r5(llmScore(i)), r5(s.density), r5(s.max), r5(o?.consistency), r5(o?.selectivity),
-        best >= 0 && (s.max ?? 0) > 0 ? tokenText(tok, best) : null, explanationOf(c, layer, i),
+        i,
+        r5(o?.tar),
+        r5(o?.randomOnly),
+        r5(o?.anthropic),
+        r5(llmScore(i)),
+        r5(s.density),
+        r5(s.max),
+        r5(o?.consistency),
+        r5(o?.selectivity),
+        best >= 0 && (s.max ?? 0) > 0 ? tokenText(tok, best) : null,
+        explanationOf(c, layer, i),
       ];
     });
-    return { c: ci, layer, hook: lf.hook, columns: ['neuron', 'tar', 'randomOnly', 'anthropic', 'llm', 'density', 'max', 'consistency', 'selectivity', 'topToken', 'explanation'], rows };
+    return {
+      c: ci,
+      layer,
+      hook: lf.hook,
+      columns: ['neuron', 'tar', 'randomOnly', 'anthropic', 'llm', 'density', 'max', 'consistency', 'selectivity', 'topToken', 'explanation'],
+      rows,
+    };
   }
 
   // ---- one neuron's page --------------------------------------------------------------------------
 
   neuron(ci: number, layer: number, neuron: number): Record<string, unknown> {
-    const c = this.collection(ci), lf = layerFiles(c, layer);
+    const c = this.collection(ci),
+      lf = layerFiles(c, layer);
     const { record, offsets } = readNeuron(c, layer, neuron);
-    const stats = lf.stats[neuron], sc = c.scores.get(layer)?.[neuron] ?? null;
+    const stats = lf.stats[neuron],
+      sc = c.scores.get(layer)?.[neuron] ?? null;
     const rec = (r: ActivationRecord, s: number) => ({ t: r.tokens, a: r.activations.map((x) => (Number.isFinite(x) ? x : null)), s });
     const nr: NeuronRecords = {
-      top: record.most_positive_activation_records, random: record.random_sample, quantile: record.random_sample_by_quantile,
-      topOffsets: offsets.top, randomOffsets: offsets.random, quantileOffsets: offsets.quantile,
+      top: record.most_positive_activation_records,
+      random: record.random_sample,
+      quantile: record.random_sample_by_quantile,
+      topOffsets: offsets.top,
+      randomOffsets: offsets.random,
+      quantileOffsets: offsets.quantile,
     };
     // one colour scale for the page: the largest |activation| shown
     let scale = 0;
@@ -218,20 +302,50 @@ export class ViewerData {
       loadLlmLayer(set, layer, c.warnings);
       for (const s of SPLIT_NAMES) {
         const r = set.splits[s]?.get(layer)?.get(neuron);
-        if (r) llm.push({ set: set.name, split: s, explanation: r.explanation, score: r5(r.score), sequences: r.sequences.map((q) => ({ t: q.tokens, a: q.real, sim: q.simulated })) });
+        if (r)
+          llm.push({
+            set: set.name,
+            split: s,
+            explanation: r.explanation,
+            score: r5(r.score),
+            sequences: r.sequences.map((q) => ({ t: q.tokens, a: q.real, sim: q.simulated })),
+          });
       }
     }
-    const others = this.collections.filter((o) => o.index !== ci && o.layers.some((l) => l.layer === layer && neuron < l.neurons)).map((o) => ({ c: o.index, label: o.label }));
+    const others = this.collections
+      .filter((o) => o.index !== ci && o.layers.some((l) => l.layer === layer && neuron < l.neurons))
+      .map((o) => ({ c: o.index, label: o.label }));
     return {
-      c: ci, layer, neuron, hook: lf.hook, label: c.label, neurons: lf.neurons,
-      stats: { mean: r5(stats.mean), variance: r5(stats.variance), skewness: r5(stats.skewness), kurtosis: r5(stats.kurtosis), density: r5(stats.density), max: stats.max, min: stats.min, count: stats.count },
+      c: ci,
+      layer,
+      neuron,
+      hook: lf.hook,
+      label: c.label,
+      neurons: lf.neurons,
+      stats: {
+        mean: r5(stats.mean),
+        variance: r5(stats.variance),
+        skewness: r5(stats.skewness),
+        kurtosis: r5(stats.kurtosis),
+        density: r5(stats.density),
+        max: stats.max,
+        min: stats.min,
+        count: stats.count,
+      },
       scores: sc,
       explanation: explanationOf(c, layer, neuron),
       llm,
       scale,
       top: nr.top.map((r, j) => rec(r, nr.topOffsets[j])),
       random: nr.random.map((r, j) => rec(r, nr.randomOffsets[j])),
-      quantile: nr.quantile === null ? null : nr.quantile.map((bin, b) => ({ lo: qb?.[b] ?? null, hi: qb?.[b + 1] ?? null, records: bin.map((r, j) => rec(r, (nr.quantileOffsets as number[][])[b][j])) })),
+      quantile:
+        nr.quantile === null
+          ? null
+          : nr.quantile.map((bin, b) => ({
+              lo: qb?.[b] ?? null,
+              hi: qb?.[b + 1] ?? null,
+              records: bin.map((r, j) => rec(r, (nr.quantileOffsets as number[][])[b][j])),
+            })),
       lookup: this.lookupRows(nr),
       histogram: histogram(nr.random),
       related: this.related(ci, layer, neuron),
@@ -248,21 +362,35 @@ export class ViewerData {
     const m = maxActivation(split.explanation);
     const count = new Map<string, number>();
     for (const r of split.explanation) normalizeActivations(r.activations, m).forEach((_, j) => count.set(r.tokens[j], (count.get(r.tokens[j]) ?? 0) + 1));
-    return [...table].filter(([, v]) => v > 0).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0])).slice(0, 20)
+    return [...table]
+      .filter(([, v]) => v > 0)
+      .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+      .slice(0, 20)
       .map(([token, value]) => ({ token, value: r5(value) as number, count: count.get(token) ?? 0 }));
   }
 
   private related(ci: number, layer: number, neuron: number): Record<string, unknown> | null {
     const ctx = this.models.get(ci);
-    const c = this.collection(ci), lf = layerFiles(c, layer);
+    const c = this.collection(ci),
+      lf = layerFiles(c, layer);
     if (!ctx || this.opts.weights === false) return null;
     const tok = this.tokenizers.get(ci) as Tokenizer;
     const show = (xs: TokenValue[]) => xs.map((x) => ({ id: x.id, token: tokenText(tok, x.id), value: r5(x.value) }));
-    if (!ctx.input) ctx.input = inputTokens(ctx.model, c.layers.map((l) => ({ layer: l.layer, hook: l.hook })), RELATED_K, tok.vocabSize);
+    if (!ctx.input)
+      ctx.input = inputTokens(
+        ctx.model,
+        c.layers.map((l) => ({ layer: l.layer, hook: l.hook })),
+        RELATED_K,
+        tok.vocabSize,
+      );
     const input = show((ctx.input.get(layer)?.[neuron] ?? []).filter((x) => x.value > 0));
-    if (!isNeuronHook(ctx.model, layer, lf.hook)) return { up: null, down: null, input, note: `${lf.hook} is not the layer's neuron tensor, so it has no output direction` };
+    if (!isNeuronHook(ctx.model, layer, lf.hook))
+      return { up: null, down: null, input, note: `${lf.hook} is not the layer's neuron tensor, so it has no output direction` };
     let effects = ctx.related.get(layer);
-    if (!effects) { effects = logitEffects(ctx.model, ctx.params, layer, RELATED_K, tok.vocabSize); ctx.related.set(layer, effects); }
+    if (!effects) {
+      effects = logitEffects(ctx.model, ctx.params, layer, RELATED_K, tok.vocabSize);
+      ctx.related.set(layer, effects);
+    }
     return { up: show(effects[neuron].up), down: show(effects[neuron].down), input };
   }
 
@@ -270,8 +398,11 @@ export class ViewerData {
   private defaultSteer(ci: number, layer: number, neuron: number): Record<string, unknown> | null {
     const ctx = this.models.get(ci);
     if (!ctx || this.opts.steer === false) return null;
-    const c = this.collection(ci), lf = layerFiles(c, layer), max = lf.stats[neuron].max;
-    if (!isNeuronHook(ctx.model, layer, lf.hook)) return { skipped: `${lf.hook} is not the layer's neuron tensor (blocks.${layer}.hook_neurons), so it is not clamped` };
+    const c = this.collection(ci),
+      lf = layerFiles(c, layer),
+      max = lf.stats[neuron].max;
+    if (!isNeuronHook(ctx.model, layer, lf.hook))
+      return { skipped: `${lf.hook} is not the layer's neuron tensor (blocks.${layer}.hook_neurons), so it is not clamped` };
     if (!(max !== null && max > 0)) return { skipped: 'the neuron never fires on the collected tokens (dead): no default clamp value' };
     return this.steer(ci, layer, neuron, STEER_FACTOR * max, this.opts.steerPrompt ?? PAPER_PROMPT);
   }
@@ -280,19 +411,26 @@ export class ViewerData {
   steer(ci: number, layer: number, neuron: number, value: number, prompt: string): Record<string, unknown> {
     const ctx = this.models.get(ci);
     if (!ctx) throw new DataError(this.modelNotes.get(ci) ?? 'no model');
-    const c = this.collection(ci), lf = layerFiles(c, layer);
+    const c = this.collection(ci),
+      lf = layerFiles(c, layer);
     if (!isNeuronHook(ctx.model, layer, lf.hook)) throw new UsageError(`${lf.hook} is not the layer's neuron tensor, so it is not clamped`);
-    if (!Number.isInteger(neuron) || neuron < 0 || neuron >= lf.neurons) throw new UsageError(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
+    if (!Number.isInteger(neuron) || neuron < 0 || neuron >= lf.neurons)
+      throw new UsageError(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
     if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
     const tok = this.tokenizers.get(ci) as Tokenizer;
     const ids = tok.encode(prompt);
     if (ids.length === 0) throw new UsageError('the steering prompt is empty');
     let before = ctx.before.get(prompt);
-    if (!before) { before = nextToken(ctx.model, ids); ctx.before.set(prompt, before); }
+    if (!before) {
+      before = nextToken(ctx.model, ids);
+      ctx.before.set(prompt, before);
+    }
     const r = steer(ctx.model, ids, { layer, neuron, value }, { top: STEER_TOP, maxId: tok.vocabSize }, before);
     const t = (id: number) => tokenText(tok, id);
     return {
-      prompt, value: r5(value), kl: r5(r.kl),
+      prompt,
+      value: r5(value),
+      kl: r5(r.kl),
       top: r.top.map((e) => ({ token: t(e.id), id: e.id, pBefore: r5(e.pBefore), pAfter: r5(e.pAfter), delta: r5(e.delta), logitDelta: r5(e.logitDelta) })),
       before: r.topBefore.slice(0, 5).map((x) => ({ token: t(x.id), p: r5(x.p) })),
       after: r.topAfter.slice(0, 5).map((x) => ({ token: t(x.id), p: r5(x.p) })),
@@ -309,17 +447,23 @@ export function histogram(records: readonly ActivationRecord[], bins = 24): { ed
   const xs: number[] = [];
   for (const r of records) for (const a of r.activations) if (Number.isFinite(a)) xs.push(a);
   if (xs.length === 0) return { edges: [], counts: [], zeros: null, n: 0 };
-  let lo = Infinity, hi = -Infinity;
-  for (const x of xs) { if (x < lo) lo = x; if (x > hi) hi = x; }
+  let lo = Infinity,
+    hi = -Infinity;
+  for (const x of xs) {
+    if (x < lo) lo = x;
+    if (x > hi) hi = x;
+  }
   const nonneg = lo >= 0;
   const zeros = nonneg ? xs.filter((x) => x <= 0).length : null;
-  const from = nonneg ? 0 : lo, to = hi;
+  const from = nonneg ? 0 : lo,
+    to = hi;
   const counts = new Array<number>(bins).fill(0);
   const edges = Array.from({ length: bins + 1 }, (_, k) => r5(from + ((to - from) * k) / bins) as number);
-  if (to > from) for (const x of xs) {
-    if (nonneg && x <= 0) continue;
-    counts[Math.min(bins - 1, Math.floor(((x - from) / (to - from)) * bins))]++;
-  }
+  if (to > from)
+    for (const x of xs) {
+      if (nonneg && x <= 0) continue;
+      counts[Math.min(bins - 1, Math.floor(((x - from) / (to - from)) * bins))]++;
+    }
   return { edges, counts, zeros, n: xs.length };
 }
 

@@ -33,10 +33,17 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
   const cache = new Map<string, string>();
   let port = opts.port;
   const send = (res: http.ServerResponse, status: number, type: string, body: string, head: boolean) => {
-    res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', 'content-security-policy': CSP });
+    res.writeHead(status, {
+      'content-type': type,
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-cache',
+      'x-content-type-options': 'nosniff',
+      'content-security-policy': CSP,
+    });
     res.end(head ? undefined : body);
   };
-  const json = (res: http.ServerResponse, status: number, body: unknown, head: boolean) => send(res, status, 'application/json; charset=utf-8', JSON.stringify(body), head);
+  const json = (res: http.ServerResponse, status: number, body: unknown, head: boolean) =>
+    send(res, status, 'application/json; charset=utf-8', JSON.stringify(body), head);
 
   const dataFile = (p: string): string | null => {
     const m = DATA_KEY.exec(p);
@@ -46,9 +53,8 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
     if (hit) return hit;
     let body: string;
     try {
-      const value = key === 'index' ? data.index()
-        : m[4] === 'table' ? data.table(Number(m[2]), Number(m[3]))
-          : data.neuron(Number(m[2]), Number(m[3]), Number(m[5]));
+      const value =
+        key === 'index' ? data.index() : m[4] === 'table' ? data.table(Number(m[2]), Number(m[3])) : data.neuron(Number(m[2]), Number(m[3]), Number(m[5]));
       body = dataScript(key, value);
       if (key !== 'index') {
         cache.set(key, body);
@@ -63,9 +69,16 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
 
   const server = http.createServer((req, res) => {
     const head = req.method === 'HEAD';
-    if (req.method !== 'GET' && !head) { res.setHeader('allow', 'GET, HEAD'); json(res, 405, { error: `method ${req.method} is not allowed` }, head); return; }
+    if (req.method !== 'GET' && !head) {
+      res.setHeader('allow', 'GET, HEAD');
+      json(res, 405, { error: `method ${req.method} is not allowed` }, head);
+      return;
+    }
     const host = (req.headers.host ?? '').toLowerCase();
-    if (host !== `127.0.0.1:${port}` && host !== `localhost:${port}`) { json(res, 403, { error: `this viewer only answers requests to 127.0.0.1:${port}` }, head); return; }
+    if (host !== `127.0.0.1:${port}` && host !== `localhost:${port}`) {
+      json(res, 403, { error: `this viewer only answers requests to 127.0.0.1:${port}` }, head);
+      return;
+    }
     let url: URL;
     try {
       url = new URL(req.url ?? '/', `http://127.0.0.1:${port}`);
@@ -79,10 +92,21 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
     if (p === '/style.css') return send(res, 200, 'text/css; charset=utf-8', STYLE_CSS, head);
     if (p === '/api/steer') {
       const q = url.searchParams;
-      const num = (k: string) => { const v = q.get(k); return v === null || v.trim() === '' ? NaN : Number(v); };
+      const num = (k: string) => {
+        const v = q.get(k);
+        return v === null || v.trim() === '' ? NaN : Number(v);
+      };
       try {
-        const c = num('c'), layer = num('layer'), neuron = num('neuron'), value = num('value');
-        for (const [k, v] of [['c', c], ['layer', layer], ['neuron', neuron]] as const) if (!Number.isInteger(v) || v < 0) throw new UsageError(`'${k}' must be a non-negative integer`);
+        const c = num('c'),
+          layer = num('layer'),
+          neuron = num('neuron'),
+          value = num('value');
+        for (const [k, v] of [
+          ['c', c],
+          ['layer', layer],
+          ['neuron', neuron],
+        ] as const)
+          if (!Number.isInteger(v) || v < 0) throw new UsageError(`'${k}' must be a non-negative integer`);
         if (!Number.isFinite(value)) throw new UsageError(`'value' must be a finite number, got '${q.get('value') ?? ''}'`);
         const prompt = q.get('prompt') ?? '';
         if (prompt.length > 4000) throw new UsageError('the prompt is longer than 4000 characters');
@@ -114,8 +138,13 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
         return;
       }
       resolve({
-        url: `http://127.0.0.1:${port}/`, port,
-        close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+        url: `http://127.0.0.1:${port}/`,
+        port,
+        close: () =>
+          new Promise<void>((r) => {
+            server.closeAllConnections();
+            server.close(() => r());
+          }),
       });
     });
   });

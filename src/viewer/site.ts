@@ -35,7 +35,13 @@ export interface ExportOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export interface ExportSummary { dir: string; files: number; bytes: number; neurons: number; seconds: number }
+export interface ExportSummary {
+  dir: string;
+  files: number;
+  bytes: number;
+  neurons: number;
+  seconds: number;
+}
 
 function checkTarget(out: string): void {
   if (!fs.existsSync(out)) {
@@ -45,7 +51,8 @@ function checkTarget(out: string): void {
   }
   if (!fs.statSync(out).isDirectory()) throw new UsageError(`--export '${out}' exists and is not a directory`);
   const entries = fs.readdirSync(out);
-  if (entries.length && !entries.includes(SITE_MARKER)) throw new UsageError(`--export '${out}' is a non-empty directory that is not a viewer export (no ${SITE_MARKER}); refusing to replace it`);
+  if (entries.length && !entries.includes(SITE_MARKER))
+    throw new UsageError(`--export '${out}' is a non-empty directory that is not a viewer export (no ${SITE_MARKER}); refusing to replace it`);
 }
 
 /** Write the whole site to `out` (replacing an earlier export there). */
@@ -55,12 +62,14 @@ export function exportSite(data: ViewerData, out: string, opts: ExportOptions = 
   const appJs = opts.appJs ?? readAppJs();
   const abs = path.resolve(out);
   const tmp = path.join(path.dirname(abs), `.${path.basename(abs)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  let files = 0, bytes = 0;
+  let files = 0,
+    bytes = 0;
   const write = (rel: string, text: string) => {
     const f = path.join(tmp, rel);
     fs.mkdirSync(path.dirname(f), { recursive: true });
     fs.writeFileSync(f, text);
-    files++; bytes += Buffer.byteLength(text);
+    files++;
+    bytes += Buffer.byteLength(text);
   };
   const total = data.collections.reduce((s, c) => s + c.layers.reduce((a, l) => a + l.neurons, 0), 0);
   let done = 0;
@@ -80,20 +89,36 @@ export function exportSite(data: ViewerData, out: string, opts: ExportOptions = 
         }
       }
     }
-    write(SITE_MARKER, JSON.stringify({
-      format: 'crate-ts-viewer-site', format_version: VIEWER_FORMAT_VERSION, created: new Date().toISOString(),
-      collections: data.collections.map((c) => ({ dir: path.resolve(c.dir), label: c.label })), neurons: total,
-    }, null, 2) + '\n');
+    write(
+      SITE_MARKER,
+      JSON.stringify(
+        {
+          format: 'crate-ts-viewer-site',
+          format_version: VIEWER_FORMAT_VERSION,
+          created: new Date().toISOString(),
+          collections: data.collections.map((c) => ({ dir: path.resolve(c.dir), label: c.label })),
+          neurons: total,
+        },
+        null,
+        2,
+      ) + '\n',
+    );
     // swap into place: an earlier export is moved aside first and removed after the rename
     let old: string | null = null;
-    if (fs.existsSync(abs)) { old = `${tmp}.old`; fs.renameSync(abs, old); }
+    if (fs.existsSync(abs)) {
+      old = `${tmp}.old`;
+      fs.renameSync(abs, old);
+    }
     fs.renameSync(tmp, abs);
     if (old) fs.rmSync(old, { recursive: true, force: true });
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     const err = e as NodeJS.ErrnoException;
     if (err.code && typeof err.code === 'string' && !(e instanceof UsageError)) {
-      throw new DataError(`cannot write the site to '${out}': ${err.code === 'ENOSPC' ? 'no space left on the device' : err.code} (${err.message.split('\n')[0]})`, { cause: e });
+      throw new DataError(
+        `cannot write the site to '${out}': ${err.code === 'ENOSPC' ? 'no space left on the device' : err.code} (${err.message.split('\n')[0]})`,
+        { cause: e },
+      );
     }
     throw e;
   }

@@ -15,7 +15,10 @@ import type { LanguageModel } from '../model/lm.js';
 import { canonicalHookName, neuronHook } from '../model/hooks.js';
 import { neuronWidth } from '../steer/clamp.js';
 
-export interface TokenValue { id: number; value: number }
+export interface TokenValue {
+  id: number;
+  value: number;
+}
 
 export interface RelatedTokens {
   /** Tokens the neuron's output direction pushes up / down most (logit effect), descending / ascending. */
@@ -37,11 +40,13 @@ function param(model: LanguageModel<unknown>, params: Float64Array, name: string
 
 /** The output directions of layer l's neurons, (h × d) row-major: row i = what neuron i adds per unit. */
 export function outputDirections(model: LanguageModel<unknown>, params: Float64Array, layer: number): Float64Array {
-  const c = model.config, d = c.nEmbd, h = neuronWidth(c);
-  if (c.arch === 'crate') return param(model, params, `transformer.h.${layer}.ista.weight`).slice();   // (h×d) = Dᵀ
+  const c = model.config,
+    d = c.nEmbd,
+    h = neuronWidth(c);
+  if (c.arch === 'crate') return param(model, params, `transformer.h.${layer}.ista.weight`).slice(); // (h×d) = Dᵀ
   const out = new Float64Array(h * d);
   if (c.arch === 'gpt2') {
-    const W = param(model, params, `transformer.h.${layer}.mlp.c_proj.weight`);                        // (d×h)
+    const W = param(model, params, `transformer.h.${layer}.mlp.c_proj.weight`); // (d×h)
     for (let i = 0; i < h; i++) for (let j = 0; j < d; j++) out[i * d + j] = W[j * h + i];
   } else {
     for (let i = 0; i < d; i++) out[i * d + i] = 1;
@@ -53,7 +58,8 @@ export function outputDirections(model: LanguageModel<unknown>, params: Float64A
 export function lnfDirections(X: Float64Array, n: number, d: number, w: Float64Array, eps: number): Float64Array {
   const Y = new Float64Array(n * d);
   for (let r = 0; r < n; r++) {
-    let mu = 0, v = 0;
+    let mu = 0,
+      v = 0;
     for (let j = 0; j < d; j++) mu += X[r * d + j];
     mu /= d;
     for (let j = 0; j < d; j++) v += (X[r * d + j] - mu) ** 2;
@@ -68,12 +74,18 @@ export function lnfDirections(X: Float64Array, n: number, d: number, w: Float64A
 /** Keep the k best (by `better`) of a stream of (id, value) pairs. */
 class TopK {
   readonly items: TokenValue[] = [];
-  constructor(private readonly k: number, private readonly better: (a: number, b: number) => boolean) {}
+  constructor(
+    private readonly k: number,
+    private readonly better: (a: number, b: number) => boolean,
+  ) {}
   push(id: number, value: number): void {
     const it = this.items;
     if (Number.isNaN(value) || (it.length === this.k && !this.better(value, it[it.length - 1].value))) return;
     let j = it.length === this.k ? this.k - 1 : it.length;
-    while (j > 0 && this.better(value, it[j - 1].value)) { if (j < this.k) it[j] = it[j - 1]; j--; }
+    while (j > 0 && this.better(value, it[j - 1].value)) {
+      if (j < this.k) it[j] = it[j - 1];
+      j--;
+    }
     it[j] = { id, value };
   }
 }
@@ -82,11 +94,22 @@ class TopK {
  * Logit effects of every neuron of a layer: per neuron the k tokens pushed up and down most. The
  * (neurons × V) product runs on the model's backend in chunks of rows.
  */
-export function logitEffects(model: LanguageModel<unknown>, params: Float64Array, layer: number, k: number, maxId: number): { up: TokenValue[]; down: TokenValue[] }[] {
-  const c = model.config, d = c.nEmbd, V = c.vocabSize, h = neuronWidth(c), be = model.backend;
+export function logitEffects(
+  model: LanguageModel<unknown>,
+  params: Float64Array,
+  layer: number,
+  k: number,
+  maxId: number,
+): { up: TokenValue[]; down: TokenValue[] }[] {
+  const c = model.config,
+    d = c.nEmbd,
+    V = c.vocabSize,
+    h = neuronWidth(c),
+    be = model.backend;
   const Y = lnfDirections(outputDirections(model, params, layer), h, d, param(model, params, 'transformer.ln_f.weight'), c.lnEps);
   const rows = Math.max(1, Math.min(h, Math.floor(2 ** 24 / V)));
-  const inp = be.alloc(rows * d), out = be.alloc(rows * V);
+  const inp = be.alloc(rows * d),
+    out = be.alloc(rows * V);
   const res: { up: TokenValue[]; down: TokenValue[] }[] = [];
   try {
     for (let r0 = 0; r0 < h; r0 += rows) {
@@ -97,14 +120,21 @@ export function logitEffects(model: LanguageModel<unknown>, params: Float64Array
       be.linearForward(out, inp, model.param('transformer.wte.weight'), null, rows, d, V);
       const L = be.download(out);
       for (let r = 0; r < n; r++) {
-        const up = new TopK(k, (a, b) => a > b), down = new TopK(k, (a, b) => a < b);
+        const up = new TopK(k, (a, b) => a > b),
+          down = new TopK(k, (a, b) => a < b);
         const zero = Y.subarray((r0 + r) * d, (r0 + r + 1) * d).every((x) => x === 0);
-        if (!zero) for (let t = 0; t < Math.min(maxId, V); t++) { const x = L[r * V + t]; up.push(t, x); down.push(t, x); }
+        if (!zero)
+          for (let t = 0; t < Math.min(maxId, V); t++) {
+            const x = L[r * V + t];
+            up.push(t, x);
+            down.push(t, x);
+          }
         res.push({ up: up.items, down: down.items });
       }
     }
   } finally {
-    be.free(inp); be.free(out);
+    be.free(inp);
+    be.free(out);
   }
   return res;
 }
@@ -115,7 +145,8 @@ export function logitEffects(model: LanguageModel<unknown>, params: Float64Array
  * requested layer).
  */
 export function inputTokens(model: LanguageModel<unknown>, hooks: { layer: number; hook: string }[], k: number, maxId: number): Map<number, TokenValue[][]> {
-  const c = model.config, V = Math.min(maxId, c.vocabSize);
+  const c = model.config,
+    V = Math.min(maxId, c.vocabSize);
   const stop = Math.max(...hooks.map((x) => x.layer)) + 1;
   const tops = new Map<number, TopK[]>();
   const chunk = 256;
@@ -124,13 +155,21 @@ export function inputTokens(model: LanguageModel<unknown>, hooks: { layer: numbe
     const ids = Array.from({ length: n }, (_, j) => t0 + j);
     const { cache } = model.runWithCache(ids, n, 1, { names: hooks.map((x) => x.hook), stopAtLayer: stop });
     for (const { layer, hook } of hooks) {
-      const a = cache.get(hook), w = a.shape[2];
+      const a = cache.get(hook),
+        w = a.shape[2];
       let list = tops.get(layer);
-      if (!list) { list = Array.from({ length: w }, () => new TopK(k, (x, y) => x > y)); tops.set(layer, list); }
+      if (!list) {
+        list = Array.from({ length: w }, () => new TopK(k, (x, y) => x > y));
+        tops.set(layer, list);
+      }
       for (let b = 0; b < n; b++) for (let i = 0; i < w; i++) list[i].push(t0 + b, a.get(b, 0, i));
     }
   }
   const out = new Map<number, TokenValue[][]>();
-  for (const [l, list] of tops) out.set(l, list.map((t) => t.items));
+  for (const [l, list] of tops)
+    out.set(
+      l,
+      list.map((t) => t.items),
+    );
   return out;
 }

@@ -3,7 +3,11 @@
 import type { Backend } from '../../src/backend/types.js';
 import { selectBackend } from '../../src/backend/select.js';
 
-export interface NativeUnderTest { name: string; backend?: Backend<unknown>; skip?: string }
+export interface NativeUnderTest {
+  name: string;
+  backend?: Backend<unknown>;
+  skip?: string;
+}
 
 export async function nativeBackends(): Promise<NativeUnderTest[]> {
   const out: NativeUnderTest[] = [];

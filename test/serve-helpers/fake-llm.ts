@@ -22,8 +22,13 @@ export function rule(token: string): Record<string, number> {
 /** The expected value the parser should compute from rule(token). */
 export function ruleExpected(token: string): number {
   const d = rule(token);
-  let s = 0, t = 0;
-  for (const [k, lp] of Object.entries(d)) if (/^(10|[0-9])$/.test(k)) { s += Number(k) * Math.exp(lp); t += Math.exp(lp); }
+  let s = 0,
+    t = 0;
+  for (const [k, lp] of Object.entries(d))
+    if (/^(10|[0-9])$/.test(k)) {
+      s += Number(k) * Math.exp(lp);
+      t += Math.exp(lp);
+    }
   return s / t;
 }
 
@@ -65,10 +70,24 @@ export async function startFakeLlm(opts: { delayMs?: number } = {}): Promise<Fak
   let waiting: (() => void)[] = [];
   let inFlight = 0;
   const state: FakeLlm = {
-    url: '', received: new Map(), order: [], answered: new Set(), maxInFlight: 0, noEchoLogprobs: false,
-    failNext(n, status, retryAfter) { failures = { n, status, retryAfter }; },
-    stallAfter(n) { budget = n; },
-    release() { budget = Infinity; const w = waiting; waiting = []; w.forEach((f) => f()); },
+    url: '',
+    received: new Map(),
+    order: [],
+    answered: new Set(),
+    maxInFlight: 0,
+    noEchoLogprobs: false,
+    failNext(n, status, retryAfter) {
+      failures = { n, status, retryAfter };
+    },
+    stallAfter(n) {
+      budget = n;
+    },
+    release() {
+      budget = Infinity;
+      const w = waiting;
+      waiting = [];
+      w.forEach((f) => f());
+    },
     close: async () => {},
   };
   const server = http.createServer(async (req, res) => {
@@ -98,8 +117,11 @@ export async function startFakeLlm(opts: { delayMs?: number } = {}): Promise<Fak
       else if (req.url?.endsWith('/completions')) {
         out = completion(body);
         if (state.noEchoLogprobs) (out as { choices: { logprobs: unknown }[] }).choices[0].logprobs = null;
+      } else {
+        res.writeHead(404);
+        res.end('{}');
+        return;
       }
-      else { res.writeHead(404); res.end('{}'); return; }
       const text = JSON.stringify(out);
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(text, () => state.answered.add(h));
@@ -109,7 +131,12 @@ export async function startFakeLlm(opts: { delayMs?: number } = {}): Promise<Fak
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   state.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
-  state.close = () => new Promise((r) => { state.release(); server.closeAllConnections(); server.close(() => r()); });
+  state.close = () =>
+    new Promise((r) => {
+      state.release();
+      server.closeAllConnections();
+      server.close(() => r());
+    });
   return state;
 }
 
@@ -119,16 +146,29 @@ function chat(body: { messages: { role: string; content: string }[]; model: stri
   const m = /Passage without activations:\n([\s\S]*?)\nPassage with activations:\n$/.exec(last);
   if (m) {
     // logprob-free: copy the lines, filling the blank with the rule's most likely value
-    content = m[1].split(' \u00b6\n').filter((l) => l.length).map((l) => {
-      const tok = l.slice(0, l.lastIndexOf('\t'));
-      const d = rule(tok);
-      const best = Object.entries(d).filter(([k]) => /^\d+$/.test(k)).sort((a, b) => b[1] - a[1])[0][0];
-      return `${tok}\t${best} \u00b6\n`;
-    }).join('');
+    content = m[1]
+      .split(' \u00b6\n')
+      .filter((l) => l.length)
+      .map((l) => {
+        const tok = l.slice(0, l.lastIndexOf('\t'));
+        const d = rule(tok);
+        const best = Object.entries(d)
+          .filter(([k]) => /^\d+$/.test(k))
+          .sort((a, b) => b[1] - a[1])[0][0];
+        return `${tok}\t${best} \u00b6\n`;
+      })
+      .join('');
   } else {
     content = ` tokens with vowels (${sha(last).slice(0, 6)})`;
   }
-  return { id: 'chatcmpl-fake', object: 'chat.completion', created: 0, model: body.model, choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }], usage: { prompt_tokens: Math.ceil(last.length / 4), completion_tokens: 8, total_tokens: 0 } };
+  return {
+    id: 'chatcmpl-fake',
+    object: 'chat.completion',
+    created: 0,
+    model: body.model,
+    choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+    usage: { prompt_tokens: Math.ceil(last.length / 4), completion_tokens: 8, total_tokens: 0 },
+  };
 }
 
 function completion(body: { prompt: string; echo?: boolean; max_tokens?: number; logprobs?: number; model: string }) {
@@ -144,19 +184,40 @@ function completion(body: { prompt: string; echo?: boolean; max_tokens?: number;
       else top.push({ [tokens[i]]: -0.1, the: -3 });
       const t = tokens[i];
       const txt = t.startsWith('bytes:') ? Buffer.from([parseInt(t.slice(8), 16)]).toString('latin1') : t;
-      if (t === '\n') line = ''; else line += txt;
+      if (t === '\n') line = '';
+      else line += txt;
     }
     return {
-      id: 'cmpl-fake', object: 'text_completion', created: 0, model: body.model,
-      choices: [{ index: 0, text: prompt, logprobs: { tokens, token_logprobs: tokens.map((_, i) => (i ? -1 : null)), top_logprobs: top, text_offset: codePointOffsets(tokens) }, finish_reason: 'length' }],
+      id: 'cmpl-fake',
+      object: 'text_completion',
+      created: 0,
+      model: body.model,
+      choices: [
+        {
+          index: 0,
+          text: prompt,
+          logprobs: { tokens, token_logprobs: tokens.map((_, i) => (i ? -1 : null)), top_logprobs: top, text_offset: codePointOffsets(tokens) },
+          finish_reason: 'length',
+        },
+      ],
       usage: { prompt_tokens: tokens.length, completion_tokens: 0, total_tokens: tokens.length },
     };
   }
   // token-by-token: the prompt ends with "token\t"
   const lastLine = prompt.slice(prompt.lastIndexOf('\n') + 1, -1);
   return {
-    id: 'cmpl-fake', object: 'text_completion', created: 0, model: body.model,
-    choices: [{ index: 0, text: '0', logprobs: { tokens: ['0'], token_logprobs: [-0.1], top_logprobs: [rule(lastLine)], text_offset: [prompt.length] }, finish_reason: 'length' }],
+    id: 'cmpl-fake',
+    object: 'text_completion',
+    created: 0,
+    model: body.model,
+    choices: [
+      {
+        index: 0,
+        text: '0',
+        logprobs: { tokens: ['0'], token_logprobs: [-0.1], top_logprobs: [rule(lastLine)], text_offset: [prompt.length] },
+        finish_reason: 'length',
+      },
+    ],
     usage: { prompt_tokens: Math.ceil(prompt.length / 4), completion_tokens: 1, total_tokens: 0 },
   };
 }
@@ -164,13 +225,17 @@ function completion(body: { prompt: string; echo?: boolean; max_tokens?: number;
 /** Code-point offsets of tokens whose bytes concatenate to the text (byte tokens count once complete). */
 function codePointOffsets(tokens: string[]): number[] {
   const out: number[] = [];
-  let bytes: number[] = [], cps = 0;
+  let bytes: number[] = [],
+    cps = 0;
   for (const t of tokens) {
     out.push(cps);
     if (t.startsWith('bytes:')) {
       bytes.push(parseInt(t.slice(8), 16));
       const s = Buffer.from(bytes).toString('utf8');
-      if (!s.includes('\ufffd')) { cps += [...s].length; bytes = []; }
+      if (!s.includes('\ufffd')) {
+        cps += [...s].length;
+        bytes = [];
+      }
     } else cps += [...t].length;
   }
   return out;

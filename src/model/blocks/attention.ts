@@ -8,27 +8,44 @@ import { point, hostPoint } from './context.js';
 
 /** Per-layer tensors the attention half keeps for backward (views into the model's activation buffer). */
 export interface AttnActs<Buf> {
-  x: Buf;      // block input (N,C)
-  ln1: Buf; mean1: Buf; rstd1: Buf;
-  qkv: Buf;    // CRATE: v = LN₁(x) c_attnᵀ (N,C);  GPT-2: [q | k | v] per token (N,3C)
-  att: Buf;    // the attention state the backend keeps for backward (attentionSavedSize)
-  y: Buf;      // attention output before c_proj (N,C) = hook_z
-  xh: Buf;     // x + attention branch (N,C) = hook_resid_mid
+  x: Buf; // block input (N,C)
+  ln1: Buf;
+  mean1: Buf;
+  rstd1: Buf;
+  qkv: Buf; // CRATE: v = LN₁(x) c_attnᵀ (N,C);  GPT-2: [q | k | v] per token (N,3C)
+  att: Buf; // the attention state the backend keeps for backward (attentionSavedSize)
+  y: Buf; // attention output before c_proj (N,C) = hook_z
+  xh: Buf; // x + attention branch (N,C) = hook_resid_mid
 }
 
 /** Backward scratch shared by the blocks: three (N,C) buffers and two (N, max(3C, H)). */
-export interface Scratch<Buf> { d1: Buf; d2: Buf; d3: Buf; w1: Buf; w2: Buf }
+export interface Scratch<Buf> {
+  d1: Buf;
+  d2: Buf;
+  d3: Buf;
+  w1: Buf;
+  w2: Buf;
+}
 
 export class SelfAttention {
-  readonly tied: boolean;      // q = k = v (MSSA)
-  readonly width: number;      // c_attn output width per token
-  constructor(readonly layer: number, readonly C: number, readonly NH: number, arch: 'crate' | 'crate-complete' | 'gpt2') {
+  readonly tied: boolean; // q = k = v (MSSA)
+  readonly width: number; // c_attn output width per token
+  constructor(
+    readonly layer: number,
+    readonly C: number,
+    readonly NH: number,
+    arch: 'crate' | 'crate-complete' | 'gpt2',
+  ) {
     this.tied = arch !== 'gpt2';
     this.width = this.tied ? C : 3 * C;
   }
 
-  private get p(): string { return `transformer.h.${this.layer}.`; }
-  private get lnName(): string { return this.p + (this.tied ? 'prenorm_1' : 'ln_1'); }
+  private get p(): string {
+    return `transformer.h.${this.layer}.`;
+  }
+  private get lnName(): string {
+    return this.p + (this.tied ? 'prenorm_1' : 'ln_1');
+  }
 
   sizes(N: number, attSaved: number): Record<keyof AttnActs<unknown>, number> {
     return { x: N * this.C, ln1: N * this.C, mean1: N, rstd1: N, qkv: N * this.width, att: attSaved, y: N * this.C, xh: N * this.C };
@@ -36,7 +53,11 @@ export class SelfAttention {
 
   /** a.xh ← a.x + c_proj(attention(c_attn(LN₁ a.x))); `tmp` (N,C) holds the branch (hook_attn_out). */
   forward<Buf>(ctx: Ctx<Buf>, a: AttnActs<Buf>, tmp: Buf): void {
-    const { be, cfg, B, T, N } = ctx, C = this.C, NH = this.NH, hp = C / NH, h = `blocks.${this.layer}.`;
+    const { be, cfg, B, T, N } = ctx,
+      C = this.C,
+      NH = this.NH,
+      hp = C / NH,
+      h = `blocks.${this.layer}.`;
     const bias = (n: string) => (this.tied ? ctx.param(n) : null);
     be.layernormForward(a.ln1, a.mean1, a.rstd1, a.x, ctx.param(this.lnName + '.weight'), bias(this.lnName + '.bias'), N, C, cfg.lnEps);
     point(ctx, h + 'ln1.hook_normalized', a.ln1, [B, T, C]);
@@ -66,56 +87,96 @@ export class SelfAttention {
   private patternPoint<Buf>(ctx: Ctx<Buf>, a: AttnActs<Buf>): void {
     const name = `blocks.${this.layer}.attn.hook_pattern`;
     if (ctx.hooks === null || !ctx.hooks.wants(name)) return;
-    const { B, T } = ctx, C = this.C, NH = this.NH, hp = C / NH, W = this.width;
+    const { B, T } = ctx,
+      C = this.C,
+      NH = this.NH,
+      hp = C / NH,
+      W = this.width;
     const qkv = ctx.be.download(a.qkv);
-    const ko = this.tied ? 0 : C, vo = this.tied ? 0 : 2 * C;
+    const ko = this.tied ? 0 : C,
+      vo = this.tied ? 0 : 2 * C;
     const r = hostPoint(ctx, name, [B, NH, T, T], () => {
-      const P = new Float64Array(B * NH * T * T), scale = 1 / Math.sqrt(hp);
-      for (let b = 0; b < B; b++) for (let h = 0; h < NH; h++) for (let i = 0; i < T; i++) {
-        const row = ((b * NH + h) * T + i) * T, qi = (b * T + i) * W + h * hp;
-        let max = -Infinity;
-        for (let j = 0; j <= i; j++) {
-          const kj = (b * T + j) * W + ko + h * hp;
-          let s = 0;
-          for (let c = 0; c < hp; c++) s += qkv[qi + c] * qkv[kj + c];
-          P[row + j] = s * scale;
-          if (P[row + j] > max) max = P[row + j];
-        }
-        let sum = 0;
-        for (let j = 0; j <= i; j++) { P[row + j] = Math.exp(P[row + j] - max); sum += P[row + j]; }
-        for (let j = 0; j <= i; j++) P[row + j] /= sum;
-      }
+      const P = new Float64Array(B * NH * T * T),
+        scale = 1 / Math.sqrt(hp);
+      for (let b = 0; b < B; b++)
+        for (let h = 0; h < NH; h++)
+          for (let i = 0; i < T; i++) {
+            const row = ((b * NH + h) * T + i) * T,
+              qi = (b * T + i) * W + h * hp;
+            let max = -Infinity;
+            for (let j = 0; j <= i; j++) {
+              const kj = (b * T + j) * W + ko + h * hp;
+              let s = 0;
+              for (let c = 0; c < hp; c++) s += qkv[qi + c] * qkv[kj + c];
+              P[row + j] = s * scale;
+              if (P[row + j] > max) max = P[row + j];
+            }
+            let sum = 0;
+            for (let j = 0; j <= i; j++) {
+              P[row + j] = Math.exp(P[row + j] - max);
+              sum += P[row + j];
+            }
+            for (let j = 0; j <= i; j++) P[row + j] /= sum;
+          }
       return P;
     });
     if (!r || !r.patched) return;
-    const P = r.act, z = new Float64Array(B * T * C);
-    for (let b = 0; b < B; b++) for (let h = 0; h < NH; h++) for (let i = 0; i < T; i++) {
-      const zi = (b * T + i) * C + h * hp;
-      for (let j = 0; j < T; j++) {
-        const w = P.get(b, h, i, j);
-        if (w === 0) continue;
-        const vj = (b * T + j) * W + vo + h * hp;
-        for (let c = 0; c < hp; c++) z[zi + c] += w * qkv[vj + c];
-      }
-    }
+    const P = r.act,
+      z = new Float64Array(B * T * C);
+    for (let b = 0; b < B; b++)
+      for (let h = 0; h < NH; h++)
+        for (let i = 0; i < T; i++) {
+          const zi = (b * T + i) * C + h * hp;
+          for (let j = 0; j < T; j++) {
+            const w = P.get(b, h, i, j);
+            if (w === 0) continue;
+            const vj = (b * T + j) * W + vo + h * hp;
+            for (let c = 0; c < hp; c++) z[zi + c] += w * qkv[vj + c];
+          }
+        }
     ctx.be.upload(a.y, z);
   }
 
   /** d1 holds d(xh) on entry and d(x) on exit (the residual path plus this branch). */
   backward<Buf>(ctx: Ctx<Buf>, a: AttnActs<Buf>, s: Scratch<Buf>): void {
-    const { be, B, T, N } = ctx, C = this.C, NH = this.NH;
+    const { be, B, T, N } = ctx,
+      C = this.C,
+      NH = this.NH;
     const dbias = (n: string) => (this.tied ? ctx.grad(n) : null);
-    be.linearBackward(s.d2, ctx.grad(this.p + 'attn.c_proj.weight'), dbias(this.p + 'attn.c_proj.bias'), s.d1, a.y, ctx.param(this.p + 'attn.c_proj.weight'), N, C, C);
+    be.linearBackward(
+      s.d2,
+      ctx.grad(this.p + 'attn.c_proj.weight'),
+      dbias(this.p + 'attn.c_proj.bias'),
+      s.d1,
+      a.y,
+      ctx.param(this.p + 'attn.c_proj.weight'),
+      N,
+      C,
+      C,
+    );
     const dproj = this.tied ? s.d3 : be.view(s.w1, 0, N * this.width);
     if (this.tied) be.mssaBackward(dproj, s.d2, a.qkv, a.y, a.att, B, T, C, NH);
     else be.attentionBackward(dproj, s.d2, a.qkv, a.y, a.att, B, T, C, NH);
     be.linearBackward(s.d2, ctx.grad(this.p + 'attn.c_attn.weight'), null, dproj, a.ln1, ctx.param(this.p + 'attn.c_attn.weight'), N, C, this.width);
-    be.layernormBackward(s.d3, ctx.grad(this.lnName + '.weight'), dbias(this.lnName + '.bias'), s.d2, a.x, ctx.param(this.lnName + '.weight'), a.mean1, a.rstd1, N, C);
+    be.layernormBackward(
+      s.d3,
+      ctx.grad(this.lnName + '.weight'),
+      dbias(this.lnName + '.bias'),
+      s.d2,
+      a.x,
+      ctx.param(this.lnName + '.weight'),
+      a.mean1,
+      a.rstd1,
+      N,
+      C,
+    );
     be.add(s.d1, s.d1, s.d3);
   }
 
   /** Elements of this layer's decode cache for `batch` sequences: the projections of every position so far. */
-  cacheSize(batch: number, maxT: number): number { return (this.tied ? 1 : 2) * batch * maxT * this.C; }
+  cacheSize(batch: number, maxT: number): number {
+    return (this.tied ? 1 : 2) * batch * maxT * this.C;
+  }
 
   /**
    * One new position t for each of `batch` sequences (rows of x, (batch,C)): xh ← x + branch, with
@@ -123,13 +184,18 @@ export class SelfAttention {
    * GPT-2 caches k and v. `d` holds the per-step scratch.
    */
   decode<Buf>(ctx: Ctx<Buf>, cache: Buf, x: Buf, xh: Buf, t: number, maxT: number, d: DecodeScratch<Buf>): void {
-    const { be, cfg } = ctx, n = ctx.B, C = this.C, NH = this.NH, h = `blocks.${this.layer}.`;
+    const { be, cfg } = ctx,
+      n = ctx.B,
+      C = this.C,
+      NH = this.NH,
+      h = `blocks.${this.layer}.`;
     const bias = (nm: string) => (this.tied ? ctx.param(nm) : null);
     be.layernormForward(d.u, d.mean, d.rstd, x, ctx.param(this.lnName + '.weight'), bias(this.lnName + '.bias'), n, C, cfg.lnEps);
     point(ctx, h + 'ln1.hook_normalized', d.u, [n, 1, C]);
     const proj = be.view(d.proj, 0, n * this.width);
     be.linearForward(proj, d.u, ctx.param(this.p + 'attn.c_attn.weight'), null, n, C, this.width);
-    const K = be.view(cache, 0, n * maxT * C), V = this.tied ? K : be.view(cache, n * maxT * C, n * maxT * C);
+    const K = be.view(cache, 0, n * maxT * C),
+      V = this.tied ? K : be.view(cache, n * maxT * C, n * maxT * C);
     const hp = C / NH;
     if (this.tied) {
       point(ctx, h + 'attn.hook_qkv', proj, [n, 1, NH, hp]);
@@ -156,9 +222,13 @@ export class SelfAttention {
 
 /** Per-step decode scratch (rows = sequences in the batch). */
 export interface DecodeScratch<Buf> {
-  u: Buf; mean: Buf; rstd: Buf;   // LayerNorm output and statistics (n,C), (n), (n)
-  proj: Buf;                      // c_attn output (n, C or 3C)
-  q: Buf;                         // GPT-2: contiguous queries (n,C)
-  y: Buf; tmp: Buf;               // attention output and branch (n,C)
-  wide1: Buf; wide2: Buf;         // (n,H) or (steps,n,H): ISTA codes / MLP hidden
+  u: Buf;
+  mean: Buf;
+  rstd: Buf; // LayerNorm output and statistics (n,C), (n), (n)
+  proj: Buf; // c_attn output (n, C or 3C)
+  q: Buf; // GPT-2: contiguous queries (n,C)
+  y: Buf;
+  tmp: Buf; // attention output and branch (n,C)
+  wide1: Buf;
+  wide2: Buf; // (n,H) or (steps,n,H): ISTA codes / MLP hidden
 }

@@ -5,7 +5,10 @@ import type { Ctx } from './context.js';
 import type { DecodeScratch, Scratch } from './attention.js';
 
 /** The residual stream of a decode step: x (n,C) enters and leaves the block; xh (n,C) is the middle. */
-export interface DecodeBufs<Buf> { x: Buf; xh: Buf }
+export interface DecodeBufs<Buf> {
+  x: Buf;
+  xh: Buf;
+}
 
 export interface Block<Acts> {
   readonly layer: number;

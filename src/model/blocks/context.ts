@@ -15,7 +15,9 @@ export class HookState {
   /** True once any hook has been given the chance to replace a value. */
   patched = false;
 
-  wants(name: string): boolean { return this.cacheAs.has(name) || this.patches.has(name); }
+  wants(name: string): boolean {
+    return this.cacheAs.has(name) || this.patches.has(name);
+  }
 }
 
 export interface Ctx<Buf> {

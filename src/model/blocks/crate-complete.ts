@@ -7,15 +7,25 @@ import { point } from './context.js';
 import { SelfAttention, type AttnActs, type DecodeScratch, type Scratch } from './attention.js';
 import type { Block, DecodeBufs } from './block.js';
 
-export interface CompleteActs<Buf> extends AttnActs<Buf> { ln2: Buf; mean2: Buf; rstd2: Buf }
+export interface CompleteActs<Buf> extends AttnActs<Buf> {
+  ln2: Buf;
+  mean2: Buf;
+  rstd2: Buf;
+}
 
 export class CrateCompleteBlock implements Block<CompleteActs<unknown>> {
   readonly attn: SelfAttention;
-  constructor(readonly layer: number, readonly C: number, readonly NH: number) {
+  constructor(
+    readonly layer: number,
+    readonly C: number,
+    readonly NH: number,
+  ) {
     this.attn = new SelfAttention(layer, C, NH, 'crate-complete');
   }
 
-  private get p(): string { return `transformer.h.${this.layer}.`; }
+  private get p(): string {
+    return `transformer.h.${this.layer}.`;
+  }
 
   sizes(N: number, attSaved: number): Record<string, number> {
     return { ...this.attn.sizes(N, attSaved), ln2: N * this.C, mean2: N, rstd2: N };
@@ -26,8 +36,19 @@ export class CrateCompleteBlock implements Block<CompleteActs<unknown>> {
     this.run(ctx, a, out, tmp, B, T, N);
   }
 
-  private run<Buf>(ctx: Ctx<Buf>, a: CompleteActs<Buf>, out: Buf, tmp: Buf | null, B: number, T: number, N: number, dec?: { cache: Buf; t: number; maxT: number; d: DecodeScratch<Buf> }): void {
-    const { be, cfg } = ctx, C = this.C, h = `blocks.${this.layer}.`;
+  private run<Buf>(
+    ctx: Ctx<Buf>,
+    a: CompleteActs<Buf>,
+    out: Buf,
+    tmp: Buf | null,
+    B: number,
+    T: number,
+    N: number,
+    dec?: { cache: Buf; t: number; maxT: number; d: DecodeScratch<Buf> },
+  ): void {
+    const { be, cfg } = ctx,
+      C = this.C,
+      h = `blocks.${this.layer}.`;
     point(ctx, h + 'hook_resid_pre', a.x, [B, T, C]);
     if (dec) this.attn.decode(ctx, dec.cache, a.x, a.xh, dec.t, dec.maxT, dec.d);
     else this.attn.forward(ctx, a, tmp as Buf);
@@ -40,13 +61,27 @@ export class CrateCompleteBlock implements Block<CompleteActs<unknown>> {
   }
 
   backward<Buf>(ctx: Ctx<Buf>, a: CompleteActs<Buf>, out: Buf, s: Scratch<Buf>): void {
-    const { be, cfg, N } = ctx, C = this.C;
+    const { be, cfg, N } = ctx,
+      C = this.C;
     be.istaCompleteBackward(s.d2, ctx.grad(this.p + 'ista.weight'), s.d1, a.ln2, ctx.param(this.p + 'ista.weight'), out, N, C, cfg.eta, cfg.lam);
-    be.layernormBackward(s.d1, ctx.grad(this.p + 'prenorm_2.weight'), ctx.grad(this.p + 'prenorm_2.bias'), s.d2, a.xh, ctx.param(this.p + 'prenorm_2.weight'), a.mean2, a.rstd2, N, C);
+    be.layernormBackward(
+      s.d1,
+      ctx.grad(this.p + 'prenorm_2.weight'),
+      ctx.grad(this.p + 'prenorm_2.bias'),
+      s.d2,
+      a.xh,
+      ctx.param(this.p + 'prenorm_2.weight'),
+      a.mean2,
+      a.rstd2,
+      N,
+      C,
+    );
     this.attn.backward(ctx, a, s);
   }
 
-  cacheSize(batch: number, maxT: number): number { return this.attn.cacheSize(batch, maxT); }
+  cacheSize(batch: number, maxT: number): number {
+    return this.attn.cacheSize(batch, maxT);
+  }
 
   decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: number, maxT: number, d: DecodeScratch<Buf>): void {
     const n = ctx.B;

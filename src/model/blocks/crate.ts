@@ -8,24 +8,36 @@ import { SelfAttention, type AttnActs, type DecodeScratch, type Scratch } from '
 import type { Block, DecodeBufs } from './block.js';
 
 export interface CrateActs<Buf> extends AttnActs<Buf> {
-  ln2: Buf; mean2: Buf; rstd2: Buf;
-  codes: Buf;  // every ISTA iterate a_1..a_steps (steps,N,H)
+  ln2: Buf;
+  mean2: Buf;
+  rstd2: Buf;
+  codes: Buf; // every ISTA iterate a_1..a_steps (steps,N,H)
 }
 
 export class CrateBlock implements Block<CrateActs<unknown>> {
   readonly attn: SelfAttention;
-  constructor(readonly layer: number, readonly C: number, readonly NH: number, readonly H: number, readonly steps: number) {
+  constructor(
+    readonly layer: number,
+    readonly C: number,
+    readonly NH: number,
+    readonly H: number,
+    readonly steps: number,
+  ) {
     this.attn = new SelfAttention(layer, C, NH, 'crate');
   }
 
-  private get p(): string { return `transformer.h.${this.layer}.`; }
+  private get p(): string {
+    return `transformer.h.${this.layer}.`;
+  }
 
   sizes(N: number, attSaved: number): Record<string, number> {
     return { ...this.attn.sizes(N, attSaved), ln2: N * this.C, mean2: N, rstd2: N, codes: this.steps * N * this.H };
   }
 
   forward<Buf>(ctx: Ctx<Buf>, a: CrateActs<Buf>, out: Buf, tmp: Buf): void {
-    const { be, cfg, B, T, N } = ctx, C = this.C, h = `blocks.${this.layer}.`;
+    const { be, cfg, B, T, N } = ctx,
+      C = this.C,
+      h = `blocks.${this.layer}.`;
     point(ctx, h + 'hook_resid_pre', a.x, [B, T, C]);
     this.attn.forward(ctx, a, tmp);
     point(ctx, h + 'hook_resid_mid', a.xh, [B, T, C]);
@@ -42,12 +54,18 @@ export class CrateBlock implements Block<CrateActs<unknown>> {
    * neuron is decoded with no approximation.
    */
   private ista<Buf>(ctx: Ctx<Buf>, codes: Buf, u: Buf, out: Buf, B: number, T: number, N: number): void {
-    const { be, cfg } = ctx, C = this.C, H = this.H, S = this.steps, h = `blocks.${this.layer}.`;
+    const { be, cfg } = ctx,
+      C = this.C,
+      H = this.H,
+      S = this.steps,
+      h = `blocks.${this.layer}.`;
     const A = ctx.param(this.p + 'ista.weight');
     be.istaForward(out, codes, u, A, N, C, H, cfg.eta, cfg.lam, S);
-    const c1 = h + 'ista.hook_code1', cS = h + 'ista.hook_code';
+    const c1 = h + 'ista.hook_code1',
+      cS = h + 'ista.hook_code';
     const code = (t: number) => be.view(codes, (t - 1) * N * H, N * H);
-    const patch1 = patches(ctx, c1), patchS = patches(ctx, cS);
+    const patch1 = patches(ctx, c1),
+      patchS = patches(ctx, cS);
     if (!patch1 && !patchS) {
       point(ctx, c1, code(1), [B, T, H]);
       point(ctx, cS, code(S), [B, T, H]);
@@ -55,11 +73,15 @@ export class CrateBlock implements Block<CrateActs<unknown>> {
       return;
     }
     // exact path: host iterates from the first replaced one
-    const Ah = be.download(A), uh = be.download(u);
+    const Ah = be.download(A),
+      uh = be.download(u);
     point(ctx, c1, code(1), [B, T, H]);
     if (S > 1 && patch1) {
       let prev = be.download(code(1));
-      for (let t = 2; t <= S; t++) { prev = istaStepHost(prev, uh, Ah, N, C, H, cfg.eta, cfg.lam); be.upload(code(t), prev); }
+      for (let t = 2; t <= S; t++) {
+        prev = istaStepHost(prev, uh, Ah, N, C, H, cfg.eta, cfg.lam);
+        be.upload(code(t), prev);
+      }
     }
     point(ctx, cS, code(S), [B, T, H]);
     be.upload(out, decodeHost(be.download(code(S)), Ah, N, C, H));
@@ -67,17 +89,48 @@ export class CrateBlock implements Block<CrateActs<unknown>> {
   }
 
   backward<Buf>(ctx: Ctx<Buf>, a: CrateActs<Buf>, _out: Buf, s: Scratch<Buf>): void {
-    const { be, cfg, N } = ctx, C = this.C;
+    const { be, cfg, N } = ctx,
+      C = this.C;
     // ISTA has no residual: d(xh) comes only through LN₂
-    be.istaBackward(s.d2, ctx.grad(this.p + 'ista.weight'), s.d1, a.ln2, ctx.param(this.p + 'ista.weight'), a.codes, N, C, this.H, cfg.eta, cfg.lam, this.steps);
-    be.layernormBackward(s.d1, ctx.grad(this.p + 'prenorm_2.weight'), ctx.grad(this.p + 'prenorm_2.bias'), s.d2, a.xh, ctx.param(this.p + 'prenorm_2.weight'), a.mean2, a.rstd2, N, C);
+    be.istaBackward(
+      s.d2,
+      ctx.grad(this.p + 'ista.weight'),
+      s.d1,
+      a.ln2,
+      ctx.param(this.p + 'ista.weight'),
+      a.codes,
+      N,
+      C,
+      this.H,
+      cfg.eta,
+      cfg.lam,
+      this.steps,
+    );
+    be.layernormBackward(
+      s.d1,
+      ctx.grad(this.p + 'prenorm_2.weight'),
+      ctx.grad(this.p + 'prenorm_2.bias'),
+      s.d2,
+      a.xh,
+      ctx.param(this.p + 'prenorm_2.weight'),
+      a.mean2,
+      a.rstd2,
+      N,
+      C,
+    );
     this.attn.backward(ctx, a, s);
   }
 
-  cacheSize(batch: number, maxT: number): number { return this.attn.cacheSize(batch, maxT); }
+  cacheSize(batch: number, maxT: number): number {
+    return this.attn.cacheSize(batch, maxT);
+  }
 
   decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: number, maxT: number, d: DecodeScratch<Buf>): void {
-    const { be, cfg } = ctx, n = ctx.B, C = this.C, H = this.H, h = `blocks.${this.layer}.`;
+    const { be, cfg } = ctx,
+      n = ctx.B,
+      C = this.C,
+      H = this.H,
+      h = `blocks.${this.layer}.`;
     point(ctx, h + 'hook_resid_pre', io.x, [n, 1, C]);
     this.attn.decode(ctx, cache, io.x, io.xh, t, maxT, d);
     point(ctx, h + 'hook_resid_mid', io.xh, [n, 1, C]);
@@ -90,7 +143,8 @@ export class CrateBlock implements Block<CrateActs<unknown>> {
 
 /** One ISTA step on the host: relu(a + η (u − a A) Aᵀ − ηλ), in the reference's order of operations. */
 export function istaStepHost(a: Float64Array, u: Float64Array, A: Float64Array, N: number, C: number, H: number, eta: number, lam: number): Float64Array {
-  const next = new Float64Array(N * H), r = new Float64Array(C);
+  const next = new Float64Array(N * H),
+    r = new Float64Array(C);
   for (let n = 0; n < N; n++) {
     for (let c = 0; c < C; c++) r[c] = u[n * C + c];
     for (let k = 0; k < H; k++) {

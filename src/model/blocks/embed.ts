@@ -8,7 +8,8 @@ import { point, hostPoint } from './context.js';
  * bitwise the fused one) and each passes its hook point.
  */
 export function embed<Buf>(ctx: Ctx<Buf>, x0: Buf, tmp: Buf, ids: Int32Array, wte: Buf, wpe: Buf, t0: number): void {
-  const { be, B, T, cfg } = ctx, C = cfg.nEmbd;
+  const { be, B, T, cfg } = ctx,
+    C = cfg.nEmbd;
   const wpeT = be.view(wpe, t0 * C, T * C);
   const hs = ctx.hooks;
   if (hs === null || (!hs.wants('hook_embed') && !hs.wants('hook_pos_embed'))) {
@@ -17,7 +18,7 @@ export function embed<Buf>(ctx: Ctx<Buf>, x0: Buf, tmp: Buf, ids: Int32Array, wt
   }
   const zeros = be.alloc(T * C);
   try {
-    be.embeddingForward(tmp, ids, wte, zeros, B, T, C);           // wte[idx] + 0 = wte[idx] exactly
+    be.embeddingForward(tmp, ids, wte, zeros, B, T, C); // wte[idx] + 0 = wte[idx] exactly
     point(ctx, 'hook_embed', tmp, [B, T, C]);
     const pos = be.download(wpeT);
     // (hostPoint's view is dense and row-major, so its data is the (B,T,C) tensor)

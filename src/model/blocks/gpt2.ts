@@ -7,18 +7,27 @@ import { SelfAttention, type AttnActs, type DecodeScratch, type Scratch } from '
 import type { Block, DecodeBufs } from './block.js';
 
 export interface Gpt2Acts<Buf> extends AttnActs<Buf> {
-  ln2: Buf; mean2: Buf; rstd2: Buf;
-  pre: Buf;    // c_fc(LN₂ x) (N,H)
-  post: Buf;   // relu(pre) (N,H)
+  ln2: Buf;
+  mean2: Buf;
+  rstd2: Buf;
+  pre: Buf; // c_fc(LN₂ x) (N,H)
+  post: Buf; // relu(pre) (N,H)
 }
 
 export class Gpt2Block implements Block<Gpt2Acts<unknown>> {
   readonly attn: SelfAttention;
-  constructor(readonly layer: number, readonly C: number, readonly NH: number, readonly H: number) {
+  constructor(
+    readonly layer: number,
+    readonly C: number,
+    readonly NH: number,
+    readonly H: number,
+  ) {
     this.attn = new SelfAttention(layer, C, NH, 'gpt2');
   }
 
-  private get p(): string { return `transformer.h.${this.layer}.`; }
+  private get p(): string {
+    return `transformer.h.${this.layer}.`;
+  }
 
   sizes(N: number, attSaved: number): Record<string, number> {
     return { ...this.attn.sizes(N, attSaved), ln2: N * this.C, mean2: N, rstd2: N, pre: N * this.H, post: N * this.H };
@@ -29,8 +38,20 @@ export class Gpt2Block implements Block<Gpt2Acts<unknown>> {
     this.run(ctx, a, out, tmp, B, T, N);
   }
 
-  private run<Buf>(ctx: Ctx<Buf>, a: Gpt2Acts<Buf>, out: Buf, tmp: Buf, B: number, T: number, N: number, dec?: { cache: Buf; t: number; maxT: number; d: DecodeScratch<Buf> }): void {
-    const { be, cfg } = ctx, C = this.C, H = this.H, h = `blocks.${this.layer}.`;
+  private run<Buf>(
+    ctx: Ctx<Buf>,
+    a: Gpt2Acts<Buf>,
+    out: Buf,
+    tmp: Buf,
+    B: number,
+    T: number,
+    N: number,
+    dec?: { cache: Buf; t: number; maxT: number; d: DecodeScratch<Buf> },
+  ): void {
+    const { be, cfg } = ctx,
+      C = this.C,
+      H = this.H,
+      h = `blocks.${this.layer}.`;
     point(ctx, h + 'hook_resid_pre', a.x, [B, T, C]);
     if (dec) this.attn.decode(ctx, dec.cache, a.x, a.xh, dec.t, dec.maxT, dec.d);
     else this.attn.forward(ctx, a, tmp);
@@ -48,8 +69,11 @@ export class Gpt2Block implements Block<Gpt2Acts<unknown>> {
   }
 
   backward<Buf>(ctx: Ctx<Buf>, a: Gpt2Acts<Buf>, _out: Buf, s: Scratch<Buf>): void {
-    const { be, N } = ctx, C = this.C, H = this.H;
-    const dpost = be.view(s.w1, 0, N * H), dpre = be.view(s.w2, 0, N * H);
+    const { be, N } = ctx,
+      C = this.C,
+      H = this.H;
+    const dpost = be.view(s.w1, 0, N * H),
+      dpre = be.view(s.w2, 0, N * H);
     be.linearBackward(dpost, ctx.grad(this.p + 'mlp.c_proj.weight'), null, s.d1, a.post, ctx.param(this.p + 'mlp.c_proj.weight'), N, H, C);
     be.reluBackward(dpre, dpost, a.post);
     be.linearBackward(s.d2, ctx.grad(this.p + 'mlp.c_fc.weight'), null, dpre, a.ln2, ctx.param(this.p + 'mlp.c_fc.weight'), N, C, H);
@@ -58,11 +82,23 @@ export class Gpt2Block implements Block<Gpt2Acts<unknown>> {
     this.attn.backward(ctx, a, s);
   }
 
-  cacheSize(batch: number, maxT: number): number { return this.attn.cacheSize(batch, maxT); }
+  cacheSize(batch: number, maxT: number): number {
+    return this.attn.cacheSize(batch, maxT);
+  }
 
   decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: number, maxT: number, d: DecodeScratch<Buf>): void {
-    const n = ctx.B, H = this.H, be = ctx.be;
-    const a = { x: io.x, xh: io.xh, ln2: d.u, mean2: d.mean, rstd2: d.rstd, pre: be.view(d.wide1, 0, n * H), post: be.view(d.wide2, 0, n * H) } as Gpt2Acts<Buf>;
+    const n = ctx.B,
+      H = this.H,
+      be = ctx.be;
+    const a = {
+      x: io.x,
+      xh: io.xh,
+      ln2: d.u,
+      mean2: d.mean,
+      rstd2: d.rstd,
+      pre: be.view(d.wide1, 0, n * H),
+      post: be.view(d.wide2, 0, n * H),
+    } as Gpt2Acts<Buf>;
     this.run(ctx, a, io.x, d.tmp, n, 1, n, { cache, t, maxT, d });
   }
 }

@@ -9,7 +9,11 @@
 import OpenAI from 'openai';
 import { DiskCache, requestKey } from './cache.js';
 
-export interface Endpoint { baseURL: string; apiKey: string; model: string }
+export interface Endpoint {
+  baseURL: string;
+  apiKey: string;
+  model: string;
+}
 
 export type Api = 'completions' | 'chat/completions';
 
@@ -52,7 +56,11 @@ export interface ClientStats {
 
 /** A request that failed for good; `status` is the HTTP status when there was one. */
 export class LlmCallError extends Error {
-  constructor(message: string, readonly status: number | null, readonly retryable: boolean) {
+  constructor(
+    message: string,
+    readonly status: number | null,
+    readonly retryable: boolean,
+  ) {
     super(message);
     this.name = 'LlmCallError';
   }
@@ -67,7 +75,8 @@ function promptText(body: Record<string, unknown>): string {
 /** Is this error worth retrying, and what does it say. */
 export function classify(e: unknown): { retryable: boolean; status: number | null; reason: string; retryAfterMs: number | null } {
   if (e instanceof OpenAI.APIConnectionTimeoutError) return { retryable: true, status: null, reason: 'timed out', retryAfterMs: null };
-  if (e instanceof OpenAI.APIConnectionError) return { retryable: true, status: null, reason: `connection failed (${(e.cause as Error | undefined)?.message ?? e.message})`, retryAfterMs: null };
+  if (e instanceof OpenAI.APIConnectionError)
+    return { retryable: true, status: null, reason: `connection failed (${(e.cause as Error | undefined)?.message ?? e.message})`, retryAfterMs: null };
   if (e instanceof OpenAI.APIError) {
     const status = typeof e.status === 'number' ? e.status : null;
     const h = (e.headers as { get?: (k: string) => string | null } | undefined)?.get?.('retry-after') ?? null;
@@ -90,17 +99,31 @@ export class LlmClient {
 
   constructor(opts: ClientOptions = {}) {
     this.o = {
-      concurrency: opts.concurrency ?? 8, cache: opts.cache ?? null, maxRetries: opts.maxRetries ?? 6,
-      baseDelayMs: opts.baseDelayMs ?? 500, maxDelayMs: opts.maxDelayMs ?? 30_000, timeoutMs: opts.timeoutMs ?? 300_000,
-      dryRun: opts.dryRun ?? false, countTokens: opts.countTokens ?? ((t) => Math.ceil(t.length / 4)), onRetry: opts.onRetry,
-      sleep: opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))), random: opts.random ?? Math.random,
+      concurrency: opts.concurrency ?? 8,
+      cache: opts.cache ?? null,
+      maxRetries: opts.maxRetries ?? 6,
+      baseDelayMs: opts.baseDelayMs ?? 500,
+      maxDelayMs: opts.maxDelayMs ?? 30_000,
+      timeoutMs: opts.timeoutMs ?? 300_000,
+      dryRun: opts.dryRun ?? false,
+      countTokens: opts.countTokens ?? ((t) => Math.ceil(t.length / 4)),
+      onRetry: opts.onRetry,
+      sleep: opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
+      random: opts.random ?? Math.random,
     };
-    if (!Number.isInteger(this.o.concurrency) || this.o.concurrency < 1) throw new RangeError(`concurrency must be a positive integer, got ${this.o.concurrency}`);
+    if (!Number.isInteger(this.o.concurrency) || this.o.concurrency < 1)
+      throw new RangeError(`concurrency must be a positive integer, got ${this.o.concurrency}`);
   }
 
-  get cache(): DiskCache | null { return this.o.cache ?? null; }
-  get dryRun(): boolean { return this.o.dryRun; }
-  get concurrency(): number { return this.o.concurrency; }
+  get cache(): DiskCache | null {
+    return this.o.cache ?? null;
+  }
+  get dryRun(): boolean {
+    return this.o.dryRun;
+  }
+  get concurrency(): number {
+    return this.o.concurrency;
+  }
 
   private sdk(ep: Endpoint): OpenAI {
     const k = `${ep.baseURL}\n${ep.apiKey}`;
@@ -113,13 +136,17 @@ export class LlmClient {
   }
 
   private async acquire(): Promise<void> {
-    if (this.inFlight < this.o.concurrency) { this.inFlight++; return; }
+    if (this.inFlight < this.o.concurrency) {
+      this.inFlight++;
+      return;
+    }
     await new Promise<void>((r) => this.waiters.push(r));
   }
 
   private release(): void {
     const next = this.waiters.shift();
-    if (next) next(); else this.inFlight--;
+    if (next) next();
+    else this.inFlight--;
   }
 
   /** Is this request answered by the cache? */
@@ -136,7 +163,10 @@ export class LlmClient {
     const key = requestKey(api, full);
     // the same request already in flight (a record shared by two scoring sets): wait for it
     const pending = this.pending.get(key);
-    if (pending) { this.stats.cached++; return (await pending) as T | null; }
+    if (pending) {
+      this.stats.cached++;
+      return (await pending) as T | null;
+    }
     const p = this.send(key, ep, api, full, keep);
     this.pending.set(key, p);
     try {
@@ -148,9 +178,15 @@ export class LlmClient {
 
   private async send<T>(key: string, ep: Endpoint, api: Api, full: Record<string, unknown>, keep: (response: unknown) => T): Promise<T | null> {
     const hit = this.o.cache?.get(key);
-    if (hit !== undefined) { this.stats.cached++; return hit as T; }
+    if (hit !== undefined) {
+      this.stats.cached++;
+      return hit as T;
+    }
     if (this.o.dryRun) {
-      if (this.plannedKeys.has(key)) { this.stats.cached++; return null; }
+      if (this.plannedKeys.has(key)) {
+        this.stats.cached++;
+        return null;
+      }
       this.plannedKeys.add(key);
       this.stats.planned++;
       this.stats.plannedPromptTokens += this.o.countTokens(promptText(full));
@@ -161,9 +197,10 @@ export class LlmClient {
       for (let attempt = 0; ; attempt++) {
         try {
           const sdk = this.sdk(ep);
-          const resp = api === 'completions'
-            ? await sdk.completions.create(full as unknown as OpenAI.CompletionCreateParamsNonStreaming)
-            : await sdk.chat.completions.create(full as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming);
+          const resp =
+            api === 'completions'
+              ? await sdk.completions.create(full as unknown as OpenAI.CompletionCreateParamsNonStreaming)
+              : await sdk.chat.completions.create(full as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming);
           this.stats.calls++;
           const usage = (resp as { usage?: { prompt_tokens?: number; completion_tokens?: number } }).usage;
           this.stats.promptTokens += typeof usage?.prompt_tokens === 'number' ? usage.prompt_tokens : this.o.countTokens(promptText(full));
@@ -175,7 +212,11 @@ export class LlmClient {
           const c = classify(e);
           if (!c.retryable || attempt >= this.o.maxRetries) {
             this.stats.failed++;
-            throw new LlmCallError(`${api} request to ${ep.baseURL} failed${attempt > 0 ? ` after ${attempt + 1} attempts` : ''}: ${c.reason}`, c.status, c.retryable);
+            throw new LlmCallError(
+              `${api} request to ${ep.baseURL} failed${attempt > 0 ? ` after ${attempt + 1} attempts` : ''}: ${c.reason}`,
+              c.status,
+              c.retryable,
+            );
           }
           const backoff = Math.min(this.o.maxDelayMs, this.o.baseDelayMs * 2 ** attempt) * (0.5 + 0.5 * this.o.random());
           const delayMs = Math.max(backoff, Math.min(c.retryAfterMs ?? 0, this.o.maxDelayMs));

@@ -14,7 +14,11 @@
 // whose text does not end with the subject token (a newline folded in a way that hides it) gets the
 // value 0 and an empty distribution, as in the OpenAI code; so does a subject token never reached.
 
-export interface Distribution { values: number[]; probabilities: number[]; expected: number }
+export interface Distribution {
+  values: number[];
+  probabilities: number[];
+  expected: number;
+}
 
 export interface AlignmentCounts {
   /** The token before the tab was the subject token itself. */
@@ -45,10 +49,14 @@ const DIGITS = new Set(Array.from({ length: 11 }, (_, i) => String(i)));
 
 /** Keep "0".."10" of a top-logprobs dict, renormalise, and take the expected value (0 when none). */
 export function distributionFromTop(top: Record<string, number> | null | undefined): Distribution {
-  const values: number[] = [], ps: number[] = [];
+  const values: number[] = [],
+    ps: number[] = [];
   if (top) {
     for (const [tok, lp] of Object.entries(top)) {
-      if (DIGITS.has(tok) && typeof lp === 'number' && Number.isFinite(lp)) { values.push(Number(tok)); ps.push(Math.exp(lp)); }
+      if (DIGITS.has(tok) && typeof lp === 'number' && Number.isFinite(lp)) {
+        values.push(Number(tok));
+        ps.push(Math.exp(lp));
+      }
     }
   }
   const total = ps.reduce((a, b) => a + b, 0);
@@ -63,8 +71,13 @@ export function tokenBytes(tok: string): { bytes: Uint8Array; raw: boolean } {
     const out: number[] = [];
     const s = tok.slice(6);
     for (let i = 0; i < s.length;) {
-      if (s[i] === '\\' && s[i + 1] === 'x' && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 2, i + 4))) { out.push(parseInt(s.slice(i + 2, i + 4), 16)); i += 4; }
-      else { for (const b of Buffer.from(s[i], 'utf8')) out.push(b); i++; }
+      if (s[i] === '\\' && s[i + 1] === 'x' && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 2, i + 4))) {
+        out.push(parseInt(s.slice(i + 2, i + 4), 16));
+        i += 4;
+      } else {
+        for (const b of Buffer.from(s[i], 'utf8')) out.push(b);
+        i++;
+      }
     }
     return { bytes: Uint8Array.from(out), raw: true };
   }
@@ -100,7 +113,9 @@ export interface ParsedSimulation {
  */
 export function parseAllAtOnce(text: string, lp: EchoLogprobs, subject: readonly string[], unknown = 'unknown'): ParsedSimulation {
   const counts = emptyCounts();
-  const expected: number[] = [], dv: number[][] = [], dp: number[][] = [];
+  const expected: number[] = [],
+    dv: number[][] = [],
+    dp: number[][] = [];
   const start = lastIndexCodePoints(text, '<start>');
   const toks = lp.tokens;
   if (start >= 0) {
@@ -118,17 +133,26 @@ export function parseAllAtOnce(text: string, lp: EchoLogprobs, subject: readonly
       const { kind, raw } = alignBefore(toks, i - 1, cur);
       if (kind === 'folded' || kind === 'mismatch') {
         counts[kind === 'folded' ? 'newlineFolded' : 'mismatch']++;
-        expected.push(0); dv.push([]); dp.push([]);
+        expected.push(0);
+        dv.push([]);
+        dp.push([]);
         continue;
       }
       counts[kind]++;
       if (raw) counts.bytes++;
       const d = distributionFromTop(lp.top_logprobs[i]);
       if (d.values.length === 0) counts.noDigits++;
-      expected.push(d.expected); dv.push(d.values); dp.push(d.probabilities);
+      expected.push(d.expected);
+      dv.push(d.values);
+      dp.push(d.probabilities);
     }
   }
-  while (expected.length < subject.length) { counts.missing++; expected.push(0); dv.push([]); dp.push([]); }
+  while (expected.length < subject.length) {
+    counts.missing++;
+    expected.push(0);
+    dv.push([]);
+    dp.push([]);
+  }
   return { expected, distributionValues: dv, distributionProbabilities: dp, counts };
 }
 
@@ -141,14 +165,16 @@ function alignBefore(toks: readonly string[], tab: number, cur: string): { kind:
   // the part of the tab token before its final tab belongs to the line (a "\t\t" token, say)
   const head = toks[tab].slice(0, -1);
   let bytes = new Uint8Array(Buffer.from(head, 'utf8'));
-  let merged = head.length > 0 ? 1 : 0, raw = false;
+  let merged = head.length > 0 ? 1 : 0,
+    raw = false;
   let j = tab - 1;
   const decoded = () => utf8.decode(bytes);
   while (j >= 0 && (decoded().length < cur.length || startsMidCharacter(bytes)) && merged < 64) {
     const tb = tokenBytes(toks[j]);
     raw ||= tb.raw || toks[j] === '';
     const nb = new Uint8Array(tb.bytes.length + bytes.length);
-    nb.set(tb.bytes); nb.set(bytes, tb.bytes.length);
+    nb.set(tb.bytes);
+    nb.set(bytes, tb.bytes.length);
     bytes = nb;
     merged++;
     j--;
@@ -169,7 +195,11 @@ export function parseTokenResponse(choice: { logprobs?: { top_logprobs?: (Record
 }
 
 /** What a cache keeps of an all-at-once response: the text, and the logprobs from a little before the last "<start>". */
-export interface CompactEcho { text: string; logprobs: EchoLogprobs; usage?: unknown }
+export interface CompactEcho {
+  text: string;
+  logprobs: EchoLogprobs;
+  usage?: unknown;
+}
 
 /**
  * Keep only what parseAllAtOnce reads: choices[0].text and the logprobs entries from 64 positions

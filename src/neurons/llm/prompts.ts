@@ -41,7 +41,10 @@ export interface PromptSet {
   sha256: string;
 }
 
-export interface ChatMessage { role: 'system' | 'user' | 'assistant'; content: string }
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
 
 /** The placeholders each template may use. */
 const PLACEHOLDERS: Record<string, string[]> = {
@@ -79,7 +82,8 @@ function str(o: Record<string, unknown>, key: string, where: string, file: strin
   const allowed = PLACEHOLDERS[`${where}.${key}`];
   if (allowed) {
     for (const m of v.matchAll(/\{\{|\}\}|\{([a-z_]+)\}/g)) {
-      if (m[1] !== undefined && !allowed.includes(m[1])) throw new UsageError(`prompt set ${file}: "${where}.${key}" uses {${m[1]}}; it may use ${allowed.map((a) => `{${a}}`).join(', ')}`);
+      if (m[1] !== undefined && !allowed.includes(m[1]))
+        throw new UsageError(`prompt set ${file}: "${where}.${key}" uses {${m[1]}}; it may use ${allowed.map((a) => `{${a}}`).join(', ')}`);
     }
   }
   return v;
@@ -109,28 +113,36 @@ export function loadPromptSet(file?: string): PromptSet {
   if (o.format !== PROMPT_SET_FORMAT) throw new UsageError(`prompt set ${f}: "format" must be "${PROMPT_SET_FORMAT}"`);
   if (o.format_version !== 1) throw new UsageError(`prompt set ${f}: "format_version" ${String(o.format_version)} is not supported (this crate-ts reads 1)`);
   const name = str(o, 'name', '', f);
-  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new UsageError(`prompt set ${f}: "name" must be 1-64 letters, digits, '.', '_' or '-' (it names output directories), got '${name}'`);
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name))
+    throw new UsageError(`prompt set ${f}: "name" must be 1-64 letters, digits, '.', '_' or '-' (it names output directories), got '${name}'`);
   if (!Array.isArray(o.few_shot) || o.few_shot.length === 0) throw new UsageError(`prompt set ${f}: "few_shot" must be a non-empty list of neurons`);
   const few_shot: FewShotNeuron[] = o.few_shot.map((x, i) => {
     const n = obj(x, `few_shot[${i}]`, f);
-    if (typeof n.explanation !== 'string' || !n.explanation.trim()) throw new UsageError(`prompt set ${f}: few_shot[${i}].explanation must be a non-empty string`);
+    if (typeof n.explanation !== 'string' || !n.explanation.trim())
+      throw new UsageError(`prompt set ${f}: few_shot[${i}].explanation must be a non-empty string`);
     if (!Array.isArray(n.records) || n.records.length === 0) throw new UsageError(`prompt set ${f}: few_shot[${i}].records must be a non-empty list`);
     const records = n.records.map((r, k) => {
       const rr = obj(r, `few_shot[${i}].records[${k}]`, f);
-      if (!Array.isArray(rr.tokens) || !rr.tokens.every((t) => typeof t === 'string')) throw new UsageError(`prompt set ${f}: few_shot[${i}].records[${k}].tokens must be a list of strings`);
-      if (!Array.isArray(rr.activations) || !rr.activations.every((a) => typeof a === 'number' && Number.isFinite(a))) throw new UsageError(`prompt set ${f}: few_shot[${i}].records[${k}].activations must be a list of finite numbers`);
-      if (rr.tokens.length !== rr.activations.length || rr.tokens.length === 0) throw new UsageError(`prompt set ${f}: few_shot[${i}].records[${k}] needs as many activations as tokens (at least one)`);
+      if (!Array.isArray(rr.tokens) || !rr.tokens.every((t) => typeof t === 'string'))
+        throw new UsageError(`prompt set ${f}: few_shot[${i}].records[${k}].tokens must be a list of strings`);
+      if (!Array.isArray(rr.activations) || !rr.activations.every((a) => typeof a === 'number' && Number.isFinite(a)))
+        throw new UsageError(`prompt set ${f}: few_shot[${i}].records[${k}].activations must be a list of finite numbers`);
+      if (rr.tokens.length !== rr.activations.length || rr.tokens.length === 0)
+        throw new UsageError(`prompt set ${f}: few_shot[${i}].records[${k}] needs as many activations as tokens (at least one)`);
       return { tokens: rr.tokens as string[], activations: rr.activations as number[] };
     });
     let first: number[] | null = null;
     if (n.first_revealed !== undefined && n.first_revealed !== null) {
       const fr = n.first_revealed;
-      if (!Array.isArray(fr) || fr.length !== records.length || !fr.every((v, k) => Number.isInteger(v) && v >= 0 && v <= records[k].tokens.length)) throw new UsageError(`prompt set ${f}: few_shot[${i}].first_revealed must give one index per record, within the record`);
+      if (!Array.isArray(fr) || fr.length !== records.length || !fr.every((v, k) => Number.isInteger(v) && v >= 0 && v <= records[k].tokens.length))
+        throw new UsageError(`prompt set ${f}: few_shot[${i}].first_revealed must give one index per record, within the record`);
       first = fr as number[];
     }
     return { explanation: n.explanation, records, first_revealed: first };
   });
-  const e = obj(o.explainer, 'explainer', f), s = obj(o.simulator, 'simulator', f), lf = obj(o.logprob_free, 'logprob_free', f);
+  const e = obj(o.explainer, 'explainer', f),
+    s = obj(o.simulator, 'simulator', f),
+    lf = obj(o.logprob_free, 'logprob_free', f);
   const thr = e.sparse_threshold ?? 0.2;
   if (typeof thr !== 'number' || !(thr >= 0 && thr <= 1)) throw new UsageError(`prompt set ${f}: "explainer.sparse_threshold" must be a number in [0, 1]`);
   const set: PromptSet = {
@@ -138,16 +150,33 @@ export function loadPromptSet(file?: string): PromptSet {
     description: typeof o.description === 'string' ? o.description : '',
     explanation_prefix: str(o, 'explanation_prefix', '', f),
     few_shot,
-    explainer: { system: str(e, 'system', 'explainer', f), user: str(e, 'user', 'explainer', f), zero_filtered: str(e, 'zero_filtered', 'explainer', f), assistant: str(e, 'assistant', 'explainer', f), sparse_threshold: thr },
-    simulator: {
-      preface: str(s, 'preface', 'simulator', f), neuron: str(s, 'neuron', 'simulator', f), activations: str(s, 'activations', 'simulator', f),
-      end_of_prompt: str(s, 'end_of_prompt', 'simulator', f), target_activations: str(s, 'target_activations', 'simulator', f), unknown: str(s, 'unknown', 'simulator', f),
+    explainer: {
+      system: str(e, 'system', 'explainer', f),
+      user: str(e, 'user', 'explainer', f),
+      zero_filtered: str(e, 'zero_filtered', 'explainer', f),
+      assistant: str(e, 'assistant', 'explainer', f),
+      sparse_threshold: thr,
     },
-    logprob_free: { system: str(lf, 'system', 'logprob_free', f), user: str(lf, 'user', 'logprob_free', f), assistant: str(lf, 'assistant', 'logprob_free', f), blank: str(lf, 'blank', 'logprob_free', f), line_end: str(lf, 'line_end', 'logprob_free', f) },
+    simulator: {
+      preface: str(s, 'preface', 'simulator', f),
+      neuron: str(s, 'neuron', 'simulator', f),
+      activations: str(s, 'activations', 'simulator', f),
+      end_of_prompt: str(s, 'end_of_prompt', 'simulator', f),
+      target_activations: str(s, 'target_activations', 'simulator', f),
+      unknown: str(s, 'unknown', 'simulator', f),
+    },
+    logprob_free: {
+      system: str(lf, 'system', 'logprob_free', f),
+      user: str(lf, 'user', 'logprob_free', f),
+      assistant: str(lf, 'assistant', 'logprob_free', f),
+      blank: str(lf, 'blank', 'logprob_free', f),
+      line_end: str(lf, 'line_end', 'logprob_free', f),
+    },
     source: path.resolve(f),
     sha256: createHash('sha256').update(raw).digest('hex'),
   };
-  if (!set.simulator.unknown || /\s/.test(set.simulator.unknown)) throw new UsageError(`prompt set ${f}: "simulator.unknown" must be a non-empty word without spaces`);
+  if (!set.simulator.unknown || /\s/.test(set.simulator.unknown))
+    throw new UsageError(`prompt set ${f}: "simulator.unknown" must be a non-empty word without spaces`);
   if (!set.logprob_free.line_end.trim()) throw new UsageError(`prompt set ${f}: "logprob_free.line_end" must hold a visible marker (lines are split on it)`);
   return set;
 }
@@ -171,7 +200,7 @@ function recordLines(r: ActivationRecord, m: number, o: FormatOptions, start: nu
     tokens = tokens.filter((_, i) => values[i] > 0);
     values = values.filter((v) => v > 0);
   }
-  return tokens.map((t, i) => `${t}\t${o.hideWith ?? (i < start ? o.unknownWord ?? 'unknown' : String(values[i]))}`).join('\n');
+  return tokens.map((t, i) => `${t}\t${o.hideWith ?? (i < start ? (o.unknownWord ?? 'unknown') : String(values[i]))}`).join('\n');
 }
 
 /** "\n<start>\n" + records joined by "\n<end>\n<start>\n" + "\n<end>\n". */
@@ -181,8 +210,13 @@ export function formatRecords(records: readonly ActivationRecord[], m: number, o
 
 /** Fraction of values that normalise to a non-zero integer. */
 export function nonZeroProportion(records: readonly ActivationRecord[], m: number): number {
-  let n = 0, nz = 0;
-  for (const r of records) for (const v of normalizeActivations(r.activations, m)) { n++; if (v !== 0) nz++; }
+  let n = 0,
+    nz = 0;
+  for (const r of records)
+    for (const v of normalizeActivations(r.activations, m)) {
+      n++;
+      if (v !== 0) nz++;
+    }
   return n === 0 ? 0 : nz / n;
 }
 
@@ -190,9 +224,10 @@ export function nonZeroProportion(records: readonly ActivationRecord[], m: numbe
 
 function explainerTurn(set: PromptSet, records: readonly ActivationRecord[], n: number): string {
   const m = maxActivation(records);
-  const zero = nonZeroProportion(records, m) < set.explainer.sparse_threshold
-    ? fill(set.explainer.zero_filtered, { records: formatRecords(records, m, { omitZeros: true }) })
-    : '';
+  const zero =
+    nonZeroProportion(records, m) < set.explainer.sparse_threshold
+      ? fill(set.explainer.zero_filtered, { records: formatRecords(records, m, { omitZeros: true }) })
+      : '';
   return fill(set.explainer.user, { n, records: formatRecords(records, m), zero_filtered: zero, prefix: set.explanation_prefix });
 }
 
@@ -215,7 +250,10 @@ export function explanationMessages(set: PromptSet, records: readonly Activation
     let omitted = 0;
     set.few_shot.forEach((fs, i) => {
       let recs = fs.records;
-      if (omitted < omit && recs.length > 1) { recs = recs.slice(0, -1); omitted++; }
+      if (omitted < omit && recs.length > 1) {
+        recs = recs.slice(0, -1);
+        omitted++;
+      }
       msgs.push({ role: 'user', content: explainerTurn(set, recs, i + 1) });
       msgs.push({ role: 'assistant', content: fill(set.explainer.assistant, { n: i + 1, explanation: fs.explanation }) });
     });
@@ -263,7 +301,10 @@ export function tokenPrompt(set: PromptSet, explanation: string, tokens: readonl
   const n = set.few_shot.length + 1;
   const mark = '\u0000RECORDS\u0000';
   const [pre] = fill(set.simulator.target_activations, { n, records: mark }).split(mark);
-  const before = tokens.slice(0, t).map((x) => `${x}\t${set.simulator.unknown}\n`).join('');
+  const before = tokens
+    .slice(0, t)
+    .map((x) => `${x}\t${set.simulator.unknown}\n`)
+    .join('');
   return simulatorHead(set, explanation) + pre + '\n<start>\n' + before + tokens[t] + '\t';
 }
 
@@ -280,11 +321,17 @@ export function logprobFreeMessages(set: PromptSet, explanation: string, tokens:
   set.few_shot.forEach((fs, i) => {
     const r = fs.records[0];
     const values = normalizeActivations(r.activations, maxActivation(fs.records));
-    msgs.push({ role: 'user', content: fill(lf.user, { n: i + 1, prefix: set.explanation_prefix, explanation: fs.explanation, lines: lfLines(set, r.tokens, null) }) });
+    msgs.push({
+      role: 'user',
+      content: fill(lf.user, { n: i + 1, prefix: set.explanation_prefix, explanation: fs.explanation, lines: lfLines(set, r.tokens, null) }),
+    });
     msgs.push({ role: 'assistant', content: fill(lf.assistant, { n: i + 1, lines: lfLines(set, r.tokens, values) }) });
   });
   const n = set.few_shot.length + 1;
-  msgs.push({ role: 'user', content: fill(lf.user, { n, prefix: set.explanation_prefix, explanation: explanation.trim(), lines: lfLines(set, tokens, null) }) });
+  msgs.push({
+    role: 'user',
+    content: fill(lf.user, { n, prefix: set.explanation_prefix, explanation: explanation.trim(), lines: lfLines(set, tokens, null) }),
+  });
   return msgs;
 }
 
@@ -301,11 +348,16 @@ export function parseLogprobFree(set: PromptSet, completion: string, tokens: rea
   while (pieces.length && pieces[pieces.length - 1].trim() === '') pieces.pop();
   // the first line may follow other text in its piece ("Sure:\n" + line): find it at a line start
   const first = `${tokens[0]}\t`;
-  let start = -1, firstLine = '';
+  let start = -1,
+    firstLine = '';
   for (let i = 0; i < pieces.length && start < 0; i++) {
     const p = pieces[i];
     for (let k = p.indexOf(first); k >= 0; k = p.indexOf(first, k + 1)) {
-      if (k === 0 || p[k - 1] === '\n') { start = i; firstLine = p.slice(k); break; }
+      if (k === 0 || p[k - 1] === '\n') {
+        start = i;
+        firstLine = p.slice(k);
+        break;
+      }
     }
   }
   if (start < 0 || pieces.length - start !== tokens.length) return { values: zeros, ok: false };

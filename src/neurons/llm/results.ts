@@ -50,26 +50,37 @@ export interface NeuronSimulationResultsJson {
 
 export function sequenceSimulation(tokens: string[], expected: number[], values: number[][], probabilities: number[][]): SequenceSimulationJson {
   return {
-    dataclass_name: 'SequenceSimulation', tokens, expected_activations: expected.map((x) => num(x) ?? 0),
-    activation_scale: 'simulated_normalized_activations', distribution_values: values, distribution_probabilities: probabilities,
+    dataclass_name: 'SequenceSimulation',
+    tokens,
+    expected_activations: expected.map((x) => num(x) ?? 0),
+    activation_scale: 'simulated_normalized_activations',
+    distribution_values: values,
+    distribution_probabilities: probabilities,
     uncalibrated_simulation: null,
   };
 }
 
 /** One record: the simulation scored against its true activations (per-record scores, as OpenAI). */
 export function scoredSequence(sim: SequenceSimulationJson, trueActivations: number[]): ScoredSequenceSimulationJson {
-  const t = trueActivations, p = sim.expected_activations;
+  const t = trueActivations,
+    p = sim.expected_activations;
   return {
-    dataclass_name: 'ScoredSequenceSimulation', simulation: sim, true_activations: t.map((x) => num(x) ?? 0),
-    ev_correlation_score: num(pearson(t, p)), rsquared_score: num(rSquaredAboutZero(t, p)), absolute_dev_explained_score: num(absoluteDevExplained(t, p)),
+    dataclass_name: 'ScoredSequenceSimulation',
+    simulation: sim,
+    true_activations: t.map((x) => num(x) ?? 0),
+    ev_correlation_score: num(pearson(t, p)),
+    rsquared_score: num(rSquaredAboutZero(t, p)),
+    absolute_dev_explained_score: num(absoluteDevExplained(t, p)),
   };
 }
 
 /** All records of a scoring set: scores over the concatenation of every record's tokens (spec 7.5). */
 export function scoredSimulation(seqs: ScoredSequenceSimulationJson[]): ScoredSimulationJson {
-  const t = seqs.flatMap((s) => s.true_activations), p = seqs.flatMap((s) => s.simulation.expected_activations);
+  const t = seqs.flatMap((s) => s.true_activations),
+    p = seqs.flatMap((s) => s.simulation.expected_activations);
   return {
-    dataclass_name: 'ScoredSimulation', scored_sequence_simulations: seqs,
+    dataclass_name: 'ScoredSimulation',
+    scored_sequence_simulations: seqs,
     ev_correlation_score: t.length ? num(pearson(t, p)) : null,
     rsquared_score: t.length ? num(rSquaredAboutZero(t, p)) : null,
     absolute_dev_explained_score: t.length ? num(absoluteDevExplained(t, p)) : null,

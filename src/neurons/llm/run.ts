@@ -23,7 +23,16 @@ import { splitFor, meanOfFinite, layersForModelMean, populationVariance, type Sp
 import { LlmClient, LlmCallError, type Endpoint } from './client.js';
 import { explanationMessages, simulationPrompt, tokenPrompt, logprobFreeMessages, parseLogprobFree, type PromptSet } from './prompts.js';
 import { parseAllAtOnce, parseTokenResponse, compactEcho, emptyCounts, addCounts, type AlignmentCounts, type CompactEcho } from './parse.js';
-import { sequenceSimulation, scoredSequence, scoredSimulation, neuronSimulationResults, writeJsonl, writeFileAtomic, type NeuronSimulationResultsJson, type SequenceSimulationJson } from './results.js';
+import {
+  sequenceSimulation,
+  scoredSequence,
+  scoredSimulation,
+  neuronSimulationResults,
+  writeJsonl,
+  writeFileAtomic,
+  type NeuronSimulationResultsJson,
+  type SequenceSimulationJson,
+} from './results.js';
 
 export type SimulatorKind = 'all-at-once' | 'token-by-token' | 'logprob-free';
 export const SIMULATOR_KINDS: readonly SimulatorKind[] = ['all-at-once', 'token-by-token', 'logprob-free'];
@@ -69,7 +78,13 @@ export interface ExplanationRow {
   explainer_model: string;
 }
 
-export interface SplitSummary { mean100: number | null; n: number; dropped: number; rsquared100: number | null; absdev100: number | null }
+export interface SplitSummary {
+  mean100: number | null;
+  n: number;
+  dropped: number;
+  rsquared100: number | null;
+  absdev100: number | null;
+}
 
 export interface LayerSummary {
   layer: number;
@@ -90,7 +105,16 @@ export interface RunSummary {
   model: Partial<Record<SplitName, { mean100: number | null; variance100: number | null; layers: number[] }>>;
   alignment: AlignmentCounts;
   parse_failures: number;
-  calls: { made: number; cached: number; failed: number; retries: number; prompt_tokens: number; completion_tokens: number; planned: number; planned_prompt_tokens: number };
+  calls: {
+    made: number;
+    cached: number;
+    failed: number;
+    retries: number;
+    prompt_tokens: number;
+    completion_tokens: number;
+    planned: number;
+    planned_prompt_tokens: number;
+  };
   dry_run: boolean;
 }
 
@@ -116,7 +140,10 @@ export function outputDir(o: Pick<LlmRunOptions, 'dir' | 'out' | 'prompts'>): st
 async function pool<T>(items: readonly T[], width: number, job: (x: T, i: number) => Promise<void>): Promise<void> {
   let next = 0;
   const workers = Array.from({ length: Math.max(1, Math.min(width, items.length)) }, async () => {
-    while (next < items.length) { const i = next++; await job(items[i], i); }
+    while (next < items.length) {
+      const i = next++;
+      await job(items[i], i);
+    }
   });
   await Promise.all(workers);
 }
@@ -137,12 +164,17 @@ export class LlmRun {
     this.kind = o.simulatorKind ?? 'all-at-once';
     if (!SIMULATOR_KINDS.includes(this.kind)) throw new UsageError(`--simulator must be one of ${SIMULATOR_KINDS.join(', ')}, got '${this.kind}'`);
     this.logprobs = o.logprobs ?? 5;
-    if (!Number.isInteger(this.logprobs) || this.logprobs < 1 || this.logprobs > 20) throw new UsageError(`--logprobs must be an integer in [1, 20], got ${this.logprobs}`);
-    for (const l of o.layers ?? []) if (!this.m.layers.includes(l)) throw new UsageError(`--layers: layer ${l} was not collected in '${o.dir}' (collected: ${this.m.layers.join(', ')})`);
-    for (const s of o.splits ?? []) if (!SPLIT_NAMES.includes(s)) throw new UsageError(`--splits: unknown scoring set '${s}' (known: ${SPLIT_NAMES.join(', ')})`);
+    if (!Number.isInteger(this.logprobs) || this.logprobs < 1 || this.logprobs > 20)
+      throw new UsageError(`--logprobs must be an integer in [1, 20], got ${this.logprobs}`);
+    for (const l of o.layers ?? [])
+      if (!this.m.layers.includes(l)) throw new UsageError(`--layers: layer ${l} was not collected in '${o.dir}' (collected: ${this.m.layers.join(', ')})`);
+    for (const s of o.splits ?? [])
+      if (!SPLIT_NAMES.includes(s)) throw new UsageError(`--splits: unknown scoring set '${s}' (known: ${SPLIT_NAMES.join(', ')})`);
   }
 
-  get layers(): number[] { return this.o.layers ?? this.m.layers; }
+  get layers(): number[] {
+    return this.o.layers ?? this.m.layers;
+  }
 
   private splitsFor(ld: LayerData): SplitName[] {
     const hasQ = ld.records.some((r) => r.random_sample_by_quantile !== null);
@@ -153,7 +185,12 @@ export class LlmRun {
 
   private async explain(records: ActivationRecord[]): Promise<string | null> {
     const o = this.o;
-    const messages = explanationMessages(o.prompts, records, { noSystemRole: o.noSystemRole, contextTokens: o.explainerContext ?? 4096, maxTokens: o.explainMaxTokens ?? 60, countTokens: o.countTokens });
+    const messages = explanationMessages(o.prompts, records, {
+      noSystemRole: o.noSystemRole,
+      contextTokens: o.explainerContext ?? 4096,
+      maxTokens: o.explainMaxTokens ?? 60,
+      countTokens: o.countTokens,
+    });
     const body = { messages, temperature: o.temperature ?? 1, top_p: o.topP ?? 1, max_tokens: o.explainMaxTokens ?? 60, n: 1 };
     return o.client.request(o.explainer, 'chat/completions', body, (r) => {
       const c = (r as { choices?: { message?: { content?: unknown } }[] }).choices?.[0]?.message?.content;
@@ -165,13 +202,21 @@ export class LlmRun {
   // ---- one simulated record -------------------------------------------------------------------
 
   private async simulate(explanation: string, tokens: string[]): Promise<SequenceSimulationJson | null> {
-    const o = this.o, set = o.prompts, c = o.client, ep = o.simulator;
+    const o = this.o,
+      set = o.prompts,
+      c = o.client,
+      ep = o.simulator;
     if (this.kind === 'all-at-once') {
       const body = { prompt: simulationPrompt(set, explanation, tokens), max_tokens: 0, echo: true, logprobs: this.logprobs, temperature: 0 };
       // a response without prompt log-probabilities is refused before it reaches the cache
       const resp = await c.request<CompactEcho>(ep, 'completions', body, (r) => {
         const kept = compactEcho(r);
-        if (kept.logprobs.tokens.length === 0) throw new LlmCallError(`the simulator at ${ep.baseURL} returned no prompt log-probabilities for echo: true, max_tokens: 0 (llama.cpp's server and Ollama do not); use --simulator token-by-token or logprob-free`, null, false);
+        if (kept.logprobs.tokens.length === 0)
+          throw new LlmCallError(
+            `the simulator at ${ep.baseURL} returned no prompt log-probabilities for echo: true, max_tokens: 0 (llama.cpp's server and Ollama do not); use --simulator token-by-token or logprob-free`,
+            null,
+            false,
+          );
         return kept;
       });
       if (resp === null) return null;
@@ -180,13 +225,28 @@ export class LlmRun {
       return sequenceSimulation(tokens, p.expected, p.distributionValues, p.distributionProbabilities);
     }
     if (this.kind === 'token-by-token') {
-      const ds = await Promise.all(tokens.map((_, t) => c.request(ep, 'completions', { prompt: tokenPrompt(set, explanation, tokens, t), max_tokens: 1, echo: false, logprobs: this.logprobs, temperature: 0 },
-        (r) => parseTokenResponse((r as { choices: { logprobs?: { top_logprobs?: (Record<string, number> | null)[] } | null }[] }).choices[0]))));
+      const ds = await Promise.all(
+        tokens.map((_, t) =>
+          c.request(
+            ep,
+            'completions',
+            { prompt: tokenPrompt(set, explanation, tokens, t), max_tokens: 1, echo: false, logprobs: this.logprobs, temperature: 0 },
+            (r) => parseTokenResponse((r as { choices: { logprobs?: { top_logprobs?: (Record<string, number> | null)[] } | null }[] }).choices[0]),
+          ),
+        ),
+      );
       if (ds.some((d) => d === null)) return null;
       const counts = emptyCounts();
-      for (const d of ds) if (d!.values.length === 0) counts.noDigits++; else counts.exact++;
+      for (const d of ds)
+        if (d!.values.length === 0) counts.noDigits++;
+        else counts.exact++;
       this.alignment = addCounts(this.alignment, counts);
-      return sequenceSimulation(tokens, ds.map((d) => d!.expected), ds.map((d) => d!.values), ds.map((d) => d!.probabilities));
+      return sequenceSimulation(
+        tokens,
+        ds.map((d) => d!.expected),
+        ds.map((d) => d!.values),
+        ds.map((d) => d!.probabilities),
+      );
     }
     const body = { messages: logprobFreeMessages(set, explanation, tokens), temperature: 0, max_tokens: Math.min(4096, 16 * tokens.length + 64) };
     const text = await c.request(ep, 'chat/completions', body, (r) => {
@@ -206,17 +266,34 @@ export class LlmRun {
   }
 
   /** Explanations of one layer: newly requested (or cached), or read from explanations/ when `reuse`. */
-  private async layerExplanations(ld: LayerData, neurons: number[], groups: Set<'openai' | 'anthropic'>, reuse: boolean, onDone: () => void): Promise<ExplanationRow[]> {
+  private async layerExplanations(
+    ld: LayerData,
+    neurons: number[],
+    groups: Set<'openai' | 'anthropic'>,
+    reuse: boolean,
+    onDone: () => void,
+  ): Promise<ExplanationRow[]> {
     const o = this.o;
     if (reuse) {
       const file = this.explanationsFile(ld.layer);
-      if (!fs.existsSync(file)) throw new DataError(`no explanations for layer ${ld.layer}: '${file}' does not exist (run \`crate-ts neurons explain\` first, or \`neurons score\`)`);
-      const rows = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim()).map((l, i) => {
-        try { return JSON.parse(l) as ExplanationRow; } catch (e) { throw new DataError(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`); }
-      });
-      for (const n of neurons) for (const g of groups) {
-        if (!rows.some((r) => r.neuron === n && r.group === g)) throw new DataError(`${file}: no ${g} explanation of neuron ${n}; run \`crate-ts neurons explain\` for it`);
-      }
+      if (!fs.existsSync(file))
+        throw new DataError(`no explanations for layer ${ld.layer}: '${file}' does not exist (run \`crate-ts neurons explain\` first, or \`neurons score\`)`);
+      const rows = fs
+        .readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim())
+        .map((l, i) => {
+          try {
+            return JSON.parse(l) as ExplanationRow;
+          } catch (e) {
+            throw new DataError(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`);
+          }
+        });
+      for (const n of neurons)
+        for (const g of groups) {
+          if (!rows.some((r) => r.neuron === n && r.group === g))
+            throw new DataError(`${file}: no ${g} explanation of neuron ${n}; run \`crate-ts neurons explain\` for it`);
+        }
       neurons.forEach(() => onDone());
       return rows;
     }
@@ -252,13 +329,17 @@ export class LlmRun {
   }
 
   private async runAll(what: { explain: boolean; simulate: boolean }): Promise<RunSummary> {
-    const o = this.o, m = this.m;
+    const o = this.o,
+      m = this.m;
     const dry = o.client.dryRun;
     const layers: LayerSummary[] = [];
     const plan = this.layers.map((l) => ({ l, neurons: neuronList(m, m.layers.indexOf(l), o) }));
     const total = plan.reduce((s, p) => s + p.neurons.length * ((what.explain ? 1 : 0) + (what.simulate ? 1 : 0)), 0);
     let done = 0;
-    const tick = (layer: number) => { done++; o.onProgress?.({ done, total, layer }); };
+    const tick = (layer: number) => {
+      done++;
+      o.onProgress?.({ done, total, layer });
+    };
     for (const { l, neurons } of plan) {
       const ld = readLayer(o.dir, m, l);
       const splits = this.splitsFor(ld);
@@ -280,7 +361,10 @@ export class LlmRun {
           const row = rows.find((r) => r.neuron === n && r.group === GROUP_OF[s]);
           // dry run: a stand-in explanation, distinct per neuron as real ones are (so no false sharing)
           const explanation = row?.explanation ?? (dry ? `${DRY_EXPLANATION} ${l}:${n}:${GROUP_OF[s]}` : null);
-          if (explanation === null) { failed.add(n); continue; }
+          if (explanation === null) {
+            failed.add(n);
+            continue;
+          }
           try {
             const sims = await Promise.all(split.scoring.map((rec) => this.simulate(explanation, rec.tokens)));
             if (sims.some((x) => x === null)) continue;
@@ -300,10 +384,29 @@ export class LlmRun {
         const ev = meanOfFinite(list.map((r) => r.scored_explanations[0].scored_simulation.ev_correlation_score ?? NaN));
         const rsq = meanOfFinite(list.map((r) => r.scored_explanations[0].scored_simulation.rsquared_score ?? NaN));
         const ad = meanOfFinite(list.map((r) => r.scored_explanations[0].scored_simulation.absolute_dev_explained_score ?? NaN));
-        summary.splits[s] = { mean100: ev.n ? 100 * ev.mean : null, n: ev.n, dropped: ev.dropped, rsquared100: rsq.n ? 100 * rsq.mean : null, absdev100: ad.n ? 100 * ad.mean : null };
+        summary.splits[s] = {
+          mean100: ev.n ? 100 * ev.mean : null,
+          n: ev.n,
+          dropped: ev.dropped,
+          rsquared100: rsq.n ? 100 * rsq.mean : null,
+          absdev100: ad.n ? 100 * ad.mean : null,
+        };
         if (!dry) {
           writeJsonl(path.join(this.out, s, `layer-${l}.jsonl`), list);
-          writeFileAtomic(path.join(this.out, s, `layer-${l}.meta.json`), JSON.stringify(this.meta(s, l, list.length, [...failed].sort((a, b) => a - b), summary.splits[s]!), null, 2) + '\n');
+          writeFileAtomic(
+            path.join(this.out, s, `layer-${l}.meta.json`),
+            JSON.stringify(
+              this.meta(
+                s,
+                l,
+                list.length,
+                [...failed].sort((a, b) => a - b),
+                summary.splits[s]!,
+              ),
+              null,
+              2,
+            ) + '\n',
+          );
         }
       }
       layers.push(summary);
@@ -320,31 +423,61 @@ export class LlmRun {
       explainer: { base_url: o.explainer.baseURL, model: o.explainer.model, no_system_role: o.noSystemRole === true },
       simulator: { base_url: o.simulator.baseURL, model: o.simulator.model, kind: this.kind, logprobs: this.logprobs },
       comparable: this.kind !== 'logprob-free',
-      note: this.kind === 'logprob-free'
-        ? 'NOT COMPARABLE: the logprob-free simulator samples integer activations instead of taking expected values from log-probabilities; its scores are not comparable with the paper\'s or with all-at-once scores.'
-        : `expected values from the top-${this.logprobs} log-probabilities of "0".."10" (${this.kind}); prompt set ${o.prompts.name}`,
+      note:
+        this.kind === 'logprob-free'
+          ? "NOT COMPARABLE: the logprob-free simulator samples integer activations instead of taking expected values from log-probabilities; its scores are not comparable with the paper's or with all-at-once scores."
+          : `expected values from the top-${this.logprobs} log-probabilities of "0".."10" (${this.kind}); prompt set ${o.prompts.name}`,
     };
   }
 
   private meta(split: SplitName, layer: number, written: number, failed: number[], s: SplitSummary) {
     return {
-      format: 'crate-ts-llm-scores-meta', format_version: 1, file: `layer-${layer}.jsonl`, layer, split,
-      ...this.provenance(), collection: path.resolve(this.o.dir), neurons_written: written, neurons_failed: failed,
-      mean_correlation_x100: s.mean100, nan_dropped: s.dropped, created: new Date().toISOString(),
+      format: 'crate-ts-llm-scores-meta',
+      format_version: 1,
+      file: `layer-${layer}.jsonl`,
+      layer,
+      split,
+      ...this.provenance(),
+      collection: path.resolve(this.o.dir),
+      neurons_written: written,
+      neurons_failed: failed,
+      mean_correlation_x100: s.mean100,
+      nan_dropped: s.dropped,
+      created: new Date().toISOString(),
     };
   }
 
   private summary(layers: LayerSummary[], dry: boolean): RunSummary {
     const st = this.o.client.stats;
     const model: RunSummary['model'] = {};
-    const use = layersForModelMean(layers.map((l) => l.layer), modelLayers(this.m));
+    const use = layersForModelMean(
+      layers.map((l) => l.layer),
+      modelLayers(this.m),
+    );
     for (const s of SPLIT_NAMES) {
-      const means = layers.filter((l) => use.includes(l.layer)).map((l) => l.splits[s]?.mean100).filter((x): x is number => typeof x === 'number');
+      const means = layers
+        .filter((l) => use.includes(l.layer))
+        .map((l) => l.splits[s]?.mean100)
+        .filter((x): x is number => typeof x === 'number');
       if (means.length) model[s] = { mean100: means.reduce((a, b) => a + b, 0) / means.length, variance100: populationVariance(means), layers: use };
     }
     return {
-      out: this.out, ...this.provenance(), layers, model, alignment: this.alignment, parse_failures: this.parseFailures,
-      calls: { made: st.calls, cached: st.cached, failed: st.failed, retries: st.retries, prompt_tokens: st.promptTokens, completion_tokens: st.completionTokens, planned: st.planned, planned_prompt_tokens: st.plannedPromptTokens },
+      out: this.out,
+      ...this.provenance(),
+      layers,
+      model,
+      alignment: this.alignment,
+      parse_failures: this.parseFailures,
+      calls: {
+        made: st.calls,
+        cached: st.cached,
+        failed: st.failed,
+        retries: st.retries,
+        prompt_tokens: st.promptTokens,
+        completion_tokens: st.completionTokens,
+        planned: st.planned,
+        planned_prompt_tokens: st.plannedPromptTokens,
+      },
       dry_run: dry,
     };
   }

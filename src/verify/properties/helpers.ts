@@ -11,7 +11,8 @@ export const rel = (a: number, b: number): number => Math.abs(a - b) / Math.max(
 
 /** K orthonormal d×(d/K) bases jointly spanning R^d: the column blocks of a random orthogonal matrix. */
 export function spanningSubspaces(d: number, K: number, rng: Rng): Mat[] {
-  const Q = randomOrthogonal(d, rng), p = d / K;
+  const Q = randomOrthogonal(d, rng),
+    p = d / K;
   return Array.from({ length: K }, (_, k) => colSlice(Q, k * p, (k + 1) * p));
 }
 
@@ -22,16 +23,20 @@ export function gaussianSubspaces(d: number, p: number, K: number, rng: Rng): Ma
 
 /** The model's dictionary at init: D = Aᵀ with A = ista.weight (h×d) ~ U(−sqrt(6/d), sqrt(6/d)). */
 export function paperInitDictionary(d: number, h: number, rng: Rng): Mat {
-  const b = Math.sqrt(6 / d), D = mat(d, h);
+  const b = Math.sqrt(6 / d),
+    D = mat(d, h);
   for (let i = 0; i < D.data.length; i++) D.data[i] = (2 * rng.uniform() - 1) * b;
   return D;
 }
 
 /** N LayerNorm'd (zero-mean, unit-variance, no affine) random tokens as a d×N matrix. */
 export function lnTokens(d: number, N: number, rng: Rng, spread = 3): Mat {
-  const x = new Float64Array(N * d), out = new Float64Array(N * d);
+  const x = new Float64Array(N * d),
+    out = new Float64Array(N * d);
   for (let i = 0; i < x.length; i++) x[i] = spread * rng.normal() + 0.5;
-  const w = new Float64Array(d).fill(1), m = new Float64Array(N), r = new Float64Array(N);
+  const w = new Float64Array(d).fill(1),
+    m = new Float64Array(N),
+    r = new Float64Array(N);
   layernormForward(out, m, r, x, w, null, N, d, 1e-5);
   return transpose(mat(N, d, out));
 }
@@ -52,8 +57,11 @@ export function ownIstaStep(opts: CheckOptions): (a: Mat, u: Mat, D: Mat, eta: n
 
 /** The reference overcomplete ISTA (src/reference/ista.ts) on paper-layout inputs: u d×N, D d×h. */
 export function referenceIsta(u: Mat, D: Mat, eta: number, lam: number, steps: number): { codes: Mat[]; out: Mat } {
-  const d = u.rows, N = u.cols, h = D.cols;
-  const codes = new Float64Array(steps * N * h), out = new Float64Array(N * d);
+  const d = u.rows,
+    N = u.cols,
+    h = D.cols;
+  const codes = new Float64Array(steps * N * h),
+    out = new Float64Array(N * d);
   istaForward(out, codes, transpose(u).data, transpose(D).data, N, d, h, eta, lam, steps);
   const per: Mat[] = [];
   for (let t = 0; t < steps; t++) per.push(transpose(mat(N, h, codes.subarray(t * N * h, (t + 1) * N * h))));
@@ -83,4 +91,3 @@ export function stats(xs: number[]): { min: number; median: number; max: number;
   const s = [...xs].sort((a, b) => a - b);
   return { min: s[0], median: s[Math.floor(s.length / 2)], max: s[s.length - 1], mean: xs.reduce((a, b) => a + b, 0) / xs.length };
 }
-

@@ -47,4 +47,3 @@ export interface ChecksSummary {
   seed: number;
   checks: CheckReport[];
 }
-

@@ -4,7 +4,11 @@
 //   #/layer/L/neuron/I              neuron I of layer L (first collection)
 //   #/c/K, #/c/K/layer/L[/neuron/I] the same for collection K
 
-interface Route { c: number; layer: number | null; neuron: number | null }
+interface Route {
+  c: number;
+  layer: number | null;
+  neuron: number | null;
+}
 
 function parseRoute(hash: string): Route | null {
   const m = /^#?\/?(?:c\/(\d+)\/?)?(?:layer\/(\d+)\/?(?:neuron\/(\d+)\/?)?)?$/.exec(hash);
@@ -23,7 +27,9 @@ async function route(): Promise<void> {
     const idx = await load<IndexData>('index');
     const r = parseRoute(location.hash);
     if (!r) throw new Error(`no page at '${location.hash}' (try #/layer/0/neuron/0)`);
-    tabs.replaceChildren(...idx.collections.map((c) => h('a', { href: c.id === 0 ? '#/' : `#/c/${c.id}`, class: c.id === r.c ? 'tab active' : 'tab' }, c.label)));
+    tabs.replaceChildren(
+      ...idx.collections.map((c) => h('a', { href: c.id === 0 ? '#/' : `#/c/${c.id}`, class: c.id === r.c ? 'tab active' : 'tab' }, c.label)),
+    );
     const page = h('div', {});
     if (r.neuron !== null && r.layer !== null) await renderNeuron(page, idx, r.c, r.layer, r.neuron);
     else await renderOverview(page, idx, r.c, r.layer);
@@ -40,5 +46,7 @@ async function route(): Promise<void> {
   window.scrollTo(0, 0);
 }
 
-window.addEventListener('hashchange', () => { void route(); });
+window.addEventListener('hashchange', () => {
+  void route();
+});
 void route();

@@ -85,7 +85,10 @@ function load<T>(key: string): Promise<T> {
     const el = document.createElement('script');
     el.src = `data/${key}.js`;
     el.onerror = () => window.crateViewerError(key, `could not load data/${key}.js (missing from the site?)`);
-    el.onload = () => { el.remove(); if (waiting.has(key)) window.crateViewerError(key, `data/${key}.js did not register its data`); };
+    el.onload = () => {
+      el.remove();
+      if (waiting.has(key)) window.crateViewerError(key, `data/${key}.js did not register its data`);
+    };
     document.head.appendChild(el);
   });
 }

@@ -29,12 +29,16 @@ function heatRecord(r: { t: string[]; a: (number | null)[]; s?: number }, scale:
   const line = h('div', { class: cls });
   r.t.forEach((tok, j) => {
     const a = r.a[j];
-    const cell = h('span', {
-      class: j === r.s ? 'tok sel' : 'tok',
-      'data-a': a === null ? 'null' : String(a),
-      title: `${JSON.stringify(tok)}  ${a === null ? 'not finite' : fmt(a, 4)}${j === r.s ? '  (selected token)' : ''}`,
-      style: `background:${cellColor(a, scale)}`,
-    }, showTok(tok));
+    const cell = h(
+      'span',
+      {
+        class: j === r.s ? 'tok sel' : 'tok',
+        'data-a': a === null ? 'null' : String(a),
+        title: `${JSON.stringify(tok)}  ${a === null ? 'not finite' : fmt(a, 4)}${j === r.s ? '  (selected token)' : ''}`,
+        style: `background:${cellColor(a, scale)}`,
+      },
+      showTok(tok),
+    );
     line.appendChild(cell);
   });
   return line;
@@ -45,7 +49,9 @@ function heatList(records: Rec[], scale: number, label: string): HTMLElement {
   const box = h('div', { class: 'records', 'data-kind': label });
   records.forEach((r) => {
     const sel = r.s >= 0 && r.s < r.a.length ? r.a[r.s] : null;
-    box.appendChild(h('div', { class: 'record-row' }, h('span', { class: 'rec-val', title: 'the selected token\'s activation' }, fmt(sel)), heatRecord(r, scale)));
+    box.appendChild(
+      h('div', { class: 'record-row' }, h('span', { class: 'rec-val', title: "the selected token's activation" }, fmt(sel)), heatRecord(r, scale)),
+    );
   });
   if (records.length === 0) box.appendChild(h('p', { class: 'muted' }, 'none'));
   return box;
@@ -54,5 +60,11 @@ function heatList(records: Rec[], scale: number, label: string): HTMLElement {
 /** The colour key of a page: white at 0 to full colour at the scale. */
 function colorKey(scale: number): HTMLElement {
   const steps = [0, 0.25, 0.5, 0.75, 1];
-  return h('div', { class: 'color-key' }, 'scale: ', ...steps.map((t) => h('span', { class: 'tok', style: `background:${heatColor(t)}` }, fmt(t * scale))), ' (one scale for every heatmap on this page)');
+  return h(
+    'div',
+    { class: 'color-key' },
+    'scale: ',
+    ...steps.map((t) => h('span', { class: 'tok', style: `background:${heatColor(t)}` }, fmt(t * scale))),
+    ' (one scale for every heatmap on this page)',
+  );
 }

@@ -5,51 +5,127 @@
 // viewer runs as a server).
 
 function statLine(n: NeuronData): HTMLElement {
-  const st = n.stats, sc = n.scores;
+  const st = n.stats,
+    sc = n.scores;
   const items: [string, string][] = [
-    ['max', fmt(st.max, 4)], ['mean', fmt(st.mean)], ['density', fmt(st.density)], ['variance', fmt(st.variance)],
-    ['skewness', fmt(st.skewness)], ['kurtosis', fmt(st.kurtosis)],
-    ['lookup TaR', fmt(sc?.tar)], ['Random-only', fmt(sc?.randomOnly)], ['Anthropic', fmt(sc?.anthropic)],
-    ['selectivity', fmt(sc?.selectivity)], ['consistency', fmt(sc?.consistency)],
+    ['max', fmt(st.max, 4)],
+    ['mean', fmt(st.mean)],
+    ['density', fmt(st.density)],
+    ['variance', fmt(st.variance)],
+    ['skewness', fmt(st.skewness)],
+    ['kurtosis', fmt(st.kurtosis)],
+    ['lookup TaR', fmt(sc?.tar)],
+    ['Random-only', fmt(sc?.randomOnly)],
+    ['Anthropic', fmt(sc?.anthropic)],
+    ['selectivity', fmt(sc?.selectivity)],
+    ['consistency', fmt(sc?.consistency)],
   ];
   return h('div', { class: 'stats' }, ...items.map(([k, v]) => h('span', { class: 'stat' }, h('b', {}, k), ' ', v)));
 }
 
 function llmSection(n: NeuronData): HTMLElement | null {
   if (n.llm.length === 0) return null;
-  return h('section', { class: 'llm' }, h('h3', {}, 'LLM explanation and simulation'),
-    ...n.llm.map((r) => h('div', { class: 'llm-split' },
-      h('p', {}, h('b', {}, `${r.split} (${r.set}): `), r.explanation, ' — score ', h('b', { class: 'llm-score' }, fmt(r.score))),
-      h('p', { class: 'muted' }, 'true activations (top, normalised to 0-10 by the page max) vs simulated (bottom, 0-10):'),
-      ...r.sequences.map((q) => h('div', { class: 'sim-pair' },
-        heatRecord({ t: q.t, a: q.a.map((x) => (n.scale > 0 ? (10 * x) / n.scale : 0)) }, 10, 'record true'),
-        heatRecord({ t: q.t, a: q.sim }, 10, 'record simulated'))))));
+  return h(
+    'section',
+    { class: 'llm' },
+    h('h3', {}, 'LLM explanation and simulation'),
+    ...n.llm.map((r) =>
+      h(
+        'div',
+        { class: 'llm-split' },
+        h('p', {}, h('b', {}, `${r.split} (${r.set}): `), r.explanation, ' — score ', h('b', { class: 'llm-score' }, fmt(r.score))),
+        h('p', { class: 'muted' }, 'true activations (top, normalised to 0-10 by the page max) vs simulated (bottom, 0-10):'),
+        ...r.sequences.map((q) =>
+          h(
+            'div',
+            { class: 'sim-pair' },
+            heatRecord({ t: q.t, a: q.a.map((x) => (n.scale > 0 ? (10 * x) / n.scale : 0)) }, 10, 'record true'),
+            heatRecord({ t: q.t, a: q.sim }, 10, 'record simulated'),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 function tokenList(title: string, xs: TokenValueView[] | null, what: string): HTMLElement {
-  return h('div', { class: 'related-col' }, h('h4', {}, title),
-    xs === null ? h('p', { class: 'muted' }, 'not available') :
-      h('table', { class: 'related' }, h('tbody', {}, ...xs.map((x) => h('tr', {}, h('td', { class: 'mono' }, JSON.stringify(x.token)), h('td', { class: 'num', title: what }, fmt(x.value)))))));
+  return h(
+    'div',
+    { class: 'related-col' },
+    h('h4', {}, title),
+    xs === null
+      ? h('p', { class: 'muted' }, 'not available')
+      : h(
+          'table',
+          { class: 'related' },
+          h(
+            'tbody',
+            {},
+            ...xs.map((x) => h('tr', {}, h('td', { class: 'mono' }, JSON.stringify(x.token)), h('td', { class: 'num', title: what }, fmt(x.value)))),
+          ),
+        ),
+  );
 }
 
 function steerTable(st: SteerView): HTMLElement {
-  return h('div', { class: 'steer-result' },
+  return h(
+    'div',
+    { class: 'steer-result' },
     h('p', {}, `clamp = ${fmt(st.value, 4)} at every position of ${JSON.stringify(st.prompt)}; KL(after ‖ before) = ${fmt(st.kl)} nats`),
-    h('table', { class: 'steer' },
+    h(
+      'table',
+      { class: 'steer' },
       h('thead', {}, h('tr', {}, ...['token', 'p before', 'p after', 'Δp', 'Δlogit'].map((t) => h('th', {}, t)))),
-      h('tbody', {}, ...st.top.map((e) => h('tr', {}, h('td', { class: 'mono' }, JSON.stringify(e.token)), h('td', { class: 'num' }, fmt(e.pBefore)), h('td', { class: 'num' }, fmt(e.pAfter)), h('td', { class: 'num' }, (e.delta >= 0 ? '+' : '') + fmt(e.delta)), h('td', { class: 'num' }, (e.logitDelta >= 0 ? '+' : '') + fmt(e.logitDelta)))))),
-    h('p', { class: 'muted' }, 'most likely before: ', st.before.map((b) => `${JSON.stringify(b.token)} ${fmt(b.p)}`).join(', '), '; after: ', st.after.map((b) => `${JSON.stringify(b.token)} ${fmt(b.p)}`).join(', ')));
+      h(
+        'tbody',
+        {},
+        ...st.top.map((e) =>
+          h(
+            'tr',
+            {},
+            h('td', { class: 'mono' }, JSON.stringify(e.token)),
+            h('td', { class: 'num' }, fmt(e.pBefore)),
+            h('td', { class: 'num' }, fmt(e.pAfter)),
+            h('td', { class: 'num' }, (e.delta >= 0 ? '+' : '') + fmt(e.delta)),
+            h('td', { class: 'num' }, (e.logitDelta >= 0 ? '+' : '') + fmt(e.logitDelta)),
+          ),
+        ),
+      ),
+    ),
+    h(
+      'p',
+      { class: 'muted' },
+      'most likely before: ',
+      st.before.map((b) => `${JSON.stringify(b.token)} ${fmt(b.p)}`).join(', '),
+      '; after: ',
+      st.after.map((b) => `${JSON.stringify(b.token)} ${fmt(b.p)}`).join(', '),
+    ),
+  );
 }
 
 function steerSection(n: NeuronData, idx: IndexData): HTMLElement {
-  const sec = h('section', { class: 'steering' }, h('h3', {}, 'Steering'), h('p', { class: 'muted' }, `Clamp blocks.${n.layer}.hook_neurons[${n.neuron}] to a constant at every position and compare the next-token distribution (spec 8). Default: ${idx.steer.rule}.`));
+  const sec = h(
+    'section',
+    { class: 'steering' },
+    h('h3', {}, 'Steering'),
+    h(
+      'p',
+      { class: 'muted' },
+      `Clamp blocks.${n.layer}.hook_neurons[${n.neuron}] to a constant at every position and compare the next-token distribution (spec 8). Default: ${idx.steer.rule}.`,
+    ),
+  );
   const st = n.steer;
   if (st === null) sec.appendChild(h('p', { class: 'muted' }, 'no steering effects: the checkpoint is not available, or steering was switched off'));
   else if ('skipped' in st && st.skipped) sec.appendChild(h('p', { class: 'muted' }, st.skipped));
   else sec.appendChild(steerTable(st as SteerView));
   if (idx.live) {
     const out = h('div', { class: 'live-out' });
-    const value = h('input', { type: 'number', step: 'any', class: 'steer-value', value: n.stats.max !== null ? String(Number((idx.steer.factor * n.stats.max).toPrecision(4))) : '1' }) as HTMLInputElement;
+    const value = h('input', {
+      type: 'number',
+      step: 'any',
+      class: 'steer-value',
+      value: n.stats.max !== null ? String(Number((idx.steer.factor * n.stats.max).toPrecision(4))) : '1',
+    }) as HTMLInputElement;
     const prompt = h('input', { type: 'text', class: 'steer-prompt', value: idx.steer.prompt, size: 30 }) as HTMLInputElement;
     const go = async (e: Event) => {
       e.preventDefault();
@@ -75,36 +151,92 @@ async function renderNeuron(root: HTMLElement, idx: IndexData, ci: number, layer
   if (!c) throw new Error(`collection ${ci} does not exist (${idx.collections.length} loaded)`);
   const lf = c.layers.find((l) => l.layer === layer);
   if (!lf) throw new Error(`layer ${layer} was not collected (collected layers: ${c.layers.map((l) => l.layer).join(', ')})`);
-  if (!(neuron >= 0 && neuron < lf.neurons)) throw new Error(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
+  if (!(neuron >= 0 && neuron < lf.neurons))
+    throw new Error(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
   const n = await load<NeuronData>(`c${ci}/layer-${layer}/n${neuron}`);
-  const nav = h('nav', { class: 'crumbs' },
-    h('a', { href: `${cPrefix(ci)}/layer/${layer}` }, `${c.label} › layer ${layer}`), ` › neuron ${neuron}  `,
-    neuron > 0 ? h('a', { href: neuronHref(ci, layer, neuron - 1), class: 'prev' }, '‹ prev') : null, ' ',
+  const nav = h(
+    'nav',
+    { class: 'crumbs' },
+    h('a', { href: `${cPrefix(ci)}/layer/${layer}` }, `${c.label} › layer ${layer}`),
+    ` › neuron ${neuron}  `,
+    neuron > 0 ? h('a', { href: neuronHref(ci, layer, neuron - 1), class: 'prev' }, '‹ prev') : null,
+    ' ',
     neuron + 1 < lf.neurons ? h('a', { href: neuronHref(ci, layer, neuron + 1), class: 'next' }, 'next ›') : null,
-    n.others.length ? h('span', { class: 'others' }, '  same index in: ', ...n.others.map((o) => h('a', { href: neuronHref(o.c, layer, neuron), class: 'other' }, o.label))) : null);
+    n.others.length
+      ? h('span', { class: 'others' }, '  same index in: ', ...n.others.map((o) => h('a', { href: neuronHref(o.c, layer, neuron), class: 'other' }, o.label)))
+      : null,
+  );
   const rel = n.related;
-  fill(root,
+  fill(
+    root,
     nav,
     h('h2', {}, `Layer ${layer}, neuron ${neuron}`, h('span', { class: 'hook mono' }, ` ${n.hook}`)),
-    h('p', { class: 'explanation' }, n.explanation ? ['explanation: ', n.explanation].join('') : 'no LLM explanation (run crate-ts neurons explain); the token-lookup table below is the offline stand-in'),
+    h(
+      'p',
+      { class: 'explanation' },
+      n.explanation
+        ? ['explanation: ', n.explanation].join('')
+        : 'no LLM explanation (run crate-ts neurons explain); the token-lookup table below is the offline stand-in',
+    ),
     statLine(n),
     colorKey(n.scale),
     llmSection(n),
-    h('h3', {}, `Top activations (${n.top.length})`), heatList(n.top, n.scale, 'top'),
+    h('h3', {}, `Top activations (${n.top.length})`),
+    heatList(n.top, n.scale, 'top'),
     n.quantile ? h('h3', {}, 'Quantile bins') : null,
-    ...(n.quantile ?? []).map((b, k) => h('div', { class: 'qbin' }, h('h4', {}, `bin ${k + 1}: ${fmt(b.lo)} – ${fmt(b.hi)}`), heatList(b.records, n.scale, `quantile-${k}`))),
-    h('h3', {}, `Random records (${n.random.length})`), heatList(n.random, n.scale, 'random'),
-    h('div', { class: 'two-col' },
-      h('section', {}, h('h3', {}, 'Token lookup'), h('p', { class: 'muted' }, 'mean normalised activation (0-10) per token string over the TaR explanation records (top #0, 2, 4, 6, 8): the offline simulator\'s "explanation"'),
-        h('table', { class: 'lookup' }, h('thead', {}, h('tr', {}, h('th', {}, 'token'), h('th', {}, 'mean 0-10'), h('th', {}, 'count'))),
-          h('tbody', {}, ...n.lookup.map((r) => h('tr', {}, h('td', { class: 'mono' }, JSON.stringify(r.token)), h('td', { class: 'num' }, fmt(r.value)), h('td', { class: 'num' }, String(r.count))))))),
-      h('section', {}, h('h3', {}, 'Activation histogram'), histogramChart(n.histogram, n.scale))),
-    h('section', { class: 'related-box' }, h('h3', {}, 'Related tokens by weights'),
-      rel === null ? h('p', { class: 'muted' }, 'the checkpoint is not available: no weights to read') : h('div', { class: 'three-col' },
-        tokenList('pushes up (output direction → ln_f → head)', rel.up, 'logit effect'),
-        tokenList('pushes down', rel.down, 'logit effect'),
-        tokenList('excited by (token alone at position 0)', rel.input, 'activation')),
-      rel?.note ? h('p', { class: 'muted' }, rel.note) : null),
+    ...(n.quantile ?? []).map((b, k) =>
+      h('div', { class: 'qbin' }, h('h4', {}, `bin ${k + 1}: ${fmt(b.lo)} – ${fmt(b.hi)}`), heatList(b.records, n.scale, `quantile-${k}`)),
+    ),
+    h('h3', {}, `Random records (${n.random.length})`),
+    heatList(n.random, n.scale, 'random'),
+    h(
+      'div',
+      { class: 'two-col' },
+      h(
+        'section',
+        {},
+        h('h3', {}, 'Token lookup'),
+        h(
+          'p',
+          { class: 'muted' },
+          'mean normalised activation (0-10) per token string over the TaR explanation records (top #0, 2, 4, 6, 8): the offline simulator\'s "explanation"',
+        ),
+        h(
+          'table',
+          { class: 'lookup' },
+          h('thead', {}, h('tr', {}, h('th', {}, 'token'), h('th', {}, 'mean 0-10'), h('th', {}, 'count'))),
+          h(
+            'tbody',
+            {},
+            ...n.lookup.map((r) =>
+              h(
+                'tr',
+                {},
+                h('td', { class: 'mono' }, JSON.stringify(r.token)),
+                h('td', { class: 'num' }, fmt(r.value)),
+                h('td', { class: 'num' }, String(r.count)),
+              ),
+            ),
+          ),
+        ),
+      ),
+      h('section', {}, h('h3', {}, 'Activation histogram'), histogramChart(n.histogram, n.scale)),
+    ),
+    h(
+      'section',
+      { class: 'related-box' },
+      h('h3', {}, 'Related tokens by weights'),
+      rel === null
+        ? h('p', { class: 'muted' }, 'the checkpoint is not available: no weights to read')
+        : h(
+            'div',
+            { class: 'three-col' },
+            tokenList('pushes up (output direction → ln_f → head)', rel.up, 'logit effect'),
+            tokenList('pushes down', rel.down, 'logit effect'),
+            tokenList('excited by (token alone at position 0)', rel.input, 'activation'),
+          ),
+      rel?.note ? h('p', { class: 'muted' }, rel.note) : null,
+    ),
     steerSection(n, idx),
   );
 }

@@ -5,7 +5,16 @@
 
 const PAGE_ROWS = 200;
 
-interface TableState { sort: number; desc: boolean; text: string; col: number; min: string; max: string; hideDead: boolean; page: number }
+interface TableState {
+  sort: number;
+  desc: boolean;
+  text: string;
+  col: number;
+  min: string;
+  max: string;
+  hideDead: boolean;
+  page: number;
+}
 const tableStates = new Map<string, TableState>();
 
 const COLS: { key: number; label: string; title: string; num: boolean }[] = [
@@ -38,12 +47,40 @@ function infoList(c: CollectionSummary): HTMLElement {
 
 function layerTable(c: CollectionSummary): HTMLElement {
   const sets = c.llmSets;
-  const head = h('tr', {}, ...['layer', 'hook', 'neurons', 'lookup TaR', 'Random-only', 'Anthropic', ...sets.map((st) => `LLM TaR (${st})`), 'density', 'dead', 'selectivity', 'consistency'].map((t) => h('th', {}, t)));
-  const body = c.layers.map((l) => h('tr', {},
-    h('td', {}, h('a', { href: `${cPrefix(c.id)}/layer/${l.layer}` }, String(l.layer))), h('td', { class: 'mono' }, l.hook), h('td', {}, String(l.neurons)),
-    h('td', {}, fmt(l.tar)), h('td', {}, fmt(l.randomOnly)), h('td', {}, fmt(l.anthropic)),
-    ...sets.map((st) => h('td', {}, fmt(l.llm[st]?.tar))),
-    h('td', {}, fmt(l.density)), h('td', { class: 'dead-count' }, `${l.dead} (${fmt((100 * l.dead) / l.neurons, 2)}%)`), h('td', {}, fmt(l.selectivity)), h('td', {}, fmt(l.consistency))));
+  const head = h(
+    'tr',
+    {},
+    ...[
+      'layer',
+      'hook',
+      'neurons',
+      'lookup TaR',
+      'Random-only',
+      'Anthropic',
+      ...sets.map((st) => `LLM TaR (${st})`),
+      'density',
+      'dead',
+      'selectivity',
+      'consistency',
+    ].map((t) => h('th', {}, t)),
+  );
+  const body = c.layers.map((l) =>
+    h(
+      'tr',
+      {},
+      h('td', {}, h('a', { href: `${cPrefix(c.id)}/layer/${l.layer}` }, String(l.layer))),
+      h('td', { class: 'mono' }, l.hook),
+      h('td', {}, String(l.neurons)),
+      h('td', {}, fmt(l.tar)),
+      h('td', {}, fmt(l.randomOnly)),
+      h('td', {}, fmt(l.anthropic)),
+      ...sets.map((st) => h('td', {}, fmt(l.llm[st]?.tar))),
+      h('td', {}, fmt(l.density)),
+      h('td', { class: 'dead-count' }, `${l.dead} (${fmt((100 * l.dead) / l.neurons, 2)}%)`),
+      h('td', {}, fmt(l.selectivity)),
+      h('td', {}, fmt(l.consistency)),
+    ),
+  );
   return h('table', { class: 'layers' }, h('thead', {}, head), h('tbody', {}, ...body));
 }
 
@@ -51,9 +88,10 @@ function layerTable(c: CollectionSummary): HTMLElement {
 function selectRows(rows: TableRow[], st: TableState): TableRow[] {
   const text = st.text.trim().toLowerCase();
   const bound = (x: string) => (x.trim() === '' || !Number.isFinite(Number(x)) ? null : Number(x));
-  const min = bound(st.min), max = bound(st.max);
+  const min = bound(st.min),
+    max = bound(st.max);
   // the "score" choice (-1) is the LLM score when present, else the lookup TaR score
-  const value = (r: TableRow): number | null => (st.col < 0 ? r[4] ?? r[1] : (r[st.col] as number | null));
+  const value = (r: TableRow): number | null => (st.col < 0 ? (r[4] ?? r[1]) : (r[st.col] as number | null));
   let out = rows.filter((r) => {
     if (st.hideDead && !((r[6] ?? 0) > 0)) return false;
     if (min !== null && !((value(r) ?? -Infinity) >= min)) return false;
@@ -61,11 +99,13 @@ function selectRows(rows: TableRow[], st: TableState): TableRow[] {
     if (text && !`${r[9] ?? ''} ${r[10] ?? ''}`.toLowerCase().includes(text)) return false;
     return true;
   });
-  const k = st.sort, dir = st.desc ? -1 : 1;
+  const k = st.sort,
+    dir = st.desc ? -1 : 1;
   out = out.slice().sort((a, b) => {
-    const x = a[k], y = b[k];
+    const x = a[k],
+      y = b[k];
     if (x === y) return a[0] - b[0];
-    if (x === null) return 1;        // missing values last, whichever the direction
+    if (x === null) return 1; // missing values last, whichever the direction
     if (y === null) return -1;
     return (typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y))) * dir;
   });
@@ -82,31 +122,159 @@ function neuronTable(c: CollectionSummary, t: TableData): HTMLElement {
     const pages = Math.max(1, Math.ceil(rows.length / PAGE_ROWS));
     st.page = Math.min(st.page, pages - 1);
     const shown = rows.slice(st.page * PAGE_ROWS, (st.page + 1) * PAGE_ROWS);
-    const th = COLS.map((col) => h('th', { title: col.title, class: `sortable${st.sort === col.key ? (st.desc ? ' desc' : ' asc') : ''}`, 'data-col': col.key, onclick: () => {
-      if (st.sort === col.key) st.desc = !st.desc; else { st.sort = col.key; st.desc = col.num && col.key !== 0; }
-      st.page = 0; draw();
-    } }, col.label));
-    const body = shown.map((r) => h('tr', { 'data-neuron': r[0], class: (r[6] ?? 0) > 0 ? '' : 'dead' },
-      h('td', {}, h('a', { href: neuronHref(c.id, t.layer, r[0]) }, String(r[0]))),
-      ...[1, 2, 3, 4, 5, 6, 7, 8].map((k) => h('td', { class: 'num' }, fmt(r[k] as number | null))),
-      h('td', { class: 'mono' }, r[9] === null ? '' : JSON.stringify(r[9])),
-      h('td', { class: 'expl' }, r[10] ?? '')));
-    const pager = h('div', { class: 'pager' },
-      h('button', { type: 'button', disabled: st.page === 0, onclick: () => { st.page--; draw(); } }, '‹ prev'),
+    const th = COLS.map((col) =>
+      h(
+        'th',
+        {
+          title: col.title,
+          class: `sortable${st.sort === col.key ? (st.desc ? ' desc' : ' asc') : ''}`,
+          'data-col': col.key,
+          onclick: () => {
+            if (st.sort === col.key) st.desc = !st.desc;
+            else {
+              st.sort = col.key;
+              st.desc = col.num && col.key !== 0;
+            }
+            st.page = 0;
+            draw();
+          },
+        },
+        col.label,
+      ),
+    );
+    const body = shown.map((r) =>
+      h(
+        'tr',
+        { 'data-neuron': r[0], class: (r[6] ?? 0) > 0 ? '' : 'dead' },
+        h('td', {}, h('a', { href: neuronHref(c.id, t.layer, r[0]) }, String(r[0]))),
+        ...[1, 2, 3, 4, 5, 6, 7, 8].map((k) => h('td', { class: 'num' }, fmt(r[k] as number | null))),
+        h('td', { class: 'mono' }, r[9] === null ? '' : JSON.stringify(r[9])),
+        h('td', { class: 'expl' }, r[10] ?? ''),
+      ),
+    );
+    const pager = h(
+      'div',
+      { class: 'pager' },
+      h(
+        'button',
+        {
+          type: 'button',
+          disabled: st.page === 0,
+          onclick: () => {
+            st.page--;
+            draw();
+          },
+        },
+        '‹ prev',
+      ),
       ` page ${st.page + 1} of ${pages} `,
-      h('button', { type: 'button', disabled: st.page >= pages - 1, onclick: () => { st.page++; draw(); } }, 'next ›'));
+      h(
+        'button',
+        {
+          type: 'button',
+          disabled: st.page >= pages - 1,
+          onclick: () => {
+            st.page++;
+            draw();
+          },
+        },
+        'next ›',
+      ),
+    );
     box.replaceChildren(
       h('p', { class: 'count' }, `${rows.length} of ${t.rows.length} neurons of layer ${t.layer} (${t.hook})`),
       h('table', { class: 'neurons' }, h('thead', {}, h('tr', {}, ...th)), h('tbody', {}, ...body)),
-      pager);
+      pager,
+    );
   };
-  const controls = h('div', { class: 'filters' },
-    h('label', {}, 'text ', h('input', { type: 'search', class: 'filter-text', placeholder: 'top token or explanation', value: st.text, oninput: (e: Event) => { st.text = (e.target as HTMLInputElement).value; st.page = 0; draw(); } })),
-    h('select', { class: 'filter-col', title: 'the column the range applies to', onchange: (e: Event) => { st.col = Number((e.target as HTMLSelectElement).value); st.page = 0; draw(); } },
-      ...[[-1, 'score (LLM, else lookup TaR)'], [1, 'lookup TaR'], [2, 'Random-only'], [5, 'density'], [6, 'max'], [7, 'consistency'], [8, 'selectivity']].map(([k, label]) => h('option', { value: k, selected: st.col === k }, String(label)))),
-    h('label', {}, ' from ', h('input', { type: 'number', step: 'any', class: 'filter-min', value: st.min, oninput: (e: Event) => { st.min = (e.target as HTMLInputElement).value; st.page = 0; draw(); } })),
-    h('label', {}, ' to ', h('input', { type: 'number', step: 'any', class: 'filter-max', value: st.max, oninput: (e: Event) => { st.max = (e.target as HTMLInputElement).value; st.page = 0; draw(); } })),
-    h('label', {}, h('input', { type: 'checkbox', class: 'filter-dead', checked: st.hideDead, onchange: (e: Event) => { st.hideDead = (e.target as HTMLInputElement).checked; st.page = 0; draw(); } }), ' hide dead'));
+  const controls = h(
+    'div',
+    { class: 'filters' },
+    h(
+      'label',
+      {},
+      'text ',
+      h('input', {
+        type: 'search',
+        class: 'filter-text',
+        placeholder: 'top token or explanation',
+        value: st.text,
+        oninput: (e: Event) => {
+          st.text = (e.target as HTMLInputElement).value;
+          st.page = 0;
+          draw();
+        },
+      }),
+    ),
+    h(
+      'select',
+      {
+        class: 'filter-col',
+        title: 'the column the range applies to',
+        onchange: (e: Event) => {
+          st.col = Number((e.target as HTMLSelectElement).value);
+          st.page = 0;
+          draw();
+        },
+      },
+      ...[
+        [-1, 'score (LLM, else lookup TaR)'],
+        [1, 'lookup TaR'],
+        [2, 'Random-only'],
+        [5, 'density'],
+        [6, 'max'],
+        [7, 'consistency'],
+        [8, 'selectivity'],
+      ].map(([k, label]) => h('option', { value: k, selected: st.col === k }, String(label))),
+    ),
+    h(
+      'label',
+      {},
+      ' from ',
+      h('input', {
+        type: 'number',
+        step: 'any',
+        class: 'filter-min',
+        value: st.min,
+        oninput: (e: Event) => {
+          st.min = (e.target as HTMLInputElement).value;
+          st.page = 0;
+          draw();
+        },
+      }),
+    ),
+    h(
+      'label',
+      {},
+      ' to ',
+      h('input', {
+        type: 'number',
+        step: 'any',
+        class: 'filter-max',
+        value: st.max,
+        oninput: (e: Event) => {
+          st.max = (e.target as HTMLInputElement).value;
+          st.page = 0;
+          draw();
+        },
+      }),
+    ),
+    h(
+      'label',
+      {},
+      h('input', {
+        type: 'checkbox',
+        class: 'filter-dead',
+        checked: st.hideDead,
+        onchange: (e: Event) => {
+          st.hideDead = (e.target as HTMLInputElement).checked;
+          st.page = 0;
+          draw();
+        },
+      }),
+      ' hide dead',
+    ),
+  );
   draw();
   return h('section', {}, controls, box);
 }
@@ -118,9 +286,18 @@ async function renderOverview(root: HTMLElement, idx: IndexData, ci: number, lay
   const lf = c.layers.find((l) => l.layer === L);
   if (!lf) throw new Error(`layer ${L} was not collected (collected layers: ${c.layers.map((l) => l.layer).join(', ')})`);
   const table = await load<TableData>(`c${ci}/layer-${L}/table`);
-  const layerPick = h('select', { class: 'layer-select', onchange: (e: Event) => { location.hash = `${cPrefix(ci)}/layer/${(e.target as HTMLSelectElement).value}`; } },
-    ...c.layers.map((l) => h('option', { value: l.layer, selected: l.layer === L }, `layer ${l.layer}`)));
-  fill(root,
+  const layerPick = h(
+    'select',
+    {
+      class: 'layer-select',
+      onchange: (e: Event) => {
+        location.hash = `${cPrefix(ci)}/layer/${(e.target as HTMLSelectElement).value}`;
+      },
+    },
+    ...c.layers.map((l) => h('option', { value: l.layer, selected: l.layer === L }, `layer ${l.layer}`)),
+  );
+  fill(
+    root,
     h('h2', {}, c.label),
     c.warnings.length ? h('ul', { class: 'warnings' }, ...c.warnings.map((w) => h('li', {}, w))) : null,
     infoList(c),

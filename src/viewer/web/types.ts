@@ -3,41 +3,91 @@
 // imports; these names are global to the front end.
 
 interface LayerSummary {
-  layer: number; hook: string; neurons: number;
-  tar: number | null; randomOnly: number | null; anthropic: number | null;
-  selectivity: number | null; consistency: number | null; density: number | null; dead: number;
+  layer: number;
+  hook: string;
+  neurons: number;
+  tar: number | null;
+  randomOnly: number | null;
+  anthropic: number | null;
+  selectivity: number | null;
+  consistency: number | null;
+  density: number | null;
+  dead: number;
   /** LLM set name → split → mean correlation × 100. */
   llm: Record<string, Record<string, number | null>>;
 }
 
 interface CollectionSummary {
-  id: number; label: string; dir: string; arch: string;
+  id: number;
+  label: string;
+  dir: string;
+  arch: string;
   checkpoint: { path: string; sha256: string; step: number | null };
   config: { nLayer: number; nEmbd: number; nHead: number; vocabSize: number; blockSize: number };
   data: { description: string; source: string; split: string };
-  tokenizer: string; n_tokens: number; window: number; variant: string; seed: number; created: string; crate_ts_version: string;
-  layers: LayerSummary[]; scoresSource: string; llmSets: string[]; warnings: string[];
+  tokenizer: string;
+  n_tokens: number;
+  window: number;
+  variant: string;
+  seed: number;
+  created: string;
+  crate_ts_version: string;
+  layers: LayerSummary[];
+  scoresSource: string;
+  llmSets: string[];
+  warnings: string[];
   model: { available: boolean; note: string };
 }
 
 interface IndexData {
-  format: string; format_version: number; generated: string; live: boolean;
+  format: string;
+  format_version: number;
+  generated: string;
+  live: boolean;
   steer: { prompt: string; factor: number; rule: string };
   collections: CollectionSummary[];
 }
 
 /** A table row: [neuron, tar, randomOnly, anthropic, llm, density, max, consistency, selectivity, topToken, explanation]. */
-type TableRow = [number, number | null, number | null, number | null, number | null, number | null, number | null, number | null, number | null, string | null, string | null];
+type TableRow = [
+  number,
+  number | null,
+  number | null,
+  number | null,
+  number | null,
+  number | null,
+  number | null,
+  number | null,
+  number | null,
+  string | null,
+  string | null,
+];
 
-interface TableData { c: number; layer: number; hook: string; columns: string[]; rows: TableRow[] }
+interface TableData {
+  c: number;
+  layer: number;
+  hook: string;
+  columns: string[];
+  rows: TableRow[];
+}
 
 /** A record: tokens, activations (null = not finite), the selected token's offset. */
-interface Rec { t: string[]; a: (number | null)[]; s: number }
+interface Rec {
+  t: string[];
+  a: (number | null)[];
+  s: number;
+}
 
-interface TokenValueView { id: number; token: string; value: number | null }
+interface TokenValueView {
+  id: number;
+  token: string;
+  value: number | null;
+}
 
 interface SteerView {
-  prompt: string; value: number; kl: number;
+  prompt: string;
+  value: number;
+  kl: number;
   top: { token: string; id: number; pBefore: number; pAfter: number; delta: number; logitDelta: number }[];
   before: { token: string; p: number }[];
   after: { token: string; p: number }[];
@@ -45,13 +95,28 @@ interface SteerView {
 }
 
 interface NeuronData {
-  c: number; layer: number; neuron: number; hook: string; label: string; neurons: number;
-  stats: { mean: number | null; variance: number | null; skewness: number | null; kurtosis: number | null; density: number | null; max: number | null; min: number | null; count: number };
+  c: number;
+  layer: number;
+  neuron: number;
+  hook: string;
+  label: string;
+  neurons: number;
+  stats: {
+    mean: number | null;
+    variance: number | null;
+    skewness: number | null;
+    kurtosis: number | null;
+    density: number | null;
+    max: number | null;
+    min: number | null;
+    count: number;
+  };
   scores: { tar: number | null; randomOnly: number | null; anthropic: number | null; selectivity: number | null; consistency: number | null } | null;
   explanation: string | null;
   llm: { set: string; split: string; explanation: string; score: number | null; sequences: { t: string[]; a: number[]; sim: number[] }[] }[];
   scale: number;
-  top: Rec[]; random: Rec[];
+  top: Rec[];
+  random: Rec[];
   quantile: { lo: number | null; hi: number | null; records: Rec[] }[] | null;
   lookup: { token: string; value: number; count: number }[];
   histogram: { edges: number[]; counts: number[]; zeros: number | null; n: number };
