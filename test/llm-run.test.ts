@@ -5,7 +5,7 @@
 // logprob-free marked not comparable, a rerun that sends nothing, a dry run that counts exactly
 // what a run sends, a run killed mid-way and restarted that sends no answered request again, and
 // one-line errors for bad input.
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -18,38 +18,13 @@ import { collect } from '../src/neurons/collect.js';
 import { readManifest, readLayer } from '../src/neurons/format.js';
 import { neuronRecords } from '../src/neurons/score.js';
 import { tarSplit, pearson } from '../src/neurons/scoring.js';
-import { main } from '../src/cli/main.js';
+import { capture as captureCli } from './helpers/capture.js';
 import { startFakeLlm, ruleExpected, rule, type FakeLlm } from './serve-helpers/fake-llm.js';
 
 let dir: string, coll: string, fake: FakeLlm;
 const root = path.resolve(import.meta.dirname, '..');
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '',
-    err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    out += String(s);
-    return true;
-  });
-  const e2 = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
-    out += a.join(' ') + '\n';
-  });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
-    err += a.join(' ') + '\n';
-  });
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    w.mockRestore();
-    e2.mockRestore();
-    l.mockRestore();
-    e.mockRestore();
-  }
-}
+const capture = (argv: string[]) => captureCli(argv, { stderr: true });
 
 const received = () => [...fake.received.values()].reduce((a, b) => a + b, 0);
 const readJsonl = (f: string) =>

@@ -4,7 +4,7 @@
 // simulate → score) against it for a few neurons of a collection made by `neurons collect`:
 // every response parses, the alignment finds every token, expected values lie in [0, 10], and a
 // rerun sends zero requests (counted in the server's access log).
-import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -16,38 +16,13 @@ import { collect } from '../src/neurons/collect.js';
 import { readManifest, readLayer } from '../src/neurons/format.js';
 import { neuronRecords } from '../src/neurons/score.js';
 import { tarSplit } from '../src/neurons/scoring.js';
-import { main } from '../src/cli/main.js';
+import { capture as captureCli } from './helpers/capture.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 let dir: string, ckpt: string, coll: string, server: ChildProcess, baseURL: string;
 let accessLog = '';
 
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '',
-    err = '';
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    out += String(s);
-    return true;
-  });
-  const e2 = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
-    err += String(s);
-    return true;
-  });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
-    out += a.join(' ') + '\n';
-  });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
-    err += a.join(' ') + '\n';
-  });
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    w.mockRestore();
-    e2.mockRestore();
-    l.mockRestore();
-    e.mockRestore();
-  }
-}
+const capture = (argv: string[]) => captureCli(argv, { stderr: true });
 
 const served = (p: string) => accessLog.split('\n').filter((l) => l.includes(` POST ${p} `)).length;
 

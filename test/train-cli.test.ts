@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../src/cli/main.js';
+import { capture as captureCli } from './helpers/capture.js';
 import { train, Trainer, resolveRun } from '../src/train/trainer.js';
 import { formatProgress } from '../src/train/progress.js';
 import { estimateTrainingMemory, checkTrainingMemory } from '../src/train/memory.js';
@@ -71,30 +71,7 @@ const tinyReq = () => ({
 });
 
 /** Run the CLI in this process, capturing what it prints (stdout is not a terminal here). */
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '',
-    err = '';
-  const tty = process.stdout.isTTY;
-  (process.stdout as { isTTY?: boolean }).isTTY = false;
-  const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => {
-    out += String(s);
-    return true;
-  });
-  const l = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
-    out += a.join(' ') + '\n';
-  });
-  const e = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
-    err += a.join(' ') + '\n';
-  });
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    w.mockRestore();
-    l.mockRestore();
-    e.mockRestore();
-    (process.stdout as { isTTY?: boolean }).isTTY = tty;
-  }
-}
+const capture = (argv: string[]) => captureCli(argv, { notTTY: true });
 
 interface Child {
   stdout: () => string;
