@@ -23,19 +23,43 @@ if (!fs.existsSync(path.join(dist, 'index.js'))) {
   console.error('bench-decode: dist/ is missing; run `npx tsc -p tsconfig.json` first');
   process.exit(2);
 }
-const { values: v } = parseArgs({
-  options: {
-    preset: { type: 'string', default: '1L' },
-    arch: { type: 'string', default: 'crate' },
-    backends: { type: 'string', default: 'cpu,reference' },
-    tokens: { type: 'string', default: '200' },
-    repeats: { type: 'string', default: '5' },
-    threads: { type: 'string' },
-    json: { type: 'boolean', default: false },
-  },
-});
+/** One line on stderr and exit 2: a benchmark script has no stack traces to show for bad input. */
+const fail = (msg) => {
+  console.error(`bench-decode: ${String(msg).split('\n')[0]}`);
+  process.exit(2);
+};
+process.on('uncaughtException', (e) => fail(e instanceof Error ? e.message : e));
+let v;
+try {
+  ({ values: v } = parseArgs({
+    options: {
+      preset: { type: 'string', default: '1L' },
+      arch: { type: 'string', default: 'crate' },
+      backends: { type: 'string', default: 'cpu,reference' },
+      tokens: { type: 'string', default: '200' },
+      repeats: { type: 'string', default: '5' },
+      threads: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  }));
+} catch (e) {
+  fail(e.message);
+}
 const tokens = Number(v.tokens),
   repeats = Number(v.repeats);
+for (const [flag, n] of [
+  ['--tokens', tokens],
+  ['--repeats', repeats],
+]) {
+  if (!Number.isSafeInteger(n) || n < 1) {
+    console.error(`bench-decode: ${flag} must be an integer >= 1, got '${flag === '--tokens' ? v.tokens : v.repeats}'`);
+    process.exit(2);
+  }
+}
+if (v.threads !== undefined && !(Number.isSafeInteger(Number(v.threads)) && Number(v.threads) >= 1)) {
+  console.error(`bench-decode: --threads must be an integer >= 1, got '${v.threads}'`);
+  process.exit(2);
+}
 const { LanguageModel, makeConfig, selectBackend, generate } = await import(path.join(dist, 'index.js'));
 
 const median = (xs) => {

@@ -14,12 +14,12 @@
 // exactly once, and every token past the first window sees at least T − S tokens of context.
 //
 // Generation conditions on the last T tokens, as nanoGPT's sampler does: while the context fits,
-// an incremental decoder (src/serve/decoder.ts) adds one position per token; once it would exceed
+// the model's incremental decoder (src/model/decoder.ts) adds one position per token; once it would exceed
 // T, each step runs model.forward on the last T tokens and takes the last position's logits.
 import type { LanguageModel } from '../model/lm.js';
 import type { Tokenizer } from '../data/tokenizer.js';
 import { Rng } from '../util/rng.js';
-import { makeDecoder, type Decoder } from './decoder.js';
+import type { Decoder } from '../model/decoder.js';
 import { TextStream, TokenBytes } from './tokens.js';
 import { loadCheckpoint, modelFromCheckpoint } from '../checkpoint/checkpoint.js';
 import { resolveCheckpointPath } from '../train/trainer.js';
@@ -267,12 +267,12 @@ export class Engine {
     const out: GeneratedToken[] = [];
     if (opts.maxTokens <= 0) return { tokens: out, text: '', finishReason: 'length' };
     const ctx = [...prompt];
-    let dec: Decoder | null = null;
-    const decoders: Decoder[] = [];
+    let dec: Decoder<unknown> | null = null;
+    const decoders: Decoder<unknown>[] = [];
     try {
       let logits: Logits;
       if (ctx.length <= T) {
-        dec = makeDecoder(this.model, 1);
+        dec = this.model.createDecoder(1);
         decoders.push(dec);
         const one = new Int32Array(1);
         logits = new Float64Array(0);
