@@ -170,8 +170,11 @@ const Kernel* best_kernel() {
   return &kScalar;
 }
 
+// CRATE_TS_CPU_KERNEL=scalar|avx2|avx512 forces a micro-kernel from the start (tests and the
+// sanitizer run use it to reach every path on any host). A kernel this CPU lacks is ignored here;
+// the TypeScript backend (src/backend/cpu.ts) reports that as an error.
 const Kernel* initial_kernel() {
-  const char* env = std::getenv("CRATE_SGEMM_KERNEL");
+  const char* env = std::getenv("CRATE_TS_CPU_KERNEL");
   if (env && *env) {
     std::string e(env);
     if (e == "scalar") return &kScalar;
@@ -284,8 +287,10 @@ __attribute__((target("avx2,fma"))) void pack_A_avx2_6(bool transA, const float*
       const float* src = src0 + s * MR;
       for (int64_t k = 0; k < kn; ++k) {
         _mm_storeu_ps(d + k * MR, _mm_loadu_ps(src + k * lda));
-        _mm_storel_pi(reinterpret_cast<__m64*>(d + k * MR + 4),
-                      _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(src + k * lda + 4))));
+        // Floats 4 and 5: one unaligned 8-byte move. _mm_loadu_si64/_mm_storeu_si64 take any
+        // address (src + 4 is only 4-byte aligned in general), where a load through a double* or
+        // __m64* would claim an 8-byte alignment the data does not have.
+        _mm_storeu_si64(d + k * MR + 4, _mm_loadu_si64(src + k * lda + 4));
       }
     }
     if (rem) {
@@ -551,7 +556,7 @@ __attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
 
 template <int R>
 __attribute__((target("avx2,fma"))) void gemv_rows_avx2(float* out, const float* inp, const float* weight, int64_t C,
-                                                       int64_t OC, int64_t j0, int64_t j1) {
+                                                        int64_t OC, int64_t j0, int64_t j1) {
   const int64_t C8 = C & ~int64_t{7};
   for (int64_t j = j0; j < j1; ++j) {
     const float* w = weight + j * C;

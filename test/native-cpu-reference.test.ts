@@ -10,6 +10,10 @@ import { ReferenceBackend } from '../src/backend/reference.js';
 import { tryLoadAddon } from '../src/backend/loader.js';
 import { CpuBackend, type NativeBuf } from '../src/backend/cpu.js';
 import { Rng } from '../src/util/rng.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 const { addon, reason } = tryLoadAddon();
 const suite = addon ? describe : describe.skip;
@@ -295,16 +299,55 @@ suite(`cpu vs reference on native blocking boundaries${addon ? '' : ` (skipped: 
         want[i * N + j] = inputs.C0[i * N + j] + 0.5 * s;
       }
     const original = cpu.gemmKernel();
+    // op(A) = A^T and op(B) = B^T read the same matrices through the other packing routines (the
+    // AVX2 kernel has its own vector packers for both); M, N, K are odd, so rows start at addresses
+    // that are only 4-byte aligned.
+    const At = new Float64Array(K * M),
+      Bt = new Float64Array(N * K);
+    for (let i = 0; i < M; i++) for (let k = 0; k < K; k++) At[k * M + i] = inputs.A[i * K + k];
+    for (let k = 0; k < K; k++) for (let j = 0; j < N; j++) Bt[j * K + k] = inputs.Bm[k * N + j];
+    const all = { ...inputs, At, Bt };
     try {
-      for (const k of ['scalar', 'avx2', 'avx512'] as const) {
-        if (!cpu.setGemmKernel(k)) continue;
-        const got = run(cpu, inputs, { C0: 0 }, (t) => cpu.sgemm(false, false, M, N, K, 0.5, t.A, t.Bm, true, t.C0)).out.C0;
-        const e = scaledErr(got, want);
-        record(`sgemm[${k}]:C`, e);
-        expect(e, `kernel ${k}`).toBeLessThan(1e-5);
+      for (const k of cpu.supportedGemmKernels()) {
+        expect(cpu.setGemmKernel(k)).toBe(true);
+        expect(cpu.gemmKernel()).toBe(k);
+        for (const [tA, tB] of [
+          [false, false],
+          [true, false],
+          [false, true],
+          [true, true],
+        ] as const) {
+          const got = run(cpu, all, { C0: 0 }, (t) => cpu.sgemm(tA, tB, M, N, K, 0.5, tA ? t.At : t.A, tB ? t.Bt : t.Bm, true, t.C0)).out.C0;
+          const e = scaledErr(got, want);
+          if (!tA && !tB) record(`sgemm[${k}]:C`, e);
+          expect(e, `kernel ${k}, transA ${tA}, transB ${tB}`).toBeLessThan(1e-5);
+        }
       }
     } finally {
       cpu.setGemmKernel(original as 'auto');
     }
+  });
+
+  test('cpu: CRATE_TS_CPU_KERNEL forces a kernel from the start; an unknown or unavailable one is a one-line error', () => {
+    // A child process, because the addon reads the variable when it loads. Uses the built dist/.
+    const probe = (kernel: string) =>
+      spawnSync(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `import { createCpuBackend } from './dist/backend/cpu.js';
+           try { const b = createCpuBackend(); console.log('kernel=' + b.gemmKernel() + ' supported=' + b.supportedGemmKernels().join(',')); }
+           catch (e) { console.log('error=' + e.name + ': ' + e.message); }`,
+        ],
+        { env: { ...process.env, CRATE_TS_CPU_KERNEL: kernel }, encoding: 'utf8', cwd: repoRoot },
+      ).stdout.trim();
+    const supported = cpu.supportedGemmKernels();
+    expect(supported[0]).toBe('scalar');
+    for (const k of supported) expect(probe(k)).toBe(`kernel=${k} supported=${supported.join(',')}`);
+    expect(probe('auto')).toBe(`kernel=${supported[supported.length - 1]} supported=${supported.join(',')}`);
+    expect(probe('sse9')).toBe('error=UsageError: CRATE_TS_CPU_KERNEL=sse9 is not a kernel name (use auto, scalar, avx2, avx512)');
+    for (const k of ['avx2', 'avx512'].filter((x) => !supported.includes(x as 'avx2')))
+      expect(probe(k)).toBe(`error=UsageError: CRATE_TS_CPU_KERNEL=${k}: this CPU cannot run the ${k} kernel (it can run: ${supported.join(', ')})`);
   });
 });

@@ -6,6 +6,11 @@
 // before memory is touched. Both follow the operator table, native/ops.json.
 import { loadAddon, type NativeAddon } from './loader.js';
 import { NativeBackendBase, int } from './native-backend.js';
+import { UsageError } from '../errors.js';
+
+/** The SGEMM micro-kernels the addon has, slowest first. */
+export const GEMM_KERNELS = ['scalar', 'avx2', 'avx512'] as const;
+export type GemmKernel = (typeof GEMM_KERNELS)[number];
 
 /** A view of a native float32 allocation: elements [offset, offset + length) of buffer `handle`. */
 export class NativeBuf {
@@ -33,6 +38,7 @@ export class CpuBackend extends NativeBackendBase<NativeBuf> {
     super(addon, NativeBuf, 'cpu');
     this.addon = addon;
     if (opts.threads !== undefined && opts.threads !== 0) this.setThreads(opts.threads);
+    checkForcedKernel(this, process.env.CRATE_TS_CPU_KERNEL);
   }
 
   // ---- runtime ---------------------------------------------------------------------------------------
@@ -48,13 +54,33 @@ export class CpuBackend extends NativeBackendBase<NativeBuf> {
     return this.addon.gemm_kernel();
   }
   /** Force a micro-kernel ('auto', 'avx512', 'avx2', 'scalar'); false if this CPU lacks it. */
-  setGemmKernel(name: 'auto' | 'avx512' | 'avx2' | 'scalar'): boolean {
+  setGemmKernel(name: 'auto' | GemmKernel): boolean {
     return this.addon.set_gemm_kernel(name);
+  }
+  /** The micro-kernels this CPU can run, slowest first (the current choice is left as it was). */
+  supportedGemmKernels(): GemmKernel[] {
+    const current = this.gemmKernel();
+    const out = GEMM_KERNELS.filter((k) => this.addon.set_gemm_kernel(k));
+    this.addon.set_gemm_kernel(current);
+    return out;
   }
   /** Measured FMA throughput of this machine over all pool threads (GFLOP/s), for benchmarks. */
   fmaPeakGflops(seconds = 0.2): number {
     return this.addon.fma_peak_gflops(seconds);
   }
+}
+
+/**
+ * CRATE_TS_CPU_KERNEL forces one SGEMM micro-kernel (the addon reads it when it loads). Results are
+ * bitwise reproducible for a given kernel and differ across kernels by float32 rounding, so a user
+ * who sets it must get the kernel asked for or an error, never a silent fallback.
+ */
+function checkForcedKernel(be: CpuBackend, wanted: string | undefined): void {
+  if (wanted === undefined || wanted === '' || wanted === 'auto') return;
+  if (!(GEMM_KERNELS as readonly string[]).includes(wanted))
+    throw new UsageError(`CRATE_TS_CPU_KERNEL=${wanted} is not a kernel name (use auto, ${GEMM_KERNELS.join(', ')})`);
+  if (be.gemmKernel() !== wanted && !be.setGemmKernel(wanted as GemmKernel))
+    throw new UsageError(`CRATE_TS_CPU_KERNEL=${wanted}: this CPU cannot run the ${wanted} kernel (it can run: ${be.supportedGemmKernels().join(', ')})`);
 }
 
 /** Factory used by src/backend/select.ts. */

@@ -5,6 +5,7 @@ import type { Backend } from './types.js';
 import { ReferenceBackend } from './reference.js';
 import { CpuBackend } from './cpu.js';
 import { CudaBackend } from './cuda.js';
+import { UsageError } from '../errors.js';
 
 export type BackendChoice = 'reference' | 'cpu' | 'cuda' | 'auto';
 
@@ -68,6 +69,9 @@ export async function selectBackend(name: BackendChoice = 'auto', opts: SelectOp
       const backend = load(opts);
       return { backend, name: n, reason: `${n}: chosen by auto${skipped.length ? `; skipped ${skipped.join('; ')}` : ''}` };
     } catch (e) {
+      // A setting the user made (CRATE_TS_CPU_KERNEL naming a kernel this CPU lacks) is an error to
+      // report, not a reason to fall back silently to a slower backend.
+      if (e instanceof UsageError) throw e;
       skipped.push(`${n} (${firstLine(e)})`);
     }
   }
