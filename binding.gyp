@@ -12,6 +12,7 @@
         "native/binding.cc",
         "native/elementwise.cc",
         "native/embedding.cc",
+        "native/gemm.cc",
         "native/ista.cc",
         "native/layernorm.cc",
         "native/linear.cc",

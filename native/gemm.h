@@ -32,6 +32,8 @@ void sgemm_ex(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float a
 const char* sgemm_kernel();
 /** Select a micro-kernel by name ("auto" = best supported). Returns false if unsupported here. */
 bool sgemm_set_kernel(const char* name);
+/** True when this CPU (and OS) runs AVX2 with FMA. */
+bool cpu_has_avx2_fma();
 
 }  // namespace crate
 
