@@ -206,6 +206,9 @@ describe('analysis commands: --json and run directories', () => {
         backend: 'reference',
       });
       expect(Math.abs((j.perplexity as number) - Math.exp(j.loss as number))).toBeLessThan(1e-9);
+      // byte-level: every target is one byte, so bits per byte is the loss in bits
+      expect(j.bytes).toBe(4 * 16);
+      expect(Math.abs((j.bitsPerByte as number) - (j.loss as number) / Math.LN2)).toBeLessThan(1e-12);
     }
   });
 });

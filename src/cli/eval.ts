@@ -5,9 +5,9 @@ import { guardStdout } from './output.js';
 import { UsageError, DataError } from '../errors.js';
 import { loadCheckpoint, modelFromCheckpoint } from '../checkpoint/checkpoint.js';
 import { resolveCheckpointPath, evaluate } from '../train/trainer.js';
-import { loadTokenizer } from '../data/tokenizer.js';
+import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { loadDataset, checkVocab, EMBEDDED_NAME } from '../data/corpus.js';
-import { evalBatches, unigramEntropy } from '../data/batches.js';
+import { evalBatches, unigramEntropy, type Batch } from '../data/batches.js';
 import { selectBackend } from '../backend/select.js';
 import { backendOption } from './backend.js';
 import { fmtInt } from '../train/progress.js';
@@ -25,7 +25,9 @@ const HELP = `usage: crate-ts eval --checkpoint PATH [options]
   --threads N         worker threads for native backends, 1..256 (default: all cores)
   --cache-dir DIR     tokenized-data cache (default $CRATE_TS_CACHE or ~/.cache/crate-ts)
   --json              one JSON object on stdout: {checkpoint, arch, tokenizer, step, data, split,
-                      tokens, windows, seq, backend, tokens_per_sec, loss, perplexity, unigram_entropy}`;
+                      tokens, windows, seq, backend, tokens_per_sec, loss, perplexity, bitsPerByte,
+                      bytes, unigram_entropy}; bitsPerByte = the summed loss of the evaluated
+                      targets / (ln 2 x their UTF-8 bytes), comparable across tokenizers`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseOptions(argv, {
@@ -84,6 +86,8 @@ export async function run(argv: string[]): Promise<number> {
   const loss = evaluate(model, batches, T);
   const secs = (performance.now() - t0) / 1000;
   model.free();
+  const bytes = targetBytes(tok, batches);
+  const bpb = bitsPerByte(loss, nWin * T, bytes);
   const H1 = unigramEntropy(tokens);
   if (v.json) {
     console.log(
@@ -101,6 +105,8 @@ export async function run(argv: string[]): Promise<number> {
         tokens_per_sec: (nWin * T) / secs,
         loss: jsonNumber(loss),
         perplexity: jsonNumber(Math.exp(loss)),
+        bitsPerByte: jsonNumber(bpb),
+        bytes,
         unigram_entropy: jsonNumber(H1),
       }),
     );
@@ -111,9 +117,25 @@ export async function run(argv: string[]): Promise<number> {
     `data ${ds.source}, ${split} split (${ds.split}): ${fmtInt(tokens.length)} tokens; ${nWin} windows of ${T} = ${fmtInt(nWin * T)} tokens evaluated`,
   );
   console.log(`backend ${sel.reason}; ${fmtInt((nWin * T) / secs)} tokens/s`);
-  console.log(`loss ${loss.toFixed(4)} nats/token, perplexity ${Math.exp(loss).toFixed(3)}`);
+  console.log(`loss ${loss.toFixed(4)} nats/token, perplexity ${Math.exp(loss).toFixed(3)}, ${bpb.toFixed(4)} bits/byte (${fmtInt(bytes)} bytes)`);
   console.log(`unigram entropy of these tokens ${H1.toFixed(4)} nats (perplexity ${Math.exp(H1).toFixed(3)})`);
   return 0;
+}
+
+/** UTF-8 bytes of the text the evaluated targets stand for (end-of-text and padding ids: none). */
+export function targetBytes(tok: Tokenizer, batches: readonly Batch[]): number {
+  let n = 0;
+  for (const b of batches) for (let i = 0; i < b.y.length; i++) n += tok.byteLength(b.y[i]);
+  return n;
+}
+
+/**
+ * Bits per byte (lm-evaluation-harness's `bits_per_byte`): the total negative log-likelihood in nats
+ * of `targets` tokens, whose mean is `meanLoss`, over ln 2 times the bytes they cover. Unlike the
+ * per-token loss it does not depend on how the text was cut into tokens.
+ */
+export function bitsPerByte(meanLoss: number, targets: number, bytes: number): number {
+  return bytes > 0 ? (meanLoss * targets) / (Math.LN2 * bytes) : NaN;
 }
 
 const jsonNumber = (x: number): number | null => (Number.isFinite(x) ? x : null);

@@ -20,6 +20,12 @@ export interface Tokenizer {
   encode(text: string): number[];
   /** Decode ids to text (invalid UTF-8 becomes U+FFFD). */
   decode(ids: ArrayLike<number>): string;
+  /**
+   * How many bytes of UTF-8 text token `id` stands for: 1 for a byte, the length of a BPE rank's
+   * bytes, 0 for the end-of-text token and the padding ids past the vocabulary. Summed over a text's
+   * tokens it is the text's UTF-8 length (the denominator of bits per byte).
+   */
+  byteLength(id: number): number;
   /** The `char` tokenizer's vocabulary (id -> string); undefined for the others. */
   readonly vocab?: readonly string[];
 }
@@ -39,6 +45,9 @@ class ByteTokenizer implements Tokenizer {
       bytes[i] = t;
     }
     return new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+  }
+  byteLength(id: number): number {
+    return Number.isInteger(id) && id >= 0 && id < 256 ? 1 : 0;
   }
 }
 
@@ -74,6 +83,16 @@ class Gpt2Tokenizer implements Tokenizer {
     // An empty disallowed set makes "<|endoftext|>" in user text ordinary text instead of an error;
     // documents are separated by inserting GPT2_EOT explicitly.
     return this.bpe.encode(text, { disallowedSpecial: new Set() });
+  }
+  byteLength(id: number): number {
+    if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize || id === GPT2_EOT) return 0;
+    if (this.tokenBytes === null) return new TextEncoder().encode(this.bpe.decode([id])).length;
+    let b = this.bytesCache.get(id);
+    if (!b) {
+      b = this.tokenBytes(id);
+      this.bytesCache.set(id, b);
+    }
+    return b.length;
   }
   decode(ids: ArrayLike<number>): string {
     const list: number[] = [];
@@ -146,6 +165,9 @@ export class CharTokenizer implements Tokenizer {
       s += this.vocab[t];
     }
     return s;
+  }
+  byteLength(id: number): number {
+    return Number.isInteger(id) && id >= 0 && id < this.vocabSize ? Buffer.byteLength(this.vocab[id], 'utf8') : 0;
   }
 }
 
