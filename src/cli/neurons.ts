@@ -25,6 +25,8 @@ export const SUBCOMMANDS: Record<string, { summary: string; run: Run }> = {
     summary:
       'offline (token-lookup) scores per neuron, layer and model: TaR, Random-only, Anthropic, selectivity, consistency; with --api-base, LLM explain + simulate + score',
     run: async (argv) => {
+      const cls = await import('./neurons-classify.js');
+      if (cls.wantsClassifier(argv)) return cls.run(argv);
       const llm = await import('./neurons-llm.js');
       return llm.wantsLlm(argv) ? llm.runScore(argv) : runScore(argv);
     },
@@ -266,7 +268,10 @@ const SCORE_HELP = `usage: crate-ts neurons score DIR [--simulator lookup] [--js
   correlation of true and simulated activations over each split's scoring records (TaR,
   Random-only, Anthropic when quantiles were collected), plus selectivity, consistency, density
   and dead neurons. Prints per-layer means (x100) and the model mean and variance over layers;
-  --json prints {layers, model} and writes per-neuron scores to DIR/scores-lookup.jsonl.`;
+  --json prints {layers, model} and writes per-neuron scores to DIR/scores-lookup.jsonl.
+
+  --scorer detection|fuzzing: classification scores of explanations instead (crate-ts neurons
+  score --scorer detection --help); --api-base URL: LLM explain + simulate + score.`;
 
 export function scoresJson(s: CollectionScores): { layers: unknown[]; model: unknown } {
   return {
