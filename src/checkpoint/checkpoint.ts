@@ -26,13 +26,14 @@
 // and the checksum are checked, in that order, before a model is allocated from it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { LanguageModel } from '../model/lm.js';
 import { LanguageModel as LM } from '../model/lm.js';
 import type { ModelConfig } from '../model/config.js';
 import type { Backend } from '../backend/types.js';
 import { TOKENIZER_NAMES } from '../data/tokenizer.js';
 import { CheckpointError } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { elide, quote, readSafetensors, tensorBytes, writeSafetensors, type SafetensorsFile, type TensorInput } from '../io/safetensors.js';
 import { configToMetadata, flatFromNamed, loadStateDict, namedTensors, stateDictFromModel } from './statedict.js';
 import { checkParameterCount, checkpointError, parseConfigJson, parseTrainState } from './validate.js';
@@ -261,17 +262,10 @@ function weightsLink(weightsMd: Record<string, string>): string {
 }
 
 function writeTextAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   try {
-    fs.writeFileSync(tmp, text, { flag: 'wx' });
-    fs.renameSync(tmp, file);
+    writeFileAtomic(file, text, { fsync: true });
   } catch (e) {
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* may not exist */
-    }
-    throw new CheckpointError(`cannot write ${file}: ${(e as Error).message}`, { cause: e });
+    throw new CheckpointError((e as Error).message, { cause: e });
   }
 }
 

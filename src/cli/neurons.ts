@@ -13,7 +13,7 @@ import { renderNeuron } from '../neurons/heatmap.js';
 import { scoreCollection, writeNeuronScores, type CollectionScores } from '../neurons/score.js';
 import { SPLIT_LABELS, SPLIT_NAMES } from '../neurons/scoring.js';
 import { comparisonSvg, groupRuns, renderComparison, summarizeGroup } from '../neurons/compare.js';
-import { writeFileAtomic } from '../neurons/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 
 type Run = (argv: string[]) => Promise<number>;
 

@@ -1,10 +1,10 @@
 // crate-ts verify [--seed N] [--json] [--only P5,P7]
 // crate-ts verify --checkpoint CKPT|RUN_DIR [--data FILE] [--seq T] [--windows N] [--batch B] [--svg FILE] [--backend NAME] [--json]
-import * as fs from 'node:fs';
 import { parse, intOpt, strOpt } from './args.js';
 import { runChecks, CHECK_IDS } from '../verify/properties.js';
 import { formatChecksTable, checksJson } from '../verify/report.js';
 import { UsageError, DataError } from '../errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
 
 const HELP = `usage: crate-ts verify [--seed N] [--json] [--only P5,P7]
        crate-ts verify --checkpoint CKPT|RUN_DIR [--data PATH] [--seq T] [--windows N] [--batch B]
@@ -132,18 +132,11 @@ function shortName(file: string): string {
   return parts.slice(-2).join('/');
 }
 
-/** Write through a temporary file and a rename; a failure is one line naming the file. */
+/** Write atomically; a failure is one line naming the file. */
 function writeSvg(file: string, svg: string): void {
-  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(16).slice(2, 10)}`;
   try {
-    fs.writeFileSync(tmp, svg);
-    fs.renameSync(tmp, file);
+    writeFileAtomic(file, svg);
   } catch (e) {
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* may not exist */
-    }
-    throw new UsageError(`--svg ${file} cannot be written (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    throw new UsageError(`--svg ${file} cannot be written (${(e as Error).message.replace(/^cannot write '[^']*': /, '')})`);
   }
 }

@@ -1,13 +1,14 @@
 // Training data: the embedded corpus (Moby-Dick, data/moby-dick.txt.gz), text files, directories of
 // text files, or nanoGPT-style uint16 token files (train.bin / val.bin). Tokenized text is cached on
 // disk keyed by a content hash and the tokenizer, and split into a fixed train/validation pair.
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import type { Tokenizer } from './tokenizer.js';
+import { writeFileAtomic } from '../util/atomic.js';
 
 /** The bundled default corpus (resolved from src/data or dist/data alike). */
 export const EMBEDDED_CORPUS = fileURLToPath(new URL('../../data/moby-dick.txt.gz', import.meta.url));
@@ -105,17 +106,6 @@ export function readTokenFile(file: string): Uint16Array {
   return out;
 }
 
-function writeAtomic(file: string, bytes: Uint8Array): void {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    fs.writeFileSync(tmp, bytes);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    try { fs.unlinkSync(tmp); } catch { /* ignore */ }
-    throw e;
-  }
-}
 
 /** Tokenize documents, joining them with the tokenizer's end-of-text id (or a blank line for bytes). */
 export function tokenizeDocs(docs: Doc[], tok: Tokenizer): Uint16Array {
@@ -206,7 +196,7 @@ export async function loadDataset(opts: LoadOptions): Promise<Dataset> {
         const bytes = new Uint8Array(tokens.length * 2);
         const view = new DataView(bytes.buffer);
         for (let i = 0; i < tokens.length; i++) view.setUint16(2 * i, tokens[i], true);
-        writeAtomic(file, bytes);
+        writeFileAtomic(file, bytes, { mkdir: true });
         cache = `wrote ${file}`;
       } catch (e) {
         cache = `could not write ${file}: ${(e as Error).message}`;

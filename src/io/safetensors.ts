@@ -19,9 +19,8 @@
 // and out.
 
 import { CheckpointError } from '../errors.js';
-import { randomBytes } from 'node:crypto';
+import { writeFileAtomic } from '../util/atomic.js';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 
 // ---- dtypes -------------------------------------------------------------------------------------
 
@@ -687,54 +686,15 @@ export function serializeSafetensors(tensors: Record<string, TensorInput> | Map<
 }
 
 /**
- * Serialize and write atomically: the bytes go to `<path>.tmp-<pid>-<random>` in the same
- * directory, are fsynced, and the temp file is renamed over `filePath` (then the directory is
+ * Serialize and write atomically (src/util/atomic.ts): the bytes go to a temporary file in the same
+ * directory, are fsynced, and the temporary file is renamed over `filePath` (then the directory is
  * fsynced, best effort). A crash leaves either the old file or the new one, never a truncated one.
  */
 export function writeSafetensors(filePath: string, tensors: Record<string, TensorInput> | Map<string, TensorInput>, metadata?: Record<string, string>): void {
   const bytes = serializeSafetensors(tensors, metadata);
-  const tmp = `${filePath}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  let fd: number | null = null;
   try {
-    fd = fs.openSync(tmp, 'wx');
-    for (let pos = 0; pos < bytes.length;) {
-      pos += fs.writeSync(fd, bytes, pos, Math.min(bytes.length - pos, 1 << 30));
-    }
-    fs.fsyncSync(fd);
-    fs.closeSync(fd);
-    fd = null;
-    fs.renameSync(tmp, filePath);
+    writeFileAtomic(filePath, bytes, { fsync: true });
   } catch (e) {
-    if (fd !== null)
-      try {
-        fs.closeSync(fd);
-      } catch {
-        /* already failing */
-      }
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* may not exist */
-    }
-    throw new SafetensorsError(filePath, `cannot write file: ${(e as Error).message}`);
-  }
-  fsyncDirectory(path.dirname(filePath));
-}
-
-/** Make a rename durable by fsyncing its directory; not supported everywhere, so best effort. */
-function fsyncDirectory(dir: string): void {
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(dir, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // e.g. Windows cannot open directories; the data itself is already fsynced.
-  } finally {
-    if (fd !== null)
-      try {
-        fs.closeSync(fd);
-      } catch {
-        /* ignore */
-      }
+    throw new SafetensorsError(filePath, `cannot write file: ${(e as Error).message.replace(/^cannot write '[^']*': /, '')}`);
   }
 }

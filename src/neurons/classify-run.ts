@@ -29,7 +29,7 @@ import {
   type Verdicts,
 } from './classifier.js';
 import { LlmClient, LlmCallError, type Endpoint } from './llm/client.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { DataError, UsageError } from '../errors.js';
 
 /** An OpenAI-compatible chat model as the judge (llama.cpp's server, Ollama, vLLM, crate-ts serve). */

@@ -15,7 +15,7 @@ import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { CheckpointError, CrateError, DataError, UsageError } from '../errors.js';
 import type { LanguageModel } from '../model/lm.js';
 import { LayerCollector, type NeuronSelection, type Selected } from './collector.js';
-import { AtomicWriter, writeFileAtomic, type WriteSyncFn } from './atomic.js';
+import { AtomicWriter, writeFileAtomic, type WriteSyncFn } from '../util/atomic.js';
 import { sha256File } from '../util/hash.js';
 import {
   COLLECTION_FORMAT,

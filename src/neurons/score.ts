@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { readLayer, readManifest, selectedOffset, type CollectionManifest, type LayerData, finiteOrNull } from './format.js';
 import { layersForModelMean, meanOfFinite, populationVariance, splitFor, type NeuronRecords, type SplitName } from './scoring.js';
 import { consistency, lookupScore, selectivity } from './lookup.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 
 export interface NeuronScore {
   layer: number;

@@ -6,12 +6,11 @@
 // failure deep inside it names no component.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { RequestError } from './request-error.js';
 
 /**
- * The project's temporary-file naming, `<target>.tmp-<pid>-<hex>` (src/io/safetensors.ts writes
- * checkpoints this way, and writeFileAtomic below does the same).
+ * The project's temporary-file naming, `.<target>.tmp-<pid>-<hex>` (the atomic writer of
+ * src/util/atomic.ts, which every file crate-ts writes goes through).
  */
 export const TEMP_PATTERN = /\.tmp-(\d+)-[0-9a-f]+$/;
 
@@ -114,20 +113,4 @@ export function removeStaleTemps(dir: string, startedAt = performance.timeOrigin
     }
   }
   return removed;
-}
-
-/** Write a file through a temporary in the same directory and a rename (readers never see half of it). */
-export function writeFileAtomic(file: string, data: string | Uint8Array): void {
-  const tmp = `${file}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  try {
-    fs.writeFileSync(tmp, data, { flag: 'wx' });
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    try {
-      fs.unlinkSync(tmp);
-    } catch {
-      /* may not exist */
-    }
-    throw e;
-  }
 }

@@ -36,7 +36,8 @@ import { generate } from '../sample/generate.js';
 import { CheckpointError, NumericsError, UsageError } from '../errors.js';
 import { resolveRun, CHECKPOINT_NAME, CHART_NAME, type ResolvedRun, type TrainRequest } from './request.js';
 import { checkTrainingMemory, type MemoryEstimate } from './memory.js';
-import { makeRunDir, removeStaleTemps, writeFileAtomic } from './rundir.js';
+import { makeRunDir, removeStaleTemps } from './rundir.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { JsonLog, crateTsVersion, machineInfo, readRunHistory, historyRecords } from './jsonlog.js';
 
 export { resolveRun, resolveCheckpointPath, checkHyper, RequestError, CHECKPOINT_NAME, CHART_NAME, type TrainRequest, type ResolvedRun } from './request.js';

@@ -8,8 +8,9 @@
 // The response stored is what the caller keeps of it (see compactEcho in client.ts).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { gzipSync, gunzipSync } from 'node:zlib';
+import { writeFileAtomic } from '../../util/atomic.js';
 import { DataError } from '../../errors.js';
 
 /** JSON with object keys sorted at every level (a stable text for hashing). */
@@ -66,14 +67,10 @@ export class DiskCache {
 
   set(key: string, endpoint: string, request: unknown, response: unknown): void {
     const f = this.file(key);
-    const tmp = path.join(path.dirname(f), `.${key}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
     try {
-      fs.mkdirSync(path.dirname(f), { recursive: true });
-      fs.writeFileSync(tmp, gzipSync(JSON.stringify({ endpoint, request, response })));
-      fs.renameSync(tmp, f);
+      writeFileAtomic(f, gzipSync(JSON.stringify({ endpoint, request, response })), { mkdir: true });
     } catch (e) {
-      fs.rmSync(tmp, { force: true });
-      throw new DataError(`cannot write the cache entry '${f}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new DataError(`cannot write the cache entry '${f}': ${(e as Error).message.replace(/^cannot write '[^']*': /, '')}`);
     }
   }
 }

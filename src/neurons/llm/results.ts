@@ -7,11 +7,8 @@
 // What produced a file (prompt set, models, simulator kind, whether the scores are comparable with
 // the paper's) cannot go inside those objects, so it sits beside each file: layer-{l}.jsonl has
 // layer-{l}.meta.json, and the directory's name carries the prompt set's name.
-import * as fs from 'node:fs';
-import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { DataError } from '../../errors.js';
 import { pearson, rSquaredAboutZero, absoluteDevExplained } from '../scoring.js';
+import { writeFileAtomic } from '../../util/atomic.js';
 
 const num = (x: number): number | null => (Number.isFinite(x) ? x : null);
 
@@ -95,19 +92,6 @@ export function neuronSimulationResults(layer: number, neuron: number, explanati
   };
 }
 
-/** Write a file under a temporary name, then rename it. */
-export function writeFileAtomic(file: string, content: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(tmp, content);
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw new DataError(`cannot write '${file}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-}
-
 export function writeJsonl(file: string, rows: readonly unknown[]): void {
-  writeFileAtomic(file, rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
+  writeFileAtomic(file, rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''), { mkdir: true });
 }

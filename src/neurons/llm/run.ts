@@ -29,10 +29,10 @@ import {
   scoredSimulation,
   neuronSimulationResults,
   writeJsonl,
-  writeFileAtomic,
   type NeuronSimulationResultsJson,
   type SequenceSimulationJson,
 } from './results.js';
+import { writeFileAtomic } from '../../util/atomic.js';
 
 export type SimulatorKind = 'all-at-once' | 'token-by-token' | 'logprob-free';
 export const SIMULATOR_KINDS: readonly SimulatorKind[] = ['all-at-once', 'token-by-token', 'logprob-free'];
@@ -412,7 +412,8 @@ export class LlmRun {
       layers.push(summary);
     }
     const result = this.summary(layers, dry);
-    if (!dry) writeFileAtomic(path.join(this.out, what.simulate ? 'summary.json' : 'explain-summary.json'), JSON.stringify(result, null, 2) + '\n');
+    if (!dry)
+      writeFileAtomic(path.join(this.out, what.simulate ? 'summary.json' : 'explain-summary.json'), JSON.stringify(result, null, 2) + '\n', { mkdir: true });
     return result;
   }
 

@@ -1,6 +1,9 @@
-// Files written under a temporary name and renamed when complete, so a reader never sees a
-// half-written file under its final name (a killed run, a full disk). Write errors become DataErrors
-// that name the file, and the temporary file is removed.
+// The one atomic file writer of crate-ts: files are written under a temporary name in the same
+// directory (`.NAME.tmp-PID-HEX`, which train's removeStaleTemps recognises) and renamed when
+// complete, so a reader never sees a half-written file under its final name (a killed run, a full
+// disk). Write errors become DataErrors that name the file, and the temporary file is removed.
+// Options: create the directory first (mkdir), and fsync the data before the rename and the
+// directory after it (fsync: what checkpoints need to survive a crash of the machine).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -17,22 +20,38 @@ function ioError(file: string, e: unknown): DataError {
 }
 
 /** A buffered, synchronous writer to `file.tmp-…`, renamed to `file` by close(); abort() removes it. */
+export interface AtomicOptions {
+  /** The low-level write call (tests simulate a full disk with it). */
+  write?: WriteSyncFn;
+  /** Create the file's directory (and its parents) first. */
+  mkdir?: boolean;
+  /** fsync the file before the rename and its directory after (best effort). */
+  fsync?: boolean;
+}
+
 export class AtomicWriter {
   readonly tmp: string;
   private fd: number;
+  private readonly fsync: boolean;
   private buf: Buffer;
   private used = 0;
   private closed = false;
   bytes = 0;
 
+  private readonly write: WriteSyncFn;
+
   constructor(
     readonly file: string,
-    private readonly write: WriteSyncFn = defaultWrite,
+    opts: WriteSyncFn | AtomicOptions = {},
     bufferSize = 1 << 20,
   ) {
-    this.tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const o: AtomicOptions = typeof opts === 'function' ? { write: opts } : opts;
+    this.write = o.write ?? defaultWrite;
+    this.fsync = o.fsync ?? false;
+    this.tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
     try {
-      this.fd = fs.openSync(this.tmp, 'w');
+      if (o.mkdir) fs.mkdirSync(path.dirname(file), { recursive: true });
+      this.fd = fs.openSync(this.tmp, 'wx');
     } catch (e) {
       throw ioError(file, e);
     }
@@ -60,7 +79,7 @@ export class AtomicWriter {
     let off = 0;
     try {
       while (off < b.length) {
-        const n = this.write(this.fd, b, off, b.length - off);
+        const n = this.write(this.fd, b, off, Math.min(b.length - off, 1 << 30));
         if (n <= 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
         off += n;
       }
@@ -82,6 +101,7 @@ export class AtomicWriter {
   close(): void {
     this.flush();
     try {
+      if (this.fsync) fs.fsyncSync(this.fd);
       fs.closeSync(this.fd);
       this.closed = true;
       fs.renameSync(this.tmp, this.file);
@@ -89,6 +109,7 @@ export class AtomicWriter {
       this.abort();
       throw ioError(this.file, e);
     }
+    if (this.fsync) syncDir(path.dirname(this.file));
   }
 
   /** Remove the temporary file (after an error); safe to call twice. */
@@ -109,9 +130,22 @@ export class AtomicWriter {
   }
 }
 
+/** fsync a directory so a rename in it is durable (best effort: not every system allows it). */
+function syncDir(dir: string): void {
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    /* not supported here */
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
+  }
+}
+
 /** Write a whole file atomically. */
-export function writeFileAtomic(file: string, data: string | Uint8Array, write?: WriteSyncFn): void {
-  const w = new AtomicWriter(file, write);
+export function writeFileAtomic(file: string, data: string | Uint8Array, opts: WriteSyncFn | AtomicOptions = {}): void {
+  const w = new AtomicWriter(file, opts);
   if (typeof data === 'string') w.writeString(data);
   else w.writeBytes(data);
   w.close();
