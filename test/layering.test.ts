@@ -160,6 +160,19 @@ describe('layering', () => {
     expect(cycles, cycles.join('\n')).toEqual([]);
   });
 
+  it('src/testing/ (test support) is outside the library: no library module imports it', () => {
+    const testing = path.join(SRC, 'testing') + path.sep;
+    const bad = tsFiles(SRC)
+      .filter((f) => !f.startsWith(testing))
+      .flatMap((f) =>
+        runtimeImports(f, fs.readFileSync(f, 'utf8'))
+          .filter((d) => d.startsWith(testing))
+          .map((d) => `${path.relative(SRC, f)} imports ${path.relative(SRC, d)}`),
+      );
+    expect(bad, bad.join('\n')).toEqual([]);
+    expect(fs.existsSync(path.join(SRC, 'testing', 'checkpoint-fuzz.ts'))).toBe(true);
+  });
+
   it('the import scanner sees runtime imports, skips type-only ones, and the cycle finder finds a cycle', () => {
     const f = path.join(SRC, 'cli', 'x.ts');
     const text = [
