@@ -8,7 +8,7 @@
 //
 // Variants (C = op(A) op(B), row-major, the three layouts the linear layer uses):
 //   1  naive: i-k-j triple loop, float accumulation, one thread
-//   2  the addon's packed SGEMM (native/linear.cc) with its scalar 4x8 micro-kernel
+//   2  the addon's packed SGEMM (native/gemm.cc) with its scalar 4x8 micro-kernel
 //   3  the same with the AVX2+FMA 6x16 micro-kernel
 //   4  the same with the AVX-512 12x32 micro-kernel
 // A variant the CPU cannot run is reported as skipped. Exit status: 0 when every variant that ran

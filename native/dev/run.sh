@@ -15,7 +15,7 @@ cxx="${CXX:-g++}"
 mkdir -p build/dev
 out="build/dev/$name"
 # the production code a ladder links against (its current version is one of the variants)
-deps=(native/linear.cc native/elementwise.cc native/threadpool.cc)
+deps=(native/gemm.cc native/threadpool.cc)
 if [ ! -x "$out" ] || [ -n "$(find "native/dev/$name.cc" "${deps[@]}" native/gemm.h native/threadpool.h -newer "$out" 2>/dev/null)" ]; then
   "$cxx" -std=gnu++17 -O3 -fno-math-errno -fno-trapping-math -ffp-contract=fast -fopenmp-simd -pthread \
     -Inative "native/dev/$name.cc" "${deps[@]}" -o "$out"
