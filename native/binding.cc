@@ -43,20 +43,16 @@ struct CpuTraits {
     return p;
   }
   static void release(float* p) { std::free(p); }
-  static void upload_f32(float* dst, const float* src, int64_t n, const std::string&) {
-    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-  }
+  static void upload_f32(float* dst, const float* src, int64_t n, const std::string&) { std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); }
   static void upload_f64(float* dst, const double* src, int64_t n, const std::string&) {
     for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]);
   }
-  static void download_f32(float* dst, const float* src, int64_t n, const std::string&) {
-    std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-  }
+  static void download_f32(float* dst, const float* src, int64_t n, const std::string&) { std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); }
   static void download_f64(double* dst, const float* src, int64_t n, const std::string&) {
     for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
   }
-  static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, float alpha, const float* A, int64_t lda,
-                    const float* B, int64_t ldb, bool acc, float* C, int64_t ldc) {
+  static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, bool acc,
+                    float* C, int64_t ldc) {
     crate::sgemm(ta, tb, M, N, Kd, alpha, A, lda, B, ldb, acc, C, ldc);
   }
 };
@@ -95,16 +91,12 @@ Napi::Value FmaPeakGflops(const Napi::CallbackInfo& info) {
   Reader in(info, "fma_peak_gflops");
   in.expect_count(1);
   const double seconds = in.number(0, "seconds", crate::optable::FloatRule::kFinite);
-  if (seconds <= 0 || seconds > 10)
-    fail(ErrKind::kRange, "fma_peak_gflops", "seconds must be in (0, 10], got " + num_str(seconds));
+  if (seconds <= 0 || seconds > 10) fail(ErrKind::kRange, "fma_peak_gflops", "seconds must be in (0, 10], got " + num_str(seconds));
   return Napi::Number::New(info.Env(), crate::fma_peak_gflops(seconds));
 }
 
-const crate::binding::Function kRuntime[] = {{"set_threads", SetThreads},
-                                             {"threads", Threads},
-                                             {"gemm_kernel", GemmKernel},
-                                             {"set_gemm_kernel", SetGemmKernel},
-                                             {"fma_peak_gflops", FmaPeakGflops}};
+const crate::binding::Function kRuntime[] = {
+    {"set_threads", SetThreads}, {"threads", Threads}, {"gemm_kernel", GemmKernel}, {"set_gemm_kernel", SetGemmKernel}, {"fma_peak_gflops", FmaPeakGflops}};
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Cpu::register_all(env, exports, kRuntime);

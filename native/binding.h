@@ -55,9 +55,7 @@ struct ArgError {
   std::string message;
 };
 
-[[noreturn]] inline void fail(ErrKind kind, const std::string& fn, const std::string& msg) {
-  throw ArgError{kind, fn + ": " + msg};
-}
+[[noreturn]] inline void fail(ErrKind kind, const std::string& fn, const std::string& msg) { throw ArgError{kind, fn + ": " + msg}; }
 
 inline std::string num_str(double v) {
   if (std::isnan(v)) return "NaN";
@@ -112,8 +110,7 @@ class Reader {
   Reader(const Napi::CallbackInfo& info, std::string fn) : info_(info), fn_(std::move(fn)) {}
 
   void expect_count(size_t n) const {
-    if (info_.Length() != n)
-      fail(ErrKind::kType, fn_, "expected " + std::to_string(n) + " arguments, got " + std::to_string(info_.Length()));
+    if (info_.Length() != n) fail(ErrKind::kType, fn_, "expected " + std::to_string(n) + " arguments, got " + std::to_string(info_.Length()));
   }
 
   /** An integer in [lo, hi]. */
@@ -121,14 +118,10 @@ class Reader {
     const Napi::Value v = info_[i];
     if (!v.IsNumber()) fail(ErrKind::kType, fn_, std::string(name) + " must be a number, got " + type_name(v));
     const double d = v.As<Napi::Number>().DoubleValue();
-    if (!std::isfinite(d) || d != std::floor(d))
-      fail(ErrKind::kRange, fn_, std::string(name) + " must be an integer, got " + num_str(d));
-    if (d < static_cast<double>(lo))
-      fail(ErrKind::kRange, fn_, std::string(name) + " must be >= " + std::to_string(lo) + ", got " + num_str(d));
+    if (!std::isfinite(d) || d != std::floor(d)) fail(ErrKind::kRange, fn_, std::string(name) + " must be an integer, got " + num_str(d));
+    if (d < static_cast<double>(lo)) fail(ErrKind::kRange, fn_, std::string(name) + " must be >= " + std::to_string(lo) + ", got " + num_str(d));
     if (d > static_cast<double>(hi))
-      fail(ErrKind::kRange, fn_,
-           std::string(name) + " must be <= " + std::to_string(hi) + (hi == kMaxElements ? " (2^40)" : "") + ", got " +
-               num_str(d));
+      fail(ErrKind::kRange, fn_, std::string(name) + " must be <= " + std::to_string(hi) + (hi == kMaxElements ? " (2^40)" : "") + ", got " + num_str(d));
     return static_cast<int64_t>(d);
   }
 
@@ -137,12 +130,9 @@ class Reader {
     if (!v.IsNumber()) fail(ErrKind::kType, fn_, std::string(name) + " must be a number, got " + type_name(v));
     const double d = v.As<Napi::Number>().DoubleValue();
     if (rule == FloatRule::kAny) return d;
-    if (!std::isfinite(d))
-      fail(ErrKind::kRange, fn_, std::string(name) + " must be a finite number, got " + num_str(d));
-    if (rule == FloatRule::kNonNegative && d < 0)
-      fail(ErrKind::kRange, fn_, std::string(name) + " must be >= 0, got " + num_str(d));
-    if (rule == FloatRule::kUnitInterval && (d < 0 || d >= 1))
-      fail(ErrKind::kRange, fn_, std::string(name) + " must be in [0, 1), got " + num_str(d));
+    if (!std::isfinite(d)) fail(ErrKind::kRange, fn_, std::string(name) + " must be a finite number, got " + num_str(d));
+    if (rule == FloatRule::kNonNegative && d < 0) fail(ErrKind::kRange, fn_, std::string(name) + " must be >= 0, got " + num_str(d));
+    if (rule == FloatRule::kUnitInterval && (d < 0 || d >= 1)) fail(ErrKind::kRange, fn_, std::string(name) + " must be in [0, 1), got " + num_str(d));
     return d;
   }
 
@@ -165,8 +155,7 @@ class Reader {
     if (optional && (v.IsNull() || v.IsUndefined())) return b;
     if (!v.IsObject() || v.IsArray() || v.IsTypedArray() || v.IsFunction())
       fail(ErrKind::kType, fn_,
-           std::string(name) + " must be a " + noun + " {handle, offset, length}" + (optional ? " or null" : "") +
-               ", got " + type_name(v));
+           std::string(name) + " must be a " + noun + " {handle, offset, length}" + (optional ? " or null" : "") + ", got " + type_name(v));
     const Napi::Object o = v.As<Napi::Object>();
     b.handle = field(o, name, "handle");
     b.offset = static_cast<int64_t>(field(o, name, "offset"));
@@ -201,8 +190,7 @@ class Reader {
  private:
   double field(const Napi::Object& o, const char* name, const char* key) const {
     const Napi::Value f = o.Get(key);
-    if (!f.IsNumber())
-      fail(ErrKind::kType, fn_, std::string(name) + "." + key + " must be a number, got " + type_name(f));
+    if (!f.IsNumber()) fail(ErrKind::kType, fn_, std::string(name) + "." + key + " must be a number, got " + type_name(f));
     const double d = f.As<Napi::Number>().DoubleValue();
     if (!std::isfinite(d) || d != std::floor(d) || d < 0 || d > kMaxIndex)
       fail(ErrKind::kRange, fn_, std::string(name) + "." + key + " must be a non-negative integer, got " + num_str(d));
@@ -230,18 +218,14 @@ inline bool eval(const Expr& e, const int64_t* size, int64_t* out) {
 /** "B = 2, T = 3, C = 4": the values behind an expression, for messages. */
 inline std::string values_of(const Expr& e, const OpSpec& op, const int64_t* size) {
   std::string s;
-  for (int k = 0; k < e.n; ++k)
-    s += (k ? ", " : "") + std::string(op.slot_names[e.slot[k]]) + " = " + std::to_string(size[e.slot[k]]);
+  for (int k = 0; k < e.n; ++k) s += (k ? ", " : "") + std::string(op.slot_names[e.slot[k]]) + " = " + std::to_string(size[e.slot[k]]);
   return s;
 }
 
 /** Evaluates e or fails naming what it is for. */
-inline int64_t eval_or_fail(const Expr& e, const OpSpec& op, const int64_t* size, const std::string& fn,
-                            const std::string& what) {
+inline int64_t eval_or_fail(const Expr& e, const OpSpec& op, const int64_t* size, const std::string& fn, const std::string& what) {
   int64_t v = 0;
-  if (!eval(e, size, &v))
-    fail(ErrKind::kRange, fn,
-         what + ": " + e.text + " exceeds the largest buffer of 2^40 elements (" + values_of(e, op, size) + ")");
+  if (!eval(e, size, &v)) fail(ErrKind::kRange, fn, what + ": " + e.text + " exceeds the largest buffer of 2^40 elements (" + values_of(e, op, size) + ")");
   return v;
 }
 
@@ -249,8 +233,7 @@ inline int64_t eval_or_fail(const Expr& e, const OpSpec& op, const int64_t* size
  * Checks the table's checks and every buffer's element count, and fills the derived slots (n, V, ...).
  * Uses only plain values; `length[i]` is the declared length of buffer argument i.
  */
-inline void check_sizes(const OpSpec& op, const RawBuf* raw, int64_t* size, int64_t max_head_width,
-                        const std::string& fn) {
+inline void check_sizes(const OpSpec& op, const RawBuf* raw, int64_t* size, int64_t max_head_width, const std::string& fn) {
   for (int c = 0; c < op.nchecks; ++c) {
     const optable::Check& k = op.checks[c];
     const char* a = op.slot_names[k.a];
@@ -258,15 +241,13 @@ inline void check_sizes(const OpSpec& op, const RawBuf* raw, int64_t* size, int6
     const int64_t va = size[k.a], vb = size[k.b];
     if (k.kind == optable::CheckKind::kHeads) {
       if (vb <= 0 || va % vb != 0)
-        fail(ErrKind::kRange, fn,
-             std::string(a) + " = " + std::to_string(va) + " is not divisible by " + b + " = " + std::to_string(vb));
+        fail(ErrKind::kRange, fn, std::string(a) + " = " + std::to_string(va) + " is not divisible by " + b + " = " + std::to_string(vb));
       if (va / vb > max_head_width)
         fail(ErrKind::kRange, fn,
-             "head width " + std::string(a) + "/" + b + " = " + std::to_string(va / vb) +
-                 " exceeds the attention kernels' limit of " + std::to_string(max_head_width));
+             "head width " + std::string(a) + "/" + b + " = " + std::to_string(va / vb) + " exceeds the attention kernels' limit of " +
+                 std::to_string(max_head_width));
     } else if (!(va < vb)) {
-      fail(ErrKind::kRange, fn,
-           std::string(a) + " must be < " + b + " = " + std::to_string(vb) + ", got " + std::to_string(va));
+      fail(ErrKind::kRange, fn, std::string(a) + " must be < " + b + " = " + std::to_string(vb) + ", got " + std::to_string(va));
     }
   }
   for (int i = 0; i < op.nargs; ++i) {
@@ -278,10 +259,8 @@ inline void check_sizes(const OpSpec& op, const RawBuf* raw, int64_t* size, int6
       const int64_t lo = a.bound_slot >= 0 ? size[a.bound_slot] : a.lo;
       const char* derived = op.slot_names[a.slot];
       if (rest == 0 || len % rest != 0 || len / rest < lo) {
-        std::string msg = std::string(a.name) + " has " + std::to_string(len) + " elements, expected " + a.shape.text +
-                          " with " + derived +
-                          " >= " + (a.bound_slot >= 0 ? std::string(op.slot_names[a.bound_slot]) + " = " : "") +
-                          std::to_string(lo);
+        std::string msg = std::string(a.name) + " has " + std::to_string(len) + " elements, expected " + a.shape.text + " with " + derived +
+                          " >= " + (a.bound_slot >= 0 ? std::string(op.slot_names[a.bound_slot]) + " = " : "") + std::to_string(lo);
         if (a.shape.n > 0) msg += " (" + values_of(a.shape, op, size) + ")";
         fail(ErrKind::kRange, fn, msg);
       }
@@ -289,28 +268,24 @@ inline void check_sizes(const OpSpec& op, const RawBuf* raw, int64_t* size, int6
     } else {
       const int64_t want = eval_or_fail(a.shape, op, size, fn, a.name);
       if (len != want)
-        fail(ErrKind::kRange, fn,
-             std::string(a.name) + " has " + std::to_string(len) + " elements, expected " + a.shape.text + " = " +
-                 std::to_string(want));
+        fail(ErrKind::kRange, fn, std::string(a.name) + " has " + std::to_string(len) + " elements, expected " + a.shape.text + " = " + std::to_string(want));
     }
   }
 }
 
 /** An id list: exactly `count` ids, each in [lo, hi). Reads the typed array now (no JavaScript runs here). */
-inline const int32_t* check_ids(const Napi::Value& value, const char* name, int64_t count, const char* count_text,
-                                int64_t lo, int64_t hi, const std::string& fn) {
+inline const int32_t* check_ids(const Napi::Value& value, const char* name, int64_t count, const char* count_text, int64_t lo, int64_t hi,
+                                const std::string& fn) {
   const Napi::Int32Array a = value.As<Napi::Int32Array>();  // length and data as they are now
   const size_t n = a.ElementLength();
   if (static_cast<int64_t>(n) != count)
-    fail(ErrKind::kRange, fn,
-         std::string(name) + " has " + std::to_string(n) + " elements, expected " + count_text + " = " +
-             std::to_string(count));
+    fail(ErrKind::kRange, fn, std::string(name) + " has " + std::to_string(n) + " elements, expected " + count_text + " = " + std::to_string(count));
   const int32_t* p = n > 0 ? a.Data() : nullptr;
   for (size_t i = 0; i < n; ++i) {
     if (p[i] < lo || p[i] >= hi)
       fail(ErrKind::kRange, fn,
-           std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(p[i]) + " is out of range [" +
-               std::to_string(lo) + ", " + std::to_string(hi) + ")");
+           std::string(name) + "[" + std::to_string(i) + "] = " + std::to_string(p[i]) + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) +
+               ")");
   }
   return p;
 }
@@ -392,14 +367,13 @@ class Binding {
       auto it = registry().find(b.handle);
       if (it == registry().end())
         fail(ErrKind::kError, fn,
-             std::string(name) + " refers to " + Traits::kNoun + " " + num_str(b.handle) +
-                 ", which was freed or never allocated" + Traits::kForeignHint);
+             std::string(name) + " refers to " + Traits::kNoun + " " + num_str(b.handle) + ", which was freed or never allocated" + Traits::kForeignHint);
       a = it->second;
     }
     if (b.offset + b.length > a.n)
       fail(ErrKind::kRange, fn,
-           std::string(name) + " view [" + std::to_string(b.offset) + ", " + std::to_string(b.offset + b.length) +
-               ") lies outside its buffer of " + std::to_string(a.n) + " elements");
+           std::string(name) + " view [" + std::to_string(b.offset) + ", " + std::to_string(b.offset + b.length) + ") lies outside its buffer of " +
+               std::to_string(a.n) + " elements");
     v.ptr = a.ptr + b.offset;
     return v;
   }
@@ -415,9 +389,7 @@ class Binding {
         const bool overlap = o.offset < b.offset + b.length && b.offset < o.offset + o.length;
         if (!overlap) continue;
         if (exact_ok && o.offset == b.offset && o.length == b.length) continue;
-        fail(ErrKind::kError, fn,
-             std::string(views[i].name) + " overlaps " + views[j].name +
-                 (exact_ok ? " (only an exact alias is allowed)" : ""));
+        fail(ErrKind::kError, fn, std::string(views[i].name) + " overlaps " + views[j].name + (exact_ok ? " (only an exact alias is allowed)" : ""));
       }
     }
   }
@@ -457,8 +429,7 @@ class Binding {
       const int64_t count = eval_or_fail(a.shape, op, r.size, fn, a.name);
       r.ids[i] = check_ids(ids[i], a.name, count, a.shape.text, a.lo, r.size[a.bound_slot], fn);
     }
-    if (op.ret == optable::Ret::kSize)
-      return Napi::Number::New(info.Env(), static_cast<double>(eval_or_fail(op.value, op, r.size, fn, "the result")));
+    if (op.ret == optable::Ret::kSize) return Napi::Number::New(info.Env(), static_cast<double>(eval_or_fail(op.value, op, r.size, fn, "the result")));
 
     // 3. resolve, 4. overlaps, 5. the kernel: under the traits' lock
     [[maybe_unused]] auto lock = Traits::lock();
@@ -513,9 +484,7 @@ class Binding {
     {
       std::lock_guard<std::mutex> guard(registry_mutex());
       auto it = registry().find(h);
-      if (it == registry().end())
-        fail(ErrKind::kError, fn,
-             std::string(Traits::kNoun) + " " + num_str(h) + " was already freed or never allocated");
+      if (it == registry().end()) fail(ErrKind::kError, fn, std::string(Traits::kNoun) + " " + num_str(h) + " was already freed or never allocated");
       p = it->second.ptr;
       registry().erase(it);
     }
@@ -538,8 +507,7 @@ class Binding {
     const Napi::TypedArray src = in.floats(1, "src").As<Napi::TypedArray>();  // after dst's getters ran
     const size_t n = src.ElementLength();
     if (static_cast<int64_t>(n) != dst_raw.length)
-      fail(ErrKind::kRange, fn,
-           "src has " + std::to_string(n) + " elements, expected size(dst) = " + std::to_string(dst_raw.length));
+      fail(ErrKind::kRange, fn, "src has " + std::to_string(n) + " elements, expected size(dst) = " + std::to_string(dst_raw.length));
     [[maybe_unused]] auto lock = Traits::lock();
     const View dst = resolve(fn, "dst", dst_raw);
     if (n == 0) return info.Env().Undefined();
@@ -590,8 +558,7 @@ class Binding {
         {"B", ArgKind::kIn, false, -1, {1, 2, {2, 1}, "K*N"}, -1, 0, 0, FloatRule::kFinite},
         {"C", ArgKind::kOut, false, -1, {1, 2, {0, 1}, "M*N"}, -1, 0, 0, FloatRule::kFinite},
     };
-    static const OpSpec kSpec{"sgemm", optable::Ret::kVoid, false, kArgs,    3,    kSlots, 3, nullptr,
-                              0,       {1, 0, {}, ""},      true,  "linear", false};
+    static const OpSpec kSpec{"sgemm", optable::Ret::kVoid, false, kArgs, 3, kSlots, 3, nullptr, 0, {1, 0, {}, ""}, true, "linear", false};
     int64_t size[optable::kMaxSlots] = {M, N, K};
     const RawBuf raw[3] = {a, b, c};
     check_sizes(kSpec, raw, size, Traits::kMaxHeadWidth, fn);
@@ -599,8 +566,7 @@ class Binding {
     const View views[3] = {resolve(fn, "A", a), resolve(fn, "B", b), resolve(fn, "C", c)};
     const bool is_out[3] = {false, false, true};
     expect_disjoint(fn, views, is_out, 3, false);
-    Traits::sgemm(ta, tb, M, N, K, static_cast<float>(alpha), views[0].ptr, ta ? M : K, views[1].ptr, tb ? K : N, acc,
-                  views[2].ptr, N);
+    Traits::sgemm(ta, tb, M, N, K, static_cast<float>(alpha), views[0].ptr, ta ? M : K, views[1].ptr, tb ? K : N, acc, views[2].ptr, N);
     return info.Env().Undefined();
   }
 

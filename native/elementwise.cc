@@ -22,9 +22,7 @@ void fill(float* buf, int64_t n, float value) {
 
 void copy(float* dst, const float* src, int64_t n) {
   if (dst == src) return;
-  parallel_for(n, kGrain, [&](int64_t i0, int64_t i1) {
-    std::memmove(dst + i0, src + i0, static_cast<size_t>(i1 - i0) * sizeof(float));
-  });
+  parallel_for(n, kGrain, [&](int64_t i0, int64_t i1) { std::memmove(dst + i0, src + i0, static_cast<size_t>(i1 - i0) * sizeof(float)); });
 }
 
 void add(float* out, const float* a, const float* b, int64_t n) {

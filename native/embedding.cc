@@ -6,8 +6,7 @@
 
 namespace crate {
 
-void embedding_forward(float* out, const int32_t* idx, const float* wte, const float* wpe, int64_t B, int64_t T,
-                       int64_t C) {
+void embedding_forward(float* out, const int32_t* idx, const float* wte, const float* wpe, int64_t B, int64_t T, int64_t C) {
   parallel_for(B * T, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* w = wte + static_cast<int64_t>(idx[r]) * C;
@@ -20,8 +19,7 @@ void embedding_forward(float* out, const int32_t* idx, const float* wte, const f
 
 // dwte[idx[b,t],:] += dout[b,t,:] and dwpe[t,:] += sum_b dout[b,t,:]. Tokens repeat, so tasks own
 // column blocks (fixed width) and visit the tokens in order: no races, a fixed summation order.
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* idx, int64_t B, int64_t T,
-                        int64_t C) {
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* idx, int64_t B, int64_t T, int64_t C) {
   constexpr int64_t kCols = 64;
   const int64_t nblocks = (C + kCols - 1) / kCols;
   pool_run(nblocks, [&](int64_t blk) {

@@ -53,8 +53,7 @@ void ukr_scalar_4x8(int64_t kc, const float* Ap, const float* Bp, float* C, int6
     for (int j = 0; j < 8; ++j) C[i * ldc + j] = acc ? alpha * c[i][j] + C[i * ldc + j] : alpha * c[i][j];
 }
 
-__attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* C,
-                                                       int64_t ldc, float alpha, bool acc) {
+__attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha, bool acc) {
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -118,8 +117,7 @@ __attribute__((target("avx2,fma"))) void ukr_avx2_6x16(int64_t kc, const float* 
 }
 
 // AVX-512: 12 x 32 tile, 24 zmm accumulators.
-__attribute__((target("avx512f"))) void ukr_avx512_12x32(int64_t kc, const float* Ap, const float* Bp, float* C,
-                                                         int64_t ldc, float alpha, bool acc) {
+__attribute__((target("avx512f"))) void ukr_avx512_12x32(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha, bool acc) {
   __m512 c[12][2];
 #pragma GCC unroll 12
   for (int i = 0; i < 12; ++i) {
@@ -225,8 +223,7 @@ thread_local int64_t tl_apack_block = -1;
 // ---- AVX2 packing (pure data movement: the packed panels are bit-for-bit those of the scalar code) --
 
 // 8 x 8 transpose of rows r[0..7] (8 floats each) into columns c[0..7].
-__attribute__((target("avx2,fma"))) inline void transpose8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4,
-                                                           __m256 r5, __m256 r6, __m256 r7, __m256* c) {
+__attribute__((target("avx2,fma"))) inline void transpose8(__m256 r0, __m256 r1, __m256 r2, __m256 r3, __m256 r4, __m256 r5, __m256 r6, __m256 r7, __m256* c) {
   const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
   const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
   const __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
@@ -249,8 +246,7 @@ __attribute__((target("avx2,fma"))) inline void transpose8(__m256 r0, __m256 r1,
 // up to W (W >= rows). When W < 8 each k's 8-float store runs W - 8 floats past its slot into the
 // next k's slot (rewritten right after) and, at the end, up to 8 - W floats past dst + kc*W: the
 // caller leaves that room and packs later output after.
-__attribute__((target("avx2,fma"))) void pack_rows_t_avx2(float* dst, int W, const float* src, int64_t ld, int64_t rows,
-                                                          int64_t kc) {
+__attribute__((target("avx2,fma"))) void pack_rows_t_avx2(float* dst, int W, const float* src, int64_t ld, int64_t rows, int64_t kc) {
   const __m256 z = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 8 <= kc; k += 8) {
@@ -268,8 +264,7 @@ __attribute__((target("avx2,fma"))) void pack_rows_t_avx2(float* dst, int W, con
 
 // op(A)[i][k] packed into MR-tall slivers: Ap[s][k][r] = op(A)[i0 + s*MR + r][p0 + k], zero-padded.
 // Ap must have room for 8 floats past mc_padded * kc (see pack_rows_t_avx2).
-__attribute__((target("avx2,fma"))) void pack_A_avx2_6(bool transA, const float* A, int64_t lda, int64_t i0, int64_t mc,
-                                                       int64_t p0, int64_t kc, float* Ap) {
+__attribute__((target("avx2,fma"))) void pack_A_avx2_6(bool transA, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* Ap) {
   constexpr int MR = 6;
   if (!transA) {
     for (int64_t s = 0; s < mc; s += MR) {
@@ -308,8 +303,7 @@ __attribute__((target("avx2,fma"))) void pack_A_avx2_6(bool transA, const float*
 }
 
 // op(A)[i][k] packed into MR-tall slivers: Ap[s][k][r] = op(A)[i0 + s*MR + r][p0 + k], zero-padded.
-void pack_A(const Kernel& kn, bool transA, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
-            float* Ap) {
+void pack_A(const Kernel& kn, bool transA, const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float* Ap) {
   const int MR = kn.mr;
   if (MR == 6 && cpu_has_avx2_fma()) {
     pack_A_avx2_6(transA, A, lda, i0, mc, p0, kc, Ap);
@@ -336,8 +330,7 @@ void pack_A(const Kernel& kn, bool transA, const float* A, int64_t lda, int64_t 
 }
 
 // op(B)[k][j] packed into NR-wide slivers: Bp[s][k][c] = op(B)[p0 + k][j0 + s*NR + c], zero-padded.
-void pack_B_sliver(const Kernel& kn, bool transB, const float* B, int64_t ldb, int64_t j0, int64_t cols, int64_t p0,
-                   int64_t kc, float* dst) {
+void pack_B_sliver(const Kernel& kn, bool transB, const float* B, int64_t ldb, int64_t j0, int64_t cols, int64_t p0, int64_t kc, float* dst) {
   const int NR = kn.nr;
   if (transB && NR == 16 && cpu_has_avx2_fma()) {
     // two groups of 8 columns, each an 8-row transpose of rows of B (no overrun: W = 16 >= 8)
@@ -394,13 +387,13 @@ bool sgemm_set_kernel(const char* name) {
   return false;
 }
 
-void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-           const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc) {
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, bool accumulate,
+           float* C, int64_t ldc) {
   sgemm_ex(transA, transB, M, N, K, alpha, A, lda, B, ldb, accumulate, C, ldc, nullptr);
 }
 
-void sgemm_ex(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-              const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc, const SgemmEpilogue* epi) {
+void sgemm_ex(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, bool accumulate,
+              float* C, int64_t ldc, const SgemmEpilogue* epi) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     parallel_for(M, 64, [&](int64_t i0, int64_t i1) {

@@ -12,8 +12,8 @@ namespace crate {
  * All matrices row-major. The sum over K runs in a fixed order (blocks of a fixed size), so the
  * result does not depend on the number of threads.
  */
-void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-           const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc);
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, bool accumulate,
+           float* C, int64_t ldc);
 
 /** Work applied to each finished tile of C (rows [i, i + rows), columns [j, j + cols); C points at
  *  its element (i, j), row stride ldc) right after its last K slice, on the thread that computed it,
@@ -25,8 +25,8 @@ struct SgemmEpilogue {
 };
 
 /** sgemm followed by epi (nullable) over every element of C exactly once. */
-void sgemm_ex(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-              const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc, const SgemmEpilogue* epi);
+void sgemm_ex(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, bool accumulate,
+              float* C, int64_t ldc, const SgemmEpilogue* epi);
 
 /** Name of the micro-kernel in use: "avx512", "avx2" or "scalar". */
 const char* sgemm_kernel();

@@ -57,9 +57,7 @@ CRATE_HD double layernorm_mean(double sum, int64_t C) { return sum / static_cast
  * Row reciprocal standard deviation from the centred sum of squares sum_i (x_i - mean)^2
  * (accumulated in double): 1 / sqrt(sq / C + eps)  (biased variance, eps inside the sqrt).
  */
-CRATE_HD double layernorm_rstd(double centred_sq, int64_t C, double eps) {
-  return 1.0 / sqrt(centred_sq / static_cast<double>(C) + eps);
-}
+CRATE_HD double layernorm_rstd(double centred_sq, int64_t C, double eps) { return 1.0 / sqrt(centred_sq / static_cast<double>(C) + eps); }
 
 /** One output element: (x - mean) * rstd * weight (+ bias), in float, in that order. */
 CRATE_HD float layernorm_apply(float x, float mean, float rstd, float weight, const float* bias, int64_t i) {
@@ -72,24 +70,19 @@ CRATE_HD float layernorm_apply(float x, float mean, float rstd, float weight, co
  * m2 = mean(dnorm * xhat) (rounded to float), dnorm = dout * weight:
  *   dinp = (dnorm - m1 - xhat * m2) * rstd
  */
-CRATE_HD float layernorm_dinp(float dnorm, float xhat, float m1, float m2, float rstd) {
-  return (dnorm - m1 - xhat * m2) * rstd;
-}
+CRATE_HD float layernorm_dinp(float dnorm, float xhat, float m1, float m2, float rstd) { return (dnorm - m1 - xhat * m2) * rstd; }
 
 // ---- AdamW -----------------------------------------------------------------------------------------
 
 /** Bias corrections 1 - beta^step, computed in double and rounded once to float. */
-CRATE_HD float adamw_bias_correction(double beta, int64_t step) {
-  return static_cast<float>(1.0 - pow(beta, static_cast<double>(step)));
-}
+CRATE_HD float adamw_bias_correction(double beta, int64_t step) { return static_cast<float>(1.0 - pow(beta, static_cast<double>(step))); }
 
 /**
  * One AdamW element (decoupled weight decay, PyTorch torch.optim.AdamW semantics), all in float:
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m / c1;  vhat = v / c2;
  *   p -= lr (mhat / (sqrt(vhat) + eps) + wd p),      c1 = 1 - b1^t, c2 = 1 - b2^t.
  */
-CRATE_HD void adamw_element(float& p, float g, float& m, float& v, float lr, float b1, float b2, float eps, float wd,
-                            float c1, float c2) {
+CRATE_HD void adamw_element(float& p, float g, float& m, float& v, float lr, float b1, float b2, float eps, float wd, float c1, float c2) {
   const float mi = b1 * m + (1.0f - b1) * g;
   const float vi = b2 * v + (1.0f - b2) * g * g;
   m = mi;

@@ -30,8 +30,7 @@ CRATE_CLONES void threshold_range(float* g, const float* prev, int64_t n, float 
 }
 
 void threshold(float* g, const float* prev, int64_t n, float eta, float thr) {
-  parallel_for(n, 1 << 14,
-               [&](int64_t i0, int64_t i1) { threshold_range(g + i0, prev ? prev + i0 : nullptr, i1 - i0, eta, thr); });
+  parallel_for(n, 1 << 14, [&](int64_t i0, int64_t i1) { threshold_range(g + i0, prev ? prev + i0 : nullptr, i1 - i0, eta, thr); });
 }
 
 // dz[i] = da[i] * (a[i] > 0) in place (a = relu(z) > 0 exactly when z > 0).
@@ -55,8 +54,7 @@ struct ThresholdCtx {
 };
 void threshold_tile(void* ctx, float* C, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
   const auto& c = *static_cast<const ThresholdCtx*>(ctx);
-  for (int64_t r = 0; r < rows; ++r)
-    threshold_range(C + r * ldc, c.prev ? c.prev + (i + r) * c.ld + j : nullptr, cols, c.eta, c.thr);
+  for (int64_t r = 0; r < rows; ++r) threshold_range(C + r * ldc, c.prev ? c.prev + (i + r) * c.ld + j : nullptr, cols, c.eta, c.thr);
 }
 struct MaskCtx {
   const float* a;  // (N,H)
@@ -84,8 +82,7 @@ thread_local Scratch tl_scratch[4];
 
 }  // namespace
 
-void ista_forward(float* out, float* codes, const float* u, const float* A, int64_t N, int64_t C, int64_t H,
-                  double eta_d, double lam_d, int64_t steps) {
+void ista_forward(float* out, float* codes, const float* u, const float* A, int64_t N, int64_t C, int64_t H, double eta_d, double lam_d, int64_t steps) {
   const float eta = static_cast<float>(eta_d);
   const float thr = threshold_of(eta_d, lam_d);
   const int64_t NH = N * H;
@@ -114,8 +111,8 @@ void ista_forward(float* out, float* codes, const float* u, const float* A, int6
 // Backward through out = a_S A and each step a_t = relu(a_{t-1} + eta r_t A^T - eta lam),
 // r_t = u - a_{t-1} A:   dz_t = da_t (a_t > 0);  dr_t = eta dz_t A;  du += dr_t;
 // dA += eta dz_t^T r_t - a_{t-1}^T dr_t;  da_{t-1} = dz_t - dr_t A^T.
-void ista_backward(float* du, float* dA, const float* dout, const float* u, const float* A, const float* codes,
-                   int64_t N, int64_t C, int64_t H, double eta_d, double lam_d, int64_t steps) {
+void ista_backward(float* du, float* dA, const float* dout, const float* u, const float* A, const float* codes, int64_t N, int64_t C, int64_t H, double eta_d,
+                   double lam_d, int64_t steps) {
   const float eta = static_cast<float>(eta_d);
   const float thr = threshold_of(eta_d, lam_d);
   (void)thr;  // the threshold only enters through the saved codes
@@ -156,8 +153,7 @@ void ista_backward(float* du, float* dA, const float* dout, const float* u, cons
   }
 }
 
-void ista_complete_forward(float* out, const float* x, const float* W, int64_t N, int64_t C, double eta_d,
-                           double lam_d) {
+void ista_complete_forward(float* out, const float* x, const float* W, int64_t N, int64_t C, double eta_d, double lam_d) {
   const float eta = static_cast<float>(eta_d);
   const float thr = threshold_of(eta_d, lam_d);
   std::vector<float> q(static_cast<size_t>(N * C));
@@ -169,8 +165,8 @@ void ista_complete_forward(float* out, const float* x, const float* W, int64_t N
 
 // z = x + eta (x W - q W) - eta lam with q = x W^T; out = relu(z); dz = dout (out > 0); G = dz W^T:
 //   dx = dz + eta G - eta G W;   dW += eta ((x - q)^T dz - G^T x).
-void ista_complete_backward(float* dx, float* dW, const float* dout, const float* x, const float* W, const float* out,
-                            int64_t N, int64_t C, double eta_d, double lam_d) {
+void ista_complete_backward(float* dx, float* dW, const float* dout, const float* x, const float* W, const float* out, int64_t N, int64_t C, double eta_d,
+                            double lam_d) {
   const float eta = static_cast<float>(eta_d);
   const float thr = threshold_of(eta_d, lam_d);
   (void)thr;

@@ -12,8 +12,8 @@ namespace crate {
 namespace {
 
 // One row: statistics in double (two passes), output in float.
-CRATE_CLONES void layernorm_forward_row(float* out, float* mean_out, float* rstd_out, const float* x,
-                                        const float* weight, const float* bias, int64_t C, double eps) {
+CRATE_CLONES void layernorm_forward_row(float* out, float* mean_out, float* rstd_out, const float* x, const float* weight, const float* bias, int64_t C,
+                                        double eps) {
   const double s = lane_sum(C, [&](int64_t i) { return x[i]; });
   const double m = hd::layernorm_mean(s, C);
   const double v = lane_sum(C, [&](int64_t i) {
@@ -28,8 +28,7 @@ CRATE_CLONES void layernorm_forward_row(float* out, float* mean_out, float* rstd
 }
 
 // One row of dinp = rstd * (dnorm - mean(dnorm) - xhat * mean(dnorm * xhat)), dnorm = dout * weight.
-CRATE_CLONES void layernorm_backward_row(float* dinp, const float* dout, const float* x, const float* weight,
-                                         float mean, float rstd, int64_t C) {
+CRATE_CLONES void layernorm_backward_row(float* dinp, const float* dout, const float* x, const float* weight, float mean, float rstd, int64_t C) {
   const double s1 = lane_sum(C, [&](int64_t i) { return dout[i] * weight[i]; });
   const double s2 = lane_sum(C, [&](int64_t i) {
     const float xhat = (x[i] - mean) * rstd;
@@ -45,9 +44,8 @@ CRATE_CLONES void layernorm_backward_row(float* dinp, const float* dout, const f
 }
 
 // Columns [j0, j1) of dweight += sum_n dout * xhat and dbias += sum_n dout, rows in order, double.
-CRATE_CLONES void layernorm_param_grads(float* dweight, float* dbias, const float* dout, const float* inp,
-                                        const float* mean, const float* rstd, int64_t N, int64_t C, int64_t j0,
-                                        int64_t j1, double* accw, double* accb) {
+CRATE_CLONES void layernorm_param_grads(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean, const float* rstd, int64_t N,
+                                        int64_t C, int64_t j0, int64_t j1, double* accw, double* accb) {
   const int64_t w = j1 - j0;
   for (int64_t j = 0; j < w; ++j) accw[j] = accb[j] = 0.0;
   for (int64_t n = 0; n < N; ++n) {
@@ -68,16 +66,14 @@ CRATE_CLONES void layernorm_param_grads(float* dweight, float* dbias, const floa
 
 }  // namespace
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
-                       int64_t N, int64_t C, float eps) {
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C, float eps) {
   parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n)
-      layernorm_forward_row(out + n * C, mean + n, rstd + n, inp + n * C, weight, bias, C, eps);
+    for (int64_t n = n0; n < n1; ++n) layernorm_forward_row(out + n * C, mean + n, rstd + n, inp + n * C, weight, bias, C, eps);
   });
 }
 
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp, const float* weight, const float* mean,
+                        const float* rstd, int64_t N, int64_t C) {
   // Parameter gradients first (column blocks of a fixed width, each summed over all rows in order),
   // then dinp row by row; dinp may not alias dout or inp (checked by the binding).
   constexpr int64_t kCols = 128;
@@ -88,8 +84,7 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
     layernorm_param_grads(dweight, dbias, dout, inp, mean, rstd, N, C, j0, j1, accw, accb);
   });
   parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n)
-      layernorm_backward_row(dinp + n * C, dout + n * C, inp + n * C, weight, mean[n], rstd[n], C);
+    for (int64_t n = n0; n < n1; ++n) layernorm_backward_row(dinp + n * C, dout + n * C, inp + n * C, weight, mean[n], rstd[n], C);
   });
 }
 

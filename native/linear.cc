@@ -37,8 +37,7 @@ __attribute__((target("avx2,fma"))) inline float hsum256(__m256 v) {
 }
 
 template <int R>
-__attribute__((target("avx2,fma"))) void gemv_rows_avx2(float* out, const float* inp, const float* weight, int64_t C,
-                                                        int64_t OC, int64_t j0, int64_t j1) {
+__attribute__((target("avx2,fma"))) void gemv_rows_avx2(float* out, const float* inp, const float* weight, int64_t C, int64_t OC, int64_t j0, int64_t j1) {
   const int64_t C8 = C & ~int64_t{7};
   for (int64_t j = j0; j < j1; ++j) {
     const float* w = weight + j * C;
@@ -56,8 +55,7 @@ __attribute__((target("avx2,fma"))) void gemv_rows_avx2(float* out, const float*
   }
 }
 
-void gemv_rows_scalar(float* out, const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC, int64_t j0,
-                      int64_t j1) {
+void gemv_rows_scalar(float* out, const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC, int64_t j0, int64_t j1) {
   for (int64_t j = j0; j < j1; ++j)
     for (int64_t r = 0; r < N; ++r) {
       float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -95,8 +93,7 @@ void gemv_forward(float* out, const float* inp, const float* weight, int64_t N, 
 // ---- linear layer ---------------------------------------------------------------------------------
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC)
-void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C,
-                    int64_t OC) {
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C, int64_t OC) {
   if (N <= kGemvRows && OC >= 1024)
     gemv_forward(out, inp, weight, N, C, OC);
   else
@@ -114,8 +111,7 @@ void linear_forward(float* out, const float* inp, const float* weight, const flo
 // dinp (N,C) = dout (N,OC) @ weight (OC,C)    (written; skipped if dinp is null)
 // dweight (OC,C) += dout^T @ inp              (accumulated)
 // dbias (OC) += sum_n dout[n,:]               (accumulated, summed in double in row order)
-void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                     const float* weight, int64_t N, int64_t C, int64_t OC) {
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp, const float* weight, int64_t N, int64_t C, int64_t OC) {
   if (dinp) sgemm(false, false, N, C, OC, 1.0f, dout, OC, weight, C, false, dinp, C);
   sgemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, true, dweight, C);
   if (dbias) column_sums_accumulate(dbias, dout, N, OC);

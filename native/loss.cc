@@ -54,8 +54,7 @@ CRATE_CLONES double cross_entropy_row(float* d, const float* x, int64_t target, 
 
 }  // namespace
 
-double cross_entropy_forward(float* dlogits, const float* logits, const int32_t* targets, int64_t N, int64_t V,
-                             double grad_scale) {
+double cross_entropy_forward(float* dlogits, const float* logits, const int32_t* targets, int64_t N, int64_t V, double grad_scale) {
   int64_t count = 0;
   for (int64_t n = 0; n < N; ++n) count += targets[n] != -1;
   const float gscale = count > 0 ? static_cast<float>(grad_scale / static_cast<double>(count)) : 0.0f;

@@ -38,8 +38,7 @@ struct Heads {
 // Online-softmax update of one block of scores, rows [0, br) of S (row stride kBlock): row r is the
 // query i0 + r, column j the key j0 + j; keys after the query are masked. S is overwritten with the
 // unnormalised probabilities P = exp(S - m_new); acc rows (width p) are rescaled by exp(m - m_new).
-CRATE_CLONES void online_softmax_block(float* S, float* m, float* l, float* acc, int64_t br, int64_t bc, int64_t i0,
-                                       int64_t j0, int64_t p) {
+CRATE_CLONES void online_softmax_block(float* S, float* m, float* l, float* acc, int64_t br, int64_t bc, int64_t i0, int64_t j0, int64_t p) {
   for (int64_t r = 0; r < br; ++r) {
     float* sr = S + r * kBlock;
     const int64_t n = std::min(bc, i0 + r + 1 - j0);  // >= 1: blocks are aligned, j0 <= i0
@@ -67,14 +66,12 @@ CRATE_CLONES void online_softmax_block(float* S, float* m, float* l, float* acc,
 // Scores and P V go through the packed SGEMM (run serially inside this task).
 void attn_forward_rows(float* y, int64_t ystride, float* lse, Heads h, int64_t i0, int64_t br, int64_t p, float scale) {
   std::vector<float> S(static_cast<size_t>(kBlock * kBlock)), acc(static_cast<size_t>(br * p), 0.0f);
-  std::vector<float> m(static_cast<size_t>(br), -std::numeric_limits<float>::infinity()),
-      l(static_cast<size_t>(br), 0.0f);
+  std::vector<float> m(static_cast<size_t>(br), -std::numeric_limits<float>::infinity()), l(static_cast<size_t>(br), 0.0f);
   const int64_t i1 = i0 + br;
   for (int64_t j0 = 0; j0 < i1; j0 += kBlock) {
     const int64_t bc = std::min(kBlock, i1 - j0);
     // S = scale * Q_i K_j^T   (br x bc)
-    sgemm(false, true, br, bc, p, scale, h.q + i0 * h.stride, h.stride, h.k + j0 * h.stride, h.stride, false, S.data(),
-          kBlock);
+    sgemm(false, true, br, bc, p, scale, h.q + i0 * h.stride, h.stride, h.k + j0 * h.stride, h.stride, false, S.data(), kBlock);
     online_softmax_block(S.data(), m.data(), l.data(), acc.data(), br, bc, i0, j0, p);
     // acc += P V_j   (br x p)
     sgemm(false, false, br, p, bc, 1.0f, S.data(), kBlock, h.v + j0 * h.stride, h.stride, true, acc.data(), p);
@@ -90,8 +87,7 @@ void attn_forward_rows(float* y, int64_t ystride, float* lse, Heads h, int64_t i
 
 // dS = P (dP - D) * scale with P = exp(S - lse) recomputed; masked entries (key after query) get
 // P = dS = 0. S holds scale * Q K^T on entry and P on exit; dP holds dY V^T on entry and dS on exit.
-CRATE_CLONES void attn_backward_block(float* S, float* dP, const float* lse, const float* D, int64_t br, int64_t bc,
-                                      int64_t i0, int64_t j0, float scale) {
+CRATE_CLONES void attn_backward_block(float* S, float* dP, const float* lse, const float* D, int64_t br, int64_t bc, int64_t i0, int64_t j0, float scale) {
   for (int64_t r = 0; r < br; ++r) {
     float* sr = S + r * kBlock;
     float* dr = dP + r * kBlock;
@@ -110,10 +106,9 @@ CRATE_CLONES void attn_backward_block(float* S, float* dP, const float* lse, con
 // One (batch, head): dq (row stride dstride) receives the query path, dk and dv the key and value
 // paths; for MSSA all three point at the same rows and the contributions add up. The caller zeroes
 // them first. Every product is a small packed SGEMM, accumulated in a fixed block order.
-void attn_backward_head(float* dq, float* dk, float* dv, int64_t dstride, const float* dy, const float* y,
-                        int64_t ystride, const float* lse, Heads h, int64_t T, int64_t p, float scale) {
-  std::vector<float> D(static_cast<size_t>(T)), S(static_cast<size_t>(kBlock * kBlock)),
-      dP(static_cast<size_t>(kBlock * kBlock));
+void attn_backward_head(float* dq, float* dk, float* dv, int64_t dstride, const float* dy, const float* y, int64_t ystride, const float* lse, Heads h,
+                        int64_t T, int64_t p, float scale) {
+  std::vector<float> D(static_cast<size_t>(T)), S(static_cast<size_t>(kBlock * kBlock)), dP(static_cast<size_t>(kBlock * kBlock));
   for (int64_t i = 0; i < T; ++i) {  // D_i = <dy_i, y_i>
     const float* a = dy + i * ystride;
     const float* b = y + i * ystride;
@@ -144,8 +139,7 @@ void attn_backward_head(float* dq, float* dk, float* dv, int64_t dstride, const 
 
 float head_scale(int64_t p) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(p))); }
 
-void forward_all(float* y, float* saved, const float* qbase, int64_t qkv_stride, int64_t koff, int64_t voff, int64_t B,
-                 int64_t T, int64_t C, int64_t NH) {
+void forward_all(float* y, float* saved, const float* qbase, int64_t qkv_stride, int64_t koff, int64_t voff, int64_t B, int64_t T, int64_t C, int64_t NH) {
   const int64_t p = C / NH;
   const int64_t nrb = (T + kBlock - 1) / kBlock;
   const float scale = head_scale(p);
@@ -161,16 +155,13 @@ void forward_all(float* y, float* saved, const float* qbase, int64_t qkv_stride,
 
 }  // namespace
 
-void mssa_forward(float* y, float* saved, const float* v, int64_t B, int64_t T, int64_t C, int64_t NH) {
-  forward_all(y, saved, v, C, 0, 0, B, T, C, NH);
-}
+void mssa_forward(float* y, float* saved, const float* v, int64_t B, int64_t T, int64_t C, int64_t NH) { forward_all(y, saved, v, C, 0, 0, B, T, C, NH); }
 
 void attention_forward(float* y, float* saved, const float* qkv, int64_t B, int64_t T, int64_t C, int64_t NH) {
   forward_all(y, saved, qkv, 3 * C, C, 2 * C, B, T, C, NH);
 }
 
-void mssa_backward(float* dv, const float* dy, const float* v, const float* y, const float* saved, int64_t B, int64_t T,
-                   int64_t C, int64_t NH) {
+void mssa_backward(float* dv, const float* dy, const float* v, const float* y, const float* saved, int64_t B, int64_t T, int64_t C, int64_t NH) {
   const int64_t p = C / NH;
   const float scale = head_scale(p);
   pool_run(B * NH, [&](int64_t bh) {
@@ -183,8 +174,7 @@ void mssa_backward(float* dv, const float* dy, const float* v, const float* y, c
   });
 }
 
-void attention_backward(float* dqkv, const float* dy, const float* qkv, const float* y, const float* saved, int64_t B,
-                        int64_t T, int64_t C, int64_t NH) {
+void attention_backward(float* dqkv, const float* dy, const float* qkv, const float* y, const float* saved, int64_t B, int64_t T, int64_t C, int64_t NH) {
   const int64_t p = C / NH;
   const float scale = head_scale(p);
   const int64_t S = 3 * C;
@@ -205,8 +195,7 @@ void attention_backward(float* dqkv, const float* dy, const float* qkv, const fl
 // precedes it). One task per (batch, head): scores s_j = <q, k_j> * scale, their max, exp(s_j - max)
 // and its sum, normalise, then y = sum_j P_j v_j, in the reference's order. q may be a row of k and k
 // may be v (the binding allows inputs to alias; y is disjoint from them).
-void attention_decode(float* y, const float* q, const float* k, const float* v, int64_t B, int64_t t, int64_t Tmax,
-                      int64_t C, int64_t NH) {
+void attention_decode(float* y, const float* q, const float* k, const float* v, int64_t B, int64_t t, int64_t Tmax, int64_t C, int64_t NH) {
   const int64_t p = C / NH, n = t + 1;
   const float scale = head_scale(p);
   pool_run(B * NH, [&](int64_t bh) {

@@ -28,9 +28,7 @@ enum class ArgKind : uint8_t {
   kIds,      // host Int32Array of ids             (const int32_t*)
 };
 
-constexpr bool is_buffer(ArgKind k) {
-  return k == ArgKind::kIn || k == ArgKind::kOut || k == ArgKind::kInOut || k == ArgKind::kAcc;
-}
+constexpr bool is_buffer(ArgKind k) { return k == ArgKind::kIn || k == ArgKind::kOut || k == ArgKind::kInOut || k == ArgKind::kAcc; }
 constexpr bool is_output(ArgKind k) { return k == ArgKind::kOut || k == ArgKind::kInOut || k == ArgKind::kAcc; }
 
 enum class FloatRule : uint8_t { kFinite, kAny, kNonNegative, kUnitInterval /* [0, 1) */ };

@@ -8,8 +8,8 @@
 //   npx tsc -p tsconfig.json && node scripts/bench-decode.mjs [--preset 1L] [--arch crate]
 //        [--backends cpu,reference] [--tokens 200] [--repeats 5] [--threads N] [--json]
 //
-// The issue's baseline (before decoding ran on the backend): `crate-ts sample` took 12.9 s for 200
-// tokens of this model with the old host float64 decoder.
+// The baseline before decoding ran on the backend: `crate-ts sample` took 12.9 s for 200 tokens of
+// this model with the old host float64 decoder (README, "Incremental decoding").
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """
 CRATE-LM (paper A: Bai & Ma, "Improving Neuron-level Interpretability with White-box Language
-Models") and its GPT-2 baseline in PyTorch, written from shared/spec/PAPER.md (sections 1-3 and
+Models") and its GPT-2 baseline in PyTorch, written from the spec (docs/spec.md, sections 1-3 and
 Appendix A). This is the *oracle* that the fixtures in fixtures/ are made with; it is a tool, not a
 dependency of the TypeScript project.
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Long fuzzing runs of checkpoint loading: the generators of test/fuzz-safetensors.test.ts
-// (src/checkpoint/fuzz.ts, compiled in dist/), as many cases as asked.
+// (src/testing/checkpoint-fuzz.ts, compiled in dist/), as many cases as asked.
 //
 //   npm run fuzz -- [--cases N] [--seed S] [--timeout-ms T] [--save DIR]
 //
@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dist = path.join(root, 'dist', 'checkpoint', 'fuzz.js');
+const dist = path.join(root, 'dist', 'testing', 'checkpoint-fuzz.js');
 /** Extra seed files: PyTorch-made fixtures and a format_version 1 checkpoint. */
 const EXTRA = ['fixtures/crate-small.safetensors', 'fixtures/gpt2-small.safetensors', 'fixtures/crate-t1.safetensors', 'test/data/checkpoint-v1.safetensors']
   .map((f) => path.join(root, f))

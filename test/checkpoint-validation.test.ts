@@ -24,7 +24,7 @@ import {
 } from '../src/checkpoint/checkpoint.js';
 import { loadStateDict, stateDictFromModel, configToMetadata } from '../src/checkpoint/statedict.js';
 import { parseSafetensors, readSafetensors, serializeSafetensors, SafetensorsError, MAX_MESSAGE_LENGTH } from '../src/io/safetensors.js';
-import { editHeader, editMetadata, joinFile, nestedJson, splitFile } from '../src/checkpoint/fuzz.js';
+import { editHeader, editMetadata, joinFile, nestedJson, splitFile } from '../src/testing/checkpoint-fuzz.js';
 
 let dir: string;
 beforeAll(() => {

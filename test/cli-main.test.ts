@@ -3,7 +3,7 @@
 import { describe, test, expect } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { closest } from '../src/cli/main.js';
+import { closest } from '../src/cli/suggest.js';
 
 const cli = (...args: string[]) => spawnSync(process.execPath, ['bin/crate-ts.js', ...args], { encoding: 'utf8' });
 

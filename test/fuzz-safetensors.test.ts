@@ -14,7 +14,18 @@ import { ReferenceBackend } from '../src/backend/reference.js';
 import { LanguageModel } from '../src/model/lm.js';
 import { makeConfig } from '../src/model/config.js';
 import { stateDictFromModel, configToMetadata } from '../src/checkpoint/statedict.js';
-import { MUTATION_KINDS, editHeader, editMetadata, joinFile, makeCase, makeSeeds, nestedJson, runCase, splitFile, type Seed } from '../src/checkpoint/fuzz.js';
+import {
+  MUTATION_KINDS,
+  editHeader,
+  editMetadata,
+  joinFile,
+  makeCase,
+  makeSeeds,
+  nestedJson,
+  runCase,
+  splitFile,
+  type Seed,
+} from '../src/testing/checkpoint-fuzz.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const EXTRA = [

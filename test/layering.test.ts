@@ -71,6 +71,67 @@ function violations(file: string, text: string): string[] {
   return found;
 }
 
+/**
+ * The relative modules a file loads at run time: static imports and re-exports (not `import type`,
+ * nor ones whose every name is `type X`, which TypeScript erases), side-effect imports and dynamic
+ * `import('./x.js')`. Paths are resolved to .ts files next to `file`.
+ */
+function runtimeImports(file: string, text: string): string[] {
+  const deps = new Set<string>();
+  const add = (spec: string) => deps.add(path.resolve(path.dirname(file), spec.replace(/\.js$/, '.ts')));
+  const code = stripComments(text);
+  for (const m of code.matchAll(/^\s*(?:import|export)\s+(type\s+)?([^'";]*?)\s*from\s*['"](\.[^'"]+)['"]/gms)) {
+    if (m[1]) continue;
+    const names = /^\{([^}]*)\}$/s.exec(m[2].trim());
+    if (names) {
+      const list = names[1]
+        .split(',')
+        .map((x) => x.trim())
+        .filter((x) => x.length > 0);
+      if (list.length > 0 && list.every((x) => x.startsWith('type '))) continue;
+    }
+    add(m[3]);
+  }
+  for (const m of code.matchAll(/^\s*import\s+['"](\.[^'"]+)['"]/gm)) add(m[1]);
+  for (const m of code.matchAll(/\bimport\(\s*['"](\.[^'"]+)['"]\s*\)/g)) add(m[1]);
+  return [...deps];
+}
+
+/** The import cycles (strongly connected components of more than one module, or a self-import). */
+function importCycles(graph: Map<string, string[]>): string[][] {
+  let next = 0;
+  const index = new Map<string, number>(),
+    low = new Map<string, number>(),
+    stack: string[] = [],
+    onStack = new Set<string>(),
+    cycles: string[][] = [];
+  const visit = (v: string) => {
+    index.set(v, next);
+    low.set(v, next++);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v) ?? []) {
+      if (!graph.has(w)) continue;
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+    }
+    if (low.get(v) === index.get(v)) {
+      const comp: string[] = [];
+      let w: string;
+      do {
+        w = stack.pop()!;
+        onStack.delete(w);
+        comp.push(w);
+      } while (w !== v);
+      if (comp.length > 1 || (graph.get(v) ?? []).includes(v)) cycles.push(comp.sort());
+    }
+  };
+  for (const v of graph.keys()) if (!index.has(v)) visit(v);
+  return cycles;
+}
+
 describe('layering', () => {
   it('no process.exit and no console output in src/ outside src/cli/', () => {
     const files = tsFiles(SRC).filter((f) => !path.relative(SRC, f).startsWith('cli' + path.sep));
@@ -91,5 +152,47 @@ describe('layering', () => {
     ].join('\n');
     const v = violations(path.join(SRC, 'x.ts'), src).map((s) => s.split(': ')[0]);
     expect(v).toEqual(['x.ts:3', 'x.ts:4', 'x.ts:5', 'x.ts:6', 'x.ts:7']);
+  });
+  it('no runtime import cycle in src/ (static, side-effect and dynamic imports; type-only imports are erased)', () => {
+    const files = tsFiles(SRC).filter((f) => !f.endsWith('.d.ts'));
+    const graph = new Map(files.map((f) => [f, runtimeImports(f, fs.readFileSync(f, 'utf8'))] as const));
+    const cycles = importCycles(graph).map((c) => c.map((f) => path.relative(SRC, f)).join(' <-> '));
+    expect(cycles, cycles.join('\n')).toEqual([]);
+  });
+
+  it('src/testing/ (test support) is outside the library: no library module imports it', () => {
+    const testing = path.join(SRC, 'testing') + path.sep;
+    const bad = tsFiles(SRC)
+      .filter((f) => !f.startsWith(testing))
+      .flatMap((f) =>
+        runtimeImports(f, fs.readFileSync(f, 'utf8'))
+          .filter((d) => d.startsWith(testing))
+          .map((d) => `${path.relative(SRC, f)} imports ${path.relative(SRC, d)}`),
+      );
+    expect(bad, bad.join('\n')).toEqual([]);
+    expect(fs.existsSync(path.join(SRC, 'testing', 'checkpoint-fuzz.ts'))).toBe(true);
+  });
+
+  it('the import scanner sees runtime imports, skips type-only ones, and the cycle finder finds a cycle', () => {
+    const f = path.join(SRC, 'cli', 'x.ts');
+    const text = [
+      "import type { A } from './a.js';",
+      "import { type B, type C } from './b.js';",
+      "import { closest, type D } from './c.js';",
+      "import './d.js';",
+      "export { e } from '../e.js';",
+      "// import { f } from './f.js';",
+      "const g = () => import('./g.js');",
+    ].join('\n');
+    const got = runtimeImports(f, text).map((p) => path.relative(SRC, p));
+    expect(got.sort()).toEqual(['cli/c.ts', 'cli/d.ts', 'cli/g.ts', 'e.ts']);
+    const graph = new Map<string, string[]>([
+      ['main', ['backend']],
+      ['backend', ['main', 'suggest']],
+      ['suggest', []],
+    ]);
+    expect(importCycles(graph)).toEqual([['backend', 'main']]);
+    graph.set('backend', ['suggest']);
+    expect(importCycles(graph)).toEqual([]);
   });
 });

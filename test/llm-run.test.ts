@@ -180,16 +180,14 @@ describe('neurons score with an LLM (all at once)', () => {
   });
 
   it("OpenAI's own loader reads the results (python3 with the fetched automated-interpretability code)", (ctx) => {
-    const mirror = '/work/.mirror/openai+automated-interpretability/repo';
-    let py = true;
+    // the git directory of a fetched copy of github:openai/automated-interpretability
+    const mirror = process.env.CRATE_TS_OAI_REPO;
+    if (!mirror) return ctx.skip('CRATE_TS_OAI_REPO is not set (the git directory of a copy of openai/automated-interpretability)');
+    if (!fs.existsSync(mirror)) return ctx.skip(`CRATE_TS_OAI_REPO=${mirror} does not exist`);
     try {
       execFileSync('python3', ['-c', 'import orjson'], { stdio: 'ignore' });
     } catch {
-      py = false;
-    }
-    if (!py || !fs.existsSync(mirror)) {
-      ctx.skip();
-      return;
+      return ctx.skip('python3 with orjson is not available');
     }
     // the package's explanation and activation dataclasses and its loader, with its blob-storage
     // imports (blobfile, boostedblob: not installed here, not used by loads()) stubbed out

@@ -3,10 +3,10 @@
 // so an extra or missing key fails) and its NeuronRecord / ActivationRecord / NeuronId dataclasses,
 // including the record-split methods of NeuronRecord. The code is taken from a local mirror of
 // github:openai/automated-interpretability (nothing is vendored): set CRATE_TS_OAI_REPO to its git
-// directory, or the default mirror path below is used; without it, or without python3, the test is
-// skipped with the reason. activations.py imports blobfile and boostedblob (cloud storage, used only
-// by its download helpers), which are absent here: the script puts empty stand-ins for those two
-// modules in sys.modules; orjson (used only by dumps) gets one too when it is not installed.
+// directory; without it, or without python3, the test is skipped with the reason. activations.py
+// imports blobfile and boostedblob (cloud storage, used only by its download helpers), which are
+// absent here: the script puts empty stand-ins for those two modules in sys.modules; orjson (used
+// only by dumps) gets one too when it is not installed.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -20,9 +20,10 @@ import { saveCheckpoint } from '../src/checkpoint/checkpoint.js';
 import { collect } from '../src/neurons/collect.js';
 import { readLayer, readManifest } from '../src/neurons/format.js';
 
-const MIRROR = process.env.CRATE_TS_OAI_REPO ?? '/work/.mirror/openai+automated-interpretability/repo';
+const MIRROR = process.env.CRATE_TS_OAI_REPO;
 
 function unavailable(): string | null {
+  if (!MIRROR) return 'CRATE_TS_OAI_REPO is not set (the git directory of a copy of openai/automated-interpretability)';
   const py = spawnSync('python3', ['-c', 'import sys; print(sys.version_info[0])'], { encoding: 'utf8' });
   if (py.status !== 0) return 'python3 is not available';
   const git = spawnSync('git', ['--git-dir', MIRROR, 'cat-file', '-e', 'HEAD:neuron-explainer/neuron_explainer/activations/activations.py'], {

@@ -1,5 +1,8 @@
 // Every reference operator's backward checked against central finite differences in float64,
 // on shapes and values drawn by fast-check (T = 1, one head, widths not multiples of 4 included).
+// Each case is registered with fdTest(method, ...) under the Backend method whose gradient it checks,
+// and the last test fails when an operator of the table (native/ops.json) that computes a gradient
+// (a backward, or a forward fused with one such as crossEntropyForward's dlogits) has no case here.
 import { describe, test, expect } from 'vitest';
 import fc from 'fast-check';
 import { Rng } from '../src/util/rng.js';
@@ -11,14 +14,35 @@ import { reluForward, reluBackward } from '../src/reference/elementwise.js';
 import { mssaForward, mssaBackward, attentionForward, attentionBackward, attentionSavedSize } from '../src/reference/mssa.js';
 import { istaForward, istaBackward, istaCompleteForward, istaCompleteBackward } from '../src/reference/ista.js';
 import { crossEntropyForward } from '../src/reference/loss.js';
+import { OPERATORS, type OpSpec } from '../src/backend/op-table.js';
 
 const RUNS = { numRuns: 12 };
 const seedArb = fc.integer({ min: 1, max: 1 << 30 });
 const expectPass = (r: { worst: number; at: number; analytic: number; numeric: number }, what: string) =>
   expect(r.worst, `${what}: coordinate ${r.at} analytic ${r.analytic} vs numeric ${r.numeric}`).toBeLessThanOrEqual(1);
 
+/** Backend methods that have a finite-difference case below. */
+const FD_COVERED = new Set<string>();
+/** A finite-difference case for the gradient(s) that operator `method` computes. */
+function fdTest(method: string, title: string, fn: () => void): void {
+  FD_COVERED.add(method);
+  test(`${method}: ${title}`, fn);
+}
+
+/**
+ * The operators of the table that compute a gradient: every backward, and every forward with a
+ * gradient output (an output buffer named d<x>, e.g. dlogits). Helpers (fill, copy, ...) are not operators.
+ */
+function gradientOperators(ops: readonly OpSpec[]): string[] {
+  return ops
+    .filter(
+      (o) => o.group === 'operator' && (o.direction === 'backward' || o.args.some((a) => (a.kind === 'out' || a.kind === 'acc') && /^d[a-zA-Z]/.test(a.name))),
+    )
+    .map((o) => o.method);
+}
+
 describe('reference: finite differences', () => {
-  test('embedding: dwte (with repeated ids, so rows accumulate) and dwpe', () => {
+  fdTest('embeddingBackward', 'embedding: dwte (with repeated ids, so rows accumulate) and dwpe', () => {
     fc.assert(
       fc.property(
         seedArb,
@@ -48,7 +72,7 @@ describe('reference: finite differences', () => {
     );
   });
 
-  test('layernorm: dinp, dweight, dbias (including large offsets and scales)', () => {
+  fdTest('layernormBackward', 'layernorm: dinp, dweight, dbias (including large offsets and scales)', () => {
     fc.assert(
       fc.property(seedArb, fc.integer({ min: 1, max: 6 }), fc.integer({ min: 2, max: 11 }), fc.constantFrom(1, 1e-2, 30), (seed, N, C, scale) => {
         const rng = new Rng(seed);
@@ -78,7 +102,7 @@ describe('reference: finite differences', () => {
     );
   });
 
-  test('linear: dinp, dweight, dbias; gradients accumulate', () => {
+  fdTest('linearBackward', 'linear: dinp, dweight, dbias; gradients accumulate', () => {
     fc.assert(
       fc.property(
         seedArb,
@@ -116,7 +140,7 @@ describe('reference: finite differences', () => {
     );
   });
 
-  test('relu: gradient 1 above 0, exactly 0 at and below 0', () => {
+  fdTest('reluBackward', 'relu: gradient 1 above 0, exactly 0 at and below 0', () => {
     const inp = Float64Array.from([-2, -0, 0, 1e-300, 3, NaN]);
     const out = new Float64Array(6),
       d = new Float64Array(6);
@@ -135,7 +159,7 @@ describe('reference: finite differences', () => {
     scale: fc.constantFrom(0.5, 1, 4),
   });
 
-  test('MSSA (q = k = v): dv through all three tied paths', () => {
+  fdTest('mssaBackward', 'MSSA (q = k = v): dv through all three tied paths', () => {
     fc.assert(
       fc.property(attnShape, ({ seed, B, T, NH, p, scale }) => {
         const rng = new Rng(seed),
@@ -157,7 +181,7 @@ describe('reference: finite differences', () => {
     );
   });
 
-  test('GPT-2 attention (separate q, k, v): dqkv', () => {
+  fdTest('attentionBackward', 'GPT-2 attention (separate q, k, v): dqkv', () => {
     fc.assert(
       fc.property(attnShape, ({ seed, B, T, NH, p, scale }) => {
         const rng = new Rng(seed),
@@ -203,7 +227,7 @@ describe('reference: finite differences', () => {
     return minAbs;
   }
 
-  test('overcomplete ISTA (1-3 steps from zero, decode): du and dA', () => {
+  fdTest('istaBackward', 'overcomplete ISTA (1-3 steps from zero, decode): du and dA', () => {
     fc.assert(
       fc.property(
         seedArb,
@@ -258,7 +282,7 @@ describe('reference: finite differences', () => {
     expect(Array.from(dA)).toEqual([0, 0]);
   });
 
-  test('complete ISTA (paper B, E14): dx and dW', () => {
+  fdTest('istaCompleteBackward', 'complete ISTA (paper B, E14): dx and dW', () => {
     fc.assert(
       fc.property(seedArb, fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 7 }), (seed, N, C) => {
         const rng = new Rng(seed),
@@ -291,7 +315,7 @@ describe('reference: finite differences', () => {
     );
   });
 
-  test('cross-entropy fused with softmax backward: dlogits, ignore index -1, gradScale', () => {
+  fdTest('crossEntropyForward', 'cross-entropy fused with softmax backward: dlogits, ignore index -1, gradScale', () => {
     fc.assert(
       fc.property(seedArb, fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 9 }), fc.constantFrom(1, 10, 80), (seed, N, V, scale) => {
         const rng = new Rng(seed);
@@ -309,5 +333,17 @@ describe('reference: finite differences', () => {
       RUNS,
     );
     expect(Number.isNaN(crossEntropyForward(null, new Float64Array(3), Int32Array.from([-1]), 1, 3, 1))).toBe(true);
+  });
+
+  test('every operator of the table that computes a gradient has a finite-difference case here', () => {
+    const needed = gradientOperators(OPERATORS as readonly OpSpec[]);
+    expect(needed).toContain('istaBackward');
+    expect(needed).toContain('crossEntropyForward');
+    expect(needed).not.toContain('istaForward');
+    const methods = new Set(OPERATORS.map((o) => o.method as string));
+    const unknown = [...FD_COVERED].filter((m) => !methods.has(m));
+    expect(unknown, `fdTest names methods the operator table does not have: ${unknown.join(', ')}`).toEqual([]);
+    const missing = needed.filter((m) => !FD_COVERED.has(m));
+    expect(missing, `operators with a gradient but no finite-difference case in test/reference-grad.test.ts: ${missing.join(', ')}`).toEqual([]);
   });
 });

@@ -54,16 +54,14 @@ struct CudaTraits {
     for (int64_t i = 0; i < n; ++i) tmp[i] = static_cast<float>(src[i]);
     upload(dst, tmp.data(), n, "upload");
   }
-  static void download_f32(float* dst, const float* src, int64_t n, const std::string&) {
-    download(dst, src, n, "download_f32");
-  }
+  static void download_f32(float* dst, const float* src, int64_t n, const std::string&) { download(dst, src, n, "download_f32"); }
   static void download_f64(double* dst, const float* src, int64_t n, const std::string&) {
     std::vector<float> tmp(static_cast<size_t>(n));
     download(tmp.data(), src, n, "download");
     for (int64_t i = 0; i < n; ++i) dst[i] = tmp[i];
   }
-  static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, float alpha, const float* A, int64_t lda,
-                    const float* B, int64_t ldb, bool acc, float* C, int64_t ldc) {
+  static void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t Kd, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, bool acc,
+                    float* C, int64_t ldc) {
     ::crate::cuda::sgemm(ta, tb, M, N, Kd, alpha, A, lda, B, ldb, acc, C, ldc);
   }
 };
@@ -130,11 +128,8 @@ Napi::Value GetPrecision(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), precision() == Precision::kTf32 ? "tf32" : "fp32");
 }
 
-const binding::Function kRuntime[] = {{"available", Available},
-                                      {"synchronize", Synchronize},
-                                      {"memory_info", MemoryInfo},
-                                      {"set_precision", SetPrecision},
-                                      {"precision", GetPrecision}};
+const binding::Function kRuntime[] = {
+    {"available", Available}, {"synchronize", Synchronize}, {"memory_info", MemoryInfo}, {"set_precision", SetPrecision}, {"precision", GetPrecision}};
 
 }  // namespace
 

@@ -117,21 +117,17 @@ struct Line {
     if (got.size() != ref.size()) {
       std::snprintf(buf, sizeof buf, " %s: size %zu vs %zu;", name.c_str(), got.size(), ref.size());
     } else {
-      std::snprintf(buf, sizeof buf, " %s: max|err| %.2e (%.3g of tol)%s;", name.c_str(), c.max_abs, c.worst_ratio,
-                    c.pass ? "" : " FAIL");
+      std::snprintf(buf, sizeof buf, " %s: max|err| %.2e (%.3g of tol)%s;", name.c_str(), c.max_abs, c.worst_ratio, c.pass ? "" : " FAIL");
       if (!c.pass) {
         char b2[160];
-        std::snprintf(b2, sizeof b2, " [%lld] got %.9g ref %.9g;", static_cast<long long>(c.worst), c.worst_got,
-                      c.worst_ref);
+        std::snprintf(b2, sizeof b2, " [%lld] got %.9g ref %.9g;", static_cast<long long>(c.worst), c.worst_got, c.worst_ref);
         std::strncat(buf, b2, sizeof buf - std::strlen(buf) - 1);
       }
     }
     detail << buf;
     pass = pass && c.pass;
   }
-  void check(const std::string& name, const std::vector<float>& got, const std::vector<float>& ref, Tol tol) {
-    check(name, widen(got), widen(ref), tol);
-  }
+  void check(const std::string& name, const std::vector<float>& got, const std::vector<float>& ref, Tol tol) { check(name, widen(got), widen(ref), tol); }
   void expect(const std::string& what, bool ok) {
     detail << " " << what << (ok ? " ok;" : " FAIL;");
     pass = pass && ok;
@@ -289,24 +285,23 @@ void check_embedding() {
     int64_t B, T, C, V;
   };
   for (S s : {S{1, 1, 1, 1}, S{2, 9, 37, 13}, S{3, 64, 130, 50}, S{4, 257, 64, 1000}}) {
-    run_check("embedding forward+backward " + shape_str({{"B", s.B}, {"T", s.T}, {"C", s.C}, {"V", s.V}}),
-              [&](Line& L) {
-                Rng rng(g_seed + s.B * 1000 + s.T);
-                const int64_t N = s.B * s.T;
-                std::vector<int32_t> idx(N);
-                for (auto& i : idx) i = rng.below(static_cast<int32_t>(s.V));
-                const auto wte = rng.vec(s.V * s.C), wpe = rng.vec(s.T * s.C), dout = rng.vec(N * s.C);
-                const auto dwte0 = rng.vec(s.V * s.C), dwpe0 = rng.vec(s.T * s.C);
-                std::vector<float> out(N * s.C), dwte = dwte0, dwpe = dwpe0;
-                crate::embedding_forward(out.data(), idx.data(), wte.data(), wpe.data(), s.B, s.T, s.C);
-                crate::embedding_backward(dwte.data(), dwpe.data(), dout.data(), idx.data(), s.B, s.T, s.C);
-                Dev gwte(wte), gwpe(wpe), gout(N * s.C), gdout(dout), gdwte(dwte0), gdwpe(dwpe0);
-                crate::cuda::embedding_forward(gout.p, idx.data(), gwte.p, gwpe.p, s.B, s.T, s.C);
-                crate::cuda::embedding_backward(gdwte.p, gdwpe.p, gdout.p, idx.data(), s.B, s.T, s.C);
-                L.check("out", gout.get(), out, op_tol("embedding", false));
-                L.check("dwte", gdwte.get(), dwte, op_tol("embedding", true));
-                L.check("dwpe", gdwpe.get(), dwpe, op_tol("embedding", true));
-              });
+    run_check("embedding forward+backward " + shape_str({{"B", s.B}, {"T", s.T}, {"C", s.C}, {"V", s.V}}), [&](Line& L) {
+      Rng rng(g_seed + s.B * 1000 + s.T);
+      const int64_t N = s.B * s.T;
+      std::vector<int32_t> idx(N);
+      for (auto& i : idx) i = rng.below(static_cast<int32_t>(s.V));
+      const auto wte = rng.vec(s.V * s.C), wpe = rng.vec(s.T * s.C), dout = rng.vec(N * s.C);
+      const auto dwte0 = rng.vec(s.V * s.C), dwpe0 = rng.vec(s.T * s.C);
+      std::vector<float> out(N * s.C), dwte = dwte0, dwpe = dwpe0;
+      crate::embedding_forward(out.data(), idx.data(), wte.data(), wpe.data(), s.B, s.T, s.C);
+      crate::embedding_backward(dwte.data(), dwpe.data(), dout.data(), idx.data(), s.B, s.T, s.C);
+      Dev gwte(wte), gwpe(wpe), gout(N * s.C), gdout(dout), gdwte(dwte0), gdwpe(dwpe0);
+      crate::cuda::embedding_forward(gout.p, idx.data(), gwte.p, gwpe.p, s.B, s.T, s.C);
+      crate::cuda::embedding_backward(gdwte.p, gdwpe.p, gdout.p, idx.data(), s.B, s.T, s.C);
+      L.check("out", gout.get(), out, op_tol("embedding", false));
+      L.check("dwte", gdwte.get(), dwte, op_tol("embedding", true));
+      L.check("dwpe", gdwpe.get(), dwpe, op_tol("embedding", true));
+    });
   }
 }
 
@@ -316,34 +311,26 @@ void check_layernorm() {
     double offset;
     bool bias;
   };
-  for (S s :
-       {S{1, 3, 0, true}, S{17, 70, 1000, true}, S{5, 3, 1, false}, S{300, 768, 0, true}, S{1030, 129, 1000, false}}) {
-    run_check("layernorm forward+backward " +
-                  shape_str({{"N", s.N}, {"C", s.C}, {"offset", static_cast<int64_t>(s.offset)}, {"bias", s.bias}}),
-              [&](Line& L) {
-                Rng rng(g_seed + s.N * 31 + s.C);
-                const auto inp = rng.vec(s.N * s.C, 1, s.offset), w = rng.vec(s.C), b = rng.vec(s.C);
-                const auto dout = rng.vec(s.N * s.C), dw0 = rng.vec(s.C), db0 = rng.vec(s.C);
-                std::vector<float> out(s.N * s.C), mean(s.N), rstd(s.N), dinp(s.N * s.C), dw = dw0, db = db0;
-                crate::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(),
-                                         s.bias ? b.data() : nullptr, s.N, s.C, 1e-5f);
-                crate::layernorm_backward(dinp.data(), dw.data(), s.bias ? db.data() : nullptr, dout.data(), inp.data(),
-                                          w.data(), mean.data(), rstd.data(), s.N, s.C);
-                Dev ginp(inp), gw(w), gb(b), gout(s.N * s.C), gmean(s.N), grstd(s.N), gdout(dout), gdinp(s.N * s.C),
-                    gdw(dw0), gdb(db0);
-                crate::cuda::layernorm_forward(gout.p, gmean.p, grstd.p, ginp.p, gw.p, s.bias ? gb.p : nullptr, s.N,
-                                               s.C, 1e-5f);
-                L.check("out", gout.get(), out, op_tol("layernorm", false));
-                L.check("mean", gmean.get(), mean, op_tol("layernorm", false));
-                L.check("rstd", grstd.get(), rstd, op_tol("layernorm", false));
-                // backward on the CPU's saved statistics, so both see identical inputs
-                Dev cmean(mean), crstd(rstd);
-                crate::cuda::layernorm_backward(gdinp.p, gdw.p, s.bias ? gdb.p : nullptr, gdout.p, ginp.p, gw.p,
-                                                cmean.p, crstd.p, s.N, s.C);
-                L.check("dinp", gdinp.get(), dinp, op_tol("layernorm", true));
-                L.check("dweight", gdw.get(), dw, op_tol("layernorm", true));
-                if (s.bias) L.check("dbias", gdb.get(), db, op_tol("layernorm", true));
-              });
+  for (S s : {S{1, 3, 0, true}, S{17, 70, 1000, true}, S{5, 3, 1, false}, S{300, 768, 0, true}, S{1030, 129, 1000, false}}) {
+    run_check("layernorm forward+backward " + shape_str({{"N", s.N}, {"C", s.C}, {"offset", static_cast<int64_t>(s.offset)}, {"bias", s.bias}}), [&](Line& L) {
+      Rng rng(g_seed + s.N * 31 + s.C);
+      const auto inp = rng.vec(s.N * s.C, 1, s.offset), w = rng.vec(s.C), b = rng.vec(s.C);
+      const auto dout = rng.vec(s.N * s.C), dw0 = rng.vec(s.C), db0 = rng.vec(s.C);
+      std::vector<float> out(s.N * s.C), mean(s.N), rstd(s.N), dinp(s.N * s.C), dw = dw0, db = db0;
+      crate::layernorm_forward(out.data(), mean.data(), rstd.data(), inp.data(), w.data(), s.bias ? b.data() : nullptr, s.N, s.C, 1e-5f);
+      crate::layernorm_backward(dinp.data(), dw.data(), s.bias ? db.data() : nullptr, dout.data(), inp.data(), w.data(), mean.data(), rstd.data(), s.N, s.C);
+      Dev ginp(inp), gw(w), gb(b), gout(s.N * s.C), gmean(s.N), grstd(s.N), gdout(dout), gdinp(s.N * s.C), gdw(dw0), gdb(db0);
+      crate::cuda::layernorm_forward(gout.p, gmean.p, grstd.p, ginp.p, gw.p, s.bias ? gb.p : nullptr, s.N, s.C, 1e-5f);
+      L.check("out", gout.get(), out, op_tol("layernorm", false));
+      L.check("mean", gmean.get(), mean, op_tol("layernorm", false));
+      L.check("rstd", grstd.get(), rstd, op_tol("layernorm", false));
+      // backward on the CPU's saved statistics, so both see identical inputs
+      Dev cmean(mean), crstd(rstd);
+      crate::cuda::layernorm_backward(gdinp.p, gdw.p, s.bias ? gdb.p : nullptr, gdout.p, ginp.p, gw.p, cmean.p, crstd.p, s.N, s.C);
+      L.check("dinp", gdinp.get(), dinp, op_tol("layernorm", true));
+      L.check("dweight", gdw.get(), dw, op_tol("layernorm", true));
+      if (s.bias) L.check("dbias", gdb.get(), db, op_tol("layernorm", true));
+    });
   }
 }
 
@@ -354,51 +341,44 @@ void check_linear() {
     double scale;
   };
   // odd sizes; 1x1; a 128-tile output (>= 96 tiles of 128); split-K weight gradients (long N)
-  for (S s : {S{1, 1, 1, true, 1}, S{67, 71, 69, true, 100}, S{13, 5, 1, false, 1}, S{1300, 37, 1100, true, 1},
-              S{2500, 64, 48, true, 1}, S{4100, 130, 129, false, 1}, S{256, 768, 768, true, 1}}) {
-    run_check(
-        "linear forward+backward " +
-            shape_str({{"N", s.N}, {"C", s.C}, {"OC", s.OC}, {"bias", s.bias}, {"scale", (int64_t)s.scale}}),
-        [&](Line& L) {
-          Rng rng(g_seed + s.N + s.C * 3 + s.OC * 7);
-          const auto x = rng.vec(s.N * s.C, s.scale), W = rng.vec(s.OC * s.C), b = rng.vec(s.OC);
-          const auto dout = rng.vec(s.N * s.OC), dW0 = rng.vec(s.OC * s.C), db0 = rng.vec(s.OC);
-          std::vector<float> out(s.N * s.OC), dx(s.N * s.C), dW = dW0, db = db0;
-          crate::linear_forward(out.data(), x.data(), W.data(), s.bias ? b.data() : nullptr, s.N, s.C, s.OC);
-          crate::linear_backward(dx.data(), dW.data(), s.bias ? db.data() : nullptr, dout.data(), x.data(), W.data(),
-                                 s.N, s.C, s.OC);
-          Dev gx(x), gW(W), gb(b), gout(s.N * s.OC), gdout(dout), gdx(s.N * s.C), gdW(dW0), gdb(db0);
-          crate::cuda::linear_forward(gout.p, gx.p, gW.p, s.bias ? gb.p : nullptr, s.N, s.C, s.OC);
-          crate::cuda::linear_backward(gdx.p, gdW.p, s.bias ? gdb.p : nullptr, gdout.p, gx.p, gW.p, s.N, s.C, s.OC);
-          L.check("out", gout.get(), out, op_tol("linear", false));
-          L.check("dinp", gdx.get(), dx, op_tol("linear", true));
-          L.check("dweight", gdW.get(), dW, op_tol("linear", true));
-          if (s.bias) L.check("dbias", gdb.get(), db, op_tol("linear", true));
-          // determinism: the same backward again from the same state, bitwise
-          Dev gdW2(dW0), gdb2(db0), gdx2(s.N * s.C);
-          crate::cuda::linear_backward(gdx2.p, gdW2.p, s.bias ? gdb2.p : nullptr, gdout.p, gx.p, gW.p, s.N, s.C, s.OC);
-          L.expect("backward twice bitwise",
-                   gdW2.get() == gdW.get() && gdx2.get() == gdx.get() && (!s.bias || gdb2.get() == gdb.get()));
-        });
+  for (S s : {S{1, 1, 1, true, 1}, S{67, 71, 69, true, 100}, S{13, 5, 1, false, 1}, S{1300, 37, 1100, true, 1}, S{2500, 64, 48, true, 1},
+              S{4100, 130, 129, false, 1}, S{256, 768, 768, true, 1}}) {
+    run_check("linear forward+backward " + shape_str({{"N", s.N}, {"C", s.C}, {"OC", s.OC}, {"bias", s.bias}, {"scale", (int64_t)s.scale}}), [&](Line& L) {
+      Rng rng(g_seed + s.N + s.C * 3 + s.OC * 7);
+      const auto x = rng.vec(s.N * s.C, s.scale), W = rng.vec(s.OC * s.C), b = rng.vec(s.OC);
+      const auto dout = rng.vec(s.N * s.OC), dW0 = rng.vec(s.OC * s.C), db0 = rng.vec(s.OC);
+      std::vector<float> out(s.N * s.OC), dx(s.N * s.C), dW = dW0, db = db0;
+      crate::linear_forward(out.data(), x.data(), W.data(), s.bias ? b.data() : nullptr, s.N, s.C, s.OC);
+      crate::linear_backward(dx.data(), dW.data(), s.bias ? db.data() : nullptr, dout.data(), x.data(), W.data(), s.N, s.C, s.OC);
+      Dev gx(x), gW(W), gb(b), gout(s.N * s.OC), gdout(dout), gdx(s.N * s.C), gdW(dW0), gdb(db0);
+      crate::cuda::linear_forward(gout.p, gx.p, gW.p, s.bias ? gb.p : nullptr, s.N, s.C, s.OC);
+      crate::cuda::linear_backward(gdx.p, gdW.p, s.bias ? gdb.p : nullptr, gdout.p, gx.p, gW.p, s.N, s.C, s.OC);
+      L.check("out", gout.get(), out, op_tol("linear", false));
+      L.check("dinp", gdx.get(), dx, op_tol("linear", true));
+      L.check("dweight", gdW.get(), dW, op_tol("linear", true));
+      if (s.bias) L.check("dbias", gdb.get(), db, op_tol("linear", true));
+      // determinism: the same backward again from the same state, bitwise
+      Dev gdW2(dW0), gdb2(db0), gdx2(s.N * s.C);
+      crate::cuda::linear_backward(gdx2.p, gdW2.p, s.bias ? gdb2.p : nullptr, gdout.p, gx.p, gW.p, s.N, s.C, s.OC);
+      L.expect("backward twice bitwise", gdW2.get() == gdW.get() && gdx2.get() == gdx.get() && (!s.bias || gdb2.get() == gdb.get()));
+    });
   }
   // sgemm in all four layouts, with and without accumulation
   for (int layout = 0; layout < 4; ++layout) {
     const bool ta = layout & 1, tb = layout & 2;
-    for (auto [M, N, K] :
-         std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 1, 1}, {33, 65, 17}, {300, 200, 1500}}) {
-      run_check(
-          std::string("sgemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " " + shape_str({{"M", M}, {"N", N}, {"K", K}}),
-          [&, M = M, N = N, K = K](Line& L) {
-            Rng rng(g_seed + M * 5 + N * 3 + K + layout);
-            const auto A = rng.vec(M * K), B = rng.vec(K * N), C0 = rng.vec(M * N);
-            for (bool acc : {false, true}) {
-              std::vector<float> C = C0;
-              crate::sgemm(ta, tb, M, N, K, 0.75f, A.data(), ta ? M : K, B.data(), tb ? K : N, acc, C.data(), N);
-              Dev gA(A), gB(B), gC(C0);
-              crate::cuda::sgemm(ta, tb, M, N, K, 0.75f, gA.p, ta ? M : K, gB.p, tb ? K : N, acc, gC.p, N);
-              L.check(acc ? "C(accumulate)" : "C", gC.get(), C, op_tol("linear", false));
-            }
-          });
+    for (auto [M, N, K] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 1, 1}, {33, 65, 17}, {300, 200, 1500}}) {
+      run_check(std::string("sgemm ") + (ta ? "T" : "N") + (tb ? "T" : "N") + " " + shape_str({{"M", M}, {"N", N}, {"K", K}}),
+                [&, M = M, N = N, K = K](Line& L) {
+                  Rng rng(g_seed + M * 5 + N * 3 + K + layout);
+                  const auto A = rng.vec(M * K), B = rng.vec(K * N), C0 = rng.vec(M * N);
+                  for (bool acc : {false, true}) {
+                    std::vector<float> C = C0;
+                    crate::sgemm(ta, tb, M, N, K, 0.75f, A.data(), ta ? M : K, B.data(), tb ? K : N, acc, C.data(), N);
+                    Dev gA(A), gB(B), gC(C0);
+                    crate::cuda::sgemm(ta, tb, M, N, K, 0.75f, gA.p, ta ? M : K, gB.p, tb ? K : N, acc, gC.p, N);
+                    L.check(acc ? "C(accumulate)" : "C", gC.get(), C, op_tol("linear", false));
+                  }
+                });
     }
   }
   // TF32 tensor cores: only behind the precision switch; ~1e-3 relative by construction
@@ -431,8 +411,8 @@ void check_attention() {
     double scale;
   };
   // head widths of every kernel variant (PD 32/64/128/256), T = 1, one head, several row blocks
-  for (S s : {S{1, 1, 1, 1, 1}, S{2, 37, 3, 5, 0.3}, S{1, 130, 2, 32, 1}, S{2, 70, 1, 64, 4}, S{1, 300, 4, 64, 1},
-              S{1, 50, 2, 100, 1}, S{1, 40, 1, 200, 1}, S{3, 17, 4, 19, 4}}) {
+  for (S s : {S{1, 1, 1, 1, 1}, S{2, 37, 3, 5, 0.3}, S{1, 130, 2, 32, 1}, S{2, 70, 1, 64, 4}, S{1, 300, 4, 64, 1}, S{1, 50, 2, 100, 1}, S{1, 40, 1, 200, 1},
+              S{3, 17, 4, 19, 4}}) {
     const int64_t C = s.NH * s.p, n = s.B * s.T * C, ns = s.B * s.NH * s.T;
     const std::string shp = shape_str({{"B", s.B}, {"T", s.T}, {"NH", s.NH}, {"p", s.p}});
     for (bool mssa : {true, false}) {
@@ -482,26 +462,23 @@ void check_attention() {
   struct D {
     int64_t B, t, Tmax, NH, p;
   };
-  for (D s :
-       {D{1, 0, 1, 1, 1}, D{2, 36, 37, 3, 5}, D{1, 299, 300, 4, 64}, D{3, 700, 1024, 2, 256}, D{2, 5, 64, 12, 64}}) {
+  for (D s : {D{1, 0, 1, 1, 1}, D{2, 36, 37, 3, 5}, D{1, 299, 300, 4, 64}, D{3, 700, 1024, 2, 256}, D{2, 5, 64, 12, 64}}) {
     const int64_t C = s.NH * s.p;
-    run_check(
-        "attentionDecode forward " + shape_str({{"B", s.B}, {"t", s.t}, {"Tmax", s.Tmax}, {"NH", s.NH}, {"p", s.p}}),
-        [&](Line& L) {
-          Rng rng(g_seed + s.t * 7 + s.p);
-          const auto q = rng.vec(s.B * C), k = rng.vec(s.B * s.Tmax * C), v = rng.vec(s.B * s.Tmax * C);
-          std::vector<float> y(s.B * C), ya(C);
-          crate::attention_decode(y.data(), q.data(), k.data(), v.data(), s.B, s.t, s.Tmax, C, s.NH);
-          crate::attention_decode(ya.data(), k.data() + s.t * C, k.data(), k.data(), 1, s.t, s.Tmax, C, s.NH);
-          Dev gq(q), gk(k), gv(v), gy(s.B * C), gya(C);
-          crate::cuda::attention_decode(gy.p, gq.p, gk.p, gv.p, s.B, s.t, s.Tmax, C, s.NH);
-          crate::cuda::attention_decode(gya.p, gk.p + s.t * C, gk.p, gk.p, 1, s.t, s.Tmax, C, s.NH);
-          L.check("y", gy.get(), y, op_tol("attentionDecode", false));
-          L.check("y(q = k = v)", gya.get(), ya, op_tol("attentionDecode", false));
-          Dev gy2(s.B * C);
-          crate::cuda::attention_decode(gy2.p, gq.p, gk.p, gv.p, s.B, s.t, s.Tmax, C, s.NH);
-          L.expect("twice bitwise", gy2.get() == gy.get());
-        });
+    run_check("attentionDecode forward " + shape_str({{"B", s.B}, {"t", s.t}, {"Tmax", s.Tmax}, {"NH", s.NH}, {"p", s.p}}), [&](Line& L) {
+      Rng rng(g_seed + s.t * 7 + s.p);
+      const auto q = rng.vec(s.B * C), k = rng.vec(s.B * s.Tmax * C), v = rng.vec(s.B * s.Tmax * C);
+      std::vector<float> y(s.B * C), ya(C);
+      crate::attention_decode(y.data(), q.data(), k.data(), v.data(), s.B, s.t, s.Tmax, C, s.NH);
+      crate::attention_decode(ya.data(), k.data() + s.t * C, k.data(), k.data(), 1, s.t, s.Tmax, C, s.NH);
+      Dev gq(q), gk(k), gv(v), gy(s.B * C), gya(C);
+      crate::cuda::attention_decode(gy.p, gq.p, gk.p, gv.p, s.B, s.t, s.Tmax, C, s.NH);
+      crate::cuda::attention_decode(gya.p, gk.p + s.t * C, gk.p, gk.p, 1, s.t, s.Tmax, C, s.NH);
+      L.check("y", gy.get(), y, op_tol("attentionDecode", false));
+      L.check("y(q = k = v)", gya.get(), ya, op_tol("attentionDecode", false));
+      Dev gy2(s.B * C);
+      crate::cuda::attention_decode(gy2.p, gq.p, gk.p, gv.p, s.B, s.t, s.Tmax, C, s.NH);
+      L.expect("twice bitwise", gy2.get() == gy.get());
+    });
   }
   run_check("attention rejects head width > 256 with an Error", [&](Line& L) {
     Dev v(300), y(300), st(1);
@@ -521,26 +498,24 @@ void check_ista() {
   };
   for (S s : {S{1, 1, 1, 1}, S{40, 37, 4, 2}, S{13, 5, 3, 3}, S{300, 64, 4, 2}, S{1100, 96, 4, 2}, S{7, 20, 1, 1}}) {
     const int64_t H = s.factor * s.C;
-    run_check("ista forward+backward " + shape_str({{"N", s.N}, {"C", s.C}, {"H", H}, {"steps", s.steps}}),
-              [&](Line& L) {
-                Rng rng(g_seed + s.N * 13 + s.C * 5 + s.steps);
-                const double eta = 0.1, lam = 0.1;
-                const auto u = rng.vec(s.N * s.C), A = rng.vec(H * s.C, std::sqrt(2.0 / s.C));
-                const auto dout = rng.vec(s.N * s.C), dA0 = rng.vec(H * s.C);
-                std::vector<float> out(s.N * s.C), codes(s.steps * s.N * H), du(s.N * s.C), dA = dA0;
-                crate::ista_forward(out.data(), codes.data(), u.data(), A.data(), s.N, s.C, H, eta, lam, s.steps);
-                crate::ista_backward(du.data(), dA.data(), dout.data(), u.data(), A.data(), codes.data(), s.N, s.C, H,
-                                     eta, lam, s.steps);
-                Dev gu(u), gA(A), gout(s.N * s.C), gcodes(s.steps * s.N * H), gdout(dout), gdu(s.N * s.C), gdA(dA0);
-                crate::cuda::ista_forward(gout.p, gcodes.p, gu.p, gA.p, s.N, s.C, H, eta, lam, s.steps);
-                L.check("out", gout.get(), out, op_tol("ista", false));
-                L.check("codes", gcodes.get(), codes, op_tol("ista", false));
-                // backward on the CPU's codes, so both see the same ReLU masks
-                Dev ccodes(codes);
-                crate::cuda::ista_backward(gdu.p, gdA.p, gdout.p, gu.p, gA.p, ccodes.p, s.N, s.C, H, eta, lam, s.steps);
-                L.check("du", gdu.get(), du, op_tol("ista", true));
-                L.check("dA", gdA.get(), dA, op_tol("ista", true));
-              });
+    run_check("ista forward+backward " + shape_str({{"N", s.N}, {"C", s.C}, {"H", H}, {"steps", s.steps}}), [&](Line& L) {
+      Rng rng(g_seed + s.N * 13 + s.C * 5 + s.steps);
+      const double eta = 0.1, lam = 0.1;
+      const auto u = rng.vec(s.N * s.C), A = rng.vec(H * s.C, std::sqrt(2.0 / s.C));
+      const auto dout = rng.vec(s.N * s.C), dA0 = rng.vec(H * s.C);
+      std::vector<float> out(s.N * s.C), codes(s.steps * s.N * H), du(s.N * s.C), dA = dA0;
+      crate::ista_forward(out.data(), codes.data(), u.data(), A.data(), s.N, s.C, H, eta, lam, s.steps);
+      crate::ista_backward(du.data(), dA.data(), dout.data(), u.data(), A.data(), codes.data(), s.N, s.C, H, eta, lam, s.steps);
+      Dev gu(u), gA(A), gout(s.N * s.C), gcodes(s.steps * s.N * H), gdout(dout), gdu(s.N * s.C), gdA(dA0);
+      crate::cuda::ista_forward(gout.p, gcodes.p, gu.p, gA.p, s.N, s.C, H, eta, lam, s.steps);
+      L.check("out", gout.get(), out, op_tol("ista", false));
+      L.check("codes", gcodes.get(), codes, op_tol("ista", false));
+      // backward on the CPU's codes, so both see the same ReLU masks
+      Dev ccodes(codes);
+      crate::cuda::ista_backward(gdu.p, gdA.p, gdout.p, gu.p, gA.p, ccodes.p, s.N, s.C, H, eta, lam, s.steps);
+      L.check("du", gdu.get(), du, op_tol("ista", true));
+      L.check("dA", gdA.get(), dA, op_tol("ista", true));
+    });
   }
   run_check("ista entries exactly at the threshold are zero and pass no gradient", [&](Line& L) {
     // one atom e_0 and u_0 = lam: the first pre-activation eta*u_0 - eta*lam is exactly 0 (eta 0.5, lam 0.25)
@@ -583,22 +558,20 @@ void check_loss_and_adamw() {
     double scale, gs;
   };
   for (S s : {S{1, 2, 1, 1}, S{33, 700, 30, 0.25}, S{8, 50304, 1, 1}, S{257, 1000, 3, 1}}) {
-    run_check("crossEntropy forward+backward " + shape_str({{"N", s.N}, {"V", s.V}, {"scale", (int64_t)s.scale}}),
-              [&](Line& L) {
-                Rng rng(g_seed + s.N * 7 + s.V);
-                std::vector<int32_t> tg(s.N);
-                for (int64_t n = 0; n < s.N; ++n)
-                  tg[n] = (n > 0 && rng.uniform() < 0.2) ? -1 : rng.below(static_cast<int32_t>(s.V));
-                const auto logits = rng.vec(s.N * s.V, s.scale);
-                std::vector<float> d(s.N * s.V);
-                const double ref = crate::cross_entropy_forward(d.data(), logits.data(), tg.data(), s.N, s.V, s.gs);
-                Dev gl(logits), gd(s.N * s.V);
-                const double got = crate::cuda::cross_entropy_forward(gd.p, gl.p, tg.data(), s.N, s.V, s.gs);
-                L.check("loss", std::vector<double>{got}, std::vector<double>{ref}, op_tol("crossEntropy", false));
-                L.check("dlogits", gd.get(), d, op_tol("crossEntropy", true));
-                const double fwd_only = crate::cuda::cross_entropy_forward(nullptr, gl.p, tg.data(), s.N, s.V, 1.0);
-                L.expect("forward-only loss bitwise equal", fwd_only == got);
-              });
+    run_check("crossEntropy forward+backward " + shape_str({{"N", s.N}, {"V", s.V}, {"scale", (int64_t)s.scale}}), [&](Line& L) {
+      Rng rng(g_seed + s.N * 7 + s.V);
+      std::vector<int32_t> tg(s.N);
+      for (int64_t n = 0; n < s.N; ++n) tg[n] = (n > 0 && rng.uniform() < 0.2) ? -1 : rng.below(static_cast<int32_t>(s.V));
+      const auto logits = rng.vec(s.N * s.V, s.scale);
+      std::vector<float> d(s.N * s.V);
+      const double ref = crate::cross_entropy_forward(d.data(), logits.data(), tg.data(), s.N, s.V, s.gs);
+      Dev gl(logits), gd(s.N * s.V);
+      const double got = crate::cuda::cross_entropy_forward(gd.p, gl.p, tg.data(), s.N, s.V, s.gs);
+      L.check("loss", std::vector<double>{got}, std::vector<double>{ref}, op_tol("crossEntropy", false));
+      L.check("dlogits", gd.get(), d, op_tol("crossEntropy", true));
+      const double fwd_only = crate::cuda::cross_entropy_forward(nullptr, gl.p, tg.data(), s.N, s.V, 1.0);
+      L.expect("forward-only loss bitwise equal", fwd_only == got);
+    });
   }
   run_check("crossEntropy every target ignored gives NaN", [&](Line& L) {
     Dev gl(std::vector<float>{1, 2, 3});
@@ -654,13 +627,11 @@ struct Coverage {
 
 const std::vector<Coverage>& coverage() {
   static const std::vector<Coverage> c = {
-      {{"fill", "copy", "add", "scale", "sum_squares", "all_finite", "relu_forward", "relu_backward"},
-       check_elementwise},
+      {{"fill", "copy", "add", "scale", "sum_squares", "all_finite", "relu_forward", "relu_backward"}, check_elementwise},
       {{"embedding_forward", "embedding_backward"}, check_embedding},
       {{"layernorm_forward", "layernorm_backward"}, check_layernorm},
       {{"linear_forward", "linear_backward"}, check_linear},
-      {{"mssa_forward", "mssa_backward", "attention_forward", "attention_backward", "attention_decode"},
-       check_attention},
+      {{"mssa_forward", "mssa_backward", "attention_forward", "attention_backward", "attention_decode"}, check_attention},
       {{"ista_forward", "ista_backward", "ista_complete_forward", "ista_complete_backward"}, check_ista},
       {{"cross_entropy_forward", "adamw_update"}, check_loss_and_adamw},
   };
@@ -681,9 +652,7 @@ void check_table() {
         done[i] = true;
       }
     }
-    if (!found)
-      run_check(std::string("table row ") + op.name,
-                [&](Line& L) { L.expect("has a conformance check (add one here)", false); });
+    if (!found) run_check(std::string("table row ") + op.name, [&](Line& L) { L.expect("has a conformance check (add one here)", false); });
   }
 }
 
@@ -706,8 +675,8 @@ int main(int argc, char** argv) {
     std::printf("no CUDA device: %s\n", a.reason.c_str());
     return 2;
   }
-  std::printf("device: %s (compute capability %d.%d, %d SMs, %.1f GiB), CUDA runtime %d, driver %d\n", a.device.c_str(),
-              a.cc_major, a.cc_minor, a.sm_count, a.total_bytes / 1073741824.0, a.runtime_version, a.driver_version);
+  std::printf("device: %s (compute capability %d.%d, %d SMs, %.1f GiB), CUDA runtime %d, driver %d\n", a.device.c_str(), a.cc_major, a.cc_minor, a.sm_count,
+              a.total_bytes / 1073741824.0, a.runtime_version, a.driver_version);
   check_table();
   check_errors();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -9,28 +9,23 @@ namespace cuda {
 namespace {
 
 __global__ void fill_kernel(float* buf, int64_t n, float value) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    buf[i] = value;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) buf[i] = value;
 }
 
 __global__ void add_kernel(float* out, const float* a, const float* b, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = a[i] + b[i];
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) out[i] = a[i] + b[i];
 }
 
 __global__ void scale_kernel(float* buf, int64_t n, float s) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    buf[i] *= s;
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) buf[i] *= s;
 }
 
 __global__ void relu_forward_kernel(float* out, const float* inp, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    out[i] = hd::relu(inp[i]);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) out[i] = hd::relu(inp[i]);
 }
 
 __global__ void relu_backward_kernel(float* dinp, const float* dout, const float* out, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    dinp[i] = hd::relu_mask(dout[i], out[i]);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) dinp[i] = hd::relu_mask(dout[i], out[i]);
 }
 
 // ---- reductions over a whole buffer ----------------------------------------------------------------
@@ -130,8 +125,7 @@ void fill(float* buf, int64_t n, float value) {
 
 void copy(float* dst, const float* src, int64_t n) {
   if (n <= 0 || dst == src) return;
-  CRATE_CUDA_CHECK("copy",
-                   cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, 0));
+  CRATE_CUDA_CHECK("copy", cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float), cudaMemcpyDeviceToDevice, 0));
 }
 
 void add(float* out, const float* a, const float* b, int64_t n) {

@@ -14,8 +14,7 @@ namespace crate {
 namespace cuda {
 namespace {
 
-__global__ void embedding_forward_kernel(float* out, const int32_t* idx, const float* wte, const float* wpe, int64_t T,
-                                         int64_t C, int64_t total) {
+__global__ void embedding_forward_kernel(float* out, const int32_t* idx, const float* wte, const float* wpe, int64_t T, int64_t C, int64_t total) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
     const int64_t r = i / C, c = i % C;
     out[i] = wte[static_cast<int64_t>(idx[r]) * C + c] + wpe[(r % T) * C + c];
@@ -23,8 +22,7 @@ __global__ void embedding_forward_kernel(float* out, const int32_t* idx, const f
 }
 
 // Block u owns distinct token tokens[u]; positions[starts[u] .. starts[u+1]) are its rows, ascending.
-__global__ void embedding_dwte_kernel(float* dwte, const float* dout, const int32_t* tokens, const int32_t* starts,
-                                      const int32_t* positions, int64_t C) {
+__global__ void embedding_dwte_kernel(float* dwte, const float* dout, const int32_t* tokens, const int32_t* starts, const int32_t* positions, int64_t C) {
   const int u = blockIdx.x;
   const int64_t tok = tokens[u];
   const int p0 = starts[u], p1 = starts[u + 1];
@@ -46,8 +44,7 @@ __global__ void embedding_dwpe_kernel(float* dwpe, const float* dout, int64_t B,
 
 }  // namespace
 
-void embedding_forward(float* out, const int32_t* idx, const float* wte, const float* wpe, int64_t B, int64_t T,
-                       int64_t C) {
+void embedding_forward(float* out, const int32_t* idx, const float* wte, const float* wpe, int64_t B, int64_t T, int64_t C) {
   const char* op = "embedding_forward";
   const int64_t N = B * T;
   if (N <= 0 || C <= 0) return;
@@ -56,8 +53,7 @@ void embedding_forward(float* out, const int32_t* idx, const float* wte, const f
   CRATE_LAUNCH_CHECK(op, "embedding_forward_kernel");
 }
 
-void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* idx, int64_t B, int64_t T,
-                        int64_t C) {
+void embedding_backward(float* dwte, float* dwpe, const float* dout, const int32_t* idx, int64_t B, int64_t T, int64_t C) {
   const char* op = "embedding_backward";
   const int64_t N = B * T;
   if (N <= 0 || C <= 0) return;

@@ -57,9 +57,7 @@ struct Bias {
   float* C;
   int64_t ldc;
   const float* bias;
-  __device__ __forceinline__ void apply(int64_t m, int64_t n, float acc) const {
-    C[m * ldc + n] = bias ? acc + bias[n] : acc;
-  }
+  __device__ __forceinline__ void apply(int64_t m, int64_t n, float acc) const { C[m * ldc + n] = bias ? acc + bias[n] : acc; }
 };
 
 // ---- kernel arguments ----------------------------------------------------------------------------------
@@ -375,11 +373,9 @@ inline int choose_splits(int64_t tiles, int64_t K, int bk) {
  * op(B) is K x N (B stored K x N with stride ldb, or N x K when tb).
  */
 template <class Epi>
-void run(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B,
-         int64_t ldb, const Epi& epi) {
+void run(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, const Epi& epi) {
   if (M <= 0 || N <= 0) return;
-  if (M > INT_MAX || N > INT_MAX || K > INT_MAX)
-    throw_op(op, "matrix product too large for the CUDA kernels (M, N, K must be < 2^31)");
+  if (M > INT_MAX || N > INT_MAX || K > INT_MAX) throw_op(op, "matrix product too large for the CUDA kernels (M, N, K must be < 2^31)");
   Args g{};
   g.A = A;
   g.B = B;
@@ -403,8 +399,7 @@ void run(const char* op, bool ta, bool tb, int64_t M, int64_t N, int64_t K, cons
   g.tiles_n = static_cast<int>(ceil_div(N, tile));
   const int64_t tiles = static_cast<int64_t>(g.tiles_m) * g.tiles_n;
   const int splits = choose_splits(tiles, K, bk);
-  g.k_per_split = splits > 1 ? static_cast<int>(ceil_div(ceil_div(K, splits), bk) * bk)
-                             : static_cast<int>(ceil_div(g.K > 0 ? g.K : 1, bk) * bk);
+  g.k_per_split = splits > 1 ? static_cast<int>(ceil_div(ceil_div(K, splits), bk) * bk) : static_cast<int>(ceil_div(g.K > 0 ? g.K : 1, bk) * bk);
   if (tiles * splits > INT_MAX) throw_op(op, "matrix product grid too large");
   const unsigned blocks = static_cast<unsigned>(tiles * splits);
 

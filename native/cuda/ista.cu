@@ -96,14 +96,12 @@ struct CompleteDx {
 };
 
 __global__ void relu_mask_kernel(float* dz, const float* dout, const float* out, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    dz[i] = hd::relu_mask(dout[i], out[i]);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) dz[i] = hd::relu_mask(dout[i], out[i]);
 }
 
 }  // namespace
 
-void ista_forward(float* out, float* codes, const float* u, const float* A, int64_t N, int64_t C, int64_t H,
-                  double eta_d, double lam_d, int64_t steps) {
+void ista_forward(float* out, float* codes, const float* u, const float* A, int64_t N, int64_t C, int64_t H, double eta_d, double lam_d, int64_t steps) {
   const char* op = "ista_forward";
   if (N <= 0) return;
   if (steps <= 0) {
@@ -129,8 +127,8 @@ void ista_forward(float* out, float* codes, const float* u, const float* A, int6
   gemm::run(op, false, false, N, C, H, codes + (steps - 1) * NH, H, A, C, Store{out, C, 1.0f});  // out = a_S A
 }
 
-void ista_backward(float* du, float* dA, const float* dout, const float* u, const float* A, const float* codes,
-                   int64_t N, int64_t C, int64_t H, double eta_d, double lam_d, int64_t steps) {
+void ista_backward(float* du, float* dA, const float* dout, const float* u, const float* A, const float* codes, int64_t N, int64_t C, int64_t H, double eta_d,
+                   double lam_d, int64_t steps) {
   const char* op = "ista_backward";
   (void)lam_d;  // the threshold enters only through the saved codes
   if (steps <= 0) {
@@ -182,8 +180,7 @@ void ista_backward(float* du, float* dA, const float* dout, const float* u, cons
   }
 }
 
-void ista_complete_forward(float* out, const float* x, const float* W, int64_t N, int64_t C, double eta_d,
-                           double lam_d) {
+void ista_complete_forward(float* out, const float* x, const float* W, int64_t N, int64_t C, double eta_d, double lam_d) {
   const char* op = "ista_complete_forward";
   if (N <= 0) return;
   const float eta = static_cast<float>(eta_d);
@@ -195,8 +192,8 @@ void ista_complete_forward(float* out, const float* x, const float* W, int64_t N
   gemm::run(op, false, false, N, C, C, q, C, W, C, CompleteThreshold{out, x, C, eta, thr});
 }
 
-void ista_complete_backward(float* dx, float* dW, const float* dout, const float* x, const float* W, const float* out,
-                            int64_t N, int64_t C, double eta_d, double lam_d) {
+void ista_complete_backward(float* dx, float* dW, const float* dout, const float* x, const float* W, const float* out, int64_t N, int64_t C, double eta_d,
+                            double lam_d) {
   const char* op = "ista_complete_backward";
   (void)lam_d;
   if (N <= 0) return;

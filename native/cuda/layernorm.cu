@@ -16,8 +16,7 @@ constexpr int kRowsPerBlock = 8;  // one warp per row
 constexpr int64_t kRowChunk = 128;
 
 __global__ void __launch_bounds__(256)
-    layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight,
-                             const float* bias, int64_t N, int64_t C, double eps) {
+    layernorm_forward_kernel(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C, double eps) {
   const int lane = threadIdx.x & 31;
   const int64_t row = blockIdx.x * (int64_t)kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -43,8 +42,7 @@ __global__ void __launch_bounds__(256)
 }
 
 __global__ void __launch_bounds__(256)
-    layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean,
-                          const float* rstd, int64_t N, int64_t C) {
+    layernorm_dinp_kernel(float* dinp, const float* dout, const float* inp, const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
   const int lane = threadIdx.x & 31;
   const int64_t row = blockIdx.x * (int64_t)kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= N) return;
@@ -71,8 +69,8 @@ __global__ void __launch_bounds__(256)
 }
 
 // Stage 1: block (column block, row chunk); one column per thread, rows of the chunk in order.
-__global__ void layernorm_param_partial_kernel(const float* dout, const float* inp, const float* mean,
-                                               const float* rstd, int64_t N, int64_t C, double* pw, double* pb) {
+__global__ void layernorm_param_partial_kernel(const float* dout, const float* inp, const float* mean, const float* rstd, int64_t N, int64_t C, double* pw,
+                                               double* pb) {
   const int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   const int64_t chunk = blockIdx.y;
   if (j >= C) return;
@@ -89,8 +87,7 @@ __global__ void layernorm_param_partial_kernel(const float* dout, const float* i
 }
 
 // Stage 2: one thread per column adds the chunk partials in chunk order, then accumulates.
-__global__ void layernorm_param_final_kernel(float* dweight, float* dbias, const double* pw, const double* pb,
-                                             int64_t nchunks, int64_t C) {
+__global__ void layernorm_param_final_kernel(float* dweight, float* dbias, const double* pw, const double* pb, int64_t nchunks, int64_t C) {
   const int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (j >= C) return;
   double aw = 0.0, ab = 0.0;
@@ -104,16 +101,15 @@ __global__ void layernorm_param_final_kernel(float* dweight, float* dbias, const
 
 }  // namespace
 
-void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
-                       int64_t N, int64_t C, float eps) {
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias, int64_t N, int64_t C, float eps) {
   if (N <= 0 || C <= 0) return;
   const unsigned blocks = static_cast<unsigned>(ceil_div(N, kRowsPerBlock));
   layernorm_forward_kernel<<<blocks, 32 * kRowsPerBlock>>>(out, mean, rstd, inp, weight, bias, N, C, eps);
   CRATE_LAUNCH_CHECK("layernorm_forward", "layernorm_forward_kernel");
 }
 
-void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
-                        const float* weight, const float* mean, const float* rstd, int64_t N, int64_t C) {
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp, const float* weight, const float* mean,
+                        const float* rstd, int64_t N, int64_t C) {
   const char* op = "layernorm_backward";
   if (N <= 0 || C <= 0) return;
   const int64_t nchunks = ceil_div(N, kRowChunk);

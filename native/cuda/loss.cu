@@ -16,8 +16,7 @@ namespace {
 constexpr int kXentThreads = 512;
 
 __global__ void __launch_bounds__(kXentThreads)
-    cross_entropy_kernel(float* dlogits, const float* logits, const int32_t* targets, int64_t V, float gscale,
-                         double* row_loss) {
+    cross_entropy_kernel(float* dlogits, const float* logits, const int32_t* targets, int64_t V, float gscale, double* row_loss) {
   __shared__ float fscratch[32];
   __shared__ double dscratch[32];
   __shared__ int iscratch[32];
@@ -66,8 +65,7 @@ __global__ void __launch_bounds__(256) sum_rows_kernel(const double* row_loss, i
 
 }  // namespace
 
-double cross_entropy_forward(float* dlogits, const float* logits, const int32_t* targets, int64_t N, int64_t V,
-                             double grad_scale) {
+double cross_entropy_forward(float* dlogits, const float* logits, const int32_t* targets, int64_t N, int64_t V, double grad_scale) {
   const char* op = "cross_entropy_forward";
   if (N <= 0) return std::numeric_limits<double>::quiet_NaN();
   int64_t count = 0;

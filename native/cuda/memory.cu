@@ -67,8 +67,8 @@ Availability probe() {
     return a;
   }
   if (e == cudaErrorInsufficientDriver) {
-    a.reason = "the NVIDIA driver supports CUDA " + version_str(a.driver_version) + ", older than the CUDA " +
-               version_str(a.runtime_version) + " runtime this addon was built with";
+    a.reason = "the NVIDIA driver supports CUDA " + version_str(a.driver_version) + ", older than the CUDA " + version_str(a.runtime_version) +
+               " runtime this addon was built with";
     return a;
   }
   if (e == cudaErrorNoDevice || (e == cudaSuccess && n == 0)) {
@@ -76,16 +76,14 @@ Availability probe() {
     return a;
   }
   if (e != cudaSuccess) {
-    a.reason = std::string("no CUDA device: cudaGetDeviceCount failed with ") + cudaGetErrorName(e) + " (" +
-               cudaGetErrorString(e) + ")";
+    a.reason = std::string("no CUDA device: cudaGetDeviceCount failed with ") + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")";
     return a;
   }
   cudaDeviceProp prop;
   const cudaError_t pe = cudaGetDeviceProperties(&prop, 0);
   if (pe != cudaSuccess) {
     (void)cudaGetLastError();
-    a.reason =
-        std::string("cudaGetDeviceProperties failed: ") + cudaGetErrorName(pe) + " (" + cudaGetErrorString(pe) + ")";
+    a.reason = std::string("cudaGetDeviceProperties failed: ") + cudaGetErrorName(pe) + " (" + cudaGetErrorString(pe) + ")";
     return a;
   }
   a.device = prop.name;
@@ -94,8 +92,8 @@ Availability probe() {
   a.sm_count = prop.multiProcessorCount;
   a.total_bytes = prop.totalGlobalMem;
   if (prop.major < 8) {
-    a.reason = "device 0 (" + a.device + ") has compute capability " + std::to_string(prop.major) + "." +
-               std::to_string(prop.minor) + "; the CUDA kernels are built for sm_80 and newer";
+    a.reason = "device 0 (" + a.device + ") has compute capability " + std::to_string(prop.major) + "." + std::to_string(prop.minor) +
+               "; the CUDA kernels are built for sm_80 and newer";
     return a;
   }
   // Launch a trivial kernel: catches "no kernel image for this device" and a broken context early.
@@ -116,8 +114,7 @@ Availability probe() {
   }
   if (ke != cudaSuccess) {
     (void)cudaGetLastError();
-    a.reason =
-        "a test kernel failed on " + a.device + ": " + cudaGetErrorName(ke) + " (" + cudaGetErrorString(ke) + ")";
+    a.reason = "a test kernel failed on " + a.device + ": " + cudaGetErrorName(ke) + " (" + cudaGetErrorString(ke) + ")";
     return a;
   }
   a.available = true;
@@ -145,8 +142,7 @@ float* device_alloc(int64_t n, const char* op) {
       cudaMemGetInfo(&fr, &tot);
       (void)cudaGetLastError();
       std::ostringstream os;
-      os << "out of GPU memory: cannot allocate " << bytes << " bytes (" << n << " float32 elements); " << fr << " of "
-         << tot << " bytes free";
+      os << "out of GPU memory: cannot allocate " << bytes << " bytes (" << n << " float32 elements); " << fr << " of " << tot << " bytes free";
       throw_op(op, os.str());
     }
     throw_cuda(op, e, "cudaMalloc");
@@ -178,9 +174,7 @@ void download(float* dst, const float* src, int64_t n, const char* op) {
 
 void synchronize(const char* op) { CRATE_CUDA_CHECK(op, cudaDeviceSynchronize()); }
 
-void memory_info(size_t* free_bytes, size_t* total_bytes) {
-  CRATE_CUDA_CHECK("memory_info", cudaMemGetInfo(free_bytes, total_bytes));
-}
+void memory_info(size_t* free_bytes, size_t* total_bytes) { CRATE_CUDA_CHECK("memory_info", cudaMemGetInfo(free_bytes, total_bytes)); }
 
 // ---- workspace -----------------------------------------------------------------------------------------
 
@@ -222,15 +216,12 @@ void* grow(Area& a, size_t bytes, const char* op, const char* what) {
 
 }  // namespace
 
-void* workspace(size_t bytes, const char* op, Ws area) {
-  return grow(g_workspace[static_cast<int>(area)], bytes, op, "workspace");
-}
+void* workspace(size_t bytes, const char* op, Ws area) { return grow(g_workspace[static_cast<int>(area)], bytes, op, "workspace"); }
 
 int32_t* stage_ints(const int32_t* host, int64_t n, const char* op, int slot) {
   Area& a = g_staging[slot & 1];
   void* p = grow(a, static_cast<size_t>(n > 0 ? n : 1) * sizeof(int32_t), op, "token staging");
-  if (n > 0)
-    CRATE_CUDA_CHECK(op, cudaMemcpy(p, host, static_cast<size_t>(n) * sizeof(int32_t), cudaMemcpyHostToDevice));
+  if (n > 0) CRATE_CUDA_CHECK(op, cudaMemcpy(p, host, static_cast<size_t>(n) * sizeof(int32_t), cudaMemcpyHostToDevice));
   return static_cast<int32_t*>(p);
 }
 

@@ -55,9 +55,7 @@ __device__ __forceinline__ float4 lds4(const float* p) {
 #else
   float4 v;
   const unsigned a = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ld.volatile.shared.v4.f32 {%0, %1, %2, %3}, [%4];"
-               : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
-               : "r"(a));
+  asm volatile("ld.volatile.shared.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w) : "r"(a));
   return v;
 #endif
 }
@@ -83,8 +81,7 @@ __device__ __forceinline__ void load_row(float (&out)[kDPT], const float* rowp, 
 
 /** tile[jj * PD + d] = src[(j0 + jj) * stride + d] for jj < rows, zero outside [0, T) x [0, p). */
 template <int PD>
-__device__ __forceinline__ void load_tile(float* tile, const float* src, int64_t stride, int j0, int rows, int T,
-                                          int p) {
+__device__ __forceinline__ void load_tile(float* tile, const float* src, int64_t stride, int j0, int rows, int T, int p) {
   for (int e = threadIdx.x; e < rows * PD; e += blockDim.x) {
     const int jj = e / PD, d = e % PD, j = j0 + jj;
     tile[e] = (j < T && d < p) ? src[(int64_t)j * stride + d] : 0.0f;
@@ -94,9 +91,8 @@ __device__ __forceinline__ void load_tile(float* tile, const float* src, int64_t
 // ---- forward -----------------------------------------------------------------------------------------
 
 template <int PD, bool SHARED>
-__global__ void __launch_bounds__(kThreadsA)
-    attn_forward_kernel(float* __restrict__ y, float* __restrict__ lse, const float* __restrict__ qkv, int64_t stride,
-                        int64_t koff, int64_t voff, int T, int C, int NH, int p, float sl2) {
+__global__ void __launch_bounds__(kThreadsA) attn_forward_kernel(float* __restrict__ y, float* __restrict__ lse, const float* __restrict__ qkv, int64_t stride,
+                                                                 int64_t koff, int64_t voff, int T, int C, int NH, int p, float sl2) {
   constexpr int G = Cfg<PD>::G, ROWS = Cfg<PD>::ROWS, KC = Cfg<PD>::KC;
   __shared__ __align__(16) float Ks[ROWS * PD];
   __shared__ __align__(16) float Vs[SHARED ? 4 : ROWS * PD];
@@ -174,10 +170,9 @@ __global__ void __launch_bounds__(kThreadsA)
 
 template <int PD, bool SHARED>
 __global__ void __launch_bounds__(kThreadsA)
-    attn_backward_dq_kernel(float* dq, int64_t dstride, float* __restrict__ Dws, const float* __restrict__ dy,
-                            const float* __restrict__ y, const float* __restrict__ qkv, int64_t stride, int64_t koff,
-                            int64_t voff, const float* __restrict__ lse, int T, int C, int NH, int p, float sl2,
-                            float scale) {
+    attn_backward_dq_kernel(float* dq, int64_t dstride, float* __restrict__ Dws, const float* __restrict__ dy, const float* __restrict__ y,
+                            const float* __restrict__ qkv, int64_t stride, int64_t koff, int64_t voff, const float* __restrict__ lse, int T, int C, int NH,
+                            int p, float sl2, float scale) {
   constexpr int G = Cfg<PD>::G, ROWS = Cfg<PD>::ROWS;
   __shared__ __align__(16) float Ks[ROWS * PD];
   __shared__ __align__(16) float Vs[SHARED ? 4 : ROWS * PD];
@@ -245,10 +240,8 @@ __global__ void __launch_bounds__(kThreadsA)
 
 template <int PD, bool SHARED>
 __global__ void __launch_bounds__(kThreadsA)
-    attn_backward_dkv_kernel(float* dk, float* dv, int64_t dstride, const float* __restrict__ Dws,
-                             const float* __restrict__ dy, const float* __restrict__ qkv, int64_t stride, int64_t koff,
-                             int64_t voff, const float* __restrict__ lse, int T, int C, int NH, int p, float sl2,
-                             float scale) {
+    attn_backward_dkv_kernel(float* dk, float* dv, int64_t dstride, const float* __restrict__ Dws, const float* __restrict__ dy, const float* __restrict__ qkv,
+                             int64_t stride, int64_t koff, int64_t voff, const float* __restrict__ lse, int T, int C, int NH, int p, float sl2, float scale) {
   constexpr int G = Cfg<PD>::G, ROWS = Cfg<PD>::ROWS;
   __shared__ __align__(16) float Qs[ROWS * PD];
   __shared__ __align__(16) float DYs[ROWS * PD];
@@ -334,12 +327,9 @@ struct Shape {
 };
 
 Shape check_shape(const char* op, int64_t B, int64_t T, int64_t C, int64_t NH) {
-  if (NH <= 0 || C <= 0 || C % NH != 0)
-    throw_op(op, "C = " + std::to_string(C) + " is not divisible by NH = " + std::to_string(NH));
+  if (NH <= 0 || C <= 0 || C % NH != 0) throw_op(op, "C = " + std::to_string(C) + " is not divisible by NH = " + std::to_string(NH));
   const int64_t p = C / NH;
-  if (p > kMaxHeadWidth)
-    throw_op(op, "head width p = C/NH = " + std::to_string(p) + " exceeds the CUDA kernels' limit of " +
-                     std::to_string(kMaxHeadWidth));
+  if (p > kMaxHeadWidth) throw_op(op, "head width p = C/NH = " + std::to_string(p) + " exceeds the CUDA kernels' limit of " + std::to_string(kMaxHeadWidth));
   if (T > INT32_MAX / 2 || C > INT32_MAX / 4 || B * NH > INT32_MAX) throw_op(op, "attention shape too large");
   return Shape{static_cast<int>(T), static_cast<int>(C), static_cast<int>(NH), static_cast<int>(p), B * NH};
 }
@@ -351,32 +341,28 @@ unsigned grid_blocks(const char* op, const Shape& s, int rows) {
 }
 
 template <int PD, bool SHARED>
-void forward_pd(const char* op, float* y, float* saved, const float* qkv, int64_t stride, int64_t koff, int64_t voff,
-                const Shape& s) {
+void forward_pd(const char* op, float* y, float* saved, const float* qkv, int64_t stride, int64_t koff, int64_t voff, const Shape& s) {
   const float sl2 = static_cast<float>(1.4426950408889634 / std::sqrt(static_cast<double>(s.p)));
-  attn_forward_kernel<PD, SHARED>
-      <<<grid_blocks(op, s, Cfg<PD>::ROWS), kThreadsA>>>(y, saved, qkv, stride, koff, voff, s.T, s.C, s.NH, s.p, sl2);
+  attn_forward_kernel<PD, SHARED><<<grid_blocks(op, s, Cfg<PD>::ROWS), kThreadsA>>>(y, saved, qkv, stride, koff, voff, s.T, s.C, s.NH, s.p, sl2);
   CRATE_LAUNCH_CHECK(op, "attn_forward_kernel");
 }
 
 template <int PD, bool SHARED>
-void backward_pd(const char* op, float* dq, float* dk, float* dv, int64_t dstride, const float* dy, const float* y,
-                 const float* qkv, int64_t stride, int64_t koff, int64_t voff, const float* saved, const Shape& s) {
+void backward_pd(const char* op, float* dq, float* dk, float* dv, int64_t dstride, const float* dy, const float* y, const float* qkv, int64_t stride,
+                 int64_t koff, int64_t voff, const float* saved, const Shape& s) {
   const double sc = 1.0 / std::sqrt(static_cast<double>(s.p));
   const float scale = static_cast<float>(sc), sl2 = static_cast<float>(1.4426950408889634 * sc);
   float* Dws = static_cast<float*>(workspace(sizeof(float) * s.BNH * s.T, op, Ws::kOp));
   const unsigned blocks = grid_blocks(op, s, Cfg<PD>::ROWS);
-  attn_backward_dq_kernel<PD, SHARED>
-      <<<blocks, kThreadsA>>>(dq, dstride, Dws, dy, y, qkv, stride, koff, voff, saved, s.T, s.C, s.NH, s.p, sl2, scale);
+  attn_backward_dq_kernel<PD, SHARED><<<blocks, kThreadsA>>>(dq, dstride, Dws, dy, y, qkv, stride, koff, voff, saved, s.T, s.C, s.NH, s.p, sl2, scale);
   CRATE_LAUNCH_CHECK(op, "attn_backward_dq_kernel");
-  attn_backward_dkv_kernel<PD, SHARED><<<blocks, kThreadsA>>>(dk, dv, dstride, Dws, dy, qkv, stride, koff, voff, saved,
-                                                              s.T, s.C, s.NH, s.p, sl2, scale);
+  attn_backward_dkv_kernel<PD, SHARED><<<blocks, kThreadsA>>>(dk, dv, dstride, Dws, dy, qkv, stride, koff, voff, saved, s.T, s.C, s.NH, s.p, sl2, scale);
   CRATE_LAUNCH_CHECK(op, "attn_backward_dkv_kernel");
 }
 
 template <bool SHARED>
-void forward_any(const char* op, float* y, float* saved, const float* qkv, int64_t stride, int64_t koff, int64_t voff,
-                 int64_t B, int64_t T, int64_t C, int64_t NH) {
+void forward_any(const char* op, float* y, float* saved, const float* qkv, int64_t stride, int64_t koff, int64_t voff, int64_t B, int64_t T, int64_t C,
+                 int64_t NH) {
   const Shape s = check_shape(op, B, T, C, NH);
   if (B <= 0 || T <= 0) return;
   if (s.p <= 32)
@@ -390,9 +376,8 @@ void forward_any(const char* op, float* y, float* saved, const float* qkv, int64
 }
 
 template <bool SHARED>
-void backward_any(const char* op, float* dq, float* dk, float* dv, int64_t dstride, const float* dy, const float* y,
-                  const float* qkv, int64_t stride, int64_t koff, int64_t voff, const float* saved, int64_t B,
-                  int64_t T, int64_t C, int64_t NH) {
+void backward_any(const char* op, float* dq, float* dk, float* dv, int64_t dstride, const float* dy, const float* y, const float* qkv, int64_t stride,
+                  int64_t koff, int64_t voff, const float* saved, int64_t B, int64_t T, int64_t C, int64_t NH) {
   const Shape s = check_shape(op, B, T, C, NH);
   if (B <= 0 || T <= 0) return;
   if (s.p <= 32)
@@ -410,8 +395,8 @@ void backward_any(const char* op, float* dq, float* dk, float* dv, int64_t dstri
 // thread j mod 256, each a dot product of length p in order); the block's max and sum of exponentials
 // are fixed-order tree reductions; then thread d owns output dimension d (p <= 256) and sums
 // P_j v_j[d] over j in order. No atomics: bitwise reproducible.
-__global__ void attn_decode_kernel(float* y, const float* q, const float* k, const float* v, float* S, int64_t n,
-                                   int64_t Tmax, int64_t C, int NH, int p, float scale) {
+__global__ void attn_decode_kernel(float* y, const float* q, const float* k, const float* v, float* S, int64_t n, int64_t Tmax, int64_t C, int NH, int p,
+                                   float scale) {
   __shared__ float red[32];
   const int64_t bh = blockIdx.x, b = bh / NH;
   const int64_t hoff = (bh % NH) * static_cast<int64_t>(p);
@@ -452,20 +437,16 @@ void attention_forward(float* y, float* saved, const float* qkv, int64_t B, int6
   forward_any<false>("attention_forward", y, saved, qkv, 3 * C, C, 2 * C, B, T, C, NH);
 }
 
-void mssa_backward(float* dv, const float* dy, const float* v, const float* y, const float* saved, int64_t B, int64_t T,
-                   int64_t C, int64_t NH) {
+void mssa_backward(float* dv, const float* dy, const float* v, const float* y, const float* saved, int64_t B, int64_t T, int64_t C, int64_t NH) {
   // dq written into dv, then dk + dv added in place: dv = the sum of the three tied paths (written).
   backward_any<true>("mssa_backward", dv, dv, dv, C, dy, y, v, C, 0, 0, saved, B, T, C, NH);
 }
 
-void attention_backward(float* dqkv, const float* dy, const float* qkv, const float* y, const float* saved, int64_t B,
-                        int64_t T, int64_t C, int64_t NH) {
-  backward_any<false>("attention_backward", dqkv, dqkv + C, dqkv + 2 * C, 3 * C, dy, y, qkv, 3 * C, C, 2 * C, saved, B,
-                      T, C, NH);
+void attention_backward(float* dqkv, const float* dy, const float* qkv, const float* y, const float* saved, int64_t B, int64_t T, int64_t C, int64_t NH) {
+  backward_any<false>("attention_backward", dqkv, dqkv + C, dqkv + 2 * C, 3 * C, dy, y, qkv, 3 * C, C, 2 * C, saved, B, T, C, NH);
 }
 
-void attention_decode(float* y, const float* q, const float* k, const float* v, int64_t B, int64_t t, int64_t Tmax,
-                      int64_t C, int64_t NH) {
+void attention_decode(float* y, const float* q, const float* k, const float* v, int64_t B, int64_t t, int64_t Tmax, int64_t C, int64_t NH) {
   const char* op = "attention_decode";
   const Shape s = check_shape(op, B, Tmax, C, NH);
   if (B <= 0) return;

@@ -76,8 +76,8 @@ Precision precision();
 /** dst[j] += sum_n src[n*cols + j], in double, fixed-order two-stage column reduction (elementwise.cu). */
 void column_sums_accumulate(float* dst, const float* src, int64_t rows, int64_t cols);
 /** C (M x N, ldc) = alpha op(A) op(B) (+ C if accumulate), as native/gemm.h's sgemm (linear.cu). */
-void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
-           const float* B, int64_t ldb, bool accumulate, float* C, int64_t ldc);
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda, const float* B, int64_t ldb, bool accumulate,
+           float* C, int64_t ldc);
 /** Largest head width p = C/NH the attention kernels accept (mssa.cu). */
 constexpr int64_t kMaxHeadWidth = 256;
 

@@ -9,6 +9,9 @@ import { UsageError } from '../errors.js';
 
 export type BackendChoice = 'reference' | 'cpu' | 'cuda' | 'auto';
 
+/** Every backend name selectBackend accepts. */
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['reference', 'cpu', 'cuda', 'auto'];
+
 export interface SelectedBackend {
   backend: Backend<unknown>;
   name: 'reference' | 'cpu' | 'cuda';
@@ -43,11 +46,11 @@ export async function selectBackend(name: BackendChoice = 'auto', opts: SelectOp
   const env = process.env.CRATE_TS_BACKEND;
   let via = '';
   if (choice === 'auto' && env && env !== 'auto') {
-    if (!['reference', 'cpu', 'cuda'].includes(env)) throw new Error(`CRATE_TS_BACKEND must be reference, cpu, cuda or auto, got '${env}'`);
+    if (!(BACKEND_CHOICES as readonly string[]).includes(env)) throw new UsageError(`CRATE_TS_BACKEND must be reference, cpu, cuda or auto, got '${env}'`);
     choice = env as BackendChoice;
     via = ' (from CRATE_TS_BACKEND)';
   }
-  if (!['reference', 'cpu', 'cuda', 'auto'].includes(choice)) throw new Error(`--backend must be reference, cpu, cuda or auto, got '${choice}'`);
+  if (!(BACKEND_CHOICES as readonly string[]).includes(choice)) throw new UsageError(`unknown backend '${choice}': one of reference, cpu, cuda, auto`);
 
   if (choice === 'reference') return { backend: new ReferenceBackend(), name: 'reference', reason: `reference (float64 TypeScript): requested${via}` };
   if (choice === 'cpu' || choice === 'cuda') {

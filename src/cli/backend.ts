@@ -5,7 +5,7 @@ import type { Backend } from '../backend/types.js';
 import type { BackendChoice } from '../backend/select.js';
 import { ReferenceBackend } from '../backend/reference.js';
 import { UsageError } from '../errors.js';
-import { closest } from './main.js';
+import { closest } from './suggest.js';
 
 export const BACKEND_NAMES: readonly BackendChoice[] = ['reference', 'cpu', 'cuda', 'auto'];
 

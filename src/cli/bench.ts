@@ -3,7 +3,7 @@ import { parseOptions, intFlag, numFlag } from './options.js';
 import { strOpt } from './args.js';
 import { STEP_CONFIGS, GPU_CONFIGS, KERNEL_CONFIGS, benchStep, benchKernel, benchEnvironment, withShape, type BenchRow } from '../bench/bench.js';
 import { resolveBackend, backendList } from './backend.js';
-import { closest } from './main.js';
+import { closest } from './suggest.js';
 import { UsageError } from '../errors.js';
 
 const HELP = `usage: crate-ts bench [--backend LIST] [--config LIST] [--batch N] [--seq N] [--steps N] [--warmup N]

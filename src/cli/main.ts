@@ -2,6 +2,7 @@
 // Each command module exports `run(argv: string[]): Promise<number>` (the exit code).
 import { readFileSync } from 'node:fs';
 import { isUserError, InternalError, type CrateError } from '../errors.js';
+import { closest } from './suggest.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: (argv: string[]) => Promise<number> }> }> = {
   audit: { summary: 'compare a backend with a fixture or with the float64 reference', load: () => import('./audit.js') },
@@ -26,34 +27,6 @@ export function usage(): string {
     '',
     'crate-ts --version prints the version. Exit codes: 0 success, 1 a data, checkpoint or numerical failure, 2 a usage error.',
   ].join('\n');
-}
-
-/** The closest known name within a small edit distance, for "did you mean" hints. */
-export function closest(word: string, known: readonly string[]): string | null {
-  let best: string | null = null,
-    bestD = Infinity;
-  for (const k of known) {
-    const d = editDistance(word.toLowerCase(), k.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = k;
-    }
-  }
-  return best !== null && (bestD <= 2 || (bestD <= 3 && word.length > 6)) ? best : null;
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return row[b.length];
 }
 
 /** crate-ts's version, from the package.json next to dist/ (or src/). */

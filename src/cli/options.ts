@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import { RequestError } from '../train/request-error.js';
-import { closest } from './main.js';
+import { closest } from './suggest.js';
 
 export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; default?: string | boolean; multiple?: boolean }>;
 

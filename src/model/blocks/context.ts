@@ -1,6 +1,7 @@
 // What a block sees while it runs: the backend, the configuration, the sizes of this call, the
-// parameters by name, and the hook points. A block calls `ctx.point(name, buf, shape)` after it
-// writes each named intermediate; without hooks that is one null check.
+// parameters by name, and the hook points. A block calls `point(ctx, name, buf, shape)` (or
+// `hostPoint` for a tensor the backend does not hold) after it writes each named intermediate;
+// without hooks that is one null check.
 import type { Backend } from '../../backend/types.js';
 import type { ModelConfig } from '../config.js';
 import { ActivationCache, applyHook, view, type Activation, type HookFn } from '../hooks.js';

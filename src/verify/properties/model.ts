@@ -132,7 +132,8 @@ export const P20: PropertyCheck = {
       const T = 1 + rng.int(cfg.blockSize),
         idx = randomTokens(rng, T, cfg.vocabSize);
       const full = model.forward(idx, 1, T).logits as Float64Array;
-      // the decoder `crate-ts sample` uses (src/sample/decode.ts), one token at a time
+      // the float64 host decoder of src/sample/decode.ts (a wrapper over model.createDecoder, which
+      // `crate-ts sample` calls directly), one token at a time
       const dec = new SampleDecoder(cfg, model.getParams()),
         V = cfg.vocabSize,
         smp = new Float64Array(T * V);
@@ -147,7 +148,7 @@ export const P20: PropertyCheck = {
       worst,
       tolerance: 1e-12,
       pass: worst <= 1e-12,
-      note: 'crate / crate-complete / gpt2 with the sampling decoder of src/sample/decode.ts',
+      note: 'crate / crate-complete / gpt2 with the host decoder of src/sample/decode.ts (over model.createDecoder)',
     };
   },
 };

@@ -1,3 +1,6 @@
+// Test support, not part of the library: nothing outside src/testing/ imports it and src/index.ts
+// exports none of it (test/layering.test.ts). It is compiled to dist/testing/ for scripts/fuzz.mjs.
+//
 // Mutation fuzzing of checkpoint loading, shared by test/fuzz-safetensors.test.ts (a fixed seed and
 // a bounded budget, in CI) and scripts/fuzz.mjs (long runs). Each case mutates a real checkpoint
 // made by this project (or a PyTorch-made fixture): byte flips, truncations, header edits (dtype,
@@ -16,7 +19,7 @@ import type { Backend } from '../backend/types.js';
 import { ReferenceBackend } from '../backend/reference.js';
 import { LanguageModel } from '../model/lm.js';
 import { makeConfig, type Arch } from '../model/config.js';
-import { loadCheckpoint, modelFromCheckpoint, optimizerFromCheckpoint, saveCheckpoint, type TrainState } from './checkpoint.js';
+import { loadCheckpoint, modelFromCheckpoint, optimizerFromCheckpoint, saveCheckpoint, type TrainState } from '../checkpoint/checkpoint.js';
 
 // ---- file surgery ----------------------------------------------------------------------------------
 
