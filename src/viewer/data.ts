@@ -31,6 +31,10 @@ export const VIEWER_FORMAT_VERSION = 1;
 export const STEER_FACTOR = 2;
 const RELATED_K = 12;
 const STEER_TOP = 10;
+/** Unsteered next-token distributions kept per collection (least recently used goes first). */
+export const STEER_CACHE_PROMPTS = 16;
+/** The largest finite float32: the model computes in float32, so a clamp past it is not a number there. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
 
 export interface ViewerOptions {
   /** Labels of the collections (default: directory name and architecture). */
@@ -73,7 +77,45 @@ function meanOf(xs: (number | null)[]): { mean: number | null; n: number } {
   return { mean: n ? s / n : null, n };
 }
 
+/** The last component of a path (either separator), for names shown on a page. */
+export function baseName(p: string): string {
+  const parts = p.split(/[\\/]+/).filter((x) => x !== '');
+  return parts.length ? parts[parts.length - 1] : p;
+}
+
+// An absolute path (POSIX, or a Windows drive path) of at least one directory, after a start, blank,
+// quote, bracket, '=' or ',': group 1 the lead, group 2 the directories, group 3 the last component.
+const ABS_PATH = /(^|[\s'"`(\[=,])((?:[A-Za-z]:)?[\\/](?:[^\s'"`()[\],:\\/]+[\\/])+)([^\s'"`()[\],:\\/]*)/g;
+
+/**
+ * Replace the machine's paths in text bound for a page (an export is shared; a live page may be
+ * read by anything the browser runs): each known root (a collection's directory, its checkpoint
+ * and data file) by its base name, and any other absolute path by its last component.
+ */
+export class PathScrubber {
+  private roots: [string, string][] = [];
+  add(p: string | null | undefined, name = p ? baseName(p) : ''): void {
+    if (!p || p === '.' || p === '..') return;
+    // the given form only when it names a directory (a bare word would replace ordinary text)
+    const forms = new Set([path.resolve(p)]);
+    if (/[\\/]/.test(p) && !/^[./\\]+$/.test(p)) forms.add(p);
+    try {
+      forms.add(fs.realpathSync(p));
+    } catch {
+      // a path that does not exist here is still replaced as given
+    }
+    for (const f of forms) if (f.length > 1 && !this.roots.some(([r]) => r === f)) this.roots.push([f, name]);
+    this.roots.sort((a, b) => b[0].length - a[0].length);
+  }
+  scrub(text: string): string {
+    let out = text;
+    for (const [r, name] of this.roots) out = out.split(r).join(name);
+    return out.replace(ABS_PATH, (_m, lead: string, _dirs: string, last: string) => `${lead}${last}`);
+  }
+}
+
 export class ViewerData {
+  private readonly paths = new PathScrubber();
   private readonly models = new Map<number, ModelCtx | null>();
   private readonly modelNotes = new Map<number, string>();
   private readonly tokenizers = new Map<number, Tokenizer>();
@@ -93,6 +135,10 @@ export class ViewerData {
     const cs = dirs.map((d, i) => openCollection(d, i, opts.labels?.[i]));
     const v = new ViewerData(cs, opts);
     for (const c of cs) {
+      v.paths.add(c.dir, baseName(path.resolve(c.dir)));
+      v.paths.add(c.manifest.checkpoint.path);
+      v.paths.add(opts.checkpoints?.[c.index]);
+      v.paths.add(c.manifest.data.source);
       v.tokenizers.set(
         c.index,
         await loadTokenizer(c.manifest.tokenizer).catch((e: Error) => {
@@ -124,6 +170,7 @@ export class ViewerData {
       return fail(`the checkpoint ${file ? `'${file}' ` : ''}is not available, so related tokens by weights and steering are not shown (pass --checkpoint)`);
     }
     const f = resolveCheckpointPath(file);
+    this.paths.add(f);
     const sha = sha256File(f);
     if (c.manifest.checkpoint.sha256 && sha !== c.manifest.checkpoint.sha256) {
       const msg = `checkpoint '${f}' is not the one collection '${c.dir}' was made from (sha256 ${sha.slice(0, 12)}…, the manifest says ${c.manifest.checkpoint.sha256.slice(0, 12)}…)`;
@@ -133,13 +180,18 @@ export class ViewerData {
     const ck = loadCheckpoint(f);
     const model = modelFromCheckpoint(ck, this.opts.backend ?? new ReferenceBackend());
     this.models.set(c.index, { model, params: model.getParams(), ckPath: f, related: new Map(), input: null, before: new Map() });
-    this.modelNotes.set(c.index, `weights from ${f}`);
+    this.modelNotes.set(c.index, `weights from ${baseName(f)} (sha256 ${sha.slice(0, 16)}…)`);
   }
 
   /** Release the models' backend memory. */
   free(): void {
     for (const m of this.models.values()) m?.model.free();
     this.models.clear();
+  }
+
+  /** Text bound for a page (warnings, notes, error messages) with the machine's paths replaced by names. */
+  publicText(text: string): string {
+    return this.paths.scrub(text);
   }
 
   collection(ci: number): OpenCollection {
@@ -150,6 +202,11 @@ export class ViewerData {
 
   hasModel(ci: number): boolean {
     return Boolean(this.models.get(ci));
+  }
+
+  /** How many unsteered distributions collection ci keeps for the steering box (at most STEER_CACHE_PROMPTS). */
+  steerCacheSize(ci: number): number {
+    return this.models.get(ci)?.before.size ?? 0;
   }
 
   // ---- index --------------------------------------------------------------------------------------
@@ -202,11 +259,12 @@ export class ViewerData {
     return {
       id: c.index,
       label: c.label,
-      dir: path.resolve(c.dir),
+      name: baseName(path.resolve(c.dir)),
       arch: m.checkpoint.arch,
-      checkpoint: { path: m.checkpoint.path, sha256: m.checkpoint.sha256, step: m.checkpoint.step },
+      checkpoint: { file: baseName(m.checkpoint.path), sha256: m.checkpoint.sha256, step: m.checkpoint.step },
       config: { nLayer: cfg.nLayer, nEmbd: cfg.nEmbd, nHead: cfg.nHead, vocabSize: cfg.vocabSize, blockSize: cfg.blockSize },
-      data: { description: m.data.description, source: m.data.source, split: m.data.split },
+      data: { description: this.publicText(m.data.description), source: this.publicText(m.data.source), sha256: m.data.sha256, split: m.data.split },
+      tokens_sha256: m.tokens_sha256,
       tokenizer: m.tokenizer,
       n_tokens: m.n_tokens,
       window: m.window,
@@ -217,8 +275,8 @@ export class ViewerData {
       layers,
       scoresSource: c.scoresSource,
       llmSets: c.llm.map((s) => s.name),
-      warnings: [...c.warnings],
-      model: { available: this.hasModel(c.index), note: this.modelNotes.get(c.index) ?? '' },
+      warnings: c.warnings.map((w) => this.publicText(w)),
+      model: { available: this.hasModel(c.index), note: this.publicText(this.modelNotes.get(c.index) ?? '') },
     };
   }
 
@@ -417,15 +475,19 @@ export class ViewerData {
     if (!Number.isInteger(neuron) || neuron < 0 || neuron >= lf.neurons)
       throw new UsageError(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
     if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
+    if (Math.abs(value) > FLOAT32_MAX) throw new UsageError(`the clamp value ${value} is outside float32's range (±${FLOAT32_MAX.toPrecision(8)}), which the model computes in`);
     const tok = this.tokenizers.get(ci) as Tokenizer;
     const ids = tok.encode(prompt);
     if (ids.length === 0) throw new UsageError('the steering prompt is empty');
+    // a small LRU: a page (or a flood of requests) with many distinct prompts cannot grow it
     let before = ctx.before.get(prompt);
-    if (!before) {
-      before = nextToken(ctx.model, ids);
-      ctx.before.set(prompt, before);
-    }
+    if (before) ctx.before.delete(prompt);
+    else before = nextToken(ctx.model, ids);
+    ctx.before.set(prompt, before);
+    while (ctx.before.size > STEER_CACHE_PROMPTS) ctx.before.delete(ctx.before.keys().next().value as string);
     const r = steer(ctx.model, ids, { layer, neuron, value }, { top: STEER_TOP, maxId: tok.vocabSize }, before);
+    if (!Number.isFinite(r.kl) || r.topAfter.length === 0 || !r.topAfter.every((x) => Number.isFinite(x.p)))
+      throw new UsageError(`clamping to ${value} overflows the model's arithmetic (the steered distribution is not finite); choose a smaller value`);
     const t = (id: number) => tokenText(tok, id);
     return {
       prompt,

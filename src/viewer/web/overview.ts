@@ -35,8 +35,9 @@ function infoList(c: CollectionSummary): HTMLElement {
   const cfg = c.config;
   const rows: [string, string][] = [
     ['model', `${c.arch}, ${cfg.nLayer} layers, d ${cfg.nEmbd}, ${cfg.nHead} heads, V ${cfg.vocabSize}, block ${cfg.blockSize}`],
-    ['checkpoint', `${c.checkpoint.path}${c.checkpoint.step !== null ? ` (step ${c.checkpoint.step})` : ''}, sha256 ${c.checkpoint.sha256.slice(0, 16)}…`],
-    ['data', `${c.data.description}; ${c.data.split}`],
+    ['collection', `${c.name}, tokens sha256 ${c.tokens_sha256.slice(0, 16)}…`],
+    ['checkpoint', `${c.checkpoint.file}${c.checkpoint.step !== null ? ` (step ${c.checkpoint.step})` : ''}, sha256 ${c.checkpoint.sha256.slice(0, 16)}…`],
+    ['data', `${c.data.description}; ${c.data.split}; sha256 ${c.data.sha256.slice(0, 16)}…`],
     ['collected', `${c.n_tokens.toLocaleString('en-US')} tokens in windows of ${c.window}, ${c.tokenizer} tokenizer, variant ${c.variant}, seed ${c.seed}`],
     ['scores', `offline token-lookup scores: ${c.scoresSource}; LLM results: ${c.llmSets.length ? c.llmSets.join(', ') : 'none'}`],
     ['weights', c.model.note || (c.model.available ? 'available' : 'not available')],
