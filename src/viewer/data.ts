@@ -1,6 +1,10 @@
 // The viewer's data: what the browser loads, as plain JSON objects, built from opened collections
 // (collection.ts) and, when the checkpoint is at hand, from the model (weights.ts, src/steer).
 //
+// Units: every score (token-lookup TaR, Random-only, Anthropic; LLM simulation) is a correlation
+// × 100, as `crate-ts neurons score` prints it and the paper's tables give it, per neuron as per
+// layer; density, selectivity and consistency are fractions (0-1).
+//
 //   index       every collection's model, data, per-layer score means (offline lookup and LLM),
 //               density and dead-neuron counts, warnings                       (one small object)
 //   table       one layer's neuron table: one row per neuron                    (one per layer)
@@ -62,6 +66,9 @@ interface ModelCtx {
   input: Map<number, TokenValue[][]> | null;
   before: Map<string, Distribution>;
 }
+
+/** A correlation as the pages show it (× 100, rounded), null when undefined. */
+const x100 = (x: number | null | undefined): number | null => (x === null || x === undefined || !Number.isFinite(x) ? null : r5(100 * x));
 
 /** Round to 5 significant digits (the pages show 3-4; keeps the files small). */
 export const r5 = (x: number | null | undefined): number | null => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toPrecision(5)));
@@ -231,14 +238,14 @@ export class ViewerData {
       cfg = m.checkpoint.config as Record<string, unknown>;
     const layers = c.layers.map((lf) => {
       const sc = c.scores.get(lf.layer) ?? [];
-      const split = (s: SplitName) => r5(((x) => (x === null ? null : 100 * x))(meanOf(sc.map((n) => n[s])).mean));
+      const split = (s: SplitName) => x100(meanOf(sc.map((n) => n[s])).mean);
       const llm: Record<string, Record<string, number | null>> = {};
       for (const set of c.llm) {
         loadLlmLayer(set, lf.layer, c.warnings);
         const row: Record<string, number | null> = {};
         for (const s of SPLIT_NAMES) {
           const map = set.splits[s]?.get(lf.layer);
-          if (map && map.size) row[s] = r5(((x) => (x === null ? null : 100 * x))(meanOf([...map.values()].map((r) => r.score)).mean));
+          if (map && map.size) row[s] = x100(meanOf([...map.values()].map((r) => r.score)).mean);
         }
         if (Object.keys(row).length) llm[set.name] = row;
       }
@@ -312,10 +319,10 @@ export class ViewerData {
       const o = sc[i];
       return [
         i,
-        r5(o?.tar),
-        r5(o?.randomOnly),
-        r5(o?.anthropic),
-        r5(llmScore(i)),
+        x100(o?.tar),
+        x100(o?.randomOnly),
+        x100(o?.anthropic),
+        x100(llmScore(i)),
         r5(s.density),
         r5(s.max),
         r5(o?.consistency),
@@ -365,7 +372,7 @@ export class ViewerData {
             set: set.name,
             split: s,
             explanation: r.explanation,
-            score: r5(r.score),
+            score: x100(r.score),
             sequences: r.sequences.map((q) => ({ t: q.tokens, a: q.real, sim: q.simulated })),
           });
       }
@@ -390,7 +397,7 @@ export class ViewerData {
         min: stats.min,
         count: stats.count,
       },
-      scores: sc,
+      scores: sc && { tar: x100(sc.tar), randomOnly: x100(sc.randomOnly), anthropic: x100(sc.anthropic), selectivity: r5(sc.selectivity), consistency: r5(sc.consistency) },
       explanation: explanationOf(c, layer, neuron),
       llm,
       scale,
