@@ -279,14 +279,20 @@ describe.skipIf(skip)('the exported site in chromium (file://, offline)', () => 
     const evilFile = path.join(dir, 'evil.html');
     fs.writeFileSync(evilFile, evil);
     try {
-      for (const url of [`http://127.0.0.1:${(other.address() as AddressInfo).port}/`, `http://localhost:${(other.address() as AddressInfo).port}/`, pathToFileURL(evilFile).href]) {
+      for (const url of [
+        `http://127.0.0.1:${(other.address() as AddressInfo).port}/`,
+        `http://localhost:${(other.address() as AddressInfo).port}/`,
+        pathToFileURL(evilFile).href,
+      ]) {
         const ctx = await browser.newContext();
         const page = await ctx.newPage();
         page.on('request', (r) => {
           if (r.url().startsWith(v)) seen.push({ url: r.url(), status: 0 });
         });
         await page.goto(url);
-        await page.waitForFunction(() => (window as any).fetched === 1 && (window as any).loaded + (window as any).failed === 2, undefined, { timeout: 30_000 });
+        await page.waitForFunction(() => (window as any).fetched === 1 && (window as any).loaded + (window as any).failed === 2, undefined, {
+          timeout: 30_000,
+        });
         expect(await page.evaluate(() => (window as any).got), url).toEqual([]);
         expect(await page.evaluate(() => (window as any).loaded), url).toBe(0);
         await page.waitForTimeout(300);
@@ -306,4 +312,3 @@ describe.skipIf(skip)('the exported site in chromium (file://, offline)', () => 
     }
   }, 120_000);
 });
-

@@ -467,7 +467,8 @@ describe('safe while browsing (issue 18)', () => {
       for (const q of ['c=0x0&layer=1&neuron=3', 'c=0&layer=1.0&neuron=3', 'c=0&layer=1&neuron=0x3', 'c=0&layer=1&neuron=-1', 'c=0&layer=1&neuron=%203'])
         expect((await steerQ(`${q}&value=1`)).status, q).toBe(400);
       // the largest float32 itself and decimals of every shape are numbers
-      for (const value of ['3.4028234e38', '-2.5', '.5', '5.', '+1e-3']) expect((await steerQ(`c=0&layer=1&neuron=3&value=${encodeURIComponent(value)}`)).status, value).toBe(200);
+      for (const value of ['3.4028234e38', '-2.5', '.5', '5.', '+1e-3'])
+        expect((await steerQ(`c=0&layer=1&neuron=3&value=${encodeURIComponent(value)}`)).status, value).toBe(200);
       expect(() => data.steer(0, 1, 3, 1e39, 'ab')).toThrow(/outside float32's range/);
     } finally {
       await srv.close();

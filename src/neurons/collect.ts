@@ -342,15 +342,7 @@ function record(s: Selected, tokens: ArrayLike<number>, decode: ExcerptDecoder):
   return { tokens: decode(tokens, s.start, s.excerpt.length), activations: Array.from(s.excerpt) };
 }
 
-function writeLayer(
-  out: string,
-  layer: number,
-  c: LayerCollector,
-  H: number,
-  tokens: ArrayLike<number>,
-  decode: ExcerptDecoder,
-  write?: WriteSyncFn,
-): void {
+function writeLayer(out: string, layer: number, c: LayerCollector, H: number, tokens: ArrayLike<number>, decode: ExcerptDecoder, write?: WriteSyncFn): void {
   const dir = layerDir(out, layer);
   try {
     fs.mkdirSync(dir, { recursive: true });

@@ -92,7 +92,7 @@ export function baseName(p: string): string {
 
 // An absolute path (POSIX, or a Windows drive path) of at least one directory, after a start, blank,
 // quote, bracket, '=' or ',': group 1 the lead, group 2 the directories, group 3 the last component.
-const ABS_PATH = /(^|[\s'"`(\[=,])((?:[A-Za-z]:)?[\\/](?:[^\s'"`()[\],:\\/]+[\\/])+)([^\s'"`()[\],:\\/]*)/g;
+const ABS_PATH = /(^|[\s'"`([=,])((?:[A-Za-z]:)?[\\/](?:[^\s'"`()[\],:\\/]+[\\/])+)([^\s'"`()[\],:\\/]*)/g;
 
 /**
  * Replace the machine's paths in text bound for a page (an export is shared; a live page may be
@@ -397,7 +397,13 @@ export class ViewerData {
         min: stats.min,
         count: stats.count,
       },
-      scores: sc && { tar: x100(sc.tar), randomOnly: x100(sc.randomOnly), anthropic: x100(sc.anthropic), selectivity: r5(sc.selectivity), consistency: r5(sc.consistency) },
+      scores: sc && {
+        tar: x100(sc.tar),
+        randomOnly: x100(sc.randomOnly),
+        anthropic: x100(sc.anthropic),
+        selectivity: r5(sc.selectivity),
+        consistency: r5(sc.consistency),
+      },
       explanation: explanationOf(c, layer, neuron),
       llm,
       scale,
@@ -482,7 +488,8 @@ export class ViewerData {
     if (!Number.isInteger(neuron) || neuron < 0 || neuron >= lf.neurons)
       throw new UsageError(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
     if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
-    if (Math.abs(value) > FLOAT32_MAX) throw new UsageError(`the clamp value ${value} is outside float32's range (±${FLOAT32_MAX.toPrecision(8)}), which the model computes in`);
+    if (Math.abs(value) > FLOAT32_MAX)
+      throw new UsageError(`the clamp value ${value} is outside float32's range (±${FLOAT32_MAX.toPrecision(8)}), which the model computes in`);
     const tok = this.tokenizers.get(ci) as Tokenizer;
     const ids = tok.encode(prompt);
     if (ids.length === 0) throw new UsageError('the steering prompt is empty');

@@ -124,7 +124,12 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
         return json(res, 200, data.steer(c, layer, neuron, value, prompt), head);
       } catch (e) {
         const err = asDataError(e);
-        return json(res, err instanceof UsageError ? 400 : err instanceof CrateError && err.kind !== 'internal' ? 422 : 500, { error: data.publicText(err.message) }, head);
+        return json(
+          res,
+          err instanceof UsageError ? 400 : err instanceof CrateError && err.kind !== 'internal' ? 422 : 500,
+          { error: data.publicText(err.message) },
+          head,
+        );
       }
     }
     const body = dataFile(p);

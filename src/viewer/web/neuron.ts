@@ -159,7 +159,7 @@ function quantileBins(n: NeuronData): HTMLElement[] {
   const bins = n.quantile ?? [];
   const zero = bins.map((b) => b.records.length > 0 && b.records.every((r) => r.a.every((x) => x === 0)));
   const out: HTMLElement[] = [];
-  for (let k = 0; k < bins.length; ) {
+  for (let k = 0; k < bins.length;) {
     if (!zero[k]) {
       out.push(quantileBin(bins[k], k, n.scale));
       k++;
