@@ -55,7 +55,9 @@ export function excerptDecoderFromBytes(bytes: (id: number) => Uint8Array): Exce
   };
   return (tokens, start, length) => {
     let pending = new Uint8Array(0);
-    for (let i = Math.max(0, start - 3); i < start; i++) {
+    // after a token of whole characters nothing is pending: the context is needed only after a piece
+    const from = start > 0 && alone(tokens[start - 1]) !== null ? start : Math.max(0, start - 3);
+    for (let i = from; i < start; i++) {
       const all = concat(pending, bytes(tokens[i]));
       pending = all.slice(all.length - unfinished(all));
     }
