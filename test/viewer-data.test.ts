@@ -426,7 +426,7 @@ describe('safe while browsing (issue 18)', () => {
     }
   });
 
-  it("refuses another site's page (Sec-Fetch-Site cross-site or same-site) on /data/* and /api/steer before doing any work", async () => {
+  it("refuses another site's page (Sec-Fetch-Site cross-site or same-site, a foreign Origin) on /data/* and /api/steer before doing any work", async () => {
     const v = await ViewerData.open([fx.crate], { backend: new ReferenceBackend(), live: true, steer: false, weights: false });
     const srv = await startServer(v, { port: 0, appJs });
     try {
@@ -437,7 +437,13 @@ describe('safe while browsing (issue 18)', () => {
           expect(JSON.parse(r.body).error).toMatch(/does not answer other sites' pages/);
         }
       }
+      for (const origin of ['null', 'http://127.0.0.1:1', `http://evil.example:${srv.port}`, `https://127.0.0.1:${srv.port}`]) {
+        const r = await request(srv.port, '/api/steer?c=0&layer=1&neuron=3&value=1&prompt=other', { origin });
+        expect(r.status, origin).toBe(403);
+        expect(JSON.parse(r.body).error).toMatch(/\(Origin: /);
+      }
       expect(v.steerCacheSize(0)).toBe(0); // nothing was computed
+      expect((await request(srv.port, '/api/steer?c=0&layer=1&neuron=3&value=1&prompt=ab', { origin: `http://127.0.0.1:${srv.port}` })).status).toBe(200);
       // the viewer's own pages (same-origin) and a typed address or bookmark (none) are served
       for (const site of ['same-origin', 'none']) {
         expect((await request(srv.port, '/data/index.js', { 'sec-fetch-site': site })).status).toBe(200);

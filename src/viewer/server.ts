@@ -6,7 +6,8 @@
 // `X-Content-Type-Options: nosniff`, so a page of another origin (another localhost port, a file
 // opened from disk) cannot load the data scripts with <script src> or read them as anything else;
 // and a request that the browser marks `Sec-Fetch-Site: cross-site` or `same-site` is refused
-// before any work on /data/* and /api/steer (an <img> flood from another page computes nothing).
+// before any work on /data/* and /api/steer (an <img> flood from another page computes nothing), as
+// is one whose Origin header names another origin.
 // The steering box's parameters are decimal numbers (no hex, no Infinity) and the value must fit a
 // float32, as the model computes in it.
 import * as http from 'node:http';
@@ -98,9 +99,17 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
     }
     const p = url.pathname;
     const site = String(req.headers['sec-fetch-site'] ?? '').toLowerCase();
-    if ((site === 'cross-site' || site === 'same-site') && (p === '/api/steer' || p.startsWith('/data/'))) {
-      json(res, 403, { error: `this viewer does not answer other sites' pages (Sec-Fetch-Site: ${site})` }, head);
-      return;
+    const origin = req.headers.origin;
+    if (p === '/api/steer' || p.startsWith('/data/')) {
+      if (site === 'cross-site' || site === 'same-site') {
+        json(res, 403, { error: `this viewer does not answer other sites' pages (Sec-Fetch-Site: ${site})` }, head);
+        return;
+      }
+      // a browser without Sec-Fetch-* still names the page's origin on a cross-origin fetch
+      if (origin !== undefined && origin !== `http://127.0.0.1:${port}` && origin !== `http://localhost:${port}`) {
+        json(res, 403, { error: `this viewer does not answer other sites' pages (Origin: ${origin.slice(0, 80)})` }, head);
+        return;
+      }
     }
     if (p === '/' || p === '/index.html') return send(res, 200, 'text/html; charset=utf-8', indexHtml(), head);
     if (p === '/app.js') return send(res, 200, 'text/javascript; charset=utf-8', appJs, head);
