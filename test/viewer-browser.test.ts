@@ -15,6 +15,8 @@ import { readLayer, readManifest } from '../src/neurons/format.js';
 import { ViewerData } from '../src/viewer/data.js';
 import { exportSite } from '../src/viewer/site.js';
 import { startServer } from '../src/viewer/server.js';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { buildAppJs, makeCollections, H, type Fixture } from './viewer-fixture.js';
 
 const CHROMIUM = [process.env.CRATE_TS_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find(
@@ -46,7 +48,7 @@ afterAll(async () => {
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-async function open(hash: string, live?: string): Promise<Page> {
+async function open(hash: string, live?: string, siteDir = site): Promise<Page> {
   const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, offline: !live });
   const page = await ctx.newPage();
   page.on('request', (r) => {
@@ -54,7 +56,7 @@ async function open(hash: string, live?: string): Promise<Page> {
   });
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(live ? `${live}${hash}` : `${pathToFileURL(path.join(site, 'index.html')).href}${hash}`);
+  await page.goto(live ? `${live}${hash}` : `${pathToFileURL(path.join(siteDir, 'index.html')).href}${hash}`);
   await page.waitForSelector('body[data-ready]', { timeout: 60_000 });
   expect(errors).toEqual([]);
   return page;
@@ -158,7 +160,7 @@ describe.skipIf(skip)('the exported site in chromium (file://, offline)', () => 
   it('LLM overlay, the link to the same index in the other collection, prev/next, and an error page', async () => {
     const page = await open('#/layer/0/neuron/1');
     expect(await page.textContent('.explanation')).toBe('explanation: explanation of neuron 1: letters <b>near</b> "the"');
-    expect(await page.textContent('.llm-score')).toBe('0.2');
+    expect(await page.textContent('.llm-score')).toBe('20'); // x100, as every score on the pages
     expect(await page.$$eval('.record.simulated', (els) => els.length)).toBe(2);
     const sims = await page.$$eval('.sim-pair:first-of-type .record.simulated .tok', (els) => els.map((e) => Number(e.getAttribute('data-a'))));
     const recs = readLayer(fx.crate, readManifest(fx.crate), 0).records[1].most_positive_activation_records.slice(0, 2);
@@ -193,9 +195,118 @@ describe.skipIf(skip)('the exported site in chromium (file://, offline)', () => 
       await page.fill('input.steer-value', '');
       await page.click('form.steer-box button');
       await page.waitForSelector('.live-out .error');
-      expect(await page.textContent('.live-out .error')).toMatch(/'value' must be a finite number/);
+      expect(await page.textContent('.live-out .error')).toMatch(/'value' must be a finite decimal number/);
       await page.context().close();
     } finally {
+      await srv.close();
+      live.free();
+    }
+  }, 120_000);
+
+  it('units and bins: every score x100 and labelled, quantile bins numbered from 0 as in neurons show, all-zero bins folded', async () => {
+    const page = await open('#/');
+    const heads = await page.$$eval('table.layers thead th', (els) => els.map((e) => e.textContent));
+    expect(heads).toContain('lookup TaR ×100');
+    const cols = await page.$$eval('table.neurons thead th', (els) => els.map((e) => e.textContent));
+    expect(cols.slice(1, 5)).toEqual(['TaR ×100', 'Random ×100', 'Anthr. ×100', 'LLM ×100']);
+    // the layer table's TaR is the mean of the neuron table's TaR column, in the same unit
+    const idx = data.index() as Obj;
+    const rows = (data.table(0, 0) as Obj).rows as Obj[];
+    const tar = rows.map((r) => r[1]).filter((x: number | null) => x !== null) as number[];
+    const layerTar = Number(await page.textContent('table.layers tbody tr:first-child td:nth-child(4)'));
+    expect(layerTar).toBeCloseTo(idx.collections[0].layers[0].tar, 1);
+    expect(layerTar).toBeCloseTo(tar.reduce((a, b) => a + b, 0) / tar.length, 1);
+    await page.context().close();
+
+    // a sparse neuron: the quantile records of bins 0-5 of layer 1 neuron 9 made all zero (as a
+    // sparse neuron's lower bins are), in a copy of the collection exported on its own
+    const sparse = path.join(dir, 'coll-sparse');
+    fs.cpSync(fx.crate, sparse, { recursive: true });
+    const rf = path.join(sparse, 'layer-1', 'records.jsonl');
+    const lines = fs.readFileSync(rf, 'utf8').split('\n');
+    const pick = 9,
+      zeroBins = [0, 1, 2, 3, 4, 5];
+    const rec = JSON.parse(lines[pick]);
+    for (const k of zeroBins) {
+      for (const r of rec.random_sample_by_quantile[k]) r.activations = r.activations.map(() => 0);
+      rec.quantile_boundaries[k] = 0;
+    }
+    rec.quantile_boundaries[6] = 0;
+    lines[pick] = JSON.stringify(rec);
+    fs.writeFileSync(rf, lines.join('\n'));
+    const sd = await ViewerData.open([sparse], { steer: false, weights: false });
+    const sparseSite = path.join(dir, 'site-sparse');
+    exportSite(sd, sparseSite, { appJs });
+    const n = sd.neuron(0, 1, pick) as Obj;
+    sd.free();
+    const np = await open(`#/layer/1/neuron/${pick}`, undefined, sparseSite);
+    // every bin is on the page, numbered from 0; the all-zero ones inside closed <details>
+    const titles = await np.$$eval('.qbin h4', (els) => els.map((e) => e.textContent ?? ''));
+    expect(titles.map((t) => Number(/^quantile bin (\d+):/.exec(t)?.[1]))).toEqual(n.quantile.map((_: Obj, k: number) => k));
+    const folded = await np.$$eval('details.qbins-zero .qbin', (els) => els.map((e) => Number(e.getAttribute('data-bin'))));
+    expect(folded).toEqual(zeroBins);
+    expect(await np.$$eval('details.qbins-zero', (els) => els.every((e) => !(e as HTMLDetailsElement).open))).toBe(true);
+    const visible = await np.$$eval('.qbin', (els) => els.filter((e) => (e as any).checkVisibility()).map((e) => Number(e.getAttribute('data-bin'))));
+    expect(visible).toEqual(n.quantile.map((_: Obj, k: number) => k).filter((k: number) => !zeroBins.includes(k)));
+    expect(await np.textContent('details.qbins-zero summary')).toMatch(/^quantile bins? \d+(–\d+)?: every activation in their \d+ records is 0 \(show\)$/);
+    expect(await np.textContent('.stats')).toMatch(/lookup TaR ×100/);
+    await np.screenshot({ path: path.join(dir, 'sparse-neuron.png'), fullPage: true });
+    await np.click('details.qbins-zero summary');
+    expect(await np.$$eval('.qbin', (els) => els.filter((e) => (e as any).checkVisibility()).length)).toBeGreaterThan(visible.length);
+    await np.context().close();
+  }, 120_000);
+
+  it("another origin's page (file://, another localhost port) cannot read the live viewer's data or make it steer", async () => {
+    const live = await ViewerData.open([fx.crate], { backend: new ReferenceBackend(), live: true });
+    const srv = await startServer(live, { port: 0, appJs });
+    const seen: { url: string; status: number }[] = [];
+    const v = `http://127.0.0.1:${srv.port}`;
+    // the attacker's page: the data as a classic script (the export's loading scheme), steering by <img> and no-cors fetch
+    const evil = `<!doctype html><html><body><script>
+      window.got = []; window.crateViewerData = (k, d) => window.got.push(k);
+      window.loaded = 0; window.failed = 0;
+    </script>
+    <script src="${v}/data/index.js" onload="loaded++" onerror="failed++"></script>
+    <script src="${v}/data/c0/layer-1/n3.js" onload="loaded++" onerror="failed++"></script>
+    <img src="${v}/api/steer?c=0&layer=1&neuron=3&value=1&prompt=img1"><img src="${v}/api/steer?c=0&layer=1&neuron=3&value=1&prompt=img2">
+    <script>fetch("${v}/api/steer?c=0&layer=1&neuron=3&value=1&prompt=fetch", { mode: 'no-cors' }).catch(() => 0).finally(() => { window.fetched = 1; });</script>
+    </body></html>`;
+    const other = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(evil);
+    });
+    await new Promise<void>((r) => other.listen(0, '127.0.0.1', () => r()));
+    const evilFile = path.join(dir, 'evil.html');
+    fs.writeFileSync(evilFile, evil);
+    try {
+      for (const url of [
+        `http://127.0.0.1:${(other.address() as AddressInfo).port}/`,
+        `http://localhost:${(other.address() as AddressInfo).port}/`,
+        pathToFileURL(evilFile).href,
+      ]) {
+        const ctx = await browser.newContext();
+        const page = await ctx.newPage();
+        page.on('request', (r) => {
+          if (r.url().startsWith(v)) seen.push({ url: r.url(), status: 0 });
+        });
+        await page.goto(url);
+        await page.waitForFunction(() => (window as any).fetched === 1 && (window as any).loaded + (window as any).failed === 2, undefined, {
+          timeout: 30_000,
+        });
+        expect(await page.evaluate(() => (window as any).got), url).toEqual([]);
+        expect(await page.evaluate(() => (window as any).loaded), url).toBe(0);
+        await page.waitForTimeout(300);
+        await ctx.close();
+      }
+      expect(live.steerCacheSize(0)).toBe(0); // no steering request did any work
+      // the page did ask (two scripts, two images, a fetch, from each of the three origins)
+      expect(seen.length).toBeGreaterThanOrEqual(15);
+      // and the viewer's own page still works on the same server
+      const page = await open('#/layer/1/neuron/3', srv.url);
+      expect(await page.textContent('h2')).toMatch(/^Layer 1, neuron 3/);
+      await page.context().close();
+    } finally {
+      other.close();
       await srv.close();
       live.free();
     }

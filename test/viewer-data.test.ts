@@ -13,7 +13,7 @@ import type { LanguageModel } from '../src/model/lm.js';
 import { readLayer, readManifest, readTokens } from '../src/neurons/format.js';
 import { scoreCollection } from '../src/neurons/score.js';
 import { steer } from '../src/steer/steer.js';
-import { ViewerData, STEER_FACTOR, histogram } from '../src/viewer/data.js';
+import { ViewerData, STEER_FACTOR, STEER_CACHE_PROMPTS, histogram } from '../src/viewer/data.js';
 import { exportSite, SITE_MARKER } from '../src/viewer/site.js';
 import { startServer } from '../src/viewer/server.js';
 import { writeSyntheticCollection } from '../src/viewer/synthetic.js';
@@ -66,7 +66,7 @@ describe('the data the pages load', () => {
     for (const i of [0, 5, 17, H - 1]) {
       const r = t.rows[i];
       expect(r[0]).toBe(i);
-      if (Number.isFinite(scores[i].tar)) expect(r[1]).toBeCloseTo(scores[i].tar, 4);
+      if (Number.isFinite(scores[i].tar)) expect(r[1]).toBeCloseTo(100 * scores[i].tar, 2);
       else expect(r[1]).toBeNull();
       expect(r[5]).toBeCloseTo(ld.stats[i].density, 4);
       expect(r[6]).toBeCloseTo(ld.stats[i].max as number, 4);
@@ -78,7 +78,7 @@ describe('the data the pages load', () => {
       }
     }
     expect(t.rows[2][10]).toBe('explanation of neuron 2: letters <b>near</b> "the"');
-    expect(t.rows[2][4]).toBeCloseTo(0.3, 9);
+    expect(t.rows[2][4]).toBeCloseTo(30, 9); // scores x100 everywhere
     expect(t.rows[7][10]).toBeNull();
   });
 
@@ -107,7 +107,7 @@ describe('the data the pages load', () => {
     for (const row of n.lookup) expect(row.value).toBeGreaterThan(0);
     const l0 = data.neuron(0, 0, 1) as Obj;
     expect(l0.llm).toHaveLength(1);
-    expect(l0.llm[0]).toMatchObject({ set: 'llm-test', split: 'tar', score: 0.2 });
+    expect(l0.llm[0]).toMatchObject({ set: 'llm-test', split: 'tar', score: 20 });
     expect(l0.llm[0].sequences[0].t).toEqual(readLayer(fx.crate, m, 0).records[1].most_positive_activation_records[0].tokens);
     expect(l0.others).toEqual([{ c: 1, label: 'gpt2' }]);
   });
@@ -254,7 +254,7 @@ describe('export and server', () => {
       expect(JSON.parse(s.body)).toEqual(JSON.parse(JSON.stringify(data.steer(0, 1, 3, 2.5, 'ab'))));
       const bad = await get('/api/steer?c=0&layer=1&neuron=3&value=abc');
       expect(bad.status).toBe(400);
-      expect(JSON.parse(bad.body).error).toMatch(/'value' must be a finite number/);
+      expect(JSON.parse(bad.body).error).toMatch(/'value' must be a finite decimal number/);
       expect((await get('/api/steer?c=0&layer=7&neuron=3&value=1')).status).toBe(422);
       expect((await get('/nope')).status).toBe(404);
       expect((await get('/', `127.0.0.1:${srv.port}`, 'POST')).status).toBe(405);
@@ -338,5 +338,290 @@ describe('bad input: one line, non-zero exit', () => {
     expect(idx.collections[0].warnings.join('\n')).toMatch(/LLM results .*layer-0\.jsonl could not be read: .*no neuron_id\.neuron_index/);
     expect((v.neuron(0, 0, 0) as Obj).llm).toEqual([]);
     v.free();
+  });
+});
+
+describe('one unit for scores (issue 23 item 10)', () => {
+  it("the layer table's mean is the mean of the neuron table's column, and a neuron page shows its row's value", () => {
+    const idx = data.index() as Obj;
+    for (const [ci, c] of (idx.collections as Obj[]).entries())
+      for (const l of c.layers) {
+        const rows = (data.table(ci, l.layer) as Obj).rows as Obj[];
+        for (const [k, key] of [
+          [1, 'tar'],
+          [2, 'randomOnly'],
+        ] as const) {
+          const xs = rows.map((r) => r[k]).filter((x): x is number => x !== null);
+          expect(xs.length).toBeGreaterThan(0);
+          expect(l[key]).toBeCloseTo(xs.reduce((a, b) => a + b, 0) / xs.length, 1);
+        }
+        const n = data.neuron(ci, l.layer, 5) as Obj;
+        expect(n.scores?.tar ?? null).toBe(rows[5][1]);
+      }
+    // the LLM means too
+    const rows0 = (data.table(0, 0) as Obj).rows as Obj[];
+    const llm = rows0.map((r) => r[4]).filter((x): x is number => x !== null);
+    expect(idx.collections[0].layers[0].llm['llm-test'].tar).toBeCloseTo(llm.reduce((a, b) => a + b, 0) / llm.length, 3);
+  });
+});
+
+/** GET through node's http client with any headers (the viewer's Host by default). */
+function request(port: number, p: string, headers: Record<string, string> = {}, method = 'GET') {
+  return new Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: p, method, headers: { host: `127.0.0.1:${port}`, ...headers } }, (res) => {
+      let body = '';
+      res.on('data', (c) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Every file under a directory, as [relative path, text]. */
+function allFiles(root: string): [string, string][] {
+  const out: [string, string][] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const f = path.join(d, e.name);
+      if (e.isDirectory()) walk(f);
+      else out.push([path.relative(root, f), fs.readFileSync(f, 'utf8')]);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+describe('safe while browsing (issue 18)', () => {
+  it('every response carries Cross-Origin-Resource-Policy: same-origin and X-Content-Type-Options: nosniff', async () => {
+    const srv = await startServer(data, { port: 0, appJs });
+    try {
+      const paths: [string, string?, Record<string, string>?][] = [
+        ['/'],
+        ['/app.js'],
+        ['/style.css'],
+        ['/data/index.js'],
+        ['/data/c0/layer-0/table.js'],
+        ['/data/c0/layer-1/n3.js'],
+        ['/data/c0/layer-1/n999.js'],
+        ['/api/steer?c=0&layer=1&neuron=3&value=1&prompt=ab'],
+        ['/api/steer?c=0&layer=1&neuron=3&value=x'],
+        ['/nope'],
+        ['/', 'POST'],
+        ['/data/index.js', 'GET', { host: 'evil.example' }],
+        ['/data/index.js', 'GET', { 'sec-fetch-site': 'cross-site' }],
+      ];
+      const seen = new Set<number>();
+      for (const [p, method, headers] of paths) {
+        const r = await request(srv.port, p, headers ?? {}, method ?? 'GET');
+        seen.add(r.status);
+        expect(r.headers['cross-origin-resource-policy'], p).toBe('same-origin');
+        expect(r.headers['x-content-type-options'], p).toBe('nosniff');
+      }
+      expect([...seen].sort()).toEqual([200, 400, 403, 404, 405]);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it("refuses another site's page (Sec-Fetch-Site cross-site or same-site, a foreign Origin) on /data/* and /api/steer before doing any work", async () => {
+    const v = await ViewerData.open([fx.crate], { backend: new ReferenceBackend(), live: true, steer: false, weights: false });
+    const srv = await startServer(v, { port: 0, appJs });
+    try {
+      for (const site of ['cross-site', 'same-site', 'CROSS-SITE']) {
+        for (const p of ['/data/index.js', '/data/c0/layer-1/n3.js', '/api/steer?c=0&layer=1&neuron=3&value=1&prompt=other']) {
+          const r = await request(srv.port, p, { 'sec-fetch-site': site });
+          expect(r.status, `${site} ${p}`).toBe(403);
+          expect(JSON.parse(r.body).error).toMatch(/does not answer other sites' pages/);
+        }
+      }
+      for (const origin of ['null', 'http://127.0.0.1:1', `http://evil.example:${srv.port}`, `https://127.0.0.1:${srv.port}`]) {
+        const r = await request(srv.port, '/api/steer?c=0&layer=1&neuron=3&value=1&prompt=other', { origin });
+        expect(r.status, origin).toBe(403);
+        expect(JSON.parse(r.body).error).toMatch(/\(Origin: /);
+      }
+      expect(v.steerCacheSize(0)).toBe(0); // nothing was computed
+      expect((await request(srv.port, '/api/steer?c=0&layer=1&neuron=3&value=1&prompt=ab', { origin: `http://127.0.0.1:${srv.port}` })).status).toBe(200);
+      // the viewer's own pages (same-origin) and a typed address or bookmark (none) are served
+      for (const site of ['same-origin', 'none']) {
+        expect((await request(srv.port, '/data/index.js', { 'sec-fetch-site': site })).status).toBe(200);
+        expect((await request(srv.port, '/api/steer?c=0&layer=1&neuron=3&value=1&prompt=ab', { 'sec-fetch-site': site })).status).toBe(200);
+      }
+      // navigating to the viewer from elsewhere still opens it (the page itself holds no data)
+      expect((await request(srv.port, '/', { 'sec-fetch-site': 'cross-site' })).status).toBe(200);
+    } finally {
+      await srv.close();
+      v.free();
+    }
+  });
+
+  it('the steering parameters are strict decimals: 0x10 is not 16, a value past float32 is a 400, not an empty result', async () => {
+    const srv = await startServer(data, { port: 0, appJs });
+    const steerQ = (q: string) => request(srv.port, `/api/steer?${q}&prompt=ab`);
+    try {
+      const ok = await steerQ('c=0&layer=1&neuron=3&value=16');
+      expect(ok.status).toBe(200);
+      expect(JSON.parse(ok.body).value).toBe(16);
+      for (const value of ['0x10', '0b10000', '0o20', 'Infinity', '-Infinity', '1e39', '-3.5e38', '3.4028236e38', ' 16', '16 ', '1_6', '']) {
+        const r = await steerQ(`c=0&layer=1&neuron=3&value=${encodeURIComponent(value)}`);
+        expect(r.status, value).toBe(400);
+        expect(JSON.parse(r.body).error, value).toMatch(/'value' must be a finite decimal number|outside float32's range/);
+      }
+      expect(JSON.parse((await steerQ('c=0&layer=1&neuron=3&value=1e39')).body).error).toMatch(/outside float32's range/);
+      for (const q of ['c=0x0&layer=1&neuron=3', 'c=0&layer=1.0&neuron=3', 'c=0&layer=1&neuron=0x3', 'c=0&layer=1&neuron=-1', 'c=0&layer=1&neuron=%203'])
+        expect((await steerQ(`${q}&value=1`)).status, q).toBe(400);
+      // the largest float32 itself and decimals of every shape are numbers
+      for (const value of ['3.4028234e38', '-2.5', '.5', '5.', '+1e-3'])
+        expect((await steerQ(`c=0&layer=1&neuron=3&value=${encodeURIComponent(value)}`)).status, value).toBe(200);
+      expect(() => data.steer(0, 1, 3, 1e39, 'ab')).toThrow(/outside float32's range/);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it(`the unsteered distributions are an LRU of ${STEER_CACHE_PROMPTS} prompts: many distinct prompts do not grow it, and results do not change`, () => {
+    const first = JSON.stringify(data.steer(0, 1, 3, 2, 'p0'));
+    for (let k = 0; k < 3 * STEER_CACHE_PROMPTS; k++) {
+      data.steer(0, 1, 3, 2, `p${k}`);
+      expect(data.steerCacheSize(0)).toBeLessThanOrEqual(STEER_CACHE_PROMPTS);
+    }
+    expect(data.steerCacheSize(0)).toBe(STEER_CACHE_PROMPTS);
+    expect(JSON.stringify(data.steer(0, 1, 3, 2, 'p0'))).toBe(first); // recomputed after eviction: the same
+  });
+});
+
+describe('what an export or a shared collection gives away (issue 18)', () => {
+  const copy = (src: string, name: string) => {
+    const d = path.join(dir, name);
+    fs.cpSync(src, d, { recursive: true });
+    return d;
+  };
+  const SECRET = 'root:x:0:0:secret-content';
+
+  it('no absolute path of this machine in an export, the live index, warnings or error pages: names and sha256s', async () => {
+    // a collection with problems whose messages name files: a bad LLM file (a warning), a bad record line (an error page)
+    const col = copy(fx.crate, 'paths-crate');
+    fs.writeFileSync(path.join(col, 'llm-test', 'tar', 'layer-1.jsonl'), '{"dataclass_name": "NeuronSimulationResults"}\n');
+    const v = await ViewerData.open([col, fx.gpt2], { backend: new ReferenceBackend(), live: true, checkpoints: [fx.crateCkpt] });
+    const real = fs.realpathSync(dir);
+    const leaks = (text: string) => [dir, real, os.homedir() + path.sep, process.cwd() + path.sep].filter((p) => text.includes(p));
+    try {
+      const out = path.join(dir, 'paths-site');
+      exportSite(v, out, { appJs, onProgress: () => undefined });
+      const files = allFiles(out);
+      expect(files.length).toBeGreaterThan(100);
+      for (const [f, text] of files) expect(leaks(text), f).toEqual([]);
+      const idx = v.index() as Obj;
+      const c0 = idx.collections[0];
+      expect(c0.name).toBe('paths-crate');
+      expect(c0.checkpoint).toMatchObject({ file: 'crate.safetensors', sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+      expect(c0.data.sha256).toMatch(/^[0-9a-f]{64}$/);
+      expect(c0.data.source).toBe('text.txt');
+      expect(c0.warnings.join('\n')).toMatch(/LLM results paths-crate\/llm-test\/tar\/layer-1\.jsonl could not be read/);
+      expect(c0.model.note).toMatch(/^weights from crate\.safetensors/);
+      const marker = JSON.parse(fs.readFileSync(path.join(out, SITE_MARKER), 'utf8'));
+      expect(marker.collections[0]).toEqual({
+        name: 'paths-crate',
+        label: c0.label,
+        checkpoint_sha256: c0.checkpoint.sha256,
+        data_sha256: c0.data.sha256,
+        tokens_sha256: c0.tokens_sha256,
+      });
+      // then a record line goes bad (same length: the line offsets hold), for an error page
+      const rf = path.join(col, 'layer-1', 'records.jsonl');
+      const lines = fs.readFileSync(rf, 'utf8').split('\n');
+      lines[7] = '{' + ' '.repeat(lines[7].length - 1);
+      fs.writeFileSync(rf, lines.join('\n'));
+      const srv = await startServer(v, { port: 0, appJs });
+      try {
+        const live = await request(srv.port, '/data/index.js');
+        expect(live.status).toBe(200);
+        expect(leaks(live.body)).toEqual([]);
+        const bad = await request(srv.port, '/data/c0/layer-1/n7.js');
+        expect(bad.body).toMatch(/^crateViewerError\("c0\/layer-1\/n7", "paths-crate\/layer-1\/records\.jsonl:8: not valid JSON/);
+        expect(leaks(bad.body)).toEqual([]);
+      } finally {
+        await srv.close();
+      }
+    } finally {
+      v.free();
+    }
+  }, 120_000);
+
+  it('a link that leaves the collection is refused (required files) or skipped with a warning (optional ones); nothing quotes the target', async () => {
+    const outside = path.join(dir, 'outside.txt');
+    fs.writeFileSync(outside, `${SECRET}\n`.repeat(H));
+    for (const rel of ['manifest.json', 'layer-0/stats.jsonl', 'layer-1/records.jsonl', 'layer-1/positions.jsonl', 'tokens.u32', 'layer-0']) {
+      const col = copy(fx.gpt2, `link-${rel.replace(/\W/g, '-')}`);
+      fs.rmSync(path.join(col, rel), { recursive: true });
+      fs.symlinkSync(rel === 'layer-0' ? path.join(fx.crate, 'layer-0') : outside, path.join(col, rel));
+      let msg = '';
+      try {
+        await ViewerData.open([col], { steer: false, weights: false });
+      } catch (e) {
+        msg = (e as Error).message;
+      }
+      expect(msg, rel).toMatch(new RegExp(`'${rel}' is a link that leaves the collection directory; refusing to follow it`));
+      expect(msg).not.toContain('root:x');
+    }
+    // a link inside the collection is fine
+    const inside = copy(fx.gpt2, 'link-inside');
+    fs.renameSync(path.join(inside, 'layer-0', 'stats.jsonl'), path.join(inside, 'stats-0.jsonl'));
+    fs.symlinkSync(path.join('..', 'stats-0.jsonl'), path.join(inside, 'layer-0', 'stats.jsonl'));
+    (await ViewerData.open([inside], { steer: false, weights: false })).free();
+    // optional files: skipped with a warning
+    const opt = copy(fx.crate, 'link-optional');
+    for (const f of ['scores-lookup.jsonl', 'llm-test/tar/layer-0.jsonl']) {
+      fs.rmSync(path.join(opt, f));
+      fs.symlinkSync(outside, path.join(opt, f));
+    }
+    const v = await ViewerData.open([opt], { steer: false, weights: false });
+    const w = ((v.index() as Obj).collections[0].warnings as string[]).join('\n');
+    v.free();
+    expect(w).toMatch(/scores-lookup\.jsonl was not read: 'scores-lookup\.jsonl' is a link that leaves the collection directory/);
+    expect(w).toMatch(/LLM results .*layer-0\.jsonl were not read: 'llm-test\/tar\/layer-0\.jsonl' is a link that leaves/);
+    expect(w).not.toContain('root:x');
+  });
+
+  it('parse errors say where, never what the file holds (page, export, terminal)', async () => {
+    const cases: [string, (col: string) => void, RegExp][] = [
+      ['stats', (col) => fs.writeFileSync(path.join(col, 'layer-0', 'stats.jsonl'), `${SECRET}\n`.repeat(H)), /stats\.jsonl:1: not valid JSON/],
+      ['manifest', (col) => fs.writeFileSync(path.join(col, 'manifest.json'), SECRET), /manifest\.json: not valid JSON/],
+    ];
+    for (const [name, spoil, re] of cases) {
+      const col = copy(fx.gpt2, `parse-${name}`);
+      spoil(col);
+      const r = await capture(['neurons', 'view', col, '--export', path.join(dir, 'never-parse'), '--backend', 'reference']);
+      expect(r.code, name).toBe(1);
+      expect(r.err).toMatch(re);
+      expect(r.err).not.toContain('root:x');
+    }
+    // optional files and a neuron's record line: warnings and error pages without the content
+    const col = copy(fx.crate, 'parse-optional');
+    fs.writeFileSync(path.join(col, 'scores-lookup.jsonl'), `${SECRET}\n`);
+    fs.writeFileSync(path.join(col, 'llm-test', 'tar', 'layer-0.jsonl'), `${SECRET}\n`);
+    fs.mkdirSync(path.join(col, 'llm-test', 'explanations'));
+    fs.writeFileSync(path.join(col, 'llm-test', 'explanations', 'layer-1.jsonl'), `${SECRET}\n`);
+    const col2 = copy(fx.crate, 'parse-record');
+    const rf = path.join(col2, 'layer-1', 'records.jsonl');
+    const lines = fs.readFileSync(rf, 'utf8').split('\n');
+    lines[2] = SECRET;
+    fs.writeFileSync(rf, lines.join('\n'));
+    const v = await ViewerData.open([col, col2], { steer: false, weights: false, live: true });
+    const srv = await startServer(v, { port: 0, appJs });
+    try {
+      const idx = await request(srv.port, '/data/index.js');
+      expect(idx.body).toMatch(/scores-lookup\.jsonl:1: not valid JSON/);
+      expect(idx.body).toMatch(/llm-test\/tar\/layer-0\.jsonl could not be read: .*layer-0\.jsonl:1: not valid JSON/);
+      expect(idx.body).toMatch(/explanations\/layer-1\.jsonl could not be read: .*not valid JSON/);
+      const page = await request(srv.port, '/data/c1/layer-1/n2.js');
+      expect(page.body).toMatch(/records\.jsonl:3: not valid JSON/);
+      for (const body of [idx.body, page.body]) expect(body).not.toContain('root:x');
+    } finally {
+      await srv.close();
+      v.free();
+    }
   });
 });

@@ -17,6 +17,7 @@ import type { LanguageModel } from '../model/lm.js';
 import { LayerCollector, type NeuronSelection, type Selected } from './collector.js';
 import { AtomicWriter, writeFileAtomic, type WriteSyncFn } from '../util/atomic.js';
 import { sha256File } from '../util/hash.js';
+import { excerptDecoder, type ExcerptDecoder } from './excerpt.js';
 import {
   COLLECTION_FORMAT,
   COLLECTION_FORMAT_VERSION,
@@ -245,7 +246,7 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
 
     // output
     prepareOut(opts.out, Boolean(opts.force));
-    const decode = tokenDecoder(tok);
+    const decode = await excerptDecoder(tok);
     writeTokens(path.join(opts.out, 'tokens.u32'), tokens, opts.writeSync);
     layers.forEach((l, j) => writeLayer(opts.out, l, collectors[j], widths[j], tokens, decode, opts.writeSync));
     const peak = process.resourceUsage().maxRSS * 1024;
@@ -326,19 +327,6 @@ function prepareOut(out: string, force: boolean): void {
   }
 }
 
-/** Each token id decoded on its own (GPT-2 strings keep their leading spaces), memoised. */
-export function tokenDecoder(tok: Tokenizer): (id: number) => string {
-  const memo = new Map<number, string>();
-  return (id) => {
-    let s = memo.get(id);
-    if (s === undefined) {
-      s = tok.decode([id]);
-      memo.set(id, s);
-    }
-    return s;
-  };
-}
-
 function tokensU32(tokens: ArrayLike<number>): Uint8Array {
   const b = Buffer.alloc(tokens.length * 4);
   for (let i = 0; i < tokens.length; i++) b.writeUInt32LE(tokens[i], 4 * i);
@@ -349,25 +337,12 @@ function writeTokens(file: string, tokens: ArrayLike<number>, write?: WriteSyncF
   writeFileAtomic(file, tokensU32(tokens), write);
 }
 
-function record(s: Selected, tokens: ArrayLike<number>, decode: (id: number) => string): ActivationRecord {
-  const toks: string[] = new Array(s.excerpt.length);
-  const acts: number[] = new Array(s.excerpt.length);
-  for (let j = 0; j < s.excerpt.length; j++) {
-    toks[j] = decode(tokens[s.start + j]);
-    acts[j] = s.excerpt[j];
-  }
-  return { tokens: toks, activations: acts };
+/** One excerpt as a record: its token strings (a split character on the token that completes it, src/neurons/excerpt.ts) and activations. */
+function record(s: Selected, tokens: ArrayLike<number>, decode: ExcerptDecoder): ActivationRecord {
+  return { tokens: decode(tokens, s.start, s.excerpt.length), activations: Array.from(s.excerpt) };
 }
 
-function writeLayer(
-  out: string,
-  layer: number,
-  c: LayerCollector,
-  H: number,
-  tokens: ArrayLike<number>,
-  decode: (id: number) => string,
-  write?: WriteSyncFn,
-): void {
+function writeLayer(out: string, layer: number, c: LayerCollector, H: number, tokens: ArrayLike<number>, decode: ExcerptDecoder, write?: WriteSyncFn): void {
   const dir = layerDir(out, layer);
   try {
     fs.mkdirSync(dir, { recursive: true });

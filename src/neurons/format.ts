@@ -13,6 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../errors.js';
+import { jsonParseProblem } from '../util/json-error.js';
 
 export const COLLECTION_FORMAT = 'crate-ts-neurons';
 export const COLLECTION_FORMAT_VERSION = 1;
@@ -177,7 +178,7 @@ export function parseNeuronRecord(line: string, where: string): NeuronRecord {
   try {
     v = JSON.parse(line);
   } catch (e) {
-    fail(where, `not valid JSON (${(e as Error).message})`);
+    fail(where, jsonParseProblem(e));
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(where, 'expected a NeuronRecord object');
   const o = v as Record<string, unknown>;
@@ -213,7 +214,7 @@ export function parsePositions(line: string, where: string): NeuronPositions {
   try {
     v = JSON.parse(line);
   } catch (e) {
-    fail(where, `not valid JSON (${(e as Error).message})`);
+    fail(where, jsonParseProblem(e));
   }
   const o = v as Record<string, unknown>;
   if (typeof o !== 'object' || o === null || !Number.isInteger(o.neuron)) fail(where, 'expected {"neuron", "top", "random", "quantile"}');
@@ -239,7 +240,7 @@ export function readManifest(dir: string): CollectionManifest {
   try {
     m = JSON.parse(fs.readFileSync(file, 'utf8')) as CollectionManifest;
   } catch (e) {
-    throw new DataError(`${file}: not valid JSON (${(e as Error).message})`);
+    throw new DataError(`${file}: ${jsonParseProblem(e)}`);
   }
   if (typeof m !== 'object' || m === null || m.format !== COLLECTION_FORMAT)
     throw new DataError(`${file}: not a crate-ts neuron collection manifest (format is not '${COLLECTION_FORMAT}')`);
@@ -317,7 +318,7 @@ export function readLayer(dir: string, m: CollectionManifest, layer: number): La
     try {
       s = JSON.parse(line) as NeuronStats;
     } catch (e) {
-      throw new DataError(`${where}: not valid JSON (${(e as Error).message})`);
+      throw new DataError(`${where}: ${jsonParseProblem(e)}`);
     }
     if (typeof s !== 'object' || s === null || typeof s.density !== 'number') throw new DataError(`${where}: expected a statistics object with "density"`);
     return s;

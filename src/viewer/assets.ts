@@ -34,6 +34,7 @@ header .home { font-weight: 700; color: var(--fg); text-decoration: none; }
 .tab.active { color: var(--accent); font-weight: 600; }
 main { padding: .5em 1.2em 3em; max-width: 1200px; }
 h2 { margin: .6em 0 .3em; } h3 { margin: 1.3em 0 .4em; } h4 { margin: .6em 0 .2em; font-size: 13px; }
+details.qbins-zero > summary { color: var(--muted); font-size: 13px; cursor: pointer; margin: .5em 0; }
 a { color: #1c7ed6; }
 .muted { color: var(--muted); font-size: 12.5px; }
 .error { color: #c92a2a; font-weight: 600; }

@@ -8,9 +8,14 @@
 //   llm-<set>/explanations/layer-{l}.jsonl  explanations (also those not scored yet)
 // The optional files degrade gracefully: absent, the viewer computes the offline scores itself and
 // shows no LLM column; unreadable, it says why on the overview page (a warning) and goes on.
+//
+// A collection may come from someone else: every file is read only when its real path lies inside
+// the collection directory (a link that leaves it is refused, or for an optional file ignored with
+// a warning), and no message quotes what a file holds (a parse error says where, not what).
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { DataError } from '../errors.js';
+import { jsonParseProblem } from '../util/json-error.js';
 import {
   layerDir,
   parseNeuronRecord,
@@ -52,6 +57,8 @@ export interface LlmNeuron {
 export interface LlmSet {
   name: string;
   dir: string;
+  /** The collection directory's real path (files must resolve inside it). */
+  root: string;
   /** split → layer → neuron → result (lazily filled per layer). */
   splits: Partial<Record<SplitName, Map<number, Map<number, LlmNeuron>>>>;
   /** layer → neuron → explanation (the openai group's, else any). */
@@ -81,6 +88,36 @@ export interface OpenCollection {
   scoresSource: 'scores-lookup.jsonl' | 'computed by the viewer';
   llm: LlmSet[];
   warnings: string[];
+}
+
+/** The real path of a collection directory (the root its files must stay inside). */
+function realRoot(dir: string): string {
+  try {
+    return fs.realpathSync(dir);
+  } catch {
+    return path.resolve(dir);
+  }
+}
+
+/**
+ * Why `file` may not be read as part of the collection whose real root is `root`: it (or a directory
+ * on the way) is a link that resolves outside the root. null when it is inside or does not exist.
+ */
+export function leavesCollection(root: string, file: string): string | null {
+  let real: string;
+  try {
+    real = fs.realpathSync(file);
+  } catch {
+    return null; // missing: the reader says so
+  }
+  const rel = path.relative(root, real);
+  if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) return null;
+  return `'${path.relative(root, path.resolve(file)) || path.basename(file)}' is a link that leaves the collection directory; refusing to follow it`;
+}
+
+function confine(dir: string, root: string, file: string): void {
+  const why = leavesCollection(root, file);
+  if (why) throw new DataError(`${dir}: ${why}`);
 }
 
 /** Byte offsets of the starts of the lines of a file (and its size at the end), checked against n. */
@@ -145,7 +182,7 @@ function readStats(file: string, n: number): NeuronStats[] {
     try {
       s = JSON.parse(line) as NeuronStats;
     } catch (e) {
-      throw new DataError(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`);
+      throw new DataError(`${file}:${i + 1}: ${jsonParseProblem(e)}`);
     }
     if (typeof s !== 'object' || s === null || s.neuron !== i || typeof s.density !== 'number')
       throw new DataError(`${file}:${i + 1}: expected the statistics of neuron ${i} ({"neuron": ${i}, "density", "max", ...})`);
@@ -168,7 +205,7 @@ function readScoresFile(file: string, m: CollectionManifest): Map<number, Offlin
     try {
       o = JSON.parse(lines[i]) as Record<string, unknown>;
     } catch (e) {
-      return `${file}:${i + 1}: not valid JSON (${(e as Error).message})`;
+      return `${file}:${i + 1}: ${jsonParseProblem(e)}`;
     }
     const arr = out.get(o.layer as number);
     if (!arr || !Number.isInteger(o.neuron) || (o.neuron as number) < 0 || (o.neuron as number) >= arr.length)
@@ -206,7 +243,13 @@ function computeScores(dir: string): Map<number, OfflineScore[]> {
 // ---- LLM result files ---------------------------------------------------------------------------
 
 function parseSimulationResults(line: string, where: string): { neuron: number; result: LlmNeuron } {
-  const o = JSON.parse(line) as Record<string, unknown>;
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(line) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${where}: ${jsonParseProblem(e)}`);
+  }
+  if (typeof o !== 'object' || o === null) throw new Error(`${where}: not a JSON object`);
   if (o.dataclass_name !== 'NeuronSimulationResults') throw new Error(`${where}: dataclass_name is not 'NeuronSimulationResults'`);
   const id = o.neuron_id as { neuron_index?: unknown } | undefined;
   if (!id || !Number.isInteger(id.neuron_index)) throw new Error(`${where}: no neuron_id.neuron_index`);
@@ -239,7 +282,7 @@ function findLlmSets(dir: string): LlmSet[] {
   }
   return entries
     .filter((e) => e.isDirectory() && /^llm(-|$)/.test(e.name))
-    .map((e) => ({ name: e.name, dir: path.join(dir, e.name), splits: {}, explanations: new Map() }))
+    .map((e) => ({ name: e.name, dir: path.join(dir, e.name), root: realRoot(dir), splits: {}, explanations: new Map() }))
     .sort((a, b) => a.name.localeCompare(b.name));
 }
 
@@ -252,6 +295,11 @@ export function loadLlmLayer(set: LlmSet, layer: number, warnings: string[]): vo
     byLayer.set(layer, map);
     const file = path.join(set.dir, split, `layer-${layer}.jsonl`);
     if (!fs.existsSync(file)) continue;
+    const out = leavesCollection(set.root, file);
+    if (out) {
+      warnings.push(`LLM results ${file} were not read: ${out}`);
+      continue;
+    }
     try {
       fs.readFileSync(file, 'utf8')
         .split('\n')
@@ -268,13 +316,21 @@ export function loadLlmLayer(set: LlmSet, layer: number, warnings: string[]): vo
     const map = new Map<number, string>();
     set.explanations.set(layer, map);
     const file = path.join(set.dir, 'explanations', `layer-${layer}.jsonl`);
-    if (fs.existsSync(file)) {
+    const out = fs.existsSync(file) ? leavesCollection(set.root, file) : null;
+    if (out) warnings.push(`LLM explanations ${file} were not read: ${out}`);
+    else if (fs.existsSync(file)) {
       try {
         fs.readFileSync(file, 'utf8')
           .split('\n')
-          .forEach((line) => {
+          .forEach((line, i) => {
             if (line.trim() === '') return;
-            const o = JSON.parse(line) as { neuron?: unknown; explanation?: unknown; group?: unknown };
+            let o: { neuron?: unknown; explanation?: unknown; group?: unknown };
+            try {
+              o = JSON.parse(line) as typeof o;
+            } catch (e) {
+              throw new Error(`${file}:${i + 1}: ${jsonParseProblem(e)}`);
+            }
+            if (typeof o !== 'object' || o === null) return;
             if (!Number.isInteger(o.neuron) || typeof o.explanation !== 'string') return;
             if (!map.has(o.neuron as number) || o.group === 'openai') map.set(o.neuron as number, o.explanation);
           });
@@ -309,7 +365,10 @@ export function explanationOf(c: OpenCollection, layer: number, neuron: number):
 export function openCollection(dir: string, index = 0, label?: string): OpenCollection {
   if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory())
     throw new DataError(`'${dir}' is not a directory (give a collection directory written by crate-ts neurons collect)`);
+  const root = realRoot(dir);
+  confine(dir, root, path.join(dir, 'manifest.json'));
   const manifest = readManifest(dir);
+  confine(dir, root, path.join(dir, typeof manifest.tokens_file === 'string' ? manifest.tokens_file : 'tokens.u32'));
   const layers: LayerFiles[] = manifest.layers.map((layer, li) => {
     const ld = layerDir(dir, layer),
       n = manifest.neurons[li];
@@ -317,6 +376,7 @@ export function openCollection(dir: string, index = 0, label?: string): OpenColl
     if (!fs.existsSync(ld)) throw new DataError(`'${dir}' is incomplete: layer ${layer} is in the manifest but '${ld}' is missing`);
     const recordsFile = path.join(ld, 'records.jsonl'),
       positionsFile = path.join(ld, 'positions.jsonl');
+    for (const f of [ld, recordsFile, positionsFile, path.join(ld, 'stats.jsonl')]) confine(dir, root, f);
     return {
       layer,
       hook: manifest.hooks[li],
@@ -332,7 +392,9 @@ export function openCollection(dir: string, index = 0, label?: string): OpenColl
   let scores: Map<number, OfflineScore[]> | null = null;
   let scoresSource: OpenCollection['scoresSource'] = 'computed by the viewer';
   const scoresFile = path.join(dir, 'scores-lookup.jsonl');
-  if (fs.existsSync(scoresFile)) {
+  const scoresOut = leavesCollection(root, scoresFile);
+  if (scoresOut) warnings.push(`${scoresFile} was not read: ${scoresOut}; the offline scores were recomputed`);
+  else if (fs.existsSync(scoresFile)) {
     const r = readScoresFile(scoresFile, manifest);
     if (typeof r === 'string') warnings.push(`${r}; the offline scores were recomputed`);
     else {

@@ -1,6 +1,10 @@
 // The viewer's data: what the browser loads, as plain JSON objects, built from opened collections
 // (collection.ts) and, when the checkpoint is at hand, from the model (weights.ts, src/steer).
 //
+// Units: every score (token-lookup TaR, Random-only, Anthropic; LLM simulation) is a correlation
+// × 100, as `crate-ts neurons score` prints it and the paper's tables give it, per neuron as per
+// layer; density, selectivity and consistency are fractions (0-1).
+//
 //   index       every collection's model, data, per-layer score means (offline lookup and LLM),
 //               density and dead-neuron counts, warnings                       (one small object)
 //   table       one layer's neuron table: one row per neuron                    (one per layer)
@@ -31,6 +35,10 @@ export const VIEWER_FORMAT_VERSION = 1;
 export const STEER_FACTOR = 2;
 const RELATED_K = 12;
 const STEER_TOP = 10;
+/** Unsteered next-token distributions kept per collection (least recently used goes first). */
+export const STEER_CACHE_PROMPTS = 16;
+/** The largest finite float32: the model computes in float32, so a clamp past it is not a number there. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
 
 export interface ViewerOptions {
   /** Labels of the collections (default: directory name and architecture). */
@@ -59,6 +67,9 @@ interface ModelCtx {
   before: Map<string, Distribution>;
 }
 
+/** A correlation as the pages show it (× 100, rounded), null when undefined. */
+const x100 = (x: number | null | undefined): number | null => (x === null || x === undefined || !Number.isFinite(x) ? null : r5(100 * x));
+
 /** Round to 5 significant digits (the pages show 3-4; keeps the files small). */
 export const r5 = (x: number | null | undefined): number | null => (x === null || x === undefined || !Number.isFinite(x) ? null : Number(x.toPrecision(5)));
 
@@ -73,7 +84,45 @@ function meanOf(xs: (number | null)[]): { mean: number | null; n: number } {
   return { mean: n ? s / n : null, n };
 }
 
+/** The last component of a path (either separator), for names shown on a page. */
+export function baseName(p: string): string {
+  const parts = p.split(/[\\/]+/).filter((x) => x !== '');
+  return parts.length ? parts[parts.length - 1] : p;
+}
+
+// An absolute path (POSIX, or a Windows drive path) of at least one directory, after a start, blank,
+// quote, bracket, '=' or ',': group 1 the lead, group 2 the directories, group 3 the last component.
+const ABS_PATH = /(^|[\s'"`([=,])((?:[A-Za-z]:)?[\\/](?:[^\s'"`()[\],:\\/]+[\\/])+)([^\s'"`()[\],:\\/]*)/g;
+
+/**
+ * Replace the machine's paths in text bound for a page (an export is shared; a live page may be
+ * read by anything the browser runs): each known root (a collection's directory, its checkpoint
+ * and data file) by its base name, and any other absolute path by its last component.
+ */
+export class PathScrubber {
+  private roots: [string, string][] = [];
+  add(p: string | null | undefined, name = p ? baseName(p) : ''): void {
+    if (!p || p === '.' || p === '..') return;
+    // the given form only when it names a directory (a bare word would replace ordinary text)
+    const forms = new Set([path.resolve(p)]);
+    if (/[\\/]/.test(p) && !/^[./\\]+$/.test(p)) forms.add(p);
+    try {
+      forms.add(fs.realpathSync(p));
+    } catch {
+      // a path that does not exist here is still replaced as given
+    }
+    for (const f of forms) if (f.length > 1 && !this.roots.some(([r]) => r === f)) this.roots.push([f, name]);
+    this.roots.sort((a, b) => b[0].length - a[0].length);
+  }
+  scrub(text: string): string {
+    let out = text;
+    for (const [r, name] of this.roots) out = out.split(r).join(name);
+    return out.replace(ABS_PATH, (_m, lead: string, _dirs: string, last: string) => `${lead}${last}`);
+  }
+}
+
 export class ViewerData {
+  private readonly paths = new PathScrubber();
   private readonly models = new Map<number, ModelCtx | null>();
   private readonly modelNotes = new Map<number, string>();
   private readonly tokenizers = new Map<number, Tokenizer>();
@@ -93,6 +142,10 @@ export class ViewerData {
     const cs = dirs.map((d, i) => openCollection(d, i, opts.labels?.[i]));
     const v = new ViewerData(cs, opts);
     for (const c of cs) {
+      v.paths.add(c.dir, baseName(path.resolve(c.dir)));
+      v.paths.add(c.manifest.checkpoint.path);
+      v.paths.add(opts.checkpoints?.[c.index]);
+      v.paths.add(c.manifest.data.source);
       v.tokenizers.set(
         c.index,
         await loadTokenizer(c.manifest.tokenizer).catch((e: Error) => {
@@ -124,6 +177,7 @@ export class ViewerData {
       return fail(`the checkpoint ${file ? `'${file}' ` : ''}is not available, so related tokens by weights and steering are not shown (pass --checkpoint)`);
     }
     const f = resolveCheckpointPath(file);
+    this.paths.add(f);
     const sha = sha256File(f);
     if (c.manifest.checkpoint.sha256 && sha !== c.manifest.checkpoint.sha256) {
       const msg = `checkpoint '${f}' is not the one collection '${c.dir}' was made from (sha256 ${sha.slice(0, 12)}…, the manifest says ${c.manifest.checkpoint.sha256.slice(0, 12)}…)`;
@@ -133,13 +187,18 @@ export class ViewerData {
     const ck = loadCheckpoint(f);
     const model = modelFromCheckpoint(ck, this.opts.backend ?? new ReferenceBackend());
     this.models.set(c.index, { model, params: model.getParams(), ckPath: f, related: new Map(), input: null, before: new Map() });
-    this.modelNotes.set(c.index, `weights from ${f}`);
+    this.modelNotes.set(c.index, `weights from ${baseName(f)} (sha256 ${sha.slice(0, 16)}…)`);
   }
 
   /** Release the models' backend memory. */
   free(): void {
     for (const m of this.models.values()) m?.model.free();
     this.models.clear();
+  }
+
+  /** Text bound for a page (warnings, notes, error messages) with the machine's paths replaced by names. */
+  publicText(text: string): string {
+    return this.paths.scrub(text);
   }
 
   collection(ci: number): OpenCollection {
@@ -150,6 +209,11 @@ export class ViewerData {
 
   hasModel(ci: number): boolean {
     return Boolean(this.models.get(ci));
+  }
+
+  /** How many unsteered distributions collection ci keeps for the steering box (at most STEER_CACHE_PROMPTS). */
+  steerCacheSize(ci: number): number {
+    return this.models.get(ci)?.before.size ?? 0;
   }
 
   // ---- index --------------------------------------------------------------------------------------
@@ -174,14 +238,14 @@ export class ViewerData {
       cfg = m.checkpoint.config as Record<string, unknown>;
     const layers = c.layers.map((lf) => {
       const sc = c.scores.get(lf.layer) ?? [];
-      const split = (s: SplitName) => r5(((x) => (x === null ? null : 100 * x))(meanOf(sc.map((n) => n[s])).mean));
+      const split = (s: SplitName) => x100(meanOf(sc.map((n) => n[s])).mean);
       const llm: Record<string, Record<string, number | null>> = {};
       for (const set of c.llm) {
         loadLlmLayer(set, lf.layer, c.warnings);
         const row: Record<string, number | null> = {};
         for (const s of SPLIT_NAMES) {
           const map = set.splits[s]?.get(lf.layer);
-          if (map && map.size) row[s] = r5(((x) => (x === null ? null : 100 * x))(meanOf([...map.values()].map((r) => r.score)).mean));
+          if (map && map.size) row[s] = x100(meanOf([...map.values()].map((r) => r.score)).mean);
         }
         if (Object.keys(row).length) llm[set.name] = row;
       }
@@ -202,11 +266,12 @@ export class ViewerData {
     return {
       id: c.index,
       label: c.label,
-      dir: path.resolve(c.dir),
+      name: baseName(path.resolve(c.dir)),
       arch: m.checkpoint.arch,
-      checkpoint: { path: m.checkpoint.path, sha256: m.checkpoint.sha256, step: m.checkpoint.step },
+      checkpoint: { file: baseName(m.checkpoint.path), sha256: m.checkpoint.sha256, step: m.checkpoint.step },
       config: { nLayer: cfg.nLayer, nEmbd: cfg.nEmbd, nHead: cfg.nHead, vocabSize: cfg.vocabSize, blockSize: cfg.blockSize },
-      data: { description: m.data.description, source: m.data.source, split: m.data.split },
+      data: { description: this.publicText(m.data.description), source: this.publicText(m.data.source), sha256: m.data.sha256, split: m.data.split },
+      tokens_sha256: m.tokens_sha256,
       tokenizer: m.tokenizer,
       n_tokens: m.n_tokens,
       window: m.window,
@@ -217,8 +282,8 @@ export class ViewerData {
       layers,
       scoresSource: c.scoresSource,
       llmSets: c.llm.map((s) => s.name),
-      warnings: [...c.warnings],
-      model: { available: this.hasModel(c.index), note: this.modelNotes.get(c.index) ?? '' },
+      warnings: c.warnings.map((w) => this.publicText(w)),
+      model: { available: this.hasModel(c.index), note: this.publicText(this.modelNotes.get(c.index) ?? '') },
     };
   }
 
@@ -254,10 +319,10 @@ export class ViewerData {
       const o = sc[i];
       return [
         i,
-        r5(o?.tar),
-        r5(o?.randomOnly),
-        r5(o?.anthropic),
-        r5(llmScore(i)),
+        x100(o?.tar),
+        x100(o?.randomOnly),
+        x100(o?.anthropic),
+        x100(llmScore(i)),
         r5(s.density),
         r5(s.max),
         r5(o?.consistency),
@@ -307,7 +372,7 @@ export class ViewerData {
             set: set.name,
             split: s,
             explanation: r.explanation,
-            score: r5(r.score),
+            score: x100(r.score),
             sequences: r.sequences.map((q) => ({ t: q.tokens, a: q.real, sim: q.simulated })),
           });
       }
@@ -332,7 +397,13 @@ export class ViewerData {
         min: stats.min,
         count: stats.count,
       },
-      scores: sc,
+      scores: sc && {
+        tar: x100(sc.tar),
+        randomOnly: x100(sc.randomOnly),
+        anthropic: x100(sc.anthropic),
+        selectivity: r5(sc.selectivity),
+        consistency: r5(sc.consistency),
+      },
       explanation: explanationOf(c, layer, neuron),
       llm,
       scale,
@@ -417,15 +488,20 @@ export class ViewerData {
     if (!Number.isInteger(neuron) || neuron < 0 || neuron >= lf.neurons)
       throw new UsageError(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
     if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
+    if (Math.abs(value) > FLOAT32_MAX)
+      throw new UsageError(`the clamp value ${value} is outside float32's range (±${FLOAT32_MAX.toPrecision(8)}), which the model computes in`);
     const tok = this.tokenizers.get(ci) as Tokenizer;
     const ids = tok.encode(prompt);
     if (ids.length === 0) throw new UsageError('the steering prompt is empty');
+    // a small LRU: a page (or a flood of requests) with many distinct prompts cannot grow it
     let before = ctx.before.get(prompt);
-    if (!before) {
-      before = nextToken(ctx.model, ids);
-      ctx.before.set(prompt, before);
-    }
+    if (before) ctx.before.delete(prompt);
+    else before = nextToken(ctx.model, ids);
+    ctx.before.set(prompt, before);
+    while (ctx.before.size > STEER_CACHE_PROMPTS) ctx.before.delete(ctx.before.keys().next().value as string);
     const r = steer(ctx.model, ids, { layer, neuron, value }, { top: STEER_TOP, maxId: tok.vocabSize }, before);
+    if (!Number.isFinite(r.kl) || r.topAfter.length === 0 || !r.topAfter.every((x) => Number.isFinite(x.p)))
+      throw new UsageError(`clamping to ${value} overflows the model's arithmetic (the steered distribution is not finite); choose a smaller value`);
     const t = (id: number) => tokenText(tok, id);
     return {
       prompt,

@@ -2,7 +2,14 @@
 // an export, but every data file is built when first asked for (a large collection opens at once),
 // and the neuron page gets a live steering box (GET api/steer). Only 127.0.0.1 is bound, and only
 // requests whose Host header names the loopback are answered (a web page elsewhere cannot reach it
-// through a rebound DNS name).
+// through a rebound DNS name). Every response says `Cross-Origin-Resource-Policy: same-origin` and
+// `X-Content-Type-Options: nosniff`, so a page of another origin (another localhost port, a file
+// opened from disk) cannot load the data scripts with <script src> or read them as anything else;
+// and a request that the browser marks `Sec-Fetch-Site: cross-site` or `same-site` is refused
+// before any work on /data/* and /api/steer (an <img> flood from another page computes nothing), as
+// is one whose Origin header names another origin.
+// The steering box's parameters are decimal numbers (no hex, no Infinity) and the value must fit a
+// float32, as the model computes in it.
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CrateError, UsageError } from '../errors.js';
@@ -25,6 +32,9 @@ export interface RunningServer {
 
 const CACHE_PAGES = 512;
 const DATA_KEY = /^\/data\/(index|c(\d+)\/layer-(\d+)\/(table|n(\d+)))\.js$/;
+/** A decimal number as a person types it: no hex, binary, octal, Infinity or blanks. */
+const DECIMAL = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
+const INDEX = /^\d{1,9}$/;
 const CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /** Start the server; resolves once it listens, rejects with a one-line UsageError when the port is taken. */
@@ -38,6 +48,7 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
       'content-length': Buffer.byteLength(body),
       'cache-control': 'no-cache',
       'x-content-type-options': 'nosniff',
+      'cross-origin-resource-policy': 'same-origin',
       'content-security-policy': CSP,
     });
     res.end(head ? undefined : body);
@@ -62,7 +73,7 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
         if (cache.size > CACHE_PAGES) cache.delete(cache.keys().next().value as string);
       }
     } catch (e) {
-      body = errorScript(key, asDataError(e).message);
+      body = errorScript(key, data.publicText(asDataError(e).message));
     }
     return body;
   };
@@ -87,33 +98,47 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
       return;
     }
     const p = url.pathname;
+    const site = String(req.headers['sec-fetch-site'] ?? '').toLowerCase();
+    const origin = req.headers.origin;
+    if (p === '/api/steer' || p.startsWith('/data/')) {
+      if (site === 'cross-site' || site === 'same-site') {
+        json(res, 403, { error: `this viewer does not answer other sites' pages (Sec-Fetch-Site: ${site})` }, head);
+        return;
+      }
+      // a browser without Sec-Fetch-* still names the page's origin on a cross-origin fetch
+      if (origin !== undefined && origin !== `http://127.0.0.1:${port}` && origin !== `http://localhost:${port}`) {
+        json(res, 403, { error: `this viewer does not answer other sites' pages (Origin: ${origin.slice(0, 80)})` }, head);
+        return;
+      }
+    }
     if (p === '/' || p === '/index.html') return send(res, 200, 'text/html; charset=utf-8', indexHtml(), head);
     if (p === '/app.js') return send(res, 200, 'text/javascript; charset=utf-8', appJs, head);
     if (p === '/style.css') return send(res, 200, 'text/css; charset=utf-8', STYLE_CSS, head);
     if (p === '/api/steer') {
       const q = url.searchParams;
-      const num = (k: string) => {
-        const v = q.get(k);
-        return v === null || v.trim() === '' ? NaN : Number(v);
-      };
       try {
-        const c = num('c'),
-          layer = num('layer'),
-          neuron = num('neuron'),
-          value = num('value');
-        for (const [k, v] of [
-          ['c', c],
-          ['layer', layer],
-          ['neuron', neuron],
-        ] as const)
-          if (!Number.isInteger(v) || v < 0) throw new UsageError(`'${k}' must be a non-negative integer`);
-        if (!Number.isFinite(value)) throw new UsageError(`'value' must be a finite number, got '${q.get('value') ?? ''}'`);
+        const index = (k: string): number => {
+          const v = q.get(k) ?? '';
+          if (!INDEX.test(v)) throw new UsageError(`'${k}' must be a non-negative decimal integer, got '${v.slice(0, 40)}'`);
+          return Number(v);
+        };
+        const c = index('c'),
+          layer = index('layer'),
+          neuron = index('neuron');
+        const raw = q.get('value') ?? '';
+        const value = DECIMAL.test(raw) ? Number(raw) : NaN;
+        if (!Number.isFinite(value)) throw new UsageError(`'value' must be a finite decimal number, got '${raw.slice(0, 40)}'`);
         const prompt = q.get('prompt') ?? '';
         if (prompt.length > 4000) throw new UsageError('the prompt is longer than 4000 characters');
         return json(res, 200, data.steer(c, layer, neuron, value, prompt), head);
       } catch (e) {
         const err = asDataError(e);
-        return json(res, err instanceof UsageError ? 400 : err instanceof CrateError && err.kind !== 'internal' ? 422 : 500, { error: err.message }, head);
+        return json(
+          res,
+          err instanceof UsageError ? 400 : err instanceof CrateError && err.kind !== 'internal' ? 422 : 500,
+          { error: data.publicText(err.message) },
+          head,
+        );
       }
     }
     const body = dataFile(p);

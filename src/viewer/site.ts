@@ -96,7 +96,14 @@ export function exportSite(data: ViewerData, out: string, opts: ExportOptions = 
           format: 'crate-ts-viewer-site',
           format_version: VIEWER_FORMAT_VERSION,
           created: new Date().toISOString(),
-          collections: data.collections.map((c) => ({ dir: path.resolve(c.dir), label: c.label })),
+          // names and checksums, never this machine's paths (an export is made to be shared)
+          collections: data.collections.map((c) => ({
+            name: path.basename(path.resolve(c.dir)),
+            label: c.label,
+            checkpoint_sha256: c.manifest.checkpoint.sha256,
+            data_sha256: c.manifest.data.sha256,
+            tokens_sha256: c.manifest.tokens_sha256,
+          })),
           neurons: total,
         },
         null,

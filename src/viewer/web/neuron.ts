@@ -14,9 +14,9 @@ function statLine(n: NeuronData): HTMLElement {
     ['variance', fmt(st.variance)],
     ['skewness', fmt(st.skewness)],
     ['kurtosis', fmt(st.kurtosis)],
-    ['lookup TaR', fmt(sc?.tar)],
-    ['Random-only', fmt(sc?.randomOnly)],
-    ['Anthropic', fmt(sc?.anthropic)],
+    ['lookup TaR ×100', fmt(sc?.tar)],
+    ['Random-only ×100', fmt(sc?.randomOnly)],
+    ['Anthropic ×100', fmt(sc?.anthropic)],
     ['selectivity', fmt(sc?.selectivity)],
     ['consistency', fmt(sc?.consistency)],
   ];
@@ -33,7 +33,7 @@ function llmSection(n: NeuronData): HTMLElement | null {
       h(
         'div',
         { class: 'llm-split' },
-        h('p', {}, h('b', {}, `${r.split} (${r.set}): `), r.explanation, ' — score ', h('b', { class: 'llm-score' }, fmt(r.score))),
+        h('p', {}, h('b', {}, `${r.split} (${r.set}): `), r.explanation, ' — score ×100 ', h('b', { class: 'llm-score' }, fmt(r.score))),
         h('p', { class: 'muted' }, 'true activations (top, normalised to 0-10 by the page max) vs simulated (bottom, 0-10):'),
         ...r.sequences.map((q) =>
           h(
@@ -146,6 +146,42 @@ function steerSection(n: NeuronData, idx: IndexData): HTMLElement {
   return sec;
 }
 
+/** Quantile bin k, numbered from 0 as in `crate-ts neurons show` and the record file. */
+function quantileBin(b: { lo: number | null; hi: number | null; records: Rec[] }, k: number, scale: number): HTMLElement {
+  return h('div', { class: 'qbin', 'data-bin': k }, h('h4', {}, `quantile bin ${k}: ${fmt(b.lo)} – ${fmt(b.hi)}`), heatList(b.records, scale, `quantile-${k}`));
+}
+
+/**
+ * The quantile bins; a run of bins in which every activation shown is zero (most bins of a sparse
+ * neuron) is folded into one closed line that opens to show them.
+ */
+function quantileBins(n: NeuronData): HTMLElement[] {
+  const bins = n.quantile ?? [];
+  const zero = bins.map((b) => b.records.length > 0 && b.records.every((r) => r.a.every((x) => x === 0)));
+  const out: HTMLElement[] = [];
+  for (let k = 0; k < bins.length;) {
+    if (!zero[k]) {
+      out.push(quantileBin(bins[k], k, n.scale));
+      k++;
+      continue;
+    }
+    let e = k;
+    while (e + 1 < bins.length && zero[e + 1]) e++;
+    const records = bins.slice(k, e + 1).reduce((a, b) => a + b.records.length, 0);
+    const which = e > k ? `quantile bins ${k}–${e}` : `quantile bin ${k}`;
+    out.push(
+      h(
+        'details',
+        { class: 'qbins-zero' },
+        h('summary', {}, `${which}: every activation in their ${records} records is 0 (show)`),
+        ...bins.slice(k, e + 1).map((b, j) => quantileBin(b, k + j, n.scale)),
+      ),
+    );
+    k = e + 1;
+  }
+  return out;
+}
+
 async function renderNeuron(root: HTMLElement, idx: IndexData, ci: number, layer: number, neuron: number): Promise<void> {
   const c = idx.collections[ci];
   if (!c) throw new Error(`collection ${ci} does not exist (${idx.collections.length} loaded)`);
@@ -184,9 +220,7 @@ async function renderNeuron(root: HTMLElement, idx: IndexData, ci: number, layer
     h('h3', {}, `Top activations (${n.top.length})`),
     heatList(n.top, n.scale, 'top'),
     n.quantile ? h('h3', {}, 'Quantile bins') : null,
-    ...(n.quantile ?? []).map((b, k) =>
-      h('div', { class: 'qbin' }, h('h4', {}, `bin ${k + 1}: ${fmt(b.lo)} – ${fmt(b.hi)}`), heatList(b.records, n.scale, `quantile-${k}`)),
-    ),
+    ...quantileBins(n),
     h('h3', {}, `Random records (${n.random.length})`),
     heatList(n.random, n.scale, 'random'),
     h(

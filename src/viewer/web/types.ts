@@ -20,11 +20,13 @@ interface LayerSummary {
 interface CollectionSummary {
   id: number;
   label: string;
-  dir: string;
+  /** The collection directory's name (no path: pages are shared). */
+  name: string;
   arch: string;
-  checkpoint: { path: string; sha256: string; step: number | null };
+  checkpoint: { file: string; sha256: string; step: number | null };
   config: { nLayer: number; nEmbd: number; nHead: number; vocabSize: number; blockSize: number };
-  data: { description: string; source: string; split: string };
+  data: { description: string; source: string; sha256: string; split: string };
+  tokens_sha256: string;
   tokenizer: string;
   n_tokens: number;
   window: number;
