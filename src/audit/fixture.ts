@@ -4,6 +4,7 @@
 import type { Backend } from '../backend/types.js';
 import { LanguageModel } from '../model/lm.js';
 import type { ModelConfig } from '../model/config.js';
+import { archList, isArch } from '../model/archs.js';
 import { readSafetensors, toFloat64, toInt32, writeSafetensors, type TensorInput, type TensorEntry } from '../io/safetensors.js';
 import { loadStateDict, configFromMetadata, configToMetadata, stateDictFromModel } from '../checkpoint/statedict.js';
 import { compareTensors, type CompareRow, type Tolerance } from './compare.js';
@@ -26,8 +27,7 @@ export function loadFixture(path: string): Fixture {
   const config = configFromMetadata(file.metadata, path);
   const arch = file.metadata.arch;
   if (arch !== undefined) {
-    if (arch !== 'crate' && arch !== 'crate-complete' && arch !== 'gpt2')
-      throw new Error(`${path}: metadata 'arch' is '${arch}', expected crate, crate-complete or gpt2`);
+    if (!isArch(arch)) throw new Error(`${path}: metadata 'arch' is '${arch}', expected ${archList()}`);
     config.arch = arch;
   }
   const need = (name: string): TensorEntry => {

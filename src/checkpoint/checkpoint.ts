@@ -30,6 +30,7 @@ import { createHash } from 'node:crypto';
 import type { LanguageModel } from '../model/lm.js';
 import { LanguageModel as LM } from '../model/lm.js';
 import type { ModelConfig } from '../model/config.js';
+import { architecture } from '../model/archs.js';
 import type { Backend } from '../backend/types.js';
 import { TOKENIZER_NAMES } from '../data/tokenizer.js';
 import { CheckpointError } from '../errors.js';
@@ -233,8 +234,9 @@ export function saveRunCheckpoint(dir: string, input: SaveInput): RunCheckpointF
  * the tokenizer and the weights' dtype.
  */
 export function configJsonFile(c: ModelConfig, tokenizer: string, dtype: string): Record<string, unknown> {
+  const arch = architecture(c.arch);
   return {
-    model_type: c.arch === 'gpt2' ? 'gpt2-relu-nobias' : 'crate',
+    model_type: arch.modelType,
     arch: c.arch,
     vocab_size: c.vocabSize,
     block_size: c.blockSize,
@@ -242,7 +244,7 @@ export function configJsonFile(c: ModelConfig, tokenizer: string, dtype: string)
     n_head: c.nHead,
     n_embd: c.nEmbd,
     dropout: 0.0,
-    bias: c.arch !== 'gpt2',
+    bias: arch.bias,
     overcomplete: c.overcomplete,
     eta: c.eta,
     lam: c.lam,

@@ -5,7 +5,8 @@
 // count the config implies must equal what the file's parameter tensors hold. Every error is a
 // CheckpointError of one line (at most MAX_MESSAGE_LENGTH characters) naming the file and the field.
 import { CheckpointError } from '../errors.js';
-import { ARCHS, CONFIG_LIMITS, DEFAULTS, configParameterCount, validateConfig, type ModelConfig } from '../model/config.js';
+import { CONFIG_LIMITS, DEFAULTS, configParameterCount, validateConfig, type ModelConfig } from '../model/config.js';
+import { archNames, isArch } from '../model/archs.js';
 import { boundedMessage, elide, quote, MAX_MESSAGE_LENGTH, type TensorEntry } from '../io/safetensors.js';
 import type { TrainState } from './checkpoint.js';
 
@@ -74,7 +75,7 @@ export function parseConfigJson(json: string, source: string, archFallback?: str
     const field = inSnake ? snake : camel;
     if (!inSnake && !inCamel) {
       if (kind === 'arch' && archFallback !== undefined) {
-        if (!(ARCHS as readonly string[]).includes(archFallback)) fail(`metadata "arch" must be ${ARCHS.join(', ')}; got ${quote(archFallback)}`);
+        if (!isArch(archFallback)) fail(`metadata "arch" must be ${archNames().join(', ')}; got ${quote(archFallback)}`);
         cfg.arch = archFallback;
       } else if (required) {
         fail(`config field "${snake}" is missing`);
@@ -83,8 +84,7 @@ export function parseConfigJson(json: string, source: string, archFallback?: str
     }
     const v = obj[field];
     if (kind === 'arch') {
-      if (typeof v !== 'string' || !(ARCHS as readonly string[]).includes(v))
-        fail(`config field "${field}" must be one of ${ARCHS.join(', ')}; got ${quote(v)}`);
+      if (!isArch(v)) fail(`config field "${field}" must be one of ${archNames().join(', ')}; got ${quote(v)}`);
       if (archFallback !== undefined && archFallback !== v) fail(`config field "${field}" is ${quote(v)} but metadata "arch" is ${quote(archFallback)}`);
     } else if (kind === 'int') {
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(`config field "${field}" must be a positive integer, got ${quote(v)}`);

@@ -1,6 +1,7 @@
 // crate-ts fixture --out FILE [--preset NAME] [--seed N] [--batch B] [--seq T] [--arch crate|crate-complete|gpt2]
 import { parse, intOpt, strOpt } from './args.js';
 import { makeConfig, PRESETS, type Arch } from '../model/config.js';
+import { archList, isArch } from '../model/archs.js';
 import { ReferenceBackend } from '../backend/reference.js';
 import { writeFixture } from '../audit/fixture.js';
 import { Rng } from '../util/rng.js';
@@ -36,8 +37,7 @@ export async function run(argv: string[]): Promise<number> {
   const out = strOpt(v, 'out');
   if (!out) throw new UsageError('--out FILE is required (crate-ts help fixture)');
   const arch = strOpt(v, 'arch');
-  if (arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(arch))
-    throw new UsageError(`--arch must be crate, crate-complete or gpt2, got '${arch}'`);
+  if (arch !== undefined && !isArch(arch)) throw new UsageError(`--arch must be ${archList()}, got '${arch}'`);
   const preset = strOpt(v, 'preset') ?? 'golden';
   if (!Object.prototype.hasOwnProperty.call(PRESETS, preset))
     throw new UsageError(`--preset '${preset}' is unknown; known presets: ${Object.keys(PRESETS).join(', ')}`);

@@ -11,6 +11,7 @@ import { Trainer, resolveRun, type TrainRequest } from '../train/trainer.js';
 import { RUN_DEFAULTS, MAX_THREADS } from '../train/defaults.js';
 import { Progress, fmtDuration } from '../train/progress.js';
 import { PRESETS, type Arch } from '../model/config.js';
+import { archList, isArch } from '../model/archs.js';
 import type { BackendChoice } from '../backend/select.js';
 import { UsageError } from '../errors.js';
 import { checkBackendName } from './backend.js';
@@ -128,8 +129,7 @@ type StopSignal = keyof typeof SIGNAL_EXIT;
 export function requestFromArgs(v: Record<string, string | boolean | undefined>): TrainRequest {
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   const arch = str('arch');
-  if (arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(arch))
-    throw new UsageError(`--arch must be crate, crate-complete or gpt2, got '${arch}'`);
+  if (arch !== undefined && !isArch(arch)) throw new UsageError(`--arch must be ${archList()}, got '${arch}'`);
   const backend = v.backend === undefined ? undefined : checkBackendName(String(v.backend));
   const req: TrainRequest = {
     preset: str('preset'),

@@ -1,14 +1,15 @@
 // Model configuration: one object, commented defaults, presets for the paper's sizes (spec 5.2)
 // and small ones that train on a CPU.
 import { UsageError } from '../errors.js';
+import { architecture, archList, BUILTIN_ARCHS, isArch, type Arch } from './archs.js';
 
-export type Arch = 'crate' | 'crate-complete' | 'gpt2';
+export type { Arch };
 
-/** Every architecture, in the order the docs list them. */
-export const ARCHS: readonly Arch[] = Object.freeze(['crate', 'crate-complete', 'gpt2'] as Arch[]);
+/** Every built-in architecture, in the order the docs list them (src/model/archs.ts registers them). */
+export const ARCHS: readonly Arch[] = BUILTIN_ARCHS;
 
 export interface ModelConfig {
-  /** crate: paper A's CRATE-LM (overcomplete ISTA, E19); crate-complete: paper B's complete ISTA (E14); gpt2: the baseline (spec 3.3). */
+  /** crate: paper A's CRATE-LM (overcomplete ISTA, E19); crate-complete: paper B's complete ISTA (E14); gpt2: the baseline (spec 3.3); or a registered one (src/model/archs.ts). */
   arch: Arch;
   /** V: vocabulary size (50304 = GPT-2's 50257 padded to a multiple of 64). */
   vocabSize: number;
@@ -121,18 +122,16 @@ export const CONFIG_LIMITS = Object.freeze({
 const INT_FIELDS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'nEmbd', 'overcomplete', 'istaSteps'] as const;
 
 /**
- * Number of parameters a config implies, in closed form (no allocation; exact while < 2^53):
- *   wte V·d + wpe T·d + L·(per block) + ln_f (d, plus its bias for CRATE), with h = overcomplete·d,
- *   per block  crate:          LN₁ 2d + c_attn d² + c_proj d² + d + LN₂ 2d + ista h·d
- *              crate-complete: the same with ista d·d
- *              gpt2:           LN₁ d + c_attn 3d² + c_proj d² + LN₂ d + c_fc h·d + mlp.c_proj d·h
- * It equals the total of src/model/params.ts's table (tested).
+ * Number of parameters a config implies, without allocating (exact while < 2^53): wte V·d, wpe T·d,
+ * L times the parameters block 0 declares (every block of a model has the same), and ln_f (d, plus
+ * its bias when the architecture has biases). It equals the total of src/model/params.ts's table
+ * (tested).
  */
 export function configParameterCount(c: ModelConfig): number {
   const d = c.nEmbd,
-    h = c.overcomplete * d;
-  const block = c.arch === 'gpt2' ? 2 * d + 4 * d * d + 2 * h * d : 5 * d + 2 * d * d + (c.arch === 'crate' ? h : d) * d;
-  return (c.vocabSize + c.blockSize) * d + c.nLayer * block + (c.arch === 'gpt2' ? d : 2 * d);
+    arch = architecture(c.arch);
+  const block = arch.block(0, c).params.reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
+  return (c.vocabSize + c.blockSize) * d + c.nLayer * block + (arch.bias ? 2 : 1) * d;
 }
 
 /** A value as an error message may quote it: short, one line, never a whole array. */
@@ -150,7 +149,7 @@ function show(v: unknown): string {
  */
 export function validateConfig(c: ModelConfig): void {
   if (typeof c !== 'object' || c === null) throw new UsageError(`config must be an object, got ${show(c)}`);
-  if (!(ARCHS as readonly unknown[]).includes(c.arch)) throw new UsageError(`config.arch must be crate, crate-complete or gpt2, got ${show(c.arch)}`);
+  if (!isArch(c.arch)) throw new UsageError(`config.arch must be ${archList()}, got ${show(c.arch)}`);
   for (const k of INT_FIELDS) {
     const v: unknown = c[k];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new UsageError(`config.${k} must be a positive integer, got ${show(v)}`);

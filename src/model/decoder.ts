@@ -6,7 +6,7 @@ import type { LanguageModel } from './lm.js';
 import { embed } from './blocks/embed.js';
 import type { Ctx } from './blocks/context.js';
 import { HookState, point } from './blocks/context.js';
-import type { DecodeScratch } from './blocks/attention.js';
+import type { DecodeScratch } from './blocks/block.js';
 import { canonicalHookName, checkHookNames, type HookFn } from './hooks.js';
 import { UsageError } from '../errors.js';
 
@@ -128,7 +128,7 @@ export class Decoder<Buf> {
       this.d.rstd,
       this.x,
       m.param('transformer.ln_f.weight'),
-      c.arch === 'gpt2' ? null : m.param('transformer.ln_f.bias'),
+      m.arch.bias ? m.param('transformer.ln_f.bias') : null,
       n,
       C,
       c.lnEps,

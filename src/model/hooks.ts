@@ -1,23 +1,18 @@
-// Named hook points (TransformerLens conventions) and the activation cache.
+// Named hook points (TransformerLens conventions): folds over the blocks' declarations.
 //
 // Every intermediate of a forward pass has a name such as `blocks.0.ln1.hook_normalized`. A caller
 // can read any of them (LanguageModel.runWithCache) or replace any of them (runWithHooks) for the
 // duration of one call; nothing stays installed afterwards. Values are float64 `ndarray` views on
 // the host, whatever the backend: reading a hooked tensor downloads only that tensor, and a
-// replacement is uploaded back before the next operator reads it.
-import ndarray from 'ndarray';
-import type { NdArray } from 'ndarray';
+// replacement is uploaded back before the next operator reads it. Each block declares its own hook
+// points (src/model/blocks/block.ts); the embedding's, the final LayerNorm's and the head's are
+// declared here.
 import type { ModelConfig } from './config.js';
 import { UsageError } from '../errors.js';
+import { architectures, architecture } from './archs.js';
+import type { Architecture, Dim, HookDecl } from './blocks/block.js';
 
-export type Activation = NdArray<Float64Array>;
-
-/**
- * A hook receives the activation (a float64 view of the documented shape) and its name. It may
- * modify the view in place, or return a replacement of the same shape (an ndarray or a flat array
- * in row-major order); returning nothing keeps the (possibly modified) values.
- */
-export type HookFn = (act: Activation, name: string) => Activation | ArrayLike<number> | void;
+export { ActivationCache, view, toDense, assignDense, applyHook, type Activation, type HookFn } from './activation.js';
 
 /** Where a hook name's tensor comes from and what shape it has, for a batch of B sequences of T tokens. */
 export interface HookPoint {
@@ -27,66 +22,42 @@ export interface HookPoint {
   doc: string;
 }
 
+/** The model's own hook points before the first block. */
+const HEAD: HookDecl[] = [
+  { name: 'hook_embed', shape: ['B', 'T', 'd'], doc: 'token embedding wte[idx]' },
+  { name: 'hook_pos_embed', shape: ['B', 'T', 'd'], doc: 'position embedding wpe[t]' },
+];
+/** ... and after the last one. */
+const TAIL: HookDecl[] = [
+  { name: 'ln_final.hook_normalized', shape: ['B', 'T', 'd'], doc: 'final LayerNorm output' },
+  { name: 'unembed.hook_out', shape: ['B', 'T', 'V'], doc: 'logits (tied head)' },
+];
+
+/** The sizes a hook shape is written in, for a (B,T) call of this config. */
+export function hookDims(c: ModelConfig, B: number, T: number): Record<Dim, number> {
+  return { B, T, d: c.nEmbd, h: c.overcomplete * c.nEmbd, NH: c.nHead, p: c.nEmbd / c.nHead, V: c.vocabSize };
+}
+
 /** The architecture's neuron tensor, which `blocks.{l}.hook_neurons` aliases. */
 export function neuronHook(config: ModelConfig, layer: number): string {
-  if (config.arch === 'gpt2') return `blocks.${layer}.mlp.hook_post`;
-  return `blocks.${layer}.ista.hook_code`;
+  return `blocks.${layer}.${architecture(config.arch).block(layer, config).neurons}`;
+}
+
+/** The shape of layer l's neuron tensor (what `blocks.{l}.hook_neurons` aliases) for a (B,T) call. */
+export function neuronShape(config: ModelConfig, layer: number, B: number, T: number): number[] {
+  const block = architecture(config.arch).block(layer, config),
+    dims = hookDims(config, B, T);
+  return block.hooks.find((h) => h.name === block.neurons)!.shape.map((s) => dims[s]);
 }
 
 /** Every hook point of a model, in execution order (aliases excluded). */
 export function hookPoints(c: ModelConfig, B: number, T: number): HookPoint[] {
-  const C = c.nEmbd,
-    NH = c.nHead,
-    p = C / NH,
-    H = c.overcomplete * C,
-    V = c.vocabSize;
-  const pts: HookPoint[] = [
-    { name: 'hook_embed', shape: [B, T, C], doc: 'token embedding wte[idx]' },
-    { name: 'hook_pos_embed', shape: [B, T, C], doc: 'position embedding wpe[t]' },
-  ];
-  for (let l = 0; l < c.nLayer; l++) {
-    const b = `blocks.${l}.`;
-    pts.push(
-      { name: b + 'hook_resid_pre', shape: [B, T, C], doc: 'residual stream entering the block (hook_embed + hook_pos_embed for block 0)' },
-      { name: b + 'ln1.hook_normalized', shape: [B, T, C], doc: 'LN₁ output (CRATE: with bias)' },
-    );
-    if (c.arch === 'gpt2') {
-      pts.push(
-        { name: b + 'attn.hook_q', shape: [B, T, NH, p], doc: 'queries, per head' },
-        { name: b + 'attn.hook_k', shape: [B, T, NH, p], doc: 'keys, per head' },
-        { name: b + 'attn.hook_v', shape: [B, T, NH, p], doc: 'values, per head' },
-      );
-    } else {
-      pts.push({ name: b + 'attn.hook_qkv', shape: [B, T, NH, p], doc: 'the shared projection U*ᵀ LN₁(z): query = key = value (c_attn output)' });
-    }
-    pts.push(
-      { name: b + 'attn.hook_pattern', shape: [B, NH, T, T], doc: 'causal softmax attention pattern (query, key); computed on the host from the projection' },
-      { name: b + 'attn.hook_z', shape: [B, T, NH, p], doc: 'attention output per head, before c_proj' },
-      { name: b + 'hook_attn_out', shape: [B, T, C], doc: 'c_proj output (the attention branch added to the residual)' },
-      { name: b + 'hook_resid_mid', shape: [B, T, C], doc: 'residual stream after the attention branch' },
-      { name: b + 'ln2.hook_normalized', shape: [B, T, C], doc: 'LN₂ output' },
-    );
-    if (c.arch === 'crate') {
-      pts.push(
-        { name: b + 'ista.hook_code1', shape: [B, T, H], doc: 'ISTA code after the first step, a1 = relu(η u Aᵀ − ηλ)' },
-        { name: b + 'ista.hook_code', shape: [B, T, H], doc: `ISTA code after the last step (a${c.istaSteps}): the paper's neurons` },
-        { name: b + 'hook_ista_out', shape: [B, T, C], doc: 'decoded code D·a (replaces the residual stream: no residual around ISTA)' },
-      );
-    } else if (c.arch === 'crate-complete') {
-      pts.push({ name: b + 'ista.hook_code', shape: [B, T, C], doc: "complete-ISTA code relu(x + η(xW − xWᵀW) − ηλ): the neurons, and the block's output" });
-    } else {
-      pts.push(
-        { name: b + 'mlp.hook_pre', shape: [B, T, H], doc: 'MLP pre-activation c_fc(LN₂ x)' },
-        { name: b + 'mlp.hook_post', shape: [B, T, H], doc: 'MLP hidden after ReLU: the neurons' },
-        { name: b + 'hook_mlp_out', shape: [B, T, C], doc: 'MLP output c_proj(hook_post)' },
-      );
-    }
-    pts.push({ name: b + 'hook_resid_post', shape: [B, T, C], doc: 'residual stream leaving the block (= hook_resid_pre of the next block)' });
-  }
-  pts.push(
-    { name: 'ln_final.hook_normalized', shape: [B, T, C], doc: 'final LayerNorm output' },
-    { name: 'unembed.hook_out', shape: [B, T, V], doc: 'logits (tied head: ln_f(x) wteᵀ)' },
-  );
+  const dims = hookDims(c, B, T),
+    arch = architecture(c.arch);
+  const pt = (prefix: string, h: HookDecl): HookPoint => ({ name: prefix + h.name, shape: h.shape.map((s) => dims[s]), doc: h.doc });
+  const pts = HEAD.map((h) => pt('', h));
+  for (let l = 0; l < c.nLayer; l++) for (const h of arch.block(l, c).hooks) pts.push(pt(`blocks.${l}.`, h));
+  for (const h of TAIL) pts.push(pt('', h));
   return pts;
 }
 
@@ -110,91 +81,62 @@ export function checkHookNames(config: ModelConfig, names: Iterable<string>): vo
   }
 }
 
-/** The activations cached by runWithCache, by the names asked for (aliases included). */
-export class ActivationCache {
-  private readonly map = new Map<string, Activation>();
-
-  /** The activation under `name`; throws if it was not cached. */
-  get(name: string): Activation {
-    const a = this.map.get(name);
-    if (!a) throw new UsageError(`no activation '${name}' in the cache (cached: ${[...this.map.keys()].join(', ') || 'none'})`);
-    return a;
-  }
-
-  has(name: string): boolean {
-    return this.map.has(name);
-  }
-  keys(): string[] {
-    return [...this.map.keys()];
-  }
-  get size(): number {
-    return this.map.size;
-  }
-  /** @internal */
-  set(name: string, a: Activation): void {
-    this.map.set(name, a);
-  }
-}
-
-/** A float64 view of `shape` over `data` (row-major, or explicit strides and offset). */
-export function view(data: Float64Array, shape: number[], stride?: number[], offset = 0): Activation {
-  return ndarray(data, shape, stride, offset);
-}
-
-/** Row-major copy of an activation's elements (it may be a strided view). */
-export function toDense(a: Activation): Float64Array {
-  const n = a.shape.reduce((x, y) => x * y, 1);
-  const out = new Float64Array(n);
-  const idx = new Array<number>(a.shape.length).fill(0);
-  for (let i = 0; i < n; i++) {
-    let off = a.offset;
-    for (let d = 0; d < idx.length; d++) off += idx[d] * a.stride[d];
-    out[i] = a.data[off];
-    for (let d = idx.length - 1; d >= 0; d--) {
-      if (++idx[d] < a.shape[d]) break;
-      idx[d] = 0;
-    }
-  }
-  return out;
-}
-
-/** Write row-major `values` into an activation view (it may be strided). */
-export function assignDense(a: Activation, values: ArrayLike<number>): void {
-  const n = a.shape.reduce((x, y) => x * y, 1);
-  const idx = new Array<number>(a.shape.length).fill(0);
-  for (let i = 0; i < n; i++) {
-    let off = a.offset;
-    for (let d = 0; d < idx.length; d++) off += idx[d] * a.stride[d];
-    a.data[off] = values[i];
-    for (let d = idx.length - 1; d >= 0; d--) {
-      if (++idx[d] < a.shape[d]) break;
-      idx[d] = 0;
-    }
-  }
+/** One row of the README's hook table: a name, the architectures that have it, its shape in symbols, what it is. */
+export interface HookTableRow {
+  name: string;
+  archs: string;
+  shape: string;
+  doc: string;
 }
 
 /**
- * Call a hook and apply its result to `act`: a returned replacement must have the same number of
- * elements (and, for an ndarray, the same shape) and finite values.
+ * The README's hook table, folded from the declarations of `archs` (default: every registered
+ * architecture): one row per distinct (name, shape, doc), in execution order, with the
+ * architectures that have it ("all" for every one), and the `hook_neurons` alias row.
  */
-export function applyHook(fn: HookFn, act: Activation, name: string): void {
-  const r = fn(act, name);
-  if (r === undefined || r === null || r === act) return;
-  const n = act.shape.reduce((x, y) => x * y, 1);
-  let values: ArrayLike<number>;
-  if (typeof (r as Activation).shape === 'object' && (r as Activation).data !== undefined) {
-    const nd = r as Activation;
-    if (nd.shape.length !== act.shape.length || nd.shape.some((s, i) => s !== act.shape[i])) {
-      throw new UsageError(`hook for '${name}' returned shape [${nd.shape.join(', ')}], expected [${act.shape.join(', ')}]`);
-    }
-    values = toDense(nd);
-  } else {
-    values = r as ArrayLike<number>;
-    if (typeof values.length !== 'number' || values.length !== n) {
-      throw new UsageError(
-        `hook for '${name}' returned ${typeof values.length === 'number' ? values.length : 'a non-array with no'} values, expected ${n} (shape [${act.shape.join(', ')}])`,
-      );
-    }
+export function hookTable(archs: readonly Architecture[] = architectures()): HookTableRow[] {
+  const probe = { nLayer: 1, nHead: 1, nEmbd: 1, overcomplete: 1, istaSteps: 2, eta: 0.1, lam: 0.1, lnEps: 1e-5 };
+  const shape = (h: HookDecl) => `(${h.shape.join(', ')})`;
+  const key = (h: HookDecl) => `${h.name}|${shape(h)}|${h.doc}`;
+  const rows: { key: string; h: HookDecl; archs: string[] }[] = [];
+  const seqs = archs.map((a) => {
+    const block = a.block(0, probe);
+    return [
+      ...HEAD,
+      ...block.hooks.map((h) => ({ ...h, name: 'blocks.{l}.' + h.name })),
+      { name: 'blocks.{l}.hook_neurons', shape: block.hooks.find((h) => h.name === block.neurons)!.shape, doc: `alias of ${block.neurons}` },
+      ...TAIL,
+    ];
+  });
+  archs.forEach((a, i) => {
+    const seq = seqs[i];
+    seq.forEach((h, j) => {
+      const k = key(h),
+        row = rows.find((r) => r.key === k);
+      if (row) {
+        row.archs.push(a.name);
+        return;
+      }
+      // a row of this architecture alone goes right before the next row it shares with earlier ones
+      const next = seq.slice(j + 1).find((n) => rows.some((r) => r.key === key(n)));
+      const at = next ? rows.findIndex((r) => r.key === key(next)) : rows.length;
+      rows.splice(at, 0, { key: k, h, archs: [a.name] });
+    });
+  });
+  const out: HookTableRow[] = [];
+  for (const r of rows) {
+    if (r.h.name === 'blocks.{l}.hook_neurons') continue;
+    out.push({ name: r.h.name, archs: r.archs.length === archs.length ? 'all' : r.archs.join(', '), shape: shape(r.h), doc: r.h.doc });
   }
-  assignDense(act, values);
+  // the alias: one row whatever the architectures' neuron tensors are
+  const alias = rows.filter((r) => r.h.name === 'blocks.{l}.hook_neurons');
+  const at = out.findIndex((r) => r.name === 'ln_final.hook_normalized');
+  const shapes = [...new Set(alias.map((r) => r.h.shape[r.h.shape.length - 1]))];
+  out.splice(at, 0, {
+    name: 'blocks.{l}.hook_neurons',
+    archs: 'all',
+    shape: `(B, T, ${shapes.join(' or ')})`,
+    doc: 'alias: ' + alias.flatMap((r) => r.archs.map((n) => `${n} → \`${r.h.doc.slice('alias of '.length)}\``)).join(', '),
+  });
+  return out;
 }

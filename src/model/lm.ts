@@ -1,7 +1,8 @@
 // The language model: embedding, a stack of blocks, final LayerNorm and the tied head, written
-// once against the Backend interface. The three architectures differ only in their block
-// (src/model/blocks/): CRATE-LM (paper A), complete-ISTA CRATE (paper B, E14) and the GPT-2
-// baseline (spec 3.3). Choosing a backend is the only difference between a reference and a fast run.
+// once against the Backend interface. Architectures differ only in their block (src/model/blocks/,
+// listed in src/model/archs.ts): CRATE-LM (paper A), complete-ISTA CRATE (paper B, E14) and the
+// GPT-2 baseline (spec 3.3). Choosing a backend is the only difference between a reference and a
+// fast run.
 //
 // Parameters live in one flat buffer with named views (PyTorch state_dict names), gradients in a
 // second flat buffer with the same layout. forward() keeps the activations backward() needs.
@@ -12,14 +13,11 @@ import { type ModelConfig, validateConfig } from './config.js';
 import { type ParamSpec, paramTable, totalSize, initParams } from './params.js';
 import { Rng } from '../util/rng.js';
 import { UsageError } from '../errors.js';
-import type { Block } from './blocks/block.js';
-import type { Scratch } from './blocks/attention.js';
-import { CrateBlock } from './blocks/crate.js';
-import { CrateCompleteBlock } from './blocks/crate-complete.js';
-import { Gpt2Block } from './blocks/gpt2.js';
+import type { Architecture, Block, Scratch } from './blocks/block.js';
+import { architecture } from './archs.js';
 import { HookState, point, type Ctx } from './blocks/context.js';
 import { embed } from './blocks/embed.js';
-import { ActivationCache, canonicalHookName, checkHookNames, hookPoints, type HookFn } from './hooks.js';
+import { ActivationCache, canonicalHookName, checkHookNames, hookDims, hookPoints, type HookFn } from './hooks.js';
 import { Decoder, type DecoderOptions } from './decoder.js';
 
 type Acts<Buf> = Record<string, Buf> & { x: Buf };
@@ -69,6 +67,8 @@ export class LanguageModel<Buf = unknown> {
   readonly params: Buf;
   readonly grads: Buf;
   readonly blocks: Block<Acts<Buf>>[];
+  /** The architecture of config.arch (src/model/archs.ts). */
+  readonly arch: Architecture;
   private readonly byName: Map<string, ParamSpec>;
 
   // activations, sized for (B,T) of the latest forward
@@ -94,19 +94,8 @@ export class LanguageModel<Buf = unknown> {
     this.backend = backend;
     this.table = paramTable(config);
     this.byName = new Map(this.table.map((p) => [p.name, p]));
-    const c = this.config,
-      C = c.nEmbd,
-      NH = c.nHead,
-      H = c.overcomplete * C;
-    this.blocks = Array.from(
-      { length: c.nLayer },
-      (_, l) =>
-        (c.arch === 'crate'
-          ? new CrateBlock(l, C, NH, H, c.istaSteps)
-          : c.arch === 'crate-complete'
-            ? new CrateCompleteBlock(l, C, NH)
-            : new Gpt2Block(l, C, NH, H)) as unknown as Block<Acts<Buf>>,
-    );
+    this.arch = architecture(config.arch);
+    this.blocks = Array.from({ length: config.nLayer }, (_, l) => this.arch.block(l, this.config) as Block<Acts<Buf>>);
     const n = totalSize(this.table);
     this.params = backend.alloc(n);
     this.grads = backend.alloc(n);
@@ -353,7 +342,7 @@ export class LanguageModel<Buf = unknown> {
       this.rstdf,
       this.xL,
       this.param('transformer.ln_f.weight'),
-      c.arch === 'gpt2' ? null : this.param('transformer.ln_f.bias'),
+      this.arch.bias ? this.param('transformer.ln_f.bias') : null,
       N,
       C,
       c.lnEps,
@@ -392,7 +381,7 @@ export class LanguageModel<Buf = unknown> {
     be.layernormBackward(
       s.d1,
       this.grad('transformer.ln_f.weight'),
-      c.arch === 'gpt2' ? null : this.grad('transformer.ln_f.bias'),
+      this.arch.bias ? this.grad('transformer.ln_f.bias') : null,
       s.d2,
       this.xL,
       this.param('transformer.ln_f.weight'),
@@ -421,52 +410,43 @@ export class LanguageModel<Buf = unknown> {
   // ---- introspection ----------------------------------------------------------------------------
 
   /**
-   * Every stored intermediate of the latest forward, in execution order, under its hook name
-   * (only tensors the backend materialises: not hook_embed/hook_pos_embed/hook_pattern).
-   * Used by the cross-backend audit to locate where two backends start to disagree.
+   * Every stored intermediate of the latest forward, in execution order, under its hook name: the
+   * hook points whose blocks declare a stored tensor (not hook_embed/hook_pos_embed/hook_pattern,
+   * nor a branch output kept in scratch), then ln_final and the logits. Used by the cross-backend
+   * audit to locate where two backends start to disagree.
    */
   activations(): { name: string; layer: number; data: Float64Array }[] {
     const [B, T] = this.shapeBT,
       c = this.config,
       be = this.backend,
-      C = c.nEmbd,
-      H = c.overcomplete * C,
-      N = B * T;
+      N = B * T,
+      dims = hookDims(c, B, T);
     if (this.idx === null) throw new UsageError('activations(): run forward first');
     const out: { name: string; layer: number; data: Float64Array }[] = [];
-    const add = (name: string, layer: number, buf: Buf) => out.push({ name, layer, data: be.download(buf) });
     for (let l = 0; l < c.nLayer; l++) {
-      const a = this.layers[l] as Record<string, Buf>,
-        next = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL,
-        b = `blocks.${l}.`;
-      add(b + 'hook_resid_pre', l, a.x);
-      add(b + 'ln1.hook_normalized', l, a.ln1);
-      if (c.arch === 'gpt2') {
-        const qkv = be.download(a.qkv);
-        for (const [k, part] of ['q', 'k', 'v'].entries()) {
-          const d = new Float64Array(N * C);
-          for (let n = 0; n < N; n++) d.set(qkv.subarray(n * 3 * C + k * C, n * 3 * C + (k + 1) * C), n * C);
-          out.push({ name: `${b}attn.hook_${part}`, layer: l, data: d });
+      const acts = this.layers[l] as Record<string, Buf>,
+        next = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL;
+      for (const h of this.blocks[l].hooks) {
+        const ref = h.tensor;
+        if (!ref) continue;
+        const buf = ref.act === 'out' ? next : acts[ref.act],
+          size = h.shape.reduce((a, s) => a * dims[s], 1);
+        let data: Float64Array;
+        if (ref.rowWidth !== undefined) {
+          // columns [column, column + size/N) of each token's row
+          const all = be.download(buf),
+            w = size / N,
+            col = ref.column ?? 0;
+          data = new Float64Array(size);
+          for (let n = 0; n < N; n++) data.set(all.subarray(n * ref.rowWidth + col, n * ref.rowWidth + col + w), n * w);
+        } else {
+          data = be.download(be.view(buf, (ref.index ?? 0) * size, size));
         }
-      } else {
-        add(b + 'attn.hook_qkv', l, a.qkv);
+        out.push({ name: `blocks.${l}.${h.name}`, layer: l, data });
       }
-      add(b + 'attn.hook_z', l, a.y);
-      add(b + 'hook_resid_mid', l, a.xh);
-      add(b + 'ln2.hook_normalized', l, a.ln2);
-      if (c.arch === 'gpt2') {
-        add(b + 'mlp.hook_pre', l, a.pre);
-        add(b + 'mlp.hook_post', l, a.post);
-      } else if (c.arch === 'crate') {
-        add(b + 'ista.hook_code1', l, be.view(a.codes, 0, N * H));
-        add(b + 'ista.hook_code', l, be.view(a.codes, (c.istaSteps - 1) * N * H, N * H));
-      } else {
-        add(b + 'ista.hook_code', l, next);
-      }
-      add(b + 'hook_resid_post', l, next);
     }
-    add('ln_final.hook_normalized', c.nLayer, this.lnf);
-    add('unembed.hook_out', c.nLayer, this.logitsBuf);
+    out.push({ name: 'ln_final.hook_normalized', layer: c.nLayer, data: be.download(this.lnf) });
+    out.push({ name: 'unembed.hook_out', layer: c.nLayer, data: be.download(this.logitsBuf) });
     return out;
   }
 }

@@ -3,8 +3,10 @@
 // All parameters live in one flat buffer; a tensor is the view [offset, offset + size).
 import type { ModelConfig } from './config.js';
 import type { Rng } from '../util/rng.js';
+import { architecture } from './archs.js';
+import type { Init } from './blocks/block.js';
 
-export type Init = { kind: 'normal'; std: number } | { kind: 'uniform'; bound: number } | { kind: 'const'; value: number };
+export type { Init };
 
 export interface ParamSpec {
   name: string;
@@ -16,47 +18,20 @@ export interface ParamSpec {
   decay: boolean;
 }
 
+/** The table: wte, wpe, every block's declared parameters under `transformer.h.{l}.`, then ln_f. */
 export function paramTable(cfg: ModelConfig): ParamSpec[] {
   const d = cfg.nEmbd,
-    L = cfg.nLayer,
-    h = cfg.overcomplete * d;
-  const std = 0.02,
-    projStd = 0.02 / Math.sqrt(2 * L);
+    arch = architecture(cfg.arch),
+    std = 0.02;
   const rows: [string, number[], Init][] = [
     ['transformer.wte.weight', [cfg.vocabSize, d], { kind: 'normal', std }],
     ['transformer.wpe.weight', [cfg.blockSize, d], { kind: 'normal', std }],
   ];
-  const one: Init = { kind: 'const', value: 1 },
-    zero: Init = { kind: 'const', value: 0 };
-  for (let i = 0; i < L; i++) {
-    const p = `transformer.h.${i}.`;
-    if (cfg.arch === 'gpt2') {
-      // nanoGPT with bias=False and a ReLU MLP (spec 3.3).
-      rows.push(
-        [p + 'ln_1.weight', [d], one],
-        [p + 'attn.c_attn.weight', [3 * d, d], { kind: 'normal', std }],
-        [p + 'attn.c_proj.weight', [d, d], { kind: 'normal', std: projStd }],
-        [p + 'ln_2.weight', [d], one],
-        [p + 'mlp.c_fc.weight', [h, d], { kind: 'normal', std }],
-        [p + 'mlp.c_proj.weight', [d, h], { kind: 'normal', std: projStd }],
-      );
-    } else {
-      // ista.weight is a bare nn.Parameter: PyTorch's kaiming_uniform default, bound sqrt(6/d).
-      const istaShape = cfg.arch === 'crate' ? [h, d] : [d, d];
-      rows.push(
-        [p + 'prenorm_1.weight', [d], one],
-        [p + 'prenorm_1.bias', [d], zero],
-        [p + 'attn.c_attn.weight', [d, d], { kind: 'normal', std }],
-        [p + 'attn.c_proj.weight', [d, d], { kind: 'normal', std: projStd }],
-        [p + 'attn.c_proj.bias', [d], zero],
-        [p + 'prenorm_2.weight', [d], one],
-        [p + 'prenorm_2.bias', [d], zero],
-        [p + 'ista.weight', istaShape, { kind: 'uniform', bound: Math.sqrt(6 / d) }],
-      );
-    }
+  for (let l = 0; l < cfg.nLayer; l++) {
+    for (const p of arch.block(l, cfg).params) rows.push([`transformer.h.${l}.${p.name}`, p.shape, p.init]);
   }
-  rows.push(['transformer.ln_f.weight', [d], one]);
-  if (cfg.arch !== 'gpt2') rows.push(['transformer.ln_f.bias', [d], zero]);
+  rows.push(['transformer.ln_f.weight', [d], { kind: 'const', value: 1 }]);
+  if (arch.bias) rows.push(['transformer.ln_f.bias', [d], { kind: 'const', value: 0 }]);
 
   let offset = 0;
   return rows.map(([name, shape, init]) => {

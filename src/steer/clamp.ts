@@ -8,7 +8,7 @@
 // MLP hidden of every layer (spec 8: "likely a bug"). `allLayers` reproduces that quirk; it is never
 // the default.
 import type { ModelConfig } from '../model/config.js';
-import type { Activation, HookFn } from '../model/hooks.js';
+import { neuronShape, type Activation, type HookFn } from '../model/hooks.js';
 import { UsageError } from '../errors.js';
 
 export interface Clamp {
@@ -17,9 +17,9 @@ export interface Clamp {
   value: number;
 }
 
-/** Width of layer l's neuron tensor: h = overcomplete·d for CRATE and GPT-2, d for complete ISTA. */
+/** Width of the neuron tensor, as the block declares it: h = overcomplete·d for CRATE and GPT-2, d for complete ISTA. */
 export function neuronWidth(config: ModelConfig): number {
-  return config.arch === 'crate-complete' ? config.nEmbd : config.overcomplete * config.nEmbd;
+  return neuronShape(config, 0, 1, 1)[2];
 }
 
 /** Check a clamp against a model: layer and neuron in range, value finite (one-line UsageError otherwise). */

@@ -4,9 +4,10 @@
 //
 // Elements, with N = B·T tokens per micro-batch, d = nEmbd, h = overcomplete·d, V, L layers, NH heads:
 //   parameters, gradients, AdamW m and v     4·P            (P = every parameter, wpe included)
-//   saved activations per layer              (5 + q)·N·d + 4N + S_att + codes
-//       q = 3 (GPT-2 q,k,v) or 1 (CRATE's shared projection); S_att = backend.attentionSavedSize(B, NH, T)
-//       codes: CRATE istaSteps·N·h (every ISTA iterate), GPT-2 2·N·h (pre- and post-ReLU), complete CRATE 0
+//   saved activations per layer              what the architecture's block keeps (Block.sizes), e.g.
+//       (5 + q)·N·d + 4N + S_att + codes, q = 3 (GPT-2 q,k,v) or 1 (CRATE's shared projection),
+//       S_att = backend.attentionSavedSize(B, NH, T), codes: CRATE istaSteps·N·h (every ISTA
+//       iterate), GPT-2 2·N·h (pre- and post-ReLU), complete CRATE 0
 //   final LayerNorm, logits and their gradient   2·N·d + 2N + 2·N·V
 //   backward scratch                         3·N·d + 2·N·max(3d, h)
 // times the backend's element size (8 bytes reference, 4 native), plus host memory: the token ids of
@@ -15,6 +16,7 @@
 import * as os from 'node:os';
 import type { ModelConfig } from '../model/config.js';
 import { paramTable, totalSize } from '../model/params.js';
+import { architecture } from '../model/archs.js';
 import type { Backend } from '../backend/types.js';
 import { UsageError } from '../errors.js';
 
@@ -47,9 +49,7 @@ export function estimateTrainingMemory(config: ModelConfig, B: number, T: number
   } catch {
     att = B * config.nHead * T * T; // the most any backend keeps: every score
   }
-  const gpt = config.arch === 'gpt2';
-  const codes = config.arch === 'crate' ? config.istaSteps * N * h : gpt ? 2 * N * h : 0;
-  const perLayer = (5 + (gpt ? 3 : 1)) * N * d + 4 * N + att + codes;
+  const perLayer = Object.values(architecture(config.arch).block(0, config).sizes(N, att)).reduce((a, b) => a + b, 0);
   const tail = 2 * N * d + 2 * N + 2 * N * V;
   const scratch = 3 * N * d + 2 * N * Math.max(3 * d, h);
   const P = totalSize(paramTable(config));

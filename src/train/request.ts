@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import type { Backend } from '../backend/types.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
 import { makeConfig, PRESETS, type Arch, type ModelConfig } from '../model/config.js';
+import { archList, isArch } from '../model/archs.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { loadDataset, checkVocab, checkWindows, EMBEDDED_NAME, type Dataset } from '../data/corpus.js';
 import { metaPathFor, readNanoGptMeta } from '../data/nanogpt.js';
@@ -133,8 +134,7 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
     const x = req[k];
     if (x !== undefined && (!Number.isSafeInteger(x) || x < 1)) throw new RequestError(k, `must be a positive integer, got ${x}`);
   }
-  if (req.arch !== undefined && !['crate', 'crate-complete', 'gpt2'].includes(req.arch))
-    throw new RequestError('arch', `must be crate, crate-complete or gpt2, got '${req.arch}'`);
+  if (req.arch !== undefined && !isArch(req.arch)) throw new RequestError('arch', `must be ${archList()}, got '${req.arch}'`);
 
   // ---- checkpoint to resume ----------------------------------------------------------------------
   const ck = req.resume !== undefined ? typed(CheckpointError, () => loadCheckpoint(resolveCheckpointPath(req.resume as string))) : null;

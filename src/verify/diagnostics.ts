@@ -40,6 +40,8 @@ export function layerDiagnostics(model: LanguageModel<unknown>, batches: { idx: 
     C = c.nEmbd,
     K = c.nHead;
   if (batches.length === 0) throw new Error('layerDiagnostics: no batches');
+  // the shared projection U*ᵀ LN₁(z) of MSSA, where the block has one (CRATE; not GPT-2)
+  const mssa = model.blocks.every((b) => b.hooks.some((h) => h.name === 'attn.hook_qkv'));
   const T = batches[0].T;
   const perSeq: number[][] = Array.from({ length: L }, () => []);
   const zeros = new Array<number>(L).fill(0),
@@ -50,14 +52,12 @@ export function layerDiagnostics(model: LanguageModel<unknown>, batches: { idx: 
     sequences = 0;
   for (const { idx, B, T: Tb } of batches) {
     if (Tb !== T) throw new Error(`layerDiagnostics: all batches need the same T (${T} vs ${Tb})`);
-    const names = Array.from({ length: L }, (_, l) =>
-      c.arch !== 'gpt2' ? [`blocks.${l}.attn.hook_qkv`, `blocks.${l}.hook_neurons`] : [`blocks.${l}.hook_neurons`],
-    ).flat();
+    const names = Array.from({ length: L }, (_, l) => (mssa ? [`blocks.${l}.attn.hook_qkv`, `blocks.${l}.hook_neurons`] : [`blocks.${l}.hook_neurons`])).flat();
     const { cache } = model.runWithCache(idx, B, Tb, { names, returnLogits: false });
     tokens += B * Tb;
     sequences += B;
     for (let l = 0; l < L; l++) {
-      if (c.arch !== 'gpt2') {
+      if (mssa) {
         const v = cache.get(`blocks.${l}.attn.hook_qkv`).data;
         perSeq[l].push(...measuredCompression(v, B, Tb, C, K, e).perSequence);
       }

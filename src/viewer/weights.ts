@@ -38,20 +38,9 @@ function param(model: LanguageModel<unknown>, params: Float64Array, name: string
   return params.subarray(s.offset, s.offset + s.size);
 }
 
-/** The output directions of layer l's neurons, (h × d) row-major: row i = what neuron i adds per unit. */
+/** The output directions of layer l's neurons, (h × d) row-major: row i = what neuron i adds per unit (the block declares them). */
 export function outputDirections(model: LanguageModel<unknown>, params: Float64Array, layer: number): Float64Array {
-  const c = model.config,
-    d = c.nEmbd,
-    h = neuronWidth(c);
-  if (c.arch === 'crate') return param(model, params, `transformer.h.${layer}.ista.weight`).slice(); // (h×d) = Dᵀ
-  const out = new Float64Array(h * d);
-  if (c.arch === 'gpt2') {
-    const W = param(model, params, `transformer.h.${layer}.mlp.c_proj.weight`); // (d×h)
-    for (let i = 0; i < h; i++) for (let j = 0; j < d; j++) out[i * d + j] = W[j * h + i];
-  } else {
-    for (let i = 0; i < d; i++) out[i * d + i] = 1;
-  }
-  return out;
+  return model.blocks[layer].neuronDirections((name) => param(model, params, `transformer.h.${layer}.${name}`));
 }
 
 /** Rows of X (n × d) → w_f ⊙ (x − mean x) / std x: ln_f without its bias (zero rows stay zero). */

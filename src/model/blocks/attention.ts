@@ -5,6 +5,7 @@
 //   GPT-2 baseline (spec 3.3): separate q, k, v from one c_attn of width 3C; no biases.
 import type { Ctx } from './context.js';
 import { point, hostPoint } from './context.js';
+import type { DecodeScratch, Dim, HookDecl, ParamDecl, Scratch } from './block.js';
 
 /** Per-layer tensors the attention half keeps for backward (views into the model's activation buffer). */
 export interface AttnActs<Buf> {
@@ -18,26 +19,48 @@ export interface AttnActs<Buf> {
   xh: Buf; // x + attention branch (N,C) = hook_resid_mid
 }
 
-/** Backward scratch shared by the blocks: three (N,C) buffers and two (N, max(3C, H)). */
-export interface Scratch<Buf> {
-  d1: Buf;
-  d2: Buf;
-  d3: Buf;
-  w1: Buf;
-  w2: Buf;
-}
-
 export class SelfAttention {
-  readonly tied: boolean; // q = k = v (MSSA)
   readonly width: number; // c_attn output width per token
+  /** The attention half's parameters (LN₁, c_attn, c_proj), names after `transformer.h.{layer}.`. */
+  readonly params: ParamDecl[];
+  /** Its hook points from LN₁ to the branch output, names after `blocks.{layer}.`. */
+  readonly hooks: HookDecl[];
+  /**
+   * tied: MSSA, q = k = v, and LN₁ and c_proj with biases (CRATE); otherwise GPT-2's separate q, k, v
+   * without biases. nLayer sets c_proj's initialisation std 0.02/sqrt(2L) (spec 3.2).
+   */
   constructor(
     readonly layer: number,
     readonly C: number,
     readonly NH: number,
-    arch: 'crate' | 'crate-complete' | 'gpt2',
+    readonly tied: boolean,
+    nLayer: number,
   ) {
-    this.tied = arch !== 'gpt2';
-    this.width = this.tied ? C : 3 * C;
+    this.width = tied ? C : 3 * C;
+    const std = 0.02,
+      ln = tied ? 'prenorm_1' : 'ln_1';
+    this.params = [
+      { name: ln + '.weight', shape: [C], init: { kind: 'const', value: 1 } },
+      ...(tied ? [{ name: ln + '.bias', shape: [C], init: { kind: 'const', value: 0 } } as ParamDecl] : []),
+      { name: 'attn.c_attn.weight', shape: [this.width, C], init: { kind: 'normal', std } },
+      { name: 'attn.c_proj.weight', shape: [C, C], init: { kind: 'normal', std: std / Math.sqrt(2 * nLayer) } },
+      ...(tied ? [{ name: 'attn.c_proj.bias', shape: [C], init: { kind: 'const', value: 0 } } as ParamDecl] : []),
+    ];
+    const perHead: Dim[] = ['B', 'T', 'NH', 'p'];
+    this.hooks = [
+      { name: 'ln1.hook_normalized', shape: ['B', 'T', 'd'], doc: 'LN₁ output (CRATE: with bias)', tensor: { act: 'ln1' } },
+      ...(tied
+        ? [{ name: 'attn.hook_qkv', shape: perHead, doc: 'the shared projection U*ᵀ LN₁(z): query = key = value', tensor: { act: 'qkv' } }]
+        : (['q', 'k', 'v'] as const).map((x, i) => ({
+            name: `attn.hook_${x}`,
+            shape: perHead,
+            doc: { q: 'queries', k: 'keys', v: 'values' }[x],
+            tensor: { act: 'qkv', column: i * C, rowWidth: 3 * C },
+          }))),
+      { name: 'attn.hook_pattern', shape: ['B', 'NH', 'T', 'T'], doc: 'causal softmax attention (query, key)' },
+      { name: 'attn.hook_z', shape: perHead, doc: 'attention output per head, before c_proj', tensor: { act: 'y' } },
+      { name: 'hook_attn_out', shape: ['B', 'T', 'd'], doc: 'c_proj output: the attention branch' },
+    ];
   }
 
   private get p(): string {
@@ -218,17 +241,4 @@ export class SelfAttention {
     point(ctx, h + 'hook_attn_out', d.tmp, [n, 1, C]);
     be.add(xh, d.tmp, x);
   }
-}
-
-/** Per-step decode scratch (rows = sequences in the batch). */
-export interface DecodeScratch<Buf> {
-  u: Buf;
-  mean: Buf;
-  rstd: Buf; // LayerNorm output and statistics (n,C), (n), (n)
-  proj: Buf; // c_attn output (n, C or 3C)
-  q: Buf; // GPT-2: contiguous queries (n,C)
-  y: Buf;
-  tmp: Buf; // attention output and branch (n,C)
-  wide1: Buf;
-  wide2: Buf; // (n,H) or (steps,n,H): ISTA codes / MLP hidden
 }

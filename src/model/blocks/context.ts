@@ -3,8 +3,19 @@
 // `hostPoint` for a tensor the backend does not hold) after it writes each named intermediate;
 // without hooks that is one null check.
 import type { Backend } from '../../backend/types.js';
-import type { ModelConfig } from '../config.js';
-import { ActivationCache, applyHook, view, type Activation, type HookFn } from '../hooks.js';
+import { ActivationCache, applyHook, view, type Activation, type HookFn } from '../activation.js';
+
+/** What a block reads of the model's configuration (ModelConfig, src/model/config.ts, documents each field). */
+export interface BlockConfig {
+  readonly nLayer: number;
+  readonly nHead: number;
+  readonly nEmbd: number;
+  readonly overcomplete: number;
+  readonly istaSteps: number;
+  readonly eta: number;
+  readonly lam: number;
+  readonly lnEps: number;
+}
 
 /** The hooks of one call: what to cache and what to patch, keyed by canonical hook name. */
 export class HookState {
@@ -23,7 +34,7 @@ export class HookState {
 
 export interface Ctx<Buf> {
   be: Backend<Buf>;
-  cfg: ModelConfig;
+  cfg: BlockConfig;
   /** Sequences in the batch, positions per sequence, rows N = B·T. */
   B: number;
   T: number;

@@ -2,10 +2,10 @@
 //   z ← z + MSSA(LN₁ z)
 //   z ← relu(u + η (u W − u Wᵀ W) − ηλ),  u = LN₂ z     (one step warm-started at u; NO residual)
 // W = ista.weight (C×C). The output is the code itself: it is both the neurons and the stream.
-import type { Ctx } from './context.js';
+import type { BlockConfig, Ctx } from './context.js';
 import { point } from './context.js';
-import { SelfAttention, type AttnActs, type DecodeScratch, type Scratch } from './attention.js';
-import type { Block, DecodeBufs } from './block.js';
+import { SelfAttention, type AttnActs } from './attention.js';
+import { SHARED_HOOKS, type Architecture, type Block, type DecodeBufs, type DecodeScratch, type HookDecl, type ParamDecl, type Scratch } from './block.js';
 
 export interface CompleteActs<Buf> extends AttnActs<Buf> {
   ln2: Buf;
@@ -15,12 +15,46 @@ export interface CompleteActs<Buf> extends AttnActs<Buf> {
 
 export class CrateCompleteBlock implements Block<CompleteActs<unknown>> {
   readonly attn: SelfAttention;
+  readonly C: number;
+  readonly params: readonly ParamDecl[];
+  readonly hooks: readonly HookDecl[];
+  readonly neurons = 'ista.hook_code';
+
   constructor(
     readonly layer: number,
-    readonly C: number,
-    readonly NH: number,
+    cfg: BlockConfig,
   ) {
-    this.attn = new SelfAttention(layer, C, NH, 'crate-complete');
+    const C = cfg.nEmbd;
+    this.C = C;
+    this.attn = new SelfAttention(layer, C, cfg.nHead, true, cfg.nLayer);
+    this.params = [
+      ...this.attn.params,
+      { name: 'prenorm_2.weight', shape: [C], init: { kind: 'const', value: 1 } },
+      { name: 'prenorm_2.bias', shape: [C], init: { kind: 'const', value: 0 } },
+      // a bare nn.Parameter: PyTorch's kaiming_uniform default, bound sqrt(6/d)
+      { name: 'ista.weight', shape: [C, C], init: { kind: 'uniform', bound: Math.sqrt(6 / C) } },
+    ];
+    this.hooks = [
+      SHARED_HOOKS.residPre,
+      ...this.attn.hooks,
+      SHARED_HOOKS.residMid,
+      SHARED_HOOKS.ln2,
+      {
+        name: 'ista.hook_code',
+        shape: ['B', 'T', 'd'],
+        doc: 'complete-ISTA code relu(u + η(uW − uWᵀW) − ηλ): the neurons and the block output',
+        tensor: { act: 'out' },
+      },
+      SHARED_HOOKS.residPost,
+    ];
+  }
+
+  /** The code is the stream itself: neuron i adds the unit vector e_i. */
+  neuronDirections(): Float64Array {
+    const d = this.C,
+      out = new Float64Array(d * d);
+    for (let i = 0; i < d; i++) out[i * d + i] = 1;
+    return out;
   }
 
   private get p(): string {
@@ -90,3 +124,13 @@ export class CrateCompleteBlock implements Block<CompleteActs<unknown>> {
     this.run(ctx, a, io.x, null, n, 1, n, { cache, t, maxT, d });
   }
 }
+
+/** Complete-ISTA CRATE of paper B (E14), with paper A's MSSA. */
+export const crateComplete: Architecture<'crate-complete'> = {
+  name: 'crate-complete',
+  summary: "paper B's complete ISTA: one step warm-started at the input, W square, the code is the stream",
+  modelType: 'crate',
+  bias: true,
+  block: (layer, cfg) => new CrateCompleteBlock(layer, cfg),
+  recognizes: (name, shape) => name === 'ista.weight' && shape[0] === shape[1] && 'by shape',
+};

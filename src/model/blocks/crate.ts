@@ -2,10 +2,10 @@
 //   z ← z + MSSA(LN₁ z)                        (attention half, shared q = k = v)
 //   z ← D · ISTA_steps(LN₂ z)                  (overcomplete ISTA from zero, decoded; NO residual)
 // with A = ista.weight = Dᵀ (H×C, H = overcomplete·C). The ISTA code a_steps is the paper's neuron.
-import type { Ctx } from './context.js';
+import type { BlockConfig, Ctx } from './context.js';
 import { point, patches } from './context.js';
-import { SelfAttention, type AttnActs, type DecodeScratch, type Scratch } from './attention.js';
-import type { Block, DecodeBufs } from './block.js';
+import { SelfAttention, type AttnActs } from './attention.js';
+import { SHARED_HOOKS, type Architecture, type Block, type DecodeBufs, type DecodeScratch, type HookDecl, type ParamDecl, type Scratch } from './block.js';
 
 export interface CrateActs<Buf> extends AttnActs<Buf> {
   ln2: Buf;
@@ -16,14 +16,50 @@ export interface CrateActs<Buf> extends AttnActs<Buf> {
 
 export class CrateBlock implements Block<CrateActs<unknown>> {
   readonly attn: SelfAttention;
+  readonly C: number;
+  readonly H: number;
+  readonly steps: number;
+  readonly params: readonly ParamDecl[];
+  readonly hooks: readonly HookDecl[];
+  readonly neurons = 'ista.hook_code';
+
   constructor(
     readonly layer: number,
-    readonly C: number,
-    readonly NH: number,
-    readonly H: number,
-    readonly steps: number,
+    cfg: BlockConfig,
   ) {
-    this.attn = new SelfAttention(layer, C, NH, 'crate');
+    const C = cfg.nEmbd;
+    this.C = C;
+    this.H = cfg.overcomplete * C;
+    this.steps = cfg.istaSteps;
+    this.attn = new SelfAttention(layer, C, cfg.nHead, true, cfg.nLayer);
+    this.params = [
+      ...this.attn.params,
+      { name: 'prenorm_2.weight', shape: [C], init: { kind: 'const', value: 1 } },
+      { name: 'prenorm_2.bias', shape: [C], init: { kind: 'const', value: 0 } },
+      // a bare nn.Parameter: PyTorch's kaiming_uniform default, bound sqrt(6/d)
+      { name: 'ista.weight', shape: [this.H, C], init: { kind: 'uniform', bound: Math.sqrt(6 / C) } },
+    ];
+    this.hooks = [
+      SHARED_HOOKS.residPre,
+      ...this.attn.hooks,
+      SHARED_HOOKS.residMid,
+      SHARED_HOOKS.ln2,
+      { name: 'ista.hook_code1', shape: ['B', 'T', 'h'], doc: 'ISTA code after the first step, a1 = relu(η u Aᵀ − ηλ)', tensor: { act: 'codes' } },
+      {
+        name: 'ista.hook_code',
+        shape: ['B', 'T', 'h'],
+        doc: "ISTA code after the last step (a2 by default): **the paper's neurons**",
+        tensor: { act: 'codes', index: this.steps - 1 },
+      },
+      // the block's output buffer: listed under hook_resid_post
+      { name: 'hook_ista_out', shape: ['B', 'T', 'd'], doc: 'decoded code D·a2 (replaces the stream: no residual around ISTA)' },
+      SHARED_HOOKS.residPost,
+    ];
+  }
+
+  /** Row i of A = Dᵀ is what neuron i adds to the stream (D·a decodes the code). */
+  neuronDirections(param: (name: string) => Float64Array): Float64Array {
+    return param('ista.weight').slice();
   }
 
   private get p(): string {
@@ -140,6 +176,16 @@ export class CrateBlock implements Block<CrateActs<unknown>> {
     point(ctx, h + 'hook_resid_post', io.x, [n, 1, C]);
   }
 }
+
+/** CRATE-LM of paper A (overcomplete ISTA, E19). */
+export const crate: Architecture<'crate'> = {
+  name: 'crate',
+  summary: "paper A's CRATE-LM: MSSA and overcomplete ISTA from zero, no residual around ISTA",
+  modelType: 'crate',
+  bias: true,
+  block: (layer, cfg) => new CrateBlock(layer, cfg),
+  recognizes: (name, shape) => name === 'ista.weight' && shape[0] !== shape[1] && 'by shape',
+};
 
 /** One ISTA step on the host: relu(a + η (u − a A) Aᵀ − ηλ), in the reference's order of operations. */
 export function istaStepHost(a: Float64Array, u: Float64Array, A: Float64Array, N: number, C: number, H: number, eta: number, lam: number): Float64Array {

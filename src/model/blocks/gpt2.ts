@@ -1,10 +1,10 @@
 // The GPT-2 baseline block of paper A (spec 3.3): ReLU MLP, no biases anywhere.
 //   x ← x + c_proj(attention(c_attn(LN₁ x)))
 //   x ← x + c_proj(relu(c_fc(LN₂ x)))            (the post-ReLU hidden is the neuron)
-import type { Ctx } from './context.js';
+import type { BlockConfig, Ctx } from './context.js';
 import { point } from './context.js';
-import { SelfAttention, type AttnActs, type DecodeScratch, type Scratch } from './attention.js';
-import type { Block, DecodeBufs } from './block.js';
+import { SelfAttention, type AttnActs } from './attention.js';
+import { SHARED_HOOKS, type Architecture, type Block, type DecodeBufs, type DecodeScratch, type HookDecl, type ParamDecl, type Scratch } from './block.js';
 
 export interface Gpt2Acts<Buf> extends AttnActs<Buf> {
   ln2: Buf;
@@ -16,13 +16,49 @@ export interface Gpt2Acts<Buf> extends AttnActs<Buf> {
 
 export class Gpt2Block implements Block<Gpt2Acts<unknown>> {
   readonly attn: SelfAttention;
+  readonly C: number;
+  readonly H: number;
+  readonly params: readonly ParamDecl[];
+  readonly hooks: readonly HookDecl[];
+  readonly neurons = 'mlp.hook_post';
+
   constructor(
     readonly layer: number,
-    readonly C: number,
-    readonly NH: number,
-    readonly H: number,
+    cfg: BlockConfig,
   ) {
-    this.attn = new SelfAttention(layer, C, NH, 'gpt2');
+    const C = cfg.nEmbd,
+      H = cfg.overcomplete * C,
+      std = 0.02;
+    this.C = C;
+    this.H = H;
+    this.attn = new SelfAttention(layer, C, cfg.nHead, false, cfg.nLayer);
+    // nanoGPT with bias=False and a ReLU MLP (spec 3.3)
+    this.params = [
+      ...this.attn.params,
+      { name: 'ln_2.weight', shape: [C], init: { kind: 'const', value: 1 } },
+      { name: 'mlp.c_fc.weight', shape: [H, C], init: { kind: 'normal', std } },
+      { name: 'mlp.c_proj.weight', shape: [C, H], init: { kind: 'normal', std: std / Math.sqrt(2 * cfg.nLayer) } },
+    ];
+    this.hooks = [
+      SHARED_HOOKS.residPre,
+      ...this.attn.hooks,
+      SHARED_HOOKS.residMid,
+      SHARED_HOOKS.ln2,
+      { name: 'mlp.hook_pre', shape: ['B', 'T', 'h'], doc: 'MLP pre-activation c_fc(LN₂ x)', tensor: { act: 'pre' } },
+      { name: 'mlp.hook_post', shape: ['B', 'T', 'h'], doc: 'MLP hidden after ReLU: **the neurons**', tensor: { act: 'post' } },
+      { name: 'hook_mlp_out', shape: ['B', 'T', 'd'], doc: 'MLP output c_proj(hook_post)' },
+      SHARED_HOOKS.residPost,
+    ];
+  }
+
+  /** Column i of mlp.c_proj (d × h) is what hidden unit i adds to the stream. */
+  neuronDirections(param: (name: string) => Float64Array): Float64Array {
+    const W = param('mlp.c_proj.weight'),
+      d = this.C,
+      h = this.H,
+      out = new Float64Array(h * d);
+    for (let i = 0; i < h; i++) for (let j = 0; j < d; j++) out[i * d + j] = W[j * h + i];
+    return out;
   }
 
   private get p(): string {
@@ -102,3 +138,13 @@ export class Gpt2Block implements Block<Gpt2Acts<unknown>> {
     this.run(ctx, a, io.x, d.tmp, n, 1, n, { cache, t, maxT, d });
   }
 }
+
+/** The GPT-2 baseline of paper A (spec 3.3): ReLU MLP, no biases. */
+export const gpt2: Architecture<'gpt2'> = {
+  name: 'gpt2',
+  summary: 'the GPT-2 baseline: separate q, k, v and a ReLU MLP, no biases (nanoGPT bias=False)',
+  modelType: 'gpt2-relu-nobias',
+  bias: false,
+  block: (layer, cfg) => new Gpt2Block(layer, cfg),
+  recognizes: (name) => name === 'mlp.c_fc.weight' && 'by name',
+};
