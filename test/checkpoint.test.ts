@@ -12,6 +12,7 @@ import { saveCheckpoint, loadCheckpoint, modelFromCheckpoint, optimizerFromCheck
 import { loadStateDict, stateDictFromModel, detectArch, normalizeStateDict, configFromMetadata, configToMetadata } from '../src/checkpoint/statedict.js';
 import { serializeSafetensors, writeSafetensors, type TensorInput } from '../src/io/safetensors.js';
 import { AdamW } from '../src/train/optimizer.js';
+import { ARCHS_UNDER_TEST } from './helpers/archs.js';
 
 let dir: string;
 beforeAll(() => {
@@ -58,7 +59,7 @@ const state = (step: number): TrainState => ({
 });
 
 describe('checkpoint round trip', () => {
-  for (const arch of ['crate', 'crate-complete', 'gpt2'] as const) {
+  for (const arch of ARCHS_UNDER_TEST) {
     it(`${arch}: parameters, moments, config, tokenizer and train state come back bitwise`, () => {
       const m = model(arch, 5);
       const opt = new AdamW(m as LanguageModel<Float64Array>);

@@ -7,14 +7,15 @@ import { readFileSync } from 'node:fs';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import type { Backend } from '../src/backend/types.js';
 import { LanguageModel } from '../src/model/lm.js';
-import { makeConfig, type Arch, type ModelConfig } from '../src/model/config.js';
-import { hookPoints } from '../src/model/hooks.js';
+import { ARCHS, makeConfig, type Arch, type ModelConfig } from '../src/model/config.js';
+import { architecture } from '../src/model/archs.js';
+import { hookPoints, hookTable, neuronHook, toDense } from '../src/model/hooks.js';
 import { UsageError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 import { nativeBackends } from './helpers/backends.js';
+import { ARCHS_UNDER_TEST } from './helpers/archs.js';
 
 const natives = await nativeBackends();
-const ARCHS: Arch[] = ['crate', 'crate-complete', 'gpt2'];
 const B = 2,
   T = 5;
 
@@ -26,7 +27,7 @@ function params(arch: Arch): { cfg: ModelConfig; p: Float64Array } {
     p = m.getParams();
   for (const s of m.table) {
     for (let i = 0; i < s.size; i++) {
-      const base = /(prenorm|ln_)/.test(s.name) && s.name.endsWith('weight') ? 1 : 0;
+      const base = s.init.kind === 'const' ? s.init.value : 0; // LayerNorm weights 1, biases 0
       p[s.offset + i] = Math.fround(base + 0.5 * rng.normal());
     }
   }
@@ -354,6 +355,83 @@ for (const { name: bname, be, tol } of backends) {
   });
 }
 
+// What holds for any architecture, read from the blocks' declarations only: the generic half of
+// this file, run on every registered architecture (a test-registered toy included).
+for (const { name: bname, be, tol } of backends) {
+  const d = be ? describe : describe.skip;
+  d(`hook points of every registered architecture on ${bname}`, () => {
+    for (const arch of ARCHS_UNDER_TEST) {
+      test(`${arch}: every hook point has its declared shape, the stream hooks chain, and activations() lists the declared stored tensors`, () => {
+        const { cfg, p } = params(arch);
+        const m = new LanguageModel(be!, cfg, { params: p });
+        try {
+          const idx = tokens(cfg);
+          const { cache, logits } = m.runWithCache(idx, B, T);
+          const pts = hookPoints(cfg, B, T);
+          expect(pts.map((pt) => pt.name)).toEqual(m.hookNames());
+          for (const pt of pts) {
+            expect(cache.get(pt.name).shape, pt.name).toEqual(pt.shape);
+            expect(m.hookShape(pt.name, B, T), pt.name).toEqual(pt.shape);
+          }
+          const dense = (n: string) => toDense(cache.get(n));
+          expectClose(dense('blocks.0.hook_resid_pre'), addv(dense('hook_embed'), dense('hook_pos_embed')), tol, 'resid_pre of block 0');
+          for (let l = 0; l < cfg.nLayer; l++) {
+            expect(dense(`blocks.${l}.hook_neurons`), `layer ${l} alias`).toEqual(dense(neuronHook(cfg, l)));
+            if (l + 1 < cfg.nLayer) expect(dense(`blocks.${l}.hook_resid_post`)).toEqual(dense(`blocks.${l + 1}.hook_resid_pre`));
+          }
+          expect(dense('unembed.hook_out')).toEqual(logits);
+          // the tensors a plain forward keeps, under the names and shapes the blocks declare
+          m.forward(idx, B, T);
+          const acts = m.activations();
+          const stored = m.blocks.flatMap((b) => b.hooks.filter((h) => h.tensor).map((h) => `blocks.${b.layer}.${h.name}`));
+          expect(acts.map((a) => a.name)).toEqual([...stored, 'ln_final.hook_normalized', 'unembed.hook_out']);
+          for (const a of acts) expect(a.data, a.name).toEqual(dense(a.name));
+        } finally {
+          m.free();
+        }
+      });
+
+      test(`${arch}: a replaced value is what the rest of the forward uses; a hooked forward refuses backward`, () => {
+        const { cfg, p } = params(arch);
+        const m = new LanguageModel(be!, cfg, { params: p });
+        try {
+          const idx = tokens(cfg),
+            plain = m.forward(idx, B, T).logits!;
+          expect(m.runWithHooks(idx, B, T, { 'blocks.0.hook_resid_post': () => undefined }).logits).toEqual(plain);
+          const set = (a: { shape: number[]; set: (...x: number[]) => void }) => {
+            for (let bb = 0; bb < B; bb++) for (let t = 0; t < T; t++) a.set(bb, t, 1, 2.5);
+          };
+          const unclamped = m.runWithCache(idx, B, T, { names: ['blocks.0.hook_resid_post'] });
+          const viaAlias = m.runWithHooks(idx, B, T, { 'blocks.0.hook_neurons': set });
+          expect(m.runWithHooks(idx, B, T, { [neuronHook(cfg, 0)]: set }).logits).toEqual(viaAlias.logits);
+          let moved = 0;
+          for (let k = 0; k < plain.length; k++) moved = Math.max(moved, Math.abs(viaAlias.logits![k] - plain[k]));
+          expect(moved).toBeGreaterThan(1e-3);
+          // the clamp reaches the head only through the stream: replaying block 0's clamped output gives the same logits
+          let post: Float64Array | null = null;
+          m.runWithHooks(idx, B, T, [
+            ['blocks.0.hook_neurons', set],
+            [
+              'blocks.0.hook_resid_post',
+              (a) => {
+                post = toDense(a);
+              },
+            ],
+          ]);
+          expect(post).not.toEqual(toDense(unclamped.cache.get('blocks.0.hook_resid_post')));
+          expectClose(m.runWithHooks(idx, B, T, { 'blocks.0.hook_resid_post': () => post! }).logits!, viaAlias.logits!, tol, 'replayed stream');
+          m.runWithHooks(idx, B, T, { 'blocks.0.hook_neurons': () => undefined }, { targets: idx });
+          expect(() => m.backward()).toThrow(/backward\(\) refused/);
+          m.forward(idx, B, T, idx);
+          expect(() => m.backward()).not.toThrow();
+        } finally {
+          m.free();
+        }
+      });
+    }
+  });
+}
+
 describe('hook API', () => {
   const { cfg, p } = params('crate');
   test('stopAtLayer runs only the blocks before it; unknown names are usage errors that list the valid ones', () => {
@@ -409,10 +487,17 @@ describe('hook API', () => {
     m.free();
   });
 
-  test("the README's hook table lists exactly the hook names of each architecture", () => {
+  test("the README's hook table lists exactly the hook names of each architecture, and is the fold over the blocks' declarations", () => {
     const readme = readFileSync('README.md', 'utf8');
     const section = readme.slice(readme.indexOf('## Hooks'));
-    const rows = [...section.matchAll(/^\| `([^`]+)` \| ([^|]+) \| ([^|]+) \|/gm)].map((r) => ({ name: r[1], archs: r[2].trim(), shape: r[3].trim() }));
+    const rows = [...section.matchAll(/^\| `([^`]+)` \| ([^|]+) \| ([^|]+) \| (.+) \|$/gm)].map((r) => ({
+      name: r[1],
+      archs: r[2].trim(),
+      shape: r[3].trim(),
+      doc: r[4].trim(),
+    }));
+    // the table is generated (node scripts/hook-table.mjs prints it), for the built-in architectures
+    expect(rows).toEqual(hookTable(ARCHS.map(architecture)));
     for (const arch of ARCHS) {
       const c = makeConfig(undefined, { arch });
       const want = hookPoints(c, 1, 1)

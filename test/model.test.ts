@@ -3,10 +3,11 @@
 import { describe, test, expect } from 'vitest';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { LanguageModel } from '../src/model/lm.js';
-import { makeConfig, type Arch } from '../src/model/config.js';
+import { makeConfig } from '../src/model/config.js';
 import { paramTable, numParams } from '../src/model/params.js';
 import { Rng } from '../src/util/rng.js';
 import { fdCheck, randTokens } from './helpers/fd.js';
+import { ARCHS_UNDER_TEST } from './helpers/archs.js';
 import { goldenModel, GOLDEN } from '../src/verify/golden.js';
 
 const be = new ReferenceBackend();
@@ -42,7 +43,7 @@ describe('reference model', () => {
     expect(zeros / (5 * H)).toBe(GOLDEN.code0ZeroFraction);
   });
 
-  for (const arch of ['crate', 'crate-complete', 'gpt2'] as Arch[]) {
+  for (const arch of ARCHS_UNDER_TEST) {
     test(`${arch}: backward matches central finite differences on every parameter tensor`, () => {
       const cfg = makeConfig(undefined, { arch, vocabSize: 13, blockSize: 6, nLayer: 2, nHead: 2, nEmbd: 6, overcomplete: 3, lam: 0.05 });
       const m = new LanguageModel(be, cfg, { seed: 7 });

@@ -12,6 +12,7 @@ import { makeConfig, type Arch } from '../src/model/config.js';
 import { AdamW, clipGradNorm } from '../src/train/optimizer.js';
 import { Rng } from '../src/util/rng.js';
 import { nativeBackends } from './helpers/backends.js';
+import { ARCHS_UNDER_TEST } from './helpers/archs.js';
 
 const natives = await nativeBackends();
 const FIXTURES = readdirSync('fixtures')
@@ -58,7 +59,7 @@ for (const n of natives) {
       });
     }
 
-    for (const arch of ['crate', 'crate-complete', 'gpt2'] as Arch[]) {
+    for (const arch of ARCHS_UNDER_TEST) {
       test(`${n.name}: ${arch}, 10 AdamW steps give the reference's losses to 1e-4 relative`, () => {
         const got = trainLosses(be, arch),
           want = trainLosses(new ReferenceBackend(), arch);
