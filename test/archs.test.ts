@@ -69,7 +69,9 @@ describe('architecture registry', () => {
     expect(found, found.join('\n')).toEqual([]);
     // the scanner sees what it must
     expect(
-      archBranches(`if (c.arch === 'gpt2') x(); const y = cfg.arch !== z; if (k === config.arch) w(); a = b === 'crate-complete'; switch (n) { case 'crate': }`),
+      archBranches(
+        `if (c.arch === 'gpt2') x(); const y = cfg.arch !== z; if (k === config.arch) w(); a = b === 'crate-complete'; switch (n) { case 'crate': }`,
+      ),
     ).toEqual(['arch ===', 'arch !==', '=== config.arch', "=== 'crate-complete'", "case 'crate'"]);
     expect(archBranches(`const DEFAULTS = { arch: 'crate' };`)).toEqual([]);
   });
@@ -130,7 +132,7 @@ describe('a fourth architecture registered by a test (test/helpers/mlp-only.ts)'
     );
   });
 
-  test("its state_dict names it, and the memory estimate counts what its block keeps", () => {
+  test('its state_dict names it, and the memory estimate counts what its block keeps', () => {
     const be = new ReferenceBackend();
     const m = new LanguageModel(be, makeConfig('golden', { arch: toy }), { seed: 1 }) as LanguageModel<unknown>;
     expect(detectArch(normalizeStateDict(stateDictFromModel(m, 'F64')).params)).toEqual({
