@@ -12,6 +12,8 @@ export { BatchSampler, evalBatches, unigramEntropy, type Batch } from './data/ba
 export { generate, sampleToken, type SampleOptions } from './sample/generate.js';
 export { makeConfig, validateConfig, PRESETS, DEFAULTS, type ModelConfig, type Arch } from './model/config.js';
 export { paramTable, numParams, type ParamSpec } from './model/params.js';
+export { registerArchitecture, architecture, architectures, archNames } from './model/archs.js';
+export type { Architecture, Block, ParamDecl, HookDecl } from './model/blocks/block.js';
 export { AdamW, clipGradNorm, lrAt } from './train/optimizer.js';
 export {
   Trainer,
