@@ -82,7 +82,10 @@ export interface Block<Acts = unknown> {
   readonly hooks: readonly HookDecl[];
   /** The hook (a name of `hooks`) that `blocks.{l}.hook_neurons` aliases: the architecture's neurons. */
   readonly neurons: string;
-  /** Elements of each activation this block keeps for backward, for N rows. */
+  /**
+   * Elements of each activation this block keeps for backward, for N rows; among them `x` (N·d),
+   * the block input, where the embedding or the previous block writes.
+   */
   sizes(N: number, attSaved: number): Record<string, number>;
   /** out ← block(acts.x); fills acts and calls the hook points in execution order. tmp: (N,C) scratch. */
   forward<Buf>(ctx: Ctx<Buf>, acts: Acts, out: Buf, tmp: Buf): void;
