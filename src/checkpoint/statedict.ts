@@ -4,7 +4,7 @@
 // torch.compile'd model; it names every missing or mis-shaped tensor, rejects a checkpoint of another
 // architecture, and rejects NaN/Inf naming the tensor.
 import type { LanguageModel } from '../model/lm.js';
-import type { ModelConfig } from '../model/config.js';
+import type { Arch, ModelConfig } from '../model/config.js';
 import { architectures } from '../model/archs.js';
 import { elide, quote, toFloat64, type TensorEntry, type TensorInput } from '../io/safetensors.js';
 import { CheckpointError } from '../errors.js';
@@ -121,14 +121,14 @@ export function normalizeStateDict(tensors: TensorMap, allowExtra?: (name: strin
  * The architecture a set of parameter names belongs to, or null if it holds no block tensor that an
  * architecture recognizes (Architecture.recognizes; the first such tensor decides).
  */
-export function detectArch(params: Map<string, { shape: number[] }>): { arch: string; evidence: string } | null {
+export function detectArch(params: Map<string, { shape: number[] }>): { arch: Arch; evidence: string } | null {
   const archs = architectures();
   for (const [name, t] of params) {
     const m = /^transformer\.h\.\d+\.(.+)$/.exec(name);
     if (!m) continue;
     for (const a of archs) {
       const how = a.recognizes(m[1], t.shape);
-      if (how) return { arch: a.name, evidence: how === 'by shape' ? `${name} of shape ${fmt(t.shape)}` : name };
+      if (how) return { arch: a.name as Arch, evidence: how === 'by shape' ? `${name} of shape ${fmt(t.shape)}` : name };
     }
   }
   return null;
