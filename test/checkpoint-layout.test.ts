@@ -148,6 +148,30 @@ describe('run directory layout', () => {
     await expect(Trainer.create({ resume: a, backend: new ReferenceBackend(), cacheDir: null })).rejects.toThrow(/belongs to another save/);
   });
 
+  it("a byte flipped inside a run directory's optimizer.safetensors moments is refused on resume, by its checksum", async () => {
+    const out = path.join(dir, 'flip-opt');
+    await train(tiny({ out, steps: 2, saveEvery: 0, evalEvery: 0 }));
+    const file = path.join(out, 'optimizer.safetensors');
+    const bytes = fs.readFileSync(file);
+    const headerEnd = 8 + Number(bytes.readBigUInt64LE(0));
+    // One bit in the middle of the tensor data: the header, its metadata (weights_sha256, the
+    // train_state) and every shape are untouched, so only the checksum can tell.
+    const at = headerEnd + ((bytes.length - headerEnd) >> 1);
+    bytes[at] ^= 0x10;
+    fs.writeFileSync(file, bytes);
+    const ck = loadCheckpoint(out);
+    expect(ck.trainProblem).toBeNull(); // the pair still belongs together by metadata
+    expect(ck.optimizerPath).toBe(file);
+    const m = modelFromCheckpoint(ck, new ReferenceBackend());
+    expect(() => optimizerFromCheckpoint(ck, m as never)).toThrow(
+      /optimizer\.safetensors.*checksum mismatch in tensor "optimizer\.[mv]\.transformer\.[^"]+": the file was changed or corrupted/,
+    );
+    m.free();
+    await expect(Trainer.create({ resume: out, backend: new ReferenceBackend(), cacheDir: null, quiet: true })).rejects.toThrow(
+      /optimizer\.safetensors.*checksum mismatch in tensor "optimizer\.[mv]\./,
+    );
+  });
+
   it('save(file) writes a self-contained single file that resumes', async () => {
     const t = await Trainer.create(tiny({ out: path.join(dir, 'snap-run'), steps: 4, saveEvery: 0, evalEvery: 0 }));
     t.step();

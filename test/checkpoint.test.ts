@@ -8,7 +8,14 @@ import * as path from 'node:path';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { LanguageModel } from '../src/model/lm.js';
 import { makeConfig, type Arch } from '../src/model/config.js';
-import { saveCheckpoint, loadCheckpoint, modelFromCheckpoint, optimizerFromCheckpoint, type TrainState } from '../src/checkpoint/checkpoint.js';
+import {
+  saveCheckpoint,
+  saveRunCheckpoint,
+  loadCheckpoint,
+  modelFromCheckpoint,
+  optimizerFromCheckpoint,
+  type TrainState,
+} from '../src/checkpoint/checkpoint.js';
 import { loadStateDict, stateDictFromModel, detectArch, normalizeStateDict, configFromMetadata, configToMetadata } from '../src/checkpoint/statedict.js';
 import { serializeSafetensors, writeSafetensors, type TensorInput } from '../src/io/safetensors.js';
 import { AdamW } from '../src/train/optimizer.js';
@@ -85,6 +92,39 @@ describe('checkpoint round trip', () => {
       m.free();
       m2.free();
       opt.free();
+    });
+  }
+
+  // Every preset and fixture has η = λ = 0.1, where a checkpoint that wrote λ in η's place (or a
+  // reader that swapped them) would round-trip unnoticed. η = 0.3, λ = 0.05 keeps the threshold
+  // η·λ the same under a swap (0.015) but not the step η, so a swapped model computes other logits.
+  for (const arch of ['crate', 'crate-complete'] as const) {
+    it(`${arch} with η 0.3 ≠ λ 0.05: single file and run directory give back η, λ and the logits bitwise`, () => {
+      const m = model(arch, 4, { eta: 0.3, lam: 0.05 });
+      const ids = [1, 2, 3, 4, 5, 6, 7, 8];
+      const logits = (mm: LanguageModel<unknown>) => Float64Array.from(mm.forward(ids, 1, 8, null, { grad: false }).logits as Float64Array);
+      const want = logits(m);
+      // the model is sensitive to the order: the same weights with η and λ swapped give other logits
+      const swapped = new LanguageModel(be, { ...m.config, eta: 0.05, lam: 0.3 }, { params: m.getParams() }) as LanguageModel<unknown>;
+      expect(sameBits(logits(swapped), want)).toBe(false);
+      swapped.free();
+
+      const single = path.join(dir, `etalam-${arch}.safetensors`);
+      saveCheckpoint(single, { model: m, tokenizer: 'byte' });
+      const run = path.join(dir, `etalam-run-${arch}`);
+      fs.mkdirSync(run);
+      saveRunCheckpoint(run, { model: m, tokenizer: 'byte' });
+      const cj = JSON.parse(fs.readFileSync(path.join(run, 'config.json'), 'utf8')) as { eta: number; lam: number };
+      expect([cj.eta, cj.lam]).toEqual([0.3, 0.05]);
+      for (const file of [single, run]) {
+        const ck = loadCheckpoint(file);
+        expect([ck.config.eta, ck.config.lam], file).toEqual([0.3, 0.05]);
+        expect(JSON.parse(ck.file.metadata.config)).toMatchObject({ eta: 0.3, lam: 0.05 });
+        const m2 = modelFromCheckpoint(ck, be);
+        expect(sameBits(logits(m2), want), file).toBe(true);
+        m2.free();
+      }
+      m.free();
     });
   }
 

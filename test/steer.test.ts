@@ -13,7 +13,7 @@ import type { Backend } from '../src/backend/types.js';
 import { saveCheckpoint } from '../src/checkpoint/checkpoint.js';
 import { generate } from '../src/sample/generate.js';
 import { checkClamp, clampHooks, parseClamp } from '../src/steer/clamp.js';
-import { nextToken, softmax, steer, sweep, topIds } from '../src/steer/steer.js';
+import { compareDistributions, klDivergence, nextToken, softmax, steer, sweep, topIds } from '../src/steer/steer.js';
 import { nativeBackends } from './helpers/backends.js';
 import { capture } from './helpers/capture.js';
 
@@ -239,6 +239,31 @@ describe('steer = the forward recomputed by hand with the coordinate set', () =>
     rs.forEach((r, k) => expect(maxAbs(r.after.probs, steer(m, ids, { layer: 0, neuron: 5, value: [0.5, 2, 8][k] }).after.probs)).toBe(0));
     expect(rs[2].kl).toBeGreaterThan(rs[0].kl);
     m.free();
+  });
+
+  it('kl is KL(after ‖ before) = Σ p_after·ln(p_after / p_before), recomputed from the two reported distributions', () => {
+    // the direction documented in SteerResult.kl, `crate-ts steer --help` and the README's steering example
+    const klAfterBefore = (a: Float64Array, b: Float64Array) => {
+      let s = 0;
+      for (let i = 0; i < a.length; i++) if (a[i] > 0) s += a[i] * Math.log(a[i] / b[i]);
+      return s;
+    };
+    const m = model(new ReferenceBackend(), cfg('crate', 1)) as LanguageModel<unknown>;
+    const rs = [steer(m, ids, { layer: 0, neuron: 5, value: 3 }), ...sweep(m, ids, 0, 9, [0.5, 6])];
+    for (const r of rs) {
+      const want = klAfterBefore(r.after.probs, r.before.probs),
+        other = klAfterBefore(r.before.probs, r.after.probs);
+      expect(r.kl).toBeGreaterThan(0);
+      expect(Math.abs(r.kl - want)).toBeLessThanOrEqual(1e-12 * want);
+      // the two directions differ here by far more than the tolerance, so a swap cannot pass
+      expect(Math.abs(want - other)).toBeGreaterThan(1e-3 * want);
+    }
+    m.free();
+    // and on a distribution written out by hand: KL([½, ½] ‖ [0.9, 0.1]) = ½ln(5/9) + ½ln 5; a zero in p adds nothing
+    const half = { logits: new Float64Array(2), probs: Float64Array.of(0.9, 0.1) };
+    const even = { logits: new Float64Array(2), probs: Float64Array.of(0.5, 0.5) };
+    expect(compareDistributions(half, even, 2, 2).kl).toBeCloseTo(0.5 * Math.log(5 / 9) + 0.5 * Math.log(5), 15);
+    expect(klDivergence([0, 1], [0.5, 0.5])).toBeCloseTo(Math.log(2), 15);
   });
 
   it('generation holds the clamp at every step: greedy decoding equals the argmax of the clamped full forward', () => {

@@ -10,6 +10,7 @@ import { loadCheckpoint } from '../src/checkpoint/checkpoint.js';
 import { lrAt, clipGradNorm, AdamW } from '../src/train/optimizer.js';
 import { LanguageModel } from '../src/model/lm.js';
 import { makeConfig } from '../src/model/config.js';
+import { Rng } from '../src/util/rng.js';
 import { toFloat64 } from '../src/io/safetensors.js';
 import { lossChartSvg } from '../src/train/svg.js';
 import { main } from '../src/cli/main.js';
@@ -209,22 +210,47 @@ describe('optimizer pieces', () => {
     m.free();
   });
 
-  it('AdamW decays only >= 2-D tensors', () => {
-    const be = new ReferenceBackend();
-    const m = new LanguageModel(be, makeConfig('golden'), { seed: 3 });
-    const before = m.getParams();
-    m.zeroGrad();
-    const opt = new AdamW(m, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.5 });
-    opt.step(0.1); // zero gradients: only weight decay moves parameters
-    const after = m.getParams();
-    for (const p of m.table) {
-      const i = p.offset;
-      if (p.decay) expect(after[i]).toBeCloseTo(before[i] * (1 - 0.05), 14);
-      else expect(after[i]).toBe(before[i]);
-    }
-    opt.free();
-    m.free();
-  });
+  // The decay rule of the PyTorch CRATE / nanoGPT optimiser groups, stated here by parameter name
+  // (not read from the parameter table): the embeddings and every weight matrix are decayed; the
+  // LayerNorm weights and biases and the attention output bias are not.
+  const DECAYED = [
+    /^transformer\.wte\.weight$/,
+    /^transformer\.wpe\.weight$/,
+    /\.attn\.c_attn\.weight$/,
+    /\.attn\.c_proj\.weight$/,
+    /\.ista\.weight$/,
+    /\.mlp\.c_(fc|proj)\.weight$/,
+  ];
+  const NOT_DECAYED = [/\.prenorm_[12]\.(weight|bias)$/, /\.ln_[12]\.weight$/, /^transformer\.ln_f\.(weight|bias)$/, /\.attn\.c_proj\.bias$/];
+  for (const arch of ['crate', 'crate-complete', 'gpt2'] as const) {
+    it(`AdamW weight decay by name (${arch}): embeddings and weight matrices decayed; LayerNorms and c_proj.bias not`, () => {
+      const be = new ReferenceBackend();
+      const m = new LanguageModel(be, makeConfig('golden', { arch }), { seed: 3 });
+      // nonzero values everywhere (the init's zero biases would hide a decay)
+      const rng = new Rng(8);
+      m.setParams(Float64Array.from({ length: m.numParameters }, () => 0.5 + rng.uniform()));
+      const before = m.getParams();
+      m.zeroGrad();
+      const opt = new AdamW(m, { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.5 });
+      opt.step(0.1); // zero gradients: only weight decay moves parameters, by the factor 1 − lr·wd
+      const after = m.getParams();
+      const seen = { decayed: 0, kept: 0 };
+      for (const p of m.table) {
+        const decayed = DECAYED.some((r) => r.test(p.name)),
+          kept = NOT_DECAYED.some((r) => r.test(p.name));
+        expect(decayed !== kept, `${p.name} is named by exactly one rule`).toBe(true);
+        for (let i = p.offset; i < p.offset + p.size; i++) {
+          if (decayed) expect(Math.abs(after[i] - before[i] * 0.95), p.name).toBeLessThanOrEqual(1e-15);
+          else expect(after[i], p.name).toBe(before[i]);
+        }
+        seen[decayed ? 'decayed' : 'kept']++;
+      }
+      // golden: 2 layers; CRATE: wte, wpe, 3 matrices per layer / 2 LNs + c_proj.bias per layer, ln_f
+      expect(seen).toEqual(arch === 'gpt2' ? { decayed: 2 + 2 * 4, kept: 2 * 2 + 1 } : { decayed: 2 + 2 * 3, kept: 2 * 5 + 2 });
+      opt.free();
+      m.free();
+    });
+  }
 
   it('lossChartSvg draws train, validation and reference lines', () => {
     const svg = lossChartSvg({
