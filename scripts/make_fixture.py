@@ -97,8 +97,10 @@ def make(args):
     torch.set_default_dtype(dtype)
     torch.manual_seed(args.seed)
     config = CrateConfig(vocab_size=args.vocab, block_size=args.block, n_layer=args.layers,
-                         n_head=args.heads, n_embd=args.embd, overcomplete=args.overcomplete)
+                         n_head=args.heads, n_embd=args.embd, overcomplete=args.overcomplete,
+                         eta=args.eta, lam=args.lam)
     assert args.embd % args.heads == 0, "--embd must be a multiple of --heads"
+    assert args.eta > 0 and args.lam >= 0, "--eta must be > 0 and --lam >= 0"
     assert 1 <= args.seq <= args.block, "--seq must be in 1..--block"
     model = build_model(args.arch, config).to(dtype)
     params = list(model.named_parameters())           # tied lm_head appears once, as wte
@@ -201,6 +203,11 @@ def main():
     ap.add_argument("--embd", type=int, default=16, help="d")
     ap.add_argument("--block", type=int, default=16, help="block_size (rows of wpe)")
     ap.add_argument("--overcomplete", type=int, default=4, help="ISTA / MLP width factor")
+    ap.add_argument("--eta", type=float, default=0.1,
+                    help="ISTA step size eta (crate only; the authors' code has 0.1)")
+    ap.add_argument("--lam", type=float, default=0.1,
+                    help="ISTA sparsity weight lambda (crate only; the authors' code has 0.1). A value "
+                         "other than --eta tells eta and lambda apart, which eta = lambda = 0.1 cannot")
     ap.add_argument("--ignore", type=int, default=0,
                     help="set this many random target positions to -1 (ignored by the loss)")
     ap.add_argument("--check", metavar="FILE", help="only read FILE back and list its contents")

@@ -7,7 +7,11 @@ import { join } from 'node:path';
 import { loadFixture, auditFixture, writeFixture } from '../src/audit/fixture.js';
 import { FIXTURE_TOLERANCE } from '../src/audit/tolerances.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
-import { parseSafetensors, serializeSafetensors, type TensorInput } from '../src/io/safetensors.js';
+import { parseSafetensors, serializeSafetensors, toFloat64, type TensorInput } from '../src/io/safetensors.js';
+import { compareTensors } from '../src/audit/compare.js';
+import { loadStateDict } from '../src/checkpoint/statedict.js';
+import { saveCheckpoint, loadCheckpoint, modelFromCheckpoint } from '../src/checkpoint/checkpoint.js';
+import { LanguageModel } from '../src/model/lm.js';
 import { makeConfig } from '../src/model/config.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -32,6 +36,31 @@ describe('fixtures: reference backend', () => {
       expect(res.rows.length).toBe(2 + fx.config.nLayer * (fx.config.arch === 'gpt2' ? 6 : 8) + (fx.config.arch === 'gpt2' ? 3 : 4));
     });
   }
+
+  test('η 0.3 ≠ λ 0.05 (crate-eta-lam, made by PyTorch): read as such, reproduced, told apart from the swap, and kept bitwise by a checkpoint', () => {
+    const fx = loadFixture('fixtures/crate-eta-lam.safetensors');
+    expect([fx.config.eta, fx.config.lam]).toEqual([0.3, 0.05]);
+    expect(auditFixture(fx, be, FIXTURE_TOLERANCE.reference).pass).toBe(true);
+    // the same weights with η and λ exchanged miss the PyTorch logits by far more than the tolerance
+    const swapped = auditFixture({ ...fx, config: { ...fx.config, eta: fx.config.lam, lam: fx.config.eta } }, be, FIXTURE_TOLERANCE.reference);
+    const logitsRow = swapped.rows.find((r) => r.name === 'logits')!;
+    expect(logitsRow.pass).toBe(false);
+    expect(logitsRow.maxRelErr).toBeGreaterThan(1e-4);
+    // a checkpoint of the fixture's model loads back with η, λ and the PyTorch logits
+    const m = new LanguageModel(be, fx.config);
+    loadStateDict(m as LanguageModel<unknown>, fx.tensors, { allowExtra: (n) => !n.startsWith('transformer.'), source: fx.path });
+    const file = join(mkdtempSync(join(tmpdir(), 'crate-fx-')), 'eta-lam.safetensors');
+    saveCheckpoint(file, { model: m as LanguageModel<unknown>, tokenizer: 'byte' });
+    const ck = loadCheckpoint(file);
+    expect([ck.config.eta, ck.config.lam]).toEqual([0.3, 0.05]);
+    const m2 = modelFromCheckpoint(ck, be);
+    const a = m.forward(fx.idx, fx.B, fx.T, null, { grad: false }).logits as Float64Array,
+      b = m2.forward(fx.idx, fx.B, fx.T, null, { grad: false }).logits as Float64Array;
+    expect(Buffer.from(b.buffer, b.byteOffset, b.byteLength).equals(Buffer.from(a.buffer, a.byteOffset, a.byteLength))).toBe(true);
+    expect(compareTensors('logits', b, toFloat64(fx.tensors.get('logits')!, 'logits'), FIXTURE_TOLERANCE.reference).pass).toBe(true);
+    m.free();
+    m2.free();
+  });
 
   test('a fixture with one gradient perturbed fails, and the bad tensor is named', () => {
     const bytes = readFileSync('fixtures/crate-small.safetensors');
