@@ -13,7 +13,10 @@
 // (2) with u on an even grid of 20,000 points, each id is drawn as often as its probability says,
 // within one grid point, which does not depend on the walk order at all.
 import { describe, it, expect } from 'vitest';
-import { sampleToken } from '../src/sample/generate.js';
+import { generate, sampleToken } from '../src/sample/generate.js';
+import { LanguageModel } from '../src/model/lm.js';
+import { makeConfig } from '../src/model/config.js';
+import { ReferenceBackend } from '../src/backend/reference.js';
 import { sampleId } from '../src/serve/engine.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -30,7 +33,8 @@ function distribution(logits: ArrayLike<number>, n: number, temperature: number,
   let ids = filtered ? byLikelihood : all;
   if (f.topK > 0 && f.topK < n) ids = ids.slice(0, f.topK);
   const softmax = (keep: number[]) => {
-    const z = keep.map((i) => Math.exp(logits[i] / temperature));
+    const top = Math.max(...keep.map((i) => logits[i])); // exp(l/T) / Σ exp(l/T), shifted so nothing overflows
+    const z = keep.map((i) => Math.exp((logits[i] - top) / temperature));
     const s = z.reduce((a, b) => a + b, 0);
     return z.map((x) => x / s);
   };
@@ -138,4 +142,102 @@ describe('samplers = the written-out inverse-CDF draw', () => {
       }
     }
   }
+});
+
+describe('samplers: edges of the definition', () => {
+  for (const s of SAMPLERS) {
+    it(`${s.name}: temperature 0 and top-k 1 take the most likely id, the smaller one on a tie`, () => {
+      const tied = Float64Array.from([0.5, 3, -1, 2, 3, 0]);
+      const rng = new Rng(1);
+      expect(s.sample(tied, 6, 0, { topK: 0, topP: 1 }, rng)).toBe(1);
+      expect(s.sample(tied, 6, 1, { topK: 1, topP: 1 }, rng)).toBe(1);
+      expect(s.sample(tied, 4, 0, { topK: 0, topP: 1 }, rng)).toBe(1); // n = 4: id 4 is out of reach
+      expect(s.sample(Float64Array.from([-3, -2, -1]), 3, 0, { topK: 0, topP: 1 }, rng)).toBe(2);
+    });
+
+    it(`${s.name}: top-k of n or more is no filter (the same draws as top-k 0 for the same seed)`, () => {
+      for (const k of [n, n + 1, 100]) {
+        const a = new Rng(4),
+          b = new Rng(4);
+        for (let i = 0; i < 200; i++) expect(s.sample(logits, n, 0.8, { topK: k, topP: 1 }, a)).toBe(s.sample(logits, n, 0.8, { topK: 0, topP: 1 }, b));
+      }
+    });
+
+    it(`${s.name}: logits far from 0 (±1000) do not overflow the weights`, () => {
+      const big = Float64Array.from([1000, 999.5, -1000, 998]);
+      for (const f of [{ topK: 0, topP: 1 }, { topK: 2, topP: 1 }, ...(s.topP ? [{ topK: 0, topP: 0.9 }] : [])]) {
+        const d = distribution(big, 4, 0.5, f);
+        const G = 2000;
+        const rng = fixedUniforms(Array.from({ length: G }, (_, j) => (j + 0.5) / G));
+        const count = [0, 0, 0, 0];
+        for (let j = 0; j < G; j++) count[s.sample(big, 4, 0.5, f, rng)]++;
+        d.ids.forEach((id, i) => expect(Math.abs(count[id] - d.p[i] * G), `id ${id}`).toBeLessThanOrEqual(1));
+        expect(count[2]).toBe(0);
+      }
+    });
+  }
+});
+
+describe('generate', () => {
+  /** A model with random parameters whose greedy text varies (block 7, odd, so generation soon passes it). */
+  const randomModel = () => {
+    const cfg = makeConfig('golden', { arch: 'gpt2', vocabSize: 19, blockSize: 7, nLayer: 2, nHead: 2, nEmbd: 8 });
+    const rng = new Rng(13);
+    const m = new LanguageModel(new ReferenceBackend(), cfg, { seed: 1 });
+    const p = m.getParams();
+    for (const s of m.table) {
+      const one = /(prenorm|ln_)/.test(s.name) && s.name.endsWith('weight') ? 1 : 0;
+      for (let i = s.offset; i < s.offset + s.size; i++) p[i] = one + rng.normal();
+    }
+    m.setParams(p);
+    return m;
+  };
+  const argmax = (x: ArrayLike<number>) => {
+    let best = 0;
+    for (let i = 1; i < x.length; i++) if (x[i] > x[best]) best = i;
+    return best;
+  };
+
+  it('past the block size it restarts from the most recent half block: greedy tokens = argmax of the full forward of that window', () => {
+    const m = randomModel();
+    const { blockSize: T, vocabSize: V } = m.config;
+    const prompt = [3, 1, 4, 1, 5, 9, 2, 6, 5]; // longer than the block: only the last T tokens are seen
+    const got = generate(m, prompt, { tokens: 14, temperature: 0 });
+    // written out: the window the model sees grows to T tokens, then restarts as the last ⌈T/2⌉
+    let window = prompt.slice(-T);
+    const all = [...window],
+      want: number[] = [];
+    for (let i = 0; i < 14; i++) {
+      const logits = m.forward(window, 1, window.length, null, { grad: false }).logits as Float64Array;
+      const id = argmax(logits.subarray((window.length - 1) * V));
+      want.push(id);
+      all.push(id);
+      window = window.length >= T ? all.slice(-Math.ceil(T / 2)) : [...window, id];
+    }
+    expect(got).toEqual(want);
+    // the model must not just repeat one token, or the windows would not matter
+    expect(new Set(got).size).toBeGreaterThan(2);
+    m.free();
+  });
+
+  it('onToken sees every id as it is drawn; temperature defaults to 0.8; no seed is still deterministic', () => {
+    const m = randomModel();
+    const seen: number[] = [];
+    const a = generate(m, [1, 2], { tokens: 40, seed: 5, onToken: (id) => seen.push(id) });
+    expect(seen).toEqual(a);
+    expect(a).toEqual(generate(m, [1, 2], { tokens: 40, seed: 5, temperature: 0.8 }));
+    for (const t of [0.7, 1]) expect(a, `temperature ${t}`).not.toEqual(generate(m, [1, 2], { tokens: 40, seed: 5, temperature: t }));
+    expect(generate(m, [1, 2], { tokens: 9 })).toEqual(generate(m, [1, 2], { tokens: 9 }));
+    expect(generate(m, [1, 2], { tokens: 0 })).toEqual([]);
+    expect(() => generate(m, [], { tokens: 3 })).toThrow(/the prompt must hold at least one token/);
+    // maxId: ids at or past it are never produced
+    expect(generate(m, [1, 2], { tokens: 40, seed: 2, temperature: 1.7, maxId: 4 }).every((id) => id < 4)).toBe(true);
+    m.free();
+  });
+
+  it('generate(config, params, ...) decodes the flat parameters on the reference: the same tokens as the model', () => {
+    const m = randomModel();
+    expect(generate(m.config, m.getParams(), [7, 7, 1], { tokens: 12, seed: 3, topK: 5 })).toEqual(generate(m, [7, 7, 1], { tokens: 12, seed: 3, topK: 5 }));
+    m.free();
+  });
 });
