@@ -390,3 +390,54 @@ describe('crate-ts steer / sample --clamp', () => {
     expect(bad2.err).toMatch(/L:I=V/);
   });
 });
+
+describe('steer: options, prompt window and the listed tokens', () => {
+  it('lists top 10 by default; topBefore/topAfter are the most likely tokens with their probabilities; maxId bounds every list', () => {
+    const m = model(new ReferenceBackend(), cfg('crate', 1)) as LanguageModel<unknown>;
+    const r = steer(m, ids, { layer: 0, neuron: 5, value: 3 });
+    expect(r.top).toHaveLength(10);
+    expect([r.layer, r.neuron, r.value, r.allLayers]).toEqual([0, 5, 3, false]);
+    expect(r.prompt).toEqual(ids);
+    for (const [list, probs] of [
+      [r.topBefore, r.before.probs],
+      [r.topAfter, r.after.probs],
+    ] as const) {
+      const order = Array.from(probs.keys()).sort((a, b) => probs[b] - probs[a] || a - b);
+      expect(list.map((e) => e.id)).toEqual(order.slice(0, 10));
+      for (const e of list) expect(e.p).toBe(probs[e.id]);
+    }
+    const bounded = steer(m, ids, { layer: 0, neuron: 5, value: 3 }, { top: 30, maxId: 7 });
+    for (const list of [bounded.top, bounded.topBefore, bounded.topAfter]) expect(list.map((e) => e.id).sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    expect(steer(m, ids, { layer: 0, neuron: 5, value: 3 }, { allLayers: true }).allLayers).toBe(true);
+    m.free();
+  });
+
+  it('a prompt longer than the block keeps its last blockSize tokens; bad top, empty prompt and empty sweep are UsageErrors', () => {
+    const m = model(new ReferenceBackend(), cfg('crate', 1)) as LanguageModel<unknown>;
+    const long = [2, 7, 1, 8, 2, 8, 1, 8, 2, 8, 4]; // block 8
+    const r = steer(m, long, { layer: 0, neuron: 5, value: 3 });
+    expect(r.prompt).toEqual(long.slice(-8));
+    expect(maxAbs(r.before.logits, nextToken(m, long.slice(-8)).logits)).toBe(0);
+    expect(() => steer(m, ids, { layer: 0, neuron: 5, value: 3 }, { top: 0 })).toThrow(/top must be a positive integer, got 0/);
+    expect(() => steer(m, ids, { layer: 0, neuron: 5, value: 3 }, { top: 1.5 })).toThrow(/top must be a positive integer, got 1\.5/);
+    expect(() => steer(m, [], { layer: 0, neuron: 5, value: 3 })).toThrow(/the prompt must hold at least one token/);
+    expect(() => sweep(m, ids, 0, 5, [])).toThrow(/the sweep needs at least one value/);
+    expect(() => sweep(m, ids, 0, 99, [1, 2])).toThrow(/neuron 99 is out of range/);
+    m.free();
+  });
+
+  it('topIds: a tie at the k boundary keeps the smaller id; NaN scores are skipped; k < 1 is empty', () => {
+    const s = [0.1, 0.5, 0.5, 0.9, NaN, 0.2];
+    expect(topIds((i) => s[i], s.length, 2)).toEqual([3, 1]);
+    expect(topIds((i) => s[i], s.length, 6)).toEqual([3, 1, 2, 5, 0]);
+    expect(topIds((i) => s[i], s.length, 0)).toEqual([]);
+    expect(topIds(() => 1, 5, 3)).toEqual([0, 1, 2]);
+  });
+
+  it('softmax is stable for large logits and sums to 1', () => {
+    const p = softmax([1000, 1000 - Math.log(3), -Infinity]);
+    expect(p[0]).toBeCloseTo(0.75, 12); // 1000 − ln 3 is rounded to the ulp of 1000 (1.1e-13)
+    expect(p[1]).toBeCloseTo(0.25, 12);
+    expect(p[2]).toBe(0);
+  });
+});
