@@ -5,7 +5,7 @@ import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'build/**', 'build-*/**', 'node_modules/**', 'native/**', '**/*.generated.*', 'coverage/**'] },
+  { ignores: ['dist/**', 'build/**', 'build-*/**', 'node_modules/**', 'native/**', '**/*.generated.*', 'coverage/**', '.stryker-tmp*/**', 'reports/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   prettier,
