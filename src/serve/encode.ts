@@ -224,7 +224,10 @@ export class BoundedEncoder {
       return ids;
     }
     const core = this.core;
-    const re = new RegExp(core.tokenSplitRegex.source, core.tokenSplitRegex.flags.includes('g') ? core.tokenSplitRegex.flags : core.tokenSplitRegex.flags + 'g');
+    const re = new RegExp(
+      core.tokenSplitRegex.source,
+      core.tokenSplitRegex.flags.includes('g') ? core.tokenSplitRegex.flags : core.tokenSplitRegex.flags + 'g',
+    );
     const out: number[] = [];
     let k = 0;
     for (const [piece] of text.matchAll(re)) {
