@@ -230,6 +230,28 @@ class ClientGone extends Error {
 
 /** Bytes gathered before a write to the socket. */
 const PIECE = 64 * 1024;
+/**
+ * Output a response may leave unsent in memory (beyond the socket's buffers) before its
+ * computation waits for the client, and the total over all responses. Within these a slow reader
+ * does not hold the model: its request finishes and the rest drains after it.
+ */
+const RESPONSE_BUFFER = 4 * 1024 * 1024;
+const ALL_BUFFERS = 64 * 1024 * 1024;
+
+/** The responses with output still to send. */
+class Outbox {
+  private readonly open = new Set<http.ServerResponse>();
+  add(res: http.ServerResponse): void {
+    if (this.open.has(res)) return;
+    this.open.add(res);
+    res.once('close', () => this.open.delete(res));
+  }
+  get buffered(): number {
+    let n = 0;
+    for (const r of this.open) n += r.writableLength;
+    return n;
+  }
+}
 
 /**
  * A response written a piece at a time: push() gathers text, flush() writes it and, when the
@@ -243,7 +265,10 @@ class Writer {
     private readonly res: http.ServerResponse,
     private readonly timeoutMs: number,
     private readonly gone: () => boolean,
-  ) {}
+    private readonly outbox: Outbox,
+  ) {
+    outbox.add(res);
+  }
   get full(): boolean {
     return this.size >= PIECE;
   }
@@ -257,13 +282,19 @@ class Writer {
     const s = this.parts.length === 1 ? this.parts[0] : this.parts.join('');
     this.parts = [];
     this.size = 0;
-    if (!this.res.write(s)) await this.drain();
+    if (!this.res.write(s) && (this.res.writableLength > RESPONSE_BUFFER || this.outbox.buffered > ALL_BUFFERS)) await this.drain();
     else if (s.length >= PIECE) await yieldNow();
   }
   async end(s = ''): Promise<void> {
     if (s) this.push(s);
     await this.flush();
     this.res.end();
+    // what is still buffered drains after the request; a client that reads none of it for the
+    // write timeout is dropped (the socket's inactivity timer: any progress restarts it)
+    if (!this.res.writableFinished) {
+      const sock = this.res.socket;
+      sock?.setTimeout(this.timeoutMs, () => sock.destroy());
+    }
   }
   private drain(): Promise<void> {
     const res = this.res;
@@ -340,6 +371,7 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
   const stats = { requests: 0, byPath: {} as Record<string, number>, errors: 0 };
   const vocab = engine.vocabSize;
   const encoder = await BoundedEncoder.create(engine.tokenizer);
+  const outbox = new Outbox();
   /** Host header values answered (bound to the loopback), or null (any). Set once listening. */
   let allowedHosts: Set<string> | null = null;
 
@@ -495,7 +527,7 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
       acct.p = promptIds.reduce((a, ids) => a + ids.length * r.n, 0);
       const rng = rngFor(r);
       const gen = { maxTokens: r.maxTokens, temperature: r.temperature, topP: r.topP, topK: r.topK, rng, stop: r.stop, logprobs: r.logprobs };
-      const w = new Writer(res, writeTimeout, gone);
+      const w = new Writer(res, writeTimeout, gone, outbox);
       if (r.stream) {
         ctx.sse = true;
         res.writeHead(200, SSE_HEAD);
@@ -616,7 +648,7 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
       acct.p = prompt.length * r.n;
       const rng = rngFor(r);
       const gen = { maxTokens: r.maxTokens, temperature: r.temperature, topP: r.topP, topK: r.topK, rng, stop, logprobs: r.logprobs ? r.topLogprobs : null };
-      const w = new Writer(res, writeTimeout, gone);
+      const w = new Writer(res, writeTimeout, gone, outbox);
       if (r.stream) {
         ctx.sse = true;
         res.writeHead(200, SSE_HEAD);
