@@ -59,18 +59,26 @@ function maxTokenBytesOf(tok: Tokenizer, core: BpeCore | null): number {
   return m;
 }
 
+/** Ranks for the heap merge: each byte's rank, and the rank of the token two tokens make (or undefined). */
+interface MergeRanks {
+  byte: Int32Array;
+  pair(a: number, b: number): number | undefined;
+}
+
 /**
  * Merge one pre-tokenized piece's bytes into ranks with a binary heap of candidate pairs.
- * Yields (awaits) every few thousand merges when the time slice is used up.
+ * Yields (awaits) every few thousand steps when the time slice is used up.
  */
-async function heapMerge(bytes: Uint8Array, rankOf: (b: Uint8Array, from: number, to: number) => number | undefined, slice: { t: number }): Promise<number[]> {
+async function heapMerge(bytes: Uint8Array, ranks: MergeRanks, slice: { t: number }): Promise<number[]> {
   const n = bytes.length;
-  // parts as a doubly linked list over byte offsets: part i spans [i, next[i])
+  // parts as a doubly linked list over byte offsets: part i spans [i, next[i]) and is token tok[i]
   const next = new Int32Array(n + 1),
-    prev = new Int32Array(n + 1);
+    prev = new Int32Array(n + 1),
+    tok = new Int32Array(n + 1);
   for (let i = 0; i <= n; i++) {
     next[i] = i + 1;
     prev[i] = i - 1;
+    if (i < n) tok[i] = ranks.byte[bytes[i]];
   }
   const live = new Uint8Array(n + 1).fill(1);
   // heap of (rank, left start, right start, right end) as parallel arrays
@@ -98,7 +106,7 @@ async function heapMerge(bytes: Uint8Array, rankOf: (b: Uint8Array, from: number
     const m = next[l];
     if (m >= n) return;
     const e = next[m];
-    const r = rankOf(bytes, l, e);
+    const r = ranks.pair(tok[l], tok[m]);
     if (r === undefined) return;
     if (size === hr.length) {
       const grow = <T extends Float64Array | Int32Array>(a: T): T => {
@@ -140,10 +148,20 @@ async function heapMerge(bytes: Uint8Array, rankOf: (b: Uint8Array, from: number
       }
     }
   };
-  for (let i = 0; i < n - 1; i++) push(i);
+  const pause = async () => {
+    if (performance.now() - slice.t > SLICE_MS) {
+      await yieldNow();
+      slice.t = performance.now();
+    }
+  };
+  for (let i = 0; i < n - 1; i++) {
+    push(i);
+    if ((i & 4095) === 4095) await pause();
+  }
   let merges = 0;
   while (size > 0) {
-    const l = hl[0],
+    const r = hr[0],
+      l = hl[0],
       m = hm[0],
       e = he[0];
     pop();
@@ -151,20 +169,14 @@ async function heapMerge(bytes: Uint8Array, rankOf: (b: Uint8Array, from: number
     if (!live[l] || !live[m] || next[l] !== m || next[m] !== e) continue;
     live[m] = 0;
     next[l] = e;
+    tok[l] = r;
     if (e <= n) prev[e] = l;
     if (prev[l] >= 0) push(prev[l]);
     push(l);
-    if ((++merges & 4095) === 0 && performance.now() - slice.t > SLICE_MS) {
-      await yieldNow();
-      slice.t = performance.now();
-    }
+    if ((++merges & 4095) === 0) await pause();
   }
   const out: number[] = [];
-  for (let i = 0; i < n; i = next[i]) {
-    const r = rankOf(bytes, i, next[i]);
-    if (r === undefined) throw new Error(`BPE: no rank for bytes at ${i}`);
-    out.push(r);
-  }
+  for (let i = 0; i < n; i = next[i]) out.push(tok[i]);
   return out;
 }
 
@@ -240,7 +252,7 @@ export class BoundedEncoder {
         const ids =
           bytes.length <= SHORT_PIECE && typeof core.bytePairMerge === 'function'
             ? core.bytePairMerge(bytes)
-            : await heapMerge(bytes, this.rankOfBytes(), slice);
+            : await heapMerge(bytes, this.mergeRanks(), slice);
         for (const id of ids) out.push(id);
       }
       if (out.length > maxTokens) throw new TooManyTokens(out.length, maxTokens);
@@ -249,21 +261,42 @@ export class BoundedEncoder {
     return out;
   }
 
-  private ranks: Map<string, number> | null = null;
+  private merge: MergeRanks | null = null;
 
-  /** Rank of bytes[from, to) through a map keyed by the bytes as a latin1 string (built once). */
-  private rankOfBytes(): (b: Uint8Array, from: number, to: number) => number | undefined {
-    if (!this.ranks) {
-      const m = new Map<string, number>();
-      this.core!.bytePairRankDecoder.forEach((v, rank) => {
-        const b = typeof v === 'string' ? this.enc.encode(v) : v && typeof v === 'object' ? Uint8Array.from(v as ArrayLike<number>) : null;
-        if (b) m.set(String.fromCharCode(...b), rank);
-      });
-      this.ranks = m;
+  /** Byte ranks and a cache of pair ranks (a pair's rank is the rank of its two tokens' bytes joined). */
+  private mergeRanks(): MergeRanks {
+    if (this.merge) return this.merge;
+    const latin: string[] = [];
+    const byString = new Map<string, number>();
+    this.core!.bytePairRankDecoder.forEach((v, rank) => {
+      const b = typeof v === 'string' ? this.enc.encode(v) : v && typeof v === 'object' ? Uint8Array.from(v as ArrayLike<number>) : null;
+      if (!b) return;
+      const key = String.fromCharCode(...b);
+      latin[rank] = key;
+      byString.set(key, rank);
+    });
+    const byte = new Int32Array(256);
+    for (let x = 0; x < 256; x++) {
+      const r = byString.get(String.fromCharCode(x));
+      if (r === undefined) throw new Error(`GPT-2 BPE: no token for byte ${x}`);
+      byte[x] = r;
     }
-    const ranks = this.ranks,
-      longest = this.maxTokenBytes;
-    return (b, from, to) => (to - from > longest ? undefined : ranks.get(String.fromCharCode(...b.subarray(from, to))));
+    let cache = new Map<number, number>();
+    const longest = this.maxTokenBytes;
+    const pair = (a: number, b: number): number | undefined => {
+      const key = a * 65536 + b;
+      let r = cache.get(key);
+      if (r === undefined) {
+        const s = latin[a] + latin[b];
+        r = s.length > longest ? -1 : (byString.get(s) ?? -1);
+        // bounded: distinct pairs are few in text, but a hostile text could try many
+        if (cache.size >= 1 << 20) cache = new Map();
+        cache.set(key, r);
+      }
+      return r < 0 ? undefined : r;
+    };
+    this.merge = { byte, pair };
+    return this.merge;
   }
 
   /** gpt2 without access to the BPE core (another gpt-tokenizer version): piece by piece (a long piece is still quadratic). */
