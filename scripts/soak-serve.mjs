@@ -194,9 +194,9 @@ const attacks = {
     }
   },
   'slow-read': async (stop) => {
-    // streaming echo of long prompts; the socket is never read
+    // streaming echo of long prompts (about 512 KB of events and no model work); the socket is never read
     const longest = corpus.slice(0, 16_000);
-    const body = JSON.stringify({ model: 'crate', prompt: Array(8).fill(longest), max_tokens: 4, echo: true, stream: true });
+    const body = JSON.stringify({ model: 'crate', prompt: Array(8).fill(longest), max_tokens: 0, echo: true, stream: true });
     const one = async () => {
       while (!stop()) {
         await new Promise((resolve) => {
