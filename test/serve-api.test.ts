@@ -365,7 +365,7 @@ describe('crate-ts serve: bad requests', () => {
       // wrong method, and the server still answers a good request
       const g = await fetch(sb + '/v1/completions');
       expect(g.status).toBe(405);
-      const ok = await fetch(sb + '/v1/completions', { method: 'POST', body: JSON.stringify(good) });
+      const ok = await fetch(sb + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(good) });
       expect(ok.status).toBe(200);
     } finally {
       await small.close();
@@ -382,7 +382,11 @@ describe('crate-ts serve: bad requests', () => {
     try {
       const lb = `http://127.0.0.1:${locked.port}`;
       const send = (body: string, key?: string) =>
-        fetch(lb + '/v1/completions', { method: 'POST', headers: key ? { authorization: `Bearer ${key}` } : {}, body });
+        fetch(lb + '/v1/completions', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
+          body,
+        });
       const none = await send(JSON.stringify({ model: 'crate', prompt: 'x', max_tokens: 0 }));
       expect(none.status).toBe(401);
       expect(((await none.json()) as any).error.code).toBe('invalid_api_key');

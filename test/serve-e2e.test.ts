@@ -94,7 +94,11 @@ describe('crate-ts serve as a separate process', () => {
     let n = 0;
     for await (const ch of chat) if (ch.choices[0]?.delta?.content !== undefined) n++;
     expect(n).toBeGreaterThan(0);
-    const bad = await fetch(`${baseURL}/completions`, { method: 'POST', body: '{"model": "crate", "prompt": [99999999]}' });
+    const bad = await fetch(`${baseURL}/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"model": "crate", "prompt": [99999999]}',
+    });
     expect(bad.status).toBe(400);
     expect((await client.models.list()).data.length).toBe(1);
   });

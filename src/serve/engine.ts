@@ -168,7 +168,7 @@ export class Engine {
   }
 
   /** Log-probabilities of every prompt token and the k most likely alternatives at each position. */
-  async promptLogprobs(ids: readonly number[], k: number): Promise<PromptLogprobs> {
+  async promptLogprobs(ids: readonly number[], k: number, stop?: () => boolean): Promise<PromptLogprobs> {
     const N = ids.length,
       V = this.vocabSize,
       C = this.model.config.nEmbd;
@@ -221,6 +221,8 @@ export class Engine {
             top[job.t] = topK(L, off, this.textVocab, k, nll + L[off + target]);
           });
           await yieldNow();
+          // a caller whose client has gone stops here (the result is then incomplete)
+          if (stop?.()) return { tokenLogprobs, top };
         }
       }
     } finally {
@@ -255,12 +257,13 @@ export class Engine {
 
   /**
    * Continue `prompt`. onText(chunk) receives text as it becomes final (held back while it could
-   * still turn into a stop string); returning false from it (a client that went away) stops early.
+   * still turn into a stop string); returning false from it (a client that went away) stops early,
+   * and a promise from it (a client that reads slowly) is awaited before the next token.
    */
   async generate(
     prompt: readonly number[],
     opts: GenerateOptions,
-    onText?: (chunk: string, tok: GeneratedToken | null) => boolean | void,
+    onText?: (chunk: string, tok: GeneratedToken | null) => boolean | void | Promise<boolean | void>,
   ): Promise<GenerateResult> {
     const T = this.blockSize,
       V = this.vocabSize;
@@ -326,7 +329,8 @@ export class Engine {
           // one call per token (the chunk may be empty while text is held back)
           const chunk = safe > emitted ? text.slice(emitted, safe) : '';
           emitted = Math.max(emitted, safe);
-          if (onText(chunk, tok) === false) break;
+          const go = onText(chunk, tok);
+          if ((go instanceof Promise ? await go : go) === false) break;
         }
         if (i + 1 === opts.maxTokens) break;
         ctx.push(id);
@@ -338,7 +342,7 @@ export class Engine {
         await yieldNow();
       }
       if (finish === 'length') text += stream.flush();
-      if (onText && text.length > emitted) onText(text.slice(emitted), null);
+      if (onText && text.length > emitted) await onText(text.slice(emitted), null);
       return { tokens: out, text, finishReason: finish };
     } finally {
       for (const d of decoders) d.free();

@@ -8,17 +8,34 @@
 //   GET  /health                200 "ok"
 //
 // Requests are computed one at a time, in arrival order (the model is not re-entrant); at most
-// `maxQueue` wait, beyond that the answer is 503. A request that is invalid in any way gets a 4xx
+// `maxQueue` wait, and the request bodies held by waiting and running requests stay under
+// `maxQueueBytes`; beyond either the answer is 503. A request that is invalid in any way gets a 4xx
 // with the OpenAI error body {error: {message, type, param, code}}, and the server goes on.
+//
+// What one client can make the server do is bounded (README "Serving" lists the limits):
+// - text is tokenized inside the queue, in time slices, and refused as soon as it is known to be
+//   longer than --max-prompt-tokens (src/serve/encode.ts); the work of one request (tokens run
+//   through the model, log-probabilities returned) is checked before any of it starts;
+// - responses are written as they are made, a piece at a time, honouring the socket's
+//   backpressure; a client that does not read for `writeTimeoutMs` is dropped, and a client that
+//   has gone stops the computation for it;
+// - connections are capped in total and per client address; a request refused before its body
+//   is read (authentication, Host, Origin, content type) does not have its body read;
+// - bound to the loopback, only requests naming the loopback in Host are answered (DNS
+//   rebinding), requests from a web page of another origin are refused, and POST bodies must be
+//   application/json, so a page in a browser on this machine cannot use the server.
 import * as http from 'node:http';
+import type { Socket } from 'node:net';
 import { randomBytes, timingSafeEqual, createHash } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Rng } from '../util/rng.js';
-import { Engine, type GeneratedToken, type TopEntry } from './engine.js';
+import { Engine, yieldNow, type GeneratedToken, type TopEntry } from './engine.js';
 import { ApiError, DEFAULT_LIMITS, parseChat, parseCompletion, type SamplingParams, type ServeLimits } from './validate.js';
 import { renderChat, CHAT_STOP } from './chat.js';
 import { TextStream, codePoints } from './tokens.js';
+import { BoundedEncoder, TooManyTokens } from './encode.js';
 import { UsageError } from '../errors.js';
+import { hostAllowed, isLoopback, loopbackHosts } from '../util/loopback.js';
 
 export interface ServeOptions {
   host?: string;
@@ -32,9 +49,25 @@ export interface ServeOptions {
   maxBodyBytes?: number;
   /** Requests allowed to wait for the model (default 256). */
   maxQueue?: number;
+  /** Bytes of request bodies that waiting and running requests may hold together (default 64 MiB). */
+  maxQueueBytes?: number;
+  /** A response write that has not drained after this long drops the client (default 30 s). */
+  writeTimeoutMs?: number;
+  /** Open connections in total (default 512) and from one client address (default 64). */
+  maxConnections?: number;
+  maxConnectionsPerClient?: number;
   /** Called once per answered request (method, path, status, milliseconds). */
   onRequest?: (r: { method: string; path: string; status: number; ms: number; promptTokens: number; completionTokens: number }) => void;
 }
+
+export const DEFAULT_SERVE = {
+  maxBodyBytes: 8 * 1024 * 1024,
+  maxQueue: 256,
+  maxQueueBytes: 64 * 1024 * 1024,
+  writeTimeoutMs: 30_000,
+  maxConnections: 512,
+  maxConnectionsPerClient: 64,
+} as const;
 
 export interface RunningServer {
   url: string;
@@ -70,12 +103,30 @@ class Queue {
   }
 }
 
+/** Bytes of request bodies held by the requests in flight. */
+class Budget {
+  used = 0;
+  constructor(readonly limit: number) {}
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+const busy = (what: string) => new ApiError(503, `the server is busy: ${what}; retry later`, null, 'overloaded', 'server_error');
+
 /**
- * Read a request body of at most `limit` bytes. A larger one is answered with 413 once its upload
- * has been read and discarded (answering while the client still writes would reset the connection
- * under it); past 64 MiB more the connection is dropped.
+ * Read a request body of at most `limit` bytes, reserving its bytes in `budget` as they arrive
+ * (`held.n` counts what this request holds; the caller gives it back). A larger body is answered
+ * with 413 once its upload has been read and discarded (answering while the client still writes
+ * would reset the connection under it); past 64 MiB more the connection is dropped. A body that
+ * does not fit the budget is answered 503 and the connection closed.
  */
-function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+function readBody(req: http.IncomingMessage, limit: number, budget: Budget, held: { n: number }): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     const tooLarge = (n: number | null) =>
@@ -89,8 +140,18 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
       );
     const chunks: Buffer[] = [];
     let size = 0,
-      over = Number.isFinite(declared) && declared > limit;
+      over = Number.isFinite(declared) && declared > limit,
+      settled = false;
+    if (!over && Number.isFinite(declared) && declared > 0) {
+      if (!budget.take(declared)) {
+        settled = true;
+        reject(busy(`request bodies in the queue already hold ${budget.used} of ${budget.limit} bytes`));
+        return;
+      }
+      held.n = declared;
+    }
     req.on('data', (c: Buffer) => {
+      if (settled) return;
       size += c.length;
       if (size > limit) over = true;
       if (over) {
@@ -98,10 +159,28 @@ function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
         if (size > limit + 64 * 1024 * 1024) req.destroy();
         return;
       }
+      if (size > held.n) {
+        if (!budget.take(size - held.n)) {
+          settled = true;
+          chunks.length = 0;
+          reject(busy(`request bodies in the queue already hold ${budget.used} of ${budget.limit} bytes`));
+          return;
+        }
+        held.n = size;
+      }
       chunks.push(c);
     });
-    req.on('end', () => (over ? reject(tooLarge(Number.isFinite(declared) ? declared : null)) : resolve(Buffer.concat(chunks))));
-    req.on('error', (e) => reject(new ApiError(400, `could not read the request body: ${e.message}`)));
+    req.on('end', () => {
+      if (settled) return;
+      settled = true;
+      if (over) reject(tooLarge(Number.isFinite(declared) ? declared : null));
+      else resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (e) => {
+      if (settled) return;
+      settled = true;
+      reject(new ApiError(400, `could not read the request body: ${e.message}`));
+    });
   });
 }
 
@@ -141,35 +220,222 @@ interface CompletionLogprobs {
   text_offset: number[];
 }
 
+/** The client went away, or did not read for the write timeout: stop computing for it. */
+class ClientGone extends Error {
+  constructor(why: string) {
+    super(why);
+    this.name = 'ClientGone';
+  }
+}
+
+/** Bytes gathered before a write to the socket. */
+const PIECE = 64 * 1024;
+/**
+ * Output a response may leave unsent in memory (beyond the socket's buffers) before its
+ * computation waits for the client, and the total over all responses. Within these a slow reader
+ * does not hold the model: its request finishes and the rest drains after it.
+ */
+const RESPONSE_BUFFER = 4 * 1024 * 1024;
+const ALL_BUFFERS = 64 * 1024 * 1024;
+
+/** The responses with output still to send. */
+class Outbox {
+  private readonly open = new Set<http.ServerResponse>();
+  add(res: http.ServerResponse): void {
+    if (this.open.has(res)) return;
+    this.open.add(res);
+    res.once('close', () => this.open.delete(res));
+  }
+  get buffered(): number {
+    let n = 0;
+    for (const r of this.open) n += r.writableLength;
+    return n;
+  }
+}
+
+/**
+ * A response written a piece at a time: push() gathers text, flush() writes it and, when the
+ * socket's buffer is full, waits for it to drain (yielding the event loop); a drain that does not
+ * come within the write timeout destroys the connection.
+ */
+class Writer {
+  private parts: string[] = [];
+  private size = 0;
+  constructor(
+    private readonly res: http.ServerResponse,
+    private readonly timeoutMs: number,
+    private readonly gone: () => boolean,
+    private readonly outbox: Outbox,
+  ) {
+    outbox.add(res);
+  }
+  get full(): boolean {
+    return this.size >= PIECE;
+  }
+  push(s: string): void {
+    this.parts.push(s);
+    this.size += s.length;
+  }
+  async flush(): Promise<void> {
+    if (this.gone()) throw new ClientGone('the client closed the connection');
+    if (this.size === 0) return;
+    const s = this.parts.length === 1 ? this.parts[0] : this.parts.join('');
+    this.parts = [];
+    this.size = 0;
+    if (!this.res.write(s) && (this.res.writableLength > RESPONSE_BUFFER || this.outbox.buffered > ALL_BUFFERS)) await this.drain();
+    else if (s.length >= PIECE) await yieldNow();
+  }
+  async end(s = ''): Promise<void> {
+    if (s) this.push(s);
+    await this.flush();
+    this.res.end();
+    // what is still buffered drains after the request; a client that reads none of it for the
+    // write timeout is dropped (the socket's inactivity timer: any progress restarts it)
+    if (!this.res.writableFinished) {
+      const sock = this.res.socket;
+      sock?.setTimeout(this.timeoutMs, () => sock.destroy());
+    }
+  }
+  private drain(): Promise<void> {
+    const res = this.res;
+    return new Promise((resolve, reject) => {
+      const done = (err: Error | null) => {
+        clearTimeout(timer);
+        res.off('drain', onDrain);
+        res.off('close', onClose);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = () => done(null);
+      const onClose = () => done(new ClientGone('the client closed the connection'));
+      const timer = setTimeout(() => {
+        res.destroy();
+        done(new ClientGone(`the client read nothing for ${this.timeoutMs} ms; dropped`));
+      }, this.timeoutMs);
+      res.on('drain', onDrain);
+      res.on('close', onClose);
+    });
+  }
+}
+
+/** Write `items` as a JSON array, flushing as pieces fill. */
+async function writeArray<T>(w: Writer, items: readonly T[], more: readonly T[] = []): Promise<void> {
+  w.push('[');
+  let first = true;
+  for (const list of [items, more])
+    for (const x of list) {
+      w.push(first ? JSON.stringify(x) : ',' + JSON.stringify(x));
+      first = false;
+      if (w.full) await w.flush();
+    }
+  w.push(']');
+}
+
+/** A completion's logprobs object (the echoed part, then the generated part) written in pieces. */
+async function writeLogprobs(w: Writer, a: CompletionLogprobs | null, b: CompletionLogprobs | null): Promise<void> {
+  if (!a && !b) {
+    w.push('null');
+    return;
+  }
+  const x = a ?? b!,
+    y = a && b ? b : null;
+  w.push('{"tokens":');
+  await writeArray(w, x.tokens, y?.tokens);
+  w.push(',"token_logprobs":');
+  await writeArray(w, x.token_logprobs, y?.token_logprobs);
+  w.push(',"top_logprobs":');
+  await writeArray(w, x.top_logprobs, y?.top_logprobs);
+  w.push(',"text_offset":');
+  await writeArray(w, x.text_offset, y?.text_offset);
+  w.push('}');
+}
+
+const SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'cross-origin-resource-policy': 'same-origin' } as const;
+
+/** Echoed prompt positions per server-sent event (a long echo is sent as several chunks). */
+const ECHO_CHUNK = 512;
+
+/** The address a connection comes from, as the per-client bound counts it. */
+const clientKey = (s: Socket) => (s.remoteAddress ?? '?').replace(/^::ffff:/, '');
+
 export async function startServer(engine: Engine, opts: ServeOptions = {}): Promise<RunningServer> {
   const host = opts.host ?? '127.0.0.1';
   const modelName = opts.modelName ?? 'crate';
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...(opts.limits ?? {}) };
-  const maxBody = opts.maxBodyBytes ?? 8 * 1024 * 1024;
-  const queue = new Queue(opts.maxQueue ?? 256);
+  const maxBody = opts.maxBodyBytes ?? DEFAULT_SERVE.maxBodyBytes;
+  const queue = new Queue(opts.maxQueue ?? DEFAULT_SERVE.maxQueue);
+  const budget = new Budget(opts.maxQueueBytes ?? DEFAULT_SERVE.maxQueueBytes);
+  const writeTimeout = opts.writeTimeoutMs ?? DEFAULT_SERVE.writeTimeoutMs;
+  const perClientMax = opts.maxConnectionsPerClient ?? DEFAULT_SERVE.maxConnectionsPerClient;
   const created = Math.floor(Date.now() / 1000);
   const stats = { requests: 0, byPath: {} as Record<string, number>, errors: 0 };
   const vocab = engine.vocabSize;
+  const encoder = await BoundedEncoder.create(engine.tokenizer);
+  const outbox = new Outbox();
+  /** Host header values answered (bound to the loopback), or null (any). Set once listening. */
+  let allowedHosts: Set<string> | null = null;
 
-  const tokenize = (p: string | number[], i: number): number[] => {
-    const ids = typeof p === 'string' ? engine.encode(p) : p;
+  const tooLong = (i: number, n: string) =>
+    new ApiError(
+      400,
+      `prompt ${i} has ${n} tokens, more than this server accepts (--max-prompt-tokens ${limits.maxPromptTokens})`,
+      'prompt',
+      'context_length_exceeded',
+    );
+
+  /** Refusals that need no tokenization (before the request waits in the queue). */
+  const precheck = (p: string | number[], i: number) => {
+    if (typeof p === 'string' && p.length > encoder.maxChars(limits.maxPromptTokens))
+      throw tooLong(i, `at least ${Math.ceil(p.length / encoder.maxTokenBytes)}`);
+    if (typeof p !== 'string' && p.length > limits.maxPromptTokens) throw tooLong(i, String(p.length));
+  };
+
+  const tokenize = async (p: string | number[], i: number): Promise<number[]> => {
+    let ids: number[];
+    if (typeof p === 'string') {
+      try {
+        ids = await encoder.encode(p, limits.maxPromptTokens);
+      } catch (e) {
+        if (e instanceof TooManyTokens) throw tooLong(i, `at least ${e.atLeast}`);
+        throw e;
+      }
+    } else ids = p;
     if (ids.length === 0) throw new ApiError(400, `prompt ${i} encodes to no tokens`, 'prompt');
-    if (ids.length > limits.maxPromptTokens) {
+    if (ids.length > limits.maxPromptTokens) throw tooLong(i, String(ids.length));
+    return ids;
+  };
+
+  /** The work bounds of one request, checked before any of it starts. */
+  const checkWork = (lens: number[], n: number, maxTokens: number, echo: boolean, k: number | null) => {
+    let tokens = 0,
+      entries = 0;
+    for (const len of lens) {
+      tokens += n * (len + maxTokens);
+      if (k !== null) entries += n * ((echo ? len : 0) + maxTokens) * (k + 1);
+    }
+    if (tokens > limits.maxRequestTokens)
       throw new ApiError(
         400,
-        `prompt ${i} has ${ids.length} tokens, more than this server accepts (--max-prompt-tokens ${limits.maxPromptTokens})`,
-        'prompt',
-        'context_length_exceeded',
+        `this request asks for ${tokens} tokens of work (prompt tokens + max_tokens, summed over ${lens.length} prompt(s) × n = ${n}), more than this server does per request (--max-request-tokens ${limits.maxRequestTokens})`,
+        null,
+        'request_too_large',
       );
-    }
-    return ids;
+    if (entries > limits.maxLogprobEntries)
+      throw new ApiError(
+        400,
+        `this request asks for ${entries} log-probabilities (positions × (alternatives + 1), summed over every choice), more than this server returns per request (--max-request-logprobs ${limits.maxLogprobEntries}); ask for fewer alternatives, tokens or choices`,
+        'logprobs',
+        'request_too_large',
+      );
+    return tokens;
   };
 
   const rngFor = (s: SamplingParams) => new Rng(s.seed ?? randomBytes(4).readUInt32LE(0));
 
   /** Prompt part of a completion's logprobs (echo). */
-  async function echoLogprobs(ids: number[], k: number): Promise<{ text: string; lp: CompletionLogprobs; end: TextStream }> {
-    const { tokenLogprobs, top } = await engine.promptLogprobs(ids, k);
+  async function echoLogprobs(ids: number[], k: number, gone: () => boolean): Promise<{ text: string; lp: CompletionLogprobs; end: TextStream }> {
+    const { tokenLogprobs, top } = await engine.promptLogprobs(ids, k, gone);
+    if (gone()) throw new ClientGone('the client closed the connection');
     const stream = new TextStream(engine.tokenBytes);
     const lp: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
     for (let i = 0; i < ids.length; i++) {
@@ -182,6 +448,7 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
       lp.token_logprobs.push(tokenLogprobs[i]);
       lp.top_logprobs.push(dict);
       lp.text_offset.push(off);
+      if ((i & 1023) === 1023) await yieldNow();
     }
     const tail = stream.flush();
     if (tail && lp.tokens.length) lp.tokens[lp.tokens.length - 1] += tail;
@@ -211,51 +478,99 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     return lp;
   }
 
-  const sse = (res: http.ServerResponse, obj: unknown) => res.write(`data: ${JSON.stringify(obj)}\n\n`);
+  const SSE_HEAD = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' };
 
-  async function completions(body: unknown, res: http.ServerResponse, acct: { p: number; c: number }, gone: () => boolean): Promise<void> {
+  /** One server-sent event, written before the computation goes on. */
+  const sse = async (w: Writer, obj: unknown) => {
+    w.push(`data: ${JSON.stringify(obj)}\n\n`);
+    await w.flush();
+  };
+
+  /** Generate with a callback; tokens generated before an abort still count in `acct`. */
+  async function generateCounted(
+    ids: number[],
+    gen: Parameters<Engine['generate']>[1],
+    acct: Acct,
+    onText: (text: string, tok: GeneratedToken | null) => boolean | Promise<boolean>,
+  ): Promise<Awaited<ReturnType<Engine['generate']>>> {
+    let seen = 0;
+    try {
+      const out = await engine.generate(ids, gen, (text, tok) => {
+        if (tok) seen++;
+        return onText(text, tok);
+      });
+      acct.c += out.tokens.length;
+      return out;
+    } catch (e) {
+      acct.c += seen;
+      throw e;
+    }
+  }
+
+  async function completions(body: unknown, res: http.ServerResponse, ctx: Ctx): Promise<void> {
     const r = parseCompletion(body, modelName, vocab, limits);
-    const promptIds = r.prompts.map((p, i) => tokenize(p, i));
-    acct.p = promptIds.reduce((a, ids) => a + ids.length * r.n, 0);
+    r.prompts.forEach(precheck);
+    const { acct, gone } = ctx;
     const id = newId('cmpl'),
       createdAt = Math.floor(Date.now() / 1000);
     await queue.run(async () => {
       if (gone()) return;
+      const promptIds: number[][] = [];
+      for (let i = 0; i < r.prompts.length; i++) promptIds.push(await tokenize(r.prompts[i], i));
+      checkWork(
+        promptIds.map((p) => p.length),
+        r.n,
+        r.maxTokens,
+        r.echo,
+        r.logprobs,
+      );
+      acct.p = promptIds.reduce((a, ids) => a + ids.length * r.n, 0);
       const rng = rngFor(r);
       const gen = { maxTokens: r.maxTokens, temperature: r.temperature, topP: r.topP, topK: r.topK, rng, stop: r.stop, logprobs: r.logprobs };
+      const w = new Writer(res, writeTimeout, gone, outbox);
       if (r.stream) {
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+        ctx.sse = true;
+        res.writeHead(200, SSE_HEAD);
         for (let pi = 0; pi < promptIds.length; pi++) {
           for (let j = 0; j < r.n; j++) {
+            if (gone()) throw new ClientGone('the client closed the connection');
             const index = pi * r.n + j;
             const chunk = (text: string, logprobs: CompletionLogprobs | null, finish: string | null) =>
-              sse(res, { id, object: 'text_completion', created: createdAt, model: modelName, choices: [{ index, text, logprobs, finish_reason: finish }] });
+              sse(w, { id, object: 'text_completion', created: createdAt, model: modelName, choices: [{ index, text, logprobs, finish_reason: finish }] });
             let offset = 0;
             if (r.echo) {
               if (r.logprobs !== null) {
-                const e = await echoLogprobs(promptIds[pi], r.logprobs);
-                chunk(e.text, e.lp, null);
+                const e = await echoLogprobs(promptIds[pi], r.logprobs, gone);
+                // a long echo goes out as several events (their texts and arrays concatenate)
+                for (let a = 0; a < e.lp.tokens.length; a += ECHO_CHUNK) {
+                  const part: CompletionLogprobs = {
+                    tokens: e.lp.tokens.slice(a, a + ECHO_CHUNK),
+                    token_logprobs: e.lp.token_logprobs.slice(a, a + ECHO_CHUNK),
+                    top_logprobs: e.lp.top_logprobs.slice(a, a + ECHO_CHUNK),
+                    text_offset: e.lp.text_offset.slice(a, a + ECHO_CHUNK),
+                  };
+                  await chunk(part.tokens.join(''), part, null);
+                }
                 offset = e.end.offset;
               } else {
                 const t = promptText(promptIds[pi]);
-                chunk(t, null, null);
+                await chunk(t, null, null);
                 offset = codePoints(t);
               }
             }
-            const out = await engine.generate(promptIds[pi], gen, (text, tok) => {
+            const out = await generateCounted(promptIds[pi], gen, acct, async (text, tok) => {
               if (gone()) return false;
               if (text === '' && (tok === null || r.logprobs === null)) return true;
               const lp = tok && r.logprobs !== null ? generatedLogprobs([tok], r.logprobs, offset) : null;
               offset += codePoints(text);
-              chunk(text, lp, null);
+              await chunk(text, lp, null);
               return true;
             });
-            acct.c += out.tokens.length;
-            chunk('', null, out.finishReason);
+            await chunk('', null, out.finishReason);
           }
         }
         if (r.includeUsage)
-          sse(res, {
+          await sse(w, {
             id,
             object: 'text_completion',
             created: createdAt,
@@ -263,15 +578,22 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
             choices: [],
             usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c },
           });
-        res.end('data: [DONE]\n\n');
+        await w.end('data: [DONE]\n\n');
         return;
       }
-      const choices = [];
+      // One choice at a time: computed, then written in pieces (the response is never whole in memory).
+      let started = false;
+      const start = () => {
+        if (started) return;
+        started = true;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        w.push(`{"id":${JSON.stringify(id)},"object":"text_completion","created":${createdAt},"model":${JSON.stringify(modelName)},"choices":[`);
+      };
       for (let pi = 0; pi < promptIds.length; pi++) {
         let echo: { text: string; lp: CompletionLogprobs | null; offset: number } | null = null;
         if (r.echo) {
           if (r.logprobs !== null) {
-            const e = await echoLogprobs(promptIds[pi], r.logprobs);
+            const e = await echoLogprobs(promptIds[pi], r.logprobs, gone);
             echo = { text: e.text, lp: e.lp, offset: e.end.offset };
           } else {
             const t = promptText(promptIds[pi]);
@@ -279,39 +601,25 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
           }
         }
         for (let j = 0; j < r.n; j++) {
-          if (gone()) return;
-          const out = await engine.generate(promptIds[pi], gen);
-          acct.c += out.tokens.length;
-          let logprobs: CompletionLogprobs | null = null;
-          if (r.logprobs !== null) {
-            const g = generatedLogprobs(out.tokens, r.logprobs, echo?.offset ?? 0);
-            logprobs = echo?.lp
-              ? {
-                  tokens: [...echo.lp.tokens, ...g.tokens],
-                  token_logprobs: [...echo.lp.token_logprobs, ...g.token_logprobs],
-                  top_logprobs: [...echo.lp.top_logprobs, ...g.top_logprobs],
-                  text_offset: [...echo.lp.text_offset, ...g.text_offset],
-                }
-              : g;
-          }
-          choices.push({ index: pi * r.n + j, text: (echo?.text ?? '') + out.text, logprobs, finish_reason: out.finishReason });
+          if (gone()) throw new ClientGone('the client closed the connection');
+          const out = await generateCounted(promptIds[pi], gen, acct, () => !gone());
+          const g = r.logprobs !== null ? generatedLogprobs(out.tokens, r.logprobs, echo?.offset ?? 0) : null;
+          const index = pi * r.n + j;
+          start();
+          w.push(`${index === 0 ? '' : ','}{"index":${index},"text":${JSON.stringify((echo?.text ?? '') + out.text)},"logprobs":`);
+          await writeLogprobs(w, g ? (echo?.lp ?? null) : null, g);
+          w.push(`,"finish_reason":${JSON.stringify(out.finishReason)}}`);
+          await w.flush();
         }
       }
-      sendJson(res, 200, {
-        id,
-        object: 'text_completion',
-        created: createdAt,
-        model: modelName,
-        choices,
-        usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c },
-      });
+      start();
+      await w.end(`],"usage":${JSON.stringify({ prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c })}}`);
     });
   }
 
-  function chatLogprobs(
-    tokens: GeneratedToken[],
-    k: number,
-  ): { content: { token: string; logprob: number; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] }[] } {
+  type ChatLogprob = { token: string; logprob: number; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] };
+
+  function chatLogprobs(tokens: GeneratedToken[], k: number): { content: ChatLogprob[] } {
     const stream = new TextStream(engine.tokenBytes);
     const enc = new TextEncoder();
     const content = tokens.map((t) => {
@@ -325,31 +633,38 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     return { content };
   }
 
-  async function chat(body: unknown, res: http.ServerResponse, acct: { p: number; c: number }, gone: () => boolean): Promise<void> {
+  async function chat(body: unknown, res: http.ServerResponse, ctx: Ctx): Promise<void> {
     const r = parseChat(body, modelName, limits);
-    const prompt = tokenize(renderChat(r.messages), 0);
-    acct.p = prompt.length * r.n;
+    const text = renderChat(r.messages);
+    precheck(text, 0);
+    const { acct, gone } = ctx;
     const id = newId('chatcmpl'),
       createdAt = Math.floor(Date.now() / 1000);
     const stop = r.stop.includes(CHAT_STOP) ? r.stop : [...r.stop, CHAT_STOP].slice(-4);
     await queue.run(async () => {
       if (gone()) return;
+      const prompt = await tokenize(text, 0);
+      checkWork([prompt.length], r.n, r.maxTokens, false, r.logprobs ? r.topLogprobs : null);
+      acct.p = prompt.length * r.n;
       const rng = rngFor(r);
       const gen = { maxTokens: r.maxTokens, temperature: r.temperature, topP: r.topP, topK: r.topK, rng, stop, logprobs: r.logprobs ? r.topLogprobs : null };
+      const w = new Writer(res, writeTimeout, gone, outbox);
       if (r.stream) {
-        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+        ctx.sse = true;
+        res.writeHead(200, SSE_HEAD);
         for (let j = 0; j < r.n; j++) {
+          if (gone()) throw new ClientGone('the client closed the connection');
           const chunk = (delta: Record<string, string>, logprobs: unknown, finish: string | null) =>
-            sse(res, {
+            sse(w, {
               id,
               object: 'chat.completion.chunk',
               created: createdAt,
               model: modelName,
               choices: [{ index: j, delta, logprobs, finish_reason: finish }],
             });
-          chunk({ role: 'assistant', content: '' }, null, null);
+          await chunk({ role: 'assistant', content: '' }, null, null);
           let first = true;
-          const out = await engine.generate(prompt, gen, (text, tok) => {
+          const out = await generateCounted(prompt, gen, acct, async (text, tok) => {
             if (gone()) return false;
             if (text === '' && (tok === null || !r.logprobs)) return true;
             // the completion continues "Assistant:"; its leading space belongs to the template
@@ -357,14 +672,13 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
               text = text.replace(/^ /, '');
               first = false;
             }
-            chunk({ content: text }, tok && r.logprobs ? chatLogprobs([tok], r.topLogprobs) : null, null);
+            await chunk({ content: text }, tok && r.logprobs ? chatLogprobs([tok], r.topLogprobs) : null, null);
             return true;
           });
-          acct.c += out.tokens.length;
-          chunk({}, null, out.finishReason);
+          await chunk({}, null, out.finishReason);
         }
         if (r.includeUsage)
-          sse(res, {
+          await sse(w, {
             id,
             object: 'chat.completion.chunk',
             created: createdAt,
@@ -372,29 +686,31 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
             choices: [],
             usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c },
           });
-        res.end('data: [DONE]\n\n');
+        await w.end('data: [DONE]\n\n');
         return;
       }
-      const choices = [];
+      let started = false;
+      const start = () => {
+        if (started) return;
+        started = true;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        w.push(`{"id":${JSON.stringify(id)},"object":"chat.completion","created":${createdAt},"model":${JSON.stringify(modelName)},"choices":[`);
+      };
       for (let j = 0; j < r.n; j++) {
-        if (gone()) return;
-        const out = await engine.generate(prompt, gen);
-        acct.c += out.tokens.length;
-        choices.push({
-          index: j,
-          message: { role: 'assistant', content: out.text.replace(/^ /, '') },
-          logprobs: r.logprobs ? chatLogprobs(out.tokens, r.topLogprobs) : null,
-          finish_reason: out.finishReason,
-        });
+        if (gone()) throw new ClientGone('the client closed the connection');
+        const out = await generateCounted(prompt, gen, acct, () => !gone());
+        start();
+        w.push(`${j === 0 ? '' : ','}{"index":${j},"message":${JSON.stringify({ role: 'assistant', content: out.text.replace(/^ /, '') })},"logprobs":`);
+        if (r.logprobs) {
+          w.push('{"content":');
+          await writeArray(w, chatLogprobs(out.tokens, r.topLogprobs).content);
+          w.push('}');
+        } else w.push('null');
+        w.push(`,"finish_reason":${JSON.stringify(out.finishReason)}}`);
+        await w.flush();
       }
-      sendJson(res, 200, {
-        id,
-        object: 'chat.completion',
-        created: createdAt,
-        model: modelName,
-        choices,
-        usage: { prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c },
-      });
+      start();
+      await w.end(`],"usage":${JSON.stringify({ prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c })}}`);
     });
   }
 
@@ -402,7 +718,7 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     string,
     {
       method: string;
-      handler?: (body: unknown, res: http.ServerResponse, acct: { p: number; c: number }, gone: () => boolean) => Promise<void>;
+      handler?: (body: unknown, res: http.ServerResponse, ctx: Ctx) => Promise<void>;
       get?: (res: http.ServerResponse) => void;
     }
   > = {
@@ -422,18 +738,41 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     '/v1/chat/completions': { method: 'POST', handler: chat },
   };
 
-  const server = http.createServer(async (req, res) => {
+  /** Refusals that depend on where a request comes from (before its body is read). */
+  function guard(req: http.IncomingMessage): void {
+    if (allowedHosts && !hostAllowed(req.headers.host, allowedHosts))
+      throw new ApiError(
+        403,
+        `this server is bound to the loopback and only answers requests to ${[...allowedHosts].join(', ')}; the Host header ${JSON.stringify((req.headers.host ?? '').slice(0, 100))} is refused`,
+        null,
+        'forbidden_host',
+      );
+    const site = req.headers['sec-fetch-site'];
+    if (site === 'cross-site' || site === 'same-site')
+      throw new ApiError(403, `requests made by a web page of another site are refused (Sec-Fetch-Site: ${site})`, null, 'forbidden_origin');
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      const h = (req.headers.host ?? '').toLowerCase();
+      const o = origin.toLowerCase();
+      if (!h || (o !== `http://${h}` && o !== `https://${h}`))
+        throw new ApiError(403, `requests made by a web page of another origin (${origin.slice(0, 100)}) are refused`, null, 'forbidden_origin');
+    }
+  }
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const t0 = performance.now();
     const path = (req.url ?? '/').split('?')[0].replace(/\/+$/, '') || '/';
-    const acct = { p: 0, c: 0 };
     let closed = false;
     res.on('close', () => {
       closed = true;
     });
-    const gone = () => closed || res.destroyed;
+    const ctx: Ctx = { acct: { p: 0, c: 0 }, gone: () => closed || res.destroyed, sse: false };
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
+    const held = { n: 0 };
     stats.requests++;
     stats.byPath[path] = (stats.byPath[path] ?? 0) + 1;
     try {
+      guard(req);
       if (opts.apiKey) {
         const auth = req.headers.authorization ?? '';
         const m = /^Bearer\s+(.+)$/i.exec(auth);
@@ -456,49 +795,108 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
         route.get(res);
         req.resume();
       } else {
-        const body = parseJson(await readBody(req, maxBody));
-        await route.handler!(body, res, acct, gone);
+        const ct = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+        if (ct !== 'application/json')
+          throw new ApiError(
+            415,
+            `send the request body as JSON with the header "Content-Type: application/json"${ct ? ` (got ${JSON.stringify(ct.slice(0, 100))})` : ' (it is missing)'}`,
+            null,
+            'unsupported_media_type',
+          );
+        if ((req.headers.expect ?? '').toLowerCase() === '100-continue') res.writeContinue();
+        const body = parseJson(await readBody(req, maxBody, budget, held));
+        await route.handler!(body, res, ctx);
       }
     } catch (e) {
-      const err = e instanceof ApiError ? e : new ApiError(500, `internal error: ${(e as Error)?.message ?? String(e)}`, null, 'internal_error');
-      stats.errors++;
-      if (!res.headersSent) {
-        if (err.status === 503) res.setHeader('retry-after', '1');
-        sendJson(res, err.status, err.body());
-      } else if (!res.writableEnded) {
-        // a streaming response that failed mid-way: report in the stream, then end it
-        try {
-          res.end(`data: ${JSON.stringify(err.body())}\n\n`);
-        } catch {
-          /* the client is gone */
+      if (e instanceof ClientGone) {
+        res.destroy();
+      } else {
+        const err = e instanceof ApiError ? e : new ApiError(500, `internal error: ${(e as Error)?.message ?? String(e)}`, null, 'internal_error');
+        stats.errors++;
+        if (!res.headersSent) {
+          if (err.status === 503) res.setHeader('retry-after', '1');
+          // A body that was not read is not read now either: a small one is drained so the
+          // connection can be reused, a large or unknown one ends the connection unread.
+          const unread = !req.complete;
+          const declared = Number(req.headers['content-length']);
+          const drain = unread && (req.headers['content-length'] === undefined ? req.headers['transfer-encoding'] === undefined : declared <= 64 * 1024);
+          if (unread && !drain) {
+            res.setHeader('connection', 'close');
+            req.pause();
+          }
+          sendJson(res, err.status, err.body());
+          if (drain) req.resume();
+        } else if (!res.writableEnded) {
+          // a response that failed mid-way: a stream reports it in the stream; a JSON body cannot
+          try {
+            if (ctx.sse) res.end(`data: ${JSON.stringify(err.body())}\n\n`);
+            else res.destroy();
+          } catch {
+            /* the client is gone */
+          }
         }
       }
-      if (req.readable) req.resume();
     } finally {
-      opts.onRequest?.({ method: req.method ?? '?', path, status: res.statusCode, ms: performance.now() - t0, promptTokens: acct.p, completionTokens: acct.c });
+      budget.give(held.n);
+      held.n = 0;
+      opts.onRequest?.({
+        method: req.method ?? '?',
+        path,
+        status: res.statusCode,
+        ms: performance.now() - t0,
+        promptTokens: ctx.acct.p,
+        completionTokens: ctx.acct.c,
+      });
     }
-  });
+  };
+  const server = http.createServer(handle);
+  // Expect: 100-continue is answered only once the request passed the checks above
+  server.on('checkContinue', handle);
   // Idle keep-alive connections outlive the clients' own idle timeouts (undici: 4 s), so a client
-  // never sends on a connection the server is closing.
+  // never sends on a connection the server is closing. Headers must arrive within 30 s and a whole
+  // request within 2 minutes.
   server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 70_000;
+  server.headersTimeout = 30_000;
   server.requestTimeout = 120_000;
+  server.maxConnections = opts.maxConnections ?? DEFAULT_SERVE.maxConnections;
+  const perClient = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const key = clientKey(socket);
+    const n = perClient.get(key) ?? 0;
+    if (n >= perClientMax) {
+      socket.end(
+        `HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\nretry-after: 1\r\nx-content-type-options: nosniff\r\ncross-origin-resource-policy: same-origin\r\n\r\n${JSON.stringify(busy(`this client already holds ${n} connections (at most ${perClientMax})`).body())}`,
+      );
+      socket.destroySoon();
+      return;
+    }
+    perClient.set(key, n + 1);
+    socket.once('close', () => {
+      const m = (perClient.get(key) ?? 1) - 1;
+      if (m > 0) perClient.set(key, m);
+      else perClient.delete(key);
+    });
+  });
   server.on('clientError', (_err, socket) => {
     if (socket.writable)
       socket.end(
-        'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{"error":{"message":"malformed HTTP request","type":"invalid_request_error","param":null,"code":"bad_request"}}',
+        'HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\nconnection: close\r\nx-content-type-options: nosniff\r\ncross-origin-resource-policy: same-origin\r\n\r\n{"error":{"message":"malformed HTTP request","type":"invalid_request_error","param":null,"code":"bad_request"}}',
       );
   });
 
   await new Promise<void>((resolve, reject) => {
+    const why: Record<string, string> = {
+      EADDRINUSE: 'the port is in use',
+      EACCES: 'permission denied',
+      EADDRNOTAVAIL: 'no such address on this machine',
+      ENOTFOUND: 'no such host name',
+      EAI_AGAIN: 'the host name could not be resolved now',
+      EAI_NONAME: 'no such host name',
+      EAI_FAIL: 'the host name could not be resolved',
+      EAFNOSUPPORT: 'this machine does not support that address family',
+    };
     const fail = (e: NodeJS.ErrnoException) =>
-      reject(
-        e.code === 'EADDRINUSE' || e.code === 'EACCES' || e.code === 'EADDRNOTAVAIL'
-          ? new UsageError(
-              `cannot listen on ${host}:${opts.port ?? 8000}: ${e.code === 'EADDRINUSE' ? 'the port is in use' : e.code === 'EACCES' ? 'permission denied' : 'no such address on this machine'} (${e.code})`,
-            )
-          : e,
-      );
+      reject(e.code && why[e.code] ? new UsageError(`cannot listen on ${host}:${opts.port ?? 8000}: ${why[e.code]} (${e.code})`) : e);
     server.once('error', fail);
     server.listen(opts.port ?? 8000, host, () => {
       server.off('error', fail);
@@ -506,6 +904,7 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     });
   });
   const addr = server.address() as AddressInfo;
+  if (isLoopback(host)) allowedHosts = loopbackHosts(host === 'localhost' ? 'localhost' : addr.address, addr.port);
   const shownHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   return {
     url: `http://${shownHost}:${addr.port}/v1`,
@@ -519,6 +918,18 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
         server.close(() => resolve());
       }),
   };
+}
+
+interface Acct {
+  p: number;
+  c: number;
+}
+
+/** Per request: token counts for the log, whether the client has gone, whether the answer is a stream. */
+interface Ctx {
+  acct: Acct;
+  gone: () => boolean;
+  sse: boolean;
 }
 
 function sendJson(res: http.ServerResponse, status: number, obj: unknown): void {

@@ -31,9 +31,21 @@ export interface ServeLimits {
   maxPrompts: number;
   /** logprobs / top_logprobs. */
   maxLogprobs: number;
+  /** Work of one request: prompt tokens plus max_tokens, summed over every choice (n per prompt). */
+  maxRequestTokens: number;
+  /** Log-probabilities one response may carry: (echoed + generated positions) × (alternatives + 1), over every choice. */
+  maxLogprobEntries: number;
 }
 
-export const DEFAULT_LIMITS: ServeLimits = { maxPromptTokens: 16384, maxTokens: 4096, maxN: 16, maxPrompts: 64, maxLogprobs: 20 };
+export const DEFAULT_LIMITS: ServeLimits = {
+  maxPromptTokens: 16384,
+  maxTokens: 4096,
+  maxN: 16,
+  maxPrompts: 64,
+  maxLogprobs: 20,
+  maxRequestTokens: 1 << 20,
+  maxLogprobEntries: 1 << 19,
+};
 
 export interface SamplingParams {
   maxTokens: number;

@@ -13,6 +13,7 @@
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { CrateError, UsageError } from '../errors.js';
+import { hostAllowed, loopbackHosts } from '../util/loopback.js';
 import { indexHtml, readAppJs, STYLE_CSS } from './assets.js';
 import { asDataError, type ViewerData } from './data.js';
 import { dataScript, errorScript } from './site.js';
@@ -85,8 +86,7 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
       json(res, 405, { error: `method ${req.method} is not allowed` }, head);
       return;
     }
-    const host = (req.headers.host ?? '').toLowerCase();
-    if (host !== `127.0.0.1:${port}` && host !== `localhost:${port}`) {
+    if (!hostAllowed(req.headers.host, loopbackHosts('127.0.0.1', port))) {
       json(res, 403, { error: `this viewer only answers requests to 127.0.0.1:${port}` }, head);
       return;
     }
