@@ -18,6 +18,7 @@
         "native/linear.cc",
         "native/loss.cc",
         "native/mssa.cc",
+        "native/sae.cc",
         "native/threadpool.cc"
       ],
       "include_dirs": [

@@ -93,6 +93,38 @@ function lnGradScale(inputs: Inputs, N: number, C: number): number {
 const seed = fc.integer({ min: 1, max: 2 ** 30 });
 const odd = (min: number, max: number) => fc.integer({ min, max });
 
+/** Values step·{−range..range}: float32-exact, with many exact ties. */
+function grid(rng: Rng, n: number, step: number, range: number): Float64Array {
+  return Float64Array.from({ length: n }, () => step * (rng.int(2 * range + 1) - range));
+}
+const saeArb = fc.record({ s: seed, N: odd(1, 24), D: odd(1, 40), S: odd(1, 70), k: fc.oneof(odd(1, 4), odd(1, 80)) });
+type SaeShape = { s: number; N: number; D: number; S: number; k: number };
+function saeInputs({ s, N, D, S }: SaeShape): Inputs {
+  const rng = new Rng(s);
+  const Wd = f32(rng, S * D);
+  ref.saeNormalizeRows(Wd, S, D);
+  return {
+    x: grid(rng, N * D, 0.25, 4),
+    We: grid(rng, D * S, 0.125, 4),
+    be: grid(rng, S, 0.125, 2),
+    bd: grid(rng, D, 0.25, 2),
+    Wd: Wd.map(Math.fround),
+    dxhat: f32(rng, N * D),
+    dpre: f32(rng, N * S),
+    dWd: f32(rng, S * D),
+    dWe: f32(rng, D * S),
+    dbe: f32(rng, S),
+    dbd: f32(rng, D),
+  };
+}
+/** The reference's code h for these inputs (exact: the encoder's sums are exact). */
+function saeCode(inputs: Inputs, { N, D, S, k }: SaeShape): Float64Array {
+  const pre = new Float64Array(N * S),
+    h = new Float64Array(N * S);
+  ref.saeEncodeForward(pre, h, inputs.x, inputs.We, inputs.be, inputs.bd, N, D, S, k);
+  return h;
+}
+
 type Body = <B>(be: Backend<B>, t: Record<string, B>) => void;
 
 /** What a case gets: the backend under test and a comparison against the reference. */
@@ -444,6 +476,80 @@ const CASES: Record<OpMethod, (c: Ctx) => void> = {
       c.check('adamwUpdate', s, inputs, { p: 0, m: 0, v: 0 }, (b, t) => {
         for (let step = 1; step <= 3; step++) b.adamwUpdate(t.p, t.g, t.m, t.v, 1e-3, 0.9, 0.95, 1e-8, wd, step);
       });
+    }),
+  // ---- sparse autoencoder (src/reference/sae.ts) ---------------------------------------------------------
+  // Encoder inputs lie on a grid (x: quarters, W_enc: eighths, D <= 40) so every sum is exact in float32:
+  // both twins see identical pre-activations and keep identical top-k entries, ties included. k spans 1,
+  // mid and >= S (plain relu), so the native twin's sparse (density < 1/8) and dense paths both run.
+  saeTopk: (c) =>
+    run(fc.record({ s: seed, N: odd(1, 20), S: odd(1, 90), k: odd(1, 100), masked: fc.boolean() }), ({ s, N, S, k, masked }) => {
+      const rng = new Rng(s);
+      const inputs: Inputs = { pre: grid(rng, N * S, 0.5, 3) };
+      if (masked) inputs.mask = Float64Array.from({ length: S }, () => (rng.uniform() < 0.6 ? 1 : 0));
+      c.check('saeTopk', s, inputs, { h: N * S }, (b, t) => b.saeTopk(t.h, t.pre, masked ? t.mask : null, N, S, k));
+    }),
+  saeEncodeForward: (c) =>
+    run(saeArb, (a) => {
+      c.check('saeEncodeForward', a.s, saeInputs(a), { pre: a.N * a.S, h: a.N * a.S }, (b, t) =>
+        b.saeEncodeForward(t.pre, t.h, t.x, t.We, t.be, t.bd, a.N, a.D, a.S, a.k),
+      );
+    }),
+  saeDecodeForward: (c) =>
+    run(fc.record({ saeArb, bias: fc.boolean() }), ({ saeArb: a, bias }) => {
+      const inputs = saeInputs(a);
+      c.check('saeDecodeForward', a.s, { ...inputs, h: saeCode(inputs, a) }, { xhat: a.N * a.D }, (b, t) =>
+        b.saeDecodeForward(t.xhat, t.h, t.Wd, bias ? t.bd : null, a.N, a.D, a.S),
+      );
+    }),
+  saeDecodeBackward: (c) =>
+    run(fc.record({ saeArb, bias: fc.boolean(), l1: fc.constantFrom(0, 1e-3, 0.5) }), ({ saeArb: a, bias, l1 }) => {
+      const inputs = saeInputs(a);
+      c.check('saeDecodeBackward', a.s, { ...inputs, h: saeCode(inputs, a) }, { dpre: a.N * a.S, dWd: 0, dbd: 0 }, (b, t) =>
+        b.saeDecodeBackward(t.dpre, t.dWd, bias ? t.dbd : null, t.dxhat, t.h, t.Wd, a.N, a.D, a.S, l1),
+      );
+    }),
+  saeEncodeBackward: (c) =>
+    run(saeArb, (a) => {
+      const inputs = saeInputs(a);
+      // dpre with the sparsity pattern of the code (the native twin's sparse path) or dense
+      const h = saeCode(inputs, a);
+      const dpre = Float64Array.from(inputs.dpre, (g, e) => (h[e] > 0 || a.k >= a.S ? g : 0));
+      c.check('saeEncodeBackward', a.s, { ...inputs, dpre }, { dWe: 0, dbe: 0, dbd: 0 }, (b, t) =>
+        b.saeEncodeBackward(t.dWe, t.dbe, t.dbd, t.dpre, t.x, t.We, t.bd, a.N, a.D, a.S),
+      );
+    }),
+  saeMseLoss: (c) =>
+    run(fc.record({ s: seed, N: odd(1, 40), D: odd(1, 50), gs: fc.constantFrom(1, 0.25), withGrad: fc.boolean(), constant: fc.boolean() }), (a) => {
+      const rng = new Rng(a.s);
+      const x = a.constant ? new Float64Array(a.N * a.D).fill(1.5) : f32(rng, a.N * a.D, 2, 1);
+      const losses: number[] = [];
+      c.check('saeMseLoss', a.s, { x, xhat: f32(rng, a.N * a.D, 2, 1) }, a.withGrad ? { d: a.N * a.D } : {}, (b, t) => {
+        losses.push(b.saeMseLoss(a.withGrad ? t.d : null, t.xhat, t.x, a.N, a.D, a.gs));
+      });
+      expect(Math.abs(losses[0] - losses[1])).toBeLessThanOrEqual(OP_TOLERANCE.sae.forward.rtol * Math.abs(losses[1]));
+    }),
+  saeFireCounts: (c) =>
+    run(saeArb, (a) => {
+      const h = saeCode(saeInputs(a), a);
+      const sums: number[] = [];
+      c.check('saeFireCounts', a.s, { h }, { counts: a.S }, (b, t) => {
+        sums.push(b.saeFireCounts(t.counts, t.h, a.N, a.S));
+      });
+      expect(Math.abs(sums[0] - sums[1])).toBeLessThanOrEqual(1e-6 * Math.abs(sums[1]) + 1e-12);
+    }),
+  saeDecoderProject: (c) =>
+    run(fc.record({ s: seed, S: odd(0, 40), D: odd(1, 60), zeroRow: fc.boolean() }), ({ s, S, D, zeroRow }) => {
+      const rng = new Rng(s);
+      const W = f32(rng, S * D);
+      if (zeroRow && S > 0) W.fill(0, 0, D);
+      const g = f32(rng, S * D);
+      // the result can cancel to exactly 0 (D = 1): its natural scale is the gradient's
+      const scale = { g: g.reduce((m, v) => Math.max(m, Math.abs(v)), 0) };
+      c.check('saeDecoderProject', s, { W, g }, { g: 0 }, (b, t) => b.saeDecoderProject(t.g, t.W, S, D), { scale });
+    }),
+  saeNormalizeRows: (c) =>
+    run(fc.record({ s: seed, S: odd(0, 40), D: odd(1, 60), scale: fc.constantFrom(1e-3, 1, 300) }), ({ s, S, D, scale }) => {
+      c.check('saeNormalizeRows', s, { W: f32(new Rng(s), S * D, scale) }, { W: 0 }, (b, t) => b.saeNormalizeRows(t.W, S, D));
     }),
 };
 

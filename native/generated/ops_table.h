@@ -315,6 +315,111 @@ inline constexpr Arg kArgs_adamw_update[] = {
     {"step", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
 };
 
+// sae_topk(h, pre, mask, N, S, k)
+inline constexpr const char* kSlots_sae_topk[] = {"N", "S", "k"};
+inline constexpr Arg kArgs_sae_topk[] = {
+    {"h", ArgKind::kOut, false, -1, {1, 2, {0, 1}, "N*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"pre", ArgKind::kIn, false, -1, {1, 2, {0, 1}, "N*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"mask", ArgKind::kIn, true, -1, {1, 1, {1}, "S"}, -1, 0, 0, FloatRule::kFinite},
+    {"N", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"S", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"k", ArgKind::kInt, false, 2, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+};
+
+// sae_encode_forward(pre, h, x, W_enc, b_enc, b_dec, N, D, S, k)
+inline constexpr const char* kSlots_sae_encode_forward[] = {"N", "D", "S", "k"};
+inline constexpr Arg kArgs_sae_encode_forward[] = {
+    {"pre", ArgKind::kOut, false, -1, {1, 2, {0, 2}, "N*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"h", ArgKind::kOut, false, -1, {1, 2, {0, 2}, "N*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"x", ArgKind::kIn, false, -1, {1, 2, {0, 1}, "N*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"W_enc", ArgKind::kIn, false, -1, {1, 2, {1, 2}, "D*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"b_enc", ArgKind::kIn, false, -1, {1, 1, {2}, "S"}, -1, 0, 0, FloatRule::kFinite},
+    {"b_dec", ArgKind::kIn, false, -1, {1, 1, {1}, "D"}, -1, 0, 0, FloatRule::kFinite},
+    {"N", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"D", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"S", ArgKind::kInt, false, 2, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"k", ArgKind::kInt, false, 3, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+};
+
+// sae_decode_forward(xhat, h, W_dec, b_dec, N, D, S)
+inline constexpr const char* kSlots_sae_decode_forward[] = {"N", "D", "S"};
+inline constexpr Arg kArgs_sae_decode_forward[] = {
+    {"xhat", ArgKind::kOut, false, -1, {1, 2, {0, 1}, "N*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"h", ArgKind::kIn, false, -1, {1, 2, {0, 2}, "N*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"W_dec", ArgKind::kIn, false, -1, {1, 2, {2, 1}, "S*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"b_dec", ArgKind::kIn, true, -1, {1, 1, {1}, "D"}, -1, 0, 0, FloatRule::kFinite},
+    {"N", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"D", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"S", ArgKind::kInt, false, 2, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+};
+
+// sae_decode_backward(dpre, dW_dec, db_dec, dxhat, h, W_dec, N, D, S, l1)
+inline constexpr const char* kSlots_sae_decode_backward[] = {"N", "D", "S"};
+inline constexpr Arg kArgs_sae_decode_backward[] = {
+    {"dpre", ArgKind::kOut, false, -1, {1, 2, {0, 2}, "N*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"dW_dec", ArgKind::kAcc, false, -1, {1, 2, {2, 1}, "S*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"db_dec", ArgKind::kAcc, true, -1, {1, 1, {1}, "D"}, -1, 0, 0, FloatRule::kFinite},
+    {"dxhat", ArgKind::kIn, false, -1, {1, 2, {0, 1}, "N*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"h", ArgKind::kIn, false, -1, {1, 2, {0, 2}, "N*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"W_dec", ArgKind::kIn, false, -1, {1, 2, {2, 1}, "S*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"N", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"D", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"S", ArgKind::kInt, false, 2, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"l1", ArgKind::kF64, false, -1, {1, 0, {}, ""}, -1, 0, 0, FloatRule::kNonNegative},
+};
+
+// sae_encode_backward(dW_enc, db_enc, db_dec, dpre, x, W_enc, b_dec, N, D, S)
+inline constexpr const char* kSlots_sae_encode_backward[] = {"N", "D", "S"};
+inline constexpr Arg kArgs_sae_encode_backward[] = {
+    {"dW_enc", ArgKind::kAcc, false, -1, {1, 2, {1, 2}, "D*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"db_enc", ArgKind::kAcc, false, -1, {1, 1, {2}, "S"}, -1, 0, 0, FloatRule::kFinite},
+    {"db_dec", ArgKind::kAcc, false, -1, {1, 1, {1}, "D"}, -1, 0, 0, FloatRule::kFinite},
+    {"dpre", ArgKind::kIn, false, -1, {1, 2, {0, 2}, "N*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"x", ArgKind::kIn, false, -1, {1, 2, {0, 1}, "N*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"W_enc", ArgKind::kIn, false, -1, {1, 2, {1, 2}, "D*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"b_dec", ArgKind::kIn, false, -1, {1, 1, {1}, "D"}, -1, 0, 0, FloatRule::kFinite},
+    {"N", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"D", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"S", ArgKind::kInt, false, 2, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+};
+
+// sae_mse_loss(dxhat, xhat, x, N, D, gradScale)
+inline constexpr const char* kSlots_sae_mse_loss[] = {"N", "D"};
+inline constexpr Arg kArgs_sae_mse_loss[] = {
+    {"dxhat", ArgKind::kOut, true, -1, {1, 2, {0, 1}, "N*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"xhat", ArgKind::kIn, false, -1, {1, 2, {0, 1}, "N*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"x", ArgKind::kIn, false, -1, {1, 2, {0, 1}, "N*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"N", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"D", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"gradScale", ArgKind::kF64, false, -1, {1, 0, {}, ""}, -1, 0, 0, FloatRule::kFinite},
+};
+
+// sae_fire_counts(counts, h, N, S)
+inline constexpr const char* kSlots_sae_fire_counts[] = {"N", "S"};
+inline constexpr Arg kArgs_sae_fire_counts[] = {
+    {"counts", ArgKind::kOut, false, -1, {1, 1, {1}, "S"}, -1, 0, 0, FloatRule::kFinite},
+    {"h", ArgKind::kIn, false, -1, {1, 2, {0, 1}, "N*S"}, -1, 0, 0, FloatRule::kFinite},
+    {"N", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"S", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+};
+
+// sae_decoder_project(dW_dec, W_dec, S, D)
+inline constexpr const char* kSlots_sae_decoder_project[] = {"S", "D"};
+inline constexpr Arg kArgs_sae_decoder_project[] = {
+    {"dW_dec", ArgKind::kInOut, false, -1, {1, 2, {0, 1}, "S*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"W_dec", ArgKind::kIn, false, -1, {1, 2, {0, 1}, "S*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"S", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"D", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+};
+
+// sae_normalize_rows(W, S, D)
+inline constexpr const char* kSlots_sae_normalize_rows[] = {"S", "D"};
+inline constexpr Arg kArgs_sae_normalize_rows[] = {
+    {"W", ArgKind::kInOut, false, -1, {1, 2, {0, 1}, "S*D"}, -1, 0, 0, FloatRule::kFinite},
+    {"S", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"D", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+};
+
 inline constexpr OpSpec kOps[] = {
     {"fill", Ret::kVoid, false, kArgs_fill, 3, kSlots_fill, 1, nullptr, 0, {1, 0, {}, ""}, true, "elementwise", false},
     {"copy", Ret::kVoid, true, kArgs_copy, 3, kSlots_copy, 1, nullptr, 0, {1, 0, {}, ""}, true, "elementwise", false},
@@ -342,6 +447,15 @@ inline constexpr OpSpec kOps[] = {
     {"ista_complete_backward", Ret::kVoid, false, kArgs_ista_complete_backward, 10, kSlots_ista_complete_backward, 2, nullptr, 0, {1, 0, {}, ""}, true, "istaComplete", true},
     {"cross_entropy_forward", Ret::kF64, false, kArgs_cross_entropy_forward, 6, kSlots_cross_entropy_forward, 2, nullptr, 0, {1, 0, {}, ""}, true, "crossEntropy", false},
     {"adamw_update", Ret::kVoid, false, kArgs_adamw_update, 11, kSlots_adamw_update, 2, nullptr, 0, {1, 0, {}, ""}, true, "adamw", false},
+    {"sae_topk", Ret::kVoid, false, kArgs_sae_topk, 6, kSlots_sae_topk, 3, nullptr, 0, {1, 0, {}, ""}, true, "sae", false},
+    {"sae_encode_forward", Ret::kVoid, false, kArgs_sae_encode_forward, 10, kSlots_sae_encode_forward, 4, nullptr, 0, {1, 0, {}, ""}, true, "sae", false},
+    {"sae_decode_forward", Ret::kVoid, false, kArgs_sae_decode_forward, 7, kSlots_sae_decode_forward, 3, nullptr, 0, {1, 0, {}, ""}, true, "sae", false},
+    {"sae_decode_backward", Ret::kVoid, false, kArgs_sae_decode_backward, 10, kSlots_sae_decode_backward, 3, nullptr, 0, {1, 0, {}, ""}, true, "sae", true},
+    {"sae_encode_backward", Ret::kVoid, false, kArgs_sae_encode_backward, 10, kSlots_sae_encode_backward, 3, nullptr, 0, {1, 0, {}, ""}, true, "sae", true},
+    {"sae_mse_loss", Ret::kF64, false, kArgs_sae_mse_loss, 6, kSlots_sae_mse_loss, 2, nullptr, 0, {1, 0, {}, ""}, true, "sae", false},
+    {"sae_fire_counts", Ret::kF64, false, kArgs_sae_fire_counts, 4, kSlots_sae_fire_counts, 2, nullptr, 0, {1, 0, {}, ""}, true, "sae", false},
+    {"sae_decoder_project", Ret::kVoid, false, kArgs_sae_decoder_project, 4, kSlots_sae_decoder_project, 2, nullptr, 0, {1, 0, {}, ""}, true, "sae", true},
+    {"sae_normalize_rows", Ret::kVoid, false, kArgs_sae_normalize_rows, 3, kSlots_sae_normalize_rows, 2, nullptr, 0, {1, 0, {}, ""}, true, "sae", false},
 };
 inline constexpr int kOpCount = static_cast<int>(sizeof(kOps) / sizeof(kOps[0]));
 
@@ -357,6 +471,7 @@ inline constexpr FamilyTolerance kTolerances[] = {
     {"ista", {0.00005, 0.00005}, {0.0001, 0.0001}},
     {"istaComplete", {0.00005, 0.00005}, {0.0001, 0.0001}},
     {"crossEntropy", {0.00001, 0.00001}, {0.00002, 0.00002}},
+    {"sae", {0.00002, 0.00002}, {0.00002, 0.00002}},
     {"adamw", {0.00001, 0.000001}, {0.00001, 0.000001}},
     {"elementwise", {0.000001, 1e-7}, {0.000001, 1e-7}},
 };

@@ -317,6 +317,111 @@ export const OPERATORS = [
       { name: 'step', kind: 'int', min: 1, max: 1099511627776 },
     ],
   },
+  {
+    name: 'sae_topk', method: 'saeTopk', group: 'operator', family: 'sae', direction: 'forward', returns: 'void',
+    args: [
+      { name: 'h', kind: 'out', nullable: false, shape: 'N*S' },
+      { name: 'pre', kind: 'in', nullable: false, shape: 'N*S' },
+      { name: 'mask', kind: 'in', nullable: true, shape: 'S' },
+      { name: 'N', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'S', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'k', kind: 'int', min: 1, max: 1099511627776 },
+    ],
+  },
+  {
+    name: 'sae_encode_forward', method: 'saeEncodeForward', group: 'operator', family: 'sae', direction: 'forward', returns: 'void',
+    args: [
+      { name: 'pre', kind: 'out', nullable: false, shape: 'N*S' },
+      { name: 'h', kind: 'out', nullable: false, shape: 'N*S' },
+      { name: 'x', kind: 'in', nullable: false, shape: 'N*D' },
+      { name: 'W_enc', kind: 'in', nullable: false, shape: 'D*S' },
+      { name: 'b_enc', kind: 'in', nullable: false, shape: 'S' },
+      { name: 'b_dec', kind: 'in', nullable: false, shape: 'D' },
+      { name: 'N', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'D', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'S', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'k', kind: 'int', min: 1, max: 1099511627776 },
+    ],
+  },
+  {
+    name: 'sae_decode_forward', method: 'saeDecodeForward', group: 'operator', family: 'sae', direction: 'forward', returns: 'void',
+    args: [
+      { name: 'xhat', kind: 'out', nullable: false, shape: 'N*D' },
+      { name: 'h', kind: 'in', nullable: false, shape: 'N*S' },
+      { name: 'W_dec', kind: 'in', nullable: false, shape: 'S*D' },
+      { name: 'b_dec', kind: 'in', nullable: true, shape: 'D' },
+      { name: 'N', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'D', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'S', kind: 'int', min: 1, max: 1099511627776 },
+    ],
+  },
+  {
+    name: 'sae_decode_backward', method: 'saeDecodeBackward', group: 'operator', family: 'sae', direction: 'backward', returns: 'void',
+    args: [
+      { name: 'dpre', kind: 'out', nullable: false, shape: 'N*S' },
+      { name: 'dW_dec', kind: 'acc', nullable: false, shape: 'S*D' },
+      { name: 'db_dec', kind: 'acc', nullable: true, shape: 'D' },
+      { name: 'dxhat', kind: 'in', nullable: false, shape: 'N*D' },
+      { name: 'h', kind: 'in', nullable: false, shape: 'N*S' },
+      { name: 'W_dec', kind: 'in', nullable: false, shape: 'S*D' },
+      { name: 'N', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'D', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'S', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'l1', kind: 'f64', rule: 'nonNegative' },
+    ],
+  },
+  {
+    name: 'sae_encode_backward', method: 'saeEncodeBackward', group: 'operator', family: 'sae', direction: 'backward', returns: 'void',
+    args: [
+      { name: 'dW_enc', kind: 'acc', nullable: false, shape: 'D*S' },
+      { name: 'db_enc', kind: 'acc', nullable: false, shape: 'S' },
+      { name: 'db_dec', kind: 'acc', nullable: false, shape: 'D' },
+      { name: 'dpre', kind: 'in', nullable: false, shape: 'N*S' },
+      { name: 'x', kind: 'in', nullable: false, shape: 'N*D' },
+      { name: 'W_enc', kind: 'in', nullable: false, shape: 'D*S' },
+      { name: 'b_dec', kind: 'in', nullable: false, shape: 'D' },
+      { name: 'N', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'D', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'S', kind: 'int', min: 1, max: 1099511627776 },
+    ],
+  },
+  {
+    name: 'sae_mse_loss', method: 'saeMseLoss', group: 'operator', family: 'sae', direction: 'forward', returns: 'f64',
+    args: [
+      { name: 'dxhat', kind: 'out', nullable: true, shape: 'N*D' },
+      { name: 'xhat', kind: 'in', nullable: false, shape: 'N*D' },
+      { name: 'x', kind: 'in', nullable: false, shape: 'N*D' },
+      { name: 'N', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'D', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'gradScale', kind: 'f64', rule: 'finite' },
+    ],
+  },
+  {
+    name: 'sae_fire_counts', method: 'saeFireCounts', group: 'operator', family: 'sae', direction: 'forward', returns: 'f64',
+    args: [
+      { name: 'counts', kind: 'out', nullable: false, shape: 'S' },
+      { name: 'h', kind: 'in', nullable: false, shape: 'N*S' },
+      { name: 'N', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'S', kind: 'int', min: 1, max: 1099511627776 },
+    ],
+  },
+  {
+    name: 'sae_decoder_project', method: 'saeDecoderProject', group: 'operator', family: 'sae', direction: 'backward', returns: 'void',
+    args: [
+      { name: 'dW_dec', kind: 'inout', nullable: false, shape: 'S*D' },
+      { name: 'W_dec', kind: 'in', nullable: false, shape: 'S*D' },
+      { name: 'S', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'D', kind: 'int', min: 1, max: 1099511627776 },
+    ],
+  },
+  {
+    name: 'sae_normalize_rows', method: 'saeNormalizeRows', group: 'operator', family: 'sae', direction: 'forward', returns: 'void',
+    args: [
+      { name: 'W', kind: 'inout', nullable: false, shape: 'S*D' },
+      { name: 'S', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'D', kind: 'int', min: 1, max: 1099511627776 },
+    ],
+  },
 ] as const satisfies readonly OpSpec[];
 
 /** The operator methods of every backend (the operator list of the Backend interface). */
@@ -390,6 +495,41 @@ export interface Operators<Buf> {
    * p -= lr (mhat/(sqrt(vhat)+eps) + wd p).   t = step (1-based).
    */
   adamwUpdate(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  /**
+   * Sparse autoencoder activation (docs/sae.md): h = relu(topk_k(pre)) row by row over the eligible features
+   * (mask[j] != 0; null: all), the rest 0. Order: larger value first, equal values by lower index (a strict
+   * total order, so ties are kept identically by every twin). k >= S keeps every eligible entry (plain relu).
+   * h, pre: (N,S); mask: (S). Inputs finite.
+   */
+  saeTopk(h: Buf, pre: Buf, mask: Buf | null, N: number, S: number, k: number): void;
+  /**
+   * SAE encoder: pre = (x - b_dec) W_enc + b_enc, h = relu(topk_k(pre)) (k >= S: relu).
+   * pre, h: (N,S); x: (N,D); W_enc: (D,S); b_enc: (S); b_dec: (D).
+   */
+  saeEncodeForward(pre: Buf, h: Buf, x: Buf, W_enc: Buf, b_enc: Buf, b_dec: Buf, N: number, D: number, S: number, k: number): void;
+  /** SAE decoder: xhat = h W_dec + b_dec (b_dec null: no bias). xhat: (N,D); h: (N,S); W_dec: (S,D). */
+  saeDecodeForward(xhat: Buf, h: Buf, W_dec: Buf, b_dec: Buf | null, N: number, D: number, S: number): void;
+  /**
+   * dpre[n,j] = [h[n,j] > 0] (dxhat[n] . W_dec[j] + l1) written; dW_dec[j] += sum_n h[n,j] dxhat[n];
+   * db_dec += sum_n dxhat[n] (skipped if null). l1: the L1 coefficient on h (already divided by N).
+   */
+  saeDecodeBackward(dpre: Buf, dW_dec: Buf, db_dec: Buf | null, dxhat: Buf, h: Buf, W_dec: Buf, N: number, D: number, S: number, l1: number): void;
+  /** dW_enc += (x - b_dec)^T dpre; db_enc += sum_n dpre[n]; db_dec -= sum_n W_enc dpre[n] (all accumulated). */
+  saeEncodeBackward(dW_enc: Buf, db_enc: Buf, db_dec: Buf, dpre: Buf, x: Buf, W_enc: Buf, b_dec: Buf, N: number, D: number, S: number): void;
+  /**
+   * Normalised reconstruction loss L = sum_n |xhat_n - x_n|^2 / den, den = sum_n |x_n - mean_n x|^2 (N if 0),
+   * fused with its gradient dxhat = gradScale 2 (xhat - x) / den (skipped if null). Returns L (NaN if N = 0).
+   */
+  saeMseLoss(dxhat: Buf | null, xhat: Buf, x: Buf, N: number, D: number, gradScale: number): number;
+  /**
+   * Feature statistics of a code h (N,S): counts[j] = number of rows n with h[n,j] > 0 (written, exact in float32
+   * up to 2^24 rows). Returns sum_{n,j} h[n,j] accumulated in float64 in a fixed order (the L1 term).
+   */
+  saeFireCounts(counts: Buf, h: Buf, N: number, S: number): number;
+  /** dW_dec[j] -= (dW_dec[j] . w_j / |w_j|^2) w_j for each decoder row (rows with w_j = 0 left). (S,D). */
+  saeDecoderProject(dW_dec: Buf, W_dec: Buf, S: number, D: number): void;
+  /** W[j] /= |W[j]| for each row of W: (S,D) (zero rows left at 0). */
+  saeNormalizeRows(W: Buf, S: number, D: number): void;
 }
 
 /** The memory and elementwise helpers the native backends implement from the table. */
@@ -436,6 +576,15 @@ export interface NativeFunctions {
   ista_complete_backward(dx: NativeBufRef, dW: NativeBufRef, dout: NativeBufRef, x: NativeBufRef, W: NativeBufRef, out: NativeBufRef, N: number, C: number, eta: number, lam: number): void;
   cross_entropy_forward(dlogits: NativeBufRef | null, logits: NativeBufRef, targets: Int32Array, N: number, V: number, gradScale: number): number;
   adamw_update(param: NativeBufRef, grad: NativeBufRef, m: NativeBufRef, v: NativeBufRef, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
+  sae_topk(h: NativeBufRef, pre: NativeBufRef, mask: NativeBufRef | null, N: number, S: number, k: number): void;
+  sae_encode_forward(pre: NativeBufRef, h: NativeBufRef, x: NativeBufRef, W_enc: NativeBufRef, b_enc: NativeBufRef, b_dec: NativeBufRef, N: number, D: number, S: number, k: number): void;
+  sae_decode_forward(xhat: NativeBufRef, h: NativeBufRef, W_dec: NativeBufRef, b_dec: NativeBufRef | null, N: number, D: number, S: number): void;
+  sae_decode_backward(dpre: NativeBufRef, dW_dec: NativeBufRef, db_dec: NativeBufRef | null, dxhat: NativeBufRef, h: NativeBufRef, W_dec: NativeBufRef, N: number, D: number, S: number, l1: number): void;
+  sae_encode_backward(dW_enc: NativeBufRef, db_enc: NativeBufRef, db_dec: NativeBufRef, dpre: NativeBufRef, x: NativeBufRef, W_enc: NativeBufRef, b_dec: NativeBufRef, N: number, D: number, S: number): void;
+  sae_mse_loss(dxhat: NativeBufRef | null, xhat: NativeBufRef, x: NativeBufRef, N: number, D: number, gradScale: number): number;
+  sae_fire_counts(counts: NativeBufRef, h: NativeBufRef, N: number, S: number): number;
+  sae_decoder_project(dW_dec: NativeBufRef, W_dec: NativeBufRef, S: number, D: number): void;
+  sae_normalize_rows(W: NativeBufRef, S: number, D: number): void;
 }
 
 /** native/tolerances.json without its explanations (read them there). */
@@ -456,6 +605,7 @@ export const TOLERANCES = {
     ista: { forward: { rtol: 0.00005, atolScale: 0.00005 }, backward: { rtol: 0.0001, atolScale: 0.0001 } },
     istaComplete: { forward: { rtol: 0.00005, atolScale: 0.00005 }, backward: { rtol: 0.0001, atolScale: 0.0001 } },
     crossEntropy: { forward: { rtol: 0.00001, atolScale: 0.00001 }, backward: { rtol: 0.00002, atolScale: 0.00002 } },
+    sae: { forward: { rtol: 0.00002, atolScale: 0.00002 }, backward: { rtol: 0.00002, atolScale: 0.00002 } },
     adamw: { forward: { rtol: 0.00001, atolScale: 0.000001 }, backward: { rtol: 0.00001, atolScale: 0.000001 } },
     elementwise: { forward: { rtol: 0.000001, atolScale: 1e-7 }, backward: { rtol: 0.000001, atolScale: 1e-7 } },
   },

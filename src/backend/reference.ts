@@ -9,6 +9,7 @@ import { attentionSavedSize, mssaForward, mssaBackward, attentionForward, attent
 import { istaForward, istaBackward, istaCompleteForward, istaCompleteBackward } from '../reference/ista.js';
 import { crossEntropyForward } from '../reference/loss.js';
 import { adamwUpdate } from '../reference/adamw.js';
+import { saeTopk, saeEncodeForward, saeDecodeForward, saeDecodeBackward, saeEncodeBackward, saeMseLoss, saeDecoderProject, saeNormalizeRows, saeFireCounts } from '../reference/sae.js';
 
 export class ReferenceBackend implements Backend<Float64Array> {
   readonly name = 'reference' as const;
@@ -94,4 +95,13 @@ export class ReferenceBackend implements Backend<Float64Array> {
   istaCompleteBackward = istaCompleteBackward;
   crossEntropyForward = crossEntropyForward;
   adamwUpdate = adamwUpdate;
+  saeTopk = saeTopk;
+  saeEncodeForward = saeEncodeForward;
+  saeDecodeForward = saeDecodeForward;
+  saeDecodeBackward = saeDecodeBackward;
+  saeEncodeBackward = saeEncodeBackward;
+  saeMseLoss = saeMseLoss;
+  saeDecoderProject = saeDecoderProject;
+  saeNormalizeRows = saeNormalizeRows;
+  saeFireCounts = saeFireCounts;
 }

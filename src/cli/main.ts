@@ -14,6 +14,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: (ar
   eval: { summary: 'validation loss and perplexity of a checkpoint', load: () => import('./eval.js') },
   neurons: { summary: 'collect, show, score and compare neuron activation records (paper A interpretability)', load: () => import('./neurons.js') },
   serve: { summary: 'serve a checkpoint over an OpenAI-compatible HTTP API (completions with echo/logprobs, chat)', load: () => import('./serve.js') },
+  sae: { summary: 'train and evaluate sparse autoencoders on a hook (the dictionary-learning baseline), SAELens format', load: () => import('./sae.js') },
   steer: { summary: 'clamp one neuron and show how the next-token distribution moves (paper A steering)', load: () => import('./steer.js') },
 };
 
