@@ -118,6 +118,8 @@ const COLLECT_HELP = `usage: crate-ts neurons collect --checkpoint CKPT --out DI
   --layers LIST      layers, e.g. 0,1 or 0-2 (default: all)
   --hook NAME        per-layer hook (hook_neurons, ista.hook_code, mlp.hook_post, hook_resid_post, ...),
                      a template with {l}, or a full name blocks.L.NAME (default hook_neurons)
+  --sae DIR          collect the features of an SAE (SAELens layout, crate-ts sae train) instead:
+                     hook <SAE hook>.hook_sae_acts_post, the layer the SAE reads
   --variant V        openai (64-token excerpts, top + random) | anthropic (8-token excerpts, plus
                      quantile bins) | both (64-token top/random + 8-token quantile bins) (default openai)
   --seed S           seed of the random positions (default 0)
@@ -138,6 +140,7 @@ async function runCollect(argv: string[]): Promise<number> {
       tokens: { type: 'string' },
       layers: { type: 'string' },
       hook: { type: 'string' },
+      sae: { type: 'string' },
       variant: { type: 'string' },
       seed: { type: 'string' },
       backend: { type: 'string' },
@@ -172,6 +175,7 @@ async function runCollect(argv: string[]): Promise<number> {
     tokens: int(v, 'tokens', 1),
     layers: intList(str(v, 'layers'), 'layers'),
     hook: str(v, 'hook'),
+    sae: str(v, 'sae'),
     variant: variant as Variant,
     seed: int(v, 'seed', 0),
     batch: int(v, 'batch', 1),

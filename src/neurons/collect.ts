@@ -18,6 +18,7 @@ import { LayerCollector, type NeuronSelection, type Selected } from './collector
 import { AtomicWriter, writeFileAtomic, type WriteSyncFn } from '../util/atomic.js';
 import { sha256File } from '../util/hash.js';
 import { excerptDecoder, type ExcerptDecoder } from './excerpt.js';
+import { saeFeatures, type SaeFeatures } from '../sae/features.js';
 import {
   COLLECTION_FORMAT,
   COLLECTION_FORMAT_VERSION,
@@ -66,6 +67,11 @@ export interface CollectOptions {
   cacheDir?: string | null;
   /** Called after every forward. */
   onProgress?: (p: { tokens: number; total: number; tokensPerSec: number; eta: number }) => void;
+  /**
+   * An SAE directory (SAELens layout): collect its features instead of the hook's units, under the
+   * hook name `<SAE hook>.hook_sae_acts_post` (the SAE's hook fixes the layer).
+   */
+  sae?: string;
   /** The low-level write (tests replace it to simulate a full disk). */
   writeSync?: WriteSyncFn;
 }
@@ -201,10 +207,15 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
   const tokens = avail.subarray(0, N);
 
   const model = typed(() => modelFromCheckpoint(ck, opts.backend), CheckpointError) as LanguageModel<unknown>;
+  let sae: SaeFeatures | null = null;
   try {
-    const { layers, hooks } = resolveHooks(model, opts.hook, opts.layers);
+    if (opts.sae !== undefined && opts.hook !== undefined) throw new UsageError('--sae and --hook exclude each other (the SAE names its hook)');
+    const sel = opts.sae === undefined ? resolveHooks(model, opts.hook, opts.layers) : null;
+    if (opts.sae !== undefined) sae = saeFeatures(opts.sae, model, ckFile, opts.backend, opts.layers);
+    const layers = sel ? sel.layers : [sae!.layer];
+    const hooks = sel ? sel.hooks : [sae!.name];
     const stopAtLayer = Math.max(...layers) + 1;
-    const widths = hooks.map((h) => model.hookShape(h, 1, 1)[2]);
+    const widths = sel ? hooks.map((h) => model.hookShape(h, 1, 1)[2]) : [sae!.S];
     const geometry = {
       top: variant === 'anthropic' ? ANTHROPIC_GEOMETRY : OPENAI_GEOMETRY,
       random: variant === 'anthropic' ? ANTHROPIC_GEOMETRY : OPENAI_GEOMETRY,
@@ -224,14 +235,19 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
       const B = Math.min(batch, nWin - w);
       const ids = B === batch ? idx : idx.subarray(0, B * T);
       for (let j = 0; j < B * T; j++) ids[j] = tokens[w * T + j];
-      const { cache } = model.runWithCache(ids, B, T, { names: hooks, stopAtLayer, returnLogits: false });
-      hooks.forEach((h, j) => {
-        const a = cache.get(h);
-        const n = B * T,
-          H = widths[j];
-        const dense = a.offset === 0 && a.stride[2] === 1 && a.stride[1] === H && a.stride[0] === T * H && a.data.length >= n * H;
-        collectors[j].push(dense ? a.data : denseCopy(a, B, T, H), n);
-      });
+      if (sae) {
+        const { cache } = model.runWithCache(ids, B, T, { names: [sae.hook], stopAtLayer, returnLogits: false });
+        collectors[0].push(sae.encode(cache.get(sae.hook), B, T), B * T);
+      }
+      const { cache } = sae ? { cache: null } : model.runWithCache(ids, B, T, { names: hooks, stopAtLayer, returnLogits: false });
+      if (cache)
+        hooks.forEach((h, j) => {
+          const a = cache.get(h);
+          const n = B * T,
+            H = widths[j];
+          const dense = a.offset === 0 && a.stride[2] === 1 && a.stride[1] === H && a.stride[0] === T * H && a.data.length >= n * H;
+          collectors[j].push(dense ? a.data : denseCopy(a, B, T, H), n);
+        });
       if (opts.onProgress) {
         const done = (w + B) * T,
           secs = (performance.now() - tStart) / 1000;
@@ -298,6 +314,7 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
     writeFileAtomic(path.join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', opts.writeSync);
     return { dir: opts.out, manifest, elapsed, tokensPerSec: N / collectSecs, peakRssBytes: peak, cpuSeconds };
   } finally {
+    sae?.free();
     model.free();
   }
 }

@@ -451,6 +451,8 @@ export async function trainSae(opts: SaeTrainOptions): Promise<SaeTrainSummary> 
         );
         opts.onProgress?.(last);
       }
+      // let signal handlers run (the loop is otherwise synchronous)
+      await new Promise<void>((res) => setImmediate(res));
       if (opts.shouldStop?.()) {
         stopped = true;
         break;

@@ -1,0 +1,49 @@
+// An SAE's features as a hook (`<hook>.hook_sae_acts_post`, SAELens' name): what neurons collect --sae
+// streams in place of a hook's units.
+import type { Backend } from '../backend/types.js';
+import { UsageError } from '../errors.js';
+import type { LanguageModel } from '../model/lm.js';
+import type { Activation } from '../model/hooks.js';
+import { sha256File } from '../util/hash.js';
+import { checkSaeFits, loadSae } from './format.js';
+import { ResidentSae } from './sae.js';
+
+export interface SaeFeatures {
+  /** The model hook the SAE reads. */
+  hook: string;
+  /** The features' hook name. */
+  name: string;
+  layer: number;
+  S: number;
+  /** h for the (B, T, D) activation, (B·T, S) row-major. */
+  encode(a: Activation, B: number, T: number): Float64Array;
+  free(): void;
+}
+
+export function saeFeatures(dir: string, model: LanguageModel<unknown>, ckFile: string, backend: Backend<unknown>, layers?: number[]): SaeFeatures {
+  const sae = loadSae(dir);
+  const m = /^blocks\.(\d+)\./.exec(sae.hookName);
+  if (!m) throw new UsageError(`SAE '${dir}' reads hook '${sae.hookName}', not a per-layer hook blocks.L.NAME`);
+  const layer = Number(m[1]);
+  if (layers !== undefined && !(layers.length === 1 && layers[0] === layer))
+    throw new UsageError(`the SAE reads layer ${layer} (${sae.hookName}); --layers ${layers.join(',')} disagrees`);
+  if (layer >= model.config.nLayer) throw new UsageError(`SAE '${dir}' reads layer ${layer}, but the model has ${model.config.nLayer} layers`);
+  if (!model.hookNames().includes(sae.hookName) && !/^blocks\.\d+\.hook_neurons$/.test(sae.hookName))
+    throw new UsageError(`SAE '${dir}' reads hook '${sae.hookName}', which this ${model.config.arch} model does not have`);
+  const D = model.hookShape(sae.hookName, 1, 1)[2];
+  checkSaeFits(sae, D, sha256File(ckFile), sae.hookName);
+  const rs = new ResidentSae(backend, D, sae.weights.S);
+  rs.setWeights(sae.weights);
+  return {
+    hook: sae.hookName,
+    name: `${sae.hookName}.hook_sae_acts_post`,
+    layer,
+    S: sae.weights.S,
+    encode(a, B, T) {
+      const x = new Float64Array(B * T * D);
+      for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let i = 0; i < D; i++) x[(b * T + t) * D + i] = a.get(b, t, i);
+      return rs.encodeDecode(x, B * T, sae.k, sae.applyBDec).h;
+    },
+    free: () => rs.free(),
+  };
+}
