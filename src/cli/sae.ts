@@ -1,4 +1,4 @@
-// crate-ts sae: sparse autoencoders on a hook of a checkpoint (docs/sae.md). Subcommands train, eval.
+// crate-ts sae: sparse autoencoders on a hook of a checkpoint (README "Sparse autoencoders"). Subcommands train, eval.
 import { parseOptions, intFlag, numFlag } from './options.js';
 import { strOpt } from './args.js';
 import { guardStdout, stdout } from './output.js';

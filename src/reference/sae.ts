@@ -1,4 +1,4 @@
-// Sparse autoencoder (the paper's dictionary-learning baseline, spec 7.6; docs/sae.md), float64.
+// Sparse autoencoder (the paper's dictionary-learning baseline, spec 7.6; README "Sparse autoencoders"), float64.
 //
 //   x̃ = x − b_dec                          (N, D)   b_dec subtracted from the input (apply_b_dec_to_input)
 //   pre = x̃ W_enc + b_enc                  (N, S)   W_enc: (D, S), b_enc: (S)
@@ -6,7 +6,7 @@
 //                                                   rest become 0); k >= S keeps all: the relu SAE
 //   x̂ = h W_dec + b_dec                    (N, D)   W_dec: (S, D), rows unit norm
 //
-// Loss (docs/sae.md "Loss"): L = Σ_n‖x̂_n − x_n‖² / Σ_n‖x_n − x̄‖² + λ/N Σ_{n,j} h_nj   (relu; h ≥ 0 so
+// Loss (README "Sparse autoencoders"): L = Σ_n‖x̂_n − x_n‖² / Σ_n‖x_n − x̄‖² + λ/N Σ_{n,j} h_nj   (relu; h ≥ 0 so
 // |h| = h), with the same normalised term for the topk recipe and its AuxK term.
 //
 // Top-k order: entry a beats entry b when pre_a > pre_b, or pre_a = pre_b and a's index is lower; the k

@@ -1,4 +1,4 @@
-// The shuffled activation buffer (docs/sae.md "Training"): `capacity` rows of width D in float32,
+// The shuffled activation buffer (README "Sparse autoencoders"): `capacity` rows of width D in float32,
 // read in a random order; when half of it has been read, the rows read are replaced by fresh
 // activations and the order is reshuffled (the scheme of the authors' SAE code, whose buffer holds
 // 2^19 rows). Memory is the buffer plus one forward's rows, whatever the number of training tokens.

@@ -1,4 +1,4 @@
-// crate-ts sae eval, as a library function (docs/sae.md "Evaluation"): on contiguous windows of the
+// crate-ts sae eval, as a library function (README "Sparse autoencoders"): on contiguous windows of the
 // block size over the first N tokens (the windows of neurons collect), with x the hook's activation
 // and x̂ the SAE's reconstruction:
 //   l0 = Σ_n #{j: h_nj > 0} / N;  fvu = Σ_n ‖x_n − x̂_n‖² / Σ_n ‖x_n − x̄‖² (x̄ the mean over the N tokens);

@@ -3,7 +3,7 @@
 import type { Backend } from '../backend/types.js';
 import { UsageError } from '../errors.js';
 import type { LanguageModel } from '../model/lm.js';
-import type { Activation } from '../model/hooks.js';
+import type { Activation, HookFn } from '../model/hooks.js';
 import { sha256File } from '../util/hash.js';
 import { checkSaeFits, loadSae } from './format.js';
 import { ResidentSae } from './sae.js';
@@ -45,5 +45,41 @@ export function saeFeatures(dir: string, model: LanguageModel<unknown>, ckFile: 
       return rs.encodeDecode(x, B * T, sae.k, sae.applyBDec).h;
     },
     free: () => rs.free(),
+  };
+}
+
+/**
+ * Steering a feature: a hook on the SAE's input hook that clamps feature j to `value` at every
+ * position and decodes with the SAE, keeping the SAE's error term: x' = x̂' + (x − x̂), which is
+ * x + (value − h_j) · W_dec[j] (the only term of x̂' − x̂), computed that way so that a clamp that
+ * changes nothing returns x exactly. Usable with runWithHooks and createDecoder.
+ */
+export function saeClampHooks(
+  dir: string,
+  model: LanguageModel<unknown>,
+  ckFile: string,
+  backend: Backend<unknown>,
+  feature: number,
+  value: number,
+): Record<string, HookFn> {
+  const sae = loadSae(dir);
+  const f = saeFeatures(dir, model, ckFile, backend);
+  if (!Number.isInteger(feature) || feature < 0 || feature >= f.S)
+    throw new UsageError(`feature ${feature} is out of range: the SAE has ${f.S} features (0..${f.S - 1})`);
+  if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
+  const D = sae.weights.D,
+    S = f.S;
+  const row = sae.weights.Wdec.subarray(feature * D, (feature + 1) * D);
+  return {
+    [f.hook]: (act) => {
+      const [B, T] = act.shape;
+      const h = f.encode(act, B, T);
+      for (let b = 0; b < B; b++)
+        for (let t = 0; t < T; t++) {
+          const d = value - h[(b * T + t) * S + feature];
+          if (d === 0) continue;
+          for (let i = 0; i < D; i++) act.set(b, t, i, act.get(b, t, i) + d * row[i]);
+        }
+    },
   };
 }

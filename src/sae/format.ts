@@ -1,4 +1,4 @@
-// SAE directories in SAELens' layout (docs/sae.md "Files"):
+// SAE directories in SAELens' layout (README "Sparse autoencoders"):
 //   cfg.json                     SAELens' config: d_in, d_sae, architecture ("standard" | "topk", with k),
 //                                apply_b_dec_to_input, normalize_activations, dtype, metadata (SAELens'
 //                                SAEMetadata fields only: SAELens builds SAEMetadata(**metadata), which

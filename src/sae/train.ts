@@ -1,4 +1,4 @@
-// crate-ts sae train, as a library function (docs/sae.md "Training"). Prints nothing; the CLI
+// crate-ts sae train, as a library function (README "Sparse autoencoders"). Prints nothing; the CLI
 // reports progress through onProgress and stops through shouldStop.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -100,12 +100,12 @@ function crateVersion(): string {
   }
 }
 
-/** Defaults, scaled from the paper's (docs/sae.md "Defaults"). */
+/** Defaults, scaled from the paper's (README "Sparse autoencoders"). */
 export function saeDefaults(D: number, S: number, arch: SaeArch, batchTokens: number) {
   return {
     // lr ∝ 1/sqrt(d_sae) (the scaling OpenAI fitted for SAEs), 4e-4 at the paper's 8192 features
     lr: PAPER.lr * Math.sqrt((PAPER.dIn * PAPER.expansion) / S),
-    // λ: the paper's 8e-5 per token summed over a 4096-token batch (see docs/sae.md), per token here
+    // λ: the paper's 8e-5 per token summed over a 4096-token batch (see README "Sparse autoencoders"), per token here
     l1: arch === 'relu' ? PAPER.l1 * PAPER.batchTokens : 0,
     k: Math.min(S, 32),
     auxK: Math.min(S, Math.max(1, Math.floor(D / 2)), 256),

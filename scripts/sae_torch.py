@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""The SAE recipe of `crate-ts sae train --arch relu` in PyTorch, for scripts/bench-sae.sh.
+
+Same model and step as crate-ts (README "Sparse autoencoders"): h = relu((x - b_dec) W_enc + b_enc),
+xhat = h W_dec + b_dec, loss = (sum |xhat - x|^2 + l1 * sum h) / sum |x - mean(x)|^2 per batch, the
+decoder gradient's component along each row removed, Adam (0.9, 0.999, eps 1e-8), decoder rows
+renormalised after each step; rows from the same float32 file through a shuffled buffer of the same
+size. Prints one JSON line: tokens/s over the timed steps and peak RSS.
+Run with Debian's python3-torch (/usr/bin/python3)."""
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--acts", required=True)
+    p.add_argument("--d-in", type=int, default=512)
+    p.add_argument("--expansion", type=int, default=16)
+    p.add_argument("--batch", type=int, default=4096)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--buffer", type=int, default=32768)
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args()
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    D, S, N = a.d_in, a.d_in * a.expansion, a.batch
+    acts = np.fromfile(a.acts, dtype=np.float32).reshape(-1, D)
+    lr = 4e-4 * (8192 / S) ** 0.5
+    l1 = 8e-5 * 4096
+    g = torch.Generator().manual_seed(0)
+    W_enc = ((torch.rand(D, S, generator=g) * 2 - 1) * (6 / S) ** 0.5).requires_grad_()
+    W_dec = (torch.rand(S, D, generator=g) * 2 - 1) * (6 / D) ** 0.5
+    W_dec = (W_dec / W_dec.norm(dim=1, keepdim=True)).requires_grad_()
+    b_enc = torch.zeros(S, requires_grad=True)
+    b_dec = torch.zeros(D, requires_grad=True)
+    opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    a.buffer = max(2 * N, a.buffer)
+    rng = np.random.default_rng(1)
+    buf = np.take(acts, np.arange(a.buffer) % len(acts), axis=0)
+    at, pos = a.buffer % len(acts), 0
+    perm = rng.permutation(a.buffer)
+
+    def next_batch():
+        nonlocal at, pos, perm
+        if pos >= a.buffer // 2:
+            idx = perm[:pos]
+            take = np.take(acts, np.arange(at, at + pos) % len(acts), axis=0)
+            buf[idx] = take
+            at = (at + pos) % len(acts)
+            perm = rng.permutation(a.buffer)
+            pos = 0
+        rows = buf[perm[pos : pos + N]]
+        pos += N
+        return torch.from_numpy(rows)
+
+    t0 = None
+    fvu = l0 = 0.0
+    for step in range(1, a.warmup + a.steps + 1):
+        if step == a.warmup + 1:
+            t0 = time.perf_counter()
+        x = next_batch()
+        h = torch.relu((x - b_dec) @ W_enc + b_enc)
+        xhat = h @ W_dec + b_dec
+        den = ((x - x.mean(0)) ** 2).sum()
+        rec = ((xhat - x) ** 2).sum() / den
+        loss = rec + l1 * h.sum() / den
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            w = W_dec
+            W_dec.grad -= (W_dec.grad * w).sum(1, keepdim=True) / (w * w).sum(1, keepdim=True) * w
+        opt.step()
+        with torch.no_grad():
+            W_dec /= W_dec.norm(dim=1, keepdim=True)
+        fvu = rec.item()
+        l0 = (h > 0).float().sum(1).mean().item()
+    secs = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "impl": "pytorch",
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "d_in": D,
+                "d_sae": S,
+                "batch": N,
+                "steps": a.steps,
+                "tokens_per_s": a.steps * N / secs,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "last_fvu": fvu,
+                "last_l0": l0,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
