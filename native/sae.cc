@@ -1,4 +1,4 @@
-// Sparse autoencoder operators (src/reference/sae.ts has the equations; docs/sae.md the recipe).
+// Sparse autoencoder operators (src/reference/sae.ts has the equations; README "Sparse autoencoders" the recipe).
 //
 //   pre = (x - b_dec) W_enc + b_enc   (N,S)   h = relu(topk_k(pre))   xhat = h W_dec + b_dec   (N,D)
 //

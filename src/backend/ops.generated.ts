@@ -496,7 +496,7 @@ export interface Operators<Buf> {
    */
   adamwUpdate(param: Buf, grad: Buf, m: Buf, v: Buf, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
   /**
-   * Sparse autoencoder activation (README "Sparse autoencoders"): h = relu(topk_k(pre)) row by row over the eligible features
+   * Sparse autoencoder activation (README, section Sparse autoencoders): h = relu(topk_k(pre)) row by row over the eligible features
    * (mask[j] != 0; null: all), the rest 0. Order: larger value first, equal values by lower index (a strict
    * total order, so ties are kept identically by every twin). k >= S keeps every eligible entry (plain relu).
    * h, pre: (N,S); mask: (S). Inputs finite.

@@ -391,6 +391,7 @@ export async function trainSae(opts: SaeTrainOptions): Promise<SaeTrainSummary> 
     let last: SaeProgress | null = null;
     const tLoop = performance.now();
     const step0 = step;
+    let resampled = 0;
     while (step < steps) {
       stepNow = step;
       buffer.next(batchTokens, x);
@@ -417,7 +418,7 @@ export async function trainSae(opts: SaeTrainOptions): Promise<SaeTrainSummary> 
           firedSinceResample[j] = 1;
         } else tokensSinceFired[j] += batchTokens;
       }
-      if (resampleAt.includes(step) && arch === 'relu') resample(sae, buffer, rng, firedSinceResample, { D, S, k, batchTokens, bufferTokens });
+      if (resampleAt.includes(step) && arch === 'relu') resampled += resample(sae, buffer, rng, firedSinceResample, { D, S, k, batchTokens, bufferTokens });
 
       if (step % logEvery === 0 || step === steps) {
         let dead = 0;
@@ -447,8 +448,10 @@ export async function trainSae(opts: SaeTrainOptions): Promise<SaeTrainSummary> 
             l0: last.l0,
             dead_fraction: last.deadFraction,
             lr: last.lr,
+            ...(resampled > 0 ? { resampled } : {}),
           }) + '\n',
         );
+        resampled = 0;
         opts.onProgress?.(last);
       }
       // let signal handlers run (the loop is otherwise synchronous)
