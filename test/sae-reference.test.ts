@@ -34,7 +34,7 @@ function loss(
   S: number,
   k: number,
   l1: number,
-  aux?: { mask: Float64Array; kAux: number; coef: number },
+  aux?: { mask: Float64Array; kAux: number; coef: number; target?: Float64Array },
 ): number {
   const pre = new Float64Array(N * S),
     h = new Float64Array(N * S),

@@ -9,7 +9,17 @@ import { attentionSavedSize, mssaForward, mssaBackward, attentionForward, attent
 import { istaForward, istaBackward, istaCompleteForward, istaCompleteBackward } from '../reference/ista.js';
 import { crossEntropyForward } from '../reference/loss.js';
 import { adamwUpdate } from '../reference/adamw.js';
-import { saeTopk, saeEncodeForward, saeDecodeForward, saeDecodeBackward, saeEncodeBackward, saeMseLoss, saeDecoderProject, saeNormalizeRows, saeFireCounts } from '../reference/sae.js';
+import {
+  saeTopk,
+  saeEncodeForward,
+  saeDecodeForward,
+  saeDecodeBackward,
+  saeEncodeBackward,
+  saeMseLoss,
+  saeDecoderProject,
+  saeNormalizeRows,
+  saeFireCounts,
+} from '../reference/sae.js';
 
 export class ReferenceBackend implements Backend<Float64Array> {
   readonly name = 'reference' as const;

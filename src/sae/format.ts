@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError, DataError } from '../errors.js';
 import { readSafetensors, serializeSafetensors, toFloat64, type TensorInput } from '../io/safetensors.js';
-import { writeFileAtomic } from '../neurons/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 
 export const CFG_FILE = 'cfg.json';
 export const WEIGHTS_FILE = 'sae_weights.safetensors';

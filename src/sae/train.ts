@@ -11,7 +11,7 @@ import { loadTokenizer } from '../data/tokenizer.js';
 import { CheckpointError, CrateError, DataError, NumericsError, UsageError } from '../errors.js';
 import { readSafetensors, serializeSafetensors, toFloat64, type TensorInput } from '../io/safetensors.js';
 import type { LanguageModel } from '../model/lm.js';
-import { writeFileAtomic } from '../neurons/atomic.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { resolveHooks } from '../neurons/collect.js';
 import { sha256File } from '../util/hash.js';
 import { Rng } from '../util/rng.js';
