@@ -16,7 +16,7 @@ import type { BackendChoice } from '../backend/select.js';
 import { UsageError } from '../errors.js';
 import type { Communicator } from '../distributed/communicator.js';
 import { checkBackendName } from './backend.js';
-import { DIST_HELP, openFromFlag, distLine, exitIfPeerLost, distFailure } from '../distributed/cli.js';
+import { DIST_HELP, openFromFlag, distLine, exitIfPeerLost, distFailure } from './dist.js';
 
 function describeDefault(b: 'reference' | 'cpu'): string {
   const m = RUN_DEFAULTS[b].model;

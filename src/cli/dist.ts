@@ -2,10 +2,10 @@
 // the way out when a rank is lost (one line, exit at once) or when every rank holds the same error
 // (rank 0 prints it).
 import { CrateError } from '../errors.js';
-import type { Communicator } from './communicator.js';
-import { isEchoOfRankZero } from './agree.js';
-import { MpiCommunicator, RankLostError } from './mpi.js';
-import { checkDistChoice, openCommunicator } from './select.js';
+import type { Communicator } from '../distributed/communicator.js';
+import { isEchoOfRankZero } from '../distributed/agree.js';
+import { MpiCommunicator, RankLostError } from '../distributed/mpi.js';
+import { checkDistChoice, openCommunicator } from '../distributed/select.js';
 
 export const DIST_HELP = `  --dist MODE          auto | single | mpi | nccl (default auto: mpi when mpirun or srun started
                        several ranks, nccl for torchrun-style RANK/WORLD_SIZE with --backend cuda,
