@@ -153,6 +153,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private accHost: Float32Array | Float64Array | null = null;
   /** A distributed run stops when any rank asked to, after the same step on every rank. */
   private agreedStop = false;
+  /** Seconds the latest distributed step spent in collectives (waiting for peers included). */
+  private lastCommSeconds = 0;
 
   private readonly model: LanguageModel<unknown>;
   private readonly opt: AdamW<unknown>;
@@ -329,7 +331,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const acc = (this.accHost ??= f32 ? new Float32Array(this.model.numParameters) : new Float64Array(this.model.numParameters));
     acc.fill(0);
     let lossSum = 0,
-      stop = false;
+      stop = false,
+      commSeconds = 0;
     for (let round = 0; round < K / N; round++) {
       let mine: Batch | null = null;
       for (let q = 0; q < N; q++) {
@@ -341,6 +344,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const g = f32 ? be.downloadF32!(this.model.grads) : be.download(this.model.grads);
       // the micro-batch losses (added in rank order, as step() adds them) and the stop requests
       const mineInfo = new Float64Array([loss, this.stopRequested ? 1 : 0]);
+      const tc = performance.now();
       const all = await this.comm.allGather(new Uint8Array(mineInfo.buffer));
       for (const part of all) {
         const v = new Float64Array(part.buffer.slice(part.byteOffset, part.byteOffset + 16));
@@ -348,7 +352,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         if (v[1] !== 0) stop = true;
       }
       await this.comm.allReduceOrdered(acc, g);
+      commSeconds += (performance.now() - tc) / 1000;
     }
+    this.lastCommSeconds = commSeconds;
     be.upload(this.model.grads, acc);
     if (stop) this.agreedStop = true;
     return this.finishStep(ts, lossSum / K);
@@ -385,7 +391,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const tokensPerSec = this.runTokens / Math.max(this.trainSeconds, 1e-9);
     const elapsed = this.elapsedBefore + this.trainSeconds;
     const eta = ((h.steps - this.done) * this.trainSeconds) / Math.max(1, this.losses.length);
-    this.logWrite({ type: 'step', step: this.done, loss, lr, grad_norm: gradNorm, tokens: this.tokensSeen, tokens_per_sec: tokensPerSec, elapsed });
+    const dist = this.comm.worldSize > 1 ? { ranks: this.comm.worldSize, comm_seconds: this.lastCommSeconds } : {};
+    this.logWrite({ type: 'step', step: this.done, loss, lr, grad_norm: gradNorm, tokens: this.tokensSeen, tokens_per_sec: tokensPerSec, elapsed, ...dist });
     const result: StepResult = { step: this.done, loss, lr, gradNorm, tokensPerSec };
     this.emit('step', { ...result, total: h.steps, tokens: this.tokensSeen, elapsed, eta });
     return result;
@@ -623,6 +630,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       },
       tokenizer: this.tokenizer.name,
       backend: { name: this.backend.name, dtype: this.backend.dtype, reason: this.backendReason },
+      dist: { kind: this.comm.kind, ranks: this.comm.worldSize, description: this.comm.description },
       machine: machineInfo(),
     };
   }
