@@ -117,6 +117,19 @@ describe.skipIf(skip !== null)('data-parallel training over MPI (cpu backend)', 
     expectSameRun(ref, out);
   });
 
+  it('--dist-reduce sum: one all-reduce per step; the first loss is exact, the run close to the ordered one', async () => {
+    const out = path.join(dir, 'r2-sum');
+    const r = await runMpi(2, args(out, ['--grad-accum', '2', '--dist-reduce', 'sum']));
+    expect(r.code, r.stderr).toBe(0);
+    const a = losses(ref),
+      b = losses(out);
+    expect(b[0]).toBe(a[0]);
+    const num = (x: string) => Buffer.from(x.split(':')[1], 'hex').readDoubleLE(0);
+    for (let i = 1; i < STEPS; i++) expect(Math.abs(num(b[i]) - num(a[i]))).toBeLessThan(1e-3);
+    const cfg = JSON.parse(fs.readFileSync(path.join(out, 'train.jsonl'), 'utf8').split('\n')[0]) as { dist: { reduce: string; ranks: number } };
+    expect(cfg.dist).toMatchObject({ reduce: 'sum', ranks: 2 });
+  });
+
   it('resumes a 2-rank checkpoint on 1 rank, and a 1-rank checkpoint on 2 ranks, continuing the same run', async () => {
     // 2 -> 1
     const a = path.join(dir, 'two-then-one');

@@ -52,6 +52,9 @@ run
   --threads N          worker threads for native backends, 1..${MAX_THREADS} (default: all cores)
 ${DIST_HELP}
                        (each rank draws its own micro-batches; --grad-accum is per rank; rank 0 writes)
+  --dist-reduce HOW    ordered | sum: how ranks sum gradients (default ordered: bitwise equal to one
+                       process with --grad-accum ranks x A; sum: one all-reduce per step, fewer bytes
+                       with many ranks, not bitwise)
   --steps N            optimizer steps (default ${RUN_DEFAULTS.reference.hyper.steps} on reference, ${RUN_DEFAULTS.cpu.hyper.steps} on cpu)
   --batch N            sequences per micro-batch (default ${RUN_DEFAULTS.reference.hyper.batch}); a run that cannot fit in
                        memory is refused before anything is allocated
@@ -124,6 +127,7 @@ const OPTIONS = {
   'sample-prompt': { type: 'string' },
   quiet: { type: 'boolean' },
   dist: { type: 'string' },
+  'dist-reduce': { type: 'string' },
 } as const;
 
 /** Exit codes of the signals that stop a run: 128 + the signal number. */
@@ -182,6 +186,8 @@ export async function run(argv: string[]): Promise<number> {
   }
   const req = requestFromArgs(v);
   intFlag(v, 'sample-tokens', 0); // checked before any rank starts
+  const reduce = v['dist-reduce'];
+  if (reduce !== undefined && reduce !== 'ordered' && reduce !== 'sum') throw new UsageError(`--dist-reduce must be ordered or sum, got '${String(reduce)}'`);
   const comm = await openFromFlag(v.dist, req.backend);
   try {
     return await runOn(comm, req, v);
@@ -204,7 +210,7 @@ async function runOn(comm: Communicator, req: TrainRequest, v: Record<string, st
   };
   let trainer: Trainer;
   try {
-    trainer = await Trainer.create({ ...req, comm });
+    trainer = await Trainer.create({ ...req, comm, reduce: v['dist-reduce'] as 'ordered' | 'sum' | undefined });
   } catch (e) {
     throw withFlagNames(e);
   }

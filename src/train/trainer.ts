@@ -146,6 +146,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   readonly losses: number[] = [];
   /** The ranks training together (SINGLE: this process alone); rank 0 alone writes files. */
   readonly comm: Communicator;
+  /**
+   * How a distributed step sums the ranks' gradients: 'ordered' (default; bitwise equal to one
+   * process with the same micro-batches, one all-gather per round of micro-batches) or 'sum' (one
+   * all-reduce per step in the library's order: fewer bytes for many ranks, not bitwise).
+   */
+  readonly reduce: 'ordered' | 'sum';
 
   private readonly writer: boolean;
   /** Sum of the micro-batch gradients of a step with gradAccum > 1 (device buffer / host array for ranks). */
@@ -176,13 +182,18 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private readonly createdAt = performance.now();
 
   /** Resolve a request (defaults, backend, checkpoint, data) and build a trainer for it. */
-  static async create(req: TrainRequest & { comm?: Communicator } = {}): Promise<Trainer> {
+  static async create(req: TrainRequest & { comm?: Communicator; reduce?: 'ordered' | 'sum' } = {}): Promise<Trainer> {
     const comm = req.comm ?? SINGLE;
     if (comm.worldSize === 1) return new Trainer(await resolveRun(req), { comm });
     // Every rank resolves the run; all start, or all stop with the failing rank's message or the
     // first difference between the ranks' runs. gradAccum becomes the step's micro-batches over all ranks.
-    const run = await prepareTogether(comm, 'run', async () => splitGradAccum(await resolveRun(req), req.gradAccum, comm.worldSize), runFingerprint);
-    return prepareTogether(comm, 'start', () => new Trainer(run, { comm }), () => null);
+    const run = await prepareTogether(
+      comm,
+      'run',
+      async () => splitGradAccum(await resolveRun(req), req.gradAccum, comm.worldSize),
+      (r) => ({ ...(runFingerprint(r) as object), reduce: req.reduce ?? 'ordered' }),
+    );
+    return prepareTogether(comm, 'start', () => new Trainer(run, { comm, reduce: req.reduce }), () => null);
   }
 
   /**
@@ -190,10 +201,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * checks that the run fits in memory; then it creates the run directory and removes the
    * temporaries an interrupted save left there.
    */
-  constructor(run: ResolvedRun, opts: { comm?: Communicator } = {}) {
+  constructor(run: ResolvedRun, opts: { comm?: Communicator; reduce?: 'ordered' | 'sum' } = {}) {
     super();
     const h = run.hyper;
     this.comm = opts.comm ?? SINGLE;
+    this.reduce = opts.reduce ?? 'ordered';
+    if (this.reduce !== 'ordered' && this.reduce !== 'sum') throw new UsageError(`reduce must be 'ordered' or 'sum', got '${String(this.reduce)}'`);
     this.writer = this.comm.rank === 0;
     if (h.gradAccum % this.comm.worldSize !== 0)
       throw new UsageError(`gradAccum ${h.gradAccum} (micro-batches per step over all ranks) is not a multiple of the ${this.comm.worldSize} ranks`);
@@ -328,11 +341,41 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const ts = performance.now();
     const be = this.backend as Backend<unknown> & { downloadF32?: (b: unknown) => Float32Array };
     const f32 = be.dtype === 'f32' && typeof be.downloadF32 === 'function';
-    const acc = (this.accHost ??= f32 ? new Float32Array(this.model.numParameters) : new Float64Array(this.model.numParameters));
-    acc.fill(0);
     let lossSum = 0,
       stop = false,
       commSeconds = 0;
+    if (this.reduce === 'sum') {
+      // Each rank adds its own micro-batch gradients in order, then one all-reduce in the library's
+      // order sums the ranks' buffers: fewer bytes, but not bitwise equal to one process.
+      const A = K / N,
+        accB = (this.accBuf ??= be.alloc(this.model.numParameters));
+      be.fill(accB, 0);
+      const info = new Float64Array(A + 1);
+      for (let round = 0; round < A; round++) {
+        let mine: Batch | null = null;
+        for (let q = 0; q < N; q++) {
+          const b = this.sampler.next(B, T);
+          if (q === rank) mine = b;
+        }
+        this.model.zeroGrad();
+        info[round] = this.micro(mine as Batch);
+        be.add(accB, accB, this.model.grads);
+      }
+      info[A] = this.stopRequested ? 1 : 0;
+      const g = f32 ? be.downloadF32!(accB) : be.download(accB);
+      const tc = performance.now();
+      const all = (await this.comm.allGather(new Uint8Array(info.buffer))).map((p) => new Float64Array(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength)));
+      for (let round = 0; round < A; round++) for (const v of all) lossSum += v[round];
+      if (all.some((v) => v[A] !== 0)) stop = true;
+      await this.comm.allReduceSum(g);
+      commSeconds = (performance.now() - tc) / 1000;
+      this.lastCommSeconds = commSeconds;
+      be.upload(this.model.grads, g);
+      if (stop) this.agreedStop = true;
+      return this.finishStep(ts, lossSum / K);
+    }
+    const acc = (this.accHost ??= f32 ? new Float32Array(this.model.numParameters) : new Float64Array(this.model.numParameters));
+    acc.fill(0);
     for (let round = 0; round < K / N; round++) {
       let mine: Batch | null = null;
       for (let q = 0; q < N; q++) {
@@ -630,7 +673,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       },
       tokenizer: this.tokenizer.name,
       backend: { name: this.backend.name, dtype: this.backend.dtype, reason: this.backendReason },
-      dist: { kind: this.comm.kind, ranks: this.comm.worldSize, description: this.comm.description },
+      dist: { kind: this.comm.kind, ranks: this.comm.worldSize, reduce: this.reduce, description: this.comm.description },
       machine: machineInfo(),
     };
   }
