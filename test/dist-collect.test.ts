@@ -135,7 +135,41 @@ describe.skipIf(skip !== null)('neurons collect under mpirun', () => {
     ckpt = path.join(dir, 'run');
     const t = spawnSync(
       process.execPath,
-      [CLI, 'train', '--backend', 'cpu', '--threads', '1', '--data', path.join(dir, 'corpus.txt'), '--cache-dir', path.join(dir, 'cache'), '--preset', 'char-tiny', '--n-layer', '2', '--n-embd', '32', '--n-head', '2', '--seq', '24', '--steps', '3', '--batch', '2', '--eval-every', '0', '--eval-windows', '2', '--sample-tokens', '0', '--quiet', '--out', ckpt],
+      [
+        CLI,
+        'train',
+        '--backend',
+        'cpu',
+        '--threads',
+        '1',
+        '--data',
+        path.join(dir, 'corpus.txt'),
+        '--cache-dir',
+        path.join(dir, 'cache'),
+        '--preset',
+        'char-tiny',
+        '--n-layer',
+        '2',
+        '--n-embd',
+        '32',
+        '--n-head',
+        '2',
+        '--seq',
+        '24',
+        '--steps',
+        '3',
+        '--batch',
+        '2',
+        '--eval-every',
+        '0',
+        '--eval-windows',
+        '2',
+        '--sample-tokens',
+        '0',
+        '--quiet',
+        '--out',
+        ckpt,
+      ],
       { cwd: ROOT, encoding: 'utf8' },
     );
     expect(t.status, t.stderr).toBe(0);
@@ -144,7 +178,15 @@ describe.skipIf(skip !== null)('neurons collect under mpirun', () => {
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  const FILES = ['tokens.u32', 'layer-0/records.jsonl', 'layer-0/positions.jsonl', 'layer-0/stats.jsonl', 'layer-1/records.jsonl', 'layer-1/positions.jsonl', 'layer-1/stats.jsonl'];
+  const FILES = [
+    'tokens.u32',
+    'layer-0/records.jsonl',
+    'layer-0/positions.jsonl',
+    'layer-0/stats.jsonl',
+    'layer-1/records.jsonl',
+    'layer-1/positions.jsonl',
+    'layer-1/stats.jsonl',
+  ];
   const TIMING = ['created', 'elapsed_s', 'tokens_per_s', 'cpu_s', 'peak_rss_bytes'];
 
   for (const ranks of [2, 3]) {

@@ -10,7 +10,11 @@ import { NcclCommunicator } from '../src/distributed/nccl.js';
 import { openCommunicator } from '../src/distributed/select.js';
 
 const REQUIRE = process.env.CRATE_TS_REQUIRE_CUDA === '1';
-const cuda = (tryLoadAddon().addon as unknown as { cuda?: { available(): { available: boolean; reason: string }; nccl_load?: () => { loaded: boolean; reason: string } } } | null)?.cuda;
+const cuda = (
+  tryLoadAddon().addon as unknown as {
+    cuda?: { available(): { available: boolean; reason: string }; nccl_load?: () => { loaded: boolean; reason: string } };
+  } | null
+)?.cuda;
 const gpu = cuda?.available();
 const noGpu = !cuda ? 'the addon has no CUDA build' : !gpu?.available ? `no GPU: ${gpu?.reason}` : null;
 const nccl = !noGpu && cuda?.nccl_load ? cuda.nccl_load() : null;

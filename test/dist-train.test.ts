@@ -183,7 +183,20 @@ describe.skipIf(skip !== null)('data-parallel training over MPI (cpu backend)', 
     expect(saved).toBeGreaterThanOrEqual(2);
     const cont = path.join(dir, 'killed-continued');
     fs.cpSync(out, cont, { recursive: true });
-    const res = runOne(['train', '--resume', cont, '--threads', '1', '--quiet', '--sample-tokens', '0', '--stop-at', String(saved + 2), '--cache-dir', path.join(dir, 'cache')]);
+    const res = runOne([
+      'train',
+      '--resume',
+      cont,
+      '--threads',
+      '1',
+      '--quiet',
+      '--sample-tokens',
+      '0',
+      '--stop-at',
+      String(saved + 2),
+      '--cache-dir',
+      path.join(dir, 'cache'),
+    ]);
     expect(res.code, res.stderr).toBe(0);
     // an uninterrupted 1-rank run of the same schedule, stopped at the same step
     const whole = path.join(dir, 'killed-reference');

@@ -199,7 +199,11 @@ async function runCollect(argv: string[]): Promise<number> {
   }
 }
 
-async function collectOn(comm: Communicator, opts: Omit<CollectOptions, 'backend'>, sel: { backend: CollectOptions['backend']; reason: string; name: string }): Promise<number> {
+async function collectOn(
+  comm: Communicator,
+  opts: Omit<CollectOptions, 'backend'>,
+  sel: { backend: CollectOptions['backend']; reason: string; name: string },
+): Promise<number> {
   const tty = Boolean(process.stderr.isTTY) && comm.rank === 0;
   let last = 0;
   const bar = (p: { tokens: number; total: number; tokensPerSec: number; eta: number }) => {

@@ -46,8 +46,7 @@ const show = (v: unknown) => (v === undefined ? 'nothing' : JSON.stringify(v));
  * is what must be equal on every rank (JSON-serialisable); `what` names it in messages.
  */
 export async function prepareTogether<T>(comm: Communicator, what: string, prepare: () => Promise<T> | T, fingerprint: (t: T) => unknown): Promise<T> {
-  let value: T | undefined,
-    out: Outcome;
+  let value: T | undefined, out: Outcome;
   let err: unknown = null;
   try {
     value = await prepare();
@@ -69,7 +68,12 @@ export async function prepareTogether<T>(comm: Communicator, what: string, prepa
   }
   for (let r = 1; r < all.length; r++) {
     const d = firstDifference(all[0].fingerprint, all[r].fingerprint);
-    if (d) throw mark(new UsageError(`rank ${r} disagrees with rank 0 on the ${what}: ${d.path} is ${show(d.b)} on rank ${r} but ${show(d.a)} on rank 0; every rank must be started with the same options and files`));
+    if (d)
+      throw mark(
+        new UsageError(
+          `rank ${r} disagrees with rank 0 on the ${what}: ${d.path} is ${show(d.b)} on rank ${r} but ${show(d.a)} on rank 0; every rank must be started with the same options and files`,
+        ),
+      );
   }
   return value as T;
 }

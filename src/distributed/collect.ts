@@ -21,7 +21,9 @@ export function shardWindows(nWin: number, batch: number, T: number, rank: numbe
   const nChunks = Math.ceil(nWin / batch);
   if (ranks === 1) return { w0: 0, w1: nWin, lo: 0, hi: nWin * T };
   if (nChunks < ranks)
-    throw new UsageError(`${nWin} windows in forward batches of ${batch} make ${nChunks} chunk${nChunks === 1 ? '' : 's'}, fewer than the ${ranks} ranks: collect more tokens, or use a smaller --batch or fewer ranks`);
+    throw new UsageError(
+      `${nWin} windows in forward batches of ${batch} make ${nChunks} chunk${nChunks === 1 ? '' : 's'}, fewer than the ${ranks} ranks: collect more tokens, or use a smaller --batch or fewer ranks`,
+    );
   const c0 = Math.floor((rank * nChunks) / ranks),
     c1 = Math.floor(((rank + 1) * nChunks) / ranks);
   const chunkTokens = batch * T;

@@ -38,7 +38,13 @@ export function launchInfo(env: Env = process.env): LaunchInfo {
     }
   }
   if (info.launcher === null && env.SLURM_PROCID !== undefined && env.SLURM_NTASKS !== undefined && env.SLURM_STEP_ID !== undefined)
-    info = { launcher: 'srun', size: intVar(env, 'SLURM_NTASKS', 1), rank: intVar(env, 'SLURM_PROCID', 0), localRank: intVar(env, 'SLURM_LOCALID', 0), source: 'SLURM_NTASKS/SLURM_PROCID' };
+    info = {
+      launcher: 'srun',
+      size: intVar(env, 'SLURM_NTASKS', 1),
+      rank: intVar(env, 'SLURM_PROCID', 0),
+      localRank: intVar(env, 'SLURM_LOCALID', 0),
+      source: 'SLURM_NTASKS/SLURM_PROCID',
+    };
   const tw = intVar(env, 'WORLD_SIZE', 1),
     tr = intVar(env, 'RANK', 0),
     tl = intVar(env, 'LOCAL_RANK', 0);
@@ -46,7 +52,8 @@ export function launchInfo(env: Env = process.env): LaunchInfo {
   if (tw !== null && tr !== null) {
     if (tr >= tw) throw new UsageError(`RANK=${tr} is out of range for WORLD_SIZE=${tw}`);
     if (info.launcher !== null) {
-      if (info.size !== null && info.size !== tw) throw new UsageError(`WORLD_SIZE=${tw} disagrees with the launcher's world size ${info.size} (${info.source})`);
+      if (info.size !== null && info.size !== tw)
+        throw new UsageError(`WORLD_SIZE=${tw} disagrees with the launcher's world size ${info.size} (${info.source})`);
       if (info.rank !== null && info.rank !== tr) throw new UsageError(`RANK=${tr} disagrees with the launcher's rank ${info.rank} (${info.source})`);
     } else {
       info = { launcher: 'torchrun', size: tw, rank: tr, localRank: tl ?? 0, source: 'WORLD_SIZE/RANK' };

@@ -46,7 +46,11 @@ async function exchangeIdTcp(id: Uint8Array | null, rank: number, size: number, 
   if (rank === 0) {
     const server = net.createServer();
     await new Promise<void>((resolve, reject) => {
-      server.once('error', (e) => reject(new UsageError(`--dist nccl: rank 0 cannot listen on ${host}:${port} (MASTER_ADDR:MASTER_PORT): ${(e as NodeJS.ErrnoException).code ?? e.message}`)));
+      server.once('error', (e) =>
+        reject(
+          new UsageError(`--dist nccl: rank 0 cannot listen on ${host}:${port} (MASTER_ADDR:MASTER_PORT): ${(e as NodeJS.ErrnoException).code ?? e.message}`),
+        ),
+      );
       server.listen(port, host, () => resolve());
     });
     let served = 0;
@@ -75,7 +79,8 @@ async function exchangeIdTcp(id: Uint8Array | null, rank: number, size: number, 
         });
       });
     } catch (e) {
-      if (Date.now() > deadline) throw new UsageError(`--dist nccl: rank ${rank} could not get the NCCL id from rank 0 at ${host}:${port} within 60 s (${(e as Error).message})`);
+      if (Date.now() > deadline)
+        throw new UsageError(`--dist nccl: rank ${rank} could not get the NCCL id from rank 0 at ${host}:${port} within 60 s (${(e as Error).message})`);
       await new Promise((r) => setTimeout(r, 250));
     }
   }
@@ -116,7 +121,9 @@ export class NcclCommunicator implements Communicator {
       const host = env.MASTER_ADDR,
         portS = env.MASTER_PORT;
       if (size > 1 && (!host || !portS))
-        throw new UsageError(`--dist nccl with ${size} ranks needs MASTER_ADDR and MASTER_PORT (rank 0's address and a free port), as torchrun sets them, or a launch by mpirun with the MPI addon built`);
+        throw new UsageError(
+          `--dist nccl with ${size} ranks needs MASTER_ADDR and MASTER_PORT (rank 0's address and a free port), as torchrun sets them, or a launch by mpirun with the MPI addon built`,
+        );
       const port = Number(portS ?? 0);
       if (size > 1 && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new UsageError(`MASTER_PORT=${portS} is not a port number`);
       id = size === 1 ? n.nccl_unique_id() : await exchangeIdTcp(rank === 0 ? n.nccl_unique_id() : null, rank, size, host!, port);
@@ -179,6 +186,8 @@ export class NcclCommunicator implements Communicator {
 
 export async function openNccl(l: LaunchInfo, backend: string | undefined): Promise<Communicator> {
   if (backend !== 'cuda')
-    throw new UsageError(`--dist nccl needs --backend cuda (one rank per GPU), not ${backend ?? 'the default backend'}; for cpu training across processes use --dist mpi under mpirun`);
+    throw new UsageError(
+      `--dist nccl needs --backend cuda (one rank per GPU), not ${backend ?? 'the default backend'}; for cpu training across processes use --dist mpi under mpirun`,
+    );
   return NcclCommunicator.open(l);
 }

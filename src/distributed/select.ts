@@ -22,14 +22,19 @@ export function checkDistChoice(s: string): DistChoice {
 
 /** The launch in words, for messages. */
 function launched(l: LaunchInfo): string {
-  return l.launcher === null ? 'no launcher started it (no mpirun, srun or torchrun variables in its environment)' : `${l.launcher} started ${l.size ?? '?'} ranks (${l.source})`;
+  return l.launcher === null
+    ? 'no launcher started it (no mpirun, srun or torchrun variables in its environment)'
+    : `${l.launcher} started ${l.size ?? '?'} ranks (${l.source})`;
 }
 
 /**
  * Open the communicator `choice` asks for. backend: the compute backend's name ('cuda' makes auto
  * prefer NCCL for torchrun-style launches). env: the environment (tests pass their own).
  */
-export async function openCommunicator(choice: DistChoice = 'auto', opts: { backend?: string; env?: Record<string, string | undefined> } = {}): Promise<Communicator> {
+export async function openCommunicator(
+  choice: DistChoice = 'auto',
+  opts: { backend?: string; env?: Record<string, string | undefined> } = {},
+): Promise<Communicator> {
   const l = launchInfo(opts.env ?? process.env);
   const several = (l.size ?? 1) > 1;
   if (choice === 'auto') {
@@ -42,18 +47,23 @@ export async function openCommunicator(choice: DistChoice = 'auto', opts: { back
     }
   }
   if (choice === 'single') {
-    if (several) throw new UsageError(`--dist single, but ${launched(l)}: each would train alone and overwrite the others' files (use --dist mpi, or launch one process)`);
+    if (several)
+      throw new UsageError(`--dist single, but ${launched(l)}: each would train alone and overwrite the others' files (use --dist mpi, or launch one process)`);
     return SINGLE;
   }
   if (choice === 'mpi') {
     if (l.launcher !== 'mpirun' && l.launcher !== 'srun')
-      throw new UsageError(`--dist mpi: ${l.launcher === 'torchrun' ? 'torchrun-style variables started it, not mpirun or srun' : 'this process was not started by mpirun or srun (no OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK or SLURM_PROCID in its environment)'}; launch it as: mpirun -np N npx crate-ts ...`);
+      throw new UsageError(
+        `--dist mpi: ${l.launcher === 'torchrun' ? 'torchrun-style variables started it, not mpirun or srun' : 'this process was not started by mpirun or srun (no OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK or SLURM_PROCID in its environment)'}; launch it as: mpirun -np N npx crate-ts ...`,
+      );
     const why = mpiUnavailable();
     if (why) throw new UsageError(why);
     const c = await MpiCommunicator.open();
     if (l.size !== null && c.worldSize !== l.size) {
       c.close();
-      throw new UsageError(`MPI reports ${c.worldSize} ranks but the launcher announced ${l.size} (${l.source}): is the addon built against the MPI that launched it?`);
+      throw new UsageError(
+        `MPI reports ${c.worldSize} ranks but the launcher announced ${l.size} (${l.source}): is the addon built against the MPI that launched it?`,
+      );
     }
     return c;
   }

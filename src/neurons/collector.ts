@@ -123,7 +123,10 @@ export class LayerCollector {
     this.N = N;
     this.k = Math.min(topK, N);
     const sh = opts.shard;
-    if (sh && !(Number.isInteger(sh.first) && Number.isInteger(sh.lo) && Number.isInteger(sh.hi) && 0 <= sh.first && sh.first <= sh.lo && sh.lo < sh.hi && sh.hi <= N))
+    if (
+      sh &&
+      !(Number.isInteger(sh.first) && Number.isInteger(sh.lo) && Number.isInteger(sh.hi) && 0 <= sh.first && sh.first <= sh.lo && sh.lo < sh.hi && sh.hi <= N)
+    )
       throw new RangeError(`LayerCollector: bad shard ${JSON.stringify(sh)} for N = ${N}`);
     this.lo = sh ? sh.lo : 0;
     this.hi = sh ? sh.hi : N;
@@ -136,7 +139,9 @@ export class LayerCollector {
     this.maxBefore = Math.max(...geos.map((g) => g.before));
     this.maxAfter = Math.max(...geos.map((g) => g.after));
     if (sh && sh.first > Math.max(0, sh.lo - this.maxBefore))
-      throw new RangeError(`LayerCollector: the shard's rows start at ${sh.first}, after ${Math.max(0, sh.lo - this.maxBefore)} which excerpts of position ${sh.lo} need`);
+      throw new RangeError(
+        `LayerCollector: the shard's rows start at ${sh.first}, after ${Math.max(0, sh.lo - this.maxBefore)} which excerpts of position ${sh.lo} need`,
+      );
     this.hist = new Float64Array(0);
     const Store = opts.precision === 'f64' ? Float64Array : Float32Array;
     const k = this.k;

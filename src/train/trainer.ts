@@ -193,7 +193,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       async () => splitGradAccum(await resolveRun(req), req.gradAccum, comm.worldSize),
       (r) => ({ ...(runFingerprint(r) as object), reduce: req.reduce ?? 'ordered' }),
     );
-    return prepareTogether(comm, 'start', () => new Trainer(run, { comm, reduce: req.reduce }), () => null);
+    return prepareTogether(
+      comm,
+      'start',
+      () => new Trainer(run, { comm, reduce: req.reduce }),
+      () => null,
+    );
   }
 
   /**
@@ -364,7 +369,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       info[A] = this.stopRequested ? 1 : 0;
       const g = f32 ? be.downloadF32!(accB) : be.download(accB);
       const tc = performance.now();
-      const all = (await this.comm.allGather(new Uint8Array(info.buffer))).map((p) => new Float64Array(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength)));
+      const all = (await this.comm.allGather(new Uint8Array(info.buffer))).map(
+        (p) => new Float64Array(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength)),
+      );
       for (let round = 0; round < A; round++) for (const v of all) lossSum += v[round];
       if (all.some((v) => v[A] !== 0)) stop = true;
       await this.comm.allReduceSum(g);
