@@ -52,7 +52,10 @@ export function packShards(arrays: readonly Float64Array[]): Uint8Array {
 export function unpackShards(parts: readonly Uint8Array[], layers: number): Float64Array[][] {
   return parts.map((p, r) => {
     if (p.byteLength % 8 !== 0) throw new RangeError(`rank ${r} sent ${p.byteLength} bytes, not whole float64 values`);
-    const all = new Float64Array(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength));
+    const all =
+      p.byteOffset % 8 === 0
+        ? new Float64Array(p.buffer, p.byteOffset, p.byteLength / 8)
+        : new Float64Array(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength));
     const n = all[0];
     if (n !== layers) throw new RangeError(`rank ${r} sent ${n} layer states, expected ${layers}`);
     let at = 1 + n;

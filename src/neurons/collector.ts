@@ -377,40 +377,61 @@ export class LayerCollector {
   exportShard(): Float64Array {
     if (!this.o.shard) throw new RangeError('LayerCollector.exportShard: this collector is not a shard');
     const H = this.H,
-      k = this.k,
-      out: number[] = [];
-    const Lt = excerptLen(this.o.geometry.top);
-    const put = (src: ArrayLike<number>, from: number, len: number) => {
-      for (let j = 0; j < len; j++) out.push(src[from + j]);
-    };
-    for (let i = 0; i < H; i++) {
-      const size = this.hSize[i];
-      out.push(size);
-      for (let j = 0; j < size; j++) {
-        const h = i * k + j;
-        out.push(this.hVal[h], this.hPos[h], this.topStart[i * k + this.hSlot[h]]);
-        put(this.topStore, (i * k + this.hSlot[h]) * Lt, Lt);
-      }
-    }
-    const events = (pos: Float64Array, val: Float64Array, store: Float64Array | Float32Array, L: number) => {
+      k = this.k;
+    const Lt = excerptLen(this.o.geometry.top),
+      Lr = excerptLen(this.o.geometry.random),
+      Lq = this.o.quantile ? excerptLen(this.o.geometry.quantile) : 0;
+    const owned = (pos: Float64Array) => {
       const mine: number[] = [];
       for (let e = 0; e < pos.length; e++) if (pos[e] >= this.lo && pos[e] < this.hi) mine.push(e);
-      out.push(mine.length);
+      return mine;
+    };
+    const rand = owned(this.randPos),
+      quant = owned(this.qPos);
+    const m = this.moments,
+      chunks = m.chunks!;
+    let entries = 0;
+    for (let i = 0; i < H; i++) entries += this.hSize[i];
+    const size = H + entries * (3 + Lt) + 1 + rand.length * (2 + Lr) + 1 + quant.length * (2 + Lq) + 1 + chunks.length * (1 + 4 * H) + 3 * H;
+    const out = new Float64Array(size);
+    let at = 0;
+    for (let i = 0; i < H; i++) {
+      const n = this.hSize[i];
+      out[at++] = n;
+      for (let j = 0; j < n; j++) {
+        const h = i * k + j,
+          slot = i * k + this.hSlot[h];
+        out[at++] = this.hVal[h];
+        out[at++] = this.hPos[h];
+        out[at++] = this.topStart[slot];
+        out.set(this.topStore.subarray(slot * Lt, (slot + 1) * Lt), at);
+        at += Lt;
+      }
+    }
+    const events = (mine: number[], val: Float64Array, store: Float64Array | Float32Array, L: number) => {
+      out[at++] = mine.length;
       for (const e of mine) {
-        out.push(e, val[e]);
-        put(store, e * L, L);
+        out[at++] = e;
+        out[at++] = val[e];
+        out.set(store.subarray(e * L, (e + 1) * L), at);
+        at += L;
       }
     };
-    events(this.randPos, this.randVal, this.randStore, excerptLen(this.o.geometry.random));
-    events(this.qPos, this.qVal, this.qStore, this.o.quantile ? excerptLen(this.o.geometry.quantile) : 0);
-    const m = this.moments;
-    out.push(m.chunks!.length);
-    for (const c of m.chunks!) {
-      out.push(c.n);
-      for (const a of [c.mean, c.c2, c.c3, c.c4]) put(a, 0, H);
+    events(rand, this.randVal, this.randStore, Lr);
+    events(quant, this.qVal, this.qStore, Lq);
+    out[at++] = chunks.length;
+    for (const c of chunks) {
+      out[at++] = c.n;
+      for (const a of [c.mean, c.c2, c.c3, c.c4]) {
+        out.set(a, at);
+        at += H;
+      }
     }
-    for (const a of [m.positive, m.max, m.min]) put(a, 0, H);
-    return Float64Array.from(out);
+    for (const a of [m.positive, m.max, m.min]) {
+      out.set(a, at);
+      at += H;
+    }
+    return out;
   }
 
   /**
