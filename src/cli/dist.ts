@@ -7,9 +7,15 @@ import { isEchoOfRankZero } from '../distributed/agree.js';
 import { MpiCommunicator, RankLostError } from '../distributed/mpi.js';
 import { checkDistChoice, openCommunicator } from '../distributed/select.js';
 
-export const DIST_HELP = `  --dist MODE          auto | single | mpi | nccl (default auto: mpi when mpirun or srun started
-                       several ranks, nccl for torchrun-style RANK/WORLD_SIZE with --backend cuda,
-                       else single); run as: mpirun -np N npx crate-ts ...`;
+/** The --dist lines of a command's help, the description starting at column `col`. */
+export function distHelp(col: number): string {
+  const pad = ' '.repeat(col);
+  return [
+    `  ${'--dist MODE'.padEnd(col - 2)}auto | single | mpi | nccl (default auto: mpi when mpirun or srun started`,
+    `${pad}several ranks, nccl for torchrun-style RANK/WORLD_SIZE with --backend cuda,`,
+    `${pad}else single); run as: mpirun -np N npx crate-ts ...`,
+  ].join('\n');
+}
 
 /** The communicator --dist asks for (value: the flag, or undefined for auto). */
 export function openFromFlag(value: string | boolean | undefined, backend: unknown): Promise<Communicator> {

@@ -8,7 +8,7 @@ import { UsageError } from '../errors.js';
 import { parseErrorMessage } from './options.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
 import type { Communicator } from '../distributed/communicator.js';
-import { DIST_HELP, openFromFlag, distLine, distFailure } from './dist.js';
+import { distHelp, openFromFlag, distLine, distFailure } from './dist.js';
 import { collect, type CollectOptions } from '../neurons/collect.js';
 import { readLayer, readManifest, selectedOffset, VARIANTS, type Variant } from '../neurons/format.js';
 import { renderNeuron } from '../neurons/heatmap.js';
@@ -126,7 +126,7 @@ const COLLECT_HELP = `usage: crate-ts neurons collect --checkpoint CKPT --out DI
   --backend NAME     reference | cpu | cuda | auto (default auto)
   --threads N        worker threads of native backends
   --batch B          windows per forward (default 1)
-${DIST_HELP}
+${distHelp(21)}
                      (the windows are shared; rank 0 merges exactly and writes)
   --out DIR          output directory (refused if it holds a collection, unless --force)
   --force            replace the collection in --out`;

@@ -16,7 +16,7 @@ import type { BackendChoice } from '../backend/select.js';
 import { UsageError } from '../errors.js';
 import type { Communicator } from '../distributed/communicator.js';
 import { checkBackendName } from './backend.js';
-import { DIST_HELP, openFromFlag, distLine, exitIfPeerLost, distFailure } from './dist.js';
+import { distHelp, openFromFlag, distLine, exitIfPeerLost, distFailure } from './dist.js';
 
 function describeDefault(b: 'reference' | 'cpu'): string {
   const m = RUN_DEFAULTS[b].model;
@@ -50,7 +50,7 @@ run
   --backend NAME       reference | cpu | cuda | auto (default auto: cuda, else cpu, else reference;
                        with --resume, the checkpoint's backend)
   --threads N          worker threads for native backends, 1..${MAX_THREADS} (default: all cores)
-${DIST_HELP}
+${distHelp(23)}
                        (each rank draws its own micro-batches; --grad-accum is per rank; rank 0 writes)
   --dist-reduce HOW    ordered | sum: how ranks sum gradients (default ordered: bitwise equal to one
                        process with --grad-accum ranks x A; sum: one all-reduce per step, fewer bytes
