@@ -68,15 +68,18 @@ function runOne(a: string[]): { code: number | null; stderr: string } {
   return { code: r.status, stderr: r.stderr };
 }
 
-/** Per-step losses from a run directory's train.jsonl, as exact bit patterns (hex of the float64). */
+/**
+ * Per-step losses from a run directory's train.jsonl, as exact bit patterns (hex of the float64).
+ * The log is appended to: a step made after the last checkpoint of a killed run appears again when
+ * the resumed run redoes it; the later record counts.
+ */
 function losses(out: string): string[] {
-  return fs
-    .readFileSync(path.join(out, 'train.jsonl'), 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as { type: string; step: number; loss: number })
-    .filter((r) => r.type === 'step')
-    .map((r) => `${r.step}:${Buffer.from(new Float64Array([r.loss]).buffer).toString('hex')}`);
+  const byStep = new Map<number, number>();
+  for (const l of fs.readFileSync(path.join(out, 'train.jsonl'), 'utf8').trim().split('\n')) {
+    const r = JSON.parse(l) as { type: string; step: number; loss: number };
+    if (r.type === 'step') byStep.set(r.step, r.loss);
+  }
+  return [...byStep].sort((a, b) => a[0] - b[0]).map(([step, loss]) => `${step}:${Buffer.from(new Float64Array([loss]).buffer).toString('hex')}`);
 }
 
 /** Every tensor of the weights and the optimizer moments, as bytes. */
@@ -166,6 +169,7 @@ describe.skipIf(skip !== null)('data-parallel training over MPI (cpu backend)', 
     const r = await done;
     const after = (performance.now() - killedAt) / 1000;
     expect(after).toBeLessThan(60);
+    console.info(`dist-train: the job ended ${after.toFixed(1)} s after rank 1 was killed`);
     expect(r.code).not.toBe(0);
     // our line (the launcher adds its own block): names the lost rank, once per surviving rank
     const ours = r.stderr.split('\n').filter((l) => l.startsWith('crate-ts train:'));
