@@ -133,15 +133,13 @@ Napi::Value GetPrecision(const Napi::CallbackInfo& info) {
 
 /** The bytes of a typed-array argument; a TypeError names the argument otherwise. */
 std::pair<uint8_t*, size_t> typed_bytes(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
-  if (info.Length() <= i || !info[i].IsTypedArray())
-    throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + name + " must be a typed array");
+  if (info.Length() <= i || !info[i].IsTypedArray()) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + name + " must be a typed array");
   auto ta = info[i].As<Napi::TypedArray>();
   return {static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), ta.ByteLength()};
 }
 
 int int_arg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
-  if (info.Length() <= i || !info[i].IsNumber())
-    throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + name + " must be a number");
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + name + " must be a number");
   return info[i].As<Napi::Number>().Int32Value();
 }
 
@@ -177,12 +175,9 @@ Napi::Value NcclUniqueId(const Napi::CallbackInfo& info) {
 Napi::Value NcclInit(const Napi::CallbackInfo& info) {
   const char* fn = "nccl_init";
   auto id = typed_bytes(info, 0, fn, "id");
-  if (id.second != static_cast<size_t>(kNcclIdBytes))
-    throw Napi::RangeError::New(info.Env(), "cuda.nccl_init: id must be 128 bytes");
-  const int nranks = int_arg(info, 1, fn, "nranks"), rank = int_arg(info, 2, fn, "rank"),
-            device = int_arg(info, 3, fn, "device");
-  if (nranks < 1 || rank < 0 || rank >= nranks || device < 0)
-    throw Napi::RangeError::New(info.Env(), "cuda.nccl_init: rank, nranks or device out of range");
+  if (id.second != static_cast<size_t>(kNcclIdBytes)) throw Napi::RangeError::New(info.Env(), "cuda.nccl_init: id must be 128 bytes");
+  const int nranks = int_arg(info, 1, fn, "nranks"), rank = int_arg(info, 2, fn, "rank"), device = int_arg(info, 3, fn, "device");
+  if (nranks < 1 || rank < 0 || rank >= nranks || device < 0) throw Napi::RangeError::New(info.Env(), "cuda.nccl_init: rank, nranks or device out of range");
   return nccl_call(info, fn, [&]() -> Napi::Value {
     nccl_init(id.first, nranks, rank, device);
     return info.Env().Undefined();
@@ -190,8 +185,7 @@ Napi::Value NcclInit(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NcclAllReduceSum(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsTypedArray() ||
-      info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
     throw Napi::TypeError::New(info.Env(), "cuda.nccl_all_reduce_sum: buffer must be a Float32Array");
   auto b = typed_bytes(info, 0, "nccl_all_reduce_sum", "buffer");
   return nccl_call(info, "nccl_all_reduce_sum", [&]() -> Napi::Value {

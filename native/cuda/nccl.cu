@@ -47,9 +47,7 @@ void* g_scratch = nullptr;
 size_t g_scratch_bytes = 0;
 
 void check_nccl(const char* what, ncclResult_t r) {
-  if (r != 0)
-    throw Error(std::string(what) +
-                " failed: " + (g_nccl.getErrorString ? g_nccl.getErrorString(r) : "NCCL error " + std::to_string(r)));
+  if (r != 0) throw Error(std::string(what) + " failed: " + (g_nccl.getErrorString ? g_nccl.getErrorString(r) : "NCCL error " + std::to_string(r)));
 }
 
 void check_cuda(const char* what, cudaError_t e) {
@@ -145,8 +143,7 @@ void nccl_all_gather(const void* send, void* recv, size_t bytes, int nranks) {
   char* dsend = d + bytes * static_cast<size_t>(nranks);
   check_cuda("nccl_all_gather upload", cudaMemcpy(dsend, send, bytes, cudaMemcpyHostToDevice));
   check_nccl("ncclAllGather", g_nccl.allGather(dsend, d, bytes, kNcclUint8, g_comm, nullptr));
-  check_cuda("nccl_all_gather download",
-             cudaMemcpy(recv, d, bytes * static_cast<size_t>(nranks), cudaMemcpyDeviceToHost));
+  check_cuda("nccl_all_gather download", cudaMemcpy(recv, d, bytes * static_cast<size_t>(nranks), cudaMemcpyDeviceToHost));
 }
 
 void nccl_broadcast(void* host, size_t bytes, int root) {

@@ -100,8 +100,7 @@ class AllReduceSum : public Collective {
  protected:
   void Run() override {
     MPI_Datatype t = b_.elem == 8 ? MPI_DOUBLE : MPI_FLOAT;
-    Check(MPI_Allreduce(MPI_IN_PLACE, b_.data, static_cast<int>(b_.size / b_.elem), t, MPI_SUM, MPI_COMM_WORLD),
-          "MPI_Allreduce");
+    Check(MPI_Allreduce(MPI_IN_PLACE, b_.data, static_cast<int>(b_.size / b_.elem), t, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce");
   }
 
  private:
@@ -126,8 +125,7 @@ class AllReduceOrdered : public Collective {
     const size_t n = contrib_.size / contrib_.elem;
     MPI_Datatype t = contrib_.elem == 8 ? MPI_DOUBLE : MPI_FLOAT;
     std::vector<uint8_t> all(contrib_.size * static_cast<size_t>(g_size));
-    Check(MPI_Allgather(contrib_.data, static_cast<int>(n), t, all.data(), static_cast<int>(n), t, MPI_COMM_WORLD),
-          "MPI_Allgather");
+    Check(MPI_Allgather(contrib_.data, static_cast<int>(n), t, all.data(), static_cast<int>(n), t, MPI_COMM_WORLD), "MPI_Allgather");
     if (contrib_.elem == 8)
       fold(reinterpret_cast<double*>(acc_.data), reinterpret_cast<const double*>(all.data()), n, g_size);
     else
@@ -143,9 +141,7 @@ class Broadcast : public Collective {
   Broadcast(Napi::Env env, Bytes b, int root) : Collective(env), b_(b), root_(root) {}
 
  protected:
-  void Run() override {
-    Check(MPI_Bcast(b_.data, static_cast<int>(b_.size), MPI_BYTE, root_, MPI_COMM_WORLD), "MPI_Bcast");
-  }
+  void Run() override { Check(MPI_Bcast(b_.data, static_cast<int>(b_.size), MPI_BYTE, root_, MPI_COMM_WORLD), "MPI_Bcast"); }
 
  private:
   Bytes b_;
@@ -188,13 +184,9 @@ class GatherBytes : public Collective {
       out_.resize(static_cast<size_t>(total));
     }
     if (all_)
-      Check(
-          MPI_Allgatherv(b_.data, mine, MPI_BYTE, out_.data(), counts_.data(), displs.data(), MPI_BYTE, MPI_COMM_WORLD),
-          "MPI_Allgatherv");
+      Check(MPI_Allgatherv(b_.data, mine, MPI_BYTE, out_.data(), counts_.data(), displs.data(), MPI_BYTE, MPI_COMM_WORLD), "MPI_Allgatherv");
     else
-      Check(MPI_Gatherv(b_.data, mine, MPI_BYTE, out_.data(), counts_.data(), displs.data(), MPI_BYTE, root_,
-                        MPI_COMM_WORLD),
-            "MPI_Gatherv");
+      Check(MPI_Gatherv(b_.data, mine, MPI_BYTE, out_.data(), counts_.data(), displs.data(), MPI_BYTE, root_, MPI_COMM_WORLD), "MPI_Gatherv");
   }
   Napi::Value Result() override {
     Napi::Env env = Env();
@@ -223,8 +215,7 @@ class GatherBytes : public Collective {
 void promote_libmpi() {
   if (getenv("CRATE_TS_MPI_NO_PROMOTE")) return;  // lets a test show why the promotion is there
   Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&MPI_Init), &info) && info.dli_fname)
-    dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+  if (dladdr(reinterpret_cast<void*>(&MPI_Init), &info) && info.dli_fname) dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
 }
 
 Napi::Value Init(const Napi::CallbackInfo& info) {
@@ -236,8 +227,7 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
     int rc = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
     if (rc != MPI_SUCCESS) throw Napi::Error::New(env, "MPI_Init_thread failed: " + mpi_error(rc));
     if (provided < MPI_THREAD_SERIALIZED)
-      throw Napi::Error::New(
-          env, "this MPI library does not support MPI_THREAD_SERIALIZED (collectives run on a worker thread)");
+      throw Napi::Error::New(env, "this MPI library does not support MPI_THREAD_SERIALIZED (collectives run on a worker thread)");
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &g_size);
