@@ -1,4 +1,4 @@
-// The one interface data-parallel code talks to (DESIGN.md "Beyond one machine"): who am I (rank,
+// The one interface data-parallel code talks to (README "Beyond one machine"): who am I (rank,
 // world size, local rank on this machine), and the few collectives training and collection need.
 // Implementations: `single` (this file; one process, every collective is the identity), `mpi`
 // (mpi.ts: the optional MPI addon, launched by mpirun or srun) and `nccl` (nccl.ts: GPU buffers
