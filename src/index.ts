@@ -35,5 +35,8 @@ export { runChecks } from './verify/properties.js';
 export { auditFixture, loadFixture } from './audit/fixture.js';
 export { auditBackends } from './audit/crossbackend.js';
 export { Rng } from './util/rng.js';
+export { SINGLE, SingleCommunicator, foldInto, type Communicator, type DistKind } from './distributed/communicator.js';
+export { openCommunicator, type DistChoice } from './distributed/select.js';
+export { launchInfo, type LaunchInfo } from './distributed/launch.js';
 export * as reference from './reference/index.js';
 export * as codingRate from './verify/codingrate.js';

@@ -11,6 +11,7 @@
 // the lock is taken after the arguments are read, so a getter may itself call the addon.
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../binding.h"
@@ -128,8 +129,110 @@ Napi::Value GetPrecision(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), precision() == Precision::kTf32 ? "tf32" : "fp32");
 }
 
-const binding::Function kRuntime[] = {
-    {"available", Available}, {"synchronize", Synchronize}, {"memory_info", MemoryInfo}, {"set_precision", SetPrecision}, {"precision", GetPrecision}};
+// ---- NCCL (nccl.cu; src/distributed/nccl.ts) -------------------------------------------------------
+
+/** The bytes of a typed-array argument; a TypeError names the argument otherwise. */
+std::pair<uint8_t*, size_t> typed_bytes(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  if (info.Length() <= i || !info[i].IsTypedArray()) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + name + " must be a typed array");
+  auto ta = info[i].As<Napi::TypedArray>();
+  return {static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), ta.ByteLength()};
+}
+
+int int_arg(const Napi::CallbackInfo& info, size_t i, const char* fn, const char* name) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(fn) + ": " + name + " must be a number");
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+template <typename F>
+Napi::Value nccl_call(const Napi::CallbackInfo& info, const char* fn, F&& f) {
+  try {
+    auto lock = CudaTraits::lock();
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), std::string("cuda.") + fn + ": " + e.what());
+  }
+}
+
+Napi::Value NcclLoad(const Napi::CallbackInfo& info) {
+  const NcclStatus& st = nccl_load();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("loaded", st.loaded);
+  o.Set("reason", st.reason);
+  o.Set("version", st.version);
+  return o;
+}
+
+Napi::Value NcclUniqueId(const Napi::CallbackInfo& info) {
+  return nccl_call(info, "nccl_unique_id", [&]() -> Napi::Value {
+    auto buf = Napi::Buffer<uint8_t>::New(info.Env(), kNcclIdBytes);
+    nccl_unique_id(buf.Data());
+    return buf;
+  });
+}
+
+Napi::Value NcclInit(const Napi::CallbackInfo& info) {
+  const char* fn = "nccl_init";
+  auto id = typed_bytes(info, 0, fn, "id");
+  if (id.second != static_cast<size_t>(kNcclIdBytes)) throw Napi::RangeError::New(info.Env(), "cuda.nccl_init: id must be 128 bytes");
+  const int nranks = int_arg(info, 1, fn, "nranks"), rank = int_arg(info, 2, fn, "rank"), device = int_arg(info, 3, fn, "device");
+  if (nranks < 1 || rank < 0 || rank >= nranks || device < 0) throw Napi::RangeError::New(info.Env(), "cuda.nccl_init: rank, nranks or device out of range");
+  return nccl_call(info, fn, [&]() -> Napi::Value {
+    nccl_init(id.first, nranks, rank, device);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value NcclAllReduceSum(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array)
+    throw Napi::TypeError::New(info.Env(), "cuda.nccl_all_reduce_sum: buffer must be a Float32Array");
+  auto b = typed_bytes(info, 0, "nccl_all_reduce_sum", "buffer");
+  return nccl_call(info, "nccl_all_reduce_sum", [&]() -> Napi::Value {
+    nccl_all_reduce_sum(reinterpret_cast<float*>(b.first), b.second / sizeof(float));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value NcclAllGather(const Napi::CallbackInfo& info) {
+  auto b = typed_bytes(info, 0, "nccl_all_gather", "bytes");
+  const int nranks = int_arg(info, 1, "nccl_all_gather", "nranks");
+  if (nranks < 1) throw Napi::RangeError::New(info.Env(), "cuda.nccl_all_gather: nranks must be positive");
+  return nccl_call(info, "nccl_all_gather", [&]() -> Napi::Value {
+    auto out = Napi::Buffer<uint8_t>::New(info.Env(), b.second * static_cast<size_t>(nranks));
+    if (b.second > 0) nccl_all_gather(b.first, out.Data(), b.second, nranks);
+    return out;
+  });
+}
+
+Napi::Value NcclBroadcast(const Napi::CallbackInfo& info) {
+  auto b = typed_bytes(info, 0, "nccl_broadcast", "bytes");
+  const int root = int_arg(info, 1, "nccl_broadcast", "root");
+  return nccl_call(info, "nccl_broadcast", [&]() -> Napi::Value {
+    if (b.second > 0) nccl_broadcast(b.first, b.second, root);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value NcclDestroy(const Napi::CallbackInfo& info) {
+  return nccl_call(info, "nccl_destroy", [&]() -> Napi::Value {
+    nccl_destroy();
+    return info.Env().Undefined();
+  });
+}
+
+const binding::Function kRuntime[] = {{"nccl_load", NcclLoad},
+                                      {"nccl_unique_id", NcclUniqueId},
+                                      {"nccl_init", NcclInit},
+                                      {"nccl_all_reduce_sum", NcclAllReduceSum},
+                                      {"nccl_all_gather", NcclAllGather},
+                                      {"nccl_broadcast", NcclBroadcast},
+                                      {"nccl_destroy", NcclDestroy},
+                                      {"available", Available},
+                                      {"synchronize", Synchronize},
+                                      {"memory_info", MemoryInfo},
+                                      {"set_precision", SetPrecision},
+                                      {"precision", GetPrecision}};
 
 }  // namespace
 

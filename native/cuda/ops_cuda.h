@@ -36,6 +36,28 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& msg) : std::runtime_error(msg) {}
 };
 
+// ---- NCCL, loaded at run time (nccl.cu) --------------------------------------------------------------
+
+/** Bytes of an ncclUniqueId. */
+constexpr int kNcclIdBytes = 128;
+struct NcclStatus {
+  bool loaded = false;
+  /** Why not, when not loaded. */
+  std::string reason;
+  /** NCCL's version code (e.g. 22304), 0 if unknown. */
+  int version = 0;
+};
+/** dlopen("libnccl.so.2") once and resolve the calls used; never throws. */
+const NcclStatus& nccl_load();
+void nccl_unique_id(uint8_t out[kNcclIdBytes]);
+/** One communicator per process: this rank of nranks, on CUDA device `device`. */
+void nccl_init(const uint8_t id[kNcclIdBytes], int nranks, int rank, int device);
+/** Host buffers staged through the device; each call blocks until the collective is done. */
+void nccl_all_reduce_sum(float* host, size_t n);
+void nccl_all_gather(const void* send, void* recv, size_t bytes_per_rank, int nranks);
+void nccl_broadcast(void* host, size_t bytes, int root);
+void nccl_destroy();
+
 // ---- device, memory, precision (memory.cu) ---------------------------------------------------------
 
 struct Availability {

@@ -7,6 +7,8 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import { parseErrorMessage } from './options.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
+import type { Communicator } from '../distributed/communicator.js';
+import { distHelp, openFromFlag, distLine, distFailure } from './dist.js';
 import { collect, type CollectOptions } from '../neurons/collect.js';
 import { readLayer, readManifest, selectedOffset, VARIANTS, type Variant } from '../neurons/format.js';
 import { renderNeuron } from '../neurons/heatmap.js';
@@ -126,6 +128,8 @@ const COLLECT_HELP = `usage: crate-ts neurons collect --checkpoint CKPT --out DI
   --backend NAME     reference | cpu | cuda | auto (default auto)
   --threads N        worker threads of native backends
   --batch B          windows per forward (default 1)
+${distHelp(21)}
+                     (the windows are shared; rank 0 merges exactly and writes)
   --out DIR          output directory (refused if it holds a collection, unless --force)
   --force            replace the collection in --out`;
 
@@ -149,6 +153,7 @@ async function runCollect(argv: string[]): Promise<number> {
       out: { type: 'string' },
       force: { type: 'boolean' },
       'cache-dir': { type: 'string' },
+      dist: { type: 'string' },
     },
     false,
   );
@@ -188,7 +193,22 @@ async function runCollect(argv: string[]): Promise<number> {
   } catch (e) {
     throw new UsageError((e as Error).message, { cause: e });
   }
-  const tty = Boolean(process.stderr.isTTY);
+  const comm = await openFromFlag(v.dist, backendName);
+  try {
+    return await collectOn(comm, opts, sel);
+  } catch (e) {
+    return distFailure(comm, e, 'neurons collect');
+  } finally {
+    comm.close();
+  }
+}
+
+async function collectOn(
+  comm: Communicator,
+  opts: Omit<CollectOptions, 'backend'>,
+  sel: { backend: CollectOptions['backend']; reason: string; name: string },
+): Promise<number> {
+  const tty = Boolean(process.stderr.isTTY) && comm.rank === 0;
   let last = 0;
   const bar = (p: { tokens: number; total: number; tokensPerSec: number; eta: number }) => {
     const now = Date.now();
@@ -203,8 +223,11 @@ async function runCollect(argv: string[]): Promise<number> {
   };
   if (tty) process.stderr.write(`backend ${sel.reason}\n`);
   try {
-    const r = await collect({ ...opts, backend: sel.backend, onProgress: bar });
+    const dl = distLine(comm);
+    if (dl && comm.rank === 0) process.stderr.write(dl + '\n');
+    const r = await collect({ ...opts, backend: sel.backend, onProgress: bar, comm });
     if (tty) process.stderr.write('\r\x1b[2K');
+    if (comm.rank !== 0) return 0;
     const m = r.manifest;
     console.log(
       `collected ${m.n_tokens.toLocaleString('en-US')} tokens (${m.n_tokens / m.window} windows of ${m.window}) x layers ${m.layers.join(',')} (${m.neurons.join('+')} neurons, ${m.hooks[0]}${m.hooks.length > 1 ? ', ...' : ''}) on ${sel.name} in ${r.elapsed.toFixed(1)} s: ${Math.round(r.tokensPerSec).toLocaleString('en-US')} tokens/s (forward + streaming; ${r.cpuSeconds.toFixed(1)} CPU s), peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB -> ${r.dir}`,

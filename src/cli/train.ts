@@ -7,14 +7,16 @@
 // the end and saves), loss.svg and the final sample. The training itself is the Trainer's.
 import { parseOptions, intFlag, numFlag, withFlagNames } from './options.js';
 import { stdout, guardStdout } from './output.js';
-import { Trainer, resolveRun, type TrainRequest } from '../train/trainer.js';
+import { Trainer, type TrainRequest } from '../train/trainer.js';
 import { RUN_DEFAULTS, MAX_THREADS } from '../train/defaults.js';
 import { Progress, fmtDuration } from '../train/progress.js';
 import { PRESETS, type Arch } from '../model/config.js';
 import { archList, isArch } from '../model/archs.js';
 import type { BackendChoice } from '../backend/select.js';
 import { UsageError } from '../errors.js';
+import type { Communicator } from '../distributed/communicator.js';
 import { checkBackendName } from './backend.js';
+import { distHelp, openFromFlag, distLine, exitIfPeerLost, distFailure } from './dist.js';
 
 function describeDefault(b: 'reference' | 'cpu'): string {
   const m = RUN_DEFAULTS[b].model;
@@ -48,6 +50,11 @@ run
   --backend NAME       reference | cpu | cuda | auto (default auto: cuda, else cpu, else reference;
                        with --resume, the checkpoint's backend)
   --threads N          worker threads for native backends, 1..${MAX_THREADS} (default: all cores)
+${distHelp(23)}
+                       (each rank draws its own micro-batches; --grad-accum is per rank; rank 0 writes)
+  --dist-reduce HOW    ordered | sum: how ranks sum gradients (default ordered: bitwise equal to one
+                       process with --grad-accum ranks x A; sum: one all-reduce per step, fewer bytes
+                       with many ranks, not bitwise)
   --steps N            optimizer steps (default ${RUN_DEFAULTS.reference.hyper.steps} on reference, ${RUN_DEFAULTS.cpu.hyper.steps} on cpu)
   --batch N            sequences per micro-batch (default ${RUN_DEFAULTS.reference.hyper.batch}); a run that cannot fit in
                        memory is refused before anything is allocated
@@ -119,6 +126,8 @@ const OPTIONS = {
   'sample-tokens': { type: 'string' },
   'sample-prompt': { type: 'string' },
   quiet: { type: 'boolean' },
+  dist: { type: 'string' },
+  'dist-reduce': { type: 'string' },
 } as const;
 
 /** Exit codes of the signals that stop a run: 128 + the signal number. */
@@ -176,9 +185,23 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   }
   const req = requestFromArgs(v);
+  intFlag(v, 'sample-tokens', 0); // checked before any rank starts
+  const reduce = v['dist-reduce'];
+  if (reduce !== undefined && reduce !== 'ordered' && reduce !== 'sum') throw new UsageError(`--dist-reduce must be ordered or sum, got '${String(reduce)}'`);
+  const comm = await openFromFlag(v.dist, req.backend);
+  try {
+    return await runOn(comm, req, v);
+  } catch (e) {
+    return distFailure(comm, e, 'train');
+  } finally {
+    comm.close();
+  }
+}
+
+async function runOn(comm: Communicator, req: TrainRequest, v: Record<string, string | boolean | undefined>): Promise<number> {
   const sampleTokens = intFlag(v, 'sample-tokens', 0);
   const samplePrompt = typeof v['sample-prompt'] === 'string' ? v['sample-prompt'] : undefined;
-  const quiet = Boolean(v.quiet);
+  const quiet = Boolean(v.quiet) || comm.rank !== 0;
   const t0 = performance.now();
 
   const progress = new Progress(stdout);
@@ -187,14 +210,17 @@ export async function run(argv: string[]): Promise<number> {
   };
   let trainer: Trainer;
   try {
-    trainer = new Trainer(await resolveRun(req));
+    trainer = await Trainer.create({ ...req, comm, reduce: v['dist-reduce'] as 'ordered' | 'sum' | undefined });
   } catch (e) {
     throw withFlagNames(e);
   }
+  const dl = distLine(comm);
+  if (dl) say(dl);
 
   // ---- signals: the first finishes the step, saves and exits 128+n; a second exits at once --------
   let caught: StopSignal | null = null;
   const onSignal = (sig: StopSignal) => {
+    exitIfPeerLost(comm, (l) => process.stderr.write(l + '\n'), 'train');
     if (caught) {
       progress.line(`second ${sig}: exiting at once without saving (the last checkpoint saved is intact)`);
       process.exit(SIGNAL_EXIT[sig]);

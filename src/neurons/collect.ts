@@ -19,6 +19,9 @@ import { AtomicWriter, writeFileAtomic, type WriteSyncFn } from '../util/atomic.
 import { sha256File } from '../util/hash.js';
 import { excerptDecoder, type ExcerptDecoder } from './excerpt.js';
 import { saeFeatures, type SaeFeatures } from '../sae/features.js';
+import { SINGLE, type Communicator } from '../distributed/communicator.js';
+import { prepareTogether } from '../distributed/agree.js';
+import { shardWindows, packShards, unpackShards } from '../distributed/collect.js';
 import {
   COLLECTION_FORMAT,
   COLLECTION_FORMAT_VERSION,
@@ -74,6 +77,11 @@ export interface CollectOptions {
   sae?: string;
   /** The low-level write (tests replace it to simulate a full disk). */
   writeSync?: WriteSyncFn;
+  /**
+   * Ranks sharing the work (default: this process alone). Each rank runs its share of the windows
+   * (plus a halo for the excerpts), rank 0 merges the shards exactly and alone writes the directory.
+   */
+  comm?: Communicator;
 }
 
 export interface CollectSummary {
@@ -173,38 +181,52 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
   if (!opts.force && holdsCollection(opts.out))
     throw new UsageError(`output directory '${opts.out}' already holds a neuron collection; pass --force to replace it`);
 
-  // checkpoint, tokenizer, data
-  const ckFile = checkpointFile(opts.checkpoint);
-  const ck: Checkpoint = typed(() => loadCheckpoint(ckFile), CheckpointError);
-  const tok: Tokenizer = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab).catch((e: Error) => {
-    throw new CheckpointError(`${ckFile}: ${e.message}`);
-  });
-  const ds = await loadDataset({ data: opts.data, tokenizer: tok, cacheDir: opts.cacheDir }).catch((e: Error) => {
-    throw e instanceof CrateError ? e : new DataError(e.message, { cause: e });
-  });
-  const split = opts.split ?? 'all';
-  let avail: Uint16Array;
-  if (split === 'train') avail = ds.train;
-  else if (split === 'val') avail = ds.val;
-  else {
-    avail = new Uint16Array(ds.train.length + ds.val.length);
-    avail.set(ds.train);
-    avail.set(ds.val, ds.train.length);
-  }
-  const V = ck.config.vocabSize;
-  for (let i = 0; i < avail.length; i++) {
-    if (avail[i] >= V)
-      throw new DataError(
-        `token ${i} of '${ds.source}' has id ${avail[i]}, outside the vocabulary of ${V} of this ${ck.tokenizer}-tokenizer checkpoint (data made with another tokenizer?)`,
-      );
-  }
-  const T = ck.config.blockSize;
-  const want = opts.tokens ?? Math.min(avail.length, PAPER_TOKENS);
-  if (want > avail.length) throw new DataError(`the data ('${ds.source}', ${split}) has ${avail.length} tokens, fewer than the ${want} asked for`);
-  const nWin = Math.floor(want / T);
-  if (nWin < 1) throw new DataError(`${want} tokens are fewer than one window of ${T} (the model's block size)`);
-  const N = nWin * T;
-  const tokens = avail.subarray(0, N);
+  const comm = opts.comm ?? SINGLE;
+  const prepare = async () => {
+    // checkpoint, tokenizer, data
+    const ckFile = checkpointFile(opts.checkpoint);
+    const ck: Checkpoint = typed(() => loadCheckpoint(ckFile), CheckpointError);
+    const tok: Tokenizer = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab).catch((e: Error) => {
+      throw new CheckpointError(`${ckFile}: ${e.message}`);
+    });
+    const ds = await loadDataset({ data: opts.data, tokenizer: tok, cacheDir: opts.cacheDir }).catch((e: Error) => {
+      throw e instanceof CrateError ? e : new DataError(e.message, { cause: e });
+    });
+    const split = opts.split ?? 'all';
+    let avail: Uint16Array;
+    if (split === 'train') avail = ds.train;
+    else if (split === 'val') avail = ds.val;
+    else {
+      avail = new Uint16Array(ds.train.length + ds.val.length);
+      avail.set(ds.train);
+      avail.set(ds.val, ds.train.length);
+    }
+    const V = ck.config.vocabSize;
+    for (let i = 0; i < avail.length; i++) {
+      if (avail[i] >= V)
+        throw new DataError(
+          `token ${i} of '${ds.source}' has id ${avail[i]}, outside the vocabulary of ${V} of this ${ck.tokenizer}-tokenizer checkpoint (data made with another tokenizer?)`,
+        );
+    }
+    const T = ck.config.blockSize;
+    const want = opts.tokens ?? Math.min(avail.length, PAPER_TOKENS);
+    if (want > avail.length) throw new DataError(`the data ('${ds.source}', ${split}) has ${avail.length} tokens, fewer than the ${want} asked for`);
+    const nWin = Math.floor(want / T);
+    if (nWin < 1) throw new DataError(`${want} tokens are fewer than one window of ${T} (the model's block size)`);
+    const N = nWin * T;
+    const tokens = avail.subarray(0, N);
+    return { ckFile, ck, tok, ds, split, avail, T, nWin, N, tokens };
+  };
+  // Every rank prepares; all go on, or all stop with the failing rank's message (or the difference).
+  const { ckFile, ck, tok, ds, split, avail, T, nWin, N, tokens } =
+    comm.worldSize > 1
+      ? await prepareTogether(comm, 'collection', prepare, (p) => ({
+          checkpoint: sha256File(p.ckFile),
+          data: p.ds.contentHash,
+          tokens: p.N,
+          window: p.T,
+        }))
+      : await prepare();
 
   const model = typed(() => modelFromCheckpoint(ck, opts.backend), CheckpointError) as LanguageModel<unknown>;
   let sae: SaeFeatures | null = null;
@@ -223,24 +245,28 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
     };
     const quantile = variant === 'openai' ? null : QUANTILE;
     const precision = opts.backend.dtype === 'f64' ? 'f64' : 'f32';
-    const collectors = layers.map(
-      (l, j) => new LayerCollector({ H: widths[j], N, topK: TOP_K, nRandom: N_RANDOM, quantile, geometry, seed, layer: l, precision, what: hooks[j] }),
-    );
+    const reach = Math.max(geometry.top.before, geometry.random.before, quantile ? geometry.quantile.before : 0);
+    const reachAfter = Math.max(geometry.top.after, geometry.random.after, quantile ? geometry.quantile.after : 0);
+    // this rank's windows [w0, w1) with their halo, and its positions [lo, hi)
+    const sh = shardWindows(nWin, batch, T, comm.rank, comm.worldSize, reach, reachAfter);
+    const shard = comm.worldSize > 1 ? { first: sh.w0 * T, lo: sh.lo, hi: sh.hi } : undefined;
+    const collectorFor = (j: number, s?: { first: number; lo: number; hi: number }) =>
+      new LayerCollector({ H: widths[j], N, topK: TOP_K, nRandom: N_RANDOM, quantile, geometry, seed, layer: layers[j], precision, what: hooks[j], shard: s });
+    let collectors = layers.map((_, j) => collectorFor(j, shard));
 
     // the forward passes
     const tStart = performance.now();
     const cpuStart = process.cpuUsage();
     const idx = new Int32Array(batch * T);
-    for (let w = 0; w < nWin; w += batch) {
+    for (let w = sh.w0; w < sh.w1; w += batch) {
       const B = Math.min(batch, nWin - w);
       const ids = B === batch ? idx : idx.subarray(0, B * T);
       for (let j = 0; j < B * T; j++) ids[j] = tokens[w * T + j];
       if (sae) {
         const { cache } = model.runWithCache(ids, B, T, { names: [sae.hook], stopAtLayer, returnLogits: false });
         collectors[0].push(sae.encode(cache.get(sae.hook), B, T), B * T);
-      }
-      const { cache } = sae ? { cache: null } : model.runWithCache(ids, B, T, { names: hooks, stopAtLayer, returnLogits: false });
-      if (cache)
+      } else {
+        const { cache } = model.runWithCache(ids, B, T, { names: hooks, stopAtLayer, returnLogits: false });
         hooks.forEach((h, j) => {
           const a = cache.get(h);
           const n = B * T,
@@ -248,23 +274,40 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
           const dense = a.offset === 0 && a.stride[2] === 1 && a.stride[1] === H && a.stride[0] === T * H && a.data.length >= n * H;
           collectors[j].push(dense ? a.data : denseCopy(a, B, T, H), n);
         });
+      }
       if (opts.onProgress) {
-        const done = (w + B) * T,
+        const total = (sh.w1 - sh.w0) * T,
+          done = (w + B - sh.w0) * T,
           secs = (performance.now() - tStart) / 1000;
         const rate = done / Math.max(secs, 1e-9);
-        opts.onProgress({ tokens: done, total: N, tokensPerSec: rate, eta: (N - done) / rate });
+        opts.onProgress({ tokens: done, total, tokensPerSec: rate, eta: (total - done) / rate });
       }
     }
     for (const c of collectors) c.finish();
+    if (comm.worldSize > 1) {
+      // rank 0 merges every rank's shard into collectors over all N positions
+      const parts = await comm.gather(packShards(collectors.map((c) => c.exportShard())));
+      if (parts) {
+        const shards = unpackShards(parts, layers.length);
+        collectors = layers.map((_, j) => {
+          const c = collectorFor(j);
+          c.mergeShards(shards.map((s) => s[j]));
+          return c;
+        });
+      }
+    }
     const collectSecs = (performance.now() - tStart) / 1000;
     const cpu = process.cpuUsage(cpuStart);
     const cpuSeconds = (cpu.user + cpu.system) / 1e6;
 
-    // output
-    prepareOut(opts.out, Boolean(opts.force));
-    const decode = await excerptDecoder(tok);
-    writeTokens(path.join(opts.out, 'tokens.u32'), tokens, opts.writeSync);
-    layers.forEach((l, j) => writeLayer(opts.out, l, collectors[j], widths[j], tokens, decode, opts.writeSync));
+    // output (rank 0 alone writes)
+    const writer = comm.rank === 0;
+    if (writer) {
+      prepareOut(opts.out, Boolean(opts.force));
+      const decode = await excerptDecoder(tok);
+      writeTokens(path.join(opts.out, 'tokens.u32'), tokens, opts.writeSync);
+      layers.forEach((l, j) => writeLayer(opts.out, l, collectors[j], widths[j], tokens, decode, opts.writeSync));
+    }
     const peak = process.resourceUsage().maxRSS * 1024;
     const elapsed = (performance.now() - t0) / 1000;
     const manifest: CollectionManifest = {
@@ -311,7 +354,7 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
       cpu_s: cpuSeconds,
       peak_rss_bytes: peak,
     };
-    writeFileAtomic(path.join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', opts.writeSync);
+    if (writer) writeFileAtomic(path.join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', opts.writeSync);
     return { dir: opts.out, manifest, elapsed, tokensPerSec: N / collectSecs, peakRssBytes: peak, cpuSeconds };
   } finally {
     sae?.free();

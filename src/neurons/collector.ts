@@ -42,6 +42,13 @@ export interface LayerCollectorOptions {
   precision: 'f64' | 'f32';
   /** Names the tensor in error messages. */
   what?: string;
+  /**
+   * One rank's share of a collection split across ranks: rows arrive from position `first`; the
+   * positions [lo, hi) are this shard's (top-k, samples, moments); the rows before lo and after hi
+   * are a halo that only excerpts read (at least the excerpt reach on each side, or to 0 and N).
+   * Pushes must not straddle lo or hi. exportShard() then hands the shard's state to mergeShards().
+   */
+  shard?: { first: number; lo: number; hi: number };
 }
 
 /** One selected position with its excerpt activations. */
@@ -97,6 +104,8 @@ export class LayerCollector {
   private readonly evSlot: Int32Array;
   private readonly evKind: Uint8Array;
   private evNext = 0;
+  private readonly lo: number;
+  private readonly hi: number;
   private readonly randPos: Float64Array;
   private readonly randVal: Float64Array;
   private readonly randStore: Float64Array | Float32Array;
@@ -113,11 +122,26 @@ export class LayerCollector {
     this.H = H;
     this.N = N;
     this.k = Math.min(topK, N);
-    this.moments = new StreamingMoments(H, opts.what);
+    const sh = opts.shard;
+    if (
+      sh &&
+      !(Number.isInteger(sh.first) && Number.isInteger(sh.lo) && Number.isInteger(sh.hi) && 0 <= sh.first && sh.first <= sh.lo && sh.lo < sh.hi && sh.hi <= N)
+    )
+      throw new RangeError(`LayerCollector: bad shard ${JSON.stringify(sh)} for N = ${N}`);
+    this.lo = sh ? sh.lo : 0;
+    this.hi = sh ? sh.hi : N;
+    this.received = sh ? sh.first : 0;
+    this.histBase = this.received;
+    this.nextEval = this.lo;
+    this.moments = new StreamingMoments(H, opts.what, sh !== undefined);
     const q = opts.quantile;
     const geos = [geometry.top, geometry.random, ...(q ? [geometry.quantile] : [])];
     this.maxBefore = Math.max(...geos.map((g) => g.before));
     this.maxAfter = Math.max(...geos.map((g) => g.after));
+    if (sh && sh.first > Math.max(0, sh.lo - this.maxBefore))
+      throw new RangeError(
+        `LayerCollector: the shard's rows start at ${sh.first}, after ${Math.max(0, sh.lo - this.maxBefore)} which excerpts of position ${sh.lo} need`,
+      );
     this.hist = new Float64Array(0);
     const Store = opts.precision === 'f64' ? Float64Array : Float32Array;
     const k = this.k;
@@ -199,6 +223,7 @@ export class LayerCollector {
       this.evSlot[j] = slot[s];
       this.evKind[j] = kind[s];
     }
+    while (this.evNext < nE && this.evPos[this.evNext] < this.lo) this.evNext++;
   }
 
   /** Flat positions pushed so far. */
@@ -210,7 +235,12 @@ export class LayerCollector {
   push(x: ArrayLike<number>, n: number): void {
     const H = this.H;
     if (this.received + n > this.N) throw new RangeError(`LayerCollector: ${this.received + n} rows pushed, but N = ${this.N}`);
-    this.moments.push(x, n, this.received);
+    const a = this.received,
+      b = a + n;
+    if (a < this.hi && b > this.lo) {
+      if (a < this.lo || b > this.hi) throw new RangeError(`LayerCollector: rows [${a}, ${b}) straddle the shard [${this.lo}, ${this.hi})`);
+      this.moments.push(x, n, this.received);
+    }
     // keep the rows an unevaluated excerpt may still need, then append
     const keepFrom = Math.max(0, Math.min(this.nextEval - this.maxBefore, this.received));
     const drop = keepFrom - this.histBase;
@@ -238,7 +268,7 @@ export class LayerCollector {
       k = this.k,
       hist = this.hist,
       thr = this.thr;
-    const lim = Math.min(end, this.received);
+    const lim = Math.min(end, this.received, this.hi);
     for (let p = this.nextEval; p < lim; p++) {
       const off = (p - this.histBase) * H;
       for (let i = 0; i < H; i++) {
@@ -334,8 +364,145 @@ export class LayerCollector {
 
   /** Evaluate the last positions (excerpts clipped at N); call once after all N rows were pushed. */
   finish(): void {
-    if (this.received !== this.N) throw new RangeError(`LayerCollector.finish: ${this.received} of ${this.N} rows were pushed`);
-    this.evaluateUpTo(this.N);
+    const need = this.o.shard ? Math.min(this.N, this.hi + this.maxAfter) : this.N;
+    if (this.received < need || (!this.o.shard && this.received !== this.N))
+      throw new RangeError(`LayerCollector.finish: rows up to ${this.received} of the ${need} needed were pushed`);
+    this.evaluateUpTo(this.hi);
+  }
+
+  /**
+   * This shard's state after finish(): its top-k entries with their excerpts, its random and quantile
+   * events, its moment chunks and extremes, as one Float64Array (float32 excerpts are exact in it).
+   */
+  exportShard(): Float64Array {
+    if (!this.o.shard) throw new RangeError('LayerCollector.exportShard: this collector is not a shard');
+    const H = this.H,
+      k = this.k;
+    const Lt = excerptLen(this.o.geometry.top),
+      Lr = excerptLen(this.o.geometry.random),
+      Lq = this.o.quantile ? excerptLen(this.o.geometry.quantile) : 0;
+    const owned = (pos: Float64Array) => {
+      const mine: number[] = [];
+      for (let e = 0; e < pos.length; e++) if (pos[e] >= this.lo && pos[e] < this.hi) mine.push(e);
+      return mine;
+    };
+    const rand = owned(this.randPos),
+      quant = owned(this.qPos);
+    const m = this.moments,
+      chunks = m.chunks!;
+    let entries = 0;
+    for (let i = 0; i < H; i++) entries += this.hSize[i];
+    const size = H + entries * (3 + Lt) + 1 + rand.length * (2 + Lr) + 1 + quant.length * (2 + Lq) + 1 + chunks.length * (1 + 4 * H) + 3 * H;
+    const out = new Float64Array(size);
+    let at = 0;
+    for (let i = 0; i < H; i++) {
+      const n = this.hSize[i];
+      out[at++] = n;
+      for (let j = 0; j < n; j++) {
+        const h = i * k + j,
+          slot = i * k + this.hSlot[h];
+        out[at++] = this.hVal[h];
+        out[at++] = this.hPos[h];
+        out[at++] = this.topStart[slot];
+        out.set(this.topStore.subarray(slot * Lt, (slot + 1) * Lt), at);
+        at += Lt;
+      }
+    }
+    const events = (mine: number[], val: Float64Array, store: Float64Array | Float32Array, L: number) => {
+      out[at++] = mine.length;
+      for (const e of mine) {
+        out[at++] = e;
+        out[at++] = val[e];
+        out.set(store.subarray(e * L, (e + 1) * L), at);
+        at += L;
+      }
+    };
+    events(rand, this.randVal, this.randStore, Lr);
+    events(quant, this.qVal, this.qStore, Lq);
+    out[at++] = chunks.length;
+    for (const c of chunks) {
+      out[at++] = c.n;
+      for (const a of [c.mean, c.c2, c.c3, c.c4]) {
+        out.set(a, at);
+        at += H;
+      }
+    }
+    for (const a of [m.positive, m.max, m.min]) {
+      out.set(a, at);
+      at += H;
+    }
+    return out;
+  }
+
+  /**
+   * Fill this (unsharded, unused) collector from every shard's exportShard(), in rank order (the
+   * shards' ranges in position order, covering [0, N)): the top-k of the union under the same
+   * order (value descending, position ascending), each sampled position from the shard that holds
+   * it, and the moments by replaying the shards' chunk merges in position order, so the result is
+   * bitwise the single pass's.
+   */
+  mergeShards(parts: readonly Float64Array[]): void {
+    if (this.o.shard || this.received !== 0) throw new RangeError('LayerCollector.mergeShards needs a fresh collector over all N positions');
+    const H = this.H,
+      k = this.k,
+      Lt = excerptLen(this.o.geometry.top);
+    const cands: { v: number; p: number; start: number; part: Float64Array; at: number }[][] = Array.from({ length: H }, () => []);
+    const readers = parts.map((part) => ({ part, at: 0 }));
+    for (const r of readers) {
+      for (let i = 0; i < H; i++) {
+        const size = r.part[r.at++];
+        for (let j = 0; j < size; j++) {
+          cands[i].push({ v: r.part[r.at], p: r.part[r.at + 1], start: r.part[r.at + 2], part: r.part, at: r.at + 3 });
+          r.at += 3 + Lt;
+        }
+      }
+      const events = (val: Float64Array, store: Float64Array | Float32Array, L: number) => {
+        const n = r.part[r.at++];
+        for (let j = 0; j < n; j++) {
+          const e = r.part[r.at],
+            v = r.part[r.at + 1];
+          val[e] = v;
+          store.set(r.part.subarray(r.at + 2, r.at + 2 + L), e * L);
+          r.at += 2 + L;
+        }
+      };
+      events(this.randVal, this.randStore, excerptLen(this.o.geometry.random));
+      events(this.qVal, this.qStore, this.o.quantile ? excerptLen(this.o.geometry.quantile) : 0);
+      const m = this.moments;
+      const nc = r.part[r.at++];
+      for (let c = 0; c < nc; c++) {
+        const n = r.part[r.at++];
+        const sub = (q: number) => r.part.subarray(r.at + q * H, r.at + (q + 1) * H);
+        m.mergeChunk(n, sub(0), sub(1), sub(2), sub(3));
+        r.at += 4 * H;
+      }
+      const pos = r.part.subarray(r.at, r.at + H),
+        mx = r.part.subarray(r.at + H, r.at + 2 * H),
+        mn = r.part.subarray(r.at + 2 * H, r.at + 3 * H);
+      for (let i = 0; i < H; i++) {
+        m.positive[i] += pos[i];
+        if (mx[i] > m.max[i]) m.max[i] = mx[i];
+        if (mn[i] < m.min[i]) m.min[i] = mn[i];
+      }
+      r.at += 3 * H;
+      if (r.at !== r.part.length) throw new RangeError(`LayerCollector.mergeShards: a shard's state has ${r.part.length} values, ${r.at} were read`);
+    }
+    for (let i = 0; i < H; i++) {
+      const c = cands[i];
+      c.sort((a, b) => b.v - a.v || a.p - b.p);
+      const keep = Math.min(k, c.length);
+      for (let j = 0; j < keep; j++) {
+        const h = i * k + j;
+        this.hVal[h] = c[j].v;
+        this.hPos[h] = c[j].p;
+        this.hSlot[h] = j;
+        this.topStart[h] = c[j].start;
+        this.topStore.set(c[j].part.subarray(c[j].at, c[j].at + Lt), h * Lt);
+      }
+      this.hSize[i] = keep;
+    }
+    this.received = this.N;
+    this.nextEval = this.N;
   }
 
   private excerpt(store: Float64Array | Float32Array, index: number, p: number, g: ExcerptGeometry): { excerpt: Float64Array | Float32Array; start: number } {

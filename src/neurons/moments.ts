@@ -6,6 +6,15 @@
 // Also: the number of tokens > 0 (density), max and min.
 import { NumericsError } from '../errors.js';
 
+/** One pushed chunk: its row count, mean and central sums Σ(x−m)^k, k = 2..4, per neuron. */
+export interface ChunkSummary {
+  n: number;
+  mean: Float64Array;
+  c2: Float64Array;
+  c3: Float64Array;
+  c4: Float64Array;
+}
+
 export class StreamingMoments {
   /** Tokens seen. */
   count = 0;
@@ -22,11 +31,16 @@ export class StreamingMoments {
   private readonly c3: Float64Array;
   private readonly c4: Float64Array;
 
+  /** With recordChunks, every chunk's summary as push() merged it (for merging shards exactly). */
+  readonly chunks: ChunkSummary[] | null;
+
   /** H: neurons (columns). what: names the tensor in error messages. */
   constructor(
     readonly H: number,
     private readonly what = 'activation',
+    recordChunks = false,
   ) {
+    this.chunks = recordChunks ? [] : null;
     const f = () => new Float64Array(H);
     this.mean = f();
     this.M2 = f();
@@ -78,6 +92,17 @@ export class StreamingMoments {
         c4[i] += d2 * d2;
       }
     }
+    if (this.chunks) this.chunks.push({ n, mean: s1.slice(), c2: c2.slice(), c3: c3.slice(), c4: c4.slice() });
+    this.mergeChunk(n, s1, c2, c3, c4);
+  }
+
+  /**
+   * Merge one chunk's count, mean and central sums into the running moments (Chan et al., Pébay):
+   * what push() does after summarising its chunk. Replaying the chunks of several shards in
+   * position order reproduces a single pass bitwise.
+   */
+  mergeChunk(n: number, s1: ArrayLike<number>, c2: ArrayLike<number>, c3: ArrayLike<number>, c4: ArrayLike<number>): void {
+    const H = this.H;
     const na = this.count,
       nb = n,
       nn = na + nb;

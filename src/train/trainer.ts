@@ -39,6 +39,9 @@ import { checkTrainingMemory, type MemoryEstimate } from './memory.js';
 import { makeRunDir, removeStaleTemps } from './rundir.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { JsonLog, crateTsVersion, machineInfo, readRunHistory, historyRecords } from './jsonlog.js';
+import { SINGLE, type Communicator } from '../distributed/communicator.js';
+import { prepareTogether } from '../distributed/agree.js';
+import { runFingerprint, splitGradAccum } from '../distributed/train.js';
 
 export { resolveRun, resolveCheckpointPath, checkHyper, RequestError, CHECKPOINT_NAME, CHART_NAME, type TrainRequest, type ResolvedRun } from './request.js';
 
@@ -141,6 +144,23 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   readonly notices: string[];
   /** Training loss of every update made by this trainer. */
   readonly losses: number[] = [];
+  /** The ranks training together (SINGLE: this process alone); rank 0 alone writes files. */
+  readonly comm: Communicator;
+  /**
+   * How a distributed step sums the ranks' gradients: 'ordered' (default; bitwise equal to one
+   * process with the same micro-batches, one all-gather per round of micro-batches) or 'sum' (one
+   * all-reduce per step in the library's order: fewer bytes for many ranks, not bitwise).
+   */
+  readonly reduce: 'ordered' | 'sum';
+
+  private readonly writer: boolean;
+  /** Sum of the micro-batch gradients of a step with gradAccum > 1 (device buffer / host array for ranks). */
+  private accBuf: unknown = null;
+  private accHost: Float32Array | Float64Array | null = null;
+  /** A distributed run stops when any rank asked to, after the same step on every rank. */
+  private agreedStop = false;
+  /** Seconds the latest distributed step spent in collectives (waiting for peers included). */
+  private lastCommSeconds = 0;
 
   private readonly model: LanguageModel<unknown>;
   private readonly opt: AdamW<unknown>;
@@ -162,8 +182,23 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private readonly createdAt = performance.now();
 
   /** Resolve a request (defaults, backend, checkpoint, data) and build a trainer for it. */
-  static async create(req: TrainRequest = {}): Promise<Trainer> {
-    return new Trainer(await resolveRun(req));
+  static async create(req: TrainRequest & { comm?: Communicator; reduce?: 'ordered' | 'sum' } = {}): Promise<Trainer> {
+    const comm = req.comm ?? SINGLE;
+    if (comm.worldSize === 1) return new Trainer(await resolveRun(req), { comm });
+    // Every rank resolves the run; all start, or all stop with the failing rank's message or the
+    // first difference between the ranks' runs. gradAccum becomes the step's micro-batches over all ranks.
+    const run = await prepareTogether(
+      comm,
+      'run',
+      async () => splitGradAccum(await resolveRun(req), req.gradAccum, comm.worldSize),
+      (r) => ({ ...(runFingerprint(r) as object), reduce: req.reduce ?? 'ordered' }),
+    );
+    return prepareTogether(
+      comm,
+      'start',
+      () => new Trainer(run, { comm, reduce: req.reduce }),
+      () => null,
+    );
   }
 
   /**
@@ -171,9 +206,15 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * checks that the run fits in memory; then it creates the run directory and removes the
    * temporaries an interrupted save left there.
    */
-  constructor(run: ResolvedRun) {
+  constructor(run: ResolvedRun, opts: { comm?: Communicator; reduce?: 'ordered' | 'sum' } = {}) {
     super();
     const h = run.hyper;
+    this.comm = opts.comm ?? SINGLE;
+    this.reduce = opts.reduce ?? 'ordered';
+    if (this.reduce !== 'ordered' && this.reduce !== 'sum') throw new UsageError(`reduce must be 'ordered' or 'sum', got '${String(this.reduce)}'`);
+    this.writer = this.comm.rank === 0;
+    if (h.gradAccum % this.comm.worldSize !== 0)
+      throw new UsageError(`gradAccum ${h.gradAccum} (micro-batches per step over all ranks) is not a multiple of the ${this.comm.worldSize} ranks`);
     this.backend = run.backend;
     this.backendReason = run.backendReason;
     this.config = run.config;
@@ -185,12 +226,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.notices = [...run.notices];
     this.memory = checkTrainingMemory(run.config, h.batch, h.seq, run.backend);
     const ck = run.resume;
-    const extraLog = run.jsonLog !== undefined ? new JsonLog(run.jsonLog, ck !== null) : null;
-    this.out = makeRunDir(run.out);
+    const extraLog = run.jsonLog !== undefined && this.writer ? new JsonLog(run.jsonLog, ck !== null) : null;
+    this.out = this.writer ? makeRunDir(run.out) : path.resolve(run.out);
     this.checkpointPath = path.join(this.out, CHECKPOINT_NAME);
     this.chartPath = path.join(this.out, CHART_NAME);
     this.logPath = path.join(this.out, RUN_LOG_NAME);
-    const removed = removeStaleTemps(this.out);
+    const removed = this.writer ? removeStaleTemps(this.out) : [];
     if (removed.length)
       this.notices.push(
         `removed ${removed.length} stale temporary file${removed.length > 1 ? 's' : ''} of an interrupted save in ${this.out}: ${removed.join(', ')}`,
@@ -206,10 +247,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     // Resuming in the checkpoint's own directory appends to its log; a fresh log that continues a
     // run starts with the history so far, so that the next resume finds it there.
     const continuing = ck !== null && path.resolve(path.dirname(ck.path)) === this.out && readRunHistory(this.logPath).steps.length > 0;
-    const runLog = new JsonLog(this.logPath, continuing);
-    if (ck && !continuing) for (const rec of historyRecords({ steps: this.history, evals: this.evals })) runLog.write(rec);
-    this.logs.push(runLog);
-    if (extraLog && path.resolve(extraLog.file) !== this.logPath) this.logs.push(extraLog);
+    if (this.writer) {
+      const runLog = new JsonLog(this.logPath, continuing);
+      if (ck && !continuing) for (const rec of historyRecords({ steps: this.history, evals: this.evals })) runLog.write(rec);
+      this.logs.push(runLog);
+      if (extraLog && path.resolve(extraLog.file) !== this.logPath) this.logs.push(extraLog);
+    }
     this.unigramEntropy = unigramEntropy(run.dataset.val);
     this.resumedFrom = ck ? ck.path : null;
 
@@ -251,24 +294,140 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     return this.hyper.batch * this.hyper.seq * this.hyper.gradAccum;
   }
 
-  /** One optimizer update: gradAccum micro-batches, clipping, AdamW at the scheduled learning rate. */
+  /**
+   * One optimizer update: gradAccum micro-batches, clipping, AdamW at the scheduled learning rate.
+   * With gradAccum > 1 each micro-batch's gradient is computed on its own and the gradients are
+   * added in micro-batch order (acc = ((0 + g1) + g2) + ...), the sum N ranks reproduce bitwise
+   * (stepAsync). A distributed trainer steps with stepAsync (run() does).
+   */
   step(): StepResult {
     const h = this.hyper,
       B = h.batch,
-      T = h.seq;
+      T = h.seq,
+      K = h.gradAccum;
+    this.checkStep();
+    if (this.comm.worldSize > 1) throw new UsageError('step() runs one process; a distributed trainer steps with stepAsync() (run() does)');
+    const ts = performance.now();
+    let lossSum = 0;
+    this.model.zeroGrad();
+    if (K === 1) {
+      lossSum += this.micro(this.sampler.next(B, T));
+    } else {
+      const be = this.backend,
+        acc = (this.accBuf ??= be.alloc(this.model.numParameters));
+      be.fill(acc, 0);
+      for (let micro = 0; micro < K; micro++) {
+        if (micro > 0) this.model.zeroGrad();
+        lossSum += this.micro(this.sampler.next(B, T));
+        be.add(acc, acc, this.model.grads);
+      }
+      be.copy(this.model.grads, acc);
+    }
+    return this.finishStep(ts, lossSum / K);
+  }
+
+  /**
+   * One optimizer update of a distributed run (any rank count; one process: step()). The step's
+   * K = gradAccum micro-batches are drawn by every rank from the same seeded sampler, in rounds of
+   * one per rank: in round j rank r computes micro-batch j·N + r, and one ordered all-reduce adds
+   * the N gradients onto the running sum in rank order. The sum is the same left fold over
+   * micro-batches 0..K-1 as step()'s, so N ranks x K/N micro-batches give bitwise the losses and
+   * parameters of one process with K. Every rank then clips and applies the same AdamW step.
+   */
+  async stepAsync(): Promise<StepResult> {
+    if (this.comm.worldSize === 1) return this.step();
+    const h = this.hyper,
+      B = h.batch,
+      T = h.seq,
+      K = h.gradAccum,
+      N = this.comm.worldSize,
+      rank = this.comm.rank;
+    this.checkStep();
+    const ts = performance.now();
+    const be = this.backend as Backend<unknown> & { downloadF32?: (b: unknown) => Float32Array };
+    const f32 = be.dtype === 'f32' && typeof be.downloadF32 === 'function';
+    let lossSum = 0,
+      stop = false,
+      commSeconds = 0;
+    if (this.reduce === 'sum') {
+      // Each rank adds its own micro-batch gradients in order, then one all-reduce in the library's
+      // order sums the ranks' buffers: fewer bytes, but not bitwise equal to one process.
+      const A = K / N,
+        accB = (this.accBuf ??= be.alloc(this.model.numParameters));
+      be.fill(accB, 0);
+      const info = new Float64Array(A + 1);
+      for (let round = 0; round < A; round++) {
+        let mine: Batch | null = null;
+        for (let q = 0; q < N; q++) {
+          const b = this.sampler.next(B, T);
+          if (q === rank) mine = b;
+        }
+        this.model.zeroGrad();
+        info[round] = this.micro(mine as Batch);
+        be.add(accB, accB, this.model.grads);
+      }
+      info[A] = this.stopRequested ? 1 : 0;
+      const g = f32 ? be.downloadF32!(accB) : be.download(accB);
+      const tc = performance.now();
+      const all = (await this.comm.allGather(new Uint8Array(info.buffer))).map(
+        (p) => new Float64Array(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength)),
+      );
+      for (let round = 0; round < A; round++) for (const v of all) lossSum += v[round];
+      if (all.some((v) => v[A] !== 0)) stop = true;
+      await this.comm.allReduceSum(g);
+      commSeconds = (performance.now() - tc) / 1000;
+      this.lastCommSeconds = commSeconds;
+      be.upload(this.model.grads, g);
+      if (stop) this.agreedStop = true;
+      return this.finishStep(ts, lossSum / K);
+    }
+    const acc = (this.accHost ??= f32 ? new Float32Array(this.model.numParameters) : new Float64Array(this.model.numParameters));
+    acc.fill(0);
+    for (let round = 0; round < K / N; round++) {
+      let mine: Batch | null = null;
+      for (let q = 0; q < N; q++) {
+        const b = this.sampler.next(B, T);
+        if (q === rank) mine = b;
+      }
+      this.model.zeroGrad();
+      const loss = this.micro(mine as Batch);
+      const g = f32 ? be.downloadF32!(this.model.grads) : be.download(this.model.grads);
+      // the micro-batch losses (added in rank order, as step() adds them) and the stop requests
+      const mineInfo = new Float64Array([loss, this.stopRequested ? 1 : 0]);
+      const tc = performance.now();
+      const all = await this.comm.allGather(new Uint8Array(mineInfo.buffer));
+      for (const part of all) {
+        const v = new Float64Array(part.buffer.slice(part.byteOffset, part.byteOffset + 16));
+        lossSum += v[0];
+        if (v[1] !== 0) stop = true;
+      }
+      await this.comm.allReduceOrdered(acc, g);
+      commSeconds += (performance.now() - tc) / 1000;
+    }
+    this.lastCommSeconds = commSeconds;
+    be.upload(this.model.grads, acc);
+    if (stop) this.agreedStop = true;
+    return this.finishStep(ts, lossSum / K);
+  }
+
+  private checkStep(): void {
+    const h = this.hyper;
     if (this.freed) throw new UsageError('this trainer was freed');
     if (this.done >= h.steps) throw new UsageError(`the run is complete (step ${this.done} of ${h.steps}); there is no step left`);
-    const ts = performance.now();
+  }
+
+  /** Forward and backward of one micro-batch (gradients scaled by 1/gradAccum); its loss. */
+  private micro(b: Batch): number {
+    const h = this.hyper;
+    const r = this.model.forward(b.x, h.batch, h.seq, b.y, { returnLogits: false, gradScale: 1 / h.gradAccum });
+    this.model.backward();
+    return r.loss as number;
+  }
+
+  /** Clip, AdamW, and the step's bookkeeping (history, log, event). */
+  private finishStep(ts: number, loss: number): StepResult {
+    const h = this.hyper;
     const lr = lrAt(this.done + 1, { lr: h.lr, minLr: h.minLr, warmup: h.warmup, total: h.steps });
-    this.model.zeroGrad();
-    let lossSum = 0;
-    for (let micro = 0; micro < h.gradAccum; micro++) {
-      const b = this.sampler.next(B, T);
-      const r = this.model.forward(b.x, B, T, b.y, { returnLogits: false, gradScale: 1 / h.gradAccum });
-      this.model.backward();
-      lossSum += r.loss as number;
-    }
-    const loss = lossSum / h.gradAccum;
     if (!Number.isFinite(loss))
       throw new NumericsError(`the training loss is ${loss} at step ${this.done + 1}: training diverged (a lower learning rate may help)`);
     const gradNorm = clipGradNorm(this.model, h.clip);
@@ -282,7 +441,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const tokensPerSec = this.runTokens / Math.max(this.trainSeconds, 1e-9);
     const elapsed = this.elapsedBefore + this.trainSeconds;
     const eta = ((h.steps - this.done) * this.trainSeconds) / Math.max(1, this.losses.length);
-    this.logWrite({ type: 'step', step: this.done, loss, lr, grad_norm: gradNorm, tokens: this.tokensSeen, tokens_per_sec: tokensPerSec, elapsed });
+    const dist = this.comm.worldSize > 1 ? { ranks: this.comm.worldSize, comm_seconds: this.lastCommSeconds } : {};
+    this.logWrite({ type: 'step', step: this.done, loss, lr, grad_norm: gradNorm, tokens: this.tokensSeen, tokens_per_sec: tokensPerSec, elapsed, ...dist });
     const result: StepResult = { step: this.done, loss, lr, gradNorm, tokensPerSec };
     this.emit('step', { ...result, total: h.steps, tokens: this.tokensSeen, elapsed, eta });
     return result;
@@ -318,6 +478,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    */
   save(file?: string): string {
     if (this.freed) throw new UsageError('this trainer was freed');
+    if (!this.writer) return file ?? this.checkpointPath;
     const t0 = performance.now();
     const o = this.opt.getState();
     const input = {
@@ -355,10 +516,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     opts.signal?.addEventListener('abort', onAbort);
     const lastStep = Math.min(h.steps, opts.stopAt ?? this.stopAt ?? Infinity);
     try {
-      while (this.done < lastStep && !this.stopRequested) {
-        this.step();
+      const dist = this.comm.worldSize > 1;
+      while (this.done < lastStep && !(dist ? this.agreedStop : this.stopRequested)) {
+        if (dist) await this.stepAsync();
+        else this.step();
         const s = this.done;
-        if (h.evalEvery > 0 && s % h.evalEvery === 0 && s !== h.steps) this.evaluate('val');
+        if (h.evalEvery > 0 && s % h.evalEvery === 0 && s !== h.steps && this.writer) this.evaluate('val');
         if (h.saveEvery > 0 && s % h.saveEvery === 0 && s < lastStep) this.save();
         // let signals, aborts and I/O through between steps
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -366,7 +529,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       const finished = this.done >= h.steps;
       let trainLoss = NaN,
         valLoss = this.lastVal;
-      if (finished) {
+      if (finished && this.writer) {
         valLoss = this.evaluate('val');
         trainLoss = this.evaluate('train');
       }
@@ -412,7 +575,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
 
   /** Write the loss chart atomically (default: loss.svg in the run directory); returns its path. */
   writeLossChart(file: string = this.chartPath): string {
-    writeFileAtomic(file, this.lossChart());
+    if (this.writer) writeFileAtomic(file, this.lossChart());
     return file;
   }
 
@@ -468,6 +631,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (this.freed) return;
     this.freed = true;
     this.opt?.free();
+    if (this.accBuf !== null) this.backend.free(this.accBuf);
+    this.accBuf = null;
     this.model?.free();
   }
 
@@ -515,6 +680,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       },
       tokenizer: this.tokenizer.name,
       backend: { name: this.backend.name, dtype: this.backend.dtype, reason: this.backendReason },
+      dist: { kind: this.comm.kind, ranks: this.comm.worldSize, reduce: this.reduce, description: this.comm.description },
       machine: machineInfo(),
     };
   }
