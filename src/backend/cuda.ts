@@ -10,6 +10,7 @@
 //
 // Kernels run asynchronously: an operator returns once its kernels are queued. download, sumSquares,
 // allFinite and crossEntropyForward wait for the GPU; call synchronize() before taking a time.
+import * as fs from 'node:fs';
 import { tryLoadAddon, type NativeOps } from './loader.js';
 import { NativeBackendBase, fail, describe } from './native-backend.js';
 
@@ -61,12 +62,24 @@ export interface CudaAddon extends NativeOps {
  * The addon's CUDA functions, or why there are none: the addon is missing, was built without CUDA,
  * or no device answers. Never throws.
  */
+/** True when an NVIDIA kernel driver is loaded (Linux: /proc/driver/nvidia or /dev/nvidia0; elsewhere assumed). */
+export function hasNvidiaDriver(): boolean {
+  if (process.platform !== 'linux') return true;
+  return fs.existsSync('/proc/driver/nvidia') || fs.existsSync('/dev/nvidia0');
+}
+
 export function probeCuda(): { cuda: CudaAddon | null; info: CudaDeviceInfo | null; reason: string | null } {
   const { addon, reason } = tryLoadAddon();
   if (!addon)
     return { cuda: null, info: null, reason: `the native addon is not available (${reason ?? 'unknown reason'}); build it with CUDA: npm run build:cuda` };
   const cuda = (addon as unknown as { cuda?: CudaAddon }).cuda;
-  if (!cuda || typeof cuda.available !== 'function') return { cuda: null, info: null, reason: 'the addon was built without CUDA: run npm run build:cuda' };
+  if (!cuda || typeof cuda.available !== 'function')
+    return {
+      cuda: null,
+      info: null,
+      // the build hint only where a build could help: a machine with an NVIDIA driver
+      reason: hasNvidiaDriver() ? 'the addon was built without CUDA: run npm run build:cuda' : 'no NVIDIA GPU on this machine (no NVIDIA driver)',
+    };
   const info = cuda.available();
   if (!info.available) return { cuda, info, reason: `no CUDA device: ${info.reason}` };
   return { cuda, info, reason: null };

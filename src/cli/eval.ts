@@ -1,6 +1,6 @@
 // crate-ts eval: validation loss and perplexity of a checkpoint on a data source.
 import { strOpt } from './args.js';
-import { parseOptions, intFlag } from './options.js';
+import { parseOptions, intFlag, encodingFlag } from './options.js';
 import { guardStdout } from './output.js';
 import { UsageError, DataError } from '../errors.js';
 import { loadCheckpoint, modelFromCheckpoint } from '../checkpoint/checkpoint.js';
@@ -24,6 +24,7 @@ const HELP = `usage: crate-ts eval --checkpoint PATH [options]
   --backend NAME      reference | cpu | cuda | auto (default auto: cuda, else cpu, else reference)
   --threads N         worker threads for native backends, 1..256 (default: all cores)
   --cache-dir DIR     tokenized-data cache (default $CRATE_TS_CACHE or ~/.cache/crate-ts)
+  --encoding NAME     the text's encoding: utf-8 (default, checked), utf-16le, utf-16be, latin1
   --json              one JSON object on stdout: {checkpoint, arch, tokenizer, step, data, split,
                       tokens, windows, seq, backend, tokens_per_sec, loss, perplexity, bitsPerByte,
                       bytes, unigram_entropy}; bitsPerByte = the summed loss of the evaluated
@@ -41,6 +42,7 @@ export async function run(argv: string[]): Promise<number> {
     backend: { type: 'string' },
     threads: { type: 'string' },
     'cache-dir': { type: 'string' },
+    encoding: { type: 'string' },
     json: { type: 'boolean' },
   });
   guardStdout();
@@ -62,7 +64,7 @@ export async function run(argv: string[]): Promise<number> {
 
   let data = strOpt(v, 'data');
   if (data === undefined && ck.train && ck.train.data.source !== EMBEDDED_NAME) data = ck.train.data.source;
-  const ds = await loadDataset({ data, tokenizer: tok, valFraction: ck.train?.hyper.valFraction ?? 0.1, cacheDir: strOpt(v, 'cache-dir') });
+  const ds = await loadDataset({ data, tokenizer: tok, valFraction: ck.train?.hyper.valFraction ?? 0.1, cacheDir: strOpt(v, 'cache-dir'), encoding: encodingFlag(v) });
   checkVocab(ds, ck.config.vocabSize);
   let tokens: Uint16Array;
   if (split === 'val') tokens = ds.val;

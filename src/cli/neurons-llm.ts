@@ -70,6 +70,11 @@ export function parseIndexList(s: string, flag: string): number[] {
 }
 
 /** Does `neurons score` with these arguments mean the LLM scorer (rather than the token-lookup one)? */
+/** The help text of an LLM subcommand (neurons score --help appends it to the offline score's). */
+export function llmHelp(mode: Mode): string {
+  return HELP[mode];
+}
+
 export function wantsLlm(argv: readonly string[]): boolean {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];

@@ -5,16 +5,18 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
-import { parseErrorMessage } from './options.js';
+import { encodingFlag, parseErrorMessage } from './options.js';
+import { closest } from './suggest.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
 import type { Communicator } from '../distributed/communicator.js';
 import { distHelp, openFromFlag, distLine, distFailure } from './dist.js';
-import { collect, type CollectOptions } from '../neurons/collect.js';
+import { collect, CollectInterrupted, type CollectOptions } from '../neurons/collect.js';
 import { readLayer, readManifest, selectedOffset, VARIANTS, type Variant } from '../neurons/format.js';
 import { renderNeuron } from '../neurons/heatmap.js';
 import { scoreCollection, writeNeuronScores, type CollectionScores } from '../neurons/score.js';
 import { SPLIT_LABELS, SPLIT_NAMES } from '../neurons/scoring.js';
-import { comparisonSvg, groupRuns, renderComparison, summarizeGroup } from '../neurons/compare.js';
+import { attachInit, comparisonSvg, groupRuns, renderComparison, summarizeGroup } from '../neurons/compare.js';
+import { EMBEDDED_NAME } from '../data/corpus.js';
 import { writeFileAtomic } from '../util/atomic.js';
 
 type Run = (argv: string[]) => Promise<number>;
@@ -30,6 +32,11 @@ export const SUBCOMMANDS: Record<string, { summary: string; run: Run }> = {
       const cls = await import('./neurons-classify.js');
       if (cls.wantsClassifier(argv)) return cls.run(argv);
       const llm = await import('./neurons-llm.js');
+      if (!llm.wantsLlm(argv) && argv.some((a) => a === '--help' || a === '-h')) {
+        // one help for both modes: the offline score, then the LLM options the README uses with it
+        console.log(`${SCORE_HELP}\n\nWith an LLM (--api-base, or --explainer-api-base and --simulator-api-base):\n\n${llm.llmHelp('score')}`);
+        return 0;
+      }
       return llm.wantsLlm(argv) ? llm.runScore(argv) : runScore(argv);
     },
   },
@@ -59,8 +66,11 @@ export async function run(argv: string[]): Promise<number> {
     console.log(usage());
     return sub === undefined ? 2 : 0;
   }
-  const entry = SUBCOMMANDS[sub];
-  if (!entry) throw new UsageError(`unknown subcommand '${sub}'; subcommands: ${Object.keys(SUBCOMMANDS).join(', ')}`);
+  const entry = Object.hasOwn(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
+  if (!entry) {
+    const guess = closest(sub, Object.keys(SUBCOMMANDS));
+    throw new UsageError(`unknown subcommand '${sub}'${guess ? ` (did you mean '${guess}'?)` : ''}; subcommands: ${Object.keys(SUBCOMMANDS).join(', ')}`);
+  }
   return entry.run(rest);
 }
 
@@ -107,6 +117,12 @@ function intList(raw: string | undefined, name: string): number[] | undefined {
   return out;
 }
 
+/** --layers LIST, or its singular spelling --layer (the one show uses): both are accepted everywhere. */
+function layersOption(v: Record<string, unknown>): number[] | undefined {
+  if (v.layers !== undefined && v.layer !== undefined) throw new UsageError('give --layers or --layer, not both (they are the same option)');
+  return v.layer !== undefined ? intList(str(v, 'layer'), 'layer') : intList(str(v, 'layers'), 'layers');
+}
+
 // ---- collect ----------------------------------------------------------------------------------
 
 const COLLECT_HELP = `usage: crate-ts neurons collect --checkpoint CKPT --out DIR [options]
@@ -114,10 +130,12 @@ const COLLECT_HELP = `usage: crate-ts neurons collect --checkpoint CKPT --out DI
   --checkpoint PATH  checkpoint file (or a run directory with model.safetensors)
   --data PATH        text file, directory or token file(s) (default: the embedded corpus), tokenized
                      with the checkpoint's tokenizer
+  --encoding NAME    the text's encoding: utf-8 (default; others are refused with the iconv command),
+                     utf-16le, utf-16be, latin1
   --split NAME       all | train | val: which tokens of the data, in order (default all)
   --tokens N         tokens to collect, cut into contiguous windows of the block size (default: all,
                      at most the paper's 8000 x 1024)
-  --layers LIST      layers, e.g. 0,1 or 0-2 (default: all)
+  --layers LIST      layers, e.g. 0,1 or 0-2 (default: all); --layer is the same option
   --hook NAME        per-layer hook (hook_neurons, ista.hook_code, mlp.hook_post, hook_resid_post, ...),
                      a template with {l}, or a full name blocks.L.NAME (default hook_neurons)
   --sae DIR          collect the features of an SAE (SAELens layout, crate-ts sae train) instead:
@@ -130,8 +148,14 @@ const COLLECT_HELP = `usage: crate-ts neurons collect --checkpoint CKPT --out DI
   --batch B          windows per forward (default 1)
 ${distHelp(21)}
                      (the windows are shared; rank 0 merges exactly and writes)
-  --out DIR          output directory (refused if it holds a collection, unless --force)
-  --force            replace the collection in --out`;
+  --out DIR          output directory: new, empty, or holding a collection (replaced only with
+                     --force); a non-empty directory without a collection, or one inside crate-ts's
+                     own folders (src/, ...), is refused. It is locked while collect runs, so a
+                     second collect into it is refused.
+  --force            replace the collection in --out
+
+Ctrl-C stops after the window in progress and says so; nothing is written (a collection is
+written only at the end), exit 130.`;
 
 async function runCollect(argv: string[]): Promise<number> {
   const { values: v } = parse(
@@ -143,6 +167,7 @@ async function runCollect(argv: string[]): Promise<number> {
       split: { type: 'string' },
       tokens: { type: 'string' },
       layers: { type: 'string' },
+      layer: { type: 'string' },
       hook: { type: 'string' },
       sae: { type: 'string' },
       variant: { type: 'string' },
@@ -154,6 +179,7 @@ async function runCollect(argv: string[]): Promise<number> {
       force: { type: 'boolean' },
       'cache-dir': { type: 'string' },
       dist: { type: 'string' },
+      encoding: { type: 'string' },
     },
     false,
   );
@@ -178,7 +204,7 @@ async function runCollect(argv: string[]): Promise<number> {
     data: str(v, 'data'),
     split: split as 'all' | 'train' | 'val',
     tokens: int(v, 'tokens', 1),
-    layers: intList(str(v, 'layers'), 'layers'),
+    layers: layersOption(v),
     hook: str(v, 'hook'),
     sae: str(v, 'sae'),
     variant: variant as Variant,
@@ -186,6 +212,7 @@ async function runCollect(argv: string[]): Promise<number> {
     batch: int(v, 'batch', 1),
     force: Boolean(v.force),
     cacheDir: str(v, 'cache-dir'),
+    encoding: encodingFlag(v),
   };
   let sel;
   try {
@@ -222,10 +249,24 @@ async function collectOn(
     );
   };
   if (tty) process.stderr.write(`backend ${sel.reason}\n`);
+  // Ctrl-C / SIGTERM / SIGHUP: stop after the window in progress and say what was lost; a second
+  // signal exits at once. A collection is written only at the end, so nothing is left half-written.
+  const stop = new AbortController();
+  const codes = { SIGINT: 130, SIGTERM: 143, SIGHUP: 129 } as const;
+  let caught: keyof typeof codes | null = null;
+  const handlers = (Object.keys(codes) as (keyof typeof codes)[]).map((sig) => {
+    const h = () => {
+      if (caught) process.exit(codes[sig]);
+      caught = sig;
+      stop.abort();
+    };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
   try {
     const dl = distLine(comm);
     if (dl && comm.rank === 0) process.stderr.write(dl + '\n');
-    const r = await collect({ ...opts, backend: sel.backend, onProgress: bar, comm });
+    const r = await collect({ ...opts, backend: sel.backend, onProgress: bar, comm, signal: stop.signal });
     if (tty) process.stderr.write('\r\x1b[2K');
     if (comm.rank !== 0) return 0;
     const m = r.manifest;
@@ -233,7 +274,16 @@ async function collectOn(
       `collected ${m.n_tokens.toLocaleString('en-US')} tokens (${m.n_tokens / m.window} windows of ${m.window}) x layers ${m.layers.join(',')} (${m.neurons.join('+')} neurons, ${m.hooks[0]}${m.hooks.length > 1 ? ', ...' : ''}) on ${sel.name} in ${r.elapsed.toFixed(1)} s: ${Math.round(r.tokensPerSec).toLocaleString('en-US')} tokens/s (forward + streaming; ${r.cpuSeconds.toFixed(1)} CPU s), peak RSS ${(r.peakRssBytes / 2 ** 20).toFixed(0)} MiB -> ${r.dir}`,
     );
     return 0;
+  } catch (e) {
+    if (!(e instanceof CollectInterrupted)) throw e;
+    if (tty) process.stderr.write('\r\x1b[2K');
+    const sig = caught ?? 'SIGINT';
+    console.error(
+      `crate-ts neurons collect: ${sig === 'SIGINT' ? 'Ctrl-C (SIGINT)' : sig}: interrupted after ${e.tokens.toLocaleString('en-US')} of ${e.total.toLocaleString('en-US')} tokens (layers ${opts.layers?.join(',') ?? 'all'} of ${opts.checkpoint}); nothing was written to '${opts.out}' (a collection is written only when every token has been seen; run the command again to collect)`,
+    );
+    return codes[sig];
   } finally {
+    for (const [sig, h] of handlers) process.removeListener(sig, h);
     if (tty) process.stderr.write('\r\x1b[2K');
   }
 }
@@ -241,6 +291,7 @@ async function collectOn(
 // ---- show -------------------------------------------------------------------------------------
 
 const SHOW_HELP = `usage: crate-ts neurons show DIR --layer L --neuron I [--max N] [--color auto|always|never]
+  (--layers L is accepted too, as collect spells it)
 
   Prints one neuron's records (top activations, random sample, quantile bins) as token heatmaps
   on one colour scale (the neuron's maximum); plain text with the values when not a terminal.`;
@@ -248,7 +299,14 @@ const SHOW_HELP = `usage: crate-ts neurons show DIR --layer L --neuron I [--max 
 async function runShow(argv: string[]): Promise<number> {
   const { values: v, positionals } = parse(
     argv,
-    { help: { type: 'boolean', short: 'h' }, layer: { type: 'string' }, neuron: { type: 'string' }, max: { type: 'string' }, color: { type: 'string' } },
+    {
+      help: { type: 'boolean', short: 'h' },
+      layer: { type: 'string' },
+      layers: { type: 'string' },
+      neuron: { type: 'string' },
+      max: { type: 'string' },
+      color: { type: 'string' },
+    },
     true,
   );
   if (v.help) {
@@ -258,7 +316,9 @@ async function runShow(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new UsageError('give exactly one collection directory: crate-ts neurons show DIR --layer L --neuron I');
   const dir = positionals[0];
   const m = readManifest(dir);
-  const layer = int(v, 'layer', 0) ?? (m.layers.length === 1 ? m.layers[0] : undefined);
+  const asked = layersOption(v);
+  if (asked !== undefined && asked.length !== 1) throw new UsageError(`show takes one layer, got --layer ${asked.join(',')}`);
+  const layer = asked?.[0] ?? (m.layers.length === 1 ? m.layers[0] : undefined);
   if (layer === undefined) throw new UsageError(`--layer is required (collected layers: ${m.layers.join(', ')})`);
   const neuron = int(v, 'neuron', 0);
   if (neuron === undefined) throw new UsageError('--neuron is required');
@@ -365,13 +425,21 @@ async function runScore(argv: string[]): Promise<number> {
 
 // ---- compare ----------------------------------------------------------------------------------
 
-const COMPARE_HELP = `usage: crate-ts neurons compare DIR_A DIR_B ... [--labels A,B,...] [--baseline LABEL] [--svg FILE] [--json]
+const COMPARE_HELP = `usage: crate-ts neurons compare DIR_A DIR_B ... [--labels A,B,...] [--baseline LABEL] [--baseline-init DIR,...]
+                               [--svg FILE] [--json]
 
   Scores each collection (token-lookup simulator) and compares them per layer and per model
   (mean and population variance over layers, the paper's table), with the relative improvement
   over the baseline (default: the first GPT-2 collection, else the last). Collections with the
   same label are seeds of one model: averaged, with the seed spread; a gap is called only when it
-  exceeds both 2 standard errors over neurons and the seed spread. --svg writes the per-layer chart.`;
+  exceeds both 2 standard errors over neurons and the seed spread. --svg writes the per-layer chart.
+
+  --baseline-init DIR,...  collections of random-init models (crate-ts train --steps 0, then collect
+                   with the same settings): each model's score is shown beside the control of its
+                   architecture and depth ([init X] in the tables, "init" in the JSON, a faint dotted
+                   line in the chart), with the gap that training made. The token-lookup proxy scores
+                   untrained models high (a random projection of the token embedding is a function of
+                   the token), so read every score against this level.`;
 
 async function runCompare(argv: string[]): Promise<number> {
   const { values: v, positionals } = parse(
@@ -383,6 +451,7 @@ async function runCompare(argv: string[]): Promise<number> {
       svg: { type: 'string' },
       json: { type: 'boolean' },
       title: { type: 'string' },
+      'baseline-init': { type: 'string', multiple: true },
     },
     true,
   );
@@ -400,6 +469,30 @@ async function runCompare(argv: string[]): Promise<number> {
     return { label: labels ? labels[i] : `${m.checkpoint.arch}:${path.basename(path.dirname(m.checkpoint.path))}`, scores };
   });
   const groups = groupRuns(runs).map(summarizeGroup);
+  const initDirs = ((v['baseline-init'] as unknown as string[] | undefined) ?? []).flatMap((x) =>
+    x
+      .split(',')
+      .map((d) => d.trim())
+      .filter(Boolean),
+  );
+  if (initDirs.length > 0) {
+    const m0 = runs[0].scores.manifest;
+    const inits = initDirs.map((dir) => {
+      try {
+        readManifest(dir);
+      } catch (e) {
+        // a run directory: say how to collect it the way the compared collections were
+        if (fs.existsSync(path.join(dir, 'model.safetensors')) || fs.existsSync(path.join(dir, 'ckpt.safetensors')))
+          throw new UsageError(
+            `--baseline-init '${dir}' is a training run, not a collection: collect it as the others were, e.g. crate-ts neurons collect --checkpoint ${dir} --out ${dir.replace(/\/+$/, '')}-neurons --tokens ${m0.n_tokens} --variant ${m0.variant} --seed ${m0.seed}${m0.data.source === EMBEDDED_NAME ? '' : ` --data ${m0.data.source}`}`,
+            { cause: e },
+          );
+        throw e;
+      }
+      return scoreCollection(dir);
+    });
+    attachInit(groups, inits);
+  }
   const bArg = str(v, 'baseline');
   let baseline = bArg !== undefined ? groups.findIndex((g) => g.label === bArg) : groups.findIndex((g) => g.arch === 'gpt2');
   if (bArg !== undefined && baseline < 0) throw new UsageError(`--baseline '${bArg}' is not one of the labels (${groups.map((g) => g.label).join(', ')})`);

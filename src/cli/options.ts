@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import { RequestError } from '../train/request-error.js';
 import { closest } from './suggest.js';
+import { TEXT_ENCODINGS, type TextEncodingName } from '../data/corpus.js';
 
 export type OptionSpec = Record<string, { type: 'string' | 'boolean'; short?: string; default?: string | boolean; multiple?: boolean }>;
 
@@ -99,4 +100,13 @@ export const flagOf = (field: string): string => '--' + field.replace(/[A-Z]/g, 
 /** A library RequestError reworded with the flag; anything else unchanged. */
 export function withFlagNames(e: unknown): unknown {
   return e instanceof RequestError ? new UsageError(`${flagOf(e.field)} ${e.problem}`, { cause: e }) : e;
+}
+
+/** --encoding NAME: one of TEXT_ENCODINGS, or undefined when absent. */
+export function encodingFlag(values: Record<string, unknown>): TextEncodingName | undefined {
+  const raw = values.encoding;
+  if (raw === undefined) return undefined;
+  const name = String(raw).toLowerCase().replace(/^utf(?=\d)/, 'utf-').replace(/^(iso-?8859-1|latin-1)$/, 'latin1');
+  if (!(TEXT_ENCODINGS as readonly string[]).includes(name)) throw new UsageError(`--encoding must be one of ${TEXT_ENCODINGS.join(', ')}, got '${String(raw)}' (convert other encodings to UTF-8 with iconv)`);
+  return name as TextEncodingName;
 }

@@ -17,6 +17,8 @@ import { UsageError } from '../errors.js';
 import type { Communicator } from '../distributed/communicator.js';
 import { checkBackendName } from './backend.js';
 import { distHelp, openFromFlag, distLine, exitIfPeerLost, distFailure } from './dist.js';
+import { encodingFlag } from './options.js';
+import { TEXT_ENCODINGS } from '../data/corpus.js';
 
 function describeDefault(b: 'reference' | 'cpu'): string {
   const m = RUN_DEFAULTS[b].model;
@@ -44,6 +46,8 @@ data
                        (train.bin; a val.bin beside it is the validation split), or a directory
                        holding train.bin/val.bin and, for character-level data, meta.pkl
                        (default: the embedded Moby-Dick)
+  --encoding NAME      the text files' encoding: ${TEXT_ENCODINGS.join(' | ')} (default utf-8; other
+                       encodings and invalid UTF-8 are refused with the iconv command that converts)
   --val-fraction F     last fraction of tokens held out for validation (default 0.1)
   --cache-dir DIR      tokenized-data cache (default $CRATE_TS_CACHE or ~/.cache/crate-ts)
 run
@@ -55,10 +59,15 @@ ${distHelp(23)}
   --dist-reduce HOW    ordered | sum: how ranks sum gradients (default ordered: bitwise equal to one
                        process with --grad-accum ranks x A; sum: one all-reduce per step, fewer bytes
                        with many ranks, not bitwise)
-  --steps N            optimizer steps (default ${RUN_DEFAULTS.reference.hyper.steps} on reference, ${RUN_DEFAULTS.cpu.hyper.steps} on cpu)
-  --batch N            sequences per micro-batch (default ${RUN_DEFAULTS.reference.hyper.batch}); a run that cannot fit in
-                       memory is refused before anything is allocated
-  --seq N              tokens per sequence = the model's block size (default: the preset's)
+  --steps N            optimizer steps (default ${RUN_DEFAULTS.reference.hyper.steps} on reference, ${RUN_DEFAULTS.cpu.hyper.steps} on cpu); 0 writes the
+                       seed's initial model as a normal run (evaluated, resumable): the random-init
+                       control for neurons compare --baseline-init
+  --batch N            sequences per micro-batch (default ${RUN_DEFAULTS.cpu.hyper.batch}, or fewer when the preset's T is longer than
+                       the default model's: the same ${(RUN_DEFAULTS.cpu.hyper.batch * RUN_DEFAULTS.cpu.model.seq).toLocaleString('en-US')} tokens per step on cpu, printed);
+                       a run that cannot fit in memory is refused before anything is allocated
+  --seq N              tokens per sequence = the model's block size T (default: the preset's, e.g.
+                       1024 for the paper's 1L/2L/3L/S/B; only a run without --preset shortens it
+                       for speed, and says so); a shorter --seq is printed beside the preset's T
   --grad-accum N       micro-batches per step (default 1)
   --lr X               peak learning rate (default ${RUN_DEFAULTS.reference.hyper.lr} on reference, ${RUN_DEFAULTS.cpu.hyper.lr} on cpu);
                        --min-lr X: the end of the cosine decay (default lr/10)
@@ -77,7 +86,8 @@ output
   --log-every N        a plain log line every N steps when stdout is not a terminal
                        (default: about 20 lines per run, steps/20)
   --resume PATH        continue a run directory (or a checkpoint file, also a pre-0.2 ckpt.safetensors):
-                       same hyperparameters unless given
+                       same hyperparameters unless given; a finished run is refused (exit 2)
+                       unless --steps extends it
   --stop-at N          stop and save after step N as if interrupted (the schedule still spans
                        --steps; default: run to the end)
   --json-log FILE      a copy of the run's JSON log (always written as train.jsonl in the run
@@ -102,6 +112,7 @@ const OPTIONS = {
   'n-embd': { type: 'string' },
   data: { type: 'string' },
   'val-fraction': { type: 'string' },
+  encoding: { type: 'string' },
   'cache-dir': { type: 'string' },
   backend: { type: 'string' },
   threads: { type: 'string' },
@@ -148,6 +159,7 @@ export function requestFromArgs(v: Record<string, string | boolean | undefined>)
     nHead: intFlag(v, 'n-head', 1),
     nEmbd: intFlag(v, 'n-embd', 1),
     data: str('data'),
+    encoding: encodingFlag(v),
     valFraction: numFlag(v, 'val-fraction'),
     cacheDir: str('cache-dir'),
     backend: backend as BackendChoice | undefined,

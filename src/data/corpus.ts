@@ -45,6 +45,90 @@ export interface LoadOptions {
   valFraction?: number;
   /** Cache directory; null disables the cache. Default: defaultCacheDir(). */
   cacheDir?: string | null;
+  /**
+   * The text files' encoding (TEXT_ENCODINGS). Default: UTF-8, checked: a byte-order mark of
+   * another encoding, NUL bytes of UTF-16 without one, or invalid UTF-8 is refused with the
+   * encoding found and how to convert the file.
+   */
+  encoding?: TextEncodingName;
+}
+
+/** Encodings text data may be read in (--encoding); anything else: convert it to UTF-8 first. */
+export const TEXT_ENCODINGS = ['utf-8', 'utf-16le', 'utf-16be', 'latin1'] as const;
+export type TextEncodingName = (typeof TEXT_ENCODINGS)[number];
+
+const ICONV_NAME: Record<string, string> = { 'utf-16le': 'UTF-16LE', 'utf-16be': 'UTF-16BE', 'utf-32le': 'UTF-32LE', 'utf-32be': 'UTF-32BE', latin1: 'LATIN1' };
+
+/** A one-line refusal of `file` found to be in `found`, with the iconv command and --encoding. */
+function encodingError(file: string, found: string, enc: string, accepted: boolean): Error {
+  const q = (f: string) => (/^[\w./-]+$/.test(f) ? f : `'${f.replace(/'/g, "'\\''")}'`);
+  const out = file.replace(/(\.[^./]+)?$/, '.utf8$1');
+  return new Error(
+    `data file '${file}' is ${found}: convert it to UTF-8 with iconv -f ${ICONV_NAME[enc]} -t UTF-8 ${q(file)} > ${q(out)}${accepted ? `, or pass --encoding ${enc}` : ''}`,
+  );
+}
+
+/** The offset of the first byte that is not part of valid UTF-8, or -1. */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    let n: number, min: number;
+    if (c >= 0xc2 && c <= 0xdf) (n = 1), (min = 0x80);
+    else if (c >= 0xe0 && c <= 0xef) (n = 2), (min = 0x800);
+    else if (c >= 0xf0 && c <= 0xf4) (n = 3), (min = 0x10000);
+    else return i;
+    let cp = c & (0x3f >> n);
+    for (let k = 1; k <= n; k++) {
+      const x = b[i + k];
+      if (x === undefined || (x & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (x & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += n + 1;
+  }
+  return -1;
+}
+
+/**
+ * The text of one data file. With no encoding named: UTF-8 (a UTF-8 byte-order mark is dropped),
+ * refusing with one line what is evidently another encoding: a UTF-16/32 byte-order mark, the NUL
+ * bytes of UTF-16 without one, or bytes that are not UTF-8 (Latin-1, Windows-1252, ...).
+ */
+export function decodeText(bytes: Uint8Array, file: string, encoding?: TextEncodingName): string {
+  const b = bytes;
+  if (encoding === 'latin1') return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+  if (encoding === 'utf-16le' || encoding === 'utf-16be') {
+    if (b.length % 2 !== 0) throw new Error(`data file '${file}' has an odd number of bytes (${b.length}), so it is not ${ICONV_NAME[encoding]} (--encoding ${encoding})`);
+    return new TextDecoder(encoding).decode(b); // drops the byte-order mark
+  }
+  if (encoding !== undefined && encoding !== 'utf-8') throw new Error(`unknown text encoding '${String(encoding)}'; one of ${TEXT_ENCODINGS.join(', ')}`);
+  if (b[0] === 0xff && b[1] === 0xfe && b[2] === 0 && b[3] === 0) throw encodingError(file, 'UTF-32LE text (byte-order mark FF FE 00 00), not UTF-8', 'utf-32le', false);
+  if (b[0] === 0 && b[1] === 0 && b[2] === 0xfe && b[3] === 0xff) throw encodingError(file, 'UTF-32BE text (byte-order mark 00 00 FE FF), not UTF-8', 'utf-32be', false);
+  if (b[0] === 0xff && b[1] === 0xfe) throw encodingError(file, 'UTF-16LE text (byte-order mark FF FE), not UTF-8', 'utf-16le', true);
+  if (b[0] === 0xfe && b[1] === 0xff) throw encodingError(file, 'UTF-16BE text (byte-order mark FE FF), not UTF-8', 'utf-16be', true);
+  // UTF-16 without a byte-order mark: ASCII text has a NUL in every other byte
+  const n = Math.min(b.length, 1 << 16);
+  let even = 0,
+    odd = 0;
+  for (let i = 0; i < n; i++) if (b[i] === 0) i % 2 === 0 ? even++ : odd++;
+  if (odd > n / 8 && odd > 4 * even) throw encodingError(file, `UTF-16LE text without a byte-order mark (${odd} NUL bytes at odd offsets in the first ${n})`, 'utf-16le', true);
+  if (even > n / 8 && even > 4 * odd) throw encodingError(file, `UTF-16BE text without a byte-order mark (${even} NUL bytes at even offsets in the first ${n})`, 'utf-16be', true);
+  const bad = firstInvalidUtf8(b);
+  if (bad >= 0) {
+    const before = Buffer.from(b.subarray(Math.max(0, bad - 16), bad)).toString('utf8').replace(/\s+/g, ' ');
+    throw encodingError(
+      file,
+      `not valid UTF-8 (byte 0x${b[bad].toString(16).toUpperCase().padStart(2, '0')} at offset ${bad}, after "${before}"; Latin-1 or Windows-1252?)`,
+      'latin1',
+      true,
+    );
+  }
+  return new TextDecoder('utf-8').decode(b); // drops a UTF-8 byte-order mark
 }
 
 /** $CRATE_TS_CACHE, else $XDG_CACHE_HOME/crate-ts, else ~/.cache/crate-ts. */
@@ -54,7 +138,7 @@ export function defaultCacheDir(): string {
   return path.join(base, 'crate-ts');
 }
 
-interface Doc { name: string; bytes: Uint8Array }
+interface Doc { name: string; bytes: Uint8Array; /** the file, for messages */ path?: string }
 
 function readMaybeGz(file: string): Uint8Array {
   const raw = fs.readFileSync(file);
@@ -108,11 +192,17 @@ export function readTokenFile(file: string): Uint16Array {
 
 
 /** Tokenize documents, joining them with the tokenizer's end-of-text id (or a blank line for bytes). */
-export function tokenizeDocs(docs: Doc[], tok: Tokenizer): Uint16Array {
+export function tokenizeDocs(docs: Doc[], tok: Tokenizer, encoding?: TextEncodingName): Uint16Array {
+  return tokenizeTexts(
+    docs.map((d) => decodeText(d.bytes, d.path ?? d.name, encoding)),
+    tok,
+  );
+}
+
+/** Tokenize decoded documents, joining them with the tokenizer's end-of-text id (or a blank line for bytes). */
+function tokenizeTexts(texts: string[], tok: Tokenizer): Uint16Array {
   const parts: number[][] = [];
-  const dec = new TextDecoder('utf-8', { fatal: false });
-  docs.forEach((d, i) => {
-    const text = dec.decode(d.bytes);
+  texts.forEach((text, i) => {
     if (i > 0) parts.push(tok.eot !== null ? [tok.eot] : tok.encode('\n\n'));
     parts.push(tok.encode(text));
   });
@@ -161,16 +251,19 @@ export async function loadDataset(opts: LoadOptions): Promise<Dataset> {
       if (fs.existsSync(trainBin)) return loadTokenFiles(trainBin, tok, valFraction, splitDesc);
       const files = listTextFiles(p);
       if (files.length === 0) throw new Error(`data directory '${p}' holds no text files (${TEXT_EXTENSIONS.join(', ')}, optionally .gz) and no train.bin`);
-      docs = files.map((f) => ({ name: path.relative(p, f), bytes: readMaybeGz(f) }));
+      docs = files.map((f) => ({ name: path.relative(p, f), bytes: readMaybeGz(f), path: f }));
     } else if (p.endsWith('.bin')) {
       return loadTokenFiles(p, tok, valFraction, splitDesc);
     } else {
-      docs = [{ name: path.basename(p), bytes: readMaybeGz(p) }];
+      docs = [{ name: path.basename(p), bytes: readMaybeGz(p), path: p }];
     }
     const total = docs.reduce((s, d) => s + d.bytes.length, 0);
     if (total === 0) throw new Error(`data ${docs.length === 1 ? `file '${p}' is` : `files in '${p}' are`} empty`);
   }
 
+  // refuse text in another encoding before anything is cached (a cache hit would skip decoding)
+  const encoding = opts.encoding;
+  const texts = docs.map((d) => decodeText(d.bytes, d.path ?? d.name, encoding));
   const contentHash = hashDocs(docs);
   let tokens: Uint16Array | null = null;
   let cache: string;
@@ -180,7 +273,8 @@ export async function loadDataset(opts: LoadOptions): Promise<Dataset> {
   } else if (cacheDir === null) {
     cache = 'disabled';
   } else {
-    const key = createHash('sha256').update(`crate-ts-tokens v${CACHE_VERSION}\0${tok.name}\0${contentHash}`).digest('hex').slice(0, 32);
+    const enc = encoding === undefined || encoding === 'utf-8' ? '' : `\0${encoding}`;
+    const key = createHash('sha256').update(`crate-ts-tokens v${CACHE_VERSION}\0${tok.name}\0${contentHash}${enc}`).digest('hex').slice(0, 32);
     const file = path.join(cacheDir, `tokens-${tok.name}-${key}.u16`);
     if (fs.existsSync(file)) {
       try {
@@ -191,7 +285,7 @@ export async function loadDataset(opts: LoadOptions): Promise<Dataset> {
       }
     }
     if (tokens === null) {
-      tokens = tokenizeDocs(docs, tok);
+      tokens = tokenizeTexts(texts, tok);
       try {
         const bytes = new Uint8Array(tokens.length * 2);
         const view = new DataView(bytes.buffer);
@@ -204,7 +298,7 @@ export async function loadDataset(opts: LoadOptions): Promise<Dataset> {
     }
     cache ??= '';
   }
-  if (tokens === null) tokens = tokenizeDocs(docs, tok);
+  if (tokens === null) tokens = tokenizeTexts(texts, tok);
   if (tokens.length === 0) throw new Error(`data source '${source}' produced no tokens`);
   const { train, val } = splitTokens(tokens, valFraction);
   return { source, kind: 'text', tokenizer: tok.name, contentHash, train, val, split: splitDesc, cache };

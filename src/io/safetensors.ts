@@ -396,6 +396,12 @@ export function parseSafetensors(bytes: Uint8Array, source = '<buffer>'): Safete
 
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = view.getBigUint64(0, true);
+  // Every safetensors header is a JSON object right after the length: a file whose 9th byte is not
+  // '{' is some other file (a README, a PyTorch .pt zip), not a damaged safetensors one.
+  if (bytes.length > 8 && bytes[8] !== 0x7b && (headerLength > BigInt(MAX_HEADER_SIZE) || 8 + Number(headerLength) > bytes.length)) {
+    const head = Array.from(bytes.subarray(0, 12), (b) => (b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : '.')).join('');
+    fail(`not a safetensors file (it would start with an 8-byte header length and a JSON header '{'; this one starts with "${head}")`);
+  }
   if (headerLength > BigInt(MAX_HEADER_SIZE)) fail(`header length ${headerLength} exceeds the limit of ${MAX_HEADER_SIZE} bytes`);
   const n = Number(headerLength);
   if (8 + n > bytes.length) fail(`header length ${n} extends past the end of the file (${bytes.length} bytes)`);

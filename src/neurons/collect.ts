@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from '../backend/types.js';
 import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath, type Checkpoint } from '../checkpoint/checkpoint.js';
-import { loadDataset, EMBEDDED_NAME } from '../data/corpus.js';
+import { loadDataset, EMBEDDED_NAME, type TextEncodingName } from '../data/corpus.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { CheckpointError, CrateError, DataError, UsageError } from '../errors.js';
 import type { LanguageModel } from '../model/lm.js';
@@ -68,6 +68,8 @@ export interface CollectOptions {
   force?: boolean;
   /** Token cache directory for loadDataset (null: none). */
   cacheDir?: string | null;
+  /** Encoding of text data (default UTF-8, checked). */
+  encoding?: TextEncodingName;
   /** Called after every forward. */
   onProgress?: (p: { tokens: number; total: number; tokensPerSec: number; eta: number }) => void;
   /**
@@ -82,6 +84,23 @@ export interface CollectOptions {
    * (plus a halo for the excerpts), rank 0 merges the shards exactly and alone writes the directory.
    */
   comm?: Communicator;
+  /**
+   * Stop when this aborts (Ctrl-C in the command line): the forward loop yields to the event loop
+   * between windows, and collect() throws CollectInterrupted having written nothing.
+   */
+  signal?: AbortSignal;
+}
+
+/** collect() was stopped by its signal before it wrote anything; `tokens` of `total` were processed. */
+export class CollectInterrupted extends Error {
+  constructor(
+    readonly tokens: number,
+    readonly total: number,
+    readonly out: string,
+  ) {
+    super(`collection interrupted after ${tokens} of ${total} tokens; nothing was written to '${out}'`);
+    this.name = 'CollectInterrupted';
+  }
 }
 
 export interface CollectSummary {
@@ -95,12 +114,92 @@ export interface CollectSummary {
 }
 
 const COLLECTION_ENTRIES = /^(manifest\.json|tokens\.u32|layer-\d+|scores-[\w-]+\.jsonl)$/;
+/** The lock a running collect holds on its output directory (pid and start time inside). */
+export const LOCK_FILE = '.crate-ts-collect.lock';
+/** Folders of the crate-ts package itself that a collection must not be written into. */
+const PACKAGE_DIRS = ['src', 'dist', 'native', 'bin', 'test', 'scripts', 'docs', 'data', 'fixtures', 'node_modules', '.git', 'build'];
 
 /** True when `dir` holds (part of) a neuron collection. */
 export function holdsCollection(dir: string): boolean {
   if (!fs.existsSync(dir)) return false;
   if (!fs.statSync(dir).isDirectory()) throw new UsageError(`--out '${dir}' exists and is not a directory`);
   return fs.readdirSync(dir).some((e) => COLLECTION_ENTRIES.test(e));
+}
+
+const PACKAGE_ROOT = path.resolve(fileURLToPath(new URL('../../', import.meta.url)));
+
+/** Refuse an --out that lies inside crate-ts's own source tree, or that is a non-empty directory holding no collection. */
+export function checkOutDir(out: string): void {
+  const abs = path.resolve(out);
+  for (const d of PACKAGE_DIRS) {
+    const guarded = path.join(PACKAGE_ROOT, d);
+    if (abs === guarded || abs.startsWith(guarded + path.sep))
+      throw new UsageError(`--out '${out}' is inside crate-ts's own ${d}/ folder (${guarded}); write collections somewhere else`);
+  }
+  if (!fs.existsSync(out)) return;
+  if (!fs.statSync(out).isDirectory()) throw new UsageError(`--out '${out}' exists and is not a directory`);
+  const entries = fs.readdirSync(out).filter((e) => e !== LOCK_FILE);
+  if (entries.length > 0 && !entries.some((e) => COLLECTION_ENTRIES.test(e))) {
+    const shown = entries.slice(0, 3).join(', ') + (entries.length > 3 ? `, ... (${entries.length} entries)` : '');
+    throw new UsageError(`--out '${out}' is not empty and holds no neuron collection (${shown}); give a new or empty directory`);
+  }
+}
+
+/**
+ * Take the output directory's lock (creating the directory), so that two collects cannot write the
+ * same collection; a lock whose process is gone is taken over. Returns the release function, which
+ * also removes the directory when this call created it and nothing else was written there.
+ */
+export function lockOutDir(out: string): () => void {
+  const created = !fs.existsSync(out);
+  try {
+    fs.mkdirSync(out, { recursive: true });
+  } catch (e) {
+    throw new DataError(`cannot create output directory '${out}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const lock = path.join(out, LOCK_FILE);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      fs.writeFileSync(lock, JSON.stringify({ pid: process.pid, started: new Date().toISOString() }) + '\n', { flag: 'wx' });
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0)
+        throw new DataError(`cannot lock output directory '${out}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      let holder: { pid?: unknown; started?: unknown } = {};
+      try {
+        holder = JSON.parse(fs.readFileSync(lock, 'utf8')) as typeof holder;
+      } catch {
+        /* a lock being written, or garbage: treated as held by an unknown process below */
+      }
+      const pid = typeof holder.pid === 'number' ? holder.pid : null;
+      if (pid !== null && pid !== process.pid && !alive(pid)) {
+        fs.rmSync(lock, { force: true }); // its process is gone: take the lock over
+        continue;
+      }
+      throw new UsageError(
+        `another crate-ts neurons collect${pid !== null ? ` (pid ${pid}${typeof holder.started === 'string' ? `, started ${holder.started}` : ''})` : ''} is writing to '${out}'; wait for it to finish or choose another --out (if no collect is running, delete ${lock})`,
+      );
+    }
+  }
+  return () => {
+    fs.rmSync(lock, { force: true });
+    if (created) {
+      try {
+        fs.rmdirSync(out); // only succeeds when empty: nothing was written
+      } catch {
+        /* the collection (or something else) is there */
+      }
+    }
+  };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function crateVersion(): string {
@@ -178,9 +277,19 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
   if (!Number.isInteger(seed) || seed < 0) throw new UsageError(`seed must be a non-negative integer, got ${seed}`);
   if (opts.tokens !== undefined && (!Number.isInteger(opts.tokens) || opts.tokens < 1))
     throw new UsageError(`tokens must be a positive integer, got ${opts.tokens}`);
+  const writer = (opts.comm?.rank ?? 0) === 0; // rank 0 alone writes (and locks) the directory
+  if (writer) checkOutDir(opts.out);
   if (!opts.force && holdsCollection(opts.out))
     throw new UsageError(`output directory '${opts.out}' already holds a neuron collection; pass --force to replace it`);
+  const unlock = writer ? lockOutDir(opts.out) : () => {};
+  try {
+    return await collectLocked(opts, t0, variant, seed, batch);
+  } finally {
+    unlock();
+  }
+}
 
+async function collectLocked(opts: CollectOptions, t0: number, variant: Variant, seed: number, batch: number): Promise<CollectSummary> {
   const comm = opts.comm ?? SINGLE;
   const prepare = async () => {
     // checkpoint, tokenizer, data
@@ -189,7 +298,7 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
     const tok: Tokenizer = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab).catch((e: Error) => {
       throw new CheckpointError(`${ckFile}: ${e.message}`);
     });
-    const ds = await loadDataset({ data: opts.data, tokenizer: tok, cacheDir: opts.cacheDir }).catch((e: Error) => {
+    const ds = await loadDataset({ data: opts.data, tokenizer: tok, cacheDir: opts.cacheDir, encoding: opts.encoding }).catch((e: Error) => {
       throw e instanceof CrateError ? e : new DataError(e.message, { cause: e });
     });
     const split = opts.split ?? 'all';
@@ -274,6 +383,11 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
           const dense = a.offset === 0 && a.stride[2] === 1 && a.stride[1] === H && a.stride[0] === T * H && a.data.length >= n * H;
           collectors[j].push(dense ? a.data : denseCopy(a, B, T, H), n);
         });
+      }
+      if (opts.signal) {
+        // let a signal handler run between windows (the forward itself is synchronous)
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (opts.signal.aborted) throw new CollectInterrupted((w + B - sh.w0) * T, (sh.w1 - sh.w0) * T, opts.out);
       }
       if (opts.onProgress) {
         const total = (sh.w1 - sh.w0) * T,

@@ -27,6 +27,10 @@ export interface GroupSummary {
   label: string;
   seeds: number;
   arch: string;
+  /** Layers of the model the collections came from (matches a group with its random-init control). */
+  nLayer: number;
+  /** The random-init control of the same architecture and depth (neurons compare --baseline-init), or null. */
+  init?: GroupSummary | null;
   layers: GroupLayer[];
   model: Record<SplitName, { mean: number | null; variance: number | null; se: number | null; spread: number | null }>;
   selectivity: number | null;
@@ -87,12 +91,29 @@ export function summarizeGroup(g: ModelGroup): GroupSummary {
     label: g.label,
     seeds: g.runs.length,
     arch: g.runs[0].manifest.checkpoint.arch,
+    nLayer: Number(g.runs[0].manifest.checkpoint.config.nLayer),
     layers,
     model,
     selectivity: avg(g.runs.map((r) => r.model.selectivity)),
     consistency: avg(g.runs.map((r) => r.model.consistency)),
     density: avg(g.runs.map((r) => r.model.density)),
   };
+}
+
+/**
+ * Attach to every group the random-init control of the same architecture and depth among `inits`
+ * (init collections of one architecture and depth are seeds of one control). Returns the groups
+ * that found none.
+ */
+export function attachInit(groups: GroupSummary[], inits: CollectionScores[]): GroupSummary[] {
+  const key = (s: CollectionScores) => `${s.manifest.checkpoint.arch} init (L ${s.manifest.checkpoint.config.nLayer})`;
+  const controls = groupRuns(inits.map((s) => ({ label: key(s), scores: s }))).map(summarizeGroup);
+  const missing: GroupSummary[] = [];
+  for (const g of groups) {
+    g.init = controls.find((x) => x.arch === g.arch && x.nLayer === g.nLayer) ?? null;
+    if (!g.init) missing.push(g);
+  }
+  return missing;
 }
 
 export interface GapVerdict {
@@ -131,6 +152,13 @@ export function gap(a: GroupSummary, b: GroupSummary, metric: SplitName): GapVer
 }
 
 const f = (v: number | null | undefined, d = 2): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(d));
+
+/** " [init 60.20]": the random-init control's mean beside a score (per layer, or the model mean). */
+function initCell(g: GroupSummary, m: SplitName, layer?: number): string {
+  if (!g.init) return '';
+  const v = layer === undefined ? g.init.model[m].mean : (g.init.layers.find((l) => l.layer === layer)?.score[m].mean ?? null);
+  return ` [init ${f(v)}]`;
+}
 const pad = (s: string, n: number) => s.padEnd(n);
 
 /** The text report: per-layer table, model table (mean, variance over layers), relative improvement and gap calls. */
@@ -139,13 +167,15 @@ export function renderComparison(groups: GroupSummary[], baseline: number): stri
   const w = Math.max(12, ...groups.map((g) => g.label.length + 2));
   const out: string[] = [];
   out.push('Per-layer scores (token-lookup simulator, mean over neurons ×100 ± SE; seeds averaged):');
-  out.push(pad('model', w) + 'layer  ' + metrics.map((m) => pad(SPLIT_LABELS[m], 16)).join('') + 'select.  consist.  density  dead');
+  const withInit = groups.some((g) => g.init);
+  const cellW = withInit ? 29 : 16;
+  out.push(pad('model', w) + 'layer  ' + metrics.map((m) => pad(SPLIT_LABELS[m] + (withInit ? ' [random init]' : ''), cellW)).join('') + 'select.  consist.  density  dead');
   for (const g of groups) {
     for (const l of g.layers) {
       out.push(
         pad(g.label, w) +
           pad(String(l.layer), 7) +
-          metrics.map((m) => pad(`${f(l.score[m].mean)} ± ${f(l.score[m].se)}`, 16)).join('') +
+          metrics.map((m) => pad(`${f(l.score[m].mean)} ± ${f(l.score[m].se)}${initCell(g, m, l.layer)}`, cellW)).join('') +
           pad(f(l.selectivity, 3), 9) +
           pad(f(l.consistency, 3), 10) +
           pad(f(l.density, 3), 9) +
@@ -155,7 +185,8 @@ export function renderComparison(groups: GroupSummary[], baseline: number): stri
   }
   out.push('');
   out.push("Model means over layers (the paper's table; variance = population variance of the layer means; spread = seed max − min):");
-  out.push(pad('model', w) + 'seeds  ' + metrics.map((m) => pad(`${SPLIT_LABELS[m]} mean (var) ± SE [spread]`, 42)).join(''));
+  const modelW = withInit ? 55 : 42;
+  out.push(pad('model', w) + 'seeds  ' + metrics.map((m) => pad(`${SPLIT_LABELS[m]} mean (var) ± SE [spread]${withInit ? ' [random init]' : ''}`, modelW)).join(''));
   for (const g of groups) {
     out.push(
       pad(g.label, w) +
@@ -163,10 +194,26 @@ export function renderComparison(groups: GroupSummary[], baseline: number): stri
         metrics
           .map((m) => {
             const x = g.model[m];
-            return pad(`${f(x.mean)} (${f(x.variance)}) ± ${f(x.se)} [${f(x.spread)}]`, 42);
+            return pad(`${f(x.mean)} (${f(x.variance)}) ± ${f(x.se)} [${f(x.spread)}]${initCell(g, m)}`, modelW);
           })
           .join(''),
     );
+  }
+  if (withInit) {
+    out.push('');
+    out.push('Above the random-init control of the same architecture and depth (what training added), and whether the gap is called:');
+    for (const g of groups) {
+      if (!g.init) {
+        out.push(`  ${pad(g.label, w)} no random-init control of ${g.arch} with ${g.nLayer} layer${g.nLayer === 1 ? '' : 's'} was given (--baseline-init)`);
+        continue;
+      }
+      for (const m of metrics) {
+        const v = gap(g, g.init, m);
+        out.push(
+          `  ${pad(g.label, w)} ${pad(SPLIT_LABELS[m], 12)} ${v.diff === null ? '-' : `${v.diff >= 0 ? '+' : ''}${v.diff.toFixed(2)} points`} over ${g.init.label}  ${v.called ? 'CALLED' : 'not called'}: ${v.why}`,
+        );
+      }
+    }
   }
   const base = groups[baseline];
   if (groups.length > 1 && base) {
@@ -226,7 +273,7 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
   metrics.forEach((m, k) => {
     const x0 = ml + k * (pw + gapX);
     const vals = groups.flatMap((g) =>
-      g.layers.flatMap((l) => {
+      [...g.layers, ...(g.init?.layers ?? [])].flatMap((l) => {
         const s = l.score[m];
         return s.mean === null ? [] : [s.mean - (s.se ?? 0), s.mean + (s.se ?? 0)];
       }),
@@ -249,6 +296,11 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
     out.push(`<text transform="translate(${x0 - 42},${mt + ph / 2}) rotate(-90)" text-anchor="middle">score × 100</text>`);
     groups.forEach((g, gi) => {
       const c = PALETTE[gi % PALETTE.length];
+      const ipts = g.init ? g.init.layers.filter((l) => l.score[m].mean !== null) : [];
+      if (ipts.length > 0)
+        out.push(
+          `<path class="init" d="${ipts.map((l, i) => `${i ? 'L' : 'M'}${X(l.layer).toFixed(1)},${Y(l.score[m].mean as number).toFixed(1)}`).join(' ')}" fill="none" stroke="${c}" stroke-width="1.5" stroke-dasharray="2,3" opacity="0.7"/>`,
+        );
       const dash = style(g);
       const pts = g.layers.filter((l) => l.score[m].mean !== null);
       if (pts.length === 0) return;
@@ -275,7 +327,12 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
     out.push(`<line x1="${lx}" x2="${lx + 24}" y1="${y - 4}" y2="${y - 4}" stroke="${c}" stroke-width="2"${style(g)}/>`);
     out.push(`<text x="${lx + 30}" y="${y}">${esc(g.label)}${g.seeds > 1 ? ` (${g.seeds} seeds)` : ''}</text>`);
   });
+  const inits = groups.some((g) => g.init);
   out.push(`<text x="${lx}" y="${mt + 30 + groups.length * 20}" fill="#666" font-size="11">bars: ±1 SE over neurons</text>`);
+  if (inits)
+    out.push(
+      `<text x="${lx}" y="${mt + 46 + groups.length * 20}" fill="#666" font-size="11">dotted, faint: each model's random init</text>`,
+    );
   out.push('</svg>');
   return out.join('\n');
 }

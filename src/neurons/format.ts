@@ -231,11 +231,22 @@ export function parsePositions(line: string, where: string): NeuronPositions {
 // ---- reading a collection -----------------------------------------------------------------------
 
 /** Read and check manifest.json; a directory without one is not a (complete) collection. */
+/** Why `dir` (which has no manifest.json) is not a collection, and what to do instead: one line. */
+export function notACollection(dir: string): string {
+  if (!fs.statSync(dir).isDirectory()) return `'${dir}' is a file, not a neuron collection directory (made by crate-ts neurons collect --out DIR)`;
+  const entries = fs.readdirSync(dir);
+  const collect = `crate-ts neurons collect --checkpoint ${dir} --out ${dir.replace(/\/+$/, '')}-neurons`;
+  if (entries.some((e) => /^(model|ckpt)\.safetensors$/.test(e)))
+    return `'${dir}' is a training run, not a neuron collection: collect its neurons first, e.g. ${collect}`;
+  if (entries.some((e) => /^(tokens\.u32|layer-\d+)$/.test(e)))
+    return `'${dir}' is not a complete neuron collection: it has no manifest.json (written last, so an interrupted collect leaves none); run the collect again`;
+  return `'${dir}' holds no neuron collection (no manifest.json); make one with crate-ts neurons collect --checkpoint RUN --out ${dir}`;
+}
+
 export function readManifest(dir: string): CollectionManifest {
   const file = path.join(dir, 'manifest.json');
   if (!fs.existsSync(dir)) throw new DataError(`collection directory '${dir}' does not exist`);
-  if (!fs.existsSync(file))
-    throw new DataError(`'${dir}' is not a complete neuron collection: it has no manifest.json (written last, so an interrupted collect leaves none)`);
+  if (!fs.existsSync(file)) throw new DataError(notACollection(dir));
   let m: CollectionManifest;
   try {
     m = JSON.parse(fs.readFileSync(file, 'utf8')) as CollectionManifest;

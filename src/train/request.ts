@@ -6,10 +6,10 @@
 import * as path from 'node:path';
 import type { Backend } from '../backend/types.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
-import { makeConfig, PRESETS, type Arch, type ModelConfig } from '../model/config.js';
+import { makeConfig, DEFAULTS, PRESETS, type Arch, type ModelConfig } from '../model/config.js';
 import { archList, isArch } from '../model/archs.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
-import { loadDataset, checkVocab, checkWindows, EMBEDDED_NAME, type Dataset } from '../data/corpus.js';
+import { loadDataset, checkVocab, checkWindows, EMBEDDED_NAME, type Dataset, type TextEncodingName } from '../data/corpus.js';
 import { metaPathFor, readNanoGptMeta } from '../data/nanogpt.js';
 import { loadCheckpoint, resolveCheckpointPath, WEIGHTS_FILE, type Checkpoint, type TrainHyper } from '../checkpoint/checkpoint.js';
 import { CrateError, CheckpointError, DataError, UsageError } from '../errors.js';
@@ -31,6 +31,8 @@ export interface TrainRequest extends Partial<TrainHyper> {
   nHead?: number;
   nEmbd?: number;
   data?: string;
+  /** Encoding of text data (default UTF-8, checked; see loadDataset). */
+  encoding?: TextEncodingName;
   cacheDir?: string | null;
   backend?: BackendChoice | Backend<unknown>;
   /** Worker threads for native backends, 1..MAX_THREADS (0 or none: the backend's default). */
@@ -83,7 +85,9 @@ function timestamp(): string {
 /** Throw a RequestError for the first hyper-parameter out of its range. */
 export function checkHyper(h: TrainHyper): void {
   const show = (v: unknown) => (typeof v === 'number' ? String(v) : (JSON.stringify(v) ?? String(v)));
-  for (const k of ['steps', 'batch', 'seq', 'gradAccum'] as const) {
+  // steps 0 is a run that writes its seed's initial model (the random-init control), evaluated.
+  if (!Number.isSafeInteger(h.steps) || h.steps < 0) throw new RequestError('steps', `must be a non-negative integer (0: save the initial model), got ${show(h.steps)}`);
+  for (const k of ['batch', 'seq', 'gradAccum'] as const) {
     if (!Number.isSafeInteger(h[k]) || h[k] < 1) throw new RequestError(k, `must be a positive integer, got ${show(h[k])}`);
   }
   for (const k of ['warmup', 'evalEvery', 'evalWindows', 'saveEvery', 'logEvery', 'seed'] as const) {
@@ -211,6 +215,12 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
     if (req.tokenizer !== undefined && req.tokenizer !== ck.tokenizer)
       throw new RequestError('tokenizer', `${req.tokenizer} does not match the checkpoint: ${ck.path} was trained with the ${ck.tokenizer} tokenizer`);
     checkHyper(hyper);
+    const done = ck.train?.step ?? 0;
+    if (done >= hyper.steps)
+      throw new RequestError(
+        'resume',
+        `${path.dirname(ck.path)} is a finished run (step ${done} of ${prev?.steps ?? done}): nothing to resume; --steps N with N > ${done} extends it`,
+      );
     if (hyper.seq > config.blockSize) throw new RequestError('seq', `${hyper.seq} exceeds the checkpoint's block size ${config.blockSize}`);
     tokenizer = await typedAsync(CheckpointError, () => loadTokenizer(ck.tokenizer, ck.tokenizerVocab));
     preset = ck.train?.preset;
@@ -237,7 +247,29 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
       notices.push(`note: ${meta} (a nanoGPT character vocabulary) is not used: --tokenizer ${tokName} was given`);
     }
     tokenizer = await typedAsync(UsageError, () => loadTokenizer(tokName, vocab));
-    if (req.seq === undefined) hyper.seq = dm.seq ?? PRESETS[preset].blockSize ?? hyper.seq;
+    // A named preset keeps its shape: T is the preset's block size (the paper's presets: 1024)
+    // unless --seq says otherwise. Only the run that names no preset takes the backend's default
+    // model, which may shorten it for speed; every such override is a notice.
+    const presetT = PRESETS[preset].blockSize ?? DEFAULTS.blockSize;
+    if (req.seq === undefined) hyper.seq = dm.seq ?? presetT;
+    if (req.preset === undefined) {
+      const over = [defaultModel.nLayer !== undefined ? `${defaultModel.nLayer} layer${defaultModel.nLayer === 1 ? '' : 's'}` : '', `T ${hyper.seq}`];
+      if (defaultModel.nLayer !== undefined || hyper.seq !== presetT)
+        notices.push(
+          `model: the ${backend.name} backend's default, ${preset} with ${over.filter(Boolean).join(', ')} for speed (--preset ${preset} trains the preset's own shape, T ${presetT})`,
+        );
+    } else if (req.seq !== undefined && req.seq !== presetT) {
+      notices.push(`model: T ${req.seq} from --seq (the preset ${preset} has T ${presetT})`);
+    }
+    // The backend's default batch was set for its default model's T; a preset with a longer T
+    // keeps the same tokens per step rather than multiplying them (--batch overrides).
+    if (req.batch === undefined && hyper.seq > defaultModel.seq) {
+      const tokens = defaults.batch * defaultModel.seq;
+      hyper.batch = Math.max(1, Math.floor(tokens / hyper.seq));
+      notices.push(
+        `batch ${hyper.batch}: the ${backend.name} default of ${tokens.toLocaleString('en-US')} tokens per step at T ${hyper.seq} (--batch N to change)`,
+      );
+    }
     checkHyper(hyper);
     const over: Partial<ModelConfig> = { arch: req.arch ?? 'crate', vocabSize: tokenizer.modelVocabSize, blockSize: hyper.seq };
     for (const k of ['nLayer', 'nHead', 'nEmbd'] as const) {
@@ -250,7 +282,7 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
   // ---- data --------------------------------------------------------------------------------------
   let dataPath = req.data;
   if (dataPath === undefined && ck?.train && ck.train.data.source !== EMBEDDED_NAME) dataPath = ck.train.data.source;
-  const dataset = await typedAsync(DataError, () => loadDataset({ data: dataPath, tokenizer, valFraction: hyper.valFraction, cacheDir: req.cacheDir }));
+  const dataset = await typedAsync(DataError, () => loadDataset({ data: dataPath, tokenizer, valFraction: hyper.valFraction, cacheDir: req.cacheDir, encoding: req.encoding }));
   if (ck?.train && ck.train.data.contentHash !== dataset.contentHash)
     notices.push(`warning: the data differ from the data the checkpoint was trained on (${ck.train.data.source})`);
   typed(DataError, () => {

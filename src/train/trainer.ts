@@ -618,7 +618,9 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     const avg = tail.length ? (tail.reduce((a, b) => a + b, 0) / tail.length).toFixed(4) : 'n/a';
     const H1 = this.unigramEntropy;
     return [
-      `done: ${r.step} steps, ${fmtInt(this.tokensSeen)} tokens; this run ${fmtDuration(wallSeconds)} wall, ${fmtInt(r.tokensPerSec)} tokens/s on the ${this.backend.name} backend`,
+      r.step === 0
+        ? `done: 0 steps (--steps 0): the initial model of seed ${this.hyper.seed}, untrained, saved as a run (a random-init control); ${fmtDuration(wallSeconds)} wall`
+        : `done: ${r.step} steps, ${fmtInt(this.tokensSeen)} tokens; this run ${fmtDuration(wallSeconds)} wall, ${fmtInt(r.tokensPerSec)} tokens/s on the ${this.backend.name} backend`,
       `  train loss ${r.trainLoss.toFixed(4)} (perplexity ${Math.exp(r.trainLoss).toFixed(2)}; last ${tail.length} steps averaged ${avg})`,
       `  val loss   ${r.valLoss.toFixed(4)} (perplexity ${Math.exp(r.valLoss).toFixed(2)})`,
       `  unigram entropy of the validation tokens ${H1.toFixed(4)} nats (perplexity ${Math.exp(H1).toFixed(2)}): the model is ${Math.abs(H1 - r.valLoss).toFixed(3)} nats/token ${H1 - r.valLoss >= 0 ? 'better' : 'worse (train longer)'}`,
