@@ -40,3 +40,45 @@ export { openCommunicator, type DistChoice } from './distributed/select.js';
 export { launchInfo, type LaunchInfo } from './distributed/launch.js';
 export * as reference from './reference/index.js';
 export * as codingRate from './verify/codingrate.js';
+// Hook tensors: float64 ndarray views, and their dense copies.
+export { toDense, view } from './model/hooks.js';
+// Steering (paper A, spec 8): clamp one neuron and compare next-token distributions.
+export {
+  steer,
+  sweep,
+  nextToken,
+  softmax,
+  klDivergence,
+  PAPER_PROMPT,
+  type SteerResult,
+  type SteerOptions,
+  type TokenEffect,
+  type Distribution,
+} from './steer/steer.js';
+export { clampHooks, parseClamp, type Clamp, type ClampHookOptions } from './steer/clamp.js';
+// Neuron records: the streaming collector, collection of a checkpoint, the collection files.
+export { LayerCollector, type LayerCollectorOptions, type NeuronSelection, type Selected } from './neurons/collector.js';
+export { collect, CollectInterrupted, type CollectOptions, type CollectSummary } from './neurons/collect.js';
+export { readManifest, readLayer, readTokens, type ActivationRecord, type NeuronRecord, type CollectionManifest } from './neurons/format.js';
+// Scores (spec 7.3-7.8): correlation over the concatenated records, R² about zero, absolute
+// deviation explained, prompt normalisation, the splits, and the offline token-lookup scorer.
+export {
+  pearson,
+  rSquaredAboutZero,
+  absoluteDevExplained,
+  normalizeActivations,
+  maxActivation,
+  flatten,
+  tarSplit,
+  randomOnlySplit,
+  anthropicSplit,
+  splitFor,
+  meanOfFinite,
+  populationVariance,
+  SPLIT_NAMES,
+  type SplitName,
+  type Split,
+  type NeuronRecords,
+} from './neurons/scoring.js';
+export { scoreCollection, scoreNeuron, type CollectionScores, type LayerScore, type NeuronScore } from './neurons/score.js';
+export { decodeText, TEXT_ENCODINGS, type TextEncodingName } from './data/corpus.js';

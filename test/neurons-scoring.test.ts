@@ -233,6 +233,7 @@ describe('compare: a gap is called only beyond 2 SE of the difference and the se
     label,
     seeds: spread === null ? 1 : 2,
     arch: label === 'GPT-2' ? 'gpt2' : 'crate',
+    nLayer: 2,
     layers: [],
     model: {
       tar: { mean, variance: 0, se, spread },

@@ -83,6 +83,15 @@ function checkForcedKernel(be: CpuBackend, wanted: string | undefined): void {
     throw new UsageError(`CRATE_TS_CPU_KERNEL=${wanted}: this CPU cannot run the ${wanted} kernel (it can run: ${be.supportedGemmKernels().join(', ')})`);
 }
 
+/**
+ * The SGEMM micro-kernel a backend multiplies with ('avx512', 'avx2' or 'scalar') when it is the cpu
+ * backend, else null. Results are bitwise reproducible for a given kernel and differ across them.
+ */
+export function cpuKernelOf(backend: { name: string }): string | null {
+  const k = (backend as { gemmKernel?: () => string }).gemmKernel;
+  return backend.name === 'cpu' && typeof k === 'function' ? k.call(backend) : null;
+}
+
 /** Factory used by src/backend/select.ts. */
 export function createCpuBackend(opts: CpuBackendOptions = {}): CpuBackend {
   return new CpuBackend(opts);

@@ -32,6 +32,7 @@ import { LanguageModel as LM } from '../model/lm.js';
 import type { ModelConfig } from '../model/config.js';
 import { architecture } from '../model/archs.js';
 import type { Backend } from '../backend/types.js';
+import { cpuKernelOf } from '../backend/cpu.js';
 import { TOKENIZER_NAMES } from '../data/tokenizer.js';
 import { CheckpointError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -153,6 +154,9 @@ function weightsMetadata(input: SaveInput, dtype: string): Record<string, string
     dtype,
     backend: input.model.backend.name,
   };
+  // the cpu backend's SGEMM kernel: runs are bitwise reproducible per kernel, not across kernels
+  const kernel = cpuKernelOf(input.model.backend);
+  if (kernel !== null) md.cpu_kernel = kernel;
   if (input.tokenizer === 'char') {
     if (!input.tokenizerVocab || input.tokenizerVocab.length === 0)
       throw new CheckpointError('saving a checkpoint with the char tokenizer needs its vocabulary (tokenizerVocab)');

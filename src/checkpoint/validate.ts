@@ -183,7 +183,7 @@ export function checkParameterCount(config: ModelConfig, tensors: Map<string, Te
 
 /** Hyperparameters: [name, kind] where int1 = positive integer, int0 = non-negative integer. */
 const HYPER_FIELDS: [string, 'int1' | 'int0' | 'pos' | 'nonneg' | 'unit'][] = [
-  ['steps', 'int1'],
+  ['steps', 'int0'], // 0: a run that saved its initial model (train --steps 0)
   ['batch', 'int1'],
   ['seq', 'int1'],
   ['gradAccum', 'int1'],

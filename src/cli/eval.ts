@@ -64,7 +64,13 @@ export async function run(argv: string[]): Promise<number> {
 
   let data = strOpt(v, 'data');
   if (data === undefined && ck.train && ck.train.data.source !== EMBEDDED_NAME) data = ck.train.data.source;
-  const ds = await loadDataset({ data, tokenizer: tok, valFraction: ck.train?.hyper.valFraction ?? 0.1, cacheDir: strOpt(v, 'cache-dir'), encoding: encodingFlag(v) });
+  const ds = await loadDataset({
+    data,
+    tokenizer: tok,
+    valFraction: ck.train?.hyper.valFraction ?? 0.1,
+    cacheDir: strOpt(v, 'cache-dir'),
+    encoding: encodingFlag(v),
+  });
   checkVocab(ds, ck.config.vocabSize);
   let tokens: Uint16Array;
   if (split === 'val') tokens = ds.val;

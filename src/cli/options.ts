@@ -106,7 +106,11 @@ export function withFlagNames(e: unknown): unknown {
 export function encodingFlag(values: Record<string, unknown>): TextEncodingName | undefined {
   const raw = values.encoding;
   if (raw === undefined) return undefined;
-  const name = String(raw).toLowerCase().replace(/^utf(?=\d)/, 'utf-').replace(/^(iso-?8859-1|latin-1)$/, 'latin1');
-  if (!(TEXT_ENCODINGS as readonly string[]).includes(name)) throw new UsageError(`--encoding must be one of ${TEXT_ENCODINGS.join(', ')}, got '${String(raw)}' (convert other encodings to UTF-8 with iconv)`);
+  const name = String(raw)
+    .toLowerCase()
+    .replace(/^utf(?=\d)/, 'utf-')
+    .replace(/^(iso-?8859-1|latin-1)$/, 'latin1');
+  if (!(TEXT_ENCODINGS as readonly string[]).includes(name))
+    throw new UsageError(`--encoding must be one of ${TEXT_ENCODINGS.join(', ')}, got '${String(raw)}' (convert other encodings to UTF-8 with iconv)`);
   return name as TextEncodingName;
 }

@@ -136,6 +136,7 @@ export async function run(argv: string[]): Promise<number> {
     echoStride: strideRaw === undefined ? undefined : intOpt(v, 'echo-stride', 1, 1),
   });
   const quiet = v.quiet === true;
+  let warned = false;
   let srv;
   try {
     srv = await startServer(engine, {
@@ -144,6 +145,12 @@ export async function run(argv: string[]): Promise<number> {
       port,
       apiKey,
       modelName: strOpt(v, 'model-name') ?? 'crate',
+      // once per server: a simulator run sends thousands of such prompts
+      onWarning: (msg) => {
+        if (warned) return;
+        warned = true;
+        process.stderr.write(`crate-ts serve: warning: ${msg} (also sent as the x-crate-ts-warning header; printed once)\n`);
+      },
       onRequest: quiet
         ? undefined
         : (r) =>

@@ -77,11 +77,10 @@ export function firstInvalidUtf8(b: Uint8Array): number {
       i++;
       continue;
     }
-    let n: number, min: number;
-    if (c >= 0xc2 && c <= 0xdf) (n = 1), (min = 0x80);
-    else if (c >= 0xe0 && c <= 0xef) (n = 2), (min = 0x800);
-    else if (c >= 0xf0 && c <= 0xf4) (n = 3), (min = 0x10000);
-    else return i;
+    // continuation bytes after the lead byte, and the smallest code point that needs them
+    const n = c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2 : c >= 0xf0 && c <= 0xf4 ? 3 : 0;
+    if (n === 0) return i;
+    const min = n === 1 ? 0x80 : n === 2 ? 0x800 : 0x10000;
     let cp = c & (0x3f >> n);
     for (let k = 1; k <= n; k++) {
       const x = b[i + k];
@@ -115,7 +114,11 @@ export function decodeText(bytes: Uint8Array, file: string, encoding?: TextEncod
   const n = Math.min(b.length, 1 << 16);
   let even = 0,
     odd = 0;
-  for (let i = 0; i < n; i++) if (b[i] === 0) i % 2 === 0 ? even++ : odd++;
+  for (let i = 0; i < n; i++) {
+    if (b[i] !== 0) continue;
+    if (i % 2 === 0) even++;
+    else odd++;
+  }
   if (odd > n / 8 && odd > 4 * even) throw encodingError(file, `UTF-16LE text without a byte-order mark (${odd} NUL bytes at odd offsets in the first ${n})`, 'utf-16le', true);
   if (even > n / 8 && even > 4 * odd) throw encodingError(file, `UTF-16BE text without a byte-order mark (${even} NUL bytes at even offsets in the first ${n})`, 'utf-16be', true);
   const bad = firstInvalidUtf8(b);

@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from '../backend/types.js';
+import { cpuKernelOf } from '../backend/cpu.js';
 import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath, type Checkpoint } from '../checkpoint/checkpoint.js';
 import { loadDataset, EMBEDDED_NAME, type TextEncodingName } from '../data/corpus.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
@@ -462,6 +463,7 @@ async function collectLocked(opts: CollectOptions, t0: number, variant: Variant,
         'over all N tokens in float64 (chunk-merged, Pébay 2008): mean, population variance M2/N; records hold standardised skewness m3/σ³ and kurtosis m4/σ⁴ (normal = 3), stats.jsonl also the raw central moments m3, m4 (what the paper stored under those names)',
       quantiles: `ranks in twelfths of a uniform sample of ${Math.min(QUANTILE.sample, N)} positions per neuron (ties broken at random), bins 0..10 (the top twelfth is not a bin), ${QUANTILE.perBin} positions per bin without replacement; quantile_boundaries are the sample values at ranks floor(b*S/12), b = 0..11`,
       backend: opts.backend.name,
+      cpu_kernel: cpuKernelOf(opts.backend),
       batch,
       elapsed_s: elapsed,
       tokens_per_s: N / collectSecs,

@@ -169,7 +169,12 @@ export function renderComparison(groups: GroupSummary[], baseline: number): stri
   out.push('Per-layer scores (token-lookup simulator, mean over neurons ×100 ± SE; seeds averaged):');
   const withInit = groups.some((g) => g.init);
   const cellW = withInit ? 29 : 16;
-  out.push(pad('model', w) + 'layer  ' + metrics.map((m) => pad(SPLIT_LABELS[m] + (withInit ? ' [random init]' : ''), cellW)).join('') + 'select.  consist.  density  dead');
+  out.push(
+    pad('model', w) +
+      'layer  ' +
+      metrics.map((m) => pad(SPLIT_LABELS[m] + (withInit ? ' [random init]' : ''), cellW)).join('') +
+      'select.  consist.  density  dead',
+  );
   for (const g of groups) {
     for (const l of g.layers) {
       out.push(
@@ -186,7 +191,9 @@ export function renderComparison(groups: GroupSummary[], baseline: number): stri
   out.push('');
   out.push("Model means over layers (the paper's table; variance = population variance of the layer means; spread = seed max − min):");
   const modelW = withInit ? 55 : 42;
-  out.push(pad('model', w) + 'seeds  ' + metrics.map((m) => pad(`${SPLIT_LABELS[m]} mean (var) ± SE [spread]${withInit ? ' [random init]' : ''}`, modelW)).join(''));
+  out.push(
+    pad('model', w) + 'seeds  ' + metrics.map((m) => pad(`${SPLIT_LABELS[m]} mean (var) ± SE [spread]${withInit ? ' [random init]' : ''}`, modelW)).join(''),
+  );
   for (const g of groups) {
     out.push(
       pad(g.label, w) +
@@ -329,10 +336,7 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
   });
   const inits = groups.some((g) => g.init);
   out.push(`<text x="${lx}" y="${mt + 30 + groups.length * 20}" fill="#666" font-size="11">bars: ±1 SE over neurons</text>`);
-  if (inits)
-    out.push(
-      `<text x="${lx}" y="${mt + 46 + groups.length * 20}" fill="#666" font-size="11">dotted, faint: each model's random init</text>`,
-    );
+  if (inits) out.push(`<text x="${lx}" y="${mt + 46 + groups.length * 20}" fill="#666" font-size="11">dotted, faint: each model's random init</text>`);
   out.push('</svg>');
   return out.join('\n');
 }

@@ -102,6 +102,8 @@ export interface CollectionManifest {
   /** How the quantile bins are made, in words. */
   quantiles: string;
   backend: string;
+  /** The cpu backend's SGEMM kernel (avx512, avx2, scalar), null on other backends; absent before 0.2. */
+  cpu_kernel?: string | null;
   batch: number;
   elapsed_s: number;
   tokens_per_s: number;

@@ -58,6 +58,21 @@ export interface ServeOptions {
   maxConnectionsPerClient?: number;
   /** Called once per answered request (method, path, status, milliseconds). */
   onRequest?: (r: { method: string; path: string; status: number; ms: number; promptTokens: number; completionTokens: number }) => void;
+  /** Called when a completion's prompt is longer than the model's context (the CLI prints it once). */
+  onWarning?: (message: string) => void;
+}
+
+/** The response header that carries a warning about a request (a prompt longer than the context). */
+export const WARNING_HEADER = 'x-crate-ts-warning';
+
+/** The warning for a prompt of n tokens on a model of context T, or null when it fits. */
+export function contextWarning(n: number, T: number, scoring: boolean, generating: boolean, stride: number): string | null {
+  if (n <= T) return null;
+  const what = [
+    scoring ? `its log-probabilities are scored in sliding windows (stride ${stride}), each token with at most ${T - 1} tokens of context` : '',
+    generating ? `generation sees only its last ${T} tokens` : '',
+  ].filter(Boolean);
+  return `a prompt of ${n} tokens is longer than this model's context (block size ${T}): ${what.join('; ') || 'only its last tokens are used'}`;
 }
 
 export const DEFAULT_SERVE = {
@@ -525,6 +540,17 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
         r.logprobs,
       );
       acct.p = promptIds.reduce((a, ids) => a + ids.length * r.n, 0);
+      const warning = contextWarning(
+        Math.max(...promptIds.map((ids) => ids.length)),
+        engine.blockSize,
+        r.echo && r.logprobs !== null,
+        r.maxTokens > 0,
+        engine.echoStride,
+      );
+      if (warning !== null) {
+        res.setHeader(WARNING_HEADER, warning);
+        opts.onWarning?.(warning);
+      }
       const rng = rngFor(r);
       const gen = { maxTokens: r.maxTokens, temperature: r.temperature, topP: r.topP, topK: r.topK, rng, stop: r.stop, logprobs: r.logprobs };
       const w = new Writer(res, writeTimeout, gone, outbox);

@@ -86,7 +86,8 @@ function timestamp(): string {
 export function checkHyper(h: TrainHyper): void {
   const show = (v: unknown) => (typeof v === 'number' ? String(v) : (JSON.stringify(v) ?? String(v)));
   // steps 0 is a run that writes its seed's initial model (the random-init control), evaluated.
-  if (!Number.isSafeInteger(h.steps) || h.steps < 0) throw new RequestError('steps', `must be a non-negative integer (0: save the initial model), got ${show(h.steps)}`);
+  if (!Number.isSafeInteger(h.steps) || h.steps < 0)
+    throw new RequestError('steps', `must be a non-negative integer (0: save the initial model), got ${show(h.steps)}`);
   for (const k of ['batch', 'seq', 'gradAccum'] as const) {
     if (!Number.isSafeInteger(h[k]) || h[k] < 1) throw new RequestError(k, `must be a positive integer, got ${show(h[k])}`);
   }
@@ -282,7 +283,9 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
   // ---- data --------------------------------------------------------------------------------------
   let dataPath = req.data;
   if (dataPath === undefined && ck?.train && ck.train.data.source !== EMBEDDED_NAME) dataPath = ck.train.data.source;
-  const dataset = await typedAsync(DataError, () => loadDataset({ data: dataPath, tokenizer, valFraction: hyper.valFraction, cacheDir: req.cacheDir, encoding: req.encoding }));
+  const dataset = await typedAsync(DataError, () =>
+    loadDataset({ data: dataPath, tokenizer, valFraction: hyper.valFraction, cacheDir: req.cacheDir, encoding: req.encoding }),
+  );
   if (ck?.train && ck.train.data.contentHash !== dataset.contentHash)
     notices.push(`warning: the data differ from the data the checkpoint was trained on (${ck.train.data.source})`);
   typed(DataError, () => {

@@ -10,6 +10,7 @@
 // The library prints nothing and never exits the process; errors are the typed errors of
 // src/errors.ts with field names (steps, gradAccum), which the command line maps to its flags.
 // train() below is the one-call convenience on top of it.
+import { cpuKernelOf } from '../backend/cpu.js';
 import { EventEmitter } from 'node:events';
 import * as path from 'node:path';
 import type { Backend } from '../backend/types.js';
@@ -599,7 +600,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       h = this.hyper,
       ds = this.dataset;
     const lines = [
-      `backend: ${this.backendReason}`,
+      `backend: ${this.backendReason}${cpuKernelOf(this.backend) !== null ? `; SGEMM kernel ${cpuKernelOf(this.backend)} (runs are bitwise reproducible per kernel)` : ''}`,
       `data: ${ds.source} (${ds.kind}, tokenizer ${this.tokenizer.name}): ${fmtInt(ds.train.length)} training + ${fmtInt(ds.val.length)} validation tokens (${ds.split}); cache: ${ds.cache}`,
       `unigram entropy of the validation tokens: ${this.unigramEntropy.toFixed(4)} nats (a model must beat this)`,
     ];
@@ -681,7 +682,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         unigram_entropy: this.unigramEntropy,
       },
       tokenizer: this.tokenizer.name,
-      backend: { name: this.backend.name, dtype: this.backend.dtype, reason: this.backendReason },
+      backend: { name: this.backend.name, dtype: this.backend.dtype, reason: this.backendReason, cpu_kernel: cpuKernelOf(this.backend) },
       dist: { kind: this.comm.kind, ranks: this.comm.worldSize, reduce: this.reduce, description: this.comm.description },
       machine: machineInfo(),
     };
