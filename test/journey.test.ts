@@ -26,6 +26,7 @@ import { scoreCollection } from '../src/neurons/score.js';
 import { Engine } from '../src/serve/engine.js';
 import { TokenBytes } from '../src/serve/tokens.js';
 import { startServer, WARNING_HEADER } from '../src/serve/server.js';
+import { ViewerData } from '../src/viewer/data.js';
 
 const capture = (argv: string[]) => captureCli(argv, { notTTY: true });
 const ROOT = path.resolve(__dirname, '..');
@@ -155,6 +156,18 @@ describe('23.2 the random-init control', () => {
       expect(j.groups[0].init.model.tar.mean).toBeCloseTo(s.model.tar.mean!, 12);
       expect(j.groups[0].init.layers.map((l: { score: { tar: { mean: number } } }) => l.score.tar.mean)).toEqual(s.layers.map((l) => l.tar));
       expect(j.groups[1].init).toBeNull();
+    });
+
+    it("the viewer's chart is fed the init level of each collection's layers (neurons view --baseline-init)", async () => {
+      const s = scoreCollection(init);
+      const data = await ViewerData.open([trained, other], { baselineInit: [s], steer: false, weights: false });
+      try {
+        const cols = (data.index() as { collections: { layers: { layer: number; init?: { tar: number } }[] }[] }).collections;
+        expect(cols[0].layers.map((l) => l.init?.tar)).toEqual(s.layers.map((l) => Number(l.tar!.toPrecision(5))));
+        expect(cols[1].layers.every((l) => l.init === undefined)).toBe(true); // gpt2: no control of its architecture
+      } finally {
+        data.free();
+      }
     });
 
     it('a run directory given as the baseline gets the collect command to run, with the same settings', async () => {

@@ -586,6 +586,8 @@ describe('rejects malformed files with a message naming the source and the probl
     expectReject(pastEnd, 'extends past the end of the file');
     const huge = new Uint8Array(16);
     new DataView(huge.buffer).setBigUint64(0, BigInt(MAX_HEADER_SIZE + 1), true);
+    expectReject(huge, 'not a safetensors file'); // the 9th byte is not the header's '{'
+    huge[8] = 0x7b;
     expectReject(huge, 'exceeds the limit of 100000000 bytes');
     new DataView(huge.buffer).setBigUint64(0, 2n ** 64n - 1n, true);
     expectReject(huge, 'exceeds the limit');

@@ -397,7 +397,7 @@ describe('requests that used to hang, crash or fall back silently', () => {
       expect(r.err).toBe('crate-ts train: --lr must be positive, got -1\n');
     }
     const s = await capture(['train', ...tinyArgs(), '--steps', '-5', '--out', path.join(dir, 'neg')]);
-    expect(s.err).toBe('crate-ts train: --steps must be a positive integer, got -5\n');
+    expect(s.err).toBe('crate-ts train: --steps must be a non-negative integer (0: save the initial model), got -5\n');
     const g = await capture(['train', ...tinyArgs(), '--grad-accum', '0', '--out', path.join(dir, 'neg')]);
     expect(g.err).toBe('crate-ts train: --grad-accum must be a positive integer, got 0\n');
     // the library speaks in field names

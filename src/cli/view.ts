@@ -9,6 +9,7 @@ import { ViewerData, STEER_FACTOR } from '../viewer/data.js';
 import { exportSite } from '../viewer/site.js';
 import { startServer } from '../viewer/server.js';
 import { PAPER_PROMPT } from '../steer/steer.js';
+import { scoreCollection } from '../neurons/score.js';
 
 export const HELP = `usage: crate-ts neurons view DIR [DIR2 ...] [--port 8080] [--export OUTDIR] [options]
 
@@ -24,6 +25,8 @@ export const HELP = `usage: crate-ts neurons view DIR [DIR2 ...] [--port 8080] [
   --no-weights       no related tokens by weights
   --backend NAME     backend of the steering forwards and weight products: reference | cpu | cuda |
                      auto (default auto)
+  --baseline-init DIR,...  collections of random-init models (train --steps 0, then collect): the
+                     chart draws each collection's control of the same architecture and depth
 
 Pages: #/ (overview: model, data, per-layer scores of every collection, density and dead neurons,
 the neuron table) and #/layer/L/neuron/I (#/c/K/... for collection K). A neuron page's steering
@@ -41,6 +44,7 @@ const OPTIONS = {
   'no-weights': { type: 'boolean' },
   backend: { type: 'string' },
   threads: { type: 'string' },
+  'baseline-init': { type: 'string', multiple: true },
 } as const;
 
 function intArg(raw: string | undefined, name: string, min: number, max: number): number | undefined {
@@ -90,6 +94,7 @@ export async function run(argv: string[]): Promise<number> {
     steer: !v['no-steer'],
     weights: !v['no-weights'],
     live,
+    baselineInit: (v['baseline-init'] ?? []).flatMap((x) => x.split(',').map((d) => d.trim()).filter(Boolean)).map((d) => scoreCollection(d)),
   });
   try {
     for (const c of data.collections) for (const w of c.warnings) console.error(`warning: ${c.dir}: ${w}`);

@@ -24,6 +24,7 @@ import type { LanguageModel } from '../model/lm.js';
 import { readTokens, type ActivationRecord } from '../neurons/format.js';
 import { lookupTable } from '../neurons/lookup.js';
 import { SPLIT_NAMES, maxActivation, normalizeActivations, splitFor, type NeuronRecords, type SplitName } from '../neurons/scoring.js';
+import type { CollectionScores } from '../neurons/score.js';
 import { nextToken, steer, PAPER_PROMPT, type Distribution } from '../steer/steer.js';
 import { tokenText } from '../steer/tokens.js';
 import { explanationOf, layerFiles, loadLlmLayer, openCollection, readNeuron, readTopPositions, type OpenCollection } from './collection.js';
@@ -55,6 +56,11 @@ export interface ViewerOptions {
   weights?: boolean;
   /** The server can steer on request (the neuron page shows a steering box). */
   live?: boolean;
+  /**
+   * Scores of random-init control collections (neurons view --baseline-init): each collection's
+   * layers carry the control of the same architecture and depth as `init`, drawn on the chart.
+   */
+  baselineInit?: CollectionScores[];
 }
 
 /** Per collection: the model, when its checkpoint could be loaded and is the one the collection was made from. */
@@ -236,9 +242,16 @@ export class ViewerData {
   private collectionSummary(c: OpenCollection): Record<string, unknown> {
     const m = c.manifest,
       cfg = m.checkpoint.config as Record<string, unknown>;
+    const control = (this.opts.baselineInit ?? []).filter(
+      (x) => x.manifest.checkpoint.arch === m.checkpoint.arch && x.manifest.checkpoint.config.nLayer === cfg.nLayer,
+    );
     const layers = c.layers.map((lf) => {
       const sc = c.scores.get(lf.layer) ?? [];
       const split = (s: SplitName) => x100(meanOf(sc.map((n) => n[s])).mean);
+      // the random-init level of this layer (seeds averaged), ×100 like the other means
+      const initRows = control.map((x) => x.layers.find((l) => l.layer === lf.layer)).filter((l) => l !== undefined);
+      const initOf = (sp: SplitName) => r5(meanOf(initRows.map((l) => l[sp])).mean);
+      const init = initRows.length ? { init: { tar: initOf('tar'), randomOnly: initOf('randomOnly'), anthropic: initOf('anthropic') } } : {};
       const llm: Record<string, Record<string, number | null>> = {};
       for (const set of c.llm) {
         loadLlmLayer(set, lf.layer, c.warnings);
@@ -261,6 +274,7 @@ export class ViewerData {
         density: r5(lf.stats.reduce((a, s) => a + s.density, 0) / lf.neurons),
         dead: lf.stats.filter((s) => !((s.max ?? 0) > 0)).length,
         llm,
+        ...init,
       };
     });
     return {

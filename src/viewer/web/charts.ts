@@ -39,6 +39,9 @@ function scoreChart(cols: CollectionSummary[]): HTMLElement {
     add('lookup TaR', '', (l) => l.tar);
     add('lookup Random-only', '6 4', (l) => l.randomOnly);
     add('lookup Anthropic', '2 2 8 2', (l) => l.anthropic);
+    // the random-init control (--baseline-init): the level every lookup score is read against
+    add('random init, lookup TaR', '1 3', (l) => l.init?.tar);
+    add('random init, lookup Random-only', '1 6', (l) => l.init?.randomOnly);
     for (const set of c.llmSets) {
       add(`LLM TaR (${set})`, '1 4', (l) => l.llm[set]?.tar);
       add(`LLM Random-only (${set})`, '1 8', (l) => l.llm[set]?.randomOnly);

@@ -15,6 +15,8 @@ interface LayerSummary {
   dead: number;
   /** LLM set name → split → mean correlation × 100. */
   llm: Record<string, Record<string, number | null>>;
+  /** The random-init control's lookup means × 100 (neurons view --baseline-init), when given. */
+  init?: { tar: number | null; randomOnly: number | null; anthropic: number | null };
 }
 
 interface CollectionSummary {
