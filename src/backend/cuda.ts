@@ -78,7 +78,7 @@ export function probeCuda(): { cuda: CudaAddon | null; info: CudaDeviceInfo | nu
       cuda: null,
       info: null,
       // the build hint only where a build could help: a machine with an NVIDIA driver
-      reason: hasNvidiaDriver() ? 'the addon was built without CUDA: run npm run build:cuda' : 'no NVIDIA GPU on this machine (no NVIDIA driver)',
+      reason: hasNvidiaDriver() ? 'the addon was built without CUDA: run npm run build:cuda' : 'no NVIDIA driver on this machine',
     };
   const info = cuda.available();
   if (!info.available) return { cuda, info, reason: `no CUDA device: ${info.reason}` };
