@@ -424,7 +424,11 @@ describe('crate-ts eval on bad checkpoints (the real CLI, child processes)', () 
       ['truncated to half', b.slice(0, b.length >> 1), /extend past the end of the data buffer|extends past the end of the file/],
       ['empty file', new Uint8Array(0), /truncated: 0 bytes/],
       ['header length 2^63', hugeHeader, /header length 9223372036854775808 exceeds the limit of 100000000 bytes/],
-      ['a text file', new TextEncoder().encode('this is not a checkpoint\n'.repeat(4)), /not a safetensors file \(it would start with an 8-byte header length and a JSON header '\{'; this one starts with "this is not "\)/],
+      [
+        'a text file',
+        new TextEncoder().encode('this is not a checkpoint\n'.repeat(4)),
+        /not a safetensors file \(it would start with an 8-byte header length and a JSON header '\{'; this one starts with "this is not "\)/,
+      ],
       ['no config metadata', serializeSafetensors({ w: { dtype: 'F32', shape: [1], data: [1] } }), /not a crate-ts checkpoint/],
       ['missing file', path.join(dir, 'absent.safetensors'), /absent\.safetensors/],
       ['run directory without a checkpoint', emptyDir, /empty-run/],

@@ -94,7 +94,14 @@ export async function run(argv: string[]): Promise<number> {
     steer: !v['no-steer'],
     weights: !v['no-weights'],
     live,
-    baselineInit: (v['baseline-init'] ?? []).flatMap((x) => x.split(',').map((d) => d.trim()).filter(Boolean)).map((d) => scoreCollection(d)),
+    baselineInit: (v['baseline-init'] ?? [])
+      .flatMap((x) =>
+        x
+          .split(',')
+          .map((d) => d.trim())
+          .filter(Boolean),
+      )
+      .map((d) => scoreCollection(d)),
   });
   try {
     for (const c of data.collections) for (const w of c.warnings) console.error(`warning: ${c.dir}: ${w}`);
