@@ -444,6 +444,17 @@ describe('23.1 serve: a prompt longer than the context', () => {
       const short = await post('x'.repeat(10));
       expect(short.headers.get(WARNING_HEADER)).toBeNull();
       expect(warnings.length).toBe(1);
+      // the explainer's chat requests: generation sees only the last T tokens
+      const chat = await fetch(`http://127.0.0.1:${srv.port}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'crate', messages: [{ role: 'user', content: 'y'.repeat(30) }], max_tokens: 1 }),
+      });
+      expect(chat.status).toBe(200);
+      expect(chat.headers.get(WARNING_HEADER)).toMatch(
+        /^a prompt of \d+ tokens is longer than this model's context \(block size 16\): generation sees only its last 16 tokens$/,
+      );
+      expect(warnings.length).toBe(2);
     } finally {
       await srv.close();
       model.free();

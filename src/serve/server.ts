@@ -672,6 +672,11 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
       const prompt = await tokenize(text, 0);
       checkWork([prompt.length], r.n, r.maxTokens, false, r.logprobs ? r.topLogprobs : null);
       acct.p = prompt.length * r.n;
+      const warning = contextWarning(prompt.length, engine.blockSize, false, true, engine.echoStride);
+      if (warning !== null) {
+        res.setHeader(WARNING_HEADER, warning);
+        opts.onWarning?.(warning);
+      }
       const rng = rngFor(r);
       const gen = { maxTokens: r.maxTokens, temperature: r.temperature, topP: r.topP, topK: r.topK, rng, stop, logprobs: r.logprobs ? r.topLogprobs : null };
       const w = new Writer(res, writeTimeout, gone, outbox);
