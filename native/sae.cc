@@ -116,12 +116,10 @@ CRATE_CLONES float dot(const float* a, const float* b, int64_t n) {
 
 }  // namespace
 
-void sae_topk(float* h, const float* pre, const float* mask, int64_t N, int64_t S, int64_t k) {
-  topk_rows(h, pre, mask, N, S, k);
-}
+void sae_topk(float* h, const float* pre, const float* mask, int64_t N, int64_t S, int64_t k) { topk_rows(h, pre, mask, N, S, k); }
 
-void sae_encode_forward(float* pre, float* h, const float* x, const float* W_enc, const float* b_enc,
-                        const float* b_dec, int64_t N, int64_t D, int64_t S, int64_t k) {
+void sae_encode_forward(float* pre, float* h, const float* x, const float* W_enc, const float* b_enc, const float* b_dec, int64_t N, int64_t D, int64_t S,
+                        int64_t k) {
   if (N == 0) return;
   std::vector<float> xc(static_cast<size_t>(N * D));
   parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
@@ -135,8 +133,7 @@ void sae_encode_forward(float* pre, float* h, const float* x, const float* W_enc
   topk_rows(h, pre, nullptr, N, S, k);
 }
 
-void sae_decode_forward(float* xhat, const float* h, const float* W_dec, const float* b_dec, int64_t N, int64_t D,
-                        int64_t S) {
+void sae_decode_forward(float* xhat, const float* h, const float* W_dec, const float* b_dec, int64_t N, int64_t D, int64_t S) {
   if (N == 0) return;
   std::vector<int64_t> per_row;
   const int64_t nnz = count_nonzero(h, N, S, per_row);
@@ -159,8 +156,8 @@ void sae_decode_forward(float* xhat, const float* h, const float* W_dec, const f
   });
 }
 
-void sae_decode_backward(float* dpre, float* dW_dec, float* db_dec, const float* dxhat, const float* h,
-                         const float* W_dec, int64_t N, int64_t D, int64_t S, double l1) {
+void sae_decode_backward(float* dpre, float* dW_dec, float* db_dec, const float* dxhat, const float* h, const float* W_dec, int64_t N, int64_t D, int64_t S,
+                         double l1) {
   if (N == 0) return;
   const float l1f = static_cast<float>(l1);
   if (db_dec) {
@@ -203,8 +200,8 @@ void sae_decode_backward(float* dpre, float* dW_dec, float* db_dec, const float*
   });
 }
 
-void sae_encode_backward(float* dW_enc, float* db_enc, float* db_dec, const float* dpre, const float* x,
-                         const float* W_enc, const float* b_dec, int64_t N, int64_t D, int64_t S) {
+void sae_encode_backward(float* dW_enc, float* db_enc, float* db_dec, const float* dpre, const float* x, const float* W_enc, const float* b_dec, int64_t N,
+                         int64_t D, int64_t S) {
   if (N == 0) return;
   // Column sums of dpre (double, rows in order): db_enc, and db_dec = -W_enc colsum.
   std::vector<double> colsum(static_cast<size_t>(S), 0.0);

@@ -145,7 +145,9 @@ interface Ctx {
   ): void;
 }
 
-const run = <T>(arb: fc.Arbitrary<T>, prop: (v: T) => void) => fc.assert(fc.property(arb, prop), { numRuns: RUNS });
+// A fixed fast-check seed, so a run is reproducible (CRATE_TS_DIFF_SEED draws other cases).
+const FC_SEED = Number(process.env.CRATE_TS_DIFF_SEED ?? 20261207);
+const run = <T>(arb: fc.Arbitrary<T>, prop: (v: T) => void) => fc.assert(fc.property(arb, prop), { numRuns: RUNS, seed: FC_SEED });
 const attnArb = fc.record({ s: seed, B: odd(1, 3), T: odd(1, 40), NH: odd(1, 4), p: odd(1, 19), scale: fc.constantFrom(0.3, 1, 4) });
 const embArb = fc.record({ s: seed, B: odd(1, 3), T: odd(1, 9), C: odd(1, 37), V: odd(1, 13) });
 const lnArb = fc
@@ -453,7 +455,9 @@ const CASES: Record<OpMethod, (c: Ctx) => void> = {
         (b, t) => {
           losses.push(b.crossEntropyForward(t.dlogits, t.logits, targets, N, V, gradScale));
         },
-        { direction: 'backward' },
+        // dlogits = gradScale·(p − onehot)/N: its natural size is gradScale/N even when every entry is
+        // tiny (a confident row has p ≈ onehot, and p − 1 in float32 is off by about one ulp of 1)
+        { direction: 'backward', scale: { dlogits: gradScale / N } },
       );
       expectClose(
         c.name,

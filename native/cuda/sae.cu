@@ -13,9 +13,7 @@ namespace crate {
 namespace cuda {
 namespace {
 
-__device__ __forceinline__ bool beats(float va, int64_t a, float vb, int64_t b) {
-  return va > vb || (va == vb && a < b);
-}
+__device__ __forceinline__ bool beats(float va, int64_t a, float vb, int64_t b) { return va > vb || (va == vb && a < b); }
 
 // h = relu(topk_k(pre)) over the eligible features; one thread per element.
 __global__ void topk_kernel(float* h, const float* pre, const float* mask, int64_t N, int64_t S, int64_t k) {
@@ -35,18 +33,15 @@ __global__ void topk_kernel(float* h, const float* pre, const float* mask, int64
 }
 
 __global__ void sub_rows_kernel(float* out, const float* x, const float* b, int64_t N, int64_t D) {
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < N * D; e += (int64_t)gridDim.x * blockDim.x)
-    out[e] = x[e] - b[e % D];
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < N * D; e += (int64_t)gridDim.x * blockDim.x) out[e] = x[e] - b[e % D];
 }
 
 __global__ void add_rows_kernel(float* out, const float* b, int64_t N, int64_t D) {
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < N * D; e += (int64_t)gridDim.x * blockDim.x)
-    out[e] += b[e % D];
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < N * D; e += (int64_t)gridDim.x * blockDim.x) out[e] += b[e % D];
 }
 
 __global__ void mask_l1_kernel(float* dpre, const float* h, int64_t n, float l1) {
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x)
-    dpre[e] = h[e] > 0.0f ? dpre[e] + l1 : 0.0f;
+  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n; e += (int64_t)gridDim.x * blockDim.x) dpre[e] = h[e] > 0.0f ? dpre[e] + l1 : 0.0f;
 }
 
 // db_dec[i] -= sum_j W_enc[i,j] colsum[j]; one block per i.
@@ -141,8 +136,8 @@ void sae_topk(float* h, const float* pre, const float* mask, int64_t N, int64_t 
   CRATE_LAUNCH_CHECK("sae_topk", "topk_kernel");
 }
 
-void sae_encode_forward(float* pre, float* h, const float* x, const float* W_enc, const float* b_enc,
-                        const float* b_dec, int64_t N, int64_t D, int64_t S, int64_t k) {
+void sae_encode_forward(float* pre, float* h, const float* x, const float* W_enc, const float* b_enc, const float* b_dec, int64_t N, int64_t D, int64_t S,
+                        int64_t k) {
   const char* op = "sae_encode_forward";
   if (N == 0) return;
   float* xc = static_cast<float*>(workspace(sizeof(float) * N * D, op, Ws::kOp));
@@ -155,8 +150,7 @@ void sae_encode_forward(float* pre, float* h, const float* x, const float* W_enc
   CRATE_LAUNCH_CHECK(op, "topk_kernel");
 }
 
-void sae_decode_forward(float* xhat, const float* h, const float* W_dec, const float* b_dec, int64_t N, int64_t D,
-                        int64_t S) {
+void sae_decode_forward(float* xhat, const float* h, const float* W_dec, const float* b_dec, int64_t N, int64_t D, int64_t S) {
   const char* op = "sae_decode_forward";
   if (N == 0) return;
   gemm::run(op, false, false, N, D, S, h, S, W_dec, D, gemm::Store{xhat, D, 1.0f});
@@ -166,8 +160,8 @@ void sae_decode_forward(float* xhat, const float* h, const float* W_dec, const f
   }
 }
 
-void sae_decode_backward(float* dpre, float* dW_dec, float* db_dec, const float* dxhat, const float* h,
-                         const float* W_dec, int64_t N, int64_t D, int64_t S, double l1) {
+void sae_decode_backward(float* dpre, float* dW_dec, float* db_dec, const float* dxhat, const float* h, const float* W_dec, int64_t N, int64_t D, int64_t S,
+                         double l1) {
   const char* op = "sae_decode_backward";
   if (N == 0) return;
   gemm::run(op, false, true, N, S, D, dxhat, D, W_dec, D, gemm::Store{dpre, S, 1.0f});
@@ -177,8 +171,8 @@ void sae_decode_backward(float* dpre, float* dW_dec, float* db_dec, const float*
   if (db_dec) column_sums_accumulate(db_dec, dxhat, N, D);
 }
 
-void sae_encode_backward(float* dW_enc, float* db_enc, float* db_dec, const float* dpre, const float* x,
-                         const float* W_enc, const float* b_dec, int64_t N, int64_t D, int64_t S) {
+void sae_encode_backward(float* dW_enc, float* db_enc, float* db_dec, const float* dpre, const float* x, const float* W_enc, const float* b_dec, int64_t N,
+                         int64_t D, int64_t S) {
   const char* op = "sae_encode_backward";
   if (N == 0) return;
   Carve c;
