@@ -24,7 +24,7 @@ import {
 } from '../src/checkpoint/checkpoint.js';
 import { loadStateDict, stateDictFromModel, configToMetadata } from '../src/checkpoint/statedict.js';
 import { parseSafetensors, readSafetensors, serializeSafetensors, SafetensorsError, MAX_MESSAGE_LENGTH } from '../src/io/safetensors.js';
-import { editHeader, editMetadata, joinFile, nestedJson, splitFile } from '../src/testing/checkpoint-fuzz.js';
+import { editHeader, editMetadata, joinFile, nestedJson, splitFile, sampleHyper } from '../src/testing/checkpoint-fuzz.js';
 
 let dir: string;
 beforeAll(() => {
@@ -40,26 +40,7 @@ const state = (): TrainState => ({
   dataRng: [1, 2, 3, 4],
   tokensSeen: 100,
   elapsed: 1.5,
-  hyper: {
-    steps: 10,
-    batch: 2,
-    seq: 8,
-    gradAccum: 1,
-    lr: 1e-3,
-    minLr: 1e-4,
-    warmup: 2,
-    weightDecay: 0.1,
-    beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8,
-    clip: 1,
-    seed: 1,
-    evalEvery: 0,
-    evalWindows: 4,
-    saveEvery: 0,
-    logEvery: 1,
-    valFraction: 0.1,
-  },
+  hyper: sampleHyper(),
   data: { source: 'x', contentHash: 'abc', kind: 'text', split: 'last 10%', unigramEntropy: 2 },
   history: [{ step: 1, loss: 3, lr: 1e-3 }],
   evals: [],

@@ -1,6 +1,7 @@
 // Checkpoints: round trip of parameters, optimizer moments and training state; PyTorch state_dict
 // import rules (tied lm_head, attn.bias mask buffers, _orig_mod. prefix); clear errors for missing,
 // mis-shaped and non-finite tensors, another architecture, and corrupt files.
+import { sampleHyper } from '../src/testing/checkpoint-fuzz.js';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -40,26 +41,7 @@ const state = (step: number): TrainState => ({
   dataRng: [1, 2, 3, 4],
   tokensSeen: 100,
   elapsed: 1.5,
-  hyper: {
-    steps: 10,
-    batch: 2,
-    seq: 8,
-    gradAccum: 1,
-    lr: 1e-3,
-    minLr: 1e-4,
-    warmup: 2,
-    weightDecay: 0.1,
-    beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8,
-    clip: 1,
-    seed: 1,
-    evalEvery: 0,
-    evalWindows: 4,
-    saveEvery: 0,
-    logEvery: 1,
-    valFraction: 0.1,
-  },
+  hyper: sampleHyper(),
   data: { source: 'x', contentHash: 'abc', kind: 'text', split: 'last 10%', unigramEntropy: 2 },
   history: [{ step: 1, loss: 3, lr: 1e-3 }],
   evals: [],

@@ -77,31 +77,34 @@ export interface Seed {
   bytes: Uint8Array;
 }
 
+/** Training hyper-parameters of a small checkpointed run, for tests that need a train state. */
+export const sampleHyper = (seq = 8): TrainState['hyper'] => ({
+  steps: 10,
+  batch: 2,
+  seq,
+  gradAccum: 1,
+  lr: 1e-3,
+  minLr: 1e-4,
+  warmup: 2,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.95,
+  eps: 1e-8,
+  clip: 1,
+  seed: 1,
+  evalEvery: 0,
+  evalWindows: 4,
+  saveEvery: 0,
+  logEvery: 1,
+  valFraction: 0.1,
+});
+
 const trainState = (step: number, seq: number): TrainState => ({
   step,
   dataRng: [1, 2, 3, 4],
   tokensSeen: 100 * step,
   elapsed: 1.5,
-  hyper: {
-    steps: 10,
-    batch: 2,
-    seq,
-    gradAccum: 1,
-    lr: 1e-3,
-    minLr: 1e-4,
-    warmup: 2,
-    weightDecay: 0.1,
-    beta1: 0.9,
-    beta2: 0.95,
-    eps: 1e-8,
-    clip: 1,
-    seed: 1,
-    evalEvery: 0,
-    evalWindows: 4,
-    saveEvery: 0,
-    logEvery: 1,
-    valFraction: 0.1,
-  },
+  hyper: sampleHyper(seq),
   data: { source: 'embedded', contentHash: 'abc', kind: 'text', split: 'last 10%', unigramEntropy: 2 },
   history: [
     { step: 1, loss: 3, lr: 1e-3 },
