@@ -34,6 +34,9 @@ import { ApiError, DEFAULT_LIMITS, parseChat, parseCompletion, type SamplingPara
 import { renderChat, CHAT_STOP } from './chat.js';
 import { TextStream, codePoints } from './tokens.js';
 import { BoundedEncoder, TooManyTokens } from './encode.js';
+
+/** The end-of-text token's text (GPT-2's special token). */
+const EOT_TEXT = '<|endoftext|>';
 import { UsageError } from '../errors.js';
 import { hostAllowed, isLoopback, loopbackHosts } from '../util/loopback.js';
 
@@ -405,11 +408,29 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     if (typeof p !== 'string' && p.length > limits.maxPromptTokens) throw tooLong(i, String(p.length));
   };
 
+  /**
+   * Text to ids. The literal end-of-text string "<|endoftext|>" is the end-of-text token (50256 for
+   * GPT-2 BPE), as OpenAI-compatible servers built on Hugging Face tokenizers read it; the text
+   * between is encoded as usual. Byte-level and char models have no such token: the string is text.
+   */
+  const encodeText = async (p: string, maxTokens: number): Promise<number[]> => {
+    const eot = engine.tokenizer.eot;
+    if (eot === null || !p.includes(EOT_TEXT)) return encoder.encode(p, maxTokens);
+    const out: number[] = [];
+    const parts = p.split(EOT_TEXT);
+    for (let j = 0; j < parts.length; j++) {
+      if (j > 0) out.push(eot);
+      if (out.length > maxTokens) throw new TooManyTokens(out.length, maxTokens);
+      if (parts[j]) for (const id of await encoder.encode(parts[j], maxTokens - out.length)) out.push(id);
+    }
+    return out;
+  };
+
   const tokenize = async (p: string | number[], i: number): Promise<number[]> => {
     let ids: number[];
     if (typeof p === 'string') {
       try {
-        ids = await encoder.encode(p, limits.maxPromptTokens);
+        ids = await encodeText(p, limits.maxPromptTokens);
       } catch (e) {
         if (e instanceof TooManyTokens) throw tooLong(i, `at least ${e.atLeast}`);
         throw e;
@@ -768,6 +789,70 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     '/v1/completions': { method: 'POST', handler: completions },
     '/v1/chat/completions': { method: 'POST', handler: chat },
   };
+  // The tokenizer, as lm-evaluation-harness's remote tokenizer and vLLM's routes ask for it: at the
+  // root and under /v1/.
+  for (const base of ['', '/v1']) {
+    routes[`${base}/tokenizer_info`] = { method: 'GET', get: (res) => sendJson(res, 200, tokenizerInfo()) };
+    routes[`${base}/tokenize`] = { method: 'POST', handler: tokenizeRoute };
+    routes[`${base}/detokenize`] = { method: 'POST', handler: detokenizeRoute };
+  }
+
+  /** End-of-text and beginning-of-text tokens (GPT-2 uses one token for both, as its Hugging Face tokenizer says). */
+  function tokenizerInfo(): Record<string, unknown> {
+    const t = engine.tokenizer;
+    // A byte-level or char model has no end-of-text token; its documents are separated by a blank
+    // line, so the newline stands in for it (rolling windows start after one).
+    const eosId = t.eot ?? (t.name === 'byte' ? 10 : null);
+    const eos = t.eot !== null ? EOT_TEXT : eosId === 10 ? '\n' : null;
+    return {
+      tokenizer: t.name,
+      eos_token: eos,
+      eos_token_id: eosId,
+      bos_token: eos,
+      bos_token_id: eosId,
+      pad_token: null,
+      vocab_size: t.vocabSize,
+      model_max_length: engine.blockSize,
+      special_tokens: t.eot !== null ? { [EOT_TEXT]: t.eot } : {},
+    };
+  }
+
+  async function tokenizeRoute(body: unknown, res: http.ServerResponse): Promise<void> {
+    const b = body as { prompt?: unknown; add_special_tokens?: unknown };
+    if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ApiError(400, 'the body must be a JSON object {"prompt": "..."}', null);
+    if (typeof b.prompt !== 'string')
+      throw new ApiError(
+        400,
+        `'prompt' must be a string, got ${b.prompt === null ? 'null' : Array.isArray(b.prompt) ? 'an array' : typeof b.prompt}`,
+        'prompt',
+      );
+    if (b.add_special_tokens !== undefined && typeof b.add_special_tokens !== 'boolean')
+      throw new ApiError(400, "'add_special_tokens' must be a boolean", 'add_special_tokens');
+    precheck(b.prompt, 0);
+    let tokens: number[];
+    try {
+      tokens = await encodeText(b.prompt, limits.maxPromptTokens);
+    } catch (e) {
+      if (e instanceof TooManyTokens) throw tooLong(0, `at least ${e.atLeast}`);
+      throw e;
+    }
+    // no beginning-of-text token is added (GPT-2 adds none), whatever add_special_tokens says
+    sendJson(res, 200, { tokens, count: tokens.length, max_model_len: engine.blockSize });
+  }
+
+  async function detokenizeRoute(body: unknown, res: http.ServerResponse): Promise<void> {
+    const b = body as { tokens?: unknown };
+    if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new ApiError(400, 'the body must be a JSON object {"tokens": [ids]}', null);
+    if (!Array.isArray(b.tokens)) throw new ApiError(400, "'tokens' must be an array of token ids", 'tokens');
+    if (b.tokens.length > limits.maxPromptTokens)
+      throw new ApiError(400, `'tokens' has ${b.tokens.length} ids, more than this server accepts (--max-prompt-tokens ${limits.maxPromptTokens})`, 'tokens');
+    const V = engine.tokenizer.vocabSize;
+    b.tokens.forEach((t, i) => {
+      if (!Number.isInteger(t) || (t as number) < 0 || (t as number) >= V)
+        throw new ApiError(400, `tokens[${i}] = ${JSON.stringify(t)} is not a token id in [0, ${V})`, 'tokens');
+    });
+    sendJson(res, 200, { prompt: engine.tokenizer.decode(b.tokens as number[]) });
+  }
 
   /** Refusals that depend on where a request comes from (before its body is read). */
   function guard(req: http.IncomingMessage): void {
@@ -814,7 +899,7 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
       if (!route)
         throw new ApiError(
           404,
-          `no route ${req.method} ${path.slice(0, 200)}; this server answers GET /v1/models, POST /v1/completions, POST /v1/chat/completions`,
+          `no route ${req.method} ${path.slice(0, 200)}; this server answers GET /v1/models, POST /v1/completions, POST /v1/chat/completions, GET /tokenizer_info, POST /tokenize, POST /detokenize`,
           null,
           'not_found',
         );
