@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Backend } from '../backend/types.js';
-import { crateTsVersion, machineInfo } from '../train/jsonlog.js';
+import { crateTsVersion, machineInfo } from '../util/version.js';
 import { LanguageModel } from '../model/lm.js';
 import { makeConfig, type ModelConfig } from '../model/config.js';
 import { AdamW } from '../train/optimizer.js';

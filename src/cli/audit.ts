@@ -7,7 +7,7 @@ import { FIXTURE_TOLERANCE } from '../audit/tolerances.js';
 import { resolveBackend } from './backend.js';
 import type { Backend } from '../backend/types.js';
 import { UsageError, DataError } from '../errors.js';
-import { resolveCheckpointPath } from '../train/request.js';
+import { resolveCheckpointPath } from '../checkpoint/checkpoint.js';
 
 const HELP = `usage: crate-ts audit --fixture FILE [--backend LIST] [--json]
        crate-ts audit --checkpoint CKPT|RUN_DIR [--data FILE] [--backend LIST] [--batch B] [--seq T] [--json]

@@ -1,6 +1,6 @@
 // crate-ts command-line entry point: a dispatcher over one module per command.
 // Each command module exports `run(argv: string[]): Promise<number>` (the exit code).
-import { readFileSync } from 'node:fs';
+import { crateTsVersion } from '../util/version.js';
 import { isUserError, InternalError, type CrateError } from '../errors.js';
 import { closest } from './suggest.js';
 
@@ -31,10 +31,7 @@ export function usage(): string {
 }
 
 /** crate-ts's version, from the package.json next to dist/ (or src/). */
-export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
+export const version = (): string => crateTsVersion();
 
 export async function main(argv: string[]): Promise<number> {
   let [cmd, ...rest] = argv;

@@ -4,6 +4,7 @@
 // with N (only the N token ids are kept, which tokens.u32 stores anyway). Writes the collection
 // directory described in format.ts; manifest.json goes last, so a directory with a manifest is
 // complete, and every file is written under a temporary name and renamed.
+import { crateTsVersion } from '../util/version.js';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -200,15 +201,6 @@ function alive(pid: number): boolean {
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function crateVersion(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
   }
 }
 
@@ -428,7 +420,7 @@ async function collectLocked(opts: CollectOptions, t0: number, variant: Variant,
     const manifest: CollectionManifest = {
       format: COLLECTION_FORMAT,
       format_version: COLLECTION_FORMAT_VERSION,
-      crate_ts_version: crateVersion(),
+      crate_ts_version: crateTsVersion(),
       created: new Date().toISOString(),
       checkpoint: { path: path.resolve(ckFile), sha256: sha256File(ckFile), arch: ck.config.arch, config: { ...ck.config }, step: ck.train?.step ?? null },
       data: {

@@ -1,9 +1,9 @@
 // crate-ts sae train, as a library function (README "Sparse autoencoders"). Prints nothing; the CLI
 // reports progress through onProgress and stops through shouldStop.
+import { crateTsVersion } from '../util/version.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Backend } from '../backend/types.js';
 import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath } from '../checkpoint/checkpoint.js';
 import { loadDataset, EMBEDDED_NAME } from '../data/corpus.js';
@@ -90,14 +90,6 @@ export interface SaeTrainSummary {
   tokensPerSec: number;
   peakRssBytes: number;
   last: SaeProgress | null;
-}
-
-function crateVersion(): string {
-  try {
-    return (JSON.parse(fs.readFileSync(fileURLToPath(new URL('../../package.json', import.meta.url)), 'utf8')) as { version: string }).version;
-  } catch {
-    return 'unknown';
-  }
 }
 
 /** Defaults, scaled from the paper's (README "Sparse autoencoders"). */
@@ -304,7 +296,7 @@ export async function trainSae(opts: SaeTrainOptions): Promise<SaeTrainSummary> 
     }
 
     const block = (): CrateSaeBlock => ({
-      crate_ts_version: crateVersion(),
+      crate_ts_version: crateTsVersion(),
       checkpoint_sha256: ckSha,
       checkpoint_path: path.resolve(ckFile),
       layer,

@@ -16,7 +16,7 @@ import { CrateError, CheckpointError, DataError, UsageError } from '../errors.js
 import { RUN_DEFAULTS, defaultLogEvery, MAX_THREADS, type DefaultModel, type DefaultsTable } from './defaults.js';
 import { RequestError } from './request-error.js';
 
-export { RequestError, resolveCheckpointPath };
+export { RequestError };
 
 /** The weights file of a run directory (model.safetensors; before 0.2: ckpt.safetensors). */
 export const CHECKPOINT_NAME = WEIGHTS_FILE;

@@ -39,12 +39,13 @@ import { resolveRun, CHECKPOINT_NAME, CHART_NAME, type ResolvedRun, type TrainRe
 import { checkTrainingMemory, type MemoryEstimate } from './memory.js';
 import { makeRunDir, removeStaleTemps } from './rundir.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { JsonLog, crateTsVersion, machineInfo, readRunHistory, historyRecords } from './jsonlog.js';
+import { JsonLog, readRunHistory, historyRecords } from './jsonlog.js';
+import { crateTsVersion, machineInfo } from '../util/version.js';
 import { SINGLE, type Communicator } from '../distributed/communicator.js';
 import { prepareTogether } from '../distributed/agree.js';
 import { runFingerprint, splitGradAccum } from '../distributed/train.js';
 
-export { resolveRun, resolveCheckpointPath, checkHyper, RequestError, CHECKPOINT_NAME, CHART_NAME, type TrainRequest, type ResolvedRun } from './request.js';
+export { resolveRun, checkHyper, RequestError, CHECKPOINT_NAME, CHART_NAME, type TrainRequest, type ResolvedRun } from './request.js';
 
 /** The run's JSON log in its run directory, always written; it holds the loss history. */
 export const RUN_LOG_NAME = 'train.jsonl';
