@@ -489,7 +489,9 @@ describe('hook API', () => {
 
   test("the README's hook table lists exactly the hook names of each architecture, and is the fold over the blocks' declarations", () => {
     const readme = readFileSync('README.md', 'utf8');
-    const section = readme.slice(readme.indexOf('## Hooks'));
+    const start = readme.indexOf('## Hooks');
+    const end = readme.indexOf('\n## ', start + 1);
+    const section = readme.slice(start, end < 0 ? undefined : end);
     const rows = [...section.matchAll(/^\| `([^`]+)` \| ([^|]+) \| ([^|]+) \| (.+) \|$/gm)].map((r) => ({
       name: r[1],
       archs: r[2].trim(),
