@@ -168,6 +168,7 @@ describe('alignment against crate-ts serve (real tokenizers)', () => {
     for (const [i, { srv }] of servers.entries()) {
       const r = await fetch(`${srv.url}/completions`, {
         method: 'POST',
+        headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ model: 'crate', prompt, max_tokens: 0, echo: true, logprobs: 20 }),
       });
       expect(r.status).toBe(200);

@@ -3,6 +3,7 @@
 // Each case is registered with fdTest(method, ...) under the Backend method whose gradient it checks,
 // and the last test fails when an operator of the table (native/ops.json) that computes a gradient
 // (a backward, or a forward fused with one such as crossEntropyForward's dlogits) has no case here.
+import { checkFd, checkProjectFd } from './helpers/sae-fd.js';
 import { describe, test, expect } from 'vitest';
 import fc from 'fast-check';
 import { Rng } from '../src/util/rng.js';
@@ -334,6 +335,14 @@ describe('reference: finite differences', () => {
     );
     expect(Number.isNaN(crossEntropyForward(null, new Float64Array(3), Int32Array.from([-1]), 1, 3, 1))).toBe(true);
   });
+
+  // The SAE operators are checked through the whole SAE loss (test/helpers/sae-fd.ts): the MSE's
+  // dx̂, the decoder's and the encoder's backward (relu with L1, top-k, AuxK), and the decoder-row
+  // projection as the derivative of the loss of renormalised rows.
+  fdTest('saeMseLoss', 'SAE normalised MSE: dx̂, through the whole loss (relu + L1)', () => checkFd(6, 4, 10, 10, 0.05, 1));
+  fdTest('saeDecodeBackward', 'SAE decode backward: dh (L1 included), dW_dec, db_dec (top-k, k = 3, AuxK)', () => checkFd(7, 5, 12, 3, 0, 4, true));
+  fdTest('saeEncodeBackward', 'SAE encode backward: dW_enc, db_enc, db_dec through the input centring (k = 1)', () => checkFd(6, 4, 9, 1, 0, 3));
+  fdTest('saeDecoderProject', 'SAE decoder projection: the derivative of the loss of renormalised rows', () => checkProjectFd(5, 4, 7, 3, 8));
 
   test('every operator of the table that computes a gradient has a finite-difference case here', () => {
     const needed = gradientOperators(OPERATORS as readonly OpSpec[]);
