@@ -2,12 +2,7 @@
 // loss, and the top-k's tie rule, k = 1 and k = S. The native twins are tied to this reference by
 // test/differential.test.ts.
 import { describe, expect, test } from 'vitest';
-import {
-  saeDecoderProject,
-  saeMseLoss,
-  saeNormalizeRows,
-  saeTopk,
-} from '../src/reference/sae.js';
+import { saeDecoderProject, saeMseLoss, saeNormalizeRows, saeTopk } from '../src/reference/sae.js';
 import { Rng } from '../src/util/rng.js';
 import { checkFd, randn } from './helpers/sae-fd.js';
 
