@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Soak of `crate-ts serve` under the attacks of issue 18 (a soak, not a test): a server on the
+// Soak of `crate-ts serve` under hostile clients (a soak, not a test): a server on the
 // loopback answers normal clients, first alone (the idle baseline), then while attackers replay
 // the attacks that once froze or killed it:
 //
