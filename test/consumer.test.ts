@@ -46,7 +46,7 @@ test("npm pack → npm install in an empty project → import (ESM) and require 
     const v = spawnSync(process.execPath, [join(dir, 'node_modules', 'crate-ts', 'bin', 'crate-ts.js'), '--version'], { encoding: 'utf8' });
     expect(v.stdout).toMatch(/^crate-ts \d+\.\d+\.\d+/);
 
-    // issue 23.3: what the README names is importable from 'crate-ts'
+    // what the README names is importable from 'crate-ts'
     const names = [
       'steer',
       'sweep',

@@ -49,7 +49,7 @@ describe('cuda backend: availability', () => {
         /^(no CUDA device: .+|the addon was built without CUDA: run npm run build:cuda|no NVIDIA driver on this machine|the native addon is not available .+)$/,
       );
       expect(() => new CudaBackend()).toThrow(why);
-      // issue 23.8: a machine without an NVIDIA driver is not told on every command to build CUDA
+      // a machine without an NVIDIA driver is not told on every command to build CUDA
       if (!hasNvidiaDriver()) expect(why).not.toMatch(/build:cuda/);
     }
   });

@@ -1,4 +1,4 @@
-// Sharded collection (issue 21). In process (no MPI needed): shards of a matrix with their halos,
+// Sharded collection. In process (no MPI needed): shards of a matrix with their halos,
 // merged by LayerCollector.mergeShards, give bitwise the selections, excerpts and moments of one
 // pass, for any rank count, batch and window. Under mpirun (skipped with the reason without MPI):
 // `neurons collect` on 2 and 3 ranks writes records, positions, stats and tokens.u32

@@ -1,4 +1,4 @@
-// Data-parallel training under mpirun (issue 21): N ranks x grad-accum A give bitwise the losses,
+// Data-parallel training under mpirun: N ranks x grad-accum A give bitwise the losses,
 // parameters and optimizer moments of 1 rank x grad-accum N·A; a run resumes on another rank
 // count (2 -> 1, 1 -> 2); a SIGKILLed rank ends the job within 60 s with one line naming it, the
 // last checkpoint intact and resumable; ranks that disagree, or one that cannot read its data,

@@ -1,4 +1,4 @@
-// `crate-ts serve` as its own process, with a small V8 heap, under the attacks of issue 18 that
+// `crate-ts serve` as its own process, with a small V8 heap, under the attacks that
 // froze it or killed it: a long word (quadratic BPE on the event loop), a reply larger than the
 // process (echo × logprobs), and a queue of large requests. The server must answer /health all
 // along, refuse what it cannot do with an OpenAI-shaped 4xx/503, and still be alive at the end.

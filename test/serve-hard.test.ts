@@ -1,4 +1,4 @@
-// crate-ts serve in-process against issue 18's attacks that need no separate process: the loopback
+// crate-ts serve in-process against the attacks that need no separate process: the loopback
 // guards (Host, Origin, Sec-Fetch-Site, content type), the headers every answer carries, the work
 // bound of one request, the queue's memory budget, clients that stop reading or go away, the
 // connection limits, and unauthenticated uploads. Each refusal keeps the OpenAI error shape.

@@ -341,7 +341,7 @@ describe('bad input: one line, non-zero exit', () => {
   });
 });
 
-describe('one unit for scores (issue 23 item 10)', () => {
+describe('one unit for scores', () => {
   it("the layer table's mean is the mean of the neuron table's column, and a neuron page shows its row's value", () => {
     const idx = data.index() as Obj;
     for (const [ci, c] of (idx.collections as Obj[]).entries())
@@ -394,7 +394,7 @@ function allFiles(root: string): [string, string][] {
   return out;
 }
 
-describe('safe while browsing (issue 18)', () => {
+describe('safe while browsing', () => {
   it('every response carries Cross-Origin-Resource-Policy: same-origin and X-Content-Type-Options: nosniff', async () => {
     const srv = await startServer(data, { port: 0, appJs });
     try {
@@ -492,7 +492,7 @@ describe('safe while browsing (issue 18)', () => {
   });
 });
 
-describe('what an export or a shared collection gives away (issue 18)', () => {
+describe('what an export or a shared collection gives away', () => {
   const copy = (src: string, name: string) => {
     const d = path.join(dir, name);
     fs.cpSync(src, d, { recursive: true });
