@@ -10,6 +10,7 @@ import { loadTokenizer } from '../src/data/tokenizer.js';
 import { Engine, sampleId } from '../src/serve/engine.js';
 import { Rng } from '../src/util/rng.js';
 import { TokenBytes, TextStream, codePoints } from '../src/serve/tokens.js';
+import { logSoftmax } from './helpers/logsoftmax.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 
 let engine: Engine, srv: RunningServer, base: string;
@@ -42,18 +43,6 @@ async function post(path: string, body: unknown, headers: Record<string, string>
     /* SSE or plain */
   }
   return { status: r.status, json, text };
-}
-
-/** log_softmax(row) in float64. */
-function logSoftmax(logits: Float64Array, off: number, V: number): Float64Array {
-  let max = -Infinity;
-  for (let j = 0; j < V; j++) max = Math.max(max, logits[off + j]);
-  let s = 0;
-  for (let j = 0; j < V; j++) s += Math.exp(logits[off + j] - max);
-  const lse = max + Math.log(s),
-    out = new Float64Array(V);
-  for (let j = 0; j < V; j++) out[j] = logits[off + j] - lse;
-  return out;
 }
 
 describe('crate-ts serve: /v1/completions', () => {

@@ -11,6 +11,7 @@ import { selectBackend } from '../src/backend/select.js';
 import { loadTokenizer, GPT2_EOT } from '../src/data/tokenizer.js';
 import { Engine } from '../src/serve/engine.js';
 import { TokenBytes } from '../src/serve/tokens.js';
+import { logSoftmax } from './helpers/logsoftmax.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 
 let engine: Engine, srv: RunningServer, base: string;
@@ -40,18 +41,6 @@ afterAll(async () => {
 async function call(url: string, body?: unknown): Promise<{ status: number; json: any }> {
   const r = await fetch(url, body === undefined ? {} : { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   return { status: r.status, json: await r.json() };
-}
-
-/** log_softmax(row) in float64. */
-function logSoftmax(logits: Float64Array, off: number, V: number): Float64Array {
-  let max = -Infinity;
-  for (let j = 0; j < V; j++) max = Math.max(max, logits[off + j]);
-  let s = 0;
-  for (let j = 0; j < V; j++) s += Math.exp(logits[off + j] - max);
-  const lse = max + Math.log(s),
-    out = new Float64Array(V);
-  for (let j = 0; j < V; j++) out[j] = logits[off + j] - lse;
-  return out;
 }
 
 /** What lm-eval computes from the forward: sum of log p(continuation) and whether it is the greedy one. */
