@@ -260,6 +260,35 @@ describe('judges', () => {
   });
 });
 
+describe('an LLM judge against crate-ts serve (a real OpenAI-compatible chat endpoint)', () => {
+  it('the request, with logprobs and top_logprobs, is answered; a reply that is no 0/1 list is a counted parse failure', async () => {
+    const { selectBackend } = await import('../src/backend/select.js');
+    const { loadTokenizer } = await import('../src/data/tokenizer.js');
+    const { Engine } = await import('../src/serve/engine.js');
+    const { TokenBytes } = await import('../src/serve/tokens.js');
+    const { startServer } = await import('../src/serve/server.js');
+    const { backend } = await selectBackend('auto');
+    const tok = await loadTokenizer('gpt2');
+    const model = new LanguageModel(backend, makeConfig(undefined, { vocabSize: 50304, blockSize: 256, nLayer: 1, nHead: 2, nEmbd: 16 }), { seed: 5 });
+    const engine = new Engine(model, tok, await TokenBytes.forTokenizer(tok), {});
+    const srv = await startServer(engine, { port: 0, modelName: 'crate' });
+    try {
+      const client = new LlmClient({ concurrency: 1, maxRetries: 0 });
+      const judge = new LlmJudge(client, { baseURL: `http://127.0.0.1:${srv.port}/v1`, apiKey: 'none', model: 'crate' }, { logprobs: true, maxTokens: 8 });
+      const ctx = drawContexts('detection', qNeuron(new Rng(12)), { perClass: 1, seed: 1 }).map((c) => ({ ...c, text: c.text.slice(0, 40) }));
+      const v = await judge.judge('detection', 'the letter q', ctx);
+      expect(client.stats.calls).toBe(1);
+      expect(client.stats.failed).toBe(0);
+      // an untrained model does not answer with a list: every context is a parse failure, nothing throws
+      expect(v.predictions.every((p) => p === null) || v.predictions.every((p) => typeof p === 'boolean')).toBe(true);
+      if (v.predictions[0] === null) expect(judge.parseFailures).toBe(ctx.length);
+    } finally {
+      await srv.close();
+      model.free();
+    }
+  });
+});
+
 describe('neurons score --scorer on a collection', () => {
   let dir: string, coll: string;
   beforeAll(async () => {
