@@ -330,6 +330,13 @@ class Binding {
 
   static std::string fn_name(const char* name) { return std::string(Traits::kPrefix) + name; }
 
+  /**
+   * The memory of a buffer argument read with Reader::buffer, for a twin's own functions (the CUDA
+   * twin's NCCL calls on device buffers): the handle must be live and the view inside it, as for
+   * an operator. The caller holds Traits::lock().
+   */
+  static float* pointer(const std::string& fn, const char* name, const RawBuf& b) { return resolve(fn, name, b).ptr; }
+
  private:
   struct Allocation {
     float* ptr;

@@ -214,6 +214,53 @@ Napi::Value NcclBroadcast(const Napi::CallbackInfo& info) {
   });
 }
 
+// nccl_all_reduce_sum_device(buf), nccl_all_reduce_ordered_device(acc, contribution): CUDA buffers
+// (views of the backend's allocations), enqueued on NCCL's stream; nccl_join(); nccl_counters().
+Napi::Value NcclAllReduceSumDevice(const Napi::CallbackInfo& info) {
+  const char* fn = "nccl_all_reduce_sum_device";
+  Reader in(info, Cuda::fn_name(fn));
+  in.expect_count(1);
+  const binding::RawBuf b = in.buffer(0, "buffer", false, CudaTraits::kBufferWord);
+  return nccl_call(info, fn, [&]() -> Napi::Value {
+    nccl_all_reduce_sum_device(Cuda::pointer(in.fn(), "buffer", b), static_cast<size_t>(b.length));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value NcclAllReduceOrderedDevice(const Napi::CallbackInfo& info) {
+  const char* fn = "nccl_all_reduce_ordered_device";
+  Reader in(info, Cuda::fn_name(fn));
+  in.expect_count(2);
+  const binding::RawBuf acc = in.buffer(0, "acc", false, CudaTraits::kBufferWord), c = in.buffer(1, "contribution", false, CudaTraits::kBufferWord);
+  if (acc.length != c.length)
+    fail(ErrKind::kRange, in.fn(), "acc has " + std::to_string(acc.length) + " elements, contribution " + std::to_string(c.length));
+  if (acc.handle == c.handle && acc.offset < c.offset + c.length && c.offset < acc.offset + acc.length)
+    fail(ErrKind::kError, in.fn(), "acc overlaps contribution");
+  return nccl_call(info, fn, [&]() -> Napi::Value {
+    float* a = Cuda::pointer(in.fn(), "acc", acc);
+    const float* cp = Cuda::pointer(in.fn(), "contribution", c);
+    nccl_all_reduce_ordered_device(a, cp, static_cast<size_t>(acc.length));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value NcclJoin(const Napi::CallbackInfo& info) {
+  return nccl_call(info, "nccl_join", [&]() -> Napi::Value {
+    nccl_join();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value NcclCountersJs(const Napi::CallbackInfo& info) {
+  const NcclCounters& c = nccl_counters();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("hostCalls", static_cast<double>(c.host_calls));
+  o.Set("hostBytes", static_cast<double>(c.host_bytes));
+  o.Set("deviceCalls", static_cast<double>(c.device_calls));
+  o.Set("deviceBytes", static_cast<double>(c.device_bytes));
+  return o;
+}
+
 Napi::Value NcclDestroy(const Napi::CallbackInfo& info) {
   return nccl_call(info, "nccl_destroy", [&]() -> Napi::Value {
     nccl_destroy();
@@ -227,6 +274,10 @@ const binding::Function kRuntime[] = {{"nccl_load", NcclLoad},
                                       {"nccl_all_reduce_sum", NcclAllReduceSum},
                                       {"nccl_all_gather", NcclAllGather},
                                       {"nccl_broadcast", NcclBroadcast},
+                                      {"nccl_all_reduce_sum_device", NcclAllReduceSumDevice},
+                                      {"nccl_all_reduce_ordered_device", NcclAllReduceOrderedDevice},
+                                      {"nccl_join", NcclJoin},
+                                      {"nccl_counters", NcclCountersJs},
                                       {"nccl_destroy", NcclDestroy},
                                       {"available", Available},
                                       {"synchronize", Synchronize},

@@ -5,13 +5,27 @@
 // ncclResult_t / ncclDataType_t / ncclRedOp_t plain enums (ncclSuccess = 0, ncclUint8 = 1,
 // ncclFloat32 = 7, ncclSum = 0).
 //
-// One communicator per process (one rank per GPU). Buffers handed in are HOST buffers (the
-// communicator interface's Float32Array / bytes): they are staged through a device scratch buffer,
-// the collective runs on the legacy default stream, and the result is copied back. Every call
-// blocks until its collective is done. Errors throw crate::cuda::Error naming the NCCL call and
-// NCCL's own error string.
+// One communicator per process (one rank per GPU), and one CUDA stream of its own (non-blocking, so
+// that it runs beside the operators' legacy default stream) on which every NCCL call is enqueued, in
+// the order the calls are made: NCCL requires the same order on every rank, and one stream keeps it.
+//
+// Two kinds of calls:
+//   - host buffers (the communicator interface's Float32Array / bytes): staged through a device
+//     scratch buffer, and the call blocks until the result is back on the host;
+//   - device buffers (the CUDA backend's: the trainer's flat gradient and its accumulator), the
+//     *_device calls: nothing crosses to the host. Each waits on the device for the operators
+//     queued so far (an event recorded on the legacy stream), enqueues the collective on NCCL's
+//     stream and returns at once, so the backward of the layers below runs while NCCL moves a
+//     finished bucket; nccl_join() makes the legacy stream wait for every collective enqueued.
+//     The ordered reduction gathers every rank's contribution (ncclAllGather) into device scratch
+//     and adds them onto the accumulator in rank order, one float32 add per rank and element, in a
+//     kernel on NCCL's stream: the same left fold as the host path (and as one process), bitwise.
+// Counters (nccl_counters) say which path ran and how many bytes were staged through the host.
+// Errors throw crate::cuda::Error naming the NCCL or CUDA call and its error string.
 #include <dlfcn.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -43,8 +57,24 @@ Nccl g_nccl;
 NcclStatus g_status;
 bool g_tried = false;
 ncclComm_t g_comm = nullptr;
-void* g_scratch = nullptr;
-size_t g_scratch_bytes = 0;
+int g_nranks = 0;
+cudaStream_t g_stream = nullptr;  // NCCL's stream
+cudaEvent_t g_compute_done = nullptr, g_comm_done = nullptr;
+NcclCounters g_counters;
+
+// Growable device scratch: one for the host path's staging, one for the device path's gathers
+// (reallocating synchronizes the device, so no collective still uses the old one).
+struct Scratch {
+  void* p = nullptr;
+  size_t bytes = 0;
+  void* get(size_t want, const char* what);
+  void release() {
+    if (p) cudaFree(p);
+    p = nullptr;
+    bytes = 0;
+  }
+};
+Scratch g_host_scratch, g_device_scratch;
 
 void check_nccl(const char* what, ncclResult_t r) {
   if (r != 0) throw Error(std::string(what) + " failed: " + (g_nccl.getErrorString ? g_nccl.getErrorString(r) : "NCCL error " + std::to_string(r)));
@@ -59,15 +89,48 @@ void require_comm(const char* what) {
   if (g_comm == nullptr) throw Error(std::string(what) + ": the NCCL communicator is not initialised");
 }
 
-void* scratch(size_t bytes) {
-  if (bytes > g_scratch_bytes) {
-    if (g_scratch) check_cuda("nccl scratch", cudaFree(g_scratch));
-    g_scratch = nullptr;
-    g_scratch_bytes = 0;
-    check_cuda("nccl scratch", cudaMalloc(&g_scratch, bytes));
-    g_scratch_bytes = bytes;
+void* Scratch::get(size_t want, const char* what) {
+  if (want > bytes) {
+    if (p) check_cuda(what, cudaFree(p));
+    p = nullptr;
+    bytes = 0;
+    check_cuda(what, cudaMalloc(&p, want));
+    bytes = want;
   }
-  return g_scratch;
+  return p;
+}
+
+/** Host path: the collective's device copy of `bytes` host bytes (counted). */
+void* stage(size_t bytes) {
+  ++g_counters.host_calls;
+  return g_host_scratch.get(bytes, "nccl host staging");
+}
+
+void copy_in(const char* what, void* d, const void* host, size_t bytes) {
+  g_counters.host_bytes += bytes;
+  check_cuda(what, cudaMemcpyAsync(d, host, bytes, cudaMemcpyHostToDevice, g_stream));
+}
+void copy_out(const char* what, void* host, const void* d, size_t bytes) {
+  g_counters.host_bytes += bytes;
+  check_cuda(what, cudaMemcpyAsync(host, d, bytes, cudaMemcpyDeviceToHost, g_stream));
+  check_cuda(what, cudaStreamSynchronize(g_stream));
+}
+
+/** Device path: NCCL's stream waits for every operator queued on the legacy stream so far. */
+void after_compute(const char* what) {
+  ++g_counters.device_calls;
+  check_cuda(what, cudaEventRecord(g_compute_done, nullptr));
+  check_cuda(what, cudaStreamWaitEvent(g_stream, g_compute_done, 0));
+}
+
+// acc[i] <- ((acc[i] + all[0][i]) + all[1][i]) + ... in float32, rank after rank (adds alone are never
+// contracted, so this is the host fold's arithmetic exactly).
+__global__ void fold_ranks_kernel(float* acc, const float* all, int64_t n, int ranks) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    float a = acc[i];
+    for (int r = 0; r < ranks; ++r) a = a + all[r * n + i];
+    acc[i] = a;
+  }
 }
 
 template <typename F>
@@ -126,40 +189,80 @@ void nccl_init(const uint8_t id_bytes[kNcclIdBytes], int nranks, int rank, int d
 #endif
   ncclUniqueId id;
   std::memcpy(id.internal, id_bytes, kNcclIdBytes);
+  check_cuda("nccl_init stream", cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
+  check_cuda("nccl_init event", cudaEventCreateWithFlags(&g_compute_done, cudaEventDisableTiming));
+  check_cuda("nccl_init event", cudaEventCreateWithFlags(&g_comm_done, cudaEventDisableTiming));
   check_nccl("ncclCommInitRank", g_nccl.commInitRank(&g_comm, nranks, id, rank));
+  g_nranks = nranks;
 }
 
 void nccl_all_reduce_sum(float* host, size_t n) {
   require_comm("nccl_all_reduce_sum");
-  void* d = scratch(n * sizeof(float));
-  check_cuda("nccl_all_reduce_sum upload", cudaMemcpy(d, host, n * sizeof(float), cudaMemcpyHostToDevice));
-  check_nccl("ncclAllReduce", g_nccl.allReduce(d, d, n, kNcclFloat32, kNcclSum, g_comm, nullptr));
-  check_cuda("nccl_all_reduce_sum download", cudaMemcpy(host, d, n * sizeof(float), cudaMemcpyDeviceToHost));
+  void* d = stage(n * sizeof(float));
+  copy_in("nccl_all_reduce_sum upload", d, host, n * sizeof(float));
+  check_nccl("ncclAllReduce", g_nccl.allReduce(d, d, n, kNcclFloat32, kNcclSum, g_comm, g_stream));
+  copy_out("nccl_all_reduce_sum download", host, d, n * sizeof(float));
 }
 
 void nccl_all_gather(const void* send, void* recv, size_t bytes, int nranks) {
   require_comm("nccl_all_gather");
-  char* d = static_cast<char*>(scratch(bytes * static_cast<size_t>(nranks + 1)));
+  char* d = static_cast<char*>(stage(bytes * static_cast<size_t>(nranks + 1)));
   char* dsend = d + bytes * static_cast<size_t>(nranks);
-  check_cuda("nccl_all_gather upload", cudaMemcpy(dsend, send, bytes, cudaMemcpyHostToDevice));
-  check_nccl("ncclAllGather", g_nccl.allGather(dsend, d, bytes, kNcclUint8, g_comm, nullptr));
-  check_cuda("nccl_all_gather download", cudaMemcpy(recv, d, bytes * static_cast<size_t>(nranks), cudaMemcpyDeviceToHost));
+  copy_in("nccl_all_gather upload", dsend, send, bytes);
+  check_nccl("ncclAllGather", g_nccl.allGather(dsend, d, bytes, kNcclUint8, g_comm, g_stream));
+  copy_out("nccl_all_gather download", recv, d, bytes * static_cast<size_t>(nranks));
 }
 
 void nccl_broadcast(void* host, size_t bytes, int root) {
   require_comm("nccl_broadcast");
-  void* d = scratch(bytes);
-  check_cuda("nccl_broadcast upload", cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice));
-  check_nccl("ncclBroadcast", g_nccl.broadcast(d, d, bytes, kNcclUint8, root, g_comm, nullptr));
-  check_cuda("nccl_broadcast download", cudaMemcpy(host, d, bytes, cudaMemcpyDeviceToHost));
+  void* d = stage(bytes);
+  copy_in("nccl_broadcast upload", d, host, bytes);
+  check_nccl("ncclBroadcast", g_nccl.broadcast(d, d, bytes, kNcclUint8, root, g_comm, g_stream));
+  copy_out("nccl_broadcast download", host, d, bytes);
 }
 
+void nccl_all_reduce_sum_device(float* buf, size_t n) {
+  require_comm("nccl_all_reduce_sum_device");
+  if (n == 0) return;
+  after_compute("nccl_all_reduce_sum_device");
+  check_nccl("ncclAllReduce", g_nccl.allReduce(buf, buf, n, kNcclFloat32, kNcclSum, g_comm, g_stream));
+  g_counters.device_bytes += n * sizeof(float);
+}
+
+void nccl_all_reduce_ordered_device(float* acc, const float* contribution, size_t n) {
+  require_comm("nccl_all_reduce_ordered_device");
+  if (n == 0) return;
+  const size_t bytes = n * sizeof(float);
+  // before after_compute: a reallocation synchronizes the device, which only delays this call
+  float* all = static_cast<float*>(g_device_scratch.get(bytes * static_cast<size_t>(g_nranks), "nccl_all_reduce_ordered_device scratch"));
+  after_compute("nccl_all_reduce_ordered_device");
+  check_nccl("ncclAllGather", g_nccl.allGather(contribution, all, n, kNcclFloat32, g_comm, g_stream));
+  const int64_t blocks = std::min<int64_t>((static_cast<int64_t>(n) + 255) / 256, 4096);
+  fold_ranks_kernel<<<static_cast<unsigned>(blocks), 256, 0, g_stream>>>(acc, all, static_cast<int64_t>(n), g_nranks);
+  check_cuda("nccl_all_reduce_ordered_device fold", cudaGetLastError());
+  g_counters.device_bytes += bytes * static_cast<size_t>(g_nranks);
+}
+
+void nccl_join() {
+  if (g_stream == nullptr) return;
+  check_cuda("nccl_join", cudaEventRecord(g_comm_done, g_stream));
+  check_cuda("nccl_join", cudaStreamWaitEvent(nullptr, g_comm_done, 0));
+}
+
+const NcclCounters& nccl_counters() { return g_counters; }
+
 void nccl_destroy() {
+  if (g_stream) cudaStreamSynchronize(g_stream);
   if (g_comm) g_nccl.commDestroy(g_comm);
   g_comm = nullptr;
-  if (g_scratch) cudaFree(g_scratch);
-  g_scratch = nullptr;
-  g_scratch_bytes = 0;
+  g_nranks = 0;
+  g_host_scratch.release();
+  g_device_scratch.release();
+  if (g_compute_done) cudaEventDestroy(g_compute_done);
+  if (g_comm_done) cudaEventDestroy(g_comm_done);
+  if (g_stream) cudaStreamDestroy(g_stream);
+  g_compute_done = g_comm_done = nullptr;
+  g_stream = nullptr;
 }
 
 }  // namespace cuda

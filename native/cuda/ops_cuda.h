@@ -56,6 +56,19 @@ void nccl_init(const uint8_t id[kNcclIdBytes], int nranks, int rank, int device)
 void nccl_all_reduce_sum(float* host, size_t n);
 void nccl_all_gather(const void* send, void* recv, size_t bytes_per_rank, int nranks);
 void nccl_broadcast(void* host, size_t bytes, int root);
+/**
+ * Device buffers, enqueued on NCCL's stream after the operators queued so far; they return at once.
+ * buf <- the sum over ranks (NCCL's order); acc <- ((acc + c_0) + c_1) + ... in rank order (bitwise
+ * the host path's fold). nccl_join: the operators queued after it wait for every collective so far.
+ */
+void nccl_all_reduce_sum_device(float* buf, size_t n);
+void nccl_all_reduce_ordered_device(float* acc, const float* contribution, size_t n);
+void nccl_join();
+/** Which path ran: calls of each, and the bytes staged through the host (host path) or reduced in place (device path). */
+struct NcclCounters {
+  uint64_t host_calls = 0, host_bytes = 0, device_calls = 0, device_bytes = 0;
+};
+const NcclCounters& nccl_counters();
 void nccl_destroy();
 
 // ---- device, memory, precision (memory.cu) ---------------------------------------------------------

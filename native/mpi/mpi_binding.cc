@@ -5,8 +5,15 @@
 //
 // Collectives run on a libuv worker thread (Napi::AsyncWorker) and resolve a Promise, so the
 // JavaScript thread stays free while a rank waits for its peers: a signal from the launcher, or
-// the check that same-host peers are still alive, can run meanwhile. MPI is initialised with
-// MPI_THREAD_SERIALIZED: the TypeScript side awaits every collective before it starts the next.
+// the check that same-host peers are still alive, can run meanwhile; or it computes: the trainer
+// starts the reduction of a gradient bucket as soon as the backward has finished it, and goes on
+// with the backward of the layers below while MPI moves the bucket (src/distributed/reducer.ts).
+// Several collectives may therefore be pending at once. Each takes a ticket when it is started (on
+// the JavaScript thread) and runs only when every earlier ticket has finished, so the collectives
+// run one at a time (MPI_THREAD_SERIALIZED is enough) and in the order they were started, which is
+// the same on every rank: MPI requires that, and it keeps the result independent of which libuv
+// thread picked which collective up. libuv hands queued work to its threads in FIFO order, so the
+// lowest waiting ticket always holds a thread; the others sleep on a condition variable.
 //
 // The ordered reduction (allReduceOrdered) is what makes N ranks bitwise equal to one: every rank
 // receives every rank's buffer (MPI_Allgather) and adds them onto its accumulator one rank after the
@@ -19,7 +26,9 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -65,10 +74,17 @@ Bytes bytes_of(const Napi::Env& env, const Napi::Value& v, const char* what) {
   return b;
 }
 
-// A collective run off the JavaScript thread; resolves its promise with OnOkValue().
+// The order in which collectives were started (tickets, taken on the JavaScript thread) and the
+// ticket allowed to run now.
+std::mutex g_order_mutex;
+std::condition_variable g_order_cv;
+uint64_t g_next_ticket = 0, g_serving = 0;
+
+// A collective run off the JavaScript thread, after every collective started before it; resolves
+// its promise with Result().
 class Collective : public Napi::AsyncWorker {
  public:
-  explicit Collective(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)) {}
+  explicit Collective(Napi::Env env) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), ticket_(g_next_ticket++) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Keep(const Napi::Value& v) { refs_.emplace_back(Napi::Persistent(v.As<Napi::Object>())); }
 
@@ -77,11 +93,20 @@ class Collective : public Napi::AsyncWorker {
     if (rc != MPI_SUCCESS) throw std::runtime_error(std::string(what) + " failed: " + mpi_error(rc));
   }
   void Execute() override {
+    {
+      std::unique_lock<std::mutex> lock(g_order_mutex);
+      g_order_cv.wait(lock, [this] { return g_serving == ticket_; });
+    }
     try {
       Run();
     } catch (const std::exception& e) {
       SetError(e.what());
     }
+    {
+      std::lock_guard<std::mutex> lock(g_order_mutex);
+      ++g_serving;
+    }
+    g_order_cv.notify_all();
   }
   virtual void Run() = 0;
   virtual Napi::Value Result() { return Env().Undefined(); }
@@ -91,6 +116,7 @@ class Collective : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::ObjectReference> refs_;
+  const uint64_t ticket_;
 };
 
 class AllReduceSum : public Collective {

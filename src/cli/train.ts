@@ -59,6 +59,9 @@ ${distHelp(23)}
   --dist-reduce HOW    ordered | sum: how ranks sum gradients (default ordered: bitwise equal to one
                        process with --grad-accum ranks x A; sum: one all-reduce per step, fewer bytes
                        with many ranks, not bitwise)
+  --dist-bucket-kb N   gradient bucket size: each bucket's reduction starts as soon as the backward has
+                       finished it, while the layers below are still computed (default 1024; 0: one
+                       reduction of the whole buffer after each backward, no overlap; same result)
   --steps N            optimizer steps (default ${RUN_DEFAULTS.reference.hyper.steps} on reference, ${RUN_DEFAULTS.cpu.hyper.steps} on cpu); 0 writes the
                        seed's initial model as a normal run (evaluated, resumable): the random-init
                        control for neurons compare --baseline-init
@@ -139,6 +142,7 @@ const OPTIONS = {
   quiet: { type: 'boolean' },
   dist: { type: 'string' },
   'dist-reduce': { type: 'string' },
+  'dist-bucket-kb': { type: 'string' },
 } as const;
 
 /** Exit codes of the signals that stop a run: 128 + the signal number. */
@@ -200,6 +204,7 @@ export async function run(argv: string[]): Promise<number> {
   intFlag(v, 'sample-tokens', 0); // checked before any rank starts
   const reduce = v['dist-reduce'];
   if (reduce !== undefined && reduce !== 'ordered' && reduce !== 'sum') throw new UsageError(`--dist-reduce must be ordered or sum, got '${String(reduce)}'`);
+  intFlag(v, 'dist-bucket-kb', 0, 1 << 21);
   const comm = await openFromFlag(v.dist, req.backend);
   try {
     return await runOn(comm, req, v);
@@ -222,7 +227,8 @@ async function runOn(comm: Communicator, req: TrainRequest, v: Record<string, st
   };
   let trainer: Trainer;
   try {
-    trainer = await Trainer.create({ ...req, comm, reduce: v['dist-reduce'] as 'ordered' | 'sum' | undefined });
+    const kb = intFlag(v, 'dist-bucket-kb', 0, 1 << 21);
+    trainer = await Trainer.create({ ...req, comm, reduce: v['dist-reduce'] as 'ordered' | 'sum' | undefined, bucketBytes: kb === undefined ? undefined : kb * 1024 });
   } catch (e) {
     throw withFlagNames(e);
   }

@@ -5,10 +5,28 @@
 // through NCCL, loaded at run time by the CUDA addon).
 //
 // The collectives are asynchronous: a rank that waits for its peers keeps its event loop, so a
-// signal from the launcher or the check that a peer is still alive can run meanwhile.
+// signal from the launcher or the check that a peer is still alive can run meanwhile. A collective
+// may be started before the earlier ones have finished (the trainer starts one per gradient bucket
+// during the backward and waits for all before the optimizer step): they run in the order they were
+// started, which must be the same on every rank.
 
 /** Which implementation. */
 export type DistKind = 'single' | 'mpi' | 'nccl';
+
+/**
+ * Collectives on a compute backend's own buffers (the nccl communicator with the cuda backend): each
+ * is enqueued on the device after the operators queued so far and returns at once; join() makes the
+ * operators queued after it wait for every collective enqueued before it.
+ */
+export interface DeviceCollectives {
+  /** The backend whose buffers these take ('cuda'). */
+  readonly backend: string;
+  /** buf <- the sum over ranks, in the library's order. */
+  allReduceSum(buf: unknown): void;
+  /** acc <- ((acc + c_0) + c_1) + ... in rank order: bitwise Communicator.allReduceOrdered's result. */
+  allReduceOrdered(acc: unknown, contribution: unknown): void;
+  join(): void;
+}
 
 export interface Communicator {
   readonly kind: DistKind;
@@ -37,6 +55,8 @@ export interface Communicator {
   allGather(bytes: Uint8Array): Promise<Uint8Array[]>;
   /** Release the library (MPI_Finalize); idempotent. */
   close(): void;
+  /** Collectives on device buffers, where this communicator has them (nccl). */
+  readonly device?: DeviceCollectives;
 }
 
 /** acc[i] <- acc[i] + b[i] for each b in order, in acc's precision (float32 arithmetic for a Float32Array). */

@@ -4,14 +4,18 @@
 // srun started them (and the MPI addon is built), else over TCP at MASTER_ADDR:MASTER_PORT as
 // torchrun sets it (RANK, WORLD_SIZE, LOCAL_RANK: the GPU is LOCAL_RANK).
 //
-// The communicator interface takes host arrays; they are staged through a device buffer. The
-// ordered reduction gathers every rank's buffer (ncclAllGather) and adds them in rank order on the
-// host, like the MPI one, so results are bitwise those of one process. NCCL calls block; a lost
-// peer is noticed by the launcher (torchrun and mpirun end the job), not by this process.
+// Two paths. The communicator interface's host arrays are staged through a device buffer, and those
+// calls block. `device` (DeviceCollectives) takes the cuda backend's buffers themselves: the trainer
+// reduces its flat gradient buffer in place, bucket by bucket as the backward finishes them, enqueued
+// on NCCL's own stream after the operators that wrote them, with no host copy; the step joins the
+// streams before the optimizer. Either way the ordered reduction gathers every rank's buffer
+// (ncclAllGather) and adds them in rank order (on the host, or in a kernel on the device), like the
+// MPI one, so results are bitwise those of one process. A lost peer is noticed by the launcher
+// (torchrun and mpirun end the job), not by this process.
 import * as net from 'node:net';
 import { UsageError } from '../errors.js';
 import { tryLoadAddon } from '../backend/loader.js';
-import { foldInto, type Communicator } from './communicator.js';
+import { foldInto, type Communicator, type DeviceCollectives } from './communicator.js';
 import type { LaunchInfo } from './launch.js';
 import { MpiCommunicator, mpiUnavailable } from './mpi.js';
 
@@ -23,7 +27,19 @@ interface NcclAddon {
   nccl_all_reduce_sum(b: Float32Array): void;
   nccl_all_gather(b: Uint8Array, nranks: number): Uint8Array;
   nccl_broadcast(b: Uint8Array, root: number): void;
+  nccl_all_reduce_sum_device(b: unknown): void;
+  nccl_all_reduce_ordered_device(acc: unknown, c: unknown): void;
+  nccl_join(): void;
+  nccl_counters(): NcclCounters;
   nccl_destroy(): void;
+}
+
+/** How many calls took each path, and the bytes staged through the host / reduced on the device. */
+export interface NcclCounters {
+  hostCalls: number;
+  hostBytes: number;
+  deviceCalls: number;
+  deviceBytes: number;
 }
 
 const ID_BYTES = 128;
@@ -33,7 +49,8 @@ function ncclAddon(): NcclAddon {
   const { addon, reason } = tryLoadAddon();
   const cuda = (addon as unknown as { cuda?: Partial<NcclAddon> } | null)?.cuda;
   if (!cuda) throw new UsageError(`--dist nccl needs the CUDA build of the addon (npm run build:cuda): ${reason ?? 'this addon was built without CUDA'}`);
-  if (typeof cuda.nccl_load !== 'function') throw new UsageError('--dist nccl: this CUDA addon predates NCCL support; rebuild it with npm run build:cuda');
+  if (typeof cuda.nccl_load !== 'function' || typeof cuda.nccl_join !== 'function')
+    throw new UsageError('--dist nccl: this CUDA addon predates NCCL support on device buffers; rebuild it with npm run build:cuda');
   const dev = cuda.available!();
   if (!dev.available) throw new UsageError(`--dist nccl needs a GPU: ${dev.reason}`);
   const st = cuda.nccl_load();
@@ -131,6 +148,18 @@ export class NcclCommunicator implements Communicator {
     }
     n.nccl_init(id, size, rank, local);
     return new NcclCommunicator(n, rank, size, local, n.nccl_load().version, via, mpi);
+  }
+
+  readonly device: DeviceCollectives = {
+    backend: 'cuda',
+    allReduceSum: (buf) => this.n.nccl_all_reduce_sum_device(buf),
+    allReduceOrdered: (acc, contribution) => this.n.nccl_all_reduce_ordered_device(acc, contribution),
+    join: () => this.n.nccl_join(),
+  };
+
+  /** Calls and bytes of each path since the process loaded NCCL (tests: which path ran). */
+  counters(): NcclCounters {
+    return this.n.nccl_counters();
   }
 
   async allReduceSum(buf: Float32Array | Float64Array): Promise<void> {

@@ -111,6 +111,14 @@ export class LanguageModel<Buf = unknown> {
     return totalSize(this.table);
   }
 
+  /** Flat offset of block l's first parameter (its parameters are contiguous, up to the next block's or ln_f). */
+  layerStart(l: number): number {
+    const prefix = `transformer.h.${l}.`;
+    const p = this.table.find((q) => q.name.startsWith(prefix));
+    if (!p) throw new UsageError(`layerStart: no block ${l} in a ${this.config.nLayer}-layer model`);
+    return p.offset;
+  }
+
   /** The named view of a parameter (or of its gradient). */
   param(name: string): Buf {
     const p = this.spec(name);
@@ -364,8 +372,15 @@ export class LanguageModel<Buf = unknown> {
     return result;
   }
 
-  /** Backward pass of the latest forward(idx, targets): accumulates into the gradient buffer. */
-  backward(): void {
+  /**
+   * Backward pass of the latest forward(idx, targets): accumulates into the gradient buffer.
+   * onReady(from), when given, is called each time the gradients [from, numParameters) of the flat
+   * buffer are final for this backward: after each block, from the top one down (from = the
+   * block's first parameter; the first call also covers ln_f), and once more with from = 0 after
+   * the embeddings (wte, tied to the output projection, is final only then). Data-parallel training
+   * starts reducing a finished part while the backward of the layers below runs.
+   */
+  backward(onReady?: (from: number) => void): void {
     if (this.noBackward !== null) throw new UsageError(`backward() refused: ${this.noBackward}`);
     if (!this.haveGrad || this.idx === null) throw new UsageError('backward() needs a preceding forward() with targets (and grad not disabled)');
     const c = this.config,
@@ -393,9 +408,11 @@ export class LanguageModel<Buf = unknown> {
     for (let l = c.nLayer - 1; l >= 0; l--) {
       const out = l + 1 < c.nLayer ? this.layers[l + 1].x : this.xL;
       this.blocks[l].backward(ctx, this.layers[l], out, s);
+      onReady?.(this.layerStart(l));
     }
     be.embeddingBackward(this.grad('transformer.wte.weight'), this.grad('transformer.wpe.weight'), s.d1, this.idx, B, T, C);
     this.haveGrad = false;
+    onReady?.(0);
   }
 
   /**

@@ -44,6 +44,16 @@ import { crateTsVersion, machineInfo } from '../util/version.js';
 import { SINGLE, type Communicator } from '../distributed/communicator.js';
 import { prepareTogether } from '../distributed/agree.js';
 import { runFingerprint, splitGradAccum } from '../distributed/train.js';
+import { DEFAULT_BUCKET_BYTES, GradientReducer } from '../distributed/reducer.js';
+
+/** How a trainer trains with other ranks (defaults: one process). */
+export interface DistOptions {
+  comm?: Communicator;
+  /** 'ordered' (default; bitwise equal to one process) or 'sum' (one all-reduce per step). */
+  reduce?: 'ordered' | 'sum';
+  /** Gradient bucket size in bytes for reductions that overlap the backward; 0: no overlap (default 1 MiB). */
+  bucketBytes?: number;
+}
 
 export { resolveRun, checkHyper, RequestError, CHECKPOINT_NAME, CHART_NAME, type TrainRequest, type ResolvedRun } from './request.js';
 
@@ -156,9 +166,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   readonly reduce: 'ordered' | 'sum';
 
   private readonly writer: boolean;
-  /** Sum of the micro-batch gradients of a step with gradAccum > 1 (device buffer / host array for ranks). */
+  /** Sum of the micro-batch gradients of a step with gradAccum > 1 (one process). */
   private accBuf: unknown = null;
-  private accHost: Float32Array | Float64Array | null = null;
+  /** A distributed step's gradient reduction, and its bucket size in bytes (0: no overlap). */
+  private reducer: GradientReducer<unknown> | null = null;
+  private readonly bucketBytes: number;
   /** A distributed run stops when any rank asked to, after the same step on every rank. */
   private agreedStop = false;
   /** Seconds the latest distributed step spent in collectives (waiting for peers included). */
@@ -184,7 +196,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private readonly createdAt = performance.now();
 
   /** Resolve a request (defaults, backend, checkpoint, data) and build a trainer for it. */
-  static async create(req: TrainRequest & { comm?: Communicator; reduce?: 'ordered' | 'sum' } = {}): Promise<Trainer> {
+  static async create(req: TrainRequest & DistOptions = {}): Promise<Trainer> {
     const comm = req.comm ?? SINGLE;
     if (comm.worldSize === 1) return new Trainer(await resolveRun(req), { comm });
     // Every rank resolves the run; all start, or all stop with the failing rank's message or the
@@ -193,12 +205,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       comm,
       'run',
       async () => splitGradAccum(await resolveRun(req), req.gradAccum, comm.worldSize),
-      (r) => ({ ...(runFingerprint(r) as object), reduce: req.reduce ?? 'ordered' }),
+      // the bucket size too: ranks that cut the gradient differently would start different collectives
+      (r) => ({ ...(runFingerprint(r) as object), reduce: req.reduce ?? 'ordered', bucketBytes: req.bucketBytes ?? DEFAULT_BUCKET_BYTES }),
     );
     return prepareTogether(
       comm,
       'start',
-      () => new Trainer(run, { comm, reduce: req.reduce }),
+      () => new Trainer(run, { comm, reduce: req.reduce, bucketBytes: req.bucketBytes }),
       () => null,
     );
   }
@@ -208,11 +221,13 @@ export class Trainer extends EventEmitter<TrainerEvents> {
    * checks that the run fits in memory; then it creates the run directory and removes the
    * temporaries an interrupted save left there.
    */
-  constructor(run: ResolvedRun, opts: { comm?: Communicator; reduce?: 'ordered' | 'sum' } = {}) {
+  constructor(run: ResolvedRun, opts: DistOptions = {}) {
     super();
     const h = run.hyper;
     this.comm = opts.comm ?? SINGLE;
     this.reduce = opts.reduce ?? 'ordered';
+    this.bucketBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
+    if (!Number.isFinite(this.bucketBytes) || this.bucketBytes < 0) throw new UsageError(`bucketBytes must be a number >= 0, got ${this.bucketBytes}`);
     if (this.reduce !== 'ordered' && this.reduce !== 'sum') throw new UsageError(`reduce must be 'ordered' or 'sum', got '${String(this.reduce)}'`);
     this.writer = this.comm.rank === 0;
     if (h.gradAccum % this.comm.worldSize !== 0)
@@ -331,10 +346,12 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   /**
    * One optimizer update of a distributed run (any rank count; one process: step()). The step's
    * K = gradAccum micro-batches are drawn by every rank from the same seeded sampler, in rounds of
-   * one per rank: in round j rank r computes micro-batch j·N + r, and one ordered all-reduce adds
-   * the N gradients onto the running sum in rank order. The sum is the same left fold over
-   * micro-batches 0..K-1 as step()'s, so N ranks x K/N micro-batches give bitwise the losses and
-   * parameters of one process with K. Every rank then clips and applies the same AdamW step.
+   * one per rank: in round j rank r computes micro-batch j·N + r, and the ordered reduction adds the
+   * N gradients onto the running sum in rank order. The sum is the same left fold over micro-batches
+   * 0..K-1 as step()'s, so N ranks x K/N micro-batches give bitwise the losses and parameters of one
+   * process with K. The reduction runs in buckets that start while the backward of the blocks below
+   * still runs (src/distributed/reducer.ts; bitwise the same sum). Every rank then clips and applies
+   * the same AdamW step.
    */
   async stepAsync(): Promise<StepResult> {
     if (this.comm.worldSize === 1) return this.step();
@@ -346,45 +363,8 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       rank = this.comm.rank;
     this.checkStep();
     const ts = performance.now();
-    const be = this.backend as Backend<unknown> & { downloadF32?: (b: unknown) => Float32Array };
-    const f32 = be.dtype === 'f32' && typeof be.downloadF32 === 'function';
-    let lossSum = 0,
-      stop = false,
-      commSeconds = 0;
-    if (this.reduce === 'sum') {
-      // Each rank adds its own micro-batch gradients in order, then one all-reduce in the library's
-      // order sums the ranks' buffers: fewer bytes, but not bitwise equal to one process.
-      const A = K / N,
-        accB = (this.accBuf ??= be.alloc(this.model.numParameters));
-      be.fill(accB, 0);
-      const info = new Float64Array(A + 1);
-      for (let round = 0; round < A; round++) {
-        let mine: Batch | null = null;
-        for (let q = 0; q < N; q++) {
-          const b = this.sampler.next(B, T);
-          if (q === rank) mine = b;
-        }
-        this.model.zeroGrad();
-        info[round] = this.micro(mine as Batch);
-        be.add(accB, accB, this.model.grads);
-      }
-      info[A] = this.stopRequested ? 1 : 0;
-      const g = f32 ? be.downloadF32!(accB) : be.download(accB);
-      const tc = performance.now();
-      const all = (await this.comm.allGather(new Uint8Array(info.buffer))).map(
-        (p) => new Float64Array(p.buffer.slice(p.byteOffset, p.byteOffset + p.byteLength)),
-      );
-      for (let round = 0; round < A; round++) for (const v of all) lossSum += v[round];
-      if (all.some((v) => v[A] !== 0)) stop = true;
-      await this.comm.allReduceSum(g);
-      commSeconds = (performance.now() - tc) / 1000;
-      this.lastCommSeconds = commSeconds;
-      be.upload(this.model.grads, g);
-      if (stop) this.agreedStop = true;
-      return this.finishStep(ts, lossSum / K);
-    }
-    const acc = (this.accHost ??= f32 ? new Float32Array(this.model.numParameters) : new Float64Array(this.model.numParameters));
-    acc.fill(0);
+    const red = (this.reducer ??= new GradientReducer(this.comm, this.backend, this.model, { mode: this.reduce, bucketBytes: this.bucketBytes }));
+    red.begin(K / N);
     for (let round = 0; round < K / N; round++) {
       let mine: Batch | null = null;
       for (let q = 0; q < N; q++) {
@@ -392,22 +372,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
         if (q === rank) mine = b;
       }
       this.model.zeroGrad();
-      const loss = this.micro(mine as Batch);
-      const g = f32 ? be.downloadF32!(this.model.grads) : be.download(this.model.grads);
-      // the micro-batch losses (added in rank order, as step() adds them) and the stop requests
-      const mineInfo = new Float64Array([loss, this.stopRequested ? 1 : 0]);
-      const tc = performance.now();
-      const all = await this.comm.allGather(new Uint8Array(mineInfo.buffer));
-      for (const part of all) {
-        const v = new Float64Array(part.buffer.slice(part.byteOffset, part.byteOffset + 16));
-        lossSum += v[0];
-        if (v[1] !== 0) stop = true;
-      }
-      await this.comm.allReduceOrdered(acc, g);
-      commSeconds += (performance.now() - tc) / 1000;
+      const loss = this.micro(mine as Batch, red.startRound());
+      await red.endRound(loss, this.stopRequested);
     }
+    const { lossSum, stop, commSeconds } = await red.finish();
     this.lastCommSeconds = commSeconds;
-    be.upload(this.model.grads, acc);
     if (stop) this.agreedStop = true;
     return this.finishStep(ts, lossSum / K);
   }
@@ -418,11 +387,11 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     if (this.done >= h.steps) throw new UsageError(`the run is complete (step ${this.done} of ${h.steps}); there is no step left`);
   }
 
-  /** Forward and backward of one micro-batch (gradients scaled by 1/gradAccum); its loss. */
-  private micro(b: Batch): number {
+  /** Forward and backward of one micro-batch (gradients scaled by 1/gradAccum); its loss. onReady: see LanguageModel.backward. */
+  private micro(b: Batch, onReady?: (from: number) => void): number {
     const h = this.hyper;
     const r = this.model.forward(b.x, h.batch, h.seq, b.y, { returnLogits: false, gradScale: 1 / h.gradAccum });
-    this.model.backward();
+    this.model.backward(onReady);
     return r.loss as number;
   }
 
@@ -637,6 +606,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
     this.opt?.free();
     if (this.accBuf !== null) this.backend.free(this.accBuf);
     this.accBuf = null;
+    this.reducer?.free();
     this.model?.free();
   }
 
@@ -684,7 +654,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
       },
       tokenizer: this.tokenizer.name,
       backend: { name: this.backend.name, dtype: this.backend.dtype, reason: this.backendReason, cpu_kernel: cpuKernelOf(this.backend) },
-      dist: { kind: this.comm.kind, ranks: this.comm.worldSize, reduce: this.reduce, description: this.comm.description },
+      dist: { kind: this.comm.kind, ranks: this.comm.worldSize, reduce: this.reduce, bucket_bytes: this.bucketBytes, description: this.comm.description },
       machine: machineInfo(),
     };
   }

@@ -331,6 +331,29 @@ inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) 
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind k, cudaStream_t = nullptr) { return cudaMemcpy(d, s, n, k); }
+// Streams and events: the emulator runs every launch and copy at once, in program order, which is
+// one valid schedule of any stream/event graph; so they are handles that order nothing.
+typedef void* cudaEvent_t;
+constexpr unsigned cudaStreamNonBlocking = 0x01, cudaEventDisableTiming = 0x02;
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned) {
+  *s = reinterpret_cast<cudaStream_t>(std::malloc(1));
+  return *s ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  std::free(s);
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+  *e = std::malloc(1);
+  return *e ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  std::free(e);
+  return cudaSuccess;
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t, cudaStream_t = nullptr) { return cudaSuccess; }
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t, cudaEvent_t, unsigned = 0) { return cudaSuccess; }
 inline cudaError_t cudaMemGetInfo(size_t* fr, size_t* tot) {
   *fr = size_t(16) << 30;
   *tot = size_t(16) << 30;

@@ -2,6 +2,7 @@
 """Rewrites CUDA kernel launches for the CPU emulator (native/cuda/emu/cuda_emu.h).
 
     kernel<T><<<grid, block>>>(a, b);   ->   ::emu::launch(grid, block, [&] { kernel<T>(a, b); });
+    kernel<<<grid, block, 0, stream>>>(a);  ->   the same (the stream is dropped)
 
 Usage: rewrite_launches.py IN OUT. A launch must start a statement: the kernel expression runs from the
 first non-blank character of its line to '<<<', or, when '<<<' starts a line, from the first non-blank
@@ -50,8 +51,12 @@ def rewrite(src):
         kernel = ' '.join(src[stmt:j].split())
         k = src.find('>>>', j)
         config = split_top(src[j + 3:k])
+        # <<<grid, block, shared, stream>>>: dynamic shared memory is not supported; a stream is
+        # dropped (the emulator runs launches in program order, one valid schedule of any streams)
+        if len(config) == 4 and config[2] == '0':
+            config = config[:2]
         if len(config) != 2:
-            raise SystemExit(f'unsupported launch configuration (shared memory / stream?): {src[j:k + 3]}')
+            raise SystemExit(f'unsupported launch configuration (dynamic shared memory?): {src[j:k + 3]}')
         p = k + 3
         while src[p] in ' \t\n':
             p += 1
