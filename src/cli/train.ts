@@ -228,7 +228,12 @@ async function runOn(comm: Communicator, req: TrainRequest, v: Record<string, st
   let trainer: Trainer;
   try {
     const kb = intFlag(v, 'dist-bucket-kb', 0, 1 << 21);
-    trainer = await Trainer.create({ ...req, comm, reduce: v['dist-reduce'] as 'ordered' | 'sum' | undefined, bucketBytes: kb === undefined ? undefined : kb * 1024 });
+    trainer = await Trainer.create({
+      ...req,
+      comm,
+      reduce: v['dist-reduce'] as 'ordered' | 'sum' | undefined,
+      bucketBytes: kb === undefined ? undefined : kb * 1024,
+    });
   } catch (e) {
     throw withFlagNames(e);
   }
