@@ -3,24 +3,28 @@
 # 2 ranks x 1 thread (mpirun), for
 #   - training: the C-char config (preset char: byte-level, 2 layers, d 128, T 128), batch 8,
 #     cpu backend, the embedded corpus: tokens/s over the run, and the share of a step the ranks
-#     spend in collectives (the all-gather of the gradient buffer and its ordered sum, waiting
+#     spend waiting for collectives (the all-gather of the gradient and its ordered sum, waiting
 #     for the slower rank included; comm_seconds in train.jsonl), and the bytes each rank
-#     receives per step against the parameter count;
+#     receives per step against the parameter count; 2 ranks twice: without overlap
+#     (--dist-bucket-kb 0: the whole buffer reduced after the backward) and with the default
+#     buckets (256 KB: each started while the backward of the blocks below runs; the wait left is
+#     what the backward did not hide);
 #   - collection: the paper's 2L model (untrained; V 50304, d 128, T 1024), both layers, --variant
 #     openai, cpu backend: collect's tokens/s.
 # Each configuration runs REPS times; the medians are printed. Needs mpirun and the MPI addon
 # (npm run build:mpi) and a build (npx tsc -p tsconfig.json).
 #
-#   bash scripts/bench-dist.sh [--steps 40] [--tokens 32768] [--reps 3] [--out DIR]
+#   bash scripts/bench-dist.sh [--steps 40] [--tokens 32768] [--reps 3] [--out DIR] [--no-collect]
 set -euo pipefail
-STEPS=40 TOKENS=32768 REPS=3 OUT=""
+STEPS=40 TOKENS=32768 REPS=3 OUT="" COLLECT=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --steps) STEPS="$2"; shift 2 ;;
     --tokens) TOKENS="$2"; shift 2 ;;
     --reps) REPS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --no-collect) COLLECT=0; shift ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "bench-dist.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -57,19 +61,25 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 for rep in $(seq 1 "$REPS"); do
   node "$CLI" "${train_args[@]}" --threads 2 --out "$OUT/train-1x2-$rep" >/dev/null
   summary "$OUT/train-1x2-$rep" >> "$OUT/train-1x2.txt"
+  "${MPIRUN[@]}" node "$CLI" "${train_args[@]}" --threads 1 --dist mpi --dist-bucket-kb 0 --out "$OUT/train-2x1-flat-$rep" >/dev/null
+  summary "$OUT/train-2x1-flat-$rep" >> "$OUT/train-2x1-flat.txt"
   "${MPIRUN[@]}" node "$CLI" "${train_args[@]}" --threads 1 --dist mpi --out "$OUT/train-2x1-$rep" >/dev/null
   summary "$OUT/train-2x1-$rep" >> "$OUT/train-2x1.txt"
 done
 t1=$(cut -d' ' -f1 "$OUT/train-1x2.txt" | median)
+t2f=$(cut -d' ' -f1 "$OUT/train-2x1-flat.txt" | median)
+sharef=$(cut -d' ' -f2 "$OUT/train-2x1-flat.txt" | median)
 t2=$(cut -d' ' -f1 "$OUT/train-2x1.txt" | median)
 share=$(cut -d' ' -f2 "$OUT/train-2x1.txt" | median)
 read -r _ _ bytes params < "$OUT/train-2x1.txt"
 echo "training C-char, batch 8 per rank, $STEPS steps, medians of $REPS:"
 echo "  1 rank x 2 threads (grad-accum 1, 8 sequences/step):          $t1 tokens/s"
-echo "  2 ranks x 1 thread (grad-accum 1 each, 16 sequences/step):    $t2 tokens/s, collectives $share of a step"
+echo "  2 ranks x 1 thread, no overlap (--dist-bucket-kb 0):           $t2f tokens/s, waiting for collectives $sharef of a step"
+echo "  2 ranks x 1 thread, buckets overlapping the backward:         $t2 tokens/s, waiting for collectives $share of a step"
 echo "  bytes received per rank per step: $bytes for $params parameters ($(node -e "console.log(($bytes / (4 * $params)).toFixed(3))") x the float32 parameter bytes)"
 
 # ---- collection -----------------------------------------------------------------------------------
+[ "$COLLECT" = 1 ] || { echo "(runs in $OUT)"; exit 0; }
 ckpt="$OUT/crate-2L.safetensors"
 [ -f "$ckpt" ] || node --input-type=module -e "
   const { LanguageModel, makeConfig, saveCheckpoint, ReferenceBackend } = await import('$ROOT/dist/index.js');

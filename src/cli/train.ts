@@ -60,7 +60,7 @@ ${distHelp(23)}
                        process with --grad-accum ranks x A; sum: one all-reduce per step, fewer bytes
                        with many ranks, not bitwise)
   --dist-bucket-kb N   gradient bucket size: each bucket's reduction starts as soon as the backward has
-                       finished it, while the layers below are still computed (default 1024; 0: one
+                       finished it, while the layers below are still computed (default 256; 0: one
                        reduction of the whole buffer after each backward, no overlap; same result)
   --steps N            optimizer steps (default ${RUN_DEFAULTS.reference.hyper.steps} on reference, ${RUN_DEFAULTS.cpu.hyper.steps} on cpu); 0 writes the
                        seed's initial model as a normal run (evaluated, resumable): the random-init

@@ -31,7 +31,7 @@ export interface Bucket {
 }
 
 /** Bytes of gradient per bucket unless asked otherwise (--dist-bucket-kb). */
-export const DEFAULT_BUCKET_BYTES = 1 << 20;
+export const DEFAULT_BUCKET_BYTES = 256 * 1024;
 
 /**
  * The buckets for a buffer of `total` elements whose backward reports the final tails [r, total) for

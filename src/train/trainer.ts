@@ -51,7 +51,7 @@ export interface DistOptions {
   comm?: Communicator;
   /** 'ordered' (default; bitwise equal to one process) or 'sum' (one all-reduce per step). */
   reduce?: 'ordered' | 'sum';
-  /** Gradient bucket size in bytes for reductions that overlap the backward; 0: no overlap (default 1 MiB). */
+  /** Gradient bucket size in bytes for reductions that overlap the backward; 0: no overlap (default 256 KiB). */
   bucketBytes?: number;
 }
 
