@@ -11,8 +11,9 @@
 #                                      checked against the CPU twin without a GPU (minutes; FILTER
 #                                      selects checks);
 #                                      without FILTER also build build/cuda-emu/crate_native.node (the
-#                                      addon on the emulator) and run test/cuda.test.ts and the
-#                                      differential suite against it (CRATE_TS_NATIVE_ADDON)
+#                                      addon on the emulator) and run test/cuda.test.ts, the
+#                                      differential suite and test/dist-nccl.test.ts (with a one-rank
+#                                      stand-in for libnccl.so.2) against it (CRATE_TS_NATIVE_ADDON)
 #
 # Prints what it compiled; exits non-zero on any error. Without nvcc it says so and exits 1, or 0
 # when CRATE_CUDA_OPTIONAL=1 (for CI images that may lack the CUDA toolkit).
@@ -26,7 +27,7 @@ filter=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --emulate) emulate=1; if [ $# -gt 1 ] && [ "${2#--}" = "$2" ]; then filter="$2"; shift; fi ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "check-cuda: unknown argument '$1' (see --help)"; exit 64 ;;
   esac
   shift
@@ -147,10 +148,19 @@ if [ $fail -eq 0 ] && [ $emulate -eq 1 ]; then
     if printf '%s\n' native/cuda/*.cu native/*.cc native/cuda/binding_cuda.cc | xargs -P "$jobs" -I{} bash -c 'build_addon_obj "$@"' _ {} \
         && g++ -shared -o build/cuda-emu/crate_native.node "$emu"/addon/*.o -pthread; then
       echo "  ok    build/cuda-emu/crate_native.node (the addon with the emulated CUDA twin)"
+      # a one-rank stand-in for libnccl.so.2 (copies; not NCCL), so test/dist-nccl.test.ts runs the
+      # nccl communicator's code on the emulator
+      mkdir -p build/cuda-emu/nccl
+      if g++ -std=gnu++17 -O2 -fPIC -shared -o build/cuda-emu/nccl/libnccl.so.2 native/cuda/emu/nccl_one_rank.cc; then
+        echo "  ok    build/cuda-emu/nccl/libnccl.so.2 (one-rank stand-in, native/cuda/emu/nccl_one_rank.cc)"
+      else
+        echo "  FAIL  build/cuda-emu/nccl/libnccl.so.2"; fail=1
+      fi
       if [ -f node_modules/vitest/vitest.mjs ]; then
-        echo "check-cuda: test/cuda.test.ts and the differential suite on the emulated cuda backend"
+        echo "check-cuda: test/cuda.test.ts, the differential suite and test/dist-nccl.test.ts on the emulated cuda backend"
         if ! CRATE_TS_REQUIRE_CUDA=1 CRATE_TS_NATIVE_ADDON="$PWD/build/cuda-emu/crate_native.node" \
-            node node_modules/vitest/vitest.mjs run test/cuda.test.ts test/differential.test.ts; then fail=1; fi
+            LD_LIBRARY_PATH="$PWD/build/cuda-emu/nccl${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+            node node_modules/vitest/vitest.mjs run test/cuda.test.ts test/differential.test.ts test/dist-nccl.test.ts; then fail=1; fi
       fi
     else
       echo "  FAIL  emulated addon build"; fail=1

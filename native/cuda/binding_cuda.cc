@@ -232,8 +232,7 @@ Napi::Value NcclAllReduceOrderedDevice(const Napi::CallbackInfo& info) {
   Reader in(info, Cuda::fn_name(fn));
   in.expect_count(2);
   const binding::RawBuf acc = in.buffer(0, "acc", false, CudaTraits::kBufferWord), c = in.buffer(1, "contribution", false, CudaTraits::kBufferWord);
-  if (acc.length != c.length)
-    fail(ErrKind::kRange, in.fn(), "acc has " + std::to_string(acc.length) + " elements, contribution " + std::to_string(c.length));
+  if (acc.length != c.length) fail(ErrKind::kRange, in.fn(), "acc has " + std::to_string(acc.length) + " elements, contribution " + std::to_string(c.length));
   if (acc.handle == c.handle && acc.offset < c.offset + c.length && c.offset < acc.offset + acc.length)
     fail(ErrKind::kError, in.fn(), "acc overlaps contribution");
   return nccl_call(info, fn, [&]() -> Napi::Value {

@@ -24,9 +24,9 @@
 #include <napi.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
-#include <condition_variable>
 #include <cstring>
 #include <mutex>
 #include <stdexcept>
