@@ -28,6 +28,7 @@ function batches(cfg: ModelConfig): { x: Int32Array; y: Int32Array }[] {
 
 const configs: [string, ModelConfig][] = [
   ['crate', makeConfig('char-tiny', { arch: 'crate', nLayer: 3, nEmbd: 32, nHead: 2, blockSize: 16 })],
+  ['crate-complete', makeConfig('char-tiny', { arch: 'crate-complete', nLayer: 3, nEmbd: 32, nHead: 2, blockSize: 16 })],
   ['gpt2', makeConfig('char-tiny', { arch: 'gpt2', nLayer: 3, nEmbd: 32, nHead: 2, blockSize: 16 })],
 ];
 
