@@ -52,8 +52,9 @@ summary() {  # $1 = run dir: "tokens/s comm-share bytes/step params"
     const stepSecs = (steps.at(-1).elapsed - steps[0].elapsed) / Math.max(1, rest.length);
     const comm = rest.reduce((s, r) => s + (r.comm_seconds ?? 0), 0) / Math.max(1, rest.length);
     const P = cfg.model.parameters, N = cfg.dist?.ranks ?? 1, A = cfg.hyper.gradAccum / N;
-    // each round every rank receives the other ranks gradient buffers (float32) and their 16-byte loss records
-    const bytes = N > 1 ? A * (N - 1) * (4 * P + 16) : 0;
+    // each round every rank receives the other ranks gradient buffers (float32); each step their
+    // loss records (8 bytes per round and a stop flag)
+    const bytes = N > 1 ? A * (N - 1) * 4 * P + (N - 1) * (8 * A + 8) : 0;
     console.log([sum.tokens_per_sec.toFixed(0), (comm / stepSecs).toFixed(3), bytes, P].join(" "));
   ' "$1"
 }

@@ -93,6 +93,7 @@ export class GradientReducer<Buf> {
   private accHost: Host | null = null;
   private accDev: Buf | null = null;
   private pending: Promise<unknown>[] = [];
+  /** Every rank's [loss of each round..., stop], in rank order (one exchange per step). */
   private infos: Float64Array[][] = [];
   private ownLosses: number[] = [];
   private rounds = 0;
@@ -146,12 +147,12 @@ export class GradientReducer<Buf> {
   async endRound(loss: number, stop: boolean): Promise<void> {
     this.ready(0);
     const last = this.round === this.rounds - 1;
-    if (this.opts.mode === 'ordered') this.gatherInfo(new Float64Array([loss, stop ? 1 : 0]));
-    else {
-      this.ownLosses.push(loss);
-      if (!last) this.be.add(this.accDev!, this.accDev!, this.model.grads);
-      else this.gatherInfo(new Float64Array([...this.ownLosses, stop ? 1 : 0]));
-    }
+    this.ownLosses.push(loss);
+    if (this.opts.mode === 'sum' && !last) this.be.add(this.accDev!, this.accDev!, this.model.grads);
+    // one exchange of the losses and stop requests per step, after the last bucket: it is a host
+    // collective, and on NCCL it waits for the device collectives before it, so an exchange per
+    // micro-batch would hold the next micro-batch back until this one's last bucket is reduced
+    if (last) this.gatherInfo(new Float64Array([...this.ownLosses, stop ? 1 : 0]));
     // the next micro-batch's zeroGrad must not overwrite gradients NCCL still reads
     if (this.path === 'device') this.comm.device!.join();
     if (!this.overlap) await this.wait();
@@ -168,19 +169,11 @@ export class GradientReducer<Buf> {
     } else if (this.path === 'host') {
       for (const { b, host } of this.sums) this.be.upload(this.be.view(g, b.from, b.to - b.from), host);
     } else this.be.copy(g, this.accDev!);
-    let lossSum = 0,
-      stop = false;
-    if (this.opts.mode === 'ordered') {
-      for (const all of this.infos)
-        for (const v of all) {
-          lossSum += v[0];
-          if (v[1] !== 0) stop = true;
-        }
-    } else {
-      const all = this.infos[0];
-      for (let r = 0; r < this.rounds; r++) for (const v of all) lossSum += v[r];
-      if (all.some((v) => v[this.rounds] !== 0)) stop = true;
-    }
+    // the losses in micro-batch order: round by round, rank by rank within a round
+    const all = this.infos[0];
+    let lossSum = 0;
+    for (let r = 0; r < this.rounds; r++) for (const v of all) lossSum += v[r];
+    const stop = all.some((v) => v[this.rounds] !== 0);
     return { lossSum, stop, commSeconds: this.waited };
   }
 
