@@ -173,7 +173,7 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   private readonly bucketBytes: number;
   /** A distributed run stops when any rank asked to, after the same step on every rank. */
   private agreedStop = false;
-  /** Seconds the latest distributed step spent in collectives (waiting for peers included). */
+  /** Seconds the latest distributed step waited for collectives (peers included; what the backward did not hide). */
   private lastCommSeconds = 0;
 
   private readonly model: LanguageModel<unknown>;
