@@ -4,7 +4,6 @@ import { describe, it, expect } from 'vitest';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { LanguageModel } from '../src/model/lm.js';
 import { makeConfig, type Arch } from '../src/model/config.js';
-import { IncrementalDecoder } from '../src/sample/decode.js';
 import { generate, sampleToken, topKIds } from '../src/sample/generate.js';
 import { Rng } from '../src/util/rng.js';
 import type { Backend } from '../src/backend/types.js';
@@ -27,7 +26,7 @@ function randomModel(arch: Arch, seed: number) {
   return m;
 }
 
-describe('IncrementalDecoder = full forward (reference, float64)', () => {
+describe('model.createDecoder = full forward (reference, float64)', () => {
   for (const arch of ARCHS_UNDER_TEST) {
     it(`${arch}: logits at every position agree to 1e-12`, () => {
       const m = randomModel(arch, 7);
@@ -35,26 +34,28 @@ describe('IncrementalDecoder = full forward (reference, float64)', () => {
       const rng = new Rng(11);
       const idx = Array.from({ length: T }, () => rng.int(V));
       const full = m.forward(idx, 1, T).logits as Float64Array;
-      const dec = new IncrementalDecoder(m.config, m.getParams());
+      const dec = m.createDecoder(1);
       let maxDiff = 0;
       for (let t = 0; t < T; t++) {
-        const got = dec.step(idx[t]);
+        const got = dec.step([idx[t]]);
         for (let v = 0; v < V; v++) maxDiff = Math.max(maxDiff, Math.abs(got[v] - full[t * V + v]));
       }
       expect(maxDiff).toBeLessThanOrEqual(1e-12);
-      expect(() => dec.step(0)).toThrow(/context full/);
+      expect(() => dec.step([0])).toThrow(/context full/);
       dec.reset();
-      const again = dec.prefill(idx.slice(0, 5));
+      const again = dec.prefill([idx.slice(0, 5)]);
       for (let v = 0; v < V; v++) expect(Math.abs(again[v] - full[4 * V + v])).toBeLessThanOrEqual(1e-12);
+      dec.free();
       m.free();
     });
   }
 
   it('rejects out-of-vocabulary tokens and wrong parameter counts', () => {
     const m = randomModel('crate', 1);
-    const dec = new IncrementalDecoder(m.config, m.getParams());
-    expect(() => dec.step(23)).toThrow(/outside the vocabulary \[0, 23\)/);
-    expect(() => new IncrementalDecoder(m.config, new Float64Array(3))).toThrow(/got 3 parameters/);
+    const dec = m.createDecoder(1);
+    expect(() => dec.step([23])).toThrow(/outside the vocabulary \[0, 23\)/);
+    expect(() => new LanguageModel(new ReferenceBackend(), m.config, { params: new Float64Array(3) })).toThrow(/params has 3 values/);
+    dec.free();
     m.free();
   });
 });

@@ -30,14 +30,13 @@ import { createHash } from 'node:crypto';
 import type { LanguageModel } from '../model/lm.js';
 import { LanguageModel as LM } from '../model/lm.js';
 import type { ModelConfig } from '../model/config.js';
-import { architecture } from '../model/archs.js';
 import type { Backend } from '../backend/types.js';
 import { cpuKernelOf } from '../backend/cpu.js';
 import { TOKENIZER_NAMES } from '../data/tokenizer.js';
 import { CheckpointError } from '../errors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { elide, quote, readSafetensors, tensorBytes, writeSafetensors, type SafetensorsFile, type TensorInput } from '../io/safetensors.js';
-import { configToMetadata, flatFromNamed, loadStateDict, namedTensors, stateDictFromModel } from './statedict.js';
+import { configToJson, configToMetadata, flatFromNamed, loadStateDict, namedTensors, stateDictFromModel } from './statedict.js';
 import { checkParameterCount, checkpointError, parseConfigJson, parseTrainState } from './validate.js';
 import { CHECKSUM_KEY, makeChecksum, verifyChecksum } from './checksum.js';
 
@@ -226,39 +225,11 @@ export function saveRunCheckpoint(dir: string, input: SaveInput): RunCheckpointF
     files.optimizer = path.join(dir, OPTIMIZER_FILE);
     writeSafetensors(files.optimizer, moments, withChecksum(moments, om));
   }
-  writeTextAtomic(files.config, JSON.stringify(configJsonFile(model.config, input.tokenizer, dtype), null, 2) + '\n');
+  writeTextAtomic(files.config, JSON.stringify(configToJson(model.config, { tokenizer: input.tokenizer, dtype }), null, 2) + '\n');
   writeSafetensors(files.weights, weights, metadata);
   return files;
 }
 
-/**
- * config.json: the model configuration under the PyTorch/nanoGPT field names (GPTConfig's
- * block_size, vocab_size, n_layer, n_head, n_embd, dropout, bias, and the CRATE fields of
- * scripts/crate_torch.py's CrateConfig: overcomplete, eta, lam, ln_eps), plus arch, ista_steps,
- * the tokenizer and the weights' dtype.
- */
-export function configJsonFile(c: ModelConfig, tokenizer: string, dtype: string): Record<string, unknown> {
-  const arch = architecture(c.arch);
-  return {
-    model_type: arch.modelType,
-    arch: c.arch,
-    vocab_size: c.vocabSize,
-    block_size: c.blockSize,
-    n_layer: c.nLayer,
-    n_head: c.nHead,
-    n_embd: c.nEmbd,
-    dropout: 0.0,
-    bias: arch.bias,
-    overcomplete: c.overcomplete,
-    eta: c.eta,
-    lam: c.lam,
-    ista_steps: c.istaSteps,
-    ln_eps: c.lnEps,
-    tokenizer,
-    torch_dtype: dtype === 'F64' ? 'float64' : 'float32',
-    tie_word_embeddings: true,
-  };
-}
 
 /** What optimizer.safetensors records of the weights it belongs to: the SHA-256 of their checksum entry. */
 function weightsLink(weightsMd: Record<string, string>): string {

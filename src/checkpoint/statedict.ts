@@ -5,7 +5,7 @@
 // architecture, and rejects NaN/Inf naming the tensor.
 import type { LanguageModel } from '../model/lm.js';
 import type { Arch, ModelConfig } from '../model/config.js';
-import { architectures } from '../model/archs.js';
+import { architecture, architectures } from '../model/archs.js';
 import { elide, quote, toFloat64, type TensorEntry, type TensorInput } from '../io/safetensors.js';
 import { CheckpointError } from '../errors.js';
 import { checkpointError, clipMessage, parseConfigJson, NON_PARAM, MASK_BUFFER, COMPILE_PREFIX } from './validate.js';
@@ -238,29 +238,38 @@ export function flatFromNamed(model: LanguageModel<unknown>, tensors: TensorMap,
 // ---- config metadata -----------------------------------------------------------------------------
 
 /**
- * The `config` metadata entry: { config: JSON } with the fixture format's snake_case keys
- * (docs/FIXTURES.md: vocab_size, block_size, n_layer, n_head, n_embd, overcomplete, eta, lam,
- * ln_eps) plus arch and ista_steps, so checkpoints and fixtures describe models the same way.
- * Spread it into a safetensors metadata object.
+ * The one ModelConfig -> JSON of crate-ts, in two forms with the same snake_case keys (the fixture
+ * format's, docs/FIXTURES.md: vocab_size, block_size, n_layer, n_head, n_embd, overcomplete, eta,
+ * lam, ln_eps, plus arch and ista_steps), so that checkpoints and fixtures describe models the same
+ * way:
+ * - without `file`: the `config` metadata entry of a safetensors file;
+ * - with `file`: a run's config.json, which adds the PyTorch/nanoGPT fields (GPTConfig's dropout and
+ *   bias, scripts/crate_torch.py's model_type), the tokenizer, the weights' dtype and tied embeddings.
+ * Key order is part of the format (the files are compared byte for byte), so it is fixed here.
  */
-export function configToMetadata(c: ModelConfig): { config: string } {
-  return { config: configJson(c) };
-}
-
-export function configJson(c: ModelConfig): string {
-  return JSON.stringify({
+export function configToJson(c: ModelConfig, file?: { tokenizer: string; dtype: string }): Record<string, unknown> {
+  const arch = file ? architecture(c.arch) : null;
+  return {
+    ...(arch ? { model_type: arch.modelType } : {}),
     arch: c.arch,
     vocab_size: c.vocabSize,
     block_size: c.blockSize,
     n_layer: c.nLayer,
     n_head: c.nHead,
     n_embd: c.nEmbd,
+    ...(arch ? { dropout: 0.0, bias: arch.bias } : {}),
     overcomplete: c.overcomplete,
     eta: c.eta,
     lam: c.lam,
     ista_steps: c.istaSteps,
     ln_eps: c.lnEps,
-  });
+    ...(file ? { tokenizer: file.tokenizer, torch_dtype: file.dtype === 'F64' ? 'float64' : 'float32', tie_word_embeddings: true } : {}),
+  };
+}
+
+/** The `config` metadata entry ({ config: JSON }, configToJson's first form): spread it into a safetensors metadata object. */
+export function configToMetadata(c: ModelConfig): { config: string } {
+  return { config: JSON.stringify(configToJson(c)) };
 }
 
 /**
