@@ -3,7 +3,8 @@
 // [0, 1] sparsity axis at 0, 0.25, ..., 1, a short title, no overlapping labels). The PNGs looked at
 // while making them were rendered with rsvg-convert from a 1500-step cpu run.
 import { describe, it, expect } from 'vitest';
-import { lossChartSvg, logTicks } from '../src/train/svg.js';
+import { lossChartSvg } from '../src/train/svg.js';
+import { escapeXml, logTicks, roundTicks, ticks } from '../src/util/svg.js';
 import { diagnosticsSvg, type DiagnosticsResult } from '../src/verify/diagnostics.js';
 
 /** <text> elements: x, y, anchor and content. */
@@ -132,5 +133,21 @@ describe('verify --checkpoint --svg', () => {
   it('a long title is cut short', () => {
     const svg = diagnosticsSvg(result(2), 'x'.repeat(300));
     expect(texts(svg)[0].s.length).toBeLessThanOrEqual(90);
+  });
+});
+
+describe('the shared SVG pieces (src/util/svg.ts)', () => {
+  it('escapes the XML specials in text and attributes, and nothing else', () => {
+    expect(escapeXml(`a<b & "c" > d's`)).toBe(`a&lt;b &amp; &quot;c&quot; &gt; d's`);
+    expect(escapeXml('&amp;')).toBe('&amp;amp;');
+  });
+
+  it('ticks lie inside the range at a step of 1, 2, 2.5 or 5 x 10^k; roundTicks widen the axis to the ticks outside it', () => {
+    expect(ticks(0, 10, 5)).toEqual([0, 2, 4, 6, 8, 10]);
+    expect(ticks(0.13, 0.87, 4)).toEqual([0.2, 0.4, 0.6, 0.8]);
+    expect(ticks(0, 10, 4)).toEqual([0, 2.5, 5, 7.5, 10]);
+    expect(ticks(3, 3, 5)).toEqual([3]);
+    expect(roundTicks(0.13, 0.87, 4)).toEqual({ ticks: [0, 0.2, 0.4, 0.6, 0.8, 1], lo: 0, hi: 1 });
+    expect(roundTicks(101.3, 117.9, 4)).toEqual({ ticks: [100, 105, 110, 115, 120], lo: 100, hi: 120 });
   });
 });

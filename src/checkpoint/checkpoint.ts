@@ -230,7 +230,6 @@ export function saveRunCheckpoint(dir: string, input: SaveInput): RunCheckpointF
   return files;
 }
 
-
 /** What optimizer.safetensors records of the weights it belongs to: the SHA-256 of their checksum entry. */
 function weightsLink(weightsMd: Record<string, string>): string {
   return createHash('sha256')

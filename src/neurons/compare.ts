@@ -6,6 +6,7 @@
 // so a gap is called only when it exceeds both 2 standard errors and the spread.
 import type { CollectionScores, LayerScore } from './score.js';
 import { SPLIT_LABELS, SPLIT_NAMES, type SplitName } from './scoring.js';
+import { escapeXml as esc, gridLine, svgOpen, ticks, yLabel, type Margins } from '../util/svg.js';
 
 export interface ModelGroup {
   label: string;
@@ -239,18 +240,7 @@ export function renderComparison(groups: GroupSummary[], baseline: number): stri
   return out.join('\n');
 }
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const PALETTE = ['#d62728', '#1f77b4', '#2ca02c', '#ff7f0e', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf'];
-
-function niceTicks(lo: number, hi: number, n: number): number[] {
-  if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / n,
-    mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
-  const out: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) out.push(+v.toPrecision(12));
-  return out;
-}
 
 /** GPT-2 lines dashed; random-init controls (a label with "init") faded. */
 const style = (g: GroupSummary): string => (g.arch === 'gpt2' ? ' stroke-dasharray="6,3"' : '') + (/init/i.test(g.label) ? ' opacity="0.5"' : '');
@@ -263,10 +253,10 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
   const metrics = SPLIT_NAMES.filter((s) => groups.some((g) => g.layers.some((l) => l.score[s].mean !== null)));
   const pw = 300,
     ph = 260,
-    ml = 58,
-    mt = 56,
-    mb = 52,
     gapX = 70;
+  // the right margin is the legend's column, sized to the longest label
+  const m: Margins = { left: 58, right: 0, top: 56, bottom: 52 };
+  const { left: ml, top: mt, bottom: mb } = m;
   const legendW = 40 + 7.5 * Math.max(...groups.map((g) => g.label.length + (g.seeds > 1 ? 10 : 0)), 6);
   const W = ml + metrics.length * (pw + gapX) + legendW,
     H = mt + ph + mb;
@@ -274,9 +264,7 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
   const xmin = Math.min(...allLayers),
     xmax = Math.max(...allLayers);
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
-  out.push(`<rect width="${W}" height="${H}" fill="white"/>`);
-  out.push(`<text x="${(W - legendW) / 2}" y="22" text-anchor="middle" font-size="15">${esc(title)}</text>`);
+  out.push(...svgOpen(W, H, title, { titleX: (W - legendW) / 2, titleSize: 15 }));
   metrics.forEach((m, k) => {
     const x0 = ml + k * (pw + gapX);
     const vals = groups.flatMap((g) =>
@@ -293,9 +281,9 @@ export function comparisonSvg(groups: GroupSummary[], title: string): string {
     const X = (l: number) => x0 + (xmax === xmin ? pw / 2 : 20 + ((l - xmin) / (xmax - xmin)) * (pw - 40));
     const Y = (v: number) => mt + (1 - (v - ymin) / (ymax - ymin)) * ph;
     out.push(`<text x="${x0 + pw / 2}" y="${mt - 10}" text-anchor="middle" font-size="13" font-weight="bold">${esc(SPLIT_LABELS[m])}</text>`);
-    for (const t of niceTicks(ymin, ymax, 6)) {
-      out.push(`<line x1="${x0}" x2="${x0 + pw}" y1="${Y(t).toFixed(1)}" y2="${Y(t).toFixed(1)}" stroke="${t === 0 ? '#999' : '#e5e5e5'}"/>`);
-      out.push(`<text x="${x0 - 6}" y="${(Y(t) + 4).toFixed(1)}" text-anchor="end">${+t.toPrecision(4)}</text>`);
+    for (const t of ticks(ymin, ymax, 6)) {
+      out.push(gridLine(x0, x0 + pw, Y(t), t === 0 ? '#999' : '#e5e5e5'));
+      out.push(yLabel(x0, Y(t), String(+t.toPrecision(4))));
     }
     for (const l of allLayers) out.push(`<text x="${X(l).toFixed(1)}" y="${mt + ph + 16}" text-anchor="middle">${l}</text>`);
     out.push(`<rect x="${x0}" y="${mt}" width="${pw}" height="${ph}" fill="none" stroke="#444"/>`);

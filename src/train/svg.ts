@@ -8,42 +8,13 @@
 // first 5% of steps (and the validation points and reference lines): the early descent leaves the
 // plot at the top, and the legend says which steps and up to what loss. The legend sits in its own
 // band above the plot, where no curve can run under it, and names every line drawn.
+import { escapeXml as esc, gridLine, logTicks, plotArea, svgOpen, ticks, yLabel } from '../util/svg.js';
 
 export interface ChartInput {
   title: string;
   train: { step: number; loss: number }[];
   val: { step: number; loss: number }[];
   refs?: { label: string; value: number }[];
-}
-
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-
-/** "Nice" tick values covering [lo, hi] (about `n` of them). */
-export function ticks(lo: number, hi: number, n: number): number[] {
-  if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / n;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
-  const out: number[] = [];
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + 1e-9 * step; v += step) out.push(+v.toPrecision(12));
-  return out;
-}
-
-/**
- * Ticks for a logarithmic axis over [lo, hi] (lo > 0). Within a decade or so (loss curves) round
- * linear steps read best (2, 2.5, 3, 4, 5); over several decades the mantissas 1, 2, 5 of each.
- */
-export function logTicks(lo: number, hi: number): number[] {
-  if (!(lo > 0) || !(hi > lo)) return lo > 0 ? [lo] : [];
-  if (hi / lo <= 20) return ticks(lo, hi, 8).filter((v) => v > 0);
-  const out: number[] = [];
-  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e++) {
-    for (const m of [1, 2, 5]) {
-      const v = +(m * 10 ** e).toPrecision(12);
-      if (v >= lo && v <= hi) out.push(v);
-    }
-  }
-  return out;
 }
 
 function fmtNum(v: number): string {
@@ -67,13 +38,8 @@ const COLOR = { train: '#1f77b4', val: '#d62728', ref: '#777' };
 
 export function lossChartSvg(input: ChartInput): string {
   const W = 760,
-    Hh = 460,
-    ml = 64,
-    mr = 24,
-    mt = 74,
-    mb = 50;
-  const pw = W - ml - mr,
-    ph = Hh - mt - mb;
+    Hh = 460;
+  const { x: ml, y: mt, width: pw, height: ph } = plotArea(W, Hh, { left: 64, right: 24, top: 74, bottom: 50 });
   const positive = (p: { loss: number }) => Number.isFinite(p.loss) && p.loss > 0;
   const rawTrain = input.train.filter(positive);
   const train = downsample(rawTrain, 2000);
@@ -118,17 +84,15 @@ export function lossChartSvg(input: ChartInput): string {
   const stepsPerPoint = train.length ? Math.max(1, Math.round(rawTrain.length / train.length)) : 1;
 
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`);
-  out.push(`<rect width="${W}" height="${Hh}" fill="white"/>`);
-  out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${esc(input.title)}</text>`);
+  out.push(...svgOpen(W, Hh, input.title));
 
   // y ticks: log scale, labels at least 14 px apart
   let last = Infinity;
   for (const t of logTicks(ymin, ymax)) {
     const y = Y(t);
-    out.push(`<line x1="${ml}" x2="${ml + pw}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#e5e5e5"/>`);
+    out.push(gridLine(ml, ml + pw, y, '#e5e5e5'));
     if (Math.abs(last - y) >= 14) {
-      out.push(`<text x="${ml - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end">${fmtNum(t)}</text>`);
+      out.push(yLabel(ml, y, fmtNum(t)));
       last = y;
     }
   }

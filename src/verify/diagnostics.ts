@@ -6,6 +6,7 @@
 // Paper B reports that across the layers of a trained model R^c decreases and sparsity increases.
 import type { LanguageModel } from '../model/lm.js';
 import { measuredCompression } from './codingrate.js';
+import { escapeXml as esc, gridLine, plotArea, roundTicks, svgOpen, yLabel } from '../util/svg.js';
 
 export interface LayerDiagnostics {
   layer: number;
@@ -114,20 +115,6 @@ export function formatDiagnostics(r: DiagnosticsResult): string {
   return [line(head), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n');
 }
 
-const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-
-/** "Nice" ticks covering [lo, hi]: steps of 1, 2, 2.5 or 5 × 10^k, about `n` of them. */
-function niceTicks(lo: number, hi: number, n: number): { ticks: number[]; lo: number; hi: number } {
-  const raw = (hi - lo) / n;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
-  const a = Math.floor(lo / step + 1e-9) * step,
-    b = Math.ceil(hi / step - 1e-9) * step;
-  const ticks: number[] = [];
-  for (let v = a; v <= b + step * 1e-9; v += step) ticks.push(+v.toPrecision(12));
-  return { ticks, lo: a, hi: b };
-}
-
 /**
  * An SVG with two panels over the layer index: compression R^c (mean ± std) and sparsity
  * (fraction of zero code entries, on a fixed [0, 1] axis). Self-contained, no scripts. Axes end
@@ -136,16 +123,16 @@ function niceTicks(lo: number, hi: number, n: number): { ticks: number[]; lo: nu
 export function diagnosticsSvg(r: DiagnosticsResult, title = 'layer-wise compression and sparsity'): string {
   const W = 760,
     Hh = 340,
-    pad = { l: 64, r: 24, t: 66, b: 70 },
     gap = 72;
-  const pw = (W - pad.l - pad.r - gap) / 2,
-    ph = Hh - pad.t - pad.b;
+  // two panels side by side in the plot area, `gap` apart
+  const area = plotArea(W, Hh, { left: 64, right: 24, top: 66, bottom: 70 });
+  const pad = { l: area.x, t: area.y },
+    pw = (area.width - gap) / 2,
+    ph = area.height;
   const L = r.layers.length;
   const xAt = (x0: number, l: number) => x0 + (L === 1 ? pw / 2 : 12 + (l / (L - 1)) * (pw - 24));
   const out: string[] = [];
-  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`);
-  out.push(`<rect width="${W}" height="${Hh}" fill="white"/>`);
-  out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="14">${esc(title.length > 90 ? title.slice(0, 89) + '…' : title)}</text>`);
+  out.push(...svgOpen(W, Hh, title.length > 90 ? title.slice(0, 89) + '…' : title));
   const fmt = (v: number) => String(+v.toFixed(6)); // round ticks: 0, 0.25, 0.5, 100, 110
   const panel = (x0: number, label: string, ys: (number | null)[], err: (number | null)[], color: string, fixed01: boolean) => {
     const vals = ys.filter((v): v is number => v !== null);
@@ -165,14 +152,14 @@ export function diagnosticsSvg(r: DiagnosticsResult, title = 'layer-wise compres
         a -= 1;
         b += 1;
       }
-      ({ ticks: tks, lo, hi } = niceTicks(a, b, 4));
+      ({ ticks: tks, lo, hi } = roundTicks(a, b, 4));
     }
     const yAt = (v: number) => pad.t + ph - ((v - lo) / (hi - lo)) * ph;
     for (const v of tks) {
       const y = yAt(v);
-      out.push(`<line x1="${x0}" x2="${x0 + pw}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#eee"/>`);
-      out.push(`<line x1="${x0 - 4}" x2="${x0}" y1="${y.toFixed(1)}" y2="${y.toFixed(1)}" stroke="#888"/>`);
-      out.push(`<text x="${x0 - 6}" y="${(y + 4).toFixed(1)}" text-anchor="end">${fmt(v)}</text>`);
+      out.push(gridLine(x0, x0 + pw, y, '#eee'));
+      out.push(gridLine(x0 - 4, x0, y, '#888'));
+      out.push(yLabel(x0, y, fmt(v)));
     }
     // layer labels: every layer while they fit (one per 24 px), else every k-th
     const every = Math.max(1, Math.ceil((L * 24) / pw));
