@@ -11,13 +11,33 @@
 
 export type ErrorKind = 'usage' | 'data' | 'checkpoint' | 'numerics' | 'internal';
 
+/** How a message spells an option: the library by its own name (a field of an options object), the command line by its flag. */
+export type OptionNamer = (option: string) => string;
+/** A message that names options, written once for both: `name('steps')` is `steps` in the library and `--steps` on the command line. */
+export type OptionMessage = (name: OptionNamer) => string;
+
 export abstract class CrateError extends Error {
   abstract readonly kind: ErrorKind;
   /** The process exit code the command line uses for this error. */
   abstract readonly exitCode: number;
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  /** The option at fault, in the library's terms, when there is one. */
+  readonly option?: string;
+  /** The message as written, when it names options (see messageWith). */
+  readonly optionMessage?: OptionMessage;
+  /**
+   * @param message the message, or (when it names options) a function of how options are spelled:
+   *   `message` is then written with the library's names, and messageWith spells them otherwise.
+   */
+  constructor(message: string | OptionMessage, options?: { cause?: unknown; option?: string }) {
+    super(typeof message === 'function' ? message((o) => o) : message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
+    if (typeof message === 'function') this.optionMessage = message;
+    if (options?.option !== undefined) this.option = options.option;
+  }
+
+  /** The message with every option it names spelled by `name` (the command line passes its flags). */
+  messageWith(name: OptionNamer): string {
+    return this.optionMessage ? this.optionMessage(name) : this.message;
   }
 }
 

@@ -7,6 +7,8 @@ import * as path from 'node:path';
 import { loadTokenizer, GPT2_EOT } from '../src/data/tokenizer.js';
 import { loadDataset, checkWindows, checkVocab, readTokenFile, EMBEDDED_NAME } from '../src/data/corpus.js';
 import { BatchSampler, evalBatches, unigramEntropy, windowsAt } from '../src/data/batches.js';
+import { DataError, type CrateError } from '../src/errors.js';
+import { cliMessage } from '../src/cli/flags.js';
 
 let dir: string;
 beforeAll(() => {
@@ -132,7 +134,17 @@ describe('datasets', () => {
     fs.writeFileSync(path.join(dir, 'short.txt'), 'x'.repeat(100));
     const ds = await loadDataset({ data: path.join(dir, 'short.txt'), tokenizer: tok });
     expect(() => checkWindows(ds, 8)).not.toThrow();
-    expect(() => checkWindows(ds, 10)).toThrow(/validation split of '.*short\.txt' has 10 tokens, fewer than one window of 11 \(--seq 10/);
+    // the library names the option `seq`; the command line prints it as --seq
+    expect(() => checkWindows(ds, 10)).toThrow(/validation split of '.*short\.txt' has 10 tokens, fewer than one window of 11 \(seq 10/);
+    const short = (() => {
+      try {
+        checkWindows(ds, 10);
+      } catch (e) {
+        return e as CrateError;
+      }
+    })();
+    expect(short).toBeInstanceOf(DataError);
+    expect(cliMessage(short!)).toMatch(/validation split of '.*short\.txt' has 10 tokens, fewer than one window of 11 \(--seq 10 .*a smaller --seq$/);
     expect(() => checkWindows(ds, 95)).toThrow(/training split .* has 90 tokens/);
   });
 });

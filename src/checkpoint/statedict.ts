@@ -147,9 +147,11 @@ export function loadStateDict(model: LanguageModel<unknown>, tensors: TensorMap,
   const found = detectArch(params);
   if (found && found.arch !== want) {
     throw new CheckpointError(
-      clipMessage(
-        `${source} holds a ${found.arch} model (${found.evidence}), but the model being loaded is ${want}; use --arch ${found.arch} or a ${want} checkpoint`,
-      ),
+      (n) =>
+        clipMessage(
+          `${source} holds a ${found.arch} model (${found.evidence}), but the model being loaded is ${want}; use ${n('arch')} ${found.arch} or a ${want} checkpoint`,
+        ),
+      { option: 'arch' },
     );
   }
   const flat = new Float64Array(model.numParameters);

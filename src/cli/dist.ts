@@ -6,6 +6,7 @@ import type { Communicator } from '../distributed/communicator.js';
 import { isEchoOfRankZero } from '../distributed/agree.js';
 import { MpiCommunicator, RankLostError } from '../distributed/mpi.js';
 import { checkDistChoice, openCommunicator } from '../distributed/select.js';
+import { cliMessage } from './flags.js';
 
 /** The --dist lines of a command's help, the description starting at column `col`. */
 export function distHelp(col: number): string {
@@ -44,7 +45,7 @@ export function exitIfPeerLost(comm: Communicator, print: (line: string) => void
  */
 export function distFailure(comm: Communicator, e: unknown, cmd: string): number {
   if (e instanceof RankLostError && comm instanceof MpiCommunicator) {
-    process.stderr.write(`crate-ts ${cmd}: ${e.message}\n`);
+    process.stderr.write(`crate-ts ${cmd}: ${cliMessage(e)}\n`);
     comm.exitNow(1);
   }
   if (isEchoOfRankZero(e, comm)) {

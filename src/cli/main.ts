@@ -3,6 +3,7 @@
 import { crateTsVersion } from '../util/version.js';
 import { isUserError, InternalError, type CrateError } from '../errors.js';
 import { closest } from './suggest.js';
+import { cliMessage } from './flags.js';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run: (argv: string[]) => Promise<number> }> }> = {
   audit: { summary: 'compare a backend with a fixture or with the float64 reference', load: () => import('./audit.js') },
@@ -77,11 +78,11 @@ export function reportError(cmd: string, err: unknown): number {
   const e = err instanceof Error ? err : new Error(String(err));
   const parserError = typeof (e as { code?: unknown }).code === 'string' && String((e as { code?: unknown }).code).startsWith('ERR_PARSE_ARGS');
   if (isUserError(e) || parserError) {
-    console.error(`crate-ts ${cmd}: ${e.message}`);
+    console.error(`crate-ts ${cmd}: ${cliMessage(e)}`);
     if (process.env.CRATE_TS_DEBUG) console.error(e.stack);
     return parserError ? 2 : (e as CrateError).exitCode;
   }
-  console.error(`crate-ts ${cmd}: ${e.message}`);
+  console.error(`crate-ts ${cmd}: ${cliMessage(e)}`);
   if (process.env.CRATE_TS_DEBUG || e instanceof InternalError) console.error(e.stack);
   else console.error('(set CRATE_TS_DEBUG=1 for the stack trace; if this looks like a crate-ts bug, please report it)');
   return 1;

@@ -4,6 +4,9 @@
 // (gradAccum) to flags (--grad-accum). src/cli/args.ts is the same parser under older names.
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
+import { cliMessage } from './flags.js';
+
+export { flagOf, cliMessage } from './flags.js';
 import { RequestError } from '../train/request-error.js';
 import { closest } from './suggest.js';
 import { TEXT_ENCODINGS, type TextEncodingName } from '../data/corpus.js';
@@ -94,12 +97,9 @@ export function numFlag(values: Record<string, unknown>, name: string): number |
   return n;
 }
 
-/** The flag of a request field: gradAccum -> --grad-accum. */
-export const flagOf = (field: string): string => '--' + field.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
-
-/** A library RequestError reworded with the flag; anything else unchanged. */
+/** A library RequestError reworded with the flags; anything else unchanged. */
 export function withFlagNames(e: unknown): unknown {
-  return e instanceof RequestError ? new UsageError(`${flagOf(e.field)} ${e.problem}`, { cause: e }) : e;
+  return e instanceof RequestError ? new UsageError(cliMessage(e), { cause: e }) : e;
 }
 
 /** --encoding NAME: one of TEXT_ENCODINGS, or undefined when absent. */

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import type { Tokenizer } from './tokenizer.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { DataError } from '../errors.js';
 
 /** The bundled default corpus (resolved from src/data or dist/data alike). */
 export const EMBEDDED_CORPUS = fileURLToPath(new URL('../../data/moby-dick.txt.gz', import.meta.url));
@@ -59,12 +60,13 @@ export type TextEncodingName = (typeof TEXT_ENCODINGS)[number];
 
 const ICONV_NAME: Record<string, string> = { 'utf-16le': 'UTF-16LE', 'utf-16be': 'UTF-16BE', 'utf-32le': 'UTF-32LE', 'utf-32be': 'UTF-32BE', latin1: 'LATIN1' };
 
-/** A one-line refusal of `file` found to be in `found`, with the iconv command and --encoding. */
-function encodingError(file: string, found: string, enc: string, accepted: boolean): Error {
+/** A one-line refusal of `file` found to be in `found`, with the iconv command and the encoding option. */
+function encodingError(file: string, found: string, enc: string, accepted: boolean): DataError {
   const q = (f: string) => (/^[\w./-]+$/.test(f) ? f : `'${f.replace(/'/g, "'\\''")}'`);
   const out = file.replace(/(\.[^./]+)?$/, '.utf8$1');
-  return new Error(
-    `data file '${file}' is ${found}: convert it to UTF-8 with iconv -f ${ICONV_NAME[enc]} -t UTF-8 ${q(file)} > ${q(out)}${accepted ? `, or pass --encoding ${enc}` : ''}`,
+  return new DataError(
+    (n) => `data file '${file}' is ${found}: convert it to UTF-8 with iconv -f ${ICONV_NAME[enc]} -t UTF-8 ${q(file)} > ${q(out)}${accepted ? `, or pass ${n('encoding')} ${enc}` : ''}`,
+    { option: 'encoding' },
   );
 }
 
@@ -102,7 +104,9 @@ export function decodeText(bytes: Uint8Array, file: string, encoding?: TextEncod
   const b = bytes;
   if (encoding === 'latin1') return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
   if (encoding === 'utf-16le' || encoding === 'utf-16be') {
-    if (b.length % 2 !== 0) throw new Error(`data file '${file}' has an odd number of bytes (${b.length}), so it is not ${ICONV_NAME[encoding]} (--encoding ${encoding})`);
+    if (b.length % 2 !== 0) throw new DataError((n) => `data file '${file}' has an odd number of bytes (${b.length}), so it is not ${ICONV_NAME[encoding]} (${n('encoding')} ${encoding})`, {
+        option: 'encoding',
+      });
     return new TextDecoder(encoding).decode(b); // drops the byte-order mark
   }
   if (encoding !== undefined && encoding !== 'utf-8') throw new Error(`unknown text encoding '${String(encoding)}'; one of ${TEXT_ENCODINGS.join(', ')}`);
@@ -332,8 +336,9 @@ export function checkVocab(ds: Dataset, vocabSize: number): void {
   for (const [which, arr] of [['training', ds.train], ['validation', ds.val]] as const) {
     for (let i = 0; i < arr.length; i++) {
       if (arr[i] >= vocabSize) {
-        const hint = ds.kind === 'tokens' ? ' (nanoGPT .bin files usually hold GPT-2 ids: use --tokenizer gpt2 with a GPT-2-vocabulary preset)' : '';
-        throw new Error(`${which} token ${i} of '${ds.source}' has id ${arr[i]}, outside the model's vocabulary of ${vocabSize}${hint}`);
+        const hint = (n: (o: string) => string) =>
+          ds.kind === 'tokens' ? ` (nanoGPT .bin files usually hold GPT-2 ids: use ${n('tokenizer')} gpt2 with a GPT-2-vocabulary preset)` : '';
+        throw new DataError((n) => `${which} token ${i} of '${ds.source}' has id ${arr[i]}, outside the model's vocabulary of ${vocabSize}${hint(n)}`);
       }
     }
   }
@@ -343,7 +348,10 @@ export function checkVocab(ds: Dataset, vocabSize: number): void {
 export function checkWindows(ds: Dataset, T: number): void {
   for (const [which, arr] of [['training', ds.train], ['validation', ds.val]] as const) {
     if (arr.length < T + 1) {
-      throw new Error(`the ${which} split of '${ds.source}' has ${arr.length} tokens, fewer than one window of ${T + 1} (--seq ${T} plus the shifted target); use more text or a smaller --seq`);
+      throw new DataError(
+        (n) => `the ${which} split of '${ds.source}' has ${arr.length} tokens, fewer than one window of ${T + 1} (${n('seq')} ${T} plus the shifted target); use more text or a smaller ${n('seq')}`,
+        { option: 'seq' },
+      );
     }
   }
 }

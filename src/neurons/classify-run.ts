@@ -156,10 +156,13 @@ function readExplanations(dirOfExplanations: string, layer: number): Map<number,
 export async function classifyCollection(o: ClassifyOptions): Promise<ClassifySummary> {
   const m: CollectionManifest = readManifest(o.dir);
   const layers = o.layers ?? m.layers;
-  for (const l of layers) if (!m.layers.includes(l)) throw new UsageError(`--layers: layer ${l} was not collected (collected: ${m.layers.join(', ')})`);
+  for (const l of layers)
+    if (!m.layers.includes(l))
+      throw new UsageError((n) => `${n('layers')}: layer ${l} was not collected (collected: ${m.layers.join(', ')})`, { option: 'layers' });
   const perClass = o.perClass ?? 10,
     seed = o.seed ?? 0;
-  if (!Number.isInteger(perClass) || perClass < 1) throw new UsageError(`--per-class must be a positive integer, got ${perClass}`);
+  if (!Number.isInteger(perClass) || perClass < 1)
+    throw new UsageError((n) => `${n('perClass')} must be a positive integer, got ${perClass}`, { option: 'perClass' });
   const judgeName = o.judge === 'lookup' ? 'lookup' : o.judge.judge.name;
   const out = path.resolve(o.out ?? path.join(o.dir, `${o.kind}-${o.judge === 'lookup' ? 'lookup' : 'llm'}`));
   const count = (l: number) => Math.min(m.neurons[m.layers.indexOf(l)], o.max ?? Infinity);

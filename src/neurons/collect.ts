@@ -124,7 +124,7 @@ const PACKAGE_DIRS = ['src', 'dist', 'native', 'bin', 'test', 'scripts', 'docs',
 /** True when `dir` holds (part of) a neuron collection. */
 export function holdsCollection(dir: string): boolean {
   if (!fs.existsSync(dir)) return false;
-  if (!fs.statSync(dir).isDirectory()) throw new UsageError(`--out '${dir}' exists and is not a directory`);
+  if (!fs.statSync(dir).isDirectory()) throw new UsageError((n) => `${n('out')} '${dir}' exists and is not a directory`, { option: 'out' });
   return fs.readdirSync(dir).some((e) => COLLECTION_ENTRIES.test(e));
 }
 
@@ -136,14 +136,18 @@ export function checkOutDir(out: string): void {
   for (const d of PACKAGE_DIRS) {
     const guarded = path.join(PACKAGE_ROOT, d);
     if (abs === guarded || abs.startsWith(guarded + path.sep))
-      throw new UsageError(`--out '${out}' is inside crate-ts's own ${d}/ folder (${guarded}); write collections somewhere else`);
+      throw new UsageError((n) => `${n('out')} '${out}' is inside crate-ts's own ${d}/ folder (${guarded}); write collections somewhere else`, {
+        option: 'out',
+      });
   }
   if (!fs.existsSync(out)) return;
-  if (!fs.statSync(out).isDirectory()) throw new UsageError(`--out '${out}' exists and is not a directory`);
+  if (!fs.statSync(out).isDirectory()) throw new UsageError((n) => `${n('out')} '${out}' exists and is not a directory`, { option: 'out' });
   const entries = fs.readdirSync(out).filter((e) => e !== LOCK_FILE);
   if (entries.length > 0 && !entries.some((e) => COLLECTION_ENTRIES.test(e))) {
     const shown = entries.slice(0, 3).join(', ') + (entries.length > 3 ? `, ... (${entries.length} entries)` : '');
-    throw new UsageError(`--out '${out}' is not empty and holds no neuron collection (${shown}); give a new or empty directory`);
+    throw new UsageError((n) => `${n('out')} '${out}' is not empty and holds no neuron collection (${shown}); give a new or empty directory`, {
+      option: 'out',
+    });
   }
 }
 
@@ -179,7 +183,9 @@ export function lockOutDir(out: string): () => void {
         continue;
       }
       throw new UsageError(
-        `another crate-ts neurons collect${pid !== null ? ` (pid ${pid}${typeof holder.started === 'string' ? `, started ${holder.started}` : ''})` : ''} is writing to '${out}'; wait for it to finish or choose another --out (if no collect is running, delete ${lock})`,
+        (n) =>
+          `another crate-ts neurons collect${pid !== null ? ` (pid ${pid}${typeof holder.started === 'string' ? `, started ${holder.started}` : ''})` : ''} is writing to '${out}'; wait for it to finish or choose another ${n('out')} (if no collect is running, delete ${lock})`,
+        { option: 'out' },
       );
     }
   }
@@ -230,7 +236,9 @@ export function resolveHooks(model: LanguageModel<unknown>, hook: string | undef
     const fixed = Number(full[1]);
     if (layers !== undefined && !(layers.length === 1 && layers[0] === fixed))
       throw new UsageError(
-        `--hook ${h} names layer ${fixed}, which disagrees with --layers ${layers.join(',')} (give a hook without the blocks.{l}. prefix to collect several layers)`,
+        (n) =>
+          `${n('hook')} ${h} names layer ${fixed}, which disagrees with ${n('layers')} ${layers.join(',')} (give a hook without the blocks.{l}. prefix to collect several layers)`,
+        { option: 'hook' },
       );
     ls = [fixed];
     nameOf = () => h;
@@ -238,12 +246,12 @@ export function resolveHooks(model: LanguageModel<unknown>, hook: string | undef
     ls = layers ?? Array.from({ length: L }, (_, l) => l);
     nameOf = h.includes('{l}') ? (l) => h.replaceAll('{l}', String(l)) : (l) => `blocks.${l}.${h}`;
   }
-  if (ls.length === 0) throw new UsageError('--layers is empty');
+  if (ls.length === 0) throw new UsageError((n) => `${n('layers')} is empty`, { option: 'layers' });
   for (const l of ls) {
     if (!Number.isInteger(l) || l < 0 || l >= L)
       throw new UsageError(`layer ${l} is out of range: the model has ${L} layer${L === 1 ? '' : 's'} (0..${L - 1})`);
   }
-  if (new Set(ls).size !== ls.length) throw new UsageError(`--layers lists a layer twice (${ls.join(',')})`);
+  if (new Set(ls).size !== ls.length) throw new UsageError((n) => `${n('layers')} lists a layer twice (${ls.join(',')})`, { option: 'layers' });
   const hooks = ls.map(nameOf);
   const valid = model.hookNames();
   for (const name of hooks) {
@@ -273,7 +281,7 @@ export async function collect(opts: CollectOptions): Promise<CollectSummary> {
   const writer = (opts.comm?.rank ?? 0) === 0; // rank 0 alone writes (and locks) the directory
   if (writer) checkOutDir(opts.out);
   if (!opts.force && holdsCollection(opts.out))
-    throw new UsageError(`output directory '${opts.out}' already holds a neuron collection; pass --force to replace it`);
+    throw new UsageError((n) => `output directory '${opts.out}' already holds a neuron collection; pass ${n('force')} to replace it`, { option: 'force' });
   const unlock = writer ? lockOutDir(opts.out) : () => {};
   try {
     return await collectLocked(opts, t0, variant, seed, batch);
@@ -333,7 +341,8 @@ async function collectLocked(opts: CollectOptions, t0: number, variant: Variant,
   const model = typed(() => modelFromCheckpoint(ck, opts.backend), CheckpointError) as LanguageModel<unknown>;
   let sae: SaeFeatures | null = null;
   try {
-    if (opts.sae !== undefined && opts.hook !== undefined) throw new UsageError('--sae and --hook exclude each other (the SAE names its hook)');
+    if (opts.sae !== undefined && opts.hook !== undefined)
+      throw new UsageError((n) => `${n('sae')} and ${n('hook')} exclude each other (the SAE names its hook)`, { option: 'sae' });
     const sel = opts.sae === undefined ? resolveHooks(model, opts.hook, opts.layers) : null;
     if (opts.sae !== undefined) sae = saeFeatures(opts.sae, model, ckFile, opts.backend, opts.layers);
     const layers = sel ? sel.layers : [sae!.layer];
@@ -482,7 +491,8 @@ function denseCopy(a: { data: Float64Array; shape: number[]; stride: number[]; o
 function prepareOut(out: string, force: boolean): void {
   if (fs.existsSync(out)) {
     if (holdsCollection(out)) {
-      if (!force) throw new UsageError(`output directory '${out}' already holds a neuron collection; pass --force to replace it`);
+      if (!force)
+        throw new UsageError((n) => `output directory '${out}' already holds a neuron collection; pass ${n('force')} to replace it`, { option: 'force' });
       fs.rmSync(path.join(out, 'manifest.json'), { force: true });
       for (const e of fs.readdirSync(out)) if (COLLECTION_ENTRIES.test(e)) fs.rmSync(path.join(out, e), { recursive: true, force: true });
     }

@@ -129,7 +129,31 @@ async function typedAsync<T>(Kind: new (m: string, o?: { cause?: unknown }) => C
 /** Decide every value of a run. Throws UsageError / RequestError, CheckpointError or DataError. */
 export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
   const notices: string[] = [];
-  const defaultsTable = req.defaults ?? RUN_DEFAULTS;
+  checkRequest(req);
+  const ck = loadResume(req);
+  const { backend, backendReason } = await pickBackend(req, ck);
+  const defaults = (req.defaults ?? RUN_DEFAULTS)[backend.name];
+  const hyper = pickHyper(req, ck, defaults.hyper);
+  const model = ck ? await resumedModel(req, ck, hyper) : await freshModel(req, hyper, backend.name, defaults, notices);
+  const dataset = await loadRunData(req, ck, model.tokenizer, model.config, hyper, notices);
+  return {
+    backend,
+    backendReason,
+    config: model.config,
+    preset: model.preset,
+    tokenizer: model.tokenizer,
+    dataset,
+    hyper,
+    out: runDirectory(req, ck, model.config, model.preset),
+    resume: ck,
+    jsonLog: req.jsonLog !== undefined ? path.resolve(req.jsonLog) : undefined,
+    stopAt: req.stopAt,
+    notices,
+  };
+}
+
+/** The request's own fields that no default or checkpoint can fix: threads, stopAt, sizes, arch. */
+function checkRequest(req: TrainRequest): void {
   if (req.threads !== undefined && (!Number.isInteger(req.threads) || req.threads < 0 || req.threads > MAX_THREADS)) {
     throw new RequestError('threads', `must be an integer from 1 to ${MAX_THREADS} (0: the backend's default), got ${req.threads}`);
   }
@@ -140,41 +164,45 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
     if (x !== undefined && (!Number.isSafeInteger(x) || x < 1)) throw new RequestError(k, `must be a positive integer, got ${x}`);
   }
   if (req.arch !== undefined && !isArch(req.arch)) throw new RequestError('arch', `must be ${archList()}, got '${req.arch}'`);
+}
 
-  // ---- checkpoint to resume ----------------------------------------------------------------------
-  const ck = req.resume !== undefined ? typed(CheckpointError, () => loadCheckpoint(resolveCheckpointPath(req.resume as string))) : null;
-  if (ck && !ck.train)
+/** The checkpoint to resume (null for a fresh run); one without training state is refused. */
+function loadResume(req: TrainRequest): Checkpoint | null {
+  if (req.resume === undefined) return null;
+  const ck = typed(CheckpointError, () => loadCheckpoint(resolveCheckpointPath(req.resume as string)));
+  if (!ck.train)
     throw new CheckpointError(
       ck.trainProblem ??
         `${ck.path} holds no training state (no optimizer.safetensors beside it, no train_state metadata); it can be sampled or evaluated but not resumed`,
     );
+  return ck;
+}
 
-  // ---- backend: a resumed run stays on the checkpoint's backend unless told otherwise, so that it
-  // continues bitwise as the uninterrupted run would -------------------------------------------------
+/**
+ * The backend: the caller's object, else the named one; a resumed run stays on the checkpoint's
+ * backend unless told otherwise, so that it continues bitwise as the uninterrupted run would.
+ */
+async function pickBackend(req: TrainRequest, ck: Checkpoint | null): Promise<{ backend: Backend<unknown>; backendReason: string }> {
   const threads = req.threads || undefined;
-  let backend: Backend<unknown>, backendReason: string;
-  if (typeof req.backend === 'object') {
-    backend = req.backend;
-    backendReason = `${backend.name}: given by the caller`;
-  } else if (req.backend === undefined && ck && ['reference', 'cpu', 'cuda'].includes(ck.backend)) {
+  if (typeof req.backend === 'object') return { backend: req.backend, backendReason: `${req.backend.name}: given by the caller` };
+  if (req.backend === undefined && ck && ['reference', 'cpu', 'cuda'].includes(ck.backend)) {
     try {
       const sel = await selectBackend(ck.backend as BackendChoice, { threads });
-      backend = sel.backend;
-      backendReason = `${sel.name}: the backend the checkpoint was trained on`;
+      return { backend: sel.backend, backendReason: `${sel.name}: the backend the checkpoint was trained on` };
     } catch (e) {
       const sel = await typedAsync(UsageError, () => selectBackend('auto', { threads }));
-      backend = sel.backend;
-      backendReason = `${sel.reason} (the checkpoint's backend ${ck.backend} is unavailable: ${(e as Error).message}; losses will not match an uninterrupted run bitwise)`;
+      return {
+        backend: sel.backend,
+        backendReason: `${sel.reason} (the checkpoint's backend ${ck.backend} is unavailable: ${(e as Error).message}; losses will not match an uninterrupted run bitwise)`,
+      };
     }
-  } else {
-    const sel = await typedAsync(UsageError, () => selectBackend((req.backend as BackendChoice | undefined) ?? 'auto', { threads }));
-    backend = sel.backend;
-    backendReason = sel.reason;
   }
+  const sel = await typedAsync(UsageError, () => selectBackend((req.backend as BackendChoice | undefined) ?? 'auto', { threads }));
+  return { backend: sel.backend, backendReason: sel.reason };
+}
 
-  // ---- hyper-parameters: the request, else the checkpoint's, else the backend's defaults ----------
-  const defaults = defaultsTable[backend.name].hyper,
-    defaultModel: DefaultModel = defaultsTable[backend.name].model;
+/** Hyper-parameters: the request's, else the checkpoint's, else the backend's defaults (not yet checked). */
+function pickHyper(req: TrainRequest, ck: Checkpoint | null, defaults: TrainHyper): TrainHyper {
   const prev = ck?.train?.hyper;
   const pick = <K extends keyof TrainHyper>(k: K): TrainHyper[K] => (req[k] ?? prev?.[k] ?? defaults[k]) as TrainHyper[K];
   const hyper: TrainHyper = {
@@ -198,89 +226,134 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
     valFraction: pick('valFraction'),
   };
   hyper.logEvery = req.logEvery ?? prev?.logEvery ?? defaultLogEvery(hyper.steps);
+  // a short run (steps given) warms up for at most a tenth of its steps
   if (req.warmup === undefined && !ck && req.steps !== undefined && Number.isSafeInteger(hyper.steps)) {
     hyper.warmup = Math.min(defaults.warmup, Math.max(1, Math.floor(hyper.steps / 10)));
   }
+  return hyper;
+}
 
-  // ---- model and tokenizer -------------------------------------------------------------------------
-  let config: ModelConfig;
-  let tokenizer: Tokenizer;
-  let preset: string | undefined;
-  if (ck) {
-    config = ck.config;
-    if (req.arch !== undefined && req.arch !== config.arch)
-      throw new RequestError(
-        'arch',
-        `${req.arch} does not match the checkpoint: ${ck.path} holds a ${config.arch} model; it cannot be resumed as another architecture`,
-      );
-    if (req.tokenizer !== undefined && req.tokenizer !== ck.tokenizer)
-      throw new RequestError('tokenizer', `${req.tokenizer} does not match the checkpoint: ${ck.path} was trained with the ${ck.tokenizer} tokenizer`);
-    checkHyper(hyper);
-    const done = ck.train?.step ?? 0;
-    if (done >= hyper.steps)
-      throw new RequestError(
-        'resume',
-        `${path.dirname(ck.path)} is a finished run (step ${done} of ${prev?.steps ?? done}): nothing to resume; --steps N with N > ${done} extends it`,
-      );
-    if (hyper.seq > config.blockSize) throw new RequestError('seq', `${hyper.seq} exceeds the checkpoint's block size ${config.blockSize}`);
-    tokenizer = await typedAsync(CheckpointError, () => loadTokenizer(ck.tokenizer, ck.tokenizerVocab));
-    preset = ck.train?.preset;
-  } else {
-    // No preset: the backend's default model (preset + size overrides + sequence length).
-    const dm: Partial<DefaultModel> = req.preset === undefined ? defaultModel : {};
-    preset = req.preset ?? defaultModel.preset;
-    if (!Object.prototype.hasOwnProperty.call(PRESETS, preset))
-      throw new RequestError('preset', `'${preset}' is unknown; known presets: ${Object.keys(PRESETS).join(', ')}`);
-    const presetVocab = PRESETS[preset].vocabSize ?? 50304;
-    // A nanoGPT character dataset (meta.pkl beside train.bin) brings its own vocabulary.
-    const meta = req.data !== undefined ? metaPathFor(req.data) : null;
-    const tokName = req.tokenizer ?? (meta ? 'char' : presetVocab <= 256 ? 'byte' : 'gpt2');
-    let vocab: string[] | null = null;
-    if (tokName === 'char') {
-      if (!meta)
-        throw new RequestError(
-          'tokenizer',
-          `char needs a vocabulary: a nanoGPT meta.pkl beside train.bin in the --data directory (none found${req.data !== undefined ? ` for '${req.data}'` : ''})`,
-        );
-      vocab = readNanoGptMeta(meta).vocab;
-      notices.push(`tokenizer: char, the ${vocab.length}-symbol vocabulary of ${meta} (recorded in the checkpoint)`);
-    } else if (meta) {
-      notices.push(`note: ${meta} (a nanoGPT character vocabulary) is not used: --tokenizer ${tokName} was given`);
-    }
-    tokenizer = await typedAsync(UsageError, () => loadTokenizer(tokName, vocab));
-    // A named preset keeps its shape: T is the preset's block size (the paper's presets: 1024)
-    // unless --seq says otherwise. Only the run that names no preset takes the backend's default
-    // model, which may shorten it for speed; every such override is a notice.
-    const presetT = PRESETS[preset].blockSize ?? DEFAULTS.blockSize;
-    if (req.seq === undefined) hyper.seq = dm.seq ?? presetT;
-    if (req.preset === undefined) {
-      const over = [defaultModel.nLayer !== undefined ? `${defaultModel.nLayer} layer${defaultModel.nLayer === 1 ? '' : 's'}` : '', `T ${hyper.seq}`];
-      if (defaultModel.nLayer !== undefined || hyper.seq !== presetT)
-        notices.push(
-          `model: the ${backend.name} backend's default, ${preset} with ${over.filter(Boolean).join(', ')} for speed (--preset ${preset} trains the preset's own shape, T ${presetT})`,
-        );
-    } else if (req.seq !== undefined && req.seq !== presetT) {
-      notices.push(`model: T ${req.seq} from --seq (the preset ${preset} has T ${presetT})`);
-    }
-    // The backend's default batch was set for its default model's T; a preset with a longer T
-    // keeps the same tokens per step rather than multiplying them (--batch overrides).
-    if (req.batch === undefined && hyper.seq > defaultModel.seq) {
-      const tokens = defaults.batch * defaultModel.seq;
-      hyper.batch = Math.max(1, Math.floor(tokens / hyper.seq));
-      notices.push(
-        `batch ${hyper.batch}: the ${backend.name} default of ${tokens.toLocaleString('en-US')} tokens per step at T ${hyper.seq} (--batch N to change)`,
-      );
-    }
-    checkHyper(hyper);
-    const over: Partial<ModelConfig> = { arch: req.arch ?? 'crate', vocabSize: tokenizer.modelVocabSize, blockSize: hyper.seq };
-    for (const k of ['nLayer', 'nHead', 'nEmbd'] as const) {
-      const val = req[k] ?? dm[k];
-      if (val !== undefined) over[k] = val;
-    }
-    config = typed(UsageError, () => makeConfig(preset, over));
+interface RunModel {
+  config: ModelConfig;
+  tokenizer: Tokenizer;
+  preset?: string;
+}
+
+/** The checkpoint's model and tokenizer; the request may not change them, nor ask for no more steps. */
+async function resumedModel(req: TrainRequest, ck: Checkpoint, hyper: TrainHyper): Promise<RunModel> {
+  const config = ck.config;
+  if (req.arch !== undefined && req.arch !== config.arch)
+    throw new RequestError(
+      'arch',
+      `${req.arch} does not match the checkpoint: ${ck.path} holds a ${config.arch} model; it cannot be resumed as another architecture`,
+    );
+  if (req.tokenizer !== undefined && req.tokenizer !== ck.tokenizer)
+    throw new RequestError('tokenizer', `${req.tokenizer} does not match the checkpoint: ${ck.path} was trained with the ${ck.tokenizer} tokenizer`);
+  checkHyper(hyper);
+  const done = ck.train?.step ?? 0;
+  if (done >= hyper.steps)
+    throw new RequestError(
+      'resume',
+      (n) =>
+        `${path.dirname(ck.path)} is a finished run (step ${done} of ${ck.train?.hyper.steps ?? done}): nothing to resume; ${n('steps')} N with N > ${done} extends it`,
+    );
+  if (hyper.seq > config.blockSize) throw new RequestError('seq', `${hyper.seq} exceeds the checkpoint's block size ${config.blockSize}`);
+  const tokenizer = await typedAsync(CheckpointError, () => loadTokenizer(ck.tokenizer, ck.tokenizerVocab));
+  return { config, tokenizer, preset: ck.train?.preset };
+}
+
+/** A fresh run's model: the preset (or the backend's default model), its tokenizer, T and batch. */
+async function freshModel(
+  req: TrainRequest,
+  hyper: TrainHyper,
+  backendName: string,
+  defaults: { model: DefaultModel; hyper: TrainHyper },
+  notices: string[],
+): Promise<RunModel> {
+  // No preset: the backend's default model (preset + size overrides + sequence length).
+  const defaultModel = defaults.model;
+  const dm: Partial<DefaultModel> = req.preset === undefined ? defaultModel : {};
+  const preset = req.preset ?? defaultModel.preset;
+  if (!Object.prototype.hasOwnProperty.call(PRESETS, preset))
+    throw new RequestError('preset', `'${preset}' is unknown; known presets: ${Object.keys(PRESETS).join(', ')}`);
+  const tokenizer = await pickTokenizer(req, preset, notices);
+  applyDefaultShape(req, hyper, preset, backendName, defaults, notices);
+  checkHyper(hyper);
+  const over: Partial<ModelConfig> = { arch: req.arch ?? 'crate', vocabSize: tokenizer.modelVocabSize, blockSize: hyper.seq };
+  for (const k of ['nLayer', 'nHead', 'nEmbd'] as const) {
+    const val = req[k] ?? dm[k];
+    if (val !== undefined) over[k] = val;
   }
+  return { config: typed(UsageError, () => makeConfig(preset, over)), tokenizer, preset };
+}
 
-  // ---- data --------------------------------------------------------------------------------------
+/** The tokenizer a fresh run asks for, else char for a nanoGPT character dataset, else by the preset's vocabulary. */
+async function pickTokenizer(req: TrainRequest, preset: string, notices: string[]): Promise<Tokenizer> {
+  const presetVocab = PRESETS[preset].vocabSize ?? 50304;
+  // A nanoGPT character dataset (meta.pkl beside train.bin) brings its own vocabulary.
+  const meta = req.data !== undefined ? metaPathFor(req.data) : null;
+  const tokName = req.tokenizer ?? (meta ? 'char' : presetVocab <= 256 ? 'byte' : 'gpt2');
+  let vocab: string[] | null = null;
+  if (tokName === 'char') {
+    if (!meta)
+      throw new RequestError(
+        'tokenizer',
+        (n) =>
+          `char needs a vocabulary: a nanoGPT meta.pkl beside train.bin in the ${n('data')} directory (none found${req.data !== undefined ? ` for '${req.data}'` : ''})`,
+      );
+    vocab = readNanoGptMeta(meta).vocab;
+    notices.push(`tokenizer: char, the ${vocab.length}-symbol vocabulary of ${meta} (recorded in the checkpoint)`);
+  } else if (meta) {
+    notices.push(`note: ${meta} (a nanoGPT character vocabulary) is not used: --tokenizer ${tokName} was given`);
+  }
+  return typedAsync(UsageError, () => loadTokenizer(tokName, vocab));
+}
+
+/**
+ * T and batch of a fresh run. A named preset keeps its shape: T is the preset's block size (the
+ * paper's presets: 1024) unless seq says otherwise. Only the run that names no preset takes the
+ * backend's default model, which may shorten it for speed; every such override is a notice.
+ */
+function applyDefaultShape(
+  req: TrainRequest,
+  hyper: TrainHyper,
+  preset: string,
+  backendName: string,
+  defaults: { model: DefaultModel; hyper: TrainHyper },
+  notices: string[],
+): void {
+  const defaultModel = defaults.model;
+  const presetT = PRESETS[preset].blockSize ?? DEFAULTS.blockSize;
+  if (req.seq === undefined) hyper.seq = req.preset === undefined ? defaultModel.seq : presetT;
+  if (req.preset === undefined) {
+    const over = [defaultModel.nLayer !== undefined ? `${defaultModel.nLayer} layer${defaultModel.nLayer === 1 ? '' : 's'}` : '', `T ${hyper.seq}`];
+    if (defaultModel.nLayer !== undefined || hyper.seq !== presetT)
+      notices.push(
+        `model: the ${backendName} backend's default, ${preset} with ${over.filter(Boolean).join(', ')} for speed (--preset ${preset} trains the preset's own shape, T ${presetT})`,
+      );
+  } else if (req.seq !== undefined && req.seq !== presetT) {
+    notices.push(`model: T ${req.seq} from --seq (the preset ${preset} has T ${presetT})`);
+  }
+  // The backend's default batch was set for its default model's T; a preset with a longer T
+  // keeps the same tokens per step rather than multiplying them (an explicit batch overrides).
+  if (req.batch === undefined && hyper.seq > defaultModel.seq) {
+    const tokens = defaults.hyper.batch * defaultModel.seq;
+    hyper.batch = Math.max(1, Math.floor(tokens / hyper.seq));
+    notices.push(
+      `batch ${hyper.batch}: the ${backendName} default of ${tokens.toLocaleString('en-US')} tokens per step at T ${hyper.seq} (--batch N to change)`,
+    );
+  }
+}
+
+/** The data: the request's, else the checkpoint's (not the embedded text), checked against T and V. */
+async function loadRunData(
+  req: TrainRequest,
+  ck: Checkpoint | null,
+  tokenizer: Tokenizer,
+  config: ModelConfig,
+  hyper: TrainHyper,
+  notices: string[],
+): Promise<Dataset> {
   let dataPath = req.data;
   if (dataPath === undefined && ck?.train && ck.train.data.source !== EMBEDDED_NAME) dataPath = ck.train.data.source;
   const dataset = await typedAsync(DataError, () =>
@@ -292,20 +365,10 @@ export async function resolveRun(req: TrainRequest = {}): Promise<ResolvedRun> {
     checkWindows(dataset, hyper.seq);
     checkVocab(dataset, config.vocabSize);
   });
+  return dataset;
+}
 
-  const out = path.resolve(req.out ?? (ck ? path.dirname(ck.path) : path.join('runs', `${config.arch}-${preset ?? 'custom'}-${timestamp()}`)));
-  return {
-    backend,
-    backendReason,
-    config,
-    preset,
-    tokenizer,
-    dataset,
-    hyper,
-    out,
-    resume: ck,
-    jsonLog: req.jsonLog !== undefined ? path.resolve(req.jsonLog) : undefined,
-    stopAt: req.stopAt,
-    notices,
-  };
+/** The run directory: the request's, else the resumed checkpoint's, else runs/<arch>-<preset>-<time>. */
+function runDirectory(req: TrainRequest, ck: Checkpoint | null, config: ModelConfig, preset: string | undefined): string {
+  return path.resolve(req.out ?? (ck ? path.dirname(ck.path) : path.join('runs', `${config.arch}-${preset ?? 'custom'}-${timestamp()}`)));
 }

@@ -148,8 +148,10 @@ export function startServer(data: ViewerData, opts: ServerOptions): Promise<Runn
 
   return new Promise((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'EADDRINUSE') reject(new UsageError(`port ${opts.port} is in use on 127.0.0.1; choose another with --port`));
-      else if (e.code === 'EACCES') reject(new UsageError(`port ${opts.port} needs privileges on this system; choose one above 1023 with --port`));
+      if (e.code === 'EADDRINUSE')
+        reject(new UsageError((n) => `port ${opts.port} is in use on 127.0.0.1; choose another with ${n('port')}`, { option: 'port' }));
+      else if (e.code === 'EACCES')
+        reject(new UsageError((n) => `port ${opts.port} needs privileges on this system; choose one above 1023 with ${n('port')}`, { option: 'port' }));
       else reject(new UsageError(`cannot listen on 127.0.0.1:${opts.port}: ${e.code ?? e.message}`));
     });
     server.listen(opts.port, '127.0.0.1', () => {

@@ -46,13 +46,15 @@ export interface ExportSummary {
 function checkTarget(out: string): void {
   if (!fs.existsSync(out)) {
     const parent = path.dirname(path.resolve(out));
-    if (!fs.existsSync(parent)) throw new UsageError(`--export: directory '${parent}' does not exist`);
+    if (!fs.existsSync(parent)) throw new UsageError((n) => `${n('exportDir')}: directory '${parent}' does not exist`, { option: 'exportDir' });
     return;
   }
-  if (!fs.statSync(out).isDirectory()) throw new UsageError(`--export '${out}' exists and is not a directory`);
+  if (!fs.statSync(out).isDirectory()) throw new UsageError((n) => `${n('exportDir')} '${out}' exists and is not a directory`, { option: 'exportDir' });
   const entries = fs.readdirSync(out);
   if (entries.length && !entries.includes(SITE_MARKER))
-    throw new UsageError(`--export '${out}' is a non-empty directory that is not a viewer export (no ${SITE_MARKER}); refusing to replace it`);
+    throw new UsageError((n) => `${n('exportDir')} '${out}' is a non-empty directory that is not a viewer export (no ${SITE_MARKER}); refusing to replace it`, {
+      option: 'exportDir',
+    });
 }
 
 /** Write the whole site to `out` (replacing an earlier export there). */

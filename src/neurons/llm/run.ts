@@ -127,7 +127,7 @@ function neuronList(m: CollectionManifest, li: number, o: LlmRunOptions): number
   const H = m.neurons[li];
   let list = o.neurons ?? Array.from({ length: H }, (_, i) => i);
   const bad = list.find((i) => !Number.isInteger(i) || i < 0 || i >= H);
-  if (bad !== undefined) throw new UsageError(`--neurons: neuron ${bad} is outside layer ${m.layers[li]}'s ${H} neurons`);
+  if (bad !== undefined) throw new UsageError((n) => `${n('neurons')}: neuron ${bad} is outside layer ${m.layers[li]}'s ${H} neurons`, { option: 'neurons' });
   if (o.max !== null && o.max !== undefined) list = list.slice(0, o.max);
   return list;
 }
@@ -162,14 +162,19 @@ export class LlmRun {
     this.m = readManifest(o.dir);
     this.out = outputDir(o);
     this.kind = o.simulatorKind ?? 'all-at-once';
-    if (!SIMULATOR_KINDS.includes(this.kind)) throw new UsageError(`--simulator must be one of ${SIMULATOR_KINDS.join(', ')}, got '${this.kind}'`);
+    if (!SIMULATOR_KINDS.includes(this.kind))
+      throw new UsageError((n) => `${n('simulatorKind')} must be one of ${SIMULATOR_KINDS.join(', ')}, got '${this.kind}'`, { option: 'simulatorKind' });
     this.logprobs = o.logprobs ?? 5;
     if (!Number.isInteger(this.logprobs) || this.logprobs < 1 || this.logprobs > 20)
-      throw new UsageError(`--logprobs must be an integer in [1, 20], got ${this.logprobs}`);
+      throw new UsageError((n) => `${n('logprobs')} must be an integer in [1, 20], got ${this.logprobs}`, { option: 'logprobs' });
     for (const l of o.layers ?? [])
-      if (!this.m.layers.includes(l)) throw new UsageError(`--layers: layer ${l} was not collected in '${o.dir}' (collected: ${this.m.layers.join(', ')})`);
+      if (!this.m.layers.includes(l))
+        throw new UsageError((n) => `${n('layers')}: layer ${l} was not collected in '${o.dir}' (collected: ${this.m.layers.join(', ')})`, {
+          option: 'layers',
+        });
     for (const s of o.splits ?? [])
-      if (!SPLIT_NAMES.includes(s)) throw new UsageError(`--splits: unknown scoring set '${s}' (known: ${SPLIT_NAMES.join(', ')})`);
+      if (!SPLIT_NAMES.includes(s))
+        throw new UsageError((n) => `${n('splits')}: unknown scoring set '${s}' (known: ${SPLIT_NAMES.join(', ')})`, { option: 'splits' });
   }
 
   get layers(): number[] {
@@ -213,7 +218,7 @@ export class LlmRun {
         const kept = compactEcho(r);
         if (kept.logprobs.tokens.length === 0)
           throw new LlmCallError(
-            `the simulator at ${ep.baseURL} returned no prompt log-probabilities for echo: true, max_tokens: 0 (llama.cpp's server and Ollama do not); use --simulator token-by-token or logprob-free`,
+            `the simulator at ${ep.baseURL} returned no prompt log-probabilities for echo: true, max_tokens: 0 (llama.cpp's server and Ollama do not)`,
             null,
             false,
           );
@@ -372,7 +377,8 @@ export class LlmRun {
             results[s]![k] = neuronSimulationResults(l, n, explanation, scoredSimulation(seqs));
           } catch (err) {
             if (!(err instanceof LlmCallError)) throw err;
-            if (err.status === null && !err.retryable && /no prompt log-probabilities/.test(err.message)) throw new DataError(err.message);
+            if (err.status === null && !err.retryable && /no prompt log-probabilities/.test(err.message))
+              throw new DataError((n) => `${err.message}; use ${n('simulatorKind')} token-by-token or logprob-free`, { option: 'simulatorKind' });
             failed.add(n);
           }
         }
