@@ -448,6 +448,30 @@ describe('requests that used to hang, crash or fall back silently', () => {
 });
 
 describe('Trainer (library)', () => {
+  it('train() and crate-ts train run one driver loop: the same lines, stopped and finished', async () => {
+    // digits (losses aside, times and speeds vary) and each run's own directory masked
+    const mask = (lines: string[], out: string) => lines.map((l) => l.replaceAll(out, 'OUT').replace(/\d+(\.\d+)?/g, '#'));
+    for (const [extra, req] of [
+      [['--steps', '6', '--stop-at', '3'], { steps: 6, stopAt: 3 }],
+      [['--steps', '3', '--sample-tokens', '12'], { steps: 3, sampleTokens: 12 }],
+    ] as const) {
+      const tag = `drive-${req.steps}`;
+      const lib: string[] = [];
+      await train({ ...tinyReq(), backend: 'reference', ...req, quiet: false, log: (l) => lib.push(...l.split('\n')), out: path.join(dir, `${tag}-lib`) });
+      const c = await capture(['train', ...tinyArgs(), ...extra, '--log-every', '1', '--out', path.join(dir, `${tag}-cli`)]);
+      expect(c.code).toBe(0);
+      const cli = c.out.split('\n');
+      if (cli[cli.length - 1] === '') cli.pop();
+      const stopped = 'stopAt' in req;
+      // the command line adds how to continue a stopped run
+      if (stopped) expect(cli.pop()).toBe(`continue with: crate-ts train --resume ${path.join(dir, `${tag}-cli`)}`);
+      expect(mask(lib, path.join(dir, `${tag}-lib`)).filter((l) => !l.startsWith('step #/#'))).toEqual(
+        mask(cli, path.join(dir, `${tag}-cli`)).filter((l) => !l.startsWith('step #/#')),
+      );
+      expect(lib.some((l) => l.startsWith(stopped ? 'stopped at step 3 of 6 after ' : 'sample (temperature 0.8, top-k 40):'))).toBe(true);
+    }
+  });
+
   it('step / evaluate / save / stop / run, with events, and nothing printed', async () => {
     const write = vi.spyOn(process.stdout, 'write');
     const log = vi.spyOn(console, 'log');

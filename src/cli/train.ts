@@ -7,9 +7,9 @@
 // the end and saves), loss.svg and the final sample. The training itself is the Trainer's.
 import { parseOptions, intFlag, numFlag, withFlagNames } from './options.js';
 import { stdout, guardStdout } from './output.js';
-import { Trainer, type TrainRequest } from '../train/trainer.js';
+import { Trainer, driveRun, type TrainRequest } from '../train/trainer.js';
 import { RUN_DEFAULTS, MAX_THREADS } from '../train/defaults.js';
-import { Progress, fmtDuration } from '../train/progress.js';
+import { Progress } from '../train/progress.js';
 import { PRESETS, type Arch } from '../model/config.js';
 import { archList, isArch } from '../model/archs.js';
 import type { BackendChoice } from '../backend/select.js';
@@ -256,34 +256,18 @@ async function runOn(comm: Communicator, req: TrainRequest, v: Record<string, st
   for (const [sig, h] of handlers) process.on(sig, h);
 
   try {
-    for (const line of trainer.describe()) say(line);
-    const h = trainer.hyper,
-      lastStep = Math.min(h.steps, req.stopAt ?? Infinity);
-    if (!quiet) {
-      trainer.on('step', (s) => progress.update(s, h.logEvery > 0 && (s.step % h.logEvery === 0 || s.step === 1 || s.step === lastStep)));
-      trainer.on('eval', (e) => {
-        if (e.split === 'val' && e.step < h.steps) say(`step ${e.step}: validation loss ${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)})`);
-      });
-    }
-    let r;
-    try {
-      r = await trainer.run();
-    } finally {
-      progress.done();
-    }
-    // A signal during the final evaluation and save lets them finish (a second one exits at once).
-    const svg = trainer.writeLossChart();
-    const wall = (performance.now() - t0) / 1000;
-    if (!r.finished) {
-      say(`stopped at step ${r.step} of ${h.steps} after ${fmtDuration(wall)}; checkpoint saved to ${r.checkpoint}`);
-      say(`continue with: crate-ts train --resume ${trainer.out}`);
-      return caught ? SIGNAL_EXIT[caught] : 0;
-    }
-    say('');
-    for (const line of trainer.summary(r, wall)) say(line);
-    say(`  loss curve ${svg}`);
-    const nSample = sampleTokens ?? (trainer.tokenizer.name === 'gpt2' ? 80 : 300);
-    if (nSample > 0 && !caught && !quiet) say(`sample (temperature 0.8, top-k 40):\n${trainer.sample({ tokens: nSample, prompt: samplePrompt })}`);
+    const r = await driveRun(trainer, {
+      t0,
+      log: say,
+      onStep: quiet ? null : (s, logged) => progress.update(s, logged),
+      afterRun: () => progress.done(),
+      stopAt: req.stopAt,
+      sampleTokens,
+      samplePrompt,
+      // a signal during the final evaluation and save lets them finish, and skips the sample
+      wantSample: () => !caught && !quiet,
+    });
+    if (r.interrupted) say(`continue with: crate-ts train --resume ${trainer.out}`);
     return caught ? SIGNAL_EXIT[caught] : 0;
   } catch (e) {
     throw withFlagNames(e);

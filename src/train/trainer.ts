@@ -660,6 +660,14 @@ export class Trainer extends EventEmitter<TrainerEvents> {
   }
 }
 
+// ---- the driver loop ------------------------------------------------------------------------------
+// One loop for a whole run, shared by train() below and `crate-ts train` (src/cli/train.ts): describe
+// the run, report the logged steps and the evaluations, run the Trainer to the end (or to its stop),
+// write loss.svg, then the stop line or the summary and, for a finished run, a sample. The callers
+// differ only in where the lines go (a callback; the terminal's progress bar), in how a run is
+// stopped (an AbortSignal; the CLI's signal handlers call trainer.stop()) and in whether a sample is
+// drawn. A data-parallel run goes through it too: Trainer.run steps every rank together.
+
 export interface TrainResult {
   out: string;
   checkpoint: string;
@@ -682,6 +690,83 @@ export interface TrainResult {
   sample?: string;
 }
 
+export interface DriveOptions {
+  /** performance.now() when the run was asked for (its wall time counts from here). */
+  t0: number;
+  /** Where the run's lines go: its description, evaluations, the stop line or summary, the sample. */
+  log: (line: string) => void;
+  /**
+   * Every step; `logged` is true for the steps that get a line (every logEvery steps, the first and
+   * the last). Default: a formatProgress line on the logged steps. null: steps and evaluations are
+   * not reported at all (a quiet terminal).
+   */
+  onStep?: ((s: StepEvent, logged: boolean) => void) | null;
+  /** Called when the Trainer's run returns or throws (the terminal ends its progress bar). */
+  afterRun?: () => void;
+  signal?: AbortSignal;
+  /** Stop (and save) after this step; the schedule still spans its steps. */
+  stopAt?: number;
+  /** Tokens of sample text at the end of a finished run (default 300 for byte and char tokenizers, 80 for gpt2; 0: none). */
+  sampleTokens?: number;
+  samplePrompt?: string;
+  /** Whether to draw the sample once the run has finished (default yes). */
+  wantSample?: () => boolean;
+}
+
+/** Run a created Trainer through to its result (the caller frees the trainer). */
+export async function driveRun(trainer: Trainer, o: DriveOptions): Promise<TrainResult> {
+  const log = o.log;
+  for (const line of trainer.describe()) log(line);
+  const h = trainer.hyper,
+    lastStep = Math.min(h.steps, o.stopAt ?? Infinity);
+  if (o.onStep !== null) {
+    const onStep = o.onStep ?? ((s: StepEvent, logged: boolean) => (logged ? log(formatProgress(s)) : undefined));
+    trainer.on('step', (s) => onStep(s, h.logEvery > 0 && (s.step % h.logEvery === 0 || s.step === 1 || s.step === lastStep)));
+    trainer.on('eval', (e) => {
+      if (e.split === 'val' && e.step < h.steps) log(`step ${e.step}: validation loss ${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)})`);
+    });
+  }
+  let r;
+  try {
+    r = await trainer.run({ signal: o.signal, stopAt: o.stopAt });
+  } finally {
+    o.afterRun?.();
+  }
+  // A stop during the final evaluation and save lets them finish.
+  const svg = trainer.writeLossChart();
+  const wallSeconds = (performance.now() - o.t0) / 1000;
+  const result: TrainResult = {
+    out: trainer.out,
+    checkpoint: r.checkpoint,
+    svg,
+    backend: trainer.backend.name,
+    backendReason: trainer.backendReason,
+    config: trainer.config,
+    tokenizer: trainer.tokenizer.name,
+    step: r.step,
+    losses: r.losses,
+    trainLoss: r.trainLoss,
+    valLoss: r.valLoss,
+    unigramEntropy: trainer.unigramEntropy,
+    tokensPerSec: r.tokensPerSec,
+    wallSeconds,
+    interrupted: !r.finished,
+  };
+  if (!r.finished) {
+    log(`stopped at step ${r.step} of ${h.steps} after ${fmtDuration(wallSeconds)}; checkpoint saved to ${r.checkpoint}`);
+    return result;
+  }
+  log('');
+  for (const line of trainer.summary(r, wallSeconds)) log(line);
+  log(`  loss curve ${svg}`);
+  const nSample = o.sampleTokens ?? (trainer.tokenizer.name === 'gpt2' ? 80 : 300);
+  if (nSample > 0 && (o.wantSample?.() ?? true)) {
+    result.sample = trainer.sample({ tokens: nSample, prompt: o.samplePrompt });
+    log(`sample (temperature 0.8, top-k 40):\n${result.sample}`);
+  }
+  return result;
+}
+
 /**
  * Run (or resume) training in one call: a Trainer run to the end (or to stopAt / req.signal), then
  * loss.svg and, for a finished run, a sample. Prints nothing: progress lines go to req.log.
@@ -691,47 +776,7 @@ export async function train(req: TrainRequest = {}): Promise<TrainResult> {
   const log = req.quiet || !req.log ? () => {} : req.log;
   const trainer = await Trainer.create(req);
   try {
-    for (const line of trainer.describe()) log(line);
-    const h = trainer.hyper,
-      lastStep = Math.min(h.steps, req.stopAt ?? Infinity);
-    trainer.on('step', (s) => {
-      if (h.logEvery > 0 && (s.step % h.logEvery === 0 || s.step === 1 || s.step === lastStep)) log(formatProgress(s));
-    });
-    trainer.on('eval', (e) => {
-      if (e.split === 'val' && e.step < h.steps) log(`step ${e.step}: validation loss ${e.loss.toFixed(4)} (perplexity ${Math.exp(e.loss).toFixed(2)})`);
-    });
-    const r = await trainer.run({ signal: req.signal, stopAt: req.stopAt });
-    const svg = trainer.writeLossChart();
-    const wallSeconds = (performance.now() - t0) / 1000;
-    const result: TrainResult = {
-      out: trainer.out,
-      checkpoint: r.checkpoint,
-      svg,
-      backend: trainer.backend.name,
-      backendReason: trainer.backendReason,
-      config: trainer.config,
-      tokenizer: trainer.tokenizer.name,
-      step: r.step,
-      losses: r.losses,
-      trainLoss: r.trainLoss,
-      valLoss: r.valLoss,
-      unigramEntropy: trainer.unigramEntropy,
-      tokensPerSec: r.tokensPerSec,
-      wallSeconds,
-      interrupted: !r.finished,
-    };
-    if (!r.finished) {
-      log(`stopped at step ${r.step} of ${h.steps}; checkpoint saved to ${r.checkpoint}`);
-      return result;
-    }
-    for (const line of trainer.summary(r, wallSeconds)) log(line);
-    log(`  loss curve ${svg}`);
-    const nSample = req.sampleTokens ?? (trainer.tokenizer.name === 'gpt2' ? 80 : 300);
-    if (nSample > 0) {
-      result.sample = trainer.sample({ tokens: nSample, prompt: req.samplePrompt });
-      log(`sample (temperature 0.8, top-k 40):\n${result.sample}`);
-    }
-    return result;
+    return await driveRun(trainer, { t0, log, signal: req.signal, stopAt: req.stopAt, sampleTokens: req.sampleTokens, samplePrompt: req.samplePrompt });
   } finally {
     trainer.free();
   }
