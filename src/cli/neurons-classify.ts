@@ -1,16 +1,13 @@
 // crate-ts neurons score DIR --scorer detection|fuzzing: classification scores of explanations
 // (src/neurons/classifier.ts), judged offline from the token-lookup table or by a chat model.
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
-import { parseErrorMessage } from './options.js';
 import { CLASSIFIER_KINDS, type ClassifierKind } from '../neurons/classifier.js';
 import { classifyCollection, LlmJudge, type ClassifySummary } from '../neurons/classify-run.js';
-import { LlmClient } from '../neurons/llm/client.js';
-import { DiskCache } from '../neurons/llm/cache.js';
 import { loadPromptSet } from '../neurons/llm/prompts.js';
 import { readManifest } from '../neurons/format.js';
 import { parseIndexList } from './neurons-llm.js';
+import { LLM_OPTIONS, checkUrl, clientFromOptions, intOption, parseCollectionArgs } from './neurons-llm-options.js';
 
 export const HELP = `usage: crate-ts neurons score DIR --scorer detection|fuzzing [--judge lookup | --api-base URL --model NAME] [options]
 
@@ -46,51 +43,24 @@ export function wantsClassifier(argv: readonly string[]): boolean {
 
 export async function run(argv: string[]): Promise<number> {
   const options = {
-    help: { type: 'boolean', short: 'h' },
+    ...LLM_OPTIONS,
     scorer: { type: 'string' },
     judge: { type: 'string' },
-    'api-base': { type: 'string' },
-    'api-key': { type: 'string' },
-    model: { type: 'string' },
     explanations: { type: 'string' },
     'no-logprobs': { type: 'boolean' },
     'per-class': { type: 'string' },
     'per-prompt': { type: 'string' },
-    layers: { type: 'string' },
-    max: { type: 'string' },
     seed: { type: 'string' },
-    out: { type: 'string' },
-    concurrency: { type: 'string' },
-    'cache-dir': { type: 'string' },
-    'no-cache': { type: 'boolean' },
-    'max-retries': { type: 'string' },
-    timeout: { type: 'string' },
-    'dry-run': { type: 'boolean' },
-    json: { type: 'boolean' },
   } as const;
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options });
-  } catch (e) {
-    throw new UsageError(parseErrorMessage(e as Error & { code?: string }, options), { cause: e });
-  }
-  const v = parsed.values as Record<string, string | boolean | undefined>;
-  if (v.help) {
+  const args = parseCollectionArgs(argv, options, 'crate-ts neurons score DIR --scorer detection|fuzzing');
+  if (!args) {
     console.log(HELP);
     return 0;
   }
-  if (parsed.positionals.length !== 1) throw new UsageError('give exactly one collection directory: crate-ts neurons score DIR --scorer detection|fuzzing');
-  const dir = parsed.positionals[0];
+  const { v, dir } = args;
   const kind = v.scorer as ClassifierKind;
   if (!CLASSIFIER_KINDS.includes(kind)) throw new UsageError(`--scorer must be ${CLASSIFIER_KINDS.join(' or ')}, got '${String(v.scorer)}'`);
-  const int = (k: string, def: number, min: number): number => {
-    const raw = v[k];
-    if (raw === undefined) return def;
-    const n = Number(raw);
-    if (typeof raw !== 'string' || !/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min)
-      throw new UsageError(`--${k} must be an integer >= ${min}, got '${String(raw)}'`);
-    return n;
-  };
+  const int = (k: string, def: number, min: number): number => intOption(v, k, def, min, true);
   const apiBase = typeof v['api-base'] === 'string' ? v['api-base'] : undefined;
   const judgeOpt = typeof v.judge === 'string' ? v.judge : apiBase ? 'llm' : 'lookup';
   if (judgeOpt !== 'lookup' && judgeOpt !== 'llm') throw new UsageError(`--judge must be lookup (or give --api-base for an LLM judge), got '${judgeOpt}'`);
@@ -100,20 +70,10 @@ export async function run(argv: string[]): Promise<number> {
   const dry = v['dry-run'] === true;
   if (judgeOpt === 'llm') {
     if (!apiBase) throw new UsageError('an LLM judge needs --api-base URL (and --model NAME)');
-    try {
-      new URL(apiBase);
-    } catch {
-      throw new UsageError(`--api-base '${apiBase}' is not a URL (e.g. http://127.0.0.1:8000/v1)`);
-    }
+    checkUrl(apiBase, '--api-base');
     const model = typeof v.model === 'string' ? v.model : undefined;
     if (!model) throw new UsageError('an LLM judge needs --model NAME');
-    const client = new LlmClient({
-      concurrency: int('concurrency', 8, 1),
-      cache: v['no-cache'] ? null : new DiskCache(typeof v['cache-dir'] === 'string' ? v['cache-dir'] : path.join(dir, 'llm-cache')),
-      maxRetries: int('max-retries', 6, 0),
-      timeoutMs: int('timeout', 300, 1) * 1000,
-      dryRun: dry,
-    });
+    const client = clientFromOptions(v, dir, {}, true);
     const explanationsDir = typeof v.explanations === 'string' ? v.explanations : path.join(dir, `llm-${loadPromptSet().name}`, 'explanations');
     judge = {
       judge: new LlmJudge(

@@ -1,11 +1,8 @@
 // crate-ts neurons explain | simulate | score --api-base ...: explanations and simulations of a
 // collection's neurons by LLMs behind OpenAI-compatible APIs (src/neurons/llm/).
-import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { parseErrorMessage } from './options.js';
 import { UsageError } from '../errors.js';
-import { LlmClient, type Endpoint } from '../neurons/llm/client.js';
-import { DiskCache } from '../neurons/llm/cache.js';
+import type { Endpoint } from '../neurons/llm/client.js';
+import { LLM_OPTIONS, checkUrl, clientFromOptions, intOption, parseCollectionArgs } from './neurons-llm-options.js';
 import { loadPromptSet } from '../neurons/llm/prompts.js';
 import { LlmRun, SIMULATOR_KINDS, type RunSummary, type SimulatorKind } from '../neurons/llm/run.js';
 import { SPLIT_LABELS, SPLIT_NAMES, type SplitName } from '../neurons/scoring.js';
@@ -163,11 +160,7 @@ function endpoint(v: Record<string, unknown>, role: 'explainer' | 'simulator'): 
   const get = (k: string) => (typeof v[`${role}-${k}`] === 'string' ? (v[`${role}-${k}`] as string) : typeof v[k] === 'string' ? (v[k] as string) : undefined);
   const baseURL = get('api-base') ?? process.env.OPENAI_BASE_URL;
   if (!baseURL) throw new UsageError(`no ${role} endpoint: give --api-base URL (or --${role}-api-base, or set OPENAI_BASE_URL)`);
-  try {
-    new URL(baseURL);
-  } catch {
-    throw new UsageError(`--${role}-api-base '${baseURL}' is not a URL (e.g. http://127.0.0.1:8000/v1)`);
-  }
+  checkUrl(baseURL, `--${role}-api-base`);
   const model = get('model');
   if (!model) throw new UsageError(`no ${role} model: give --model NAME (or --${role}-model)`);
   return { baseURL: baseURL.replace(/\/+$/, ''), apiKey: get('api-key') ?? process.env.OPENAI_API_KEY ?? '', model };
@@ -175,55 +168,29 @@ function endpoint(v: Record<string, unknown>, role: 'explainer' | 'simulator'): 
 
 export async function runLlm(mode: Mode, argv: string[]): Promise<number> {
   const options = {
-    help: { type: 'boolean', short: 'h' },
-    'api-base': { type: 'string' },
-    'api-key': { type: 'string' },
-    model: { type: 'string' },
+    ...LLM_OPTIONS,
     'explainer-api-base': { type: 'string' },
     'explainer-api-key': { type: 'string' },
     'explainer-model': { type: 'string' },
     'simulator-api-base': { type: 'string' },
     'simulator-api-key': { type: 'string' },
     'simulator-model': { type: 'string' },
-    layers: { type: 'string' },
     neurons: { type: 'string' },
-    max: { type: 'string' },
     splits: { type: 'string' },
     prompts: { type: 'string' },
-    out: { type: 'string' },
-    concurrency: { type: 'string' },
-    'cache-dir': { type: 'string' },
-    'no-cache': { type: 'boolean' },
-    'max-retries': { type: 'string' },
-    timeout: { type: 'string' },
-    'dry-run': { type: 'boolean' },
-    json: { type: 'boolean' },
     'no-system-role': { type: 'boolean' },
     'max-tokens': { type: 'string' },
     context: { type: 'string' },
     simulator: { type: 'string' },
     logprobs: { type: 'string' },
   } as const;
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options });
-  } catch (e) {
-    throw new UsageError(parseErrorMessage(e as Error & { code?: string }, options), { cause: e });
-  }
-  const v = parsed.values as Record<string, string | boolean | undefined>;
-  if (v.help) {
+  const args = parseCollectionArgs(argv, options, `crate-ts neurons ${mode} DIR --api-base URL --model NAME`);
+  if (!args) {
     console.log(HELP[mode]);
     return 0;
   }
-  if (parsed.positionals.length !== 1) throw new UsageError(`give exactly one collection directory: crate-ts neurons ${mode} DIR --api-base URL --model NAME`);
-  const dir = parsed.positionals[0];
-  const int = (k: string, def: number, min: number): number => {
-    const raw = v[k];
-    if (raw === undefined) return def;
-    const n = Number(raw);
-    if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${k} must be an integer >= ${min}, got '${String(raw)}'`);
-    return n;
-  };
+  const { v, dir } = args;
+  const int = (k: string, def: number, min: number): number => intOption(v, k, def, min);
   const kind = (typeof v.simulator === 'string' ? v.simulator : 'all-at-once') as SimulatorKind;
   if (!SIMULATOR_KINDS.includes(kind))
     throw new UsageError(`--simulator must be one of ${SIMULATOR_KINDS.join(', ')}${mode === 'score' ? ' (or lookup, the offline score)' : ''}, got '${kind}'`);
@@ -232,14 +199,8 @@ export async function runLlm(mode: Mode, argv: string[]): Promise<number> {
   const prompts = loadPromptSet(typeof v.prompts === 'string' ? v.prompts : undefined);
   const countTokens = await calibratedCounter();
   const dry = v['dry-run'] === true;
-  const cache = v['no-cache'] ? null : new DiskCache(typeof v['cache-dir'] === 'string' ? v['cache-dir'] : path.join(dir, 'llm-cache'));
   const quiet = v.json === true;
-  const client = new LlmClient({
-    concurrency: int('concurrency', 8, 1),
-    cache,
-    maxRetries: int('max-retries', 6, 0),
-    timeoutMs: int('timeout', 300, 1) * 1000,
-    dryRun: dry,
+  const client = clientFromOptions(v, dir, {
     countTokens,
     onRetry: quiet ? undefined : (r) => process.stderr.write(`\nretry ${r.attempt} in ${(r.delayMs / 1000).toFixed(1)}s: ${r.reason}\n`),
   });
