@@ -3,6 +3,8 @@
 // [0, 1] sparsity axis at 0, 0.25, ..., 1, a short title, no overlapping labels). The PNGs looked at
 // while making them were rendered with rsvg-convert from a 1500-step cpu run.
 import { describe, it, expect } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import { lossChartSvg } from '../src/train/svg.js';
 import { escapeXml, logTicks, roundTicks, ticks } from '../src/util/svg.js';
 import { diagnosticsSvg, type DiagnosticsResult } from '../src/verify/diagnostics.js';
@@ -137,6 +139,12 @@ describe('verify --checkpoint --svg', () => {
 });
 
 describe('the shared SVG pieces (src/util/svg.ts)', () => {
+  it("the viewer's front end compiles the same functions: src/viewer/web/svg.generated.ts is up to date (npm run gen:web-svg)", () => {
+    const r = spawnSync(process.execPath, [path.join(import.meta.dirname, '..', 'scripts', 'gen-web-svg.mjs'), '--check'], { encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
   it('escapes the XML specials in text and attributes, and nothing else', () => {
     expect(escapeXml(`a<b & "c" > d's`)).toBe(`a&lt;b &amp; &quot;c&quot; &gt; d's`);
     expect(escapeXml('&amp;')).toBe('&amp;amp;');

@@ -1,5 +1,6 @@
 // The small pieces every hand-written SVG chart of crate-ts shares (the loss chart of a run, the
-// comparison of neuron collections, the layer-wise diagnostics): escaping text for XML, "nice" axis
+// comparison of neuron collections, the layer-wise diagnostics, and the viewer's score chart, whose
+// browser scripts compile a generated copy: scripts/gen-web-svg.mjs): escaping text for XML, "nice" axis
 // ticks (linear and logarithmic), the plot area inside the margins, the opening lines of a chart
 // (white background, a centred title) and the horizontal grid lines with their labels. Each chart
 // keeps its own layout; what it draws with these pieces is written once here.

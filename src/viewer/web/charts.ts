@@ -10,18 +10,9 @@ interface Series {
   points: [number, number | null][];
 }
 
-/** Nice round ticks covering [lo, hi]. */
-function ticks(lo: number, hi: number, n = 5): number[] {
-  if (!(hi > lo)) {
-    hi = lo + 1;
-  }
-  const raw = (hi - lo) / n,
-    mag = 10 ** Math.floor(Math.log10(raw)),
-    step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((st) => st >= raw) ?? raw;
-  const out: number[] = [];
-  const end = Math.ceil(hi / step - 1e-9) * step;
-  for (let v = Math.floor(lo / step) * step; v <= end + 1e-9 * step; v += step) out.push(Number(v.toPrecision(6)));
-  return out;
+/** Nice round ticks covering [lo, hi], the axis ending on them (roundTicks of src/util/svg.ts, via svg.generated.ts). */
+function axisTicks(lo: number, hi: number, n = 5): number[] {
+  return roundTicks(lo, hi > lo ? hi : lo + 1, n).ticks;
 }
 
 /**
@@ -48,16 +39,17 @@ function scoreChart(cols: CollectionSummary[]): HTMLElement {
     }
   });
   const W = 720,
-    H = 300,
-    ml = 52,
-    mr = 16,
-    mt = 16,
-    mb = 40;
+    H = 300;
+  const area = plotArea(W, H, { left: 52, right: 16, top: 16, bottom: 40 });
+  const ml = area.x,
+    mt = area.y,
+    mr = W - area.x - area.width,
+    mb = H - area.y - area.height;
   const xs = series.flatMap((sr) => sr.points.map(([x]) => x));
   const ys = series.flatMap((sr) => sr.points.map(([, y]) => y)).filter((y): y is number => y !== null);
   const x0 = Math.min(...xs, 0),
     x1 = Math.max(...xs, 1);
-  const yt = ticks(Math.min(0, ...ys), Math.max(10, ...ys));
+  const yt = axisTicks(Math.min(0, ...ys), Math.max(10, ...ys));
   const y0 = yt[0],
     y1 = yt[yt.length - 1];
   const X = (x: number) => ml + ((x - x0) / Math.max(1e-9, x1 - x0)) * (W - ml - mr);
