@@ -8,6 +8,17 @@ import { openCommunicator, checkDistChoice } from '../src/distributed/select.js'
 import { SINGLE, foldInto, type Communicator } from '../src/distributed/communicator.js';
 import { prepareTogether, firstDifference, isEchoOfRankZero } from '../src/distributed/agree.js';
 import { CLI, ROOT } from './helpers/mpi.js';
+import { cliMessage } from '../src/cli/flags.js';
+
+/** The message of what `f` throws (or rejects with) as the library writes it and as the command line prints it. */
+async function messages(f: () => unknown): Promise<[string, string]> {
+  try {
+    await f();
+  } catch (e) {
+    return [(e as Error).message, cliMessage(e as Error)];
+  }
+  throw new Error('nothing was thrown');
+}
 
 describe('launchInfo', () => {
   it('reads mpirun, MPICH, srun and torchrun variables', () => {
@@ -53,20 +64,25 @@ describe('openCommunicator', () => {
     expect(await openCommunicator('single', { env: { OMPI_COMM_WORLD_SIZE: '1', OMPI_COMM_WORLD_RANK: '0' } })).toBe(SINGLE);
   });
   it('refuses --dist mpi without mpirun, --dist single under a several-rank launch, and a missing addon', async () => {
-    await expect(openCommunicator('mpi', { env: {} })).rejects.toThrow(
-      /--dist mpi: this process was not started by mpirun or srun .* mpirun -np N npx crate-ts/,
-    );
-    await expect(openCommunicator('single', { env: { OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_RANK: '0' } })).rejects.toThrow(
-      /--dist single, but mpirun started 2 ranks/,
-    );
+    // the library names the option `dist`; the command line prints --dist
+    let [lib, cli] = await messages(() => openCommunicator('mpi', { env: {} }));
+    expect(lib).toMatch(/^dist mpi: this process was not started by mpirun or srun .* mpirun -np N npx crate-ts/);
+    expect(cli).toMatch(/^--dist mpi: this process was not started by mpirun or srun .* mpirun -np N npx crate-ts/);
+    [lib, cli] = await messages(() => openCommunicator('single', { env: { OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_RANK: '0' } }));
+    expect(lib).toMatch(/^dist single, but mpirun started 2 ranks.*\(use dist mpi,/);
+    expect(cli).toMatch(/^--dist single, but mpirun started 2 ranks.*\(use --dist mpi,/);
     process.env.CRATE_TS_MPI_ADDON = '/nonexistent/crate_mpi.node';
-    await expect(openCommunicator('auto', { env: { OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_RANK: '0' } })).rejects.toThrow(
-      /mpirun started 2 ranks .*, but running them together needs the MPI addon, which is not built .*apt-get install openmpi-bin libopenmpi-dev.*npm run build:mpi/,
-    );
-    await expect(openCommunicator('mpi', { env: { OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_RANK: '0' } })).rejects.toThrow(
-      /--dist mpi needs the MPI addon, which is not built/,
-    );
-    expect(() => checkDistChoice('gloo')).toThrow(/--dist must be one of auto, single, mpi, nccl, got 'gloo'/);
+    [lib, cli] = await messages(() => openCommunicator('auto', { env: { OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_RANK: '0' } }));
+    for (const m of [lib, cli])
+      expect(m).toMatch(
+        /^mpirun started 2 ranks .*, but running them together needs the MPI addon, which is not built .*apt-get install openmpi-bin libopenmpi-dev.*npm run build:mpi/,
+      );
+    [lib, cli] = await messages(() => openCommunicator('mpi', { env: { OMPI_COMM_WORLD_SIZE: '2', OMPI_COMM_WORLD_RANK: '0' } }));
+    expect(lib).toMatch(/^dist mpi needs the MPI addon, which is not built/);
+    expect(cli).toMatch(/^--dist mpi needs the MPI addon, which is not built/);
+    [lib, cli] = await messages(() => checkDistChoice('gloo'));
+    expect(lib).toBe("dist must be one of auto, single, mpi, nccl, got 'gloo'");
+    expect(cli).toBe("--dist must be one of auto, single, mpi, nccl, got 'gloo'");
   });
 });
 

@@ -16,6 +16,7 @@ import { CudaBackend, type CudaBuf } from '../src/backend/cuda.js';
 import { LanguageModel } from '../src/model/lm.js';
 import { makeConfig } from '../src/model/config.js';
 import { Rng } from '../src/util/rng.js';
+import { cliMessage } from '../src/cli/flags.js';
 
 const REQUIRE = process.env.CRATE_TS_REQUIRE_CUDA === '1';
 const cuda = (
@@ -31,7 +32,12 @@ if (skip) console.warn(`dist-nccl tests skipped: ${skip}`);
 
 describe('nccl communicator without a GPU or NCCL', () => {
   it('--dist nccl on the cpu backend is one UsageError naming the fix', async () => {
-    await expect(openCommunicator('nccl', { backend: 'cpu', env: {} })).rejects.toThrow(/--dist nccl needs --backend cuda .*use --dist mpi/);
+    const e = await openCommunicator('nccl', { backend: 'cpu', env: {} }).then(
+      () => null,
+      (x: Error) => x,
+    );
+    expect(e?.message).toMatch(/^dist nccl needs backend cuda .*use dist mpi/);
+    expect(cliMessage(e!)).toMatch(/^--dist nccl needs --backend cuda .*use --dist mpi/);
   });
   it.runIf(REQUIRE)('a GPU is there (CRATE_TS_REQUIRE_CUDA=1)', () => {
     expect(noGpu).toBeNull();

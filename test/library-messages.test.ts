@@ -20,12 +20,6 @@ const ALLOWED: Record<string, string> = {
   // owned by the server's maintainer, being reworked there (engine.ts, the router)
   'src/serve/server.ts': 'serve limits name their --max-* flags',
   'src/serve/engine.ts': 'serve --echo-stride',
-  // owned by the data-parallel maintainer: the --dist launch checks, the ranks' batch split
-  'src/distributed/collect.ts': 'dist collect --batch',
-  'src/distributed/mpi.ts': 'dist mpi',
-  'src/distributed/nccl.ts': 'dist nccl',
-  'src/distributed/select.ts': 'dist choice',
-  'src/distributed/train.ts': 'dist --grad-accum',
   // owned by the SAE's maintainer
   'src/sae/train.ts': 'sae train options',
   'src/sae/eval.ts': 'sae eval options',

@@ -22,7 +22,9 @@ export function shardWindows(nWin: number, batch: number, T: number, rank: numbe
   if (ranks === 1) return { w0: 0, w1: nWin, lo: 0, hi: nWin * T };
   if (nChunks < ranks)
     throw new UsageError(
-      `${nWin} windows in forward batches of ${batch} make ${nChunks} chunk${nChunks === 1 ? '' : 's'}, fewer than the ${ranks} ranks: collect more tokens, or use a smaller --batch or fewer ranks`,
+      (n) =>
+        `${nWin} windows in forward batches of ${batch} make ${nChunks} chunk${nChunks === 1 ? '' : 's'}, fewer than the ${ranks} ranks: collect more tokens, or use a smaller ${n('batch')} or fewer ranks`,
+      { option: 'batch' },
     );
   const c0 = Math.floor((rank * nChunks) / ranks),
     c1 = Math.floor(((rank + 1) * nChunks) / ranks);

@@ -49,23 +49,24 @@ let addon: MpiAddon | null = null;
 function loadAddon(): MpiAddon {
   if (addon) return addon;
   const file = mpiAddonPath();
-  if (!fs.existsSync(file)) throw new UsageError(`--dist mpi needs the MPI addon, which is not built (${file} is missing): ${HOW_TO_BUILD}`);
+  if (!fs.existsSync(file))
+    throw new UsageError((n) => `${n('dist')} mpi needs the MPI addon, which is not built (${file} is missing): ${HOW_TO_BUILD}`, { option: 'dist' });
   try {
     addon = createRequire(import.meta.url)(file) as MpiAddon;
   } catch (e) {
     const why = (e as Error).message.split('\n')[0];
-    throw new UsageError(`--dist mpi: the MPI addon ${file} does not load (${why}): ${HOW_TO_BUILD}`);
+    throw new UsageError((n) => `${n('dist')} mpi: the MPI addon ${file} does not load (${why}): ${HOW_TO_BUILD}`, { option: 'dist' });
   }
   return addon;
 }
 
 /** Null when the MPI addon is built and loads, else why not (one line). */
-export function mpiUnavailable(): string | null {
+export function mpiUnavailable(): UsageError | null {
   try {
     loadAddon();
     return null;
   } catch (e) {
-    return (e as Error).message;
+    return e as UsageError;
   }
 }
 

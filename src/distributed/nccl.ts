@@ -48,13 +48,18 @@ const ID_BYTES = 128;
 function ncclAddon(): NcclAddon {
   const { addon, reason } = tryLoadAddon();
   const cuda = (addon as unknown as { cuda?: Partial<NcclAddon> } | null)?.cuda;
-  if (!cuda) throw new UsageError(`--dist nccl needs the CUDA build of the addon (npm run build:cuda): ${reason ?? 'this addon was built without CUDA'}`);
+  if (!cuda)
+    throw new UsageError((n) => `${n('dist')} nccl needs the CUDA build of the addon (npm run build:cuda): ${reason ?? 'this addon was built without CUDA'}`, {
+      option: 'dist',
+    });
   if (typeof cuda.nccl_load !== 'function' || typeof cuda.nccl_join !== 'function')
-    throw new UsageError('--dist nccl: this CUDA addon predates NCCL support on device buffers; rebuild it with npm run build:cuda');
+    throw new UsageError((n) => `${n('dist')} nccl: this CUDA addon predates NCCL support on device buffers; rebuild it with npm run build:cuda`, {
+      option: 'dist',
+    });
   const dev = cuda.available!();
-  if (!dev.available) throw new UsageError(`--dist nccl needs a GPU: ${dev.reason}`);
+  if (!dev.available) throw new UsageError((n) => `${n('dist')} nccl needs a GPU: ${dev.reason}`, { option: 'dist' });
   const st = cuda.nccl_load();
-  if (!st.loaded) throw new UsageError(`--dist nccl: ${st.reason}`);
+  if (!st.loaded) throw new UsageError((n) => `${n('dist')} nccl: ${st.reason}`, { option: 'dist' });
   return cuda as NcclAddon;
 }
 
@@ -65,7 +70,10 @@ async function exchangeIdTcp(id: Uint8Array | null, rank: number, size: number, 
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) =>
         reject(
-          new UsageError(`--dist nccl: rank 0 cannot listen on ${host}:${port} (MASTER_ADDR:MASTER_PORT): ${(e as NodeJS.ErrnoException).code ?? e.message}`),
+          new UsageError(
+            (n) => `${n('dist')} nccl: rank 0 cannot listen on ${host}:${port} (MASTER_ADDR:MASTER_PORT): ${(e as NodeJS.ErrnoException).code ?? e.message}`,
+            { option: 'dist' },
+          ),
         ),
       );
       server.listen(port, host, () => resolve());
@@ -97,7 +105,10 @@ async function exchangeIdTcp(id: Uint8Array | null, rank: number, size: number, 
       });
     } catch (e) {
       if (Date.now() > deadline)
-        throw new UsageError(`--dist nccl: rank ${rank} could not get the NCCL id from rank 0 at ${host}:${port} within 60 s (${(e as Error).message})`);
+        throw new UsageError(
+          (n) => `${n('dist')} nccl: rank ${rank} could not get the NCCL id from rank 0 at ${host}:${port} within 60 s (${(e as Error).message})`,
+          { option: 'dist' },
+        );
       await new Promise((r) => setTimeout(r, 250));
     }
   }
@@ -139,7 +150,9 @@ export class NcclCommunicator implements Communicator {
         portS = env.MASTER_PORT;
       if (size > 1 && (!host || !portS))
         throw new UsageError(
-          `--dist nccl with ${size} ranks needs MASTER_ADDR and MASTER_PORT (rank 0's address and a free port), as torchrun sets them, or a launch by mpirun with the MPI addon built`,
+          (n) =>
+            `${n('dist')} nccl with ${size} ranks needs MASTER_ADDR and MASTER_PORT (rank 0's address and a free port), as torchrun sets them, or a launch by mpirun with the MPI addon built`,
+          { option: 'dist' },
         );
       const port = Number(portS ?? 0);
       if (size > 1 && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new UsageError(`MASTER_PORT=${portS} is not a port number`);
@@ -216,7 +229,9 @@ export class NcclCommunicator implements Communicator {
 export async function openNccl(l: LaunchInfo, backend: string | undefined): Promise<Communicator> {
   if (backend !== 'cuda')
     throw new UsageError(
-      `--dist nccl needs --backend cuda (one rank per GPU), not ${backend ?? 'the default backend'}; for cpu training across processes use --dist mpi under mpirun`,
+      (n) =>
+        `${n('dist')} nccl needs ${n('backend')} cuda (one rank per GPU), not ${backend ?? 'the default backend'}; for cpu training across processes use ${n('dist')} mpi under mpirun`,
+      { option: 'dist' },
     );
   return NcclCommunicator.open(l);
 }

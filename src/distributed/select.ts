@@ -16,7 +16,8 @@ export type DistChoice = 'auto' | 'single' | 'mpi' | 'nccl';
 export const DIST_CHOICES: readonly DistChoice[] = ['auto', 'single', 'mpi', 'nccl'];
 
 export function checkDistChoice(s: string): DistChoice {
-  if (!(DIST_CHOICES as readonly string[]).includes(s)) throw new UsageError(`--dist must be one of ${DIST_CHOICES.join(', ')}, got '${s}'`);
+  if (!(DIST_CHOICES as readonly string[]).includes(s))
+    throw new UsageError((n) => `${n('dist')} must be one of ${DIST_CHOICES.join(', ')}, got '${s}'`, { option: 'dist' });
   return s as DistChoice;
 }
 
@@ -42,22 +43,28 @@ export async function openCommunicator(
     if (l.launcher === 'torchrun') choice = 'nccl';
     else {
       const why = mpiUnavailable();
-      if (why) throw new UsageError(`${launched(l)}, but ${why.replace(/^--dist mpi needs/, 'running them together needs')}`);
+      if (why)
+        throw new UsageError((n) => `${launched(l)}, but ${why.messageWith(n).replace(/^\S+ mpi needs/, 'running them together needs')}`, { option: 'dist' });
       choice = 'mpi';
     }
   }
   if (choice === 'single') {
     if (several)
-      throw new UsageError(`--dist single, but ${launched(l)}: each would train alone and overwrite the others' files (use --dist mpi, or launch one process)`);
+      throw new UsageError(
+        (n) => `${n('dist')} single, but ${launched(l)}: each would train alone and overwrite the others' files (use ${n('dist')} mpi, or launch one process)`,
+        { option: 'dist' },
+      );
     return SINGLE;
   }
   if (choice === 'mpi') {
     if (l.launcher !== 'mpirun' && l.launcher !== 'srun')
       throw new UsageError(
-        `--dist mpi: ${l.launcher === 'torchrun' ? 'torchrun-style variables started it, not mpirun or srun' : 'this process was not started by mpirun or srun (no OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK or SLURM_PROCID in its environment)'}; launch it as: mpirun -np N npx crate-ts ...`,
+        (n) =>
+          `${n('dist')} mpi: ${l.launcher === 'torchrun' ? 'torchrun-style variables started it, not mpirun or srun' : 'this process was not started by mpirun or srun (no OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK or SLURM_PROCID in its environment)'}; launch it as: mpirun -np N npx crate-ts ...`,
+        { option: 'dist' },
       );
     const why = mpiUnavailable();
-    if (why) throw new UsageError(why);
+    if (why) throw why;
     const c = await MpiCommunicator.open();
     if (l.size !== null && c.worldSize !== l.size) {
       c.close();

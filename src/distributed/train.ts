@@ -17,7 +17,9 @@ export function splitGradAccum(run: ResolvedRun, perRank: number | undefined, ra
   else total = run.hyper.gradAccum * ranks;
   if (total % ranks !== 0)
     throw new UsageError(
-      `--grad-accum: the checkpoint's run takes ${total} micro-batches per step, which ${ranks} ranks cannot share equally; resume on a rank count that divides ${total}, or give --grad-accum (per rank; the run then changes)`,
+      (n) =>
+        `${n('gradAccum')}: the checkpoint's run takes ${total} micro-batches per step, which ${ranks} ranks cannot share equally; resume on a rank count that divides ${total}, or give ${n('gradAccum')} (per rank; the run then changes)`,
+      { option: 'gradAccum' },
     );
   return { ...run, hyper: { ...run.hyper, gradAccum: total } };
 }
