@@ -680,19 +680,6 @@ async function shardsEverywhere(comm: Communicator, K: number, bytesOf: (s: numb
   return out;
 }
 
-/** Every shard's bytes, in shard order, on rank 0; null on the other ranks. */
-async function shardsToRoot(comm: Communicator, K: number, bytesOf: (s: number) => Uint8Array): Promise<Uint8Array[] | null> {
-  const N = comm.worldSize;
-  if (N === 1) return Array.from({ length: K }, (_, s) => bytesOf(s));
-  const parts: Uint8Array[] = [];
-  for (let s = comm.rank; s < K; s += N) parts.push(bytesOf(s));
-  const all = await comm.gather(pack(parts), 0);
-  if (!all) return null;
-  const out = new Array<Uint8Array>(K);
-  all.forEach((b, q) => unpack(b).forEach((p, i) => (out[q + i * N] = p)));
-  return out;
-}
-
 /** A buffer shard's state as bytes: JSON (read position, generator) then data, perm and pending rows. */
 function packBufferState(st: BufferState): Uint8Array {
   const bytes = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
