@@ -42,6 +42,7 @@ train:
   --out DIR              (default sae-L<layer>)
   --resume DIR           continue the run in DIR bitwise (same backend and thread count)
   --save-every N         steps between saves (default 500)
+  --stop-at S            save and stop after step S, as a signal would (--resume continues)
   --backend B, --threads N, --cache-dir DIR, --quiet
 ${distHelp(25)}
                          (each rank reads its own shards of windows; rank 0 writes)
@@ -91,6 +92,7 @@ async function train(argv: string[]): Promise<number> {
     out: { type: 'string' },
     resume: { type: 'string' },
     'save-every': { type: 'string' },
+    'stop-at': { type: 'string' },
     'log-every': { type: 'string' },
     backend: { type: 'string' },
     threads: { type: 'string' },
@@ -185,6 +187,7 @@ async function trainOn(
       batchTokens: intFlag(v, 'batch-tokens', 1),
       bufferTokens: intFlag(v, 'buffer-tokens', 2),
       gradAccum: intFlag(v, 'grad-accum', 1),
+      stopAt: intFlag(v, 'stop-at', 1),
       comm,
       resampleAt,
       data: strOpt(v, 'data'),

@@ -77,6 +77,8 @@ export interface SaeTrainOptions {
   onProgress?: (p: SaeProgress) => void;
   /** Polled after every step: true saves and stops. */
   shouldStop?: () => boolean;
+  /** Save and stop after this step (as if signalled; --resume continues). */
+  stopAt?: number;
 }
 
 export interface SaeProgress {
@@ -308,7 +310,7 @@ export async function trainSae(opts: SaeTrainOptions): Promise<SaeTrainSummary> 
     // Each file is written tensor by tensor from the resident buffers, so a save adds at most one
     // tensor's host copy to the run's memory.
     const save = async (): Promise<void> => {
-      const shards = await bufferStatesToRoot(comm, K, buffers);
+      const shards = await bufferStatesToRoot(comm, K, buffers, fetches);
       if (!writer || !shards) return;
       const L = saeLayout(D, S);
       const p = sae!.host(sae!.params);
@@ -465,7 +467,7 @@ export async function trainSae(opts: SaeTrainOptions): Promise<SaeTrainSummary> 
         // let signal handlers run (the loop is otherwise synchronous); several ranks stop together,
         // after the same step, when any of them was asked to
         await new Promise<void>((res) => setImmediate(res));
-        let stop = opts.shouldStop?.() ?? false;
+        let stop = (opts.shouldStop?.() ?? false) || (opts.stopAt !== undefined && step >= opts.stopAt);
         if (N > 1) stop = (await comm.allGather(Uint8Array.of(stop ? 1 : 0))).some((b) => b[0] !== 0);
         if (stop) {
           stopped = true;
@@ -519,6 +521,7 @@ async function prepareRun(opts: SaeTrainOptions, ranks: number) {
   assertInt(opts.bufferTokens, 'buffer-tokens', 2);
   assertInt(opts.warmupSteps, 'warmup-steps', 0);
   assertInt(opts.gradAccum, 'grad-accum', 1, 1 << 16);
+  assertInt(opts.stopAt, 'stop-at', 1);
   if (opts.l1 !== undefined && !(Number.isFinite(opts.l1) && opts.l1 >= 0)) throw new UsageError(`--l1 must be a finite number >= 0, got ${opts.l1}`);
   if (opts.lr !== undefined && !(Number.isFinite(opts.lr) && opts.lr > 0)) throw new UsageError(`--lr must be a positive number, got ${opts.lr}`);
   if (opts.k !== undefined && (!Number.isInteger(opts.k) || opts.k <= 0)) throw new UsageError(`--k must be a positive integer, got ${opts.k}`);
@@ -626,9 +629,13 @@ function shardSeed(seed: number, s: number): number {
   return (seed ^ 0x5ae5ae ^ Math.imul(s, 0x9e3779b1)) >>> 0;
 }
 
-/** A Float64Array over a copy of the bytes (received bytes need not be 8-aligned). */
+/** A copy of the bytes in an ArrayBuffer of their own (received bytes need not be aligned; a Buffer's slice() is a view). */
+function own(b: Uint8Array): ArrayBuffer {
+  return new Uint8Array(b).buffer;
+}
+
 function asF64(b: Uint8Array): Float64Array {
-  return new Float64Array(b.slice().buffer);
+  return new Float64Array(own(b));
 }
 
 function concatF32(parts: Uint8Array[]): Float32Array {
@@ -681,35 +688,41 @@ async function shardsEverywhere(comm: Communicator, K: number, bytesOf: (s: numb
 }
 
 /** A buffer shard's state as bytes: JSON (read position, generator) then data, perm and pending rows. */
-function packBufferState(st: BufferState): Uint8Array {
+function packBufferState(st: BufferState, fetch: number): Uint8Array {
   const bytes = (a: Float32Array | Int32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-  return pack([Buffer.from(JSON.stringify({ readPos: st.readPos, rng: st.rng })), bytes(st.data), bytes(st.perm), bytes(st.pending)]);
+  return pack([Buffer.from(JSON.stringify({ readPos: st.readPos, rng: st.rng, fetch })), bytes(st.data), bytes(st.perm), bytes(st.pending)]);
 }
 
-function unpackBufferState(b: Uint8Array): BufferState {
+function unpackBufferState(b: Uint8Array): { state: BufferState; fetch: number } {
   const [json, data, perm, pending] = unpack(b);
-  const j = JSON.parse(Buffer.from(json).toString('utf8')) as { readPos: number; rng: number[] };
+  const j = JSON.parse(Buffer.from(json).toString('utf8')) as { readPos: number; rng: number[]; fetch: number };
   // views when aligned (the one-process run passes its own arrays' bytes), copies otherwise
-  const f32 = (p: Uint8Array) => (p.byteOffset % 4 === 0 ? new Float32Array(p.buffer, p.byteOffset, p.byteLength / 4) : new Float32Array(p.slice().buffer));
-  const i32 = (p: Uint8Array) => (p.byteOffset % 4 === 0 ? new Int32Array(p.buffer, p.byteOffset, p.byteLength / 4) : new Int32Array(p.slice().buffer));
-  return { readPos: j.readPos, rng: j.rng, data: f32(data), perm: i32(perm), pending: f32(pending) };
+  const f32 = (p: Uint8Array) => (p.byteOffset % 4 === 0 ? new Float32Array(p.buffer, p.byteOffset, p.byteLength / 4) : new Float32Array(own(p)));
+  const i32 = (p: Uint8Array) => (p.byteOffset % 4 === 0 ? new Int32Array(p.buffer, p.byteOffset, p.byteLength / 4) : new Int32Array(own(p)));
+  return { state: { readPos: j.readPos, rng: j.rng, data: f32(data), perm: i32(perm), pending: f32(pending) }, fetch: j.fetch };
 }
 
 /**
- * Every buffer shard's state on rank 0 (null on the other ranks). One process hands its own buffers
- * over as they are (no copy); several ranks send theirs to rank 0 (rank 0 keeps its own).
+ * Every buffer shard's state on rank 0, and `fetches` completed there (null on the other ranks).
+ * One process hands its own buffers over as they are (no copy); several ranks send theirs to rank 0
+ * (rank 0 keeps its own).
  */
-async function bufferStatesToRoot(comm: Communicator, K: number, buffers: Map<number, ActivationBuffer>): Promise<BufferState[] | null> {
+async function bufferStatesToRoot(comm: Communicator, K: number, buffers: Map<number, ActivationBuffer>, fetches: number[]): Promise<BufferState[] | null> {
   const N = comm.worldSize;
   if (N === 1) return Array.from({ length: K }, (_, s) => buffers.get(s)!.getState());
   const parts: Uint8Array[] = [];
-  if (comm.rank !== 0) for (let s = comm.rank; s < K; s += N) parts.push(packBufferState(buffers.get(s)!.getState()));
+  if (comm.rank !== 0) for (let s = comm.rank; s < K; s += N) parts.push(packBufferState(buffers.get(s)!.getState(), fetches[s]));
   const all = await comm.gather(pack(parts), 0);
   if (!all) return null;
   const out = new Array<BufferState>(K);
   for (let s = 0; s < K; s += N) out[s] = buffers.get(s)!.getState();
   all.forEach((b, q) => {
-    if (q > 0) unpack(b).forEach((p, i) => (out[q + i * N] = unpackBufferState(p)));
+    if (q > 0)
+      unpack(b).forEach((p, i) => {
+        const u = unpackBufferState(p);
+        out[q + i * N] = u.state;
+        fetches[q + i * N] = u.fetch;
+      });
   });
   return out;
 }
