@@ -8,6 +8,8 @@
 #
 #   bash scripts/bench-sae.sh     REPEATS=3 STEPS=8 THREADS=2 MEM_TOKENS="65536 262144"
 #                                 SMALL_TOKENS="1000000 10000000" SMALL_EXPANSION=8 PARTS="speed memory"
+#   (MEM_TOKENS="" or SMALL_TOKENS="" skips that shape; the memory runs keep the default --save-every 500,
+#   so the 10M run saves 4 times on the way)
 #
 # PyTorch's speed is its BLAS's: Debian's python3-torch calls whatever libblas.so.3 the system
 # points at, which without an optimised BLAS is the reference (netlib) one, a plain triple loop
@@ -23,8 +25,8 @@ REPEATS=${REPEATS:-3}
 STEPS=${STEPS:-8}
 THREADS=${THREADS:-2}
 ROWS=${ROWS:-65536}
-MEM_TOKENS=${MEM_TOKENS:-"65536 262144"}
-SMALL_TOKENS=${SMALL_TOKENS:-"1000000 10000000"}
+MEM_TOKENS=${MEM_TOKENS-"65536 262144"}
+SMALL_TOKENS=${SMALL_TOKENS-"1000000 10000000"}
 SMALL_EXPANSION=${SMALL_EXPANSION:-8}
 PARTS=${PARTS:-"speed memory"}
 PY=${PYTHON:-/usr/bin/python3}
