@@ -7,6 +7,9 @@
 //   node scripts/bench-sae.mjs --make-acts FILE --rows R --checkpoint-out CKPT
 //     writes a 2-layer GPT-2 checkpoint with the paper's 1-3L width (n_embd 128: 512 neurons per layer,
 //     seed 1, untrained) and R rows of its blocks.0.mlp.hook_post on the embedded corpus
+//   node scripts/bench-sae.mjs --small-checkpoint-out CKPT
+//     writes a 1-layer GPT-2 checkpoint with n_embd 16 (64 neurons, block size 128, seed 1), on which
+//     10M SAE training tokens take minutes: the bounded-memory check at 1M against 10M tokens
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { selectBackend } from '../dist/backend/select.js';
@@ -29,8 +32,19 @@ const { values: v } = parseArgs({
     'make-acts': { type: 'string' },
     rows: { type: 'string', default: '65536' },
     'checkpoint-out': { type: 'string' },
+    'small-checkpoint-out': { type: 'string' },
   },
 });
+if (v['small-checkpoint-out']) {
+  const { LanguageModel } = await import('../dist/model/lm.js');
+  const { makeConfig } = await import('../dist/model/config.js');
+  const { saveCheckpoint } = await import('../dist/checkpoint/checkpoint.js');
+  const sel = await selectBackend('cpu', {});
+  const model = new LanguageModel(sel.backend, makeConfig('char-tiny', { arch: 'gpt2', nEmbd: 16, nHead: 2, nLayer: 1, blockSize: 128 }), { seed: 1 });
+  saveCheckpoint(v['small-checkpoint-out'], { model, tokenizer: 'byte' });
+  model.free();
+  if (!v['make-acts']) process.exit(0);
+}
 if (v['make-acts']) {
   const { LanguageModel } = await import('../dist/model/lm.js');
   const { makeConfig } = await import('../dist/model/config.js');

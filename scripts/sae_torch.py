@@ -5,7 +5,11 @@ Same model and step as crate-ts (README "Sparse autoencoders"): h = relu((x - b_
 xhat = h W_dec + b_dec, loss = (sum |xhat - x|^2 + l1 * sum h) / sum |x - mean(x)|^2 per batch, the
 decoder gradient's component along each row removed, Adam (0.9, 0.999, eps 1e-8), decoder rows
 renormalised after each step; rows from the same float32 file through a shuffled buffer of the same
-size. Prints one JSON line: tokens/s over the timed steps and peak RSS.
+size. Prints one JSON line: tokens/s over the timed steps, peak RSS, and the BLAS library torch
+loaded (scripts/bench-sae.sh points Debian's torch at OpenBLAS: its default libblas.so.3 is the
+reference netlib one, ~10x slower than OpenBLAS on one matrix product here).
+Done as one would in PyTorch: float32 throughout, the affine maps as fused addmm, the same thread
+count as crate-ts (torch.set_num_threads), denormals flushed, Adam's multi-tensor (foreach) path.
 Run with Debian's python3-torch (/usr/bin/python3)."""
 import argparse
 import json
@@ -14,6 +18,16 @@ import time
 
 import numpy as np
 import torch
+
+
+def blas_library():
+    """The BLAS shared library this process mapped (what torch's matrix products run on)."""
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {l.split()[-1] for l in f if "blas" in l.split()[-1].lower()}
+        return sorted(libs)[0] if libs else "none mapped"
+    except OSError:
+        return "unknown"
 
 
 def main():
@@ -29,6 +43,7 @@ def main():
     a = p.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
+    torch.set_flush_denormal(True)
     D, S, N = a.d_in, a.d_in * a.expansion, a.batch
     acts = np.fromfile(a.acts, dtype=np.float32).reshape(-1, D)
     lr = 4e-4 * (8192 / S) ** 0.5
@@ -39,7 +54,7 @@ def main():
     W_dec = (W_dec / W_dec.norm(dim=1, keepdim=True)).requires_grad_()
     b_enc = torch.zeros(S, requires_grad=True)
     b_dec = torch.zeros(D, requires_grad=True)
-    opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=lr, betas=(0.9, 0.999), eps=1e-8)
+    opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=lr, betas=(0.9, 0.999), eps=1e-8, foreach=True)
     a.buffer = max(2 * N, a.buffer)
     rng = np.random.default_rng(1)
     buf = np.take(acts, np.arange(a.buffer) % len(acts), axis=0)
@@ -65,8 +80,8 @@ def main():
         if step == a.warmup + 1:
             t0 = time.perf_counter()
         x = next_batch()
-        h = torch.relu((x - b_dec) @ W_enc + b_enc)
-        xhat = h @ W_dec + b_dec
+        h = torch.relu(torch.addmm(b_enc, x - b_dec, W_enc))
+        xhat = torch.addmm(b_dec, h, W_dec)
         den = ((x - x.mean(0)) ** 2).sum()
         rec = ((xhat - x) ** 2).sum() / den
         loss = rec + l1 * h.sum() / den
@@ -87,6 +102,7 @@ def main():
                 "impl": "pytorch",
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
+                "blas": blas_library(),
                 "d_in": D,
                 "d_sae": S,
                 "batch": N,

@@ -1,9 +1,11 @@
 // SAE features as neurons: neurons collect --sae collects h under <hook>.hook_sae_acts_post, and a
-// feature clamp keeps the SAE's error term (an unchanged clamp reproduces the model exactly).
+// feature clamp keeps the SAE's error term (an unchanged clamp reproduces the model exactly), in the
+// library and through `crate-ts steer --sae`.
 import { describe, expect, test, beforeAll, afterAll } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { LanguageModel } from '../src/model/lm.js';
 import { makeConfig } from '../src/model/config.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
@@ -12,6 +14,7 @@ import { saveCheckpoint, loadCheckpoint, modelFromCheckpoint } from '../src/chec
 import { trainSae } from '../src/sae/train.js';
 import { loadSae, writeWeights } from '../src/sae/format.js';
 import { saeClampHooks } from '../src/sae/features.js';
+import { nextToken } from '../src/steer/steer.js';
 import { collect } from '../src/neurons/collect.js';
 import { readManifest } from '../src/neurons/format.js';
 
@@ -114,5 +117,66 @@ describe('SAE features as neurons', () => {
     expect(Array.from(after)).not.toEqual(Array.from(clean));
     expect(() => saeClampHooks(saeDir, model, ck, ref, S, 1)).toThrow(/feature \d+ is out of range/);
     model.free();
+  });
+});
+
+describe('crate-ts steer --sae DIR --feature J', () => {
+  const CLI = path.resolve('test/helpers/crate-ts-src.mjs');
+  const steer = (args: string[]) => spawnSync(process.execPath, [CLI, 'steer', '--checkpoint', ck, '--backend', 'reference', ...args], { encoding: 'utf8' });
+  type Out = { kl: number; layer: number; feature: number; hook: string; top: { id: number; pBefore: number; pAfter: number; logitDelta: number }[] };
+
+  test('a clamp that leaves the feature as it is reproduces the model exactly (KL 0, every logit unchanged)', () => {
+    const silent = path.join(dir, 'sae-silent-cli');
+    fs.cpSync(saeDir, silent, { recursive: true });
+    const sw = loadSae(silent).weights;
+    sw.benc[3] = -1e6; // feature 3 never fires: clamping it to 0 changes nothing
+    writeWeights(silent, sw);
+    const r = steer(['--sae', silent, '--feature', '3', '--value', '0', '--json', '--top', '50']);
+    expect(r.status, r.stderr).toBe(0);
+    const o = JSON.parse(r.stdout) as Out;
+    expect(o).toMatchObject({ layer: 1, feature: 3, hook: 'blocks.1.hook_neurons.hook_sae_acts_post' });
+    expect(o.kl).toBe(0);
+    for (const e of o.top) {
+      expect(e.pAfter).toBe(e.pBefore);
+      expect(e.logitDelta).toBe(0);
+    }
+  });
+
+  test("a clamp changes the output, exactly as the library's hooks do", () => {
+    const r = steer(['--sae', saeDir, '--feature', '2', '--value', '8', '--json', '--top', '5']);
+    expect(r.status, r.stderr).toBe(0);
+    const o = JSON.parse(r.stdout) as Out;
+    expect(o.kl).toBeGreaterThan(1e-6);
+    const model = modelFromCheckpoint(loadCheckpoint(ck), ref) as LanguageModel<unknown>;
+    const ids = Array.from(Buffer.from('1 2 3 4 5'));
+    const want = nextToken(model, ids, saeClampHooks(saeDir, model, ck, ref, 2, 8)).probs;
+    const base = nextToken(model, ids).probs;
+    for (const e of o.top) {
+      expect(Math.abs(e.pAfter - want[e.id])).toBeLessThan(1e-12);
+      expect(Math.abs(e.pBefore - base[e.id])).toBeLessThan(1e-12);
+    }
+    model.free();
+    const text = steer(['--sae', saeDir, '--feature', '2', '--value', '8']);
+    expect(text.status, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(/clamp feature 2 of the SAE .* \(blocks\.1\.hook_neurons\.hook_sae_acts_post/);
+  });
+
+  test('a feature out of range, an SAE for another checkpoint, --neuron with --sae: one line, exit 2 / 1 / 2', () => {
+    const S = loadSae(saeDir).weights.S;
+    let r = steer(['--sae', saeDir, '--feature', String(S), '--value', '1']);
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(new RegExp(`feature ${S} is out of range: the SAE has ${S} features`));
+    const other = path.join(dir, 'other.safetensors');
+    const m = new LanguageModel(new ReferenceBackend(), makeConfig('char-tiny', { arch: 'crate', nEmbd: 8, nHead: 2, nLayer: 2, blockSize: T }), { seed: 3 });
+    saveCheckpoint(other, { model: m as LanguageModel<unknown>, tokenizer: 'byte' });
+    m.free();
+    r = spawnSync(process.execPath, [CLI, 'steer', '--checkpoint', other, '--sae', saeDir, '--feature', '0', '--value', '1'], { encoding: 'utf8' });
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/trained on another checkpoint/);
+    r = steer(['--sae', saeDir, '--neuron', '0', '--feature', '0', '--value', '1']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/give --feature J, not --neuron/);
   });
 });

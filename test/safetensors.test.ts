@@ -19,6 +19,8 @@ import {
   toFloat64,
   toInt32,
   writeSafetensors,
+  writeSafetensorsStreamed,
+  type DeferredTensor,
   type DType,
   type TensorEntry,
   type TensorInput,
@@ -816,5 +818,37 @@ describe('writeSafetensors', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe('old');
     const nowhere = path.join(dir, 'no', 'such', 'dir.safetensors');
     expect(() => writeSafetensors(nowhere, {})).toThrow(`${nowhere}: cannot write file`);
+  });
+});
+
+describe('writeSafetensorsStreamed', () => {
+  it('writes the bytes serializeSafetensors makes (mixed dtypes, names out of order, metadata), producing each tensor once', () => {
+    const tensors: Record<string, TensorInput> = {
+      zeta: { dtype: 'F32', shape: [2, 3], data: Float32Array.from([1, -2, 3.5, 0, -0, 7]) },
+      alpha: { dtype: 'F64', shape: [3], data: Float64Array.from([Math.PI, -1e-300, 2]) },
+      mid: { dtype: 'F32', shape: [2], data: Float64Array.from([0.1, 1 / 3]) },
+      ints: { dtype: 'I32', shape: [2, 2], data: Int32Array.from([1, -2, 3, 2147483647]) },
+      bytes: { dtype: 'U8', shape: [3], data: Uint8Array.from([0, 1, 255]) },
+      empty: { dtype: 'F32', shape: [0], data: new Float32Array(0) },
+    };
+    const md = { format: 'pt', note: 'x'.repeat(13) };
+    const calls: string[] = [];
+    const deferred = new Map<string, DeferredTensor>(
+      Object.entries(tensors).map(([n, t]) => [n, { dtype: t.dtype, shape: t.shape, data: () => (calls.push(n), t.data) }]),
+    );
+    const file = path.join(tmpDir(), 'streamed.safetensors');
+    writeSafetensorsStreamed(file, deferred, md);
+    expect(Buffer.from(fs.readFileSync(file)).equals(Buffer.from(serializeSafetensors(tensors, md)))).toBe(true);
+    expect(calls.sort()).toEqual(Object.keys(tensors).sort());
+    expect(fs.readdirSync(path.dirname(file))).toEqual(['streamed.safetensors']);
+  });
+
+  it('a tensor whose data does not fit its shape fails with one line and leaves no file', () => {
+    const dir = tmpDir();
+    const file = path.join(dir, 'bad.safetensors');
+    const bad = new Map<string, DeferredTensor>([['w', { dtype: 'F32', shape: [4], data: () => new Float32Array(3) }]]);
+    expect(() => writeSafetensorsStreamed(file, bad)).toThrow(SafetensorsError);
+    expect(() => writeSafetensorsStreamed(file, bad)).toThrow(/data has 3 elements but shape \[4\] needs 4/);
+    expect(fs.readdirSync(dir)).toEqual([]);
   });
 });

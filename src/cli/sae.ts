@@ -4,6 +4,8 @@ import { strOpt } from './args.js';
 import { guardStdout, stdout } from './output.js';
 import { backendOption, resolveBackend } from './backend.js';
 import { UsageError } from '../errors.js';
+import type { Communicator } from '../distributed/communicator.js';
+import { distHelp, openFromFlag, distLine, exitIfPeerLost, distFailure } from './dist.js';
 import { trainSae, type SaeProgress } from '../sae/train.js';
 import { evalSae } from '../sae/eval.js';
 import { fmtDuration } from '../train/progress.js';
@@ -30,13 +32,20 @@ train:
   --tokens N             training tokens (default 1000000)
   --batch-tokens N       rows per step (default 4096)
   --buffer-tokens N      shuffled activation buffer (default min(131072, 32 × batch))
+  --grad-accum A         micro-batches per step on each rank (default 1): a step's --batch-tokens rows
+                         are A × ranks micro-batches, each from its own shard of the buffer and its own
+                         share of the windows; their gradients are added in order (1 rank × A·N is
+                         bitwise N ranks × A)
   --resample-at S,S,...  relu: steps where dead features are resampled (default 10000,20000,50000,75000,100000)
   --data PATH            text, directory or token file (default: the embedded corpus); the training split is used
   --seed S               (default 0)
   --out DIR              (default sae-L<layer>)
   --resume DIR           continue the run in DIR bitwise (same backend and thread count)
   --save-every N         steps between saves (default 500)
+  --stop-at S            save and stop after step S, as a signal would (--resume continues)
   --backend B, --threads N, --cache-dir DIR, --quiet
+${distHelp(25)}
+                         (each rank reads its own shards of windows; rank 0 writes)
 
 Ctrl-C (SIGINT), SIGTERM and SIGHUP finish the step, save and exit 130, 143 and 129.`;
 
@@ -75,12 +84,15 @@ async function train(argv: string[]): Promise<number> {
     tokens: { type: 'string' },
     'batch-tokens': { type: 'string' },
     'buffer-tokens': { type: 'string' },
+    'grad-accum': { type: 'string' },
+    dist: { type: 'string' },
     'resample-at': { type: 'string' },
     data: { type: 'string' },
     seed: { type: 'string' },
     out: { type: 'string' },
     resume: { type: 'string' },
     'save-every': { type: 'string' },
+    'stop-at': { type: 'string' },
     'log-every': { type: 'string' },
     backend: { type: 'string' },
     threads: { type: 'string' },
@@ -115,13 +127,43 @@ async function train(argv: string[]): Promise<number> {
   }
   const backendName = backendOption(v);
   const { backend, report } = await resolveBackend(backendName, { threads: intFlag(v, 'threads', 1, 256) });
-  const quiet = Boolean(v.quiet);
+  intFlag(v, 'grad-accum', 1); // checked before any rank starts
+  const comm = await openFromFlag(v.dist, backendName);
+  try {
+    return await trainOn(comm, v, { backend, report, layer, resume, arch, l1, k, lr, resampleAt });
+  } catch (e) {
+    return distFailure(comm, e, 'sae train');
+  } finally {
+    comm.close();
+  }
+}
+
+async function trainOn(
+  comm: Communicator,
+  v: ReturnType<typeof parseOptions>,
+  a: {
+    backend: Awaited<ReturnType<typeof resolveBackend>>['backend'];
+    report: string;
+    layer: number | undefined;
+    resume: string | undefined;
+    arch: string | undefined;
+    l1: number | undefined;
+    k: number | undefined;
+    lr: number | undefined;
+    resampleAt: number[] | undefined;
+  },
+): Promise<number> {
+  const { backend, report, layer, resume, arch, l1, k, lr, resampleAt } = a;
+  const quiet = Boolean(v.quiet) || comm.rank !== 0;
   const say = (s: string) => {
     if (!quiet) stdout.write(s + '\n');
   };
   say(report);
+  const dl = distLine(comm);
+  if (dl) say(dl);
   let caught: StopSignal | null = null;
   const onSignal = (sig: StopSignal) => {
+    exitIfPeerLost(comm, (l) => process.stderr.write(l + '\n'), 'sae train');
     if (caught) process.exit(SIGNAL_EXIT[sig]);
     caught = sig;
     say(`${sig}: finishing this step, saving and stopping (send it again to quit at once)`);
@@ -144,6 +186,9 @@ async function train(argv: string[]): Promise<number> {
       tokens: intFlag(v, 'tokens', 1),
       batchTokens: intFlag(v, 'batch-tokens', 1),
       bufferTokens: intFlag(v, 'buffer-tokens', 2),
+      gradAccum: intFlag(v, 'grad-accum', 1),
+      stopAt: intFlag(v, 'stop-at', 1),
+      comm,
       resampleAt,
       data: strOpt(v, 'data'),
       seed: intFlag(v, 'seed', 0),

@@ -7,16 +7,25 @@ import { selectBackend, type BackendChoice } from '../backend/select.js';
 import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath } from '../checkpoint/checkpoint.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { checkClamp } from '../steer/clamp.js';
-import { PAPER_PROMPT, sweep, type SteerResult } from '../steer/steer.js';
+import { PAPER_PROMPT, sweep, sweepWith, type SteerResult } from '../steer/steer.js';
+import { openSaeClamp, type SaeClamp } from '../sae/features.js';
+import type { LanguageModel } from '../model/lm.js';
+import type { Backend } from '../backend/types.js';
 import { tokenText } from '../steer/tokens.js';
 
 const HELP = `usage: crate-ts steer --checkpoint CKPT --layer L --neuron I --value V [options]
+       crate-ts steer --checkpoint CKPT --sae DIR --feature J --value V [options]
 
   --checkpoint PATH  a checkpoint (or its run directory)
   --layer L          the block whose neuron is clamped (blocks.L.hook_neurons)
   --neuron I         the neuron (coordinate of the CRATE code a2 / GPT-2 MLP hidden)
   --value V          the constant the neuron is clamped to at every position
   --sweep V1,V2,...  several values instead of --value: how the effect grows with V
+  --sae DIR          clamp a feature of this SAE (SAELens layout, crate-ts sae train) instead of a
+                     neuron: its hook is encoded, feature J set to V, and the SAE's decoding added
+                     back with its error term (x + (V - h_J) W_dec[J]), so a clamp that leaves h_J
+                     unchanged leaves the model exactly as it is; --layer, if given, must be the SAE's
+  --feature J        with --sae: the feature clamped (0..d_sae-1)
   --prompt TEXT      the prompt (default "${PAPER_PROMPT}", the paper's)
   --top K            tokens listed (default 10)
   --all-layers       clamp the same index in every layer: the authors' GPT-2 code does this
@@ -36,6 +45,8 @@ const OPTIONS = {
   neuron: { type: 'string' },
   value: { type: 'string' },
   sweep: { type: 'string' },
+  sae: { type: 'string' },
+  feature: { type: 'string' },
   prompt: { type: 'string' },
   top: { type: 'string' },
   'all-layers': { type: 'boolean' },
@@ -137,10 +148,19 @@ export async function run(argv: string[]): Promise<number> {
   }
   const ckArg = typeof v.checkpoint === 'string' ? v.checkpoint : undefined;
   if (!ckArg) throw new UsageError('--checkpoint is required');
-  const layer = intArg(v, 'layer', 0);
-  if (layer === undefined) throw new UsageError('--layer is required');
-  const neuron = intArg(v, 'neuron', 0);
-  if (neuron === undefined) throw new UsageError('--neuron is required');
+  const saeDir = typeof v.sae === 'string' ? v.sae : undefined;
+  const layerArg = intArg(v, 'layer', 0);
+  if (layerArg === undefined && saeDir === undefined) throw new UsageError('--layer is required');
+  const neuronArg = intArg(v, 'neuron', 0);
+  const feature = intArg(v, 'feature', 0);
+  if (saeDir !== undefined) {
+    if (neuronArg !== undefined) throw new UsageError('--sae clamps a feature: give --feature J, not --neuron');
+    if (feature === undefined) throw new UsageError('--sae needs --feature J (the feature clamped)');
+    if (v['all-layers']) throw new UsageError('--all-layers clamps neurons in every layer; it does not apply to --sae');
+  } else {
+    if (feature !== undefined) throw new UsageError('--feature needs --sae DIR (a neuron is --neuron I)');
+    if (neuronArg === undefined) throw new UsageError('--neuron is required');
+  }
   const valueArg = typeof v.value === 'string' ? v.value : undefined,
     sweepArg = typeof v.sweep === 'string' ? v.sweep : undefined;
   if ((valueArg === undefined) === (sweepArg === undefined)) throw new UsageError('give either --value V or --sweep V1,V2,...');
@@ -150,8 +170,9 @@ export async function run(argv: string[]): Promise<number> {
   if (!['reference', 'cpu', 'cuda', 'auto'].includes(backendName)) throw new UsageError(`--backend must be reference, cpu, cuda or auto, got '${backendName}'`);
   const threads = intArg(v, 'threads', 0);
 
-  const ck = loadCheckpoint(resolveCheckpointPath(ckArg));
-  for (const value of values) checkClamp(ck.config, { layer, neuron, value });
+  const ckFile = resolveCheckpointPath(ckArg);
+  const ck = loadCheckpoint(ckFile);
+  if (saeDir === undefined) for (const value of values) checkClamp(ck.config, { layer: layerArg!, neuron: neuronArg!, value });
   const tok = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab);
   const promptText = typeof v.prompt === 'string' ? v.prompt : PAPER_PROMPT;
   const ids = tok.encode(promptText);
@@ -163,17 +184,33 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError((e as Error).message, { cause: e });
   }
   const model = modelFromCheckpoint(ck, sel.backend);
+  let clamp: SaeClamp | null = null;
   try {
     const opts = { top, allLayers: Boolean(v['all-layers']), maxId: tok.vocabSize };
-    const rs = sweep(model, ids, layer, neuron, values, opts);
+    let rs: SteerResult[], layer: number, neuron: number;
+    if (saeDir !== undefined) {
+      clamp = openSaeClamp(saeDir, model as LanguageModel<unknown>, ckFile, sel.backend as Backend<unknown>);
+      if (layerArg !== undefined && layerArg !== clamp.layer)
+        throw new UsageError(`--layer ${layerArg}: the SAE '${saeDir}' reads layer ${clamp.layer} (${clamp.hook}); leave --layer out or give ${clamp.layer}`);
+      const c = clamp;
+      layer = c.layer;
+      neuron = feature!;
+      rs = sweepWith(model, ids, { layer, neuron }, values, (value) => c.hooks(neuron, value), opts);
+    } else {
+      layer = layerArg!;
+      neuron = neuronArg!;
+      rs = sweep(model, ids, layer, neuron, values, opts);
+    }
+    // JSON: a neuron's clamp has {layer, neuron}, an SAE feature's {sae, hook, layer, feature}
+    const who = clamp ? { sae: saeDir, hook: `${clamp.hook}.hook_sae_acts_post`, layer, feature: neuron } : { layer, neuron };
     if (v.json) {
       if (sweepArg === undefined) {
         const r = rs[0];
-        console.log(JSON.stringify({ prompt: promptText, layer, neuron, value: r.value, top: effectsJson(r, tok), allLayers: r.allLayers, kl: r.kl }, null, 2));
+        console.log(JSON.stringify({ prompt: promptText, ...who, value: r.value, top: effectsJson(r, tok), allLayers: r.allLayers, kl: r.kl }, null, 2));
       } else {
         console.log(
           JSON.stringify(
-            { prompt: promptText, layer, neuron, allLayers: opts.allLayers, sweep: rs.map((r) => ({ value: r.value, kl: r.kl, top: effectsJson(r, tok) })) },
+            { prompt: promptText, ...who, allLayers: opts.allLayers, sweep: rs.map((r) => ({ value: r.value, kl: r.kl, top: effectsJson(r, tok) })) },
             null,
             2,
           ),
@@ -182,9 +219,11 @@ export async function run(argv: string[]): Promise<number> {
       return 0;
     }
     const c = ck.config;
-    const where = opts.allLayers
-      ? `blocks.*.hook_neurons[${neuron}] in all ${c.nLayer} layers (the authors' GPT-2 quirk)`
-      : `blocks.${layer}.hook_neurons[${neuron}]`;
+    const where = clamp
+      ? `feature ${neuron} of the SAE ${saeDir} (${clamp.hook}.hook_sae_acts_post, decoded with its error term)`
+      : opts.allLayers
+        ? `blocks.*.hook_neurons[${neuron}] in all ${c.nLayer} layers (the authors' GPT-2 quirk)`
+        : `blocks.${layer}.hook_neurons[${neuron}]`;
     console.log(`${ck.path}: ${c.arch}, ${c.nLayer} layer${c.nLayer === 1 ? '' : 's'}, d ${c.nEmbd}, V ${c.vocabSize}; backend ${sel.reason}`);
     const fit = rs[0].prompt.length < ids.length ? `${ids.length} tokens; the last ${rs[0].prompt.length} fit the block size` : `${ids.length} tokens`;
     console.log(
@@ -193,6 +232,7 @@ export async function run(argv: string[]): Promise<number> {
     console.log(sweepArg === undefined ? renderOne(rs[0], tok) : renderSweep(rs, tok, top));
     return 0;
   } finally {
+    clamp?.free();
     model.free();
   }
 }

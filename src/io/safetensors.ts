@@ -19,7 +19,7 @@
 // and out.
 
 import { CheckpointError } from '../errors.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { AtomicWriter, writeFileAtomic } from '../util/atomic.js';
 import * as fs from 'node:fs';
 
 // ---- dtypes -------------------------------------------------------------------------------------
@@ -634,6 +634,37 @@ function isOwnFloatArray(dtype: DType, data: TensorInput['data']): data is Float
   return (dtype === 'F64' && data instanceof Float64Array) || (dtype === 'F32' && data instanceof Float32Array);
 }
 
+/** The writer's tensor order: by dtype size (largest first), then by name. */
+function byLayoutOrder(a: { name: string; dtype: DType }, b: { name: string; dtype: DType }): number {
+  return DTYPE_SIZE[b.dtype] - DTYPE_SIZE[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+}
+
+/** The header JSON of tensors already in layout order, and the padded header and data lengths. */
+function buildHeader(
+  tensors: readonly { name: string; dtype: DType; shape: readonly number[]; byteLength: number }[],
+  metadata: Record<string, string> | undefined,
+  fail: (problem: string) => never,
+): { json: Uint8Array; headerLength: number; offset: number } {
+  // Build the JSON by hand so key order is exactly ours (JS objects move integer-like keys first).
+  const parts: string[] = [];
+  if (metadata !== undefined && Object.keys(metadata).length > 0) {
+    for (const [k, v] of Object.entries(metadata)) {
+      if (typeof v !== 'string') fail(`metadata value for key ${JSON.stringify(k)} is not a string`);
+    }
+    parts.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
+  }
+  let offset = 0;
+  for (const t of tensors) {
+    const info = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.byteLength] };
+    parts.push(`${JSON.stringify(t.name)}:${JSON.stringify(info)}`);
+    offset += t.byteLength;
+  }
+  const json = new TextEncoder().encode(`{${parts.join(',')}}`);
+  const headerLength = Math.ceil(json.length / 8) * 8;
+  if (headerLength > MAX_HEADER_SIZE) fail(`header of ${headerLength} bytes exceeds the limit of ${MAX_HEADER_SIZE} bytes`);
+  return { json, headerLength, offset };
+}
+
 /**
  * Serialize tensors (and optional string metadata) to safetensors bytes. Tensors are laid out by
  * dtype size (largest first), then by name, contiguously; the header is space-padded to a multiple
@@ -659,25 +690,12 @@ export function serializeSafetensors(tensors: Record<string, TensorInput> | Map<
     }
     return { name, dtype: t.dtype, shape: [...t.shape], bytes: encodeTensorData(name, t, count!, fail) };
   });
-  prepared.sort((a, b) => DTYPE_SIZE[b.dtype] - DTYPE_SIZE[a.dtype] || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-
-  // Build the JSON by hand so key order is exactly ours (JS objects move integer-like keys first).
-  const parts: string[] = [];
-  if (metadata !== undefined && Object.keys(metadata).length > 0) {
-    for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== 'string') fail(`metadata value for key ${JSON.stringify(k)} is not a string`);
-    }
-    parts.push(`${JSON.stringify(METADATA_KEY)}:${JSON.stringify(metadata)}`);
-  }
-  let offset = 0;
-  for (const t of prepared) {
-    const info = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.bytes.length] };
-    parts.push(`${JSON.stringify(t.name)}:${JSON.stringify(info)}`);
-    offset += t.bytes.length;
-  }
-  const json = new TextEncoder().encode(`{${parts.join(',')}}`);
-  const headerLength = Math.ceil(json.length / 8) * 8;
-  if (headerLength > MAX_HEADER_SIZE) fail(`header of ${headerLength} bytes exceeds the limit of ${MAX_HEADER_SIZE} bytes`);
+  prepared.sort(byLayoutOrder);
+  const { json, headerLength, offset } = buildHeader(
+    prepared.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, byteLength: t.bytes.length })),
+    metadata,
+    fail,
+  );
 
   const out = new Uint8Array(8 + headerLength + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerLength), true);
@@ -701,6 +719,53 @@ export function writeSafetensors(filePath: string, tensors: Record<string, Tenso
   try {
     writeFileAtomic(filePath, bytes, { fsync: true });
   } catch (e) {
+    throw new SafetensorsError(filePath, `cannot write file: ${(e as Error).message.replace(/^cannot write '[^']*': /, '')}`);
+  }
+}
+
+/** A tensor whose data is produced only when the writer reaches it (TensorInput with data deferred). */
+export interface DeferredTensor {
+  dtype: DType;
+  shape: readonly number[];
+  data: () => TensorInput['data'];
+}
+
+/**
+ * Write the same bytes as writeSafetensors without holding the whole file in memory: the header is
+ * computed from the shapes, then each tensor's data is produced, encoded and written in turn
+ * (atomically, as writeSafetensors). For large files (optimizer state, activation buffers) whose
+ * serialized copy would double the memory a command needs.
+ */
+export function writeSafetensorsStreamed(filePath: string, tensors: Map<string, DeferredTensor>, metadata?: Record<string, string>): void {
+  const fail: (problem: string) => never = (problem) => {
+    throw new SafetensorsError('writeSafetensorsStreamed', problem);
+  };
+  const list = [...tensors.entries()].map(([name, t]) => {
+    if (name === METADATA_KEY) fail(`"${METADATA_KEY}" is reserved and cannot name a tensor`);
+    if (!isDType(t.dtype)) fail(`tensor ${quote(name, 80)}: unknown dtype ${quote(t.dtype)}`);
+    for (const d of t.shape) if (!isNonNegativeInt(d)) fail(`tensor ${quote(name, 80)}: shape dimension ${quote(d)} is not a non-negative integer`);
+    const count = elementCount(t.shape);
+    if (count === null) fail(`tensor ${quote(name, 80)}: element count of shape ${fmtShape(t.shape)} overflows`);
+    return { name, dtype: t.dtype, shape: [...t.shape], byteLength: count! * DTYPE_SIZE[t.dtype], data: t.data };
+  });
+  list.sort(byLayoutOrder);
+  const { json, headerLength } = buildHeader(list, metadata, fail);
+  const w = new AtomicWriter(filePath, { fsync: true });
+  try {
+    const head = new Uint8Array(8 + headerLength);
+    new DataView(head.buffer).setBigUint64(0, BigInt(headerLength), true);
+    head.set(json, 8);
+    head.fill(0x20, 8 + json.length);
+    w.writeBytes(head);
+    for (const t of list) {
+      const bytes = tensorBytes(t.name, { dtype: t.dtype, shape: t.shape, data: t.data() });
+      if (bytes.length !== t.byteLength) fail(`tensor ${quote(t.name, 80)}: ${bytes.length} bytes, expected ${t.byteLength}`);
+      w.writeBytes(bytes);
+    }
+    w.close();
+  } catch (e) {
+    w.abort();
+    if (e instanceof SafetensorsError) throw e;
     throw new SafetensorsError(filePath, `cannot write file: ${(e as Error).message.replace(/^cannot write '[^']*': /, '')}`);
   }
 }

@@ -48,12 +48,56 @@ export function saeFeatures(dir: string, model: LanguageModel<unknown>, ckFile: 
   };
 }
 
+/** An SAE opened for steering: clamp hooks for any feature and value, from one resident copy. */
+export interface SaeClamp {
+  /** The model hook the SAE reads (where the hooks act). */
+  hook: string;
+  layer: number;
+  /** Number of features. */
+  S: number;
+  /** The hooks that clamp `feature` to `value` (one-line UsageError for a feature out of range or a value not finite). */
+  hooks(feature: number, value: number): Record<string, HookFn>;
+  free(): void;
+}
+
 /**
  * Steering a feature: a hook on the SAE's input hook that clamps feature j to `value` at every
  * position and decodes with the SAE, keeping the SAE's error term: x' = x̂' + (x − x̂), which is
  * x + (value − h_j) · W_dec[j] (the only term of x̂' − x̂), computed that way so that a clamp that
  * changes nothing returns x exactly. Usable with runWithHooks and createDecoder.
  */
+export function openSaeClamp(dir: string, model: LanguageModel<unknown>, ckFile: string, backend: Backend<unknown>): SaeClamp {
+  const sae = loadSae(dir);
+  const f = saeFeatures(dir, model, ckFile, backend);
+  const D = sae.weights.D,
+    S = f.S;
+  return {
+    hook: f.hook,
+    layer: f.layer,
+    S,
+    hooks(feature, value) {
+      if (!Number.isInteger(feature) || feature < 0 || feature >= S)
+        throw new UsageError(`feature ${feature} is out of range: the SAE has ${S} features (0..${S - 1})`);
+      if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
+      const row = sae.weights.Wdec.subarray(feature * D, (feature + 1) * D);
+      return {
+        [f.hook]: (act) => {
+          const [B, T] = act.shape;
+          const h = f.encode(act, B, T);
+          for (let b = 0; b < B; b++)
+            for (let t = 0; t < T; t++) {
+              const d = value - h[(b * T + t) * S + feature];
+              if (d === 0) continue;
+              for (let i = 0; i < D; i++) act.set(b, t, i, act.get(b, t, i) + d * row[i]);
+            }
+        },
+      };
+    },
+    free: () => f.free(),
+  };
+}
+
+/** openSaeClamp for one feature and value (the SAE stays resident as long as the hooks live). */
 export function saeClampHooks(
   dir: string,
   model: LanguageModel<unknown>,
@@ -62,24 +106,5 @@ export function saeClampHooks(
   feature: number,
   value: number,
 ): Record<string, HookFn> {
-  const sae = loadSae(dir);
-  const f = saeFeatures(dir, model, ckFile, backend);
-  if (!Number.isInteger(feature) || feature < 0 || feature >= f.S)
-    throw new UsageError(`feature ${feature} is out of range: the SAE has ${f.S} features (0..${f.S - 1})`);
-  if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
-  const D = sae.weights.D,
-    S = f.S;
-  const row = sae.weights.Wdec.subarray(feature * D, (feature + 1) * D);
-  return {
-    [f.hook]: (act) => {
-      const [B, T] = act.shape;
-      const h = f.encode(act, B, T);
-      for (let b = 0; b < B; b++)
-        for (let t = 0; t < T; t++) {
-          const d = value - h[(b * T + t) * S + feature];
-          if (d === 0) continue;
-          for (let i = 0; i < D; i++) act.set(b, t, i, act.get(b, t, i) + d * row[i]);
-        }
-    },
-  };
+  return openSaeClamp(dir, model, ckFile, backend).hooks(feature, value);
 }

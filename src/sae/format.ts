@@ -13,7 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { CheckpointError, DataError } from '../errors.js';
-import { readSafetensors, serializeSafetensors, toFloat64, type TensorInput } from '../io/safetensors.js';
+import { readSafetensors, serializeSafetensors, toFloat64, writeSafetensorsStreamed, type DeferredTensor, type TensorInput } from '../io/safetensors.js';
 import { writeFileAtomic } from '../util/atomic.js';
 
 export const CFG_FILE = 'cfg.json';
@@ -45,6 +45,8 @@ export interface CrateSaeBlock {
     beta1: number;
     beta2: number;
     batch_tokens: number;
+    /** Micro-batches per step over all ranks (absent: 1). */
+    grad_accum?: number;
     buffer_tokens: number;
     tokens: number;
     resample_at: number[];
@@ -101,17 +103,36 @@ export interface LoadedSae {
   checkpointSha256: string | null;
 }
 
-function f32(name: string, shape: number[], data: ArrayLike<number>): [string, TensorInput] {
-  return [name, { dtype: 'F32', shape, data: Float32Array.from(data) }];
+/** The four parameter tensors, in any float array (views of one flat buffer included). */
+export interface SaeTensors {
+  D: number;
+  S: number;
+  Wenc: Float32Array | Float64Array;
+  benc: Float32Array | Float64Array;
+  Wdec: Float32Array | Float64Array;
+  bdec: Float32Array | Float64Array;
 }
 
-/** Write sae_weights.safetensors (F32, SAELens' names and shapes). */
-export function writeWeights(dir: string, w: SaeWeights): void {
-  const bytes = serializeSafetensors(
-    new Map([f32('W_enc', [w.D, w.S], w.Wenc), f32('W_dec', [w.S, w.D], w.Wdec), f32('b_enc', [w.S], w.benc), f32('b_dec', [w.D], w.bdec)]),
+/**
+ * Write sae_weights.safetensors (F32, SAELens' names and shapes), one tensor at a time: a Float32Array
+ * (or a view) is written as it is, a Float64Array is rounded to float32 one tensor at a time.
+ */
+export function writeWeights(dir: string, w: SaeTensors): void {
+  const f32 = (shape: number[], data: Float32Array | Float64Array): DeferredTensor => ({
+    dtype: 'F32',
+    shape,
+    data: () => (data instanceof Float32Array ? data : Float32Array.from(data)),
+  });
+  writeSafetensorsStreamed(
+    path.join(dir, WEIGHTS_FILE),
+    new Map([
+      ['W_enc', f32([w.D, w.S], w.Wenc)],
+      ['W_dec', f32([w.S, w.D], w.Wdec)],
+      ['b_enc', f32([w.S], w.benc)],
+      ['b_dec', f32([w.D], w.bdec)],
+    ]),
     { format: 'pt' },
   );
-  writeFileAtomic(path.join(dir, WEIGHTS_FILE), bytes);
 }
 
 /** Write sparsity.safetensors: log10 of each feature's firing frequency (−Inf for a feature never seen firing, as SAELens). */

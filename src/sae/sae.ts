@@ -80,6 +80,12 @@ export class ResidentSae<B> {
     };
   }
 
+  /** A buffer's values on the host in the backend's own precision (float32 for the native backends). */
+  host(buf: B): Float32Array | Float64Array {
+    const be = this.be as Backend<B> & { downloadF32?: (b: B) => Float32Array };
+    return be.dtype === 'f32' && typeof be.downloadF32 === 'function' ? be.downloadF32(buf) : be.download(buf);
+  }
+
   /** Work buffers for batches of up to N rows. */
   private ws(N: number): Record<string, B> {
     if (this.work && this.work.N >= N) return this.work.bufs;
@@ -141,8 +147,10 @@ export class ResidentSae<B> {
     x: ArrayLike<number>,
     N: number,
     den: number,
-    o: { k: number; l1: number; auxK?: number; auxCoef?: number; dead?: Float64Array | null },
+    o: { k: number; l1: number; auxK?: number; auxCoef?: number; dead?: Float64Array | null; scale?: number },
   ): BatchStats {
+    // scale multiplies the whole gradient (1/K for one of K micro-batches of a step); the stats are unscaled
+    const sc = o.scale ?? 1;
     const { be, D, S } = this;
     const w = this.ws(N);
     const V = this.views;
@@ -156,8 +164,8 @@ export class ResidentSae<B> {
     be.fill(this.grad, 0);
     be.saeEncodeForward(pre, h, X, V.Wenc, V.benc, V.bdec, N, D, S, o.k);
     be.saeDecodeForward(xh, h, V.Wdec, V.bdec, N, D, S);
-    const fvu = be.saeMseLoss(dxh, xh, X, N, D, 1);
-    be.saeDecodeBackward(dpre, V.gWdec, V.gbdec, dxh, h, V.Wdec, N, D, S, o.l1 / den);
+    const fvu = be.saeMseLoss(dxh, xh, X, N, D, sc);
+    be.saeDecodeBackward(dpre, V.gWdec, V.gbdec, dxh, h, V.Wdec, N, D, S, (o.l1 / den) * sc);
     let aux = 0;
     const nDead = o.dead ? o.dead.reduce((a, b) => a + (b !== 0 ? 1 : 0), 0) : 0;
     if (o.dead && nDead > 0 && o.auxK && o.auxCoef) {
@@ -173,7 +181,7 @@ export class ResidentSae<B> {
       be.add(e, e, X);
       be.saeTopk(ha, pre, w.mask, N, S, o.auxK);
       be.saeDecodeForward(eh, ha, V.Wdec, null, N, D, S);
-      aux = be.saeMseLoss(deh, eh, e, N, D, o.auxCoef);
+      aux = be.saeMseLoss(deh, eh, e, N, D, o.auxCoef * sc);
       be.saeDecodeBackward(dpa, V.gWdec, null, deh, ha, V.Wdec, N, D, S, 0);
       be.add(dpre, dpre, dpa);
     }

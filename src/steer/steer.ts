@@ -180,3 +180,28 @@ export function sweep<Buf>(
   const before = nextToken(model, fitPrompt(model as LanguageModel<unknown>, ids));
   return values.map((value) => steer(model, ids, { layer, neuron, value }, opts, before));
 }
+
+/**
+ * Steering with any intervention: `hooksFor(value)` gives the hooks of the clamp to `value` (e.g. an
+ * SAE feature's, src/sae/features.ts); each result is labelled with `layer` and `neuron` (the
+ * feature index). The unclamped forward is run once.
+ */
+export function sweepWith<Buf>(
+  model: LanguageModel<Buf>,
+  ids: readonly number[],
+  label: { layer: number; neuron: number },
+  values: readonly number[],
+  hooksFor: (value: number) => Record<string, HookFn>,
+  opts: SteerOptions = {},
+): SteerResult[] {
+  if (values.length === 0) throw new UsageError('the sweep needs at least one value');
+  const k = opts.top ?? 10;
+  if (!Number.isInteger(k) || k < 1) throw new UsageError(`top must be a positive integer, got ${k}`);
+  const hooks = values.map(hooksFor); // every value checked before any forward
+  const prompt = fitPrompt(model as LanguageModel<unknown>, ids);
+  const before = nextToken(model, prompt);
+  return values.map((value, i) => {
+    const after = nextToken(model, prompt, hooks[i]);
+    return { prompt, ...label, value, allLayers: false, before, after, ...compareDistributions(before, after, k, opts.maxId ?? model.config.vocabSize) };
+  });
+}
