@@ -22,8 +22,8 @@
 #                                       [--threads N] [--quick]
 #
 # --collect-tokens N: collect, evaluate and score on the first N held-out tokens (default: all).
-# --quick: a smoke run for tests and CI (30 steps, seed 1, L = 1, SAEs on 16384 tokens with
-# 1024-token batches, 4096 collected tokens); its numbers mean nothing.
+# --quick: a smoke run for tests and CI (30 steps, seed 1, L = 1, 4x SAEs on 8192 tokens in
+# 1024-token batches, 2048 collected tokens; options after it override it); its numbers mean nothing.
 # Runs that already have their checkpoint / SAE / collection / scores are reused, so the script can
 # be resumed. Output: OUT/compare-L{L}.txt, .svg and .json (all six models), OUT/compare-L{L}-init.txt
 # (the two random-init controls against each other), OUT/summary.md (the README table), OUT/losses.txt.
@@ -33,7 +33,7 @@ STEPS=5000 SEEDS="1 2" LAYERS="1 2 3" OUT=runs/miniature BACKEND=cpu THREADS=""
 SAE=1 SAE_TOKENS=1000000 SAE_EXPANSION=16 SAE_BATCH="" COLLECT_TOKENS=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --quick) STEPS=30 SEEDS="1" LAYERS="1" SAE_TOKENS=16384 SAE_BATCH="--batch-tokens 1024" COLLECT_TOKENS=4096; shift ;;
+    --quick) STEPS=30 SEEDS="1" LAYERS="1" SAE_TOKENS=8192 SAE_EXPANSION=4 SAE_BATCH="--batch-tokens 1024" COLLECT_TOKENS=2048; shift ;;
     --sae-tokens) SAE_TOKENS="$2"; shift 2 ;;
     --sae-expansion) SAE_EXPANSION="$2"; shift 2 ;;
     --sae-batch) SAE_BATCH="--batch-tokens $2"; shift 2 ;;
