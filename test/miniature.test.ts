@@ -3,6 +3,8 @@
 // recovered / dead fraction are `sae eval --json`'s, their scores the SAE collection's, the detection
 // column the lookup judge's summary.json; the SAEs were trained on the training split with the
 // model's seed and evaluated on the collected held-out tokens. The numbers of a quick run mean nothing.
+// $CRATE_TS_MINIATURE_OUT: run (or resume: the script reuses what a directory holds) in that
+// directory and keep it.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -15,16 +17,17 @@ const built = fs.existsSync('dist/cli/main.js') && fs.existsSync('build/Release/
 const skip = built ? false : 'needs the build (dist/ and the native addon: npm install)';
 if (skip) console.warn(`miniature smoke test skipped: ${skip}`);
 
+const keep = process.env.CRATE_TS_MINIATURE_OUT;
 let out = '',
   run: ReturnType<typeof spawnSync> | null = null;
 
 beforeAll(() => {
   if (skip) return;
-  out = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-miniature-'));
+  out = keep ? path.resolve(keep) : fs.mkdtempSync(path.join(os.tmpdir(), 'crate-miniature-'));
   run = spawnSync('bash', ['scripts/reproduce-miniature.sh', '--quick', '--threads', '1', '--out', out], { encoding: 'utf8', timeout: 1_500_000 });
 }, 1_600_000);
 afterAll(() => {
-  if (out) fs.rmSync(out, { recursive: true, force: true });
+  if (out && !keep) fs.rmSync(out, { recursive: true, force: true });
 });
 
 type Obj = Record<string, any>;
