@@ -1,31 +1,51 @@
 #!/usr/bin/env bash
-# Paper A's claim in miniature: CRATE's neurons (the ISTA code) against GPT-2's MLP neurons, scored
-# offline with the token-lookup simulator (spec 7.8.1, a proxy for the paper's LLM simulator).
+# Paper A's claim in miniature: CRATE's neurons (the ISTA code) against GPT-2's MLP neurons, and both
+# against the paper's dictionary-learning baseline (16x sparse autoencoders on those neurons), scored
+# offline with the token-lookup simulator (spec 7.8.1, a proxy for the paper's LLM simulator) and
+# with the detection scorer's offline lookup judge.
 #
 # For L in 1 2 3, both architectures, several seeds: train a byte-level char-tiny model (d 64,
 # 4 heads, T 64) with identical settings on the first 90% of the embedded Moby-Dick, write the
 # untrained model of the same seed as a random-init control, and measure both on the last 10%
 # (held out: no model trained on it): held-out loss beside the unigram entropy, then
-# `neurons collect --variant both`, `neurons score`, and `neurons compare` per L (table, SVG).
+# `neurons collect --variant both`, `neurons score`, `neurons score --scorer detection --judge
+# lookup`. For every layer of every trained model, an SAE (`crate-ts sae train`, default recipe:
+# relu + L1, --expansion 16 on blocks.{l}.hook_neurons = GPT-2's mlp.hook_post, CRATE's ISTA code)
+# on the training split with the model's seed, `sae eval --json` on the held-out tokens the
+# collections use (L0, FVU, loss recovered, dead fraction), `neurons collect --sae` and the same
+# scores. Then one comparison per L (table, SVG, JSON) of all six models: CRATE, GPT-2, CRATE-SAE,
+# GPT-SAE, and the two random-init controls (scripts/miniature-table.mjs).
 #
 #   bash scripts/reproduce-miniature.sh [--steps 5000] [--seeds "1 2"] [--layers "1 2 3"]
-#                                       [--out runs/miniature] [--backend cpu] [--threads N]
+#                                       [--sae-tokens 1000000] [--sae-expansion 16] [--sae-batch 4096] [--no-sae]
+#                                       [--collect-tokens N] [--out runs/miniature] [--backend cpu]
+#                                       [--threads N] [--quick]
 #
-# Runs that already have their checkpoint / collection are reused, so the script can be resumed.
-# Output: OUT/compare-L{L}.txt, .svg and .json (all four models), OUT/compare-L{L}-init.txt (the two
-# random-init controls against each other), OUT/summary.md (the README table), OUT/losses.txt.
+# --collect-tokens N: collect, evaluate and score on the first N held-out tokens (default: all).
+# --quick: a smoke run for tests and CI (30 steps, seed 1, L = 1, 4x SAEs on 8192 tokens in
+# 1024-token batches, 2048 collected tokens; options after it override it); its numbers mean nothing.
+# Runs that already have their checkpoint / SAE / collection / scores are reused, so the script can
+# be resumed. Output: OUT/compare-L{L}.txt, .svg and .json (all six models), OUT/compare-L{L}-init.txt
+# (the two random-init controls against each other), OUT/summary.md (the README table), OUT/losses.txt.
 set -euo pipefail
 
 STEPS=5000 SEEDS="1 2" LAYERS="1 2 3" OUT=runs/miniature BACKEND=cpu THREADS=""
+SAE=1 SAE_TOKENS=1000000 SAE_EXPANSION=16 SAE_BATCH="" COLLECT_TOKENS=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --quick) STEPS=30 SEEDS="1" LAYERS="1" SAE_TOKENS=8192 SAE_EXPANSION=4 SAE_BATCH="--batch-tokens 1024" COLLECT_TOKENS=2048; shift ;;
+    --sae-tokens) SAE_TOKENS="$2"; shift 2 ;;
+    --sae-expansion) SAE_EXPANSION="$2"; shift 2 ;;
+    --sae-batch) SAE_BATCH="--batch-tokens $2"; shift 2 ;;
+    --no-sae) SAE=0; shift ;;
+    --collect-tokens) COLLECT_TOKENS="$2"; shift 2 ;;
     --steps) STEPS="$2"; shift 2 ;;
     --seeds) SEEDS="$2"; shift 2 ;;
     --layers) LAYERS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --backend) BACKEND="$2"; shift 2 ;;
     --threads) THREADS="--threads $2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "reproduce-miniature.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -62,9 +82,18 @@ write_init() { # arch layers seed file
   "
 }
 
+TOK=() EVALWIN=(--windows 0)
+if [ -n "$COLLECT_TOKENS" ]; then TOK=(--tokens "$COLLECT_TOKENS") EVALWIN=(--windows "$((COLLECT_TOKENS / 64))"); fi
+
+# the detection score with the offline lookup judge (delphi's detection scorer, README "Detection and fuzzing")
+detect() { # collection
+  if [ ! -f "$1/detection-lookup/summary.json" ]; then
+    "${CLI[@]}" neurons score "$1" --scorer detection --judge lookup > /dev/null
+  fi
+}
+
 echo "# held-out loss (nats/token) and unigram entropy of the held-out bytes" > "$OUT/losses.txt"
 for L in $LAYERS; do
-  DIRS=() LABELS=()
   for kind in trained init; do
     for arch in crate gpt2; do
       for seed in $SEEDS; do
@@ -79,7 +108,7 @@ for L in $LAYERS; do
             # an interrupted run (SIGINT/SIGTERM save a checkpoint): finish it, bitwise as if uninterrupted,
             # and drop what was measured on the unfinished model
             echo "== resume $arch L=$L seed=$seed to $STEPS steps"
-            rm -rf "$run/neurons" "$run/eval-heldout.txt" "$run/eval-heldout.txt.tmp"
+            rm -rf "$run/neurons" "$run/eval-heldout.txt" "$run/eval-heldout.txt.tmp" "$run"/sae-l*
             "${CLI[@]}" train --resume "$run" --steps "$STEPS" --backend "$BACKEND" $THREADS --sample-tokens 0 --quiet
           fi
         else
@@ -89,49 +118,51 @@ for L in $LAYERS; do
           run="$run-init"
         fi
         if [ ! -f "$run/neurons/manifest.json" ]; then
-          "${CLI[@]}" neurons collect --checkpoint "$ckpt" --data "$OUT/data/heldout.txt" --variant both --seed 0 \
+          "${CLI[@]}" neurons collect --checkpoint "$ckpt" --data "$OUT/data/heldout.txt" --variant both --seed 0 "${TOK[@]}" \
             --backend "$BACKEND" $THREADS --batch 16 --out "$run/neurons" --force
         fi
+        detect "$run/neurons"
         if [ ! -s "$run/eval-heldout.txt" ]; then
-          "${CLI[@]}" eval --checkpoint "$ckpt" --data "$OUT/data/heldout.txt" --split all --windows 0 --backend "$BACKEND" $THREADS > "$run/eval-heldout.txt.tmp"
+          "${CLI[@]}" eval --checkpoint "$ckpt" --data "$OUT/data/heldout.txt" --split all "${EVALWIN[@]}" --backend "$BACKEND" $THREADS > "$run/eval-heldout.txt.tmp"
           mv "$run/eval-heldout.txt.tmp" "$run/eval-heldout.txt"
         fi
         loss=$(sed -n -e 's/^loss \([0-9.]*\) nats.*/\1/p' -e 's/^unigram entropy of these tokens \([0-9.]*\) nats.*/\1/p' "$run/eval-heldout.txt" | paste -sd' ')
         echo "$arch-L$L-s$seed $kind: held-out loss, unigram entropy = $loss" | tee -a "$OUT/losses.txt"
-        DIRS+=("$run/neurons")
-        LABELS+=("$( [ "$arch" = crate ] && echo CRATE || echo GPT-2 )$( [ "$kind" = init ] && echo ' init' || true )")
+        # the SAE baseline: one SAE per layer of a trained model, on the layer's neurons (hook_neurons)
+        if [ "$kind" = trained ] && [ "$SAE" = 1 ]; then
+          ntok=$(node -e "console.log(JSON.parse(require('fs').readFileSync(process.argv[1], 'utf8')).n_tokens)" "$run/neurons/manifest.json")
+          for ((l = 0; l < L; l++)); do
+            sae="$run/sae-l$l"
+            if [ ! -f "$sae/cfg.json" ] || [ -f "$sae/.training" ]; then
+              echo "== sae train $arch L=$L seed=$seed layer $l ($SAE_TOKENS tokens, ${SAE_EXPANSION}x)"
+              mkdir -p "$sae" && touch "$sae/.training"
+              if [ -f "$sae/optimizer_state.safetensors" ]; then
+                "${CLI[@]}" sae train --resume "$sae" --tokens "$SAE_TOKENS" --backend "$BACKEND" $THREADS --quiet
+              else
+                "${CLI[@]}" sae train --checkpoint "$run" --layer "$l" --expansion "$SAE_EXPANSION" --tokens "$SAE_TOKENS" $SAE_BATCH \
+                  --seed "$seed" --data "$OUT/data/train.txt" --backend "$BACKEND" $THREADS --out "$sae" --quiet
+              fi
+              rm -f "$sae/.training" "$sae/eval-heldout.json"
+              rm -rf "$sae/neurons"
+            fi
+            if [ ! -s "$sae/eval-heldout.json" ]; then
+              "${CLI[@]}" sae eval "$sae" --checkpoint "$run" --data "$OUT/data/heldout.txt" --split all --tokens "$ntok" \
+                --backend "$BACKEND" $THREADS --json > "$sae/eval-heldout.json.tmp"
+              mv "$sae/eval-heldout.json.tmp" "$sae/eval-heldout.json"
+            fi
+            if [ ! -f "$sae/neurons/manifest.json" ]; then
+              "${CLI[@]}" neurons collect --checkpoint "$run" --sae "$sae" --data "$OUT/data/heldout.txt" --variant both --seed 0 "${TOK[@]}" \
+                --backend "$BACKEND" $THREADS --batch 16 --out "$sae/neurons" --force
+            fi
+            detect "$sae/neurons"
+          done
+        fi
       done
     done
   done
-  IFS=,; labels="${LABELS[*]}"; unset IFS
-  "${CLI[@]}" neurons compare "${DIRS[@]}" --labels "$labels" --baseline GPT-2 \
-    --title "char-tiny L=$L: token-lookup scores on held-out text" --svg "$OUT/compare-L$L.svg" | tee "$OUT/compare-L$L.txt"
-  "${CLI[@]}" neurons compare "${DIRS[@]}" --labels "$labels" --baseline GPT-2 --json > "$OUT/compare-L$L.json"
-  # the random-init controls against each other (the baseline every trained gap is read against)
-  n=${#DIRS[@]}
-  "${CLI[@]}" neurons compare "${DIRS[@]:$((n / 2))}" --labels "$(IFS=,; echo "${LABELS[*]:$((n / 2))}")" --baseline "GPT-2 init" > "$OUT/compare-L$L-init.txt"
 done
 
-# 3. the summary table (markdown) from the compare JSON files
-node --input-type=module -e "
-  import { readFileSync, writeFileSync } from 'node:fs';
-  const f = (v, d = 1) => (v === null || v === undefined ? '-' : v.toFixed(d));
-  const rows = ['| L | model | seeds | held-out loss | TaR | Random-only | Anthropic | selectivity | consistency | density |', '|---|---|---|---|---|---|---|---|---|---|'];
-  // held-out loss per run (nats/token), averaged over the seeds of a group
-  const evalOf = (dir) => Number(/^loss ([0-9.]+) nats/m.exec(readFileSync(dir + '/eval-heldout.txt', 'utf8'))[1]);
-  let entropy = null;
-  for (const L of '$LAYERS'.split(' ')) {
-    const j = JSON.parse(readFileSync('$OUT/compare-L' + L + '.json', 'utf8'));
-    for (const g of j.groups) {
-      const arch = g.label.startsWith('CRATE') ? 'crate' : 'gpt2', init = g.label.endsWith('init') ? '-init' : '';
-      const losses = '$SEEDS'.split(' ').map((s) => evalOf('$OUT/' + arch + '-L' + L + '-s' + s + init));
-      entropy ??= Number(/^unigram entropy of these tokens ([0-9.]+) nats/m.exec(readFileSync('$OUT/' + arch + '-L' + L + '-s' + '$SEEDS'.split(' ')[0] + init + '/eval-heldout.txt', 'utf8'))[1]);
-      const c = (m) => f(g.model[m].mean) + ' ± ' + f(g.model[m].se) + ' [' + f(g.model[m].spread) + ']';
-      rows.push('| ' + L + ' | ' + g.label + ' | ' + g.seeds + ' | ' + f(losses.reduce((a, b) => a + b, 0) / losses.length, 3) + ' | ' + c('tar') + ' | ' + c('randomOnly') + ' | ' + c('anthropic') + ' | ' + f(g.selectivity, 3) + ' | ' + f(g.consistency, 3) + ' | ' + f(g.density, 3) + ' |');
-    }
-  }
-  rows.push('', 'Held-out loss in nats per byte (mean over the seeds); the unigram entropy of the held-out bytes is ' + f(entropy, 3) + ' nats.');
-  writeFileSync('$OUT/summary.md', rows.join('\n') + '\n');
-  console.log(rows.join('\n'));
-"
+# 3. per L: the comparison of every model (text, SVG, JSON), the controls against each other, and
+# the summary table (markdown)
+node "$ROOT/scripts/miniature-table.mjs" --out "$OUT" --seeds "$SEEDS" --layers "$LAYERS" --sae "$SAE" --expansion "$SAE_EXPANSION"
 echo "wrote $OUT/summary.md, $OUT/losses.txt, $OUT/compare-L*.{txt,svg,json}"

@@ -20,6 +20,8 @@ export const HELP = `usage: crate-ts neurons view DIR [DIR2 ...] [--port 8080] [
   --labels A,B,...   names of the collections (default: directory name and architecture)
   --checkpoint CKPT  the checkpoint of a collection, once per DIR in order (default: the path in
                      its manifest; it must be the same file, checked by sha256)
+  --sae DIR          the SAE of a collection of SAE features (neurons collect --sae), once per DIR
+                     in order (default: the path in its manifest; checked by sha256)
   --steer-prompt T   prompt of the steering effects (default "${PAPER_PROMPT}", the paper's)
   --no-steer         no steering effects (an export computes one clamped forward per neuron)
   --no-weights       no related tokens by weights
@@ -31,7 +33,10 @@ export const HELP = `usage: crate-ts neurons view DIR [DIR2 ...] [--port 8080] [
 Pages: #/ (overview: model, data, per-layer scores of every collection, density and dead neurons,
 the neuron table) and #/layer/L/neuron/I (#/c/K/... for collection K). A neuron page's steering
 effects clamp blocks.L.hook_neurons[I] to ${STEER_FACTOR} x the neuron's largest activation on the
-collected tokens; the server also has a box to steer with any value and prompt.`;
+collected tokens; the server also has a box to steer with any value and prompt. On a collection of
+SAE features the clamp is on the feature, decoded with the SAE and its error term kept. Detection
+and fuzzing scores (neurons score --scorer detection|fuzzing) are shown beside the simulation scores
+when the collection holds them.`;
 
 const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
@@ -39,6 +44,7 @@ const OPTIONS = {
   export: { type: 'string' },
   labels: { type: 'string' },
   checkpoint: { type: 'string', multiple: true },
+  sae: { type: 'string', multiple: true },
   'steer-prompt': { type: 'string' },
   'no-steer': { type: 'boolean' },
   'no-weights': { type: 'boolean' },
@@ -74,6 +80,7 @@ export async function run(argv: string[]): Promise<number> {
   const labels = v.labels === undefined ? undefined : v.labels.split(',').map((s) => s.trim());
   if (labels && labels.length !== dirs.length) throw new UsageError(`--labels has ${labels.length} labels for ${dirs.length} directories`);
   if (v.checkpoint && v.checkpoint.length > dirs.length) throw new UsageError(`--checkpoint given ${v.checkpoint.length} times for ${dirs.length} directories`);
+  if (v.sae && v.sae.length > dirs.length) throw new UsageError(`--sae given ${v.sae.length} times for ${dirs.length} directories`);
   const backendName = v.backend ?? 'auto';
   if (!['reference', 'cpu', 'cuda', 'auto'].includes(backendName)) throw new UsageError(`--backend must be reference, cpu, cuda or auto, got '${backendName}'`);
   const threads = intArg(v.threads, 'threads', 0, 1024);
@@ -89,6 +96,7 @@ export async function run(argv: string[]): Promise<number> {
   const data = await ViewerData.open(dirs, {
     labels,
     checkpoints: v.checkpoint,
+    saes: v.sae,
     backend: sel.backend,
     steerPrompt,
     steer: !v['no-steer'],

@@ -21,6 +21,7 @@ import { AtomicWriter, writeFileAtomic, type WriteSyncFn } from '../util/atomic.
 import { sha256File } from '../util/hash.js';
 import { excerptDecoder, type ExcerptDecoder } from './excerpt.js';
 import { saeFeatures, type SaeFeatures } from '../sae/features.js';
+import { WEIGHTS_FILE } from '../sae/format.js';
 import { SINGLE, type Communicator } from '../distributed/communicator.js';
 import { prepareTogether } from '../distributed/agree.js';
 import { shardWindows, packShards, unpackShards } from '../distributed/collect.js';
@@ -470,6 +471,9 @@ async function collectLocked(opts: CollectOptions, t0: number, variant: Variant,
       tokens_per_s: N / collectSecs,
       cpu_s: cpuSeconds,
       peak_rss_bytes: peak,
+      ...(sae && opts.sae !== undefined
+        ? { sae: { path: path.resolve(opts.sae), sha256: sha256File(path.join(opts.sae, WEIGHTS_FILE)), hook: sae.hook, d_in: sae.D, d_sae: sae.S } }
+        : {}),
     };
     if (writer) writeFileAtomic(path.join(opts.out, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n', opts.writeSync);
     return { dir: opts.out, manifest, elapsed, tokensPerSec: N / collectSecs, peakRssBytes: peak, cpuSeconds };

@@ -110,6 +110,11 @@ export interface CollectionManifest {
   /** CPU seconds (user + system) of the forward + streaming phase. */
   cpu_s: number;
   peak_rss_bytes: number;
+  /**
+   * A collection of SAE features (neurons collect --sae): the SAE directory, the sha256 of its
+   * sae_weights.safetensors, the model hook it reads and its sizes. Absent for neurons (and before 0.2).
+   */
+  sae?: { path: string; sha256: string; hook: string; d_in: number; d_sae: number };
 }
 
 // ---- JSON of the OpenAI dataclasses ------------------------------------------------------------
@@ -269,14 +274,21 @@ export function readManifest(dir: string): CollectionManifest {
 
 /** The lines of a JSONL file (without the trailing empty line), with a clear error when missing. */
 export function readJsonlLines(file: string): string[] {
-  let text: string;
+  let raw: Buffer;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    raw = fs.readFileSync(file);
   } catch (e) {
     throw new DataError(`cannot read '${file}': ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  const lines = text.split('\n');
-  if (lines.length && lines[lines.length - 1] === '') lines.pop();
+  // line by line from the bytes: a layer of 16x SAE features holds more than the ~512 MiB a single
+  // JavaScript string can (4096 features with quantile records: 590 MB)
+  const lines: string[] = [];
+  let start = 0;
+  for (let i = raw.indexOf(10); i !== -1; i = raw.indexOf(10, start)) {
+    lines.push(raw.toString('utf8', start, i));
+    start = i + 1;
+  }
+  if (start < raw.length) lines.push(raw.toString('utf8', start));
   return lines;
 }
 

@@ -15,8 +15,12 @@ export interface SaeFeatures {
   name: string;
   layer: number;
   S: number;
+  /** Width of the model hook (the SAE's d_in). */
+  D: number;
   /** h for the (B, T, D) activation, (B·T, S) row-major. */
   encode(a: Activation, B: number, T: number): Float64Array;
+  /** Row j of W_dec (D): what feature j adds to the reconstruction per unit. */
+  decoderRow(j: number): Float64Array;
   free(): void;
 }
 
@@ -39,11 +43,13 @@ export function saeFeatures(dir: string, model: LanguageModel<unknown>, ckFile: 
     name: `${sae.hookName}.hook_sae_acts_post`,
     layer,
     S: sae.weights.S,
+    D,
     encode(a, B, T) {
       const x = new Float64Array(B * T * D);
       for (let b = 0; b < B; b++) for (let t = 0; t < T; t++) for (let i = 0; i < D; i++) x[(b * T + t) * D + i] = a.get(b, t, i);
       return rs.encodeDecode(x, B * T, sae.k, sae.applyBDec).h;
     },
+    decoderRow: (j) => sae.weights.Wdec.slice(j * D, (j + 1) * D),
     free: () => rs.free(),
   };
 }
@@ -64,40 +70,41 @@ export interface SaeClamp {
  * Steering a feature: a hook on the SAE's input hook that clamps feature j to `value` at every
  * position and decodes with the SAE, keeping the SAE's error term: x' = x̂' + (x − x̂), which is
  * x + (value − h_j) · W_dec[j] (the only term of x̂' − x̂), computed that way so that a clamp that
- * changes nothing returns x exactly. Usable with runWithHooks and createDecoder.
+ * changes nothing returns x exactly. Usable with runWithHooks and createDecoder; `f` stays the
+ * caller's (free it after the last forward).
  */
-export function openSaeClamp(dir: string, model: LanguageModel<unknown>, ckFile: string, backend: Backend<unknown>): SaeClamp {
-  const sae = loadSae(dir);
-  const f = saeFeatures(dir, model, ckFile, backend);
-  const D = sae.weights.D,
+export function featureClampHooks(f: SaeFeatures, feature: number, value: number): Record<string, HookFn> {
+  if (!Number.isInteger(feature) || feature < 0 || feature >= f.S)
+    throw new UsageError(`feature ${feature} is out of range: the SAE has ${f.S} features (0..${f.S - 1})`);
+  if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
+  const D = f.D,
     S = f.S;
+  const row = f.decoderRow(feature);
   return {
-    hook: f.hook,
-    layer: f.layer,
-    S,
-    hooks(feature, value) {
-      if (!Number.isInteger(feature) || feature < 0 || feature >= S)
-        throw new UsageError(`feature ${feature} is out of range: the SAE has ${S} features (0..${S - 1})`);
-      if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
-      const row = sae.weights.Wdec.subarray(feature * D, (feature + 1) * D);
-      return {
-        [f.hook]: (act) => {
-          const [B, T] = act.shape;
-          const h = f.encode(act, B, T);
-          for (let b = 0; b < B; b++)
-            for (let t = 0; t < T; t++) {
-              const d = value - h[(b * T + t) * S + feature];
-              if (d === 0) continue;
-              for (let i = 0; i < D; i++) act.set(b, t, i, act.get(b, t, i) + d * row[i]);
-            }
-        },
-      };
+    [f.hook]: (act) => {
+      const [B, T] = act.shape;
+      const h = f.encode(act, B, T);
+      for (let b = 0; b < B; b++)
+        for (let t = 0; t < T; t++) {
+          const d = value - h[(b * T + t) * S + feature];
+          if (d === 0) continue;
+          for (let i = 0; i < D; i++) act.set(b, t, i, act.get(b, t, i) + d * row[i]);
+        }
     },
-    free: () => f.free(),
   };
 }
 
-/** openSaeClamp for one feature and value (the SAE stays resident as long as the hooks live). */
+/** An SAE opened once for steering (loaded and checked against the model): clamp hooks for any feature and value. */
+export function openSaeClamp(dir: string, model: LanguageModel<unknown>, ckFile: string, backend: Backend<unknown>): SaeClamp {
+  const f = saeFeatures(dir, model, ckFile, backend);
+  return { hook: f.hook, layer: f.layer, S: f.S, hooks: (feature, value) => featureClampHooks(f, feature, value), free: () => f.free() };
+}
+
+/**
+ * featureClampHooks for the SAE in `dir` (loaded and checked against the model). Its encoder lives
+ * on `backend` until the process ends; code that steers many times opens the SAE once with
+ * openSaeClamp (or saeFeatures) and frees it after.
+ */
 export function saeClampHooks(
   dir: string,
   model: LanguageModel<unknown>,
@@ -106,5 +113,11 @@ export function saeClampHooks(
   feature: number,
   value: number,
 ): Record<string, HookFn> {
-  return openSaeClamp(dir, model, ckFile, backend).hooks(feature, value);
+  const f = saeFeatures(dir, model, ckFile, backend);
+  try {
+    return featureClampHooks(f, feature, value);
+  } catch (e) {
+    f.free();
+    throw e;
+  }
 }

@@ -73,6 +73,8 @@ td.expl { max-width: 420px; }
 .three-col { display: grid; grid-template-columns: 1fr 1fr 1fr; gap: 1.5em; }
 .crumbs { margin-top: .6em; color: var(--muted); } .others a { margin-left: .5em; }
 .steer-box { margin: .5em 0; display: flex; gap: .4em; align-items: center; }
+.cls-example .rec-val { min-width: 8.5em; } .cls-example.right .rec-val { color: #2b8a3e; } .cls-example.wrong .rec-val { color: #c92a2a; }
+.classifier { margin: .35em 0; padding-left: .4em; border-left: 3px solid var(--line); }
 @media (max-width: 800px) { .two-col, .three-col { grid-template-columns: 1fr; } }
 `;
 

@@ -6,6 +6,9 @@
 //   scores-lookup.jsonl                     per-neuron offline scores (`crate-ts neurons score`)
 //   llm-<set>/{tar,randomOnly,anthropic}/layer-{l}.jsonl   OpenAI NeuronSimulationResults per neuron
 //   llm-<set>/explanations/layer-{l}.jsonl  explanations (also those not scored yet)
+//   <any folder>/summary.json + layer-{l}.jsonl   detection / fuzzing scores (`neurons score --scorer
+//                                           detection|fuzzing`, by default detection-lookup/ etc.): a
+//                                           folder whose summary.json names the scorer
 // The optional files degrade gracefully: absent, the viewer computes the offline scores itself and
 // shows no LLM column; unreadable, it says why on the overview page (a warning) and goes on.
 //
@@ -65,6 +68,30 @@ export interface LlmSet {
   explanations: Map<number, Map<number, string>>;
 }
 
+/** One neuron's detection or fuzzing result (layer-{l}.jsonl of `neurons score --scorer`); fractions 0-1. */
+export interface ClassifierNeuron {
+  balancedAccuracy: number | null;
+  accuracy: number | null;
+  f1: number | null;
+  auc: number | null;
+  n: number;
+  parseFailures: number;
+  /** Where the neuron's line is in the layer file (its examples are read when its page is built). */
+  start: number;
+  end: number;
+}
+
+/** One folder of classifier scores: its scorer and judge (from summary.json) and, per layer, neuron → result. */
+export interface ClassifierSet {
+  name: string;
+  dir: string;
+  root: string;
+  scorer: 'detection' | 'fuzzing';
+  judge: string;
+  /** layer → neuron → result (lazily filled per layer). */
+  layers: Map<number, Map<number, ClassifierNeuron>>;
+}
+
 export interface LayerFiles {
   layer: number;
   hook: string;
@@ -87,6 +114,7 @@ export interface OpenCollection {
   scores: Map<number, OfflineScore[]>;
   scoresSource: 'scores-lookup.jsonl' | 'computed by the viewer';
   llm: LlmSet[];
+  classifiers: ClassifierSet[];
   warnings: string[];
 }
 
@@ -355,6 +383,131 @@ export function explanationOf(c: OpenCollection, layer: number, neuron: number):
   return null;
 }
 
+// ---- detection and fuzzing scores ---------------------------------------------------------------
+
+/** The folders of a collection that hold classifier scores (summary.json with scorer detection|fuzzing); problems become warnings. */
+function findClassifierSets(dir: string, warnings: string[]): ClassifierSet[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return [];
+  }
+  const root = realRoot(dir);
+  const out: ClassifierSet[] = [];
+  for (const e of entries.filter((x) => x.isDirectory() && !/^(layer-\d+|llm(-.*)?)$/.test(x.name)).sort((a, b) => a.name.localeCompare(b.name))) {
+    const file = path.join(dir, e.name, 'summary.json');
+    if (!fs.existsSync(file)) continue;
+    const why = leavesCollection(root, file);
+    if (why) {
+      warnings.push(`classifier scores ${file} were not read: ${why}`);
+      continue;
+    }
+    let o: Record<string, unknown>;
+    try {
+      o = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    } catch (err) {
+      warnings.push(`classifier scores ${file} could not be read: ${jsonParseProblem(err)}`);
+      continue;
+    }
+    if (typeof o !== 'object' || o === null || (o.scorer !== 'detection' && o.scorer !== 'fuzzing')) continue; // another tool's summary
+    out.push({ name: e.name, dir: path.join(dir, e.name), root, scorer: o.scorer, judge: typeof o.judge === 'string' ? o.judge : '?', layers: new Map() });
+  }
+  return out;
+}
+
+/** Load one layer of a classifier set (idempotent): the metrics of every neuron; problems become warnings. */
+export function loadClassifierLayer(set: ClassifierSet, layer: number, neurons: number, warnings: string[]): Map<number, ClassifierNeuron> {
+  const have = set.layers.get(layer);
+  if (have) return have;
+  const map = new Map<number, ClassifierNeuron>();
+  set.layers.set(layer, map);
+  const file = path.join(set.dir, `layer-${layer}.jsonl`);
+  if (!fs.existsSync(file)) return map;
+  const why = leavesCollection(set.root, file);
+  if (why) {
+    warnings.push(`classifier scores ${file} were not read: ${why}`);
+    return map;
+  }
+  const raw = fs.readFileSync(file);
+  let start = 0,
+    line = 0;
+  try {
+    while (start < raw.length) {
+      const nl = raw.indexOf(10, start),
+        end = nl === -1 ? raw.length : nl;
+      line++;
+      const text = raw.toString('utf8', start, end);
+      if (text.trim() !== '') {
+        let o: Record<string, unknown>;
+        try {
+          o = JSON.parse(text) as Record<string, unknown>;
+        } catch (e) {
+          throw new Error(`${file}:${line}: ${jsonParseProblem(e)}`);
+        }
+        if (typeof o !== 'object' || o === null) throw new Error(`${file}:${line}: not a JSON object`);
+        const n = o.neuron;
+        if (o.layer !== layer || !Number.isInteger(n) || (n as number) < 0 || (n as number) >= neurons)
+          throw new Error(`${file}:${line}: layer ${String(o.layer)} neuron ${String(n)} is not in this collection`);
+        map.set(n as number, {
+          balancedAccuracy: numOrNull(o.balanced_accuracy),
+          accuracy: numOrNull(o.accuracy),
+          f1: numOrNull(o.f1),
+          auc: numOrNull(o.auc),
+          n: Number.isInteger(o.n) ? (o.n as number) : 0,
+          parseFailures: Number.isInteger(o.parse_failures) ? (o.parse_failures as number) : 0,
+          start,
+          end,
+        });
+      }
+      start = end + 1;
+    }
+  } catch (e) {
+    map.clear();
+    warnings.push(`classifier scores ${file} could not be read: ${(e as Error).message.split('\n')[0]}`);
+  }
+  return map;
+}
+
+/** One neuron's judged contexts (delphi's per-example fields) and the explanation the judge read. */
+export function classifierExamples(
+  set: ClassifierSet,
+  layer: number,
+  r: ClassifierNeuron,
+): {
+  explanation: string | null;
+  examples: {
+    str_tokens: string[];
+    activations: number[];
+    distance: number;
+    activating: boolean;
+    prediction: boolean | null;
+    probability: number | null;
+    correct: boolean | null;
+  }[];
+} {
+  const file = path.join(set.dir, `layer-${layer}.jsonl`);
+  const buf = Buffer.allocUnsafe(r.end - r.start);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, buf, 0, buf.length, r.start);
+  } finally {
+    fs.closeSync(fd);
+  }
+  const o = JSON.parse(buf.toString('utf8')) as { explanation?: unknown; examples?: unknown };
+  const bool = (x: unknown) => (typeof x === 'boolean' ? x : null);
+  const examples = (Array.isArray(o.examples) ? o.examples : []).map((x: Record<string, unknown>) => ({
+    str_tokens: Array.isArray(x.str_tokens) ? x.str_tokens.map(String) : [],
+    activations: Array.isArray(x.activations) ? x.activations.map((a) => (typeof a === 'number' && Number.isFinite(a) ? a : 0)) : [],
+    distance: typeof x.distance === 'number' ? x.distance : 0,
+    activating: x.activating === true,
+    prediction: bool(x.prediction),
+    probability: numOrNull(x.probability),
+    correct: bool(x.correct),
+  }));
+  return { explanation: typeof o.explanation === 'string' ? o.explanation : null, examples };
+}
+
 // ---- opening --------------------------------------------------------------------------------------
 
 /**
@@ -404,8 +557,10 @@ export function openCollection(dir: string, index = 0, label?: string): OpenColl
   }
   scores ??= computeScores(dir);
   const llm = findLlmSets(dir);
-  const c: OpenCollection = { index, dir, label: label ?? defaultLabel(dir, manifest), manifest, layers, scores, scoresSource, llm, warnings };
+  const classifiers = findClassifierSets(dir, warnings);
+  const c: OpenCollection = { index, dir, label: label ?? defaultLabel(dir, manifest), manifest, layers, scores, scoresSource, llm, classifiers, warnings };
   for (const set of llm) for (const l of manifest.layers) loadLlmLayer(set, l, warnings);
+  for (const set of classifiers) for (const lf of layers) loadClassifierLayer(set, lf.layer, lf.neurons, warnings);
   return c;
 }
 

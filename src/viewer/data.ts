@@ -3,7 +3,8 @@
 //
 // Units: every score (token-lookup TaR, Random-only, Anthropic; LLM simulation) is a correlation
 // × 100, as `crate-ts neurons score` prints it and the paper's tables give it, per neuron as per
-// layer; density, selectivity and consistency are fractions (0-1).
+// layer; the detection and fuzzing scores (balanced accuracy, accuracy, F1, AUC) are × 100 too
+// (chance = 50); density, selectivity and consistency are fractions (0-1).
 //
 //   index       every collection's model, data, per-layer score means (offline lookup and LLM),
 //               density and dead-neuron counts, warnings                       (one small object)
@@ -25,10 +26,22 @@ import { readTokens, type ActivationRecord } from '../neurons/format.js';
 import { lookupTable } from '../neurons/lookup.js';
 import { SPLIT_NAMES, maxActivation, normalizeActivations, splitFor, type NeuronRecords, type SplitName } from '../neurons/scoring.js';
 import type { CollectionScores } from '../neurons/score.js';
-import { nextToken, steer, PAPER_PROMPT, type Distribution } from '../steer/steer.js';
+import { compareDistributions, fitPrompt, nextToken, steer, PAPER_PROMPT, type Distribution } from '../steer/steer.js';
+import { featureClampHooks, saeFeatures, type SaeFeatures } from '../sae/features.js';
+import { WEIGHTS_FILE } from '../sae/format.js';
 import { tokenText } from '../steer/tokens.js';
-import { explanationOf, layerFiles, loadLlmLayer, openCollection, readNeuron, readTopPositions, type OpenCollection } from './collection.js';
-import { inputTokens, isNeuronHook, logitEffects, type TokenValue } from './weights.js';
+import {
+  classifierExamples,
+  explanationOf,
+  layerFiles,
+  loadClassifierLayer,
+  loadLlmLayer,
+  openCollection,
+  readNeuron,
+  readTopPositions,
+  type OpenCollection,
+} from './collection.js';
+import { featureDirections, inputTokens, isNeuronHook, logitEffects, type TokenValue } from './weights.js';
 import { sha256File } from '../util/hash.js';
 
 export const VIEWER_FORMAT_VERSION = 1;
@@ -46,6 +59,8 @@ export interface ViewerOptions {
   labels?: string[];
   /** A checkpoint per collection (default: the path in each manifest). */
   checkpoints?: (string | undefined)[];
+  /** The SAE directory of each SAE collection (default: the path in its manifest; checked by sha256). */
+  saes?: (string | undefined)[];
   /** Backend for the related-token products and steering (default: the float64 reference). */
   backend?: Backend<unknown>;
   /** Prompt of the steering effects (default: the paper's "1 2 3 4 5"). */
@@ -71,6 +86,18 @@ interface ModelCtx {
   related: Map<number, { up: TokenValue[]; down: TokenValue[] }[]>;
   input: Map<number, TokenValue[][]> | null;
   before: Map<string, Distribution>;
+  /** An SAE collection's SAE, opened on the model (null: a collection of neurons, or the SAE is not available). */
+  sae: SaeFeatures | null;
+  /** Why an SAE collection has no SAE (then related tokens and steering say so). */
+  saeMissing: string | null;
+}
+
+/** SAELens' name of an SAE's feature activations: a collection of SAE features has it on every hook. */
+export const SAE_SUFFIX = '.hook_sae_acts_post';
+
+/** True when a collection holds SAE features (neurons collect --sae), not a model's units. */
+export function isSaeCollection(c: OpenCollection): boolean {
+  return c.manifest.sae !== undefined || (c.manifest.hooks.length > 0 && c.manifest.hooks.every((h) => h.endsWith(SAE_SUFFIX)));
 }
 
 /** A correlation as the pages show it (× 100, rounded), null when undefined. */
@@ -145,6 +172,7 @@ export class ViewerData {
     if (opts.labels && opts.labels.length !== dirs.length) throw new UsageError(`${opts.labels.length} labels for ${dirs.length} collections`);
     if (opts.checkpoints && opts.checkpoints.length > dirs.length)
       throw new UsageError(`${opts.checkpoints.length} checkpoints for ${dirs.length} collections`);
+    if (opts.saes && opts.saes.length > dirs.length) throw new UsageError(`${opts.saes.length} SAE directories for ${dirs.length} collections`);
     const cs = dirs.map((d, i) => openCollection(d, i, opts.labels?.[i]));
     const v = new ViewerData(cs, opts);
     for (const c of cs) {
@@ -152,6 +180,8 @@ export class ViewerData {
       v.paths.add(c.manifest.checkpoint.path);
       v.paths.add(opts.checkpoints?.[c.index]);
       v.paths.add(c.manifest.data.source);
+      v.paths.add(c.manifest.sae?.path);
+      v.paths.add(opts.saes?.[c.index]);
       v.tokenizers.set(
         c.index,
         await loadTokenizer(c.manifest.tokenizer).catch((e: Error) => {
@@ -192,13 +222,47 @@ export class ViewerData {
     }
     const ck = loadCheckpoint(f);
     const model = modelFromCheckpoint(ck, this.opts.backend ?? new ReferenceBackend());
-    this.models.set(c.index, { model, params: model.getParams(), ckPath: f, related: new Map(), input: null, before: new Map() });
+    const ctx: ModelCtx = { model, params: model.getParams(), ckPath: f, related: new Map(), input: null, before: new Map(), sae: null, saeMissing: null };
+    this.models.set(c.index, ctx);
     this.modelNotes.set(c.index, `weights from ${baseName(f)} (sha256 ${sha.slice(0, 16)}…)`);
+    if (isSaeCollection(c)) this.loadSae(c, ctx);
+  }
+
+  /**
+   * An SAE collection's SAE: --sae's directory or the manifest's, which must be the one the features
+   * were collected with (sha256 of sae_weights.safetensors, hook and width). An explicit directory
+   * that does not fit is an error; a manifest path that is gone or changed leaves the page without
+   * related tokens and steering, saying why.
+   */
+  private loadSae(c: OpenCollection, ctx: ModelCtx): void {
+    const explicit = this.opts.saes?.[c.index];
+    const rec = c.manifest.sae;
+    const dir = explicit ?? rec?.path;
+    const fail = (why: string) => {
+      if (explicit) throw new DataError(why);
+      ctx.saeMissing = `${why}; related tokens and steering are not shown (pass --sae)`;
+    };
+    if (!dir) return fail(`collection '${c.dir}' does not record its SAE directory (collected before crate-ts recorded it)`);
+    const wfile = path.join(dir, WEIGHTS_FILE);
+    if (!fs.existsSync(wfile)) return fail(`the SAE directory '${dir}' is not available (no ${WEIGHTS_FILE})`);
+    if (rec && sha256File(wfile) !== rec.sha256)
+      return fail(`SAE '${dir}' is not the one collection '${c.dir}' was made from (its ${WEIGHTS_FILE} differs, sha256 checked)`);
+    const f = saeFeatures(dir, ctx.model, ctx.ckPath, this.opts.backend ?? new ReferenceBackend());
+    const lf = c.layers[0];
+    if (c.layers.length !== 1 || f.name !== lf.hook || f.S !== lf.neurons) {
+      f.free();
+      return fail(`SAE '${dir}' reads ${f.name} with ${f.S} features, but collection '${c.dir}' holds ${lf.hook} with ${lf.neurons}`);
+    }
+    ctx.sae = f;
+    this.modelNotes.set(c.index, `${this.modelNotes.get(c.index)}; SAE ${baseName(dir)} on ${f.hook} (${f.D} → ${f.S} features)`);
   }
 
   /** Release the models' backend memory. */
   free(): void {
-    for (const m of this.models.values()) m?.model.free();
+    for (const m of this.models.values()) {
+      m?.sae?.free();
+      m?.model.free();
+    }
     this.models.clear();
   }
 
@@ -262,6 +326,20 @@ export class ViewerData {
         }
         if (Object.keys(row).length) llm[set.name] = row;
       }
+      // detection / fuzzing: means over the neurons with a defined value (as summary.json's), × 100
+      const classifiers: Record<string, Record<string, number | null>> = {};
+      for (const set of c.classifiers) {
+        const rs = [...loadClassifierLayer(set, lf.layer, lf.neurons, c.warnings).values()];
+        if (rs.length === 0) continue;
+        const ba = meanOf(rs.map((r) => r.balancedAccuracy));
+        classifiers[set.name] = {
+          balancedAccuracy: x100(ba.mean),
+          f1: x100(meanOf(rs.map((r) => r.f1)).mean),
+          auc: x100(meanOf(rs.map((r) => r.auc)).mean),
+          scored: ba.n,
+          judged: rs.length,
+        };
+      }
       return {
         layer: lf.layer,
         hook: lf.hook,
@@ -274,6 +352,7 @@ export class ViewerData {
         density: r5(lf.stats.reduce((a, s) => a + s.density, 0) / lf.neurons),
         dead: lf.stats.filter((s) => !((s.max ?? 0) > 0)).length,
         llm,
+        classifiers,
         ...init,
       };
     });
@@ -294,10 +373,24 @@ export class ViewerData {
       created: m.created,
       crate_ts_version: m.crate_ts_version,
       layers,
+      sae: isSaeCollection(c)
+        ? {
+            name: c.manifest.sae ? baseName(c.manifest.sae.path) : null,
+            sha256: c.manifest.sae?.sha256 ?? null,
+            hook: c.manifest.sae?.hook ?? c.layers[0]?.hook.slice(0, -SAE_SUFFIX.length) ?? null,
+            d_in: c.manifest.sae?.d_in ?? null,
+            d_sae: c.manifest.sae?.d_sae ?? c.layers[0]?.neurons ?? null,
+            available: Boolean(this.models.get(c.index)?.sae),
+          }
+        : null,
       scoresSource: c.scoresSource,
       llmSets: c.llm.map((s) => s.name),
+      classifierSets: c.classifiers.map((s) => ({ name: s.name, scorer: s.scorer, judge: s.judge })),
       warnings: c.warnings.map((w) => this.publicText(w)),
-      model: { available: this.hasModel(c.index), note: this.publicText(this.modelNotes.get(c.index) ?? '') },
+      model: {
+        available: this.hasModel(c.index),
+        note: this.publicText([this.modelNotes.get(c.index), this.models.get(c.index)?.saeMissing].filter(Boolean).join('; ')),
+      },
     };
   }
 
@@ -317,6 +410,7 @@ export class ViewerData {
       }
       return null;
     };
+    const cls = c.classifiers.map((set) => loadClassifierLayer(set, layer, lf.neurons, c.warnings));
     const rows = lf.stats.map((s, i) => {
       const counts = new Map<number, number>();
       let best = -1,
@@ -343,13 +437,27 @@ export class ViewerData {
         r5(o?.selectivity),
         best >= 0 && (s.max ?? 0) > 0 ? tokenText(tok, best) : null,
         explanationOf(c, layer, i),
+        ...cls.map((m) => x100(m.get(i)?.balancedAccuracy)),
       ];
     });
     return {
       c: ci,
       layer,
       hook: lf.hook,
-      columns: ['neuron', 'tar', 'randomOnly', 'anthropic', 'llm', 'density', 'max', 'consistency', 'selectivity', 'topToken', 'explanation'],
+      columns: [
+        'neuron',
+        'tar',
+        'randomOnly',
+        'anthropic',
+        'llm',
+        'density',
+        'max',
+        'consistency',
+        'selectivity',
+        'topToken',
+        'explanation',
+        ...c.classifiers.map((set) => `${set.name}:balancedAccuracy`),
+      ],
       rows,
     };
   }
@@ -391,6 +499,33 @@ export class ViewerData {
           });
       }
     }
+    const classifiers: Record<string, unknown>[] = [];
+    for (const set of c.classifiers) {
+      const r = loadClassifierLayer(set, layer, lf.neurons, c.warnings).get(neuron);
+      if (!r) continue;
+      const ex = classifierExamples(set, layer, r);
+      classifiers.push({
+        set: set.name,
+        scorer: set.scorer,
+        judge: set.judge,
+        balancedAccuracy: x100(r.balancedAccuracy),
+        accuracy: x100(r.accuracy),
+        f1: x100(r.f1),
+        auc: x100(r.auc),
+        n: r.n,
+        parseFailures: r.parseFailures,
+        explanation: ex.explanation,
+        examples: ex.examples.map((e) => ({
+          t: e.str_tokens,
+          a: e.activations,
+          distance: e.distance,
+          activating: e.activating,
+          prediction: e.prediction,
+          probability: r5(e.probability),
+          correct: e.correct,
+        })),
+      });
+    }
     const others = this.collections
       .filter((o) => o.index !== ci && o.layers.some((l) => l.layer === layer && neuron < l.neurons))
       .map((o) => ({ c: o.index, label: o.label }));
@@ -420,6 +555,7 @@ export class ViewerData {
       },
       explanation: explanationOf(c, layer, neuron),
       llm,
+      classifiers,
       scale,
       top: nr.top.map((r, j) => rec(r, nr.topOffsets[j])),
       random: nr.random.map((r, j) => rec(r, nr.randomOffsets[j])),
@@ -435,6 +571,7 @@ export class ViewerData {
       histogram: histogram(nr.random),
       related: this.related(ci, layer, neuron),
       steer: this.defaultSteer(ci, layer, neuron),
+      target: this.steerTarget(c, layer, neuron),
       others,
     };
   }
@@ -459,24 +596,46 @@ export class ViewerData {
     const c = this.collection(ci),
       lf = layerFiles(c, layer);
     if (!ctx || this.opts.weights === false) return null;
+    if (ctx.saeMissing !== null) return { up: null, down: null, input: null, note: this.publicText(ctx.saeMissing) };
+    const sae = ctx.sae;
     const tok = this.tokenizers.get(ci) as Tokenizer;
     const show = (xs: TokenValue[]) => xs.map((x) => ({ id: x.id, token: tokenText(tok, x.id), value: r5(x.value) }));
     if (!ctx.input)
       ctx.input = inputTokens(
         ctx.model,
-        c.layers.map((l) => ({ layer: l.layer, hook: l.hook })),
+        c.layers.map((l) => ({ layer: l.layer, hook: l.hook, ...(sae ? { sae } : {}) })),
         RELATED_K,
         tok.vocabSize,
       );
     const input = show((ctx.input.get(layer)?.[neuron] ?? []).filter((x) => x.value > 0));
-    if (!isNeuronHook(ctx.model, layer, lf.hook))
-      return { up: null, down: null, input, note: `${lf.hook} is not the layer's neuron tensor, so it has no output direction` };
+    const reads = sae ? sae.hook : lf.hook;
+    if (!isNeuronHook(ctx.model, layer, reads))
+      return {
+        up: null,
+        down: null,
+        input,
+        note: sae
+          ? `the SAE reads ${sae.hook}, not the layer's neuron tensor, so its features have no output direction here`
+          : `${lf.hook} is not the layer's neuron tensor, so it has no output direction`,
+      };
     let effects = ctx.related.get(layer);
     if (!effects) {
-      effects = logitEffects(ctx.model, ctx.params, layer, RELATED_K, tok.vocabSize);
+      effects = logitEffects(ctx.model, ctx.params, layer, RELATED_K, tok.vocabSize, sae ? featureDirections(ctx.model, ctx.params, layer, sae) : undefined);
       ctx.related.set(layer, effects);
     }
-    return { up: show(effects[neuron].up), down: show(effects[neuron].down), input };
+    return {
+      up: show(effects[neuron].up),
+      down: show(effects[neuron].down),
+      input,
+      ...(sae ? { note: `feature direction: W_dec row ${neuron} through the neurons' output directions` } : {}),
+    };
+  }
+
+  /** What the steering box clamps, in words. */
+  private steerTarget(c: OpenCollection, layer: number, neuron: number): string {
+    if (!isSaeCollection(c)) return `blocks.${layer}.hook_neurons[${neuron}]`;
+    const hook = c.manifest.sae?.hook ?? layerFiles(c, layer).hook.slice(0, -SAE_SUFFIX.length);
+    return `feature ${neuron} of the SAE on ${hook} (decoded with the SAE, keeping its error term x − x̂: x' = x + (v − h) · W_dec[${neuron}])`;
   }
 
   /** Steering effects of the default clamp (max activation × STEER_FACTOR), or why there are none. */
@@ -486,9 +645,11 @@ export class ViewerData {
     const c = this.collection(ci),
       lf = layerFiles(c, layer),
       max = lf.stats[neuron].max;
-    if (!isNeuronHook(ctx.model, layer, lf.hook))
+    if (ctx.saeMissing !== null) return { skipped: this.publicText(ctx.saeMissing) };
+    if (!ctx.sae && !isNeuronHook(ctx.model, layer, lf.hook))
       return { skipped: `${lf.hook} is not the layer's neuron tensor (blocks.${layer}.hook_neurons), so it is not clamped` };
-    if (!(max !== null && max > 0)) return { skipped: 'the neuron never fires on the collected tokens (dead): no default clamp value' };
+    if (!(max !== null && max > 0))
+      return { skipped: `the ${ctx.sae ? 'feature' : 'neuron'} never fires on the collected tokens (dead): no default clamp value` };
     return this.steer(ci, layer, neuron, STEER_FACTOR * max, this.opts.steerPrompt ?? PAPER_PROMPT);
   }
 
@@ -498,7 +659,8 @@ export class ViewerData {
     if (!ctx) throw new DataError(this.modelNotes.get(ci) ?? 'no model');
     const c = this.collection(ci),
       lf = layerFiles(c, layer);
-    if (!isNeuronHook(ctx.model, layer, lf.hook)) throw new UsageError(`${lf.hook} is not the layer's neuron tensor, so it is not clamped`);
+    if (ctx.saeMissing !== null) throw new DataError(ctx.saeMissing);
+    if (!ctx.sae && !isNeuronHook(ctx.model, layer, lf.hook)) throw new UsageError(`${lf.hook} is not the layer's neuron tensor, so it is not clamped`);
     if (!Number.isInteger(neuron) || neuron < 0 || neuron >= lf.neurons)
       throw new UsageError(`neuron ${neuron} is out of range: layer ${layer} has ${lf.neurons} neurons (0..${lf.neurons - 1})`);
     if (!Number.isFinite(value)) throw new UsageError(`the clamp value must be a finite number, got ${value}`);
@@ -513,7 +675,11 @@ export class ViewerData {
     else before = nextToken(ctx.model, ids);
     ctx.before.set(prompt, before);
     while (ctx.before.size > STEER_CACHE_PROMPTS) ctx.before.delete(ctx.before.keys().next().value as string);
-    const r = steer(ctx.model, ids, { layer, neuron, value }, { top: STEER_TOP, maxId: tok.vocabSize }, before);
+    // a neuron: the paper's clamp of the code coordinate; an SAE feature: the feature clamped and
+    // decoded with the SAE, its error term kept (src/sae/features.ts)
+    const r = ctx.sae
+      ? compareDistributions(before, nextToken(ctx.model, fitPrompt(ctx.model, ids), featureClampHooks(ctx.sae, neuron, value)), STEER_TOP, tok.vocabSize)
+      : steer(ctx.model, ids, { layer, neuron, value }, { top: STEER_TOP, maxId: tok.vocabSize }, before);
     if (!Number.isFinite(r.kl) || r.topAfter.length === 0 || !r.topAfter.every((x) => Number.isFinite(x.p)))
       throw new UsageError(`clamping to ${value} overflows the model's arithmetic (the steered distribution is not finite); choose a smaller value`);
     const t = (id: number) => tokenText(tok, id);

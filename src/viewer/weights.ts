@@ -11,7 +11,13 @@
 //
 // Input side: the tokens whose embeddings excite the neuron most, measured by running the model on
 // every token id alone (a one-token context at position 0) and reading the neuron.
+//
+// An SAE feature j on layer l's neurons writes W_dec[j] into the neuron space, so into the residual
+// stream Σ_i W_dec[j, i] v_i (v_i the neurons' output directions; the block is linear in its neurons
+// after the non-linearity: GPT-2's c_proj, CRATE's D); its input side encodes the neurons of every
+// one-token context with the SAE.
 import type { LanguageModel } from '../model/lm.js';
+import type { SaeFeatures } from '../sae/features.js';
 import { canonicalHookName, neuronHook } from '../model/hooks.js';
 import { neuronWidth } from '../steer/clamp.js';
 
@@ -80,8 +86,32 @@ class TopK {
 }
 
 /**
- * Logit effects of every neuron of a layer: per neuron the k tokens pushed up and down most. The
- * (neurons × V) product runs on the model's backend in chunks of rows.
+ * The output directions of an SAE's features on layer l's neurons, (S × d) row-major: row j =
+ * Σ_i W_dec[j, i] · (row i of outputDirections), what feature j adds per unit through the block.
+ */
+export function featureDirections(model: LanguageModel<unknown>, params: Float64Array, layer: number, sae: SaeFeatures): Float64Array {
+  const d = model.config.nEmbd,
+    h = neuronWidth(model.config);
+  if (sae.D !== h) throw new Error(`the SAE reads ${sae.D} values per token, but layer ${layer} has ${h} neurons`);
+  const V = outputDirections(model, params, layer);
+  const out = new Float64Array(sae.S * d);
+  for (let j = 0; j < sae.S; j++) {
+    const w = sae.decoderRow(j),
+      o = out.subarray(j * d, (j + 1) * d);
+    for (let i = 0; i < h; i++) {
+      const wi = w[i];
+      if (wi === 0) continue;
+      const vi = V.subarray(i * d, (i + 1) * d);
+      for (let e = 0; e < d; e++) o[e] += wi * vi[e];
+    }
+  }
+  return out;
+}
+
+/**
+ * Logit effects of every neuron of a layer (or of the rows of `directions`, (rows × d), e.g. an SAE's
+ * featureDirections): per row the k tokens pushed up and down most. The (rows × V) product runs on
+ * the model's backend in chunks of rows.
  */
 export function logitEffects(
   model: LanguageModel<unknown>,
@@ -89,13 +119,15 @@ export function logitEffects(
   layer: number,
   k: number,
   maxId: number,
+  directions?: Float64Array,
 ): { up: TokenValue[]; down: TokenValue[] }[] {
   const c = model.config,
     d = c.nEmbd,
     V = c.vocabSize,
-    h = neuronWidth(c),
     be = model.backend;
-  const Y = lnfDirections(outputDirections(model, params, layer), h, d, param(model, params, 'transformer.ln_f.weight'), c.lnEps);
+  const X = directions ?? outputDirections(model, params, layer),
+    h = X.length / d;
+  const Y = lnfDirections(X, h, d, param(model, params, 'transformer.ln_f.weight'), c.lnEps);
   const rows = Math.max(1, Math.min(h, Math.floor(2 ** 24 / V)));
   const inp = be.alloc(rows * d),
     out = be.alloc(rows * V);
@@ -131,9 +163,14 @@ export function logitEffects(
 /**
  * For each requested layer (hook name per layer), per neuron the k token ids that excite it most
  * when fed alone at position 0 (one forward of every token id, in chunks, stopping after the last
- * requested layer).
+ * requested layer). A layer with `sae` reads the SAE's features on its hook instead.
  */
-export function inputTokens(model: LanguageModel<unknown>, hooks: { layer: number; hook: string }[], k: number, maxId: number): Map<number, TokenValue[][]> {
+export function inputTokens(
+  model: LanguageModel<unknown>,
+  hooks: { layer: number; hook: string; sae?: SaeFeatures }[],
+  k: number,
+  maxId: number,
+): Map<number, TokenValue[][]> {
   const c = model.config,
     V = Math.min(maxId, c.vocabSize);
   const stop = Math.max(...hooks.map((x) => x.layer)) + 1;
@@ -142,16 +179,24 @@ export function inputTokens(model: LanguageModel<unknown>, hooks: { layer: numbe
   for (let t0 = 0; t0 < V; t0 += chunk) {
     const n = Math.min(chunk, V - t0);
     const ids = Array.from({ length: n }, (_, j) => t0 + j);
-    const { cache } = model.runWithCache(ids, n, 1, { names: hooks.map((x) => x.hook), stopAtLayer: stop });
-    for (const { layer, hook } of hooks) {
-      const a = cache.get(hook),
+    const { cache } = model.runWithCache(ids, n, 1, { names: [...new Set(hooks.map((x) => x.sae?.hook ?? x.hook))], stopAtLayer: stop });
+    for (const { layer, hook, sae } of hooks) {
+      let w: number, at: (b: number, i: number) => number;
+      if (sae) {
+        const hAll = sae.encode(cache.get(sae.hook), n, 1);
+        w = sae.S;
+        at = (b, i) => hAll[b * w + i];
+      } else {
+        const a = cache.get(hook);
         w = a.shape[2];
+        at = (b, i) => a.get(b, 0, i);
+      }
       let list = tops.get(layer);
       if (!list) {
         list = Array.from({ length: w }, () => new TopK(k, (x, y) => x > y));
         tops.set(layer, list);
       }
-      for (let b = 0; b < n; b++) for (let i = 0; i < w; i++) list[i].push(t0 + b, a.get(b, 0, i));
+      for (let b = 0; b < n; b++) for (let i = 0; i < w; i++) list[i].push(t0 + b, at(b, i));
     }
   }
   const out = new Map<number, TokenValue[][]>();

@@ -19,6 +19,7 @@ function statLine(n: NeuronData): HTMLElement {
     ['Anthropic ×100', fmt(sc?.anthropic)],
     ['selectivity', fmt(sc?.selectivity)],
     ['consistency', fmt(sc?.consistency)],
+    ...n.classifiers.map((r): [string, string] => [`${r.scorer} ×100 (${r.set})`, fmt(r.balancedAccuracy)]),
   ];
   return h('div', { class: 'stats' }, ...items.map(([k, v]) => h('span', { class: 'stat' }, h('b', {}, k), ' ', v)));
 }
@@ -41,6 +42,67 @@ function llmSection(n: NeuronData): HTMLElement | null {
             { class: 'sim-pair' },
             heatRecord({ t: q.t, a: q.a.map((x) => (n.scale > 0 ? (10 * x) / n.scale : 0)) }, 10, 'record true'),
             heatRecord({ t: q.t, a: q.sim }, 10, 'record simulated'),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+/** What a classifier score's context is: an activating record's quantile bin, a top record, or a non-activating record. */
+function contextKind(distance: number, activating: boolean, scorer: string): string {
+  const from = distance > 0 ? `quantile bin ${distance}` : distance === 0 ? 'a top record' : 'a random record';
+  if (scorer === 'fuzzing') return `${activating ? 'firing tokens marked' : 'other tokens marked'}, from ${from}`;
+  return activating ? `fires (${from})` : 'silent (a random record)';
+}
+
+/** Detection and fuzzing (neurons score --scorer): the scores × 100 and every judged context. */
+function classifierSection(n: NeuronData): HTMLElement | null {
+  if (n.classifiers.length === 0) return null;
+  return h(
+    'section',
+    { class: 'classifiers' },
+    h('h3', {}, 'Detection and fuzzing'),
+    h(
+      'p',
+      { class: 'muted' },
+      'the judge reads the explanation and a context and says whether the neuron fires there (detection) or on the marked tokens (fuzzing); balanced accuracy, accuracy, F1 and AUC × 100 (chance = 50)',
+    ),
+    ...n.classifiers.map((r) =>
+      h(
+        'div',
+        { class: 'classifier', 'data-set': r.set },
+        h(
+          'p',
+          {},
+          h('b', {}, `${r.scorer} (${r.set}, judge ${r.judge}): `),
+          'balanced accuracy ×100 ',
+          h('b', { class: 'cls-score' }, fmt(r.balancedAccuracy)),
+          `, accuracy ×100 ${fmt(r.accuracy)}, F1 ×100 ${fmt(r.f1)}, AUC ×100 ${fmt(r.auc)}; ${r.n} contexts judged${r.parseFailures ? `, ${r.parseFailures} unreadable replies` : ''}`,
+        ),
+        r.explanation ? h('p', { class: 'muted' }, 'explanation judged: ', r.explanation) : null,
+        h(
+          'details',
+          { class: 'cls-examples' },
+          h('summary', {}, `the ${r.examples.length} contexts`),
+          ...r.examples.map((e) =>
+            h(
+              'div',
+              {
+                class: `record-row cls-example ${e.correct === null ? 'unread' : e.correct ? 'right' : 'wrong'}`,
+                'data-activating': String(e.activating),
+                'data-prediction': String(e.prediction),
+              },
+              h(
+                'span',
+                { class: 'rec-val', title: contextKind(e.distance, e.activating, r.scorer) },
+                e.correct === null ? '?' : e.correct ? '✓' : '✗',
+                ' ',
+                e.prediction === null ? 'no answer' : e.prediction ? 'yes' : 'no',
+                e.probability !== null ? ` (p ${fmt(e.probability, 2)})` : '',
+              ),
+              heatRecord({ t: e.t, a: e.a }, n.scale),
+            ),
           ),
         ),
       ),
@@ -111,7 +173,7 @@ function steerSection(n: NeuronData, idx: IndexData): HTMLElement {
     h(
       'p',
       { class: 'muted' },
-      `Clamp blocks.${n.layer}.hook_neurons[${n.neuron}] to a constant at every position and compare the next-token distribution (spec 8). Default: ${idx.steer.rule}.`,
+      `Clamp ${n.target} to a constant v at every position and compare the next-token distribution (spec 8). Default: ${idx.steer.rule}.`,
     ),
   );
   const st = n.steer;
@@ -217,6 +279,7 @@ async function renderNeuron(root: HTMLElement, idx: IndexData, ci: number, layer
     statLine(n),
     colorKey(n.scale),
     llmSection(n),
+    classifierSection(n),
     h('h3', {}, `Top activations (${n.top.length})`),
     heatList(n.top, n.scale, 'top'),
     n.quantile ? h('h3', {}, 'Quantile bins') : null,

@@ -17,7 +17,14 @@ interface TableState {
 }
 const tableStates = new Map<string, TableState>();
 
-const COLS: { key: number; label: string; title: string; num: boolean }[] = [
+interface Col {
+  key: number;
+  label: string;
+  title: string;
+  num: boolean;
+}
+
+const COLS: Col[] = [
   { key: 0, label: 'neuron', title: 'neuron index', num: true },
   { key: 1, label: 'TaR ×100', title: 'token-lookup score, Top-and-Random split (Pearson r × 100)', num: true },
   { key: 2, label: 'Random ×100', title: 'token-lookup score, Random-only split (Pearson r × 100)', num: true },
@@ -31,6 +38,17 @@ const COLS: { key: number; label: string; title: string; num: boolean }[] = [
   { key: 10, label: 'explanation', title: 'LLM explanation, when present', num: false },
 ];
 
+/** The table's columns: the classifier scores (row index 11 on) right after the LLM score. */
+function columnsOf(c: CollectionSummary): Col[] {
+  const cls = c.classifierSets.map((s, k) => ({
+    key: 11 + k,
+    label: `${s.scorer === 'detection' ? 'Detect.' : 'Fuzz.'} ×100`,
+    title: `${s.scorer} score: balanced accuracy × 100 (chance 50), judge ${s.judge} (${s.name}/)`,
+    num: true,
+  }));
+  return [...COLS.slice(0, 5), ...cls, ...COLS.slice(5)];
+}
+
 function infoList(c: CollectionSummary): HTMLElement {
   const cfg = c.config;
   const rows: [string, string][] = [
@@ -39,7 +57,18 @@ function infoList(c: CollectionSummary): HTMLElement {
     ['checkpoint', `${c.checkpoint.file}${c.checkpoint.step !== null ? ` (step ${c.checkpoint.step})` : ''}, sha256 ${c.checkpoint.sha256.slice(0, 16)}…`],
     ['data', `${c.data.description}; ${c.data.split}; sha256 ${c.data.sha256.slice(0, 16)}…`],
     ['collected', `${c.n_tokens.toLocaleString('en-US')} tokens in windows of ${c.window}, ${c.tokenizer} tokenizer, variant ${c.variant}, seed ${c.seed}`],
-    ['scores', `offline token-lookup scores: ${c.scoresSource}; LLM results: ${c.llmSets.length ? c.llmSets.join(', ') : 'none'}`],
+    [
+      'scores',
+      `offline token-lookup scores: ${c.scoresSource}; LLM results: ${c.llmSets.length ? c.llmSets.join(', ') : 'none'}; detection / fuzzing: ${c.classifierSets.length ? c.classifierSets.map((s) => `${s.name} (${s.scorer}, judge ${s.judge})`).join(', ') : 'none'}`,
+    ],
+    ...(c.sae
+      ? ([
+          [
+            'SAE',
+            `features of ${c.sae.name ?? 'an SAE'} on ${c.sae.hook ?? '?'} (${c.sae.d_in ?? '?'} → ${c.sae.d_sae ?? '?'}${c.sae.sha256 ? `, weights sha256 ${c.sae.sha256.slice(0, 16)}…` : ''})${c.sae.available ? '' : '; not available here'}`,
+          ],
+        ] as [string, string][])
+      : []),
     ['weights', c.model.note || (c.model.available ? 'available' : 'not available')],
     ['made by', `crate-ts ${c.crate_ts_version}, ${c.created}`],
   ];
@@ -59,6 +88,7 @@ function layerTable(c: CollectionSummary): HTMLElement {
       'Random-only ×100',
       'Anthropic ×100',
       ...sets.map((st) => `LLM TaR ×100 (${st})`),
+      ...c.classifierSets.map((st) => `${st.scorer} ×100 (${st.name})`),
       'density',
       'dead',
       'selectivity',
@@ -76,6 +106,17 @@ function layerTable(c: CollectionSummary): HTMLElement {
       h('td', {}, fmt(l.randomOnly)),
       h('td', {}, fmt(l.anthropic)),
       ...sets.map((st) => h('td', {}, fmt(l.llm[st]?.tar))),
+      ...c.classifierSets.map((st) => {
+        const x = l.classifiers[st.name];
+        return h(
+          'td',
+          {
+            class: 'cls-mean',
+            title: x ? `${x.scored} of ${x.judged} judged neurons have a score; F1 ×100 ${fmt(x.f1)}, AUC ×100 ${fmt(x.auc)}` : 'not judged',
+          },
+          fmt(x?.balancedAccuracy),
+        );
+      }),
       h('td', {}, fmt(l.density)),
       h('td', { class: 'dead-count' }, `${l.dead} (${fmt((100 * l.dead) / l.neurons, 2)}%)`),
       h('td', {}, fmt(l.selectivity)),
@@ -123,7 +164,8 @@ function neuronTable(c: CollectionSummary, t: TableData): HTMLElement {
     const pages = Math.max(1, Math.ceil(rows.length / PAGE_ROWS));
     st.page = Math.min(st.page, pages - 1);
     const shown = rows.slice(st.page * PAGE_ROWS, (st.page + 1) * PAGE_ROWS);
-    const th = COLS.map((col) =>
+    const cols = columnsOf(c);
+    const th = cols.map((col) =>
       h(
         'th',
         {
@@ -148,7 +190,7 @@ function neuronTable(c: CollectionSummary, t: TableData): HTMLElement {
         'tr',
         { 'data-neuron': r[0], class: (r[6] ?? 0) > 0 ? '' : 'dead' },
         h('td', {}, h('a', { href: neuronHref(c.id, t.layer, r[0]) }, String(r[0]))),
-        ...[1, 2, 3, 4, 5, 6, 7, 8].map((k) => h('td', { class: 'num' }, fmt(r[k] as number | null))),
+        ...cols.filter((col) => col.num && col.key !== 0).map((col) => h('td', { class: 'num' }, fmt(r[col.key] as number | null))),
         h('td', { class: 'mono' }, r[9] === null ? '' : JSON.stringify(r[9])),
         h('td', { class: 'expl' }, r[10] ?? ''),
       ),
@@ -226,6 +268,7 @@ function neuronTable(c: CollectionSummary, t: TableData): HTMLElement {
         [6, 'max'],
         [7, 'consistency'],
         [8, 'selectivity'],
+        ...c.classifierSets.map((s, k) => [11 + k, `${s.scorer} (${s.name})`]),
       ].map(([k, label]) => h('option', { value: k, selected: st.col === k }, String(label))),
     ),
     h(

@@ -15,6 +15,8 @@ interface LayerSummary {
   dead: number;
   /** LLM set name → split → mean correlation × 100. */
   llm: Record<string, Record<string, number | null>>;
+  /** Classifier set name → mean balanced accuracy, F1, AUC × 100 over the neurons with a value; scored / judged counts. */
+  classifiers: Record<string, { balancedAccuracy: number | null; f1: number | null; auc: number | null; scored: number; judged: number }>;
   /** The random-init control's lookup means × 100 (neurons view --baseline-init), when given. */
   init?: { tar: number | null; randomOnly: number | null; anthropic: number | null };
 }
@@ -39,6 +41,10 @@ interface CollectionSummary {
   layers: LayerSummary[];
   scoresSource: string;
   llmSets: string[];
+  /** Detection / fuzzing score folders (neurons score --scorer), in the table's column order. */
+  classifierSets: { name: string; scorer: string; judge: string }[];
+  /** A collection of SAE features: the SAE (no path), whether it could be opened. */
+  sae: { name: string | null; sha256: string | null; hook: string | null; d_in: number | null; d_sae: number | null; available: boolean } | null;
   warnings: string[];
   model: { available: boolean; note: string };
 }
@@ -52,7 +58,10 @@ interface IndexData {
   collections: CollectionSummary[];
 }
 
-/** A table row: [neuron, tar, randomOnly, anthropic, llm, density, max, consistency, selectivity, topToken, explanation]. */
+/**
+ * A table row: [neuron, tar, randomOnly, anthropic, llm, density, max, consistency, selectivity,
+ * topToken, explanation, then one balanced accuracy × 100 per classifier set].
+ */
 type TableRow = [
   number,
   number | null,
@@ -65,6 +74,7 @@ type TableRow = [
   number | null,
   string | null,
   string | null,
+  ...(number | null)[],
 ];
 
 interface TableData {
@@ -118,14 +128,38 @@ interface NeuronData {
   scores: { tar: number | null; randomOnly: number | null; anthropic: number | null; selectivity: number | null; consistency: number | null } | null;
   explanation: string | null;
   llm: { set: string; split: string; explanation: string; score: number | null; sequences: { t: string[]; a: number[]; sim: number[] }[] }[];
+  /** Detection / fuzzing results of this neuron (scores × 100) with the judged contexts. */
+  classifiers: {
+    set: string;
+    scorer: string;
+    judge: string;
+    balancedAccuracy: number | null;
+    accuracy: number | null;
+    f1: number | null;
+    auc: number | null;
+    n: number;
+    parseFailures: number;
+    explanation: string | null;
+    examples: {
+      t: string[];
+      a: number[];
+      distance: number;
+      activating: boolean;
+      prediction: boolean | null;
+      probability: number | null;
+      correct: boolean | null;
+    }[];
+  }[];
   scale: number;
   top: Rec[];
   random: Rec[];
   quantile: { lo: number | null; hi: number | null; records: Rec[] }[] | null;
   lookup: { token: string; value: number; count: number }[];
   histogram: { edges: number[]; counts: number[]; zeros: number | null; n: number };
-  related: { up: TokenValueView[] | null; down: TokenValueView[] | null; input: TokenValueView[]; note?: string } | null;
+  related: { up: TokenValueView[] | null; down: TokenValueView[] | null; input: TokenValueView[] | null; note?: string } | null;
   steer: SteerView | { skipped: string } | null;
+  /** What steering clamps, in words (a neuron's code coordinate, or an SAE feature). */
+  target: string;
   others: { c: number; label: string }[];
 }
 
