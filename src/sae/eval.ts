@@ -69,9 +69,9 @@ function dense(a: Activation, B: number, T: number, D: number): Float64Array {
 
 export async function evalSae(opts: SaeEvalOptions): Promise<SaeEvalResult> {
   const batch = opts.batch ?? 4;
-  if (!Number.isInteger(batch) || batch < 1) throw new UsageError(`--batch must be a positive integer, got ${batch}`);
+  if (!Number.isInteger(batch) || batch < 1) throw new UsageError((n) => `${n('batch')} must be a positive integer, got ${batch}`, { option: 'batch' });
   if (opts.tokens !== undefined && (!Number.isInteger(opts.tokens) || opts.tokens < 1))
-    throw new UsageError(`--tokens must be a positive integer, got ${opts.tokens}`);
+    throw new UsageError((n) => `${n('tokens')} must be a positive integer, got ${opts.tokens}`, { option: 'tokens' });
   const sae = loadSae(opts.dir);
   const ckFile = typed(() => resolveCheckpointPath(opts.checkpoint), CheckpointError);
   const ck = typed(() => loadCheckpoint(ckFile), CheckpointError);

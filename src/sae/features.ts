@@ -30,7 +30,7 @@ export function saeFeatures(dir: string, model: LanguageModel<unknown>, ckFile: 
   if (!m) throw new UsageError(`SAE '${dir}' reads hook '${sae.hookName}', not a per-layer hook blocks.L.NAME`);
   const layer = Number(m[1]);
   if (layers !== undefined && !(layers.length === 1 && layers[0] === layer))
-    throw new UsageError(`the SAE reads layer ${layer} (${sae.hookName}); --layers ${layers.join(',')} disagrees`);
+    throw new UsageError((n) => `the SAE reads layer ${layer} (${sae.hookName}); ${n('layers')} ${layers.join(',')} disagrees`, { option: 'layers' });
   if (layer >= model.config.nLayer) throw new UsageError(`SAE '${dir}' reads layer ${layer}, but the model has ${model.config.nLayer} layers`);
   if (!model.hookNames().includes(sae.hookName) && !/^blocks\.\d+\.hook_neurons$/.test(sae.hookName))
     throw new UsageError(`SAE '${dir}' reads hook '${sae.hookName}', which this ${model.config.arch} model does not have`);

@@ -119,7 +119,8 @@ export function saeDefaults(D: number, S: number, arch: SaeArch, batchTokens: nu
 }
 
 function assertInt(v: number | undefined, name: string, min: number, max = Number.MAX_SAFE_INTEGER): void {
-  if (v !== undefined && (!Number.isInteger(v) || v < min || v > max)) throw new UsageError(`--${name} must be an integer in ${min}..${max}, got ${v}`);
+  if (v !== undefined && (!Number.isInteger(v) || v < min || v > max))
+    throw new UsageError((n) => `${n(name)} must be an integer in ${min}..${max}, got ${v}`, { option: name });
 }
 
 function typed<T>(f: () => T, Kind: new (m: string, o?: { cause?: unknown }) => CrateError): T {
@@ -501,30 +502,38 @@ async function prepareRun(opts: SaeTrainOptions, ranks: number) {
   let prev: SaeCfg | null = null;
   if (opts.resume) {
     const cfgPath = path.join(out, CFG_FILE);
-    if (!fs.existsSync(cfgPath)) throw new DataError(`--resume '${out}': no ${CFG_FILE} (not an SAE run directory)`);
+    if (!fs.existsSync(cfgPath)) throw new DataError((n) => `${n('resume')} '${out}': no ${CFG_FILE} (not an SAE run directory)`, { option: 'resume' });
     prev = loadSae(out).cfg;
-    if (!prev.crate_ts) throw new DataError(`--resume '${out}': cfg.json has no crate_ts block (not trained by crate-ts sae train)`);
-    if (!fs.existsSync(path.join(out, STATE_FILE))) throw new DataError(`--resume '${out}': no ${STATE_FILE} (the optimizer state --resume needs)`);
+    if (!prev.crate_ts)
+      throw new DataError((n) => `${n('resume')} '${out}': cfg.json has no crate_ts block (not trained by crate-ts sae train)`, { option: 'resume' });
+    if (!fs.existsSync(path.join(out, STATE_FILE)))
+      throw new DataError((n) => `${n('resume')} '${out}': no ${STATE_FILE} (the optimizer state ${n('resume')} needs)`, { option: 'resume' });
   } else if (fs.existsSync(path.join(out, CFG_FILE))) {
-    throw new UsageError(`--out '${out}' already holds an SAE (cfg.json); pass --resume ${out} to continue it, or choose another directory`);
+    throw new UsageError(
+      (n) => `${n('out')} '${out}' already holds an SAE (cfg.json); pass ${n('resume')} ${out} to continue it, or choose another directory`,
+      { option: 'out' },
+    );
   }
   const pc = prev?.crate_ts;
   const arch: SaeArch = pc ? pc.recipe.arch : (opts.arch ?? 'relu');
-  if (arch !== 'relu' && arch !== 'topk') throw new UsageError(`--arch must be relu or topk, got '${String(arch)}'`);
+  if (arch !== 'relu' && arch !== 'topk') throw new UsageError((n) => `${n('arch')} must be relu or topk, got '${String(arch)}'`, { option: 'arch' });
   const ckArg = opts.checkpoint ?? pc?.checkpoint_path;
-  if (!ckArg) throw new UsageError('--checkpoint is required');
+  if (!ckArg) throw new UsageError((n) => `${n('checkpoint')} is required`, { option: 'checkpoint' });
   const seed = pc ? pc.seed : (opts.seed ?? 0);
   assertInt(opts.seed, 'seed', 0, 2 ** 31 - 1);
   assertInt(opts.expansion, 'expansion', 1, 1024);
   assertInt(opts.tokens, 'tokens', 1);
-  assertInt(opts.batchTokens, 'batch-tokens', 1, 1 << 20);
-  assertInt(opts.bufferTokens, 'buffer-tokens', 2);
-  assertInt(opts.warmupSteps, 'warmup-steps', 0);
-  assertInt(opts.gradAccum, 'grad-accum', 1, 1 << 16);
-  assertInt(opts.stopAt, 'stop-at', 1);
-  if (opts.l1 !== undefined && !(Number.isFinite(opts.l1) && opts.l1 >= 0)) throw new UsageError(`--l1 must be a finite number >= 0, got ${opts.l1}`);
-  if (opts.lr !== undefined && !(Number.isFinite(opts.lr) && opts.lr > 0)) throw new UsageError(`--lr must be a positive number, got ${opts.lr}`);
-  if (opts.k !== undefined && (!Number.isInteger(opts.k) || opts.k <= 0)) throw new UsageError(`--k must be a positive integer, got ${opts.k}`);
+  assertInt(opts.batchTokens, 'batchTokens', 1, 1 << 20);
+  assertInt(opts.bufferTokens, 'bufferTokens', 2);
+  assertInt(opts.warmupSteps, 'warmupSteps', 0);
+  assertInt(opts.gradAccum, 'gradAccum', 1, 1 << 16);
+  assertInt(opts.stopAt, 'stopAt', 1);
+  if (opts.l1 !== undefined && !(Number.isFinite(opts.l1) && opts.l1 >= 0))
+    throw new UsageError((n) => `${n('l1')} must be a finite number >= 0, got ${opts.l1}`, { option: 'l1' });
+  if (opts.lr !== undefined && !(Number.isFinite(opts.lr) && opts.lr > 0))
+    throw new UsageError((n) => `${n('lr')} must be a positive number, got ${opts.lr}`, { option: 'lr' });
+  if (opts.k !== undefined && (!Number.isInteger(opts.k) || opts.k <= 0))
+    throw new UsageError((n) => `${n('k')} must be a positive integer, got ${opts.k}`, { option: 'k' });
 
   // checkpoint, hook, data
   const ckFile = typed(() => resolveCheckpointPath(ckArg), CheckpointError);
@@ -532,12 +541,14 @@ async function prepareRun(opts: SaeTrainOptions, ranks: number) {
   const ckSha = sha256File(ckFile);
   if (pc && pc.checkpoint_sha256 !== ckSha)
     throw new DataError(
-      `--resume '${out}': the SAE was trained on another checkpoint (sha256 ${pc.checkpoint_sha256.slice(0, 12)}…, '${ckFile}' is ${ckSha.slice(0, 12)}…)`,
+      (n) =>
+        `${n('resume')} '${out}': the SAE was trained on another checkpoint (sha256 ${pc.checkpoint_sha256.slice(0, 12)}…, '${ckFile}' is ${ckSha.slice(0, 12)}…)`,
+      { option: 'resume' },
     );
   const model = typed(() => modelFromCheckpoint(ck, opts.backend), CheckpointError) as LanguageModel<unknown>;
   try {
     const layer = pc ? pc.layer : opts.layer;
-    if (layer === undefined) throw new UsageError('--layer is required');
+    if (layer === undefined) throw new UsageError((n) => `${n('layer')} is required`, { option: 'layer' });
     const { hooks } = resolveHooks(model, prev ? prev.metadata.hook_name : (opts.hook ?? 'hook_neurons'), [layer]);
     const hook = hooks[0];
     const D = model.hookShape(hook, 1, 1)[2];
@@ -546,36 +557,45 @@ async function prepareRun(opts: SaeTrainOptions, ranks: number) {
     const batchTokens = pc ? pc.recipe.batch_tokens : (opts.batchTokens ?? 4096);
     const def = saeDefaults(D, S, arch, batchTokens);
     const k = pc ? (pc.recipe.k ?? S) : arch === 'topk' ? (opts.k ?? def.k) : S;
-    if (arch === 'topk' && k > S) throw new UsageError(`--k ${k} exceeds d_sae = ${S} (${D} × expansion ${expansion})`);
-    if (arch === 'relu' && opts.k !== undefined && !pc) throw new UsageError('--k applies to --arch topk only');
+    if (arch === 'topk' && k > S) throw new UsageError((n) => `${n('k')} ${k} exceeds d_sae = ${S} (${D} × expansion ${expansion})`, { option: 'k' });
+    if (arch === 'relu' && opts.k !== undefined && !pc) throw new UsageError((n) => `${n('k')} applies to ${n('arch')} topk only`, { option: 'k' });
     const l1 = pc ? (pc.recipe.l1 ?? 0) : arch === 'relu' ? (opts.l1 ?? def.l1) : 0;
-    if (arch === 'topk' && opts.l1 !== undefined && !pc) throw new UsageError('--l1 applies to --arch relu only (topk has no L1 term)');
+    if (arch === 'topk' && opts.l1 !== undefined && !pc)
+      throw new UsageError((n) => `${n('l1')} applies to ${n('arch')} relu only (topk has no L1 term)`, { option: 'l1' });
     const lr = pc ? pc.recipe.lr : (opts.lr ?? def.lr);
     const totalTokens = opts.tokens ?? pc?.recipe.tokens ?? 1_000_000;
     const steps = Math.max(1, Math.floor(totalTokens / batchTokens));
     const bufferTokens = pc ? pc.recipe.buffer_tokens : (opts.bufferTokens ?? Math.max(2 * batchTokens, Math.min(1 << 17, 32 * batchTokens)));
-    if (bufferTokens < 2 * batchTokens) throw new UsageError(`--buffer-tokens ${bufferTokens} must be at least twice --batch-tokens ${batchTokens}`);
+    if (bufferTokens < 2 * batchTokens)
+      throw new UsageError((n) => `${n('bufferTokens')} ${bufferTokens} must be at least twice ${n('batchTokens')} ${batchTokens}`, { option: 'bufferTokens' });
     // micro-batches per step over all ranks: --grad-accum per rank × ranks; a resumed run keeps its own
     const K = opts.gradAccum !== undefined ? opts.gradAccum * ranks : (pc?.recipe.grad_accum ?? ranks);
     if (pc && K !== (pc.recipe.grad_accum ?? 1))
       throw new UsageError(
-        `--resume '${out}': the run takes ${pc.recipe.grad_accum ?? 1} micro-batches per step, but ${opts.gradAccum ?? 1} per rank × ${ranks} rank${ranks === 1 ? '' : 's'} make ${K}; resume with ranks × --grad-accum = ${pc.recipe.grad_accum ?? 1}`,
+        (n) =>
+          `${n('resume')} '${out}': the run takes ${pc.recipe.grad_accum ?? 1} micro-batches per step, but ${opts.gradAccum ?? 1} per rank × ${ranks} rank${ranks === 1 ? '' : 's'} make ${K}; resume with ranks × ${n('gradAccum')} = ${pc.recipe.grad_accum ?? 1}`,
+        { option: 'resume' },
       );
     if (K % ranks !== 0)
       throw new UsageError(`the run takes ${K} micro-batches per step, which ${ranks} ranks cannot share equally; resume on a rank count that divides ${K}`);
     if (batchTokens % K !== 0)
-      throw new UsageError(`--batch-tokens ${batchTokens} is not divisible by the ${K} micro-batches of a step (--grad-accum × ranks)`);
+      throw new UsageError((n) => `${n('batchTokens')} ${batchTokens} is not divisible by the ${K} micro-batches of a step (${n('gradAccum')} × ranks)`, {
+        option: 'batchTokens',
+      });
     if (bufferTokens % K !== 0)
       throw new UsageError(
-        `--buffer-tokens ${bufferTokens} is not divisible by the ${K} micro-batches of a step (--grad-accum × ranks): each has its own shard of the buffer`,
+        (n) =>
+          `${n('bufferTokens')} ${bufferTokens} is not divisible by the ${K} micro-batches of a step (${n('gradAccum')} × ranks): each has its own shard of the buffer`,
+        { option: 'bufferTokens' },
       );
     const warmup = pc ? pc.recipe.warmup_steps : (opts.warmupSteps ?? Math.min(1000, Math.floor(steps / 20)));
     const resampleAt = pc ? pc.recipe.resample_at : (opts.resampleAt ?? (arch === 'relu' ? [10000, 20000, 50000, 75000, 100000] : []));
-    for (const r of resampleAt) if (!Number.isInteger(r) || r < 1) throw new UsageError(`--resample-at takes positive step numbers, got ${r}`);
+    for (const r of resampleAt)
+      if (!Number.isInteger(r) || r < 1) throw new UsageError((n) => `${n('resampleAt')} takes positive step numbers, got ${r}`, { option: 'resampleAt' });
     const auxK = pc ? (pc.recipe.aux_k ?? def.auxK) : def.auxK;
     const auxCoef = pc ? (pc.recipe.aux_coef ?? def.auxCoef) : (opts.auxCoef ?? def.auxCoef);
     const deadTokens = pc ? (pc.recipe.dead_tokens ?? 0) : (opts.deadTokens ?? Math.min(10_000_000, Math.max(batchTokens, Math.floor(totalTokens / 10))));
-    assertInt(deadTokens, 'dead-tokens', 1);
+    assertInt(deadTokens, 'deadTokens', 1);
 
     // memory of this rank, estimated before allocating anything large
     const f = opts.backend.dtype === 'f64' ? 8 : 4;
@@ -591,7 +611,9 @@ async function prepareRun(opts: SaeTrainOptions, ranks: number) {
     const limit = opts.memoryLimit ?? Math.floor(os.totalmem() * 0.8);
     if (need > limit)
       throw new UsageError(
-        `this run needs about ${(need / 2 ** 30).toFixed(2)} GiB (buffer ${bufferTokens} × ${D} floats, ${S} features, batch ${batchTokens}), more than the ${(limit / 2 ** 30).toFixed(2)} GiB allowed; lower --buffer-tokens, --batch-tokens or --expansion`,
+        (n) =>
+          `this run needs about ${(need / 2 ** 30).toFixed(2)} GiB (buffer ${bufferTokens} × ${D} floats, ${S} features, batch ${batchTokens}), more than the ${(limit / 2 ** 30).toFixed(2)} GiB allowed; lower ${n('bufferTokens')}, ${n('batchTokens')} or ${n('expansion')}`,
+        { option: 'bufferTokens' },
       );
 
     const tok = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab).catch((e: Error) => {
@@ -602,7 +624,7 @@ async function prepareRun(opts: SaeTrainOptions, ranks: number) {
       throw e instanceof CrateError ? e : new DataError(e.message, { cause: e });
     });
     if (pc && pc.data.sha256 !== ds.contentHash)
-      throw new DataError(`--resume '${out}': the data differs from the run's (sha256 ${pc.data.sha256.slice(0, 12)}…)`);
+      throw new DataError((n) => `${n('resume')} '${out}': the data differs from the run's (sha256 ${pc.data.sha256.slice(0, 12)}…)`, { option: 'resume' });
     const T = ck.config.blockSize;
     const V = ck.config.vocabSize;
     for (let i = 0; i < ds.train.length; i++)
