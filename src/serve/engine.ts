@@ -24,7 +24,7 @@ import { TextStream, TokenBytes } from './tokens.js';
 import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath } from '../checkpoint/checkpoint.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
-import { UsageError } from '../errors.js';
+import { OptionError } from '../errors.js';
 
 /** Token positions per forward when batching echo windows (the logits stay on the backend). */
 const WINDOW_ROWS = 4096;
@@ -141,7 +141,7 @@ export class Engine {
     this.textVocab = Math.min(tokenizer.vocabSize, this.vocabSize);
     const S = opts.echoStride ?? Math.max(1, Math.floor(this.blockSize / 2));
     if (!Number.isInteger(S) || S < 1 || S > this.blockSize)
-      throw new UsageError(`--echo-stride must be an integer in [1, ${this.blockSize}] (the block size), got ${S}`);
+      throw new OptionError('echoStride', `must be an integer in [1, ${this.blockSize}] (the block size), got ${S}`);
     this.echoStride = S;
   }
 
