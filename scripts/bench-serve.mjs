@@ -1,10 +1,16 @@
 #!/usr/bin/env node
 // Benchmark of `crate-ts serve` (a benchmark, not a test): requests/s and p50/p99 latency of
 // POST /v1/completions {echo: true, max_tokens: 0, logprobs: 5} on 700-token prompts (the shape of
-// a simulator call), with 1, 8 and 32 concurrent clients, and generation tokens/s.
+// a simulator call), with 1, 8 and 32 concurrent clients; and generation tokens/s (64 new tokens
+// from 16-token prompts, temperature 0.8, a seed per request) with 1, 8 and 32 concurrent clients.
 //
 //   npx tsc -p tsconfig.json && node scripts/bench-serve.mjs [--preset 2L] [--arch gpt2] [--backend cpu]
-//        [--requests N] [--prompt-tokens 700] [--clients 1,8,32] [--gen-tokens 64] [--json]
+//        [--requests N] [--prompt-tokens 700] [--clients 1,8,32] [--gen-tokens 64] [--gen-requests N]
+//        [--root DIR] [--server-args "--max-batch 1"] [--json]
+//
+// --root runs the server (and the model code that makes the checkpoint) of another checkout with a
+// built dist/, e.g. main's, so a before/after pair is measured in the same sitting with the same
+// clients; --server-args adds flags to `crate-ts serve`.
 //
 // The model is the paper's 2L size with the GPT-2 baseline architecture (V 50304, d 128, block
 // 1024), untrained (timing does not depend on the weights). The server runs as its own process
@@ -17,12 +23,7 @@ import { gunzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dist = path.join(root, 'dist');
-if (!fs.existsSync(path.join(dist, 'cli', 'main.js'))) {
-  console.error('bench-serve: dist/ is missing; run `npx tsc -p tsconfig.json` first');
-  process.exit(2);
-}
+const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: v } = parseArgs({
   options: {
     preset: { type: 'string', default: '2L' },
@@ -32,9 +33,18 @@ const { values: v } = parseArgs({
     'prompt-tokens': { type: 'string', default: '700' },
     clients: { type: 'string', default: '1,8,32' },
     'gen-tokens': { type: 'string', default: '64' },
+    'gen-requests': { type: 'string' },
+    root: { type: 'string' },
+    'server-args': { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
   },
 });
+const root = path.resolve(v.root ?? here);
+const dist = path.join(root, 'dist');
+if (!fs.existsSync(path.join(dist, 'cli', 'main.js'))) {
+  console.error(`bench-serve: ${dist} is missing; run \`npx tsc -p tsconfig.json\` there first`);
+  process.exit(2);
+}
 const promptTokens = Number(v['prompt-tokens']);
 const clientCounts = v.clients.split(',').map(Number);
 const genTokens = Number(v['gen-tokens']);
@@ -56,7 +66,7 @@ const ckpt = path.join(tmp, 'ckpt.safetensors');
 }
 const tok = await loadTokenizer('gpt2');
 const corpus = tok.encode(
-  gunzipSync(fs.readFileSync(path.join(root, 'data', 'moby-dick.txt.gz')))
+  gunzipSync(fs.readFileSync(path.join(here, 'data', 'moby-dick.txt.gz')))
     .toString('utf8')
     .slice(0, 400_000),
 );
@@ -70,7 +80,18 @@ const prompt = () => {
 // ---- the server ----------------------------------------------------------------------------------
 const server = spawn(
   process.execPath,
-  [path.join(root, 'bin', 'crate-ts.js'), 'serve', '--checkpoint', ckpt, '--port', '0', '--backend', v.backend, '--quiet'],
+  [
+    path.join(root, 'bin', 'crate-ts.js'),
+    'serve',
+    '--checkpoint',
+    ckpt,
+    '--port',
+    '0',
+    '--backend',
+    v.backend,
+    '--quiet',
+    ...v['server-args'].split(' ').filter(Boolean),
+  ],
   { stdio: ['ignore', 'pipe', 'pipe'] },
 );
 let serverErr = '';
@@ -132,13 +153,28 @@ for (const c of clientCounts) {
   });
 }
 
-// generation: a 16-token prompt, genTokens new tokens, temperature 0.8, sequential requests
-const gen = [];
-for (let i = 0; i < 3; i++) {
-  const r = await post({ model: 'crate', prompt: corpus.slice(1000 * i, 1000 * i + 16), max_tokens: genTokens, temperature: 0.8, seed: i });
-  gen.push({ ms: r.ms, tokens: r.json.usage.completion_tokens });
+// generation: 16-token prompts, genTokens new tokens each, temperature 0.8, a seed per request
+const genRows = [];
+let seed = 0;
+for (const c of clientCounts) {
+  const total = Number(v['gen-requests'] ?? Math.max(3, 2 * c));
+  const lat = [];
+  let sent = 0,
+    tokens = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: c }, async () => {
+      while (sent < total) {
+        const i = sent++;
+        const r = await post({ model: 'crate', prompt: corpus.slice(1000 * i, 1000 * i + 16), max_tokens: genTokens, temperature: 0.8, seed: seed++ });
+        tokens += r.json.usage.completion_tokens;
+        lat.push(r.ms);
+      }
+    }),
+  );
+  const wall = (performance.now() - t0) / 1000;
+  genRows.push({ clients: c, requests: lat.length, tokens, wall_s: wall, tokens_per_s: tokens / wall, p50_ms: pct(lat, 50), p99_ms: pct(lat, 99) });
 }
-const genTps = gen.reduce((s, g) => s + g.tokens, 0) / (gen.reduce((s, g) => s + g.ms, 0) / 1000);
 
 server.kill('SIGTERM');
 fs.rmSync(tmp, { recursive: true, force: true });
@@ -148,7 +184,7 @@ const result = {
   model: `${v.preset} ${v.arch}`,
   prompt_tokens: promptTokens,
   echo: echoRows,
-  generation: { requests: gen.length, tokens_per_request: genTokens, tokens_per_s: genTps },
+  generation: { tokens_per_request: genTokens, rows: genRows },
   node: process.version,
   cpus: os.cpus().length,
   loadavg_1m: os.loadavg()[0],
@@ -162,6 +198,11 @@ else {
     console.log(
       `${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.req_per_s.toFixed(2).padEnd(8)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0).padEnd(9)}${r.prompt_tokens_per_s.toFixed(0)}`,
     );
-  console.log(`generation: ${genTps.toFixed(1)} tokens/s (${gen.length} requests of ${genTokens} tokens from 16-token prompts, temperature 0.8)`);
+  console.log(`generation: ${genTokens} new tokens from 16-token prompts, temperature 0.8`);
+  console.log('clients  requests  tokens/s  p50 ms   p99 ms');
+  for (const r of genRows)
+    console.log(
+      `${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.tokens_per_s.toFixed(1).padEnd(10)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0)}`,
+    );
   console.log(`(${result.cpus} CPUs, 1-minute load average ${result.loadavg_1m.toFixed(1)} at the end)`);
 }

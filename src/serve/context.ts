@@ -5,7 +5,8 @@
 import type * as http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { Rng } from '../util/rng.js';
-import { yieldNow, type Engine, type GeneratedToken, type TopEntry } from './engine.js';
+import type { Engine } from './engine.js';
+import { yieldNow, type GeneratedToken, type TopEntry } from './sampling.js';
 import { ApiError, type SamplingParams, type ServeLimits } from './validate.js';
 import { TextStream, codePoints } from './tokens.js';
 import { BoundedEncoder, TooManyTokens } from './encode.js';
@@ -27,28 +28,60 @@ export function contextWarning(n: number, T: number, scoring: boolean, generatin
   return `a prompt of ${n} tokens is longer than this model's context (block size ${T}): ${what.join('; ') || 'only its last tokens are used'}`;
 }
 
-/** A FIFO lock with a bounded number of waiters. */
+/**
+ * The requests in front of the model: up to `slots` compute at once (their work is batched by the
+ * engine), and at most 1 + `maxWaiting` are admitted in all; beyond that the answer is 503. Waiting
+ * requests are taken round-robin over the clients that have some waiting (a client is its
+ * address), first come first served within one client, so a client that sends many requests at
+ * once waits for its own and cannot starve another.
+ */
 export class Queue {
-  private busy = false;
-  private readonly waiting: (() => void)[] = [];
-  constructor(private readonly maxWaiting: number) {}
+  private running = 0;
+  private waitingCount = 0;
+  /** Waiting requests per client, and the clients in their turn order. */
+  private readonly waiting = new Map<string, (() => void)[]>();
+  private readonly turns: string[] = [];
+  constructor(
+    private readonly slots: number,
+    private readonly maxWaiting: number,
+  ) {}
+  /** Requests admitted (computing or waiting). */
   get depth(): number {
-    return this.waiting.length + (this.busy ? 1 : 0);
+    return this.running + this.waitingCount;
   }
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.busy) {
-      if (this.waiting.length >= this.maxWaiting)
-        throw new ApiError(503, `the server is busy: ${this.waiting.length} requests are already waiting; retry later`, null, 'overloaded', 'server_error');
-      await new Promise<void>((resolve) => this.waiting.push(resolve));
-    }
-    this.busy = true;
+  async run<T>(client: string, fn: () => Promise<T>): Promise<T> {
+    if (this.depth >= 1 + this.maxWaiting)
+      throw new ApiError(503, `the server is busy: ${this.depth - 1} requests are already waiting; retry later`, null, 'overloaded', 'server_error');
+    if (this.running >= this.slots || this.waitingCount > 0) {
+      await new Promise<void>((resolve) => {
+        const list = this.waiting.get(client);
+        if (list) list.push(resolve);
+        else {
+          this.waiting.set(client, [resolve]);
+          this.turns.push(client);
+        }
+        this.waitingCount++;
+      });
+    } else this.running++;
     try {
       return await fn();
     } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.busy = false;
+      this.release();
     }
+  }
+  /** A slot is free: it goes to the first waiter of the client whose turn it is (the slot passes on). */
+  private release(): void {
+    const client = this.turns.shift();
+    if (client === undefined) {
+      this.running--;
+      return;
+    }
+    const list = this.waiting.get(client)!;
+    const next = list.shift()!;
+    if (list.length > 0) this.turns.push(client);
+    else this.waiting.delete(client);
+    this.waitingCount--;
+    next();
   }
 }
 
@@ -60,6 +93,8 @@ export interface Acct {
 
 /** Per request: token counts for the log, whether the client has gone, whether the answer is a stream. */
 export interface RequestState {
+  /** The client's address (the queue takes clients in turn). */
+  client: string;
   acct: Acct;
   gone: () => boolean;
   sse: boolean;
@@ -91,6 +126,10 @@ export interface ContextOptions {
   modelName: string;
   limits: ServeLimits;
   maxQueue: number;
+  /** Requests computing at once. */
+  maxBatch: number;
+  /** Bytes the model may use for the requests computing together (see Engine.workBytes). */
+  maxBatchBytes: number;
   writeTimeoutMs: number;
   onWarning?: (message: string) => void;
 }
@@ -100,6 +139,9 @@ export class ServeContext {
   readonly modelName: string;
   readonly limits: ServeLimits;
   readonly queue: Queue;
+  readonly maxBatchBytes: number;
+  /** Estimated bytes of the requests computing now (admitted by reserveMemory). */
+  private memoryInUse = 0;
   readonly writeTimeoutMs: number;
   readonly outbox = new Outbox();
   /** Unix seconds when the server started (the model's `created`). */
@@ -113,7 +155,8 @@ export class ServeContext {
   ) {
     this.modelName = o.modelName;
     this.limits = o.limits;
-    this.queue = new Queue(o.maxQueue);
+    this.queue = new Queue(o.maxBatch, o.maxQueue);
+    this.maxBatchBytes = o.maxBatchBytes;
     this.writeTimeoutMs = o.writeTimeoutMs;
     this.onWarning = o.onWarning;
   }
@@ -195,6 +238,34 @@ export class ServeContext {
         'request_too_large',
       );
     return tokens;
+  }
+
+  /**
+   * Reserve the estimated memory of a request's computation (Engine.workBytes) before any of it
+   * is allocated; a request that would take the batch past --max-batch-memory is refused with 503
+   * (retry-after) instead. Returns the function that gives the reservation back.
+   */
+  reserveMemory(lens: number[], echo: boolean, maxTokens: number, k: number | null): () => void {
+    const bytes = this.engine.workBytes(lens, echo, maxTokens, k);
+    if (this.memoryInUse + bytes > this.maxBatchBytes) {
+      const mib = (b: number) => (b / 2 ** 20).toFixed(1);
+      throw new ApiError(
+        503,
+        this.memoryInUse === 0
+          ? `this request would need about ${mib(bytes)} MiB of model memory, more than this server allows a batch (--max-batch-memory ${mib(this.maxBatchBytes)} MiB); send shorter prompts or fewer of them`
+          : `the server is busy: this request would need about ${mib(bytes)} MiB of model memory, and the requests computing now hold ${mib(this.memoryInUse)} of ${mib(this.maxBatchBytes)} MiB; retry later`,
+        null,
+        'overloaded',
+        'server_error',
+      );
+    }
+    this.memoryInUse += bytes;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.memoryInUse -= bytes;
+    };
   }
 
   /** Send a context warning with the response (and tell the server's owner). */

@@ -3,7 +3,7 @@
 // backpressure (a client that stops reading is dropped; one that has gone stops the computation).
 import type * as http from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { yieldNow } from './engine.js';
+import { yieldNow } from './sampling.js';
 import { ApiError } from './validate.js';
 
 /** 503 with retry-after: the server is too busy for this request now. */

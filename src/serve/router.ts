@@ -84,7 +84,12 @@ export function makeHandler(s: ServeContext, o: RouterOptions): (req: http.Incom
     res.on('close', () => {
       closed = true;
     });
-    const rq: RequestState = { acct: { p: 0, c: 0 }, gone: () => closed || res.destroyed, sse: false };
+    const rq: RequestState = {
+      client: (req.socket.remoteAddress ?? '?').replace(/^::ffff:/, ''),
+      acct: { p: 0, c: 0 },
+      gone: () => closed || res.destroyed,
+      sse: false,
+    };
     for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v);
     const held = { n: 0 };
     stats.requests++;

@@ -53,10 +53,20 @@ export interface ServeOptions {
   limits?: Partial<ServeLimits>;
   /** Largest accepted request body in bytes (default 8 MiB). */
   maxBodyBytes?: number;
+  /**
+   * Requests computed at the same time, their steps batched by the engine (default: the engine's
+   * maxBatch); the others wait their turn.
+   */
+  maxBatch?: number;
   /** Requests allowed to wait for the model (default 256). */
   maxQueue?: number;
   /** Bytes of request bodies that waiting and running requests may hold together (default 64 MiB). */
   maxQueueBytes?: number;
+  /**
+   * Estimated bytes of model memory the requests computing together may use (default 2 GiB); a
+   * request that would take the batch past it is refused with 503 and retry-after, not allocated.
+   */
+  maxBatchBytes?: number;
   /** A response write that has not drained after this long drops the client (default 30 s). */
   writeTimeoutMs?: number;
   /** Open connections in total (default 512) and from one client address (default 64). */
@@ -72,6 +82,7 @@ export const DEFAULT_SERVE = {
   maxBodyBytes: 8 * 1024 * 1024,
   maxQueue: 256,
   maxQueueBytes: 64 * 1024 * 1024,
+  maxBatchBytes: 2 * 1024 * 1024 * 1024,
   writeTimeoutMs: 30_000,
   maxConnections: 512,
   maxConnectionsPerClient: 64,
@@ -97,6 +108,8 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     modelName: opts.modelName ?? 'crate',
     limits: { ...DEFAULT_LIMITS, ...(opts.limits ?? {}) },
     maxQueue: opts.maxQueue ?? DEFAULT_SERVE.maxQueue,
+    maxBatch: opts.maxBatch ?? engine.maxBatch,
+    maxBatchBytes: opts.maxBatchBytes ?? DEFAULT_SERVE.maxBatchBytes,
     writeTimeoutMs: opts.writeTimeoutMs ?? DEFAULT_SERVE.writeTimeoutMs,
     onWarning: opts.onWarning,
   });

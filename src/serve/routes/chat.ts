@@ -17,10 +17,19 @@ export async function chat(s: ServeContext, body: unknown, res: http.ServerRespo
   const id = newId('chatcmpl'),
     createdAt = Math.floor(Date.now() / 1000);
   const stop = r.stop.includes(CHAT_STOP) ? r.stop : [...r.stop, CHAT_STOP].slice(-4);
-  await s.queue.run(async () => {
+  await s.queue.run(rq.client, async () => {
     if (gone()) return;
     const prompt = await s.tokenize(text, 0);
     s.checkWork([prompt.length], r.n, r.maxTokens, false, r.logprobs ? r.topLogprobs : null);
+    const release = s.reserveMemory([prompt.length], false, r.maxTokens, r.logprobs ? r.topLogprobs : null);
+    try {
+      await answer(prompt);
+    } finally {
+      release();
+    }
+  });
+
+  async function answer(prompt: number[]): Promise<void> {
     acct.p = prompt.length * r.n;
     s.warn(res, contextWarning(prompt.length, engine.blockSize, false, true, engine.echoStride));
     const rng = s.rngFor(r);
@@ -52,5 +61,5 @@ export async function chat(s: ServeContext, body: unknown, res: http.ServerRespo
     }
     start();
     await w.end(`],"usage":${JSON.stringify({ prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c })}}`);
-  });
+  }
 }

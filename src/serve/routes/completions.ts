@@ -39,7 +39,7 @@ export async function completions(s: ServeContext, body: unknown, res: http.Serv
   const { acct, gone } = rq;
   const id = newId('cmpl'),
     createdAt = Math.floor(Date.now() / 1000);
-  await s.queue.run(async () => {
+  await s.queue.run(rq.client, async () => {
     if (gone()) return;
     const promptIds: number[][] = [];
     for (let i = 0; i < r.prompts.length; i++) promptIds.push(await s.tokenize(r.prompts[i], i));
@@ -50,6 +50,20 @@ export async function completions(s: ServeContext, body: unknown, res: http.Serv
       r.echo,
       r.logprobs,
     );
+    const release = s.reserveMemory(
+      promptIds.flatMap((p) => new Array<number>(r.n).fill(p.length)),
+      r.echo && r.logprobs !== null,
+      r.maxTokens,
+      r.logprobs,
+    );
+    try {
+      await answer(promptIds);
+    } finally {
+      release();
+    }
+  });
+
+  async function answer(promptIds: number[][]): Promise<void> {
     acct.p = promptIds.reduce((a, ids) => a + ids.length * r.n, 0);
     s.warn(
       res,
@@ -70,30 +84,37 @@ export async function completions(s: ServeContext, body: unknown, res: http.Serv
       res.writeHead(200, { 'content-type': 'application/json' });
       w.push(`{"id":${JSON.stringify(id)},"object":"text_completion","created":${createdAt},"model":${JSON.stringify(s.modelName)},"choices":[`);
     };
-    for (let pi = 0; pi < promptIds.length; pi++) {
-      let echo: { text: string; lp: CompletionLogprobs | null; offset: number } | null = null;
-      if (r.echo) {
+    // The prompts' echoes are computed together (the engine batches their rows), and so are the
+    // choices of a greedy request (no draw, so no order between them); sampled choices are drawn
+    // one after another from the request's Rng, as when computed alone.
+    const echoes = await Promise.all(
+      promptIds.map(async (ids) => {
+        if (!r.echo) return null;
         if (r.logprobs !== null) {
-          const e = await s.echoLogprobs(promptIds[pi], r.logprobs, gone);
-          echo = { text: e.text, lp: e.lp, offset: e.end.offset };
-        } else {
-          const t = s.promptText(promptIds[pi]);
-          echo = { text: t, lp: null, offset: codePoints(t) };
+          const e = await s.echoLogprobs(ids, r.logprobs, gone);
+          return { text: e.text, lp: e.lp as CompletionLogprobs | null, offset: e.end.offset };
         }
-      }
-      for (let j = 0; j < r.n; j++) {
-        if (gone()) throw new ClientGone('the client closed the connection');
-        const out = await s.generateCounted(promptIds[pi], gen, acct, () => !gone());
-        const g = r.logprobs !== null ? s.generatedLogprobs(out.tokens, r.logprobs, echo?.offset ?? 0) : null;
-        const index = pi * r.n + j;
-        start();
-        w.push(`${index === 0 ? '' : ','}{"index":${index},"text":${JSON.stringify((echo?.text ?? '') + out.text)},"logprobs":`);
-        await writeLogprobs(w, g ? (echo?.lp ?? null) : null, g);
-        w.push(`,"finish_reason":${JSON.stringify(out.finishReason)}}`);
-        await w.flush();
-      }
+        const t = s.promptText(ids);
+        return { text: t, lp: null, offset: codePoints(t) };
+      }),
+    );
+    const jobs = promptIds.flatMap((ids, pi) => Array.from({ length: r.n }, () => ({ ids, pi })));
+    const run = (ids: number[]) => {
+      if (gone()) throw new ClientGone('the client closed the connection');
+      return s.generateCounted(ids, gen, acct, () => !gone());
+    };
+    const together = r.temperature <= 0 ? await Promise.all(jobs.map((j) => run(j.ids))) : null;
+    for (let index = 0; index < jobs.length; index++) {
+      const echo = echoes[jobs[index].pi];
+      const out = together ? together[index] : await run(jobs[index].ids);
+      const g = r.logprobs !== null ? s.generatedLogprobs(out.tokens, r.logprobs, echo?.offset ?? 0) : null;
+      start();
+      w.push(`${index === 0 ? '' : ','}{"index":${index},"text":${JSON.stringify((echo?.text ?? '') + out.text)},"logprobs":`);
+      await writeLogprobs(w, g ? (echo?.lp ?? null) : null, g);
+      w.push(`,"finish_reason":${JSON.stringify(out.finishReason)}}`);
+      await w.flush();
     }
     start();
     await w.end(`],"usage":${JSON.stringify({ prompt_tokens: acct.p, completion_tokens: acct.c, total_tokens: acct.p + acct.c })}}`);
-  });
+  }
 }
