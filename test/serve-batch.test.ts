@@ -12,6 +12,7 @@ import { loadTokenizer } from '../src/data/tokenizer.js';
 import { Engine } from '../src/serve/engine.js';
 import { TokenBytes } from '../src/serve/tokens.js';
 import { Queue } from '../src/serve/context.js';
+import { Rng } from '../src/util/rng.js';
 import { startServer, type RunningServer } from '../src/serve/server.js';
 
 const T = 32;
@@ -47,6 +48,10 @@ function answer(j: any): unknown {
 /** A mix of requests: echo scoring of prompts of several lengths (one past the block size), sampled and greedy generation, chat. */
 function requests(ids: (n: number, s: number) => number[]): [string, unknown][] {
   return [
+    // prompts of one length: batched, they share one decoder
+    ['/v1/completions', { model: 'crate', prompt: ids(10, 12), max_tokens: 20, temperature: 0.9, seed: 16, logprobs: 1 }],
+    ['/v1/completions', { model: 'crate', prompt: ids(10, 13), max_tokens: 14, temperature: 1.1, seed: 17 }],
+    ['/v1/completions', { model: 'crate', prompt: ids(10, 14), max_tokens: 26, temperature: 0, stop: ['e'] }],
     ['/v1/completions', { model: 'crate', prompt: ids(20, 1), max_tokens: 0, echo: true, logprobs: 5 }],
     ['/v1/completions', { model: 'crate', prompt: ids(7, 2), max_tokens: 1, echo: true, logprobs: 1, temperature: 0 }],
     ['/v1/completions', { model: 'crate', prompt: ids(50, 3), max_tokens: 0, echo: true, logprobs: 3 }],
@@ -93,6 +98,40 @@ describe('crate-ts serve: batched requests get the answers they get alone', () =
       together.forEach((r, i) => expect(answer(r.json), `request ${i}`).toEqual(alone[i]));
     }, 240_000);
   }
+});
+
+describe('crate-ts serve: sequences that start together share a decoder', () => {
+  for (const backendName of ['cpu', 'reference'] as const)
+    it(`${backendName} backend: prompts of one length started at once decode in one decoder and draw what they draw alone`, async () => {
+      const { engine } = await serve(backendName, 'gpt2');
+      const ids = idsFor(50257);
+      const opts = (i: number) => ({
+        maxTokens: 12 + 3 * i,
+        temperature: i === 2 ? 0 : 0.7 + 0.2 * i,
+        topP: i === 1 ? 0.9 : 1,
+        topK: i === 3 ? 30 : 0,
+        rng: new Rng(100 + i),
+        stop: i === 0 ? ['e'] : [],
+        logprobs: 3,
+      });
+      const alone = [];
+      for (let i = 0; i < 5; i++) alone.push(await engine.generate(ids(9, 30 + i), opts(i)));
+      const cohort0 = engine.batchStats.cohortMax;
+      expect(cohort0).toBe(1);
+      const together = await Promise.all([...Array.from({ length: 5 }, (_, i) => engine.generate(ids(9, 30 + i), opts(i)))]);
+      expect(engine.batchStats.cohortMax).toBe(5);
+      together.forEach((r, i) => expect(r, `sequence ${i}`).toEqual(alone[i]));
+      // and a sequence past the block size (a forward per token) beside a cohort reaching the block size
+      const long = { ...opts(1), maxTokens: 30, rng: new Rng(7) };
+      const a = await engine.generate(ids(T + 3, 40), long);
+      const b = await engine.generate(ids(20, 41), { ...long, rng: new Rng(8) });
+      const [a2, b2] = await Promise.all([
+        engine.generate(ids(T + 3, 40), { ...long, rng: new Rng(7) }),
+        engine.generate(ids(20, 41), { ...long, rng: new Rng(8) }),
+      ]);
+      expect(a2).toEqual(a);
+      expect(b2).toEqual(b);
+    }, 240_000);
 });
 
 describe('crate-ts serve: batch memory and the order of waiting requests', () => {

@@ -5,10 +5,12 @@
 // (25 MB for GPT-2's vocabulary), is applied to the rows of several requests in one product
 // instead of streaming its weights once per row.
 //
-// - Generation: each sequence keeps its own incremental decoder (its own length and position), and
-//   one decoding step of up to `maxBatch` sequences runs their blocks and then one head product
-//   over all their rows (at most HEAD_ROWS rows a product). Each sequence samples from its own row
-//   with its own Rng, so batching changes no draw.
+// - Generation: one decoding step of up to `maxBatch` sequences runs their blocks and then one head
+//   product over all their rows (at most HEAD_ROWS rows a product). The model's decoder advances
+//   all its rows at one position, so sequences that start in the same step with prompts of the
+//   same length share one decoder (a cohort: its prompt rows are fed together and each step of its
+//   blocks advances them all); any other sequence has its own. Each sequence samples from its own
+//   row with its own Rng, so batching changes no draw.
 // - Echo (prompt log-probabilities): each prompt's windows run through the model's forward as
 //   before; the final-LayerNorm rows of the positions to score, from every echo request waiting,
 //   are packed into head products of ECHO_ROWS rows (padded), one product a step.
@@ -71,11 +73,24 @@ interface EchoJob {
   reject: (e: unknown) => void;
 }
 
+/**
+ * Sequences that started in the same step with prompts of the same length: they share one
+ * decoder of their batch (one position for all, so one step of its blocks advances every row).
+ * A finished member's row is fed a placeholder token and ignored until the cohort ends.
+ */
+interface Cohort {
+  dec: Decoder<unknown>;
+  members: (GenJob | null)[];
+}
+
 interface GenJob {
   opts: GenerateOptions;
   onText?: OnText;
   ctx: number[];
-  dec: Decoder<unknown> | null;
+  /** The decoder it shares while its context fits the block (null: a forward per token). */
+  cohort: Cohort | null;
+  /** Its row in the cohort's decoder. */
+  slot: number;
   started: boolean;
   /** Waiting for its client (a promise from onText). */
   waiting: boolean;
@@ -96,13 +111,15 @@ export interface BatchStats {
   genSteps: number;
   genRows: number;
   genMaxRows: number;
+  /** The most sequences that shared one decoder. */
+  cohortMax: number;
   /** Echo head products, and the most requests whose rows shared one. */
   echoSteps: number;
   echoMaxRequests: number;
 }
 
 export class Batcher {
-  readonly stats: BatchStats = { genSteps: 0, genRows: 0, genMaxRows: 0, echoSteps: 0, echoMaxRequests: 0 };
+  readonly stats: BatchStats = { genSteps: 0, genRows: 0, genMaxRows: 0, cohortMax: 0, echoSteps: 0, echoMaxRequests: 0 };
   private readonly echo: EchoJob[] = [];
   private gen: GenJob[] = [];
   private running = false;
@@ -140,7 +157,8 @@ export class Batcher {
         opts,
         onText,
         ctx: [...prompt],
-        dec: null,
+        cohort: null,
+        slot: 0,
         started: false,
         waiting: false,
         out: [],
@@ -166,6 +184,18 @@ export class Batcher {
     else setImmediate(go);
   }
 
+  /** Backend buffers of the head products, (rows, C) in and (rows, V) out: kept while busy. */
+  private bufs: { genIn: unknown; genOut: unknown; echoIn: unknown; echoOut: unknown } | null = null;
+
+  private buffers(): { genIn: unknown; genOut: unknown; echoIn: unknown; echoOut: unknown } {
+    if (!this.bufs) {
+      const be = this.engine.model.backend;
+      const { C, V } = this;
+      this.bufs = { genIn: be.alloc(HEAD_ROWS * C), genOut: be.alloc(HEAD_ROWS * V), echoIn: be.alloc(ECHO_ROWS * C), echoOut: be.alloc(ECHO_ROWS * V) };
+    }
+    return this.bufs;
+  }
+
   private async loop(): Promise<void> {
     try {
       while (this.echo.length > 0 || this.gen.some((j) => !j.waiting)) {
@@ -175,23 +205,76 @@ export class Batcher {
       }
     } finally {
       this.running = false;
+      // idle: the head buffers go back (a server between bursts holds none)
+      if (this.bufs) {
+        const be = this.engine.model.backend;
+        for (const b of Object.values(this.bufs)) be.free(b);
+        this.bufs = null;
+      }
     }
   }
 
   // ---- generation ---------------------------------------------------------------------------------
 
+  /** A job may step when it and every live member of its cohort have their text written. */
+  private canStep(job: GenJob): boolean {
+    if (job.waiting) return false;
+    return !job.cohort || job.cohort.members.every((m) => m === null || !m.waiting);
+  }
+
   /** One decoding step of up to maxBatch ready sequences: their blocks, one head, one token each. */
   private async genStep(): Promise<void> {
-    const ready = this.gen.filter((j) => !j.waiting).slice(0, this.opts.maxBatch);
-    if (ready.length === 0) return;
+    const picked: GenJob[] = [];
+    for (const job of this.gen) {
+      if (picked.length >= this.opts.maxBatch) break;
+      if (picked.includes(job) || !this.canStep(job)) continue;
+      // a cohort steps whole
+      if (job.cohort) {
+        for (const m of job.cohort.members) if (m) picked.push(m);
+      } else picked.push(job);
+    }
+    if (picked.length === 0) return;
     // the sequences served go to the back, so more than maxBatch take turns
-    this.gen = [...this.gen.filter((j) => !ready.includes(j)), ...ready];
+    this.gen = [...this.gen.filter((j) => !picked.includes(j)), ...picked];
     const rows: { job: GenJob; row: Float64Array }[] = [];
-    for (const job of ready) {
+    const T = this.engine.blockSize;
+    // new sequences: those whose prompts have one length start one cohort
+    const fresh = new Map<number, GenJob[]>();
+    const cohorts = new Set<Cohort>();
+    for (const job of picked) {
+      if (!job.started && job.ctx.length <= T) fresh.set(job.ctx.length, [...(fresh.get(job.ctx.length) ?? []), job]);
+      else if (job.cohort) cohorts.add(job.cohort);
+      else
+        try {
+          job.started = true;
+          rows.push({ job, row: this.windowRow(job.ctx) });
+        } catch (e) {
+          this.fail(job, e);
+        }
+    }
+    for (const group of fresh.values()) {
       try {
-        rows.push({ job, row: await this.hiddenRow(job) });
+        rows.push(...(await this.startCohort(group)));
       } catch (e) {
-        this.fail(job, e);
+        for (const job of group) this.fail(job, e);
+      }
+    }
+    for (const cohort of cohorts) {
+      const live = cohort.members.filter((m): m is GenJob => m !== null);
+      try {
+        if (cohort.dec.position < T) {
+          const out = cohort.dec.stepNormalized(cohort.members.map((m) => (m ? m.ctx[m.ctx.length - 1] : 0)));
+          for (const m of live) rows.push({ job: m, row: out.subarray(m.slot * this.C, (m.slot + 1) * this.C) });
+        } else {
+          // the context is full: each member goes on with a forward over its last T tokens
+          cohort.dec.free();
+          for (const m of live) {
+            m.cohort = null;
+            rows.push({ job: m, row: this.windowRow(m.ctx) });
+          }
+        }
+      } catch (e) {
+        for (const m of live) this.fail(m, e);
       }
     }
     const { C, V } = this;
@@ -203,20 +286,18 @@ export class Batcher {
       const part = rows.slice(r0, r0 + HEAD_ROWS),
         n = part.length;
       let logits: Logits;
-      const inp = be.alloc(n * C),
-        out = be.alloc(n * V);
+      const { genIn, genOut } = this.buffers();
       try {
         const host = new Float64Array(n * C);
         part.forEach((p, r) => host.set(p.row, r * C));
+        const inp = be.view(genIn, 0, n * C),
+          out = be.view(genOut, 0, n * V);
         be.upload(inp, host);
         be.linearForward(out, inp, this.engine.model.param('transformer.wte.weight'), null, n, C, V); // tied head
         logits = downloadLogits(be, out);
       } catch (e) {
         for (const p of part) this.fail(p.job, e);
         continue;
-      } finally {
-        be.free(inp);
-        be.free(out);
       }
       part.forEach((p, r) => {
         try {
@@ -228,33 +309,24 @@ export class Batcher {
     }
   }
 
-  /**
-   * The final-LayerNorm row whose logits give the job's next token: the whole prompt fed to a new
-   * decoder on the first step (or a forward over its last T tokens when it is longer than the
-   * context), one token a step after.
-   */
-  private async hiddenRow(job: GenJob): Promise<Float64Array> {
-    const T = this.engine.blockSize;
-    if (!job.started) {
+  /** A cohort for sequences with prompts of one length: their prompts fed together; their first rows. */
+  private async startCohort(group: GenJob[]): Promise<{ job: GenJob; row: Float64Array }[]> {
+    const cohort: Cohort = { dec: this.engine.model.createDecoder(group.length), members: [...group] };
+    this.stats.cohortMax = Math.max(this.stats.cohortMax, group.length);
+    group.forEach((job, i) => {
       job.started = true;
-      if (job.ctx.length <= T) {
-        job.dec = this.engine.model.createDecoder(1);
-        const one = new Int32Array(1);
-        let row: Float64Array = new Float64Array(0);
-        for (let i = 0; i < job.ctx.length; i++) {
-          one[0] = job.ctx[i];
-          row = job.dec.stepNormalized(one);
-          if ((i & 63) === 63) await yieldNow();
-        }
-        return row;
-      }
-      return this.windowRow(job.ctx);
+      job.cohort = cohort;
+      job.slot = i;
+    });
+    const len = group[0].ctx.length;
+    const tokens = new Int32Array(group.length);
+    let out: Float64Array = new Float64Array(0);
+    for (let i = 0; i < len; i++) {
+      group.forEach((job, r) => (tokens[r] = job.ctx[i]));
+      out = cohort.dec.stepNormalized(tokens);
+      if ((i & 63) === 63) await yieldNow();
     }
-    const id = job.ctx[job.ctx.length - 1];
-    if (job.dec && job.dec.position < T) return job.dec.stepNormalized(Int32Array.of(id));
-    job.dec?.free();
-    job.dec = null;
-    return this.windowRow(job.ctx);
+    return group.map((job, r) => ({ job, row: out.subarray(r * this.C, (r + 1) * this.C) }));
   }
 
   /** Final-LayerNorm row of the last position of a forward over the last T tokens of ctx. */
@@ -334,8 +406,12 @@ export class Batcher {
 
   private remove(job: GenJob): void {
     this.gen = this.gen.filter((j) => j !== job);
-    job.dec?.free();
-    job.dec = null;
+    const cohort = job.cohort;
+    if (cohort) {
+      cohort.members[job.slot] = null;
+      if (cohort.members.every((m) => m === null)) cohort.dec.free();
+      job.cohort = null;
+    }
   }
 
   /** The job is done: flush its text, hand out the rest, resolve. */
@@ -392,8 +468,7 @@ export class Batcher {
     }
     if (picked.length === 0) return;
     const n = picked.length;
-    const inp = be.alloc(ECHO_ROWS * C),
-      out = be.alloc(ECHO_ROWS * V);
+    const { echoIn: inp, echoOut: out } = this.buffers();
     const jobs = new Set(picked.map((p) => p.job));
     this.stats.echoSteps++;
     this.stats.echoMaxRequests = Math.max(this.stats.echoMaxRequests, jobs.size);
@@ -420,9 +495,6 @@ export class Batcher {
         job.reject(e);
       }
       return;
-    } finally {
-      be.free(inp);
-      be.free(out);
     }
     for (const job of jobs)
       if (job.rows.length === 0 && job.w >= job.windows.length) {
