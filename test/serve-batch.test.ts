@@ -137,8 +137,9 @@ describe('crate-ts serve: sequences that start together share a decoder', () => 
 describe('crate-ts serve: batch memory and the order of waiting requests', () => {
   it('a request whose batch would exceed the memory budget gets 503 and retry-after, before anything is allocated', async () => {
     const probe = await serve('reference', 'gpt2');
-    const small = probe.engine.workBytes([8], false, 4, null),
-      big = probe.engine.workBytes([T], true, 0, 5);
+    const bytes = (w: { shared: number; own: number }) => w.shared + w.own;
+    const small = bytes(probe.engine.workBytes([8], false, 4, null)),
+      big = bytes(probe.engine.workBytes([T], true, 0, 5));
     expect(big).toBeGreaterThan(2 * small);
     const budget = Math.floor((small + big) / 2);
     const { engine, base } = await serve('reference', 'gpt2', { maxBatchBytes: budget });

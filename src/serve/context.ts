@@ -140,8 +140,11 @@ export class ServeContext {
   readonly limits: ServeLimits;
   readonly queue: Queue;
   readonly maxBatchBytes: number;
-  /** Estimated bytes of the requests computing now (admitted by reserveMemory). */
-  private memoryInUse = 0;
+  /**
+   * Estimated memory of the requests computing now (admitted by reserveMemory): the model's shared
+   * forward buffer counts once, at the largest any of them needs; what each holds alone adds up.
+   */
+  private readonly reserved: { shared: number; own: number }[] = [];
   readonly writeTimeoutMs: number;
   readonly outbox = new Outbox();
   /** Unix seconds when the server started (the model's `created`). */
@@ -246,25 +249,29 @@ export class ServeContext {
    * (retry-after) instead. Returns the function that gives the reservation back.
    */
   reserveMemory(lens: number[], echo: boolean, maxTokens: number, k: number | null): () => void {
-    const bytes = this.engine.workBytes(lens, echo, maxTokens, k);
-    if (this.memoryInUse + bytes > this.maxBatchBytes) {
+    const need = this.engine.workBytes(lens, echo, maxTokens, k);
+    const total = (list: { shared: number; own: number }[]) => list.reduce((m, r) => Math.max(m, r.shared), 0) + list.reduce((a, r) => a + r.own, 0);
+    const inUse = total(this.reserved),
+      after = total([...this.reserved, need]),
+      alone = need.shared + need.own;
+    if (after > this.maxBatchBytes) {
       const mib = (b: number) => (b / 2 ** 20).toFixed(1);
       throw new ApiError(
         503,
-        this.memoryInUse === 0
-          ? `this request would need about ${mib(bytes)} MiB of model memory, more than this server allows a batch (--max-batch-memory ${mib(this.maxBatchBytes)} MiB); send shorter prompts or fewer of them`
-          : `the server is busy: this request would need about ${mib(bytes)} MiB of model memory, and the requests computing now hold ${mib(this.memoryInUse)} of ${mib(this.maxBatchBytes)} MiB; retry later`,
+        alone > this.maxBatchBytes
+          ? `this request would need about ${mib(alone)} MiB of model memory, more than this server allows a batch (--max-batch-memory ${mib(this.maxBatchBytes)} MiB); send shorter prompts or fewer of them`
+          : `the server is busy: this request would take the batch's model memory to about ${mib(after)} MiB (the requests computing now hold ${mib(inUse)}), more than ${mib(this.maxBatchBytes)} MiB; retry later`,
         null,
         'overloaded',
         'server_error',
       );
     }
-    this.memoryInUse += bytes;
+    this.reserved.push(need);
     let given = false;
     return () => {
       if (given) return;
       given = true;
-      this.memoryInUse -= bytes;
+      this.reserved.splice(this.reserved.indexOf(need), 1);
     };
   }
 

@@ -119,14 +119,14 @@ export class Engine {
   }
 
   /**
-   * Bytes of memory the model needs at the peak of one request's computation, an estimate: for
-   * echo, the forward's activations over its largest group of windows (the model keeps every
-   * activation of a (B, T) forward, logits and their gradient included, as LanguageModel lays them
-   * out) plus one echo head product; for generation, a decoder's caches and scratch over the
-   * block size, or a forward over the block when the context is longer; plus the host's copies of
-   * the rows and answers.
+   * Memory one request's computation needs at its peak, an estimate in bytes: `shared`, the model's
+   * forward activations (one buffer for every request, since forwards run one at a time: for echo,
+   * over its largest group of windows, as LanguageModel lays them out, logits and their gradient
+   * included; a forward over the block when a context outgrows it) plus the echo head buffers;
+   * and `own`, what the request alone holds: its decoders' caches and scratch, and the host's copies
+   * of its rows and answers.
    */
-  workBytes(lens: readonly number[], echo: boolean, maxTokens: number, k: number | null): number {
+  workBytes(lens: readonly number[], echo: boolean, maxTokens: number, k: number | null): { shared: number; own: number } {
     const c = this.model.config,
       be = this.model.backend,
       C = c.nEmbd,
@@ -157,8 +157,7 @@ export class Engine {
         host += maxTokens * (((k ?? 0) + 1) * 64 + 64);
       }
     }
-    const floats = forwardMax + decoders;
-    return floats * word + host;
+    return { shared: forwardMax * word, own: decoders * word + host };
   }
 }
 

@@ -13,10 +13,12 @@
 // body is read and the error bodies are router.ts; body reading and piecewise writing are http.ts;
 // what the routes share (queue, tokenization, work bounds, logprobs objects) is context.ts.
 //
-// Requests are computed one at a time, in arrival order (the model is not re-entrant); at most
-// `maxQueue` wait, and the request bodies held by waiting and running requests stay under
-// `maxQueueBytes`; beyond either the answer is 503. A request that is invalid in any way gets a 4xx
-// with the OpenAI error body {error: {message, type, param, code}}, and the server goes on.
+// Up to `maxBatch` requests compute at once, their model work batched by the engine
+// (src/serve/batch.ts: the answers are those each gets alone); the others wait, taken round-robin
+// over client addresses. At most `maxQueue` wait, and the request bodies held by waiting and running
+// requests stay under `maxQueueBytes`; beyond either, or past the estimated model memory of a
+// batch, the answer is 503. A request that is invalid in any way gets a 4xx with the OpenAI error
+// body {error: {message, type, param, code}}, and the server goes on.
 //
 // What one client can make the server do is bounded (README "Serving" lists the limits):
 // - text is tokenized inside the queue, in time slices, and refused as soon as it is known to be
