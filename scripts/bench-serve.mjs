@@ -117,6 +117,25 @@ async function post(body) {
   return { ms: performance.now() - t0, json: j };
 }
 
+/**
+ * CPU seconds the server process has used (user + system, Linux /proc; null elsewhere): on a shared
+ * machine wall-clock rates depend on the neighbours, the server's own CPU time per request much less.
+ */
+const clk = 100; // USER_HZ on Linux
+function serverCpu() {
+  try {
+    const f = fs.readFileSync(`/proc/${server.pid}/stat`, 'utf8');
+    const parts = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(parts[11]) + Number(parts[12])) / clk;
+  } catch {
+    return null;
+  }
+}
+const cpuSince = (c0) => {
+  const c1 = serverCpu();
+  return c0 === null || c1 === null ? null : c1 - c0;
+};
+
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
@@ -130,6 +149,7 @@ for (const c of clientCounts) {
   const total = Number(v.requests ?? Math.max(8, 2 * c));
   const lat = [];
   let sent = 0;
+  const c0 = serverCpu();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: c }, async () => {
@@ -142,7 +162,9 @@ for (const c of clientCounts) {
     }),
   );
   const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuSince(c0);
   echoRows.push({
+    server_cpu_ms_per_request: cpu === null ? null : (1000 * cpu) / lat.length,
     clients: c,
     requests: lat.length,
     wall_s: wall,
@@ -161,6 +183,7 @@ for (const c of clientCounts) {
   const lat = [];
   let sent = 0,
     tokens = 0;
+  const c0 = serverCpu();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: c }, async () => {
@@ -173,7 +196,17 @@ for (const c of clientCounts) {
     }),
   );
   const wall = (performance.now() - t0) / 1000;
-  genRows.push({ clients: c, requests: lat.length, tokens, wall_s: wall, tokens_per_s: tokens / wall, p50_ms: pct(lat, 50), p99_ms: pct(lat, 99) });
+  const cpu = cpuSince(c0);
+  genRows.push({
+    server_cpu_ms_per_token: cpu === null ? null : (1000 * cpu) / tokens,
+    clients: c,
+    requests: lat.length,
+    tokens,
+    wall_s: wall,
+    tokens_per_s: tokens / wall,
+    p50_ms: pct(lat, 50),
+    p99_ms: pct(lat, 99),
+  });
 }
 
 server.kill('SIGTERM');
@@ -193,16 +226,16 @@ if (v.json) console.log(JSON.stringify(result, null, 2));
 else {
   console.log(result.server);
   console.log(`POST /v1/completions, echo, max_tokens 0, logprobs 5, ${promptTokens}-token prompts (${result.model}, untrained)`);
-  console.log('clients  requests  req/s   p50 ms   p99 ms   prompt tok/s');
+  console.log('clients  requests  req/s   p50 ms   p99 ms   prompt tok/s  server CPU ms/request');
   for (const r of echoRows)
     console.log(
-      `${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.req_per_s.toFixed(2).padEnd(8)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0).padEnd(9)}${r.prompt_tokens_per_s.toFixed(0)}`,
+      `${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.req_per_s.toFixed(2).padEnd(8)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0).padEnd(9)}${r.prompt_tokens_per_s.toFixed(0).padEnd(14)}${r.server_cpu_ms_per_request?.toFixed(0) ?? '-'}`,
     );
   console.log(`generation: ${genTokens} new tokens from 16-token prompts, temperature 0.8`);
-  console.log('clients  requests  tokens/s  p50 ms   p99 ms');
+  console.log('clients  requests  tokens/s  p50 ms   p99 ms   server CPU ms/token');
   for (const r of genRows)
     console.log(
-      `${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.tokens_per_s.toFixed(1).padEnd(10)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0)}`,
+      `${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.tokens_per_s.toFixed(1).padEnd(10)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0).padEnd(9)}${r.server_cpu_ms_per_token?.toFixed(2) ?? '-'}`,
     );
   console.log(`(${result.cpus} CPUs, 1-minute load average ${result.loadavg_1m.toFixed(1)} at the end)`);
 }

@@ -344,8 +344,9 @@ export class Batcher {
     const o = job.opts,
       V = this.V,
       textVocab = this.engine.textVocab;
-    const lse = logSumExp(logits, 0, V);
     const id = sampleId(logits, textVocab, o);
+    // the log-sum-exp (V exponentials on the host) only when log-probabilities are asked for
+    const lse = o.logprobs !== null ? logSumExp(logits, 0, V) : NaN;
     const tok: GeneratedToken = {
       id,
       text: '',

@@ -49,6 +49,7 @@ export interface GeneratedToken {
   id: number;
   /** Text this token adds (see src/serve/tokens.ts). */
   text: string;
+  /** Its log-probability under the model; NaN when the options asked for no logprobs (not computed). */
   logprob: number;
   top: TopEntry[];
 }
