@@ -114,7 +114,7 @@ describe('crate-ts serve: sequences that start together share a decoder', () => 
         stop: i === 0 ? ['e'] : [],
         logprobs: 3,
       });
-      const alone = [];
+      const alone: Awaited<ReturnType<Engine['generate']>>[] = [];
       for (let i = 0; i < 5; i++) alone.push(await engine.generate(ids(9, 30 + i), opts(i)));
       const cohort0 = engine.batchStats.cohortMax;
       expect(cohort0).toBe(1);
