@@ -47,19 +47,6 @@ export class UsageError extends CrateError {
   readonly exitCode = 2;
 }
 
-/**
- * A UsageError about one option of a library call, named as the library spells it (`echoStride`);
- * the command line reports it under its flag's name (`--echo-stride`) instead.
- */
-export class OptionError extends UsageError {
-  constructor(
-    readonly option: string,
-    readonly problem: string,
-  ) {
-    super(`${option} ${problem}`);
-  }
-}
-
 /** A data file (text, tokens, collection directory) is missing, unreadable or unsuitable. */
 export class DataError extends CrateError {
   readonly kind = 'data' as const;

@@ -1,7 +1,7 @@
 // crate-ts serve: an OpenAI-compatible server for a crate-ts checkpoint (src/serve/).
 import * as fs from 'node:fs';
 import { parse, intOpt, numOpt, strOpt } from './args.js';
-import { OptionError, UsageError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { loadEngine } from '../serve/engine.js';
 import { DEFAULT_BATCH } from '../serve/batch.js';
 import { DEFAULT_SERVE, startServer } from '../serve/server.js';
@@ -47,9 +47,6 @@ const HELP = `usage: crate-ts serve --checkpoint PATH [options]
 
 Endpoints: GET /v1/models, POST /v1/completions (echo + logprobs like vLLM), POST
 /v1/chat/completions (plain "User:/Assistant:" template), GET /health. See README "Serving".`;
-
-/** The flag of each library option whose errors the command line reports. */
-const FLAG_OF: Record<string, string> = { echoStride: '--echo-stride', maxBatch: '--max-batch', batchWaitMs: '--batch-wait-ms' };
 
 /** The API key from --api-key, --api-key-file or CRATE_TS_API_KEY (null: none), checked. */
 function apiKeyOf(v: Record<string, unknown>): string | null {
@@ -150,10 +147,6 @@ export async function run(argv: string[]): Promise<number> {
     echoStride: strideRaw === undefined ? undefined : intOpt(v, 'echo-stride', 1, 1),
     maxBatch: intOpt(v, 'max-batch', DEFAULT_BATCH.maxBatch, 1),
     batchWaitMs: numOpt(v, 'batch-wait-ms', DEFAULT_BATCH.batchWaitMs),
-  }).catch((e: unknown) => {
-    // the library names its options; the user typed flags
-    if (e instanceof OptionError && e.option in FLAG_OF) throw new UsageError(`${FLAG_OF[e.option]} ${e.problem}`);
-    throw e;
   });
   const quiet = v.quiet === true;
   let warned = false;

@@ -26,7 +26,7 @@ import { TokenBytes } from './tokens.js';
 import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath } from '../checkpoint/checkpoint.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
-import { OptionError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { Batcher, DEFAULT_BATCH, ECHO_ROWS, WINDOW_ROWS, type BatchOptions, type BatchStats } from './batch.js';
 import type { GenerateOptions, GenerateResult, GeneratedToken, PromptLogprobs } from './sampling.js';
 
@@ -57,12 +57,14 @@ export class Engine {
     this.textVocab = Math.min(tokenizer.vocabSize, this.vocabSize);
     const S = opts.echoStride ?? Math.max(1, Math.floor(this.blockSize / 2));
     if (!Number.isInteger(S) || S < 1 || S > this.blockSize)
-      throw new OptionError('echoStride', `must be an integer in [1, ${this.blockSize}] (the block size), got ${S}`);
+      throw new UsageError((n) => `${n('echoStride')} must be an integer in [1, ${this.blockSize}] (the block size), got ${S}`, { option: 'echoStride' });
     this.echoStride = S;
     const maxBatch = opts.maxBatch ?? DEFAULT_BATCH.maxBatch,
       batchWaitMs = opts.batchWaitMs ?? DEFAULT_BATCH.batchWaitMs;
-    if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 256) throw new OptionError('maxBatch', `must be an integer in [1, 256], got ${maxBatch}`);
-    if (!(batchWaitMs >= 0 && batchWaitMs <= 1000)) throw new OptionError('batchWaitMs', `must be in [0, 1000] milliseconds, got ${batchWaitMs}`);
+    if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 256)
+      throw new UsageError((n) => `${n('maxBatch')} must be an integer in [1, 256], got ${maxBatch}`, { option: 'maxBatch' });
+    if (!(batchWaitMs >= 0 && batchWaitMs <= 1000))
+      throw new UsageError((n) => `${n('batchWaitMs')} must be in [0, 1000] milliseconds, got ${batchWaitMs}`, { option: 'batchWaitMs' });
     this.batcher = new Batcher(this, { maxBatch, batchWaitMs });
   }
 
