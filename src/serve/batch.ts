@@ -25,7 +25,9 @@
 // product, then yields to the event loop, so HTTP is served between steps. A request arriving while
 // the scheduler is idle waits `batchWaitMs` for others to join it.
 import type { Decoder } from '../model/decoder.js';
-import type { Engine } from './engine.js';
+import type { LanguageModel } from '../model/lm.js';
+import type { Tokenizer } from '../data/tokenizer.js';
+import type { TokenBytes } from './tokens.js';
 import { TextStream } from './tokens.js';
 import {
   downloadLogits,
@@ -118,6 +120,17 @@ export interface BatchStats {
   echoMaxRequests: number;
 }
 
+/** What the scheduler needs of the engine that owns it (src/serve/engine.ts). */
+export interface BatchModel {
+  readonly model: LanguageModel<unknown>;
+  readonly tokenizer: Tokenizer;
+  readonly tokenBytes: TokenBytes;
+  readonly blockSize: number;
+  readonly vocabSize: number;
+  readonly textVocab: number;
+  echoWindows(N: number): { start: number; len: number; from: number }[];
+}
+
 export class Batcher {
   readonly stats: BatchStats = { genSteps: 0, genRows: 0, genMaxRows: 0, cohortMax: 0, echoSteps: 0, echoMaxRequests: 0 };
   private readonly echo: EchoJob[] = [];
@@ -127,7 +140,7 @@ export class Batcher {
   private readonly V: number;
 
   constructor(
-    private readonly engine: Engine,
+    private readonly engine: BatchModel,
     readonly opts: BatchOptions,
   ) {
     this.C = engine.model.config.nEmbd;
