@@ -1,10 +1,16 @@
 #!/usr/bin/env node
 // Benchmark of `crate-ts serve` (a benchmark, not a test): requests/s and p50/p99 latency of
 // POST /v1/completions {echo: true, max_tokens: 0, logprobs: 5} on 700-token prompts (the shape of
-// a simulator call), with 1, 8 and 32 concurrent clients, and generation tokens/s.
+// a simulator call), with 1, 8 and 32 concurrent clients; and generation tokens/s (64 new tokens
+// from 16-token prompts, temperature 0.8, a seed per request) with 1, 8 and 32 concurrent clients.
 //
 //   npx tsc -p tsconfig.json && node scripts/bench-serve.mjs [--preset 2L] [--arch gpt2] [--backend cpu]
-//        [--requests N] [--prompt-tokens 700] [--clients 1,8,32] [--gen-tokens 64] [--json]
+//        [--requests N] [--prompt-tokens 700] [--clients 1,8,32] [--gen-tokens 64] [--gen-requests N]
+//        [--root DIR] [--server-args "--max-batch 1"] [--json]
+//
+// --root runs the server (and the model code that makes the checkpoint) of another checkout with a
+// built dist/, e.g. main's, so a before/after pair is measured in the same sitting with the same
+// clients; --server-args adds flags to `crate-ts serve`.
 //
 // The model is the paper's 2L size with the GPT-2 baseline architecture (V 50304, d 128, block
 // 1024), untrained (timing does not depend on the weights). The server runs as its own process
@@ -17,12 +23,7 @@ import { gunzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dist = path.join(root, 'dist');
-if (!fs.existsSync(path.join(dist, 'cli', 'main.js'))) {
-  console.error('bench-serve: dist/ is missing; run `npx tsc -p tsconfig.json` first');
-  process.exit(2);
-}
+const here = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const { values: v } = parseArgs({
   options: {
     preset: { type: 'string', default: '2L' },
@@ -32,9 +33,18 @@ const { values: v } = parseArgs({
     'prompt-tokens': { type: 'string', default: '700' },
     clients: { type: 'string', default: '1,8,32' },
     'gen-tokens': { type: 'string', default: '64' },
+    'gen-requests': { type: 'string' },
+    root: { type: 'string' },
+    'server-args': { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
   },
 });
+const root = path.resolve(v.root ?? here);
+const dist = path.join(root, 'dist');
+if (!fs.existsSync(path.join(dist, 'cli', 'main.js'))) {
+  console.error(`bench-serve: ${dist} is missing; run \`npx tsc -p tsconfig.json\` there first`);
+  process.exit(2);
+}
 const promptTokens = Number(v['prompt-tokens']);
 const clientCounts = v.clients.split(',').map(Number);
 const genTokens = Number(v['gen-tokens']);
@@ -56,7 +66,7 @@ const ckpt = path.join(tmp, 'ckpt.safetensors');
 }
 const tok = await loadTokenizer('gpt2');
 const corpus = tok.encode(
-  gunzipSync(fs.readFileSync(path.join(root, 'data', 'moby-dick.txt.gz')))
+  gunzipSync(fs.readFileSync(path.join(here, 'data', 'moby-dick.txt.gz')))
     .toString('utf8')
     .slice(0, 400_000),
 );
@@ -70,7 +80,18 @@ const prompt = () => {
 // ---- the server ----------------------------------------------------------------------------------
 const server = spawn(
   process.execPath,
-  [path.join(root, 'bin', 'crate-ts.js'), 'serve', '--checkpoint', ckpt, '--port', '0', '--backend', v.backend, '--quiet'],
+  [
+    path.join(root, 'bin', 'crate-ts.js'),
+    'serve',
+    '--checkpoint',
+    ckpt,
+    '--port',
+    '0',
+    '--backend',
+    v.backend,
+    '--quiet',
+    ...v['server-args'].split(' ').filter(Boolean),
+  ],
   { stdio: ['ignore', 'pipe', 'pipe'] },
 );
 let serverErr = '';
@@ -96,6 +117,25 @@ async function post(body) {
   return { ms: performance.now() - t0, json: j };
 }
 
+/**
+ * CPU seconds the server process has used (user + system, Linux /proc; null elsewhere): on a shared
+ * machine wall-clock rates depend on the neighbours, the server's own CPU time per request much less.
+ */
+const clk = 100; // USER_HZ on Linux
+function serverCpu() {
+  try {
+    const f = fs.readFileSync(`/proc/${server.pid}/stat`, 'utf8');
+    const parts = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return (Number(parts[11]) + Number(parts[12])) / clk;
+  } catch {
+    return null;
+  }
+}
+const cpuSince = (c0) => {
+  const c1 = serverCpu();
+  return c0 === null || c1 === null ? null : c1 - c0;
+};
+
 const pct = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
@@ -109,6 +149,7 @@ for (const c of clientCounts) {
   const total = Number(v.requests ?? Math.max(8, 2 * c));
   const lat = [];
   let sent = 0;
+  const c0 = serverCpu();
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: c }, async () => {
@@ -121,7 +162,9 @@ for (const c of clientCounts) {
     }),
   );
   const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuSince(c0);
   echoRows.push({
+    server_cpu_ms_per_request: cpu === null ? null : (1000 * cpu) / lat.length,
     clients: c,
     requests: lat.length,
     wall_s: wall,
@@ -132,13 +175,39 @@ for (const c of clientCounts) {
   });
 }
 
-// generation: a 16-token prompt, genTokens new tokens, temperature 0.8, sequential requests
-const gen = [];
-for (let i = 0; i < 3; i++) {
-  const r = await post({ model: 'crate', prompt: corpus.slice(1000 * i, 1000 * i + 16), max_tokens: genTokens, temperature: 0.8, seed: i });
-  gen.push({ ms: r.ms, tokens: r.json.usage.completion_tokens });
+// generation: 16-token prompts, genTokens new tokens each, temperature 0.8, a seed per request
+const genRows = [];
+let seed = 0;
+for (const c of clientCounts) {
+  const total = Number(v['gen-requests'] ?? Math.max(3, 2 * c));
+  const lat = [];
+  let sent = 0,
+    tokens = 0;
+  const c0 = serverCpu();
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: c }, async () => {
+      while (sent < total) {
+        const i = sent++;
+        const r = await post({ model: 'crate', prompt: corpus.slice(1000 * i, 1000 * i + 16), max_tokens: genTokens, temperature: 0.8, seed: seed++ });
+        tokens += r.json.usage.completion_tokens;
+        lat.push(r.ms);
+      }
+    }),
+  );
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = cpuSince(c0);
+  genRows.push({
+    server_cpu_ms_per_token: cpu === null ? null : (1000 * cpu) / tokens,
+    clients: c,
+    requests: lat.length,
+    tokens,
+    wall_s: wall,
+    tokens_per_s: tokens / wall,
+    p50_ms: pct(lat, 50),
+    p99_ms: pct(lat, 99),
+  });
 }
-const genTps = gen.reduce((s, g) => s + g.tokens, 0) / (gen.reduce((s, g) => s + g.ms, 0) / 1000);
 
 server.kill('SIGTERM');
 fs.rmSync(tmp, { recursive: true, force: true });
@@ -148,7 +217,7 @@ const result = {
   model: `${v.preset} ${v.arch}`,
   prompt_tokens: promptTokens,
   echo: echoRows,
-  generation: { requests: gen.length, tokens_per_request: genTokens, tokens_per_s: genTps },
+  generation: { tokens_per_request: genTokens, rows: genRows },
   node: process.version,
   cpus: os.cpus().length,
   loadavg_1m: os.loadavg()[0],
@@ -157,11 +226,16 @@ if (v.json) console.log(JSON.stringify(result, null, 2));
 else {
   console.log(result.server);
   console.log(`POST /v1/completions, echo, max_tokens 0, logprobs 5, ${promptTokens}-token prompts (${result.model}, untrained)`);
-  console.log('clients  requests  req/s   p50 ms   p99 ms   prompt tok/s');
+  console.log('clients  requests  req/s   p50 ms   p99 ms   prompt tok/s  server CPU ms/request');
   for (const r of echoRows)
     console.log(
-      `${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.req_per_s.toFixed(2).padEnd(8)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0).padEnd(9)}${r.prompt_tokens_per_s.toFixed(0)}`,
+      `${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.req_per_s.toFixed(2).padEnd(8)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0).padEnd(9)}${r.prompt_tokens_per_s.toFixed(0).padEnd(14)}${r.server_cpu_ms_per_request?.toFixed(0) ?? '-'}`,
     );
-  console.log(`generation: ${genTps.toFixed(1)} tokens/s (${gen.length} requests of ${genTokens} tokens from 16-token prompts, temperature 0.8)`);
+  console.log(`generation: ${genTokens} new tokens from 16-token prompts, temperature 0.8`);
+  console.log('clients  requests  tokens/s  p50 ms   p99 ms   server CPU ms/token');
+  for (const r of genRows)
+    console.log(
+      `${String(r.clients).padEnd(9)}${String(r.requests).padEnd(10)}${r.tokens_per_s.toFixed(1).padEnd(10)}${r.p50_ms.toFixed(0).padEnd(9)}${r.p99_ms.toFixed(0).padEnd(9)}${r.server_cpu_ms_per_token?.toFixed(2) ?? '-'}`,
+    );
   console.log(`(${result.cpus} CPUs, 1-minute load average ${result.loadavg_1m.toFixed(1)} at the end)`);
 }

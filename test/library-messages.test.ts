@@ -17,9 +17,10 @@ const ROOT = path.resolve(import.meta.dirname, '..');
  * does must leave the list (the test says so), so that the list only shrinks.
  */
 const ALLOWED: Record<string, string> = {
-  // owned by the server's maintainer, being reworked there (engine.ts, the router)
-  'src/serve/server.ts': 'serve limits name their --max-* flags',
-  'src/serve/engine.ts': 'serve --echo-stride',
+  // HTTP answers (ApiError, not a CrateError) tell the client which of the server's flags sets the
+  // limit its request broke: the operator who runs the server reads them as flags
+  'src/serve/context.ts': 'serve limits name their --max-* flags',
+  'src/serve/routes/tokenizer.ts': 'serve --max-prompt-tokens',
 };
 
 function sourceFiles(dir: string): string[] {

@@ -363,7 +363,10 @@ describe('crate-ts serve: bad requests', () => {
 
   it('a port in use and a bad echo stride are one-line usage errors', async () => {
     await expect(startServer(engine, { port: srv.port })).rejects.toThrow(/^cannot listen on 127\.0\.0\.1:\d+: the port is in use \(EADDRINUSE\)$/);
-    expect(() => new Engine(engine.model, engine.tokenizer, engine.tokenBytes, { echoStride: 0 })).toThrow(/--echo-stride must be an integer in \[1, 32\]/);
+    // the library names its option (the command line names the flag: test/serve-cli.test.ts)
+    const bad = () => new Engine(engine.model, engine.tokenizer, engine.tokenBytes, { echoStride: 0 });
+    expect(bad).toThrow(/^echoStride must be an integer in \[1, 32\] \(the block size\), got 0$/);
+    expect(bad).toThrow(expect.objectContaining({ option: 'echoStride' }));
   });
 
   it('API key, body size limit and a full queue', async () => {

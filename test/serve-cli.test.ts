@@ -58,6 +58,11 @@ describe('crate-ts serve: keys and addresses', () => {
     expect(await usage(['--host', '::'], { CRATE_TS_API_KEY: undefined })).toMatch(/no API key is set/);
   });
 
+  it('an engine option out of range is reported under its flag', async () => {
+    // the library error names echoStride; the command line says --echo-stride
+    expect(await usage(['--echo-stride', '33'])).toMatch(/^crate-ts serve: --echo-stride must be an integer in \[1, 32\] \(the block size\), got 33$/);
+  }, 60_000);
+
   it('a --host that does not resolve is a usage error, not a crate-ts bug', async () => {
     const line = await usage(['--host', 'no-such-host.invalid', '--allow-unauthenticated'], { CRATE_TS_API_KEY: undefined });
     expect(line).toMatch(

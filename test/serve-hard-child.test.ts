@@ -66,7 +66,8 @@ describe('crate-ts serve survives hostile requests (child process, small heap)',
   }, 600_000);
 
   it('a reply larger than the heap is refused, 150 queued 1 MiB requests do not exhaust it, and the server lives on', async () => {
-    const s = await startChild(['--checkpoint', bytes, '--quiet'], { heapMb: 256 });
+    // one request computes at a time (no batching), so the burst below queues behind the slow one
+    const s = await startChild(['--checkpoint', bytes, '--quiet', '--max-batch', '1'], { heapMb: 256 });
     try {
       // 64 prompts × 4000 token ids, echo with 20 alternatives each: 5.4 M log-probabilities (about
       // 300 MB of JSON); before the fix it was built whole in memory and the process died.

@@ -136,7 +136,8 @@ describe('crate-ts serve: the work of one request is bounded', () => {
   });
 
   it('the queue has a memory budget: bodies past it get 503 while earlier requests wait, and the budget is given back', async () => {
-    await withServer({ maxQueueBytes: 100_000 }, async (_s, base) => {
+    // one request computes at a time (no batching), so the later ones wait holding their bodies
+    await withServer({ maxQueueBytes: 100_000, maxBatch: 1 }, async (_s, base) => {
       const slow = postJson(base, '/v1/completions', { model: 'crate', prompt: 'x', max_tokens: 400, n: 4, temperature: 1, seed: 3 });
       await sleep(200);
       const pad = (k: number) => JSON.stringify({ model: 'crate', prompt: Array(k).fill(11), max_tokens: 0 });

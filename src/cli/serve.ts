@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import { parse, intOpt, numOpt, strOpt } from './args.js';
 import { UsageError } from '../errors.js';
 import { loadEngine } from '../serve/engine.js';
+import { DEFAULT_BATCH } from '../serve/batch.js';
 import { DEFAULT_SERVE, startServer } from '../serve/server.js';
 import { DEFAULT_LIMITS } from '../serve/validate.js';
 import { isLoopback } from '../util/loopback.js';
@@ -28,6 +29,12 @@ const HELP = `usage: crate-ts serve --checkpoint PATH [options]
                            over all its choices (default ${DEFAULT_LIMITS.maxLogprobEntries})
   --echo-stride N          sliding-window stride for prompt log-probabilities of prompts longer
                            than the block size (default: half the block size)
+  --max-batch N            requests computed together: decoding steps of up to N sequences share
+                           one step, echo rows of waiting requests share head products (default ${DEFAULT_BATCH.maxBatch})
+  --batch-wait-ms MS       how long a request arriving at an idle server waits for others to
+                           join its batch (default ${DEFAULT_BATCH.batchWaitMs})
+  --max-batch-memory MIB   estimated model memory the requests computing together may use; a
+                           request past it gets 503 and retry-after (default ${DEFAULT_SERVE.maxBatchBytes / 2 ** 20})
   --max-queue N            requests allowed to wait for the model (default ${DEFAULT_SERVE.maxQueue}; more get 503)
   --max-queue-bytes N      request bodies the waiting and running requests may hold together
                            (default ${DEFAULT_SERVE.maxQueueBytes}; more get 503)
@@ -90,6 +97,9 @@ export async function run(argv: string[]): Promise<number> {
     'max-request-logprobs': { type: 'string' },
     'echo-stride': { type: 'string' },
     'max-queue': { type: 'string' },
+    'max-batch': { type: 'string' },
+    'batch-wait-ms': { type: 'string' },
+    'max-batch-memory': { type: 'string' },
     'max-queue-bytes': { type: 'string' },
     'max-body-bytes': { type: 'string' },
     'write-timeout': { type: 'string' },
@@ -124,6 +134,7 @@ export async function run(argv: string[]): Promise<number> {
       maxLogprobEntries: intOpt(v, 'max-request-logprobs', DEFAULT_LIMITS.maxLogprobEntries, 1),
     },
     maxQueue: intOpt(v, 'max-queue', DEFAULT_SERVE.maxQueue, 0),
+    maxBatchBytes: intOpt(v, 'max-batch-memory', DEFAULT_SERVE.maxBatchBytes / 2 ** 20, 1) * 2 ** 20,
     maxQueueBytes: intOpt(v, 'max-queue-bytes', DEFAULT_SERVE.maxQueueBytes, 1024),
     maxBodyBytes: intOpt(v, 'max-body-bytes', DEFAULT_SERVE.maxBodyBytes, 1024),
     writeTimeoutMs: Math.round(writeTimeout * 1000),
@@ -134,6 +145,8 @@ export async function run(argv: string[]): Promise<number> {
   const { engine, backendReason, path } = await loadEngine(ck, backend, {
     threads: intOpt(v, 'threads', 0, 1) || undefined,
     echoStride: strideRaw === undefined ? undefined : intOpt(v, 'echo-stride', 1, 1),
+    maxBatch: intOpt(v, 'max-batch', DEFAULT_BATCH.maxBatch, 1),
+    batchWaitMs: numOpt(v, 'batch-wait-ms', DEFAULT_BATCH.batchWaitMs),
   });
   const quiet = v.quiet === true;
   let warned = false;
@@ -164,7 +177,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const c = engine.model.config;
   process.stderr.write(
-    `crate-ts serve: ${path} (${c.arch}, ${engine.tokenizer.name} tokens, L ${c.nLayer}, d ${c.nEmbd}, block ${c.blockSize}); backend ${backendReason}; echo stride ${engine.echoStride}${apiKey ? '; API key required' : isLoopback(host) ? '' : '; NO API KEY: anyone who can reach this address may use it'}\n`,
+    `crate-ts serve: ${path} (${c.arch}, ${engine.tokenizer.name} tokens, L ${c.nLayer}, d ${c.nEmbd}, block ${c.blockSize}); backend ${backendReason}; echo stride ${engine.echoStride}; batches of up to ${engine.maxBatch}${apiKey ? '; API key required' : isLoopback(host) ? '' : '; NO API KEY: anyone who can reach this address may use it'}\n`,
   );
   // The one line on stdout: scripts read the URL (and the port chosen for --port 0) from it.
   process.stdout.write(`listening on ${srv.url.replace(/\/v1$/, '')} (OpenAI base URL ${srv.url})\n`);

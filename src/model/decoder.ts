@@ -109,13 +109,33 @@ export class Decoder<Buf> {
    * after it, (batch, V) row-major.
    */
   step(tokens: ArrayLike<number>): Float64Array {
+    const m = this.model,
+      c = m.config;
+    const ctx = this.advance(tokens);
+    m.backend.linearForward(this.logits, this.lnf, m.param('transformer.wte.weight'), null, this.batch, c.nEmbd, c.vocabSize);
+    point(ctx, 'unembed.hook_out', this.logits, [this.batch, 1, c.vocabSize]);
+    return m.backend.download(this.logits);
+  }
+
+  /**
+   * As step, without the head: feed one token per sequence and return the final LayerNorm output of
+   * the new position, (batch, C) row-major — what the tied head turns into logits. A caller that
+   * applies the head to the rows of several decoders at once (a server batching requests of
+   * different lengths) uses this; the values are exactly those step() would apply the head to.
+   */
+  stepNormalized(tokens: ArrayLike<number>): Float64Array {
+    this.advance(tokens);
+    return this.model.backend.download(this.lnf);
+  }
+
+  /** Everything of a step up to the final LayerNorm (lnf holds its output); returns the step's hook context. */
+  private advance(tokens: ArrayLike<number>): Ctx<Buf> {
     if (this.freed) throw new UsageError('this decoder has been freed');
     const m = this.model,
       c = m.config,
       be = m.backend,
       n = this.batch,
       C = c.nEmbd,
-      V = c.vocabSize,
       t = this.pos;
     if (t >= c.blockSize) throw new UsageError(`context full: the model's block size is ${c.blockSize}; reset() and feed a shorter context`);
     const ids = m.checkTokens('token', tokens, n, 1, false);
@@ -134,10 +154,8 @@ export class Decoder<Buf> {
       c.lnEps,
     );
     point(ctx, 'ln_final.hook_normalized', this.lnf, [n, 1, C]);
-    be.linearForward(this.logits, this.lnf, m.param('transformer.wte.weight'), null, n, C, V);
-    point(ctx, 'unembed.hook_out', this.logits, [n, 1, V]);
     this.pos++;
-    return be.download(this.logits);
+    return ctx;
   }
 
   /** Feed a whole prompt (one sequence per row, all of the same length); returns the last logits. */

@@ -19,7 +19,7 @@
 // Between pieces and every few thousand merges the encoder yields to the event loop once a slice of
 // SLICE_MS has passed, so /health and other clients are answered while a long prompt is encoded.
 import type { Tokenizer } from '../data/tokenizer.js';
-import { yieldNow } from './engine.js';
+import { yieldNow } from './sampling.js';
 
 /** Thrown (not returned) when the text has more tokens than allowed; `atLeast` is a lower bound. */
 export class TooManyTokens extends Error {

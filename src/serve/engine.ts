@@ -16,109 +16,24 @@
 // Generation conditions on the last T tokens, as nanoGPT's sampler does: while the context fits,
 // the model's incremental decoder (src/model/decoder.ts) adds one position per token; once it would exceed
 // T, each step runs model.forward on the last T tokens and takes the last position's logits.
+//
+// Requests computing at the same time share the model's steps (src/serve/batch.ts): decoding steps of
+// different requests run together, and the LM head is applied to the rows of several requests in
+// one product. The answers are the same as computed alone.
 import type { LanguageModel } from '../model/lm.js';
 import type { Tokenizer } from '../data/tokenizer.js';
-import { Rng } from '../util/rng.js';
-import type { Decoder } from '../model/decoder.js';
-import { TextStream, TokenBytes } from './tokens.js';
+import { TokenBytes } from './tokens.js';
 import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath } from '../checkpoint/checkpoint.js';
 import { loadTokenizer } from '../data/tokenizer.js';
 import { selectBackend, type BackendChoice } from '../backend/select.js';
 import { UsageError } from '../errors.js';
+import { Batcher, DEFAULT_BATCH, ECHO_ROWS, WINDOW_ROWS, type BatchOptions, type BatchStats } from './batch.js';
+import type { GenerateOptions, GenerateResult, GeneratedToken, PromptLogprobs } from './sampling.js';
 
-/** Token positions per forward when batching echo windows (the logits stay on the backend). */
-const WINDOW_ROWS = 4096;
-/** Positions whose logits (V) come to the host at a time (small copies are much cheaper than big ones). */
-const HEAD_ROWS = 8;
+export { sampleId, yieldNow } from './sampling.js';
+export type { GenerateOptions, GenerateResult, GeneratedToken, PromptLogprobs, TopEntry } from './sampling.js';
 
-type Logits = Float64Array | Float32Array;
-
-/**
- * Logits to the host without widening when the backend can (native backends compute in float32,
- * so a float32 copy holds the same values in half the bytes); float64 arithmetic follows either way.
- */
-function downloadLogits(be: LanguageModel<unknown>['backend'], buf: unknown): Logits {
-  const f32 = (be as { downloadF32?: (b: unknown) => Float32Array }).downloadF32;
-  return typeof f32 === 'function' ? f32.call(be, buf) : be.download(buf);
-}
-
-export interface TopEntry {
-  id: number;
-  logprob: number;
-}
-
-export interface PromptLogprobs {
-  /** logprob of ids[i] given ids[<i]; null for i = 0. */
-  tokenLogprobs: (number | null)[];
-  /** The k most likely ids at position i (descending), null for i = 0; empty arrays when k = 0. */
-  top: (TopEntry[] | null)[];
-}
-
-export interface GenerateOptions {
-  maxTokens: number;
-  /** 0: greedy. */
-  temperature: number;
-  /** Nucleus: keep the smallest set of tokens whose probability reaches topP (1: all). */
-  topP: number;
-  /** Keep the k most likely tokens (0: all). */
-  topK: number;
-  rng: Rng;
-  /** Stop strings: generation ends before the first occurrence of any of them. */
-  stop: string[];
-  /** Number of alternatives to report per generated token (null: no logprobs). */
-  logprobs: number | null;
-  /** Stop at the tokenizer's end-of-text token (default true). */
-  stopAtEot?: boolean;
-}
-
-export interface GeneratedToken {
-  id: number;
-  /** Text this token adds (see src/serve/tokens.ts). */
-  text: string;
-  logprob: number;
-  top: TopEntry[];
-}
-
-export interface GenerateResult {
-  tokens: GeneratedToken[];
-  /** The generated text (cut before a stop string). */
-  text: string;
-  finishReason: 'stop' | 'length';
-}
-
-/** Yield to the event loop (so the server keeps answering while a long request computes). */
-export const yieldNow = (): Promise<void> => new Promise((r) => setImmediate(r));
-
-/** log-sum-exp of logits[off, off+V). */
-function logSumExp(logits: Logits, off: number, V: number): number {
-  let max = -Infinity;
-  for (let j = 0; j < V; j++) if (logits[off + j] > max) max = logits[off + j];
-  let s = 0;
-  for (let j = 0; j < V; j++) s += Math.exp(logits[off + j] - max);
-  return max + Math.log(s);
-}
-
-/** The k largest of logits[off, off+n) (ids < n), descending, ties to the lower id. */
-function topK(logits: Logits, off: number, n: number, k: number, lse: number): TopEntry[] {
-  if (k <= 0) return [];
-  const ids: number[] = [],
-    vals: number[] = [];
-  for (let j = 0; j < n; j++) {
-    const v = logits[off + j];
-    if (ids.length === k && v <= vals[k - 1]) continue;
-    let p = ids.length < k ? ids.length : k - 1;
-    while (p > 0 && vals[p - 1] < v) p--;
-    ids.splice(p, 0, j);
-    vals.splice(p, 0, v);
-    if (ids.length > k) {
-      ids.pop();
-      vals.pop();
-    }
-  }
-  return ids.map((id, i) => ({ id, logprob: vals[i] - lse }));
-}
-
-export interface EngineOptions {
+export interface EngineOptions extends Partial<BatchOptions> {
   /** Sliding-window stride for prompts longer than the block size (default ⌊T/2⌋). */
   echoStride?: number;
 }
@@ -129,6 +44,7 @@ export class Engine {
   /** Ids at or past this have no text (vocabulary padding); they are never sampled or listed. */
   readonly textVocab: number;
   readonly echoStride: number;
+  private readonly batcher: Batcher;
 
   constructor(
     readonly model: LanguageModel<unknown>,
@@ -141,8 +57,25 @@ export class Engine {
     this.textVocab = Math.min(tokenizer.vocabSize, this.vocabSize);
     const S = opts.echoStride ?? Math.max(1, Math.floor(this.blockSize / 2));
     if (!Number.isInteger(S) || S < 1 || S > this.blockSize)
-      throw new UsageError(`--echo-stride must be an integer in [1, ${this.blockSize}] (the block size), got ${S}`);
+      throw new UsageError((n) => `${n('echoStride')} must be an integer in [1, ${this.blockSize}] (the block size), got ${S}`, { option: 'echoStride' });
     this.echoStride = S;
+    const maxBatch = opts.maxBatch ?? DEFAULT_BATCH.maxBatch,
+      batchWaitMs = opts.batchWaitMs ?? DEFAULT_BATCH.batchWaitMs;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 256)
+      throw new UsageError((n) => `${n('maxBatch')} must be an integer in [1, 256], got ${maxBatch}`, { option: 'maxBatch' });
+    if (!(batchWaitMs >= 0 && batchWaitMs <= 1000))
+      throw new UsageError((n) => `${n('batchWaitMs')} must be in [0, 1000] milliseconds, got ${batchWaitMs}`, { option: 'batchWaitMs' });
+    this.batcher = new Batcher(this, { maxBatch, batchWaitMs });
+  }
+
+  /** What the batch scheduler has done so far. */
+  get batchStats(): Readonly<BatchStats> {
+    return this.batcher.stats;
+  }
+
+  /** Sequences decoded together in one step. */
+  get maxBatch(): number {
+    return this.batcher.opts.maxBatch;
   }
 
   encode(text: string): number[] {
@@ -166,92 +99,12 @@ export class Engine {
     return out;
   }
 
-  /** Log-probabilities of every prompt token and the k most likely alternatives at each position. */
-  async promptLogprobs(ids: readonly number[], k: number, stop?: () => boolean): Promise<PromptLogprobs> {
-    const N = ids.length,
-      V = this.vocabSize,
-      C = this.model.config.nEmbd;
-    const tokenLogprobs: (number | null)[] = new Array(N).fill(null);
-    const top: (TopEntry[] | null)[] = new Array(N).fill(null);
-    const windows = this.echoWindows(N);
-    const be = this.model.backend;
-    // The head runs again only on the rows a window scores (a later window scores about half of
-    // its rows), HEAD_ROWS at a time, so the host sees each position's V logits once.
-    const rowsIn = be.alloc(HEAD_ROWS * C),
-      rowsOut = be.alloc(HEAD_ROWS * V);
-    try {
-      let w = 0;
-      while (w < windows.length) {
-        const len = windows[w].len;
-        const perBatch = Math.max(1, Math.floor(WINDOW_ROWS / len));
-        const batch = [];
-        while (w < windows.length && windows[w].len === len && batch.length < perBatch) batch.push(windows[w++]);
-        const idx = new Int32Array(batch.length * len);
-        batch.forEach((win, b) => {
-          for (let t = 0; t < len; t++) idx[b * len + t] = ids[win.start + t];
-        });
-        // final LayerNorm output (B, T, C) of the forward on the backend; logits stay there
-        const { cache } = this.model.runWithCache(idx, batch.length, len, { names: ['ln_final.hook_normalized'], returnLogits: false });
-        const lnf = cache.get('ln_final.hook_normalized');
-        // (window, target) pairs to score: row t - start - 1 of the window predicts target t
-        const jobs: { b: number; t: number; start: number }[] = [];
-        batch.forEach((win, b) => {
-          for (let t = win.from; t < win.start + len; t++) jobs.push({ b, t, start: win.start });
-        });
-        const host = new Float64Array(HEAD_ROWS * C);
-        for (let j0 = 0; j0 < jobs.length; j0 += HEAD_ROWS) {
-          const part = jobs.slice(j0, j0 + HEAD_ROWS),
-            n = part.length;
-          part.forEach((job, r) => {
-            for (let c = 0; c < C; c++) host[r * C + c] = lnf.get(job.b, job.t - job.start - 1, c);
-          });
-          be.upload(rowsIn, n === HEAD_ROWS ? host : Float64Array.from({ length: HEAD_ROWS * C }, (_, i) => (i < n * C ? host[i] : 0)));
-          be.linearForward(rowsOut, rowsIn, this.model.param('transformer.wte.weight'), null, HEAD_ROWS, C, V); // tied head
-          const L = downloadLogits(be, n === HEAD_ROWS ? rowsOut : be.view(rowsOut, 0, n * V));
-          part.forEach((job, r) => {
-            const off = r * V,
-              target = ids[job.t];
-            // -log p(target) = logsumexp(row) - row[target], from the backend's cross-entropy
-            // operator (its exponentials are the backend's: float32 on the native backends, whose
-            // logits carry float32 rounding anyway; float64 on the reference), so the host does
-            // not take V exponentials per position.
-            const nll = be.crossEntropyForward(null, be.view(rowsOut, off, V), Int32Array.of(target), 1, V, 1);
-            tokenLogprobs[job.t] = -nll;
-            top[job.t] = topK(L, off, this.textVocab, k, nll + L[off + target]);
-          });
-          await yieldNow();
-          // a caller whose client has gone stops here (the result is then incomplete)
-          if (stop?.()) return { tokenLogprobs, top };
-        }
-      }
-    } finally {
-      be.free(rowsIn);
-      be.free(rowsOut);
-    }
-    return { tokenLogprobs, top };
-  }
-
-  /** Logits (V) of the last position of a forward over the last T tokens of ctx. */
-  private windowLogits(ctx: readonly number[]): Logits {
-    const T = this.blockSize,
-      C = this.model.config.nEmbd,
-      V = this.vocabSize,
-      be = this.model.backend;
-    const win = ctx.slice(-T);
-    const { cache } = this.model.runWithCache(win, 1, win.length, { names: ['ln_final.hook_normalized'], returnLogits: false });
-    const lnf = cache.get('ln_final.hook_normalized');
-    const row = new Float64Array(C);
-    for (let c = 0; c < C; c++) row[c] = lnf.get(0, win.length - 1, c);
-    const inp = be.alloc(C),
-      out = be.alloc(V);
-    try {
-      be.upload(inp, row);
-      be.linearForward(out, inp, this.model.param('transformer.wte.weight'), null, 1, C, V); // tied head, last row only
-      return downloadLogits(be, out);
-    } finally {
-      be.free(inp);
-      be.free(out);
-    }
+  /**
+   * Log-probabilities of every prompt token and the k most likely alternatives at each position.
+   * `stop` returning true (a client that has gone) ends it early with an incomplete result.
+   */
+  promptLogprobs(ids: readonly number[], k: number, stop?: () => boolean): Promise<PromptLogprobs> {
+    return this.batcher.promptLogprobs(ids, k, stop);
   }
 
   /**
@@ -259,160 +112,55 @@ export class Engine {
    * still turn into a stop string); returning false from it (a client that went away) stops early,
    * and a promise from it (a client that reads slowly) is awaited before the next token.
    */
-  async generate(
+  generate(
     prompt: readonly number[],
     opts: GenerateOptions,
     onText?: (chunk: string, tok: GeneratedToken | null) => boolean | void | Promise<boolean | void>,
   ): Promise<GenerateResult> {
-    const T = this.blockSize,
-      V = this.vocabSize;
-    const out: GeneratedToken[] = [];
-    if (opts.maxTokens <= 0) return { tokens: out, text: '', finishReason: 'length' };
-    const ctx = [...prompt];
-    let dec: Decoder<unknown> | null = null;
-    const decoders: Decoder<unknown>[] = [];
-    try {
-      let logits: Logits;
-      if (ctx.length <= T) {
-        dec = this.model.createDecoder(1);
-        decoders.push(dec);
-        const one = new Int32Array(1);
-        logits = new Float64Array(0);
-        for (let i = 0; i < ctx.length; i++) {
-          one[0] = ctx[i];
-          logits = dec.step(one);
-          if ((i & 63) === 63) await yieldNow();
-        }
-      } else {
-        logits = this.windowLogits(ctx);
-      }
-      const stream = new TextStream(this.tokenBytes);
-      // Generated text only: the stream starts after the prompt's bytes (a prompt ending inside a
-      // character is not continued across the boundary; the model's BPE prompts end on whole characters).
-      const maxStop = opts.stop.reduce((m, s) => Math.max(m, s.length), 0);
-      let text = '',
-        emitted = 0,
-        finish: 'stop' | 'length' = 'length';
-      const eot = opts.stopAtEot === false ? null : this.tokenizer.eot;
-      for (let i = 0; i < opts.maxTokens; i++) {
-        const lse = logSumExp(logits, 0, V);
-        const id = sampleId(logits, this.textVocab, opts);
-        const tok: GeneratedToken = {
-          id,
-          text: '',
-          logprob: logits[id] - lse,
-          top: opts.logprobs !== null ? topK(logits, 0, this.textVocab, opts.logprobs, lse) : [],
-        };
-        if (eot !== null && id === eot) {
-          finish = 'stop';
-          break;
-        }
-        tok.text = stream.push(id);
-        out.push(tok);
-        text += tok.text;
-        // stop strings: cut before the first occurrence
-        if (maxStop > 0) {
-          let cut = -1;
-          for (const s of opts.stop) {
-            const at = text.indexOf(s, Math.max(0, emitted - s.length));
-            if (at >= 0 && (cut < 0 || at < cut)) cut = at;
-          }
-          if (cut >= 0) {
-            text = text.slice(0, cut);
-            finish = 'stop';
-            break;
-          }
-        }
-        const safe = maxStop > 0 ? Math.max(emitted, text.length - (maxStop - 1)) : text.length;
-        if (onText) {
-          // one call per token (the chunk may be empty while text is held back)
-          const chunk = safe > emitted ? text.slice(emitted, safe) : '';
-          emitted = Math.max(emitted, safe);
-          const go = onText(chunk, tok);
-          if ((go instanceof Promise ? await go : go) === false) break;
-        }
-        if (i + 1 === opts.maxTokens) break;
-        ctx.push(id);
-        if (dec && dec.position < T) logits = dec.step(Int32Array.of(id));
-        else {
-          dec = null;
-          logits = this.windowLogits(ctx);
-        }
-        await yieldNow();
-      }
-      if (finish === 'length') text += stream.flush();
-      if (onText && text.length > emitted) await onText(text.slice(emitted), null);
-      return { tokens: out, text, finishReason: finish };
-    } finally {
-      for (const d of decoders) d.free();
-    }
+    return this.batcher.generate(prompt, opts, onText);
   }
-}
 
-/** Draw an id < n from logits with temperature, top-k and top-p (greedy when temperature is 0). */
-export function sampleId(logits: Logits, n: number, o: { temperature: number; topK: number; topP: number; rng: Rng }): number {
-  if (o.temperature <= 0) {
-    let best = 0;
-    for (let j = 1; j < n; j++) if (logits[j] > logits[best]) best = j;
-    return best;
-  }
-  if (!(o.topK > 0 && o.topK < n) && !(o.topP < 1)) return sampleAll(logits, n, o.temperature, o.rng);
-  let ids: number[];
-  if (o.topK > 0 && o.topK < n) ids = topK(logits, 0, n, o.topK, 0).map((e) => e.id);
-  else if (o.topP < 1) {
-    ids = Array.from({ length: n }, (_, j) => j);
-    ids.sort((a, b) => logits[b] - logits[a] || a - b);
-  } else ids = Array.from({ length: n }, (_, j) => j);
-  let max = -Infinity;
-  for (const j of ids) if (logits[j] > max) max = logits[j];
-  let w = ids.map((j) => Math.exp((logits[j] - max) / o.temperature));
-  let total = w.reduce((a, b) => a + b, 0);
-  if (o.topP < 1) {
-    // ids are in descending order here: keep the shortest prefix whose mass reaches topP
-    let acc = 0,
-      keep = ids.length;
-    for (let i = 0; i < ids.length; i++) {
-      acc += w[i] / total;
-      if (acc >= o.topP) {
-        keep = i + 1;
-        break;
+  /**
+   * Memory one request's computation needs at its peak, an estimate in bytes: `shared`, the model's
+   * forward activations (one buffer for every request, since forwards run one at a time: for echo,
+   * over its largest group of windows, as LanguageModel lays them out, logits and their gradient
+   * included; a forward over the block when a context outgrows it) plus the echo head buffers;
+   * and `own`, what the request alone holds: its decoders' caches and scratch, and the host's copies
+   * of its rows and answers.
+   */
+  workBytes(lens: readonly number[], echo: boolean, maxTokens: number, k: number | null): { shared: number; own: number } {
+    const c = this.model.config,
+      be = this.model.backend,
+      C = c.nEmbd,
+      V = this.vocabSize,
+      T = this.blockSize,
+      H = c.overcomplete * C;
+    const word = be.name === 'reference' ? 8 : 4;
+    const forward = (B: number, len: number) => {
+      const N = B * len;
+      const att = be.attentionSavedSize(B, c.nHead, len);
+      const perLayer = this.model.blocks.reduce((a, b) => a + Object.values(b.sizes(N, att)).reduce((x, y) => x + y, 0), 0);
+      return perLayer + N * C * 3 + N * 2 + N * V * 2 + 3 * N * C + 2 * Math.max(3 * C, H) * N;
+    };
+    let forwardMax = 0,
+      decoders = 0,
+      host = 0;
+    for (const n of lens) {
+      if (echo && n > 1) {
+        const len = Math.min(n, T);
+        const B = Math.max(1, Math.min(Math.floor(WINDOW_ROWS / len), Math.ceil(n / len)));
+        forwardMax = Math.max(forwardMax, forward(B, len) + ECHO_ROWS * (C + V));
+        host += n * (C * 8 + ((k ?? 0) + 1) * 64);
+      }
+      if (maxTokens > 0) {
+        // the choices of a request may decode at the same time (greedy ones do)
+        if (n + maxTokens > T) forwardMax = Math.max(forwardMax, forward(1, T));
+        decoders += this.model.blocks.reduce((a, b) => a + b.cacheSize(1, T), 0) + 16 * C + 2 * Math.max(c.istaSteps * H, H) + V;
+        host += maxTokens * (((k ?? 0) + 1) * 64 + 64);
       }
     }
-    ids = ids.slice(0, keep);
-    w = w.slice(0, keep);
-    total = w.reduce((a, b) => a + b, 0);
+    return { shared: forwardMax * word, own: decoders * word + host };
   }
-  let r = o.rng.uniform() * total;
-  for (let i = 0; i < ids.length; i++) {
-    r -= w[i];
-    if (r < 0) return ids[i];
-  }
-  return ids[ids.length - 1];
-}
-
-/** Weights of the full distribution, reused between calls (one decoding step at a time). */
-let sampleScratch = new Float64Array(0);
-
-/**
- * Draw an id < n from softmax(logits / temperature) over all ids: the same weights, sum and walk
- * (in id order) as the filtered path of sampleId, without building arrays of n ids per token.
- */
-function sampleAll(logits: Logits, n: number, temperature: number, rng: Rng): number {
-  if (sampleScratch.length < n) sampleScratch = new Float64Array(n);
-  const w = sampleScratch;
-  let max = -Infinity;
-  for (let j = 0; j < n; j++) if (logits[j] > max) max = logits[j];
-  let total = 0;
-  for (let j = 0; j < n; j++) {
-    w[j] = Math.exp((logits[j] - max) / temperature);
-    total += w[j];
-  }
-  let r = rng.uniform() * total;
-  for (let j = 0; j < n; j++) {
-    r -= w[j];
-    if (r < 0) return j;
-  }
-  return n - 1;
 }
 
 /** Load a checkpoint onto a backend and wrap it in an Engine (the model of `crate-ts serve`). */
