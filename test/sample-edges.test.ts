@@ -39,6 +39,15 @@ describe('sampleToken: the inverse CDF at its edges', () => {
   });
 });
 
+describe('sampleToken: weights relative to the largest logit', () => {
+  it('a last logit 800 below the first does not overflow the weights: the first id is drawn (its probability is 1 - e^-800)', () => {
+    // measured from the last logit instead of the largest, the first weight would be e^800 = Infinity
+    const logits = new Float64Array([0, -800]);
+    for (const u of [0, 0.3, 0.999]) expect(sampleToken(logits, fixedRng(u), 1, 0)).toBe(0);
+    expect(sampleToken(new Float64Array([-800, 0]), fixedRng(0.5), 1.7, 0)).toBe(1);
+  });
+});
+
 describe('generate: the decoder work of one call', () => {
   it('n tokens feed the prompt and n - 1 of them (no forward after the last token), and the decoder is freed', () => {
     const m = tiny();
