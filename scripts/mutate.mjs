@@ -86,7 +86,7 @@ function changedFiles(name) {
   for (const t of TARGETS[name].tests) if (!(t in recorded)) changed.push(t);
   for (const glob of TARGETS[name].mutate) {
     const dir = path.join(root, glob.replace(/\/\*\*.*$/, ''));
-    if (!fs.existsSync(dir)) continue;
+    if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) continue; // a single file is recorded above
     for (const f of fs.readdirSync(dir, { recursive: true })) {
       const rel = path.join(glob.replace(/\/\*\*.*$/, ''), String(f));
       if (rel.endsWith('.ts') && !(rel in recorded)) changed.push(rel);

@@ -6,7 +6,6 @@ import { describe, it, expect, vi, afterEach } from 'vitest';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { LanguageModel } from '../src/model/lm.js';
 import { makeConfig } from '../src/model/config.js';
-import { IncrementalDecoder } from '../src/sample/decode.js';
 import { generate, sampleToken } from '../src/sample/generate.js';
 import { UsageError } from '../src/errors.js';
 import type { Rng } from '../src/util/rng.js';
@@ -92,16 +91,6 @@ describe('generate: the decoder work of one call', () => {
     expect(() => generate(m.config, m.getParams(), [], { tokens: 2 })).toThrow(UsageError);
     expect(free).toHaveBeenCalledTimes(2);
     free.mockRestore();
-    m.free();
-  });
-});
-
-describe('IncrementalDecoder.prefill', () => {
-  it('an empty prefill is a UsageError naming it', () => {
-    const m = tiny();
-    const dec = new IncrementalDecoder(m.config, m.getParams());
-    expect(() => dec.prefill([])).toThrow(UsageError);
-    expect(() => dec.prefill([])).toThrow('prefill needs at least one token');
     m.free();
   });
 });
