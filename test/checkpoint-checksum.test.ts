@@ -84,7 +84,7 @@ describe('verifyChecksum', () => {
 
   it('a listed hash that is not 64 lower-case hex digits is malformed, for a metadata entry or a tensor', () => {
     const good = sha('x');
-    for (const bad of ['abc', good.toUpperCase(), `${good}0`, `0${good}`, `${good.slice(1)}g`, 42, null, [sha(new Uint8Array(new Float32Array([3]).buffer))]]) {
+    for (const bad of ['abc', good.toUpperCase(), `${good}0`, `0${good}`, `${good.slice(1)}g`, 42, null]) {
       expect(refusal(file((_, s) => void (s.tensors.b = bad)))).toBe('metadata "checksum" holds a malformed sha256 for tensor "b"');
     }
     expect(refusal(file((_, s) => void (s.metadata.format = `x${good.slice(1)}`)))).toBe(
