@@ -1,10 +1,11 @@
 // The edges of src/steer/ that test/steer.test.ts leaves open: every range check of a clamp with its
 // message, the clamp syntax's anchors, and how a token id is shown in listings. (Written for the
 // mutants StrykerJS found surviving in src/steer/: README, Tests.)
-import { describe, it, expect } from 'vitest';
+import { describe, it, expect, vi } from 'vitest';
 import { makeConfig } from '../src/model/config.js';
 import { checkClamp, parseClamp } from '../src/steer/clamp.js';
-import { steer, topIds } from '../src/steer/steer.js';
+import { steer, sweep, sweepWith, topIds } from '../src/steer/steer.js';
+import { clampHooks } from '../src/steer/clamp.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { LanguageModel } from '../src/model/lm.js';
 import { tokenText } from '../src/steer/tokens.js';
@@ -63,6 +64,35 @@ describe('steer and topIds: the smallest list', () => {
     m.free();
     expect(topIds((i) => i, 5, -1)).toEqual([]);
     expect(topIds((i) => i, 5, 1)).toEqual([4]);
+  });
+});
+
+describe('sweepWith: steering with any hooks', () => {
+  it('with the clamp hooks it equals sweep, labelled; every value is checked before any forward; bad input is a UsageError', () => {
+    const m = new LanguageModel(new ReferenceBackend(), cfg(2), { seed: 5 });
+    const ids = [1, 2, 3, 4];
+    const hooksFor = (value: number) => clampHooks(m.config, [{ layer: 1, neuron: 3, value }]);
+    const a = sweepWith(m, ids, { layer: 1, neuron: 3 }, [1, 4], hooksFor, { top: 3, maxId: 12 });
+    const b = sweep(m, ids, 1, 3, [1, 4], { top: 3, maxId: 12 });
+    expect(a).toEqual(b);
+    expect(a.map((r) => [r.layer, r.neuron, r.value, r.allLayers, r.top.length])).toEqual([
+      [1, 3, 1, false, 3],
+      [1, 3, 4, false, 3],
+    ]);
+    expect(sweepWith(m, ids, { layer: 0, neuron: 0 }, [2], hooksFor)[0].top).toHaveLength(10);
+    expect(sweepWith(m, ids, { layer: 0, neuron: 0 }, [2], hooksFor, { top: 1 })[0].top).toHaveLength(1);
+    const forward = vi.spyOn(m, 'forward');
+    const bad = (v: number) => {
+      if (v > 1) throw new UsageError(`value ${v} refused`);
+      return hooksFor(v);
+    };
+    expect(() => sweepWith(m, ids, { layer: 1, neuron: 3 }, [1, 2], bad)).toThrow('value 2 refused');
+    expect(forward).not.toHaveBeenCalled();
+    expect(() => sweepWith(m, ids, { layer: 1, neuron: 3 }, [], hooksFor)).toThrow('the sweep needs at least one value');
+    expect(() => sweepWith(m, ids, { layer: 1, neuron: 3 }, [1], hooksFor, { top: 0 })).toThrow('top must be a positive integer, got 0');
+    expect(() => sweepWith(m, ids, { layer: 1, neuron: 3 }, [1], hooksFor, { top: 2.5 })).toThrow(UsageError);
+    forward.mockRestore();
+    m.free();
   });
 });
 
