@@ -32,6 +32,7 @@ import {
 } from '../neurons/format.js';
 import { scoreCollection } from '../neurons/score.js';
 import { SPLIT_NAMES, type SplitName } from '../neurons/scoring.js';
+import type { ClassifierExample } from '../neurons/classifier.js';
 
 /** The offline (token-lookup) scores of one neuron; null where undefined (a constant side). */
 export interface OfflineScore {
@@ -476,15 +477,7 @@ export function classifierExamples(
   r: ClassifierNeuron,
 ): {
   explanation: string | null;
-  examples: {
-    str_tokens: string[];
-    activations: number[];
-    distance: number;
-    activating: boolean;
-    prediction: boolean | null;
-    probability: number | null;
-    correct: boolean | null;
-  }[];
+  examples: ClassifierExample[];
 } {
   const file = path.join(set.dir, `layer-${layer}.jsonl`);
   const buf = Buffer.allocUnsafe(r.end - r.start);
