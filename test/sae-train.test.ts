@@ -396,3 +396,52 @@ describe('sae: bad input is a one-line error with exit 2 (usage) or 1 (data)', (
     expect((JSON.parse(fs.readFileSync(path.join(out, 'cfg.json'), 'utf8')) as { crate_ts: { steps: number } }).crate_ts.steps).toBe(cfg.crate_ts.steps + 2);
   }, 400_000);
 });
+
+describe('sae train: activations that are not finite', () => {
+  // ln_2 and c_fc of block 0 scaled to 1e38 (finite in float32): their product overflows float32,
+  // so the cpu backend's hook_neurons reads Infinity; the run stops naming where, and writes nothing.
+  test.runIf(cpu)(
+    'stop with the window, position and feature named (exit 1), nothing half-written',
+    async () => {
+      const model = new LanguageModel(new ReferenceBackend(), makeConfig('char-tiny', { arch: 'gpt2', nEmbd: 16, nHead: 2, nLayer: 2, blockSize: T }), {
+        seed: 5,
+      });
+      const p = model.getParams();
+      for (const name of ['transformer.h.0.ln_2.weight', 'transformer.h.0.mlp.c_fc.weight']) {
+        const s = model.spec(name);
+        for (let i = 0; i < s.size; i++) p[s.offset + i] = Math.sign(p[s.offset + i] || 1) * 1e38;
+      }
+      model.setParams(p);
+      const ck = path.join(dir, 'gpt2-overflow.safetensors');
+      saveCheckpoint(ck, { model: model as LanguageModel<unknown>, tokenizer: 'byte' });
+      const out = path.join(dir, 'overflow-run');
+      await expect(trainSae({ ...opts(out), checkpoint: ck, layer: 0 })).rejects.toThrow(
+        /blocks\.0\.hook_neurons is (-?Infinity|NaN) at window \d+, position \d+, feature \d+ \(while filling the buffer for step 1\)/,
+      );
+      expect(fs.existsSync(path.join(out, 'cfg.json'))).toBe(false);
+      expect(fs.existsSync(path.join(out, 'sae_weights.safetensors'))).toBe(false);
+      const r = cli([
+        'sae',
+        'train',
+        '--checkpoint',
+        ck,
+        '--layer',
+        '0',
+        '--backend',
+        'cpu',
+        '--tokens',
+        '512',
+        '--batch-tokens',
+        '256',
+        '--buffer-tokens',
+        '512',
+        '--out',
+        path.join(dir, 'overflow-cli'),
+      ]);
+      expect(r.stderr.trim().split('\n'), r.stderr).toHaveLength(1);
+      expect(r.stderr).toMatch(/is (-?Infinity|NaN) at window \d+, position \d+, feature \d+/);
+      expect(r.status).toBe(1);
+    },
+    300_000,
+  );
+});
