@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { Backend } from '../backend/types.js';
 import { cpuKernelOf } from '../backend/cpu.js';
 import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath, type Checkpoint } from '../checkpoint/checkpoint.js';
-import { loadDataset, EMBEDDED_NAME, type TextEncodingName } from '../data/corpus.js';
+import { loadDataset, EMBEDDED_NAME, type Dataset, type TextEncodingName } from '../data/corpus.js';
 import { loadTokenizer, type Tokenizer } from '../data/tokenizer.js';
 import { CheckpointError, CrateError, DataError, UsageError } from '../errors.js';
 import type { LanguageModel } from '../model/lm.js';
@@ -269,6 +269,39 @@ export function resolveHooks(model: LanguageModel<unknown>, hook: string | undef
 }
 
 /** Collect activation records; see the module comment. Library code: prints nothing. */
+/**
+ * The tokens a collection (or an SAE evaluation) reads: the checkpoint's tokenizer, the data
+ * (`data` or the embedded corpus), the split asked for (train, val, or both in that order), every id
+ * checked against the checkpoint's vocabulary.
+ */
+export async function checkpointTokens(
+  ck: Checkpoint,
+  ckFile: string,
+  opts: { data?: string; cacheDir?: string | null; encoding?: TextEncodingName; split: 'train' | 'val' | 'all' },
+): Promise<{ tok: Tokenizer; ds: Dataset; avail: Uint16Array }> {
+  const tok: Tokenizer = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab).catch((e: Error) => {
+    throw new CheckpointError(`${ckFile}: ${e.message}`);
+  });
+  const ds = await loadDataset({ data: opts.data, tokenizer: tok, cacheDir: opts.cacheDir, encoding: opts.encoding }).catch((e: Error) => {
+    throw e instanceof CrateError ? e : new DataError(e.message, { cause: e });
+  });
+  let avail: Uint16Array;
+  if (opts.split === 'train') avail = ds.train;
+  else if (opts.split === 'val') avail = ds.val;
+  else {
+    avail = new Uint16Array(ds.train.length + ds.val.length);
+    avail.set(ds.train);
+    avail.set(ds.val, ds.train.length);
+  }
+  const V = ck.config.vocabSize;
+  for (let i = 0; i < avail.length; i++)
+    if (avail[i] >= V)
+      throw new DataError(
+        `token ${i} of '${ds.source}' has id ${avail[i]}, outside the vocabulary of ${V} of this ${ck.tokenizer}-tokenizer checkpoint (data made with another tokenizer?)`,
+      );
+  return { tok, ds, avail };
+}
+
 export async function collect(opts: CollectOptions): Promise<CollectSummary> {
   const t0 = performance.now();
   const variant = opts.variant ?? 'openai';
@@ -297,28 +330,8 @@ async function collectLocked(opts: CollectOptions, t0: number, variant: Variant,
     // checkpoint, tokenizer, data
     const ckFile = checkpointFile(opts.checkpoint);
     const ck: Checkpoint = typed(() => loadCheckpoint(ckFile), CheckpointError);
-    const tok: Tokenizer = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab).catch((e: Error) => {
-      throw new CheckpointError(`${ckFile}: ${e.message}`);
-    });
-    const ds = await loadDataset({ data: opts.data, tokenizer: tok, cacheDir: opts.cacheDir, encoding: opts.encoding }).catch((e: Error) => {
-      throw e instanceof CrateError ? e : new DataError(e.message, { cause: e });
-    });
     const split = opts.split ?? 'all';
-    let avail: Uint16Array;
-    if (split === 'train') avail = ds.train;
-    else if (split === 'val') avail = ds.val;
-    else {
-      avail = new Uint16Array(ds.train.length + ds.val.length);
-      avail.set(ds.train);
-      avail.set(ds.val, ds.train.length);
-    }
-    const V = ck.config.vocabSize;
-    for (let i = 0; i < avail.length; i++) {
-      if (avail[i] >= V)
-        throw new DataError(
-          `token ${i} of '${ds.source}' has id ${avail[i]}, outside the vocabulary of ${V} of this ${ck.tokenizer}-tokenizer checkpoint (data made with another tokenizer?)`,
-        );
-    }
+    const { tok, ds, avail } = await checkpointTokens(ck, ckFile, { ...opts, split });
     const T = ck.config.blockSize;
     const want = opts.tokens ?? Math.min(avail.length, PAPER_TOKENS);
     if (want > avail.length) throw new DataError(`the data ('${ds.source}', ${split}) has ${avail.length} tokens, fewer than the ${want} asked for`);

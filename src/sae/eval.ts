@@ -9,12 +9,10 @@
 //   lossRecovered = (zero − spliced) / (zero − clean).
 import type { Backend } from '../backend/types.js';
 import { loadCheckpoint, modelFromCheckpoint, resolveCheckpointPath } from '../checkpoint/checkpoint.js';
-import { loadDataset } from '../data/corpus.js';
-import { loadTokenizer } from '../data/tokenizer.js';
 import { CheckpointError, CrateError, DataError, UsageError } from '../errors.js';
 import type { LanguageModel } from '../model/lm.js';
 import type { Activation } from '../model/hooks.js';
-import { resolveHooks } from '../neurons/collect.js';
+import { checkpointTokens, resolveHooks } from '../neurons/collect.js';
 import { sha256File } from '../util/hash.js';
 import { checkSaeFits, loadSae } from './format.js';
 import { ResidentSae } from './sae.js';
@@ -82,24 +80,8 @@ export async function evalSae(opts: SaeEvalOptions): Promise<SaeEvalResult> {
     const D = model.hookShape(hook, 1, 1)[2];
     checkSaeFits(sae, D, sha256File(ckFile), hook);
     const S = sae.weights.S;
-    const tok = await loadTokenizer(ck.tokenizer, ck.tokenizerVocab).catch((e: Error) => {
-      throw new CheckpointError(`${ckFile}: ${e.message}`);
-    });
-    const ds = await loadDataset({ data: opts.data, tokenizer: tok, cacheDir: opts.cacheDir }).catch((e: Error) => {
-      throw e instanceof CrateError ? e : new DataError(e.message, { cause: e });
-    });
     const split = opts.split ?? 'all';
-    let avail: Uint16Array;
-    if (split === 'train') avail = ds.train;
-    else if (split === 'val') avail = ds.val;
-    else {
-      avail = new Uint16Array(ds.train.length + ds.val.length);
-      avail.set(ds.train);
-      avail.set(ds.val, ds.train.length);
-    }
-    const V = ck.config.vocabSize;
-    for (let i = 0; i < avail.length; i++)
-      if (avail[i] >= V) throw new DataError(`token ${i} of '${ds.source}' has id ${avail[i]}, outside the vocabulary of ${V}`);
+    const { ds, avail } = await checkpointTokens(ck, ckFile, { data: opts.data, cacheDir: opts.cacheDir, split });
     const T = ck.config.blockSize;
     const want = opts.tokens ?? Math.min(avail.length, 65536);
     if (want > avail.length) throw new DataError(`the data ('${ds.source}', ${split}) has ${avail.length} tokens, fewer than the ${want} asked for`);
