@@ -17,20 +17,24 @@
 //
 //   npx tsc -p tsconfig.json && node scripts/soak-serve.mjs [--seconds 300] [--idle-seconds S]
 //        [--clients 2] [--heap-mb 1024] [--backend cpu] [--threads 1] [--attacks a,b,...] [--json]
+//        [--serve-args '--parse-threads 0 ...']   (more flags for `crate-ts serve`, to compare settings)
 //
 // The server gets one worker thread by default (--threads): on a machine shared with other work a
 // thread pool larger than the free cores makes latencies depend on the neighbours, not the server.
 //
+// The attackers run in a worker thread of their own (scripts/soak-serve-attacks.mjs), so the normal
+// clients' latencies are the server's and not the wait on a client event loop shared with them.
+//
 // Loopback only: the server binds 127.0.0.1, and the attackers connect from 127.0.0.0/8.
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
-import * as http from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import { ATTACKS, client, sleep } from './soak-serve-attacks.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
@@ -50,6 +54,7 @@ try {
       backend: { type: 'string', default: 'cpu' },
       threads: { type: 'string', default: '1' },
       attacks: { type: 'string' },
+      'serve-args': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   }));
@@ -103,6 +108,7 @@ const server = spawn(
     '--threads',
     v.threads,
     '--quiet',
+    ...(v['serve-args'] ?? '').split(' ').filter(Boolean),
   ],
   { stdio: ['ignore', 'pipe', 'pipe'] },
 );
@@ -122,27 +128,7 @@ const port = await new Promise((resolve, reject) => {
 const base = `http://127.0.0.1:${port}`;
 
 // ---- clients ------------------------------------------------------------------------------------
-function request(p, { method = 'GET', headers = {}, body, localAddress, timeoutMs = 600_000 } = {}) {
-  return new Promise((resolve) => {
-    const req = http.request(base + p, { method, headers, localAddress, agent: false }, (res) => {
-      let n = 0;
-      res.on('data', (c) => (n += c.length));
-      res.on('end', () => resolve({ status: res.statusCode, bytes: n }));
-      res.on('error', () => resolve({ status: -1, bytes: n }));
-    });
-    req.on('error', () => resolve({ status: -1, bytes: 0 }));
-    req.setTimeout(timeoutMs, () => req.destroy());
-    req.end(body);
-  });
-}
-const post = (p, body, extra = {}) =>
-  request(p, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(extra.headers ?? {}) },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-    ...extra,
-  });
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { request, post } = client(base);
 
 let phase = 'idle';
 const lat = { idle: [], attack: [] };
@@ -164,109 +150,6 @@ async function normalClient(stop) {
     else normalErrors[ph]++;
   }
 }
-
-const tally = {};
-const count = (attack, status) => {
-  tally[attack] ??= {};
-  tally[attack][status] = (tally[attack][status] ?? 0) + 1;
-};
-
-const attacks = {
-  'long-word': async (stop) => {
-    const body = JSON.stringify({ model: 'crate', prompt: 'a'.repeat(400_000), max_tokens: 1 });
-    while (!stop()) count('long-word', (await post('/v1/completions', body)).status);
-  },
-  'huge-echo': async (stop) => {
-    const ids = Array.from({ length: 4000 }, (_, i) => corpus[i]);
-    const body = JSON.stringify({ model: 'crate', prompt: Array(64).fill(ids), max_tokens: 0, echo: true, logprobs: 20 });
-    while (!stop()) {
-      count('huge-echo', (await post('/v1/completions', body)).status);
-      await sleep(500);
-    }
-  },
-  flood: async (stop) => {
-    const ids = Array.from({ length: 3900 }, (_, i) => corpus[i]);
-    const body = JSON.stringify({ model: 'crate', prompt: Array(64).fill(ids), max_tokens: 0 });
-    while (!stop()) {
-      const rs = await Promise.all(Array.from({ length: 60 }, (_, i) => post('/v1/completions', body, { localAddress: `127.0.0.${2 + (i % 8)}` })));
-      for (const r of rs) count('flood', r.status);
-      await sleep(2000);
-    }
-  },
-  'slow-read': async (stop) => {
-    // streaming echo of long prompts (about 512 KB of events and no model work); the socket is never read
-    const longest = corpus.slice(0, 16_000);
-    const body = JSON.stringify({ model: 'crate', prompt: Array(8).fill(longest), max_tokens: 0, echo: true, stream: true });
-    const one = async () => {
-      while (!stop()) {
-        await new Promise((resolve) => {
-          const s = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.20' }, () => {
-            s.pause();
-            s.write(
-              `POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-            );
-          });
-          s.on('error', () => {});
-          s.on('close', () => {
-            count('slow-read', 'dropped');
-            resolve();
-          });
-          const t = setInterval(() => {
-            if (stop()) {
-              clearInterval(t);
-              s.destroy();
-            }
-          }, 500);
-          s.on('close', () => clearInterval(t));
-        });
-      }
-    };
-    await Promise.all(Array.from({ length: 10 }, one));
-  },
-  'conn-flood': async (stop) => {
-    const socks = [];
-    let refused = 0;
-    for (let i = 0; i < 2000 && !stop(); i++) {
-      const s = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.30' });
-      s.on('error', () => {});
-      s.on('close', () => refused++);
-      s.resume(); // read what the server says, so its close is seen
-      socks.push(s);
-      if (i % 100 === 99) await sleep(50);
-    }
-    while (!stop()) await sleep(500);
-    count('conn-flood', `closed by server: ${refused}`);
-    for (const s of socks) s.destroy();
-  },
-  gone: async (stop) => {
-    while (!stop()) {
-      const ac = new AbortController();
-      try {
-        const r = await fetch(`${base}/v1/completions`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'crate', prompt: ['a', 'b', 'c'], n: 8, max_tokens: 200, stream: true }),
-          signal: ac.signal,
-        });
-        await r.body.getReader().read();
-        count('gone', r.status);
-      } catch {
-        count('gone', -1);
-      }
-      ac.abort();
-      await sleep(1000);
-    }
-  },
-  browser: async (stop) => {
-    const body = JSON.stringify({ model: 'crate', prompt: 'hi', max_tokens: 1 });
-    while (!stop()) {
-      count('browser', (await request('/v1/completions', { method: 'POST', headers: { 'content-type': 'text/plain' }, body })).status);
-      count('browser', (await post('/v1/completions', body, { headers: { host: 'evil.example' } })).status);
-      count('browser', (await post('/v1/completions', body, { headers: { origin: 'null' } })).status);
-      await sleep(500);
-    }
-  },
-};
 
 // ---- the run ------------------------------------------------------------------------------------
 const rss = [];
@@ -301,11 +184,20 @@ const attackStart = t0 + idleSeconds * 1000;
 const stopAll = () => performance.now() >= end || died !== null;
 const normals = Array.from({ length: clients }, () => normalClient(stopAll));
 while (performance.now() < attackStart && !died) await sleep(100);
+const chosen = v.attacks === undefined ? ATTACKS : v.attacks.split(',');
+for (const a of chosen) if (!ATTACKS.includes(a)) fail(`unknown attack '${a}'; the attacks are ${ATTACKS.join(', ')}`);
 phase = 'attack';
-const chosen = v.attacks === undefined ? Object.keys(attacks) : v.attacks.split(',');
-for (const a of chosen) if (!attacks[a]) fail(`unknown attack '${a}'; the attacks are ${Object.keys(attacks).join(', ')}`);
-const attackers = chosen.map((a) => attacks[a](stopAll));
-await Promise.all([...normals, ...attackers]);
+// the attackers run in a worker thread (scripts/soak-serve-attacks.mjs): their event loop is not the normal clients'
+const attacker = new Worker(new URL('./soak-serve-attacks.mjs', import.meta.url), {
+  workerData: { soakAttacks: true, port, corpus: corpus.slice(0, 16_000), chosen, endWall: Date.now() + (end - performance.now()) },
+});
+const watchDeath = setInterval(() => died && attacker.postMessage('stop'), 200);
+const tally = await new Promise((resolve, reject) => {
+  attacker.once('message', (m) => resolve(m.tally));
+  attacker.once('error', reject);
+});
+clearInterval(watchDeath);
+await Promise.all(normals);
 healthStop = true;
 await health;
 clearInterval(sampler);
@@ -326,6 +218,7 @@ const pct = (xs, p) => {
 };
 const report = {
   seconds,
+  serve_args: v['serve-args'] ?? '',
   idle_seconds: idleSeconds,
   normal_clients: clients,
   heap_mb: heapMb,

@@ -38,8 +38,15 @@ const HELP = `usage: crate-ts serve --checkpoint PATH [options]
   --max-queue N            requests allowed to wait for the model (default ${DEFAULT_SERVE.maxQueue}; more get 503)
   --max-queue-bytes N      request bodies the waiting and running requests may hold together
                            (default ${DEFAULT_SERVE.maxQueueBytes}; more get 503)
+  --max-client-bytes N     request bodies the requests in flight of one client address may hold
+                           together when it has more than one (default ${DEFAULT_SERVE.maxClientBytes}; more get
+                           429 and retry-after, before the body is read)
+  --parse-threads N        worker threads that parse request bodies of 64 KiB and more, off the
+                           event loop (default ${DEFAULT_SERVE.parseThreads}; 0: all on the event loop)
   --max-body-bytes N       largest request body (default ${DEFAULT_SERVE.maxBodyBytes})
   --write-timeout S        drop a client that reads nothing of its response for S seconds (default ${DEFAULT_SERVE.writeTimeoutMs / 1000})
+  --listen-backlog N       connections the kernel holds until they are accepted (default
+                           ${DEFAULT_SERVE.listenBacklog}, capped by net.core.somaxconn)
   --max-connections N      open connections in total (default ${DEFAULT_SERVE.maxConnections})
   --max-connections-per-client N
                            open connections from one client address (default ${DEFAULT_SERVE.maxConnectionsPerClient})
@@ -102,6 +109,9 @@ export async function run(argv: string[]): Promise<number> {
     'max-batch-memory': { type: 'string' },
     'max-queue-bytes': { type: 'string' },
     'max-body-bytes': { type: 'string' },
+    'max-client-bytes': { type: 'string' },
+    'parse-threads': { type: 'string' },
+    'listen-backlog': { type: 'string' },
     'write-timeout': { type: 'string' },
     'max-connections': { type: 'string' },
     'max-connections-per-client': { type: 'string' },
@@ -126,6 +136,8 @@ export async function run(argv: string[]): Promise<number> {
     );
   const writeTimeout = numOpt(v, 'write-timeout', DEFAULT_SERVE.writeTimeoutMs / 1000);
   if (!(writeTimeout > 0) || writeTimeout > 3600) throw new UsageError(`--write-timeout must be in (0, 3600] seconds, got ${writeTimeout}`);
+  const parseThreads = intOpt(v, 'parse-threads', DEFAULT_SERVE.parseThreads, 0);
+  if (parseThreads > 64) throw new UsageError(`--parse-threads must be in [0, 64], got ${parseThreads}`);
   const options = {
     limits: {
       maxPromptTokens: intOpt(v, 'max-prompt-tokens', DEFAULT_LIMITS.maxPromptTokens, 1),
@@ -137,6 +149,9 @@ export async function run(argv: string[]): Promise<number> {
     maxBatchBytes: intOpt(v, 'max-batch-memory', DEFAULT_SERVE.maxBatchBytes / 2 ** 20, 1) * 2 ** 20,
     maxQueueBytes: intOpt(v, 'max-queue-bytes', DEFAULT_SERVE.maxQueueBytes, 1024),
     maxBodyBytes: intOpt(v, 'max-body-bytes', DEFAULT_SERVE.maxBodyBytes, 1024),
+    maxClientBytes: intOpt(v, 'max-client-bytes', DEFAULT_SERVE.maxClientBytes, 1024),
+    parseThreads,
+    listenBacklog: intOpt(v, 'listen-backlog', DEFAULT_SERVE.listenBacklog, 1),
     writeTimeoutMs: Math.round(writeTimeout * 1000),
     maxConnections: intOpt(v, 'max-connections', DEFAULT_SERVE.maxConnections, 1),
     maxConnectionsPerClient: intOpt(v, 'max-connections-per-client', DEFAULT_SERVE.maxConnectionsPerClient, 1),

@@ -85,6 +85,21 @@ export class Queue {
   }
 }
 
+/**
+ * Token ids as a route receives them: a plain array, or an Int32Array when a large body was parsed
+ * by a worker (src/serve/json-pool.ts). Requests that only need their prompts' lengths never copy
+ * them; the engine gets a plain array (plainIds).
+ */
+export type Ids = number[] | Int32Array;
+
+/** Ids as the plain array the engine takes (a copy only for an Int32Array). */
+export function plainIds(ids: Ids): number[] {
+  if (Array.isArray(ids)) return ids;
+  const out = new Array<number>(ids.length);
+  for (let i = 0; i < ids.length; i++) out[i] = ids[i];
+  return out;
+}
+
 /** Prompt and completion tokens of one request (for the usage object and the access log). */
 export interface Acct {
   p: number;
@@ -178,7 +193,7 @@ export class ServeContext {
   }
 
   /** Refusals that need no tokenization (before the request waits in the queue). */
-  precheck(p: string | number[], i: number): void {
+  precheck(p: string | Ids, i: number): void {
     if (typeof p === 'string' && p.length > this.encoder.maxChars(this.limits.maxPromptTokens))
       throw this.tooLong(i, `at least ${Math.ceil(p.length / this.encoder.maxTokenBytes)}`);
     if (typeof p !== 'string' && p.length > this.limits.maxPromptTokens) throw this.tooLong(i, String(p.length));
@@ -203,8 +218,8 @@ export class ServeContext {
   }
 
   /** A prompt (text or ids) to ids, within --max-prompt-tokens and not empty. */
-  async tokenize(p: string | number[], i: number): Promise<number[]> {
-    let ids: number[];
+  async tokenize(p: string | Ids, i: number): Promise<Ids> {
+    let ids: Ids;
     if (typeof p === 'string') {
       try {
         ids = await this.encodeText(p, this.limits.maxPromptTokens);
@@ -287,9 +302,9 @@ export class ServeContext {
   }
 
   /** Prompt part of a completion's logprobs (echo). */
-  async echoLogprobs(ids: number[], k: number, gone: () => boolean): Promise<{ text: string; lp: CompletionLogprobs; end: TextStream }> {
+  async echoLogprobs(ids: Ids, k: number, gone: () => boolean): Promise<{ text: string; lp: CompletionLogprobs; end: TextStream }> {
     const engine = this.engine;
-    const { tokenLogprobs, top } = await engine.promptLogprobs(ids, k, gone);
+    const { tokenLogprobs, top } = await engine.promptLogprobs(plainIds(ids), k, gone);
     if (gone()) throw new ClientGone('the client closed the connection');
     const stream = new TextStream(engine.tokenBytes);
     const lp: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
@@ -311,7 +326,7 @@ export class ServeContext {
   }
 
   /** The text of a prompt's ids (echo without logprobs). */
-  promptText(ids: number[]): string {
+  promptText(ids: Ids): string {
     const s = new TextStream(this.engine.tokenBytes);
     for (const id of ids) s.push(id);
     s.flush();
@@ -353,14 +368,15 @@ export class ServeContext {
 
   /** Generate with a callback; tokens generated before an abort still count in `acct`. */
   async generateCounted(
-    ids: number[],
+    ids: Ids,
     gen: Parameters<Engine['generate']>[1],
     acct: Acct,
     onText: (text: string, tok: GeneratedToken | null) => boolean | Promise<boolean>,
   ): Promise<Awaited<ReturnType<Engine['generate']>>> {
     let seen = 0;
     try {
-      const out = await this.engine.generate(ids, gen, (text, tok) => {
+      // max_tokens 0 needs no copy of the prompt (the engine returns at once)
+      const out = await this.engine.generate(gen.maxTokens > 0 ? plainIds(ids) : [], gen, (text, tok) => {
         if (tok) seen++;
         return onText(text, tok);
       });

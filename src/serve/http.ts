@@ -23,14 +23,51 @@ export class Budget {
   }
 }
 
+/** 429 with retry-after: this client has more in flight than its share (OpenAI's rate-limit shape). */
+export const tooMany = (what: string) => new ApiError(429, `too many requests from this client: ${what}; retry later`, null, 'rate_limit_exceeded', 'requests');
+
+/**
+ * Bytes of request bodies held by the requests in flight of each client address. A client may
+ * always have one request in flight (up to the body limit); past that, all its requests' bodies
+ * together stay within `limit`. So one address sending many large bodies at once has most of them
+ * refused before they are read, and the others' requests are not queued behind their parsing.
+ */
+export class ClientBytes {
+  private readonly used = new Map<string, number>();
+  constructor(readonly limit: number) {}
+  held(client: string): number {
+    return this.used.get(client) ?? 0;
+  }
+  /** n more bytes for a request of `client` that holds `mine` already. */
+  take(client: string, n: number, mine: number): boolean {
+    const u = this.held(client);
+    if (u - mine > 0 && u + n > this.limit) return false;
+    this.used.set(client, u + n);
+    return true;
+  }
+  give(client: string, n: number): void {
+    const u = this.held(client) - n;
+    if (u > 0) this.used.set(client, u);
+    else this.used.delete(client);
+  }
+}
+
+/** What one request's body may take: the server's budget, and its client's share. */
+export interface BodyBudget {
+  all: Budget;
+  client: ClientBytes;
+  key: string;
+}
+
 /**
  * Read a request body of at most `limit` bytes, reserving its bytes in `budget` as they arrive
  * (`held.n` counts what this request holds; the caller gives it back). A larger body is answered
  * with 413 once its upload has been read and discarded (answering while the client still writes
  * would reset the connection under it); past 64 MiB more the connection is dropped. A body that
- * does not fit the budget is answered 503 and the connection closed.
+ * does not fit the client's share is answered 429, one that does not fit the server's budget 503;
+ * when its length is declared (Content-Length) that is decided before any of it is read.
  */
-export function readBody(req: http.IncomingMessage, limit: number, budget: Budget, held: { n: number }): Promise<Buffer> {
+export function readBody(req: http.IncomingMessage, limit: number, budget: BodyBudget, held: { n: number }): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     const tooLarge = (n: number | null) =>
@@ -42,17 +79,30 @@ export function readBody(req: http.IncomingMessage, limit: number, budget: Budge
         null,
         'request_too_large',
       );
+    /** Reserve n more bytes for this request, or the refusal. */
+    const take = (n: number): ApiError | null => {
+      if (!budget.client.take(budget.key, n, held.n))
+        return tooMany(
+          `its requests in flight already hold ${budget.client.held(budget.key) - held.n} bytes of request bodies (at most ${budget.client.limit} with more than one request)`,
+        );
+      if (!budget.all.take(n)) {
+        budget.client.give(budget.key, n);
+        return busy(`request bodies in the queue already hold ${budget.all.used} of ${budget.all.limit} bytes`);
+      }
+      held.n += n;
+      return null;
+    };
     const chunks: Buffer[] = [];
     let size = 0,
       over = Number.isFinite(declared) && declared > limit,
       settled = false;
     if (!over && Number.isFinite(declared) && declared > 0) {
-      if (!budget.take(declared)) {
+      const no = take(declared);
+      if (no) {
         settled = true;
-        reject(busy(`request bodies in the queue already hold ${budget.used} of ${budget.limit} bytes`));
+        reject(no);
         return;
       }
-      held.n = declared;
     }
     req.on('data', (c: Buffer) => {
       if (settled) return;
@@ -64,13 +114,13 @@ export function readBody(req: http.IncomingMessage, limit: number, budget: Budge
         return;
       }
       if (size > held.n) {
-        if (!budget.take(size - held.n)) {
+        const no = take(size - held.n);
+        if (no) {
           settled = true;
           chunks.length = 0;
-          reject(busy(`request bodies in the queue already hold ${budget.used} of ${budget.limit} bytes`));
+          reject(no);
           return;
         }
-        held.n = size;
       }
       chunks.push(c);
     });

@@ -3,7 +3,8 @@
 // under the byte budget, and every failure turned into OpenAI's error body with a 4xx/5xx status.
 import type * as http from 'node:http';
 import { ApiError } from './validate.js';
-import { Budget, ClientGone, SECURITY_HEADERS, parseJson, readBody, sameSecret, sendJson } from './http.js';
+import { Budget, ClientBytes, ClientGone, SECURITY_HEADERS, readBody, sameSecret, sendJson } from './http.js';
+import type { JsonPool } from './json-pool.js';
 import type { RequestState, ServeContext } from './context.js';
 import { hostAllowed } from '../util/loopback.js';
 import { completions } from './routes/completions.js';
@@ -47,6 +48,10 @@ export interface RouterOptions {
   apiKey?: string | null;
   maxBodyBytes: number;
   budget: Budget;
+  /** Request-body bytes per client address (more than one request in flight). */
+  clientBytes: ClientBytes;
+  /** Parses request bodies (large ones off the event loop). */
+  json: JsonPool;
   /** Host header values answered (bound to the loopback), or null (any); read at each request. */
   allowedHosts: () => Set<string> | null;
   stats: { requests: number; byPath: Record<string, number>; errors: number };
@@ -76,7 +81,7 @@ function guard(req: http.IncomingMessage, allowedHosts: Set<string> | null): voi
 
 /** The handler for node:http's 'request' and 'checkContinue' events. */
 export function makeHandler(s: ServeContext, o: RouterOptions): (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> {
-  const { stats, budget } = o;
+  const { stats, budget, clientBytes } = o;
   return async (req, res) => {
     const t0 = performance.now();
     const path = (req.url ?? '/').split('?')[0].replace(/\/+$/, '') || '/';
@@ -127,7 +132,8 @@ export function makeHandler(s: ServeContext, o: RouterOptions): (req: http.Incom
             'unsupported_media_type',
           );
         if ((req.headers.expect ?? '').toLowerCase() === '100-continue') res.writeContinue();
-        const body = parseJson(await readBody(req, o.maxBodyBytes, budget, held));
+        const buf = await readBody(req, o.maxBodyBytes, { all: budget, client: clientBytes, key: rq.client }, held);
+        const body = await o.json.parse(buf, route.handler === completions);
         await route.handler!(s, body, res, rq);
       }
     } catch (e) {
@@ -137,7 +143,7 @@ export function makeHandler(s: ServeContext, o: RouterOptions): (req: http.Incom
         const err = e instanceof ApiError ? e : new ApiError(500, `internal error: ${(e as Error)?.message ?? String(e)}`, null, 'internal_error');
         stats.errors++;
         if (!res.headersSent) {
-          if (err.status === 503) res.setHeader('retry-after', '1');
+          if (err.status === 503 || err.status === 429) res.setHeader('retry-after', '1');
           // A body that was not read is not read now either: a small one is drained so the
           // connection can be reused, a large or unknown one ends the connection unread.
           const unread = !req.complete;
@@ -161,6 +167,7 @@ export function makeHandler(s: ServeContext, o: RouterOptions): (req: http.Incom
       }
     } finally {
       budget.give(held.n);
+      clientBytes.give(rq.client, held.n);
       held.n = 0;
       o.onRequest?.({
         method: req.method ?? '?',

@@ -39,7 +39,8 @@ import type { Engine } from './engine.js';
 import { DEFAULT_LIMITS, type ServeLimits } from './validate.js';
 import { UsageError } from '../errors.js';
 import { isLoopback, loopbackHosts } from '../util/loopback.js';
-import { Budget, busy } from './http.js';
+import { Budget, ClientBytes, busy } from './http.js';
+import { JsonPool } from './json-pool.js';
 import { ServeContext } from './context.js';
 import { makeHandler } from './router.js';
 
@@ -65,12 +66,25 @@ export interface ServeOptions {
   /** Bytes of request bodies that waiting and running requests may hold together (default 64 MiB). */
   maxQueueBytes?: number;
   /**
+   * Bytes of request bodies the requests in flight of one client address may hold together when it
+   * has more than one (default 4 MiB); beyond it the answer is 429 with retry-after, decided on
+   * Content-Length before the body is read.
+   */
+  maxClientBytes?: number;
+  /**
+   * Worker threads that parse request bodies of 64 KiB and more, so the event loop stays free
+   * (default 1; 0 parses every body on the event loop).
+   */
+  parseThreads?: number;
+  /**
    * Estimated bytes of model memory the requests computing together may use (default 2 GiB); a
    * request that would take the batch past it is refused with 503 and retry-after, not allocated.
    */
   maxBatchBytes?: number;
   /** A response write that has not drained after this long drops the client (default 30 s). */
   writeTimeoutMs?: number;
+  /** Connections the kernel holds until the server accepts them (default 4096, capped by net.core.somaxconn). */
+  listenBacklog?: number;
   /** Open connections in total (default 512) and from one client address (default 64). */
   maxConnections?: number;
   maxConnectionsPerClient?: number;
@@ -84,6 +98,9 @@ export const DEFAULT_SERVE = {
   maxBodyBytes: 8 * 1024 * 1024,
   maxQueue: 256,
   maxQueueBytes: 64 * 1024 * 1024,
+  maxClientBytes: 4 * 1024 * 1024,
+  parseThreads: 1,
+  listenBacklog: 4096,
   maxBatchBytes: 2 * 1024 * 1024 * 1024,
   writeTimeoutMs: 30_000,
   maxConnections: 512,
@@ -96,6 +113,8 @@ export interface RunningServer {
   host: string;
   server: http.Server;
   stats: { requests: number; byPath: Record<string, number>; errors: number };
+  /** The body parser (its stats say how many bodies went to a worker). */
+  json: JsonPool;
   close(): Promise<void>;
 }
 
@@ -117,10 +136,13 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
   });
   /** Host header values answered (bound to the loopback), or null (any). Set once listening. */
   let allowedHosts: Set<string> | null = null;
+  const json = new JsonPool(opts.parseThreads ?? DEFAULT_SERVE.parseThreads);
   const handle = makeHandler(s, {
     apiKey: opts.apiKey,
     maxBodyBytes: opts.maxBodyBytes ?? DEFAULT_SERVE.maxBodyBytes,
     budget: new Budget(opts.maxQueueBytes ?? DEFAULT_SERVE.maxQueueBytes),
+    clientBytes: new ClientBytes(opts.maxClientBytes ?? DEFAULT_SERVE.maxClientBytes),
+    json,
     allowedHosts: () => allowedHosts,
     stats,
     onRequest: opts.onRequest,
@@ -174,7 +196,11 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     const fail = (e: NodeJS.ErrnoException) =>
       reject(e.code && why[e.code] ? new UsageError(`cannot listen on ${host}:${opts.port ?? 8000}: ${why[e.code]} (${e.code})`) : e);
     server.once('error', fail);
-    server.listen(opts.port ?? 8000, host, () => {
+    // a deep accept queue (the kernel caps it at net.core.somaxconn): a burst of connections that
+    // overflows the queue makes the kernel drop new SYNs, and every client, /health included, then
+    // waits for its SYN to be resent (1, 3, 7, 15 s); over the per-client bound they are accepted and
+    // closed at once instead
+    server.listen({ port: opts.port ?? 8000, host, backlog: opts.listenBacklog ?? DEFAULT_SERVE.listenBacklog }, () => {
       server.off('error', fail);
       resolve();
     });
@@ -188,10 +214,13 @@ export async function startServer(engine: Engine, opts: ServeOptions = {}): Prom
     host: addr.address,
     server,
     stats,
-    close: () =>
-      new Promise<void>((resolve) => {
+    json,
+    close: async () => {
+      await new Promise<void>((resolve) => {
         server.closeAllConnections?.();
         server.close(() => resolve());
-      }),
+      });
+      await json.close();
+    },
   };
 }

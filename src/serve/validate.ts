@@ -61,8 +61,11 @@ export interface SamplingParams {
 
 export interface CompletionRequest extends SamplingParams {
   model: string;
-  /** One entry per prompt: text, or token ids (validated against the vocabulary). */
-  prompts: (string | number[])[];
+  /**
+   * One entry per prompt: text, or token ids (validated against the vocabulary); an Int32Array
+   * where the body parser made one of a long array of integers (src/serve/json-pool.ts).
+   */
+  prompts: (string | number[] | Int32Array)[];
   echo: boolean;
   logprobs: number | null;
 }
@@ -176,8 +179,14 @@ function sampling(b: Json, limits: ServeLimits, defaultMax: number, maxKey = 'ma
 }
 
 /** Token ids of a prompt given as an array: integers in [0, vocab). */
-function tokenArray(v: unknown[], param: string, vocab: number): number[] {
+function tokenArray(v: unknown[] | Int32Array, param: string, vocab: number): number[] | Int32Array {
   if (v.length === 0) throw bad(param, `'${param}' must not be empty`);
+  if (v instanceof Int32Array) {
+    // integers already (the body parser made it of JSON integers): only the range to check
+    for (let i = 0; i < v.length; i++)
+      if (v[i] < 0 || v[i] >= vocab) throw bad(param, `'${param}' token ${i} = ${v[i]} is outside the vocabulary [0, ${vocab})`);
+    return v;
+  }
   for (let i = 0; i < v.length; i++) {
     const t = v[i];
     if (typeof t !== 'number' || !Number.isInteger(t))
@@ -192,14 +201,16 @@ export function parseCompletion(b: unknown, served: string, vocab: number, limit
   if (!isObj(b)) throw bad('', `the request body must be a JSON object, got ${typeName(b)}`, 'invalid_type');
   const model = modelField(b, served);
   const p = b.prompt;
-  let prompts: (string | number[])[];
+  let prompts: (string | number[] | Int32Array)[];
+  const ids = (x: unknown): x is unknown[] | Int32Array => Array.isArray(x) || x instanceof Int32Array;
   if (p === undefined || p === null) throw bad('prompt', "'prompt' is required", 'missing_required_parameter');
   if (typeof p === 'string') prompts = [p];
+  else if (p instanceof Int32Array) prompts = [tokenArray(p, 'prompt', vocab)];
   else if (Array.isArray(p)) {
     if (p.length === 0) throw bad('prompt', "'prompt' must not be an empty array");
     if (p.every((x) => typeof x === 'string')) prompts = p as string[];
     else if (p.every((x) => typeof x === 'number')) prompts = [tokenArray(p, 'prompt', vocab)];
-    else if (p.every((x) => Array.isArray(x))) prompts = (p as unknown[][]).map((x, i) => tokenArray(x, `prompt[${i}]`, vocab));
+    else if (p.every(ids)) prompts = (p as (unknown[] | Int32Array)[]).map((x, i) => tokenArray(x, `prompt[${i}]`, vocab));
     else throw bad('prompt', "'prompt' must be a string, an array of strings, an array of token ids, or an array of arrays of token ids", 'invalid_type');
   } else throw bad('prompt', `'prompt' must be a string or an array, got ${typeName(p)}`, 'invalid_type');
   if (prompts.length > limits.maxPrompts) throw bad('prompt', `at most ${limits.maxPrompts} prompts per request, got ${prompts.length}`);

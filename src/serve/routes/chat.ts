@@ -3,7 +3,7 @@
 // computed one at a time and written in pieces; with stream the answer is server-sent events.
 import type * as http from 'node:http';
 import { ClientGone, Writer, writeArray } from '../http.js';
-import { contextWarning, newId, type RequestState, type ServeContext } from '../context.js';
+import { contextWarning, newId, type Ids, type RequestState, type ServeContext } from '../context.js';
 import { parseChat } from '../validate.js';
 import { renderChat, CHAT_STOP } from '../chat.js';
 import { streamChat } from './sse.js';
@@ -29,7 +29,7 @@ export async function chat(s: ServeContext, body: unknown, res: http.ServerRespo
     }
   });
 
-  async function answer(prompt: number[]): Promise<void> {
+  async function answer(prompt: Ids): Promise<void> {
     acct.p = prompt.length * r.n;
     s.warn(res, contextWarning(prompt.length, engine.blockSize, false, true, engine.echoStride));
     const rng = s.rngFor(r);

@@ -7,7 +7,7 @@
 // response is never whole in memory); with stream the answer is server-sent events (./sse.ts).
 import type * as http from 'node:http';
 import { ClientGone, Writer } from '../http.js';
-import { contextWarning, newId, type CompletionLogprobs, type RequestState, type ServeContext } from '../context.js';
+import { contextWarning, newId, type CompletionLogprobs, type Ids, type RequestState, type ServeContext } from '../context.js';
 import { parseCompletion } from '../validate.js';
 import { codePoints } from '../tokens.js';
 import { writeArray } from '../http.js';
@@ -41,7 +41,7 @@ export async function completions(s: ServeContext, body: unknown, res: http.Serv
     createdAt = Math.floor(Date.now() / 1000);
   await s.queue.run(rq.client, async () => {
     if (gone()) return;
-    const promptIds: number[][] = [];
+    const promptIds: Ids[] = [];
     for (let i = 0; i < r.prompts.length; i++) promptIds.push(await s.tokenize(r.prompts[i], i));
     s.checkWork(
       promptIds.map((p) => p.length),
@@ -63,7 +63,7 @@ export async function completions(s: ServeContext, body: unknown, res: http.Serv
     }
   });
 
-  async function answer(promptIds: number[][]): Promise<void> {
+  async function answer(promptIds: Ids[]): Promise<void> {
     acct.p = promptIds.reduce((a, ids) => a + ids.length * r.n, 0);
     s.warn(
       res,
@@ -99,7 +99,7 @@ export async function completions(s: ServeContext, body: unknown, res: http.Serv
       }),
     );
     const jobs = promptIds.flatMap((ids, pi) => Array.from({ length: r.n }, () => ({ ids, pi })));
-    const run = (ids: number[]) => {
+    const run = (ids: Ids) => {
       if (gone()) throw new ClientGone('the client closed the connection');
       return s.generateCounted(ids, gen, acct, () => !gone());
     };

@@ -3,7 +3,7 @@
 // out as several events whose texts and arrays concatenate. The stream ends with "data: [DONE]".
 import type * as http from 'node:http';
 import { ClientGone, Writer } from '../http.js';
-import type { CompletionLogprobs, RequestState, ServeContext } from '../context.js';
+import type { CompletionLogprobs, Ids, RequestState, ServeContext } from '../context.js';
 import type { GenerateOptions } from '../engine.js';
 import type { ChatRequest, CompletionRequest } from '../validate.js';
 import { codePoints } from '../tokens.js';
@@ -23,7 +23,7 @@ async function event(w: Writer, obj: unknown): Promise<void> {
 export interface StreamJob {
   id: string;
   createdAt: number;
-  promptIds: number[][];
+  promptIds: Ids[];
   gen: GenerateOptions;
 }
 
@@ -88,7 +88,7 @@ export async function streamCompletion(s: ServeContext, r: CompletionRequest, jo
 export async function streamChat(
   s: ServeContext,
   r: ChatRequest,
-  job: { id: string; createdAt: number; prompt: number[]; gen: GenerateOptions },
+  job: { id: string; createdAt: number; prompt: Ids; gen: GenerateOptions },
   res: http.ServerResponse,
   rq: RequestState,
 ): Promise<void> {
