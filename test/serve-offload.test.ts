@@ -175,6 +175,36 @@ describe('crate-ts serve: large bodies and per-client bytes', () => {
     expect(answers[1]).toStrictEqual(answers[0]);
   });
 
+  it('a small echo request is answered between the steps of a large one, not after it', async () => {
+    await withServer({}, async (_srv, base) => {
+      const rng = new Rng(11);
+      const big = Array.from({ length: 8 }, () => Array.from({ length: 1000 }, () => Math.floor(rng.uniform() * 50257)));
+      const small = Array.from({ length: 40 }, () => Math.floor(rng.uniform() * 50257));
+      const steps = () => engine.batchStats.echoSteps;
+      const s0 = steps();
+      let bigDone = -1;
+      const bigReq = postJson(base, '/v1/completions', { model: 'crate', prompt: big, max_tokens: 0, echo: true, logprobs: 0 }).then((r) => {
+        bigDone = steps();
+        return r;
+      });
+      // once the large request's head products have begun
+      while (steps() === s0) await sleep(5);
+      const sent = steps();
+      const r = await postJson(base, '/v1/completions', { model: 'crate', prompt: small, max_tokens: 0, echo: true, logprobs: 0 });
+      const smallDone = steps();
+      expect(r.status, r.text.slice(0, 200)).toBe(200);
+      expect((await bigReq).status).toBe(200);
+      // the large request needs 8 × 999 / 64 = 125 head products; the small one waits for about one
+      // turn of the 9 echo jobs, not for all of them
+      expect(bigDone - s0).toBeGreaterThanOrEqual(125);
+      expect(smallDone - sent).toBeLessThan(30);
+      expect(bigDone - smallDone).toBeGreaterThan(50);
+      // and its answer is the one it gets alone
+      const alone = await postJson(base, '/v1/completions', { model: 'crate', prompt: small, max_tokens: 0, echo: true, logprobs: 0 });
+      expect(JSON.parse(alone.text).choices).toStrictEqual(JSON.parse(r.text).choices);
+    });
+  }, 300_000);
+
   it('a client with a request in flight gets 429 (retry-after) for a body past its share, before the body is sent; another client does not', async () => {
     await withServer({ maxClientBytes: 64 * 1024 }, async (srv, base) => {
       const body = JSON.stringify({ model: 'crate', prompt: 'hello', max_tokens: 1, user: 'y'.repeat(40_000) });

@@ -458,7 +458,7 @@ export class Batcher {
     const { C, V } = this;
     const be = this.engine.model.backend;
     const picked: { job: EchoJob; t: number; row: Float64Array }[] = [];
-    for (const job of [...this.echo]) {
+    for (const job of this.echoTurns()) {
       if (job.stop?.()) {
         // a caller whose client has gone stops here (the result is then incomplete)
         this.dropEcho(job);
@@ -515,6 +515,20 @@ export class Batcher {
         this.dropEcho(job);
         job.resolve(job.result);
       }
+  }
+
+  /** Where the next echo step starts in the list of echo jobs. */
+  private echoTurn = 0;
+
+  /**
+   * The echo jobs in the order this step fills its rows: each step starts one job further on, so a
+   * short prompt waits for one turn of the jobs, not for every row of those before it (one forward
+   * and one head product per job at most). Which rows share a product does not change an answer.
+   */
+  private echoTurns(): EchoJob[] {
+    const n = this.echo.length;
+    const s = this.echoTurn++ % n;
+    return [...this.echo.slice(s), ...this.echo.slice(0, s)];
   }
 
   /** The job's next windows (of one length, up to WINDOW_ROWS positions) through the forward. */
