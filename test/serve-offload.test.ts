@@ -97,7 +97,7 @@ describe('JsonPool: large bodies parsed by a worker thread', () => {
         return e as ApiError;
       }
     })()!;
-    const e = await p.parse(bad).catch((x) => x);
+    const e = (await p.parse(bad).catch((x: unknown) => x)) as ApiError;
     expect(e).toBeInstanceOf(ApiError);
     expect(e.status).toBe(400);
     expect(e.body()).toStrictEqual(inline.body());
