@@ -28,7 +28,11 @@
 //   backpressure; a client that does not read for `writeTimeoutMs` is dropped, and a client that
 //   has gone stops the computation for it;
 // - connections are capped in total and per client address; a request refused before its body
-//   is read (authentication, Host, Origin, content type) does not have its body read;
+//   is read (authentication, Host, Origin, content type) does not have its body read; an address
+//   with more than one request in flight keeps their bodies within --max-client-bytes (429 on
+//   Content-Length, before reading); bodies of 64 KiB and more are parsed by a worker thread
+//   (./json-pool.ts), so the event loop and /health are not held by them; the listen queue is deep
+//   enough that a burst of connections does not make the kernel drop other clients' SYNs;
 // - bound to the loopback, only requests naming the loopback in Host are answered (DNS
 //   rebinding), requests from a web page of another origin are refused, and POST bodies must be
 //   application/json, so a page in a browser on this machine cannot use the server.
