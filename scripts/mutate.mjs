@@ -63,7 +63,15 @@ export const TARGETS = {
   },
   train: {
     mutate: ['src/train/**/*.ts'],
-    tests: ['test/train-resume.test.ts', 'test/checkpoint.test.ts', 'test/checkpoint-layout.test.ts', 'test/cli-options.test.ts', 'test/archs.test.ts'],
+    tests: [
+      'test/train-units.test.ts',
+      'test/train-svg.test.ts',
+      'test/train-resume.test.ts',
+      'test/checkpoint.test.ts',
+      'test/checkpoint-layout.test.ts',
+      'test/cli-options.test.ts',
+      'test/archs.test.ts',
+    ],
     sample: [100, 5],
   },
   checkpoint: {
