@@ -77,6 +77,7 @@ export const TARGETS = {
   checkpoint: {
     mutate: ['src/checkpoint/checkpoint.ts', 'src/checkpoint/statedict.ts', 'src/checkpoint/validate.ts'],
     tests: [
+      'test/checkpoint-units.test.ts',
       'test/checkpoint.test.ts',
       'test/checkpoint-layout.test.ts',
       'test/checkpoint-validation.test.ts',
