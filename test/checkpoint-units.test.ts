@@ -45,7 +45,7 @@ describe('loadStateDict', () => {
     const sd = stateDictFromModel(m);
     const t = sd['transformer.wte.weight'] as { data: Float64Array; shape: number[]; dtype: string };
     expect(t.dtype).toBe('F64'); // the reference backend stores f64
-    sd['transformer.wte.weight'] = { ...t, data: t.data.subarray(0, t.data.length - 1) };
+    sd['transformer.wte.weight'] = { ...t, data: t.data.subarray(0, t.data.length - 1) } as (typeof sd)[string];
     expect(() => loadStateDict(m, new Map(Object.entries(sd)) as never)).toThrow(
       `tensor "transformer.wte.weight" holds ${t.data.length - 1} values but its shape [256, 16] needs ${t.data.length}`,
     );
