@@ -63,12 +63,21 @@ export const TARGETS = {
   },
   train: {
     mutate: ['src/train/**/*.ts'],
-    tests: ['test/train-resume.test.ts', 'test/checkpoint.test.ts', 'test/checkpoint-layout.test.ts', 'test/cli-options.test.ts', 'test/archs.test.ts'],
+    tests: [
+      'test/train-units.test.ts',
+      'test/train-svg.test.ts',
+      'test/train-resume.test.ts',
+      'test/checkpoint.test.ts',
+      'test/checkpoint-layout.test.ts',
+      'test/cli-options.test.ts',
+      'test/archs.test.ts',
+    ],
     sample: [100, 5],
   },
   checkpoint: {
     mutate: ['src/checkpoint/checkpoint.ts', 'src/checkpoint/statedict.ts', 'src/checkpoint/validate.ts'],
     tests: [
+      'test/checkpoint-units.test.ts',
       'test/checkpoint.test.ts',
       'test/checkpoint-layout.test.ts',
       'test/checkpoint-validation.test.ts',
