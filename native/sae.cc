@@ -50,10 +50,13 @@ void topk_rows(float* h, const float* pre, const float* mask, int64_t N, int64_t
   });
 }
 
-// Row-wise sparse structure of a (N,S) matrix: for each row the columns with a non-zero entry.
+// Row-wise sparse structure of a (N,S) matrix: for each row the columns with a non-zero entry, in
+// increasing order, and their values (so that the products below stream over nnz entries instead of
+// reading single floats scattered over the N*S matrix).
 struct Sparse {
-  std::vector<int64_t> start;  // N + 1
+  std::vector<int64_t> start;  // rows + 1
   std::vector<int32_t> col;
+  std::vector<float> val;
 };
 
 int64_t count_nonzero(const float* a, int64_t N, int64_t S, std::vector<int64_t>& per_row) {
@@ -76,27 +79,37 @@ Sparse build_rows(const float* a, int64_t N, int64_t S, const std::vector<int64_
   sp.start.assign(N + 1, 0);
   for (int64_t n = 0; n < N; ++n) sp.start[n + 1] = sp.start[n] + per_row[n];
   sp.col.resize(sp.start[N]);
+  sp.val.resize(sp.start[N]);
   parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       int64_t o = sp.start[n];
       const float* r = a + n * S;
       for (int64_t j = 0; j < S; ++j)
-        if (r[j] != 0.0f) sp.col[o++] = static_cast<int32_t>(j);
+        if (r[j] != 0.0f) {
+          sp.col[o] = static_cast<int32_t>(j);
+          sp.val[o++] = r[j];
+        }
     }
   });
   return sp;
 }
 
-// Column-wise view (the transpose): for each column the rows with a non-zero, rows increasing.
+// Column-wise view (the transpose): for each column the rows with a non-zero, rows increasing, and
+// their values.
 Sparse transpose(const Sparse& rows, int64_t N, int64_t S) {
   Sparse t;
   t.start.assign(S + 1, 0);
   for (int32_t j : rows.col) t.start[j + 1]++;
   for (int64_t j = 0; j < S; ++j) t.start[j + 1] += t.start[j];
   t.col.resize(rows.col.size());
+  t.val.resize(rows.col.size());
   std::vector<int64_t> fill(t.start.begin(), t.start.end() - 1);
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t e = rows.start[n]; e < rows.start[n + 1]; ++e) t.col[fill[rows.col[e]]++] = static_cast<int32_t>(n);
+    for (int64_t e = rows.start[n]; e < rows.start[n + 1]; ++e) {
+      const int64_t at = fill[rows.col[e]]++;
+      t.col[at] = static_cast<int32_t>(n);
+      t.val[at] = rows.val[e];
+    }
   return t;
 }
 
@@ -118,6 +131,44 @@ CRATE_CLONES float dot(const float* a, const float* b, int64_t n) {
 
 void sae_topk(float* h, const float* pre, const float* mask, int64_t N, int64_t S, int64_t k) { topk_rows(h, pre, mask, N, S, k); }
 
+namespace {
+
+// Epilogues run on each finished tile of the SGEMM while it is in cache (saves whole passes over the
+// (N,S) matrices; the arithmetic is that of the separate passes, element by element).
+struct EncodeEpi {
+  const float* b_enc;
+  float* h;  // non-null: also h = relu(pre) (the top-k when k keeps every feature)
+  int64_t S;
+};
+void encode_epilogue(void* ctx, float* C, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
+  const EncodeEpi& e = *static_cast<const EncodeEpi*>(ctx);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* c = C + r * ldc;
+    float* h = e.h ? e.h + (i + r) * e.S + j : nullptr;
+    for (int64_t q = 0; q < cols; ++q) {
+      const float v = c[q] + e.b_enc[j + q];
+      c[q] = v;
+      if (h) h[q] = v > 0.0f ? v : 0.0f;
+    }
+  }
+}
+
+struct MaskEpi {
+  const float* h;
+  int64_t S;
+  float l1;
+};
+void mask_epilogue(void* ctx, float* C, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
+  const MaskEpi& e = *static_cast<const MaskEpi*>(ctx);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* c = C + r * ldc;
+    const float* h = e.h + (i + r) * e.S + j;
+    for (int64_t q = 0; q < cols; ++q) c[q] = h[q] > 0.0f ? c[q] + e.l1 : 0.0f;
+  }
+}
+
+}  // namespace
+
 void sae_encode_forward(float* pre, float* h, const float* x, const float* W_enc, const float* b_enc, const float* b_dec, int64_t N, int64_t D, int64_t S,
                         int64_t k) {
   if (N == 0) return;
@@ -126,11 +177,12 @@ void sae_encode_forward(float* pre, float* h, const float* x, const float* W_enc
     for (int64_t n = n0; n < n1; ++n)
       for (int64_t i = 0; i < D; ++i) xc[n * D + i] = x[n * D + i] - b_dec[i];
   });
-  sgemm(false, false, N, S, D, 1.0f, xc.data(), D, W_enc, S, false, pre, S);
-  parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) axpy(pre + n * S, b_enc, 1.0f, S);
-  });
-  topk_rows(h, pre, nullptr, N, S, k);
+  // k >= S keeps every feature: h = relu(pre), written by the epilogue with pre's bias
+  const bool all = k >= S;
+  EncodeEpi ctx{b_enc, all ? h : nullptr, S};
+  const SgemmEpilogue epi{encode_epilogue, &ctx};
+  sgemm_ex(false, false, N, S, D, 1.0f, xc.data(), D, W_enc, S, false, pre, S, &epi);
+  if (!all) topk_rows(h, pre, nullptr, N, S, k);
 }
 
 void sae_decode_forward(float* xhat, const float* h, const float* W_dec, const float* b_dec, int64_t N, int64_t D, int64_t S) {
@@ -145,6 +197,7 @@ void sae_decode_forward(float* xhat, const float* h, const float* W_dec, const f
       });
     return;
   }
+  // xhat[n] = b_dec + sum over the active j (increasing) of h[n,j] W_dec[j]
   parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       float* o = xhat + n * D;
@@ -172,13 +225,13 @@ void sae_decode_backward(float* dpre, float* dW_dec, float* db_dec, const float*
   std::vector<int64_t> per_row;
   const int64_t nnz = count_nonzero(h, N, S, per_row);
   if (dense_enough(nnz, N, S)) {
-    sgemm(false, true, N, S, D, 1.0f, dxhat, D, W_dec, D, false, dpre, S);
-    parallel_for(N * S, 1 << 14, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e) dpre[e] = h[e] > 0.0f ? dpre[e] + l1f : 0.0f;
-    });
+    MaskEpi ctx{h, S, l1f};
+    const SgemmEpilogue epi{mask_epilogue, &ctx};
+    sgemm_ex(false, true, N, S, D, 1.0f, dxhat, D, W_dec, D, false, dpre, S, &epi);
     sgemm(true, false, S, D, N, 1.0f, h, S, dxhat, D, true, dW_dec, D);
     return;
   }
+  // dpre only where h > 0 (a sampled product: one dot per active (n, j)); the rest is zero
   const Sparse rows = build_rows(h, N, S, per_row);
   parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
@@ -186,29 +239,42 @@ void sae_decode_backward(float* dpre, float* dW_dec, float* db_dec, const float*
       std::fill(o, o + S, 0.0f);
       for (int64_t e = rows.start[n]; e < rows.start[n + 1]; ++e) {
         const int64_t j = rows.col[e];
-        if (h[n * S + j] > 0.0f) o[j] = dot(dxhat + n * D, W_dec + j * D, D) + l1f;
+        if (rows.val[e] > 0.0f) o[j] = dot(dxhat + n * D, W_dec + j * D, D) + l1f;
       }
     }
   });
+  // dW_dec[j] += sum over the rows n where h[n,j] != 0 (increasing) of h[n,j] dxhat[n]
   const Sparse cols = transpose(rows, N, S);
   parallel_for(S, 16, [&](int64_t j0, int64_t j1) {
     for (int64_t j = j0; j < j1; ++j)
-      for (int64_t e = cols.start[j]; e < cols.start[j + 1]; ++e) {
-        const int64_t n = cols.col[e];
-        axpy(dW_dec + j * D, dxhat + n * D, h[n * S + j], D);
-      }
+      for (int64_t e = cols.start[j]; e < cols.start[j + 1]; ++e) axpy(dW_dec + j * D, dxhat + cols.col[e] * D, cols.val[e], D);
   });
 }
 
 void sae_encode_backward(float* dW_enc, float* db_enc, float* db_dec, const float* dpre, const float* x, const float* W_enc, const float* b_dec, int64_t N,
                          int64_t D, int64_t S) {
   if (N == 0) return;
+  std::vector<int64_t> per_row;
+  const int64_t nnz = count_nonzero(dpre, N, S, per_row);
+  const bool dense = dense_enough(nnz, N, S);
+  Sparse cols;
   // Column sums of dpre (double, rows in order): db_enc, and db_dec = -W_enc colsum.
   std::vector<double> colsum(static_cast<size_t>(S), 0.0);
-  parallel_for(S, 256, [&](int64_t j0, int64_t j1) {
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t j = j0; j < j1; ++j) colsum[j] += dpre[n * S + j];
-  });
+  if (dense) {
+    parallel_for(S, 256, [&](int64_t j0, int64_t j1) {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t j = j0; j < j1; ++j) colsum[j] += dpre[n * S + j];
+    });
+  } else {
+    cols = transpose(build_rows(dpre, N, S, per_row), N, S);
+    parallel_for(S, 256, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        double s = 0.0;
+        for (int64_t e = cols.start[j]; e < cols.start[j + 1]; ++e) s += cols.val[e];
+        colsum[j] = s;
+      }
+    });
+  }
   for (int64_t j = 0; j < S; ++j) db_enc[j] += static_cast<float>(colsum[j]);
   parallel_for(D, 16, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
@@ -222,24 +288,26 @@ void sae_encode_backward(float* dW_enc, float* db_enc, float* db_dec, const floa
     for (int64_t n = n0; n < n1; ++n)
       for (int64_t i = 0; i < D; ++i) xc[n * D + i] = x[n * D + i] - b_dec[i];
   });
-  std::vector<int64_t> per_row;
-  const int64_t nnz = count_nonzero(dpre, N, S, per_row);
-  if (dense_enough(nnz, N, S)) {
+  if (dense) {
     sgemm(true, false, D, S, N, 1.0f, xc.data(), D, dpre, S, true, dW_enc, S);
     return;
   }
-  const Sparse rows = build_rows(dpre, N, S, per_row);
-  // dW_enc[i, j] += xc[n, i] dpre[n, j]: each task owns rows i of dW_enc, n increasing.
-  parallel_for(D, 4, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      float* o = dW_enc + i * S;
-      for (int64_t n = 0; n < N; ++n) {
-        const float a = xc[n * D + i];
-        const float* g = dpre + n * S;
-        for (int64_t e = rows.start[n]; e < rows.start[n + 1]; ++e) {
-          const int64_t j = rows.col[e];
-          o[j] += a * g[j];
-        }
+  // dW_enc[:, j] += sum over the rows n with dpre[n,j] != 0 (increasing) of dpre[n,j] xc[n]: built
+  // as contiguous rows of a small (JB, D) block (features j0..j0+JB), then added to dW_enc's
+  // columns, JB floats (one cache line) per row i. Each task owns its columns of dW_enc.
+  constexpr int64_t JB = 16;
+  parallel_for((S + JB - 1) / JB, 4, [&](int64_t b0, int64_t b1) {
+    std::vector<float> acc(static_cast<size_t>(JB * D));
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t j0 = b * JB, j1 = std::min(S, j0 + JB);
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t j = j0; j < j1; ++j) {
+        float* a = acc.data() + (j - j0) * D;
+        for (int64_t e = cols.start[j]; e < cols.start[j + 1]; ++e) axpy(a, xc.data() + cols.col[e] * D, cols.val[e], D);
+      }
+      for (int64_t i = 0; i < D; ++i) {
+        float* o = dW_enc + i * S;
+        for (int64_t j = j0; j < j1; ++j) o[j] += acc[(j - j0) * D + i];
       }
     }
   });
