@@ -50,10 +50,14 @@ void topk_rows(float* h, const float* pre, const float* mask, int64_t N, int64_t
   });
 }
 
-// Row-wise sparse structure of a (N,S) matrix: for each row the columns with a non-zero entry.
+// Row-wise sparse structure of a (N,S) matrix: for each row the columns with a non-zero entry, in
+// increasing order, and their values (so that the products below stream over nnz entries instead of
+// reading single floats scattered over the N*S matrix).
 struct Sparse {
-  std::vector<int64_t> start;  // N + 1
+  std::vector<int64_t> start;  // rows + 1
   std::vector<int32_t> col;
+  std::vector<float> val;
+  std::vector<int64_t> pos;  // transposes only: the entry's index in the row-wise structure
 };
 
 int64_t count_nonzero(const float* a, int64_t N, int64_t S, std::vector<int64_t>& per_row) {
@@ -71,33 +75,112 @@ int64_t count_nonzero(const float* a, int64_t N, int64_t S, std::vector<int64_t>
   return total;
 }
 
-Sparse build_rows(const float* a, int64_t N, int64_t S, const std::vector<int64_t>& per_row) {
-  Sparse sp;
+// The structures and work arrays below live in thread_local buffers that keep their capacity from one
+// call to the next: freshly allocated, a step's tens of MB would be page-faulted in again on every call.
+thread_local Sparse tl_rows, tl_cols;
+thread_local std::vector<float> tl_xc, tl_g;
+
+const float* centred(const float* x, const float* b_dec, int64_t N, int64_t D) {
+  tl_xc.resize(static_cast<size_t>(N * D));
+  float* xc = tl_xc.data();
+  parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t i = 0; i < D; ++i) xc[n * D + i] = x[n * D + i] - b_dec[i];
+  });
+  return xc;
+}
+
+const Sparse& build_rows(const float* a, int64_t N, int64_t S, const std::vector<int64_t>& per_row) {
+  Sparse& sp = tl_rows;
   sp.start.assign(N + 1, 0);
   for (int64_t n = 0; n < N; ++n) sp.start[n + 1] = sp.start[n] + per_row[n];
   sp.col.resize(sp.start[N]);
+  sp.val.resize(sp.start[N]);
   parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       int64_t o = sp.start[n];
       const float* r = a + n * S;
       for (int64_t j = 0; j < S; ++j)
-        if (r[j] != 0.0f) sp.col[o++] = static_cast<int32_t>(j);
+        if (r[j] != 0.0f) {
+          sp.col[o] = static_cast<int32_t>(j);
+          sp.val[o++] = r[j];
+        }
     }
   });
   return sp;
 }
 
-// Column-wise view (the transpose): for each column the rows with a non-zero, rows increasing.
-Sparse transpose(const Sparse& rows, int64_t N, int64_t S) {
-  Sparse t;
+// Column-wise view (the transpose): for each column the rows with a non-zero, rows increasing, and
+// their values.
+const Sparse& transpose(const Sparse& rows, int64_t N, int64_t S) {
+  Sparse& t = tl_cols;
   t.start.assign(S + 1, 0);
   for (int32_t j : rows.col) t.start[j + 1]++;
   for (int64_t j = 0; j < S; ++j) t.start[j + 1] += t.start[j];
   t.col.resize(rows.col.size());
+  t.val.resize(rows.col.size());
+  t.pos.resize(rows.col.size());
   std::vector<int64_t> fill(t.start.begin(), t.start.end() - 1);
   for (int64_t n = 0; n < N; ++n)
-    for (int64_t e = rows.start[n]; e < rows.start[n + 1]; ++e) t.col[fill[rows.col[e]]++] = static_cast<int32_t>(n);
+    for (int64_t e = rows.start[n]; e < rows.start[n + 1]; ++e) {
+      const int64_t at = fill[rows.col[e]]++;
+      t.col[at] = static_cast<int32_t>(n);
+      t.val[at] = rows.val[e];
+      t.pos[at] = e;
+    }
   return t;
+}
+
+// Cache blocking of the sparse products. A product over the non-zeros (n, j) gathers one row of a
+// dense operand per entry; taken in plain row or column order, consecutive entries gather unrelated
+// rows from a matrix far larger than the caches. Instead the entries are visited block by block:
+//   by_row_blocks: rows n in blocks of kRowBlock, and within a block feature by feature (through the
+//     column-wise view), so W_dec[j] is read once per block for all its rows there;
+//   by_feature_blocks: features j in blocks of kFeatureBlock, and within a block row by row (through
+//     the row-wise view), so a row of the N-side operand is read once per block for all its features.
+// Every output element still receives its terms in the same order as the plain loop (j increasing for
+// a row-side output, n increasing for a feature-side one).
+constexpr int64_t kRowBlock = 512;
+thread_local std::vector<float> tl_block;  // a feature block's accumulator (encode backward)
+constexpr int64_t kFeatureBlock = 1024;
+
+// fn(n0, n1, j, e0, e1): entries e0..e1 of the column-wise view cols are those of column j in rows
+// [n0, n1). Parallel over row blocks, each block on one thread.
+template <class F>
+void by_row_blocks(const Sparse& cols, int64_t N, int64_t S, F&& fn) {
+  parallel_for((N + kRowBlock - 1) / kRowBlock, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * kRowBlock, n1 = std::min(N, n0 + kRowBlock);
+      for (int64_t j = 0; j < S; ++j) {
+        const int32_t* c0 = cols.col.data() + cols.start[j];
+        const int32_t* c1 = cols.col.data() + cols.start[j + 1];
+        const int32_t* lo = std::lower_bound(c0, c1, static_cast<int32_t>(n0));
+        const int32_t* hi = std::lower_bound(lo, c1, static_cast<int32_t>(n1));
+        if (lo != hi) fn(n0, n1, j, lo - cols.col.data(), hi - cols.col.data());
+      }
+    }
+  });
+}
+
+// fn(j0, j1, n, e0, e1): entries e0..e1 of the row-wise view rows are those of row n in columns
+// [j0, j1). Parallel over feature blocks; each block is visited row by row (n increasing) on one
+// thread, after begin(j0, j1) and before end(j0, j1).
+template <class B, class F, class E>
+void by_feature_blocks(const Sparse& rows, int64_t N, int64_t S, B&& begin, F&& fn, E&& end) {
+  parallel_for((S + kFeatureBlock - 1) / kFeatureBlock, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t j0 = b * kFeatureBlock, j1 = std::min(S, j0 + kFeatureBlock);
+      begin(j0, j1);
+      for (int64_t n = 0; n < N; ++n) {
+        const int32_t* c0 = rows.col.data() + rows.start[n];
+        const int32_t* c1 = rows.col.data() + rows.start[n + 1];
+        const int32_t* lo = std::lower_bound(c0, c1, static_cast<int32_t>(j0));
+        const int32_t* hi = std::lower_bound(lo, c1, static_cast<int32_t>(j1));
+        if (lo != hi) fn(j0, j1, n, lo - rows.col.data(), hi - rows.col.data());
+      }
+      end(j0, j1);
+    }
+  });
 }
 
 bool dense_enough(int64_t nnz, int64_t N, int64_t S) { return nnz * 8 > N * S; }
@@ -118,19 +201,54 @@ CRATE_CLONES float dot(const float* a, const float* b, int64_t n) {
 
 void sae_topk(float* h, const float* pre, const float* mask, int64_t N, int64_t S, int64_t k) { topk_rows(h, pre, mask, N, S, k); }
 
+namespace {
+
+// Epilogues run on each finished tile of the SGEMM while it is in cache (saves whole passes over the
+// (N,S) matrices; the arithmetic is that of the separate passes, element by element).
+struct EncodeEpi {
+  const float* b_enc;
+  float* h;  // non-null: also h = relu(pre) (the top-k when k keeps every feature)
+  int64_t S;
+};
+void encode_epilogue(void* ctx, float* C, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
+  const EncodeEpi& e = *static_cast<const EncodeEpi*>(ctx);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* c = C + r * ldc;
+    float* h = e.h ? e.h + (i + r) * e.S + j : nullptr;
+    for (int64_t q = 0; q < cols; ++q) {
+      const float v = c[q] + e.b_enc[j + q];
+      c[q] = v;
+      if (h) h[q] = v > 0.0f ? v : 0.0f;
+    }
+  }
+}
+
+struct MaskEpi {
+  const float* h;
+  int64_t S;
+  float l1;
+};
+void mask_epilogue(void* ctx, float* C, int64_t ldc, int64_t i, int64_t j, int64_t rows, int64_t cols) {
+  const MaskEpi& e = *static_cast<const MaskEpi*>(ctx);
+  for (int64_t r = 0; r < rows; ++r) {
+    float* c = C + r * ldc;
+    const float* h = e.h + (i + r) * e.S + j;
+    for (int64_t q = 0; q < cols; ++q) c[q] = h[q] > 0.0f ? c[q] + e.l1 : 0.0f;
+  }
+}
+
+}  // namespace
+
 void sae_encode_forward(float* pre, float* h, const float* x, const float* W_enc, const float* b_enc, const float* b_dec, int64_t N, int64_t D, int64_t S,
                         int64_t k) {
   if (N == 0) return;
-  std::vector<float> xc(static_cast<size_t>(N * D));
-  parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n)
-      for (int64_t i = 0; i < D; ++i) xc[n * D + i] = x[n * D + i] - b_dec[i];
-  });
-  sgemm(false, false, N, S, D, 1.0f, xc.data(), D, W_enc, S, false, pre, S);
-  parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) axpy(pre + n * S, b_enc, 1.0f, S);
-  });
-  topk_rows(h, pre, nullptr, N, S, k);
+  const float* xc = centred(x, b_dec, N, D);
+  // k >= S keeps every feature: h = relu(pre), written by the epilogue with pre's bias
+  const bool all = k >= S;
+  EncodeEpi ctx{b_enc, all ? h : nullptr, S};
+  const SgemmEpilogue epi{encode_epilogue, &ctx};
+  sgemm_ex(false, false, N, S, D, 1.0f, xc, D, W_enc, S, false, pre, S, &epi);
+  if (!all) topk_rows(h, pre, nullptr, N, S, k);
 }
 
 void sae_decode_forward(float* xhat, const float* h, const float* W_dec, const float* b_dec, int64_t N, int64_t D, int64_t S) {
@@ -145,14 +263,14 @@ void sae_decode_forward(float* xhat, const float* h, const float* W_dec, const f
       });
     return;
   }
-  parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n) {
-      float* o = xhat + n * D;
-      for (int64_t i = 0; i < D; ++i) o[i] = b_dec ? b_dec[i] : 0.0f;
-      const float* r = h + n * S;
-      for (int64_t j = 0; j < S; ++j)
-        if (r[j] != 0.0f) axpy(o, W_dec + j * D, r[j], D);
-    }
+  // xhat[n] = b_dec + sum over the active j (increasing) of h[n,j] W_dec[j]
+  const Sparse& cols = transpose(build_rows(h, N, S, per_row), N, S);
+  parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n)
+      for (int64_t i = 0; i < D; ++i) xhat[n * D + i] = b_dec ? b_dec[i] : 0.0f;
+  });
+  by_row_blocks(cols, N, S, [&](int64_t, int64_t, int64_t j, int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) axpy(xhat + cols.col[e] * D, W_dec + j * D, cols.val[e], D);
   });
 }
 
@@ -172,43 +290,57 @@ void sae_decode_backward(float* dpre, float* dW_dec, float* db_dec, const float*
   std::vector<int64_t> per_row;
   const int64_t nnz = count_nonzero(h, N, S, per_row);
   if (dense_enough(nnz, N, S)) {
-    sgemm(false, true, N, S, D, 1.0f, dxhat, D, W_dec, D, false, dpre, S);
-    parallel_for(N * S, 1 << 14, [&](int64_t e0, int64_t e1) {
-      for (int64_t e = e0; e < e1; ++e) dpre[e] = h[e] > 0.0f ? dpre[e] + l1f : 0.0f;
-    });
+    MaskEpi ctx{h, S, l1f};
+    const SgemmEpilogue epi{mask_epilogue, &ctx};
+    sgemm_ex(false, true, N, S, D, 1.0f, dxhat, D, W_dec, D, false, dpre, S, &epi);
     sgemm(true, false, S, D, N, 1.0f, h, S, dxhat, D, true, dW_dec, D);
     return;
   }
-  const Sparse rows = build_rows(h, N, S, per_row);
+  // dpre only where h > 0 (a sampled product: one dot per active (n, j)), computed into the row-wise
+  // list's slots, then spread over dpre's rows; the rest of dpre is zero
+  const Sparse& rows = build_rows(h, N, S, per_row);
+  const Sparse& cols = transpose(rows, N, S);
+  tl_g.resize(rows.val.size());
+  float* g = tl_g.data();
+  by_row_blocks(cols, N, S, [&](int64_t, int64_t, int64_t j, int64_t e0, int64_t e1) {
+    for (int64_t e = e0; e < e1; ++e) g[cols.pos[e]] = cols.val[e] > 0.0f ? dot(dxhat + cols.col[e] * D, W_dec + j * D, D) + l1f : 0.0f;
+  });
   parallel_for(N, 16, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
       float* o = dpre + n * S;
       std::fill(o, o + S, 0.0f);
-      for (int64_t e = rows.start[n]; e < rows.start[n + 1]; ++e) {
-        const int64_t j = rows.col[e];
-        if (h[n * S + j] > 0.0f) o[j] = dot(dxhat + n * D, W_dec + j * D, D) + l1f;
-      }
+      for (int64_t e = rows.start[n]; e < rows.start[n + 1]; ++e) o[rows.col[e]] = g[e];
     }
   });
-  const Sparse cols = transpose(rows, N, S);
-  parallel_for(S, 16, [&](int64_t j0, int64_t j1) {
-    for (int64_t j = j0; j < j1; ++j)
-      for (int64_t e = cols.start[j]; e < cols.start[j + 1]; ++e) {
-        const int64_t n = cols.col[e];
-        axpy(dW_dec + j * D, dxhat + n * D, h[n * S + j], D);
-      }
-  });
+  // dW_dec[j] += sum over the rows n where h[n,j] != 0 (increasing) of h[n,j] dxhat[n]
+  by_feature_blocks(
+      rows, N, S, [](int64_t, int64_t) {},
+      [&](int64_t, int64_t, int64_t n, int64_t e0, int64_t e1) {
+        for (int64_t e = e0; e < e1; ++e) axpy(dW_dec + rows.col[e] * D, dxhat + n * D, rows.val[e], D);
+      },
+      [](int64_t, int64_t) {});
 }
 
 void sae_encode_backward(float* dW_enc, float* db_enc, float* db_dec, const float* dpre, const float* x, const float* W_enc, const float* b_dec, int64_t N,
                          int64_t D, int64_t S) {
   if (N == 0) return;
+  std::vector<int64_t> per_row;
+  const int64_t nnz = count_nonzero(dpre, N, S, per_row);
+  const bool dense = dense_enough(nnz, N, S);
+  const Sparse& rows = tl_rows;
   // Column sums of dpre (double, rows in order): db_enc, and db_dec = -W_enc colsum.
   std::vector<double> colsum(static_cast<size_t>(S), 0.0);
-  parallel_for(S, 256, [&](int64_t j0, int64_t j1) {
+  if (dense) {
+    parallel_for(S, 256, [&](int64_t j0, int64_t j1) {
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t j = j0; j < j1; ++j) colsum[j] += dpre[n * S + j];
+    });
+  } else {
+    build_rows(dpre, N, S, per_row);
+    // n increasing within each column: the order of the dense loop (whose zeros add nothing)
     for (int64_t n = 0; n < N; ++n)
-      for (int64_t j = j0; j < j1; ++j) colsum[j] += dpre[n * S + j];
-  });
+      for (int64_t e = rows.start[n]; e < rows.start[n + 1]; ++e) colsum[rows.col[e]] += rows.val[e];
+  }
   for (int64_t j = 0; j < S; ++j) db_enc[j] += static_cast<float>(colsum[j]);
   parallel_for(D, 16, [&](int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; ++i) {
@@ -217,32 +349,27 @@ void sae_encode_backward(float* dW_enc, float* db_enc, float* db_dec, const floa
       db_dec[i] -= static_cast<float>(s);
     }
   });
-  std::vector<float> xc(static_cast<size_t>(N * D));
-  parallel_for(N, 64, [&](int64_t n0, int64_t n1) {
-    for (int64_t n = n0; n < n1; ++n)
-      for (int64_t i = 0; i < D; ++i) xc[n * D + i] = x[n * D + i] - b_dec[i];
-  });
-  std::vector<int64_t> per_row;
-  const int64_t nnz = count_nonzero(dpre, N, S, per_row);
-  if (dense_enough(nnz, N, S)) {
-    sgemm(true, false, D, S, N, 1.0f, xc.data(), D, dpre, S, true, dW_enc, S);
+  const float* xc = centred(x, b_dec, N, D);
+  if (dense) {
+    sgemm(true, false, D, S, N, 1.0f, xc, D, dpre, S, true, dW_enc, S);
     return;
   }
-  const Sparse rows = build_rows(dpre, N, S, per_row);
-  // dW_enc[i, j] += xc[n, i] dpre[n, j]: each task owns rows i of dW_enc, n increasing.
-  parallel_for(D, 4, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      float* o = dW_enc + i * S;
-      for (int64_t n = 0; n < N; ++n) {
-        const float a = xc[n * D + i];
-        const float* g = dpre + n * S;
-        for (int64_t e = rows.start[n]; e < rows.start[n + 1]; ++e) {
-          const int64_t j = rows.col[e];
-          o[j] += a * g[j];
+  // dW_enc[:, j] += sum over the rows n with dpre[n,j] != 0 (increasing) of dpre[n,j] xc[n]: built
+  // as contiguous rows of a (kFeatureBlock, D) block, then added to dW_enc's columns j0..j1 (a few
+  // cache lines per row i). Each block is one thread's.
+  by_feature_blocks(
+      rows, N, S, [&](int64_t, int64_t) { tl_block.assign(static_cast<size_t>(kFeatureBlock * D), 0.0f); },
+      [&](int64_t j0, int64_t, int64_t n, int64_t e0, int64_t e1) {
+        float* acc = tl_block.data();
+        for (int64_t e = e0; e < e1; ++e) axpy(acc + (rows.col[e] - j0) * D, xc + n * D, rows.val[e], D);
+      },
+      [&](int64_t j0, int64_t j1) {
+        const float* acc = tl_block.data();
+        for (int64_t i = 0; i < D; ++i) {
+          float* o = dW_enc + i * S;
+          for (int64_t j = j0; j < j1; ++j) o[j] += acc[(j - j0) * D + i];
         }
-      }
-    }
-  });
+      });
 }
 
 double sae_mse_loss(float* dxhat, const float* xhat, const float* x, int64_t N, int64_t D, double gradScale) {

@@ -2,8 +2,12 @@
 // The SAE training step of crate-ts on cached activations (scripts/bench-sae.sh): the recipe of
 // `crate-ts sae train --arch relu` (normalised MSE + λ·L1, decoder-gradient projection, Adam, unit
 // decoder rows) on rows read from a float32 file through the shuffled buffer, without the model.
-// Prints one JSON line: tokens/s over the timed steps and peak RSS.
-//   node scripts/bench-sae.mjs --acts FILE --d-in 512 --expansion 16 --batch 4096 --steps 20 --warmup 2 [--backend cpu] [--threads N]
+// Prints one JSON line: tokens/s over the timed steps, peak RSS, the mean L0 (active features per row)
+// of the timed steps, the SGEMM micro-kernel and the thread count.
+//   node scripts/bench-sae.mjs --acts FILE --d-in 512 --expansion 16 --batch 4096 --steps 20 --warmup 2 [--backend cpu] [--threads N] [--init DIR]
+//     --init DIR starts from the SAE in DIR (cfg.json + sae_weights.safetensors, as `crate-ts sae train`
+//     writes) instead of the random initialisation: a trained SAE's codes are sparse (L0 in the hundreds
+//     of 8192), which the first steps from random init (L0 about half of the features) are not
 //   node scripts/bench-sae.mjs --make-acts FILE --rows R --checkpoint-out CKPT
 //     writes a 2-layer GPT-2 checkpoint with the paper's 1-3L width (n_embd 128: 512 neurons per layer,
 //     seed 1, untrained) and R rows of its blocks.0.mlp.hook_post on the embedded corpus
@@ -29,6 +33,7 @@ const { values: v } = parseArgs({
     buffer: { type: 'string', default: '32768' },
     backend: { type: 'string', default: 'cpu' },
     threads: { type: 'string' },
+    init: { type: 'string' },
     'make-acts': { type: 'string' },
     rows: { type: 'string', default: '65536' },
     'checkpoint-out': { type: 'string' },
@@ -92,12 +97,23 @@ const be = sel.backend;
 const def = saeDefaults(D, S, 'relu', N);
 const buffer = new ActivationBuffer(Number(v.buffer), D, new Rng(1), source);
 const sae = new ResidentSae(be, D, S);
-const rng = new Rng(0);
-const b = (n, fan) => Float64Array.from({ length: n }, () => Math.fround((2 * rng.uniform() - 1) * Math.sqrt(6 / fan)));
-sae.setWeights({ D, S, Wenc: b(D * S, S), benc: new Float64Array(S), Wdec: b(S * D, D), bdec: new Float64Array(D) });
+if (v.init) {
+  const { loadSae } = await import('../dist/sae/format.js');
+  const init = loadSae(v.init);
+  if (init.weights.D !== D || init.weights.S !== S) {
+    console.error(`bench-sae.mjs: --init ${v.init} is d_in ${init.weights.D} x d_sae ${init.weights.S}, not ${D} x ${S}`);
+    process.exit(2);
+  }
+  sae.setWeights(init.weights);
+} else {
+  const rng = new Rng(0);
+  const b = (n, fan) => Float64Array.from({ length: n }, () => Math.fround((2 * rng.uniform() - 1) * Math.sqrt(6 / fan)));
+  sae.setWeights({ D, S, Wenc: b(D * S, S), benc: new Float64Array(S), Wdec: b(S * D, D), bdec: new Float64Array(D) });
+}
 const x = new Float32Array(N * D);
 let t0 = 0;
 let l0 = 0,
+  l0Timed = 0,
   fvu = 0;
 for (let step = 1; step <= warm + steps; step++) {
   if (step === warm + 1) t0 = performance.now();
@@ -105,6 +121,7 @@ for (let step = 1; step <= warm + steps; step++) {
   const st = sae.gradient(x, N, batchVariance(x, N, D), { k: S, l1: def.l1 });
   sae.update(def.lr, step, 0.9, 0.999);
   l0 = st.counts.reduce((a, c) => a + c, 0) / N;
+  if (step > warm) l0Timed += l0 / steps;
   fvu = st.fvu;
 }
 const secs = (performance.now() - t0) / 1000;
@@ -112,6 +129,9 @@ console.log(
   JSON.stringify({
     impl: 'crate-ts',
     backend: sel.name,
+    threads: typeof be.threads === 'function' ? be.threads() : null,
+    gemm_kernel: typeof be.gemmKernel === 'function' ? be.gemmKernel() : null,
+    init: v.init ? 'trained' : 'random',
     d_in: D,
     d_sae: S,
     batch: N,
@@ -120,6 +140,7 @@ console.log(
     peak_rss_mib: (process.resourceUsage().maxRSS * 1024) / 2 ** 20,
     last_fvu: fvu,
     last_l0: l0,
+    mean_l0: l0Timed,
   }),
 );
 sae.free();

@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # SAE training speed and memory, crate-ts (cpu) against PyTorch (scripts/sae_torch.py, the same recipe),
 # one after the other on the same cached activations: d_in 512 (the paper's 1-3L models), 16x = 8192
-# features, batch 4096 rows, the same thread count for both. Then `crate-ts sae train`'s peak RSS
+# features, batch 4096 rows, the same thread count for both, from the same starting weights, in two
+# regimes (INITS):
+#   random   the random initialisation: the first steps of a run, where about half of the features
+#            fire on every row (L0 ~ 4000 of 8192), so every product is dense for both
+#   trained  an SAE trained first with `crate-ts sae train` for INIT_TOKENS tokens on the activations
+#            of the same checkpoint and hook, which both load (--init DIR): the sparse regime an SAE
+#            spends nearly all of its training in (L0 in the hundreds), where crate-ts skips the zero
+#            codes (decoder, its gradient and the encoder's weight gradient) and PyTorch computes the
+#            same dense products as at step 1
+# Each line reports mean_l0, the mean active features per row over the timed steps. Then `crate-ts sae train`'s peak RSS
 # (the whole command: model, buffer, saves) at two token counts for two shapes: the paper's
 # (d_in 512 x 8192, the 2-layer GPT-2 of width 128) and a small one on which 10M tokens take minutes
 # (a 1-layer GPT-2 of width 16: d_in 64 x 512 features, SMALL_EXPANSION 8).
 #
 #   bash scripts/bench-sae.sh     REPEATS=3 STEPS=8 THREADS=2 MEM_TOKENS="65536 262144"
 #                                 SMALL_TOKENS="1000000 10000000" SMALL_EXPANSION=8 PARTS="speed memory"
+#                                 INITS="random trained" INIT_TOKENS=409600 [INIT_DIR=DIR]
+#   (INIT_DIR: use the SAE in DIR for the trained rows instead of training one; it must be d_in 512 x 8192)
 #   (MEM_TOKENS="" or SMALL_TOKENS="" skips that shape; the memory runs keep the default --save-every 500,
 #   so the 10M run saves 4 times on the way)
 #
@@ -29,6 +40,8 @@ MEM_TOKENS=${MEM_TOKENS-"65536 262144"}
 SMALL_TOKENS=${SMALL_TOKENS-"1000000 10000000"}
 SMALL_EXPANSION=${SMALL_EXPANSION:-8}
 PARTS=${PARTS:-"speed memory"}
+INITS=${INITS:-"random trained"}
+INIT_TOKENS=${INIT_TOKENS:-409600}
 PY=${PYTHON:-/usr/bin/python3}
 TORCH_BLAS_DIR=${TORCH_BLAS_DIR:-/usr/lib/x86_64-linux-gnu/openblas-pthread}
 work=$(mktemp -d)
@@ -44,13 +57,24 @@ if [[ " $PARTS " == *" speed "* ]]; then
   else
     echo "bench-sae: no libblas.so.3 in TORCH_BLAS_DIR=$TORCH_BLAS_DIR: PyTorch runs on the system's BLAS (see the header of this script)"
   fi
-  for r in $(seq 1 "$REPEATS"); do
-    node scripts/bench-sae.mjs --acts "$work/acts.f32" --steps "$STEPS" --threads "$THREADS"
-    if "$PY" -c 'import torch' 2>/dev/null; then
-      "${torch_env[@]}" "$PY" scripts/sae_torch.py --acts "$work/acts.f32" --steps "$STEPS" --threads "$THREADS"
-    else
-      echo '{"impl":"pytorch","skipped":"'"$PY"' has no torch (apt-get install python3-torch)"}'
-    fi
+  init_dir=${INIT_DIR:-$work/sae-init}
+  if [[ " $INITS " == *" trained "* ]] && [ -z "${INIT_DIR:-}" ]; then
+    echo "bench-sae: training the starting SAE for the trained rows ($INIT_TOKENS tokens, crate-ts cpu, $THREADS threads)"
+    node bin/crate-ts.js sae train --checkpoint "$work/gpt2-2l.safetensors" --layer 0 --expansion 16 --tokens "$INIT_TOKENS" \
+      --backend cpu --threads "$THREADS" --quiet --out "$work/sae-init"
+  fi
+  for init in $INITS; do
+    init_args=()
+    [ "$init" = trained ] && init_args=(--init "$init_dir")
+    for r in $(seq 1 "$REPEATS"); do
+      echo "bench-sae: $init, repeat $r, load $(cut -d' ' -f1-3 /proc/loadavg)"
+      node scripts/bench-sae.mjs --acts "$work/acts.f32" --steps "$STEPS" --threads "$THREADS" "${init_args[@]}"
+      if "$PY" -c 'import torch' 2>/dev/null; then
+        "${torch_env[@]}" "$PY" scripts/sae_torch.py --acts "$work/acts.f32" --steps "$STEPS" --threads "$THREADS" "${init_args[@]}"
+      else
+        echo '{"impl":"pytorch","skipped":"'"$PY"' has no torch (apt-get install python3-torch)"}'
+      fi
+    done
   done
 fi
 if [[ " $PARTS " == *" memory "* ]]; then

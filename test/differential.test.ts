@@ -604,6 +604,50 @@ for (const nat of natives) {
       expect(nan.out.every(Number.isNaN)).toBe(true);
     });
 
+    test(`${nat.name}: SAE products at the edges of the sparse path (no code active, every code, k = 1, k = d_sae, ties, the 1/8 density switch, several cache blocks)`, () => {
+      // The native twin computes everything downstream of the code h from its non-zeros when fewer
+      // than 1/8 of them are active (row- and feature-blocked), densely otherwise. b_enc shifted by
+      // ±1000 makes no pre-activation (or every one) positive; with every one positive top-k keeps
+      // exactly k per row, so S = 64 with k = 8 sits exactly on the switch (sparse) and k = 9 just
+      // above it (dense). N = 600 and S = 1100 span two row blocks (512) and two feature blocks (1024).
+      const cases = [
+        { name: 'no code active', N: 9, D: 13, S: 70, k: 70, shift: -1000 },
+        { name: 'every code active', N: 9, D: 13, S: 70, k: 70, shift: 1000 },
+        { name: 'k = 1', N: 140, D: 11, S: 150, k: 1, shift: 0 },
+        { name: 'k = 1, every pre-activation positive (ties broken by index)', N: 140, D: 11, S: 150, k: 1, shift: 1000 },
+        { name: 'k = d_sae', N: 140, D: 11, S: 150, k: 150, shift: 0 },
+        { name: 'relu, mostly inactive', N: 140, D: 11, S: 150, k: 150, shift: -2 },
+        { name: 'two row blocks and two feature blocks', N: 600, D: 5, S: 1100, k: 3, shift: 0 },
+        { name: 'density exactly 1/8 (sparse)', N: 33, D: 17, S: 64, k: 8, shift: 1000 },
+        { name: 'density just above 1/8 (dense)', N: 33, D: 17, S: 64, k: 9, shift: 1000 },
+      ];
+      for (const cs of cases) {
+        const a = { s: 7 + cs.N + cs.S + cs.k, N: cs.N, D: cs.D, S: cs.S, k: cs.k };
+        const inputs = saeInputs(a);
+        inputs.be = inputs.be.map((v) => v + cs.shift);
+        const h = saeCode(inputs, a);
+        const active = h.reduce((n, v) => n + (v > 0 ? 1 : 0), 0);
+        if (cs.shift === -1000) expect(active).toBe(0);
+        if (cs.shift === 1000) expect(active).toBe(cs.N * Math.min(cs.k, cs.S));
+        const dpre = Float64Array.from(inputs.dpre, (g, e) => (h[e] > 0 ? g : 0));
+        const outputs = { pre: a.N * a.S, h2: a.N * a.S, xhat: a.N * a.D, dpre2: a.N * a.S, dWd: 0, dbd: 0, dWe: 0, dbe: 0, dbd2: 0 };
+        const body = <B>(b: Backend<B>, t: Record<string, B>) => {
+          b.saeEncodeForward(t.pre, t.h2, t.x, t.We, t.be, t.bd, a.N, a.D, a.S, a.k);
+          b.saeDecodeForward(t.xhat, t.h, t.Wd, t.bd, a.N, a.D, a.S);
+          b.saeDecodeBackward(t.dpre2, t.dWd, t.dbd, t.dxhat, t.h, t.Wd, a.N, a.D, a.S, 0.5);
+          b.saeEncodeBackward(t.dWe, t.dbe, t.dbd2, t.dpre, t.x, t.We, t.bd, a.N, a.D, a.S);
+        };
+        const bufs = { ...inputs, h, dpre, dbd2: Float64Array.from(inputs.dbd) };
+        const got = onBackend(be, bufs, outputs, (t) => body(be, t));
+        const want = onBackend(ref, bufs, outputs, (t) => body(ref, t));
+        const pick = (r: Record<string, Float64Array>, keys: string[]) => Object.fromEntries(keys.map((k) => [k, r[k]]));
+        const fwd = ['pre', 'h2', 'xhat'],
+          bwd = ['dpre2', 'dWd', 'dbd', 'dWe', 'dbe', 'dbd2'];
+        expectClose(nat.name, `SAE ${cs.name} (sae forward)`, a.s, pick(got, fwd), pick(want, fwd), OP_TOLERANCE.sae.forward);
+        expectClose(nat.name, `SAE ${cs.name} (sae backward)`, a.s, pick(got, bwd), pick(want, bwd), OP_TOLERANCE.sae.backward);
+      }
+    });
+
     test(`${nat.name}: cross-entropy with every target ignored is NaN, like PyTorch's mean over nothing`, () => {
       const allIgnored = onBackend(be, { l: Float64Array.from([1, 2, 3]) }, {}, (t) => {
         expect(Number.isNaN(be.crossEntropyForward(null, t.l, Int32Array.from([-1]), 1, 3, 1))).toBe(true);
