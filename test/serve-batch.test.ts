@@ -87,7 +87,9 @@ describe('crate-ts serve: batched requests get the answers they get alone', () =
         expect(r.status, JSON.stringify(r.json)).toBe(200);
         alone.push(answer(r.json));
       }
-      expect(engine.batchStats.genMaxRows).toBe(3); // alone, only the greedy request's three prompts decode together
+      // alone, no two rows draw in one step (the greedy request's three prompts, of lengths 5, 9 and 3,
+      // decode together but finish their prompts, and so draw, at different steps)
+      expect(engine.batchStats.genMaxRows).toBe(1);
       const before = { ...engine.batchStats };
       const together = await Promise.all(reqs.map(([path, body]) => post(base, path, body)));
       for (const r of together) expect(r.status, JSON.stringify(r.json)).toBe(200);
@@ -100,9 +102,9 @@ describe('crate-ts serve: batched requests get the answers they get alone', () =
   }
 });
 
-describe('crate-ts serve: sequences that start together share a decoder', () => {
+describe('crate-ts serve: sequences decode in one decoder, each row at its own position', () => {
   for (const backendName of ['cpu', 'reference'] as const)
-    it(`${backendName} backend: prompts of one length started at once decode in one decoder and draw what they draw alone`, async () => {
+    it(`${backendName} backend: sequences started at once and at different times decode in one decoder and draw what they draw alone`, async () => {
       const { engine } = await serve(backendName, 'gpt2');
       const ids = idsFor(50257);
       const opts = (i: number) => ({
@@ -116,12 +118,28 @@ describe('crate-ts serve: sequences that start together share a decoder', () => 
       });
       const alone: Awaited<ReturnType<Engine['generate']>>[] = [];
       for (let i = 0; i < 5; i++) alone.push(await engine.generate(ids(9, 30 + i), opts(i)));
-      const cohort0 = engine.batchStats.cohortMax;
-      expect(cohort0).toBe(1);
+      expect(engine.batchStats.poolMax).toBe(1);
       const together = await Promise.all([...Array.from({ length: 5 }, (_, i) => engine.generate(ids(9, 30 + i), opts(i)))]);
-      expect(engine.batchStats.cohortMax).toBe(5);
+      expect(engine.batchStats.poolMax).toBe(5);
       together.forEach((r, i) => expect(r, `sequence ${i}`).toEqual(alone[i]));
-      // and a sequence past the block size (a forward per token) beside a cohort reaching the block size
+      // prompts of different lengths, the later ones arriving while the first decode: one decoder,
+      // rows at different positions (and prompts still being fed beside rows drawing)
+      const lens = [9, 3, 14, 6, 11];
+      const alone2: Awaited<ReturnType<Engine['generate']>>[] = [];
+      for (let i = 0; i < 5; i++) alone2.push(await engine.generate(ids(lens[i], 50 + i), opts(i)));
+      const steps0 = engine.batchStats.genSteps;
+      const staggered = lens.map(
+        (len, i) =>
+          new Promise<Awaited<ReturnType<Engine['generate']>>>((resolve, reject) =>
+            setTimeout(() => engine.generate(ids(len, 50 + i), opts(i)).then(resolve, reject), 15 * i),
+          ),
+      );
+      const got2 = await Promise.all(staggered);
+      got2.forEach((r, i) => expect(r, `staggered sequence ${i}`).toEqual(alone2[i]));
+      // they shared steps: fewer decoder steps than tokens fed
+      const fed = lens.reduce((a, l, i) => a + l + alone2[i].tokens.length, 0);
+      expect(engine.batchStats.genSteps - steps0).toBeLessThan(fed / 2);
+      // and a sequence past the block size (a forward per token) beside one reaching the block size
       const long = { ...opts(1), maxTokens: 30, rng: new Rng(7) };
       const a = await engine.generate(ids(T + 3, 40), long);
       const b = await engine.generate(ids(20, 41), { ...long, rng: new Rng(8) });

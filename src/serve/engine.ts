@@ -2,9 +2,10 @@
 // crate-ts language model, independent of HTTP.
 //
 // Prompt log-probabilities. Position i's distribution is log_softmax(logits[i-1]) over the full
-// vocabulary: the log-sum-exp of each row comes from the backend's cross-entropy operator (exp in
-// float32 summed in double on the native backends, float64 on the reference), the rest in float64
-// on the host. The logits are the model's on the selected backend: the
+// vocabulary: the log-sum-exp of each row, the target's logit and the top k come from the backend's
+// logitsStats operator (exp in float32 summed in double on the native backends, float64 on the
+// reference; the rows stay on the backend), the differences in float64 on the host. The logits are
+// the model's on the selected backend: the
 // forward runs there (runWithCache keeps the final LayerNorm output), and the tied head
 // logits = LN_f(x)·wteᵀ is applied again, on the same backend, to the positions being scored only.
 // Prompts longer than the block size T are scored with a sliding window (the same scheme as the
