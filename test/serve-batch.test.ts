@@ -152,6 +152,23 @@ describe('crate-ts serve: sequences decode in one decoder, each row at its own p
     }, 240_000);
 });
 
+describe('crate-ts serve: echo rows of requests asking for different numbers of alternatives', () => {
+  it('share head products, and each position lists exactly its own k, as alone', async () => {
+    const { engine } = await serve('cpu', 'gpt2');
+    const ids = idsFor(50257);
+    const ks = [0, 1, 3, 5, 2];
+    const alone: Awaited<ReturnType<Engine['promptLogprobs']>>[] = [];
+    for (let i = 0; i < ks.length; i++) alone.push(await engine.promptLogprobs(ids(6 + 5 * i, 60 + i), ks[i]));
+    const before = engine.batchStats.echoMaxRequests;
+    const together = await Promise.all(ks.map((k, i) => engine.promptLogprobs(ids(6 + 5 * i, 60 + i), k)));
+    expect(engine.batchStats.echoMaxRequests).toBeGreaterThan(Math.max(1, before));
+    together.forEach((r, i) => {
+      expect(r, `request ${i}`).toEqual(alone[i]);
+      for (const top of r.top.slice(1)) expect(top).toHaveLength(ks[i]);
+    });
+  }, 120_000);
+});
+
 describe('crate-ts serve: batch memory and the order of waiting requests', () => {
   it('a request whose batch would exceed the memory budget gets 503 and retry-after, before anything is allocated', async () => {
     const probe = await serve('reference', 'gpt2');

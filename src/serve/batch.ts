@@ -6,10 +6,12 @@
 // instead of streaming its weights once per row.
 //
 // - Generation: one decoding step of up to `maxBatch` sequences runs their blocks and then one head
-//   product over all their rows (at most HEAD_ROWS rows a product). The model's decoder advances
-//   all its rows at one position, so sequences that start in the same step with prompts of the
-//   same length share one decoder (a cohort: its prompt rows are fed together and each step of its
-//   blocks advances them all); any other sequence has its own. Each row's token is drawn on the
+//   product over all their rows (at most HEAD_ROWS rows a product). Every sequence whose context
+//   fits the block has a row of one decoder of maxBatch rows (the pool), each row at its own
+//   position (Decoder.stepRowsNormalized), so one run of the blocks advances all of them, however
+//   long their prompts and whenever they started: a row still being fed its prompt takes one prompt
+//   token a step beside rows that draw. A sequence past the block runs a forward over its last T
+//   tokens a step instead. Each row's token is drawn on the
 //   backend (sampleLogits, native/serve_rows.cc: the float64 draw of src/reference/logits.ts) with
 //   a uniform from the sequence's own Rng, so batching changes no draw and the logits never come
 //   to the host; log-probabilities, when asked, come from logitsStats of the rows that ask.
@@ -23,7 +25,11 @@
 // input only, in an order that does not depend on the other rows (the native GEMV of a few rows
 // and the packed SGEMM both sum each output over C in a fixed order; the reference backend is a
 // plain loop), echo products always have ECHO_ROWS rows whatever fills them, and everything after
-// the head (logitsStats, sampleLogits) reads one row. test/serve-batch.test.ts checks it.
+// the head (logitsStats, sampleLogits) reads one row. In the pool's decoder a row's blocks read only
+// that row and its own cache (the block products over the rows give each row the same result
+// whatever the number of rows), and the rows of sequences that sit a step out are fed a
+// placeholder at their next position, which their own next step overwrites.
+// test/serve-batch.test.ts checks it.
 //
 // A step of the scheduler does one decoding step of the ready sequences and one echo head
 // product, then yields to the event loop, so HTTP is served between steps. A request arriving while
