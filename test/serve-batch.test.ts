@@ -152,6 +152,36 @@ describe('crate-ts serve: sequences decode in one decoder, each row at its own p
     }, 240_000);
 });
 
+describe('crate-ts serve: the pool of decoder rows', () => {
+  it('a new sequence waits, without spinning, for a row held by sequences waiting for their clients, then draws what it draws alone', async () => {
+    const { backend } = await selectBackend('cpu');
+    const tok = await loadTokenizer('gpt2');
+    const model = new LanguageModel(backend, makeConfig(undefined, { vocabSize: 50304, blockSize: T, nLayer: 1, nHead: 2, nEmbd: 16 }), { seed: 5 });
+    const engine = new Engine(model, tok, await TokenBytes.forTokenizer(tok), { maxBatch: 2, batchWaitMs: 0 });
+    try {
+      const ids = idsFor(50257);
+      const opts = (seed: number) => ({ maxTokens: 6, temperature: 0.8, topP: 1, topK: 0, rng: new Rng(seed), stop: [], logprobs: null });
+      const alone = await engine.generate(ids(5, 70), opts(3));
+      // two sequences whose clients stall after their first token, and then go away, hold both rows
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      const slow = [1, 2].map((i) => engine.generate(ids(4, 80 + i), opts(i), () => gate.then(() => false)));
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      await sleep(100);
+      const third = engine.generate(ids(5, 70), opts(3));
+      await sleep(100);
+      const loops = engine.batchStats.loops;
+      await sleep(200);
+      expect(engine.batchStats.loops, 'the scheduler stopped while no row was free').toBe(loops);
+      open();
+      expect(await third).toEqual(alone);
+      for (const r of await Promise.all(slow)) expect(r.tokens).toHaveLength(1);
+    } finally {
+      model.free();
+    }
+  }, 60_000);
+});
+
 describe('crate-ts serve: echo rows of requests asking for different numbers of alternatives', () => {
   it('share head products, and each position lists exactly its own k, as alone', async () => {
     const { engine } = await serve('cpu', 'gpt2');

@@ -122,6 +122,8 @@ export interface BatchStats {
   genMaxRows: number;
   /** The most sequences that one step of the pool's decoder advanced. */
   poolMax: number;
+  /** Steps of the scheduler's loop (a decoding step and an echo product each, at most). */
+  loops: number;
   /** Echo head products, and the most requests whose rows shared one. */
   echoSteps: number;
   echoMaxRequests: number;
@@ -139,7 +141,7 @@ export interface BatchModel {
 }
 
 export class Batcher {
-  readonly stats: BatchStats = { genSteps: 0, genRows: 0, genMaxRows: 0, poolMax: 0, echoSteps: 0, echoMaxRequests: 0 };
+  readonly stats: BatchStats = { genSteps: 0, genRows: 0, genMaxRows: 0, poolMax: 0, loops: 0, echoSteps: 0, echoMaxRequests: 0 };
   private readonly echo: EchoJob[] = [];
   private gen: GenJob[] = [];
   private running = false;
@@ -219,8 +221,13 @@ export class Batcher {
   private async loop(): Promise<void> {
     try {
       while (this.echo.length > 0 || this.gen.some((j) => !j.waiting)) {
-        await this.genStep();
+        this.stats.loops++;
+        const gen = await this.genStep();
+        const echo = this.echo.length > 0;
         await this.echoStep();
+        // nothing could step (new sequences waiting for a row of the pool that sequences waiting
+        // for their clients hold): stop rather than spin; a row given back starts the loop again
+        if (!gen && !echo) break;
         await yieldNow();
       }
     } finally {
@@ -244,13 +251,13 @@ export class Batcher {
    * whose context fits (a prompt token or the last token each), a forward over the last T tokens
    * for the others, then one head over the rows that are ready to draw, one token each.
    */
-  private async genStep(): Promise<void> {
+  private async genStep(): Promise<boolean> {
     const picked: GenJob[] = [];
     for (const job of this.gen) {
       if (picked.length >= this.opts.maxBatch) break;
       if (!job.waiting) picked.push(job);
     }
-    if (picked.length === 0) return;
+    if (picked.length === 0) return false;
     // the sequences served go to the back, so more than maxBatch take turns
     this.gen = [...this.gen.filter((j) => !picked.includes(j)), ...picked];
     const rows: { job: GenJob; row: Float64Array }[] = [];
@@ -307,6 +314,7 @@ export class Batcher {
         for (const job of stepping) this.fail(job, e);
       }
     }
+    if (stepping.length === 0 && rows.length === 0) return false;
     const { C, V } = this;
     const be = this.engine.model.backend;
     this.stats.genSteps++;
@@ -375,6 +383,7 @@ export class Batcher {
         }
       });
     }
+    return true;
   }
 
   /** Final-LayerNorm row of the last position of a forward over the last T tokens of ctx. */
@@ -445,7 +454,11 @@ export class Batcher {
 
   /** The job's row of the pool is free again. */
   private release(job: GenJob): void {
-    if (job.slot >= 0 && this.pool) this.pool.slots[job.slot] = null;
+    if (job.slot >= 0 && this.pool) {
+      this.pool.slots[job.slot] = null;
+      // a new sequence may have been waiting for a row
+      if (this.gen.some((j) => j !== job && j.slot < 0 && !j.started && !j.waiting)) this.kick(false);
+    }
     job.slot = -1;
   }
 
