@@ -14,8 +14,8 @@
 #include <limits>
 #include <vector>
 
+#include "../ops.h"
 #include "common.cuh"
-#include "ops.h"
 
 namespace crate {
 namespace cuda {
