@@ -19,6 +19,7 @@
         "native/loss.cc",
         "native/mssa.cc",
         "native/sae.cc",
+        "native/serve_rows.cc",
         "native/threadpool.cc"
       ],
       "include_dirs": [

@@ -6,11 +6,12 @@
 //
 //   npx tsc -p tsconfig.json && node scripts/bench-serve.mjs [--preset 2L] [--arch gpt2] [--backend cpu]
 //        [--requests N] [--prompt-tokens 700] [--clients 1,8,32] [--gen-tokens 64] [--gen-requests N]
-//        [--root DIR] [--server-args "--max-batch 1"] [--json]
+//        [--root DIR] [--server-args "--max-batch 1"] [--server-node-args "--cpu-prof"] [--json]
 //
 // --root runs the server (and the model code that makes the checkpoint) of another checkout with a
 // built dist/, e.g. main's, so a before/after pair is measured in the same sitting with the same
-// clients; --server-args adds flags to `crate-ts serve`.
+// clients; --server-args adds flags to `crate-ts serve`, --server-node-args flags to the server's
+// node (e.g. "--cpu-prof --cpu-prof-dir DIR" to profile the server).
 //
 // The model is the paper's 2L size with the GPT-2 baseline architecture (V 50304, d 128, block
 // 1024), untrained (timing does not depend on the weights). The server runs as its own process
@@ -36,6 +37,7 @@ const { values: v } = parseArgs({
     'gen-requests': { type: 'string' },
     root: { type: 'string' },
     'server-args': { type: 'string', default: '' },
+    'server-node-args': { type: 'string', default: '' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -81,6 +83,7 @@ const prompt = () => {
 const server = spawn(
   process.execPath,
   [
+    ...v['server-node-args'].split(' ').filter(Boolean),
     path.join(root, 'bin', 'crate-ts.js'),
     'serve',
     '--checkpoint',
@@ -210,6 +213,7 @@ for (const c of clientCounts) {
 }
 
 server.kill('SIGTERM');
+await new Promise((r) => (server.exitCode !== null ? r() : server.on('exit', r)));
 fs.rmSync(tmp, { recursive: true, force: true });
 
 const result = {

@@ -473,6 +473,43 @@ const CASES: Record<OpMethod, (c: Ctx) => void> = {
       });
       expect(losses[2]).toBe(losses[0]);
     }),
+  // ---- serving (src/reference/logits.ts): logit rows to log-sum-exp, target logit, top k, and a draw -----
+  // Grid logits (float32-exact, many exact ties) so the top-k tie rule decides; M below V cuts the
+  // listed ids; K past M leaves empty places (−1, −∞).
+  logitsStats: (c) =>
+    run(fc.record({ s: seed, N: odd(1, 17), V: odd(1, 400), cut: odd(0, 5), K: odd(0, 9), scale: fc.constantFrom(0.25, 4) }), ({ s, N, V, cut, K, scale }) => {
+      const rng = new Rng(s),
+        M = Math.max(1, V - cut);
+      const targets = ints(rng, N, V);
+      c.check('logitsStats', s, { logits: grid(rng, N * V, scale, 6) }, { stats: N * 3, top: N * K * 2 }, (b, t) =>
+        b.logitsStats(t.stats, t.top, t.logits, targets, N, V, M, K),
+      );
+    }),
+  sampleLogits: (c) =>
+    run(
+      fc.record({
+        s: seed,
+        V: odd(1, 300),
+        cut: odd(0, 5),
+        temperature: fc.constantFrom(0, 0.5, 1, 1.7),
+        topK: fc.constantFrom(0, 1, 3, 40, 1000),
+        topP: fc.constantFrom(1, 0.9, 0.5, 1e-9),
+      }),
+      ({ s, V, cut, temperature, topK, topP }) => {
+        // the draw is an id: the twin must pick the reference's id for every u (grid logits: ties too)
+        const rng = new Rng(s),
+          n = Math.max(1, V - cut);
+        const logits = grid(rng, V, 0.5, 8);
+        const got: number[] = [],
+          want: number[] = [];
+        const us = Array.from({ length: 25 }, () => rng.uniform());
+        onBackend(c.be, { logits }, {}, (t) => {
+          for (const u of us) got.push(c.be.sampleLogits(t.logits, n, temperature, topK, topP, u));
+        });
+        for (const u of us) want.push(ref.sampleLogits(logits, n, temperature, topK, topP, u));
+        expect(got, `${c.name} sampleLogits seed=${s}`).toEqual(want);
+      },
+    ),
   adamwUpdate: (c) =>
     run(fc.tuple(seed, odd(1, 500), fc.constantFrom(0, 0.1)), ([s, n, wd]) => {
       const rng = new Rng(s);

@@ -50,6 +50,44 @@ describe('model.createDecoder = full forward (reference, float64)', () => {
     });
   }
 
+  for (const arch of ARCHS_UNDER_TEST) {
+    it(`${arch}: rows at their own positions (stepRowsNormalized) = each sequence decoded alone, rows sitting out included`, () => {
+      const m = randomModel(arch, 9);
+      const { vocabSize: V, blockSize: T, nEmbd: C } = m.config;
+      const rng = new Rng(21);
+      // three sequences of different lengths; sequence 1 starts 4 steps late, sequence 2 sits out steps 5 and 6
+      const seqs = [10, 7, 9].map((n) => Array.from({ length: n }, () => rng.int(V)));
+      const alone = seqs.map((s) => {
+        const d = m.createDecoder(1);
+        const rows = s.map((tok) => d.stepNormalized([tok]));
+        d.free();
+        return rows;
+      });
+      const dec = m.createDecoder(4);
+      const fed = [0, 0, 0];
+      for (let step = 0; step < 14; step++) {
+        const active = [fed[0] < 10, step >= 4 && fed[1] < 7, !(step === 5 || step === 6) && fed[2] < 9];
+        if (!active.some(Boolean)) break;
+        const rows = 3;
+        const tokens = active.map((a, b) => (a ? seqs[b][fed[b]] : 0));
+        const positions = active.map((a, b) => Math.min(fed[b], T - 1));
+        const out = dec.stepRowsNormalized(tokens, positions, rows);
+        active.forEach((a, b) => {
+          if (!a) return;
+          const want = alone[b][fed[b]];
+          for (let c = 0; c < C; c++) expect(Math.abs(out[b * C + c] - want[c]), `seq ${b} pos ${fed[b]}`).toBeLessThanOrEqual(1e-12);
+          fed[b]++;
+        });
+      }
+      expect(fed).toEqual([10, 7, 9]);
+      expect(() => dec.stepRowsNormalized([0], [T], 1)).toThrow(/outside the context/);
+      expect(() => dec.stepRowsNormalized([0, 0], [0], 2)).toThrow(/positions has 1 entries/);
+      expect(() => dec.stepRowsNormalized([0], [0], 5)).toThrow(/rows must be an integer in \[1, 4\]/);
+      dec.free();
+      m.free();
+    });
+  }
+
   it('rejects out-of-vocabulary tokens and wrong parameter counts', () => {
     const m = randomModel('crate', 1);
     const dec = m.createDecoder(1);

@@ -1,5 +1,6 @@
 // The two samplers, `crate-ts sample`'s sampleToken (src/sample/generate.ts) and the server's
-// sampleId (src/serve/engine.ts), against an inverse-CDF draw written out here from the textbook
+// sampleId (src/serve/engine.ts), and the backends' sampleLogits operator the server draws with
+// (the float64 reference and the cpu backend's native twin), against an inverse-CDF draw written out here from the textbook
 // definition, at temperatures 0.5, 0.8 and 1.7 (at 0 and 1 dividing and multiplying the logits by
 // the temperature agree), with and without top-k and top-p:
 //
@@ -19,6 +20,8 @@ import { makeConfig } from '../src/model/config.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { sampleId } from '../src/serve/engine.js';
 import { Rng } from '../src/util/rng.js';
+import { selectBackend } from '../src/backend/select.js';
+import type { Backend } from '../src/backend/types.js';
 
 interface Filter {
   topK: number;
@@ -72,16 +75,43 @@ const fixedUniforms = (us: number[]): Rng => {
 };
 
 type Sampler = (logits: Float64Array, n: number, temperature: number, f: Filter, rng: Rng) => number;
+
+/**
+ * A backend's sampleLogits operator (what `crate-ts serve` draws with): the logits uploaded once per
+ * array, one uniform from the Rng when the temperature is above 0, as the server draws it.
+ */
+function backendSampler<B>(be: Backend<B>): Sampler {
+  let last: Float64Array | null = null,
+    buf: B | null = null;
+  return (l, n, t, f, rng) => {
+    if (last !== l) {
+      if (buf !== null) be.free(buf);
+      buf = be.alloc(l.length);
+      be.upload(buf, l);
+      last = l;
+    }
+    return be.sampleLogits(buf as B, n, t, f.topK, f.topP, t > 0 ? rng.uniform() : 0);
+  };
+}
+const cpu = await selectBackend('cpu').then(
+  (r) => r.backend,
+  () => null,
+);
+
 const SAMPLERS: { name: string; sample: Sampler; topP: boolean }[] = [
   { name: 'sampleToken (crate-ts sample)', sample: (l, n, t, f, rng) => sampleToken(l, rng, t, f.topK, n), topP: false },
   { name: 'sampleId (crate-ts serve)', sample: (l, n, t, f, rng) => sampleId(l, n, { temperature: t, topK: f.topK, topP: f.topP, rng }), topP: true },
+  { name: 'sampleLogits (reference backend)', sample: backendSampler(new ReferenceBackend()), topP: true },
+  // the native twin (native/serve_rows.cc) the server draws with on the cpu backend
+  ...(cpu ? [{ name: 'sampleLogits (cpu backend)', sample: backendSampler(cpu as Backend<unknown>), topP: true }] : []),
 ];
 
 // 16 logits, the last two ids past n (padding that is never drawn), with a tie (ids 3 and 9) at
 // the third place, so the tie rule decides which of the two top-k 3 keeps.
 const V = 16,
   n = 14;
-const logits = Float64Array.from([0.3, -1.2, 2.4, 1.9, -0.4, 0.8, 2.2, -2.0, 1.1, 1.9, 0.0, -0.7, 1.5, 0.6, 10, 10]);
+// float32 values, so the float32 native backends draw from exactly these logits too.
+const logits = Float64Array.from([0.3, -1.2, 2.4, 1.9, -0.4, 0.8, 2.2, -2.0, 1.1, 1.9, 0.0, -0.7, 1.5, 0.6, 10, 10], Math.fround);
 
 const FILTERS: Filter[] = [
   { topK: 0, topP: 1 },

@@ -87,7 +87,9 @@ describe('crate-ts serve: batched requests get the answers they get alone', () =
         expect(r.status, JSON.stringify(r.json)).toBe(200);
         alone.push(answer(r.json));
       }
-      expect(engine.batchStats.genMaxRows).toBe(3); // alone, only the greedy request's three prompts decode together
+      // alone, no two rows draw in one step (the greedy request's three prompts, of lengths 5, 9 and 3,
+      // decode together but finish their prompts, and so draw, at different steps)
+      expect(engine.batchStats.genMaxRows).toBe(1);
       const before = { ...engine.batchStats };
       const together = await Promise.all(reqs.map(([path, body]) => post(base, path, body)));
       for (const r of together) expect(r.status, JSON.stringify(r.json)).toBe(200);
@@ -100,9 +102,9 @@ describe('crate-ts serve: batched requests get the answers they get alone', () =
   }
 });
 
-describe('crate-ts serve: sequences that start together share a decoder', () => {
+describe('crate-ts serve: sequences decode in one decoder, each row at its own position', () => {
   for (const backendName of ['cpu', 'reference'] as const)
-    it(`${backendName} backend: prompts of one length started at once decode in one decoder and draw what they draw alone`, async () => {
+    it(`${backendName} backend: sequences started at once and at different times decode in one decoder and draw what they draw alone`, async () => {
       const { engine } = await serve(backendName, 'gpt2');
       const ids = idsFor(50257);
       const opts = (i: number) => ({
@@ -116,12 +118,28 @@ describe('crate-ts serve: sequences that start together share a decoder', () => 
       });
       const alone: Awaited<ReturnType<Engine['generate']>>[] = [];
       for (let i = 0; i < 5; i++) alone.push(await engine.generate(ids(9, 30 + i), opts(i)));
-      const cohort0 = engine.batchStats.cohortMax;
-      expect(cohort0).toBe(1);
+      expect(engine.batchStats.poolMax).toBe(1);
       const together = await Promise.all([...Array.from({ length: 5 }, (_, i) => engine.generate(ids(9, 30 + i), opts(i)))]);
-      expect(engine.batchStats.cohortMax).toBe(5);
+      expect(engine.batchStats.poolMax).toBe(5);
       together.forEach((r, i) => expect(r, `sequence ${i}`).toEqual(alone[i]));
-      // and a sequence past the block size (a forward per token) beside a cohort reaching the block size
+      // prompts of different lengths, the later ones arriving while the first decode: one decoder,
+      // rows at different positions (and prompts still being fed beside rows drawing)
+      const lens = [9, 3, 14, 6, 11];
+      const alone2: Awaited<ReturnType<Engine['generate']>>[] = [];
+      for (let i = 0; i < 5; i++) alone2.push(await engine.generate(ids(lens[i], 50 + i), opts(i)));
+      const steps0 = engine.batchStats.genSteps;
+      const staggered = lens.map(
+        (len, i) =>
+          new Promise<Awaited<ReturnType<Engine['generate']>>>((resolve, reject) =>
+            setTimeout(() => engine.generate(ids(len, 50 + i), opts(i)).then(resolve, reject), 15 * i),
+          ),
+      );
+      const got2 = await Promise.all(staggered);
+      got2.forEach((r, i) => expect(r, `staggered sequence ${i}`).toEqual(alone2[i]));
+      // they shared steps: fewer decoder steps than tokens fed
+      const fed = lens.reduce((a, l, i) => a + l + alone2[i].tokens.length, 0);
+      expect(engine.batchStats.genSteps - steps0).toBeLessThan(fed / 2);
+      // and a sequence past the block size (a forward per token) beside one reaching the block size
       const long = { ...opts(1), maxTokens: 30, rng: new Rng(7) };
       const a = await engine.generate(ids(T + 3, 40), long);
       const b = await engine.generate(ids(20, 41), { ...long, rng: new Rng(8) });
@@ -132,6 +150,53 @@ describe('crate-ts serve: sequences that start together share a decoder', () => 
       expect(a2).toEqual(a);
       expect(b2).toEqual(b);
     }, 240_000);
+});
+
+describe('crate-ts serve: the pool of decoder rows', () => {
+  it('a new sequence waits, without spinning, for a row held by sequences waiting for their clients, then draws what it draws alone', async () => {
+    const { backend } = await selectBackend('cpu');
+    const tok = await loadTokenizer('gpt2');
+    const model = new LanguageModel(backend, makeConfig(undefined, { vocabSize: 50304, blockSize: T, nLayer: 1, nHead: 2, nEmbd: 16 }), { seed: 5 });
+    const engine = new Engine(model, tok, await TokenBytes.forTokenizer(tok), { maxBatch: 2, batchWaitMs: 0 });
+    try {
+      const ids = idsFor(50257);
+      const opts = (seed: number) => ({ maxTokens: 6, temperature: 0.8, topP: 1, topK: 0, rng: new Rng(seed), stop: [], logprobs: null });
+      const alone = await engine.generate(ids(5, 70), opts(3));
+      // two sequences whose clients stall after their first token, and then go away, hold both rows
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      const slow = [1, 2].map((i) => engine.generate(ids(4, 80 + i), opts(i), () => gate.then(() => false)));
+      const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+      await sleep(100);
+      const third = engine.generate(ids(5, 70), opts(3));
+      await sleep(100);
+      const loops = engine.batchStats.loops;
+      await sleep(200);
+      expect(engine.batchStats.loops, 'the scheduler stopped while no row was free').toBe(loops);
+      open();
+      expect(await third).toEqual(alone);
+      for (const r of await Promise.all(slow)) expect(r.tokens).toHaveLength(1);
+    } finally {
+      model.free();
+    }
+  }, 60_000);
+});
+
+describe('crate-ts serve: echo rows of requests asking for different numbers of alternatives', () => {
+  it('share head products, and each position lists exactly its own k, as alone', async () => {
+    const { engine } = await serve('cpu', 'gpt2');
+    const ids = idsFor(50257);
+    const ks = [0, 1, 3, 5, 2];
+    const alone: Awaited<ReturnType<Engine['promptLogprobs']>>[] = [];
+    for (let i = 0; i < ks.length; i++) alone.push(await engine.promptLogprobs(ids(6 + 5 * i, 60 + i), ks[i]));
+    const before = engine.batchStats.echoMaxRequests;
+    const together = await Promise.all(ks.map((k, i) => engine.promptLogprobs(ids(6 + 5 * i, 60 + i), k)));
+    expect(engine.batchStats.echoMaxRequests).toBeGreaterThan(Math.max(1, before));
+    together.forEach((r, i) => {
+      expect(r, `request ${i}`).toEqual(alone[i]);
+      for (const top of r.top.slice(1)) expect(top).toHaveLength(ks[i]);
+    });
+  }, 120_000);
 });
 
 describe('crate-ts serve: batch memory and the order of waiting requests', () => {

@@ -701,6 +701,59 @@ void check_errors() {
   });
 }
 
+// ---- serving: logit rows (serve_rows.cu) ---------------------------------------------------------------
+
+void check_serve_rows() {
+  struct S {
+    int64_t N, V, M, K;
+  };
+  // GPT-2's vocabulary, a cut text vocabulary (M < V), K past M (empty places), one row, K = 0
+  for (S s : {S{1, 2, 2, 0}, S{7, 50304, 50257, 5}, S{33, 700, 690, 20}, S{3, 5, 3, 4}}) {
+    run_check("logitsStats " + shape_str({{"N", s.N}, {"V", s.V}, {"M", s.M}, {"K", s.K}}), [&](Line& L) {
+      Rng rng(g_seed + s.N * 13 + s.V);
+      auto logits = rng.vec(s.N * s.V, 3.0);
+      // exact ties (a quarter grid) so the order of equal values is checked
+      for (auto& x : logits) x = std::round(x * 4.0f) / 4.0f;
+      std::vector<int32_t> tg(s.N);
+      for (int64_t n = 0; n < s.N; ++n) tg[n] = rng.below(static_cast<int32_t>(s.V));
+      std::vector<float> st(s.N * 3), top(s.N * s.K * 2);
+      crate::logits_stats(st.data(), top.data(), logits.data(), tg.data(), s.N, s.V, s.M, s.K);
+      Dev gl(logits), gst(s.N * 3), gtop(s.N * s.K * 2 > 0 ? s.N * s.K * 2 : 1);
+      crate::cuda::logits_stats(gst.p, gtop.p, gl.p, tg.data(), s.N, s.V, s.M, s.K);
+      std::vector<double> lse, glse, tl, gtl;
+      const auto gs = gst.get();
+      for (int64_t n = 0; n < s.N; ++n) {
+        lse.push_back(static_cast<double>(st[3 * n]) + st[3 * n + 1]);
+        glse.push_back(static_cast<double>(gs[3 * n]) + gs[3 * n + 1]);
+        tl.push_back(st[3 * n + 2]);
+        gtl.push_back(gs[3 * n + 2]);
+      }
+      L.check("lse", glse, lse, op_tol("serveRows", false));
+      L.expect("target logits bitwise equal", gtl == tl);
+      if (s.K > 0) {
+        auto gt = gtop.get();
+        gt.resize(top.size());
+        L.expect("top (id, logit) pairs bitwise equal", gt == top);
+      }
+    });
+  }
+  run_check("sampleLogits: the CPU twin's id for every u", [&](Line& L) {
+    Rng rng(g_seed + 5);
+    auto logits = rng.vec(1000, 2.0);
+    for (auto& x : logits) x = std::round(x * 2.0f) / 2.0f;
+    Dev gl(logits);
+    bool same = true;
+    for (double t : {0.0, 0.7, 1.3})
+      for (int64_t k : {0, 1, 50})
+        for (double p : {1.0, 0.9, 0.3})
+          for (int i = 0; i < 10; ++i) {
+            const double u = rng.uniform();
+            same = same && crate::cuda::sample_logits(gl.p, 1000, 990, t, k, p, u) == crate::sample_logits(logits.data(), 1000, 990, t, k, p, u);
+          }
+    L.expect("same ids", same);
+  });
+}
+
 // ---- the table's operators -----------------------------------------------------------------------------
 
 /** Which check covers which rows of the table (a check covers a family's forward and backward). */
@@ -721,6 +774,7 @@ const std::vector<Coverage>& coverage() {
       {{"sae_topk", "sae_encode_forward", "sae_decode_forward", "sae_decode_backward", "sae_encode_backward", "sae_mse_loss", "sae_fire_counts",
         "sae_decoder_project", "sae_normalize_rows"},
        check_sae},
+      {{"logits_stats", "sample_logits"}, check_serve_rows},
   };
   return c;
 }

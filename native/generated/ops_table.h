@@ -299,6 +299,31 @@ inline constexpr Arg kArgs_cross_entropy_forward[] = {
     {"gradScale", ArgKind::kF64, false, -1, {1, 0, {}, ""}, -1, 0, 0, FloatRule::kFinite},
 };
 
+// logits_stats(stats, top, logits, targets, N, V, M, K)
+inline constexpr const char* kSlots_logits_stats[] = {"N", "V", "M", "K"};
+inline constexpr Arg kArgs_logits_stats[] = {
+    {"stats", ArgKind::kOut, false, -1, {3, 1, {0}, "N*3"}, -1, 0, 0, FloatRule::kFinite},
+    {"top", ArgKind::kOut, false, -1, {2, 2, {0, 3}, "N*K*2"}, -1, 0, 0, FloatRule::kFinite},
+    {"logits", ArgKind::kIn, false, -1, {1, 2, {0, 1}, "N*V"}, -1, 0, 0, FloatRule::kFinite},
+    {"targets", ArgKind::kIds, false, -1, {1, 1, {0}, "N"}, 1, 0, 0, FloatRule::kFinite},
+    {"N", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"V", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"M", ArgKind::kInt, false, 2, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"K", ArgKind::kInt, false, 3, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+};
+
+// sample_logits(logits, n, temperature, topK, topP, u)
+inline constexpr const char* kSlots_sample_logits[] = {"n", "topK", "V"};
+inline constexpr Arg kArgs_sample_logits[] = {
+    {"logits", ArgKind::kIn, false, 2, {1, 0, {}, "V"}, -1, 0, 0, FloatRule::kFinite},
+    {"V", ArgKind::kDerived, false, 2, {1, 0, {}, ""}, -1, 0, 0, FloatRule::kFinite},
+    {"n", ArgKind::kInt, false, 0, {1, 0, {}, ""}, -1, 1, 1099511627776, FloatRule::kFinite},
+    {"temperature", ArgKind::kF64, false, -1, {1, 0, {}, ""}, -1, 0, 0, FloatRule::kNonNegative},
+    {"topK", ArgKind::kInt, false, 1, {1, 0, {}, ""}, -1, 0, 1099511627776, FloatRule::kFinite},
+    {"topP", ArgKind::kF64, false, -1, {1, 0, {}, ""}, -1, 0, 0, FloatRule::kFinite},
+    {"u", ArgKind::kF64, false, -1, {1, 0, {}, ""}, -1, 0, 0, FloatRule::kUnitInterval},
+};
+
 // adamw_update(param, grad, m, v, lr, beta1, beta2, eps, weightDecay, step)
 inline constexpr const char* kSlots_adamw_update[] = {"step", "n"};
 inline constexpr Arg kArgs_adamw_update[] = {
@@ -446,6 +471,8 @@ inline constexpr OpSpec kOps[] = {
     {"ista_complete_forward", Ret::kVoid, false, kArgs_ista_complete_forward, 7, kSlots_ista_complete_forward, 2, nullptr, 0, {1, 0, {}, ""}, true, "istaComplete", false},
     {"ista_complete_backward", Ret::kVoid, false, kArgs_ista_complete_backward, 10, kSlots_ista_complete_backward, 2, nullptr, 0, {1, 0, {}, ""}, true, "istaComplete", true},
     {"cross_entropy_forward", Ret::kF64, false, kArgs_cross_entropy_forward, 6, kSlots_cross_entropy_forward, 2, nullptr, 0, {1, 0, {}, ""}, true, "crossEntropy", false},
+    {"logits_stats", Ret::kVoid, false, kArgs_logits_stats, 8, kSlots_logits_stats, 4, nullptr, 0, {1, 0, {}, ""}, true, "serveRows", false},
+    {"sample_logits", Ret::kF64, false, kArgs_sample_logits, 7, kSlots_sample_logits, 3, nullptr, 0, {1, 0, {}, ""}, true, "serveRows", false},
     {"adamw_update", Ret::kVoid, false, kArgs_adamw_update, 11, kSlots_adamw_update, 2, nullptr, 0, {1, 0, {}, ""}, true, "adamw", false},
     {"sae_topk", Ret::kVoid, false, kArgs_sae_topk, 6, kSlots_sae_topk, 3, nullptr, 0, {1, 0, {}, ""}, true, "sae", false},
     {"sae_encode_forward", Ret::kVoid, false, kArgs_sae_encode_forward, 10, kSlots_sae_encode_forward, 4, nullptr, 0, {1, 0, {}, ""}, true, "sae", false},
@@ -471,6 +498,7 @@ inline constexpr FamilyTolerance kTolerances[] = {
     {"ista", {0.00005, 0.00005}, {0.0001, 0.0001}},
     {"istaComplete", {0.00005, 0.00005}, {0.0001, 0.0001}},
     {"crossEntropy", {0.00001, 0.00001}, {0.00002, 0.00002}},
+    {"serveRows", {0.00001, 0.00001}, {0.00001, 0.00001}},
     {"sae", {0.00002, 0.00002}, {0.00002, 0.00002}},
     {"adamw", {0.00001, 0.000001}, {0.00001, 0.000001}},
     {"elementwise", {0.000001, 1e-7}, {0.000001, 1e-7}},

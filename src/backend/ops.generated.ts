@@ -302,6 +302,31 @@ export const OPERATORS = [
     ],
   },
   {
+    name: 'logits_stats', method: 'logitsStats', group: 'operator', family: 'serveRows', direction: 'forward', returns: 'void',
+    args: [
+      { name: 'stats', kind: 'out', nullable: false, shape: 'N*3' },
+      { name: 'top', kind: 'out', nullable: false, shape: 'N*K*2' },
+      { name: 'logits', kind: 'in', nullable: false, shape: 'N*V' },
+      { name: 'targets', kind: 'ids', count: 'N', lo: 0, hi: 'V' },
+      { name: 'N', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'V', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'M', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'K', kind: 'int', min: 0, max: 1099511627776 },
+    ],
+  },
+  {
+    name: 'sample_logits', method: 'sampleLogits', group: 'operator', family: 'serveRows', direction: 'forward', returns: 'f64',
+    args: [
+      { name: 'logits', kind: 'in', nullable: false, shape: 'size(logits)' },
+      { name: 'V', kind: 'derived' },
+      { name: 'n', kind: 'int', min: 1, max: 1099511627776 },
+      { name: 'temperature', kind: 'f64', rule: 'nonNegative' },
+      { name: 'topK', kind: 'int', min: 0, max: 1099511627776 },
+      { name: 'topP', kind: 'f64', rule: 'finite' },
+      { name: 'u', kind: 'f64', rule: 'unitInterval' },
+    ],
+  },
+  {
     name: 'adamw_update', method: 'adamwUpdate', group: 'operator', family: 'adamw', direction: 'forward', returns: 'void',
     args: [
       { name: 'param', kind: 'inout', nullable: false, shape: 'size(param)' },
@@ -490,6 +515,24 @@ export interface Operators<Buf> {
    */
   crossEntropyForward(dlogits: Buf | null, logits: Buf, targets: Int32Array, N: number, V: number, gradScale: number): number;
   /**
+   * What a server reports of logit rows (src/serve), without the rows leaving the backend. logits: (N,V).
+   * stats: (N,3): row n's log-sum-exp over all V entries (max + log sum exp(x - max), the sum in double) as a
+   * pair hi, lo of the backend's floats (hi = fl(lse), lo = fl(lse - hi): on float32 backends hi + lo holds it
+   * to ~2^-48 relative; the float64 reference has lo = 0), then
+   * logits[n, targets[n]]. top: (N,K,2): the K largest logits among ids < min(M,V) as (id, logit) pairs,
+   * larger value first, equal values by lower id; places past min(M,V) entries hold (-1, -inf). Inputs finite.
+   */
+  logitsStats(stats: Buf, top: Buf, logits: Buf, targets: Int32Array, N: number, V: number, M: number, K: number): void;
+  /**
+   * One draw from a row of logits (src/serve/sampling.ts, sampleId) over the ids < n (n > V counts as V); returns the id.
+   * temperature 0: the argmax (ties: lowest id; u unused). Otherwise the candidates are every id in id order, or
+   * with 0 < topK < n the topK largest, or else with topP < 1 every id, both larger value first (equal values:
+   * lower id); weights w = exp((x - max) / temperature) in double; with topP < 1 the shortest prefix whose
+   * normalised mass reaches topP is kept and re-summed; r = u * total, and the walk subtracts the weights in
+   * order and returns the first id at which r < 0 (the last candidate if none). Inputs finite.
+   */
+  sampleLogits(logits: Buf, n: number, temperature: number, topK: number, topP: number, u: number): number;
+  /**
    * AdamW (decoupled weight decay), one pass over a parameter range:
    * m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  mhat = m/(1-b1^t);  vhat = v/(1-b2^t);
    * p -= lr (mhat/(sqrt(vhat)+eps) + wd p).   t = step (1-based).
@@ -575,6 +618,8 @@ export interface NativeFunctions {
   ista_complete_forward(out: NativeBufRef, x: NativeBufRef, W: NativeBufRef, N: number, C: number, eta: number, lam: number): void;
   ista_complete_backward(dx: NativeBufRef, dW: NativeBufRef, dout: NativeBufRef, x: NativeBufRef, W: NativeBufRef, out: NativeBufRef, N: number, C: number, eta: number, lam: number): void;
   cross_entropy_forward(dlogits: NativeBufRef | null, logits: NativeBufRef, targets: Int32Array, N: number, V: number, gradScale: number): number;
+  logits_stats(stats: NativeBufRef, top: NativeBufRef, logits: NativeBufRef, targets: Int32Array, N: number, V: number, M: number, K: number): void;
+  sample_logits(logits: NativeBufRef, n: number, temperature: number, topK: number, topP: number, u: number): number;
   adamw_update(param: NativeBufRef, grad: NativeBufRef, m: NativeBufRef, v: NativeBufRef, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number): void;
   sae_topk(h: NativeBufRef, pre: NativeBufRef, mask: NativeBufRef | null, N: number, S: number, k: number): void;
   sae_encode_forward(pre: NativeBufRef, h: NativeBufRef, x: NativeBufRef, W_enc: NativeBufRef, b_enc: NativeBufRef, b_dec: NativeBufRef, N: number, D: number, S: number, k: number): void;
@@ -605,6 +650,7 @@ export const TOLERANCES = {
     ista: { forward: { rtol: 0.00005, atolScale: 0.00005 }, backward: { rtol: 0.0001, atolScale: 0.0001 } },
     istaComplete: { forward: { rtol: 0.00005, atolScale: 0.00005 }, backward: { rtol: 0.0001, atolScale: 0.0001 } },
     crossEntropy: { forward: { rtol: 0.00001, atolScale: 0.00001 }, backward: { rtol: 0.00002, atolScale: 0.00002 } },
+    serveRows: { forward: { rtol: 0.00001, atolScale: 0.00001 }, backward: { rtol: 0.00001, atolScale: 0.00001 } },
     sae: { forward: { rtol: 0.00002, atolScale: 0.00002 }, backward: { rtol: 0.00002, atolScale: 0.00002 } },
     adamw: { forward: { rtol: 0.00001, atolScale: 0.000001 }, backward: { rtol: 0.00001, atolScale: 0.000001 } },
     elementwise: { forward: { rtol: 0.000001, atolScale: 1e-7 }, backward: { rtol: 0.000001, atolScale: 1e-7 } },

@@ -8,6 +8,7 @@ import { reluForward, reluBackward, add } from '../reference/elementwise.js';
 import { attentionSavedSize, mssaForward, mssaBackward, attentionForward, attentionBackward, attentionDecode } from '../reference/mssa.js';
 import { istaForward, istaBackward, istaCompleteForward, istaCompleteBackward } from '../reference/ista.js';
 import { crossEntropyForward } from '../reference/loss.js';
+import { logitsStats, sampleLogits } from '../reference/logits.js';
 import { adamwUpdate } from '../reference/adamw.js';
 import {
   saeTopk,
@@ -104,6 +105,10 @@ export class ReferenceBackend implements Backend<Float64Array> {
   istaCompleteForward = istaCompleteForward;
   istaCompleteBackward = istaCompleteBackward;
   crossEntropyForward = crossEntropyForward;
+  logitsStats = logitsStats;
+  sampleLogits(logits: Float64Array, n: number, temperature: number, topK: number, topP: number, u: number): number {
+    return sampleLogits(logits, logits.length, n, temperature, topK, topP, u);
+  }
   adamwUpdate = adamwUpdate;
   saeTopk = saeTopk;
   saeEncodeForward = saeEncodeForward;

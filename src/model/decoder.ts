@@ -128,6 +128,69 @@ export class Decoder<Buf> {
     return this.model.backend.download(this.lnf);
   }
 
+  /**
+   * Rows at their own positions: feed tokens[b] at position positions[b] to row b, for the first
+   * `rows` rows, and return their final LayerNorm output, (rows, C) — what stepNormalized returns,
+   * for rows whose sequences have different lengths (a server decoding requests that started at
+   * different times in one decoder). Row b's cache entries past positions[b] are left as they are
+   * (the row's next step overwrites them), so a row may sit a step out by being fed its pending
+   * token again at the same position, or any token at position 0 when it holds no sequence. A row's
+   * result depends on its own tokens only. position() is not advanced (the caller keeps each row's);
+   * not available with hooks.
+   */
+  stepRowsNormalized(tokens: ArrayLike<number>, positions: ArrayLike<number>, rows: number): Float64Array {
+    if (this.freed) throw new UsageError('this decoder has been freed');
+    if (this.hooks) throw new UsageError('a decoder with hooks advances every row at one position (step / stepNormalized)');
+    const m = this.model,
+      c = m.config,
+      be = m.backend,
+      C = c.nEmbd;
+    if (!Number.isInteger(rows) || rows < 1 || rows > this.batch) throw new UsageError(`rows must be an integer in [1, ${this.batch}], got ${rows}`);
+    if (positions.length !== rows) throw new UsageError(`positions has ${positions.length} entries, expected rows = ${rows}`);
+    const pos = new Int32Array(rows);
+    for (let b = 0; b < rows; b++) {
+      const p = positions[b];
+      if (!Number.isInteger(p) || p < 0 || p >= c.blockSize)
+        throw new UsageError(`positions[${b}] = ${p} is outside the context [0, ${c.blockSize}) (the model's block size)`);
+      pos[b] = p;
+    }
+    const ids = m.checkTokens('token', tokens, rows, 1, false);
+    const v = this.rowViews(rows);
+    const ctx = this.makeCtx(null, rows);
+    const wte = m.param('transformer.wte.weight'),
+      wpe = m.param('transformer.wpe.weight');
+    // the embedding of each run of rows at one position
+    for (let b0 = 0; b0 < rows;) {
+      let b1 = b0 + 1;
+      while (b1 < rows && pos[b1] === pos[b0]) b1++;
+      const r = b1 - b0;
+      be.embeddingForward(be.view(v.x, b0 * C, r * C), ids.subarray(b0, b1), wte, be.view(wpe, pos[b0] * C, C), r, 1, C);
+      b0 = b1;
+    }
+    for (let l = 0; l < c.nLayer; l++) m.blocks[l].decode(ctx, this.caches[l], { x: v.x, xh: v.xh }, pos, c.blockSize, v.d);
+    be.layernormForward(
+      v.lnf,
+      v.d.mean,
+      v.d.rstd,
+      v.x,
+      m.param('transformer.ln_f.weight'),
+      m.arch.bias ? m.param('transformer.ln_f.bias') : null,
+      rows,
+      C,
+      c.lnEps,
+    );
+    return be.download(v.lnf);
+  }
+
+  /** The step buffers cut to their first `rows` rows (each is rows-major: a prefix is those rows). */
+  private rowViews(rows: number): { x: Buf; xh: Buf; lnf: Buf; d: DecodeScratch<Buf> } {
+    const be = this.model.backend,
+      n = this.batch;
+    const cut = (b: Buf) => (rows === n ? b : be.view(b, 0, (be.size(b) / n) * rows));
+    const d = Object.fromEntries(Object.entries(this.d).map(([k, b]) => [k, cut(b as Buf)])) as unknown as DecodeScratch<Buf>;
+    return { x: cut(this.x), xh: cut(this.xh), lnf: cut(this.lnf), d };
+  }
+
   /** Everything of a step up to the final LayerNorm (lnf holds its output); returns the step's hook context. */
   private advance(tokens: ArrayLike<number>): Ctx<Buf> {
     if (this.freed) throw new UsageError('this decoder has been freed');

@@ -6,20 +6,30 @@
 // instead of streaming its weights once per row.
 //
 // - Generation: one decoding step of up to `maxBatch` sequences runs their blocks and then one head
-//   product over all their rows (at most HEAD_ROWS rows a product). The model's decoder advances
-//   all its rows at one position, so sequences that start in the same step with prompts of the
-//   same length share one decoder (a cohort: its prompt rows are fed together and each step of its
-//   blocks advances them all); any other sequence has its own. Each sequence samples from its own
-//   row with its own Rng, so batching changes no draw.
+//   product over all their rows (at most HEAD_ROWS rows a product). Every sequence whose context
+//   fits the block has a row of one decoder of maxBatch rows (the pool), each row at its own
+//   position (Decoder.stepRowsNormalized), so one run of the blocks advances all of them, however
+//   long their prompts and whenever they started: a row still being fed its prompt takes one prompt
+//   token a step beside rows that draw. A sequence past the block runs a forward over its last T
+//   tokens a step instead. Each row's token is drawn on the
+//   backend (sampleLogits, native/serve_rows.cc: the float64 draw of src/reference/logits.ts) with
+//   a uniform from the sequence's own Rng, so batching changes no draw and the logits never come
+//   to the host; log-probabilities, when asked, come from logitsStats of the rows that ask.
 // - Echo (prompt log-probabilities): each prompt's windows run through the model's forward as
 //   before; the final-LayerNorm rows of the positions to score, from every echo request waiting,
-//   are packed into head products of ECHO_ROWS rows (padded), one product a step.
+//   are packed into head products of ECHO_ROWS rows (padded), one product a step, and logitsStats
+//   on the backend turns each product into what the answer needs (log-sum-exp, the target's logit,
+//   the top k): a few numbers a row come back instead of V logits.
 //
 // Same answers batched or alone: the head product computes each output row from that row of its
 // input only, in an order that does not depend on the other rows (the native GEMV of a few rows
 // and the packed SGEMM both sum each output over C in a fixed order; the reference backend is a
 // plain loop), echo products always have ECHO_ROWS rows whatever fills them, and everything after
-// the head (log-sum-exp, top-k, sampling) reads one row. test/serve-batch.test.ts checks it.
+// the head (logitsStats, sampleLogits) reads one row. In the pool's decoder a row's blocks read only
+// that row and its own cache (the block products over the rows give each row the same result
+// whatever the number of rows), and the rows of sequences that sit a step out are fed a
+// placeholder at their next position, which their own next step overwrites.
+// test/serve-batch.test.ts checks it.
 //
 // A step of the scheduler does one decoding step of the ready sequences and one echo head
 // product, then yields to the event loop, so HTTP is served between steps. A request arriving while
@@ -31,9 +41,6 @@ import type { TokenBytes } from './tokens.js';
 import { TextStream } from './tokens.js';
 import {
   downloadLogits,
-  logSumExp,
-  sampleId,
-  topK,
   yieldNow,
   type GenerateOptions,
   type GenerateResult,
@@ -76,23 +83,23 @@ interface EchoJob {
 }
 
 /**
- * Sequences that started in the same step with prompts of the same length: they share one
- * decoder of their batch (one position for all, so one step of its blocks advances every row).
- * A finished member's row is fed a placeholder token and ignored until the cohort ends.
+ * The decoder every sequence whose context fits the block decodes in: one row (slot) a sequence,
+ * each row at its own position (Decoder.stepRowsNormalized), so the sequences of one step, however
+ * long and whenever they started, advance together through one run of the blocks.
  */
-interface Cohort {
+interface Pool {
   dec: Decoder<unknown>;
-  members: (GenJob | null)[];
+  slots: (GenJob | null)[];
 }
 
 interface GenJob {
   opts: GenerateOptions;
   onText?: OnText;
   ctx: number[];
-  /** The decoder it shares while its context fits the block (null: a forward per token). */
-  cohort: Cohort | null;
-  /** Its row in the cohort's decoder. */
+  /** Its row in the pool's decoder while its context fits the block (-1: none, or a forward per token). */
   slot: number;
+  /** Tokens of ctx fed into its row of the pool's decoder (its next position). */
+  fed: number;
   started: boolean;
   /** Waiting for its client (a promise from onText). */
   waiting: boolean;
@@ -113,8 +120,10 @@ export interface BatchStats {
   genSteps: number;
   genRows: number;
   genMaxRows: number;
-  /** The most sequences that shared one decoder. */
-  cohortMax: number;
+  /** The most sequences that one step of the pool's decoder advanced. */
+  poolMax: number;
+  /** Steps of the scheduler's loop (a decoding step and an echo product each, at most). */
+  loops: number;
   /** Echo head products, and the most requests whose rows shared one. */
   echoSteps: number;
   echoMaxRequests: number;
@@ -132,7 +141,7 @@ export interface BatchModel {
 }
 
 export class Batcher {
-  readonly stats: BatchStats = { genSteps: 0, genRows: 0, genMaxRows: 0, cohortMax: 0, echoSteps: 0, echoMaxRequests: 0 };
+  readonly stats: BatchStats = { genSteps: 0, genRows: 0, genMaxRows: 0, poolMax: 0, loops: 0, echoSteps: 0, echoMaxRequests: 0 };
   private readonly echo: EchoJob[] = [];
   private gen: GenJob[] = [];
   private running = false;
@@ -170,8 +179,8 @@ export class Batcher {
         opts,
         onText,
         ctx: [...prompt],
-        cohort: null,
-        slot: 0,
+        slot: -1,
+        fed: 0,
         started: false,
         waiting: false,
         out: [],
@@ -212,8 +221,13 @@ export class Batcher {
   private async loop(): Promise<void> {
     try {
       while (this.echo.length > 0 || this.gen.some((j) => !j.waiting)) {
-        await this.genStep();
+        this.stats.loops++;
+        const gen = await this.genStep();
+        const echo = this.echo.length > 0;
         await this.echoStep();
+        // nothing could step (new sequences waiting for a row of the pool that sequences waiting
+        // for their clients hold): stop rather than spin; a row given back starts the loop again
+        if (!gen && !echo) break;
         await yieldNow();
       }
     } finally {
@@ -229,67 +243,78 @@ export class Batcher {
 
   // ---- generation ---------------------------------------------------------------------------------
 
-  /** A job may step when it and every live member of its cohort have their text written. */
-  private canStep(job: GenJob): boolean {
-    if (job.waiting) return false;
-    return !job.cohort || job.cohort.members.every((m) => m === null || !m.waiting);
-  }
+  /** The pool's decoder (maxBatch rows), made when a sequence first needs it. */
+  private pool: Pool | null = null;
 
-  /** One decoding step of up to maxBatch ready sequences: their blocks, one head, one token each. */
-  private async genStep(): Promise<void> {
+  /**
+   * One decoding step of up to maxBatch ready sequences: one run of the pool's decoder for those
+   * whose context fits (a prompt token or the last token each), a forward over the last T tokens
+   * for the others, then one head over the rows that are ready to draw, one token each.
+   */
+  private async genStep(): Promise<boolean> {
     const picked: GenJob[] = [];
     for (const job of this.gen) {
       if (picked.length >= this.opts.maxBatch) break;
-      if (picked.includes(job) || !this.canStep(job)) continue;
-      // a cohort steps whole
-      if (job.cohort) {
-        for (const m of job.cohort.members) if (m) picked.push(m);
-      } else picked.push(job);
+      if (!job.waiting) picked.push(job);
     }
-    if (picked.length === 0) return;
+    if (picked.length === 0) return false;
     // the sequences served go to the back, so more than maxBatch take turns
     this.gen = [...this.gen.filter((j) => !picked.includes(j)), ...picked];
     const rows: { job: GenJob; row: Float64Array }[] = [];
     const T = this.engine.blockSize;
-    // new sequences: those whose prompts have one length start one cohort
-    const fresh = new Map<number, GenJob[]>();
-    const cohorts = new Set<Cohort>();
+    const stepping: GenJob[] = [];
     for (const job of picked) {
-      if (!job.started && job.ctx.length <= T) fresh.set(job.ctx.length, [...(fresh.get(job.ctx.length) ?? []), job]);
-      else if (job.cohort) cohorts.add(job.cohort);
-      else
+      if (job.slot < 0 && !job.started && job.ctx.length <= T) {
+        // a new sequence takes a free row of the pool (or waits for one)
         try {
-          job.started = true;
+          this.pool ??= { dec: this.engine.model.createDecoder(this.opts.maxBatch), slots: new Array(this.opts.maxBatch).fill(null) };
+        } catch (e) {
+          this.fail(job, e);
+          continue;
+        }
+        const free = this.pool.slots.indexOf(null);
+        if (free < 0) continue;
+        this.pool.slots[free] = job;
+        job.slot = free;
+        job.fed = 0;
+        job.started = true;
+      }
+      if (job.slot >= 0 && job.fed < T) stepping.push(job);
+      else {
+        // past the block (or a context that never fitted): a forward over the last T tokens
+        this.release(job);
+        job.started = true;
+        try {
           rows.push({ job, row: this.windowRow(job.ctx) });
         } catch (e) {
           this.fail(job, e);
         }
-    }
-    for (const group of fresh.values()) {
-      try {
-        rows.push(...(await this.startCohort(group)));
-      } catch (e) {
-        for (const job of group) this.fail(job, e);
       }
     }
-    for (const cohort of cohorts) {
-      const live = cohort.members.filter((m): m is GenJob => m !== null);
+    if (stepping.length > 0 && this.pool) {
+      const pool = this.pool;
+      const hi = stepping.reduce((m, j) => Math.max(m, j.slot + 1), 0);
+      const tokens = new Int32Array(hi),
+        positions = new Int32Array(hi);
+      // rows not stepping sit out: token 0 at their next position (overwritten when they feed it), or 0
+      for (let r = 0; r < hi; r++) {
+        const j = pool.slots[r];
+        positions[r] = j ? Math.min(j.fed, T - 1) : 0;
+      }
+      for (const job of stepping) tokens[job.slot] = job.ctx[job.fed];
+      this.stats.poolMax = Math.max(this.stats.poolMax, stepping.length);
       try {
-        if (cohort.dec.position < T) {
-          const out = cohort.dec.stepNormalized(cohort.members.map((m) => (m ? m.ctx[m.ctx.length - 1] : 0)));
-          for (const m of live) rows.push({ job: m, row: out.subarray(m.slot * this.C, (m.slot + 1) * this.C) });
-        } else {
-          // the context is full: each member goes on with a forward over its last T tokens
-          cohort.dec.free();
-          for (const m of live) {
-            m.cohort = null;
-            rows.push({ job: m, row: this.windowRow(m.ctx) });
-          }
+        const out = pool.dec.stepRowsNormalized(tokens, positions, hi);
+        for (const job of stepping) {
+          job.fed++;
+          // the prompt fed: its last row goes to the head (a prompt still being fed goes on next step)
+          if (job.fed === job.ctx.length) rows.push({ job, row: out.subarray(job.slot * this.C, (job.slot + 1) * this.C) });
         }
       } catch (e) {
-        for (const m of live) this.fail(m, e);
+        for (const job of stepping) this.fail(job, e);
       }
     }
+    if (stepping.length === 0 && rows.length === 0) return false;
     const { C, V } = this;
     const be = this.engine.model.backend;
     this.stats.genSteps++;
@@ -298,48 +323,67 @@ export class Batcher {
     for (let r0 = 0; r0 < rows.length; r0 += HEAD_ROWS) {
       const part = rows.slice(r0, r0 + HEAD_ROWS),
         n = part.length;
-      let logits: Logits;
       const { genIn, genOut } = this.buffers();
+      const out = be.view(genOut, 0, n * V);
       try {
         const host = new Float64Array(n * C);
         part.forEach((p, r) => host.set(p.row, r * C));
-        const inp = be.view(genIn, 0, n * C),
-          out = be.view(genOut, 0, n * V);
+        const inp = be.view(genIn, 0, n * C);
         be.upload(inp, host);
         be.linearForward(out, inp, this.engine.model.param('transformer.wte.weight'), null, n, C, V); // tied head
-        logits = downloadLogits(be, out);
       } catch (e) {
         for (const p of part) this.fail(p.job, e);
         continue;
       }
-      part.forEach((p, r) => {
+      // each row's draw on the backend (its logits stay there), with the job's own Rng
+      const ids = new Int32Array(n);
+      const ok = part.map((p, r) => {
+        const o = p.job.opts;
         try {
-          this.emit(p.job, logits.subarray(r * V, (r + 1) * V));
+          const u = o.temperature > 0 ? o.rng.uniform() : 0;
+          ids[r] = be.sampleLogits(be.view(out, r * V, V), this.engine.textVocab, o.temperature, o.topK, o.topP, u);
+          return true;
+        } catch (e) {
+          this.fail(p.job, e);
+          return false;
+        }
+      });
+      // log-probabilities (the drawn id's and the top k) for the rows that ask, in one call
+      const want = part.map((p, r) => r).filter((r) => ok[r] && part[r].job.opts.logprobs !== null);
+      let lp: ReturnType<Batcher['rowStats']> | null = null;
+      if (want.length > 0) {
+        try {
+          const K = want.reduce((m, r) => Math.max(m, part[r].job.opts.logprobs ?? 0), 0);
+          // the asking rows are gathered in order: a copy each into the front of the output rows
+          want.forEach((r, i) => {
+            if (r !== i) be.copy(be.view(out, i * V, V), be.view(out, r * V, V));
+          });
+          lp = this.rowStats(
+            be.view(out, 0, want.length * V),
+            Int32Array.from(want, (r) => ids[r]),
+            want.length,
+            K,
+          );
+        } catch (e) {
+          for (const r of want) this.fail(part[r].job, e);
+          for (const r of want) ok[r] = false;
+        }
+      }
+      part.forEach((p, r) => {
+        if (!ok[r]) return;
+        try {
+          const i = want.indexOf(r);
+          const tok: GeneratedToken =
+            lp !== null && i >= 0
+              ? { id: ids[r], text: '', logprob: lp.stats(i).logprob, top: lp.top(i, p.job.opts.logprobs ?? 0) }
+              : { id: ids[r], text: '', logprob: NaN, top: [] };
+          this.emit(p.job, tok);
         } catch (e) {
           this.fail(p.job, e);
         }
       });
     }
-  }
-
-  /** A cohort for sequences with prompts of one length: their prompts fed together; their first rows. */
-  private async startCohort(group: GenJob[]): Promise<{ job: GenJob; row: Float64Array }[]> {
-    const cohort: Cohort = { dec: this.engine.model.createDecoder(group.length), members: [...group] };
-    this.stats.cohortMax = Math.max(this.stats.cohortMax, group.length);
-    group.forEach((job, i) => {
-      job.started = true;
-      job.cohort = cohort;
-      job.slot = i;
-    });
-    const len = group[0].ctx.length;
-    const tokens = new Int32Array(group.length);
-    let out: Float64Array = new Float64Array(0);
-    for (let i = 0; i < len; i++) {
-      group.forEach((job, r) => (tokens[r] = job.ctx[i]));
-      out = cohort.dec.stepNormalized(tokens);
-      if ((i & 63) === 63) await yieldNow();
-    }
-    return group.map((job, r) => ({ job, row: out.subarray(r * this.C, (r + 1) * this.C) }));
+    return true;
   }
 
   /** Final-LayerNorm row of the last position of a forward over the last T tokens of ctx. */
@@ -352,20 +396,10 @@ export class Batcher {
     return row;
   }
 
-  /** Sample the job's next token from its logits row, hand out its text, and finish or go on. */
-  private emit(job: GenJob, logits: Logits): void {
+  /** Hand out the job's next token (drawn from its logits row), and finish or go on. */
+  private emit(job: GenJob, tok: GeneratedToken): void {
     const o = job.opts,
-      V = this.V,
-      textVocab = this.engine.textVocab;
-    const id = sampleId(logits, textVocab, o);
-    // the log-sum-exp (V exponentials on the host) only when log-probabilities are asked for
-    const lse = o.logprobs !== null ? logSumExp(logits, 0, V) : NaN;
-    const tok: GeneratedToken = {
-      id,
-      text: '',
-      logprob: logits[id] - lse,
-      top: o.logprobs !== null ? topK(logits, 0, textVocab, o.logprobs, lse) : [],
-    };
+      id = tok.id;
     if (job.eot !== null && id === job.eot) {
       job.finish = 'stop';
       return this.finish(job);
@@ -418,13 +452,23 @@ export class Batcher {
     next();
   }
 
+  /** The job's row of the pool is free again. */
+  private release(job: GenJob): void {
+    if (job.slot >= 0 && this.pool) {
+      this.pool.slots[job.slot] = null;
+      // a new sequence may have been waiting for a row
+      if (this.gen.some((j) => j !== job && j.slot < 0 && !j.started && !j.waiting)) this.kick(false);
+    }
+    job.slot = -1;
+  }
+
   private remove(job: GenJob): void {
     this.gen = this.gen.filter((j) => j !== job);
-    const cohort = job.cohort;
-    if (cohort) {
-      cohort.members[job.slot] = null;
-      if (cohort.members.every((m) => m === null)) cohort.dec.free();
-      job.cohort = null;
+    this.release(job);
+    // no sequence left: the pool's decoder goes back (a server between bursts holds none)
+    if (this.gen.length === 0 && this.pool) {
+      this.pool.dec.free();
+      this.pool = null;
     }
   }
 
@@ -491,17 +535,18 @@ export class Batcher {
       picked.forEach((p, r) => host.set(p.row, r * C));
       be.upload(inp, host);
       be.linearForward(out, inp, this.engine.model.param('transformer.wte.weight'), null, ECHO_ROWS, C, V); // tied head
-      const L = downloadLogits(be, be.view(out, 0, n * V));
+      // the rows' log-sum-exps, targets' logits and top k on the backend: only these come back
+      const K = picked.reduce((m, p) => Math.max(m, p.job.k), 0);
+      const rows = this.rowStats(
+        be.view(out, 0, n * V),
+        Int32Array.from(picked, (p) => p.job.ids[p.t]),
+        n,
+        K,
+      );
       picked.forEach((p, r) => {
-        const off = r * V,
-          target = p.job.ids[p.t];
-        // -log p(target) = logsumexp(row) - row[target], from the backend's cross-entropy
-        // operator (its exponentials are the backend's: float32 on the native backends, whose
-        // logits carry float32 rounding anyway; float64 on the reference), so the host does
-        // not take V exponentials per position.
-        const nll = be.crossEntropyForward(null, be.view(out, off, V), Int32Array.of(target), 1, V, 1);
-        p.job.result.tokenLogprobs[p.t] = -nll;
-        p.job.result.top[p.t] = topK(L, off, this.engine.textVocab, p.job.k, nll + L[off + target]) as TopEntry[];
+        const st = rows.stats(r);
+        p.job.result.tokenLogprobs[p.t] = st.logprob;
+        p.job.result.top[p.t] = rows.top(r, p.job.k);
       });
     } catch (e) {
       for (const job of jobs) {
@@ -529,6 +574,45 @@ export class Batcher {
     const n = this.echo.length;
     const s = this.echoTurn++ % n;
     return [...this.echo.slice(s), ...this.echo.slice(0, s)];
+  }
+
+  /**
+   * logitsStats of n rows of logits on the backend (one target each, the k largest with k <= K),
+   * brought back as the target's log-probability and the top entries: logprob = logit - lse, with
+   * the log-sum-exp as the backend's pair hi + lo (float32 backends: to ~2^-48), in float64.
+   */
+  private rowStats(
+    logits: unknown,
+    targets: Int32Array,
+    n: number,
+    K: number,
+  ): { stats(r: number): { lse: number; logprob: number }; top(r: number, k: number): TopEntry[] } {
+    const be = this.engine.model.backend;
+    const sb = be.alloc(n * 3),
+      tb = be.alloc(n * K * 2);
+    let st: Logits, tp: Logits;
+    try {
+      be.logitsStats(sb, tb, logits, targets, n, this.V, this.engine.textVocab, K);
+      st = downloadLogits(be, sb);
+      tp = downloadLogits(be, tb);
+    } finally {
+      be.free(sb);
+      be.free(tb);
+    }
+    const lse = (r: number) => st[3 * r] + st[3 * r + 1];
+    return {
+      stats: (r) => ({ lse: lse(r), logprob: st[3 * r + 2] - lse(r) }),
+      top: (r, k) => {
+        const out: TopEntry[] = [],
+          l = lse(r);
+        for (let i = 0; i < k; i++) {
+          const id = tp[(r * K + i) * 2];
+          if (id < 0) break;
+          out.push({ id, logprob: tp[(r * K + i) * 2 + 1] - l });
+        }
+        return out;
+      },
+    };
   }
 
   /** The job's next windows (of one length, up to WINDOW_ROWS positions) through the forward. */

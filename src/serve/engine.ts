@@ -2,9 +2,10 @@
 // crate-ts language model, independent of HTTP.
 //
 // Prompt log-probabilities. Position i's distribution is log_softmax(logits[i-1]) over the full
-// vocabulary: the log-sum-exp of each row comes from the backend's cross-entropy operator (exp in
-// float32 summed in double on the native backends, float64 on the reference), the rest in float64
-// on the host. The logits are the model's on the selected backend: the
+// vocabulary: the log-sum-exp of each row, the target's logit and the top k come from the backend's
+// logitsStats operator (exp in float32 summed in double on the native backends, float64 on the
+// reference; the rows stay on the backend), the differences in float64 on the host. The logits are
+// the model's on the selected backend: the
 // forward runs there (runWithCache keeps the final LayerNorm output), and the tied head
 // logits = LN_f(x)·wteᵀ is applied again, on the same backend, to the positions being scored only.
 // Prompts longer than the block size T are scored with a sliding window (the same scheme as the
@@ -121,12 +122,13 @@ export class Engine {
   }
 
   /**
-   * Memory one request's computation needs at its peak, an estimate in bytes: `shared`, the model's
-   * forward activations (one buffer for every request, since forwards run one at a time: for echo,
-   * over its largest group of windows, as LanguageModel lays them out, logits and their gradient
-   * included; a forward over the block when a context outgrows it) plus the echo head buffers;
-   * and `own`, what the request alone holds: its decoders' caches and scratch, and the host's copies
-   * of its rows and answers.
+   * Memory one request's computation needs at its peak, an estimate in bytes: `shared`, what one
+   * buffer serves every request with: the model's forward activations (forwards run one at a time:
+   * for echo, over its largest group of windows, as LanguageModel lays them out, logits and their
+   * gradient included; a forward over the block when a context outgrows it) plus the echo head
+   * buffers, and for generation the pool's decoder (caches and scratch of maxBatch rows, which
+   * every sequence decodes in); and `own`, what the request alone holds: the host's copies of its
+   * rows and answers.
    */
   workBytes(lens: readonly number[], echo: boolean, maxTokens: number, k: number | null): { shared: number; own: number } {
     const c = this.model.config,
@@ -143,7 +145,7 @@ export class Engine {
       return perLayer + N * C * 3 + N * 2 + N * V * 2 + 3 * N * C + 2 * Math.max(3 * C, H) * N;
     };
     let forwardMax = 0,
-      decoders = 0,
+      pool = 0,
       host = 0;
     for (const n of lens) {
       if (echo && n > 1) {
@@ -153,13 +155,13 @@ export class Engine {
         host += n * (C * 8 + ((k ?? 0) + 1) * 64);
       }
       if (maxTokens > 0) {
-        // the choices of a request may decode at the same time (greedy ones do)
         if (n + maxTokens > T) forwardMax = Math.max(forwardMax, forward(1, T));
-        decoders += this.model.blocks.reduce((a, b) => a + b.cacheSize(1, T), 0) + 16 * C + 2 * Math.max(c.istaSteps * H, H) + V;
+        // every sequence decodes in the pool's decoder: maxBatch rows, one for all requests
+        pool = (this.model.blocks.reduce((a, b) => a + b.cacheSize(1, T), 0) + 16 * C + 2 * Math.max(c.istaSteps * H, H) + V) * this.maxBatch;
         host += maxTokens * (((k ?? 0) + 1) * 64 + 64);
       }
     }
-    return { shared: forwardMax * word, own: decoders * word + host };
+    return { shared: (forwardMax + pool) * word, own: host };
   }
 }
 

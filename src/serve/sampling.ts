@@ -4,6 +4,7 @@
 // requests gives the same answer as the same row computed alone.
 import type { LanguageModel } from '../model/lm.js';
 import type { Rng } from '../util/rng.js';
+import { logSumExpRow, sampleLogits, topRow } from '../reference/logits.js';
 
 export type Logits = Float64Array | Float32Array;
 
@@ -66,95 +67,20 @@ export const yieldNow = (): Promise<void> => new Promise((r) => setImmediate(r))
 
 /** log-sum-exp of logits[off, off+V). */
 export function logSumExp(logits: Logits, off: number, V: number): number {
-  let max = -Infinity;
-  for (let j = 0; j < V; j++) if (logits[off + j] > max) max = logits[off + j];
-  let s = 0;
-  for (let j = 0; j < V; j++) s += Math.exp(logits[off + j] - max);
-  return max + Math.log(s);
+  return logSumExpRow(logits, off, V);
 }
 
 /** The k largest of logits[off, off+n) (ids < n), descending, ties to the lower id. */
 export function topK(logits: Logits, off: number, n: number, k: number, lse: number): TopEntry[] {
-  if (k <= 0) return [];
-  const ids: number[] = [],
-    vals: number[] = [];
-  for (let j = 0; j < n; j++) {
-    const v = logits[off + j];
-    if (ids.length === k && v <= vals[k - 1]) continue;
-    let p = ids.length < k ? ids.length : k - 1;
-    while (p > 0 && vals[p - 1] < v) p--;
-    ids.splice(p, 0, j);
-    vals.splice(p, 0, v);
-    if (ids.length > k) {
-      ids.pop();
-      vals.pop();
-    }
-  }
-  return ids.map((id, i) => ({ id, logprob: vals[i] - lse }));
+  return topRow(logits, off, n, k).map((id) => ({ id, logprob: logits[off + id] - lse }));
 }
-
-/** Draw an id < n from logits with temperature, top-k and top-p (greedy when temperature is 0). */
-export function sampleId(logits: Logits, n: number, o: { temperature: number; topK: number; topP: number; rng: Rng }): number {
-  if (o.temperature <= 0) {
-    let best = 0;
-    for (let j = 1; j < n; j++) if (logits[j] > logits[best]) best = j;
-    return best;
-  }
-  if (!(o.topK > 0 && o.topK < n) && !(o.topP < 1)) return sampleAll(logits, n, o.temperature, o.rng);
-  let ids: number[];
-  if (o.topK > 0 && o.topK < n) ids = topK(logits, 0, n, o.topK, 0).map((e) => e.id);
-  else if (o.topP < 1) {
-    ids = Array.from({ length: n }, (_, j) => j);
-    ids.sort((a, b) => logits[b] - logits[a] || a - b);
-  } else ids = Array.from({ length: n }, (_, j) => j);
-  let max = -Infinity;
-  for (const j of ids) if (logits[j] > max) max = logits[j];
-  let w = ids.map((j) => Math.exp((logits[j] - max) / o.temperature));
-  let total = w.reduce((a, b) => a + b, 0);
-  if (o.topP < 1) {
-    // ids are in descending order here: keep the shortest prefix whose mass reaches topP
-    let acc = 0,
-      keep = ids.length;
-    for (let i = 0; i < ids.length; i++) {
-      acc += w[i] / total;
-      if (acc >= o.topP) {
-        keep = i + 1;
-        break;
-      }
-    }
-    ids = ids.slice(0, keep);
-    w = w.slice(0, keep);
-    total = w.reduce((a, b) => a + b, 0);
-  }
-  let r = o.rng.uniform() * total;
-  for (let i = 0; i < ids.length; i++) {
-    r -= w[i];
-    if (r < 0) return ids[i];
-  }
-  return ids[ids.length - 1];
-}
-
-/** Weights of the full distribution, reused between calls (one decoding step at a time). */
-let sampleScratch = new Float64Array(0);
 
 /**
- * Draw an id < n from softmax(logits / temperature) over all ids: the same weights, sum and walk
- * (in id order) as the filtered path of sampleId, without building arrays of n ids per token.
+ * Draw an id < n from logits with temperature, top-k and top-p (greedy when temperature is 0): the
+ * float64 draw of src/reference/logits.ts (the reference of the backends' sampleLogits), with one
+ * uniform from the request's Rng when the temperature is above 0.
  */
-function sampleAll(logits: Logits, n: number, temperature: number, rng: Rng): number {
-  if (sampleScratch.length < n) sampleScratch = new Float64Array(n);
-  const w = sampleScratch;
-  let max = -Infinity;
-  for (let j = 0; j < n; j++) if (logits[j] > max) max = logits[j];
-  let total = 0;
-  for (let j = 0; j < n; j++) {
-    w[j] = Math.exp((logits[j] - max) / temperature);
-    total += w[j];
-  }
-  let r = rng.uniform() * total;
-  for (let j = 0; j < n; j++) {
-    r -= w[j];
-    if (r < 0) return j;
-  }
-  return n - 1;
+export function sampleId(logits: Logits, n: number, o: { temperature: number; topK: number; topP: number; rng: Rng }): number {
+  const u = o.temperature > 0 ? o.rng.uniform() : 0;
+  return sampleLogits(logits, logits.length, n, o.temperature, o.topK, o.topP, u);
 }

@@ -5,7 +5,7 @@
 //   GPT-2 baseline (spec 3.3): separate q, k, v from one c_attn of width 3C; no biases.
 import type { Ctx } from './context.js';
 import { point, hostPoint } from './context.js';
-import type { DecodeScratch, Dim, HookDecl, ParamDecl, Scratch } from './block.js';
+import type { DecodeScratch, Dim, HookDecl, ParamDecl, Scratch, DecodePos } from './block.js';
 
 /** Per-layer tensors the attention half keeps for backward (views into the model's activation buffer). */
 export interface AttnActs<Buf> {
@@ -203,10 +203,11 @@ export class SelfAttention {
 
   /**
    * One new position t for each of `batch` sequences (rows of x, (batch,C)): xh ← x + branch, with
-   * the new projection appended to the cache. CRATE caches v = U*ᵀ LN₁(z) (query = key = value);
-   * GPT-2 caches k and v. `d` holds the per-step scratch.
+   * the new projection appended to the cache at position t (t[b] for row b when t is per row).
+   * CRATE caches v = U*ᵀ LN₁(z) (query = key = value); GPT-2 caches k and v. `d` holds the
+   * per-step scratch.
    */
-  decode<Buf>(ctx: Ctx<Buf>, cache: Buf, x: Buf, xh: Buf, t: number, maxT: number, d: DecodeScratch<Buf>): void {
+  decode<Buf>(ctx: Ctx<Buf>, cache: Buf, x: Buf, xh: Buf, t: DecodePos, maxT: number, d: DecodeScratch<Buf>): void {
     const { be, cfg } = ctx,
       n = ctx.B,
       C = this.C,
@@ -220,10 +221,24 @@ export class SelfAttention {
     const K = be.view(cache, 0, n * maxT * C),
       V = this.tied ? K : be.view(cache, n * maxT * C, n * maxT * C);
     const hp = C / NH;
+    const at = (b: number) => (typeof t === 'number' ? t : t[b]);
+    // one attentionDecode per run of rows at one position (every row when t is one number)
+    const attend = (q: Buf) => {
+      if (typeof t === 'number') return be.attentionDecode(d.y, q, K, V, n, t, maxT, C, NH);
+      for (let b0 = 0; b0 < n;) {
+        let b1 = b0 + 1;
+        while (b1 < n && t[b1] === t[b0]) b1++;
+        const r = b1 - b0,
+          Kr = be.view(K, b0 * maxT * C, r * maxT * C),
+          Vr = this.tied ? Kr : be.view(V, b0 * maxT * C, r * maxT * C);
+        be.attentionDecode(be.view(d.y, b0 * C, r * C), be.view(q, b0 * C, r * C), Kr, Vr, r, t[b0], maxT, C, NH);
+        b0 = b1;
+      }
+    };
     if (this.tied) {
       point(ctx, h + 'attn.hook_qkv', proj, [n, 1, NH, hp]);
-      for (let b = 0; b < n; b++) be.copy(be.view(K, (b * maxT + t) * C, C), be.view(proj, b * C, C));
-      be.attentionDecode(d.y, proj, K, K, n, t, maxT, C, NH);
+      for (let b = 0; b < n; b++) be.copy(be.view(K, (b * maxT + at(b)) * C, C), be.view(proj, b * C, C));
+      attend(proj);
     } else {
       const st = [3 * C, 3 * C, hp, 1];
       point(ctx, h + 'attn.hook_q', proj, [n, 1, NH, hp], st, 0);
@@ -231,10 +246,10 @@ export class SelfAttention {
       point(ctx, h + 'attn.hook_v', proj, [n, 1, NH, hp], st, 2 * C);
       for (let b = 0; b < n; b++) {
         be.copy(be.view(d.q, b * C, C), be.view(proj, b * 3 * C, C));
-        be.copy(be.view(K, (b * maxT + t) * C, C), be.view(proj, b * 3 * C + C, C));
-        be.copy(be.view(V, (b * maxT + t) * C, C), be.view(proj, b * 3 * C + 2 * C, C));
+        be.copy(be.view(K, (b * maxT + at(b)) * C, C), be.view(proj, b * 3 * C + C, C));
+        be.copy(be.view(V, (b * maxT + at(b)) * C, C), be.view(proj, b * 3 * C + 2 * C, C));
       }
-      be.attentionDecode(d.y, d.q, K, V, n, t, maxT, C, NH);
+      attend(d.q);
     }
     point(ctx, h + 'attn.hook_z', d.y, [n, 1, NH, hp]);
     be.linearForward(d.tmp, d.y, ctx.param(this.p + 'attn.c_proj.weight'), bias(this.p + 'attn.c_proj.bias'), n, C, C);

@@ -55,6 +55,12 @@ export interface Scratch<Buf> {
   w2: Buf;
 }
 
+/**
+ * The position of a decode step's new token: one for every sequence, or one per sequence (a
+ * decoder whose rows are at different positions: a server batching requests of different lengths).
+ */
+export type DecodePos = number | Int32Array;
+
 /** Per-step decode scratch (rows = sequences in the batch). */
 export interface DecodeScratch<Buf> {
   u: Buf;
@@ -93,8 +99,8 @@ export interface Block<Acts = unknown> {
   backward<Buf>(ctx: Ctx<Buf>, acts: Acts, out: Buf, s: Scratch<Buf>): void;
   /** Elements of this layer's decode cache for `batch` sequences of up to maxT positions. */
   cacheSize(batch: number, maxT: number): number;
-  /** One new position t per sequence: io.x ← block(io.x), appending to the cache. */
-  decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: number, maxT: number, d: DecodeScratch<Buf>): void;
+  /** One new position per sequence (t, or t[b] for row b): io.x ← block(io.x), appending to the cache. */
+  decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: DecodePos, maxT: number, d: DecodeScratch<Buf>): void;
   /**
    * The output directions of the neurons, (width × d) row-major: row i is what neuron i adds to the
    * residual stream per unit (the viewer's logit effects). `param` returns a parameter by its name

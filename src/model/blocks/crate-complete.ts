@@ -5,7 +5,17 @@
 import type { BlockConfig, Ctx } from './context.js';
 import { point } from './context.js';
 import { SelfAttention, type AttnActs } from './attention.js';
-import { SHARED_HOOKS, type Architecture, type Block, type DecodeBufs, type DecodeScratch, type HookDecl, type ParamDecl, type Scratch } from './block.js';
+import {
+  SHARED_HOOKS,
+  type Architecture,
+  type Block,
+  type DecodeBufs,
+  type DecodePos,
+  type DecodeScratch,
+  type HookDecl,
+  type ParamDecl,
+  type Scratch,
+} from './block.js';
 
 export interface CompleteActs<Buf> extends AttnActs<Buf> {
   ln2: Buf;
@@ -78,7 +88,7 @@ export class CrateCompleteBlock implements Block<CompleteActs<unknown>> {
     B: number,
     T: number,
     N: number,
-    dec?: { cache: Buf; t: number; maxT: number; d: DecodeScratch<Buf> },
+    dec?: { cache: Buf; t: DecodePos; maxT: number; d: DecodeScratch<Buf> },
   ): void {
     const { be, cfg } = ctx,
       C = this.C,
@@ -117,7 +127,7 @@ export class CrateCompleteBlock implements Block<CompleteActs<unknown>> {
     return this.attn.cacheSize(batch, maxT);
   }
 
-  decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: number, maxT: number, d: DecodeScratch<Buf>): void {
+  decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: DecodePos, maxT: number, d: DecodeScratch<Buf>): void {
     const n = ctx.B;
     // The attention half reads io.x before the ISTA half overwrites it with the code.
     const a = { x: io.x, xh: io.xh, ln2: d.tmp, mean2: d.mean, rstd2: d.rstd } as CompleteActs<Buf>;

@@ -5,7 +5,17 @@
 import type { BlockConfig, Ctx } from './context.js';
 import { point, patches } from './context.js';
 import { SelfAttention, type AttnActs } from './attention.js';
-import { SHARED_HOOKS, type Architecture, type Block, type DecodeBufs, type DecodeScratch, type HookDecl, type ParamDecl, type Scratch } from './block.js';
+import {
+  SHARED_HOOKS,
+  type Architecture,
+  type Block,
+  type DecodeBufs,
+  type DecodePos,
+  type DecodeScratch,
+  type HookDecl,
+  type ParamDecl,
+  type Scratch,
+} from './block.js';
 
 export interface CrateActs<Buf> extends AttnActs<Buf> {
   ln2: Buf;
@@ -161,7 +171,7 @@ export class CrateBlock implements Block<CrateActs<unknown>> {
     return this.attn.cacheSize(batch, maxT);
   }
 
-  decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: number, maxT: number, d: DecodeScratch<Buf>): void {
+  decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: DecodePos, maxT: number, d: DecodeScratch<Buf>): void {
     const { be, cfg } = ctx,
       n = ctx.B,
       C = this.C,

@@ -4,7 +4,17 @@
 import type { BlockConfig, Ctx } from './context.js';
 import { point } from './context.js';
 import { SelfAttention, type AttnActs } from './attention.js';
-import { SHARED_HOOKS, type Architecture, type Block, type DecodeBufs, type DecodeScratch, type HookDecl, type ParamDecl, type Scratch } from './block.js';
+import {
+  SHARED_HOOKS,
+  type Architecture,
+  type Block,
+  type DecodeBufs,
+  type DecodePos,
+  type DecodeScratch,
+  type HookDecl,
+  type ParamDecl,
+  type Scratch,
+} from './block.js';
 
 export interface Gpt2Acts<Buf> extends AttnActs<Buf> {
   ln2: Buf;
@@ -82,7 +92,7 @@ export class Gpt2Block implements Block<Gpt2Acts<unknown>> {
     B: number,
     T: number,
     N: number,
-    dec?: { cache: Buf; t: number; maxT: number; d: DecodeScratch<Buf> },
+    dec?: { cache: Buf; t: DecodePos; maxT: number; d: DecodeScratch<Buf> },
   ): void {
     const { be, cfg } = ctx,
       C = this.C,
@@ -122,7 +132,7 @@ export class Gpt2Block implements Block<Gpt2Acts<unknown>> {
     return this.attn.cacheSize(batch, maxT);
   }
 
-  decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: number, maxT: number, d: DecodeScratch<Buf>): void {
+  decode<Buf>(ctx: Ctx<Buf>, cache: Buf, io: DecodeBufs<Buf>, t: DecodePos, maxT: number, d: DecodeScratch<Buf>): void {
     const n = ctx.B,
       H = this.H,
       be = ctx.be;
