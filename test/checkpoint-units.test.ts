@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseConfigJson, parseTrainState, checkParameterCount } from '../src/checkpoint/validate.js';
-import { loadCheckpoint } from '../src/checkpoint/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint } from '../src/checkpoint/checkpoint.js';
 import { resolveRun, Trainer } from '../src/train/trainer.js';
 import type { TensorEntry } from '../src/io/safetensors.js';
 import { detectArch, loadStateDict, stateDictFromModel } from '../src/checkpoint/statedict.js';
@@ -117,5 +117,31 @@ describe('checkParameterCount', () => {
     expect(() => checkParameterCount(config, entries, 'f.safetensors')).not.toThrow();
     entries.delete('lm_head.weight');
     expect(() => checkParameterCount(config, entries, 'f.safetensors')).toThrow(/f\.safetensors/);
+  });
+});
+
+describe('format_version', () => {
+  /** Save a tiny model, then rewrite its metadata "format_version" (the header is rebuilt, the data kept). */
+  function withVersion(v: string): string {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'crate-ck-version-'));
+    const file = path.join(dir, 'model.safetensors');
+    const m = new LanguageModel(new ReferenceBackend(), makeConfig('char-tiny', { nLayer: 1, nEmbd: 16, nHead: 2, blockSize: 16 }), { seed: 1 });
+    saveCheckpoint(file, { model: m as LanguageModel<unknown>, tokenizer: 'byte' });
+    const buf = fs.readFileSync(file);
+    const n = Number(buf.readBigUInt64LE(0));
+    const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+    header.__metadata__.format_version = v;
+    const json = Buffer.from(JSON.stringify(header), 'utf8');
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    fs.writeFileSync(file, Buffer.concat([len, json, buf.subarray(8 + n)]));
+    return file;
+  }
+
+  it('a larger plain number is "written by a newer crate-ts"; a zero-padded one is not a version at all', () => {
+    expect(() => loadCheckpoint(withVersion('99'), { verifyChecksum: false })).toThrow(/format_version 99 was written by a newer crate-ts/);
+    const padded = withVersion('007');
+    expect(() => loadCheckpoint(padded, { verifyChecksum: false })).toThrow(/metadata "format_version" is "007", not a version this crate-ts reads/);
+    expect(() => loadCheckpoint(padded, { verifyChecksum: false })).not.toThrow(/newer/);
   });
 });

@@ -12,6 +12,9 @@ import { defaultLogEvery, RUN_DEFAULTS, type DefaultsTable } from '../src/train/
 import { lrAt } from '../src/train/optimizer.js';
 import { lossChartSvg } from '../src/train/svg.js';
 import { JsonLog } from '../src/train/jsonlog.js';
+import { checkHyper } from '../src/train/request.js';
+import { RequestError } from '../src/train/request-error.js';
+import type { TrainHyper } from '../src/checkpoint/checkpoint.js';
 import { resolveRun, Trainer, type TrainRequest, type RunResult } from '../src/train/trainer.js';
 import { ReferenceBackend } from '../src/backend/reference.js';
 import { PRESETS } from '../src/model/config.js';
@@ -245,5 +248,56 @@ describe('Trainer messages (no training step)', () => {
       `done: 0 steps (--steps 0): the initial model of seed ${trainer.hyper.seed}, untrained, saved as a run (a random-init control); 3s wall`,
     );
     expect(lines[1]).toContain('last 0 steps averaged n/a');
+  });
+});
+
+describe('checkHyper: the bounds of the numeric hyper-parameters', () => {
+  const base = () => ({ ...RUN_DEFAULTS.reference.hyper });
+  const refuses = (patch: Record<string, unknown>, field: string, what: RegExp) => {
+    const h = { ...base(), ...patch } as TrainHyper;
+    let err: unknown;
+    try {
+      checkHyper(h);
+    } catch (e) {
+      err = e;
+    }
+    expect(err, `${JSON.stringify(patch)} must be refused`).toBeInstanceOf(RequestError);
+    expect((err as RequestError).message).toContain(field);
+    expect((err as RequestError).message).toMatch(what);
+  };
+
+  it('accepts the defaults', () => {
+    expect(() => checkHyper(base())).not.toThrow();
+  });
+
+  it('batch, seq and gradAccum must be at least 1 (0 is refused, naming the field)', () => {
+    for (const k of ['batch', 'seq', 'gradAccum']) refuses({ [k]: 0 }, k, /must be a positive integer, got 0/);
+  });
+
+  it('eps must be positive: 0 is refused; clip and weightDecay may be 0', () => {
+    refuses({ eps: 0 }, 'eps', /must be positive, got 0/);
+    expect(() => checkHyper({ ...base(), clip: 0, weightDecay: 0 })).not.toThrow();
+  });
+
+  it('valFraction lies in (0, 1), and the message says so', () => {
+    refuses({ valFraction: 1 }, 'valFraction', /must be in \(0, 1\), got 1/);
+    refuses({ valFraction: 0 }, 'valFraction', /must be in \(0, 1\), got 0/);
+  });
+});
+
+describe('loss chart: reference lines and the legend', () => {
+  it('a reference value is drawn as a dashed line across the plot, and the per-step train label is shown', () => {
+    const svg = lossChartSvg({
+      title: 't',
+      train: [
+        { step: 1, loss: 3 },
+        { step: 2, loss: 2 },
+      ],
+      val: [],
+      refs: [{ label: 'unigram', value: 2.5 }],
+    });
+    // the plot's left edge is x = 64 (the legend's swatch is drawn at 0 and translated)
+    expect(svg).toMatch(/<line x1="64" x2="[\d.]+" y1="[\d.]+" y2="[\d.]+" stroke="[^"]+" stroke-dasharray="6,4"\/>/);
+    expect(svg).toContain('train loss per step');
   });
 });
