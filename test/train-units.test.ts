@@ -279,6 +279,11 @@ describe('checkHyper: the bounds of the numeric hyper-parameters', () => {
     expect(() => checkHyper({ ...base(), clip: 0, weightDecay: 0 })).not.toThrow();
   });
 
+  it('beta1 and beta2 may be 0; clip must not be negative, and the message says 0 turns it off', () => {
+    expect(() => checkHyper({ ...base(), beta1: 0, beta2: 0 })).not.toThrow();
+    refuses({ clip: -1 }, 'clip', /must be non-negative \(0 = no clipping\), got -1/);
+  });
+
   it('valFraction lies in (0, 1), and the message says so', () => {
     refuses({ valFraction: 1 }, 'valFraction', /must be in \(0, 1\), got 1/);
     refuses({ valFraction: 0 }, 'valFraction', /must be in \(0, 1\), got 0/);
@@ -299,5 +304,7 @@ describe('loss chart: reference lines and the legend', () => {
     // the plot's left edge is x = 64 (the legend's swatch is drawn at 0 and translated)
     expect(svg).toMatch(/<line x1="64" x2="[\d.]+" y1="[\d.]+" y2="[\d.]+" stroke="[^"]+" stroke-dasharray="6,4"\/>/);
     expect(svg).toContain('train loss per step');
+    // each legend entry has its swatch: a 24 px line drawn at the origin of its group
+    expect(svg).toMatch(/<line x1="0" x2="24" y1="0" y2="0" stroke="[^"]+" stroke-width="2"\/>/);
   });
 });
