@@ -79,6 +79,8 @@ interface Child {
   exit: Promise<number | null>;
   waitFor(re: RegExp, ms: number): Promise<void>;
   kill(sig: NodeJS.Signals): void;
+  /** Resolves once the kernel no longer holds SIGTERM pending for the child (it was delivered). */
+  termDelivered(ms: number): Promise<void>;
 }
 
 /** Start a command in a child process (argv, or a bash script when `shell`). */
@@ -104,6 +106,23 @@ function start(cmd: string[] | string): Child {
     exit,
     kill: (sig) => {
       child.kill(sig);
+    },
+    // Two identical signals sent while the first is still pending merge into one (POSIX), which
+    // on a loaded machine happens when the child is not scheduled between the two kills: poll the
+    // process-wide pending mask (ShdPnd in /proc/<pid>/status, SIGTERM = bit 14) until it clears.
+    termDelivered: async (ms) => {
+      const until = Date.now() + ms;
+      while (Date.now() < until) {
+        let pending: bigint;
+        try {
+          const m = /^ShdPnd:\s*([0-9a-f]+)$/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+          pending = m ? BigInt(`0x${m[1]}`) : 0n;
+        } catch {
+          return; // gone, or no /proc: nothing left to wait for
+        }
+        if ((pending & (1n << 14n)) === 0n) return;
+        await new Promise((r) => setTimeout(r, 1));
+      }
     },
     waitFor: (re, ms) =>
       new Promise<void>((resolve, reject) => {
@@ -236,6 +255,7 @@ describe('crate-ts train: a second signal', () => {
     ]);
     await c.waitFor(/^step +1\/1000 /m, 60_000);
     c.kill('SIGTERM');
+    await c.termDelivered(10_000);
     await new Promise((r) => setTimeout(r, 20));
     c.kill('SIGTERM');
     expect(await c.exit).toBe(143);
